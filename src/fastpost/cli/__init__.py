@@ -1,0 +1,1 @@
+"""User commands (not daemons): the `fastpost` command and its Postfix-named tools."""

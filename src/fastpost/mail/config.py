@@ -1,0 +1,449 @@
+"""main.cf: reading, $name expansion and typed values.
+
+Postfix counterpart: src/util/dict.c (dict_load_fp), readlline.c, mac_expand.c,
+src/global/mail_conf*.c
+
+A logical line is a line that starts with non-whitespace plus the following lines that
+start with whitespace; blank lines and lines whose first non-blank character is ``#``
+are skipped, also inside a continued value. ``name = value``: whitespace around ``=``
+and at the end is trimmed; the last definition of a name wins.
+
+Values are stored raw and expanded when read (lazily, recursively):
+
+    $name ${name} $(name)        the value of name ("" when undefined)
+    ${name?text} ${name?{text}}  text when name is defined and not empty
+    ${name:text} ${name:{text}}  text when name is undefined or empty
+    ${name?{t1}:{t2}}            t1 or t2
+    ${{a} == {b} ? {t} : {f}}    also != < <= > >= (numeric when both sides are
+                                 numbers) and ==level !=level <level ... (compatibility
+                                 levels such as 3.6)
+    $$                           a literal $
+
+Precedence of a value: per-service ``-o name=value`` overrides, then main.cf, then the
+declared default (fastpost.mail.params).
+
+Diagnostics: ConfigError (file and line when known) for a syntax error, an expansion
+loop, or a value that does not fit its declared type or range. Callers that are daemons
+turn it into ``fatal:``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from fastpost.mail import params
+
+_NAME_RE = re.compile(r"[A-Za-z0-9_]+")
+_LIST_SPLIT_CHARS = ", \t\r\n"
+_MAX_NESTING = 100
+
+
+class ConfigError(Exception):
+    """A configuration problem; str() names the file and line when known."""
+
+
+def config_directory(cli_dir: str | None = None) -> str:
+    """Return the configuration directory: -c, $FASTPOST_CONFIG, $MAIL_CONFIG, default."""
+    return (
+        cli_dir
+        or os.environ.get("FASTPOST_CONFIG")
+        or os.environ.get("MAIL_CONFIG")
+        or params.DEFAULT_CONFIG_DIRECTORY
+    )
+
+
+def read_logical_lines(path: str, text: str | None = None):
+    """Yield (line_number, logical_line) from a main.cf-style file.
+
+    Comment lines are skipped, also between continuation lines; the line number is
+    that of the first physical line.
+    """
+    if text is None:
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            text = fh.read()
+    current: list[str] = []
+    start = 0
+    for number, raw in enumerate(text.splitlines(), 1):
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if raw[0] in " \t":
+            if current:
+                current.append(stripped)
+                continue
+            # Postfix: a continuation with nothing to continue starts a line.
+        if current:
+            yield start, " ".join(current)
+        current = [raw.rstrip()]
+        start = number
+    if current:
+        yield start, " ".join(current)
+
+
+def parse_main_cf(path: str, text: str | None = None) -> tuple[dict[str, str], dict[str, int]]:
+    """Return ({name: raw value}, {name: line number}) of a main.cf file."""
+    values: dict[str, str] = {}
+    lines: dict[str, int] = {}
+    for number, line in read_logical_lines(path, text):
+        name, eq, value = line.partition("=")
+        name = name.strip()
+        if not eq:
+            raise ConfigError(f'{path}, line {number}: missing \'=\' after attribute name: "{name}"')
+        if not name or not _NAME_RE.fullmatch(name):
+            raise ConfigError(f'{path}, line {number}: bad parameter name: "{name}"')
+        values[name] = value.strip()
+        lines[name] = number
+    return values, lines
+
+
+def split_list(text: str) -> list[str]:
+    """Split a comma/whitespace list; a ``{ ... }`` group is one element, braces kept."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] in _LIST_SPLIT_CHARS:
+            i += 1
+            continue
+        start = i
+        depth = 0
+        while i < n:
+            c = text[i]
+            if c == "{":
+                depth += 1
+            elif c == "}":
+                depth = max(0, depth - 1)
+            elif depth == 0 and c in _LIST_SPLIT_CHARS:
+                break
+            i += 1
+        out.append(text[start:i])
+    return out
+
+
+def strip_braces(token: str) -> str:
+    """Return the text inside ``{ ... }`` (trimmed), or the token unchanged."""
+    if len(token) >= 2 and token[0] == "{" and token[-1] == "}":
+        return token[1:-1].strip()
+    return token
+
+
+def _find_close(text: str, i: int, open_c: str, close_c: str) -> int:
+    """Return the index of the bracket closing the one at text[i], or -1."""
+    depth = 0
+    for j in range(i, len(text)):
+        c = text[j]
+        if c == open_c:
+            depth += 1
+        elif c == close_c:
+            depth -= 1
+            if depth == 0:
+                return j
+    return -1
+
+
+def _parse_level(text: str) -> tuple[int, ...] | None:
+    parts = text.strip().split(".")
+    if not all(p.isdigit() for p in parts):
+        return None
+    return tuple(int(p) for p in parts)
+
+
+def _compare(left: str, op: str, right: str, where: str) -> bool:
+    if op.endswith("level"):
+        a, b = _parse_level(left), _parse_level(right)
+        if a is None or b is None:
+            raise ConfigError(f"{where}: bad compatibility level in {left!r} {op} {right!r}")
+        op = op[: -len("level")]
+    elif left.strip().isdigit() and right.strip().isdigit():
+        a, b = int(left), int(right)
+    else:
+        a, b = left, right
+    return {
+        "==": a == b,
+        "!=": a != b,
+        "<": a < b,
+        "<=": a <= b,
+        ">": a > b,
+        ">=": a >= b,
+    }[op]
+
+
+_COMPARE_RE = re.compile(r"\s*(==|!=|<=|>=|<|>)(level)?\s*")
+
+
+class Config:
+    """A main.cf plus per-service overrides, with expansion and typed access.
+
+    ``values`` are main.cf's raw values; ``overrides`` (``-o name=value`` from
+    master.cf or the command line) take precedence over them.
+    """
+
+    def __init__(
+        self,
+        config_dir: str | None = None,
+        overrides: dict[str, str] | None = None,
+        *,
+        text: str | None = None,
+    ):
+        self.config_dir = config_directory(config_dir)
+        self.path = os.path.join(self.config_dir, "main.cf")
+        if text is not None:
+            self.values, self.lines = parse_main_cf(self.path, text)
+        elif os.path.exists(self.path):
+            self.values, self.lines = parse_main_cf(self.path)
+        else:
+            self.values, self.lines = {}, {}
+        self.overrides = dict(overrides or {})
+        self._cache: dict[str, str] = {}
+        #: Names whose expansion referred to an undefined parameter (postconf warns).
+        self.undefined: set[str] = set()
+
+    # -- raw values ---------------------------------------------------------------
+
+    def raw(self, name: str) -> str | None:
+        """Return the unexpanded value of name, or None when it is not defined at all."""
+        if name in self.overrides:
+            return self.overrides[name]
+        if name in self.values:
+            return self.values[name]
+        if name == "config_directory":
+            return self.config_dir
+        decl = params.lookup(name)
+        return decl.default if decl is not None else None
+
+    def is_set(self, name: str) -> bool:
+        """Return True when main.cf or an override sets name explicitly."""
+        return name in self.overrides or name in self.values
+
+    def set_override(self, name: str, value: str) -> None:
+        """Apply a ``-o name=value`` override (also after construction)."""
+        self.overrides[name] = value
+        self._cache.clear()
+
+    def where(self, name: str) -> str:
+        """Return 'FILE, line N' for a main.cf parameter, or a description of its origin."""
+        if name in self.overrides:
+            return f"-o {name}"
+        if name in self.lines:
+            return f"{self.path}, line {self.lines[name]}"
+        return f"default value of {name}"
+
+    # -- expansion ----------------------------------------------------------------
+
+    def get(self, name: str) -> str:
+        """Return the fully expanded value of name ("" when undefined)."""
+        cached = self._cache.get(name)
+        if cached is not None:
+            return cached
+        raw = self.raw(name)
+        if raw is None:
+            self.undefined.add(name)
+            return ""
+        value = self.expand(raw, _where=self.where(name), _stack=(name,))
+        self._cache[name] = value
+        return value
+
+    def expand(self, text: str, *, _where: str = "expression", _stack: tuple = ()) -> str:
+        """Return text with every $name form expanded (see the module docstring)."""
+        if "$" not in text:
+            return text
+        if len(_stack) > _MAX_NESTING:
+            raise ConfigError(f'{_where}: unreasonable macro call nesting: "{_stack[0]}"')
+        out: list[str] = []
+        i, n = 0, len(text)
+        while i < n:
+            j = text.find("$", i)
+            if j < 0:
+                out.append(text[i:])
+                break
+            out.append(text[i:j])
+            i = j + 1
+            if i >= n:
+                out.append("$")
+                break
+            c = text[i]
+            if c == "$":
+                out.append("$")
+                i += 1
+            elif c in "{(":
+                close_c = "}" if c == "{" else ")"
+                end = _find_close(text, i, c, close_c)
+                if end < 0:
+                    raise ConfigError(f"{_where}: missing '{close_c}' in {text!r}")
+                out.append(self._expand_braced(text[i + 1 : end], _where, _stack))
+                i = end + 1
+            else:
+                m = _NAME_RE.match(text, i)
+                if not m:
+                    out.append("$")
+                    continue
+                out.append(self._value_of(m.group(), _where, _stack))
+                i = m.end()
+        return "".join(out)
+
+    def _value_of(self, name: str, where: str, stack: tuple) -> str:
+        if name in stack:
+            raise ConfigError(f'{where}: unreasonable macro call nesting: "{stack[0]}"')
+        raw = self.raw(name)
+        if raw is None:
+            self.undefined.add(name)
+            return ""
+        return self.expand(raw, _where=where, _stack=stack + (name,))
+
+    def _expand_braced(self, inner: str, where: str, stack: tuple) -> str:
+        """Expand the text between ${ and } (or $( and ))."""
+        if inner.startswith("{"):
+            return self._expand_compare(inner, where, stack)
+        m = _NAME_RE.match(inner)
+        if not m:
+            raise ConfigError(f"{where}: bad macro name in ${{{inner}}}")
+        name = m.group()
+        rest = inner[m.end() :]
+        if not rest:
+            return self._value_of(name, where, stack)
+        op, rest = rest[0], rest[1:]
+        if op not in "?:":
+            raise ConfigError(f"{where}: bad macro expression ${{{inner}}}")
+        raw = self.raw(name)
+        if raw is None:
+            self.undefined.add(name)
+        present = bool(raw)
+        if op == "?" and rest.startswith("{"):
+            t_end = _find_close(rest, 0, "{", "}")
+            if t_end >= 0 and rest[t_end + 1 :].lstrip().startswith(":"):
+                true_text = rest[1:t_end]
+                false_part = rest[t_end + 1 :].lstrip()[1:].strip()
+                false_text = strip_braces(false_part) if false_part.startswith("{") else false_part
+                chosen = true_text if present else false_text
+                return self.expand(chosen, _where=where, _stack=stack)
+        text = strip_braces(rest) if rest.startswith("{") and rest.endswith("}") else rest
+        if (op == "?") == present:
+            return self.expand(text, _where=where, _stack=stack)
+        return ""
+
+    def _expand_compare(self, inner: str, where: str, stack: tuple) -> str:
+        """Expand ${{a} OP {b} ? {t} : {f}}."""
+        pos = 0
+
+        def take_group() -> str:
+            nonlocal pos
+            while pos < len(inner) and inner[pos].isspace():
+                pos += 1
+            if pos >= len(inner) or inner[pos] != "{":
+                raise ConfigError(f"{where}: bad conditional expression ${{{inner}}}")
+            end = _find_close(inner, pos, "{", "}")
+            if end < 0:
+                raise ConfigError(f"{where}: missing '}}' in ${{{inner}}}")
+            group = inner[pos + 1 : end]
+            pos = end + 1
+            return group
+
+        def expect(token: str) -> None:
+            nonlocal pos
+            while pos < len(inner) and inner[pos].isspace():
+                pos += 1
+            if not inner.startswith(token, pos):
+                raise ConfigError(f"{where}: expected '{token}' in ${{{inner}}}")
+            pos += len(token)
+
+        left = self.expand(take_group(), _where=where, _stack=stack)
+        m = _COMPARE_RE.match(inner, pos)
+        if not m:
+            raise ConfigError(f"{where}: bad comparison operator in ${{{inner}}}")
+        op = m.group(1) + (m.group(2) or "")
+        pos = m.end()
+        right = self.expand(take_group(), _where=where, _stack=stack)
+        expect("?")
+        true_text = take_group()
+        expect(":")
+        false_text = take_group()
+        if inner[pos:].strip():
+            raise ConfigError(f"{where}: unexpected text after conditional in ${{{inner}}}")
+        chosen = true_text if _compare(left, op, right, where) else false_text
+        return self.expand(chosen, _where=where, _stack=stack)
+
+    # -- typed values -------------------------------------------------------------
+
+    def _decl(self, name: str) -> params.Param:
+        return params.get(name)
+
+    def get_str(self, name: str) -> str:
+        """Return a STR parameter, expanded."""
+        return self.get(name)
+
+    def get_bool(self, name: str) -> bool:
+        """Return a BOOL parameter; ConfigError unless the value is yes or no."""
+        value = self.get(name).strip().lower()
+        if value == "yes":
+            return True
+        if value == "no":
+            return False
+        raise ConfigError(f"{self.where(name)}: bad boolean configuration: {name} = {value}")
+
+    def get_int(self, name: str) -> int:
+        """Return an INT parameter, checked against its declared range."""
+        value = self.get(name).strip()
+        try:
+            number = int(value, 10)
+        except ValueError:
+            raise ConfigError(
+                f"{self.where(name)}: bad numerical configuration: {name} = {value}"
+            ) from None
+        self._check_range(name, number)
+        return number
+
+    def get_time(self, name: str) -> int:
+        """Return a TIME parameter in seconds (suffix s/m/h/d/w, default unit declared)."""
+        value = self.get(name).strip()
+        decl = params.lookup(name)
+        unit = decl.unit if decl is not None and decl.unit else "s"
+        seconds = parse_time(value, unit)
+        if seconds is None:
+            raise ConfigError(f"{self.where(name)}: bad time value: {name} = {value}")
+        self._check_range(name, seconds)
+        return seconds
+
+    def get_list(self, name: str) -> list[str]:
+        """Return a LIST or MAPS parameter split into elements (``{}`` groups kept)."""
+        return split_list(self.get(name))
+
+    def _check_range(self, name: str, number: int) -> None:
+        decl = params.lookup(name)
+        if decl is None:
+            return
+        if decl.min is not None and number < decl.min:
+            raise ConfigError(
+                f"{self.where(name)}: invalid {name} parameter value {number} < {decl.min}"
+            )
+        if decl.max is not None and number > decl.max:
+            raise ConfigError(
+                f"{self.where(name)}: invalid {name} parameter value {number} > {decl.max}"
+            )
+
+    def typed(self, name: str):
+        """Return the value of a declared parameter converted to its declared type."""
+        kind = self._decl(name).kind
+        if kind == params.BOOL:
+            return self.get_bool(name)
+        if kind == params.INT:
+            return self.get_int(name)
+        if kind == params.TIME:
+            return self.get_time(name)
+        if kind in (params.LIST, params.MAPS):
+            return self.get_list(name)
+        return self.get(name)
+
+
+def parse_time(value: str, unit: str = "s") -> int | None:
+    """Return seconds for '300', '300s', '5m', '1h', '5d', '2w'; None if malformed."""
+    value = value.strip()
+    if not value:
+        return None
+    suffix = value[-1].lower()
+    if suffix in params.TIME_UNITS:
+        number, mult = value[:-1], params.TIME_UNITS[suffix]
+    else:
+        number, mult = value, params.TIME_UNITS[unit]
+    if not number.isdigit():
+        return None
+    return int(number) * mult

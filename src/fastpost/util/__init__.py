@@ -1,0 +1,1 @@
+"""Library code that knows nothing about mail (Postfix's src/util)."""

@@ -1,0 +1,236 @@
+"""Logging for every daemon and command, in Postfix's line format.
+
+Postfix counterpart: src/util/msg.c, msg_syslog.c, msg_logger.c; src/postlog/
+
+A line is ``<syslog_name>/<service>[pid]: text``; non-info severities put ``warning: ``,
+``error: ``, ``fatal: `` or ``panic: `` before the text. Lines go to one or more sinks,
+chosen once per process by init():
+
+    syslog       a datagram to /dev/log (connected before any chroot), facility from
+                 syslog_facility: ``<PRI>Mmm dd hh:mm:ss tag[pid]: text``
+    maillog_file an O_APPEND file opened before any chroot (one write per line, so lines
+                 of concurrent processes never interleave): ``Mmm dd hh:mm:ss host tag[pid]: text``
+    stdout/err   the maillog_file layout, for foreground runs and commands
+
+Untrusted text must go through printable() before it is logged; the format helpers here
+do not guess which arguments are untrusted.
+
+fatal() logs and raises Fatal (exit status 1: the master throttles the service);
+panic() logs and raises Panic (exit status 2: an internal bug). error() counts, and
+after 13 errors becomes fatal, as Postfix's msg_error does.
+
+Diagnostics: a sink that fails is dropped silently (logging never kills a daemon);
+everything else is the caller's.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+
+FACILITIES = {
+    "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6,
+    "news": 7, "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11,
+    **{f"local{i}": 16 + i for i in range(8)},
+}
+_LEVELS = {"info": 6, "warning": 4, "error": 3, "fatal": 2, "panic": 0}
+_ERROR_LIMIT = 13
+
+
+class Fatal(SystemExit):
+    """Raised by fatal(): the process must exit with status 1."""
+
+    def __init__(self, text: str):
+        super().__init__(1)
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class Panic(SystemExit):
+    """Raised by panic(): an internal inconsistency; exit status 2."""
+
+    def __init__(self, text: str):
+        super().__init__(2)
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class _State:
+    tag = "postfix/fastpost"
+    host = socket.gethostname().partition(".")[0]
+    facility = FACILITIES["mail"]
+    syslog_sock: socket.socket | None = None
+    file_fd: int | None = None
+    stream = None  # a text stream (stdout/stderr) or None
+    errors = 0
+    verbose = 0
+
+
+_state = _State()
+
+
+def init(
+    service: str,
+    *,
+    syslog_name: str = "postfix",
+    syslog_facility: str = "mail",
+    maillog_file: str = "",
+    use_syslog: bool = True,
+    stream=None,
+) -> None:
+    """Choose the identity and sinks of this process's log lines.
+
+    ``stream`` (e.g. sys.stderr) gets every line too; maillog_file, when set, replaces
+    syslog as Postfix does. Call again after fork to refresh the pid (it is read per line).
+    """
+    _state.tag = f"{syslog_name}/{service}" if syslog_name else service
+    _state.facility = FACILITIES.get(syslog_facility, FACILITIES["mail"])
+    _state.stream = stream
+    close_sinks()
+    if maillog_file and maillog_file not in ("/dev/stdout", "/dev/stderr"):
+        try:
+            _state.file_fd = os.open(
+                maillog_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
+            )
+        except OSError as exc:
+            print(f"{_state.tag}[{os.getpid()}]: warning: open {maillog_file}: {exc.strerror}",
+                  file=sys.stderr)
+    elif maillog_file == "/dev/stdout":
+        _state.stream = sys.stdout
+    elif maillog_file == "/dev/stderr":
+        _state.stream = sys.stderr
+    elif use_syslog and os.path.exists("/dev/log"):
+        try:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            sock.connect("/dev/log")
+            _state.syslog_sock = sock
+        except OSError:
+            _state.syslog_sock = None
+
+
+def close_sinks() -> None:
+    """Close the file and syslog sinks (streams are left alone)."""
+    if _state.file_fd is not None:
+        os.close(_state.file_fd)
+        _state.file_fd = None
+    if _state.syslog_sock is not None:
+        _state.syslog_sock.close()
+        _state.syslog_sock = None
+
+
+def set_verbose(level: int) -> None:
+    """Set the -v level: debug() lines are logged when it is > 0."""
+    _state.verbose = level
+
+
+def verbose() -> int:
+    """Return the -v level."""
+    return _state.verbose
+
+
+def set_tag(text: str) -> None:
+    """Replace the tag (``postlog -t``)."""
+    _state.tag = text
+
+
+def tag() -> str:
+    """Return the current ``syslog_name/service`` tag."""
+    return _state.tag
+
+
+def _emit(level: str, text: str) -> None:
+    prefix = "" if level == "info" else f"{level}: "
+    body = f"{_state.tag}[{os.getpid()}]: {prefix}{text}"
+    if _state.file_fd is not None or _state.stream is not None:
+        line = f"{time.strftime('%b %d %H:%M:%S')} {_state.host} {body}\n"
+        if _state.file_fd is not None:
+            try:
+                os.write(_state.file_fd, line.encode("utf-8", "surrogateescape"))
+            except OSError:
+                pass
+        if _state.stream is not None:
+            try:
+                _state.stream.write(line)
+                _state.stream.flush()
+            except (OSError, ValueError):
+                pass
+    if _state.syslog_sock is not None:
+        pri = _state.facility * 8 + _LEVELS[level]
+        stamp = time.strftime("%b %e %H:%M:%S")
+        try:
+            _state.syslog_sock.send(f"<{pri}>{stamp} {body}".encode("utf-8", "surrogateescape"))
+        except OSError:
+            pass
+
+
+def _fmt(fmt: str, args: tuple) -> str:
+    return fmt % args if args else fmt
+
+
+def info(fmt: str, *args) -> None:
+    """Log an informational line."""
+    _emit("info", _fmt(fmt, args))
+
+
+def debug(fmt: str, *args) -> None:
+    """Log an informational line only under -v."""
+    if _state.verbose:
+        _emit("info", _fmt(fmt, args))
+
+
+def warn(fmt: str, *args) -> None:
+    """Log a ``warning:`` line."""
+    _emit("warning", _fmt(fmt, args))
+
+
+def error(fmt: str, *args) -> None:
+    """Log an ``error:`` line; the 13th error in a process is fatal."""
+    _emit("error", _fmt(fmt, args))
+    _state.errors += 1
+    if _state.errors >= _ERROR_LIMIT:
+        fatal("too many errors - program terminated")
+
+
+def fatal(fmt: str, *args):
+    """Log a ``fatal:`` line and raise Fatal (exit status 1)."""
+    text = _fmt(fmt, args)
+    _emit("fatal", text)
+    raise Fatal(text)
+
+
+def panic(fmt: str, *args):
+    """Log a ``panic:`` line and raise Panic (exit status 2)."""
+    text = _fmt(fmt, args)
+    _emit("panic", text)
+    raise Panic(text)
+
+
+def log_at(level: str, text: str) -> None:
+    """Log text at a named level (info, warning, error) without side effects."""
+    _emit(level if level in _LEVELS else "info", text)
+
+
+def printable(text, replacement: str = "?") -> str:
+    """Return text with control characters and invalid UTF-8 replaced.
+
+    Bytes are decoded as UTF-8 first; undecodable bytes become the replacement, as do
+    C0/C1 control characters and DEL. Printable non-ASCII characters are kept.
+    """
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        text = bytes(text).decode("utf-8", "replace").replace("\ufffd", replacement)
+    if text.isprintable() and text.isascii():
+        return text
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if code < 0x20 or 0x7F <= code < 0xA0 or 0xDC80 <= code <= 0xDCFF or not ch.isprintable() and ch != " ":
+            out.append(replacement)
+        else:
+            out.append(ch)
+    return "".join(out)

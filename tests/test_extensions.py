@@ -1,0 +1,55 @@
+"""Every compiled kernel is built, imported, and each of its classes constructs.
+
+A silently missing extension (a build that skipped a .pyx, a .pxd that Cython ignored)
+fails here rather than at run time.
+"""
+
+import importlib
+import inspect
+import pathlib
+
+import pytest
+
+from fastpost import _accel
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PYX = sorted((ROOT / "ext").rglob("*.pyx"))
+MODULES = [".".join(p.relative_to(ROOT / "ext").with_suffix("").parts) for p in PYX]
+
+#: Constructor arguments for every class a kernel defines. A new compiled class must be
+#: added here, or this test fails.
+CONSTRUCT = {
+    "fastpost.mail._record_c.RecordDecoder": ((1024,), {}),
+}
+
+
+def test_there_are_kernels():
+    assert MODULES, "no .pyx under ext/"
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_kernel_is_compiled(name):
+    if _accel.PURE_PYTHON:
+        pytest.fail("FASTPOST_PURE_PYTHON=1 is set: the suite must run the compiled kernels")
+    mod = importlib.import_module(name)
+    assert mod.__file__.endswith(".so"), f"{name} is not an extension: {mod.__file__}"
+    classes = [obj for _, obj in inspect.getmembers(mod, inspect.isclass) if obj.__module__ == name]
+    for cls in classes:
+        key = f"{name}.{cls.__name__}"
+        if inspect.isclass(cls) and issubclass(cls, BaseException):
+            continue
+        assert key in CONSTRUCT, f"add constructor arguments for {key} to CONSTRUCT"
+        args, kwargs = CONSTRUCT[key]
+        cls(*args, **kwargs)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_kernel_has_reference(name):
+    """Each compiled kernel `_x_c` has a pure-Python twin `_x_py` with the same API."""
+    assert name.endswith("_c"), f"{name}: compiled kernels are named _<x>_c"
+    ref = importlib.import_module(name[:-2] + "_py")
+    mod = importlib.import_module(name)
+    public = {n for n in dir(ref) if not n.startswith("_") and callable(getattr(ref, n))}
+    public -= {n for n in public if getattr(getattr(ref, n), "__module__", "") != ref.__name__}
+    missing = {n for n in public if not hasattr(mod, n)}
+    assert not missing, f"{name} lacks {sorted(missing)} that {ref.__name__} has"

@@ -1,0 +1,40 @@
+"""Log line format and printable()."""
+
+import io
+import os
+import re
+
+import pytest
+
+from fastpost.util import log
+
+
+def test_line_format_and_severity_prefixes(tmp_path):
+    path = tmp_path / "maillog"
+    log.init("smtpd", syslog_name="postfix", maillog_file=str(path))
+    log.info("connect from %s[%s]", "host", "1.2.3.4")
+    log.warn("something odd")
+    with pytest.raises(log.Fatal) as info:
+        log.fatal("cannot go on: %d", 5)
+    assert info.value.code == 1
+    log.close_sinks()
+    lines = path.read_text().splitlines()
+    pid = os.getpid()
+    stamp = r"[A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d \S+ "
+    assert re.fullmatch(stamp + rf"postfix/smtpd\[{pid}\]: connect from host\[1.2.3.4\]", lines[0])
+    assert lines[1].endswith(f"postfix/smtpd[{pid}]: warning: something odd")
+    assert lines[2].endswith(f"postfix/smtpd[{pid}]: fatal: cannot go on: 5")
+
+
+def test_stream_sink_and_custom_syslog_name():
+    buf = io.StringIO()
+    log.init("smtpd", syslog_name="postfix/submission", use_syslog=False, stream=buf)
+    log.info("hello")
+    assert f"postfix/submission/smtpd[{os.getpid()}]: hello" in buf.getvalue()
+
+
+def test_printable():
+    assert log.printable("plain text") == "plain text"
+    assert log.printable("a\x00b\r\nc\x7f") == "a?b??c?"
+    assert log.printable(b"caf\xc3\xa9 \xff") == "café ?"
+    assert log.printable("zw\u200bsp") == "zw?sp"
