@@ -377,7 +377,8 @@ def make(kind: str, root: str, **kw) -> Instance:
     """An instance of ``kind`` ("postfix" or "fastpost") under ``root``."""
     cls = {"postfix": PostfixInstance, "fastpost": FastpostInstance}[kind]
     os.makedirs(root, exist_ok=True)
-    return cls(root, name=f"bench-{kind}-{os.path.basename(root)}", **kw)
+    tag = "".join(c for c in os.path.basename(root)[-6:] if c.isalnum()).lower() or "x"
+    return cls(root, name=f"bench-{kind}-{tag}", **kw)
 
 
 def remove(root: str) -> None:
