@@ -162,7 +162,7 @@ def main(argv=None) -> int:
                 if lack:
                     unavailable[kind] = lack
                     continue
-                root = tempfile.mkdtemp(prefix=f"fastpost-bench-{name}-{kind}-", dir=opts.workdir)
+                root = tempfile.mkdtemp(prefix=f"fpb-{name[:8]}-{kind[:2]}-", dir=opts.workdir)
                 roots.append(root)
                 inst = mta.make(kind, root, sink_port=tools.free_port() if sc.relay else None)
                 try:

@@ -239,14 +239,16 @@ class FullDisk(Check):
         stop = threading.Event()
 
         def fill():
-            with open(filler, "wb") as fh:
-                block = b"\0" * (256 * 1024)
+            block = b"\0" * (256 * 1024)
+            fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
                 while not stop.is_set():
                     try:
-                        fh.write(block)
-                        fh.flush()
+                        os.write(fd, block)
                     except OSError:
                         time.sleep(0.05)
+            finally:
+                os.close(fd)
 
         ids1 = [f"<fd1.{i}.{os.getpid()}@battery>" for i in range(n1)]
         th = threading.Thread(target=fill, daemon=True)
@@ -283,7 +285,7 @@ class Floods(Check):
     name = "floods"
 
     def main_cf(self):
-        return {"mynetworks": "127.0.0.1/32", "message_size_limit": "1048576",
+        return {"mynetworks": "127.0.0.1/32", "message_size_limit": "1048576", "relay_domains": "example.com",
                 "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination"}
 
     def run(self, inst, sink, short):
@@ -310,6 +312,8 @@ class Floods(Check):
                         "127.0.0.1", inst.port, local_addr=("127.0.0.2", 0)), 10)
                     writers.append(w)
                     for ch in b"EHLO slow.example.org":
+                        if w.is_closing() or r.at_eof():
+                            break
                         w.write(bytes([ch]))
                         await asyncio.sleep(1.0)
                 except (OSError, asyncio.TimeoutError):
@@ -544,6 +548,10 @@ WEAK_MARKERS = ("NULL", "EXPORT", "RC4", "DES", "MD5", "anon", "ADH", "AECDH", "
 class Tls(Check):
     name = "tls"
     needs = ("control", "smtpd")
+    postfix_expect = "fail"
+    postfix_why = ("Postfix 3.7's opportunistic-TLS defaults accept TLS 1.0/1.1 "
+                   "(smtpd_tls_protocols = !SSLv2, !SSLv3) and anonymous DH suites "
+                   "(smtpd_tls_ciphers = medium); tls-hardened is the control")
 
     def main_cf(self):
         return {"smtpd_tls_security_level": "may", "smtpd_tls_cert_file": "@ETC@/cert.pem",
@@ -570,7 +578,19 @@ class Tls(Check):
                 data = json.load(fh)
         except (OSError, ValueError):
             return Result(self.name, inst.kind, "fail", f"sslyze produced no JSON: {p.stdout[-300:]} {p.stderr[-300:]}")
-        return judge_sslyze(data, inst.kind)
+        return judge_sslyze(data, inst.kind, self.name)
+
+
+class TlsHardened(Tls):
+    """The same check against a configuration that must pass: TLS >= 1.2, no aNULL."""
+
+    name = "tls-hardened"
+    postfix_expect = "pass"
+    postfix_why = ""
+
+    def main_cf(self):
+        return {**super().main_cf(), "smtpd_tls_protocols": ">=TLSv1.2",
+                "smtpd_tls_exclude_ciphers": "aNULL, eNULL, EXPORT, DES, 3DES, RC4, MD5, PSK, SEED, IDEA"}
 
 
 def sslyze_command() -> list[str] | None:
@@ -581,7 +601,7 @@ def sslyze_command() -> list[str] | None:
     return None
 
 
-def judge_sslyze(data: dict, kind: str) -> Result:
+def judge_sslyze(data: dict, kind: str, name: str = "tls") -> Result:
     """Protocols and weak suites from an sslyze JSON report."""
     results = data.get("server_scan_results") or []
     if not results:
@@ -600,11 +620,11 @@ def judge_sslyze(data: dict, kind: str) -> Result:
     ok = not old and not weak and bool(accepted.get("tls_1_2") or accepted.get("tls_1_3"))
     summary = (f"protocols: {', '.join(p for p, s in accepted.items() if s) or 'none'}; "
                f"older than TLS 1.2: {old or 'none'}; weak suites: {weak or 'none'}")
-    return Result("tls", kind, "pass" if ok else "fail", summary,
+    return Result(name, kind, "pass" if ok else "fail", summary,
                   {"accepted": {p: len(s) for p, s in accepted.items()}, "weak": weak, "old": old})
 
 
-ALL = [Smuggling(), SmugglingHardened(), OpenRelay(), OpenRelayControl(), Floods(), Fuzz(), Kill9(), FullDisk(), Tls()]
+ALL = [Smuggling(), SmugglingHardened(), OpenRelay(), OpenRelayControl(), Floods(), Fuzz(), Kill9(), FullDisk(), Tls(), TlsHardened()]
 BY_NAME = {c.name: c for c in ALL}
 
 
@@ -619,7 +639,7 @@ def run_check(check: Check, kind: str, *, short: bool, workdir: str | None = Non
                           {"missing": lack})
     if check.root_only and os.geteuid() != 0:
         return Result(check.name, kind, "skip", "needs root")
-    root = tempfile.mkdtemp(prefix=f"fastpost-battery-{check.name}-{kind}-", dir=workdir)
+    root = tempfile.mkdtemp(prefix=f"fpt-{check.name[:8]}-{kind[:2]}-", dir=workdir)
     sink = smtp.PySink().start()
     inst = None
     try:
