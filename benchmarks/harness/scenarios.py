@@ -329,10 +329,13 @@ async def hold_idle(inst: Instance, n: int, probe_timeout: float, progress) -> d
     sem = asyncio.Semaphore(500)
     t0 = time.monotonic()
     tasks = [asyncio.create_task(_session(inst.port, 15.0, held, stats, sem)) for _ in range(n)]
+    ticks = 0
     while not all(t.done() for t in tasks):
         await asyncio.sleep(1)
-        if progress:
-            progress(f"{stats['connected']} connected, {stats['bannered']} bannered")
+        ticks += 1
+        if progress and ticks % 10 == 0:
+            progress(f"{stats['connected']} connected, {stats['bannered']} bannered, "
+                     f"{stats['refused']} refused or timed out")
     setup_s = time.monotonic() - t0
     await asyncio.sleep(2)
     mem = inst.memory()
