@@ -144,6 +144,11 @@ def tag() -> str:
     return _state.tag
 
 
+def stream():
+    """Return the text stream lines also go to (stdout under start-fg), or None."""
+    return _state.stream
+
+
 def _emit(level: str, text: str) -> None:
     prefix = "" if level == "info" else f"{level}: "
     body = f"{_state.tag}[{os.getpid()}]: {prefix}{text}"
