@@ -381,3 +381,28 @@ def test_non_root_master_runs_without_chroot_and_says_so(tmp_path):
             inst.cleanup()
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_watchdog_kills_a_worker_whose_loop_is_stuck(fastpost_instance):
+    inst = fastpost_instance(
+        master_cf="stuck unix - - n - - testdaemons.echo -o daemon_timeout=1s\n")
+    inst.start()
+    sock, pid = session(inst, unix="stuck")
+    sock.sendall(b"BLOCK 30\n")
+    assert sock.recv(100) == b""  # the worker died instead of answering after 30 s
+    inst.wait_log(rf"warning: process testdaemons.echo pid {pid} exit status 1")
+    assert "Timeout (0:00:01)!" in inst.stdout()  # faulthandler's stack dump, on stderr
+    sock2, pid2 = session(inst, unix="stuck")
+    assert talk(sock2, "fine") == "echo: fine"
+
+
+def test_unix_dgram_service(fastpost_instance, tmp_path):
+    out = tmp_path / "datagrams"
+    inst = fastpost_instance(master_cf=f"dg unix-dgram n - n - 1 testdaemons.trigger_log {out}\n")
+    inst.start()
+    from fastpost.mail import ipc
+
+    for word in (b"one", b"two"):
+        ipc.trigger(inst.endpoint("dg", public=True), word)
+    wait_for(lambda: out.exists() and out.read_text().endswith(" two\n"), what="two datagrams")
+    assert [line.split()[1] for line in out.read_text().splitlines()] == ["one", "two"]

@@ -5,12 +5,15 @@ Server greets ``ready <service> <pid>``; then each line gets one reply line:
     PID          -> the worker's pid
     CONF <name>  -> the value of a parameter in the worker's configuration
     SLEEP <s>    -> "slept" after s seconds (the session stays busy meanwhile)
+    BLOCK <s>    -> blocks the whole event loop for s seconds (a daemon bug: the
+                    daemon_timeout watchdog must catch it)
     QUIT         -> "bye", then the server closes
     anything     -> "echo: " + the line
 """
 
 import asyncio
 import os
+import time
 
 
 def greeting(ctx) -> bytes:
@@ -25,6 +28,9 @@ def answer(line: bytes, ctx) -> tuple[bytes, bool]:
         return f"{os.getpid()}\n".encode(), False
     if word == "CONF":
         return f"{ctx.cfg.get(arg)}\n".encode(), False
+    if word == "BLOCK":
+        time.sleep(float(arg))
+        return b"unblocked\n", False
     if word == "QUIT":
         return b"bye\n", True
     return b"echo: " + text.encode() + b"\n", False

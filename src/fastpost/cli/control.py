@@ -43,6 +43,7 @@ import time
 
 from fastpost.mail import params
 from fastpost.mail.config import Config, ConfigError, config_directory
+from fastpost.mail.maillog import init_logging
 from fastpost.master import layout, pidfile
 from fastpost.util import log
 
@@ -61,8 +62,7 @@ class Reporter:
         if cfg is not None:
             maillog = cfg.get("maillog_file")
             if maillog not in ("/dev/stdout", "/dev/stderr"):
-                log.init("postfix-script", syslog_name=syslog_name,
-                         syslog_facility=cfg.get("syslog_facility"), maillog_file=maillog)
+                init_logging("postfix-script", cfg)
                 self.to_log = True
         self.fatals = 0
 

@@ -360,7 +360,7 @@ TABLE = (
     P('pickup_service_name', STR, 'pickup'),
     P('pipe_delivery_status_filter', STR, '$default_delivery_status_filter'),
     P('plaintext_reject_code', INT, '450'),
-    P('postlog_service_name', STR, 'postlog', supported=False),
+    P('postlog_service_name', STR, 'postlog'),
     P('postlogd_watchdog_timeout', TIME, '10s', unit='s', supported=False),
     P('postmulti_control_commands', LIST, 'reload flush', supported=False),
     P('postmulti_start_commands', LIST, 'start', supported=False),

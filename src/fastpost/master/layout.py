@@ -164,7 +164,9 @@ def ensure_tree(cfg: Config, *, repair: bool = False) -> list[str]:
                      ids.resolve(entry.group, group=True), entry.mode))
     try:
         for path, uid, gid, mode in rows:
-            created = False
+            # An empty directory someone else made (embedded-config, an installer) is
+            # as good as new: give it its owner and mode too.
+            created = os.path.isdir(path) and not os.listdir(path)
             if not os.path.isdir(path):
                 os.makedirs(path, mode=mode)
                 done.append(f"created {path} (mode {mode:04o}, owner {uid}:{gid})"

@@ -56,6 +56,7 @@ import traceback
 
 from fastpost import _version
 from fastpost.mail.config import Config, ConfigError
+from fastpost.mail.maillog import init_logging
 from fastpost.mail.mastercf import load as load_master_cf
 from fastpost.master import pidfile
 from fastpost.master.listen import ListenError, close_listener, open_endpoint
@@ -309,10 +310,7 @@ class Master:
         return cfg, specs
 
     def _init_log(self, cfg: Config) -> None:
-        log.init("master", syslog_name=cfg.get("syslog_name"),
-                 syslog_facility=cfg.get("syslog_facility"),
-                 maillog_file=cfg.get("maillog_file"),
-                 stream=sys.stdout if self.foreground else None)
+        init_logging("master", cfg, stream=sys.stdout if self.foreground else None)
 
     def _mail_owner_ids(self, cfg: Config):
         if os.geteuid() != 0:

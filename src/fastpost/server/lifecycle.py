@@ -64,6 +64,7 @@ import uvloop
 
 from fastpost import _accel
 from fastpost.mail.config import Config, ConfigError
+from fastpost.mail.maillog import init_logging
 from fastpost.util import log
 
 #: File descriptor of the status channel to the master (Postfix: MASTER_STATUS_FD).
@@ -230,10 +231,7 @@ class BaseServer:
         try:
             cfg = Config(None, opts.overrides)
             foreground = cfg.get_bool("fastpost_foreground_log")
-            log.init(self.name, syslog_name=cfg.get("syslog_name"),
-                     syslog_facility=cfg.get("syslog_facility"),
-                     maillog_file=cfg.get("maillog_file"),
-                     stream=sys.stdout if foreground else None)
+            init_logging(self.name, cfg, stream=sys.stdout if foreground else None)
             ctx = self.ctx = ServerContext(self, self.name, opts, cfg)
             for pname in SKELETON_PARAMS + self.extra_params + self.params:
                 ctx.p[pname] = cfg.typed(pname)
@@ -477,7 +475,7 @@ class BaseServer:
         timeout = int(self.ctx.p["daemon_timeout"])
         if timeout <= 0:
             return
-        period = max(1.0, min(timeout / 4, 60.0))
+        period = min(timeout / 4, 60.0)  # re-armed well before it can fire
 
         def rearm():
             faulthandler.dump_traceback_later(timeout, exit=True, file=sys.stderr)
