@@ -406,3 +406,25 @@ def test_unix_dgram_service(fastpost_instance, tmp_path):
         ipc.trigger(inst.endpoint("dg", public=True), word)
     wait_for(lambda: out.exists() and out.read_text().endswith(" two\n"), what="two datagrams")
     assert [line.split()[1] for line in out.read_text().splitlines()] == ["one", "two"]
+
+
+def test_chrooted_worker_needs_nothing_from_etc(fastpost_instance):
+    """What a jail lacks (zoneinfo, codecs) was loaded before chroot: nothing is copied."""
+    need_root()
+    inst = fastpost_instance(master_cf="jail unix - - y - - testdaemons.single_echo\n")
+    os.environ["TZ"] = "Asia/Tokyo"  # +09:00 all year; the zone file is not in the jail
+    try:
+        inst.start()
+    finally:
+        del os.environ["TZ"]
+    sock, pid = session(inst, unix="jail")
+    assert proc_ids(pid)["root"] == str(inst.queue)
+    assert not os.path.exists(inst.queue / "etc")
+    assert talk(sock, "IDNA bücher.example") == "xn--bcher-kva.example"
+    before = time.gmtime(time.time() + 9 * 3600)
+    assert talk(sock, "LOG tick from the jail") == "logged"
+    after = time.gmtime(time.time() + 9 * 3600)
+    line = next(l for l in inst.log_text().splitlines() if "tick from the jail" in l)
+    stamp = line.split()[2]  # "Mmm dd HH:MM:SS host tag[pid]: text"
+    assert stamp[:5] in (time.strftime("%H:%M", before), time.strftime("%H:%M", after)), line
+    sock.close()

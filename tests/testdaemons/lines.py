@@ -5,6 +5,8 @@ Server greets ``ready <service> <pid>``; then each line gets one reply line:
     PID          -> the worker's pid
     CONF <name>  -> the value of a parameter in the worker's configuration
     SLEEP <s>    -> "slept" after s seconds (the session stays busy meanwhile)
+    LOG <text>   -> logs text (info) and answers "logged"
+    IDNA <name>  -> the name in its IDNA (xn--) form: codecs work inside a chroot
     BLOCK <s>    -> blocks the whole event loop for s seconds (a daemon bug: the
                     daemon_timeout watchdog must catch it)
     QUIT         -> "bye", then the server closes
@@ -14,6 +16,8 @@ Server greets ``ready <service> <pid>``; then each line gets one reply line:
 import asyncio
 import os
 import time
+
+from fastpost.util import log
 
 
 def greeting(ctx) -> bytes:
@@ -28,6 +32,11 @@ def answer(line: bytes, ctx) -> tuple[bytes, bool]:
         return f"{os.getpid()}\n".encode(), False
     if word == "CONF":
         return f"{ctx.cfg.get(arg)}\n".encode(), False
+    if word == "LOG":
+        log.info("%s", arg)
+        return b"logged\n", False
+    if word == "IDNA":
+        return arg.encode("idna") + b"\n", False
     if word == "BLOCK":
         time.sleep(float(arg))
         return b"unblocked\n", False

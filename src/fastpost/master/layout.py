@@ -156,17 +156,17 @@ def ensure_tree(cfg: Config, *, repair: bool = False) -> list[str]:
     qdir = cfg.get("queue_directory")
     ddir = cfg.get("data_directory")
     done: list[str] = []
-    rows = [(qdir, 0, 0, 0o755)]
+    # (path, uid, gid, mode, top): an empty top directory someone else made
+    # (embedded-config, an installer) is as good as new and gets its owner and mode.
+    rows = [(qdir, 0, 0, 0o755, True)]
     if ddir:
-        rows.append((ddir, ids.owner_uid, ids.owner_gid, 0o700))
+        rows.append((ddir, ids.owner_uid, ids.owner_gid, 0o700, True))
     for entry in QUEUE_TREE:
         rows.append((os.path.join(qdir, entry.name), ids.resolve(entry.owner, group=False),
-                     ids.resolve(entry.group, group=True), entry.mode))
+                     ids.resolve(entry.group, group=True), entry.mode, False))
     try:
-        for path, uid, gid, mode in rows:
-            # An empty directory someone else made (embedded-config, an installer) is
-            # as good as new: give it its owner and mode too.
-            created = os.path.isdir(path) and not os.listdir(path)
+        for path, uid, gid, mode, top in rows:
+            created = top and os.path.isdir(path) and not os.listdir(path)
             if not os.path.isdir(path):
                 os.makedirs(path, mode=mode)
                 done.append(f"created {path} (mode {mode:04o}, owner {uid}:{gid})"

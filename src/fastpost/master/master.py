@@ -54,6 +54,8 @@ import sys
 import time
 import traceback
 
+import setproctitle
+
 from fastpost import _version
 from fastpost.mail.config import Config, ConfigError
 from fastpost.mail.maillog import init_logging
@@ -377,6 +379,7 @@ class Master:
             user = pwd.getpwuid(os.geteuid()).pw_name
             log.warn("not running as root: services run as %s, without chroot or privilege "
                      "separation", user)
+        setproctitle.setproctitle(f"fastpost master -c {self.config_dir}")
         log.info("daemon started -- version %s, configuration %s", _version.__version__,
                  self.config_dir)
 
@@ -405,6 +408,8 @@ class Master:
 
     def spawn(self, svc: Service) -> None:
         """Fork one worker for svc."""
+        sys.stdout.flush()  # or the child would write the parent's buffered text again
+        sys.stderr.flush()
         try:
             pid = os.fork()
         except OSError as exc:
@@ -429,6 +434,7 @@ class Master:
             keep = [svc.status_child] + list(svc.listeners)
             self._close_in_child(keep)
             _install_descriptors(keep)
+            setproctitle.setproctitle(" ".join(svc.spec.argv))
             result = svc.spec.module.main(list(svc.spec.argv))
             code = result if isinstance(result, int) else 0
         except SystemExit as exc:
