@@ -428,3 +428,23 @@ def test_chrooted_worker_needs_nothing_from_etc(fastpost_instance):
     stamp = line.split()[2]  # "Mmm dd HH:MM:SS host tag[pid]: text"
     assert stamp[:5] in (time.strftime("%H:%M", before), time.strftime("%H:%M", after)), line
     sock.close()
+
+
+def test_inet_listeners_follow_inet_interfaces_and_protocols(fastpost_instance):
+    port = free_port()
+    with socket.socket(socket.AF_INET6) as probe:
+        try:
+            probe.bind(("::1", 0))
+        except OSError:
+            pytest.skip("no IPv6 loopback on this machine")
+    inst = fastpost_instance(master_cf=f"{port} inet n - n - - testdaemons.echo\n",
+                             main_cf={"inet_interfaces": "127.0.0.1, [::1]",
+                                      "inet_protocols": "all"})
+    inst.start()
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        with socket.socket(family) as sock:
+            sock.settimeout(30)
+            sock.connect((host, port))
+            assert read_line(sock).startswith(b"ready ")
+    argv = open(f"/proc/{inst.workers()[0]}/cmdline").read()
+    assert " -s 2 " in argv  # one worker has both listeners (its title is its argv)

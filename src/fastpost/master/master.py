@@ -387,7 +387,13 @@ class Master:
         """Serve until stopped; return the exit status."""
         gc.collect()
         gc.freeze()  # workers share the imported code pages instead of copying them
-        self.loop.run()
+        try:
+            self.loop.run()
+        except BaseException as exc:
+            # A master bug: say where, release the listeners and the lock, exit loudly.
+            log.log_at("panic", "master: %s" % lifecycle.describe_exception(exc))
+            self._shutdown()
+            raise
         self._shutdown()
         return 0
 
