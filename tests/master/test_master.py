@@ -448,3 +448,32 @@ def test_inet_listeners_follow_inet_interfaces_and_protocols(fastpost_instance):
             assert read_line(sock).startswith(b"ready ")
     argv = open(f"/proc/{inst.workers()[0]}/cmdline").read()
     assert " -s 2 " in argv  # one worker has both listeners (its title is its argv)
+
+
+def test_panic_exits_with_status_2(fastpost_instance):
+    inst = fastpost_instance(master_cf="p unix - - n - - testdaemons.dies panic\n")
+    inst.start()
+    sock = inst.connect_unix("p")
+    text = inst.wait_log(r"warning: testdaemons.dies: bad command startup -- throttling")
+    assert "panic: inconsistent state, on purpose" in text
+    assert "exit status 2" in text
+    sock.close()
+
+
+def test_workers_from_before_a_reload_count_toward_maxproc(fastpost_instance):
+    """A solitary service (maxproc 1, like qmgr) never has two processes, even across a
+    reload: the new worker starts when the old one has finished its client."""
+    inst = fastpost_instance(master_cf="solo unix - - n - 1 testdaemons.single_echo\n")
+    inst.start()
+    old, old_pid = session(inst, unix="solo")
+    inst.reload()
+    waiting = inst.connect_unix("solo")
+    time.sleep(0.5)
+    assert inst.workers() == [old_pid]
+    assert talk(old, "QUIT") == "bye"
+    old.close()
+    greeting = read_line(waiting).decode().split()
+    assert greeting[0] == "ready" and int(greeting[2]) != old_pid
+    wait_for(lambda: not alive(old_pid), what="the old worker to exit")
+    assert len(inst.workers()) == 1
+    waiting.close()

@@ -110,6 +110,7 @@ class Service:
         self.watching = False
         self.used = False
         self.limit_warned = 0.0
+        self.retired = 0  # live workers of earlier generations (they count toward maxproc)
 
     # -- endpoints ---------------------------------------------------------------------
 
@@ -145,7 +146,13 @@ class Service:
         self.used = False
         for child in self.children.values():
             child.avail = False
+        self.retired += len(self.children)
         self.children = {}  # the master's table still has them, for reaping
+
+    @property
+    def total(self) -> int:
+        """Live workers of every generation: what maxproc limits."""
+        return len(self.children) + self.retired
 
     def close_channel(self) -> None:
         if self.status_master is not None:
@@ -184,7 +191,7 @@ class Service:
         m = self.master
         return (not m.stopping and self.throttle_timer is None and bool(self.listeners)
                 and self.status_master is not None
-                and (self.spec.maxproc == 0 or len(self.children) < self.spec.maxproc))
+                and (self.spec.maxproc == 0 or self.total < self.spec.maxproc))
 
     def update(self) -> None:
         """Watch the listeners exactly when a waiting client should fork a worker."""
@@ -195,7 +202,7 @@ class Service:
             self.watching = True
         elif not want and self.watching:
             self.unwatch()
-        if (self.avail == 0 and self.spec.maxproc > 1 and len(self.children) >= self.spec.maxproc
+        if (self.avail == 0 and self.spec.maxproc > 1 and self.total >= self.spec.maxproc
                 and not self.master.stopping):
             now = time.monotonic()
             if now - self.limit_warned > LIMIT_WARNING_INTERVAL:
@@ -494,6 +501,8 @@ class Master:
             del svc.children[child.pid]
             if child.avail:
                 svc.avail -= 1
+        else:
+            svc.retired -= 1
         normal = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
         if not normal and not child.killed:
             if os.WIFSIGNALED(status):
