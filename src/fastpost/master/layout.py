@@ -139,8 +139,10 @@ def ensure_accounts(cfg: Config) -> list[str]:
 def _fix(path: str, uid: int, gid: int, mode: int, ids: Ids, done: list | None) -> None:
     """Give path its owner (as root) and mode, noting what changed in done."""
     st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise SetupError(f"{path} is not a directory (a symbolic link?)")
     if ids.root and (st.st_uid, st.st_gid) != (uid, gid):
-        os.chown(path, uid, gid)
+        os.chown(path, uid, gid, follow_symlinks=False)
         if done is not None:
             done.append(f"owner of {path} set to {uid}:{gid}")
     if stat.S_IMODE(st.st_mode) != mode:

@@ -6,7 +6,8 @@ unix_listen.c, fifo_listen.c, src/global/inet_proto.c, own_inet_addr.c
     inet        TCP sockets: the address in the service name, or every address of
                 inet_interfaces (all, loopback-only, or a list of addresses/host
                 names) in the families of inet_protocols (all, ipv4, ipv6)
-    unix        a UNIX stream socket $queue_directory/{private,public}/<name>, mode 0666
+    unix        a UNIX stream socket {private,public}/<name>, mode 0666 (paths are
+                relative to $queue_directory, the master's working directory)
                 (the directory decides who may connect: private 0700, public 0710
                 group setgid_group)
     unix-dgram  a UNIX datagram socket at the same place
@@ -14,7 +15,9 @@ unix_listen.c, fifo_listen.c, src/global/inet_proto.c, own_inet_addr.c
                 it never reports end-of-file
 
 Every listener is non-blocking and listens with LISTEN_BACKLOG. Stale UNIX-domain
-sockets and FIFOs from an earlier run are replaced.
+sockets and FIFOs from an earlier run are replaced. As root, UNIX-domain endpoints are
+made with mail_owner's effective ids (their directories belong to mail_owner), as
+Postfix's master does.
 
 Parameters: inet_interfaces, inet_protocols (passed in by the caller).
 Diagnostics: ListenError naming the address or path and the system error.
@@ -22,6 +25,7 @@ Diagnostics: ListenError naming the address or path and the system error.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
@@ -128,39 +132,59 @@ def inet_endpoints(host: str, port: str, interfaces: list[str],
     return [Endpoint("inet", (addr, number)) for addr in addrs]
 
 
+@contextlib.contextmanager
+def _effective_ids(owner: tuple[int, int] | None):
+    """Run the block with effective uid/gid = owner (root only), then switch back.
+
+    private/ and public/ belong to mail_owner: root creating (and chmod'ing) entries
+    there could be tricked by a symlink swapped in by that user; as the user, the
+    worst it can do is to itself.
+    """
+    if owner is None or os.geteuid() != 0:
+        yield
+        return
+    groups = os.getgroups()
+    os.setgroups([owner[1]])
+    os.setegid(owner[1])
+    os.seteuid(owner[0])
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+        os.setgroups(groups)
+
+
 def open_endpoint(ep: Endpoint, owner: tuple[int, int] | None = None):
     """Create and return the listener for ep: a socket, or an int for a FIFO.
 
-    ``owner`` (uid, gid), when given, becomes the owner of a UNIX socket or FIFO.
+    ``owner`` (uid, gid) of mail_owner: UNIX sockets and FIFOs are created with these
+    effective ids when the master runs as root, and so belong to mail_owner.
     """
     if ep.kind == "inet":
         return _open_inet(*ep.address)
     path = ep.address[0]
-    _remove_stale(path)
-    try:
-        if ep.kind == "fifo":
-            os.mkfifo(path, 0o622)
-            os.chmod(path, 0o622)
-            fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
-            if owner is not None:
-                os.chown(path, *owner)
-            return fd
-        stype = socket.SOCK_DGRAM if ep.kind == "unix-dgram" else socket.SOCK_STREAM
-        sock = socket.socket(socket.AF_UNIX, stype)
+    with _effective_ids(owner):
+        _remove_stale(path)
         try:
-            sock.bind(path)
-            os.chmod(path, 0o666)
-            if owner is not None:
-                os.chown(path, *owner)
-            if stype == socket.SOCK_STREAM:
-                sock.listen(LISTEN_BACKLOG)
-            sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-    except OSError as exc:
-        raise ListenError(f"{ep.kind} listener {path}: {exc.strerror}") from None
+            if ep.kind == "fifo":
+                os.mkfifo(path, 0o622)
+                os.chmod(path, 0o622)
+                return os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+            stype = socket.SOCK_DGRAM if ep.kind == "unix-dgram" else socket.SOCK_STREAM
+            sock = socket.socket(socket.AF_UNIX, stype)
+            try:
+                sock.bind(path)
+                os.chmod(path, 0o666)
+                if stype == socket.SOCK_STREAM:
+                    sock.listen(LISTEN_BACKLOG)
+                sock.setblocking(False)
+            except BaseException:
+                sock.close()
+                raise
+            return sock
+        except OSError as exc:
+            raise ListenError(f"{ep.kind} listener {path}: {exc.strerror}") from None
 
 
 def _remove_stale(path: str) -> None:

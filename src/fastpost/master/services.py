@@ -117,15 +117,16 @@ def resolve(entry: ServiceEntry, cfg: Config, *, path: str, verbose: int = 0,
     where = f"{path}, line {entry.line}"
     if entry.type == "pass":
         raise ConfigError(f"{where}: service type pass is not supported by fastpost")
-    qdir = cfg.get("queue_directory")
     try:
         if entry.type == "inet":
             host, port = entry.inet_address()
             endpoints = inet_endpoints(host, port, cfg.get_list("inet_interfaces"),
                                        cfg.get_list("inet_protocols"))
         else:
+            # Relative to queue_directory, the master's working directory: no parent
+            # directory needs to be searchable by mail_owner, and paths stay short.
             sub = "private" if entry.private else "public"
-            endpoints = [Endpoint(entry.type, (os.path.join(qdir, sub, entry.service),))]
+            endpoints = [Endpoint(entry.type, (os.path.join(sub, entry.service),))]
     except ListenError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     if entry.type == "inet" and entry.wakeup:
