@@ -477,3 +477,25 @@ def test_workers_from_before_a_reload_count_toward_maxproc(fastpost_instance):
     wait_for(lambda: not alive(old_pid), what="the old worker to exit")
     assert len(inst.workers()) == 1
     waiting.close()
+
+
+def test_wakeups_do_not_pile_up_while_a_service_is_throttled(fastpost_instance):
+    ss = need_program("ss")
+    import subprocess
+    import uuid
+
+    name = "w" + uuid.uuid4().hex[:12]  # ss shows the (relative) path: make it unique
+    inst = fastpost_instance(master_cf=f"{name} unix n - n 1 1 testdaemons.dies\n")
+    inst.start()
+    inst.wait_log(r"bad command startup -- throttling")
+    time.sleep(3.5)  # three wakeup periods while throttled
+
+    def pending() -> int:
+        out = subprocess.run([ss, "-xl"], capture_output=True, text=True).stdout
+        rows = [line.split() for line in out.splitlines() if f"public/{name} " in line]
+        assert len(rows) == 1, out
+        return int(rows[0][2])  # Recv-Q of a listening socket: connections not accepted
+
+    # The wakeup that forked the doomed worker is still queued; no others were added.
+    assert pending() == 1
+    assert inst.log_text().count("exit status 1") == 1

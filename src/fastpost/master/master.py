@@ -48,6 +48,7 @@ import fcntl
 import gc
 import os
 import pwd
+import select
 import signal
 import socket
 import sys
@@ -242,7 +243,11 @@ class Service:
 
     def wakeup(self) -> None:
         self.wakeup_timer = None
-        if not (self.spec.entry.wakeup_conditional and not self.used) and self.listeners:
+        # Not while throttled, and not when a trigger or client is already waiting (an
+        # earlier wakeup not yet read): wakeups must never pile up in the listen queue.
+        if (self.listeners and self.throttle_timer is None
+                and not (self.spec.entry.wakeup_conditional and not self.used)
+                and not select.select([_fd(self.listeners[0])], [], [], 0)[0]):
             send_trigger(self.spec.endpoints[0], self.listeners[0], b"W")
         self.schedule_wakeup()
 
