@@ -168,6 +168,8 @@ def test_reload_keeps_open_session_and_new_clients_get_new_config(fastpost_insta
     new, new_pid = session(inst, port=port)
     assert new_pid != old_pid
     assert talk(new, "CONF test_marker") == "after"
+    assert talk(new, "CONF process_id") == str(new_pid)  # read-only, per process
+    assert talk(new, "CONF service_name") == f"127.0.0.1:{port}"
     # The session that was open across the reload still works, with its old settings.
     assert talk(old, "CONF test_marker") == "before"
     assert talk(old, "still there?") == "echo: still there?"

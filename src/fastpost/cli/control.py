@@ -132,10 +132,13 @@ class Control:
                 failed = self.say.fatal(str(exc))
         from fastpost.master.master import Master
 
+        problems: list[str] = []
         try:
-            _, specs = Master(self.config_dir, verbose=self.verbose).load()
+            _, specs = Master(self.config_dir, verbose=self.verbose).load(problems)
         except ConfigError as exc:
             return self.say.fatal(str(exc))
+        for text in problems:
+            failed = self.say.fatal(text)
         self.specs = specs
         for level, text in layout.check(self.cfg):
             if level == "fatal":

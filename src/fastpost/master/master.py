@@ -305,8 +305,9 @@ class Master:
 
     # -- configuration -----------------------------------------------------------------------
 
-    def load(self) -> tuple[Config, list[ServiceSpec]]:
-        """Read main.cf and master.cf; ConfigError on any problem."""
+    def load(self, errors: list[str] | None = None) -> tuple[Config, list[ServiceSpec]]:
+        """Read main.cf and master.cf; ConfigError on the first problem, or, when an
+        ``errors`` list is given, each bad master.cf entry's problem appended to it."""
         cfg = Config(self.config_dir)
         for name in ("queue_directory", "mail_owner", "service_throttle_time", "fork_delay",
                      "fastpost_stop_timeout", "default_process_limit", "syslog_name"):
@@ -319,8 +320,13 @@ class Master:
             if is_disabled(entry, disabled):
                 log.info("service %s disabled by master_service_disable", entry.key)
                 continue
-            specs.append(resolve(entry, cfg, path=path, verbose=self.verbose,
-                                 foreground=self.foreground))
+            try:
+                specs.append(resolve(entry, cfg, path=path, verbose=self.verbose,
+                                     foreground=self.foreground))
+            except ConfigError as exc:
+                if errors is None:
+                    raise
+                errors.append(str(exc))
         return cfg, specs
 
     def _init_log(self, cfg: Config) -> None:

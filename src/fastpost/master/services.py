@@ -52,6 +52,11 @@ def load_daemon(command: str, where: str):
     name = module_name(command)
     try:
         module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and name.startswith(exc.name):
+            raise ConfigError(f'{where}: cannot load daemon "{command}": no module named '
+                              f"{name}") from None
+        raise ConfigError(f'{where}: cannot load daemon "{command}" ({name}): {exc}') from None
     except Exception as exc:  # any import-time failure is a configuration problem here
         raise ConfigError(f'{where}: cannot load daemon "{command}" ({name}): '
                           f"{type(exc).__name__}: {exc}") from None

@@ -33,6 +33,8 @@ when the loop is stuck inside a C call).
 
 Exit status: 0 normal, 1 fatal (log.fatal, bad configuration, failed pre_init), 2 panic.
 
+Read-only parameters set for the daemon: process_name, process_id, service_name.
+
 Parameters: queue_directory, mail_owner, max_use, max_idle, daemon_timeout,
 ipc_timeout, syslog_name, syslog_facility, maillog_file, fastpost_foreground_log, and
 each daemon's own declared list.
@@ -230,6 +232,11 @@ class BaseServer:
         log.set_verbose(opts.verbose)
         try:
             cfg = Config(None, opts.overrides)
+            # Postfix's read-only parameters, for $name expansion in this process.
+            cfg.set_override("process_name", self.name)
+            cfg.set_override("process_id", str(os.getpid()))
+            if opts.service_name:
+                cfg.set_override("service_name", opts.service_name)
             foreground = cfg.get_bool("fastpost_foreground_log")
             init_logging(self.name, cfg, stream=sys.stdout if foreground else None)
             ctx = self.ctx = ServerContext(self, self.name, opts, cfg)
