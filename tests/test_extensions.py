@@ -20,6 +20,7 @@ MODULES = [".".join(p.relative_to(ROOT / "ext").with_suffix("").parts) for p in 
 #: added here, or this test fails.
 CONSTRUCT = {
     "fastpost.mail._record_c.RecordDecoder": ((1024,), {}),
+    "fastpost.mail._attr_c.FrameDecoder": ((1 << 20, 8), {}),
 }
 
 

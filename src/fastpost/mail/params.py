@@ -131,4 +131,7 @@ def get(name: str) -> Param:
 #: Parameters fastpost adds beyond Postfix (documented in docs/configuration.md).
 FASTPOST_PARAMS: tuple[Param, ...] = (
     Param("fastpost_foreground_log", BOOL, "no"),  # also log to stdout (start-fg sets it)
+    # master and skeletons (docs/master.md):
+    Param("fastpost_multi_client_limit", INT, "1000", min=1),  # clients per multi worker
+    Param("fastpost_stop_timeout", TIME, "30s", unit="s", min=0),  # graceful stop, then TERM
 )
