@@ -131,4 +131,13 @@ def get(name: str) -> Param:
 #: Parameters fastpost adds beyond Postfix (documented in docs/configuration.md).
 FASTPOST_PARAMS: tuple[Param, ...] = (
     Param("fastpost_foreground_log", BOOL, "no"),  # also log to stdout (start-fg sets it)
+    # The queue store (docs/queue.md): segment roll size, the size from which a message
+    # gets a segment file of its own, the LMDB map size of the index, and compaction
+    # (sealed segments older than the age whose live bytes are at most the percentage
+    # of their size have their messages copied forward).
+    Param("fastpost_queue_segment_size", INT, "67108864", min=65536),
+    Param("fastpost_queue_large_message_size", INT, "1048576", min=4096),
+    Param("fastpost_queue_index_map_size", INT, "68719476736", min=1 << 20),
+    Param("fastpost_queue_compact_age", TIME, "1h", unit="s", min=0),
+    Param("fastpost_queue_compact_ratio", INT, "50", min=1, max=100),
 )
