@@ -33,21 +33,21 @@ _TARGET = int(_COUNT) if _COUNT.isdigit() else 1
 _seen = 0
 
 
-def armed(name: str) -> bool:
-    """True when ``name`` is the crash point this process was started with."""
-    return bool(_SPEC) and name == _NAME
+def hit(name: str) -> bool:
+    """Count a pass through ``name``; True when this pass is the one to die at."""
+    global _seen
+    if not _SPEC or name != _NAME:
+        return False
+    _seen += 1
+    return _seen == _TARGET
+
+
+def kill() -> None:
+    """Die now, as kill -9 would make us."""
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def reached(name: str) -> None:
     """SIGKILL this process if ``name`` is the armed point and its count is reached."""
-    global _seen
-    if not _SPEC or name != _NAME:
-        return
-    _seen += 1
-    if _seen >= _TARGET:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def will_fire(name: str) -> bool:
-    """True when the next reached(name) kills the process (for mid-write points)."""
-    return bool(_SPEC) and name == _NAME and _seen + 1 >= _TARGET
+    if hit(name):
+        kill()

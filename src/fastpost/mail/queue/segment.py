@@ -352,10 +352,10 @@ class SegmentWriter:
         """
         start = self.size
         try:
-            if crash and crashpoint.armed(crash + ".mid_write") and crashpoint.will_fire(crash + ".mid_write"):
+            if crash and crashpoint.hit(crash + ".mid_write"):
                 data = b"".join(bytes(b) for b in buffers)
                 _write_all(self.fd, [data[: len(data) // 2]], self.path)
-                crashpoint.reached(crash + ".mid_write")
+                crashpoint.kill()
             written = _write_all(self.fd, buffers, self.path)
             if crash:
                 crashpoint.reached(crash + ".before_sync")

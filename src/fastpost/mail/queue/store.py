@@ -132,6 +132,7 @@ class QueueStore:
         self.segment_dir = os.path.join(settings.queue_directory, "segments")
         self._fds: dict[int, int] = {}  # read-only segment fds, by segment id
         self._closed = False
+        self.recovery: RecoveryReport | None = None  # what open() repaired
 
     # -- opening --------------------------------------------------------------------------
 
@@ -158,7 +159,7 @@ class QueueStore:
             raise QueueError(f"cannot open the queue index {qdir}/index: {exc}") from None
         store = cls(settings, index)
         if recover and not readonly:
-            store.recover()
+            store.recovery = store.recover()
         return store
 
     def close(self) -> None:
