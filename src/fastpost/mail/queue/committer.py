@@ -353,19 +353,27 @@ class Committer:
 
     # -- shutdown ---------------------------------------------------------------------------
 
-    async def drain(self) -> None:
-        """Wait until everything committed so far is written and indexed."""
-        while self._flushing or self._inflight:
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Wait until everything committed so far is written and indexed.
+
+        Return False if ``timeout`` seconds passed first (the index stayed unwritable).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._flushing or self._inflight or self._backlog_len:
+            if deadline is not None and time.monotonic() > deadline:
+                return False
             if self._inflight:
                 await asyncio.gather(*list(self._inflight), return_exceptions=True)
             else:
-                await asyncio.sleep(0)
+                await asyncio.sleep(0.02 if self._backlog_len else 0)
+        return True
 
     async def close(self) -> None:
         """Finish in-flight work, seal the current segment and stop the threads."""
         if self._closed:
             return
-        await self.drain()
+        if not await self.drain(timeout=30):
+            log.warn("closing with %d batch(es) not indexed; recovery will index them", self._backlog_len)
         self._closed = True
         if self._retry_handle is not None:
             self._retry_handle.cancel()
