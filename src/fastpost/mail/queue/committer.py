@@ -139,7 +139,10 @@ class Committer:
         """Start a message: a builder that already has its queue ID."""
         if self._closed:
             raise RuntimeError("committer is closed")
-        return MessageBuilder(self, self.new_queue_id(), self.settings.line_length_limit,
+        qid = self.new_queue_id()
+        while self.store.exists(qid):  # only an imported Postfix ID can be in the way
+            qid = self.new_queue_id()
+        return MessageBuilder(self, qid, self.settings.line_length_limit,
                               self.settings.large_message_size)
 
     async def run_io(self, fn, *args):
