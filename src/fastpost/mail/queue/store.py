@@ -523,16 +523,31 @@ class QueueStore:
                 return
             yield info
 
-    def by_domain(self, domain: str):
-        """Yield queue IDs with a recipient in ``domain`` (lower case, exact)."""
+    def by_domain(self, domain: str, *, batch: int = 1000):
+        """Yield queue IDs with a recipient in ``domain`` (lower case, exact), in batches
+        of ``batch`` per read transaction (no snapshot is held while the caller edits)."""
         prefix = domain.lower().encode("utf-8", "surrogateescape") + b"\0"
-        with self.index.read() as txn:
-            cur = txn.cursor(db=self.index.dom)
-            if cur.set_range(prefix):
+        key = prefix
+        first = True
+        while True:
+            chunk = []
+            with self.index.read() as txn:
+                cur = txn.cursor(db=self.index.dom)
+                if not cur.set_range(key):
+                    return
+                if not first and cur.key() == key and not cur.next():
+                    return
                 for k, _ in cur:
                     if not k.startswith(prefix):
                         break
-                    yield k[len(prefix) :].decode("ascii")
+                    chunk.append(k[len(prefix) :].decode("ascii"))
+                    key = bytes(k)
+                    if len(chunk) >= batch:
+                        break
+            first = False
+            yield from chunk
+            if len(chunk) < batch:
+                return
 
     # -- editing ----------------------------------------------------------------------------
 
