@@ -189,3 +189,30 @@ def test_live_committer_is_not_recovered_by_others(tmp_path):
     qid = asyncio.run(run())
     with QueueStore.open(settings=QueueSettings(str(tmp_path))) as st:
         assert st.get(qid) is not None
+
+
+def test_several_committer_processes_at_once(tmp_path):
+    """Three cleanup-like processes commit into one store at the same time."""
+    env = dict(os.environ)
+    env.pop("FASTPOST_CRASH_AT", None)
+    procs = [subprocess.Popen([sys.executable, str(HERE / "crash_child.py"), str(tmp_path), "commit", "120", "15"],
+                              stdout=subprocess.PIPE, text=True, env=env) for _ in range(3)]
+    acked = {}
+    tags = []
+    for p in procs:
+        out, _ = p.communicate(timeout=120)
+        assert p.returncode == 0
+        for line in out.splitlines():
+            if line.startswith("ACK "):
+                _, qid, tag = line.split()
+                assert qid not in acked, "two processes handed out the same queue ID"
+                acked[qid] = tag
+                tags.append(tag)
+    assert len(acked) == 360
+    st = open_store(tmp_path)
+    try:
+        assert {m.queue_id for m in st.messages()} == set(acked)
+        for qid in list(acked)[::37]:
+            assert acked[qid].encode() in st.read(qid)
+    finally:
+        st.close()

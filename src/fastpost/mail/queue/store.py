@@ -46,7 +46,7 @@ import lmdb
 
 from fastpost.mail.queue import crashpoint
 from fastpost.mail.queue import index as ix
-from fastpost.mail.queue.message import CorruptQueueFile, mark_done, parse
+from fastpost.mail.queue.message import CorruptQueueFile, ParsedMessage, mark_done, parse, read_records
 from fastpost.mail.queue.queue_id import number_of
 from fastpost.mail.queue.segment import (
     FRAME_HEADER_LEN, KIND_COPY, KIND_MESSAGE, SEG_FLAG_LARGE, SEG_HEADER_LEN, CorruptFrame,
@@ -467,6 +467,25 @@ class QueueStore:
         data = self.read(queue_id, info)
         done = [r.offset for r in info.recipients if r.status == ix.RCPT_DONE]
         return mark_done(data, done) if done else data
+
+    def records(self, queue_id: str) -> list[tuple[int, int, bytes]]:
+        """Return the message's records (offset, type, payload), pointers followed."""
+        return list(read_records(self.read(queue_id)))
+
+    def parsed(self, queue_id: str) -> ParsedMessage:
+        """Return the message's envelope, recipients and section offsets (message.parse)."""
+        return parse(self.read(queue_id))
+
+    def requeue_active(self) -> int:
+        """Move every active message back to incoming (what qmgr does when it starts)."""
+        moved = 0
+        while True:
+            batch = [m.queue_id for m, _ in zip(self.messages([ix.ACTIVE]), range(1000))]
+            if not batch:
+                return moved
+            with self.edit() as ed:
+                for qid in batch:
+                    moved += ed.set_state(qid, ix.INCOMING)
 
     def logs(self, queue_id: str, kind: str = "defer") -> list[bytes]:
         """Return a message's bounce/defer/trace log entries, oldest first."""

@@ -225,3 +225,15 @@ def test_hold_at_commit(store):
     with store.edit() as ed:
         ed.set_state(q, "deferred", next_retry=1.0)
     assert store.queue_path(store.get(q)) == f"deferred/{q[0]}/{q}"
+
+
+def test_records_parsed_and_requeue_active(store):
+    ids = fill(store, 5)
+    recs = store.records(ids[0])
+    assert chr(recs[0][1]) == "C" and chr(recs[-1][1]) == "E"
+    assert store.parsed(ids[0]).sender == "sender0@example.org"
+    with store.edit() as ed:
+        for qid in ids[:3]:
+            ed.set_state(qid, ix.ACTIVE)
+    assert store.requeue_active() == 3
+    assert store.counts()["incoming"] == 5
