@@ -109,10 +109,12 @@ class Committer:
 
     def _reserve_ids(self, synchronous: bool = False) -> None:
         """Take a block of queue numbers from the index (a durable transaction)."""
-        first = self.store.reserve_numbers(ID_BLOCK)
-        with self._id_lock:
-            self._id_blocks.append((first, first + ID_BLOCK))
-            self._refilling = False
+        try:
+            first = self.store.reserve_numbers(ID_BLOCK)
+            with self._id_lock:
+                self._id_blocks.append((first, first + ID_BLOCK))
+        finally:
+            self._refilling = False  # a failed refill is retried; a dry block reserves in line
 
     def new_queue_id(self) -> str:
         """Return a fresh queue ID (the time now, a number nobody else has)."""
@@ -156,6 +158,8 @@ class Committer:
 
         InsufficientStorage (full disk) or OSError: nothing of the message was kept.
         """
+        if self._closed:
+            raise RuntimeError("committer is closed")
         if builder.committer is not self:
             raise ValueError("builder belongs to another committer")
         if builder.state != "open":
@@ -186,16 +190,22 @@ class Committer:
             buffers, length = None, 0
             info.flags |= ix.FLAG_LARGE
         fut = loop.create_future()
-        self._queue.append(_Pending(builder, info, buffers, length, fut))
+        pending = _Pending(builder, info, buffers, length, fut)
+        self._queue.append(pending)
         if not self._flushing:
             self._flushing = True
             loop.call_soon(self._start_flush)
         try:
             return await fut
-        finally:
-            if builder.state == "committing":  # failed
+        except asyncio.CancelledError:
+            # The caller went away. A message not yet handed to a flush is dropped; one
+            # being written is finished and queued anyway (as Postfix's cleanup does
+            # when the client disconnects after the final dot).
+            if pending in self._queue:
+                self._queue.remove(pending)
                 builder.state = "open"
                 builder.abort()
+            raise
 
     def _start_flush(self) -> None:
         batch, self._queue = self._queue, []
@@ -210,20 +220,25 @@ class Committer:
         self._inflight.discard(fut)
         try:
             results, job = fut.result()
-        except BaseException as exc:  # the whole flush failed (e.g. no segment could be made)
+        except BaseException as exc:  # a bug in the flush: fail the batch loudly
+            log.warn("queue commit failed: %s", exc)
             for p in batch:
+                p.builder.state = "open"
+                p.builder.abort()
                 if not p.future.done():
                     p.future.set_exception(exc)
             results, job = None, None
         if results is not None:
             for p, res in zip(batch, results):
-                if p.future.done():
-                    continue
                 if isinstance(res, BaseException):
-                    p.future.set_exception(res)
+                    p.builder.state = "open"
+                    p.builder.abort()  # nothing of it was kept: remove its own file, if any
+                    if not p.future.done():
+                        p.future.set_exception(res)
                 else:
                     p.builder.state = "committed"
-                    p.future.set_result(p.info.queue_id)
+                    if not p.future.done():
+                        p.future.set_result(p.info.queue_id)
             self.batches += 1
             self.messages += sum(1 for r in results if not isinstance(r, BaseException))
         if job is not None and (job.infos or job.watermarks or job.close_after):

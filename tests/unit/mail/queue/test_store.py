@@ -237,3 +237,28 @@ def test_records_parsed_and_requeue_active(store):
             ed.set_state(qid, ix.ACTIVE)
     assert store.requeue_active() == 3
     assert store.counts()["incoming"] == 5
+
+
+def test_cancelled_commit(tmp_path):
+    st = QueueStore.open(settings=settings(tmp_path, large_message_size=8192))
+
+    async def run():
+        c = st.committer("t")
+        b = c.builder()
+        b.time(time.time())
+        b.set_sender("")
+        b.add_recipient("r@x")
+        await b.write(b"z" * 20000 + b"\n")  # spilled to its own file
+        task = asyncio.ensure_future(c.commit(b))
+        await asyncio.sleep(0)  # queued, not yet flushed
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        kept = await commit_one(c, 1)
+        await c.close()
+        return b.queue_id, kept
+
+    dropped, kept = asyncio.run(run())
+    assert st.get(dropped) is None and st.get(kept) is not None
+    assert not [n for n in os.listdir(st.segment_dir) if not n.endswith(".seg")]
+    st.close()
