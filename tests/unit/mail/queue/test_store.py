@@ -240,6 +240,9 @@ def test_records_parsed_and_requeue_active(store):
 
 
 def test_cancelled_commit(tmp_path):
+    """A commit cancelled while it waits for the flush in flight leaves no trace."""
+    import threading
+
     st = QueueStore.open(settings=settings(tmp_path, large_message_size=8192))
 
     async def run():
@@ -248,13 +251,22 @@ def test_cancelled_commit(tmp_path):
         b.time(time.time())
         b.set_sender("")
         b.add_recipient("r@x")
-        await b.write(b"z" * 20000 + b"\n")  # spilled to its own file
+        await b.write(b"z" * 20000 + b"\n")  # spilled: its own file exists now
+        assert b.large is not None
+        gate = threading.Event()
+        c._io.submit(gate.wait)  # hold the I/O thread: the first flush stays in flight
+        first = asyncio.ensure_future(commit_one(c, 0))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert c._flushing
         task = asyncio.ensure_future(c.commit(b))
-        await asyncio.sleep(0)  # queued, not yet flushed
+        gate.set()
+        await asyncio.sleep(0)
+        assert len(c._queue) == 1  # waiting behind the first flush
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        kept = await commit_one(c, 1)
+        kept = await first
         await c.close()
         return b.queue_id, kept
 
