@@ -302,6 +302,9 @@ def test_long_queue_ids(pfx_tmp):
         obj = json.loads(line)
         seconds, _usec, _inode = parse_long(obj["queue_id"])
         assert abs(seconds - obj["arrival_time"]) <= 1
+        # and cat -q names the file as Postfix hashes long IDs
+        theirs = pfx.postcat("-q", obj["queue_id"])
+        assert fastpost(cfg, "cat", "-q", obj["queue_id"]).stdout.decode() == theirs.stdout
 
 
 def test_empty_queue(tmp_path):

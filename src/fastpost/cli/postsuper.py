@@ -273,7 +273,7 @@ def main(argv: list[str]) -> int:
         return tool.fatal(USAGE)
     config_dir = None
     ops: dict[str, list[str]] = {}
-    structure = purge = False
+    structure = False
     import_dir = None
     selector = Selector()
     try:
@@ -283,7 +283,7 @@ def main(argv: list[str]) -> int:
             elif opt in ("-d", "-e", "-f", "-h", "-H", "-r"):
                 ops.setdefault(opt[1], []).append(val)
             elif opt == "-p":
-                purge = True
+                pass  # opening the store removes temporary files left by crashes
             elif opt in ("-s", "-S"):
                 structure = True
             elif opt == "--sender":
@@ -314,7 +314,7 @@ def main(argv: list[str]) -> int:
                 ids.remove("-")
                 ids.extend(tok for line in sys.stdin for tok in line.split())
         if not ops and not import_dir:
-            structure = purge = True
+            structure = True
         cfg = tool.config(config_dir)
         store = tool.open_store(cfg)  # opening recovers: purges temporary files (-p)
         try:
@@ -322,7 +322,6 @@ def main(argv: list[str]) -> int:
                 _import(tool, store, import_dir)
             if structure:
                 structure_check(tool, store)
-            del purge
             run = Super(tool, store, list(args) or None, selector)
             for op in OP_ORDER:
                 if op in ops:

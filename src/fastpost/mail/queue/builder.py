@@ -25,10 +25,10 @@ from __future__ import annotations
 import os
 import zlib
 
-from fastpost.mail.queue.message import SIZE_RECORD_LEN, QueueFileBuilder
+from fastpost.mail.queue.message import QueueFileBuilder
 from fastpost.mail.queue.segment import (
-    FRAME_HEADER_LEN, KIND_MESSAGE, SEG_FLAG_LARGE, SEG_HEADER_LEN, SegmentWriter, batch_frame,
-    frame_header, storage_error,
+    FRAME_HEADER_LEN, KIND_MESSAGE, SEG_FLAG_LARGE, SegmentWriter, batch_frame, frame_header,
+    storage_error,
 )
 
 
@@ -183,5 +183,3 @@ def _file_crc(fd: int, start: int, end: int) -> int:
         pos += len(block)
     return crc
 
-
-assert SIZE_RECORD_LEN == 97 and SEG_HEADER_LEN == 32

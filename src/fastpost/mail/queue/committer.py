@@ -47,7 +47,7 @@ from fastpost.mail.queue import index as ix
 from fastpost.mail.queue.builder import MessageBuilder
 from fastpost.mail.queue.queue_id import make_id
 from fastpost.mail.queue.segment import (
-    KIND_MESSAGE, SEG_HEADER_LEN, InsufficientStorage, SegmentWriter, batch_frame, frame_bytes,
+    KIND_MESSAGE, InsufficientStorage, SegmentWriter, batch_frame, frame_bytes,
 )
 from fastpost.util import log
 
@@ -416,5 +416,3 @@ class Committer:
         """The segment currently appended to (for tests and diagnostics)."""
         return self._seg.segid if self._seg is not None else None
 
-
-assert SEG_HEADER_LEN > 0

@@ -241,7 +241,6 @@ def _scan(buf, start: int, size: int) -> ScanResult:
     batches: list = []
     garbage: list = []
     current: list = []
-    batch_start = start
     good_end = start
     pos = start
     while pos < size:
@@ -259,19 +258,15 @@ def _scan(buf, start: int, size: int) -> ScanResult:
         payload_ok = zlib.crc32(buf[pstart:end]) == pcrc
         if kind == KIND_BATCH:
             if payload_ok and plen == BATCH_PAYLOAD.size:
-                bstart, count = BATCH_PAYLOAD.unpack_from(buf, pstart)
                 batches.append(current)
                 current = []
                 good_end = end
-                batch_start = end
-                del bstart, count
             pos = end
             continue
         qid = bytes(buf[pos + FRAME_HEADER_LEN : pstart]).decode("ascii", "replace")
         current.append(Frame(pos, end - pos, kind, state, flags, qid, payload_ok))
         pos = end
     garbage = [g for g in garbage if g[0] < good_end]
-    del batch_start
     return ScanResult(batches, good_end, size, garbage, size - good_end)
 
 

@@ -49,9 +49,9 @@ from fastpost.mail.queue import index as ix
 from fastpost.mail.queue.message import CorruptQueueFile, ParsedMessage, mark_done, parse, read_records
 from fastpost.mail.queue.queue_id import number_of
 from fastpost.mail.queue.segment import (
-    FRAME_HEADER_LEN, KIND_COPY, KIND_MESSAGE, SEG_FLAG_LARGE, SEG_HEADER_LEN, CorruptFrame,
-    InsufficientStorage, SegmentWriter, batch_frame, frame_bytes, frame_header, fsync_dir, lock_nb,
-    parse_segment_name, read_frame, read_seg_header, scan, segment_name, storage_error,
+    KIND_COPY, KIND_MESSAGE, SEG_FLAG_LARGE, SEG_HEADER_LEN, CorruptFrame, InsufficientStorage,
+    SegmentWriter, batch_frame, frame_bytes, fsync_dir, lock_nb, parse_segment_name, read_frame,
+    read_seg_header, scan, segment_name, storage_error,
 )
 from fastpost.util import log
 
@@ -600,11 +600,7 @@ class QueueStore:
         placed = []
         pos = writer.size
         for kind, state, qid, payload in frames:
-            if kind == KIND_COPY:
-                parts = [payload]
-            else:
-                parts = [payload]
-            bufs = frame_bytes(kind, state, qid.encode("ascii"), parts)
+            bufs = frame_bytes(kind, state, qid.encode("ascii"), [payload])
             length = sum(len(b) for b in bufs)
             placed.append((pos, length))
             buffers.extend(bufs)
@@ -825,5 +821,3 @@ def _index_error(exc: lmdb.Error) -> Exception:
         return InsufficientStorage(code, f"queue index: {os.strerror(code)}")
     return QueueError(f"queue index error: {exc}")
 
-
-assert FRAME_HEADER_LEN == 24 and frame_header  # re-exported helpers are used by tools
