@@ -216,3 +216,40 @@ def test_several_committer_processes_at_once(tmp_path):
             assert acked[qid].encode() in st.read(qid)
     finally:
         st.close()
+
+
+def test_damaged_frame_beyond_the_watermark_goes_to_corrupt(tmp_path, capfd):
+    """Written but not indexed, then damaged on disk: recovery keeps the rest and moves
+    that one message to the corrupt queue with a warning."""
+    from fastpost.mail.queue.segment import parse_segment_name, scan
+    from fastpost.util import log
+
+    acked = run_child(tmp_path, "commit", "60", "10", crash="commit.before_index:2")
+    index = ix.Index(str(tmp_path / "index"))
+    with index.read() as txn:
+        marks = {s.segid: s.watermark for s in index.segments(txn)}
+    index.close()
+    victim = None
+    for path in sorted((tmp_path / "segments").iterdir()):
+        segid = parse_segment_name(path.name)[0]
+        for batch in scan(str(path), max(32, marks.get(segid, 0))).batches:
+            for frame in batch:
+                if victim is None:
+                    victim = (path, frame)
+    assert victim, "no frame beyond a watermark"
+    path, frame = victim
+    with open(path, "r+b") as fh:
+        fh.seek(frame.offset + frame.length - 4)
+        fh.write(b"!")
+    log.init("test", stream=sys.stderr, use_syslog=False)
+    st = open_store(tmp_path)
+    try:
+        assert st.recovery.corrupt == [frame.queue_id]
+        assert st.get(frame.queue_id).state == ix.CORRUPT
+        others = {q for q in acked if q != frame.queue_id}
+        assert others <= {m.queue_id for m in st.messages()}
+    finally:
+        st.close()
+        log.init("test", stream=None, use_syslog=False)
+    err = capfd.readouterr().err
+    assert f"{frame.queue_id}: corrupt queue file (checksum mismatch): moved to the corrupt queue" in err

@@ -29,7 +29,18 @@ from postfix_instance import PostfixInstance, postfix_tmpdir  # noqa: E402
 
 pytestmark = pytest.mark.postfix
 
-CAT_FLAGS = ["", "-e", "-h", "-b", "-bh", "-eh", "-o", "-eo", "-bo", "-d", "-od", "-v", "-bv", "-r"]
+CAT_FLAGS = ["", "-e", "-h", "-b", "-bh", "-eh", "-o", "-eo", "-bo", "-d", "-od", "-v", "-bv", "-r",
+             "-s DATA", "-o -s DATA"]  # DATA: the message's content offset (from its C record)
+
+
+def cat_args(flags: str, path) -> list[str]:
+    """The arguments for one CAT_FLAGS entry; DATA becomes the file's content offset."""
+    args = flags.split()
+    if "DATA" in args:
+        with open(path, "rb") as fh:
+            data_offset = fh.read(97)[2:].split()[1].decode()
+        args = [data_offset if a == "DATA" else a for a in args]
+    return args
 
 
 def fastpost(cfg_dir, *args, input=None) -> subprocess.CompletedProcess:
@@ -152,7 +163,8 @@ def test_cat_matches_postcat(world, flags):
     ids = [os.path.basename(p) for p in pfx.queue_files("deferred") + pfx.queue_files("hold")]
     assert len(ids) == 7
     for qid in ids:
-        args = [f for f in flags.split() if f]
+        path = [p for p in pfx.queue_files("deferred") + pfx.queue_files("hold") if p.endswith(qid)][0]
+        args = cat_args(flags, path)
         theirs = pfx.postcat(*args, "-q", qid)
         ours = fastpost(cfg, "cat", *args, "-q", qid)
         assert ours.returncode == theirs.returncode == 0, ours.stderr
@@ -266,7 +278,7 @@ def test_fastpost_messages_are_postfix_queue_files(world, pfx_tmp):
         os.chmod(path, 0o700)
         shutil.chown(path, "postfix", "postfix")
         for flags in CAT_FLAGS:
-            args = [f for f in flags.split() if f]
+            args = cat_args(flags, path)
             theirs = subprocess.run(["postcat", *args, str(path)], capture_output=True, timeout=30)
             ours = fastpost(cfg, "cat", *args, str(path))
             assert theirs.returncode == ours.returncode == 0, theirs.stderr

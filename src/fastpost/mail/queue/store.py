@@ -249,7 +249,10 @@ class QueueStore:
         present = set()
         segids = [p[0] for p in map(parse_segment_name, names) if p is not None]
         if segids:
-            self._write_sync(lambda txn: self.index.raise_counter(txn, b"next_segid", max(segids)))
+            with self.index.read() as txn:
+                behind = self.index.counter(txn, b"next_segid") <= max(segids)
+            if behind:  # an index rebuilt from scratch: never reuse a segment id
+                self._write_sync(lambda txn: self.index.raise_counter(txn, b"next_segid", max(segids)))
         for name in names:
             parsed = parse_segment_name(name)
             if parsed is None:
