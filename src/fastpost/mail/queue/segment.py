@@ -171,8 +171,10 @@ class Frame:
         return self.offset + FRAME_HEADER_LEN + len(self.queue_id)
 
 
-def parse_frame_header(buf, pos: int, size: int) -> tuple | None:
-    """Return the unpacked header at ``pos`` if magic, header CRC and length check out."""
+def parse_frame_header(buf, pos: int, size: int, check_length: bool = True) -> tuple | None:
+    """Return (kind, state, qid length, flags, payload length, payload CRC) for the header
+    at ``pos`` if magic and header CRC check out (and, with ``check_length``, the payload
+    fits in ``size``)."""
     if pos + FRAME_HEADER_LEN > size:
         return None
     magic, kind, state, qlen, flags, plen, pcrc, hcrc = FRAME_HEADER.unpack_from(buf, pos)
@@ -183,7 +185,7 @@ def parse_frame_header(buf, pos: int, size: int) -> tuple | None:
         return None
     if zlib.crc32(buf[pos + FRAME_HEADER_LEN : end_q], zlib.crc32(buf[pos : pos + 20])) != hcrc:
         return None
-    if end_q + plen > size:
+    if check_length and end_q + plen > size:
         return None
     return kind, state, qlen, flags, plen, pcrc
 

@@ -40,6 +40,7 @@ import contextlib
 import errno
 import os
 import time
+import zlib
 from dataclasses import dataclass, field
 
 import lmdb
@@ -49,9 +50,10 @@ from fastpost.mail.queue import index as ix
 from fastpost.mail.queue.message import CorruptQueueFile, ParsedMessage, mark_done, parse, read_records
 from fastpost.mail.queue.queue_id import number_of
 from fastpost.mail.queue.segment import (
-    KIND_COPY, KIND_MESSAGE, SEG_FLAG_LARGE, SEG_HEADER_LEN, CorruptFrame, InsufficientStorage,
-    SegmentWriter, batch_frame, frame_bytes, fsync_dir, lock_nb, parse_segment_name, read_frame,
-    read_seg_header, scan, segment_name, storage_error,
+    FRAME_HEADER_LEN, KIND_COPY, KIND_MESSAGE, SEG_FLAG_LARGE, SEG_HEADER_LEN, CorruptFrame,
+    InsufficientStorage, SegmentWriter, batch_frame, frame_bytes, fsync_dir, lock_nb,
+    parse_frame_header, parse_segment_name, read_frame, read_seg_header, scan, segment_name,
+    storage_error,
 )
 from fastpost.util import log
 
@@ -456,6 +458,39 @@ class QueueStore:
             self._to_corrupt(queue_id, str(exc))
             raise CorruptMessage(f"{queue_id}: {exc}") from None
         return payload
+
+    def stream(self, queue_id: str, chunk: int = 1 << 20):
+        """Yield the stored queue file in chunks (for large messages: bounded memory).
+
+        The frame's checks run as it is read: a bad header fails before the first chunk,
+        a payload checksum mismatch after the last (the caller must then discard what it
+        sent); either moves the message to corrupt and raises CorruptMessage.
+        """
+        info = self.get(queue_id)
+        if info is None:
+            raise QueueError(f"{queue_id}: no such message")
+        fd = self._segment_fd(info.segid)
+        qid = queue_id.encode("ascii")
+        head = os.pread(fd, FRAME_HEADER_LEN + len(qid), info.offset)
+        fields = parse_frame_header(head, 0, len(head), check_length=False)
+        if fields is None or head[FRAME_HEADER_LEN:] != qid or \
+                FRAME_HEADER_LEN + len(qid) + fields[4] != info.length:
+            self._to_corrupt(queue_id, "bad frame header")
+            raise CorruptMessage(f"{queue_id}: bad frame header")
+        plen, pcrc = fields[4], fields[5]
+        pos = info.offset + len(head)
+        end = pos + plen
+        crc = 0
+        while pos < end:
+            block = os.pread(fd, min(chunk, end - pos), pos)
+            if not block:
+                break
+            crc = zlib.crc32(block, crc)
+            pos += len(block)
+            yield block
+        if pos != end or crc != pcrc:
+            self._to_corrupt(queue_id, "checksum mismatch")
+            raise CorruptMessage(f"{queue_id}: checksum mismatch")
 
     def _to_corrupt(self, queue_id: str, reason: str) -> None:
         log.warn("%s: corrupt queue file (%s): moved to the corrupt queue", queue_id, reason)

@@ -274,3 +274,24 @@ def test_cancelled_commit(tmp_path):
     assert st.get(dropped) is None and st.get(kept) is not None
     assert not [n for n in os.listdir(st.segment_dir) if not n.endswith(".seg")]
     st.close()
+
+
+def test_stream_large_message_in_chunks(tmp_path):
+    st = QueueStore.open(settings=settings(tmp_path, large_message_size=8192))
+    body = b"".join(b"%08d streamed line\r\n" % i for i in range(20000))
+    ids = fill(st, 1, body=body)
+    chunks = list(st.stream(ids[0], chunk=65536))
+    assert len(chunks) > 3 and max(map(len, chunks)) <= 65536
+    assert b"".join(chunks) == st.read(ids[0])
+    # damage is reported after the last chunk, and the message goes to corrupt
+    info = st.get(ids[0])
+    with open(os.path.join(st.segment_dir, "%016x.seg" % info.segid), "r+b") as fh:
+        fh.seek(info.offset + info.length - 100)
+        fh.write(b"\0")
+    from fastpost.mail.queue.store import CorruptMessage
+
+    with pytest.raises(CorruptMessage):
+        for _ in st.stream(ids[0]):
+            pass
+    assert st.get(ids[0]).state == ix.CORRUPT
+    st.close()
