@@ -13,7 +13,8 @@ Postfix counterpart: src/postsuper/postsuper.c
     -H id   release from hold into deferred (hold)
     -r id   requeue through pickup/cleanup: needs those daemons, not available yet
     -p      remove temporary files left by crashes       } also done when no other
-    -s, -S  structure check and repair (see below)       } operation is given
+    -s      structure check and repair (see below)       } operation is given
+    -S      -s, and read every message to check its stored bytes
 
 ``id`` is a queue ID, ``ALL`` (every message of the named queues) or ``-`` (IDs from
 standard input, one per line); each option may be repeated. Trailing arguments name
@@ -26,9 +27,10 @@ reason, case-insensitive), --older-than / --newer-than (arrival age: 30s, 10m, 2
 1w). They read only the index and keep memory bounded: messages are selected while the
 queue is walked and changed in transactions of 1000.
 
--s here: recover the store (as every open does), remove empty segments, copy
-long-deferred messages forward (compaction) and check that every message's stored
-frame is intact (damaged ones move to the corrupt queue with a warning).
+-s here: recover the store (as every open does), remove empty segments and copy
+long-deferred messages forward (compaction); it reads no message, so it is cheap enough
+to run at every start, as Postfix's start script runs postsuper. -S also reads every
+message and checks its checksums (damaged ones move to the corrupt queue with a warning).
 
 --import DIR takes the messages of a Postfix queue directory (fastpost.mail.queue.importer).
 
@@ -232,19 +234,21 @@ class Super:
                     self.tool.info(f"{SUMMARY[key]}: {plural(self.counts[key])}")
 
 
-def structure_check(tool: Tool, store) -> None:
-    """-s: reclaim, compact, verify every stored frame."""
+def structure_check(tool: Tool, store, verify: bool = False) -> None:
+    """-s: reclaim, compact; -S: also verify every stored frame."""
     from fastpost.mail.queue import CorruptMessage
 
     rec = store.recovery
     reclaimed = store.reclaim()
     report = store.compact()
     damaged = 0
-    for qid in _iter_ids(store):  # lazily: a damaged one moves to corrupt, not walked
-        try:
-            store.read(qid)
-        except CorruptMessage:
-            damaged += 1
+    if verify:
+        for qid in _iter_ids(store):  # lazily: a damaged one moves to corrupt, not walked
+            try:
+                for _chunk in store.stream(qid):
+                    pass
+            except CorruptMessage:
+                damaged += 1
     if rec is not None and rec.messages_indexed:
         tool.info(f"Recovered from segments: {plural(rec.messages_indexed)}")
     if rec is not None and rec.torn_bytes:
@@ -273,7 +277,7 @@ def main(argv: list[str]) -> int:
         return tool.fatal(USAGE)
     config_dir = None
     ops: dict[str, list[str]] = {}
-    structure = False
+    structure = verify = False
     import_dir = None
     selector = Selector()
     try:
@@ -286,6 +290,7 @@ def main(argv: list[str]) -> int:
                 pass  # opening the store removes temporary files left by crashes
             elif opt in ("-s", "-S"):
                 structure = True
+                verify = verify or opt == "-S"
             elif opt == "--sender":
                 selector.sender = "" if val in ("<>", "") else val.lower()
             elif opt == "--recipient":
@@ -321,7 +326,7 @@ def main(argv: list[str]) -> int:
             if import_dir:
                 _import(tool, store, import_dir)
             if structure:
-                structure_check(tool, store)
+                structure_check(tool, store, verify)
             run = Super(tool, store, list(args) or None, selector)
             for op in OP_ORDER:
                 if op in ops:
