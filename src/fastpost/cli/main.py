@@ -30,6 +30,10 @@ COMMANDS: dict[str, str] = {
     "log": "fastpost.cli.postlog:main",
     "embedded-config": "fastpost.cli.embedded:main",
     "control": "fastpost.cli.control:main",
+    "cat": "fastpost.cli.postcat:main",
+    "queue": "fastpost.cli.postqueue:main",
+    "super": "fastpost.cli.postsuper:main",
+    "mailq": "fastpost.cli.postqueue:mailq",
 }
 
 #: The postfix(1) verbs, all served by one module.

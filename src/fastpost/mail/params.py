@@ -134,4 +134,13 @@ FASTPOST_PARAMS: tuple[Param, ...] = (
     # master and skeletons (docs/master.md):
     Param("fastpost_multi_client_limit", INT, "1000", min=1),  # clients per multi worker
     Param("fastpost_stop_timeout", TIME, "30s", unit="s", min=0),  # graceful stop, then TERM
+    # The queue store (docs/queue.md): segment roll size, the size from which a message
+    # gets a segment file of its own, the LMDB map size of the index, and compaction
+    # (sealed segments older than the age whose live bytes are at most the percentage
+    # of their size have their messages copied forward).
+    Param("fastpost_queue_segment_size", INT, "67108864", min=65536),
+    Param("fastpost_queue_large_message_size", INT, "1048576", min=4096),
+    Param("fastpost_queue_index_map_size", INT, "68719476736", min=1 << 20),
+    Param("fastpost_queue_compact_age", TIME, "1h", unit="s", min=0),
+    Param("fastpost_queue_compact_ratio", INT, "50", min=1, max=100),
 )
