@@ -216,3 +216,77 @@ def format_status_line(queue_id: str, recipient: Recipient, result: RecipientRes
     parts.append(f"dsn={result.dsn}")
     parts.append(f"status={result.status} ({result.text})")
     return ", ".join(parts)
+
+
+# -- the agent side ----------------------------------------------------------------------
+
+def failed_results(request: DeliveryRequest, dsn: str, text: str) -> list[RecipientResult]:
+    """Return the same temporary (4.x.x) or permanent (5.x.x) result for every recipient."""
+    status = DEFERRED if dsn.startswith("4") else BOUNCED
+    return [RecipientResult(r.offset, status, dsn, text) for r in request.recipients]
+
+
+def log_results(request: DeliveryRequest, results: list[RecipientResult], *,
+                conn_time: float | None = None, conn_use: int = 0) -> None:
+    """Log one Postfix status line per result (``to=<...>, relay=..., status=...``)."""
+    from fastpost.util import log
+
+    done = time.time()
+    conn = done if conn_time is None else conn_time
+    by_offset = {r.offset: r for r in request.recipients}
+    for res in results:
+        rcpt = by_offset.get(res.offset)
+        if rcpt is None:
+            continue
+        line = format_status_line(
+            request.queue_id, rcpt, res, arrival_time=request.arrival_time,
+            active_time=request.active_time,
+            request_time=request.request_time or request.active_time,
+            conn_time=conn, done_time=done, conn_use=conn_use)
+        log.info("%s", log.printable(line))
+
+
+def delivery_service(handler, *, max_frame: int | None = None):
+    """Return a multi_server protocol factory for a delivery agent.
+
+    ``handler(request: DeliveryRequest, ctx) -> list[RecipientResult]`` (plain or async)
+    delivers and logs (log_results); it must answer every recipient. A malformed request
+    is answered with ``{"error": text}``; an exception in the handler defers every
+    recipient with ``4.3.0`` and is logged as a warning, so one bad message never takes the
+    agent down.
+    """
+    import inspect
+
+    from fastpost.mail import ipc
+    from fastpost.util import log
+
+    async def handle(attrs: dict, conn) -> dict:
+        try:
+            request = DeliveryRequest.from_attrs(attrs)
+        except ValueError as exc:
+            log.warn("%s", exc)
+            return {"error": str(exc)}
+        try:
+            results = handler(request, conn.ctx)
+            if inspect.isawaitable(results):
+                results = await results
+        except Exception as exc:  # noqa: BLE001 - the agent must answer every request
+            log.warn("%s: delivery agent error: %s: %s", request.queue_id,
+                     type(exc).__name__, log.printable(str(exc)))
+            results = failed_results(request, "4.3.0", "delivery temporarily suspended: "
+                                     "internal error in the delivery agent")
+            log_results(request, results)
+        answered = {r.offset for r in results}
+        missing = [r for r in request.recipients if r.offset not in answered]
+        if missing:
+            log.warn("%s: delivery agent left %d recipient(s) unanswered", request.queue_id,
+                     len(missing))
+            extra = failed_results(DeliveryRequest(request.queue_id, request.transport,
+                                                   request.nexthop, request.sender, missing,
+                                                   request.arrival_time, request.active_time),
+                                   "4.3.0", "delivery agent did not report this recipient")
+            results = list(results) + extra
+        return DeliveryResult(results).to_attrs()
+
+    kwargs = {} if max_frame is None else {"max_frame": max_frame}
+    return ipc.attr_service(PROTOCOL, handle, **kwargs)
