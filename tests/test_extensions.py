@@ -20,6 +20,8 @@ MODULES = [".".join(p.relative_to(ROOT / "ext").with_suffix("").parts) for p in 
 #: added here, or this test fails.
 CONSTRUCT = {
     "fastpost.mail._record_c.RecordDecoder": ((1024,), {}),
+    "fastpost.mail.maps._indexed_c.IndexedReader": (({}.get, True, 0), {}),
+    "fastpost.mail.maps._pcre2_c.Pattern": ((b"a(b)c", 0), {}),
 }
 
 

@@ -29,6 +29,9 @@ COMMANDS: dict[str, str] = {
     "conf": "fastpost.cli.postconf:main",
     "log": "fastpost.cli.postlog:main",
     "embedded-config": "fastpost.cli.embedded:main",
+    "map": "fastpost.cli.postmap:main",
+    "alias": "fastpost.cli.postalias:main",
+    "newaliases": "fastpost.cli.postalias:newaliases",
 }
 
 #: The postfix(1) verbs, all served by one module.
