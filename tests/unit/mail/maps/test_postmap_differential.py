@@ -153,3 +153,48 @@ def test_fail_table_is_an_error_not_a_miss(tmp_path):
     theirs = postmap("-q", "x", "fail:x", cwd=tmp_path)
     assert ours.returncode == theirs.returncode == 1
     assert "query error" in ours.stderr and "query error" in theirs.stderr
+
+
+def postalias(*args, stdin=None, cwd=None):
+    return subprocess.run([need_program("postalias"), *args], input=stdin,
+                          capture_output=True, text=True, cwd=cwd)
+
+
+def fastpost_alias(*args, stdin=None, cwd=None, verb="alias"):
+    return subprocess.run([sys.executable, "-m", "fastpost", verb, *args], input=stdin,
+                          capture_output=True, text=True, cwd=cwd)
+
+
+def test_aliases_build_and_query(tmp_path):
+    src = (DATA / "basic.aliases").read_text()
+    (tmp_path / "theirs").write_text(src)
+    (tmp_path / "ours").write_text(src)
+    assert postalias("lmdb:theirs", cwd=tmp_path).returncode == 0
+    built = fastpost_alias("lmdb:ours", cwd=tmp_path)
+    assert built.returncode == 0 and "need name:value pair" in built.stderr
+    # postalias adds NIS YP_* entries (a timestamp); fastpost does not.
+    theirs = [x for x in postalias("-s", "lmdb:theirs", cwd=tmp_path).stdout.splitlines()
+              if not x.startswith("YP_")]
+    assert fastpost_alias("-s", "lmdb:ours", cwd=tmp_path).stdout.splitlines() == theirs
+    keys = "postmaster\nPOSTMASTER\nfoo\nq\nx y\n@\nmulti\nroot\nmissing\n"
+    expect = postalias("-q", "-", "lmdb:theirs", stdin=keys, cwd=tmp_path)
+    for tool, name in ((fastpost_alias, "lmdb:ours"), (postalias, "lmdb:ours"),
+                       (fastpost_alias, "lmdb:theirs")):
+        got = tool("-q", "-", name, stdin=keys, cwd=tmp_path)
+        assert (got.stdout, got.returncode) == (expect.stdout, expect.returncode), name
+    for key in ("foo", "nothere"):
+        a = postalias("-q", key, "lmdb:theirs", cwd=tmp_path)
+        b = fastpost_alias("-q", key, "lmdb:ours", cwd=tmp_path)
+        assert (a.stdout, a.returncode) == (b.stdout, b.returncode)
+
+
+def test_newaliases_builds_every_alias_database(tmp_path):
+    (tmp_path / "aliases").write_text("postmaster: root\n")
+    (tmp_path / "more").write_text("abuse: postmaster\n")
+    (tmp_path / "main.cf").write_text(
+        f"alias_database = hash:{tmp_path}/aliases, lmdb:{tmp_path}/more\n")
+    out = fastpost_alias("-c", str(tmp_path), verb="newaliases")
+    assert out.returncode == 0, out.stderr
+    assert postalias("-q", "postmaster", f"lmdb:{tmp_path}/aliases").stdout == "root\n"
+    assert postalias("-q", "abuse", f"lmdb:{tmp_path}/more").stdout == "postmaster\n"
+    assert not (tmp_path / "aliases.db").exists()
