@@ -27,10 +27,16 @@ def braced_body(type_: str, name: str, need: str) -> str:
 
 
 def split_nameval(element: str) -> tuple[str, str] | None:
-    """Split ``name=value`` (inside braces: ``name = value``); None when malformed."""
+    """Split ``name=value`` (inside braces: ``name = value``); None when malformed.
+
+    The name ends at a blank or ``=`` outside double quotes (``"a b"@x=y`` works).
+    """
     text = element.strip()
     i = 0
-    while i < len(text) and text[i] not in " \t=":
+    quoted = False
+    while i < len(text) and (quoted or text[i] not in " \t="):
+        if text[i] == '"':
+            quoted = not quoted
         i += 1
     name = text[:i]
     rest = text[i:].lstrip(" \t")

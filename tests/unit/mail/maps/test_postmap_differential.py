@@ -98,9 +98,10 @@ def test_build_warnings_name_file_and_line(tmp_path):
     "inline:{}", "inline:{foo}", "inline:{x=y", "static:{ a b }", "static:plain",
     "static:{x", "unionmap:{inline:{x=1}, static:2, inline:{y=3}}",
     "pipemap:{inline:{x=1}, inline:{1=z}}", "pipemap:{inline:{x=a}, inline:{b=z}}",
+    'inline:{ {"a a"@example.com = "b b"@example.com}, { x = y } }', "inline:{ { a b = c } }",
 ])
 def test_inline_static_composites(spec, tmp_path):
-    for key in ("x", "foo", "FOO", "k2", "a", "b", "y"):
+    for key in ("x", "foo", "FOO", "k2", "a", "b", "y", '"a a"@example.com'):
         same(["-q", key, spec], cwd=tmp_path)
     same(["-q", "-", spec], stdin="x\nfoo\nk2\na\ny\n", cwd=tmp_path)
 
