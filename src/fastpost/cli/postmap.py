@@ -40,7 +40,8 @@ from fastpost.mail.maps.source import records
 
 USAGE = ("usage: {prog} [-bfFhimnNoprsuUvw] [-c config_dir] [-d key] [-q key] "
          "[map_type:]file...")
-PROGRESS_EVERY = 100_000
+#: Sources larger than this show progress when stderr is a terminal.
+PROGRESS_BYTES = 4_000_000
 
 
 class Fatal(Exception):
@@ -153,31 +154,30 @@ def build(tool: Tool, arg: str, flags: int, *, base64_values: bool = False) -> N
             tool.fatal(f"unsupported dictionary type: {type_}")
         tool.fatal(f"unsupported dictionary type for building: {type_} "
                    f"(only {', '.join(maps.INDEXED_TYPES)} tables are built)")
-    text = read_source(tool, name)
     spec = f"{type_}:{name}"
+    mode = None
+    try:
+        mode = os.stat(name).st_mode & 0o666
+    except OSError:
+        pass
+    if not base64_values:
+        try:
+            with open(name, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            tool.fatal(f"open {name}: {exc.strerror}")
+        show = sys.stderr.isatty() and len(data) > PROGRESS_BYTES
+        indexed.build_from_source(name, data, flags, warn=tool.warn, spec=spec, mode=mode,
+                                  show_progress=show)
+        return
+    text = read_source(tool, name)
     builder = indexed.Builder(name, flags, warn=tool.warn, spec=spec)
-    show = sys.stderr.isatty()
-    count = 0
 
     def warn_line(lineno, message):
         tool.warn(f"{name}, line {lineno}: {message}")
 
     for lineno, key, value in records(text, warn_line):
-        if base64_values:
-            value = file_base64(tool, value, name, lineno)
-        builder.add(key, value, where=spec)
-        count += 1
-        if show and count % PROGRESS_EVERY == 0:
-            indexed.progress(count)
-    if show and count >= PROGRESS_EVERY:
-        indexed.progress(count)
-        sys.stderr.write("\n")
-    mode = None
-    try:
-        st = os.stat(name)
-        mode = st.st_mode & 0o666
-    except OSError:
-        pass
+        builder.add(key, file_base64(tool, value, name, lineno), where=spec)
     builder.commit(mode=mode)
 
 

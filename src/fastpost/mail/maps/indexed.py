@@ -17,7 +17,10 @@ reader never sees a half-written file and the files are never changed in place.
 Readers keep one read transaction open and notice a replaced file (checked at most once
 a second), then reopen.
 
-Parameters: ``lmdb_map_size`` (initial map size of a build; it grows as needed).
+Builds size the map from the data (three times the pairs' bytes), so
+``lmdb_map_size`` is not needed. Source parsing for builds is the Cython kernel
+ext/fastpost/mail/maps/_source_c.pyx; key folding and lookups are _indexed_c.pyx.
+
 Diagnostics: a missing or unreadable file is a MapRetry naming the file (Postfix:
 "open database NAME.lmdb: No such file or directory").
 """
@@ -35,6 +38,7 @@ from fastpost.mail.maps._base import FileWatch, Map, MapError, MapRetry
 from fastpost.mail.maps._indexed import (
     NUL_AUTO, NUL_WITH, NUL_WITHOUT, IndexedReader, decode_value, encode_key, encode_value,
 )
+from fastpost.mail.maps._source import parse_records, unique_sorted
 
 SUFFIX = ".lmdb"
 
@@ -159,7 +163,51 @@ class Builder:
         write_table(self.path, sorted(self.pairs.items()), self.nbytes, mode=mode)
 
 
-def write_table(path: str, items, nbytes: int, *, mode: int | None = None) -> None:
+def build_from_source(name: str, data: bytes, flags: int, *, warn=None,
+                      spec: str | None = None, mode: int | None = None,
+                      show_progress: bool = False) -> int:
+    """Build NAME.lmdb from postmap source bytes with the parsing kernel; return count.
+
+    Warnings (bad lines, duplicates) go to ``warn(text)`` in Postfix's wording.
+    """
+    import gc
+
+    spec = spec or f"lmdb:{name}"
+    fold = bool(flags & _base.FOLD_FIX)
+    nul = not (flags & _base.TRY0NULL and not flags & _base.TRY1NULL)
+    gc_was = gc.isenabled()
+    gc.disable()     # a million small tuples: generational GC would dominate the build
+    try:
+        records, warnings = parse_records(data, fold, nul)
+        if warn is not None:
+            for lineno, message in warnings:
+                warn(f"{name}, line {lineno}: {message}")
+        if show_progress:
+            progress_text(f"{len(records):,} records read")
+        nbytes = len(data) + 24 * len(records)
+        items, dups = unique_sorted(records, bool(flags & _base.DUP_REPLACE))
+        del records
+        if dups and warn is not None and not flags & (_base.DUP_IGNORE | _base.DUP_REPLACE):
+            for k in dups:
+                warn(f'{spec}: duplicate entry: "{decode_value(k)}"')
+        write_table(file_of(name), items, nbytes, mode=mode,
+                    progress=progress_text if show_progress else None)
+        if show_progress:
+            sys.stderr.write("\n")
+        return len(items)
+    finally:
+        if gc_was:
+            gc.enable()
+
+
+def progress_text(text: str) -> None:
+    """Show a build's progress on a terminal (stderr), overwriting the line."""
+    sys.stderr.write(f"\rfastpost map: {text}\x1b[K")
+    sys.stderr.flush()
+
+
+def write_table(path: str, items, nbytes: int, *, mode: int | None = None,
+                progress=None) -> None:
     """Write sorted (key, value) byte pairs as a fresh LMDB file at path, atomically."""
     tmp = f"{path}.{os.getpid()}.tmp"
     _unlink(tmp)
@@ -169,7 +217,14 @@ def write_table(path: str, items, nbytes: int, *, mode: int | None = None) -> No
                         sync=False, metasync=False, readahead=False, max_dbs=0)
         try:
             with env.begin(write=True) as txn:
-                txn.cursor().putmulti(items, append=True)
+                cursor = txn.cursor()
+                if progress is None or len(items) < 200_000:
+                    cursor.putmulti(items, append=True)
+                else:
+                    step = 100_000
+                    for i in range(0, len(items), step):
+                        cursor.putmulti(items[i : i + step], append=True)
+                        progress(f"{min(i + step, len(items)):,} of {len(items):,} written")
             env.sync(True)
         finally:
             env.close()
@@ -259,12 +314,6 @@ def _fsync_dir(path: str) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def progress(count: int) -> None:
-    """Show a build's progress on a terminal (stderr)."""
-    sys.stderr.write(f"\rfastpost map: {count:,} lines")
-    sys.stderr.flush()
 
 
 __all__ = ["IndexedMap", "Builder", "update_table", "file_of", "MapError"]

@@ -88,3 +88,53 @@ def test_pcre_errors_and_groups(impl):
     assert m == (b"y", None, b"y")
     assert impl.Pattern(b"ABC", impl.CASELESS).match(b"xabcx") == (b"abc",)
     assert impl.Pattern(b"ABC", 0).match(b"abc") is None
+
+
+# -- _source: build-time parsing of postmap sources -----------------------------------------
+
+from fastpost.mail.maps import _source_c as SC  # noqa: E402
+from fastpost.mail.maps import _source_py as SP  # noqa: E402
+from fastpost.mail.maps.source import records as str_records  # noqa: E402
+
+source_bytes = st.lists(st.sampled_from(
+    [b" ", b"\t", b"\n", b"\r\n", b"#", b'"', b"\\", b":", b"a", b"B", b"key", b"Val",
+     "é".encode(), "ẞ".encode(), b"\xff", b"\x0b", b"\n  cont", b"\n#c\n"]), max_size=40
+).map(b"".join)
+
+
+@given(data=source_bytes, fold=st.booleans(), nul=st.booleans())
+@settings(max_examples=400)
+def test_source_parsers_agree(data, fold, nul):
+    """Whole input, and with trailing data: compiled == reference."""
+    assert SC.parse_records(data, fold, nul) == SP.parse_records(data, fold, nul)
+    tail = data + b"\ntrailing record\n"
+    assert SC.parse_records(tail, fold, nul) == SP.parse_records(tail, fold, nul)
+
+
+@given(data=source_bytes)
+def test_source_kernel_agrees_with_text_parser(data):
+    """The build kernel reads a file exactly as texthash (the str-level parser) does."""
+    warnings = []
+    text = data.decode("utf-8", "surrogateescape")
+    expect = [(k.encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape"))
+              for _, k, v in str_records(text, lambda n, m: warnings.append((n, m)),
+                                         ignore_note=False)]
+    got, got_warnings = SC.parse_records(data, False, False)
+    assert got == expect
+    assert [n for n, _ in got_warnings] == [n for n, _ in warnings]
+
+
+@given(pairs=st.lists(st.tuples(st.sampled_from([b"a", b"b", b"c", b"aa"]),
+                                st.binary(max_size=3)), max_size=20),
+       keep_last=st.booleans())
+def test_unique_sorted_agrees(pairs, keep_last):
+    a, b = list(pairs), list(pairs)
+    assert SC.unique_sorted(a, keep_last) == SP.unique_sorted(b, keep_last)
+    out, dups = SC.unique_sorted(list(pairs), keep_last)
+    assert [k for k, _ in out] == sorted({k for k, _ in pairs})
+    assert len(out) + len(dups) == len(pairs)
+    if pairs:
+        first = {}
+        for k, v in (reversed(pairs) if not keep_last else pairs):
+            first[k] = v
+        assert dict(out) == first
