@@ -18,7 +18,6 @@ Diagnostics: as fastpost map; bad lines are warnings naming file and line.
 from __future__ import annotations
 
 import getopt
-import os
 import sys
 
 from fastpost.cli import postmap
@@ -45,12 +44,9 @@ def build(tool: Tool, arg: str, flags: int) -> None:
     for _, key, value in alias_records(text, warn_line):
         builder.add(key, value, where=spec)
     builder.add("@", "@")
-    mode = None
-    try:
-        mode = os.stat(name).st_mode & 0o666
-    except OSError:
-        pass
-    builder.commit(mode=mode)
+    mode, owner = postmap.file_attributes(name, keep_mode=not tool.opt_p,
+                                          keep_owner=not tool.opt_o)
+    builder.commit(mode=mode, owner=owner)
 
 
 def main(argv: list[str], prog: str = "fastpost alias") -> int:
@@ -85,6 +81,10 @@ def _main(tool: Tool, argv: list[str]) -> int:
                 dump = True
         elif opt == "-i":
             incremental = True
+        elif opt == "-p":
+            tool.opt_p = True
+        elif opt == "-o":
+            tool.opt_o = True
     flags = postmap.parse_flags(opts)
     if not args:
         tool.fatal(USAGE.format(prog=tool.prog))

@@ -19,7 +19,9 @@ terminal for large inputs.
     -f        do not fold keys to lower case     -F  values are file names: store base64
     -N / -n   store with / without a NUL after keys and values (default: with NUL)
     -r / -w   on duplicate keys: replace silently / keep the first silently
-    -o -p -u -U -m -v    accepted for compatibility (-v makes messages verbose)
+    -p        give new files mode 0644 instead of the source file's permissions
+    -o        as root, keep new files owned by root (default: the source's owner)
+    -u -U -m -v    accepted for compatibility (UTF-8 is always on; -m is implied)
 
 Parameters: default_database_type, config_directory (-c).
 Diagnostics: "fastpost map: fatal: ..." and exit 1 for usage errors, missing files
@@ -54,6 +56,8 @@ class Tool:
     def __init__(self, prog: str):
         self.prog = prog
         self.cfg: Config | None = None
+        self.opt_p = False      # -p: new files get mode 0644, not the source's
+        self.opt_o = False      # -o: as root, do not give the file to the source's owner
 
     def warn(self, text: str) -> None:
         print(f"{self.prog}: warning: {text}", file=sys.stderr)
@@ -155,11 +159,7 @@ def build(tool: Tool, arg: str, flags: int, *, base64_values: bool = False) -> N
         tool.fatal(f"unsupported dictionary type for building: {type_} "
                    f"(only {', '.join(maps.INDEXED_TYPES)} tables are built)")
     spec = f"{type_}:{name}"
-    mode = None
-    try:
-        mode = os.stat(name).st_mode & 0o666
-    except OSError:
-        pass
+    mode, owner = file_attributes(name, keep_mode=not tool.opt_p, keep_owner=not tool.opt_o)
     if not base64_values:
         try:
             with open(name, "rb") as fh:
@@ -168,7 +168,7 @@ def build(tool: Tool, arg: str, flags: int, *, base64_values: bool = False) -> N
             tool.fatal(f"open {name}: {exc.strerror}")
         show = sys.stderr.isatty() and len(data) > PROGRESS_BYTES
         indexed.build_from_source(name, data, flags, warn=tool.warn, spec=spec, mode=mode,
-                                  show_progress=show)
+                                  owner=owner, show_progress=show)
         return
     text = read_source(tool, name)
     builder = indexed.Builder(name, flags, warn=tool.warn, spec=spec)
@@ -178,7 +178,24 @@ def build(tool: Tool, arg: str, flags: int, *, base64_values: bool = False) -> N
 
     for lineno, key, value in records(text, warn_line):
         builder.add(key, file_base64(tool, value, name, lineno), where=spec)
-    builder.commit(mode=mode)
+    builder.commit(mode=mode, owner=owner)
+
+
+def file_attributes(source: str, *, keep_mode: bool, keep_owner: bool):
+    """Return (mode, owner) for a table built from source, as postmap does.
+
+    The new file gets the source's permissions (``-p``: 0644 instead) and, when run
+    as root on a file owned by someone else, that owner (``-o``: stay root).
+    """
+    try:
+        st = os.stat(source)
+    except OSError:
+        return None, None
+    mode = (st.st_mode & 0o666) if keep_mode else 0o644
+    owner = None
+    if keep_owner and os.geteuid() == 0 and st.st_uid != 0:
+        owner = (st.st_uid, st.st_gid)
+    return mode, owner
 
 
 def file_base64(tool: Tool, path: str, source: str, lineno: int) -> str:
@@ -233,6 +250,10 @@ def _main(tool: Tool, argv: list[str]) -> int:
             body = True
         elif opt == "-F":
             b64 = True
+        elif opt == "-p":
+            tool.opt_p = True
+        elif opt == "-o":
+            tool.opt_o = True
     flags = parse_flags(opts)
     if not args:
         tool.fatal(USAGE.format(prog=tool.prog))

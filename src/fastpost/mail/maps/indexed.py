@@ -73,6 +73,7 @@ class IndexedMap(Map):
 
     def _open(self) -> None:
         self._watch = FileWatch(self.path)
+        self._warn_if_stale()
         try:
             env = lmdb.open(self.path, subdir=False, readonly=True, lock=False,
                             max_dbs=0, readahead=False)
@@ -82,6 +83,17 @@ class IndexedMap(Map):
         self.close()
         self._env, self._txn = env, txn
         self._reader.set_get(txn.get)
+
+    def _warn_if_stale(self) -> None:
+        """Postfix's "database X is older than source file Y" warning."""
+        try:
+            src, db = os.stat(self.name), os.stat(self.path)
+        except OSError:
+            return
+        if src.st_mtime > db.st_mtime:
+            from fastpost.util import log
+
+            log.warn("database %s is older than source file %s", self.path, self.name)
 
     def get(self, key: str) -> str | None:
         if self._watch.next_check <= time.monotonic() and self._watch.changed():
@@ -158,13 +170,13 @@ class Builder:
         self.pairs[k] = v
         self.nbytes += len(k) + len(v) + 16
 
-    def commit(self, *, mode: int | None = None) -> None:
+    def commit(self, *, mode: int | None = None, owner=None) -> None:
         """Write the table beside the target, sync it and rename it into place."""
-        write_table(self.path, sorted(self.pairs.items()), self.nbytes, mode=mode)
+        write_table(self.path, sorted(self.pairs.items()), self.nbytes, mode=mode, owner=owner)
 
 
 def build_from_source(name: str, data: bytes, flags: int, *, warn=None,
-                      spec: str | None = None, mode: int | None = None,
+                      spec: str | None = None, mode: int | None = None, owner=None,
                       show_progress: bool = False) -> int:
     """Build NAME.lmdb from postmap source bytes with the parsing kernel; return count.
 
@@ -190,7 +202,7 @@ def build_from_source(name: str, data: bytes, flags: int, *, warn=None,
         if dups and warn is not None and not flags & (_base.DUP_IGNORE | _base.DUP_REPLACE):
             for k in dups:
                 warn(f'{spec}: duplicate entry: "{decode_value(k)}"')
-        write_table(file_of(name), items, nbytes, mode=mode,
+        write_table(file_of(name), items, nbytes, mode=mode, owner=owner,
                     progress=progress_text if show_progress else None)
         if show_progress:
             sys.stderr.write("\n")
@@ -207,8 +219,12 @@ def progress_text(text: str) -> None:
 
 
 def write_table(path: str, items, nbytes: int, *, mode: int | None = None,
-                progress=None) -> None:
-    """Write sorted (key, value) byte pairs as a fresh LMDB file at path, atomically."""
+                owner: tuple[int, int] | None = None, progress=None) -> None:
+    """Write sorted (key, value) byte pairs as a fresh LMDB file at path, atomically.
+
+    ``mode`` and ``owner`` (uid, gid) are given to the new file before it is renamed
+    into place.
+    """
     tmp = f"{path}.{os.getpid()}.tmp"
     _unlink(tmp)
     _unlink(tmp + "-lock")
@@ -230,6 +246,8 @@ def write_table(path: str, items, nbytes: int, *, mode: int | None = None,
             env.close()
         if mode is not None:
             os.chmod(tmp, mode)
+        if owner is not None:
+            os.chown(tmp, *owner)
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -263,10 +281,11 @@ def update_table(name: str, flags: int, adds=(), deletes=(), *, warn=None) -> tu
         pairs = read_all(path)
         st = os.stat(path)
         mode = st.st_mode & 0o7777
+        owner = (st.st_uid, st.st_gid) if os.geteuid() == 0 else None
     except lmdb.Error:
         if deletes and not adds:
             raise MapRetry(f"open database {path}: No such file or directory")
-        pairs, mode = {}, None
+        pairs, mode, owner = {}, None, None
     if pairs:
         with_nul = next(iter(pairs)).endswith(b"\0")
         flags &= ~(_base.TRY0NULL | _base.TRY1NULL)
@@ -292,7 +311,7 @@ def update_table(name: str, flags: int, adds=(), deletes=(), *, warn=None) -> tu
         added += 1
     if added or deleted or adds:
         nbytes = sum(len(k) + len(v) + 16 for k, v in pairs.items())
-        write_table(path, sorted(pairs.items()), nbytes, mode=mode)
+        write_table(path, sorted(pairs.items()), nbytes, mode=mode, owner=owner)
     return added, deleted
 
 

@@ -28,7 +28,7 @@ from ldap3.core.exceptions import LDAPNoSuchObjectResult
 from fastpost.mail.maps import _base
 from fastpost.mail.maps._base import MapError, MapRetry
 from fastpost.mail.maps._netbase import (
-    DomainFilter, NetworkMap, Settings, Suppressed, load_settings, expand, format_results,
+    DomainFilter, NetworkMap, Suppressed, expand, format_results, load_settings,
 )
 
 _SCOPES = {"sub": ldap3.SUBTREE, "one": ldap3.LEVEL, "base": ldap3.BASE}

@@ -21,7 +21,7 @@ from __future__ import annotations
 from fastpost.mail.maps import _base
 from fastpost.mail.maps._base import MapError, MapRetry
 from fastpost.mail.maps._netbase import (
-    DomainFilter, NetworkMap, Settings, Suppressed, load_settings, expand, no_escape,
+    DomainFilter, NetworkMap, Suppressed, expand, load_settings, no_escape,
 )
 from fastpost.mail.maps._sock import SockClient
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlite3
 from fastpost.mail.maps import _base
 from fastpost.mail.maps._base import MapError, MapRetry
-from fastpost.mail.maps._netbase import Settings, load_settings
+from fastpost.mail.maps._netbase import load_settings
 from fastpost.mail.maps._sql import SqlMap
 
 
