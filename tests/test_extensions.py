@@ -22,6 +22,7 @@ CONSTRUCT = {
     "fastpost.mail._record_c.RecordDecoder": ((1024,), {}),
     "fastpost.mail.maps._indexed_c.IndexedReader": (({}.get, True, 0), {}),
     "fastpost.mail.maps._pcre2_c.Pattern": ((b"a(b)c", 0), {}),
+    "fastpost.mail.maps._pcre2_c.RuleSet": (([],), {}),
 }
 
 

@@ -6,6 +6,7 @@ from fastpost.mail.maps.pcre_error import PcreError
 _impl = select("fastpost.mail.maps._pcre2_c", "fastpost.mail.maps._pcre2_py")
 
 Pattern = _impl.Pattern
+RuleSet = _impl.RuleSet
 error_message = _impl.error_message
 CASELESS = _impl.CASELESS
 DOLLAR_ENDONLY = _impl.DOLLAR_ENDONLY
@@ -15,4 +16,4 @@ MULTILINE = _impl.MULTILINE
 UNGREEDY = _impl.UNGREEDY
 ANCHORED = _impl.ANCHORED
 
-__all__ = ["Pattern", "PcreError", "error_message"]
+__all__ = ["Pattern", "PcreError", "RuleSet", "error_message"]

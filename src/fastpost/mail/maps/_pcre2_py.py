@@ -88,3 +88,33 @@ class Pattern:
             else:
                 out.append(None)
         return tuple(out)
+
+
+class RuleSet:
+    """An ordered table of patterns: the first rule that matches wins.
+
+    ``program`` is a list of (Pattern, negate, jump): jump is -1 for a rule, and for
+    an "if" block the index just after its "endif" (the block's rules follow it).
+    """
+
+    def __init__(self, program):
+        self.program = [(p, bool(neg), int(j)) for p, neg, j in program]
+        for p, _, _ in self.program:
+            if not isinstance(p, Pattern):
+                raise TypeError("RuleSet needs Pattern objects")
+
+    def first_match(self, subject):
+        """Return (step index, groups) of the first matching rule, or None."""
+        i = 0
+        n = len(self.program)
+        while i < n:
+            pat, neg, jump = self.program[i]
+            groups = pat.match(subject)
+            hit = (groups is not None) != neg
+            if jump >= 0:
+                i = i + 1 if hit else jump
+                continue
+            if hit:
+                return i, (() if neg else groups)
+            i += 1
+        return None

@@ -12,6 +12,10 @@ matches newline, ``x`` extended (blanks and comments in the pattern), ``A`` anch
 ``E`` dollar matches only at the end, ``U`` ungreedy, ``X`` accepted and ignored
 (PCRE2 has no "extra" option).
 
+The rules are evaluated by a compiled RuleSet (ext/fastpost/mail/maps/_pcre2_c.pyx):
+the scan over the patterns, if/endif included, runs in C and only the winning rule's
+groups become Python objects.
+
 Diagnostics: a pattern PCRE2 refuses is a warning naming file and line and the rule
 is skipped; an unreadable file is a MapRetry.
 """
@@ -19,6 +23,7 @@ is skipped; an unreadable file is a MapRetry.
 from __future__ import annotations
 
 from fastpost.mail.maps import _pcre2
+from fastpost.mail.maps._patterns import Block, expand
 from fastpost.mail.maps.regexp import RegexpMap, TranslateError
 
 _FLAGS = {
@@ -41,3 +46,33 @@ class PcreMap(RegexpMap):
         except _pcre2.PcreError as exc:
             raise TranslateError(f"error in regex at offset {exc.offset}: {exc.message}")
         return compiled.match, compiled.groups
+
+    def _load(self, text: str) -> None:
+        super()._load(text)
+        program: list = []
+        rules: list = []
+
+        def flatten(items):
+            for item in items:
+                if isinstance(item, Block):
+                    at = len(program)
+                    program.append([item.test.__self__, item.negate, -1])
+                    rules.append(None)
+                    flatten(item.items)
+                    program[at][2] = len(program)
+                else:
+                    program.append([item.test.__self__, item.negate, -1])
+                    rules.append(item)
+
+        flatten(self._items)
+        self._ruleset = _pcre2.RuleSet([tuple(step) for step in program])
+        self._rules = rules
+
+    def _lookup(self, key: str) -> str | None:
+        found = self._ruleset.first_match(key.encode("utf-8", "surrogateescape"))
+        if found is None:
+            return None
+        rule = self._rules[found[0]]
+        if rule.parts is None:
+            return rule.result
+        return expand(rule.parts, found[1])

@@ -138,3 +138,30 @@ def test_unique_sorted_agrees(pairs, keep_last):
         for k, v in (reversed(pairs) if not keep_last else pairs):
             first[k] = v
         assert dict(out) == first
+
+
+rule_patterns = st.lists(st.tuples(st.sampled_from([b"a", b"^b", b"(c)(d)?", b"x$", b"."]),
+                                   st.booleans(), st.booleans()), max_size=12)
+
+
+def _program(impl, spec):
+    """Build a program from (pattern, negate, opens_block) steps; blocks run to the end
+    or to the next opener (nested)."""
+    program = []
+    opens = []
+    for pattern, negate, block in spec:
+        program.append([impl.Pattern(pattern, 0), negate, -1 if not block else None])
+        if block:
+            opens.append(len(program) - 1)
+    for depth, at in enumerate(reversed(opens)):
+        program[at][2] = len(program) - depth if depth else len(program)
+    return [tuple(p) for p in program]
+
+
+@given(spec=rule_patterns, subjects=st.lists(st.sampled_from(
+    [b"", b"a", b"bcd", b"xx", b"cx", b"b"]), max_size=6))
+def test_pcre_rulesets_agree(spec, subjects):
+    c = PC.RuleSet(_program(PC, spec))
+    p = PP.RuleSet(_program(PP, spec))
+    for s in subjects:
+        assert c.first_match(s) == p.first_match(s)
