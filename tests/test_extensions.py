@@ -23,6 +23,7 @@ CONSTRUCT = {
     "fastpost.mail.maps._indexed_c.IndexedReader": (({}.get, True, 0), {}),
     "fastpost.mail.maps._pcre2_c.Pattern": ((b"a(b)c", 0), {}),
     "fastpost.mail.maps._pcre2_c.RuleSet": (([],), {}),
+    "fastpost.mail.maps._rules_c.RuleScan": (([],), {}),
 }
 
 

@@ -184,3 +184,28 @@ def keyword(line: str) -> tuple[str, str]:
     if low.startswith("if") and line[2:3] in (" ", "\t"):
         return "if", line[2:].strip(" \t")
     return "", line
+
+
+def flatten(items: list, step_of) -> tuple[list, list]:
+    """Lay rules and if-blocks out as a program for a compiled scan.
+
+    Returns (program, rules): program[i] = (step_of(item.test), negate, jump) with
+    jump -1 for a rule and, for a block, the index just after its last rule;
+    rules[i] is the Rule at step i (None for a block).
+    """
+    program: list = []
+    rules: list = []
+
+    def walk(seq):
+        for item in seq:
+            at = len(program)
+            program.append([step_of(item.test), item.negate, -1])
+            if isinstance(item, Block):
+                rules.append(None)
+                walk(item.items)
+                program[at][2] = len(program)
+            else:
+                rules.append(item)
+
+    walk(items)
+    return [tuple(step) for step in program], rules

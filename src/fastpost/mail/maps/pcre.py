@@ -23,7 +23,7 @@ is skipped; an unreadable file is a MapRetry.
 from __future__ import annotations
 
 from fastpost.mail.maps import _pcre2
-from fastpost.mail.maps._patterns import Block, expand
+from fastpost.mail.maps._patterns import expand, flatten
 from fastpost.mail.maps.regexp import RegexpMap, TranslateError
 
 _FLAGS = {
@@ -49,24 +49,8 @@ class PcreMap(RegexpMap):
 
     def _load(self, text: str) -> None:
         super()._load(text)
-        program: list = []
-        rules: list = []
-
-        def flatten(items):
-            for item in items:
-                if isinstance(item, Block):
-                    at = len(program)
-                    program.append([item.test.__self__, item.negate, -1])
-                    rules.append(None)
-                    flatten(item.items)
-                    program[at][2] = len(program)
-                else:
-                    program.append([item.test.__self__, item.negate, -1])
-                    rules.append(item)
-
-        flatten(self._items)
-        self._ruleset = _pcre2.RuleSet([tuple(step) for step in program])
-        self._rules = rules
+        program, self._rules = flatten(self._items, lambda test: test.__self__)
+        self._ruleset = _pcre2.RuleSet(program)
 
     def _lookup(self, key: str) -> str | None:
         found = self._ruleset.first_match(key.encode("utf-8", "surrogateescape"))

@@ -30,6 +30,9 @@ where an earlier, shorter alternative also leads to a match. Stacked quantifiers
 (``a+?``, ``a*+``) mean "repeat the repetition" in POSIX but are lazy/possessive or
 errors in Python. Use ``pcre:`` when exact semantics of such patterns matter.
 
+The scan over the rules (if/endif included) runs in the compiled RuleScan kernel
+(ext/fastpost/mail/maps/_rules_c.pyx), one C-level call of each pattern's search.
+
 Diagnostics: a bad rule is a warning naming file and line, and the rule is skipped
 (Postfix does the same); an unreadable file is a MapRetry.
 """
@@ -41,9 +44,10 @@ import re
 from fastpost.mail.maps import _base
 from fastpost.mail.maps._base import FileMap
 from fastpost.mail.maps._patterns import (
-    Block, ReplacementError, Rule, RuleBuilder, evaluate, keyword, parse_replacement,
+    Block, ReplacementError, Rule, RuleBuilder, expand, flatten, keyword, parse_replacement,
     split_delimited,
 )
+from fastpost.mail.maps._rules import RuleScan
 from fastpost.mail.maps.source import logical_lines
 
 _CLASSES = {
@@ -229,6 +233,7 @@ def _make_test(rx: re.Pattern):
             return None
         return (m.group(0),) + m.groups()
 
+    test.search = search
     return test
 
 
@@ -282,6 +287,16 @@ class RegexpMap(FileMap):
                     continue
             builder.add(Rule(lineno, test, negate, parts, result))
         self._items = builder.finish()
+        if type(self) is RegexpMap:
+            program, self._rules = flatten(self._items, lambda test: test.search)
+            self._scan = RuleScan(program)
 
     def _lookup(self, key: str) -> str | None:
-        return evaluate(self._items, key.encode("utf-8", "surrogateescape"))
+        found = self._scan.first_match(key.encode("utf-8", "surrogateescape"))
+        if found is None:
+            return None
+        index, m = found
+        rule = self._rules[index]
+        if rule.parts is None:
+            return rule.result
+        return expand(rule.parts, (m.group(0),) + m.groups())

@@ -165,3 +165,26 @@ def test_pcre_rulesets_agree(spec, subjects):
     p = PP.RuleSet(_program(PP, spec))
     for s in subjects:
         assert c.first_match(s) == p.first_match(s)
+
+
+from fastpost.mail.maps import _rules_c as RC  # noqa: E402
+from fastpost.mail.maps import _rules_py as RP  # noqa: E402
+
+
+@given(spec=rule_patterns, subjects=st.lists(st.sampled_from(
+    [b"", b"a", b"bcd", b"xx", b"cx", b"b"]), max_size=6))
+def test_rule_scans_agree(spec, subjects):
+    import re
+
+    def program():
+        steps = _program(PP, spec)    # reuse the block layout, swap in re searches
+        return [(re.compile(p[0]).search, neg, jump) for (_, neg, jump), p in zip(steps, spec)]
+
+    c = RC.RuleScan(program())
+    p = RP.RuleScan(program())
+    for s in subjects:
+        a, b = c.first_match(s), p.first_match(s)
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert a[0] == b[0]
+            assert (a[1] and a[1].span()) == (b[1] and b[1].span())
