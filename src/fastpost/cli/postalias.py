@@ -21,7 +21,7 @@ import getopt
 import sys
 
 from fastpost.cli import postmap
-from fastpost.cli.postmap import Fatal, Tool
+from fastpost.cli.postmap import Fatal, Tool, init_logging
 from fastpost.mail import maps
 from fastpost.mail.config import Config, ConfigError, strip_braces
 from fastpost.mail.maps import indexed
@@ -89,6 +89,7 @@ def _main(tool: Tool, argv: list[str]) -> int:
     if not args:
         tool.fatal(USAGE.format(prog=tool.prog))
     tool.cfg = Config(config_dir)
+    init_logging(tool.cfg, "postalias")
     if query is not None:
         tables = [tool.open(a, flags) for a in args]
         if query == "-":

@@ -87,6 +87,14 @@ class Tool:
             self.fatal(str(exc))
 
 
+def init_logging(cfg: Config, service: str) -> None:
+    """Table-layer warnings (log.warn) go to the mail log and to stderr, as postmap's."""
+    from fastpost.util import log
+
+    log.init(service, syslog_name=cfg.get("syslog_name"), maillog_file=cfg.get("maillog_file"),
+             stream=sys.stderr)
+
+
 def parse_flags(opts) -> int:
     flags = _base.FOLD_FIX | _base.DUP_WARN | _base.UTF8
     for opt, _ in opts:
@@ -258,6 +266,7 @@ def _main(tool: Tool, argv: list[str]) -> int:
     if not args:
         tool.fatal(USAGE.format(prog=tool.prog))
     tool.cfg = Config(config_dir)
+    init_logging(tool.cfg, "postmap")
     if query is not None:
         tables = [tool.open(a, flags) for a in args]
         if query == "-":

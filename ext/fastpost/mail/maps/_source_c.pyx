@@ -49,9 +49,20 @@ cdef _emit(list records, list warnings, Py_ssize_t lineno, const unsigned char *
     cdef Py_ssize_t i = 0, vs
     cdef bint quoted = False
     cdef unsigned char c
-    cdef bytes key, value
+    cdef bytes key, value, line
     while n > 0 and _blank(p[n - 1]):
         n -= 1
+    for i in range(n):
+        if p[i] >= 0x80:
+            line = PyBytes_FromStringAndSize(<const char *>p, n)
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                warnings.append((lineno, 'non-UTF-8 input "%s" -- ignoring this line'
+                                 % line.decode("utf-8", "replace").replace("\ufffd", "?")))
+                return
+            break
+    i = 0
     while i < n:
         c = p[i]
         if quoted and c == 0x5C and i + 1 < n:

@@ -58,6 +58,23 @@ DEFAULT_FLAGS = FOLD_FIX | DUP_WARN | UTF8
 CHANGE_CHECK_INTERVAL = 1.0
 
 
+def bad_utf8(m: "Map", key: str) -> bool:
+    """Report and return True for a key that is not valid UTF-8 (surrogate escapes).
+
+    Such a key is "not found" in every table, as in Postfix with smtputf8_enable.
+    """
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        from fastpost.util import log
+
+        shown = "".join("?" if "\udc80" <= c <= "\udcff" else c for c in key)
+        log.warn('%s: non-UTF-8 key "%s": malformed UTF-8 or invalid codepoint',
+                 m.spec, log.printable(shown))
+        return True
+    return False
+
+
 class MapRetry(Exception):
     """A temporary lookup failure: the caller defers (4xx), never treats it as 'not found'."""
 
@@ -109,6 +126,8 @@ class Map:
 
     def get(self, key: str) -> str | None:
         """Return the value for key, None when not found; raise MapRetry on failure."""
+        if not key.isascii() and bad_utf8(self, key):
+            return None
         return self._lookup(self.fold(key))
 
     async def aget(self, key: str) -> str | None:
@@ -225,6 +244,8 @@ class FileMap(Map):
     def get(self, key: str) -> str | None:
         if self._watch.next_check <= time.monotonic():
             self.check_reload()
+        if not key.isascii() and bad_utf8(self, key):
+            return None
         return self._lookup(self.fold(key))
 
     def changed(self) -> bool:

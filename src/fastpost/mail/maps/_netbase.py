@@ -45,7 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fastpost.mail.config import ConfigError, read_logical_lines, split_list
 from fastpost.mail.maps import _base
-from fastpost.mail.maps._base import Map, MapError, MapRetry
+from fastpost.mail.maps._base import Map, MapError, MapRetry, bad_utf8
 
 #: Seconds a failed host is skipped while others are tried.
 HOST_RETRY_INTERVAL = 60.0
@@ -317,6 +317,8 @@ class NetworkMap(Map):
         return True
 
     def get(self, key: str) -> str | None:
+        if not key.isascii() and bad_utf8(self, key):
+            return None
         key = self.fold(key)
         if not self.eligible(key):
             return None

@@ -61,6 +61,13 @@ def parse_records(data, fold, nul):
 
     def emit(lineno, line):
         line = line.rstrip(_BLANK)
+        if not line.isascii():
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                shown = line.decode("utf-8", "replace").replace("\ufffd", "?")
+                warnings.append((lineno, f'non-UTF-8 input "{shown}" -- ignoring this line'))
+                return
         try:
             key, value = _split(line)
         except ValueError:

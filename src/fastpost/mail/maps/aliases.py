@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from fastpost.mail.maps.source import Warn, logical_lines
+from fastpost.mail.maps.source import Warn, logical_lines, utf8_ok
 
 _SPECIALS = ",@.;:<>"
 _BLANKS = " \t\r\n\f\v"
@@ -122,6 +122,8 @@ def split_alias(line: str) -> tuple[str, str] | None:
 def alias_records(text: str, warn: Warn | None = None) -> Iterator[tuple[int, str, str]]:
     """Yield (line_number, name, canonical value) of an aliases(5) file."""
     for number, line in logical_lines(text, warn):
+        if not utf8_ok(line, number, warn):
+            continue
         parsed = split_alias(line)
         if parsed is None:
             if warn is not None:

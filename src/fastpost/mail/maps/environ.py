@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from fastpost.mail.maps import _base
-from fastpost.mail.maps._base import Map
+from fastpost.mail.maps._base import Map, bad_utf8
 
 
 class EnvironMap(Map):
@@ -18,6 +18,8 @@ class EnvironMap(Map):
     class_flags = _base.FIXED
 
     def get(self, key: str) -> str | None:
+        if not key.isascii() and bad_utf8(self, key):
+            return None
         return os.environ.get(key)
 
     def items(self):

@@ -34,7 +34,7 @@ import time
 import lmdb
 
 from fastpost.mail.maps import _base
-from fastpost.mail.maps._base import FileWatch, Map, MapError, MapRetry
+from fastpost.mail.maps._base import FileWatch, Map, MapError, MapRetry, bad_utf8
 from fastpost.mail.maps._indexed import (
     NUL_AUTO, NUL_WITH, NUL_WITHOUT, IndexedReader, decode_value, encode_key, encode_value,
 )
@@ -98,6 +98,8 @@ class IndexedMap(Map):
     def get(self, key: str) -> str | None:
         if self._watch.next_check <= time.monotonic() and self._watch.changed():
             self._open()
+        if not key.isascii() and bad_utf8(self, key):
+            return None
         try:
             return self._reader.lookup(key)
         except lmdb.Error as exc:

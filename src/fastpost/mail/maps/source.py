@@ -14,6 +14,9 @@ Records are ``key whitespace value``: the key is the text up to the first blank 
 quoting: Postfix 3.7 stores ``"a b"`` with its quotes), the value is the rest with
 leading blanks removed.
 
+A logical line that is not valid UTF-8 is reported and ignored (Postfix with
+smtputf8_enable does the same).
+
 Diagnostics: every problem goes to the ``warn(lineno, message)`` callback, with the
 physical line number of the logical line's start. Nothing raises.
 """
@@ -75,10 +78,26 @@ def split_record(line: str) -> tuple[str, str | None]:
     return line, None
 
 
+def utf8_ok(line: str, number: int, warn: Warn | None) -> bool:
+    """False (and a warning) for a line with bytes that are not UTF-8."""
+    if line.isascii():
+        return True
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        if warn is not None:
+            shown = "".join("?" if "\udc80" <= c <= "\udcff" else c for c in line)
+            warn(number, f'non-UTF-8 input "{shown}" -- ignoring this line')
+        return False
+    return True
+
+
 def records(text: str, warn: Warn | None = None, *, ignore_note: bool = False
             ) -> Iterator[tuple[int, str, str]]:
     """Yield (line_number, key, value) of a postmap source; bad lines are reported."""
     for number, line in logical_lines(text, warn):
+        if not utf8_ok(line, number, warn):
+            continue
         try:
             key, value = split_record(line)
         except ValueError as exc:
