@@ -23,6 +23,7 @@ unreadable file is a MapRetry.
 from __future__ import annotations
 
 import ipaddress
+from socket import AF_INET, AF_INET6, inet_pton
 
 from fastpost.mail.maps import _base
 from fastpost.mail.maps._base import FileMap
@@ -31,12 +32,17 @@ from fastpost.mail.maps.source import logical_lines
 
 
 def parse_key(key: str):
-    """Return (version, int) of an address key, or None."""
+    """Return (version, int) of an address key, or None.
+
+    inet_pton() decides, as in Postfix: no leading zeros in IPv4 octets, no brackets,
+    no IPv6 zone.
+    """
     try:
-        addr = ipaddress.ip_address(key)
-    except ValueError:
+        if ":" in key:
+            return 6, int.from_bytes(inet_pton(AF_INET6, key), "big")
+        return 4, int.from_bytes(inet_pton(AF_INET, key), "big")
+    except (OSError, ValueError):
         return None
-    return addr.version, int(addr)
 
 
 class _Net:
