@@ -210,6 +210,7 @@ class FileMap(Map):
         super().__init__(name, flags)
         self._warn = warn
         self.warnings: list[str] = []
+        self._failed: MapRetry | None = None
         self._watch = FileWatch(name)
         self._reload()
 
@@ -236,14 +237,27 @@ class FileMap(Map):
         raise NotImplementedError
 
     def check_reload(self) -> None:
-        if self._watch.changed():
+        """Re-read the file when it changed; while it cannot be read, lookups fail.
+
+        A table whose file vanished or became unreadable does not go on answering from
+        its old contents: every lookup is a MapRetry until the file is back.
+        """
+        if self._failed is not None or self._watch.changed():
             self._watch = FileWatch(self.name)
             self.warnings = []
-            self._reload()
+            try:
+                self._reload()
+                self._failed = None
+            except MapRetry as exc:
+                self._failed = exc
+        if self._failed is not None:
+            raise self._failed
 
     def get(self, key: str) -> str | None:
         if self._watch.next_check <= time.monotonic():
             self.check_reload()
+        elif self._failed is not None:
+            raise self._failed
         if not key.isascii() and bad_utf8(self, key):
             return None
         return self._lookup(self.fold(key))

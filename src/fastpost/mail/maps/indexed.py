@@ -68,6 +68,7 @@ class IndexedMap(Map):
         self.path = file_of(name)
         self._env = None
         self._txn = None
+        self._failed: MapRetry | None = None
         self._reader = IndexedReader(None, bool(self.flags & _base.FOLD_FIX), _nul_mode(self.flags))
         self._open()
 
@@ -96,8 +97,16 @@ class IndexedMap(Map):
             log.warn("database %s is older than source file %s", self.path, self.name)
 
     def get(self, key: str) -> str | None:
-        if self._watch.next_check <= time.monotonic() and self._watch.changed():
-            self._open()
+        if self._watch.next_check <= time.monotonic() and (
+                self._failed is not None or self._watch.changed()):
+            try:
+                self._open()
+                self._failed = None
+            except MapRetry as exc:     # replaced by nothing: fail until it is back
+                self._failed = exc
+                self.close()
+        if self._failed is not None:
+            raise self._failed
         if not key.isascii() and bad_utf8(self, key):
             return None
         try:

@@ -183,3 +183,25 @@ def test_cidr_index_agrees_with_linear_scan(tmp_path_factory, rules, probes):
             expect = next((res for net, neg, res in parsed
                            if net.version == addr[0] and net.contains(addr) != neg), None)
             assert m.get(key) == expect
+
+
+def test_vanished_files_fail_until_they_are_back(tmp_path, monkeypatch):
+    monkeypatch.setattr(_base, "CHANGE_CHECK_INTERVAL", 0.0)
+    t = tmp_path / "t"
+    build(t, "a 1\n")
+    idx = create_map(f"lmdb:{t}")
+    r = tmp_path / "r.regexp"
+    r.write_text("/^a$/ 1\n")
+    rx = create_map(f"regexp:{r}")
+    assert idx.get("a") == rx.get("a") == "1"
+    os.unlink(str(t) + ".lmdb")
+    os.unlink(r)
+    for m in (idx, rx):
+        m._watch.next_check = 0
+        for _ in range(2):          # not once: every lookup, until the file is back
+            with pytest.raises(MapRetry):
+                m.get("a")
+    build(t, "a 2\n")
+    r.write_text("/^a$/ 2\n")
+    idx._watch.next_check = rx._watch.next_check = 0
+    assert idx.get("a") == rx.get("a") == "2"
