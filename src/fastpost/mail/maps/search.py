@@ -26,9 +26,11 @@ access maps (check_*_access):
 address maps (canonical, virtual, generic, relocated, *_bcc: MA_FIND_DEFAULT):
   ``user+ext@domain``, ``user@domain``, then for a local domain (or no domain)
   ``user+ext``, ``user``, then ``@domain``; each key in external (quoted) form first,
-  then internal form when it differs. When a key without the extension matched and
-  propagation is on (``propagate_unmatched_extensions``), the extension is inserted
-  into every address of the result (``x@y`` -> ``x+ext@y``).
+  then internal form when it differs. When ``user@domain`` or ``user`` matched (a key
+  without the extension) and propagation is on (``propagate_unmatched_extensions``),
+  the extension is inserted into every address of the result (``x@y`` ->
+  ``x+ext@y``); an ``@domain`` match does not propagate. (Order and propagation are
+  checked against C Postfix's cleanup in tests/unit/mail/maps/test_search_vs_postfix.py.)
 transport maps:
   ``user+ext@domain``, ``user@domain``, ``domain``, parents as ``.parent`` (or bare when
   ``transport_maps`` is in parent_domain_matches_subdomains), then ``*``
@@ -214,7 +216,8 @@ def address_keys(address: str, *, delimiters: str = "",
         if ext:
             add(base, quote_local(base), True, ext)
     if at_domain and has_at and domain:
-        add(f"@{domain}", f"@{domain}", True, ext)
+        # A catch-all match does not carry the extension over (checked against Postfix).
+        add(f"@{domain}", f"@{domain}", True, "")
     seen: set[str] = set()
     uniq = []
     for ak in out:

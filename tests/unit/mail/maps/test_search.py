@@ -76,7 +76,7 @@ def test_address_keys_default_strategy_local_and_remote():
            s.address_keys("user+ext@local.example", delimiters="+", is_local=local)]
     assert got == [
         ("user+ext@local.example", False, ""), ("user@local.example", True, "ext"),
-        ("user+ext", True, ""), ("user", True, "ext"), ("@local.example", True, "ext"),
+        ("user+ext", True, ""), ("user", True, "ext"), ("@local.example", True, ""),
     ]
     got = [a.key.key for a in s.address_keys("user@remote.example", is_local=local)]
     assert got == ["user@remote.example", "@remote.example"]
@@ -94,7 +94,7 @@ def test_find_address_propagates_unmatched_extension():
     assert s.find_address(maps, "user+foo@example.com", delimiters="+",
                           propagate=False) == "other@example.net"
     assert s.find_address(maps, "who-x@catch.example", delimiters="-",
-                          propagate=True) == "all-x@x"
+                          propagate=True) == "all@x"        # @domain: no propagation
     assert s.find_address(maps, "nobody@else.example", delimiters="+") is None
     quoted = maplist('inline:{{"a b"@example.com = q@x}}')
     assert s.find_address(quoted, "a b@example.com") == "q@x"
