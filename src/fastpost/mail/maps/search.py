@@ -29,11 +29,12 @@ address maps (canonical, virtual, generic, relocated, *_bcc: MA_FIND_DEFAULT):
   then internal form when it differs. When ``user@domain`` or ``user`` matched (a key
   without the extension) and propagation is on (``propagate_unmatched_extensions``),
   the extension is inserted into every address of the result (``x@y`` ->
-  ``x+ext@y``); an ``@domain`` match does not propagate. (Order and propagation are
-  checked against C Postfix's cleanup in tests/unit/mail/maps/test_search_vs_postfix.py.)
+  ``x+ext@y``); an ``@domain`` match does not propagate.
 transport maps:
   ``user+ext@domain``, ``user@domain``, ``domain``, parents as ``.parent`` (or bare when
   ``transport_maps`` is in parent_domain_matches_subdomains), then ``*``
+  (access, virtual and transport orders are checked against C Postfix in
+  tests/unit/mail/maps/test_search_vs_postfix.py)
 aliases:
   ``user+ext``, then ``user`` (both whole keys: aliases may be regexp tables)
 

@@ -4,7 +4,7 @@ A private Postfix (own config, queue and log directories, smtpd on a free loopba
 one connection per smtpd process so every session sees the table as it is now) rejects
 MAIL FROM through ``check_sender_access lmdb:access`` and HELO through
 ``check_helo_access``, and rewrites recipients through ``virtual_alias_maps`` before
-the discard transport logs them. For an address, fastpost computes its key list; the table is then
+the discard transport logs them, and routes through ``transport_maps``. For an address, fastpost computes its key list; the table is then
 built with the keys ``k[i:]`` (each with a unique REJECT text) for every i, and
 Postfix's reply must name ``k[i]``: so Postfix tries exactly fastpost's keys, in
 fastpost's order.
@@ -68,6 +68,7 @@ smtpd_delay_reject = no
                        capture_output=True)
         self.build([("placeholder.invalid", "OK")])
         self.build([("placeholder.invalid", "nobody@nowhere.invalid")], "virtual")
+        self.build([("placeholder.invalid", "discard:never")], "transport")
         started = subprocess.run(["postfix", "-c", self.etc, "start"], capture_output=True,
                                  text=True)
         if started.returncode != 0:
@@ -92,9 +93,18 @@ smtpd_delay_reject = no
         # mtime granularity: make sure a changed table looks changed to the daemons
         os.utime(table + ".lmdb", (time.time() + 1, time.time() + 1))
 
+    def reload(self) -> None:
+        """Restart the long-running daemons (trivial-rewrite, qmgr cache routes)."""
+        subprocess.run(["postfix", "-c", self.etc, "reload"], check=True, capture_output=True)
+        time.sleep(0.3)
+
     def deliver(self, rcpt: str) -> str:
         """Send one message to rcpt; return the address the discard transport got."""
-        marker = f"orig_to=<{rcpt}>"
+        return self.deliver_line(rcpt).split("to=<", 1)[1].split(">", 1)[0]
+
+    def deliver_line(self, rcpt: str) -> str:
+        """Send one message to rcpt; return the discard transport's log line."""
+        marker = f"to=<{rcpt}>"        # to=<...> when unchanged, orig_to=<...> when rewritten
         with open(os.path.join(self.dir, "maillog"), errors="replace") as fh:
             seen = fh.read().count(marker)
         with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
@@ -114,7 +124,7 @@ smtpd_delay_reject = no
             with open(os.path.join(self.dir, "maillog"), errors="replace") as fh:
                 lines = [x for x in fh if marker in x and "discard" in x]
             if len(lines) > seen:
-                return lines[-1].split("to=<", 1)[1].split(">", 1)[0]
+                return lines[-1]
             time.sleep(0.05)
         raise AssertionError(f"no delivery of {rcpt} logged")
 
@@ -161,6 +171,7 @@ def postfix():
         "smtpd_sender_restrictions = check_sender_access lmdb:$queue_directory/../access\n"
         "mydestination = local.example\nlocal_recipient_maps =\n"
         "virtual_alias_maps = lmdb:$queue_directory/../virtual\n"
+        "transport_maps = lmdb:$queue_directory/../transport\n"
         "default_transport = discard\nlocal_transport = discard\n")
     yield pfx
     pfx.stop()
@@ -219,3 +230,19 @@ def test_virtual_alias_order_and_extension_propagation_match_postfix(postfix, ad
         expect = search.propagate_extension(f"k{i}@result.example", aks[i].unmatched_ext,
                                             aks[i].delimiter)
         assert postfix.deliver(wire) == expect, (i, aks[i])
+    postfix.build([("placeholder.invalid", "nobody@nowhere.invalid")], "virtual")
+
+
+@pytest.mark.parametrize("address", ["u+e@a.b.example", "plain@local.example"])
+def test_transport_order_matches_postfix(postfix, address):
+    """trivial-rewrite's transport_maps search: the discard transport logs the next-hop
+    text of the entry that matched (status=sent (kN)). trivial-rewrite keeps serving a
+    changed table until it restarts, hence a reload per step."""
+    keys = [k.key for k in search.transport_keys(address, delimiters="+")]
+    for i in range(len(keys)):
+        postfix.build([(k, f"discard:k{j}") for j, k in enumerate(keys) if j >= i],
+                      "transport")
+        postfix.reload()
+        line = postfix.deliver_line(address)
+        assert f"status=sent (k{i})" in line, (keys, i, line)
+    postfix.build([("placeholder.invalid", "discard:never")], "transport")
