@@ -50,7 +50,7 @@ mail_owner = postfix
 myhostname = pfx.example.test
 mydestination =
 inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
+inet_protocols = all
 maillog_file = {self.dir}/maillog
 maillog_file_prefixes = {self.dir}
 syslog_name = fastpost-tables-pfx
@@ -69,6 +69,7 @@ smtpd_delay_reject = no
         self.build([("placeholder.invalid", "OK")])
         self.build([("placeholder.invalid", "nobody@nowhere.invalid")], "virtual")
         self.build([("placeholder.invalid", "discard:never")], "transport")
+        self.build([("placeholder.invalid", "OK")], "client")
         started = subprocess.run(["postfix", "-c", self.etc, "start"], capture_output=True,
                                  text=True)
         if started.returncode != 0:
@@ -128,7 +129,7 @@ smtpd_delay_reject = no
             time.sleep(0.05)
         raise AssertionError(f"no delivery of {rcpt} logged")
 
-    def dialog(self, helo: str, sender: str | None) -> str:
+    def dialog(self, helo: str, sender: str | None, xclient: str | None = None) -> str:
         """Return the reply to HELO (or to MAIL FROM when sender is given)."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
             f = s.makefile("rwb")
@@ -142,6 +143,13 @@ smtpd_delay_reject = no
                         return lines[-1]
 
             reply()
+            if xclient is not None:     # pretend to be another client (XCLIENT)
+                f.write(b"EHLO tester.example\r\n")
+                f.flush()
+                reply()
+                f.write(f"XCLIENT {xclient}\r\n".encode())
+                f.flush()
+                assert reply().startswith("220")
             f.write(f"HELO {helo}\r\n".encode())
             f.flush()
             answer = reply()
@@ -168,7 +176,9 @@ def postfix():
     pfx = PrivatePostfix(
         "recipient_delimiter = +\n"
         "smtpd_helo_restrictions = check_helo_access lmdb:$queue_directory/../access\n"
-        "smtpd_sender_restrictions = check_sender_access lmdb:$queue_directory/../access\n"
+        "smtpd_authorized_xclient_hosts = 127.0.0.1\n"
+        "smtpd_sender_restrictions = check_client_access lmdb:$queue_directory/../client,"
+        " check_sender_access lmdb:$queue_directory/../access\n"
         "mydestination = local.example\nlocal_recipient_maps =\n"
         "virtual_alias_maps = lmdb:$queue_directory/../virtual\n"
         "transport_maps = lmdb:$queue_directory/../transport\n"
@@ -177,14 +187,14 @@ def postfix():
     pfx.stop()
 
 
-def _walk(postfix, keys, ask) -> None:
+def _walk(postfix, keys, ask, table: str = "access") -> None:
     """For every suffix of keys, Postfix must find its first key."""
     for i in range(len(keys)):
         pairs = [(k, f"REJECT key{j}") for j, k in enumerate(keys) if j >= i]
-        postfix.build(pairs)
+        postfix.build(pairs, table)
         answer = ask()
         assert f"key{i}" in answer.split(), (keys, i, keys[i], answer)
-    postfix.build([("placeholder.invalid", "OK")])
+    postfix.build([("placeholder.invalid", "OK")], table)
     assert ask().startswith("250"), "with no key listed, Postfix must accept"
 
 
@@ -201,6 +211,18 @@ def test_null_sender_key_matches_postfix(postfix):
     postfix.build([("<>", "REJECT nullkey")])
     assert "nullkey" in postfix.dialog("client.example", "")
     assert [k.key for k in search.access_address_keys("")] == ["<>"]
+
+
+@pytest.mark.parametrize("addr,xclient_addr", [
+    ("192.0.2.17", "192.0.2.17"), ("2001:db8:0:1::5", "IPV6:2001:db8:0:1::5"),
+])
+def test_client_address_order_matches_postfix(postfix, addr, xclient_addr):
+    """check_client_access with an unknown client name: the address and its shortened
+    forms (octets for IPv4, colon-separated groups for IPv6)."""
+    keys = [k.key for k in search.access_hostaddr_keys(addr)]
+    _walk(postfix, keys, lambda: postfix.dialog(
+        "client.example", "s@client.example", f"ADDR={xclient_addr} NAME=[UNAVAILABLE]"),
+        table="client")
 
 
 def test_helo_hostname_order_matches_postfix(postfix):
