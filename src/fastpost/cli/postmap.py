@@ -21,7 +21,8 @@ terminal for large inputs.
     -r / -w   on duplicate keys: replace silently / keep the first silently
     -p        give new files mode 0644 instead of the source file's permissions
     -o        as root, keep new files owned by root (default: the source's owner)
-    -u -U -m -v    accepted for compatibility (UTF-8 is always on; -m is implied)
+    -u -U -m -v    accepted for compatibility (UTF-8 is always on; -m does no MIME
+              processing: -b/-h see the top-level message only)
 
 Parameters: default_database_type, config_directory (-c).
 Diagnostics: "fastpost map: fatal: ..." and exit 1 for usage errors, missing files
