@@ -285,8 +285,21 @@ def update_table(name: str, flags: int, adds=(), deletes=(), *, warn=None) -> tu
     """Copy-modify-rename: apply additions and deletions to an existing table.
 
     Returns (number added, number deleted). A missing table is created for additions.
-    Keys are stored in the table's own NUL convention when it has entries.
+    Keys are stored in the table's own NUL convention when it has entries. Updaters of
+    tables in one directory take turns (an exclusive flock on the directory), so two
+    concurrent ``-i`` runs cannot lose each other's additions.
     """
+    import fcntl
+
+    dirfd = os.open(os.path.dirname(os.path.abspath(file_of(name))), os.O_RDONLY)
+    try:
+        fcntl.flock(dirfd, fcntl.LOCK_EX)
+        return _update_locked(name, flags, adds, deletes, warn)
+    finally:
+        os.close(dirfd)
+
+
+def _update_locked(name: str, flags: int, adds, deletes, warn) -> tuple[int, int]:
     path = file_of(name)
     try:
         pairs = read_all(path)
@@ -298,7 +311,8 @@ def update_table(name: str, flags: int, adds=(), deletes=(), *, warn=None) -> tu
             raise MapRetry(f"open database {path}: No such file or directory")
         pairs, mode, owner = {}, None, None
     if pairs:
-        with_nul = next(iter(pairs)).endswith(b"\0")
+        # the table's own convention (postalias's NIS YP_* entries have no NUL: skip them)
+        with_nul = any(k.endswith(b"\0") for k in pairs if not k.startswith(b"YP_"))
         flags &= ~(_base.TRY0NULL | _base.TRY1NULL)
         flags |= _base.TRY1NULL if with_nul else _base.TRY0NULL
     fold = bool(flags & _base.FOLD_FIX)

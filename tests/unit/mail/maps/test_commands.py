@@ -103,3 +103,18 @@ def test_bad_source_names_file_and_line(tmp_path):
     out = run("map", "-q", "ok", "regexp:t.regexp", cwd=tmp_path)
     assert out.returncode == 0 and out.stdout == "fine\n"
     assert "t.regexp, line 2:" in out.stderr
+
+
+def test_concurrent_incremental_updates_lose_nothing(tmp_path):
+    (tmp_path / "t").write_text("seed x\n")
+    assert run("map", "lmdb:t", cwd=tmp_path).returncode == 0
+    procs = [subprocess.Popen([sys.executable, "-m", "fastpost", "map", "-i", "lmdb:t"],
+                              cwd=tmp_path, stdin=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    for n, p in enumerate(procs):       # all four read, then update, at the same time
+        p.stdin.write("".join(f"k{n}-{i} v\n" for i in range(50)))
+        p.stdin.close()
+    for p in procs:
+        assert p.wait(60) == 0
+    m = create_map(f"lmdb:{tmp_path}/t")
+    assert all(m.get(f"k{n}-{i}") == "v" for n in range(4) for i in range(50))
