@@ -22,8 +22,14 @@ the bind fails, or a search fails.
 
 from __future__ import annotations
 
-import ldap3
-from ldap3.core.exceptions import LDAPNoSuchObjectResult
+import warnings
+
+with warnings.catch_warnings():
+    # ldap3 2.9.1 imports names pyasn1 has deprecated (tagMap, typeMap); harmless.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import ldap3
+    import ldap3.utils.asn1  # noqa: F401  (imported lazily by ldap3 otherwise)
+    from ldap3.core.exceptions import LDAPNoSuchObjectResult
 
 from fastpost.mail.maps import _base
 from fastpost.mail.maps._base import MapError, MapRetry

@@ -212,6 +212,7 @@ def ldap_server():
             p.wait(30)
 
     start()
+    import fastpost.mail.maps.ldap  # noqa: F401  (imports ldap3 without its deprecation noise)
     import ldap3
 
     conn = ldap3.Connection(ldap3.Server("127.0.0.1", port=port), "cn=admin,dc=example,dc=com",
