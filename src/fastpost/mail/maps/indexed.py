@@ -80,7 +80,11 @@ class IndexedMap(Map):
                             max_dbs=0, readahead=False)
             txn = env.begin(buffers=False)
         except lmdb.Error as exc:
-            raise MapRetry(f"open database {self.path}: {_lmdb_reason(exc)}") from exc
+            reason = f"open database {self.path}: {_lmdb_reason(exc)}"
+            if os.path.exists(self.name + ".db") and not os.path.exists(self.path):
+                reason += (f" (there is a Berkeley DB file {self.name}.db, which fastpost "
+                           f"does not read: run 'fastpost map {self.type}:{self.name}')")
+            raise MapRetry(reason) from exc
         self.close()
         self._env, self._txn = env, txn
         self._reader.set_get(txn.get)

@@ -205,3 +205,12 @@ def test_vanished_files_fail_until_they_are_back(tmp_path, monkeypatch):
     r.write_text("/^a$/ 2\n")
     idx._watch.next_check = rx._watch.next_check = 0
     assert idx.get("a") == rx.get("a") == "2"
+
+
+def test_berkeley_db_only_table_says_what_to_do(tmp_path):
+    (tmp_path / "access").write_text("a b\n")
+    (tmp_path / "access.db").write_bytes(b"not read by fastpost")
+    with pytest.raises(MapRetry) as info:
+        open_map(f"hash:{tmp_path}/access").get("a")
+    assert "access.lmdb: No such file or directory" in str(info.value)
+    assert f"run 'fastpost map hash:{tmp_path}/access'" in str(info.value)
