@@ -73,13 +73,13 @@ from fastpost.mail.mailcopy import (
     copy_bytes, delivered_key,
 )
 from fastpost.mail.maps import MapList, MapRetry
-from fastpost.daemons.local import ops
+from fastpost.mail import asuser as ops
 from fastpost.daemons.local.settings import (
     EXPAND_ALIAS, EXPAND_FWD, EXPAND_INCL, EXT_PROP_ALIAS, EXT_PROP_FORWARD, EXT_PROP_INCLUDE,
     HDR_CMD, HDR_FILE, HDR_FWD, LocalSettings,
 )
 from fastpost.daemons.local.tokens import destinations
-from fastpost.util import log
+from fastpost.util import log, privs
 
 #: Largest .forward or :include: file read (bytes).
 LIST_FILE_LIMIT = 64 << 20
@@ -725,8 +725,10 @@ class LocalDelivery:
         else:
             spool_dir = cfg.mail_spool_directory.rstrip("/") or "/"
             mailbox = f"{spool_dir}/{attr.user}"
+        if not privs.privileged():  # one-user instance: every mailbox is the running user's
+            usr = dataclasses.replace(usr, uid=os.geteuid(), gid=os.getegid())
         spool = ops.Ids(usr.uid, usr.gid)
-        if spool_dir is not None:
+        if spool_dir is not None and privs.privileged():
             try:
                 st = os.stat(spool_dir)
                 if not st.st_mode & stat.S_IWOTH:

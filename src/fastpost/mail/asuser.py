@@ -1,23 +1,24 @@
-"""local(8)'s blocking work: files and commands, each with the right identity.
+"""Delivery work done as a user: mailboxes, Maildirs, files, list files, commands.
 
 Postfix counterpart: src/local/mailbox.c (deliver_mailbox_file), maildir.c, file.c,
-command.c (the I/O halves), src/util/open_as.c, stat_as.c
+command.c, src/virtual/mailbox.c, maildir.c (the I/O halves), src/util/open_as.c,
+stat_as.c
 
-Each function here runs in a worker thread of the local process (never on the event
-loop) and does every file access inside fastpost.util.privs.fs_identity, so that it is
-checked against, and creates files as, the user the delivery is for:
+The delivery agents (local, virtual) call these from worker threads, never from the
+event loop. Each does every file access inside fastpost.util.privs.fs_identity, so it
+is checked against, and creates files as, the user the delivery is for:
 
-* mailbox_file: UNIX mailbox. In the mail spool directory the mailbox is opened,
-  created and dot-locked as the spool's writer (the recipient when the directory is
-  world-writable; the recipient with the directory's group when it is group-writable,
-  as Debian's /var/mail root:mail 2775; root otherwise, and a new mailbox is then
-  chowned to the recipient); in the home directory everything is done as the
-  recipient. The message is written as the recipient;
-* maildir: tmp/ -> new/ as the recipient;
+* mailbox_file: UNIX mailbox. The mailbox is opened, created and dot-locked as the
+  ``spool`` ids and written as the ``user`` ids. local passes, for the mail spool
+  directory, the recipient when the directory is world-writable, the recipient with
+  the directory's group when it is group-writable (Debian's /var/mail root:mail 2775),
+  root otherwise (a new mailbox is then chowned to the recipient); for a mailbox in the
+  home directory, and for virtual, spool and user are the same;
+* maildir: tmp/ -> new/ as the user;
 * file: /file/name destinations of aliases and .forward files, as the user (or
   default_privs); a file with an execute bit is refused; the dot lock may fail
   (a file in a directory the user cannot write);
-* read_list: a .forward or :include: file, after Postfix's checks;
+* read_list: a .forward or :include: file, as the user;
 * command: a command through fastpost.mail.pipe_command.
 
 Everything returns an OpResult (never raises for delivery problems): ``ok``, a status
@@ -63,14 +64,16 @@ class LockPolicy:
 
 
 def mailbox_file(path: str, data: bytes, *, spool: Ids, user: Ids, chown: tuple | None,
-                 locks: LockPolicy, size_limit: int, strict_owner: bool) -> OpResult:
-    """Append to a UNIX mailbox (see the module docstring)."""
+                 locks: LockPolicy, size_limit: int, strict_owner: bool,
+                 default_dsn: str = "5.2.0") -> OpResult:
+    """Append to a UNIX mailbox (see the module docstring); ``default_dsn`` is the
+    status of errors mbox_dsn has no code for (local bounces them, virtual defers)."""
     warnings: list[str] = []
     try:
         with fs_identity(spool.uid, spool.gid):
             box = mbox.open_mailbox(path, lock=locks.mask, attempts=locks.attempts,
                                     delay=locks.delay, stale=locks.stale, chown=chown,
-                                    default_dsn="5.2.0", warn=warnings.append)
+                                    default_dsn=default_dsn, warn=warnings.append)
     except mbox.MailboxError as exc:
         return OpResult(False, exc.dsn, exc.text, exc.errno, warnings)
     try:
