@@ -67,11 +67,18 @@ class QueueFeed:
             sender=parsed.sender or "", recipients=rcpts, arrival_time=parsed.arrival,
             active_time=now, size=parsed.size, client=client or {}, request_time=now)
 
-    def send(self, transport: str, request: DeliveryRequest, timeout: float = 120) -> dict:
-        client = self.clients.get(transport)
+    def connect(self, transport: str, timeout: float = 120) -> ipc.AttrClient:
+        """A new connection to an agent (one per thread when several send at once)."""
+        path = ipc.endpoint(self.queue_directory, transport, ipc.PRIVATE)
+        return ipc.AttrClient(path, PROTOCOL, timeout=timeout)
+
+    def send(self, transport: str, request: DeliveryRequest, timeout: float = 120,
+             client: ipc.AttrClient | None = None) -> dict:
+        """Send one request (on ``client``, or this feed's connection to the agent)."""
         if client is None:
-            path = ipc.endpoint(self.queue_directory, transport, ipc.PRIVATE)
-            client = self.clients[transport] = ipc.AttrClient(path, PROTOCOL, timeout=timeout)
+            client = self.clients.get(transport)
+            if client is None:
+                client = self.clients[transport] = self.connect(transport, timeout)
         reply = client.request(request.to_attrs())
         if "error" in reply:
             raise AssertionError(f"agent refused the request: {reply['error']}")

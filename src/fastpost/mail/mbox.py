@@ -19,6 +19,10 @@ open_mailbox() opens (or creates) a mailbox-style file and takes the locks that
     also between threads of this process;
  4. the file must still have one link (someone may have replaced it meanwhile).
 
+Threads of one process that deliver to the same mailbox first queue on an in-process
+mutex (per path, waiting at most attempts x delay), so that they take turns at once
+instead of sleeping deliver_lock_delay between attempts at the file locks.
+
 append() writes the delivered form at the end, syncs it, and cuts the file back to
 its old length if anything failed; a ``size_limit`` (mailbox_size_limit) is enforced
 as EFBIG before anything is written. release() removes the dot lock; closing the
@@ -40,6 +44,7 @@ import fcntl
 import os
 import stat
 import struct
+import threading
 import time
 from dataclasses import dataclass
 
@@ -95,6 +100,31 @@ class Mailbox:
     fd: int
     st: os.stat_result  # fstat of the open file
     dotlocked: bool = False
+    mutex: object = None  # the in-process turn (released by release())
+
+
+_mutexes: dict[str, list] = {}  # path -> [lock, users]
+_mutexes_guard = threading.Lock()
+
+
+def _take_turn(path: str, timeout: float):
+    """Wait for this process's turn at a mailbox path; return the entry, or None."""
+    with _mutexes_guard:
+        entry = _mutexes.setdefault(path, [threading.Lock(), 0])
+        entry[1] += 1
+    if entry[0].acquire(timeout=timeout):
+        return entry
+    _leave(path, entry, held=False)
+    return None
+
+
+def _leave(path: str, entry, held: bool = True) -> None:
+    if held:
+        entry[0].release()
+    with _mutexes_guard:
+        entry[1] -= 1
+        if entry[1] == 0 and _mutexes.get(path) is entry:
+            del _mutexes[path]
 
 
 # -- safe open ---------------------------------------------------------------------------
@@ -218,11 +248,20 @@ def open_mailbox(path: str, *, lock: int, attempts: int = 20, delay: float = 1.0
                  dotlock_may_fail: bool = False, default_dsn: str = "5.2.0",
                  warn=lambda text: None) -> Mailbox:
     """Open and lock a mailbox (see the module docstring); MailboxError on failure."""
+    turn = _take_turn(path, max(1.0, attempts * delay))
+    if turn is None:
+        raise MailboxError(mbox_dsn(errno.EAGAIN, default_dsn),
+                           f"unable to lock for exclusive access: {os.strerror(errno.EAGAIN)}",
+                           errno.EAGAIN)
     try:
         fd, st = safe_open(path, flags | os.O_NONBLOCK, mode, chown, warn)
     except MailboxError as exc:
+        _leave(path, turn)
         raise MailboxError(mbox_dsn(exc.errno, default_dsn), exc.text, exc.errno) from None
-    box = Mailbox(path, fd, st)
+    except BaseException:
+        _leave(path, turn)
+        raise
+    box = Mailbox(path, fd, st, mutex=turn)
     try:
         regular = stat.S_ISREG(st.st_mode)
         if regular and lock & LOCK_DOTLOCK:
@@ -253,26 +292,30 @@ def open_mailbox(path: str, *, lock: int, attempts: int = 20, delay: float = 1.0
             box.st = now
         os.set_blocking(fd, True)
     except BaseException:
-        release(box)
         os.close(fd)
+        release(box)
         raise
     return box
 
 
 def release(box: Mailbox) -> None:
-    """Remove the mailbox's dot lock (the caller closes box.fd, which drops the rest)."""
+    """Remove the mailbox's dot lock and end this thread's turn (the caller closes
+    box.fd, which drops the kernel locks)."""
     if box.dotlocked:
         dot_unlock(box.path)
         box.dotlocked = False
+    if box.mutex is not None:
+        _leave(box.path, box.mutex)
+        box.mutex = None
 
 
 def close(box: Mailbox) -> None:
-    """release() and close the descriptor."""
-    release(box)
+    """Close the descriptor (dropping the kernel locks), then release() the rest."""
     try:
         os.close(box.fd)
     except OSError:
         pass
+    release(box)
 
 
 def append(box: Mailbox, data: bytes, *, size_limit: int = 0, sync: bool = True) -> None:
