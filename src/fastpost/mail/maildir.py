@@ -60,7 +60,17 @@ def hostname() -> str:
 
 
 def _make_dirs(path: str) -> None:
-    os.makedirs(path, mode=0o700, exist_ok=True)
+    """Create path and its missing parents, each with mode 0700 (as Postfix's make_dirs)."""
+    path = path.rstrip("/")
+    missing = []
+    while path and not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            pass
 
 
 def deliver(path: str, data: bytes, *, size_limit: int = 0, now: float | None = None) -> str:
