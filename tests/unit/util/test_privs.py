@@ -75,8 +75,5 @@ def test_nested_blocks_restore_the_outer_identity():
     assert privs.current_fs_ids() == (0, 0)
 
 
-def test_unprivileged_process_switches_nothing(monkeypatch):
-    monkeypatch.setattr(privs, "privileged", lambda: False)
-    before = privs.current_fs_ids()
-    with privs.fs_identity(12345, 12345):
-        assert privs.current_fs_ids() == before
+# The unprivileged case (nothing to switch) runs for real in
+# tests/local/test_unprivileged.py: a whole instance as a normal user.
