@@ -2,7 +2,7 @@
 
 import pytest
 
-from mailsite import Site
+from helpers.mailsite import Site
 
 MASTER_CF = """\
 error unix - - n - - error

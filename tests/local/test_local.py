@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from mailsite import DOMAIN, Site, mail_gid
+from helpers.mailsite import DOMAIN, Site, mail_gid
 
 NOBODY = pwd.getpwnam("nobody")
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from mailsite import Site
+from helpers.mailsite import Site
 
 HERE = Path(__file__).resolve().parent
 

@@ -9,7 +9,7 @@ import pwd
 
 import pytest
 
-from mailsite import Site
+from helpers.mailsite import Site
 
 CAPTURE = """#!/bin/sh
 d={W}/out

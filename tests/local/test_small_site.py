@@ -19,7 +19,7 @@ import pwd
 
 import pytest
 
-from mailsite import DOMAIN, Site
+from helpers.mailsite import DOMAIN, Site
 
 ALIASES = """\
 postmaster: root

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from mailsite import make_user, need_root
+from helpers.mailsite import make_user, need_root
 
 REPO = Path(__file__).resolve().parents[2]
 SYSTEM_PYTHON = "/usr/bin/python3"

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from mailsite import Site
+from helpers.mailsite import Site
 
 MASTER_CF = "virtual unix - n n - - virtual\n"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from mailsite import DOMAIN, Site
+from helpers.mailsite import DOMAIN, Site
 
 HERE = Path(__file__).resolve().parent
 

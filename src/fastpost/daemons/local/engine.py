@@ -48,8 +48,8 @@ mydestination / inet_interfaces / proxy_interfaces and local_transport (Postfix 
 trivial-rewrite, so transport_maps overrides for local domains are not seen);
 forwarded messages are committed to the queue store by this process (there is no
 cleanup daemon yet), so header_checks, canonical and virtual alias mapping are not
-applied to them; owner- aliases do not redirect loop bounces (bounce_one); biff is
-not sent; regexp/pcre alias tables are not prevented from $1 substitution.
+applied to them; owner- aliases do not redirect loop bounces (bounce_one);
+regexp/pcre alias tables are not prevented from $1 substitution.
 
 Diagnostics: warnings as Postfix words them (file has bad owner uid, is world
 writable, required alias not found, ...); every recipient always gets a result.
@@ -61,6 +61,7 @@ import asyncio
 import dataclasses
 import os
 import pwd
+import socket
 import stat
 import time
 from dataclasses import dataclass
@@ -123,6 +124,15 @@ class UserAttr:
     logname: str | None = None
 
 
+def biff_notify(text: str) -> None:
+    """Tell comsat (the biff service, udp/512 on localhost) where new mail starts."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(text.encode("utf-8", "surrogateescape") + b"\0", ("127.0.0.1", 512))
+    except OSError:
+        pass  # no comsat: nothing to tell
+
+
 def _user_attr(pw) -> UserAttr:
     return UserAttr(pw.pw_uid, pw.pw_gid, pw.pw_dir, pw.pw_shell, pw.pw_name)
 
@@ -132,6 +142,21 @@ NOTIFY_NEVER, NOTIFY_SUCCESS = 1, 2
 
 def _drop_success(notify: int) -> int:
     return NOTIFY_NEVER if notify == NOTIFY_SUCCESS else notify & ~NOTIFY_SUCCESS
+
+
+@dataclass
+class Copy:
+    """The delivered form of the message, made when a worker thread needs it."""
+
+    text: bytes
+    sender: str
+    orig: str
+    delivered: str
+    flags: int
+
+    def bytes(self) -> bytes:
+        return copy_bytes(self.text, sender=self.sender, orig_rcpt=self.orig,
+                          delivered=self.delivered, flags=self.flags)
 
 
 @dataclass
@@ -203,8 +228,13 @@ class LocalDelivery:
     # -- plumbing -----------------------------------------------------------------------
 
     async def blocking(self, fn, *args, **kwargs):
+        """Run fn in a worker thread; Copy arguments are made there (off the loop)."""
+        def call():
+            a = [x.bytes() if isinstance(x, Copy) else x for x in args]
+            kw = {k: v.bytes() if isinstance(v, Copy) else v for k, v in kwargs.items()}
+            return fn(*a, **kw)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.pool, lambda: fn(*args, **kwargs))
+        return await loop.run_in_executor(self.pool, call)
 
     async def getpwnam(self, name: str):
         def lookup():
@@ -737,8 +767,7 @@ class LocalDelivery:
                 pass
         chown = None if spool.uid == usr.uid else (usr.uid, usr.gid)
         flags = COPY_MBOX if cfg.header_mask & HDR_FILE else COPY_MBOX & ~COPY_DELIVERED
-        data = copy_bytes(job.msg.text, sender=attr.sender, orig_rcpt=attr.orig,
-                          delivered=attr.delivered, flags=flags)
+        data = Copy(job.msg.text, attr.sender, attr.orig, attr.delivered, flags)
         res = await self.blocking(
             ops.mailbox_file, mailbox, data, spool=spool, user=ops.Ids(usr.uid, usr.gid),
             chown=chown, locks=self._locks(), size_limit=cfg.mailbox_size_limit,
@@ -748,6 +777,8 @@ class LocalDelivery:
         if not res.ok:
             return job.record(attr, res.dsn,
                               f"cannot update mailbox {mailbox} for user {attr.user}. {res.text}")
+        if cfg.biff:
+            biff_notify(f"{usr.logname or attr.user}@{res.data}")
         return job.record(attr, "2.0.0", "delivered to mailbox")
 
     def _locks(self, extra: int = 0) -> ops.LockPolicy:
@@ -765,8 +796,7 @@ class LocalDelivery:
         flags = COPY_TOFILE | COPY_RETURN_PATH | COPY_ORIG_RCPT
         if cfg.header_mask & HDR_FILE:
             flags |= COPY_DELIVERED
-        data = copy_bytes(job.msg.text, sender=attr.sender, orig_rcpt=attr.orig,
-                          delivered=attr.delivered, flags=flags)
+        data = Copy(job.msg.text, attr.sender, attr.orig, attr.delivered, flags)
         res = await self.blocking(ops.maildir, path, data, user=ops.Ids(usr.uid, usr.gid),
                                   size_limit=cfg.mailbox_size_limit)
         if not res.ok:
@@ -796,8 +826,7 @@ class LocalDelivery:
         if path.endswith("/"):
             return await self.deliver_maildir(job, attr, usr, path)
         flags = COPY_MBOX if cfg.header_mask & HDR_FILE else COPY_MBOX & ~COPY_DELIVERED
-        data = copy_bytes(job.msg.text, sender=attr.sender, orig_rcpt=attr.orig,
-                          delivered=attr.delivered, flags=flags)
+        data = Copy(job.msg.text, attr.sender, attr.orig, attr.delivered, flags)
         res = await self.blocking(ops.file, path, data, user=ops.Ids(usr.uid, usr.gid),
                                   locks=self._locks(), size_limit=cfg.mailbox_size_limit)
         for w in res.warnings:
@@ -853,8 +882,7 @@ class LocalDelivery:
                 if why:
                     text = f"{cfg.service}: fatal: chdir {cwd}: {why}"
                     return job.record(attr, "4.3.0", f"temporary failure. Command output: {text} ")
-        data = copy_bytes(job.msg.text, sender=attr.sender, orig_rcpt=attr.orig,
-                          delivered=attr.delivered, flags=flags)
+        data = Copy(job.msg.text, attr.sender, attr.orig, attr.delivered, flags)
         res = await self.blocking(
             ops.command, data=data, command=command, uid=usr.uid, gid=usr.gid, env=env,
             export=cfg.export_environment, shell=cfg.local_command_shell, cwd=cwd,

@@ -303,13 +303,16 @@ class PipeDelivery:
         if attrs.flags & COPY_DELIVERED and delivered_key(first.address) in msg.delivered:
             return self._all(request, started, "5.4.6", f"mail forwarding loop for {first.address}")
         sender = request.sender or attrs.null_sender
-        data = copy_bytes(msg.text, sender=sender, orig_rcpt=first.orig or first.address,
-                          delivered=first.address, flags=attrs.flags & 0xFFFF, eol=attrs.eol)
         argv = expand_argv(attrs, request, self.delimiters)
-        loop = asyncio.get_running_loop()
-        res = await loop.run_in_executor(self.pool, lambda: pipe_command.run(
-            data=data, argv=argv, uid=attrs.uid, gid=attrs.gid, env={}, export=self.export,
-            cwd=attrs.directory, time_limit=self.time_limit, tag="pipe"))
+
+        def run():  # in a worker thread: the copy, then the command
+            data = copy_bytes(msg.text, sender=sender, orig_rcpt=first.orig or first.address,
+                              delivered=first.address, flags=attrs.flags & 0xFFFF, eol=attrs.eol)
+            return pipe_command.run(data=data, argv=argv, uid=attrs.uid, gid=attrs.gid, env={},
+                                    export=self.export, cwd=attrs.directory,
+                                    time_limit=self.time_limit, tag="pipe")
+
+        res = await asyncio.get_running_loop().run_in_executor(self.pool, run)
         for w in res.warnings:
             log.warn("%s", w)
         if res.status == pipe_command.OK:
