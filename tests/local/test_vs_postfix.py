@@ -17,8 +17,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from helpers.mailsite import DOMAIN, Site
 
 HERE = Path(__file__).resolve().parent

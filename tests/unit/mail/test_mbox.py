@@ -6,7 +6,6 @@ and give up with "unable to lock for exclusive access" / EAGAIN after the attemp
 """
 
 import errno
-import fcntl
 import mailbox
 import os
 import subprocess

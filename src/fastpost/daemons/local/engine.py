@@ -86,6 +86,8 @@ from fastpost.util import log, privs
 LIST_FILE_LIMIT = 64 << 20
 #: Nesting depth at which alias and include expansion give up (Postfix: 100).
 MAX_LEVEL = 100
+#: Seconds a passwd entry is reused (a user deleted or changed is seen that late).
+PASSWD_TTL = 5.0
 _MAILER_DAEMON = "mailer-daemon"
 _POSTMASTER = "postmaster"
 
@@ -224,6 +226,7 @@ class LocalDelivery:
         self.pool = pool
         self.passer = DeliveryPass(queue_directory)
         self.table_owner_cache: dict[str, int] = {}
+        self.pw_cache: dict = {}
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -236,21 +239,30 @@ class LocalDelivery:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pool, call)
 
-    async def getpwnam(self, name: str):
-        def lookup():
+    async def _pw(self, key, lookup):
+        """A passwd entry, from a cache kept PASSWD_TTL seconds (lookups may block on
+        NSS, so a miss is looked up in a worker thread)."""
+        now = time.monotonic()
+        hit = self.pw_cache.get(key)
+        if hit is not None and now - hit[0] < PASSWD_TTL:
+            return hit[1]
+
+        def find():
             try:
-                return pwd.getpwnam(name)
+                return lookup()
             except KeyError:
                 return None
-        return await self.blocking(lookup)
+        entry = await self.blocking(find)
+        if len(self.pw_cache) > 10000:
+            self.pw_cache.clear()
+        self.pw_cache[key] = (now, entry)
+        return entry
+
+    async def getpwnam(self, name: str):
+        return await self._pw(("n", name), lambda: pwd.getpwnam(name))
 
     async def getpwuid(self, uid: int):
-        def lookup():
-            try:
-                return pwd.getpwuid(uid)
-            except KeyError:
-                return None
-        return await self.blocking(lookup)
+        return await self._pw(("u", uid), lambda: pwd.getpwuid(uid))
 
     def canonical(self, address: str) -> str:
         """Address in canonical form: ``user`` gets ``@$myorigin``; a trailing dot goes."""
