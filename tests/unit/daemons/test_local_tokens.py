@@ -25,3 +25,22 @@ from fastpost.daemons.local.tokens import destinations
 ])
 def test_destinations(text, expected):
     assert destinations(text) == expected
+
+
+@pytest.mark.parametrize("local, delims, special, expected", [
+    ("user+ext", "+", True, ("user", "ext")),
+    ("user+a+b", "+", True, ("user", "a+b")),
+    ("+user", "+", True, ("+user", None)),
+    ("user", "+", True, ("user", None)),
+    ("user-ext", "+-", True, ("user", "ext")),
+    ("owner-list", "-", True, ("owner-list", None)),
+    ("list-request", "-", True, ("list-request", None)),
+    ("owner-list", "-", False, ("owner", "list")),
+    ("list-request", "-", False, ("list", "request")),
+    ("owner-list", "+", True, ("owner-list", None)),
+    ("x", "", True, ("x", None)),
+])
+def test_split_local(local, delims, special, expected):
+    from fastpost.daemons.local.engine import split_local
+
+    assert split_local(local, delims, special) == expected

@@ -126,6 +126,26 @@ class UserAttr:
     logname: str | None = None
 
 
+def split_local(local: str, delimiters: str, owner_request_special: bool) -> tuple[str, str | None]:
+    """Split ``user+ext`` at the first delimiter character: (user, ext or None).
+
+    A delimiter in first position does not split; with owner_request_special and ``-``
+    among the delimiters, ``owner-name`` and ``name-request`` stay whole (Postfix's
+    split_addr).
+    """
+    if not delimiters or not local:
+        return local, None
+    if owner_request_special and "-" in delimiters:
+        if local.startswith("owner-") or (len(local) > 8 and local.endswith("-request")):
+            return local, None
+    for i, c in enumerate(local):
+        if c in delimiters:
+            if i == 0:
+                return local, None
+            return local[:i], local[i + 1:]
+    return local, None
+
+
 def biff_notify(text: str) -> None:
     """Tell comsat (the biff service, udp/512 on localhost) where new mail starts."""
     try:
@@ -272,19 +292,7 @@ class LocalDelivery:
         return f"{local}@{domain.rstrip('.')}"
 
     def split_extension(self, local: str) -> tuple[str, str | None]:
-        """Split ``user+ext`` at the first delimiter (owner_request_special aware)."""
-        delims = self.cfg.delimiters
-        if not delims or not local:
-            return local, None
-        if self.cfg.owner_request_special and "-" in delims:
-            if local.startswith("owner-") or (len(local) > 8 and local.endswith("-request")):
-                return local, None
-        for i, c in enumerate(local):
-            if c in delims:
-                if i == 0:
-                    return local, None
-                return local[:i], local[i + 1:]
-        return local, None
+        return split_local(local, self.cfg.delimiters, self.cfg.owner_request_special)
 
     # -- the request ---------------------------------------------------------------------
 
