@@ -38,6 +38,7 @@ Postfix's status lines and warnings; an internal error defers the request (4.3.0
 
 from __future__ import annotations
 
+import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -91,11 +92,14 @@ def make_committer_factory(ctx, store, name: str):
                 log.debug("wake %s: %s", service, exc)
         ctx.loop.create_task(send())
 
+    lock = asyncio.Lock()
+
     async def factory():
-        if _state.committer is None:
-            committer = store.committer(name, on_indexed=wake)
-            await committer.run_io(privs.set_thread_identity, *store_owner(qdir))
-            _state.committer = committer
+        async with lock:  # two first forwards at once must not make two committers
+            if _state.committer is None:
+                committer = store.committer(name, on_indexed=wake)
+                await committer.run_io(privs.set_thread_identity, *store_owner(qdir))
+                _state.committer = committer
         return _state.committer
 
     return factory
