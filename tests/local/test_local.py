@@ -38,6 +38,16 @@ owner-lst: {b}
 self: self, {a}
 tilde: ~/x
 mdir: {W}/out/md/
+barrier: "|/bin/sh {W}/barrier.sh"
+"""
+
+# Each delivery checks in, then waits (up to 20 s) until 4 have checked in: it succeeds
+# only if 4 deliveries run at the same time.
+BARRIER = """d={W}/out/barrier
+touch $d/$$
+n=0
+while [ $(ls $d | wc -l) -lt 4 ] && [ $n -lt 200 ]; do sleep 0.1; n=$((n+1)); done
+[ $(ls $d | wc -l) -ge 4 ] || exit 75
 """
 
 FORWARDS = {
@@ -57,6 +67,9 @@ def site():
     s = Site(users=("a", "b"), aliases=ALIASES, forward=FORWARDS,
              main_cf={"command_time_limit": "3s"})
     (s.dir / "clientlist.txt").write_text(s.fill("{b}\n"))
+    (s.dir / "barrier.sh").write_text(s.fill(BARRIER))
+    (s.dir / "out" / "barrier").mkdir()
+    os.chmod(s.dir / "out" / "barrier", 0o1777)
     with s:
         yield s
 
@@ -332,3 +345,27 @@ def test_queue_id_that_is_gone_defers(site):
                           [Recipient(1, site.addr("a"))], time.time(), time.time())
     (res,) = site.feed.send("local", req).values()
     assert (res.status, res.dsn) == ("deferred", "4.3.0")
+
+
+def test_one_connection_carries_concurrent_deliveries(site):
+    """qmgr pipelines requests on one connection: local works on them at the same time
+    (a command that waits for three others only succeeds if they overlap)."""
+    import asyncio
+
+    from fastpost.mail import ipc
+    from fastpost.mail.deliver import PROTOCOL, DeliveryResult
+
+    requests = [site.feed.request("local", site.submit(["barrier"], b"Subject: b\n\nx\n"))
+                for _ in range(4)]
+
+    async def go():
+        client = ipc.AsyncAttrClient(ipc.endpoint(str(site.inst.queue), "local"), PROTOCOL)
+        try:
+            replies = await asyncio.gather(*(client.request(r.to_attrs()) for r in requests))
+        finally:
+            client.close()
+        return [DeliveryResult.from_attrs(rep).results[0] for rep in replies]
+
+    results = asyncio.run(go())
+    assert [(r.status, r.text) for r in results] == [
+        ("sent", f"delivered to command: /bin/sh {site.dir}/barrier.sh")] * 4
