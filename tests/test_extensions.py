@@ -20,6 +20,9 @@ MODULES = [".".join(p.relative_to(ROOT / "ext").with_suffix("").parts) for p in 
 #: added here, or this test fails.
 CONSTRUCT = {
     "fastpost.mail._record_c.RecordDecoder": ((1024,), {}),
+    "fastpost.smtp._lines_c.LineReader": ((2048,), {}),
+    "fastpost.smtp._data_c.DotDecoder": ((10240000,), {}),
+    "fastpost.smtp._data_c.ChunkDecoder": ((10240000,), {}),
 }
 
 
