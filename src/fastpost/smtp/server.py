@@ -19,8 +19,9 @@ several replies into one write.
 
 Peer errors come out of next_event() as RemoteProtocolError (its ``reply`` must be
 sent next; the connection goes on unless ``fatal``). Things Postfix only logs come
-out of take_notes(): ("overlong", text), ("pipelining", "after VERB: pending"),
-("bare-lf", text), ("starttls-plaintext", count).
+out of take_notes() as (kind, verb, detail): ("overlong", VERB, start of the line),
+("pipelining", VERB, the input pending after it), ("bare-lf", VERB, ""),
+("starttls-plaintext", "STARTTLS", bytes dropped).
 
 Honoured (through ServerOptions, filled from main.cf by the session):
 line_length_limit, message_size_limit, smtpd_recipient_limit,
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass, field
 
 from fastpost.smtp import events as ev
@@ -84,11 +86,15 @@ class ServerOptions:
     auth_response_limit: int = 12288  # smtpd_sasl_response_limit
     xclient: bool = False  # client in smtpd_authorized_xclient_hosts
     xforward: bool = False  # client in smtpd_authorized_xforward_hosts
-    forbidden: frozenset = field(default_factory=lambda: frozenset(["CONNECT", "GET", "POST"]))
-    forbid_nonalpha: bool = True  # the default regexp:{{/^[^A-Z]/ Bogus}} entry
+    forbidden: frozenset = field(default_factory=lambda: frozenset([b"CONNECT", b"GET", b"POST"]))
+    #: smtpd_forbidden_commands patterns, matched against "VERB args" (Postfix's
+    #: default regexp:{{/^[^A-Z]/ Bogus}}: a command that does not start with a letter)
+    forbidden_patterns: tuple = (re.compile("^[^A-Z]", re.IGNORECASE),)
 
     def __post_init__(self):
         self.bare_lf = "normalize" if self.bare_lf.lower() == "yes" else self.bare_lf.lower()
+        self.forbidden = frozenset(v.encode("ascii", "replace").upper() if isinstance(v, str)
+                                   else v.upper() for v in self.forbidden)
         if self.bare_lf not in BARE_LF_MODES:
             raise ValueError(f"bad smtpd_forbid_bare_newline value: {self.bare_lf}")
 
@@ -115,7 +121,7 @@ class ServerConnection:
         self._pending_last = False  # for CHUNK/BDAT-ERROR replies: it was BDAT LAST
         self._pending_name = ""  # the HELO/EHLO name waiting for its reply
         self._error: RemoteProtocolError | None = None  # raised after a dropped chunk
-        self._notes: list[tuple[str, str]] = []
+        self._notes: list[tuple[str, str, str]] = []
         self._eof = False
         self._closed_event_sent = False
         # DATA / BDAT content.
@@ -155,10 +161,11 @@ class ServerConnection:
         """Raw bytes read in the current DATA/BDAT transfer (for log lines)."""
         return self._data_bytes
 
-    def take_notes(self) -> list[tuple[str, str]]:
+    def take_notes(self) -> list[tuple[str, str, str]]:
         """Return and forget what happened that Postfix logs but does not answer."""
         notes = self._notes
-        self._notes = []
+        if notes:
+            self._notes = []
         return notes
 
     def receive_data(self, data) -> None:
@@ -173,7 +180,7 @@ class ServerConnection:
             self._feed_chunk(data)
         elif mode == state.TLS:
             # Plaintext after our 220 to STARTTLS: never a command (RFC 3207 5).
-            self._notes.append(("starttls-plaintext", str(len(data))))
+            self._notes.append(("starttls-plaintext", "STARTTLS", str(len(data))))
         elif mode == state.CLOSED:
             return
         else:
@@ -274,7 +281,7 @@ class ServerConnection:
             if code == 220:
                 dropped = self._reader.clear()
                 if dropped:
-                    self._notes.append(("starttls-plaintext", str(dropped)))
+                    self._notes.append(("starttls-plaintext", "STARTTLS", str(dropped)))
                 self.input = state.TLS
             return
         if pending == "AUTH":
@@ -306,7 +313,8 @@ class ServerConnection:
     def _command(self, raw_verb: bytes, raw_args: bytes, flags: int):
         opts = self.options
         if flags & OVERLONG:
-            self._notes.append(("overlong", (raw_verb + b" " + raw_args)[:_OVERLONG_SHOW]
+            self._notes.append(("overlong", raw_verb.decode("utf-8", "replace"),
+                                (raw_verb + b" " + raw_args)[:_OVERLONG_SHOW]
                                 .decode("utf-8", "replace")))
         if flags & BARE_LF:
             if opts.bare_lf == "reject":
@@ -314,26 +322,32 @@ class ServerConnection:
                                  raw_verb.decode("ascii", "replace") or "UNKNOWN",
                                  fatal=True, kind="bare-lf")
             if opts.bare_lf == "note":
-                self._notes.append(("bare-lf", raw_verb.decode("ascii", "replace")))
+                self._notes.append(("bare-lf", raw_verb.decode("utf-8", "replace"), ""))
         if not raw_verb:
             raise self._fail(replies.BAD_SYNTAX, "UNKNOWN")
         handler = self._handlers.get(raw_verb)
-        verb = raw_verb.decode("ascii", "replace") if handler else "UNKNOWN"
-        if raw_verb in opts.forbidden or (opts.forbid_nonalpha and not (65 <= raw_verb[0] <= 90)):
-            raise self._fail(replies.FORBIDDEN_COMMAND, "UNKNOWN", fatal=True,
-                             kind="non-smtp",
-                             detail=(raw_verb + b" " + raw_args).rstrip().decode("utf-8", "replace"))
+        verb = raw_verb.decode("ascii") if handler else "UNKNOWN"
         args = _decode(raw_args, opts.smtputf8)
-        if args is None or (opts.smtputf8 and not raw_verb.isascii()):
+        if args is None or (opts.smtputf8 and not handler and _decode(raw_verb, True) is None):
             raise self._fail(replies.BAD_UTF8, verb)
         if handler is None:
+            if raw_verb in opts.forbidden or self._forbidden(raw_verb, raw_args):
+                raise self._fail(replies.FORBIDDEN_COMMAND, "UNKNOWN", fatal=True, kind="non-smtp",
+                                 detail=(raw_verb + b" " + raw_args).rstrip()
+                                 .decode("utf-8", "replace"))
             raise self._fail(replies.UNRECOGNIZED, "UNKNOWN")
         pending_bytes = self._reader.buffered
         if pending_bytes and (verb in state.LAST_IN_GROUP or not self.state.esmtp):
-            if verb != "BDAT":
-                self._notes.append(("pipelining", f"after {verb}: "
-                                    + self._reader.peek(_PIPELINING_SHOW).decode("utf-8", "replace")))
+            if verb != "BDAT" and verb != "QUIT":
+                self._notes.append(("pipelining", verb, self._reader.peek(_PIPELINING_SHOW)
+                                    .decode("utf-8", "replace")))
         return handler(verb, args)
+
+    def _forbidden(self, raw_verb: bytes, raw_args: bytes) -> bool:
+        if not self.options.forbidden_patterns:
+            return False
+        line = (raw_verb + b" " + raw_args).decode("latin-1")
+        return any(p.search(line) for p in self.options.forbidden_patterns)
 
     def _expect(self, verb: str, event: ev.Event, name: str = ""):
         self._pending = verb
@@ -368,6 +382,7 @@ class ServerConnection:
         self._sequence(verb)
         if opts.tls_required and not st.tls:
             raise self._fail(replies.MUST_STARTTLS, verb)
+        path = ""
         try:
             path, tokens = grammar.split_mail_from(args)
             params = grammar.parse_mail_params(
@@ -378,7 +393,7 @@ class ServerConnection:
                 strict=opts.strict_rfc821, allow_empty=True)
         except GrammarError as exc:
             kind = "address" if exc.reply is replies.BAD_SENDER else ""
-            raise self._fail(exc.reply, verb, kind=kind, detail=args) from None
+            raise self._fail(exc.reply, verb, kind=kind, detail=path) from None
         return self._expect(verb, ev.Mail(address, params.size, params.body, params.smtputf8,
                                           params.ret, params.envid, params.auth))
 
@@ -388,6 +403,7 @@ class ServerConnection:
         if opts.helo_required and st.helo is None:
             raise self._fail(replies.NEED_HELO, verb)
         self._sequence(verb)
+        path = ""
         try:
             path, tokens = grammar.split_rcpt_to(args)
             params = grammar.parse_rcpt_params(tokens)
@@ -396,7 +412,7 @@ class ServerConnection:
                 allow_empty=False)
         except GrammarError as exc:
             kind = "address" if exc.reply is replies.BAD_RECIPIENT else ""
-            raise self._fail(exc.reply, verb, kind=kind, detail=args) from None
+            raise self._fail(exc.reply, verb, kind=kind, detail=path) from None
         if opts.recipient_limit and st.rcpt_accepted >= opts.recipient_limit:
             # Counted as tried, like Postfix; the session counts the overshoot.
             st.rcpt_tried += 1
@@ -431,7 +447,7 @@ class ServerConnection:
             argument, address, smtputf8 = grammar.parse_vrfy(args, utf8=self.options.smtputf8)
         except GrammarError as exc:
             kind = "address" if exc.reply is replies.BAD_RECIPIENT else ""
-            raise self._fail(exc.reply, verb, kind=kind, detail=args) from None
+            raise self._fail(exc.reply, verb, kind=kind, detail=args.strip()) from None
         return self._expect(verb, ev.Vrfy(argument, address, smtputf8))
 
     def _etrn(self, verb: str, args: str):
@@ -574,15 +590,15 @@ class ServerConnection:
         rule = self.state.check(verb)
         error = None
         kind = ""
-        if rule is state._DISCARD:
+        if size == 0 and not last:
+            error = replies.NULL_BDAT
+            kind = "bdat-null"
+        elif rule is state._DISCARD:
             error = replies.bdat_discarded(size)
         elif rule is state._NO_RCPT:
             error = self.state.no_rcpt_reply()
         elif rule is not None:
             error = rule
-        elif size == 0 and not last:
-            error = replies.NULL_BDAT
-            kind = "bdat-null"
         elif opts.message_size_limit and self._chunk_raw_total + size > opts.message_size_limit:
             error = replies.CHUNK_TOO_BIG
             kind = "bdat-size"
