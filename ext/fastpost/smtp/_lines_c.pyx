@@ -59,7 +59,7 @@ def split_command(const unsigned char[:] line not None):
 cdef class LineReader:
     """Bounded, CRLF-aware receive buffer (see fastpost.smtp._lines_py)."""
 
-    cdef readonly Py_ssize_t limit  # longest line content reported whole
+    cdef public Py_ssize_t limit    # longest line content reported whole (settable)
     cdef unsigned char *_buf        # storage (NULL when empty)
     cdef Py_ssize_t _cap            # bytes allocated at _buf
     cdef Py_ssize_t _start          # read offset

@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "conf": "fastpost.cli.postconf:main",
     "log": "fastpost.cli.postlog:main",
     "embedded-config": "fastpost.cli.embedded:main",
+    "tls": "fastpost.cli.tls:main",
 }
 
 #: The postfix(1) verbs, all served by one module.

@@ -39,7 +39,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fastpost.smtp import events as ev
 from fastpost.smtp import grammar, replies, state
@@ -61,11 +61,13 @@ _PIPELINING_SHOW = 100
 _OVERLONG_SHOW = 30
 
 
-@dataclass
+@dataclass(slots=True)
 class ServerOptions:
-    """What the core needs to know from main.cf and from the session; mutable.
+    """What the core needs to know from main.cf and from the session.
 
-    The session may change fields between commands (after XCLIENT, or STARTTLS).
+    Treat an instance as shared and read-only: sessions with the same settings use
+    one object, and the core replaces (never edits) its own after STARTTLS. The
+    session may assign a new one between commands (after XCLIENT).
     """
 
     hostname: str = "localhost"  # myhostname, for the replies that name it
@@ -99,6 +101,16 @@ class ServerOptions:
             raise ValueError(f"bad smtpd_forbid_bare_newline value: {self.bare_lf}")
 
 
+#: Command verb -> the ServerConnection method that parses it.
+_HANDLERS = {
+    b"HELO": "_helo", b"EHLO": "_ehlo", b"MAIL": "_mail", b"RCPT": "_rcpt",
+    b"DATA": "_data", b"BDAT": "_bdat", b"RSET": "_rset", b"NOOP": "_noop",
+    b"QUIT": "_quit", b"VRFY": "_vrfy", b"ETRN": "_etrn", b"HELP": "_help",
+    b"STARTTLS": "_starttls", b"AUTH": "_auth", b"XCLIENT": "_xclient",
+    b"XFORWARD": "_xforward",
+}
+
+
 def _decode(raw: bytes, utf8: bool) -> str | None:
     """Return command text as str: strict UTF-8 under SMTPUTF8, else bytes as is."""
     if utf8:
@@ -111,6 +123,12 @@ def _decode(raw: bytes, utf8: bool) -> str | None:
 
 class ServerConnection:
     """The server side of one SMTP conversation, without I/O (module docstring)."""
+
+    __slots__ = ("options", "state", "input", "_reader", "_pending", "_pending_last",
+                 "_pending_name", "_error", "_notes", "_eof", "_closed_event_sent",
+                 "_decoder", "_chunks", "_content_done", "_chunk_left", "_chunk_last",
+                 "_chunk_keep", "_chunk_size", "_chunk_raw_total", "_bdat_decoder",
+                 "_data_bytes")
 
     def __init__(self, options: ServerOptions | None = None):
         self.options = options or ServerOptions()
@@ -135,14 +153,6 @@ class ServerConnection:
         self._chunk_raw_total = 0  # raw BDAT bytes of this message so far
         self._bdat_decoder = None
         self._data_bytes = 0  # raw bytes read in DATA/BDAT (for "lost connection" logs)
-        self._handlers = {
-            b"HELO": self._helo, b"EHLO": self._ehlo, b"MAIL": self._mail,
-            b"RCPT": self._rcpt, b"DATA": self._data, b"BDAT": self._bdat,
-            b"RSET": self._rset, b"NOOP": self._noop, b"QUIT": self._quit,
-            b"VRFY": self._vrfy, b"ETRN": self._etrn, b"HELP": self._help,
-            b"STARTTLS": self._starttls, b"AUTH": self._auth,
-            b"XCLIENT": self._xclient, b"XFORWARD": self._xforward,
-        }
 
     # ---------------------------------------------------------------- public API
 
@@ -178,9 +188,6 @@ class ServerConnection:
             self._feed_data(data)
         elif mode == state.CHUNK and self._chunk_left:
             self._feed_chunk(data)
-        elif mode == state.TLS:
-            # Plaintext after our 220 to STARTTLS: never a command (RFC 3207 5).
-            self._notes.append(("starttls-plaintext", "STARTTLS", str(len(data))))
         elif mode == state.CLOSED:
             return
         else:
@@ -231,18 +238,24 @@ class ServerConnection:
         return reply.wire
 
     def tls_started(self) -> None:
-        """The TLS handshake after STARTTLS succeeded: start over (RFC 3207 4.2)."""
+        """The TLS handshake after STARTTLS succeeded: start over (RFC 3207 4.2).
+
+        The plaintext the client sent before our 220 was dropped when the 220 was
+        sent; bytes received since come from inside the TLS session (the caller
+        only feeds those) and are kept: a client may send EHLO right after its
+        Finished message, before the caller learns the handshake is over.
+        """
         if self.input != state.TLS:
             raise LocalProtocolError("tls_started() without STARTTLS")
         self.state.reset_session()
         self.state.tls = True
-        self.options.starttls = False
+        self.options = replace(self.options, starttls=False)
         self.input = state.COMMAND
 
     def wrapper_mode(self) -> None:
         """The connection is TLS from the start (smtpd_tls_wrappermode)."""
         self.state.tls = True
-        self.options.starttls = False
+        self.options = replace(self.options, starttls=False)
 
     # ---------------------------------------------------------------- internals
 
@@ -325,7 +338,8 @@ class ServerConnection:
                 self._notes.append(("bare-lf", raw_verb.decode("utf-8", "replace"), ""))
         if not raw_verb:
             raise self._fail(replies.BAD_SYNTAX, "UNKNOWN")
-        handler = self._handlers.get(raw_verb)
+        name = _HANDLERS.get(raw_verb)
+        handler = getattr(self, name) if name else None
         verb = raw_verb.decode("ascii") if handler else "UNKNOWN"
         args = _decode(raw_args, opts.smtputf8)
         if args is None or (opts.smtputf8 and not handler and _decode(raw_verb, True) is None):
@@ -338,7 +352,10 @@ class ServerConnection:
             raise self._fail(replies.UNRECOGNIZED, "UNKNOWN")
         pending_bytes = self._reader.buffered
         if pending_bytes and (verb in state.LAST_IN_GROUP or not self.state.esmtp):
-            if verb != "BDAT" and verb != "QUIT":
+            # BDAT: its chunk follows; QUIT: nothing follows; STARTTLS: the pending
+            # plaintext is discarded at the 220 instead (Postfix does not call it
+            # pipelining either).
+            if verb != "BDAT" and verb != "QUIT" and verb != "STARTTLS":
                 self._notes.append(("pipelining", verb, self._reader.peek(_PIPELINING_SHOW)
                                     .decode("utf-8", "replace")))
         return handler(verb, args)

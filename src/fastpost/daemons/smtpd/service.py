@@ -32,7 +32,7 @@ import time
 
 from fastpost.daemons.smtpd.peer import PeerResolver
 from fastpost.daemons.smtpd.policy import DefaultPolicy, Policy
-from fastpost.daemons.smtpd.session import SmtpdProtocol
+from fastpost.daemons.smtpd.session import TLS_SHUTDOWN_TIMEOUT, SmtpdProtocol
 from fastpost.daemons.smtpd.settings import SmtpdSettings
 from fastpost.daemons.smtpd.tls import ServerTls
 from fastpost.util import log
@@ -62,6 +62,7 @@ class SmtpdService:
         self.sessions: set[SmtpdProtocol] = set()
         self._counts: dict[str, int] = {}
         self._exempt = exempt  # HostList for smtpd_client_event_limit_exceptions
+        self._options: dict = {}
         self._space_checked = 0.0
         self._space_free = None
         #: Called with each session when it ends (tests use it to wait).
@@ -93,6 +94,14 @@ class SmtpdService:
 
     # -- sessions -----------------------------------------------------------------
 
+    def core_options(self, **kind):
+        """Return the protocol core's options for a kind of client (shared, cached)."""
+        key = tuple(sorted(kind.items()))
+        opts = self._options.get(key)
+        if opts is None:
+            opts = self._options[key] = self.settings.server_options(**kind)
+        return opts
+
     def protocol(self) -> SmtpdProtocol:
         """Return a new session (the protocol factory)."""
         session = SmtpdProtocol(self)
@@ -103,11 +112,15 @@ class SmtpdService:
                      backlog: int = 1024):
         """Start listening (for tests and the standalone runner); return the server."""
         ssl_ctx = self.tls.context if self.settings.wrappermode else None
+        tls_kw = {}
+        if ssl_ctx is not None:
+            tls_kw = {"ssl": ssl_ctx, "ssl_shutdown_timeout": TLS_SHUTDOWN_TIMEOUT,
+                      "ssl_handshake_timeout": self.settings.starttls_timeout}
         if sock is not None:
             return await self.loop.create_server(self.protocol, sock=sock, backlog=backlog,
-                                                 ssl=ssl_ctx)
+                                                 **tls_kw)
         return await self.loop.create_server(self.protocol, host, port, backlog=backlog,
-                                             ssl=ssl_ctx, reuse_address=True)
+                                             reuse_address=True, **tls_kw)
 
     def session_ended(self, session: SmtpdProtocol) -> None:
         """Called by each session from connection_lost."""

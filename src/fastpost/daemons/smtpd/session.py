@@ -70,6 +70,11 @@ STATS_ORDER = ("helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail"
 
 _UNKNOWN = "unknown"
 
+#: How long a closing TLS session waits for the client's close_notify. Postfix sends
+#: its own and does not wait; most clients just drop the TCP connection, and asyncio's
+#: default (30 s) would keep every such session around that long.
+TLS_SHUTDOWN_TIMEOUT = 0.5
+
 
 def _is_awaitable(value) -> bool:
     return hasattr(value, "__await__") or isinstance(value, asyncio.Future)
@@ -77,6 +82,15 @@ def _is_awaitable(value) -> bool:
 
 class SmtpdProtocol(asyncio.BufferedProtocol):
     """The session of one client (module docstring)."""
+
+    __slots__ = (
+        "service", "settings", "loop", "transport", "conn", "client", "envelope",
+        "txn", "stats", "errors", "junk", "overshoot", "where", "_out", "_busy",
+        "_read_paused", "_write_paused", "_closed", "_greeted", "_early",
+        "_last_io", "_timer", "_timeout", "_data_rejected", "_auth_state",
+        "_counted_addr", "_received_done", "_real_client", "bytes_in", "bytes_out",
+        "waiting",
+    )
 
     def __init__(self, service):
         self.service = service
@@ -364,7 +378,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         c = self.client
         svc = self.service
         settings = self.settings
-        return settings.server_options(
+        return svc.core_options(
             xclient=settings.xclient_hosts.match(c.name, c.addr),
             xforward=self._xforward_allowed(),
             bare_lf_excluded=settings.bare_lf_exclusions.match(c.name, c.addr),
@@ -897,7 +911,8 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         self._out.append(self.conn.send(replies.START_TLS))
         coro = self.loop.start_tls(self.transport, self, self.service.tls.context,
                                    server_side=True,
-                                   ssl_handshake_timeout=self.settings.starttls_timeout)
+                                   ssl_handshake_timeout=self.settings.starttls_timeout,
+                                   ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT)
 
         def started(transport):
             self.transport = transport
@@ -945,7 +960,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                 self.client.sasl_username = value
                 self._respond("auth", replies.AUTH_OK)
             else:
-                log.warn("%s: SASL %s authentication failed", self.client.text, mechanism)
+                log.warn("%s: SASL %s authentication failed: authentication failure", self.client.text, mechanism)
                 self._respond("auth", value or replies.AUTH_FAILED)
 
         if _is_awaitable(result):
@@ -984,10 +999,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         self.client = new
         self._respond("xclient", replies.greeting(self.settings.banner))
         # The new identity decides what it may do (XFORWARD stays with the real client).
-        opts = self._core_options()
-        self.conn.options = opts
-        if new.tls is not None:
-            self.conn.options.starttls = False
+        self.conn.options = self._core_options()
 
     def _on_xforward(self, event) -> None:
         self.where = "XFORWARD"

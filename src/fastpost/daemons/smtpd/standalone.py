@@ -3,7 +3,7 @@
 Postfix counterpart: ``smtpd -S`` (stand-alone mode) in spirit.
 
     python -m fastpost.daemons.smtpd.standalone -c CONFIG_DIR -l 127.0.0.1:2525 \\
-        -d SPOOL_DIR [--fsync] [--workers N] [--uvloop | --asyncio]
+        -d SPOOL_DIR [--fsync] [--workers N] [--asyncio] [--port-file FILE] [-o name=value]
 
 One process per worker, each with its own event loop, all accepting on one
 listening socket (SO_REUSEPORT is not needed: the socket is bound before fork).
@@ -42,6 +42,8 @@ def _parse(argv):
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--asyncio", action="store_true", help="stock asyncio instead of uvloop")
     p.add_argument("--quiet", action="store_true", help="no log lines")
+    p.add_argument("--port-file", default=None,
+                   help="write the listening port here once bound (for -l host:0)")
     return p.parse_args(argv)
 
 
@@ -82,8 +84,13 @@ def main(argv=None) -> int:
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host.strip("[]"), int(port)))
-        sock.listen(1024)
+        sock.listen(4096)
         sock.setblocking(False)
+        if args.port_file:
+            tmp = args.port_file + ".tmp"
+            with open(tmp, "w", encoding="ascii") as fh:
+                fh.write(str(sock.getsockname()[1]))
+            os.rename(tmp, args.port_file)
     except (ConfigError, OSError, ValueError) as exc:
         log.error("%s", exc)
         return 1

@@ -18,7 +18,8 @@ tls_{high,medium,low,export,null}_cipherlist, smtpd_tls_CAfile, smtpd_tls_CApath
 smtpd_tls_ask_ccert, smtpd_tls_req_ccert, smtpd_tls_always_issue_session_ids.
 The mandatory_* variants apply when the level is "encrypt", as in Postfix.
 
-Differences from Postfix, because of what Python's ssl module exposes: a client
+Differences from Postfix, because of what Python's ssl module exposes: TLS 1.0 and
+1.1 are never offered (Postfix's default ">=TLSv1" starts at TLS 1.2 here); a client
 certificate is requested only when a CA file or directory is configured (Python
 cannot request one without verifying it); log lines and the Received: header do
 not show the key-exchange group and signature algorithm.
@@ -139,6 +140,10 @@ class ServerTls:
         prefix = "smtpd_tls_mandatory_" if mandatory else "smtpd_tls_"
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         lo, hi = parse_protocols(g(prefix + "protocols"))
+        # Python deprecates TLS 1.0/1.1 and OpenSSL 3 refuses them at its default
+        # security level: the floor is TLS 1.2 whatever the list allows.
+        lo = max(lo, ssl.TLSVersion.TLSv1_2)
+        hi = max(hi, lo)
         try:
             ctx.minimum_version = lo
             ctx.maximum_version = hi
