@@ -347,7 +347,10 @@ class ClientConnection:
         else:
             self._queue(tail + b".\r\n", ("DOT",))
         if self.options.lmtp:
+            # RFC 2033 4.2: one reply per accepted recipient, in RCPT order.
             txn.lmtp_waiting = list(txn.accepted)
+            for _ in range(len(txn.accepted) - 1):
+                self._pending.append(("DOT",))
 
     # ---------------------------------------------------------------- replies
 

@@ -69,12 +69,27 @@ class GrammarError(Exception):
 # --------------------------------------------------------------------------------
 
 
+_WS_RUN = re.compile(r"[ \t]+")
+
+
 def split_args(text: str) -> list[str]:
     """Split command arguments at white space outside "quotes" and <angle brackets>.
 
     ``MAIL FROM:<a b> SIZE=1`` gives ``["FROM:<a b>", "SIZE=1"]``; a quote or an
     angle bracket that is never closed runs to the end of the line.
     """
+    # Fast path (nearly every real command): no quotes, at most one <...> without
+    # white space inside. Same result as the general scan below.
+    if '"' not in text and text.count("<") <= 1:
+        lt = text.find("<")
+        gt = text.find(">", lt) if lt >= 0 else -1
+        if lt < 0 or (gt > 0 and " " not in text[lt:gt] and "\t" not in text[lt:gt]):
+            stripped = text.strip(" \t")
+            return _WS_RUN.split(stripped) if stripped else []
+    return _split_args_general(text)
+
+
+def _split_args_general(text: str) -> list[str]:
     out: list[str] = []
     cur: list[str] = []
     in_quote = False
@@ -251,6 +266,13 @@ _STRICT_PATH = re.compile(
 )
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: The common case: <dot-atom@host.name> with nothing to unquote or strip.
+_SIMPLE_PATH = re.compile(
+    r"<([A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*)"
+    r"@([A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?)>")
+
+
 def parse_path(text: str, bad: Reply, *, utf8: bool = False, strict: bool = False,
                allow_empty: bool = True) -> str:
     """Return the internal form of an envelope address, or raise GrammarError(bad).
@@ -259,8 +281,16 @@ def parse_path(text: str, bad: Reply, *, utf8: bool = False, strict: bool = Fals
     RFC 5321 syntax (strict_rfc821_envelopes); ``allow_empty`` accepts the null
     address ``<>`` (MAIL FROM), which RCPT TO does not.
     """
+    m = None if strict else _SIMPLE_PATH.fullmatch(text)
+    if m is not None and valid_hostname(m.group(2)):
+        return f"{m.group(1)}@{m.group(2)}"
+    return _parse_path_general(text, bad, utf8=utf8, strict=strict, allow_empty=allow_empty)
+
+
+def _parse_path_general(text: str, bad: Reply, *, utf8: bool, strict: bool,
+                        allow_empty: bool) -> str:
     text = text.strip(" \t")
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+    if _CONTROL.search(text):
         raise GrammarError(bad)
     if strict:
         if text == "<>":

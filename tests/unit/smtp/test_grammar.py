@@ -233,3 +233,21 @@ def test_split_args_keeps_quotes_and_brackets():
     assert grammar.split_args('FROM:"a b"@c  x') == ['FROM:"a b"@c', "x"]
     assert grammar.split_args("a\tb") == ["a", "b"]
     assert grammar.split_args("FROM:<a") == ["FROM:<a"]
+
+
+path_chars = st.sampled_from(list("ab.@<>\"()[]:,; \t-_+%!") + ["\u00e9", "\x00", "1.2.3.4", "IPv6:", "::1"])
+
+
+@given(st.lists(path_chars, max_size=25).map("".join), st.booleans(), st.booleans())
+def test_fast_paths_agree_with_the_general_parsers(text, utf8, allow_empty):
+    def outcome(fn, *args, **kw):
+        try:
+            return fn(*args, **kw)
+        except GrammarError as exc:
+            return exc.reply
+    assert grammar.split_args(text) == grammar._split_args_general(text)
+    assert outcome(grammar.parse_path, text, BAD, utf8=utf8, allow_empty=allow_empty) == \
+        outcome(grammar._parse_path_general, text, BAD, utf8=utf8, strict=False, allow_empty=allow_empty)
+    simple = f"<{text.replace(' ', '')}@example.org>"
+    assert outcome(grammar.parse_path, simple, BAD) == \
+        outcome(grammar._parse_path_general, simple, BAD, utf8=False, strict=False, allow_empty=True)

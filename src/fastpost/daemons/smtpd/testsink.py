@@ -3,11 +3,12 @@ benchmarks only, until the real cleanup client exists.
 
 Postfix counterpart: none (it stands in for cleanup(8) and the queue).
 
-FileTestSink(directory) writes, per message, ``ID.env`` (the envelope as JSON) and
-``ID.msg`` (the content exactly as smtpd delivered it: Received: header first, CR LF
-line ends) and, with ``fsync=True``, makes both durable (file and directory fsync) in
+FileTestSink(directory) writes, per message, one file ``ID.msg``: a line of JSON
+(the envelope) and then the content exactly as smtpd delivered it (Received: header
+first, CR LF line ends). With ``fsync=True`` the file is created and fsync()ed in
 the loop's default executor - never on the event loop - before finish() resolves, so
-that "queued as ID" means what it says here too. Queue IDs are upper-case hex from a
+that "queued as ID" means what it says here too (one fsync per message, as Postfix's
+cleanup does; no group commit - that is the queue's job). Queue IDs are upper-case hex from a
 counter (deterministic, for golden transcripts) or, with ``random_ids``, from the
 time and a sequence number, Postfix-style.
 
@@ -64,7 +65,7 @@ class _FileTransaction(Transaction):
             self._spilled.write(data)
         elif self._size > self.sink.spill:
             path = os.path.join(self.sink.directory, f".{self.queue_id}.tmp")
-            self._spilled = open(path, "wb")
+            self._spilled = open(path, "w+b")
             for part in self._parts:
                 self._spilled.write(part)
             self._spilled.write(data)
@@ -74,39 +75,36 @@ class _FileTransaction(Transaction):
         return None
 
     def _store(self) -> str:
-        d = self.sink.directory
-        msg = os.path.join(d, f"{self.queue_id}.msg")
+        """Write ID.msg (JSON envelope line, then the content); fsync when asked."""
+        path = os.path.join(self.sink.directory, f"{self.queue_id}.msg")
+        head = json.dumps(self.meta).encode("utf-8") + b"\n"
         try:
-            if self._spilled is not None:
-                self._spilled.flush()
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                if self._spilled is not None:
+                    self._spilled.flush()
+                    self._spilled.seek(0)
+                    os.write(fd, head)
+                    while True:
+                        block = self._spilled.read(1 << 20)
+                        if not block:
+                            break
+                        os.write(fd, block)
+                else:
+                    os.writev(fd, [head, *self._parts])
                 if self.sink.fsync:
-                    os.fsync(self._spilled.fileno())
-                self._spilled.close()
-                os.rename(self._spilled.name, msg)
-            else:
-                fd = os.open(msg + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                try:
-                    os.write(fd, b"".join(self._parts))
-                    if self.sink.fsync:
-                        os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.rename(msg + ".tmp", msg)
-            env = os.path.join(d, f"{self.queue_id}.env")
-            with open(env + ".tmp", "w", encoding="utf-8") as fh:
-                json.dump(self.meta, fh)
-                fh.flush()
-                if self.sink.fsync:
-                    os.fsync(fh.fileno())
-            os.rename(env + ".tmp", env)
-            if self.sink.fsync:
-                dfd = os.open(d, os.O_RDONLY)
-                try:
-                    os.fsync(dfd)
-                finally:
-                    os.close(dfd)
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise SinkError(log=f"{self.queue_id}: cannot store message: {exc}") from None
+        finally:
+            if self._spilled is not None:
+                self._spilled.close()
+                try:
+                    os.unlink(self._spilled.name)
+                except OSError:
+                    pass
         return self.queue_id
 
     def finish(self):
@@ -155,11 +153,8 @@ class FileTestSink(MessageSink):
     def messages(self) -> list[tuple[dict, bytes]]:
         """Return every stored message as (envelope dict, content), oldest first."""
         out = []
-        names = sorted(n for n in os.listdir(self.directory) if n.endswith(".env"))
-        for name in names:
-            base = os.path.join(self.directory, name[:-4])
-            with open(base + ".env", encoding="utf-8") as fh:
-                meta = json.load(fh)
-            with open(base + ".msg", "rb") as fh:
-                out.append((meta, fh.read()))
+        for name in sorted(n for n in os.listdir(self.directory) if n.endswith(".msg")):
+            with open(os.path.join(self.directory, name), "rb") as fh:
+                head, _, content = fh.read().partition(b"\n")
+            out.append((json.loads(head), content))
         return out
