@@ -376,3 +376,73 @@ def test_peername_lookup(smtpd):
     lines = srv.log_lines()
     assert lines[0] in (f"fastpost/smtpd: connect from {name}[127.0.0.1]",
                         "fastpost/smtpd: connect from unknown[127.0.0.1]")
+
+
+def test_pipelined_with_smtplib(smtpd):
+    # smtplib has no pipelining of its own: send the envelope in one write and read
+    # the replies after, as a PIPELINING client does (RFC 2920).
+    srv = smtpd()
+    with client(srv) as s:
+        s.ehlo()
+        assert s.has_extn("pipelining")
+        s.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n"
+               b"RCPT TO:<c@example.net>\r\nDATA\r\n")
+        assert [s.getreply()[0] for _ in range(4)] == [250, 250, 250, 354]
+        s.send(b"Subject: pipelined\r\n\r\nbody\r\n.\r\nRSET\r\nNOOP\r\n")
+        assert [s.getreply()[0] for _ in range(3)] == [250, 250, 250]
+    srv.wait_sessions(0)
+    assert len(srv.sink.messages()) == 1
+    assert not any("improper command pipelining" in line for line in srv.log_lines())
+
+
+def test_tls_session_resumption(smtpd, certificate):
+    key, cert = certificate
+    srv = smtpd(f"smtpd_tls_cert_file = {cert}\nsmtpd_tls_key_file = {key}\n"
+                "smtpd_tls_security_level = may")
+    ctx = tls_context(cert)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # session IDs/tickets without TLS 1.3 timing
+
+    def session_once(session=None):
+        sock = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+        f = sock.makefile("rb")
+        f.readline()
+        sock.sendall(b"EHLO c.example\r\n")
+        while not f.readline().startswith(b"250 "):
+            pass
+        sock.sendall(b"STARTTLS\r\n")
+        f.readline()
+        tls = ctx.wrap_socket(sock, session=session)
+        tf = tls.makefile("rb")
+        tls.sendall(b"QUIT\r\n")
+        tf.readline()
+        result = (tls.session, tls.session_reused)
+        tls.close()
+        return result
+
+    first, reused = session_once()
+    assert not reused
+    second, reused = session_once(first)
+    assert reused
+
+
+def test_tls_chain_file(smtpd, certificate, tmp_path):
+    key, cert = certificate
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(open(key, "rb").read() + open(cert, "rb").read())
+    srv = smtpd(f"smtpd_tls_chain_files = {chain}\nsmtpd_tls_security_level = may")
+    with client(srv) as s:
+        s.ehlo()
+        s.starttls(context=tls_context(cert))
+        s.ehlo()
+        assert s.noop()[0] == 250
+
+
+def test_tls_without_certificate_is_not_offered(smtpd):
+    srv = smtpd("smtpd_tls_security_level = may")
+    with client(srv) as s:
+        s.ehlo()
+        assert not s.has_extn("starttls")
+        assert s.docmd("STARTTLS") == (502, b"5.5.1 Error: command not implemented")
+    srv.wait_sessions(0)
+    assert any("No server certs available. TLS won't be enabled" in line
+               for line in srv.log_lines())

@@ -140,3 +140,12 @@ def test_differential_take(data, n):
         first = r.read_line()
         results.append((first, r.peek(n), r.take(n), r.buffered, r.take_all(), r.buffered))
     assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_limit_can_change(impl):
+    # The server core raises the limit for SASL responses (smtpd_sasl_response_limit).
+    r = impl.LineReader(4)
+    r.limit = 10
+    r.feed(b"0123456789\r\n")
+    assert r.read_line() == (b"0123456789", 0)
