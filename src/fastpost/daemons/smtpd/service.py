@@ -63,6 +63,10 @@ class SmtpdService:
         self._counts: dict[str, int] = {}
         self._exempt = exempt  # HostList for smtpd_client_event_limit_exceptions
         self._options: dict = {}
+        self._ehlo: dict = {}
+        from fastpost.smtp import replies
+
+        self.helo_reply = replies.helo(settings.hostname)
         self._space_checked = 0.0
         self._space_free = None
         #: Called with each session when it ends (tests use it to wait).
@@ -93,6 +97,18 @@ class SmtpdService:
                    loop=loop, service_name=service_name, exempt=exempt)
 
     # -- sessions -----------------------------------------------------------------
+
+    def ehlo_reply(self, *, starttls: bool, auth: bool, xclient: bool, xforward: bool):
+        """Return the EHLO reply for a kind of client (built once, then shared)."""
+        from fastpost.smtp import replies
+
+        key = (starttls, auth, xclient, xforward)
+        reply = self._ehlo.get(key)
+        if reply is None:
+            mechs = " ".join(self.authenticator.mechanisms) if auth and self.authenticator else ""
+            reply = self._ehlo[key] = replies.ehlo(self.settings.hostname, self.settings.ehlo_keywords(
+                starttls=starttls, auth_mechanisms=mechs, xclient=xclient, xforward=xforward))
+        return reply
 
     def core_options(self, **kind):
         """Return the protocol core's options for a kind of client (shared, cached)."""

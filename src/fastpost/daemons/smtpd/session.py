@@ -507,7 +507,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                      self._reject_fields())
         if verb in smtp_state.JUNK:
             self._junk()
-        ok = None
+        ok = False if kind == "non-smtp" else None
         error = None
         if kind == "rcpt-limit":
             # Postfix counts these RCPTs as answered, and only the overshoot as errors.
@@ -710,17 +710,13 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             c = self.client
             c.helo = event.name
             c.protocol = "ESMTP" if esmtp else "SMTP"
-            settings = self.settings
             if esmtp:
                 opts = self.conn.options
-                keywords = settings.ehlo_keywords(
-                    starttls=opts.starttls and self.conn.state.tls is False,
-                    auth_mechanisms=(" ".join(self.service.authenticator.mechanisms)
-                                     if opts.auth else ""),
-                    xclient=opts.xclient, xforward=opts.xforward)
-                self._respond(verb, replies.ehlo(settings.hostname, keywords))
+                self._respond(verb, self.service.ehlo_reply(
+                    starttls=opts.starttls and not self.conn.state.tls, auth=opts.auth,
+                    xclient=opts.xclient, xforward=opts.xforward))
             else:
-                self._respond(verb, replies.helo(settings.hostname))
+                self._respond(verb, self.service.helo_reply)
 
         self._policy("EHLO" if esmtp else "HELO", checked)
 
