@@ -310,7 +310,7 @@ class ServerConnection:
             self.input = state.COMMAND
             self._decoder = None
             st.on_reply(pending, code, self._pending_last)
-            if st.phase == state.READY or st.phase == state.BDAT_FAILED:
+            if st.phase in (state.READY, state.BDAT_FAILED, state.BDAT_FAILED_IDLE):
                 # The message is over (or lost): the next BDAT starts afresh.
                 self._chunk_raw_total = 0
                 self._bdat_decoder = None
@@ -417,8 +417,7 @@ class ServerConnection:
     def _rcpt(self, verb: str, args: str):
         opts = self.options
         st = self.state
-        if opts.helo_required and st.helo is None:
-            raise self._fail(replies.NEED_HELO, verb)
+        # (smtpd_helo_required is checked at MAIL only: RCPT first needs a MAIL.)
         self._sequence(verb)
         path = ""
         try:
@@ -469,7 +468,7 @@ class ServerConnection:
 
     def _etrn(self, verb: str, args: str):
         st = self.state
-        if st.helo is None:
+        if st.helo is None and self.options.helo_required:
             raise self._fail(replies.ETRN_NEED_HELO, verb)
         if st.in_transaction():
             raise self._fail(replies.ETRN_IN_MAIL, verb)

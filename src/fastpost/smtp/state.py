@@ -17,7 +17,10 @@ Server transaction states (ServerState.phase):
     MAIL         MAIL accepted, no recipient accepted yet
     RCPT         at least one RCPT accepted
     BDAT_OPEN    a BDAT chunk (not LAST) was accepted: only BDAT, RSET, NOOP, ... follow
-    BDAT_FAILED  a BDAT chunk failed: later chunks are read and dropped up to LAST
+    BDAT_FAILED  a BDAT chunk failed in a transaction: later chunks are read and dropped
+                 up to LAST
+    BDAT_FAILED_IDLE  the same when there was no transaction (BDAT before MAIL): RCPT
+                 then still asks for MAIL, as Postfix does
 
 Server input modes (what the next bytes are): GREETING (nothing is read before the
 220), COMMAND, DATA, CHUNK, AUTH (a SASL response line), TLS (waiting for the
@@ -36,6 +39,7 @@ MAIL = "MAIL"
 RCPT = "RCPT"
 BDAT_OPEN = "BDAT_OPEN"
 BDAT_FAILED = "BDAT_FAILED"
+BDAT_FAILED_IDLE = "BDAT_FAILED_IDLE"
 
 # Input modes.
 GREETING = "GREETING"
@@ -56,10 +60,12 @@ SEQUENCE = {
     READY: {"MAIL": None, "RCPT": replies.NEED_MAIL, "DATA": _NO_RCPT, "BDAT": _NO_RCPT},
     MAIL: {"MAIL": replies.NESTED_MAIL, "RCPT": None, "DATA": _NO_RCPT, "BDAT": _NO_RCPT},
     RCPT: {"MAIL": replies.NESTED_MAIL, "RCPT": None, "DATA": None, "BDAT": None},
-    BDAT_OPEN: {"MAIL": replies.MAIL_AFTER_BDAT, "RCPT": replies.RCPT_AFTER_BDAT,
+    BDAT_OPEN: {"MAIL": replies.NESTED_MAIL, "RCPT": replies.RCPT_AFTER_BDAT,
                 "DATA": replies.DATA_AFTER_BDAT, "BDAT": None},
-    BDAT_FAILED: {"MAIL": replies.MAIL_AFTER_BDAT, "RCPT": replies.RCPT_AFTER_BDAT,
+    BDAT_FAILED: {"MAIL": replies.NESTED_MAIL, "RCPT": replies.RCPT_AFTER_BDAT,
                   "DATA": replies.DATA_AFTER_BDAT, "BDAT": _DISCARD},
+    BDAT_FAILED_IDLE: {"MAIL": replies.MAIL_AFTER_BDAT, "RCPT": replies.NEED_MAIL,
+                       "DATA": replies.DATA_AFTER_BDAT, "BDAT": _DISCARD},
 }
 
 #: Commands that need no transaction and must not be given inside one.
@@ -125,12 +131,16 @@ class ServerState:
         return SEQUENCE[self.phase][verb]
 
     def no_rcpt_reply(self):
-        """Return the reply for DATA/BDAT without an accepted recipient."""
-        return replies.NO_VALID_RCPT if self.rcpt_tried else replies.NEED_RCPT
+        """Return the reply for DATA/BDAT without an accepted recipient.
+
+        Postfix: 503 need RCPT outside a transaction, 554 no valid recipients inside
+        one (MAIL accepted, every RCPT refused or none sent).
+        """
+        return replies.NO_VALID_RCPT if self.in_transaction() else replies.NEED_RCPT
 
     def in_transaction(self) -> bool:
         """True between an accepted MAIL and the end of the message (or RSET)."""
-        return self.phase != READY
+        return self.phase != READY and self.phase != BDAT_FAILED_IDLE
 
     def on_reply(self, verb: str, code: int, last: bool = False) -> None:
         """Apply what a reply with ``code`` to ``verb`` means (see REPLY_TRANSITIONS)."""
@@ -174,6 +184,8 @@ def _bdat_error(state: ServerState, code: int, last: bool) -> None:
     # A BDAT that was read and dropped because of an error.
     if last:
         state.reset_transaction()
+    elif state.phase in (READY, BDAT_FAILED_IDLE):
+        state.phase = BDAT_FAILED_IDLE
     else:
         state.phase = BDAT_FAILED
 

@@ -479,9 +479,10 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             self._out.append(conn.send(replies.too_many_errors(self.settings.hostname), close=True))
 
     def _junk(self) -> None:
-        self.junk += 1
+        # As Postfix: the command that finds more than the limit already counted errs.
         if self.junk > self.settings.junk_command_limit:
             self.errors += 1
+        self.junk += 1
 
     def _protocol_error(self, err: RemoteProtocolError) -> None:
         verb = err.verb
@@ -843,7 +844,8 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                 reply = self._data_rejected
                 self._respond("bdat", reply)
                 return
-            self._respond("bdat", replies.bdat_ok(event.total))
+            # Postfix reports the chunk's own size here, the message total at LAST.
+            self._respond("bdat", replies.bdat_ok(event.size))
             return
         total = event.total
         self._finish_message("bdat", total, event.too_big, event.bare_lf,

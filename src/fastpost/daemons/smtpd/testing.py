@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import socket
 import threading
 import time
@@ -35,7 +36,7 @@ from fastpost.daemons.smtpd.testsink import FileTestSink
 from fastpost.mail.config import Config
 from fastpost.util import log
 
-__all__ = ["SmtpdThread", "CapturedLog", "run_transcript"]
+__all__ = ["SmtpdThread", "CapturedLog", "run_transcript", "parse_script", "render", "escape"]
 
 #: main.cf lines every test server starts from (then the test's own lines).
 BASE_MAIN_CF = """\
@@ -274,3 +275,78 @@ def run_transcript(srv: SmtpdThread, steps: list[bytes], *, source: str | None =
         step, data, lines = out[-1]
         out[-1] = (step, data, lines + srv.log_lines())
     return out
+
+
+# ---------------------------------------------------------------- transcript files
+
+_DATE = re.compile(rb"\w{3}, \d{1,2} \w{3} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4} \([^)]*\)")
+
+
+def escape(data: bytes) -> str:
+    """Return bytes as printable text: \\r \\n \\t \\\\ and \\xHH escapes."""
+    out = []
+    for b in data:
+        if b == 0x0D:
+            out.append("\\r")
+        elif b == 0x0A:
+            out.append("\\n")
+        elif b == 0x09:
+            out.append("\\t")
+        elif b == 0x5C:
+            out.append("\\\\")
+        elif 0x20 <= b < 0x7F:
+            out.append(chr(b))
+        else:
+            out.append(f"\\x{b:02x}")
+    return "".join(out)
+
+
+def lines_of(data: bytes) -> list[bytes]:
+    """Split after each LF, keeping it, for one transcript line per protocol line."""
+    parts = data.split(b"\n")
+    out = [p + b"\n" for p in parts[:-1]]
+    if parts[-1]:
+        out.append(parts[-1])
+    return out
+
+
+def parse_script(path):
+    """Return (main.cf text, steps, options) of a transcript script (.in file)."""
+    main_cf, steps, opts = [], [], {"client": None, "halfclose": False, "messages": False}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        if raw.startswith("%main.cf "):
+            main_cf.append(raw[len("%main.cf "):])
+        elif raw.startswith("%client "):
+            opts["client"] = raw.split(None, 1)[1].strip()
+        elif raw.strip() == "%halfclose":
+            opts["halfclose"] = True
+        elif raw.strip() == "%messages":
+            opts["messages"] = True
+        elif raw.startswith("> "):
+            # Test scripts are our own files: a step is a Python bytes expression,
+            # evaluated without builtins.
+            value = eval(raw[2:], {"__builtins__": {}}, {})  # noqa: S307
+            if not isinstance(value, bytes):
+                raise ValueError(f"{path.name}: step is not bytes: {raw}")
+            steps.append(value)
+        elif raw.strip() and not raw.startswith("#"):
+            raise ValueError(f"{path.name}: cannot parse line: {raw}")
+    return "\n".join(main_cf), steps, opts
+
+
+def render(result, messages) -> str:
+    """Return the transcript text (.ref format) of run_transcript() output."""
+    out = []
+    for client, server, logs in result:
+        for line in lines_of(client):
+            out.append("C: " + escape(line))
+        for line in lines_of(server):
+            out.append("S: " + escape(line))
+        for line in logs:
+            out.append("L: " + line)
+    for meta, content in messages:
+        rcpts = ",".join(r["address"] for r in meta["recipients"])
+        out.append(f"M: from=<{meta['sender']}> to=<{rcpts}> size={len(content)}")
+        for line in lines_of(_DATE.sub(b"DATE", content)):
+            out.append("M| " + escape(line))
+    return "\n".join(out) + "\n"
