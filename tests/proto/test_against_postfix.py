@@ -43,7 +43,8 @@ inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 default_transport = discard
 relay_transport = discard
-smtpd_data_restrictions = check_client_access static:HOLD
+local_transport = discard
+syslog_name = postfix
 # trivial-rewrite, not smtpd, classifies relay domains: a -o on the smtpd service
 # would not reach it, so relay.in's relay_domains is set for the whole instance.
 relay_domains = relay.example
@@ -172,3 +173,41 @@ def test_same_replies_as_postfix(script, postfix, tmp_path):
                           source=opts["client"], half_close=opts["halfclose"])
     assert [_QID.sub(b"queued as ID", t) for t in theirs] == \
         [_QID.sub(b"queued as ID", o) for o in ours]
+
+
+
+_LOG_QID = re.compile(r"\b[0-9A-F]{10,12}\b")
+
+
+def _smtpd_lines(maillog: str, start: int) -> list[str]:
+    with open(maillog, encoding="utf-8", errors="replace") as fh:
+        fh.seek(start)
+        text = fh.read()
+    out = []
+    for line in text.splitlines():
+        tag, _, rest = line.split(" ", 4)[4].partition(": ")
+        if tag.split("[", 1)[0].endswith("/smtpd"):
+            out.append(_LOG_QID.sub("QUEUEID", rest))
+    return out
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
+def test_same_log_lines_as_postfix(script, postfix, tmp_path):
+    """smtpd's log lines (connect, client=, reject, warnings, disconnect with the
+    command counts) match Postfix's, for log tools such as pflogsumm and fail2ban."""
+    main_cf, steps, opts = parse_script(script)
+    with SmtpdThread(tmp_path, main_cf) as srv:
+        result = run_transcript(srv, steps, source=opts["client"], half_close=opts["halfclose"])
+    ours = [_LOG_QID.sub("QUEUEID", line.split(": ", 1)[1]) for _, _, lines in result
+            for line in lines]
+    maillog = os.path.join(postfix.base, "maillog")
+    start = os.path.getsize(maillog)
+    postfix.play(postfix.ports[main_cf], steps[: len(result) - 1],
+                 [_final_lines(server) for _, server, _ in result],
+                 source=opts["client"], half_close=opts["halfclose"])
+    deadline = time.monotonic() + 20
+    while not any(line.startswith("disconnect from") for line in _smtpd_lines(maillog, start)):
+        assert time.monotonic() < deadline, "Postfix logged no disconnect"
+        time.sleep(0.05)
+    theirs = _smtpd_lines(maillog, start)
+    assert theirs == ours

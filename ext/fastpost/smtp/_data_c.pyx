@@ -58,6 +58,8 @@ cdef class DotDecoder:
     cdef readonly long long size        # content bytes, also those past the limit
     cdef readonly long long bare_lf     # lines that ended in a bare LF
     cdef readonly bint too_big          # size went past size_limit
+    cdef readonly long long raw_lines   # input bytes consumed through the last line end
+    cdef long long _raw                 # input bytes consumed by earlier feed() calls
     cdef bint _prev_crlf                # the previous line ended in CR LF
     cdef int _state                     # BOL, DOT, DOTCR, MID, MIDCR or DONE
 
@@ -69,6 +71,8 @@ cdef class DotDecoder:
         self.size = 0
         self.bare_lf = 0
         self.too_big = False
+        self.raw_lines = 0
+        self._raw = 0
         self._prev_crlf = prev_crlf
         self._state = BOL
 
@@ -123,6 +127,7 @@ cdef class DotDecoder:
                         self.bare_lf += 1
                         self._prev_crlf = False
                     i = lf_at + 1
+                    self.raw_lines = self._raw + i
                     state = BOL
                     continue
                 c = p[i]
@@ -135,6 +140,7 @@ cdef class DotDecoder:
                 elif state == DOT:
                     if c == 10:
                         i += 1
+                        self.raw_lines = self._raw + i
                         if not self.strict:
                             state = DONE
                             break
@@ -149,6 +155,7 @@ cdef class DotDecoder:
                 elif state == DOTCR:
                     if c == 10:
                         i += 1
+                        self.raw_lines = self._raw + i
                         if not self.strict or self._prev_crlf:
                             state = DONE
                             break
@@ -162,11 +169,13 @@ cdef class DotDecoder:
                         _emit(&o, _CRLF, 2)
                         self._prev_crlf = True
                         i += 1
+                        self.raw_lines = self._raw + i
                         state = BOL
                     else:
                         _emit(&o, _CR, 1)
                         state = MID
             self._state = state
+            self._raw += i
             self.size = o.size
             self.too_big = o.too_big
             result = PyBytes_FromStringAndSize(<const char *>o.buf, o.len)

@@ -32,6 +32,9 @@ exactly "." ends the message
 
 Other lines starting with "." lose that first dot (RFC 5321 4.5.2).
 
+``raw_lines`` counts the input bytes consumed through the end of the last complete
+line (what Postfix reports in "lost connection after DATA (N bytes)").
+
 Size: ``size`` counts every output byte the message has, including those past
 ``size_limit``; the output itself stops at exactly ``size_limit`` bytes (0: no limit)
 and ``too_big`` is set. The caller keeps feeding until ``done`` and then answers 552.
@@ -65,6 +68,8 @@ class DotDecoder:
         self.size = 0  # bytes of content, also those past the limit
         self.bare_lf = 0  # lines that ended in a bare LF
         self.too_big = False
+        self.raw_lines = 0  # input bytes consumed through the last complete line
+        self._raw = 0  # input bytes consumed by earlier feed() calls
         self._prev_crlf = prev_crlf
         self._state = BOL
         self._out: list[bytes] = []
@@ -116,6 +121,7 @@ class DotDecoder:
                     self.bare_lf += 1
                     self._prev_crlf = False
                 i = lf + 1
+                self.raw_lines = self._raw + i
                 state = BOL
                 continue
             c = data[i]
@@ -128,6 +134,7 @@ class DotDecoder:
             elif state == DOT:
                 if c == 0x0A:
                     i += 1
+                    self.raw_lines = self._raw + i
                     if not self.strict:
                         state = DONE
                         break
@@ -142,6 +149,7 @@ class DotDecoder:
             elif state == DOTCR:
                 if c == 0x0A:
                     i += 1
+                    self.raw_lines = self._raw + i
                     if not self.strict or self._prev_crlf:
                         state = DONE
                         break
@@ -155,11 +163,13 @@ class DotDecoder:
                     emit(b"\r\n")
                     self._prev_crlf = True
                     i += 1
+                    self.raw_lines = self._raw + i
                     state = BOL
                 else:
                     emit(b"\r")
                     state = MID
         self._state = state
+        self._raw += i
         out = b"".join(self._out)
         self._out.clear()
         return out, i, state == DONE

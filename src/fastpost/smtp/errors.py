@@ -37,7 +37,9 @@ class LocalProtocolError(ProtocolError):
 class RemoteProtocolError(ProtocolError):
     """The peer violated the protocol; send ``reply`` and carry on (unless ``fatal``).
 
-    ``verb`` is the command the error belongs to ("MAIL", "UNKNOWN", "DATA", ...);
+    ``verb`` is the command the error belongs to ("MAIL", "UNKNOWN", "DATA", ...),
+    or "" for input Postfix does not count as a command (an empty line, bad UTF-8,
+    a line rejected for its bare LF);
     ``kind`` names a warning the session logs ("overlong", "bdat-syntax",
     "non-smtp", ...) or is "" when Postfix logs nothing; ``detail`` is the untrusted
     text that warning shows.

@@ -57,11 +57,16 @@ __all__ = [
 
 
 class GrammarError(Exception):
-    """The argument does not parse; ``reply`` is what Postfix answers."""
+    """The argument does not parse; ``reply`` is what Postfix answers.
 
-    def __init__(self, reply: Reply):
+    ``quiet`` is set for the malformed addresses Postfix refuses without its
+    "Illegal address syntax" warning (control characters, unbalanced brackets).
+    """
+
+    def __init__(self, reply: Reply, quiet: bool = False):
         super().__init__(str(reply))
         self.reply = reply
+        self.quiet = quiet
 
 
 # --------------------------------------------------------------------------------
@@ -290,8 +295,8 @@ def parse_path(text: str, bad: Reply, *, utf8: bool = False, strict: bool = Fals
 def _parse_path_general(text: str, bad: Reply, *, utf8: bool, strict: bool,
                         allow_empty: bool) -> str:
     text = text.strip(" \t")
-    if _CONTROL.search(text):
-        raise GrammarError(bad)
+    if _CONTROL.search(text) or text.count("<") != text.count(">"):
+        raise GrammarError(bad, quiet=True)
     if strict:
         if text == "<>":
             if allow_empty:

@@ -171,6 +171,11 @@ class ServerConnection:
         """Raw bytes read in the current DATA/BDAT transfer (for log lines)."""
         return self._data_bytes
 
+    @property
+    def has_notes(self) -> bool:
+        """True when take_notes() has something."""
+        return bool(self._notes)
+
     def take_notes(self) -> list[tuple[str, str, str]]:
         """Return and forget what happened that Postfix logs but does not answer."""
         notes = self._notes
@@ -331,19 +336,20 @@ class ServerConnection:
                                 .decode("utf-8", "replace")))
         if flags & BARE_LF:
             if opts.bare_lf == "reject":
+                # Not counted as a command, as Postfix does.
                 raise self._fail(replies.bare_lf(opts.bare_lf_reject_code, opts.hostname),
-                                 raw_verb.decode("ascii", "replace") or "UNKNOWN",
-                                 fatal=True, kind="bare-lf")
+                                 "", fatal=True, kind="bare-lf")
             if opts.bare_lf == "note":
                 self._notes.append(("bare-lf", raw_verb.decode("utf-8", "replace"), ""))
         if not raw_verb:
-            raise self._fail(replies.BAD_SYNTAX, "UNKNOWN")
+            # Not a command at all: Postfix does not count it in its statistics.
+            raise self._fail(replies.BAD_SYNTAX, "")
         name = _HANDLERS.get(raw_verb)
         handler = getattr(self, name) if name else None
         verb = raw_verb.decode("ascii") if handler else "UNKNOWN"
         args = _decode(raw_args, opts.smtputf8)
         if args is None or (opts.smtputf8 and not handler and _decode(raw_verb, True) is None):
-            raise self._fail(replies.BAD_UTF8, verb)
+            raise self._fail(replies.BAD_UTF8, "")  # not counted either
         if handler is None:
             if raw_verb in opts.forbidden or self._forbidden(raw_verb, raw_args):
                 raise self._fail(replies.FORBIDDEN_COMMAND, "UNKNOWN", fatal=True, kind="non-smtp",
@@ -409,8 +415,17 @@ class ServerConnection:
                 path, replies.BAD_SENDER, utf8=params.smtputf8,
                 strict=opts.strict_rfc821, allow_empty=True)
         except GrammarError as exc:
-            kind = "address" if exc.reply is replies.BAD_SENDER else ""
-            raise self._fail(exc.reply, verb, kind=kind, detail=path) from None
+            kind = "address" if exc.reply is replies.BAD_SENDER and not exc.quiet else ""
+            detail = path
+            if exc.reply is replies.SIZE_EXCEEDED:
+                # Postfix logs this one as a reject, with the sender.
+                kind = "size"
+                try:
+                    detail = grammar.parse_path(path, replies.BAD_SENDER, utf8=True,
+                                                allow_empty=True)
+                except GrammarError:
+                    detail = path
+            raise self._fail(exc.reply, verb, kind=kind, detail=detail) from None
         return self._expect(verb, ev.Mail(address, params.size, params.body, params.smtputf8,
                                           params.ret, params.envid, params.auth))
 
@@ -427,7 +442,7 @@ class ServerConnection:
                 path, replies.BAD_RECIPIENT, utf8=True, strict=opts.strict_rfc821,
                 allow_empty=False)
         except GrammarError as exc:
-            kind = "address" if exc.reply is replies.BAD_RECIPIENT else ""
+            kind = "address" if exc.reply is replies.BAD_RECIPIENT and not exc.quiet else ""
             raise self._fail(exc.reply, verb, kind=kind, detail=path) from None
         if opts.recipient_limit and st.rcpt_accepted >= opts.recipient_limit:
             # Counted as tried, like Postfix; the session counts the overshoot.
@@ -462,7 +477,7 @@ class ServerConnection:
         try:
             argument, address, smtputf8 = grammar.parse_vrfy(args, utf8=self.options.smtputf8)
         except GrammarError as exc:
-            kind = "address" if exc.reply is replies.BAD_RECIPIENT else ""
+            kind = "address" if exc.reply is replies.BAD_RECIPIENT and not exc.quiet else ""
             raise self._fail(exc.reply, verb, kind=kind, detail=args.strip()) from None
         return self._expect(verb, ev.Vrfy(argument, address, smtputf8))
 
@@ -561,8 +576,9 @@ class ServerConnection:
             self._feed_data(early)
 
     def _feed_data(self, data) -> None:
-        out, used, done = self._decoder.feed(data)
-        self._data_bytes += used
+        dec = self._decoder
+        out, used, done = dec.feed(data)
+        self._data_bytes = dec.raw_lines  # complete lines only, as Postfix counts
         if out:
             self._chunks.append(out)
         if done:

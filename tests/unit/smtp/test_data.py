@@ -38,14 +38,14 @@ def decode(impl, data, pieces=(), limit=0, strict=True):
             break
         assert used == len(piece)
         last = cut
-    return b"".join(out), end, dec.size, dec.bare_lf, dec.too_big
+    return b"".join(out), end, dec.size, dec.bare_lf, dec.too_big, dec.raw_lines
 
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_unstuffing_and_terminator(impl):
     msg = b"Subject: x\r\n\r\n..leading dot\r\n.\r\n"
     assert decode(impl, msg + b"QUIT\r\n") == (
-        b"Subject: x\r\n\r\n.leading dot\r\n", len(msg), 28, 0, False)
+        b"Subject: x\r\n\r\n.leading dot\r\n", len(msg), 28, 0, False, len(msg))
     # The terminator right after DATA: an empty message.
     assert decode(impl, b".\r\nNOOP\r\n")[:2] == (b"", 3)
     # "..\r\n" is a line with one dot, not the end.
@@ -54,7 +54,7 @@ def test_unstuffing_and_terminator(impl):
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_bare_lf_and_cr(impl):
-    out, end, size, bare, _ = decode(impl, b"a\nb\rc\r\r\nd\r\n.\r\n")
+    out, end, size, bare, _, _ = decode(impl, b"a\nb\rc\r\r\nd\r\n.\r\n")
     assert out == b"a\r\nb\rc\r\r\nd\r\n"
     assert bare == 1
     assert end == 14
@@ -99,12 +99,12 @@ def test_lone_dot_non_terminators_are_dropped(impl):
 @pytest.mark.parametrize("impl", IMPLS)
 def test_size_limit_cuts_output_but_reads_to_the_end(impl):
     data = b"x" * 50 + b"\r\n" + b"y" * 50 + b"\r\n.\r\nQUIT\r\n"
-    out, end, size, _, too_big = decode(impl, data, limit=60)
+    out, end, size, _, too_big, _ = decode(impl, data, limit=60)
     assert out == (b"x" * 50 + b"\r\n" + b"y" * 50)[:60]
     assert end == len(data) - 6
     assert size == 104
     assert too_big
-    out, end, size, _, too_big = decode(impl, data, limit=104)
+    out, end, size, _, too_big, _ = decode(impl, data, limit=104)
     assert not too_big and size == 104
 
 
@@ -173,3 +173,12 @@ def test_chunk_decoder_differential(data, pieces, limit):
     assert all(r == results[0] for r in results)
     if not limit:
         assert results[0][1] == len(results[0][0])
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_raw_lines_counts_complete_lines(impl):
+    dec = impl.DotDecoder()
+    dec.feed(b"Subject: unfinished\r\n\r\nsome text")
+    assert dec.raw_lines == 23  # Postfix's "lost connection after DATA (23 bytes)"
+    dec.feed(b" more\n")
+    assert dec.raw_lines == 38

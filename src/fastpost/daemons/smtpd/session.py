@@ -89,7 +89,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         "_read_paused", "_write_paused", "_closed", "_greeted", "_early",
         "_last_io", "_timer", "_timeout", "_data_rejected", "_auth_state",
         "_counted_addr", "_received_done", "_real_client", "bytes_in", "bytes_out",
-        "waiting",
+        "waiting", "_in_data",
     )
 
     def __init__(self, service):
@@ -124,6 +124,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         self.bytes_in = 0  # bytes received from the client
         self.bytes_out = 0  # bytes written to the client
         self.waiting = False  # the last pass ended waiting for client input
+        self._in_data = False  # 354 sent, the final DATA reply not yet
 
     # ================================================================ transport
 
@@ -220,6 +221,8 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             svc.client_gone(self._counted_addr)
             self._counted_addr = None
         if self._greeted:
+            if self._in_data:
+                self._count("data", False)  # DATA that never ended (Postfix: data=0/1)
             log.info("disconnect from %s %s", self.client.text, self._stats_text())
         svc.session_ended(self)
 
@@ -321,7 +324,8 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             ok_total += ok
             total += n
             parts.append(f"{name}={ok}" if ok == n else f"{name}={ok}/{n}")
-        parts.append(f"commands={ok_total}" if ok_total == total else f"commands={ok_total}/{total}")
+        parts.append(f"commands={ok_total}" if ok_total == total and total
+                     else f"commands={ok_total}/{total}")
         return " ".join(parts)
 
     def _count(self, verb: str, ok: bool) -> None:
@@ -400,17 +404,17 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             try:
                 event = conn.next_event()
             except RemoteProtocolError as err:
-                if conn._notes and self._notes_stop():
+                if conn.has_notes and self._notes_stop():
                     continue
                 self._protocol_error(err)
                 continue
             if event is NEED_DATA or event is PAUSED:
                 self.waiting = event is NEED_DATA
                 break
-            if conn._notes and self._notes_stop():
+            if conn.has_notes and self._notes_stop():
                 continue
             handlers[type(event)](self, event)
-        if conn._notes:
+        if conn.has_notes:
             self._notes_stop()
         self._flush()
 
@@ -471,6 +475,8 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             return
         self._out.append(conn.send(reply, close=close))
         if verb:
+            if verb == "data":
+                self._in_data = False
             self._count(verb, reply.code < 400 if ok is None else ok)
         if (self.errors >= self.settings.hard_error_limit and not conn.closed
                 and self.settings.hard_error_limit > 0):
@@ -488,10 +494,14 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         verb = err.verb
         c = self.client.text
         qid = self.envelope.queue_id if self.envelope and self.envelope.queue_id else "NOQUEUE"
-        stat = verb.lower() if verb.lower() in STATS_ORDER else "unknown"
+        stat = "" if not verb else (verb.lower() if verb.lower() in STATS_ORDER else "unknown")
+        kind = err.kind
+        if kind == "bare-lf":
+            # Postfix names the stage it was in, i.e. the previous command.
+            log.info("%s: reject: %s from %s: bare <LF> received; %s", qid, self.where, c,
+                     self._reject_fields())
         if verb in STATS_ORDER_UPPER:
             self.where = verb
-        kind = err.kind
         if kind == "address":
             log.warn("Illegal address syntax from %s in %s command: %s", c, verb,
                      printable(err.detail))
@@ -503,9 +513,11 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             log.warn("%s: null BDAT request from %s", qid, c)
         elif kind == "bdat-size":
             log.warn("%s: BDAT request from %s exceeds message size limit", qid, c)
-        elif kind == "bare-lf":
-            log.info("%s: reject: %s from %s: bare <LF> received; %s", qid, verb, c,
-                     self._reject_fields())
+        elif kind == "size":
+            log.info("%s: reject: MAIL from %s: %s; from=<%s> proto=%s%s", qid, c, err.reply,
+                     printable(external(err.detail)), self.client.protocol,
+                     f" helo=<{printable(self.client.helo)}>" if self.client.helo is not None
+                     else "")
         if verb in smtp_state.JUNK:
             self._junk()
         ok = False if kind == "non-smtp" else None
@@ -513,8 +525,8 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         if kind == "rcpt-limit":
             # Postfix counts these RCPTs as answered, and only the overshoot as errors.
             self.overshoot += 1
-            ok = True
             error = self.overshoot > self.settings.recipient_overshoot_limit
+            ok = not error
         if verb == "BDAT":
             # The message is lost; the core drops the chunks up to BDAT LAST.
             self._reset_transaction()
@@ -810,6 +822,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                 return
             # 354 is not the end of the DATA command: it is counted with the final reply.
             self._out.append(self.conn.send(replies.START_DATA))
+            self._in_data = True
             self._start_content()
 
         self._policy("DATA", checked)
@@ -897,7 +910,8 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                 self._respond("etrn", refused)
                 return
             # No fast-flush service yet: no domain is eligible (Postfix's answer for
-            # a domain outside fast_flush_domains).
+            # a domain outside fast_flush_domains, with its warning).
+            log.warn("reject: ETRN %s... from %s", printable(event.domain), self.client.text)
             self._respond("etrn", replies.etrn_unavailable(event.domain))
 
         self._policy("ETRN", checked, etrn_domain=event.domain)
@@ -995,7 +1009,8 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                 new.server_port = "" if unavailable else value
         self._reset_transaction()
         self.client = new
-        self._respond("xclient", replies.greeting(self.settings.banner))
+        # Postfix counts a successful XCLIENT as a command but not as a success.
+        self._respond("xclient", replies.greeting(self.settings.banner), ok=False)
         # The new identity decides what it may do (XFORWARD stays with the real client).
         self.conn.options = self._core_options()
 
