@@ -3,9 +3,11 @@
 Postfix counterpart: the command table and the state checks at the top of each
 *_cmd() function in src/smtpd/smtpd.c; the session flow of src/smtp/smtp_proto.c.
 
-Rule (after h11): whatever decides the protocol state lives in this file. The
-connection classes parse bytes and build events; they ask this module whether a
-command is allowed now and what a reply does to the state.
+Rule (after h11): whatever decides the server's protocol state lives in this file.
+ServerConnection parses bytes and builds events; it asks this module whether a
+command is allowed now and what a reply does to the state. (The client's side is
+simpler - replies come back in the order commands went out - and lives with
+ClientConnection in client.py.)
 
 SMTP commits state on the *server's reply*, not on the command: a 250 to MAIL opens
 the transaction, a 5xx does not. So the server core keeps the command that waits for
@@ -225,29 +227,3 @@ REPLY_TRANSITIONS = {
 
 #: Reply codes after which the server closes the connection.
 CLOSING_CODES = frozenset([421, 521])
-
-
-# --------------------------------------------------------------------------------
-# Client side
-# --------------------------------------------------------------------------------
-
-# Client phases (ClientConnection.phase).
-C_GREETING = "GREETING"  # waiting for the 220
-C_HELLO = "HELLO"  # EHLO/LHLO/HELO sent, waiting for the reply
-C_READY = "READY"  # may start a transaction or STARTTLS or QUIT
-C_STARTTLS = "STARTTLS"  # STARTTLS sent, waiting for 220
-C_TLS = "TLS"  # handshake in progress (the caller runs it)
-C_MAIL = "MAIL"  # envelope commands sent (pipelined), waiting for replies
-C_DATA = "DATA"  # DATA sent, waiting for 354
-C_CONTENT = "CONTENT"  # content being sent
-C_DOT = "DOT"  # end of content sent, waiting for the final reply (or LMTP replies)
-C_QUIT = "QUIT"  # QUIT sent
-C_CLOSED = "CLOSED"
-
-#: Which client commands may be sent in which phase.
-CLIENT_SEND = {
-    C_READY: frozenset(["MAIL", "STARTTLS", "QUIT", "RSET", "NOOP", "EHLO", "HELO", "LHLO"]),
-    C_GREETING: frozenset(["QUIT"]),
-    C_MAIL: frozenset(["QUIT", "RSET"]),
-    C_CONTENT: frozenset(),
-}

@@ -55,7 +55,7 @@ class SmtpdService:
         self.tls = tls if tls is not None else ServerTls(None, "none")
         self.authenticator = authenticator
         self.resolver = resolver if resolver is not None else PeerResolver()
-        self.loop = loop or asyncio.get_event_loop()
+        self._loop = loop
         self.service_name = service_name
         self.read_buffer = bytearray(READ_BUFFER_SIZE)
         self.read_view = memoryview(self.read_buffer)
@@ -95,6 +95,15 @@ class SmtpdService:
                                                  config.get("parent_domain_matches_subdomains")))
         return cls(settings, sink=sink, policy=policy, tls=tls, authenticator=authenticator,
                    loop=loop, service_name=service_name, exempt=exempt)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the sessions run on (the running one unless one was given)."""
+        return self._loop if self._loop is not None else asyncio.get_running_loop()
+
+    @loop.setter
+    def loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
 
     # -- sessions -----------------------------------------------------------------
 
