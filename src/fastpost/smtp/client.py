@@ -31,6 +31,9 @@ What the core does for the caller:
   accepted recipient after the end of content (RFC 2033 4.2).
 * A 421 at any point ends the session: every outstanding command gets that reply
   and the connection is closed (Response("UNSOLICITED") when nothing was pending).
+* A message that needs SMTPUTF8 when the server does not offer it, or that is larger
+  than the server's SIZE, is not sent at all: mail() answers at once with a
+  TransactionResult (5.6.7 / 5.3.4) for every recipient.
 * When every recipient was refused, DATA is not sent (or, when it was pipelined
   and the server still answered 354, an empty message is ended at once), and the
   next mail() starts with RSET.
@@ -61,6 +64,8 @@ _ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?: |$)")
 MAX_REPLY_LINES = 1000
 
 _UNINTELLIGIBLE = Reply(451, "Error: server replied with unintelligible text", "4.5.0")
+SMTPUTF8_NOT_OFFERED = Reply(554, "SMTPUTF8 is required, but was not offered by the server",
+                             "5.6.7")
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +262,18 @@ class ClientConnection:
         if not recipients:
             raise LocalProtocolError("mail() needs at least one recipient")
         use_bdat = use_bdat and self.offers("CHUNKING") and self.pipelining
+        refusal = None
+        if smtputf8 and self.esmtp and not self.offers("SMTPUTF8"):
+            refusal = SMTPUTF8_NOT_OFFERED
+        elif size is not None and self.max_size is not None and size > self.max_size:
+            refusal = Reply(552, f"Message size {size} exceeds size limit {self.max_size} "
+                                 f"of the server", "5.3.4")
+        if refusal is not None:
+            # Nothing is sent: the message cannot go to this server (Postfix's smtp
+            # bounces it the same way, without trying).
+            self._events.append(ev.TransactionResult(
+                tuple((r.address, refusal) for r in recipients), False))
+            return
         if self._needs_rset:
             self.rset()
         params = []

@@ -15,9 +15,9 @@ the core yields the next event; the others need none.
     Rcpt              reply   RCPT TO with NOTIFY / ORCPT
     Data              reply   DATA (the session answers 354 or an error)
     DataChunk                 message bytes (dot-unstuffed, CRLF line ends)
-    EndOfData         reply   the end of a DATA or BDAT LAST message, with counts
+    EndOfData         reply   the end of a DATA message, with counts
     Bdat                      a BDAT chunk starts; DataChunk events and a ChunkEnd follow
-    ChunkEnd          reply   a BDAT chunk was read completely
+    ChunkEnd          reply   a BDAT chunk was read completely (``last``: the message too)
     Rset, Noop, Quit  reply
     Vrfy              reply   the argument as given and the address parsed from it
     Etrn              reply
@@ -143,14 +143,13 @@ class EndOfData(Event):
     ``size`` counts the content bytes as delivered in DataChunk events (including
     the part beyond message_size_limit that was read but not delivered);
     ``too_big`` says the message exceeded message_size_limit (reply 552, the
-    content was cut); ``bare_lf`` counts lines that ended in a bare LF;
-    ``via_bdat`` tells the two ways apart.
+    content was cut); ``bare_lf`` counts lines that ended in a bare LF. (BDAT LAST
+    ends with ChunkEnd(last=True) instead.)
     """
 
     size: int
     too_big: bool = False
     bare_lf: int = 0
-    via_bdat: bool = False
     verb = "DATA"
 
 

@@ -596,7 +596,7 @@ class ServerConnection:
             dec = self._decoder
             self._pending = "EOD"
             self._pending_last = True
-            return ev.EndOfData(dec.size, dec.too_big, dec.bare_lf, False)
+            return ev.EndOfData(dec.size, dec.too_big, dec.bare_lf)
         if self._eof and not self._closed_event_sent:
             self._closed_event_sent = True
             return ev.ConnectionClosed()

@@ -183,6 +183,21 @@ def test_unsolicited_421():
     assert client.closed
 
 
+def test_not_sent_when_the_server_cannot_take_it():
+    client = ClientConnection(ClientOptions(helo_name="me"))
+    client.receive_data(b"220 hi\r\n250-mx\r\n250-PIPELINING\r\n250 SIZE 1000\r\n")
+    client.hello()
+    client.data_to_send()
+    assert [client.next_event().command for _ in range(2)] == ["GREETING", "EHLO"]
+    client.mail("\u00e9@b", ["x@y"], smtputf8=True)
+    result = client.next_event()
+    assert result.results[0][1].enhanced == "5.6.7" and not result.delivered
+    client.mail("a@b", ["x@y"], size=5000)
+    result = client.next_event()
+    assert (result.results[0][1].code, result.results[0][1].enhanced) == (552, "5.3.4")
+    assert client.data_to_send() == b""
+
+
 def test_ehlo_refused_then_helo():
     client = ClientConnection(ClientOptions(helo_name="me"))
     client.receive_data(b"220 old server\r\n")
