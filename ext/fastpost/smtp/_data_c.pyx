@@ -6,6 +6,8 @@ results and exceptions). Both decoders are byte state machines whose inner loop
 finds line ends with memchr and copies whole runs; output is written into one
 buffer per call (at most twice the input, when every LF is bare) and cut at
 size_limit.
+
+Diagnostics: as the reference - ValueError when fed after the end; MemoryError.
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING

@@ -5,6 +5,9 @@ Reference and specification: src/fastpost/smtp/_lines_py.py (same names, argumen
 results and exceptions). The buffer is one malloc'd block that grows on demand
 (doubling) and is released when it empties, so an idle connection holds no buffer;
 an overlong line is never buffered beyond limit + 1 bytes.
+
+Diagnostics: as the reference - ValueError for a negative limit or size;
+MemoryError when the buffer cannot grow.
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING

@@ -15,4 +15,6 @@ src/smtp/smtp_proto.c (client), without sockets, policy or logging.
 
 Nothing here imports asyncio or touches a socket; the same objects run in smtpd,
 the tests, the fuzzers and the benchmarks. See docs/smtp.md.
+
+Diagnostics: none here; see each module.
 """

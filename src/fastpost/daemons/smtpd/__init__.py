@@ -19,4 +19,6 @@ Postfix counterpart: src/smtpd/ (smtpd(8)).
 
 The protocol itself (parsing, sequencing, pipelining rules, DATA/BDAT) is
 fastpost.smtp.server; this package decides, logs, and moves bytes. See docs/smtp.md.
+
+Diagnostics: none here; see each module.
 """
