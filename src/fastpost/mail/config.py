@@ -195,6 +195,7 @@ class Config:
             self.values, self.lines = {}, {}
         self.overrides = dict(overrides or {})
         self._cache: dict[str, str] = {}
+        self._dynamic_cache: dict[str, str] = {}
         #: Names whose expansion referred to an undefined parameter (postconf warns).
         self.undefined: set[str] = set()
 
@@ -208,8 +209,21 @@ class Config:
             return self.values[name]
         if name == "config_directory":
             return self.config_dir
-        decl = params.lookup(name)
+        dynamic = params.DYNAMIC_DEFAULTS.get(name)
+        if dynamic is not None:
+            return self._dynamic(name, dynamic)
+        decl = params.lookup(name) or params.transport_param(name)
         return decl.default if decl is not None else None
+
+    def _dynamic(self, name: str, compute) -> str:
+        value = self._dynamic_cache.get(name)
+        if value is None:
+            try:
+                value = compute(self)
+            except (ValueError, OSError) as exc:
+                raise ConfigError(f"default value of {name}: {exc}") from None
+            self._dynamic_cache[name] = value
+        return value
 
     def is_set(self, name: str) -> bool:
         """Return True when main.cf or an override sets name explicitly."""
@@ -219,6 +233,7 @@ class Config:
         """Apply a ``-o name=value`` override (also after construction)."""
         self.overrides[name] = value
         self._cache.clear()
+        self._dynamic_cache.clear()
 
     def where(self, name: str) -> str:
         """Return 'FILE, line N' for a main.cf parameter, or a description of its origin."""
@@ -282,13 +297,18 @@ class Config:
         return "".join(out)
 
     def _value_of(self, name: str, where: str, stack: tuple) -> str:
+        cached = self._cache.get(name)
+        if cached is not None:
+            return cached
         if name in stack:
             raise ConfigError(f'{where}: unreasonable macro call nesting: "{stack[0]}"')
         raw = self.raw(name)
         if raw is None:
             self.undefined.add(name)
             return ""
-        return self.expand(raw, _where=where, _stack=stack + (name,))
+        value = self.expand(raw, _where=where, _stack=stack + (name,))
+        self._cache[name] = value
+        return value
 
     def _expand_braced(self, inner: str, where: str, stack: tuple) -> str:
         """Expand the text between ${ and } (or $( and ))."""
