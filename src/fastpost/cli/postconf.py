@@ -103,7 +103,7 @@ _CONFLICTS = (
     ("e", "x"), ("e", "h"), ("e", "H"), ("d", "n"), ("d", "o"), ("h", "H"),
 )
 #: Flags that only make sense with main.cf display.
-_MAIN_ONLY = ("d", "n", "H")
+_MAIN_ONLY = ("d", "n")
 
 
 def parse_args(argv: list[str]) -> Options:
@@ -137,7 +137,7 @@ def parse_args(argv: list[str]) -> Options:
             raise Fatal(f"specify one of -{a} -{b}")
     for mode in ("M", "F", "P", "m", "l"):
         if o.has(mode):
-            for flag in _MAIN_ONLY + (("h",) if mode == "M" else ()):
+            for flag in _MAIN_ONLY + (("h", "H") if mode == "M" else ()):
                 if o.has(flag):
                     raise Fatal(f"with option -{mode}, do not specify -{flag}")
     return o
@@ -148,12 +148,12 @@ def parse_args(argv: list[str]) -> Options:
 
 def fold(line: str, limit: int = FOLD_LIMIT) -> str:
     """Fold a long ``name = value`` line at white space, continuing with 4 spaces."""
-    if len(line) < limit:
+    if len(line) <= limit:
         return line
     out: list[str] = []
     current = ""
     for word in line.split(" "):
-        if current and current.strip() and len(current) + 1 + len(word) >= limit:
+        if current and current.strip() and len(current) + 1 + len(word) > limit:
             out.append(current)
             current = "    " + word
         elif current:
@@ -344,13 +344,19 @@ def _entry_items(entry: mastercf.ServiceEntry, mode: str, o: Options, cfg: Confi
     prefix = f"{entry.service}/{entry.type}/"
     if mode == "F":
         fields = confedit.entry_fields(entry)
-        return [(f, _item_line(prefix + f, v, o)) for f, v in fields.items()]
+        items = [(f, _item_line(prefix + f, v, o)) for f, v in fields.items()]
+        if o.has("f") and not o.has("H"):
+            head = "" if o.has("h") else f"{prefix}command = "
+            text = "\n".join(confedit.format_command(head, entry.columns[7], fold=True))
+            items[-1] = ("command", text)
+        return items
     options, _rest = confedit.split_options(mastercf.split_command(entry.columns[7])[1:])
     pairs = sorted((n, v) for n, v in options if n is not None)
     items = []
+    service_cfg = cfg.with_overrides({"service_name": entry.service, **dict(pairs)})
     for name, value in pairs:
         if o.has("x"):
-            value = cfg.expand(value, _where=f"{entry.key} -o {name}")
+            value = service_cfg.expand(value, _where=f"{entry.key} -o {name}")
         items.append((name, _item_line(prefix + name, value, o)))
     return items
 

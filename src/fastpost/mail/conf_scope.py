@@ -219,11 +219,15 @@ class Scope:
 
     def unused_main_warnings(self) -> list[str]:
         main = f"{self.cfg.config_dir}/main.cf"
-        return [
+        out = [
             f"{main}: unused parameter: {name}={self.cfg.values[name]}"
             for name in sorted(self.cfg.values, key=lambda n: self.cfg.lines.get(n, 0))
             if not self.builtin(name) and not self.used(name)
         ]
+        for name, value in self.cli_overrides.items():
+            if name not in self.cfg.values and not self.builtin(name) and not self.used(name):
+                out.append(f"{main}: unused parameter: {name}={value}")
+        return out
 
     def unused_master_warnings(self) -> list[str]:
         master = f"{self.cfg.config_dir}/master.cf"

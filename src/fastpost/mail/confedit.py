@@ -258,9 +258,14 @@ def format_entry(columns: list[str], fold: bool = False) -> list[str]:
 
     ``columns`` are the seven fields and the command text (program and arguments).
     """
-    words = mastercf.split_command(columns[7])
+    return format_command(_columns(columns), columns[7], fold)
+
+
+def format_command(head: str, command: str, fold: bool = False) -> list[str]:
+    """Return ``head`` + the normalised command text, folded as postconf -Mf does."""
+    words = mastercf.split_command(command)
     program, args = (words[0], words[1:]) if words else ("", [])
-    head = _columns(columns) + program
+    head = head + program
     parts = normalize_words(args)
     if not fold:
         return [" ".join([head] + [text for _opt, text in parts])]
@@ -299,6 +304,7 @@ class MasterFile:
         self.drop: set[int] = set()
         self.replace: dict[int, list[str]] = {}
         self.appended: list[list[str]] = []
+        self.current: dict[int, list[str]] = {}  # entry start -> columns after edits
         self.entries: list[tuple[mastercf.ServiceEntry, int, list[int], list[int]]] = []
         for start, entry, interior in _blocks(self.lines):
             text = " ".join(self.lines[k].strip() for k in entry)
@@ -309,8 +315,13 @@ class MasterFile:
         """Return the located entries whose ``service/type`` is key."""
         return [e for e in self.entries if e[0].key == key]
 
+    def columns(self, located) -> list[str]:
+        """Return the current columns of a located entry (after earlier edits)."""
+        return list(self.current.get(located[1], located[0].columns))
+
     def _rewrite(self, located, columns: list[str]) -> None:
         _entry, start, entry, interior = located
+        self.current[located[1]] = list(columns)
         new = [self.lines[k] for k in interior] + format_entry(columns, fold=True)
         self.replace[start] = new
         self.drop.update(k for k in entry[1:])
@@ -365,7 +376,7 @@ class MasterFile:
             raise EditError(f'-F does not accept whitespace in "{key}/{field}" value')
         located = self.find(key)
         for loc in located:
-            columns = list(loc[0].columns)
+            columns = self.columns(loc)
             columns[FIELDS.index(field)] = value
             try:
                 mastercf.parse_entry(" ".join(columns), self.path, loc[1] + 1)
@@ -380,8 +391,8 @@ class MasterFile:
             raise EditError("-Pe does not accept whitespace in parameter value")
         located = self.find(key)
         for loc in located:
-            entry = loc[0]
-            words = mastercf.split_command(entry.columns[7])
+            columns = self.columns(loc)
+            words = mastercf.split_command(columns[7])
             options, rest = split_options(words[1:])
             present = any(n == name for n, _v in options)
             if value is None and not present:
@@ -399,8 +410,7 @@ class MasterFile:
             for oname, ovalue in new_options:
                 text = f"{oname}={ovalue}" if oname is not None else ovalue
                 new_words += ["-o", "{" + text + "}" if _has_space(text) else text]
-            columns = list(entry.columns[:7]) + [" ".join(new_words + rest)]
-            self._rewrite(loc, columns)
+            self._rewrite(loc, columns[:7] + [" ".join(new_words + rest)])
         return bool(located)
 
     def result(self) -> list[str]:

@@ -235,6 +235,23 @@ class Config:
         self._cache.clear()
         self._dynamic_cache.clear()
 
+    def with_overrides(self, overrides: dict[str, str]) -> "Config":
+        """Return a copy of this configuration with more overrides on top.
+
+        The main.cf values are shared, not re-read: cheap enough to make one per
+        master.cf service (its ``-o`` options, service_name).
+        """
+        other = object.__new__(Config)
+        other.config_dir = self.config_dir
+        other.path = self.path
+        other.values = self.values
+        other.lines = self.lines
+        other.overrides = {**self.overrides, **overrides}
+        other._cache = {}
+        other._dynamic_cache = {}
+        other.undefined = set()
+        return other
+
     def where(self, name: str) -> str:
         """Return 'FILE, line N' for a main.cf parameter, or a description of its origin."""
         if name in self.overrides:
