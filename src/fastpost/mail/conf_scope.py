@@ -130,6 +130,8 @@ class Scope:
         self._master_refs: list[str] = []
         self.referenced: set[str] = set()
         for name, value in cfg.values.items():
+            if name in params.RAW_PARAMETERS:
+                continue  # expanded by the daemon with its own macros
             for ref in references(value):
                 self._main_refs.append((ref, name))
                 self.referenced.add(ref)
@@ -192,6 +194,7 @@ class Scope:
     def set_names(self) -> list[str]:
         """Known names that main.cf or an override sets, sorted (``postconf -n``)."""
         names = set(self.cfg.values) | set(self.cli_overrides)
+        names -= params.READ_ONLY_PARAMETERS
         return sorted(n for n in names if self.known(n))
 
     # -- diagnostics ----------------------------------------------------------------
@@ -238,9 +241,22 @@ class Scope:
                     out.append(f"{master}: unused parameter: {name}={value}")
         return out
 
+    def file_warnings(self) -> list[str]:
+        """Overridden duplicates and read-only names set in main.cf."""
+        main = f"{self.cfg.config_dir}/main.cf"
+        out = [
+            f"{main}, line {line}: overriding earlier entry: {name}={old}"
+            for line, name, old in self.cfg.duplicates
+        ]
+        for name in sorted(self.cfg.values, key=lambda n: self.cfg.lines.get(n, 0)):
+            if name in params.READ_ONLY_PARAMETERS:
+                out.append(f"{main}: read-only parameter assignment: "
+                           f"{name}={self.cfg.values[name]}")
+        return out
+
     def warnings(self, main: bool = True) -> list[str]:
         """All diagnostics; ``main=False`` leaves out main.cf's unused names (-M, -F, -P)."""
-        out = self.undefined_warnings()
+        out = self.file_warnings() + self.undefined_warnings()
         if main:
             out += self.unused_main_warnings()
         return out + self.unused_master_warnings()

@@ -81,8 +81,14 @@ def read_logical_lines(path: str, text: str | None = None):
         yield start, " ".join(current)
 
 
-def parse_main_cf(path: str, text: str | None = None) -> tuple[dict[str, str], dict[str, int]]:
-    """Return ({name: raw value}, {name: line number}) of a main.cf file."""
+def parse_main_cf(
+    path: str, text: str | None = None, duplicates: list | None = None
+) -> tuple[dict[str, str], dict[str, int]]:
+    """Return ({name: raw value}, {name: line number}) of a main.cf file.
+
+    ``duplicates``, when given, receives (line, name, earlier value) for each
+    definition that overrides an earlier one.
+    """
     values: dict[str, str] = {}
     lines: dict[str, int] = {}
     for number, line in read_logical_lines(path, text):
@@ -92,6 +98,8 @@ def parse_main_cf(path: str, text: str | None = None) -> tuple[dict[str, str], d
             raise ConfigError(f'{path}, line {number}: missing \'=\' after attribute name: "{name}"')
         if not name or not _NAME_RE.fullmatch(name):
             raise ConfigError(f'{path}, line {number}: bad parameter name: "{name}"')
+        if duplicates is not None and name in values:
+            duplicates.append((number, name, values[name]))
         values[name] = value.strip()
         lines[name] = number
     return values, lines
@@ -187,10 +195,12 @@ class Config:
     ):
         self.config_dir = config_directory(config_dir)
         self.path = os.path.join(self.config_dir, "main.cf")
+        #: (line, name, earlier value) of each definition that overrides an earlier one
+        self.duplicates: list[tuple[int, str, str]] = []
         if text is not None:
-            self.values, self.lines = parse_main_cf(self.path, text)
+            self.values, self.lines = parse_main_cf(self.path, text, self.duplicates)
         elif os.path.exists(self.path):
-            self.values, self.lines = parse_main_cf(self.path)
+            self.values, self.lines = parse_main_cf(self.path, None, self.duplicates)
         else:
             self.values, self.lines = {}, {}
         self.overrides = dict(overrides or {})
@@ -246,6 +256,7 @@ class Config:
         other.path = self.path
         other.values = self.values
         other.lines = self.lines
+        other.duplicates = self.duplicates
         other.overrides = {**self.overrides, **overrides}
         other._cache = {}
         other._dynamic_cache = {}

@@ -130,6 +130,17 @@ DYNAMIC_DEFAULTS = {
 }
 
 
+#: Parameters whose defaults describe fastpost's installation or the running process,
+#: not Postfix's; they differ from `postconf -d` by nature (docs/configuration.md).
+INSTALLATION_PARAMETERS = frozenset({
+    "config_directory", "queue_directory", "data_directory", "daemon_directory",
+    "command_directory", "meta_directory", "shlib_directory", "sample_directory",
+    "html_directory", "manpage_directory", "readme_directory", "sendmail_path",
+    "newaliases_path", "mailq_path", "mail_version", "mail_release_date", "process_id",
+    "process_name",
+})
+
+
 _COMPUTED_KINDS = {
     "mynetworks": LIST,
 }
@@ -269,3 +280,21 @@ READ_ONLY_PARAMETERS = frozenset({"process_name", "process_id", "service_name"})
 FASTPOST_PARAMS: tuple[Param, ...] = (
     Param("fastpost_foreground_log", BOOL, "no"),  # also log to stdout (start-fg sets it)
 )
+
+
+def unsupported_settings(cfg) -> list[tuple[str, str]]:
+    """Return (name, where) for each parameter cfg sets that fastpost does not act on.
+
+    ``cfg`` is a fastpost.mail.config.Config; main.cf settings come first in line
+    order, as ("smtpd_milters", "/etc/fastpost/main.cf, line 12"), then overrides
+    ("-o name"). Used by ``fastpost check`` so that an unsupported feature is named,
+    never silently ignored.
+    """
+    out: list[tuple[str, str]] = []
+    names = sorted(cfg.values, key=lambda n: cfg.lines.get(n, 0))
+    names += sorted(n for n in cfg.overrides if n not in cfg.values)
+    for name in names:
+        decl = table().get(name)
+        if decl is not None and not decl.supported:
+            out.append((name, cfg.where(name)))
+    return out
