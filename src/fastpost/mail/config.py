@@ -282,6 +282,8 @@ class Config:
         if raw is None:
             self.undefined.add(name)
             return ""
+        if name in params.RAW_PARAMETERS:
+            return raw  # the daemon expands it with its own macros ($user, $rbl_code...)
         value = self.expand(raw, _where=self.where(name), _stack=(name,))
         self._cache[name] = value
         return value

@@ -25,10 +25,10 @@ Diagnostics: KeyError for a name that is not declared (an internal bug: declare 
 
 from __future__ import annotations
 
+import collections
 import functools
 import os
 import socket
-from dataclasses import dataclass
 
 STR = "str"
 BOOL = "bool"
@@ -43,17 +43,21 @@ TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 DEFAULT_CONFIG_DIRECTORY = "/etc/fastpost"
 
 
-@dataclass(frozen=True, slots=True)
-class Param:
-    """One main.cf parameter declaration."""
+class Param(collections.namedtuple(
+        "Param", "name kind default unit min max supported",
+        defaults=("", None, None, True))):
+    """One main.cf parameter declaration (an immutable named tuple: ~800 are built at
+    start-up, and a tuple builds several times faster than a frozen dataclass).
 
-    name: str  # the Postfix spelling, verbatim
-    kind: str  # STR, BOOL, INT, TIME, LIST or MAPS
-    default: str  # raw text, before $name expansion, as `postconf -d` prints it
-    unit: str = ""  # default unit of a TIME parameter (s, m, h, d or w)
-    min: int | None = None  # smallest value allowed (INT, TIME in seconds)
-    max: int | None = None  # largest value allowed
-    supported: bool = True  # False: accepted, but fastpost does not act on it yet
+    name       the Postfix spelling, verbatim
+    kind       STR, BOOL, INT, TIME, LIST or MAPS
+    default    raw text, before $name expansion, as `postconf -d` prints it
+    unit       default unit of a TIME parameter (s, m, h, d or w)
+    min, max   the range of an INT (or of a TIME, in seconds); None = unbounded
+    supported  False: accepted, but fastpost does not act on it yet
+    """
+
+    __slots__ = ()
 
 
 #: Parameters whose fastpost default deliberately differs from Postfix 3.7's, with the
