@@ -64,7 +64,9 @@ def _dependents(names: set[str]) -> set[str]:
 EXCLUDED = _dependents(DELIBERATE)
 # milter_macro_v is "$mail_name $mail_version"; smtpd_banner and friends use $mail_name.
 
-CASES = sorted(p.name for p in CORPUS.iterdir() if p.is_dir()) + ["debian"]
+#: conf/ (the files a system install ships) is a case too.
+SHIPPED = pathlib.Path(__file__).resolve().parents[2] / "conf"
+CASES = sorted(p.name for p in CORPUS.iterdir() if p.is_dir()) + ["debian", "shipped"]
 
 
 def postconf_path() -> str:
@@ -83,7 +85,7 @@ def make_case(case: str, where: pathlib.Path) -> pathlib.Path:
             pytest.skip("Debian's postfix package is not installed")
         shutil.copy(DEBIAN_MAIN, target / "main.cf")
     else:
-        for f in (CORPUS / case).iterdir():
+        for f in (SHIPPED if case == "shipped" else CORPUS / case).iterdir():
             shutil.copy(f, target / f.name)
     if not (target / "master.cf").exists():
         if not os.path.exists(DEBIAN_MASTER):
@@ -332,3 +334,14 @@ def test_entry_point_process(tmp_path, args):
     assert (rc_f, out_f) == (rc_p, out_p)
     assert files_f == files_p
     same_warnings(err_f, err_p)
+
+
+def test_shipped_configuration_is_clean(tmp_path):
+    """conf/main.cf and conf/master.cf: no warning at all, and no unsupported setting."""
+    case_dir = make_case("shipped", tmp_path)
+    for args in (["-n"], ["-M"], ["-P"]):
+        rc, _out, err = run_fastpost(str(case_dir), args, tmp_path)
+        assert (rc, err) == (0, "")
+    from fastpost.mail.config import Config
+
+    assert params.unsupported_settings(Config(str(case_dir))) == []

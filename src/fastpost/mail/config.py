@@ -20,7 +20,17 @@ Values are stored raw and expanded when read (lazily, recursively):
     $$                           a literal $
 
 Precedence of a value: per-service ``-o name=value`` overrides, then main.cf, then the
-declared default (fastpost.mail.params).
+declared default (fastpost.mail.params). Defaults that depend on the configuration
+itself (myhostname, mydomain, mynetworks: params.DYNAMIC_DEFAULTS) are computed on
+first use; per-transport names such as relay_destination_concurrency_limit resolve to
+their family's default for any transport (params.transport_param). Raw parameters
+(params.RAW_PARAMETERS: forward_path, default_rbl_reply, ...) are returned unexpanded:
+the daemon expands them with its own macros, e.g.
+``cfg.with_overrides({"user": u, "home": h}).expand(cfg.get("forward_path"))``.
+
+Speed: expanded values and computed defaults are cached per Config; with_overrides()
+gives a per-service view that shares the parsed main.cf; the parameter table is built
+once per process. docs/configuration.md has the measured figures.
 
 Diagnostics: ConfigError (file and line when known) for a syntax error, an expansion
 loop, or a value that does not fit its declared type or range. Callers that are daemons
