@@ -154,6 +154,10 @@ def same_warnings(fastpost_err: str, postconf_err: str) -> None:
 #: reports each overriding definition once, with the value it replaces.
 DELIBERATE_WARNINGS = ("overriding earlier entry",)
 
+#: After a fatal error fastpost prints nothing on stdout; postconf has printed the
+#: 4 KiB stdio blocks it filled before the error, cut mid-line.
+DELIBERATE_FATAL_OUTPUT = True
+
 #: In expanded comparisons (-x) both programs get -o mail_name=Postfix, because
 #: mail_name is a deliberate difference that $mail_name carries into other values.
 PIN = ["-o", "mail_name=Postfix"]
@@ -183,7 +187,12 @@ def compare(case_dir: pathlib.Path, args: list[str], *, full_listing: bool = Fal
     rc_p, out_p, err_p = run_postconf(rel, args, cwd)
     rc_f, out_f, err_f = run_fastpost(rel, args, cwd)
     assert rc_f == rc_p, f"exit status {rc_f} != postconf's {rc_p}\n{err_f}"
-    if full_listing:
+    if rc_p != 0:
+        # A fatal error: fastpost prints nothing; postconf prints the stdio blocks it
+        # had filled (DELIBERATE_FATAL_OUTPUT).
+        assert out_f == ""
+        assert out_p.startswith(out_f)
+    elif full_listing:
         assert without_deliberate(out_f) == without_deliberate(out_p)
     else:
         assert out_f == out_p
@@ -345,3 +354,16 @@ def test_shipped_configuration_is_clean(tmp_path):
     from fastpost.mail.config import Config
 
     assert params.unsupported_settings(Config(str(case_dir))) == []
+
+
+@pytest.mark.parametrize("line", ["myorigin = $loop_a", "smtpd_banner = ${{$loop_b} == {x} ? {a} : {b}}"])
+def test_expansion_loop_is_fatal_when_a_builtin_reaches_it(tmp_path, line):
+    case_dir = make_case("oddities", tmp_path)
+    (case_dir / "main.cf").write_text((case_dir / "main.cf").read_text() + line + "\n")
+    past = time.time() - 60
+    os.utime(case_dir / "main.cf", (past, past))
+    for args in (["-n"], ["-M"], ["mydomain"]):
+        rc_p, out_p, _ = run_postconf(str(case_dir), args, tmp_path)
+        rc_f, out_f, err_f = run_fastpost(str(case_dir), args, tmp_path)
+        assert (rc_f, out_f) == (rc_p, out_p) == (1, "")
+        assert "unreasonable macro call nesting" in err_f

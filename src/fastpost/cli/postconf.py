@@ -39,7 +39,7 @@ import sys
 
 from fastpost.mail import confedit, mastercf, params
 from fastpost.mail.conf_scope import Scope
-from fastpost.mail.config import Config, ConfigError, config_directory
+from fastpost.mail.config import Config, ConfigError, ExpansionLoop, config_directory
 
 PROG = "fastpost conf"
 FOLD_LIMIT = 80
@@ -179,7 +179,8 @@ def show_line(name: str, value: str, o: Options) -> str:
 # -- main.cf display ------------------------------------------------------------------
 
 
-def load(o: Options, *, need_main: bool = True) -> tuple[Config, list, Scope]:
+def load(o: Options, *, need_main: bool = True, defaults_only: bool = False
+         ) -> tuple[Config, list, Scope]:
     config_dir = config_directory(o.config_dir)
     main_path = os.path.join(config_dir, "main.cf")
     if need_main and not os.path.exists(main_path):
@@ -195,7 +196,10 @@ def load(o: Options, *, need_main: bool = True) -> tuple[Config, list, Scope]:
         services = mastercf.parse_master_cf(master_path)
     else:
         warn(f"open {master_path}: No such file or directory")
-    return cfg, services, Scope(cfg, services, cli)
+    scope = Scope(cfg, services, cli)
+    if not defaults_only:
+        scope.check_expansions()
+    return cfg, services, scope
 
 
 def value_for_display(scope: Scope, cfg: Config, name: str, o: Options, defaults: Config | None) -> str:
@@ -216,7 +220,7 @@ def value_for_display(scope: Scope, cfg: Config, name: str, o: Options, defaults
 
 
 def main_show(o: Options) -> int:
-    cfg, services, scope = load(o)
+    cfg, services, scope = load(o, defaults_only=o.has("d"))
     defaults = None
     if o.has("d"):
         defaults = Config(cfg.config_dir, text="")
@@ -241,9 +245,10 @@ def main_show(o: Options) -> int:
         names = scope.set_names()
     else:
         names = scope.names()
-    out = []
-    for name in names:
-        out.append(show_line(name, value_for_display(scope, cfg, name, o, defaults), o))
+    # All or nothing: after an expansion error nothing is printed. (postconf prints
+    # the whole stdio blocks it had filled before the error, and loses the rest.)
+    out = [show_line(name, value_for_display(scope, cfg, name, o, defaults), o)
+           for name in names]
     if out:
         sys.stdout.write("\n".join(out) + "\n")
     return 0
@@ -468,6 +473,10 @@ def main(argv: list[str]) -> int:
         return run(parse_args(argv))
     except Fatal as exc:
         print(f"{PROG}: fatal: {exc}", file=sys.stderr)
+        return 1
+    except ExpansionLoop as exc:
+        warn(f'unreasonable macro call nesting: "{exc.name}"')
+        print(f"{PROG}: fatal: macro processing error: {exc}", file=sys.stderr)
         return 1
     except ConfigError as exc:
         print(f"{PROG}: fatal: {exc}", file=sys.stderr)

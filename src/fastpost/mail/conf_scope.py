@@ -244,7 +244,8 @@ class Scope:
     def file_warnings(self) -> list[str]:
         """Overridden duplicates and read-only names set in main.cf."""
         main = f"{self.cfg.config_dir}/main.cf"
-        out = [
+        out = list(self.cfg.warnings)
+        out += [
             f"{main}, line {line}: overriding earlier entry: {name}={old}"
             for line, name, old in self.cfg.duplicates
         ]
@@ -253,6 +254,20 @@ class Scope:
                 out.append(f"{main}: read-only parameter assignment: "
                            f"{name}={self.cfg.values[name]}")
         return out
+
+    def check_expansions(self) -> None:
+        """Expand each built-in parameter that main.cf or a master.cf ``-o`` sets, as
+        postconf does before any output: a loop or a malformed expression reached from
+        one is a ConfigError (fatal). User-defined values are expanded only through
+        the built-in ones that refer to them."""
+        for name in self.cfg.values:
+            if self.builtin(name) and name not in params.RAW_PARAMETERS:
+                self.cfg.get(name)
+        for entry in self.services:
+            for name, value in entry.overrides().items():
+                if self.builtin(name) and name not in params.RAW_PARAMETERS:
+                    self.cfg.expand(value, _where=f"{self.cfg.config_dir}/master.cf, "
+                                                  f"line {entry.line}: -o {name}")
 
     def warnings(self, main: bool = True) -> list[str]:
         """All diagnostics; ``main=False`` leaves out main.cf's unused names (-M, -F, -P)."""

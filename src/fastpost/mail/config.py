@@ -53,6 +53,15 @@ class ConfigError(Exception):
     """A configuration problem; str() names the file and line when known."""
 
 
+class ExpansionLoop(ConfigError):
+    """$name expansion that does not end (a refers to b, b to a); ``name`` is the
+    parameter whose expansion ran into it."""
+
+    def __init__(self, where: str, name: str):
+        super().__init__(f'{where}: unreasonable macro call nesting: "{name}"')
+        self.name = name
+
+
 def config_directory(cli_dir: str | None = None) -> str:
     """Return the configuration directory: -c, $FASTPOST_CONFIG, $MAIL_CONFIG, default."""
     return (
@@ -63,17 +72,20 @@ def config_directory(cli_dir: str | None = None) -> str:
     )
 
 
-def read_logical_lines(path: str, text: str | None = None):
+def read_logical_lines(path: str, text: str | None = None, warnings: list | None = None):
     """Yield (line_number, logical_line) from a main.cf-style file.
 
     Comment lines are skipped, also between continuation lines; the line number is
-    that of the first physical line.
+    that of the first physical line. A continuation line with nothing before it to
+    continue is skipped (with its own continuations), as Postfix does; ``warnings``,
+    when given, receives a message for it.
     """
     if text is None:
         with open(path, encoding="utf-8", errors="surrogateescape") as fh:
             text = fh.read()
     current: list[str] = []
     start = 0
+    orphan = False
     for number, raw in enumerate(text.splitlines(), 1):
         stripped = raw.strip()
         if not stripped or stripped.startswith("#"):
@@ -82,7 +94,12 @@ def read_logical_lines(path: str, text: str | None = None):
             if current:
                 current.append(stripped)
                 continue
-            # Postfix: a continuation with nothing to continue starts a line.
+            if not orphan and warnings is not None:
+                shown = raw if len(raw) <= 30 else raw[:30] + "..."
+                warnings.append(f'{path}: logical line must not start with whitespace: "{shown}"')
+            orphan = True
+            continue
+        orphan = False
         if current:
             yield start, " ".join(current)
         current = [raw.rstrip()]
@@ -92,16 +109,18 @@ def read_logical_lines(path: str, text: str | None = None):
 
 
 def parse_main_cf(
-    path: str, text: str | None = None, duplicates: list | None = None
+    path: str, text: str | None = None, duplicates: list | None = None,
+    warnings: list | None = None,
 ) -> tuple[dict[str, str], dict[str, int]]:
     """Return ({name: raw value}, {name: line number}) of a main.cf file.
 
     ``duplicates``, when given, receives (line, name, earlier value) for each
-    definition that overrides an earlier one.
+    definition that overrides an earlier one; ``warnings`` the text of each
+    line that was skipped.
     """
     values: dict[str, str] = {}
     lines: dict[str, int] = {}
-    for number, line in read_logical_lines(path, text):
+    for number, line in read_logical_lines(path, text, warnings):
         name, eq, value = line.partition("=")
         name = name.strip()
         if not eq:
@@ -207,10 +226,14 @@ class Config:
         self.path = os.path.join(self.config_dir, "main.cf")
         #: (line, name, earlier value) of each definition that overrides an earlier one
         self.duplicates: list[tuple[int, str, str]] = []
+        #: problems that did not stop the parse (a line skipped), postconf's wording
+        self.warnings: list[str] = []
         if text is not None:
-            self.values, self.lines = parse_main_cf(self.path, text, self.duplicates)
+            self.values, self.lines = parse_main_cf(self.path, text, self.duplicates,
+                                                    self.warnings)
         elif os.path.exists(self.path):
-            self.values, self.lines = parse_main_cf(self.path, None, self.duplicates)
+            self.values, self.lines = parse_main_cf(self.path, None, self.duplicates,
+                                                    self.warnings)
         else:
             self.values, self.lines = {}, {}
         self.overrides = dict(overrides or {})
@@ -267,6 +290,7 @@ class Config:
         other.values = self.values
         other.lines = self.lines
         other.duplicates = self.duplicates
+        other.warnings = self.warnings
         other.overrides = {**self.overrides, **overrides}
         other._cache = {}
         other._dynamic_cache = {}
@@ -303,7 +327,7 @@ class Config:
         if "$" not in text:
             return text
         if len(_stack) > _MAX_NESTING:
-            raise ConfigError(f'{_where}: unreasonable macro call nesting: "{_stack[0]}"')
+            raise ExpansionLoop(_where, _stack[0])
         out: list[str] = []
         i, n = 0, len(text)
         while i < n:
@@ -341,7 +365,7 @@ class Config:
         if cached is not None:
             return cached
         if name in stack:
-            raise ConfigError(f'{where}: unreasonable macro call nesting: "{stack[0]}"')
+            raise ExpansionLoop(where, stack[0])
         raw = self.raw(name)
         if raw is None:
             self.undefined.add(name)
