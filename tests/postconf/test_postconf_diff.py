@@ -296,6 +296,13 @@ EDITS = {
         ["-F", "[::1]:2526/inet/process_limit=5"],
         ["-M", "dovecot/unix=dovecot unix - n n - - pipe flags=DRhu user=vmail argv=/bin/true"],
     ],
+    "master-oddities": [
+        ["-M", "smtp/inet=smtp inet n - n - - smtpd -o x=1"],
+        ["-MX", "smtp/inet"],
+        ["-P", "opts/unix/ok=2", "opts/unix/new=3"],
+        ["-PX", "opts/unix/ok"],
+        ["-F", "wake/unix/wakeup=20?", "private/inet/private=n"],
+    ],
     "user-params": [
         ["-e", "plain_unused=43", "class_a=permit_mynetworks"],
         ["-X", "unused_holder", "deep_one"],

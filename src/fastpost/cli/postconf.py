@@ -193,7 +193,7 @@ def load(o: Options, *, need_main: bool = True, defaults_only: bool = False
     services = []
     master_path = os.path.join(config_dir, "master.cf")
     if os.path.exists(master_path):
-        services = mastercf.parse_master_cf(master_path)
+        services = confedit.read_services(master_path)
     else:
         warn(f"open {master_path}: No such file or directory")
     scope = Scope(cfg, services, cli)

@@ -32,6 +32,7 @@ import re
 
 from fastpost.mail import params
 from fastpost.mail.config import Config, split_list
+from fastpost.mail.confedit import service_options
 from fastpost.mail.mastercf import ServiceEntry
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_]+")
@@ -138,7 +139,7 @@ class Scope:
         for value in self.cli_overrides.values():
             self.referenced.update(references(value))
         for entry in self.services:
-            for value in entry.overrides().values():
+            for value in service_options(entry).values():
                 for ref in references(value):
                     if ref not in self._master_refs:
                         self._master_refs.append(ref)
@@ -154,7 +155,7 @@ class Scope:
         except Exception:  # a broken value is reported where it is expanded
             yield self.cfg.raw(name) or ""
         for entry in self.services:
-            value = entry.overrides().get(name)
+            value = service_options(entry).get(name)
             if value:
                 yield value
 
@@ -236,7 +237,7 @@ class Scope:
         master = f"{self.cfg.config_dir}/master.cf"
         out: list[str] = []
         for entry in self.services:
-            for name, value in entry.overrides().items():
+            for name, value in service_options(entry).items():
                 if not self.builtin(name) and not self.used(name):
                     out.append(f"{master}: unused parameter: {name}={value}")
         return out
@@ -264,7 +265,7 @@ class Scope:
             if self.builtin(name) and name not in params.RAW_PARAMETERS:
                 self.cfg.get(name)
         for entry in self.services:
-            for name, value in entry.overrides().items():
+            for name, value in service_options(entry).items():
                 if self.builtin(name) and name not in params.RAW_PARAMETERS:
                     self.cfg.expand(value, _where=f"{self.cfg.config_dir}/master.cf, "
                                                   f"line {entry.line}: -o {name}")

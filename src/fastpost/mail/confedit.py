@@ -34,7 +34,7 @@ import os
 import tempfile
 
 from fastpost.mail import mastercf
-from fastpost.mail.config import ConfigError
+from fastpost.mail.config import ConfigError, read_logical_lines
 
 FOLD_LIMIT = 80
 INDENT = "    "
@@ -292,6 +292,55 @@ def entry_fields(entry: mastercf.ServiceEntry) -> dict[str, str]:
     return dict(zip(FIELDS, values))
 
 
+# -- master.cf: reading as postconf does ---------------------------------------------
+
+_YES_NO = ("y", "n", "-", "yes", "no")
+
+
+def parse_service(text: str, path: str, line: int) -> mastercf.ServiceEntry:
+    """Parse one logical master.cf line with postconf's checks only.
+
+    Stricter checks (an inet service marked private, ``-o`` without ``=``, duplicate
+    entries) are the master's (fastpost.mail.mastercf); postconf shows such entries.
+    """
+    fields = text.split(None, 7)
+    if len(fields) < 8:
+        raise ConfigError(f"file {path}: line {line}: bad field count")
+    service, stype, private, unpriv, chroot, wakeup, maxproc, command = fields
+    if stype not in mastercf.SERVICE_TYPES:
+        raise ConfigError(f'invalid type field "{stype}" in "{text}"')
+    for name, value in (("private", private), ("unprivileged", unpriv), ("chroot", chroot)):
+        if value not in _YES_NO:
+            raise ConfigError(f'invalid {name} field "{value}" in "{text}"')
+    wake = wakeup[:-1] if wakeup.endswith("?") else wakeup
+    if wakeup != "-" and not wake.isdigit():
+        raise ConfigError(f'invalid wakeup field "{wakeup}" in "{text}"')
+    if maxproc != "-" and not maxproc.isdigit():
+        raise ConfigError(f'invalid process_limit field "{maxproc}" in "{text}"')
+    words = mastercf.split_command(command)
+    return mastercf.ServiceEntry(
+        service=service, type=stype,
+        private=private in ("y", "yes") or (private == "-" and stype != "inet"),
+        unpriv=unpriv != "n" and unpriv != "no", chroot=chroot in ("y", "yes"),
+        wakeup=int(wake) if wakeup != "-" else 0, wakeup_conditional=wakeup.endswith("?"),
+        maxproc=int(maxproc) if maxproc != "-" else None,
+        command=words[0], args=words[1:], line=line, columns=fields[:7] + [command],
+    )
+
+
+def read_services(path: str) -> list[mastercf.ServiceEntry]:
+    """Return every entry of a master.cf as postconf reads it (duplicates kept)."""
+    return [parse_service(text, path, number)
+            for number, text in read_logical_lines(path)]
+
+
+def service_options(entry: mastercf.ServiceEntry) -> dict[str, str]:
+    """The ``-o name=value`` parameters of an entry as postconf counts them: only the
+    options right after the command name, those with ``=``."""
+    options, _rest = split_options(entry.args)
+    return {name: value for name, value in options if name is not None}
+
+
 # -- master.cf: editing -------------------------------------------------------------
 
 
@@ -308,7 +357,7 @@ class MasterFile:
         self.entries: list[tuple[mastercf.ServiceEntry, int, list[int], list[int]]] = []
         for start, entry, interior in _blocks(self.lines):
             text = " ".join(self.lines[k].strip() for k in entry)
-            parsed = mastercf.parse_entry(text, path, start + 1)
+            parsed = parse_service(text, path, start + 1)
             self.entries.append((parsed, start, entry, interior))
 
     def find(self, key: str):
@@ -333,7 +382,7 @@ class MasterFile:
         if len(fields) < 8:
             raise EditError(f'bad field count: "{key}={text}"')
         try:
-            parsed = mastercf.parse_entry(text, self.path, 0)
+            parsed = parse_service(text, self.path, 0)
         except ConfigError as exc:
             raise EditError(str(exc)) from None
         columns = fields[:7] + [fields[7]]
@@ -379,7 +428,7 @@ class MasterFile:
             columns = self.columns(loc)
             columns[FIELDS.index(field)] = value
             try:
-                mastercf.parse_entry(" ".join(columns), self.path, loc[1] + 1)
+                parse_service(" ".join(columns), self.path, loc[1] + 1)
             except ConfigError as exc:
                 raise EditError(str(exc)) from None
             self._rewrite(loc, columns)
