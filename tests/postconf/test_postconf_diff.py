@@ -211,6 +211,7 @@ SHOW = [
     ["-dh", "append_dot_mydomain", "smtputf8_enable", "myhostname", "mydomain"],
     ["-x", "mynetworks", "smtputf8_enable", "append_dot_mydomain", "chroot_no_such"],
     ["unknown_parameter_xyz", "alias_maps"],
+    ["mydomain", "-h", "relayhost"],  # options end at the first name, as in postconf
     ["-n", "relayhost", "not_set_here", "local_destination_concurrency_limit"],
 ]
 FULL = [[], ["-x"], ["-d"], ["-df"], ["-f"]]

@@ -452,9 +452,8 @@ def run(o: Options) -> int:
         print("\n".join(LOCK_TYPES))
         return 0
     if o.has("M") or o.has("F") or o.has("P"):
-        edit = o.has("e") or o.has("X") or o.has("#") or (
-            not o.has("M") and any("=" in n for n in o.names)
-        ) or (o.has("M") and any("=" in n for n in o.names))
+        # -e is implied by a name=value argument, as for main.cf
+        edit = o.has("e") or o.has("X") or o.has("#") or any("=" in n for n in o.names)
         if o.has("x") and edit:
             raise Fatal("specify one of -e -x")
         return master_edit(o) if edit else master_show(o)

@@ -31,7 +31,6 @@ file that cannot be read or written (the caller names the file).
 from __future__ import annotations
 
 import os
-import tempfile
 
 from fastpost.mail import mastercf
 from fastpost.mail.config import ConfigError, read_logical_lines
@@ -103,6 +102,8 @@ def read_lines(path: str) -> list[str]:
 
 def write_lines(path: str, lines: list[str]) -> None:
     """Replace path with lines (newline-terminated), atomically, keeping its mode."""
+    import tempfile  # only editing needs it; keep `fastpost conf` start-up light
+
     directory = os.path.dirname(path) or "."
     try:
         mode = os.stat(path).st_mode & 0o7777
