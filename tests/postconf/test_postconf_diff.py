@@ -375,3 +375,40 @@ def test_expansion_loop_is_fatal_when_a_builtin_reaches_it(tmp_path, line):
         rc_f, out_f, err_f = run_fastpost(str(case_dir), args, tmp_path)
         assert (rc_f, out_f) == (rc_p, out_p) == (1, "")
         assert "unreasonable macro call nesting" in err_f
+
+
+def test_mynetworks_in_a_namespace_with_many_interfaces(tmp_path):
+    """Several interfaces and addresses (two in one subnet, IPv4 classes B and A, an
+    IPv6 ULA) in a private network namespace: every style as postconf computes it."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make a network namespace (CI runs as root)")
+    ip = shutil.which("ip") or "/usr/sbin/ip"
+    if not os.path.exists(ip):
+        pytest.skip("iproute2 not installed")
+    case_dir = make_case("compat", tmp_path)
+    ns = f"fastpost-conf-{os.getpid()}"
+    if subprocess.run([ip, "netns", "add", ns], capture_output=True).returncode != 0:
+        pytest.skip("cannot create a network namespace here")
+    try:
+        setup = [
+            "link set lo up", "link add v0 type veth peer name v1",
+            "addr add 10.1.0.1/16 dev v0", "addr add 10.1.0.3/16 dev v0",
+            "addr add 10.1.0.2/16 dev v1", "addr add 172.20.1.1/24 dev v1",
+            "-6 addr add fd10::1/64 dev v0", "link set v0 up", "link set v1 up",
+        ]
+        for command in setup:
+            proc = subprocess.run([ip, "netns", "exec", ns, ip, *command.split()],
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                pytest.skip(f"ip {command}: {proc.stderr.strip()}")
+        for style in ("host", "subnet", "class"):
+            args = ["-c", str(case_dir), "-o", f"mynetworks_style={style}", "-h", "mynetworks"]
+            theirs = subprocess.run([ip, "netns", "exec", ns, postconf_path(), *args],
+                                    capture_output=True, text=True, check=True).stdout
+            mine = subprocess.run([ip, "netns", "exec", ns, sys.executable, "-m", "fastpost",
+                                   "conf", *args], capture_output=True, text=True,
+                                  check=True).stdout
+            assert mine == theirs
+            assert "10." in mine and "172.20." in mine and "fd10::" in mine
+    finally:
+        subprocess.run([ip, "netns", "del", ns], capture_output=True)
