@@ -7,7 +7,6 @@ root: python3 tools/retype_params.py  (rewrites the table in place).
 """
 
 import pathlib
-import re
 import sys
 
 sys.path.insert(0, "src")

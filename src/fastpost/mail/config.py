@@ -237,6 +237,8 @@ class Config:
         else:
             self.values, self.lines = {}, {}
         self.overrides = dict(overrides or {})
+        #: name -> where an override comes from ("FILE, line N"), when known
+        self.override_origins: dict[str, str] = {}
         self._cache: dict[str, str] = {}
         self._dynamic_cache: dict[str, str] = {}
         #: Names whose expansion referred to an undefined parameter (postconf warns).
@@ -278,11 +280,12 @@ class Config:
         self._cache.clear()
         self._dynamic_cache.clear()
 
-    def with_overrides(self, overrides: dict[str, str]) -> "Config":
+    def with_overrides(self, overrides: dict[str, str], origin: str | None = None) -> "Config":
         """Return a copy of this configuration with more overrides on top.
 
         The main.cf values are shared, not re-read: cheap enough to make one per
-        master.cf service (its ``-o`` options, service_name).
+        master.cf service (its ``-o`` options, service_name). ``origin`` (e.g.
+        "/etc/fastpost/master.cf, line 12") is what where() then says for them.
         """
         other = object.__new__(Config)
         other.config_dir = self.config_dir
@@ -292,6 +295,9 @@ class Config:
         other.duplicates = self.duplicates
         other.warnings = self.warnings
         other.overrides = {**self.overrides, **overrides}
+        other.override_origins = dict(self.override_origins)
+        if origin is not None:
+            other.override_origins.update({name: origin for name in overrides})
         other._cache = {}
         other._dynamic_cache = {}
         other.undefined = set()
@@ -300,7 +306,8 @@ class Config:
     def where(self, name: str) -> str:
         """Return 'FILE, line N' for a main.cf parameter, or a description of its origin."""
         if name in self.overrides:
-            return f"-o {name}"
+            origin = self.override_origins.get(name)
+            return f"{origin}: -o {name}" if origin else f"-o {name}"
         if name in self.lines:
             return f"{self.path}, line {self.lines[name]}"
         return f"default value of {name}"

@@ -291,8 +291,9 @@ def unsupported_settings(cfg) -> list[tuple[str, str]]:
 
     ``cfg`` is a fastpost.mail.config.Config; main.cf settings come first in line
     order, as ("smtpd_milters", "/etc/fastpost/main.cf, line 12"), then overrides
-    ("-o name"). Used by ``fastpost check`` so that an unsupported feature is named,
-    never silently ignored.
+    ("-o name", or "/etc/fastpost/master.cf, line 30: -o name" for a Config made by
+    with_overrides(service.overrides(), origin=...)). Used by ``fastpost check`` so that
+    an unsupported feature is named, never silently ignored.
     """
     out: list[tuple[str, str]] = []
     names = sorted(cfg.values, key=lambda n: cfg.lines.get(n, 0))

@@ -107,3 +107,12 @@ def test_compatibility_level_defaults():
     assert cfg("compatibility_level = 3.6").get("relay_domains") == ""
     assert cfg("compatibility_level = 3.6").get_bool("smtputf8_enable") is True
     assert cfg("compatibility_level = 3.10").get("smtpd_tls_fingerprint_digest") == "sha256"
+
+
+def test_unsupported_settings_from_a_master_cf_service():
+    base = cfg("myhostname = x\n")
+    service = base.with_overrides({"smtpd_milters": "inet:127.0.0.1:8891", "syslog_name": "s"},
+                                  origin="/etc/fastpost/master.cf, line 12")
+    assert params.unsupported_settings(service) == [
+        ("smtpd_milters", "/etc/fastpost/master.cf, line 12: -o smtpd_milters")]
+    assert service.get("myhostname") == "x" and base.get("syslog_name") != "s"
