@@ -191,7 +191,7 @@ def _compare(left: str, op: str, right: str, where: str) -> bool:
         if a is None or b is None:
             raise ConfigError(f"{where}: bad compatibility level in {left!r} {op} {right!r}")
         op = op[: -len("level")]
-    elif left.strip().isdigit() and right.strip().isdigit():
+    elif left.isascii() and right.isascii() and left.isdigit() and right.isdigit():
         a, b = int(left), int(right)
     else:
         a, b = left, right
@@ -345,8 +345,7 @@ class Config:
             out.append(text[i:j])
             i = j + 1
             if i >= n:
-                out.append("$")
-                break
+                raise ConfigError(f'{_where}: empty macro name: "{text}"')
             c = text[i]
             if c == "$":
                 out.append("$")
@@ -355,14 +354,13 @@ class Config:
                 close_c = "}" if c == "{" else ")"
                 end = _find_close(text, i, c, close_c)
                 if end < 0:
-                    raise ConfigError(f"{_where}: missing '{close_c}' in {text!r}")
+                    raise ConfigError(f'{_where}: truncated macro reference: "{text}"')
                 out.append(self._expand_braced(text[i + 1 : end], _where, _stack))
                 i = end + 1
             else:
                 m = _NAME_RE.match(text, i)
                 if not m:
-                    out.append("$")
-                    continue
+                    raise ConfigError(f'{_where}: empty macro name: "{text}"')
                 out.append(self._value_of(m.group(), _where, _stack))
                 i = m.end()
         return "".join(out)
@@ -382,38 +380,70 @@ class Config:
         return value
 
     def _expand_braced(self, inner: str, where: str, stack: tuple) -> str:
-        """Expand the text between ${ and } (or $( and ))."""
-        if inner.startswith("{"):
-            return self._expand_compare(inner, where, stack)
-        m = _NAME_RE.match(inner)
-        if not m:
-            raise ConfigError(f"{where}: bad macro name in ${{{inner}}}")
-        name = m.group()
-        rest = inner[m.end() :]
+        """Expand the text between ${ and } (or $( and )).
+
+        White space around the name is ignored. ``?`` and ``:`` take either the rest
+        of the text (trimmed) or a ``{...}`` group; ``?{t}:{f}`` (or ``?{t}:f``) gives
+        both branches. Text after a closing group is an error, as in Postfix.
+        """
+        body = inner.lstrip()
+        if body.startswith("{"):
+            return self._expand_compare(body, where, stack)
+        m = _NAME_RE.match(body)
+        name = m.group() if m else ""
+        rest = body[len(name):].lstrip()
         if not rest:
+            if not name:
+                raise ConfigError(f'{where}: empty macro name: "${{{inner}}}"')
             return self._value_of(name, where, stack)
         op, rest = rest[0], rest[1:]
         if op not in "?:":
-            raise ConfigError(f"{where}: bad macro expression ${{{inner}}}")
-        raw = self.raw(name)
+            raise ConfigError(f'{where}: attribute name syntax error at: "{body}"')
+        raw = self.raw(name) if name else None
         if raw is None:
             self.undefined.add(name)
-        present = bool(raw)
-        if op == "?" and rest.startswith("{"):
-            t_end = _find_close(rest, 0, "{", "}")
-            if t_end >= 0 and rest[t_end + 1 :].lstrip().startswith(":"):
-                true_text = rest[1:t_end]
-                false_part = rest[t_end + 1 :].lstrip()[1:].strip()
-                false_text = strip_braces(false_part) if false_part.startswith("{") else false_part
-                chosen = true_text if present else false_text
-                return self.expand(chosen, _where=where, _stack=stack)
-        text = strip_braces(rest) if rest.startswith("{") and rest.endswith("}") else rest
-        if (op == "?") == present:
-            return self.expand(text, _where=where, _stack=stack)
-        return ""
+        true_text, false_text = self._branches(op, rest, where, inner)
+        chosen = true_text if raw else false_text
+        return self.expand(chosen, _where=where, _stack=stack)
+
+    @staticmethod
+    def _branches(op: str, rest: str, where: str, inner: str) -> tuple[str, str]:
+        """Return (text if true, text if false) of the part after ``?`` or ``:``."""
+
+        def group(text: str) -> tuple[str, str]:
+            end = _find_close(text, 0, "{", "}")
+            if end < 0:
+                raise ConfigError(f'{where}: truncated macro reference: "${{{inner}}}"')
+            return text[1:end].strip(), text[end + 1 :].lstrip()
+
+        def unexpected(text: str) -> ConfigError:
+            return ConfigError(f'{where}: unexpected input at: "{text}" in "${{{inner}}}"')
+
+        rest = rest.lstrip()
+        if op == ":":
+            if rest.startswith("{"):
+                text, after = group(rest)
+                if after:
+                    raise unexpected(after)
+                return "", text
+            return "", rest.strip()
+        if not rest.startswith("{"):
+            return rest.strip(), ""
+        true_text, after = group(rest)
+        if not after:
+            return true_text, ""
+        if after[0] != ":":
+            raise unexpected(after)
+        after = after[1:].lstrip()
+        if not after.startswith("{"):
+            return true_text, after.strip()
+        false_text, tail = group(after)
+        if tail:
+            raise unexpected(tail)
+        return true_text, false_text
 
     def _expand_compare(self, inner: str, where: str, stack: tuple) -> str:
-        """Expand ${{a} OP {b} ? {t} : {f}}."""
+        """Expand ${{a} OP {b} ? {t} : {f}} (the ``?`` part may be left out)."""
         pos = 0
 
         def take_group() -> str:
@@ -421,35 +451,29 @@ class Config:
             while pos < len(inner) and inner[pos].isspace():
                 pos += 1
             if pos >= len(inner) or inner[pos] != "{":
-                raise ConfigError(f"{where}: bad conditional expression ${{{inner}}}")
+                raise ConfigError(f'{where}: "{{" expected at: "{inner[pos:]}" in "${{{inner}}}"')
             end = _find_close(inner, pos, "{", "}")
             if end < 0:
-                raise ConfigError(f"{where}: missing '}}' in ${{{inner}}}")
+                raise ConfigError(f'{where}: truncated macro reference: "${{{inner}}}"')
             group = inner[pos + 1 : end]
             pos = end + 1
             return group
 
-        def expect(token: str) -> None:
-            nonlocal pos
-            while pos < len(inner) and inner[pos].isspace():
-                pos += 1
-            if not inner.startswith(token, pos):
-                raise ConfigError(f"{where}: expected '{token}' in ${{{inner}}}")
-            pos += len(token)
-
         left = self.expand(take_group(), _where=where, _stack=stack)
         m = _COMPARE_RE.match(inner, pos)
         if not m:
-            raise ConfigError(f"{where}: bad comparison operator in ${{{inner}}}")
+            raise ConfigError(
+                f'{where}: "==" or "!=" or "<" or "<=" or ">=" or ">" expected at: '
+                f'"{inner[pos:].strip()}" in "${{{inner}}}"')
         op = m.group(1) + (m.group(2) or "")
         pos = m.end()
         right = self.expand(take_group(), _where=where, _stack=stack)
-        expect("?")
-        true_text = take_group()
-        expect(":")
-        false_text = take_group()
-        if inner[pos:].strip():
-            raise ConfigError(f"{where}: unexpected text after conditional in ${{{inner}}}")
+        tail = inner[pos:].lstrip()
+        if not tail:
+            return ""
+        if tail[0] != "?":
+            raise ConfigError(f'{where}: unexpected input at: "{tail}" in "${{{inner}}}"')
+        true_text, false_text = self._branches("?", tail[1:], where, inner)
         chosen = true_text if _compare(left, op, right, where) else false_text
         return self.expand(chosen, _where=where, _stack=stack)
 
