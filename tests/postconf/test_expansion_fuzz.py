@@ -13,8 +13,9 @@ runs a sixth of that, as postconf pauses about a second before a fatal exit).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
-import pathlib
 import shutil
 import subprocess
 import time
@@ -23,9 +24,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.postconf.test_postconf_diff import postconf_path, run_fastpost
+from fastpost.cli import postconf as postconf_cli
 
 pytestmark = pytest.mark.postfix
+
+def postconf_path() -> str:
+    path = shutil.which("postconf") or "/usr/sbin/postconf"
+    if not os.path.exists(path):
+        pytest.skip("postconf not installed (./dev test installs tests/apt-packages.txt as root)")
+    return path
+
+
+def run_fastpost(config_dir: str, args: list[str]):
+    """fastpost conf's main() in this process (test_postconf_diff.py runs the process)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = postconf_cli.main(["-c", config_dir, *args])
+    return rc, out.getvalue(), err.getvalue()
+
 
 #: Built-in string parameters that nothing else refers to: safe to fill with anything.
 TARGETS = ["alternate_config_directories", "always_bcc", "best_mx_transport",
@@ -89,12 +105,6 @@ def main_cf(draw, malformed=False):
     return "\n".join(lines) + "\n"
 
 
-def _valid_values(text: str) -> bool:
-    # a value line must not end in a backslash-free "$" followed by nothing special;
-    # all generated text is valid main.cf: keep the hook for future constraints
-    return "\n\n" not in text
-
-
 EXAMPLES = int(os.environ.get("FASTPOST_FUZZ_EXAMPLES", "30"))
 _CHECKS = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=_CHECKS)
@@ -116,7 +126,6 @@ def test_generated_malformed_main_cf_fails_like_postconf(tmp_path_factory, text)
 
 
 def compare_expansion(tmp_path_factory, text):
-    assert _valid_values(text)
     case = tmp_path_factory.mktemp("fuzz")
     (case / "main.cf").write_text(text)
     (case / "master.cf").write_text("")
@@ -126,12 +135,11 @@ def compare_expansion(tmp_path_factory, text):
     args = ["-x", *TARGETS, "myorigin"]
     theirs = subprocess.run([postconf_path(), "-c", str(case), *args],
                             capture_output=True, text=True, timeout=60)
-    rc, out, err = run_fastpost(str(case), args, case)
+    rc, out, err = run_fastpost(str(case), args)
     assert rc == theirs.returncode, (text, err, theirs.stderr)
     if rc == 0:
         assert out == theirs.stdout, text
+    else:
+        assert out == "" and "fatal: " in err, text
     shutil.rmtree(case, ignore_errors=True)
 
-
-def test_fuzz_module_has_targets():
-    assert pathlib.Path(__file__).exists() and TARGETS and USER

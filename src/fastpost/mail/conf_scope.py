@@ -80,7 +80,7 @@ def _scan(text: str, out: list[str]) -> None:
             end = _close(text, j + 1, c, "}" if c == "{" else ")")
             if end < 0:
                 return
-            inner = text[j + 2 : end]
+            inner = text[j + 2 : end].lstrip()
             if inner.startswith("{"):
                 _scan_groups(inner, out)
             else:
@@ -88,6 +88,9 @@ def _scan(text: str, out: list[str]) -> None:
                 if m:
                     _add(out, m.group())
                     _scan(inner[m.end() :], out)
+                elif inner[:1] in ("?", ":"):
+                    _add(out, "")  # ${?text}: an empty name, undefined (as postconf says)
+                    _scan(inner[1:], out)
             i = end + 1
             continue
         m = _NAME_RE.match(text, j + 1)
