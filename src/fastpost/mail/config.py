@@ -123,10 +123,12 @@ def parse_main_cf(
     for number, line in read_logical_lines(path, text, warnings):
         name, eq, value = line.partition("=")
         name = name.strip()
-        if not eq:
-            raise ConfigError(f'{path}, line {number}: missing \'=\' after attribute name: "{name}"')
-        if not name or not _NAME_RE.fullmatch(name):
-            raise ConfigError(f'{path}, line {number}: bad parameter name: "{name}"')
+        # Any word is a name (scalemail-backend_time_limit has a dash); only $name
+        # references are restricted to letters, digits and "_".
+        if not eq or any(c.isspace() for c in name):
+            raise ConfigError(f'{path}, line {number}: missing \'=\' after attribute name: "{line}"')
+        if not name:
+            raise ConfigError(f'{path}, line {number}: missing attribute name: "{line}"')
         if duplicates is not None and name in values:
             duplicates.append((number, name, values[name]))
         values[name] = value.strip()
