@@ -412,3 +412,42 @@ def test_mynetworks_in_a_namespace_with_many_interfaces(tmp_path):
             assert "10." in mine and "172.20." in mine and "fd10::" in mine
     finally:
         subprocess.run([ip, "netns", "del", ns], capture_output=True)
+
+
+RAW_BYTES = (b"# CRLF line ends, a form feed and a byte that is not UTF-8\r\n"
+             b"relayhost = [x.example]:25\r\n"
+             b"myorigin = a\x0cb\n"
+             b"always_bcc = c\x85d\r\n  continued\r\n"
+             b"smtpd_banner = $myhostname\rESMTP\n")
+
+
+@pytest.mark.parametrize("args", [["-n"], ["-nx"], ["-e", "relayhost=y"],
+                                  ["-X", "always_bcc"], ["-#", "myorigin"]])
+def test_unusual_bytes(tmp_path, args):
+    """Bytes in, bytes out: CRLF, a form feed, a stray CR and invalid UTF-8 survive
+    display and editing exactly as with postconf."""
+    results = []
+    for runner in (run_postconf_bytes, run_fastpost_bytes):
+        case = tmp_path / "bytes"
+        if case.exists():
+            shutil.rmtree(case)
+        case.mkdir()
+        (case / "main.cf").write_bytes(RAW_BYTES)
+        (case / "master.cf").write_bytes(b"")
+        past = time.time() - 60
+        for f in case.iterdir():
+            os.utime(f, (past, past))
+        rc, out = runner(str(case), args)
+        results.append((rc, out, (case / "main.cf").read_bytes()))
+    assert results[1] == results[0]
+
+
+def run_postconf_bytes(config_dir, args):
+    proc = subprocess.run([postconf_path(), "-c", config_dir, *args], capture_output=True)
+    return proc.returncode, proc.stdout
+
+
+def run_fastpost_bytes(config_dir, args):
+    proc = subprocess.run([sys.executable, "-m", "fastpost", "conf", "-c", config_dir, *args],
+                          capture_output=True)
+    return proc.returncode, proc.stdout

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import getopt
 import os
+import re
 import sys
 
 from fastpost.mail import confedit, mastercf, params
@@ -42,6 +43,8 @@ from fastpost.mail.conf_scope import Scope
 from fastpost.mail.config import Config, ConfigError, ExpansionLoop, config_directory
 
 PROG = "fastpost conf"
+#: What postconf treats as white space when it prints a value (a form feed is kept).
+_SPACE_RUN = re.compile(r"[ \t\r\n]+")
 FOLD_LIMIT = 80
 
 USAGE = (
@@ -166,7 +169,7 @@ def fold(line: str, limit: int = FOLD_LIMIT) -> str:
 
 def show_line(name: str, value: str, o: Options) -> str:
     """Return one ``name = value`` line; white space in value collapses as in postconf."""
-    value = " ".join(value.split())
+    value = " ".join(w for w in _SPACE_RUN.split(value) if w)
     if o.has("h"):
         line = value
     elif o.has("H"):
@@ -468,6 +471,10 @@ def run(o: Options) -> int:
 
 def main(argv: list[str]) -> int:
     """Entry point of ``fastpost conf``; returns the exit status."""
+    for stream in (sys.stdout, sys.stderr):
+        # bytes that are not UTF-8 in main.cf go out as they came in
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
     try:
         return run(parse_args(argv))
     except Fatal as exc:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import os
 
 from fastpost.mail import mastercf
-from fastpost.mail.config import ConfigError, read_logical_lines
+from fastpost.mail.config import C_SPACE, ConfigError, read_logical_lines
 
 FOLD_LIMIT = 80
 INDENT = "    "
@@ -52,7 +52,7 @@ class EditError(Exception):
 
 
 def _is_comment_or_blank(line: str) -> bool:
-    stripped = line.strip()
+    stripped = line.strip(C_SPACE)
     return not stripped or stripped.startswith("#")
 
 
@@ -94,10 +94,15 @@ def _blocks(lines: list[str]):
 def read_lines(path: str) -> list[str]:
     """Return the lines of path without their newlines ([] when it does not exist)."""
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
-            return fh.read().splitlines()
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
+            text = fh.read()
     except FileNotFoundError:
         return []
+    # Only \n ends a line: a \r (CRLF files) or a form feed stays in its line.
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
 
 
 def write_lines(path: str, lines: list[str]) -> None:
@@ -111,7 +116,7 @@ def write_lines(path: str, lines: list[str]) -> None:
         mode = 0o644
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as fh:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh:
             fh.write("".join(line + "\n" for line in lines))
             fh.flush()
             os.fsync(fh.fileno())
@@ -143,7 +148,7 @@ def parse_assignment(text: str) -> tuple[str, str]:
 
 
 def _main_name(line: str) -> str:
-    return line.partition("=")[0].strip()
+    return line.partition("=")[0].strip(C_SPACE)
 
 
 def format_assignment(name: str, value: str) -> str:

@@ -45,6 +45,9 @@ import re
 from fastpost.mail import params
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_]+")
+#: White space as C's isspace() in the C locale: what Postfix trims around names and
+#: values (a form feed or a non-ASCII character inside a value is part of it).
+C_SPACE = " \t\n\v\f\r"
 _LIST_SPLIT_CHARS = ", \t\r\n"
 _MAX_NESTING = 100
 
@@ -81,13 +84,14 @@ def read_logical_lines(path: str, text: str | None = None, warnings: list | None
     when given, receives a message for it.
     """
     if text is None:
-        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+        # newline="": a stray \r stays in its line (and is trimmed as white space)
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
             text = fh.read()
     current: list[str] = []
     start = 0
     orphan = False
-    for number, raw in enumerate(text.splitlines(), 1):
-        stripped = raw.strip()
+    for number, raw in enumerate(text.split("\n"), 1):
+        stripped = raw.strip(C_SPACE)
         if not stripped or stripped.startswith("#"):
             continue
         if raw[0] in " \t":
@@ -102,7 +106,7 @@ def read_logical_lines(path: str, text: str | None = None, warnings: list | None
         orphan = False
         if current:
             yield start, " ".join(current)
-        current = [raw.rstrip()]
+        current = [raw.rstrip(C_SPACE)]
         start = number
     if current:
         yield start, " ".join(current)
@@ -122,16 +126,16 @@ def parse_main_cf(
     lines: dict[str, int] = {}
     for number, line in read_logical_lines(path, text, warnings):
         name, eq, value = line.partition("=")
-        name = name.strip()
+        name = name.strip(C_SPACE)
         # Any word is a name (scalemail-backend_time_limit has a dash); only $name
         # references are restricted to letters, digits and "_".
-        if not eq or any(c.isspace() for c in name):
+        if not eq or any(c in C_SPACE for c in name):
             raise ConfigError(f'{path}, line {number}: missing \'=\' after attribute name: "{line}"')
         if not name:
             raise ConfigError(f'{path}, line {number}: missing attribute name: "{line}"')
         if duplicates is not None and name in values:
             duplicates.append((number, name, values[name]))
-        values[name] = value.strip()
+        values[name] = value.strip(C_SPACE)
         lines[name] = number
     return values, lines
 
