@@ -304,6 +304,11 @@ EDITS = {
         ["-PX", "opts/unix/ok"],
         ["-F", "wake/unix/wakeup=20?", "private/inet/private=n"],
     ],
+    "master-options": [
+        ["-P", "smtp/inet/new=1", "smtp/inet/g=2"],
+        ["-PX", "smtp/inet/late", "smtp/inet/smtpd_banner"],
+        ["-F", "x/unix/command=b -v -o y=1 arg"],
+    ],
     "user-params": [
         ["-e", "plain_unused=43", "class_a=permit_mynetworks"],
         ["-X", "unused_holder", "deep_one"],

@@ -197,6 +197,9 @@ def load(o: Options, *, need_main: bool = True, defaults_only: bool = False
     master_path = os.path.join(config_dir, "master.cf")
     if os.path.exists(master_path):
         services = confedit.read_services(master_path)
+        for entry in services:
+            for problem in confedit.option_problems(entry.args):
+                warn(f"master.cf: {problem}")
     else:
         warn(f"open {master_path}: No such file or directory")
     scope = Scope(cfg, services, cli)
@@ -358,7 +361,7 @@ def _entry_items(entry: mastercf.ServiceEntry, mode: str, o: Options, cfg: Confi
             text = "\n".join(confedit.format_command(head, entry.columns[7], fold=True))
             items[-1] = ("command", text)
         return items
-    options, _rest = confedit.split_options(mastercf.split_command(entry.columns[7])[1:])
+    options, _rest = confedit.split_options(confedit.split_words(entry.columns[7])[1:])
     pairs = sorted((n, v) for n, v in options if n is not None)
     items = []
     service_cfg = cfg.with_overrides({"service_name": entry.service, **dict(pairs)})
@@ -390,6 +393,10 @@ def master_edit(o: Options) -> int:
         raise Fatal(f"open {path}: No such file or directory")
     master = confedit.MasterFile(path)
     mode = "M" if o.has("M") else "F" if o.has("F") else "P"
+    if mode == "P":  # postconf looks at the -o options only when it edits them
+        for entry, _start, _lines, _interior in master.entries:
+            for problem in confedit.option_problems(entry.args):
+                warn(f"master.cf: {problem}")
     try:
         for arg in o.names:
             if mode == "M":

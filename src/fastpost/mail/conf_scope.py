@@ -32,7 +32,7 @@ import re
 
 from fastpost.mail import params
 from fastpost.mail.config import Config, split_list
-from fastpost.mail.confedit import service_options
+from fastpost.mail.confedit import option_problems, service_options
 from fastpost.mail.mastercf import ServiceEntry
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_]+")
@@ -235,6 +235,11 @@ class Scope:
             if name not in self.cfg.values and not self.builtin(name) and not self.used(name):
                 out.append(f"{main}: unused parameter: {name}={value}")
         return out
+
+    def option_warnings(self) -> list[str]:
+        """``-o`` options that are not name=value (postconf names the file only)."""
+        return [f"master.cf: {problem}" for entry in self.services
+                for problem in option_problems(entry.args)]
 
     def unused_master_warnings(self) -> list[str]:
         master = f"{self.cfg.config_dir}/master.cf"

@@ -207,6 +207,98 @@ def _unbrace(word: str) -> str:
     return word
 
 
+def split_words(text: str) -> list[str]:
+    """Split a command field into words as postconf does: white space separates words
+    except inside ``{ ... }``, wherever the brace is (``-o{a = b}`` is one word)."""
+    words: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] in C_SPACE:
+            i += 1
+            continue
+        start, depth = i, 0
+        while i < n:
+            c = text[i]
+            if c == "{":
+                depth += 1
+            elif c == "}":
+                depth = max(0, depth - 1)
+            elif depth == 0 and c in C_SPACE:
+                break
+            i += 1
+        words.append(text[start:i])
+    return words
+
+
+def parse_options(args: list[str]) -> tuple[list[tuple[str, str | None, str]], list[str]]:
+    """Split command arguments into the leading options and the rest, as postconf does.
+
+    Options are the words starting with ``-`` before the first word that does not;
+    ``-o`` takes the next word (``-oX`` its own rest). Returns
+    ([(flag, name, value)], rest): flag ``-o`` with name and value (name None when
+    there is no ``=``), or another flag word (``-v``) with name None and value "".
+    """
+    options: list[tuple[str, str | None, str]] = []
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word == "-o":
+            if i + 1 >= len(args):
+                break
+            value, i = args[i + 1], i + 2
+        elif word.startswith("-o"):
+            value, i = word[2:], i + 1
+        elif word.startswith("-") and len(word) > 1:
+            options.append((word, None, ""))
+            i += 1
+            continue
+        else:
+            break
+        value = _unbrace(value)
+        name, eq, val = value.partition("=")
+        options.append(("-o", name.strip(C_SPACE), val.strip(C_SPACE)) if eq else ("-o", None, value))
+    return options, args[i:]
+
+
+def option_problems(args: list[str]) -> list[str]:
+    """Return postconf's complaints about braced ``-o {...}`` options that are not
+    name=value (an unbraced ``-o word`` is taken as it is, without a word)."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word == "-o" and i + 1 < len(args):
+            value, i = args[i + 1], i + 2
+        elif word.startswith("-o") and len(word) > 2:
+            value, i = word[2:], i + 1
+        elif word.startswith("-") and len(word) > 1:
+            i += 1
+            continue
+        else:
+            break
+        if value.startswith("{") and value.endswith("}") and "=" not in value:
+            inner = _unbrace(value)
+            out.append(f"missing '=' after attribute name: \"{inner}\"" if inner
+                       else 'missing attribute name: ""')
+    return out
+
+
+def split_options(args: list[str]) -> tuple[list[tuple[str | None, str]], list[str]]:
+    """Return ([(name, value)] of the leading ``-o`` options, rest); see parse_options."""
+    options, rest = parse_options(args)
+    return [(name, value) for flag, name, value in options if flag == "-o"], rest
+
+
+def option_text(flag: str, name: str | None, value: str) -> str:
+    """Return one option as postconf prints it: ``-o name=value``, ``-o {n=v w}``, ``-v``."""
+    if flag != "-o":
+        return flag
+    text = f"{name}={value}" if name is not None else value
+    if _has_space(text):
+        text = "{" + text + "}"
+    return "-o " + text
+
+
 def normalize_words(words: list[str]) -> list[tuple[bool, str]]:
     """Return the command arguments as postconf prints them: [(is_option, text)].
 
@@ -215,40 +307,16 @@ def normalize_words(words: list[str]) -> list[tuple[bool, str]]:
     white space.
     """
     out: list[tuple[bool, str]] = []
-    options, rest = split_options(words)
-    for name, value in options:
-        text = f"{name}={value}" if name is not None else value
-        if _has_space(text):
-            text = "{" + text + "}"
-        out.append((True, "-o " + text))
+    options, rest = parse_options(words)
+    for flag, name, value in options:
+        # only -o options get a line of their own when folded; -v wraps like a word
+        out.append((flag == "-o", option_text(flag, name, value)))
     for word in rest:
         if word.startswith("{") and word.endswith("}"):
             inner = _unbrace(word)
             word = "{" + inner + "}" if _has_space(inner) else inner
         out.append((False, word))
     return out
-
-
-def split_options(args: list[str]) -> tuple[list[tuple[str | None, str]], list[str]]:
-    """Split command arguments into the leading ``-o`` options and the rest.
-
-    Returns ([(name, value)], rest); as postconf does, only ``-o`` options right after
-    the program name count (name is None for an option without ``=``).
-    """
-    options: list[tuple[str | None, str]] = []
-    i = 0
-    while i < len(args):
-        word = args[i]
-        if word == "-o" and i + 1 < len(args):
-            value, i = args[i + 1], i + 2
-        elif word.startswith("-o") and len(word) > 2:
-            value, i = word[2:], i + 1
-        else:
-            break
-        value = _unbrace(value)
-        name, eq, val = value.partition("=")
-        options.append((name.strip(), val.strip()) if eq else (None, value))
-    return options, args[i:]
 
 
 def _columns(columns: list[str]) -> str:
@@ -269,7 +337,7 @@ def format_entry(columns: list[str], fold: bool = False) -> list[str]:
 
 def format_command(head: str, command: str, fold: bool = False) -> list[str]:
     """Return ``head`` + the normalised command text, folded as postconf -Mf does."""
-    words = mastercf.split_command(command)
+    words = split_words(command)
     program, args = (words[0], words[1:]) if words else ("", [])
     head = head + program
     parts = normalize_words(args)
@@ -323,7 +391,7 @@ def parse_service(text: str, path: str, line: int) -> mastercf.ServiceEntry:
         raise ConfigError(f'invalid wakeup field "{wakeup}" in "{text}"')
     if maxproc != "-" and not maxproc.isdigit():
         raise ConfigError(f'invalid process_limit field "{maxproc}" in "{text}"')
-    words = mastercf.split_command(command)
+    words = split_words(command)
     return mastercf.ServiceEntry(
         service=service, type=stype,
         private=private in ("y", "yes") or (private == "-" and stype != "inet"),
@@ -447,24 +515,24 @@ class MasterFile:
         located = self.find(key)
         for loc in located:
             columns = self.columns(loc)
-            words = mastercf.split_command(columns[7])
-            options, rest = split_options(words[1:])
-            present = any(n == name for n, _v in options)
+            words = split_words(columns[7])
+            options, rest = parse_options(words[1:])
+            present = any(f == "-o" and n == name for f, n, _v in options)
             if value is None and not present:
                 continue
             new_options = []
-            for oname, ovalue in options:
-                if oname == name:
+            for flag, oname, ovalue in options:
+                if flag == "-o" and oname == name:
                     if value is not None:
-                        new_options.append((oname, value))
+                        new_options.append((flag, oname, value))
                     continue
-                new_options.append((oname, ovalue))
+                new_options.append((flag, oname, ovalue))
             if value is not None and not present:
-                new_options.append((name, value))
+                new_options.append(("-o", name, value))
             new_words = words[:1]
-            for oname, ovalue in new_options:
-                text = f"{oname}={ovalue}" if oname is not None else ovalue
-                new_words += ["-o", "{" + text + "}" if _has_space(text) else text]
+            for flag, oname, ovalue in new_options:
+                text = option_text(flag, oname, ovalue)
+                new_words += text.split(" ", 1) if text != "-o " else ["-o", "{}"]
             self._rewrite(loc, columns[:7] + [" ".join(new_words + rest)])
         return bool(located)
 
