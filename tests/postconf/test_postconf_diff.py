@@ -204,7 +204,7 @@ def compare(case_dir: pathlib.Path, args: list[str], *, full_listing: bool = Fal
 
 SHOW = [
     ["-n"], ["-nx"], ["-nf"], ["-nh"], ["-nH"], ["-M"], ["-Mf"], ["-F"], ["-Ff"], ["-P"],
-    ["-Px"], ["-Ph"], ["-M", "smtp/inet", "pickup", "nosuch"], ["-F", "smtp/unix/command"],
+    ["-Px"], ["-Ph"], ["-Mx"], ["-Mfx"], ["-Fx"], ["-M", "smtp/inet", "pickup", "nosuch"], ["-F", "smtp/unix/command"],
     ["-h", "myhostname", "mydomain", "mydestination", "relayhost", "mynetworks"],
     ["-x", "myorigin", "mydestination", "smtpd_banner", "relay_domains", "alias_maps"],
     ["-d", "mynetworks", "mynetworks_style", "relay_domains", "smtpd_relay_restrictions"],

@@ -350,26 +350,31 @@ def master_show(o: Options) -> int:
 
 def _entry_items(entry: mastercf.ServiceEntry, mode: str, o: Options, cfg: Config):
     """Return [(item name, output text)] of one entry for -M, -F or -P."""
+    options, _rest = confedit.split_options(confedit.split_words(entry.columns[7])[1:])
+    pairs = sorted((n, v) for n, v in options if n is not None)
+    expand = None
+    if o.has("x"):
+        # in the service's context: $service_name and its own -o values
+        service_cfg = cfg.with_overrides({"service_name": entry.service, **dict(pairs)})
+
+        def expand(value: str) -> str:
+            return service_cfg.expand(value, _where=f"{entry.key}")
+
     if mode == "M":
-        return [("", "\n".join(confedit.format_entry(entry.columns, fold=o.has("f"))))]
+        return [("", "\n".join(confedit.format_entry(entry.columns, fold=o.has("f"),
+                                                     expand=expand)))]
     prefix = f"{entry.service}/{entry.type}/"
     if mode == "F":
-        fields = confedit.entry_fields(entry)
+        fields = confedit.entry_fields(entry, expand)
         items = [(f, _item_line(prefix + f, v, o)) for f, v in fields.items()]
         if o.has("f") and not o.has("H"):
             head = "" if o.has("h") else f"{prefix}command = "
-            text = "\n".join(confedit.format_command(head, entry.columns[7], fold=True))
+            text = "\n".join(confedit.format_command(head, entry.columns[7], fold=True,
+                                                     expand=expand))
             items[-1] = ("command", text)
         return items
-    options, _rest = confedit.split_options(confedit.split_words(entry.columns[7])[1:])
-    pairs = sorted((n, v) for n, v in options if n is not None)
-    items = []
-    service_cfg = cfg.with_overrides({"service_name": entry.service, **dict(pairs)})
-    for name, value in pairs:
-        if o.has("x"):
-            value = service_cfg.expand(value, _where=f"{entry.key} -o {name}")
-        items.append((name, _item_line(prefix + name, value, o)))
-    return items
+    return [(name, _item_line(prefix + name, expand(value) if expand else value, o))
+            for name, value in pairs]
 
 
 def _item_line(name: str, value: str, o: Options) -> str:

@@ -299,7 +299,7 @@ def option_text(flag: str, name: str | None, value: str) -> str:
     return "-o " + text
 
 
-def normalize_words(words: list[str]) -> list[tuple[bool, str]]:
+def normalize_words(words: list[str], expand=None) -> list[tuple[bool, str]]:
     """Return the command arguments as postconf prints them: [(is_option, text)].
 
     ``-o name = value`` (in any of its spellings) becomes ``-o name=value`` or
@@ -309,6 +309,8 @@ def normalize_words(words: list[str]) -> list[tuple[bool, str]]:
     out: list[tuple[bool, str]] = []
     options, rest = parse_options(words)
     for flag, name, value in options:
+        if expand is not None and flag == "-o" and name is not None:
+            value = expand(value)
         # only -o options get a line of their own when folded; -v wraps like a word
         out.append((flag == "-o", option_text(flag, name, value)))
     for word in rest:
@@ -327,20 +329,23 @@ def _columns(columns: list[str]) -> str:
     return out
 
 
-def format_entry(columns: list[str], fold: bool = False) -> list[str]:
+def format_entry(columns: list[str], fold: bool = False, expand=None) -> list[str]:
     """Return the lines of one master.cf entry as postconf -M (fold: -Mf) prints it.
 
     ``columns`` are the seven fields and the command text (program and arguments).
     """
-    return format_command(_columns(columns), columns[7], fold)
+    return format_command(_columns(columns), columns[7], fold, expand)
 
 
-def format_command(head: str, command: str, fold: bool = False) -> list[str]:
-    """Return ``head`` + the normalised command text, folded as postconf -Mf does."""
+def format_command(head: str, command: str, fold: bool = False, expand=None) -> list[str]:
+    """Return ``head`` + the normalised command text, folded as postconf -Mf does.
+
+    ``expand(value)``, when given, is applied to each ``-o`` value (postconf -Mx).
+    """
     words = split_words(command)
     program, args = (words[0], words[1:]) if words else ("", [])
     head = head + program
-    parts = normalize_words(args)
+    parts = normalize_words(args, expand)
     if not fold:
         return [" ".join([head] + [text for _opt, text in parts])]
     lines = [head]
@@ -359,9 +364,9 @@ def format_command(head: str, command: str, fold: bool = False) -> list[str]:
     return lines
 
 
-def entry_fields(entry: mastercf.ServiceEntry) -> dict[str, str]:
+def entry_fields(entry: mastercf.ServiceEntry, expand=None) -> dict[str, str]:
     """Return the -F fields of an entry, the command normalised as -M prints it."""
-    command = format_entry(entry.columns)[0][len(_columns(entry.columns)):]
+    command = format_entry(entry.columns, expand=expand)[0][len(_columns(entry.columns)):]
     values = list(entry.columns[:7]) + [command]
     return dict(zip(FIELDS, values))
 
