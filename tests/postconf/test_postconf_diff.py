@@ -204,7 +204,9 @@ def compare(case_dir: pathlib.Path, args: list[str], *, full_listing: bool = Fal
 
 SHOW = [
     ["-n"], ["-nx"], ["-nf"], ["-nh"], ["-nH"], ["-M"], ["-Mf"], ["-F"], ["-Ff"], ["-P"],
-    ["-Px"], ["-Ph"], ["-Mx"], ["-Mfx"], ["-Fx"], ["-M", "smtp/inet", "pickup", "nosuch"], ["-F", "smtp/unix/command"],
+    ["-Px"], ["-Ph"], ["-Mx"], ["-Mfx"], ["-Fx"],
+    ["-C", "user"], ["-C", "service"], ["-C", "user,service", "-n"], ["-C", "service", "-d"],
+    ["-C", "user", "mydomain"], ["-M", "smtp/inet", "pickup", "nosuch"], ["-F", "smtp/unix/command"],
     ["-h", "myhostname", "mydomain", "mydestination", "relayhost", "mynetworks"],
     ["-x", "myorigin", "mydestination", "smtpd_banner", "relay_domains", "alias_maps"],
     ["-d", "mynetworks", "mynetworks_style", "relay_domains", "smtpd_relay_restrictions"],
@@ -214,7 +216,7 @@ SHOW = [
     ["mydomain", "-h", "relayhost"],  # options end at the first name, as in postconf
     ["-n", "relayhost", "not_set_here", "local_destination_concurrency_limit"],
 ]
-FULL = [[], ["-x"], ["-d"], ["-df"], ["-f"]]
+FULL = [[], ["-x"], ["-d"], ["-df"], ["-f"], ["-C", "builtin"]]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -250,7 +252,7 @@ def test_mynetworks_styles(tmp_path, style):
     ["-d", "-n"], ["-d", "-o", "a=b"], ["-M", "-F"], ["-F", "-P"], ["-e", "-X", "a"],
     ["-M", "-d"], ["-h", "-M"], ["-m", "-n"], ["-Z"], ["-o", "novalue"],
     ["-M", "a/b/c"], ["-F", "a/b/c/d"], ["-MX", "pickup"], ["-e", "bad name=1"],
-    ["-e", "=1"], ["-X"], ["-e"],
+    ["-e", "=1"], ["-X"], ["-e"], ["-C", "bogus", "-n"],
 ])
 def test_usage_errors(tmp_path, args):
     case_dir = make_case("user-params", tmp_path)

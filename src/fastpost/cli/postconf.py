@@ -2,7 +2,7 @@
 
 Postfix counterpart: src/postconf/ (postconf.c and its postconf_*.c helpers)
 
-    fastpost conf [-c dir] [-o name=value] [-dfhHnx] [name ...]     main.cf values
+    fastpost conf [-c dir] [-o name=value] [-C class] [-dfhHnx] [name ...]  main.cf
     fastpost conf [-c dir] [-e] name=value ...                       set in main.cf
     fastpost conf [-c dir] -X name ... | -# name ...                 remove / comment out
     fastpost conf [-c dir] -M[f] [service[/type] ...]                master.cf entries
@@ -50,7 +50,7 @@ FOLD_LIMIT = 80
 USAGE = (
     "usage: fastpost conf [-c config_dir] [-o name=value] [-d (defaults)] "
     "[-e (edit main.cf)] [-f (fold lines)] [-F (master.cf fields)] [-h (values only)] "
-    "[-H (names only)] [-l (lock types)] [-m (table types)] [-M (master.cf entries)] "
+    "[-C builtin|service|user|all] [-H (names only)] [-l (lock types)] [-m (table types)] [-M (master.cf entries)] "
     "[-n (non-default parameters)] [-p (main.cf, default)] [-P (master.cf -o parameters)] "
     "[-x (expand values)] [-X (remove)] [-# (comment out)] [name...]"
 )
@@ -63,6 +63,13 @@ TABLE_TYPES = (
 )
 #: Mailbox lock methods (the local and virtual delivery agents: mailbox_delivery_lock).
 LOCK_TYPES = ("flock", "fcntl", "dotlock")
+
+
+#: -C class names and the parameter classes they select.
+PARAM_CLASSES = {
+    "builtin": {"builtin"}, "service": {"service"}, "user": {"user"},
+    "all": {"builtin", "service", "user"},
+}
 
 
 class Fatal(Exception):
@@ -92,6 +99,7 @@ class Options:
         self.overrides: dict[str, str] = {}
         self.override_order: list[str] = []
         self.names: list[str] = []
+        self.classes: set[str] = set()  # -C: builtin, service, user (empty: all)
 
     def has(self, flag: str) -> bool:
         return flag in self.flags
@@ -125,7 +133,12 @@ def parse_args(argv: list[str]) -> Options:
                 raise Fatal(f"invalid parameter override: {val}: missing '=' after attribute name")
             o.overrides[name.strip()] = value.strip()
             o.override_order.append(name.strip())
-        elif flag in "aAbtTCE":
+        elif flag == "C":
+            for word in val.replace(",", " ").split():
+                if word not in PARAM_CLASSES:
+                    raise Fatal(f'unknown -C option value "{word}" in "{val}"')
+                o.classes.update(PARAM_CLASSES[word])
+        elif flag in "aAbtTE":
             raise Fatal(f"option -{flag} is not supported by fastpost (SASL types, bounce "
                         "templates and TLS reports live elsewhere)")
         elif flag in ("p", "v"):
@@ -245,12 +258,15 @@ def main_show(o: Options) -> int:
                 warn(f"{name}: unknown parameter")
                 continue
             names.append(name)
-    elif o.has("d"):
-        names = scope.default_names()
-    elif o.has("n"):
-        names = scope.set_names()
     else:
-        names = scope.names()
+        if o.has("d"):
+            names = scope.default_names()
+        elif o.has("n"):
+            names = scope.set_names()
+        else:
+            names = scope.names()
+        if o.classes:
+            names = [n for n in names if scope.param_class(n) in o.classes]
     # All or nothing: after an expansion error nothing is printed. (postconf prints
     # the whole stdio blocks it had filled before the error, and loses the rest.)
     out = [show_line(name, value_for_display(scope, cfg, name, o, defaults), o)

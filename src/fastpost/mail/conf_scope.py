@@ -127,9 +127,12 @@ class Scope:
         self.static = params.table()
         #: per-service parameter name -> declaration, from master.cf
         self.per_service: dict[str, params.Param] = {}
+        #: every per-service name, also those the static table declares (postconf -C)
+        self.service_names: set[str] = set()
         for entry in self.services:
             for decl in params.service_params(entry.service, entry.command):
                 self.per_service.setdefault(decl.name, decl)
+            self.service_names.update(params.service_param_names(entry.service, entry.command))
         self._main_refs: list[tuple[str, str]] = []  # (name, referring parameter)
         self._master_refs: list[str] = []
         self.referenced: set[str] = set()
@@ -178,6 +181,16 @@ class Scope:
     def known(self, name: str) -> bool:
         """True when postconf would show name: built-in, or user-defined and used."""
         return self.builtin(name) or (self.defined_by_user(name) and self.used(name))
+
+    def param_class(self, name: str) -> str:
+        """Return "builtin", "service" or "user" (postconf -C). A built-in name that a
+        master.cf service also defines (local_destination_concurrency_limit with a
+        local service) counts as "service", as in postconf."""
+        if name in self.service_names:
+            return "service"
+        if name in self.static:
+            return "builtin"
+        return "user"
 
     def default(self, name: str) -> str | None:
         """Return the default (raw text) of a built-in name, None for others."""

@@ -230,6 +230,17 @@ def _transport_decl(name: str, spec: tuple[str, str, str]) -> Param:
     return Param(name, kind, default, unit=unit, min=0 if kind != STR else None)
 
 
+def service_param_names(service: str, command: str) -> list[str]:
+    """Return every per-transport name a master.cf service defines, built-in rows
+    (local_destination_concurrency_limit) included."""
+    suffixes: list[str] = []
+    if command in DELIVERY_AGENTS:
+        suffixes += list(TRANSPORT_SUFFIXES)
+    if command in TIME_LIMITED_COMMANDS:
+        suffixes.append(TIME_LIMIT_SUFFIX[0])
+    return [f"{service}_{suffix}" for suffix in suffixes]
+
+
 def service_params(service: str, command: str) -> list[Param]:
     """Return the per-transport parameters a master.cf service defines, sorted by name.
 
