@@ -48,3 +48,15 @@ def test_malformed_main_cf_is_fatal_with_file_and_line(capsys, tmp_path):
     rc, out, err = run(capsys, "-c", str(tmp_path), "-n")
     assert (rc, out) == (1, "")
     assert f"fatal: {tmp_path}/main.cf, line 2: missing '=' after attribute name" in err
+
+
+def test_reached_through_the_fastpost_command_and_the_postconf_name(capsys, tmp_path):
+    from fastpost.cli import main as fastpost_main
+
+    (tmp_path / "main.cf").write_text("relayhost = [x]:25\n")
+    (tmp_path / "master.cf").write_text("")
+    expected = f"config_directory = {tmp_path}\nrelayhost = [x]:25\n"
+    assert fastpost_main.main(["fastpost", "-c", str(tmp_path), "conf", "-n"]) == 0
+    assert capsys.readouterr().out == expected
+    assert fastpost_main.main(["/usr/sbin/postconf", "-c", str(tmp_path), "-n"]) == 0
+    assert capsys.readouterr().out == expected
