@@ -48,6 +48,7 @@ _NAME_RE = re.compile(r"[A-Za-z0-9_]+")
 #: White space as C's isspace() in the C locale: what Postfix trims around names and
 #: values (a form feed or a non-ASCII character inside a value is part of it).
 C_SPACE = " \t\n\v\f\r"
+_HAS_C_SPACE = re.compile(r"[ \t\n\v\f\r]").search
 _LIST_SPLIT_CHARS = ", \t\r\n"
 _MAX_NESTING = 100
 
@@ -129,7 +130,7 @@ def parse_main_cf(
         name = name.strip(C_SPACE)
         # Any word is a name (scalemail-backend_time_limit has a dash); only $name
         # references are restricted to letters, digits and "_".
-        if not eq or any(c in C_SPACE for c in name):
+        if not eq or _HAS_C_SPACE(name):
             raise ConfigError(f'{path}, line {number}: missing \'=\' after attribute name: "{line}"')
         if not name:
             raise ConfigError(f'{path}, line {number}: missing attribute name: "{line}"')
