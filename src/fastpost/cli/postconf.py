@@ -33,12 +33,12 @@ listed in docs/configuration.md.
 
 from __future__ import annotations
 
-import getopt
+import functools
 import os
 import re
 import sys
 
-from fastpost.mail import confedit, mastercf, params
+from fastpost.mail import confedit, params
 from fastpost.mail.conf_scope import Scope
 from fastpost.mail.config import Config, ConfigError, ExpansionLoop, config_directory
 
@@ -117,11 +117,45 @@ _CONFLICTS = (
 _MAIN_ONLY = ("d", "n")
 
 
+def getopt(argv: list[str], spec: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """POSIX getopt: options end at the first argument that is not one (or at --).
+
+    (Python's getopt module would do, but it imports gettext: a few ms of start-up
+    that every `fastpost conf` in a shell script pays.)
+    """
+    takes_arg = {c for i, c in enumerate(spec) if i + 1 < len(spec) and spec[i + 1] == ":"}
+    known = set(spec) - {":"}
+    opts: list[tuple[str, str]] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            return opts, argv[i + 1 :]
+        if not word.startswith("-") or word == "-":
+            break
+        j = 1
+        while j < len(word):
+            c = word[j]
+            if c not in known:
+                raise Fatal(f"invalid option -- '{c}'\n{USAGE}")
+            if c in takes_arg:
+                if j + 1 < len(word):
+                    value = word[j + 1 :]
+                elif i + 1 < len(argv):
+                    i += 1
+                    value = argv[i]
+                else:
+                    raise Fatal(f"option requires an argument -- '{c}'\n{USAGE}")
+                opts.append(("-" + c, value))
+                break
+            opts.append(("-" + c, ""))
+            j += 1
+        i += 1
+    return opts, argv[i:]
+
+
 def parse_args(argv: list[str]) -> Options:
-    try:
-        opts, args = getopt.getopt(argv, "aAbc:C:deEfFhHlmMno:pPtT:vxX#")
-    except getopt.GetoptError as exc:
-        raise Fatal(f"{exc}\n{USAGE}") from None
+    opts, args = getopt(argv, "aAbc:C:deEfFhHlmMno:pPtT:vxX#")
     o = Options()
     for opt, val in opts:
         flag = opt[1]
@@ -364,7 +398,7 @@ def master_show(o: Options) -> int:
     return 0
 
 
-def _entry_items(entry: mastercf.ServiceEntry, mode: str, o: Options, cfg: Config):
+def _entry_items(entry: confedit.Service, mode: str, o: Options, cfg: Config):
     """Return [(item name, output text)] of one entry for -M, -F or -P."""
     options, _rest = confedit.split_options(confedit.split_words(entry.columns[7])[1:])
     pairs = sorted((n, v) for n, v in options if n is not None)
@@ -372,9 +406,7 @@ def _entry_items(entry: mastercf.ServiceEntry, mode: str, o: Options, cfg: Confi
     if o.has("x"):
         # in the service's context: $service_name and its own -o values
         service_cfg = cfg.with_overrides({"service_name": entry.service, **dict(pairs)})
-
-        def expand(value: str) -> str:
-            return service_cfg.expand(value, _where=f"{entry.key}")
+        expand = functools.partial(service_cfg.expand, _where=entry.key)
 
     if mode == "M":
         return [("", "\n".join(confedit.format_entry(entry.columns, fold=o.has("f"),

@@ -32,8 +32,7 @@ import re
 
 from fastpost.mail import params
 from fastpost.mail.config import Config, split_list
-from fastpost.mail.confedit import option_problems, service_options
-from fastpost.mail.mastercf import ServiceEntry
+from fastpost.mail.confedit import Service, option_problems, service_options
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_]+")
 
@@ -118,7 +117,7 @@ def _scan_groups(inner: str, out: list[str]) -> None:
 class Scope:
     """The parameter names of one configuration and how each is used."""
 
-    def __init__(self, cfg: Config, services: list[ServiceEntry] | None = None,
+    def __init__(self, cfg: Config, services: list[Service] | None = None,
                  cli_overrides: dict[str, str] | None = None):
         self.cfg = cfg
         self.services = services or []
@@ -219,7 +218,7 @@ class Scope:
     def _defined(self, name: str) -> bool:
         if self.builtin(name) or self.defined_by_user(name):
             return True
-        return any(name in e.overrides() for e in self.services)
+        return any(name in service_options(e) for e in self.services)
 
     def undefined_warnings(self) -> list[str]:
         """``FILE: undefined parameter: NAME`` for each $NAME nothing defines."""

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import os
 
-from fastpost.mail import mastercf
 from fastpost.mail.config import C_SPACE, ConfigError, read_logical_lines
 
 FOLD_LIMIT = 80
@@ -364,7 +363,7 @@ def format_command(head: str, command: str, fold: bool = False, expand=None) -> 
     return lines
 
 
-def entry_fields(entry: mastercf.ServiceEntry, expand=None) -> dict[str, str]:
+def entry_fields(entry: Service, expand=None) -> dict[str, str]:
     """Return the -F fields of an entry, the command normalised as -M prints it."""
     command = format_entry(entry.columns, expand=expand)[0][len(_columns(entry.columns)):]
     values = list(entry.columns[:7]) + [command]
@@ -374,9 +373,32 @@ def entry_fields(entry: mastercf.ServiceEntry, expand=None) -> dict[str, str]:
 # -- master.cf: reading as postconf does ---------------------------------------------
 
 _YES_NO = ("y", "n", "-", "yes", "no")
+#: master.cf column 2 (as fastpost.mail.SERVICE_TYPES).
+SERVICE_TYPES = ("inet", "unix", "unix-dgram", "fifo", "pass")
 
 
-def parse_service(text: str, path: str, line: int) -> mastercf.ServiceEntry:
+class Service:
+    """One master.cf entry as postconf sees it: the columns as written, the command
+    split into words. (The master's fuller view is fastpost.mail.Service;
+    this one is lighter to import, which keeps `fastpost conf` quick to start.)"""
+
+    __slots__ = ("service", "type", "command", "args", "line", "columns")
+
+    def __init__(self, columns: list[str], line: int):
+        self.columns = columns  # the seven fields and the command text
+        self.service, self.type = columns[0], columns[1]
+        words = split_words(columns[7])
+        self.command = words[0] if words else ""  # program name
+        self.args = words[1:]  # its arguments
+        self.line = line  # line number in master.cf
+
+    @property
+    def key(self) -> str:
+        """``service/type``, what identifies an entry."""
+        return f"{self.service}/{self.type}"
+
+
+def parse_service(text: str, path: str, line: int) -> Service:
     """Parse one logical master.cf line with postconf's checks only.
 
     Stricter checks (an inet service marked private, ``-o`` without ``=``, duplicate
@@ -386,7 +408,7 @@ def parse_service(text: str, path: str, line: int) -> mastercf.ServiceEntry:
     if len(fields) < 8:
         raise ConfigError(f"file {path}: line {line}: bad field count")
     service, stype, private, unpriv, chroot, wakeup, maxproc, command = fields
-    if stype not in mastercf.SERVICE_TYPES:
+    if stype not in SERVICE_TYPES:
         raise ConfigError(f'invalid type field "{stype}" in "{text}"')
     for name, value in (("private", private), ("unprivileged", unpriv), ("chroot", chroot)):
         if value not in _YES_NO:
@@ -396,24 +418,16 @@ def parse_service(text: str, path: str, line: int) -> mastercf.ServiceEntry:
         raise ConfigError(f'invalid wakeup field "{wakeup}" in "{text}"')
     if maxproc != "-" and not maxproc.isdigit():
         raise ConfigError(f'invalid process_limit field "{maxproc}" in "{text}"')
-    words = split_words(command)
-    return mastercf.ServiceEntry(
-        service=service, type=stype,
-        private=private in ("y", "yes") or (private == "-" and stype != "inet"),
-        unpriv=unpriv != "n" and unpriv != "no", chroot=chroot in ("y", "yes"),
-        wakeup=int(wake) if wakeup != "-" else 0, wakeup_conditional=wakeup.endswith("?"),
-        maxproc=int(maxproc) if maxproc != "-" else None,
-        command=words[0], args=words[1:], line=line, columns=fields[:7] + [command],
-    )
+    return Service(fields[:7] + [command], line)
 
 
-def read_services(path: str) -> list[mastercf.ServiceEntry]:
+def read_services(path: str) -> list[Service]:
     """Return every entry of a master.cf as postconf reads it (duplicates kept)."""
     return [parse_service(text, path, number)
             for number, text in read_logical_lines(path)]
 
 
-def service_options(entry: mastercf.ServiceEntry) -> dict[str, str]:
+def service_options(entry: Service) -> dict[str, str]:
     """The ``-o name=value`` parameters of an entry as postconf counts them: only the
     options right after the command name, those with ``=``."""
     options, _rest = split_options(entry.args)
@@ -433,7 +447,7 @@ class MasterFile:
         self.replace: dict[int, list[str]] = {}
         self.appended: list[list[str]] = []
         self.current: dict[int, list[str]] = {}  # entry start -> columns after edits
-        self.entries: list[tuple[mastercf.ServiceEntry, int, list[int], list[int]]] = []
+        self.entries: list[tuple[Service, int, list[int], list[int]]] = []
         for start, entry, interior in _blocks(self.lines):
             text = " ".join(self.lines[k].strip() for k in entry)
             parsed = parse_service(text, path, start + 1)

@@ -60,3 +60,22 @@ def test_reached_through_the_fastpost_command_and_the_postconf_name(capsys, tmp_
     assert capsys.readouterr().out == expected
     assert fastpost_main.main(["/usr/sbin/postconf", "-c", str(tmp_path), "-n"]) == 0
     assert capsys.readouterr().out == expected
+
+
+@pytest.mark.parametrize("argv,opts,rest", [
+    (["-nx", "name"], [("-n", ""), ("-x", "")], ["name"]),
+    (["-c", "/d", "-o", "a=b", "x"], [("-c", "/d"), ("-o", "a=b")], ["x"]),
+    (["-c/d", "-Mf"], [("-c", "/d"), ("-M", ""), ("-f", "")], []),
+    (["name", "-h"], [], ["name", "-h"]),  # options end at the first name
+    (["-n", "--", "-h"], [("-n", "")], ["-h"]),
+    (["-#", "x"], [("-#", "")], ["x"]),
+])
+def test_getopt_is_posix(argv, opts, rest):
+    assert postconf.getopt(argv, "c:o:nxMfh#") == (opts, rest)
+
+
+@pytest.mark.parametrize("argv,message", [(["-Z"], "invalid option -- 'Z'"),
+                                          (["-c"], "option requires an argument -- 'c'")])
+def test_getopt_errors(argv, message):
+    with pytest.raises(postconf.Fatal, match=message):
+        postconf.getopt(argv, "c:n")
