@@ -97,7 +97,6 @@ class Options:
         self.flags: set[str] = set()
         self.config_dir: str | None = None
         self.overrides: dict[str, str] = {}
-        self.override_order: list[str] = []
         self.names: list[str] = []
         self.classes: set[str] = set()  # -C: builtin, service, user (empty: all)
 
@@ -166,7 +165,6 @@ def parse_args(argv: list[str]) -> Options:
             if not eq or not name.strip() or any(c.isspace() for c in name.strip()):
                 raise Fatal(f"invalid parameter override: {val}: missing '=' after attribute name")
             o.overrides[name.strip()] = value.strip()
-            o.override_order.append(name.strip())
         elif flag == "C":
             for word in val.replace(",", " ").split():
                 if word not in PARAM_CLASSES:
