@@ -28,3 +28,31 @@ def need_program(name: str) -> str:
     if path is None:
         pytest.skip(f"{name} not installed (./dev test installs tests/apt-packages.txt as root)")
     return path
+
+
+# -- a private fastpost instance (tests/helpers/instance.py) ---------------------------
+
+import sys as _sys
+
+_TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+if _TESTS_DIR not in _sys.path:
+    _sys.path.insert(0, _TESTS_DIR)  # `from helpers.instance import Instance`
+
+
+@pytest.fixture
+def fastpost_instance(tmp_path):
+    """Factory: fastpost_instance(master_cf=..., main_cf={...}) -> a started-on-demand
+    Instance under tmp_path, stopped (with every process it started) at the end."""
+    from helpers.instance import Instance
+
+    made = []
+
+    def make(**kwargs):
+        kwargs.setdefault("name", f"fp{len(made)}")
+        inst = Instance(tmp_path, **kwargs)
+        made.append(inst)
+        return inst
+
+    yield make
+    for inst in made:
+        inst.cleanup()

@@ -23,8 +23,13 @@ def main(argv: list[str]) -> int:
         return 64
     root = os.path.abspath(argv[0])
     etc = os.path.join(root, "etc")
-    user = pwd.getpwuid(os.getuid()).pw_name
-    group = grp.getgrgid(os.getgid()).gr_name
+    if os.geteuid() == 0:
+        # Run as root, the master drops privileges for its workers: they need an
+        # account of their own (created at the first start if missing), never root.
+        user, group = "postfix", "postdrop"
+    else:
+        user = pwd.getpwuid(os.getuid()).pw_name
+        group = grp.getgrgid(os.getgid()).gr_name
     try:
         for sub in ("etc", "spool", "data", "mail"):
             os.makedirs(os.path.join(root, sub), exist_ok=True)

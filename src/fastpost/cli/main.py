@@ -29,6 +29,14 @@ COMMANDS: dict[str, str] = {
     "conf": "fastpost.cli.postconf:main",
     "log": "fastpost.cli.postlog:main",
     "embedded-config": "fastpost.cli.embedded:main",
+    "control": "fastpost.cli.control:main",
+    "cat": "fastpost.cli.postcat:main",
+    "queue": "fastpost.cli.postqueue:main",
+    "super": "fastpost.cli.postsuper:main",
+    "mailq": "fastpost.cli.postqueue:mailq",
+    "map": "fastpost.cli.postmap:main",
+    "alias": "fastpost.cli.postalias:main",
+    "newaliases": "fastpost.cli.postalias:newaliases",
     "tls": "fastpost.cli.tls:main",
 }
 

@@ -20,6 +20,7 @@ import getopt
 import sys
 
 from fastpost.mail.config import Config, ConfigError
+from fastpost.mail.maillog import init_logging
 from fastpost.util import log
 
 _PRIORITIES = {"info": "info", "warn": "warning", "warning": "warning", "error": "error",
@@ -48,14 +49,12 @@ def main(argv: list[str]) -> int:
             tag = val
     try:
         cfg = Config(config_dir)
-        syslog_name = cfg.get("syslog_name")
-        maillog_file = cfg.get("maillog_file")
-        facility = cfg.get("syslog_facility")
+        # Unprivileged callers that may not open maillog_file log through the postlog
+        # service (fastpost.daemons.postlogd).
+        init_logging("postlog", cfg, stream=sys.stderr if sys.stderr.isatty() else None)
     except ConfigError as exc:
         print(f"fastpost log: fatal: {exc}", file=sys.stderr)
         return 1
-    log.init("postlog", syslog_name=syslog_name, syslog_facility=facility,
-             maillog_file=maillog_file, stream=sys.stderr if sys.stderr.isatty() else None)
     if tag:
         log.set_tag(tag)
     lines = [" ".join(args)] if args else [line.rstrip("\n") for line in sys.stdin]

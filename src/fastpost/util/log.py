@@ -10,6 +10,8 @@ chosen once per process by init():
                  syslog_facility: ``<PRI>Mmm dd hh:mm:ss tag[pid]: text``
     maillog_file an O_APPEND file opened before any chroot (one write per line, so lines
                  of concurrent processes never interleave): ``Mmm dd hh:mm:ss host tag[pid]: text``
+    postlog      for processes that may not open maillog_file: ``tag[pid]: text`` as a
+                 datagram to the postlog service, which writes the file
     stdout/err   the maillog_file layout, for foreground runs and commands
 
 Untrusted text must go through printable() before it is logged; the format helpers here
@@ -25,6 +27,7 @@ everything else is the caller's.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import sys
@@ -66,6 +69,7 @@ class _State:
     host = socket.gethostname().partition(".")[0]
     facility = FACILITIES["mail"]
     syslog_sock: socket.socket | None = None
+    postlog_sock: socket.socket | None = None  # datagrams to a postlogd-like service
     file_fd: int | None = None
     stream = None  # a text stream (stdout/stderr) or None
     errors = 0
@@ -83,11 +87,15 @@ def init(
     maillog_file: str = "",
     use_syslog: bool = True,
     stream=None,
+    postlog: str = "",
 ) -> None:
     """Choose the identity and sinks of this process's log lines.
 
     ``stream`` (e.g. sys.stderr) gets every line too; maillog_file, when set, replaces
-    syslog as Postfix does. Call again after fork to refresh the pid (it is read per line).
+    syslog as Postfix does. When this process may not open maillog_file (an
+    unprivileged command) and ``postlog`` names a datagram socket, each line goes there
+    as ``tag[pid]: text`` for the log service to write (Postfix's postlogd). Call
+    again after fork to refresh the pid (it is read per line).
     """
     _state.tag = f"{syslog_name}/{service}" if syslog_name else service
     _state.facility = FACILITIES.get(syslog_facility, FACILITIES["mail"])
@@ -99,8 +107,9 @@ def init(
                 maillog_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
             )
         except OSError as exc:
-            print(f"{_state.tag}[{os.getpid()}]: warning: open {maillog_file}: {exc.strerror}",
-                  file=sys.stderr)
+            if not (postlog and exc.errno in (errno.EACCES, errno.EPERM) and _connect_postlog(postlog)):
+                print(f"{_state.tag}[{os.getpid()}]: warning: open {maillog_file}: {exc.strerror}",
+                      file=sys.stderr)
     elif maillog_file == "/dev/stdout":
         _state.stream = sys.stdout
     elif maillog_file == "/dev/stderr":
@@ -114,11 +123,24 @@ def init(
             _state.syslog_sock = None
 
 
+def _connect_postlog(path: str) -> bool:
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.connect(path)
+    except OSError:
+        return False
+    _state.postlog_sock = sock
+    return True
+
+
 def close_sinks() -> None:
-    """Close the file and syslog sinks (streams are left alone)."""
+    """Close the file, postlog and syslog sinks (streams are left alone)."""
     if _state.file_fd is not None:
         os.close(_state.file_fd)
         _state.file_fd = None
+    if _state.postlog_sock is not None:
+        _state.postlog_sock.close()
+        _state.postlog_sock = None
     if _state.syslog_sock is not None:
         _state.syslog_sock.close()
         _state.syslog_sock = None
@@ -144,6 +166,11 @@ def tag() -> str:
     return _state.tag
 
 
+def stream():
+    """Return the text stream lines also go to (stdout under start-fg), or None."""
+    return _state.stream
+
+
 def _emit(level: str, text: str) -> None:
     prefix = "" if level == "info" else f"{level}: "
     body = f"{_state.tag}[{os.getpid()}]: {prefix}{text}"
@@ -160,6 +187,11 @@ def _emit(level: str, text: str) -> None:
                 _state.stream.flush()
             except (OSError, ValueError):
                 pass
+    if _state.postlog_sock is not None:
+        try:
+            _state.postlog_sock.send(body.encode("utf-8", "surrogateescape"))
+        except OSError:
+            pass
     if _state.syslog_sock is not None:
         pri = _state.facility * 8 + _LEVELS[level]
         stamp = time.strftime("%b %e %H:%M:%S")

@@ -1,0 +1,399 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Attribute-list frame codec: the compiled kernel.
+
+Reference and specification: src/fastpost/mail/_attr_py.py (same names, arguments,
+exceptions and messages); wire format: src/fastpost/mail/attrtype.py. Encodes into one
+growing C buffer per call; decodes straight from the receive buffer with explicit
+bounds (no read past the frame, no nesting past max_depth, no frame over max_frame).
+"""
+
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.stdint cimport int64_t, uint64_t
+from libc.string cimport memcpy
+
+from fastpost.mail.attrtype import AttrError
+
+cdef extern from "Python.h":
+    const char *PyUnicode_AsUTF8AndSize(object, Py_ssize_t *) except NULL
+
+cdef enum:
+    TAG_STR = 0x73    # "s"
+    TAG_BYTES = 0x62  # "b"
+    TAG_INT = 0x69    # "i"
+    TAG_LIST = 0x6C   # "l"
+    TAG_DICT = 0x64   # "d"
+    HEADER_SIZE = 4
+    MIN_BUFFER = 65536
+
+cdef Py_ssize_t MAX_FRAME_LIMIT = 0xFFFFFFFF
+DEFAULT_MAX_FRAME = 1 << 24
+DEFAULT_MAX_DEPTH = 16
+
+
+# -- encoding -----------------------------------------------------------------------
+
+cdef struct Writer:
+    char *buf         # PyMem buffer, or NULL before the first byte
+    Py_ssize_t len    # bytes written
+    Py_ssize_t cap    # bytes allocated
+
+
+cdef int _reserve(Writer *w, Py_ssize_t n) except -1:
+    cdef Py_ssize_t need = w.len + n
+    cdef Py_ssize_t cap
+    cdef char *grown
+    if need <= w.cap:
+        return 0
+    cap = w.cap * 2 if w.cap else 256
+    while cap < need:
+        cap *= 2
+    grown = <char *>PyMem_Realloc(w.buf, cap)
+    if grown == NULL:
+        raise MemoryError()
+    w.buf = grown
+    w.cap = cap
+    return 0
+
+
+cdef inline int _put_byte(Writer *w, unsigned char c) except -1:
+    if w.len >= w.cap:
+        _reserve(w, 1)
+    w.buf[w.len] = <char>c
+    w.len += 1
+    return 0
+
+
+cdef int _put_varint(Writer *w, uint64_t n) except -1:
+    _reserve(w, 10)
+    while n >= 0x80:
+        w.buf[w.len] = <char>((n & 0x7F) | 0x80)
+        w.len += 1
+        n >>= 7
+    w.buf[w.len] = <char>n
+    w.len += 1
+    return 0
+
+
+cdef int _put_chunk(Writer *w, const char *data, Py_ssize_t n) except -1:
+    _put_varint(w, <uint64_t>n)
+    if n:
+        _reserve(w, n)
+        memcpy(w.buf + w.len, data, n)
+        w.len += n
+    return 0
+
+
+cdef int _put_text(Writer *w, str text) except -1:
+    cdef Py_ssize_t n
+    cdef const char *data
+    cdef bytes raw
+    try:
+        data = PyUnicode_AsUTF8AndSize(text, &n)
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogateescape")
+        return _put_chunk(w, PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw))
+    return _put_chunk(w, data, n)
+
+
+cdef int _put_buffer(Writer *w, object value) except -1:
+    cdef Py_buffer view
+    cdef bytes raw
+    if PyObject_GetBuffer(value, &view, PyBUF_SIMPLE) == 0:
+        try:
+            _put_chunk(w, <const char *>view.buf, view.len)
+        finally:
+            PyBuffer_Release(&view)
+    return 0
+
+
+cdef int _put_value(Writer *w, object value, str name) except -1:
+    cdef int64_t number
+    if isinstance(value, str):
+        _put_byte(w, TAG_STR)
+        _put_text(w, <str>value)
+    elif isinstance(value, bytes):
+        _put_byte(w, TAG_BYTES)
+        _put_chunk(w, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
+    elif isinstance(value, bytearray):
+        _put_byte(w, TAG_BYTES)
+        _put_chunk(w, PyByteArray_AS_STRING(value), PyByteArray_GET_SIZE(value))
+    elif isinstance(value, memoryview):
+        _put_byte(w, TAG_BYTES)
+        if (<memoryview>value).c_contiguous:
+            _put_buffer(w, value)
+        else:
+            raw = bytes(value)
+            _put_chunk(w, PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw))
+    elif isinstance(value, int):
+        try:
+            number = value
+        except OverflowError:
+            raise OverflowError(f"attribute {name!r}: integer out of 64-bit range") from None
+        _put_byte(w, TAG_INT)
+        _put_varint(w, (<uint64_t>number << 1) ^ <uint64_t>(number >> 63))
+    elif isinstance(value, dict):
+        _put_byte(w, TAG_DICT)
+        _put_varint(w, <uint64_t>len(<dict>value))
+        _put_pairs(w, <dict>value)
+    elif isinstance(value, (list, tuple)):
+        _put_byte(w, TAG_LIST)
+        _put_varint(w, <uint64_t>len(value))
+        for item in value:
+            _put_value(w, item, name)
+    else:
+        raise TypeError(f"attribute {name!r}: cannot encode a value of type {type(value).__name__}")
+    return 0
+
+
+cdef int _put_pairs(Writer *w, dict attrs) except -1:
+    for name, value in attrs.items():
+        if not isinstance(name, str):
+            raise TypeError(f"attribute name must be str, not {type(name).__name__}")
+        _put_text(w, <str>name)
+        _put_value(w, value, <str>name)
+    return 0
+
+
+cdef int _put_frame(Writer *w, object attrs) except -1:
+    cdef Py_ssize_t start, size
+    if not isinstance(attrs, dict):
+        raise TypeError(f"an attribute list must be a dict, not {type(attrs).__name__}")
+    start = w.len
+    _reserve(w, HEADER_SIZE)
+    w.len += HEADER_SIZE
+    _put_pairs(w, <dict>attrs)
+    size = w.len - start - HEADER_SIZE
+    if size > MAX_FRAME_LIMIT:
+        raise ValueError(f"attribute frame of {size} bytes is too large to send")
+    w.buf[start] = <char>((size >> 24) & 0xFF)
+    w.buf[start + 1] = <char>((size >> 16) & 0xFF)
+    w.buf[start + 2] = <char>((size >> 8) & 0xFF)
+    w.buf[start + 3] = <char>(size & 0xFF)
+    return 0
+
+
+def encode(attrs):
+    """Return one frame (4-byte length + body) carrying the attributes of ``attrs``."""
+    cdef Writer w
+    w.buf = NULL
+    w.len = w.cap = 0
+    try:
+        _put_frame(&w, attrs)
+        return PyBytes_FromStringAndSize(w.buf, w.len)
+    finally:
+        PyMem_Free(w.buf)
+
+
+def encode_many(frames):
+    """Return the frames of several attribute dicts, concatenated in order."""
+    cdef Writer w
+    w.buf = NULL
+    w.len = w.cap = 0
+    try:
+        for attrs in frames:
+            _put_frame(&w, attrs)
+        if w.len == 0:
+            return b""
+        return PyBytes_FromStringAndSize(w.buf, w.len)
+    finally:
+        PyMem_Free(w.buf)
+
+
+# -- decoding -----------------------------------------------------------------------
+
+cdef uint64_t _get_varint(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t end) except? 0xFFFFFFFFFFFFFFFF:
+    cdef Py_ssize_t start = pos[0]
+    cdef Py_ssize_t p = start
+    cdef uint64_t result = 0
+    cdef int shift = 0
+    cdef unsigned char byte
+    while True:
+        if p >= end:
+            raise AttrError(f"truncated attribute frame at offset {start}")
+        byte = buf[p]
+        p += 1
+        if shift == 63 and byte > 1:
+            raise AttrError(f"varint too long at offset {start}")
+        result |= (<uint64_t>(byte & 0x7F)) << shift
+        if not byte & 0x80:
+            pos[0] = p
+            return result
+        shift += 7
+
+
+cdef Py_ssize_t _get_length(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t end) except -1:
+    """Read a length varint that must fit in what is left of the frame."""
+    cdef uint64_t n = _get_varint(buf, pos, end)
+    if n > <uint64_t>(end - pos[0]):
+        raise AttrError(f"truncated attribute frame at offset {pos[0]}")
+    return <Py_ssize_t>n
+
+
+cdef str _get_text(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t end):
+    cdef Py_ssize_t n = _get_length(buf, pos, end)
+    cdef Py_ssize_t p = pos[0]
+    pos[0] = p + n
+    return PyUnicode_DecodeUTF8(<const char *>buf + p, n, "surrogateescape")
+
+
+cdef object _get_value(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t end,
+                       int depth, int max_depth):
+    cdef Py_ssize_t p = pos[0]
+    cdef unsigned char tag
+    cdef Py_ssize_t n, count, i
+    cdef uint64_t z
+    cdef list items
+    if p >= end:
+        raise AttrError(f"truncated attribute frame at offset {p}")
+    tag = buf[p]
+    pos[0] = p + 1
+    if tag == TAG_STR:
+        return _get_text(buf, pos, end)
+    if tag == TAG_BYTES:
+        n = _get_length(buf, pos, end)
+        p = pos[0]
+        pos[0] = p + n
+        return PyBytes_FromStringAndSize(<const char *>buf + p, n)
+    if tag == TAG_INT:
+        z = _get_varint(buf, pos, end)
+        return <int64_t>((z >> 1) ^ (0 - (z & 1)))
+    if tag == TAG_LIST or tag == TAG_DICT:
+        if depth >= max_depth:
+            raise AttrError(f"attribute nesting deeper than {max_depth} at offset {p}")
+        count = _get_length(buf, pos, end)
+        if tag == TAG_DICT:
+            return _get_attrs(buf, pos, end, count, depth + 1, max_depth)
+        items = []
+        for i in range(count):
+            items.append(_get_value(buf, pos, end, depth + 1, max_depth))
+        return items
+    raise AttrError(f"bad attribute value type 0x{tag:02x} at offset {p}")
+
+
+cdef dict _get_attrs(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t end,
+                     Py_ssize_t count, int depth, int max_depth):
+    """Decode count attributes (count < 0: until end)."""
+    cdef dict out = {}
+    cdef Py_ssize_t at
+    cdef str name
+    while (count < 0 and pos[0] < end) or count > 0:
+        at = pos[0]
+        name = _get_text(buf, pos, end)
+        if name in out:
+            raise AttrError(f"duplicate attribute name {name!r} at offset {at}")
+        out[name] = _get_value(buf, pos, end, depth, max_depth)
+        if count > 0:
+            count -= 1
+    return out
+
+
+def decode(body, int max_depth=DEFAULT_MAX_DEPTH):
+    """Return the attributes of one frame body (without its 4-byte length)."""
+    cdef Py_buffer view
+    cdef Py_ssize_t pos = 0
+    PyObject_GetBuffer(body, &view, PyBUF_SIMPLE)
+    try:
+        return _get_attrs(<const unsigned char *>view.buf, &pos, view.len, -1, 0, max_depth)
+    finally:
+        PyBuffer_Release(&view)
+
+
+cdef class FrameDecoder:
+    """Incremental decoder: bytes in, one attribute dict per complete frame out."""
+
+    cdef readonly Py_ssize_t max_frame  # largest frame body accepted
+    cdef readonly int max_depth         # deepest list/dict nesting accepted
+    cdef bytearray _buf                 # receive buffer
+    cdef Py_ssize_t _start              # first unconsumed byte of _buf
+    cdef Py_ssize_t _end                # end of received data in _buf
+    cdef object _broken                 # text of the fatal error, once out of sync
+
+    def __init__(self, Py_ssize_t max_frame=DEFAULT_MAX_FRAME, int max_depth=DEFAULT_MAX_DEPTH):
+        if max_frame < 0 or max_frame > MAX_FRAME_LIMIT:
+            raise ValueError("max_frame out of range")
+        if max_depth < 0:
+            raise ValueError("max_depth must be >= 0")
+        self.max_frame = max_frame
+        self.max_depth = max_depth
+        self._buf = bytearray()
+        self._start = 0
+        self._end = 0
+        self._broken = None
+
+    cdef int _reserve(self, Py_ssize_t size) except -1:
+        cdef Py_ssize_t pending, cap
+        cdef bytearray grown
+        if PyByteArray_GET_SIZE(self._buf) - self._end >= size:
+            return 0
+        pending = self._end - self._start
+        cap = pending + size
+        if cap < 2 * pending:
+            cap = 2 * pending
+        if cap < MIN_BUFFER:
+            cap = MIN_BUFFER
+        grown = bytearray(cap)
+        if pending:
+            memcpy(PyByteArray_AS_STRING(grown), PyByteArray_AS_STRING(self._buf) + self._start,
+                   pending)
+        self._buf = grown
+        self._start = 0
+        self._end = pending
+        return 0
+
+    def get_buffer(self, Py_ssize_t sizehint=-1):
+        """Return a writable memoryview for received bytes (asyncio BufferedProtocol)."""
+        self._reserve(sizehint if sizehint > MIN_BUFFER else MIN_BUFFER)
+        return memoryview(self._buf)[self._end:]
+
+    def buffer_updated(self, Py_ssize_t nbytes):
+        """Record that nbytes were written into the last get_buffer() view."""
+        if nbytes < 0 or nbytes > PyByteArray_GET_SIZE(self._buf) - self._end:
+            raise ValueError("buffer_updated: bad byte count")
+        self._end += nbytes
+
+    def feed(self, data):
+        """Append received bytes (copying them)."""
+        cdef Py_buffer view
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            if view.len:
+                self._reserve(view.len)
+                memcpy(PyByteArray_AS_STRING(self._buf) + self._end, view.buf, view.len)
+                self._end += view.len
+        finally:
+            PyBuffer_Release(&view)
+
+    def next_frame(self):
+        """Return the next complete frame's attributes, or None when none is complete."""
+        cdef const unsigned char *p
+        cdef Py_ssize_t size, body, pos
+        if self._broken is not None:
+            raise AttrError(self._broken, True)
+        if self._end - self._start < HEADER_SIZE:
+            return None
+        p = <const unsigned char *>PyByteArray_AS_STRING(self._buf) + self._start
+        size = ((<Py_ssize_t>p[0] << 24) | (<Py_ssize_t>p[1] << 16) |
+                (<Py_ssize_t>p[2] << 8) | <Py_ssize_t>p[3])
+        if size > self.max_frame:
+            self._broken = f"attribute frame length {size} exceeds the limit {self.max_frame}"
+            raise AttrError(self._broken, True)
+        if self._end - self._start < HEADER_SIZE + size:
+            return None
+        body = self._start + HEADER_SIZE
+        self._start = body + size
+        pos = 0
+        try:
+            return _get_attrs(<const unsigned char *>PyByteArray_AS_STRING(self._buf) + body,
+                              &pos, size, -1, 0, self.max_depth)
+        finally:
+            if self._start == self._end:
+                self._start = self._end = 0
+
+    @property
+    def buffered(self):
+        """Bytes received that do not yet form a complete frame."""
+        return self._end - self._start

@@ -1,0 +1,374 @@
+"""The queue index: an LMDB environment that says where each message is and in what state.
+
+Postfix counterpart: the queue directories themselves (src/global/mail_queue.c: the
+directory a file is in is its state, its mode bits are flags, its mtime is the next
+retry time) and the defer/bounce/trace log directories (src/bounce/bounce_append_service.c).
+
+Everything that listing, counting, selecting and scheduling need is here, so none of
+them reads a message body. Sub-databases (keys are bytes; integers big-endian so that
+keys sort numerically):
+
+    msg    queue ID -> MessageInfo (state, flags, location, arrival, next retry, size,
+           sender, recipients with their offsets and status)
+    due    state byte + next-event time (u64 microseconds) + queue ID -> ""
+           (messages of one state in the order qmgr wants them: incoming by arrival,
+           deferred by next retry time)
+    dom    recipient domain + NUL + queue ID -> "" (selection by domain)
+    log    queue ID + NUL + kind (b/d/t) + u32 sequence -> one "name=value" block
+           (bounce, defer and trace logs, as Postfix's bounce daemon writes them)
+    seg    segment id (u64) -> SegmentInfo (flags, live messages, live bytes, the
+           watermark up to which its frames are indexed, creation time)
+    meta   counters: next queue number, next segment id, per-state message counts
+
+The watermark is the heart of crash safety: a committer's index transaction inserts a
+batch's messages and moves its segment's watermark past the batch in one atomic step,
+so recovery replays exactly the frames beyond the watermark (see store.py).
+
+The environment is opened with sync on and metasync off: every write transaction is
+atomic and consistent and is made durable by one fdatasync; after a system crash the
+last transactions may be undone (never half-applied), which replay from the segments
+repairs for new messages.
+
+Parameters: fastpost_queue_index_map_size (the LMDB map size).
+Diagnostics: lmdb errors, turned into InsufficientStorage for a full disk or a full
+map by the callers in store.py and committer.py; CorruptIndexEntry for an entry that
+does not decode.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+import lmdb
+
+# -- queue states (the codes are stored: never renumber) --------------------------------
+INCOMING = 1
+ACTIVE = 2
+DEFERRED = 3
+HOLD = 4
+CORRUPT = 5
+
+STATE_NAMES = {INCOMING: "incoming", ACTIVE: "active", DEFERRED: "deferred", HOLD: "hold", CORRUPT: "corrupt"}
+STATE_CODES = {name: code for code, name in STATE_NAMES.items()}
+#: The order in which Postfix's showq lists queues.
+LIST_ORDER = (ACTIVE, INCOMING, DEFERRED, HOLD, CORRUPT)
+
+# -- message flags ------------------------------------------------------------------------
+FLAG_FORCE_EXPIRE = 1  # postsuper -e/-f: return to sender at the next delivery attempt
+FLAG_LARGE = 2  # the message lives in a segment of its own
+
+# -- recipient status ---------------------------------------------------------------------
+RCPT_PENDING = 0
+RCPT_DONE = 1  # delivered, bounced or otherwise finished: Postfix's D record
+RCPT_DEFERRED = 2  # the last attempt failed temporarily (reason in the defer log)
+
+# -- log kinds ----------------------------------------------------------------------------
+LOG_BOUNCE = b"b"
+LOG_DEFER = b"d"
+LOG_TRACE = b"t"
+LOG_KINDS = {"bounce": LOG_BOUNCE, "defer": LOG_DEFER, "trace": LOG_TRACE}
+
+# -- segment flags ------------------------------------------------------------------------
+SEGF_SEALED = 1  # no more appends: may be reclaimed once no live message is left
+SEGF_LARGE = 2  # holds one large message
+
+_MSG = struct.Struct("<BBBBIQQQddQ")  # version, state, flags, pad, nrcpt, segid, offset, length, arrival, next, size
+_RCPT = struct.Struct("<IBH")  # offset, status, address length
+_SEG = struct.Struct("<BxxxIQQd")  # flags, live count, live bytes, watermark, created
+_U64 = struct.Struct(">Q")
+_ENTRY_VERSION = 1
+MAX_MAP_SIZE = 1 << 40
+
+
+class CorruptIndexEntry(ValueError):
+    """An index value that does not decode (a bug or a damaged index)."""
+
+
+@dataclass(slots=True)
+class RcptInfo:
+    """One recipient as the index knows it."""
+
+    offset: int  # offset of its R record in the queue file (its identity)
+    address: str
+    status: int = RCPT_PENDING
+
+    @property
+    def domain(self) -> str:
+        at = self.address.rfind("@")
+        return self.address[at + 1 :].lower() if at >= 0 else ""
+
+
+@dataclass(slots=True)
+class MessageInfo:
+    """Everything the index holds about one message."""
+
+    queue_id: str
+    state: int
+    flags: int
+    segid: int  # segment holding the frame
+    offset: int  # frame offset in the segment
+    length: int  # frame length
+    arrival: float  # seconds since the epoch (the T record)
+    next_retry: float  # deferred: when to try again; others: 0
+    size: int  # content length, as mailq shows it
+    sender: str
+    recipients: list[RcptInfo] = field(default_factory=list)
+
+    @property
+    def state_name(self) -> str:
+        return STATE_NAMES.get(self.state, "unknown")
+
+    @property
+    def live_recipients(self) -> list[RcptInfo]:
+        return [r for r in self.recipients if r.status != RCPT_DONE]
+
+    @property
+    def domains(self) -> set[str]:
+        return {r.domain for r in self.recipients}
+
+    def due_time(self) -> float:
+        """The time the due index sorts this message by."""
+        return self.next_retry if self.state == DEFERRED else self.arrival
+
+
+@dataclass(slots=True)
+class SegmentInfo:
+    """What the index holds about one segment."""
+
+    segid: int
+    flags: int = 0
+    live: int = 0  # live messages located in it
+    live_bytes: int = 0  # their frame bytes
+    watermark: int = 0  # frames before this offset are indexed
+    created: float = 0.0
+
+    @property
+    def sealed(self) -> bool:
+        return bool(self.flags & SEGF_SEALED)
+
+
+def _enc(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _dec(data) -> str:
+    return bytes(data).decode("utf-8", "surrogateescape")
+
+
+def pack_message(info: MessageInfo) -> bytes:
+    """Encode a MessageInfo as an index value."""
+    sender = _enc(info.sender)
+    parts = [_MSG.pack(_ENTRY_VERSION, info.state, info.flags, 0, len(info.recipients), info.segid,
+                       info.offset, info.length, info.arrival, info.next_retry, info.size),
+             struct.pack("<I", len(sender)), sender]
+    for r in info.recipients:
+        addr = _enc(r.address)
+        if len(addr) > 0xFFFF:
+            addr = addr[:0xFFFF]
+        parts.append(_RCPT.pack(r.offset, r.status, len(addr)))
+        parts.append(addr)
+    return b"".join(parts)
+
+
+def unpack_message(queue_id: str, data) -> MessageInfo:
+    """Decode an index value into a MessageInfo."""
+    try:
+        version, state, flags, _pad, nrcpt, segid, offset, length, arrival, nxt, size = _MSG.unpack_from(data, 0)
+        if version != _ENTRY_VERSION:
+            raise CorruptIndexEntry(f"{queue_id}: index entry version {version}")
+        pos = _MSG.size
+        (slen,) = struct.unpack_from("<I", data, pos)
+        pos += 4
+        sender = _dec(data[pos : pos + slen])
+        pos += slen
+        rcpts = []
+        for _ in range(nrcpt):
+            roff, status, alen = _RCPT.unpack_from(data, pos)
+            pos += _RCPT.size
+            rcpts.append(RcptInfo(roff, _dec(data[pos : pos + alen]), status))
+            pos += alen
+    except struct.error as exc:
+        raise CorruptIndexEntry(f"{queue_id}: index entry does not decode ({exc})") from None
+    return MessageInfo(queue_id, state, flags, segid, offset, length, arrival, nxt, size, sender, rcpts)
+
+
+def pack_segment(seg: SegmentInfo) -> bytes:
+    return _SEG.pack(seg.flags, seg.live, seg.live_bytes, seg.watermark, seg.created)
+
+
+def unpack_segment(segid: int, data) -> SegmentInfo:
+    flags, live, live_bytes, watermark, created = _SEG.unpack_from(data, 0)
+    return SegmentInfo(segid, flags, live, live_bytes, watermark, created)
+
+
+def due_key(state: int, when: float, queue_id: str) -> bytes:
+    micros = max(0, int(when * 1_000_000))
+    return bytes((state,)) + _U64.pack(micros) + queue_id.encode("ascii")
+
+
+def dom_key(domain: str, queue_id: str) -> bytes:
+    return _enc(domain) + b"\0" + queue_id.encode("ascii")
+
+
+def log_prefix(queue_id: str, kind: bytes | None = None) -> bytes:
+    return queue_id.encode("ascii") + b"\0" + (kind or b"")
+
+
+class Index:
+    """The LMDB environment and its sub-databases, with typed operations.
+
+    Methods that change anything take a write transaction from ``write()``; they never
+    commit on their own, so callers group changes atomically.
+    """
+
+    def __init__(self, path: str, map_size: int = 64 << 30, readonly: bool = False):
+        self.path = path
+        self.env = lmdb.open(path, map_size=min(map_size, MAX_MAP_SIZE), max_dbs=8, subdir=True,
+                             sync=True, metasync=False, readahead=False, max_readers=1024,
+                             readonly=readonly, lock=True, create=not readonly)
+        self.msg = self.env.open_db(b"msg", create=not readonly)
+        self.due = self.env.open_db(b"due", create=not readonly)
+        self.dom = self.env.open_db(b"dom", create=not readonly)
+        self.log = self.env.open_db(b"log", create=not readonly)
+        self.seg = self.env.open_db(b"seg", create=not readonly)
+        self.meta = self.env.open_db(b"meta", create=not readonly)
+
+    def close(self) -> None:
+        self.env.close()
+
+    def write(self):
+        return self.env.begin(write=True)
+
+    def read(self):
+        return self.env.begin(write=False)
+
+    def sync(self) -> None:
+        """Force everything committed so far to disk (fdatasync data and meta pages)."""
+        self.env.sync(True)
+
+    # -- counters -------------------------------------------------------------------------
+
+    def counter(self, txn, name: bytes) -> int:
+        raw = txn.get(name, db=self.meta)
+        return _U64.unpack(raw)[0] if raw else 0
+
+    def add_counter(self, txn, name: bytes, delta: int) -> int:
+        value = max(0, self.counter(txn, name) + delta)
+        txn.put(name, _U64.pack(value), db=self.meta)
+        return value
+
+    def reserve(self, txn, name: bytes, count: int, minimum: int = 0) -> int:
+        """Take ``count`` values of a counter; return the first."""
+        first = max(self.counter(txn, name), minimum)
+        txn.put(name, _U64.pack(first + count), db=self.meta)
+        return first
+
+    def raise_counter(self, txn, name: bytes, above: int) -> None:
+        """Make the next value of a counter greater than ``above``."""
+        if self.counter(txn, name) <= above:
+            txn.put(name, _U64.pack(above + 1), db=self.meta)
+
+    def state_counts(self, txn) -> dict[int, int]:
+        return {code: self.counter(txn, b"n:" + bytes((code,))) for code in STATE_NAMES}
+
+    # -- messages -------------------------------------------------------------------------
+
+    def get(self, txn, queue_id: str) -> MessageInfo | None:
+        raw = txn.get(queue_id.encode("ascii"), db=self.msg)
+        return unpack_message(queue_id, raw) if raw is not None else None
+
+    def exists(self, txn, queue_id: str) -> bool:
+        return txn.get(queue_id.encode("ascii"), db=self.msg) is not None
+
+    def insert(self, txn, info: MessageInfo) -> bool:
+        """Add a new message; False (and nothing changed) if the queue ID exists."""
+        key = info.queue_id.encode("ascii")
+        if not txn.put(key, pack_message(info), overwrite=False, db=self.msg):
+            return False
+        txn.put(due_key(info.state, info.due_time(), info.queue_id), b"", db=self.due)
+        for domain in info.domains:
+            txn.put(dom_key(domain, info.queue_id), b"", db=self.dom)
+        self.add_counter(txn, b"n:" + bytes((info.state,)), 1)
+        self._seg_live(txn, info.segid, 1, info.length)
+        return True
+
+    def update(self, txn, old: MessageInfo, new: MessageInfo) -> None:
+        """Replace a message's entry (state, flags, recipients, location...)."""
+        if old.queue_id != new.queue_id:
+            raise ValueError("update cannot rename a message")
+        txn.put(new.queue_id.encode("ascii"), pack_message(new), db=self.msg)
+        if (old.state, old.due_time()) != (new.state, new.due_time()):
+            txn.delete(due_key(old.state, old.due_time(), old.queue_id), db=self.due)
+            txn.put(due_key(new.state, new.due_time(), new.queue_id), b"", db=self.due)
+        if old.state != new.state:
+            self.add_counter(txn, b"n:" + bytes((old.state,)), -1)
+            self.add_counter(txn, b"n:" + bytes((new.state,)), 1)
+        if (old.segid, old.length) != (new.segid, new.length):
+            self._seg_live(txn, old.segid, -1, old.length)
+            self._seg_live(txn, new.segid, 1, new.length)
+
+    def remove(self, txn, info: MessageInfo) -> None:
+        """Delete a message's entry, its secondary keys and its logs."""
+        txn.delete(info.queue_id.encode("ascii"), db=self.msg)
+        txn.delete(due_key(info.state, info.due_time(), info.queue_id), db=self.due)
+        for domain in info.domains:
+            txn.delete(dom_key(domain, info.queue_id), db=self.dom)
+        self.clear_logs(txn, info.queue_id)
+        self.add_counter(txn, b"n:" + bytes((info.state,)), -1)
+        self._seg_live(txn, info.segid, -1, info.length)
+
+    # -- logs -----------------------------------------------------------------------------
+
+    def append_log(self, txn, queue_id: str, kind: bytes, block: bytes) -> None:
+        prefix = log_prefix(queue_id, kind)
+        cur = txn.cursor(db=self.log)
+        seq = 0
+        if cur.set_range(prefix + b"\xff\xff\xff\xff"):
+            if cur.prev() and cur.key().startswith(prefix):
+                seq = struct.unpack(">I", cur.key()[len(prefix) :])[0] + 1
+        elif cur.last() and cur.key().startswith(prefix):
+            seq = struct.unpack(">I", cur.key()[len(prefix) :])[0] + 1
+        txn.put(prefix + struct.pack(">I", seq), block, db=self.log)
+
+    def logs(self, txn, queue_id: str, kind: bytes) -> list[bytes]:
+        prefix = log_prefix(queue_id, kind)
+        out = []
+        cur = txn.cursor(db=self.log)
+        if cur.set_range(prefix):
+            for key, value in cur:
+                if not key.startswith(prefix):
+                    break
+                out.append(bytes(value))
+        return out
+
+    def clear_logs(self, txn, queue_id: str, kind: bytes | None = None) -> None:
+        prefix = log_prefix(queue_id, kind)
+        cur = txn.cursor(db=self.log)
+        if cur.set_range(prefix):
+            while cur.key().startswith(prefix):
+                if not cur.delete():
+                    break
+
+    # -- segments -------------------------------------------------------------------------
+
+    def segment(self, txn, segid: int) -> SegmentInfo | None:
+        raw = txn.get(_U64.pack(segid), db=self.seg)
+        return unpack_segment(segid, raw) if raw is not None else None
+
+    def put_segment(self, txn, seg: SegmentInfo) -> None:
+        txn.put(_U64.pack(seg.segid), pack_segment(seg), db=self.seg)
+
+    def drop_segment(self, txn, segid: int) -> None:
+        txn.delete(_U64.pack(segid), db=self.seg)
+
+    def segments(self, txn):
+        for key, value in txn.cursor(db=self.seg):
+            segid = _U64.unpack(key)[0]
+            yield unpack_segment(segid, value)
+
+    def _seg_live(self, txn, segid: int, delta: int, nbytes: int) -> None:
+        seg = self.segment(txn, segid) or SegmentInfo(segid)
+        seg.live = max(0, seg.live + delta)
+        seg.live_bytes = max(0, seg.live_bytes + delta * nbytes)
+        self.put_segment(txn, seg)

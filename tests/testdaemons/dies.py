@@ -1,0 +1,18 @@
+"""Test daemon: fails at start-up, every time (the master must throttle it).
+
+master.cf arguments: none (an exception in pre_init: fatal, exit status 1) or
+``panic`` (log.panic: an internal inconsistency, exit status 2).
+"""
+
+from fastpost.server import single_server_main
+from fastpost.util import log
+
+
+def pre_init(ctx):
+    if ctx.argv[:1] == ["panic"]:
+        log.panic("inconsistent state, on purpose")
+    raise RuntimeError("this daemon cannot start")
+
+
+def main(argv):
+    single_server_main(argv, None, pre_init=pre_init)
