@@ -90,6 +90,8 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         "_last_io", "_timer", "_timeout", "_data_rejected", "_auth_state",
         "_counted_addr", "_received_done", "_real_client", "bytes_in", "bytes_out",
         "waiting", "_in_data",
+        # The multi skeleton wraps connection_made/lost per instance: allow that.
+        "__dict__",
     )
 
     def __init__(self, service):
