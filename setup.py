@@ -19,6 +19,11 @@ from setuptools import Extension, setup
 
 HERE = pathlib.Path(__file__).parent
 
+#: System libraries a kernel links with (its -dev package is installed by ./dev).
+LIBRARIES = {
+    "fastpost.mail.maps._pcre2_c": ["pcre2-8"],  # libpcre2-dev: the PCRE Postfix uses
+}
+
 
 def kernel_extensions():
     """Return one Extension per .pyx file under ext/, named after its path."""
@@ -34,6 +39,7 @@ def kernel_extensions():
                 [str(pyx.relative_to(HERE))],
                 extra_compile_args=["-O2", "-Wall", "-Wno-unused-function"],
                 define_macros=[("CYTHON_TRACE", "1")] if debug else [],
+                libraries=LIBRARIES.get(".".join(rel.parts), []),
             )
         )
     directives = {"language_level": "3", "embedsignature": True}

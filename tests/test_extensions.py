@@ -21,6 +21,10 @@ MODULES = [".".join(p.relative_to(ROOT / "ext").with_suffix("").parts) for p in 
 CONSTRUCT = {
     "fastpost.mail._record_c.RecordDecoder": ((1024,), {}),
     "fastpost.mail._attr_c.FrameDecoder": ((1 << 20, 8), {}),
+    "fastpost.mail.maps._indexed_c.IndexedReader": (({}.get, True, 0), {}),
+    "fastpost.mail.maps._pcre2_c.Pattern": ((b"a(b)c", 0), {}),
+    "fastpost.mail.maps._pcre2_c.RuleSet": (([],), {}),
+    "fastpost.mail.maps._rules_c.RuleScan": (([],), {}),
 }
 
 

@@ -34,6 +34,9 @@ COMMANDS: dict[str, str] = {
     "queue": "fastpost.cli.postqueue:main",
     "super": "fastpost.cli.postsuper:main",
     "mailq": "fastpost.cli.postqueue:mailq",
+    "map": "fastpost.cli.postmap:main",
+    "alias": "fastpost.cli.postalias:main",
+    "newaliases": "fastpost.cli.postalias:newaliases",
 }
 
 #: The postfix(1) verbs, all served by one module.
