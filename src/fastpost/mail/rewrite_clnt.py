@@ -8,6 +8,7 @@ last answer; this client keeps many, for a short time).
     r = await client.resolve(sender, "user@example.net")   # -> Resolved(transport,
                                                             #    nexthop, recipient, flags)
     r = await client.verify(sender, address)               # address_verify_* variant
+    r = client.resolve_cached(sender, address)             # from the cache or None
     client.rewrite_sync(...), client.resolve_sync(...), client.verify_sync(...)  # commands
     client.close()
 
@@ -186,6 +187,10 @@ class RewriteClient:
         return value
 
     # -- the API -------------------------------------------------------------------------
+
+    def resolve_cached(self, sender: str, address: str) -> Resolved | None:
+        """The cached answer of resolve(), or None (no round trip, no await)."""
+        return self.cache.get(self._key("resolve", sender, address))
 
     async def rewrite(self, context: str, address: str) -> str:
         """Rewrite an address in the ``local`` or ``remote`` context."""

@@ -57,6 +57,7 @@ LIST_ORDER = (ACTIVE, INCOMING, DEFERRED, HOLD, CORRUPT)
 # -- message flags ------------------------------------------------------------------------
 FLAG_FORCE_EXPIRE = 1  # postsuper -e/-f: return to sender at the next delivery attempt
 FLAG_LARGE = 2  # the message lives in a segment of its own
+FLAG_DELAY_WARNED = 4  # qmgr sent the delay warning (Postfix: the W record set to 0)
 
 # -- recipient status ---------------------------------------------------------------------
 RCPT_PENDING = 0
