@@ -11,6 +11,7 @@ of rules, the first match wins:
     {"rcpt": "regex", "nexthop": "regex",          both optional (search, any case)
      "status": "sent" | "deferred" | "bounced",   default sent
      "dsn": "4.4.1", "text": "...",               defaults by status
+     "relay": "mx.example[192.0.2.1]:25",         the relay= field
      "delay": 0.5,                                 seconds before answering
      "hop": true,                                  report a destination failure too
      "crash": true}                                the process exits without answering
@@ -83,7 +84,7 @@ async def handle(request: D.DeliveryRequest, ctx):
         results.append(D.RecipientResult(
             rcpt.offset, status, rule.get("dsn", DEFAULT_DSN[status]),
             rule.get("text", DEFAULT_TEXT[status]),
-            "none" if status != D.SENT else f"{request.nexthop}[127.0.0.1]:25"))
+            rule.get("relay") or ("none" if status != D.SENT else f"{request.nexthop}[127.0.0.1]:25")))
         if rule.get("hop"):
             hop = {"dsn": rule.get("dsn", "4.4.1"), "text": rule.get("text", DEFAULT_TEXT[D.DEFERRED])}
     D.log_results(request, results, conn_time=start)
