@@ -285,3 +285,115 @@ def test_small_message_is_not_stuck_behind_a_large_one(fastpost_instance, tmp_pa
     # the one-recipient message went out within a few deliveries of its arrival, not
     # after the whole list (fair turns per message, see scheduler.py)
     assert position < 20, position
+
+
+def test_queue_i_and_s_deliver_deferred_mail_now(fastpost_instance, tmp_path):
+    # retries far away: only the commands can bring these back soon
+    d = DeliveryInstance(fastpost_instance, tmp_path, main_cf={
+        "minimal_backoff_time": "1h", "maximal_backoff_time": "2h", "queue_run_delay": "1h"})
+    d.rules([{"status": "deferred", "text": "not yet"}])
+    one, two, three = d.inject([{"rcpts": ["a@one.example"]}, {"rcpts": ["b@two.example"]},
+                                {"rcpts": ["c@two.example", "d@three.example"]}])
+    d.wait(lambda: all((i := d.info(q)) and i.state_name == "deferred" for q in (one, two, three)),
+           what="deferred")
+    d.rules([])
+    assert d.command("queue", "-i", one).returncode == 0
+    d.wait_gone([one])
+    assert d.info(two).state_name == "deferred"
+    assert d.command("queue", "-s", "two.example").returncode == 0
+    d.wait_gone([two, three])  # three had a recipient at two.example: it is retried whole
+    assert b"no such deferred message" in d.command("queue", "-i", one).stderr.encode()
+    # -f: everything, retry times ignored
+    (four,) = d.inject([{"rcpts": ["e@four.example"]}])
+    d.wait_gone([four])
+
+
+def test_queue_f_retries_everything(fastpost_instance, tmp_path):
+    d = DeliveryInstance(fastpost_instance, tmp_path, main_cf={
+        "minimal_backoff_time": "1h", "maximal_backoff_time": "2h", "queue_run_delay": "1h"})
+    d.rules([{"status": "deferred", "text": "not yet"}])
+    ids = d.inject([{"rcpts": [f"x@d{i}.example"]} for i in range(5)])
+    d.wait(lambda: all((i := d.info(q)) and i.state_name == "deferred" for q in ids), what="deferred")
+    d.rules([])
+    assert d.command("queue", "-f").returncode == 0
+    d.wait_gone(ids)
+
+
+def test_null_sender_gets_no_bounce(fastpost_instance, tmp_path):
+    d = DeliveryInstance(fastpost_instance, tmp_path)
+    d.rules([{"rcpt": "^gone@", "status": "bounced", "text": "no such user"}])
+    (qid,) = d.inject([{"sender": "", "rcpts": ["gone@remote.example"]}])
+    d.wait_gone([qid])
+    d.wait_log(rf"{qid}: non-delivery notification to the null sender not sent")
+    assert d.notices() == [] and "sender non-delivery notification" not in d.log()
+
+
+def test_double_bounce_to_postmaster_with_2bounce(fastpost_instance, tmp_path):
+    d = DeliveryInstance(fastpost_instance, tmp_path, main_cf={
+        "notify_classes": "2bounce", "2bounce_notice_recipient": "pm@admin.example"})
+    d.rules([{"rcpt": "^gone@", "status": "bounced", "text": "no such user"},
+             {"rcpt": "^pm@", "status": "deferred", "text": "kept"}])
+    (qid,) = d.inject([{"sender": "", "rcpts": ["gone@remote.example"]}])
+    (n,) = d.wait(lambda: [m for m in d.messages() if m.queue_id != qid] or None, what="notice")
+    d.wait_log(rf"{qid}: postmaster non-delivery notification: {n.queue_id}")
+    assert n.sender == "double-bounce@test.localdomain"
+    assert [r.address for r in n.recipients] == ["pm@admin.example"]
+
+
+def test_success_notice_for_notify_success(fastpost_instance, tmp_path):
+    d = DeliveryInstance(fastpost_instance, tmp_path)
+    d.rules([KEEP_NOTICES])
+    (qid,) = d.inject([{"sender": "alice@example.org", "rcpts": [
+        {"address": "told@remote.example", "notify": 2 | 4}, "quiet@remote.example"]}])
+    d.wait_gone([qid])
+    n, msg = notice_of(d)
+    d.wait_log(rf"{qid}: sender delivery status notification: {n.queue_id}")
+    report = msg.get_payload()[1].get_payload()
+    assert [r["Final-Recipient"] for r in report[1:]] == ["rfc822; told@remote.example"]
+    assert report[1]["Action"] == "relayed" and report[1]["Status"] == "2.0.0"
+
+
+def test_crash_recovery_delivers_everything(fastpost_instance, tmp_path):
+    import signal
+
+    d = DeliveryInstance(fastpost_instance, tmp_path)
+    d.rules([{"delay": 0.05}])
+    ids = d.inject([{"rcpts": [f"u{i}@d{i % 7}.example"]} for i in range(300)])
+    d.wait(lambda: len(d.attempts()) >= 30, what="deliveries under way")
+    qmgr = [p for p in d.inst.workers() if b"qmgr" in open(f"/proc/{p}/cmdline", "rb").read()]
+    assert len(qmgr) == 1
+    os.kill(qmgr[0], signal.SIGKILL)
+    d.wait_log(r"qmgr.*killed by signal 9|process .*qmgr.* pid \d+ killed")
+    d.flush()  # the next trigger starts a new qmgr, which recovers the active queue
+    d.wait_log(r"recovered \d+ message\(s\) from the active queue")
+    d.wait_gone(ids, timeout=120)
+    delivered = {a["queue_id"] for a in d.attempts() if a["status"] == "sent"}
+    assert delivered == set(ids)  # every message at least once, none lost
+    assert d.counts()["active"] == 0
+
+
+def test_pflogsumm_counts_match(fastpost_instance, tmp_path):
+    import re
+    import subprocess
+
+    from conftest import need_program
+
+    pflogsumm = need_program("pflogsumm")
+    d = DeliveryInstance(fastpost_instance, tmp_path, main_cf={
+        "minimal_backoff_time": "1h", "maximal_backoff_time": "2h", "queue_run_delay": "1h"})
+    d.rules([{"rcpt": "^bad", "status": "bounced", "dsn": "5.1.1", "text": "no such user"},
+             {"rcpt": "^later", "status": "deferred", "text": "try later"}])
+    sent = d.inject([{"rcpts": [f"ok{i}@d{i % 3}.example"], "size": 1000} for i in range(10)])
+    bounced = d.inject([{"sender": "", "rcpts": [f"bad{i}@d.example"]} for i in range(3)])
+    deferred = d.inject([{"rcpts": [f"later{i}@d.example"]} for i in range(2)])
+    d.wait_gone(sent + bounced)
+    d.wait(lambda: d.log().count("status=deferred") == 2, what="two deferrals")
+    out = subprocess.run([pflogsumm, "--syslog-name=fptest", str(d.inst.maillog)],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    totals = {m.group(2): int(m.group(1))
+              for m in re.finditer(r"^\s+(\d+)\s+([a-z][a-z ]*?)(?:\s+\(.*\))?\s*$", out, re.M)}
+    assert totals["delivered"] == 10
+    assert totals["bounced"] == 3
+    assert totals["deferred"] == 2 and "(2  deferrals)" in out
+    assert totals["recipients"] == 10
+    assert len(deferred) == 2
