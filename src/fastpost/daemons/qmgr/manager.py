@@ -61,6 +61,7 @@ malformed agent replies, corrupt queue files (moved to corrupt by the store).
 from __future__ import annotations
 
 import asyncio
+import copy
 import heapq
 import random
 import time
@@ -169,19 +170,32 @@ def _activate(store, states: list, until: float | None, limit: int, skip: frozen
             continue  # deleted meanwhile
         out.append([info, env, False, False])
     if out:
+        index = store.index
         with store.edit() as ed:
+            txn = ed.txn
             for item in out:
-                info = item[0]
-                cur = ed.get(info.queue_id)
+                qid = item[0].queue_id
+                cur = index.get(txn, qid)  # the state may have changed since the scan
                 if cur is None or cur.state not in (ix.INCOMING, ix.DEFERRED):
                     item[0] = None  # deleted or held meanwhile
                     continue
-                item[0] = cur
-                ed.set_state(info.queue_id, ix.ACTIVE)
-                ed.clear_log(info.queue_id, "defer")
-                item[2] = bool(ed.logs(info.queue_id, "bounce"))
-                item[3] = bool(ed.logs(info.queue_id, "trace"))
+                new = copy.copy(cur)
+                new.state = ix.ACTIVE
+                new.next_retry = 0.0
+                index.update(txn, cur, new)
+                item[0] = new
+                if _has_logs(index, txn, qid):  # rare: most messages have none
+                    ed.clear_log(qid, "defer")
+                    item[2] = bool(ed.logs(qid, "bounce"))
+                    item[3] = bool(ed.logs(qid, "trace"))
     return [tuple(i) for i in out if i[0] is not None], len(picked) >= limit
+
+
+def _has_logs(index, txn, queue_id: str) -> bool:
+    """Whether a message has any bounce, defer or trace log entry (one cursor step)."""
+    prefix = ix.log_prefix(queue_id)
+    cur = txn.cursor(db=index.log)
+    return cur.set_range(prefix) and bytes(cur.key()).startswith(prefix)
 
 
 def _requeue(store) -> int:
@@ -702,7 +716,16 @@ class Qmgr:
     def _check_done(self, msg: Message) -> None:
         if msg.outstanding <= 0 and not msg.finishing:
             msg.finishing = True
-            self._spawn(self._finish(msg))
+            if not msg.deferred and not msg.bounced and not msg.traced and \
+                    not msg.had_bounce_log and not msg.had_trace_log:
+                # Everything delivered, nothing to report: no task, one index operation.
+                qid = msg.queue_id
+                self.thread.edit(lambda ed: ed.delete(qid))
+                log.info("%s: removed", qid)
+                self.stats["removed"] += 1
+                self._leave(msg)
+            else:
+                self._spawn(self._finish(msg))
 
     # -- finishing a message ----------------------------------------------------------------
 
@@ -765,14 +788,14 @@ class Qmgr:
         cleared_logs = (bounce_logs or trace_logs) and not keep
 
         def final(ed):
+            if remove:  # its logs and recipient marks go with it
+                ed.delete(qid)  # (False when an administrator deleted it meanwhile)
+                return
             if record is not None:
                 record(ed)
             cur = ed.get(qid)
             if cur is None:
                 return  # deleted by an administrator meanwhile
-            if remove:
-                ed.delete(qid)
-                return
             if cleared_logs:
                 ed.clear_log(qid, "bounce")
                 ed.clear_log(qid, "trace")
