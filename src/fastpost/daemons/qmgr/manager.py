@@ -191,6 +191,16 @@ def _activate(store, states: list, until: float | None, limit: int, skip: frozen
     return [tuple(i) for i in out if i[0] is not None], len(picked) >= limit
 
 
+def next_retry(now: float, arrival: float, min_backoff: float, max_backoff: float,
+               jitter: float = 0.0, rand=random.random) -> float:
+    """When a deferred message is tried again: its age bounded by the backoff times (so
+    the interval roughly doubles per attempt), plus up to ``jitter`` (a fraction) more."""
+    delay = min(max(now - arrival, min_backoff), max_backoff)
+    if jitter:
+        delay += rand() * jitter * delay
+    return now + delay
+
+
 def _has_logs(index, txn, queue_id: str) -> bool:
     """Whether a message has any bounce, defer or trace log entry (one cursor step)."""
     prefix = ix.log_prefix(queue_id)
@@ -730,11 +740,7 @@ class Qmgr:
     # -- finishing a message ----------------------------------------------------------------
 
     def _backoff(self, msg: Message, now: float) -> float:
-        age = max(0.0, now - msg.env.arrival)
-        delay = min(max(age, self.min_backoff), self.max_backoff)
-        if self.jitter:
-            delay += random.random() * self.jitter * delay
-        return now + delay
+        return next_retry(now, msg.env.arrival, self.min_backoff, self.max_backoff, self.jitter)
 
     async def _finish(self, msg: Message) -> None:
         qid = msg.queue_id
@@ -819,4 +825,4 @@ class Qmgr:
                 self.feed_event.set()
 
 
-__all__ = ["Qmgr"]
+__all__ = ["Qmgr", "next_retry"]

@@ -201,10 +201,10 @@ class Queue:
             self.dead_until = now + lim.dead_time
             return True
         step = lim.negative.value(self.window)
-        self.failure -= step
-        while self.failure - step / 2 < 0:
+        self.failure += step
+        while self.failure + step / 2 >= 1.0:  # whole steps; step/2 absorbs rounding
             self.window -= 1.0
-            self.failure += 1.0
+            self.failure -= 1.0
             self.success = 0.0
         if self.window < 1.0:
             self.window = 1.0
