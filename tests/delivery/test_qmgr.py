@@ -397,3 +397,35 @@ def test_pflogsumm_counts_match(fastpost_instance, tmp_path):
     assert totals["deferred"] == 2 and "(2  deferrals)" in out
     assert totals["recipients"] == 10
     assert len(deferred) == 2
+
+
+def test_active_limit_bounds_messages_in_core(fastpost_instance, tmp_path):
+    import re
+
+    d = DeliveryInstance(fastpost_instance, tmp_path, main_cf={"qmgr_message_active_limit": "4"})
+    d.rules([{"delay": 0.1}])
+    ids = d.inject([{"rcpts": [f"u@d{i}.example"]} for i in range(20)])
+    d.wait_gone(ids, timeout=60)
+    active = peak = 0
+    for line in d.log().splitlines():
+        if re.search(r"\(queue active\)$", line):
+            active += 1
+        elif line.endswith(": removed"):
+            active -= 1
+        peak = max(peak, active)
+    assert peak == 4
+
+
+def test_postmaster_copy_of_bounces(fastpost_instance, tmp_path):
+    d = DeliveryInstance(fastpost_instance, tmp_path, main_cf={
+        "notify_classes": "bounce", "bounce_notice_recipient": "pm@admin.example"})
+    d.rules([{"rcpt": "^(alice|pm)@", "status": "deferred", "text": "kept"},
+             {"rcpt": "^gone@", "status": "bounced", "text": "no such user"}])
+    (qid,) = d.inject([{"sender": "alice@example.org", "rcpts": ["gone@remote.example"]}])
+    d.wait_gone([qid])
+    text = d.wait_log(rf"{qid}: postmaster non-delivery notification: ")
+    assert f"{qid}: sender non-delivery notification: " in text
+    notices = d.wait(lambda: len(d.notices()) + len([m for m in d.messages() if m.sender.startswith(
+        "double-bounce@")]) == 2 and d.messages(), what="two notices")
+    senders = sorted(m.sender for m in notices)
+    assert senders == ["", "double-bounce@test.localdomain"]
