@@ -18,6 +18,7 @@ Diagnostics: as fastpost map; bad lines are warnings naming file and line.
 from __future__ import annotations
 
 import getopt
+import os
 import sys
 
 from fastpost.cli import postmap
@@ -88,7 +89,7 @@ def _main(tool: Tool, argv: list[str]) -> int:
     flags = postmap.parse_flags(opts)
     if not args:
         tool.fatal(USAGE.format(prog=tool.prog))
-    tool.cfg = Config(config_dir)
+    tool.cfg = postmap.load_config(tool, config_dir)
     init_logging(tool.cfg, "postalias")
     if query is not None:
         tables = [tool.open(a, flags) for a in args]
@@ -146,6 +147,10 @@ def newaliases(argv: list[str]) -> int:
         print(f"{prog}: fatal: {exc}; usage: newaliases [-c config_dir]", file=sys.stderr)
         return 1
     config_dir = dict(opts).get("-c")
+    if config_dir is not None and not os.path.isfile(os.path.join(config_dir, "main.cf")):
+        print(f"{prog}: fatal: open {os.path.join(config_dir, 'main.cf')}: "
+              "No such file or directory", file=sys.stderr)
+        return 1
     try:
         cfg = Config(config_dir)
         specs = [strip_braces(s) for s in cfg.get_list("alias_database")]

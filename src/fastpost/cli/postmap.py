@@ -88,6 +88,13 @@ class Tool:
             self.fatal(str(exc))
 
 
+def load_config(tool: "Tool", config_dir: str | None) -> Config:
+    """main.cf of -c DIR (which must exist, as for postmap), else the default one."""
+    if config_dir is not None and not os.path.isfile(os.path.join(config_dir, "main.cf")):
+        tool.fatal(f"open {os.path.join(config_dir, 'main.cf')}: No such file or directory")
+    return Config(config_dir)
+
+
 def init_logging(cfg: Config, service: str) -> None:
     """Table-layer warnings (log.warn) go to the mail log and to stderr, as postmap's."""
     from fastpost.util import log
@@ -266,7 +273,7 @@ def _main(tool: Tool, argv: list[str]) -> int:
     flags = parse_flags(opts)
     if not args:
         tool.fatal(USAGE.format(prog=tool.prog))
-    tool.cfg = Config(config_dir)
+    tool.cfg = load_config(tool, config_dir)
     init_logging(tool.cfg, "postmap")
     if query is not None:
         tables = [tool.open(a, flags) for a in args]

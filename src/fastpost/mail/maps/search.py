@@ -33,7 +33,7 @@ address maps (canonical, virtual, generic, relocated, *_bcc: MA_FIND_DEFAULT):
 transport maps:
   ``user+ext@domain``, ``user@domain``, ``domain``, parents as ``.parent`` (or bare when
   ``transport_maps`` is in parent_domain_matches_subdomains), then ``*``
-  (access, virtual and transport orders are checked against C Postfix in
+  (access, virtual, transport and alias orders are checked against C Postfix in
   tests/unit/mail/maps/test_search_vs_postfix.py)
 aliases:
   ``user+ext``, then ``user`` (both whole keys: aliases may be regexp tables)

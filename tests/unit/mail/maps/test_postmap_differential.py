@@ -138,7 +138,8 @@ def test_delete_and_incremental(tmp_path):
 
 
 def test_usage_errors(tmp_path):
-    for args in (["-Z"], [], ["-q", "a", "-s", "lmdb:x"], ["-q", "a", "lmdb:missing"]):
+    for args in (["-Z"], [], ["-q", "a", "-s", "lmdb:x"], ["-q", "a", "lmdb:missing"],
+                 ["-c", str(tmp_path / "nothere"), "-q", "x", "inline:{x=y}"]):
         ours = fastpost_map(*args, cwd=tmp_path)
         theirs = postmap(*args, cwd=tmp_path)
         assert (ours.stdout, ours.returncode) == (theirs.stdout, theirs.returncode), args

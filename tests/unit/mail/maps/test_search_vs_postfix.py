@@ -33,7 +33,8 @@ def _free_port() -> int:
 
 
 class PrivatePostfix:
-    def __init__(self, extra_main: str):
+    def __init__(self, extra_main: str, local: bool = False):
+        """``local``: extra_main sets mydestination itself."""
         self.dir = tempfile.mkdtemp(prefix="fastpost-tables-pfx-")
         os.chmod(self.dir, 0o755)          # the postfix user walks into data/ and spool/
         self.etc = os.path.join(self.dir, "etc")
@@ -48,7 +49,7 @@ queue_directory = {self.dir}/spool
 data_directory = {self.dir}/data
 mail_owner = postfix
 myhostname = pfx.example.test
-mydestination =
+{"" if local else "mydestination ="}
 inet_interfaces = 127.0.0.1
 inet_protocols = all
 maillog_file = {self.dir}/maillog
@@ -70,6 +71,7 @@ smtpd_delay_reject = no
         self.build([("placeholder.invalid", "nobody@nowhere.invalid")], "virtual")
         self.build([("placeholder.invalid", "discard:never")], "transport")
         self.build([("placeholder.invalid", "OK")], "client")
+        self.build_aliases([("placeholder", "nobody@nowhere.invalid")])
         started = subprocess.run(["postfix", "-c", self.etc, "start"], capture_output=True,
                                  text=True)
         if started.returncode != 0:
@@ -94,6 +96,13 @@ smtpd_delay_reject = no
         # mtime granularity: make sure a changed table looks changed to the daemons
         os.utime(table + ".lmdb", (time.time() + 1, time.time() + 1))
 
+    def build_aliases(self, pairs) -> None:
+        table = os.path.join(self.dir, "aliases")
+        with open(table, "w") as fh:
+            fh.writelines(f"{k}: {v}\n" for k, v in pairs)
+        subprocess.run(["postalias", f"lmdb:{table}"], check=True, capture_output=True)
+        os.utime(table + ".lmdb", (time.time() + 1, time.time() + 1))
+
     def reload(self) -> None:
         """Restart the long-running daemons (trivial-rewrite, qmgr cache routes)."""
         subprocess.run(["postfix", "-c", self.etc, "reload"], check=True, capture_output=True)
@@ -106,8 +115,11 @@ smtpd_delay_reject = no
     def deliver_line(self, rcpt: str) -> str:
         """Send one message to rcpt; return the discard transport's log line."""
         marker = f"to=<{rcpt}>"        # to=<...> when unchanged, orig_to=<...> when rewritten
-        with open(os.path.join(self.dir, "maillog"), errors="replace") as fh:
-            seen = fh.read().count(marker)
+        def delivered() -> list[str]:
+            with open(os.path.join(self.dir, "maillog"), errors="replace") as fh:
+                return [x for x in fh if marker in x and "/discard[" in x]
+
+        seen = len(delivered())
         with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
             f = s.makefile("rwb")
             for line in (None, "HELO client.example", "MAIL FROM:<sender@client.example>",
@@ -122,12 +134,13 @@ smtpd_delay_reject = no
                 assert got[:1] in "23", (line, got)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            with open(os.path.join(self.dir, "maillog"), errors="replace") as fh:
-                lines = [x for x in fh if marker in x and "discard" in x]
+            lines = delivered()
             if len(lines) > seen:
                 return lines[-1]
             time.sleep(0.05)
-        raise AssertionError(f"no delivery of {rcpt} logged")
+        with open(os.path.join(self.dir, "maillog"), errors="replace") as fh:
+            tail = fh.readlines()[-8:]
+        raise AssertionError(f"no delivery of {rcpt} logged; log ends:\n" + "".join(tail))
 
     def dialog(self, helo: str, sender: str | None, xclient: str | None = None) -> str:
         """Return the reply to HELO (or to MAIL FROM when sender is given)."""
@@ -182,7 +195,7 @@ def postfix():
         "mydestination = local.example\nlocal_recipient_maps =\n"
         "virtual_alias_maps = lmdb:$queue_directory/../virtual\n"
         "transport_maps = lmdb:$queue_directory/../transport\n"
-        "default_transport = discard\nlocal_transport = discard\n")
+        "default_transport = discard\nlocal_transport = discard\n", local=True)
     yield pfx
     pfx.stop()
 
@@ -268,3 +281,29 @@ def test_transport_order_matches_postfix(postfix, address):
         line = postfix.deliver_line(address)
         assert f"status=sent (k{i})" in line, (keys, i, line)
     postfix.build([("placeholder.invalid", "discard:never")], "transport")
+
+
+@pytest.fixture(scope="module")
+def postfix_local():
+    if os.geteuid() != 0:
+        pytest.skip("a private Postfix needs root (CI runs as root)")
+    pfx = PrivatePostfix(
+        "recipient_delimiter = +\nmydestination = local.example\nlocal_recipient_maps =\n"
+        "alias_maps = lmdb:$queue_directory/../aliases\n"
+        "alias_database = lmdb:$queue_directory/../aliases\n"
+        "default_transport = discard\n", local=True)
+    yield pfx
+    pfx.stop()
+
+
+@pytest.mark.parametrize("local", ["user+ext", "plain"])
+def test_alias_order_matches_postfix_local(postfix_local, local):
+    """local(8): the alias lookup of ``user+ext`` then ``user``; the forwarded copy
+    reaches the discard transport, which logs the alias target."""
+    keys = [k.key for k in search.alias_keys(local, delimiters="+")]
+    for i in range(len(keys)):
+        postfix_local.build_aliases([(k, f"k{j}@result.example") for j, k in enumerate(keys)
+                                     if j >= i])
+        postfix_local.reload()       # local(8) keeps a changed table until it restarts
+        line = postfix_local.deliver_line(f"{local}@local.example")
+        assert "to=<k%d@result.example>" % i in line, (keys, i, line)
