@@ -20,7 +20,17 @@ Values are stored raw and expanded when read (lazily, recursively):
     $$                           a literal $
 
 Precedence of a value: per-service ``-o name=value`` overrides, then main.cf, then the
-declared default (fastpost.mail.params).
+declared default (fastpost.mail.params). Defaults that depend on the configuration
+itself (myhostname, mydomain, mynetworks: params.DYNAMIC_DEFAULTS) are computed on
+first use; per-transport names such as relay_destination_concurrency_limit resolve to
+their family's default for any transport (params.transport_param). Raw parameters
+(params.RAW_PARAMETERS: forward_path, default_rbl_reply, ...) are returned unexpanded:
+the daemon expands them with its own macros, e.g.
+``cfg.with_overrides({"user": u, "home": h}).expand(cfg.get("forward_path"))``.
+
+Speed: expanded values and computed defaults are cached per Config; with_overrides()
+gives a per-service view that shares the parsed main.cf; the parameter table is built
+once per process. docs/configuration.md has the measured figures.
 
 Diagnostics: ConfigError (file and line when known) for a syntax error, an expansion
 loop, or a value that does not fit its declared type or range. Callers that are daemons
@@ -35,12 +45,25 @@ import re
 from fastpost.mail import params
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_]+")
+#: White space as C's isspace() in the C locale: what Postfix trims around names and
+#: values (a form feed or a non-ASCII character inside a value is part of it).
+C_SPACE = " \t\n\v\f\r"
+_HAS_C_SPACE = re.compile(r"[ \t\n\v\f\r]").search
 _LIST_SPLIT_CHARS = ", \t\r\n"
 _MAX_NESTING = 100
 
 
 class ConfigError(Exception):
     """A configuration problem; str() names the file and line when known."""
+
+
+class ExpansionLoop(ConfigError):
+    """$name expansion that does not end (a refers to b, b to a); ``name`` is the
+    parameter whose expansion ran into it."""
+
+    def __init__(self, where: str, name: str):
+        super().__init__(f'{where}: unreasonable macro call nesting: "{name}"')
+        self.name = name
 
 
 def config_directory(cli_dir: str | None = None) -> str:
@@ -53,46 +76,67 @@ def config_directory(cli_dir: str | None = None) -> str:
     )
 
 
-def read_logical_lines(path: str, text: str | None = None):
+def read_logical_lines(path: str, text: str | None = None, warnings: list | None = None):
     """Yield (line_number, logical_line) from a main.cf-style file.
 
     Comment lines are skipped, also between continuation lines; the line number is
-    that of the first physical line.
+    that of the first physical line. A continuation line with nothing before it to
+    continue is skipped (with its own continuations), as Postfix does; ``warnings``,
+    when given, receives a message for it.
     """
     if text is None:
-        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+        # newline="": a stray \r stays in its line (and is trimmed as white space)
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
             text = fh.read()
     current: list[str] = []
     start = 0
-    for number, raw in enumerate(text.splitlines(), 1):
-        stripped = raw.strip()
+    orphan = False
+    for number, raw in enumerate(text.split("\n"), 1):
+        stripped = raw.strip(C_SPACE)
         if not stripped or stripped.startswith("#"):
             continue
         if raw[0] in " \t":
             if current:
                 current.append(stripped)
                 continue
-            # Postfix: a continuation with nothing to continue starts a line.
+            if not orphan and warnings is not None:
+                shown = raw if len(raw) <= 30 else raw[:30] + "..."
+                warnings.append(f'{path}: logical line must not start with whitespace: "{shown}"')
+            orphan = True
+            continue
+        orphan = False
         if current:
             yield start, " ".join(current)
-        current = [raw.rstrip()]
+        current = [raw.rstrip(C_SPACE)]
         start = number
     if current:
         yield start, " ".join(current)
 
 
-def parse_main_cf(path: str, text: str | None = None) -> tuple[dict[str, str], dict[str, int]]:
-    """Return ({name: raw value}, {name: line number}) of a main.cf file."""
+def parse_main_cf(
+    path: str, text: str | None = None, duplicates: list | None = None,
+    warnings: list | None = None,
+) -> tuple[dict[str, str], dict[str, int]]:
+    """Return ({name: raw value}, {name: line number}) of a main.cf file.
+
+    ``duplicates``, when given, receives (line, name, earlier value) for each
+    definition that overrides an earlier one; ``warnings`` the text of each
+    line that was skipped.
+    """
     values: dict[str, str] = {}
     lines: dict[str, int] = {}
-    for number, line in read_logical_lines(path, text):
+    for number, line in read_logical_lines(path, text, warnings):
         name, eq, value = line.partition("=")
-        name = name.strip()
-        if not eq:
-            raise ConfigError(f'{path}, line {number}: missing \'=\' after attribute name: "{name}"')
-        if not name or not _NAME_RE.fullmatch(name):
-            raise ConfigError(f'{path}, line {number}: bad parameter name: "{name}"')
-        values[name] = value.strip()
+        name = name.strip(C_SPACE)
+        # Any word is a name (scalemail-backend_time_limit has a dash); only $name
+        # references are restricted to letters, digits and "_".
+        if not eq or _HAS_C_SPACE(name):
+            raise ConfigError(f'{path}, line {number}: missing \'=\' after attribute name: "{line}"')
+        if not name:
+            raise ConfigError(f'{path}, line {number}: missing attribute name: "{line}"')
+        if duplicates is not None and name in values:
+            duplicates.append((number, name, values[name]))
+        values[name] = value.strip(C_SPACE)
         lines[name] = number
     return values, lines
 
@@ -154,7 +198,7 @@ def _compare(left: str, op: str, right: str, where: str) -> bool:
         if a is None or b is None:
             raise ConfigError(f"{where}: bad compatibility level in {left!r} {op} {right!r}")
         op = op[: -len("level")]
-    elif left.strip().isdigit() and right.strip().isdigit():
+    elif left.isascii() and right.isascii() and left.isdigit() and right.isdigit():
         a, b = int(left), int(right)
     else:
         a, b = left, right
@@ -187,14 +231,23 @@ class Config:
     ):
         self.config_dir = config_directory(config_dir)
         self.path = os.path.join(self.config_dir, "main.cf")
+        #: (line, name, earlier value) of each definition that overrides an earlier one
+        self.duplicates: list[tuple[int, str, str]] = []
+        #: problems that did not stop the parse (a line skipped), postconf's wording
+        self.warnings: list[str] = []
         if text is not None:
-            self.values, self.lines = parse_main_cf(self.path, text)
+            self.values, self.lines = parse_main_cf(self.path, text, self.duplicates,
+                                                    self.warnings)
         elif os.path.exists(self.path):
-            self.values, self.lines = parse_main_cf(self.path)
+            self.values, self.lines = parse_main_cf(self.path, None, self.duplicates,
+                                                    self.warnings)
         else:
             self.values, self.lines = {}, {}
         self.overrides = dict(overrides or {})
+        #: name -> where an override comes from ("FILE, line N"), when known
+        self.override_origins: dict[str, str] = {}
         self._cache: dict[str, str] = {}
+        self._dynamic_cache: dict[str, str] = {}
         #: Names whose expansion referred to an undefined parameter (postconf warns).
         self.undefined: set[str] = set()
 
@@ -208,8 +261,21 @@ class Config:
             return self.values[name]
         if name == "config_directory":
             return self.config_dir
-        decl = params.lookup(name)
+        dynamic = params.DYNAMIC_DEFAULTS.get(name)
+        if dynamic is not None:
+            return self._dynamic(name, dynamic)
+        decl = params.lookup(name) or params.transport_param(name)
         return decl.default if decl is not None else None
+
+    def _dynamic(self, name: str, compute) -> str:
+        value = self._dynamic_cache.get(name)
+        if value is None:
+            try:
+                value = compute(self)
+            except (ValueError, OSError) as exc:
+                raise ConfigError(f"default value of {name}: {exc}") from None
+            self._dynamic_cache[name] = value
+        return value
 
     def is_set(self, name: str) -> bool:
         """Return True when main.cf or an override sets name explicitly."""
@@ -219,11 +285,36 @@ class Config:
         """Apply a ``-o name=value`` override (also after construction)."""
         self.overrides[name] = value
         self._cache.clear()
+        self._dynamic_cache.clear()
+
+    def with_overrides(self, overrides: dict[str, str], origin: str | None = None) -> "Config":
+        """Return a copy of this configuration with more overrides on top.
+
+        The main.cf values are shared, not re-read: cheap enough to make one per
+        master.cf service (its ``-o`` options, service_name). ``origin`` (e.g.
+        "/etc/fastpost/master.cf, line 12") is what where() then says for them.
+        """
+        other = object.__new__(Config)
+        other.config_dir = self.config_dir
+        other.path = self.path
+        other.values = self.values
+        other.lines = self.lines
+        other.duplicates = self.duplicates
+        other.warnings = self.warnings
+        other.overrides = {**self.overrides, **overrides}
+        other.override_origins = dict(self.override_origins)
+        if origin is not None:
+            other.override_origins.update({name: origin for name in overrides})
+        other._cache = {}
+        other._dynamic_cache = {}
+        other.undefined = set()
+        return other
 
     def where(self, name: str) -> str:
         """Return 'FILE, line N' for a main.cf parameter, or a description of its origin."""
         if name in self.overrides:
-            return f"-o {name}"
+            origin = self.override_origins.get(name)
+            return f"{origin}: -o {name}" if origin else f"-o {name}"
         if name in self.lines:
             return f"{self.path}, line {self.lines[name]}"
         return f"default value of {name}"
@@ -239,6 +330,8 @@ class Config:
         if raw is None:
             self.undefined.add(name)
             return ""
+        if name in params.RAW_PARAMETERS:
+            return raw  # the daemon expands it with its own macros ($user, $rbl_code...)
         value = self.expand(raw, _where=self.where(name), _stack=(name,))
         self._cache[name] = value
         return value
@@ -248,7 +341,7 @@ class Config:
         if "$" not in text:
             return text
         if len(_stack) > _MAX_NESTING:
-            raise ConfigError(f'{_where}: unreasonable macro call nesting: "{_stack[0]}"')
+            raise ExpansionLoop(_where, _stack[0])
         out: list[str] = []
         i, n = 0, len(text)
         while i < n:
@@ -259,8 +352,7 @@ class Config:
             out.append(text[i:j])
             i = j + 1
             if i >= n:
-                out.append("$")
-                break
+                raise ConfigError(f'{_where}: empty macro name: "{text}"')
             c = text[i]
             if c == "$":
                 out.append("$")
@@ -269,60 +361,96 @@ class Config:
                 close_c = "}" if c == "{" else ")"
                 end = _find_close(text, i, c, close_c)
                 if end < 0:
-                    raise ConfigError(f"{_where}: missing '{close_c}' in {text!r}")
+                    raise ConfigError(f'{_where}: truncated macro reference: "{text}"')
                 out.append(self._expand_braced(text[i + 1 : end], _where, _stack))
                 i = end + 1
             else:
                 m = _NAME_RE.match(text, i)
                 if not m:
-                    out.append("$")
-                    continue
+                    raise ConfigError(f'{_where}: empty macro name: "{text}"')
                 out.append(self._value_of(m.group(), _where, _stack))
                 i = m.end()
         return "".join(out)
 
     def _value_of(self, name: str, where: str, stack: tuple) -> str:
+        cached = self._cache.get(name)
+        if cached is not None:
+            return cached
         if name in stack:
-            raise ConfigError(f'{where}: unreasonable macro call nesting: "{stack[0]}"')
+            raise ExpansionLoop(where, stack[0])
         raw = self.raw(name)
         if raw is None:
             self.undefined.add(name)
             return ""
-        return self.expand(raw, _where=where, _stack=stack + (name,))
+        value = self.expand(raw, _where=where, _stack=stack + (name,))
+        self._cache[name] = value
+        return value
 
     def _expand_braced(self, inner: str, where: str, stack: tuple) -> str:
-        """Expand the text between ${ and } (or $( and ))."""
-        if inner.startswith("{"):
-            return self._expand_compare(inner, where, stack)
-        m = _NAME_RE.match(inner)
-        if not m:
-            raise ConfigError(f"{where}: bad macro name in ${{{inner}}}")
-        name = m.group()
-        rest = inner[m.end() :]
+        """Expand the text between ${ and } (or $( and )).
+
+        White space around the name is ignored. ``?`` and ``:`` take either the rest
+        of the text (trimmed) or a ``{...}`` group; ``?{t}:{f}`` (or ``?{t}:f``) gives
+        both branches. Text after a closing group is an error, as in Postfix.
+        """
+        body = inner.lstrip()
+        if body.startswith("{"):
+            return self._expand_compare(body, where, stack)
+        m = _NAME_RE.match(body)
+        name = m.group() if m else ""
+        rest = body[len(name):].lstrip()
         if not rest:
+            if not name:
+                raise ConfigError(f'{where}: empty macro name: "${{{inner}}}"')
             return self._value_of(name, where, stack)
         op, rest = rest[0], rest[1:]
         if op not in "?:":
-            raise ConfigError(f"{where}: bad macro expression ${{{inner}}}")
-        raw = self.raw(name)
+            raise ConfigError(f'{where}: attribute name syntax error at: "{body}"')
+        raw = self.raw(name) if name else None
         if raw is None:
             self.undefined.add(name)
-        present = bool(raw)
-        if op == "?" and rest.startswith("{"):
-            t_end = _find_close(rest, 0, "{", "}")
-            if t_end >= 0 and rest[t_end + 1 :].lstrip().startswith(":"):
-                true_text = rest[1:t_end]
-                false_part = rest[t_end + 1 :].lstrip()[1:].strip()
-                false_text = strip_braces(false_part) if false_part.startswith("{") else false_part
-                chosen = true_text if present else false_text
-                return self.expand(chosen, _where=where, _stack=stack)
-        text = strip_braces(rest) if rest.startswith("{") and rest.endswith("}") else rest
-        if (op == "?") == present:
-            return self.expand(text, _where=where, _stack=stack)
-        return ""
+        true_text, false_text = self._branches(op, rest, where, inner)
+        chosen = true_text if raw else false_text
+        return self.expand(chosen, _where=where, _stack=stack)
+
+    @staticmethod
+    def _branches(op: str, rest: str, where: str, inner: str) -> tuple[str, str]:
+        """Return (text if true, text if false) of the part after ``?`` or ``:``."""
+
+        def group(text: str) -> tuple[str, str]:
+            end = _find_close(text, 0, "{", "}")
+            if end < 0:
+                raise ConfigError(f'{where}: truncated macro reference: "${{{inner}}}"')
+            return text[1:end].strip(), text[end + 1 :].lstrip()
+
+        def unexpected(text: str) -> ConfigError:
+            return ConfigError(f'{where}: unexpected input at: "{text}" in "${{{inner}}}"')
+
+        rest = rest.lstrip()
+        if op == ":":
+            if rest.startswith("{"):
+                text, after = group(rest)
+                if after:
+                    raise unexpected(after)
+                return "", text
+            return "", rest.strip()
+        if not rest.startswith("{"):
+            return rest.strip(), ""
+        true_text, after = group(rest)
+        if not after:
+            return true_text, ""
+        if after[0] != ":":
+            raise unexpected(after)
+        after = after[1:].lstrip()
+        if not after.startswith("{"):
+            return true_text, after.strip()
+        false_text, tail = group(after)
+        if tail:
+            raise unexpected(tail)
+        return true_text, false_text
 
     def _expand_compare(self, inner: str, where: str, stack: tuple) -> str:
-        """Expand ${{a} OP {b} ? {t} : {f}}."""
+        """Expand ${{a} OP {b} ? {t} : {f}} (the ``?`` part may be left out)."""
         pos = 0
 
         def take_group() -> str:
@@ -330,35 +458,29 @@ class Config:
             while pos < len(inner) and inner[pos].isspace():
                 pos += 1
             if pos >= len(inner) or inner[pos] != "{":
-                raise ConfigError(f"{where}: bad conditional expression ${{{inner}}}")
+                raise ConfigError(f'{where}: "{{" expected at: "{inner[pos:]}" in "${{{inner}}}"')
             end = _find_close(inner, pos, "{", "}")
             if end < 0:
-                raise ConfigError(f"{where}: missing '}}' in ${{{inner}}}")
+                raise ConfigError(f'{where}: truncated macro reference: "${{{inner}}}"')
             group = inner[pos + 1 : end]
             pos = end + 1
             return group
 
-        def expect(token: str) -> None:
-            nonlocal pos
-            while pos < len(inner) and inner[pos].isspace():
-                pos += 1
-            if not inner.startswith(token, pos):
-                raise ConfigError(f"{where}: expected '{token}' in ${{{inner}}}")
-            pos += len(token)
-
         left = self.expand(take_group(), _where=where, _stack=stack)
         m = _COMPARE_RE.match(inner, pos)
         if not m:
-            raise ConfigError(f"{where}: bad comparison operator in ${{{inner}}}")
+            raise ConfigError(
+                f'{where}: "==" or "!=" or "<" or "<=" or ">=" or ">" expected at: '
+                f'"{inner[pos:].strip()}" in "${{{inner}}}"')
         op = m.group(1) + (m.group(2) or "")
         pos = m.end()
         right = self.expand(take_group(), _where=where, _stack=stack)
-        expect("?")
-        true_text = take_group()
-        expect(":")
-        false_text = take_group()
-        if inner[pos:].strip():
-            raise ConfigError(f"{where}: unexpected text after conditional in ${{{inner}}}")
+        tail = inner[pos:].lstrip()
+        if not tail:
+            return ""
+        if tail[0] != "?":
+            raise ConfigError(f'{where}: unexpected input at: "{tail}" in "${{{inner}}}"')
+        true_text, false_text = self._branches("?", tail[1:], where, inner)
         chosen = true_text if _compare(left, op, right, where) else false_text
         return self.expand(chosen, _where=where, _stack=stack)
 

@@ -45,7 +45,17 @@ def test_missing_equals_names_file_and_line():
         ("${{10} < {9} ? {lt} : {ge}}", "ge"),
         ("${{a} != {b} ? {ne} : {eq}}", "ne"),
         ("$a$a", "AA"),
-        ("x$", "x$"),
+        ("${ a }", "A"),
+        ("${a ? {x} : {y} }", "x"),
+        ("${a?{x}:y z}", "x"),
+        ("${nothere?{x}:y z}", "y z"),
+        ("${a?x : y}", "x : y"),
+        ("${:dflt}", "dflt"),
+        ("${{a} == {a} ? {t}}", "t"),
+        ("${{a} == {b} ? {t}}", ""),
+        ("${{a} == {b}}", ""),
+        ("${{a} == {b} ? {t} : f g}", "f g"),
+        ("${{ 10} < {9} ? {lt} : {ge}}", "lt"),  # not both numbers: compared as text
     ],
 )
 def test_expansion(text, expected):
@@ -99,3 +109,19 @@ def test_parse_time():
     assert parse_time("1d", "s") == 86400
     assert parse_time("x") is None
     assert parse_time("-1") is None
+
+
+@pytest.mark.parametrize("text,message", [
+    ("x$", "empty macro name"),
+    ("a$%b", "empty macro name"),
+    ("${}", "empty macro name"),
+    ("${a", "truncated macro reference"),
+    ("${a!x}", "attribute name syntax error"),
+    ("${a?{x}:{y}z}", "unexpected input"),
+    ("${{a} ~ {b} ? {c} : {d}}", "expected"),
+    ("${{a} == {b} ? {c} : {d} extra}", "unexpected input"),
+    ("${{3.6} <level {x} ? {c} : {d}}", "compatibility level"),
+])
+def test_expansion_errors_as_postfix(text, message):
+    with pytest.raises(ConfigError, match=message):
+        cfg("a = A\n").expand(text)
