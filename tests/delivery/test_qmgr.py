@@ -429,3 +429,16 @@ def test_postmaster_copy_of_bounces(fastpost_instance, tmp_path):
         "double-bounce@")]) == 2 and d.messages(), what="two notices")
     senders = sorted(m.sender for m in notices)
     assert senders == ["", "double-bounce@test.localdomain"]
+
+
+def test_agent_crash_suspends_the_transport_for_a_while(fastpost_instance, tmp_path):
+    d = DeliveryInstance(fastpost_instance, tmp_path, main_cf={"transport_retry_time": "2s"})
+    d.rules([{"rcpt": "^boom@", "crash": True}])
+    (boom,) = d.inject([{"rcpts": ["boom@remote.example"]}])
+    d.wait_log(rf"{boom}: to=<boom@remote.example>, relay=none, .*dsn=4.3.0, status=deferred "
+               r"\(unknown mail transport error\)")
+    d.wait_log(r"warning: transport smtp: ")
+    (ok,) = d.inject([{"rcpts": ["fine@remote.example"]}])
+    d.wait_gone([ok], timeout=60)  # after transport_retry_time the transport works again
+    assert d.info(boom).state_name == "deferred"
+    assert "exit status 3" in d.log()  # the master saw the agent die

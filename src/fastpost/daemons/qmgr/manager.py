@@ -336,8 +336,16 @@ class Qmgr:
                 if need & {"deferred", "all"}:
                     states.append(ix.DEFERRED)
                 until = None if "all" in need else time.time()
-                batch, more = await self.thread.call(
-                    _activate, states, until, min(room, FEED_BATCH), frozenset(self.messages))
+                try:
+                    batch, more = await self.thread.call(
+                        _activate, states, until, min(room, FEED_BATCH), frozenset(self.messages))
+                except Exception as exc:  # noqa: BLE001 - a store problem must not stop qmgr
+                    from fastpost.server.lifecycle import describe_exception
+
+                    log.warn("cannot read the queue: %s; trying again in 5s", describe_exception(exc))
+                    self.need |= need
+                    await asyncio.sleep(5)
+                    continue
                 now = time.time()
                 for info, env, had_bounce, had_trace in batch:
                     self._admit(info, env, had_bounce, had_trace, now, "all" in need)
@@ -592,6 +600,12 @@ class Qmgr:
         except (ipc.IPCError, ValueError) as exc:
             broken = True
             failure = ("4.3.0", "unknown mail transport error", f"transport {t.name}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - e.g. a request that does not encode
+            from fastpost.server.lifecycle import describe_exception
+
+            broken = True
+            failure = ("4.3.0", "unknown mail transport error",
+                       f"{msg.queue_id}: transport {t.name}: {describe_exception(exc)}")
         finally:
             t.finished(entry)
             if broken:
@@ -743,6 +757,18 @@ class Qmgr:
         return next_retry(now, msg.env.arrival, self.min_backoff, self.max_backoff, self.jitter)
 
     async def _finish(self, msg: Message) -> None:
+        try:
+            await self._finish_message(msg)
+        except Exception as exc:  # noqa: BLE001 - never leave a message stuck in core
+            from fastpost.server.lifecycle import describe_exception
+
+            log.error("%s: %s; message deferred", msg.queue_id, describe_exception(exc))
+            qid, when = msg.queue_id, self._backoff(msg, time.time())
+            self.thread.edit(lambda ed: ed.get(qid) is not None and ed.get(qid).state == ix.ACTIVE
+                             and ed.set_state(qid, ix.DEFERRED, next_retry=when))
+            self._leave(msg)
+
+    async def _finish_message(self, msg: Message) -> None:
         qid = msg.queue_id
         now = time.time()
         deferred = bool(msg.deferred)
