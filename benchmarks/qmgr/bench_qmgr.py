@@ -2,13 +2,17 @@
 """qmgr: scheduling decisions per second, and CPU per message through a real qmgr.
 
     .venv/bin/python benchmarks/qmgr/bench_qmgr.py [--messages N] [--rounds R]
-        [--only scheduler|fastpost|postfix] [--rcpts 1,10] [--workdir /var/tmp]
+        [--only scheduler|resolver|fastpost|postfix] [--rcpts 1,10] [--workdir /var/tmp]
 
 1. **scheduler** — fastpost.daemons.qmgr.scheduler alone (no I/O): entries queued for
    many messages over many destinations, then started, finished and given feedback one
    by one, as qmgr does. Printed: scheduling decisions (entries started) per second, for
    100,000 one-recipient messages over 1,000 destinations, and for one 10,000-entry
    list interleaved with 10,000 small messages.
+
+   **resolver** — fastpost.mail.resolve.Resolver alone (what trivial-rewrite does per
+   request): resolves per second for remote and local addresses, with a texthash
+   transport map of 1,000 domains, and the client cache's hit path (resolve_cached).
 
 2. **fastpost** and **postfix** — the same flow through each MTA's real qmgr, with
    every recipient going to the ``discard`` agent: N messages are put on hold (fastpost:
@@ -80,6 +84,39 @@ def bench_scheduler(messages: int, destinations: int, big: int = 0) -> float:
     elapsed = time.perf_counter() - start
     assert done == messages + big, (done, messages, big)
     return done / elapsed
+
+
+def bench_resolver(n: int = 20000) -> dict:
+    from fastpost.mail.config import Config
+    from fastpost.mail.resolve import Resolved, Resolver
+    from fastpost.mail.rewrite_clnt import _Cache
+
+    d = tempfile.mkdtemp(prefix="fp-resolve-")
+    try:
+        with open(f"{d}/transport", "w") as fh:
+            fh.writelines(f"t{i}.example  relay:[nh{i}.example]\n" for i in range(1000))
+        cfg = Config(d, text=f"compatibility_level = 3.6\nmyhostname = h.example\n"
+                             f"relayhost = [smart.example]\ntransport_maps = texthash:{d}/transport\n")
+        r = Resolver(cfg)
+        out = {}
+        for label, addrs in (("remote", [f"u{i}@d{i % 500}.example" for i in range(n)]),
+                             ("transport map hit", [f"u{i}@t{i % 1000}.example" for i in range(n)]),
+                             ("local", [f"u{i}@h.example" for i in range(n)])):
+            start = time.perf_counter()
+            for a in addrs:
+                r.resolve("s@example.org", a)
+            out[label] = n / (time.perf_counter() - start)
+        cache = _Cache(10000, 60)
+        keys = [("resolve", None, f"u{i % 5000}@d.example") for i in range(n)]
+        for k in keys[:5000]:
+            cache.put(k, Resolved("smtp", "d.example", k[2], 4096))
+        start = time.perf_counter()
+        for k in keys:
+            cache.get(k)
+        out["client cache hit"] = n / (time.perf_counter() - start)
+        return out
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 # -- process CPU -------------------------------------------------------------------------------
@@ -352,7 +389,7 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=5000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rcpts", default="1,10")
-    ap.add_argument("--only", choices=("scheduler", "fastpost", "postfix"))
+    ap.add_argument("--only", choices=("scheduler", "resolver", "fastpost", "postfix"))
     ap.add_argument("--workdir", default="/var/tmp")
     ap.add_argument("--json", action="store_true", help="also print the raw figures as JSON")
     args = ap.parse_args()
@@ -366,6 +403,12 @@ def main() -> int:
             rates = [bench_scheduler(**kw) for _ in range(args.rounds)]
             raw[label] = rates
             print(f"{label:46} {statistics.median(rates):12,.0f}")
+    if args.only in (None, "resolver"):
+        runs = [bench_resolver() for _ in range(args.rounds)]
+        print(f"\n{'resolver alone':46} {'resolves/s':>12}")
+        for label in runs[0]:
+            raw[f"resolve {label}"] = [r[label] for r in runs]
+            print(f"{label:46} {statistics.median(r[label] for r in runs):12,.0f}")
     mtas = [m for m in ("postfix", "fastpost") if args.only in (None, m)]
     if "postfix" in mtas and (os.geteuid() != 0 or not shutil.which("smtp-source")):
         print("postfix: skipped (needs root and Debian's postfix package)")
