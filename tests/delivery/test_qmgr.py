@@ -442,3 +442,14 @@ def test_agent_crash_suspends_the_transport_for_a_while(fastpost_instance, tmp_p
     d.wait_gone([ok], timeout=60)  # after transport_retry_time the transport works again
     assert d.info(boom).state_name == "deferred"
     assert "exit status 3" in d.log()  # the master saw the agent die
+
+
+def test_reload_lets_deliveries_in_flight_finish(fastpost_instance, tmp_path):
+    d = DeliveryInstance(fastpost_instance, tmp_path)
+    d.rules([{"delay": 1.0}])
+    ids = d.inject([{"rcpts": [f"u@d{i}.example"]} for i in range(8)])
+    d.wait(lambda: d.log().count("(queue active)") == 8, what="all active")
+    d.inst.reload()  # the old qmgr retires: it lets the eight deliveries finish first
+    d.wait_gone(ids, timeout=60)
+    sent = [a["queue_id"] for a in d.attempts()]
+    assert sorted(sent) == sorted(ids)  # each once: nothing delivered again by the new qmgr

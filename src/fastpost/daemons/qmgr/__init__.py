@@ -13,8 +13,10 @@ transports. cleanup sends ``I`` after each committed batch, ``fastpost flush`` s
 
 pre_init (before chroot) reads master.cf for each delivery service's process limit;
 post_init opens the queue store (relative to the queue directory, so chrooted or
-not), moves the active queue back to incoming and starts feeding. on_exit lets the
-store thread commit what is queued.
+not), moves the active queue back to incoming and starts feeding. on_exit (reload,
+stop) lets deliveries in flight finish and be recorded (up to 10 s), lets the store
+thread commit what is queued, and leaves a trigger so that the master starts the next
+qmgr at once after a reload.
 
 Parameters: see manager.py and scheduler.py.
 Diagnostics: fatal when the queue store cannot be opened or master.cf cannot be read;
@@ -24,7 +26,7 @@ warnings for everything it works around (see manager.py).
 from __future__ import annotations
 
 from fastpost.daemons.qmgr.manager import Qmgr
-from fastpost.mail import mastercf
+from fastpost.mail import ipc, mastercf
 from fastpost.mail.queue import QueueSettings, QueueStore
 from fastpost.server import trigger_server_main
 
@@ -74,6 +76,12 @@ async def on_exit(ctx) -> None:
         await state.qmgr.stop()
     if state.store is not None:
         state.store.close()
+    # A reload retires this process: a trigger left in the master's socket makes it start
+    # the next qmgr as soon as this one is gone (it recovers what was left active).
+    try:
+        await ipc.async_mail_trigger(".", str(ctx.cfg.get("queue_service_name")), b"I", timeout=1)
+    except ipc.IPCError:
+        pass  # the mail system is stopping
 
 
 def main(argv):

@@ -251,6 +251,7 @@ class Qmgr:
         self.timer_handle = None
         self.dead_timers: dict = {}
         self.tasks: set = set()
+        self.feeder = None
         self.stopping = False
         self.stats = {"activated": 0, "deliveries": 0, "removed": 0, "deferred": 0,
                       "expired": 0, "notices": 0}
@@ -262,7 +263,7 @@ class Qmgr:
         if moved:
             log.info("recovered %d message(s) from the active queue", moved)
         self.need |= {"incoming", "deferred"}
-        self._spawn(self._feeder())
+        self.feeder = self._spawn(self._feeder())
         self.loop.call_later(self.queue_run_delay, self._queue_run)
 
     def _queue_run(self) -> None:
@@ -287,8 +288,16 @@ class Qmgr:
         self.need.add(what)
         self.feed_event.set()
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop feeding and starting deliveries; let those in flight finish and be
+        recorded (up to ``grace`` seconds), so a reload or stop does not deliver them twice."""
         self.stopping = True
+        deadline = self.loop.time() + grace
+        while self.tasks and self.loop.time() < deadline:
+            busy = [t for t in self.tasks if t is not self.feeder]
+            if not busy:
+                break
+            await asyncio.wait(busy, timeout=max(0.0, deadline - self.loop.time()))
         for t in list(self.tasks):
             t.cancel()
         await self.thread.flush()
