@@ -453,3 +453,25 @@ def test_reload_lets_deliveries_in_flight_finish(fastpost_instance, tmp_path):
     d.wait_gone(ids, timeout=60)
     sent = [a["queue_id"] for a in d.attempts()]
     assert sorted(sent) == sorted(ids)  # each once: nothing delivered again by the new qmgr
+
+
+def test_chrooted_unprivileged_daemons(fastpost_instance, tmp_path):
+    from conftest import need_root
+
+    need_root()
+    d = DeliveryInstance(fastpost_instance, tmp_path, start=False, main_cf={
+        "transport_maps": "inline:{{err.example=error:5.1.2 nope}}"})
+    # every delivery-side service chrooted into the queue directory, as mail_owner
+    chrooted = "".join(
+        " ".join(line.split()[:4] + ["y"] + line.split()[5:]) + "\n"
+        for line in (d.inst.etc / "master.cf").read_text().splitlines())
+    d.inst.write_master_cf(chrooted)
+    d.inst.start()
+    d.rules([KEEP_NOTICES])
+    ok, err = d.inject([{"rcpts": ["x@remote.example"]},
+                        {"sender": "alice@example.org", "rcpts": ["y@err.example"]}])
+    d.wait_gone([ok, err])
+    n, msg = notice_of(d)
+    assert msg.get_payload()[1].get_payload()[1]["Status"] == "5.1.2"
+    roots = {os.readlink(f"/proc/{p}/root") for p in d.inst.workers()}
+    assert roots == {str(d.inst.queue)}

@@ -60,6 +60,9 @@ from fastpost.mail import ipc
 from fastpost.mail.bounce_log import LogEntry, parse_log
 from fastpost.mail.envelope import read_envelope
 from fastpost.mail.queue import QueueSettings, QueueStore
+from fastpost.mail.queue import builder as _builder  # noqa: F401 - store.committer() imports
+from fastpost.mail.queue import committer as _committer  # noqa: F401 - these lazily: load
+#                                              them in the master, for a chrooted bounce
 from fastpost.mail.queue.message import content_text
 from fastpost.server import multi_server_main
 from fastpost.util import log

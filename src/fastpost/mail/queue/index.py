@@ -41,6 +41,8 @@ import struct
 from dataclasses import dataclass, field
 
 import lmdb
+import lmdb._envid  # noqa: F401 - py-lmdb imports it when an environment opens: load it
+#                     now, in the master, so that a chrooted daemon can open the index
 
 # -- queue states (the codes are stored: never renumber) --------------------------------
 INCOMING = 1
