@@ -475,3 +475,21 @@ def test_chrooted_unprivileged_daemons(fastpost_instance, tmp_path):
     assert msg.get_payload()[1].get_payload()[1]["Status"] == "5.1.2"
     roots = {os.readlink(f"/proc/{p}/root") for p in d.inst.workers()}
     assert roots == {str(d.inst.queue)}
+
+
+def test_recipient_limit_bounds_recipients_in_core(fastpost_instance, tmp_path):
+    import re
+
+    d = DeliveryInstance(fastpost_instance, tmp_path, main_cf={"qmgr_message_recipient_limit": "7"})
+    d.rules([{"delay": 0.1}])
+    ids = d.inject([{"rcpts": [f"u{j}@d{i}.example" for j in range(3)]} for i in range(10)])
+    d.wait_gone(ids, timeout=60)
+    incore = peak = 0
+    for line in d.log().splitlines():
+        m = re.search(r"nrcpt=(\d+) \(queue active\)$", line)
+        if m:
+            incore += int(m.group(1))
+        elif line.endswith(": removed"):
+            incore -= 3
+        peak = max(peak, incore)
+    assert peak == 6  # two messages of three fit under seven; a third would not

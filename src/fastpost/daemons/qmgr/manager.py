@@ -138,22 +138,34 @@ class Message:
         return self.env.sender
 
 
-def _activate(store, states: list, until: float | None, limit: int, skip: frozenset):
-    """Store thread: read due messages of ``states`` and make them active.
+def _activate(store, states: list, until: float | None, limit: int, skip: frozenset,
+              rcpt_room: int = 1 << 62, take_one: bool = True):
+    """Store thread: read due messages of ``states`` and make them active: at most
+    ``limit`` messages, and no more than ``rcpt_room`` live recipients (except that with
+    ``take_one`` the first message is taken whatever its size: nothing else is in core).
 
-    Return ([(info, envelope, had_bounce_log, had_trace_log)], more) where ``more``
-    says the batch was full.
+    Return ([(info, envelope, had_bounce_log, had_trace_log)], more, blocked): ``more``
+    says there may be more to take, ``blocked`` that the recipient room stopped it.
     """
     picked = []
+    rcpts = 0
+    full = False
+    blocked = False
     for state in states:
         limit_t = until if state == ix.DEFERRED else None
         for info in store.due(state, limit_t, batch=FEED_BATCH):
             if info.queue_id in skip:
                 continue
-            picked.append(info)
-            if len(picked) >= limit:
+            live = sum(1 for r in info.recipients if r.status != ix.RCPT_DONE)
+            if (picked or not take_one) and rcpts + live > rcpt_room:
+                full = blocked = True
                 break
-        if len(picked) >= limit:
+            picked.append(info)
+            rcpts += live
+            if len(picked) >= limit:
+                full = True
+                break
+        if full:
             break
     out = []
     for info in picked:
@@ -188,7 +200,7 @@ def _activate(store, states: list, until: float | None, limit: int, skip: frozen
                     ed.clear_log(qid, "defer")
                     item[2] = bool(ed.logs(qid, "bounce"))
                     item[3] = bool(ed.logs(qid, "trace"))
-    return [tuple(i) for i in out if i[0] is not None], len(picked) >= limit
+    return [tuple(i) for i in out if i[0] is not None], full, blocked
 
 
 def next_retry(now: float, arrival: float, min_backoff: float, max_backoff: float,
@@ -338,6 +350,8 @@ class Qmgr:
                 room = self._room()
                 if room <= 0:
                     break  # _leave() sets the event when room comes back
+                if self.messages and self.incore_rcpts >= self.rcpt_limit:
+                    break
                 need, self.need = self.need, set()
                 states = []
                 if need & {"incoming", "all"}:
@@ -346,8 +360,10 @@ class Qmgr:
                     states.append(ix.DEFERRED)
                 until = None if "all" in need else time.time()
                 try:
-                    batch, more = await self.thread.call(
-                        _activate, states, until, min(room, FEED_BATCH), frozenset(self.messages))
+                    rcpt_room = self.rcpt_limit - self.incore_rcpts
+                    batch, more, blocked = await self.thread.call(
+                        _activate, states, until, min(room, FEED_BATCH), frozenset(self.messages),
+                        rcpt_room, not self.messages)
                 except Exception as exc:  # noqa: BLE001 - a store problem must not stop qmgr
                     from fastpost.server.lifecycle import describe_exception
 
@@ -360,6 +376,8 @@ class Qmgr:
                     self._admit(info, env, had_bounce, had_trace, now, "all" in need)
                 if more:
                     self.need |= need
+                if blocked:
+                    break  # no recipient room: _leave() wakes the feeder when there is
 
     def _admit(self, info, env, had_bounce: bool, had_trace: bool, now: float, dfxp: bool) -> None:
         msg = Message(info, env, now, dfxp)
