@@ -18,7 +18,8 @@ of rules, the first match wins:
 
 ATTEMPTS gets one JSON line per recipient answered: queue_id, recipient, orig, nexthop,
 transport, status, dsn, pid, start, end (time.time()), and the request's recipient
-count, so tests can check concurrency, recipient limits and retries.
+count, and qmgr's request_time (when it sent the request), so tests can check
+concurrency, recipient limits, rate delays and retries.
 """
 
 import asyncio
@@ -93,6 +94,7 @@ async def handle(request: D.DeliveryRequest, ctx):
                          "nexthop": request.nexthop, "transport": request.transport,
                          "status": res.status, "dsn": res.dsn, "pid": os.getpid(), "start": start,
                          "end": end, "nrcpt": len(request.recipients), "sender": request.sender,
+                         "request_time": request.request_time,
                          "notify": r.dsn_notify})
              for r, res in zip(request.recipients, results)]
     os.write(state.attempts_fd, ("\n".join(lines) + "\n").encode())
