@@ -261,6 +261,7 @@ class Qmgr:
         self.timers: list[tuple[float, int, object]] = []  # (when, seq, callback)
         self.timer_seq = 0
         self.timer_handle = None
+        self.timer_when = 0.0  # when timer_handle fires (wall clock)
         self.dead_timers: dict = {}
         self.tasks: set = set()
         self.feeder = None
@@ -576,8 +577,6 @@ class Qmgr:
             self.timer_when = self.timers[0][0]
             self.timer_handle = self.loop.call_at(
                 self.loop.time() + max(0.0, self.timer_when - time.time()), self._timer)
-
-    timer_when = 0.0
 
     def _timer(self) -> None:
         self.timer_handle = None
