@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dlv import DeliveryInstance  # noqa: E402
 
@@ -55,6 +54,8 @@ def test_bounce_notice_rfc3464(fastpost_instance, tmp_path):
     n, msg = notice_of(d)
     log_text = d.wait_log(rf"{qid}: sender non-delivery notification: {n.queue_id}")
     assert f"{qid}: removed" in log_text
+    assert (f"{qid}: to=<nouser@remote.example>, orig_to=<NoUser@Remote.Example>, "
+            "relay=mx.remote.example[192.0.2.7]:25, delay=") in log_text
     assert [r.address for r in n.recipients] == ["alice@example.org"]
     assert msg["From"] == "Mail Delivery System <MAILER-DAEMON@test.localdomain>"
     assert msg["To"] == "<alice@example.org>"
