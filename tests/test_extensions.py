@@ -25,6 +25,9 @@ CONSTRUCT = {
     "fastpost.mail.maps._pcre2_c.Pattern": ((b"a(b)c", 0), {}),
     "fastpost.mail.maps._pcre2_c.RuleSet": (([],), {}),
     "fastpost.mail.maps._rules_c.RuleScan": (([],), {}),
+    "fastpost.smtp._lines_c.LineReader": ((2048,), {}),
+    "fastpost.smtp._data_c.DotDecoder": ((10240000,), {}),
+    "fastpost.smtp._data_c.ChunkDecoder": ((10240000,), {}),
 }
 
 

@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "map": "fastpost.cli.postmap:main",
     "alias": "fastpost.cli.postalias:main",
     "newaliases": "fastpost.cli.postalias:newaliases",
+    "tls": "fastpost.cli.tls:main",
 }
 
 #: The postfix(1) verbs, all served by one module.

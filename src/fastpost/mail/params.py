@@ -67,6 +67,8 @@ FASTPOST_DEFAULTS = {
     "smtpd_forbid_bare_newline": ("normalize", "SMTP smuggling defence on by default, as Postfix 3.9+"),
     # So that a banner or Received: header says what actually answered.
     "mail_name": ("fastpost", "the software is fastpost, not Postfix"),
+    # Disconnect clients that pipeline without PIPELINING: Postfix 3.9+ default.
+    "smtpd_forbid_unauth_pipelining": ("yes", "SMTP smuggling/pipelining defence, as Postfix 3.9+"),
 }
 
 

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Micro-benchmark: SMTP kernels and the server core, compiled vs pure-Python reference.
+
+    .venv/bin/python benchmarks/kernels/bench_smtp.py [--seconds S]
+
+Workloads:
+  commands      LineReader.read_command over a pipelined stream of typical commands
+                (EHLO/MAIL/RCPT x3/DATA/RSET lines): commands/s
+  DATA text     DotDecoder over a 1 MiB message of 78-byte lines (a few starting with
+                a dot), fed in 64 KiB reads: MB/s
+  DATA 8bit     the same with long (990-byte) lines of binary-ish text: MB/s
+  BDAT          ChunkDecoder over the same 1 MiB in 64 KiB chunks: MB/s
+  session core  ServerConnection running whole transactions (greeting, EHLO, MAIL,
+                3 RCPT, DATA with a 1 KiB message, QUIT) with canned replies, using the
+                compiled kernels or the references underneath: transactions/s
+Medians of 5 timed rounds; each round runs for about --seconds / 5.
+"""
+
+import argparse
+import statistics
+import sys
+import time
+
+from fastpost.smtp import _data_c, _data_py, _lines_c, _lines_py
+from fastpost.smtp import events as ev
+from fastpost.smtp import replies
+from fastpost.smtp import server as core
+
+
+def rate(fn, seconds: float) -> float:
+    """Return calls per second of fn (median of 5 rounds)."""
+    rounds = []
+    for _ in range(5):
+        n = 0
+        start = time.perf_counter()
+        end = start + seconds / 5
+        while True:
+            fn()
+            n += 1
+            now = time.perf_counter()
+            if now >= end:
+                break
+        rounds.append(n / (now - start))
+    return statistics.median(rounds)
+
+
+COMMANDS = (b"EHLO client.example.org\r\nMAIL FROM:<sender@example.org> SIZE=1024\r\n"
+            b"RCPT TO:<one@example.net>\r\nRCPT TO:<two@example.net>\r\n"
+            b"RCPT TO:<three@example.net> NOTIFY=SUCCESS\r\nDATA\r\nRSET\r\n") * 100
+N_COMMANDS = 700
+
+
+def bench_commands(mod):
+    def run():
+        r = mod.LineReader(2048)
+        r.feed(COMMANDS)
+        n = 0
+        while r.read_command() is not None:
+            n += 1
+        assert n == N_COMMANDS
+    return run
+
+
+def message(line: bytes, size: int = 1 << 20) -> bytes:
+    lines = []
+    total = 0
+    i = 0
+    while total < size:
+        body = (b"." + line[1:]) if i % 50 == 0 else line
+        lines.append(body + b"\r\n")
+        total += len(body) + 2
+        i += 1
+    return b"".join(lines)
+
+
+TEXT = message(b"The quick brown fox jumps over the lazy dog; lorem ipsum dolor sit amet, 0123")
+EIGHT = message(bytes(range(33, 127)) * 10 + bytes(range(160, 256)) * 3)
+READS = 65536
+
+
+def bench_dot(mod, data):
+    stuffed = data + b".\r\n"
+    pieces = [stuffed[i:i + READS] for i in range(0, len(stuffed), READS)]
+
+    def run():
+        d = mod.DotDecoder(0, True)
+        for p in pieces:
+            out, used, done = d.feed(p)
+        assert done
+    return run
+
+
+def bench_chunk(mod, data):
+    pieces = [data[i:i + READS] for i in range(0, len(data), READS)]
+
+    def run():
+        d = mod.ChunkDecoder(0)
+        for p in pieces:
+            d.feed(p)
+        d.finish()
+    return run
+
+
+BODY = b"Subject: benchmark\r\n\r\n" + (b"x" * 70 + b"\r\n") * 13 + b".\r\n"
+SESSION = [b"EHLO client.example.org\r\n", b"MAIL FROM:<sender@example.org> SIZE=1024\r\n",
+           b"RCPT TO:<one@example.net>\r\n", b"RCPT TO:<two@example.net>\r\n",
+           b"RCPT TO:<three@example.net>\r\n", b"DATA\r\n", BODY, b"QUIT\r\n"]
+ANSWERS = {
+    ev.Ehlo: replies.ehlo("mx.example", ["PIPELINING", "SIZE 10240000", "8BITMIME", "CHUNKING"]),
+    ev.Mail: replies.MAIL_OK, ev.Rcpt: replies.RCPT_OK, ev.Data: replies.START_DATA,
+    ev.EndOfData: replies.queued("3F1A21C0A35"), ev.Quit: replies.BYE,
+}
+GREETING = replies.greeting("mx.example ESMTP fastpost")
+
+
+def bench_session(lines_mod, data_mod):
+    def run():
+        saved = core.LineReader, core.DotDecoder, core.ChunkDecoder
+        core.LineReader, core.DotDecoder, core.ChunkDecoder = (
+            lines_mod.LineReader, data_mod.DotDecoder, data_mod.ChunkDecoder)
+        try:
+            conn = core.ServerConnection()
+        finally:
+            core.LineReader, core.DotDecoder, core.ChunkDecoder = saved
+        conn.send(GREETING)
+        out = 0
+        for piece in SESSION:
+            conn.receive_data(piece)
+            while True:
+                e = conn.next_event()
+                if e is ev.NEED_DATA or e is ev.PAUSED:
+                    break
+                if e.needs_reply:
+                    out += len(conn.send(ANSWERS[type(e)]))
+        assert conn.closed
+    return run
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=2.0)
+    args = ap.parse_args()
+    s = args.seconds
+    mib = len(TEXT) / 1e6
+    print(f"{'workload':26} {'python':>14} {'cython':>14} {'speedup':>8}")
+    p = rate(bench_commands(_lines_py), s) * N_COMMANDS
+    c = rate(bench_commands(_lines_c), s) * N_COMMANDS
+    print(f"{'commands (read_command)':26} {p:10,.0f} c/s {c:10,.0f} c/s {c / p:7.1f}x")
+    for label, data in (("DATA text, 78-byte lines", TEXT), ("DATA 8bit, 990-byte lines", EIGHT)):
+        p = rate(bench_dot(_data_py, data), s) * len(data) / 1e6
+        c = rate(bench_dot(_data_c, data), s) * len(data) / 1e6
+        print(f"{label:26} {p:10,.1f} MB/s {c:10,.1f} MB/s {c / p:7.1f}x")
+    p = rate(bench_chunk(_data_py, TEXT), s) * mib
+    c = rate(bench_chunk(_data_c, TEXT), s) * mib
+    print(f"{'BDAT text':26} {p:10,.1f} MB/s {c:10,.1f} MB/s {c / p:7.1f}x")
+    p = rate(bench_session(_lines_py, _data_py), s)
+    c = rate(bench_session(_lines_c, _data_c), s)
+    print(f"{'session core, 1 KiB msg':26} {p:10,.0f} t/s {c:10,.0f} t/s {c / p:7.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

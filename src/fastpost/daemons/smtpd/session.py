@@ -1,0 +1,1090 @@
+"""One SMTP session: the asyncio protocol that runs the core for one client.
+
+Postfix counterpart: src/smtpd/smtpd.c (smtpd_proto, the *_cmd functions' policy
+and bookkeeping, smtpd_chat.c for the reply/log side), with the protocol itself in
+fastpost.smtp.server.
+
+SmtpdProtocol is an asyncio.BufferedProtocol, one per connection, run by uvloop or
+asyncio. There is no coroutine per line: received bytes go from the process's shared
+read buffer into the ServerConnection, and the protocol pulls events and answers
+them in a plain loop. Only three things wait: a Policy or MessageSink call that
+returns an awaitable, the TLS handshake, and the error sleep; while one is pending,
+reading from that client is paused and its events stay queued, and every other
+session carries on. Replies produced in one pass are written with one write.
+
+What the session does that the core does not: the greeting (smtpd_banner), the EHLO
+keyword list (smtpd_discard_ehlo_keywords, who may see XCLIENT/XFORWARD), the policy
+decisions (Policy seam), the transaction (MessageSink seam: begin at the first
+accepted recipient, the Received: header, streaming the content, 250 only after the
+sink's durable answer), STARTTLS and wrapper mode, XCLIENT/XFORWARD, SASL AUTH (when
+an Authenticator is configured), the limits that count per session (error and junk
+counters, error sleep, recipient overshoot, timeouts, queue_minfree), the
+asynchronous reverse lookup, and Postfix's log lines:
+
+    connect from name[addr]
+    QUEUEID: client=name[addr][, sasl_method=M, sasl_username=U][, orig_client=...]
+    NOQUEUE: reject: RCPT from name[addr]: 554 5.7.1 ...; from=<s> to=<r> proto=ESMTP helo=<h>
+    improper command pipelining after CMD from name[addr]: pending text
+    warning: name[addr]: request longer than 2048: NOOP xxxx...
+    warning: Illegal address syntax from name[addr] in MAIL command: <...>
+    warning: non-SMTP command from name[addr]: GET / HTTP/1.1
+    warning: QUEUEID: queue file size limit exceeded
+    too many errors after CMD from name[addr]
+    timeout after CMD from name[addr]
+    lost connection after CMD from name[addr]
+    disconnect from name[addr] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5
+
+Parameters: see fastpost.daemons.smtpd.settings (all of them are applied here or
+handed to the core).
+
+Diagnostics: a Policy or sink exception becomes a 451 4.3.5 / 451 4.3.0 reply and a
+warning line; an unexpected exception in a callback is logged with its traceback by
+the loop's exception handler and that one connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+from fastpost.daemons.smtpd import tls as tlsmod
+from fastpost.daemons.smtpd.info import ClientInfo, Envelope, PolicyRequest, Recipient
+from fastpost.daemons.smtpd.received import protocol_name, received_header
+from fastpost.daemons.smtpd.sink import SinkError
+from fastpost.mail.address import external
+from fastpost.smtp import events as ev
+from fastpost.smtp import replies
+from fastpost.smtp import state as smtp_state
+from fastpost.smtp.errors import RemoteProtocolError
+from fastpost.smtp.events import NEED_DATA, PAUSED
+from fastpost.smtp.replies import Reply
+from fastpost.smtp.server import ServerConnection
+from fastpost.util import log
+from fastpost.util.log import printable
+
+__all__ = ["SmtpdProtocol", "STATS_ORDER"]
+
+#: The order of the per-command counts on the "disconnect from" line (Postfix's).
+STATS_ORDER = ("helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail", "rcpt",
+               "data", "bdat", "rset", "noop", "vrfy", "etrn", "quit", "unknown")
+
+_UNKNOWN = "unknown"
+
+#: How long a closing TLS session waits for the client's close_notify. Postfix sends
+#: its own and does not wait; most clients just drop the TCP connection, and asyncio's
+#: default (30 s) would keep every such session around that long.
+TLS_SHUTDOWN_TIMEOUT = 0.5
+
+
+def _is_awaitable(value) -> bool:
+    return hasattr(value, "__await__") or isinstance(value, asyncio.Future)
+
+
+class SmtpdProtocol(asyncio.BufferedProtocol):
+    """The session of one client (module docstring)."""
+
+    __slots__ = (
+        "service", "settings", "loop", "transport", "conn", "client", "envelope",
+        "txn", "stats", "errors", "junk", "overshoot", "where", "_out", "_busy",
+        "_read_paused", "_write_paused", "_closed", "_greeted", "_early",
+        "_last_io", "_timer", "_timeout", "_data_rejected", "_auth_state",
+        "_counted_addr", "_received_done", "_real_client", "bytes_in", "bytes_out",
+        "waiting", "_in_data",
+        # The multi skeleton wraps connection_made/lost per instance: allow that.
+        "__dict__",
+    )
+
+    def __init__(self, service):
+        self.service = service
+        self.settings = service.settings
+        self.loop = service.loop
+        self.transport = None
+        self.conn: ServerConnection | None = None
+        self.client = ClientInfo()
+        self.envelope: Envelope | None = None
+        self.txn = None
+        self.stats: dict[str, list[int]] = {}
+        self.errors = 0
+        self.junk = 0
+        self.overshoot = 0
+        self.where = "CONNECT"  # what "lost connection after ..." names
+        self._out: list[bytes] = []
+        self._busy = True  # until the greeting is sent
+        self._read_paused = False
+        self._write_paused = False
+        self._closed = False
+        self._greeted = False
+        self._early: list[bytes] = []  # bytes read before the greeting
+        self._last_io = 0.0
+        self._timer = None
+        self._timeout = self.settings.timeout
+        self._data_rejected: Reply | None = None  # BDAT refused at its first chunk
+        self._auth_state = None
+        self._counted_addr: str | None = None
+        self._received_done = False
+        self._real_client = ("", "")
+        self.bytes_in = 0  # bytes received from the client
+        self.bytes_out = 0  # bytes written to the client
+        self.waiting = False  # the last pass ended waiting for client input
+        self._in_data = False  # 354 sent, the final DATA reply not yet
+
+    # ================================================================ transport
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        svc = self.service
+        svc.sessions.add(self)
+        self._last_io = self.loop.time()
+        peer = transport.get_extra_info("peername")
+        local = transport.get_extra_info("sockname")
+        c = self.client
+        if isinstance(peer, tuple) and peer:
+            addr = peer[0]
+            if addr.startswith("::ffff:") and "." in addr:
+                addr = addr[7:]
+            c.addr = addr.split("%", 1)[0]
+            c.port = str(peer[1])
+        else:
+            # A UNIX-domain client is the local host, as Postfix treats it.
+            c.addr, c.name, c.reverse_name = "127.0.0.1", "localhost", "localhost"
+        if isinstance(local, tuple) and local:
+            c.server_addr, c.server_port = local[0], str(local[1])
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            c.tls = tlsmod.tls_info(ssl_object)
+        self._pause_reading()
+        self._arm_timer()
+        if self.settings.peername_lookup and isinstance(peer, tuple):
+            hit = svc.resolver.cached(c.addr)
+            if hit is not None:
+                self._greet(hit)
+            else:
+                task = self.loop.create_task(svc.resolver.lookup(c.addr))
+                task.add_done_callback(self._lookup_done)
+        else:
+            self._greet((c.name, c.reverse_name))
+
+    def _lookup_done(self, task) -> None:
+        if self.transport is None:
+            return
+        try:
+            names = task.result()
+        except Exception:  # noqa: BLE001 - a failed lookup is "unknown"
+            names = (_UNKNOWN, _UNKNOWN)
+        self._greet(names)
+
+    def get_buffer(self, sizehint: int):
+        return self.service.read_view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._last_io = self.loop.time()
+        self.bytes_in += nbytes
+        self.waiting = False
+        data = self.service.read_view[:nbytes]
+        if self.conn is None:
+            self._early.append(bytes(data))
+            return
+        self.conn.receive_data(data)
+        if not self._busy:
+            self._run()
+
+    def eof_received(self):
+        if self.conn is None:
+            self._early.append(b"")
+            return True
+        self.conn.receive_data(b"")
+        if not self._busy:
+            self._run()
+        return True  # we close the transport ourselves
+
+    def pause_writing(self) -> None:
+        # The client does not read our replies: stop reading its commands.
+        self._write_paused = True
+        self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if not self._busy:
+            self._resume_reading()
+
+    def connection_lost(self, exc) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._closed:
+            self._closed = True
+            if self._greeted:
+                log.info("lost connection after %s from %s", self._where_text(), self.client.text)
+        self._abort_txn()
+        self.transport = None
+        svc = self.service
+        svc.sessions.discard(self)
+        if self._counted_addr is not None:
+            svc.client_gone(self._counted_addr)
+            self._counted_addr = None
+        if self._greeted:
+            if self._in_data:
+                self._count("data", False)  # DATA that never ended (Postfix: data=0/1)
+            log.info("disconnect from %s %s", self.client.text, self._stats_text())
+        svc.session_ended(self)
+
+    # ================================================================ plumbing
+
+    def _pause_reading(self) -> None:
+        if not self._read_paused and self.transport is not None:
+            self._read_paused = True
+            try:
+                self.transport.pause_reading()
+            except (RuntimeError, AttributeError):
+                pass
+
+    def _resume_reading(self) -> None:
+        if self._read_paused and not self._write_paused and self.transport is not None:
+            self._read_paused = False
+            try:
+                self.transport.resume_reading()
+            except (RuntimeError, AttributeError):
+                pass
+
+    def _flush(self) -> None:
+        if self._out and self.transport is not None:
+            data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
+            self._out.clear()
+            self.bytes_out += len(data)
+            self.transport.write(data)
+        if self.conn is not None and self.conn.closed and not self._closed:
+            self._close()
+
+    def _close(self) -> None:
+        self._closed = True
+        self._abort_txn()
+        if self.transport is not None:
+            self.transport.close()
+
+    def _arm_timer(self) -> None:
+        if self._timer is None and self.transport is not None:
+            self._timer = self.loop.call_later(self._timeout, self._check_timeout)
+
+    def _check_timeout(self) -> None:
+        self._timer = None
+        if self.transport is None or self._closed:
+            return
+        if self._busy and self._greeted:
+            self._arm_timer()  # the server side is working; the client is not late
+            return
+        idle = self.loop.time() - self._last_io
+        if idle < self._timeout:
+            self._timer = self.loop.call_later(self._timeout - idle, self._check_timeout)
+            return
+        log.info("timeout after %s from %s", self._where_text(), self.client.text)
+        if self.conn is not None and not self.conn.closed:
+            self._out.append(self.conn.send(replies.timeout(self.settings.hostname), close=True))
+        self._flush()
+        self._close()
+
+    def _await(self, awaitable, on_result, on_error) -> None:
+        """Pause this session until ``awaitable`` completes, then call back."""
+        self._busy = True
+        self._pause_reading()
+        self._flush()
+        future = asyncio.ensure_future(awaitable)
+        future.add_done_callback(lambda f: self._resumed(f, on_result, on_error))
+
+    def _resumed(self, future, on_result, on_error) -> None:
+        self._busy = False
+        if self.transport is None or self._closed:
+            if not future.cancelled() and future.exception() is None:
+                result = future.result()
+                if hasattr(result, "abort"):
+                    result.abort()
+            return
+        self._last_io = self.loop.time()
+        try:
+            result = future.result()
+        except Exception as exc:  # noqa: BLE001 - seams report failures this way
+            on_error(exc)
+        else:
+            on_result(result)
+        if not self._busy:
+            self._resume_reading()
+            self._run()
+
+    def _where_text(self) -> str:
+        if self.where in ("DATA", "BDAT") and self.conn is not None:
+            return f"{self.where} ({self.conn.data_bytes} bytes)"
+        return self.where
+
+    def _stats_text(self) -> str:
+        parts = []
+        ok_total = 0
+        total = 0
+        for name in STATS_ORDER:
+            counts = self.stats.get(name)
+            if counts is None:
+                continue
+            ok, n = counts
+            ok_total += ok
+            total += n
+            parts.append(f"{name}={ok}" if ok == n else f"{name}={ok}/{n}")
+        parts.append(f"commands={ok_total}" if ok_total == total and total
+                     else f"commands={ok_total}/{total}")
+        return " ".join(parts)
+
+    def _count(self, verb: str, ok: bool) -> None:
+        counts = self.stats.get(verb)
+        if counts is None:
+            counts = self.stats[verb] = [0, 0]
+        counts[1] += 1
+        if ok:
+            counts[0] += 1
+
+    # ================================================================ greeting
+
+    def _greet(self, names: tuple[str, str]) -> None:
+        c = self.client
+        svc = self.service
+        settings = self.settings
+        if c.name == _UNKNOWN or not c.name:
+            c.name, c.reverse_name = names
+        self._greeted = True
+        self._real_client = (c.name, c.addr)
+        log.info("connect from %s", c.text)
+        self._counted_addr = c.addr
+        count = svc.client_arrived(c.addr)
+        self.conn = ServerConnection(self._core_options())
+        if c.tls is not None:
+            self.conn.wrapper_mode()
+        limit = settings.connection_count_limit
+        if limit and count > limit and not svc.exempt_from_limits(c):
+            log.warn("Connection concurrency limit exceeded: %d from %s for service %s",
+                     count, c.text, svc.service_name)
+            self._out.append(self.conn.send(Reply(
+                421, f"{settings.hostname} Error: too many connections from {c.addr}", "4.7.0"),
+                close=True))
+            self._flush()
+            return
+        self._policy("CONNECT", self._connect_checked)
+
+    def _connect_checked(self, decision) -> None:
+        if decision is not None and decision.reply is not None:
+            log.info("NOQUEUE: reject: CONNECT from %s: %s; proto=SMTP", self.client.text,
+                     decision.reply)
+            self._out.append(self.conn.send(decision.reply, close=True))
+            self._flush()
+            return
+        self._out.append(self.conn.send(replies.greeting(self.settings.banner)))
+        self._busy = False
+        early, self._early = self._early, []
+        for data in early:
+            self.conn.receive_data(data)
+        self._resume_reading()
+        self._run()
+
+    def _listed(self, name: str, hosts, who: tuple[str, str]) -> bool:
+        """Match a client against a host list; a table that cannot answer means no."""
+        try:
+            return hosts.match(*who)
+        except Exception as exc:  # noqa: BLE001 - maps.MapRetry and table errors
+            log.warn("%s: %s lookup failed: %s", self.client.text, name, exc)
+            return False
+
+    def _core_options(self):
+        c = self.client
+        svc = self.service
+        settings = self.settings
+        who = (c.name, c.addr)
+        return svc.core_options(
+            xclient=self._listed("smtpd_authorized_xclient_hosts", settings.xclient_hosts, who),
+            xforward=self._xforward_allowed(),
+            bare_lf_excluded=self._listed("smtpd_forbid_bare_newline_exclusions",
+                                          settings.bare_lf_exclusions, who),
+            starttls=svc.tls.offered and c.tls is None,
+            auth=svc.authenticator is not None and settings.sasl_enable,
+        )
+
+    def _xforward_allowed(self) -> bool:
+        # XFORWARD authorization follows the real client, not an XCLIENT identity.
+        return self._listed("smtpd_authorized_xforward_hosts", self.settings.xforward_hosts,
+                            self._real_client)
+
+    # ================================================================ event loop
+
+    def _run(self) -> None:
+        conn = self.conn
+        handlers = self._handlers
+        while not self._busy and not self._closed:
+            try:
+                event = conn.next_event()
+            except RemoteProtocolError as err:
+                if conn.has_notes and self._notes_stop():
+                    continue
+                self._protocol_error(err)
+                continue
+            if event is NEED_DATA or event is PAUSED:
+                self.waiting = event is NEED_DATA
+                break
+            if conn.has_notes and self._notes_stop():
+                continue
+            handlers[type(event)](self, event)
+        if conn.has_notes:
+            self._notes_stop()
+        self._flush()
+
+    def _notes_stop(self) -> bool:
+        """Log what the core noted; True when the command must not be carried out."""
+        stop = False
+        for kind, verb, detail in self.conn.take_notes():
+            c = self.client.text
+            if kind == "pipelining":
+                log.info("improper command pipelining after %s from %s: %s", verb, c,
+                         _escape(detail))
+                if self.settings.forbid_unauth_pipelining and not self.conn.closed:
+                    # Postfix answers the offending command with this, and hangs up.
+                    stat = verb.lower() if verb.lower() in STATS_ORDER else "unknown"
+                    self._count(stat, False)
+                    self._out.append(self.conn.send(replies.PIPELINING_SYNC, close=True))
+                    stop = True
+            elif kind == "overlong":
+                log.warn("%s: request longer than %d: %s...", c,
+                         self.settings.line_length_limit, printable(detail))
+            elif kind == "bare-lf":
+                log.info("NOQUEUE: bare <LF> received from %s", c)
+            elif kind == "starttls-plaintext":
+                log.warn("%s: plaintext pipelined after STARTTLS discarded: %s bytes", c, detail)
+        return stop
+
+    # ================================================================ replies
+
+    def _respond(self, verb: str, reply: Reply, *, ok: bool | None = None,
+                 close: bool = False, error: bool | None = None) -> None:
+        """Send the reply to ``verb``: error counting, error sleep, hard limit."""
+        if error is None:
+            error = reply.code >= 400
+        if error:
+            self.errors += 1
+        settings = self.settings
+        if (error and not close and self.errors > settings.soft_error_limit
+                and settings.error_sleep_time > 0):
+            self._busy = True
+            self._pause_reading()
+            self._flush()
+            self.loop.call_later(settings.error_sleep_time, self._slept, verb, reply, ok, close)
+            return
+        self._send(verb, reply, ok, close)
+
+    def _slept(self, verb, reply, ok, close) -> None:
+        self._busy = False
+        if self.transport is None or self._closed:
+            return
+        self._send(verb, reply, ok, close)
+        self._last_io = self.loop.time()
+        self._resume_reading()
+        self._run()
+
+    def _send(self, verb: str, reply: Reply, ok: bool | None, close: bool) -> None:
+        conn = self.conn
+        if conn.closed:
+            return
+        self._out.append(conn.send(reply, close=close))
+        if verb:
+            if verb == "data":
+                self._in_data = False
+            self._count(verb, reply.code < 400 if ok is None else ok)
+        if (self.errors >= self.settings.hard_error_limit and not conn.closed
+                and self.settings.hard_error_limit > 0):
+            log.info("too many errors after %s from %s", verb.upper() or self.where,
+                     self.client.text)
+            self._out.append(conn.send(replies.too_many_errors(self.settings.hostname), close=True))
+
+    def _junk(self) -> None:
+        # As Postfix: the command that finds more than the limit already counted errs.
+        if self.junk > self.settings.junk_command_limit:
+            self.errors += 1
+        self.junk += 1
+
+    def _protocol_error(self, err: RemoteProtocolError) -> None:
+        verb = err.verb
+        c = self.client.text
+        qid = self.envelope.queue_id if self.envelope and self.envelope.queue_id else "NOQUEUE"
+        stat = "" if not verb else (verb.lower() if verb.lower() in STATS_ORDER else "unknown")
+        kind = err.kind
+        if kind == "bare-lf":
+            # Postfix names the stage it was in, i.e. the previous command.
+            log.info("%s: reject: %s from %s: bare <LF> received; %s", qid, self.where, c,
+                     self._reject_fields())
+        if verb in STATS_ORDER_UPPER:
+            self.where = verb
+        if kind == "address":
+            log.warn("Illegal address syntax from %s in %s command: %s", c, verb,
+                     printable(err.detail))
+        elif kind == "non-smtp":
+            log.warn("non-SMTP command from %s: %s", c, printable(err.detail))
+        elif kind == "bdat-syntax":
+            log.warn("%s: malformed BDAT command syntax from %s: %s", qid, c, printable(err.detail))
+        elif kind == "bdat-null":
+            log.warn("%s: null BDAT request from %s", qid, c)
+        elif kind == "bdat-size":
+            log.warn("%s: BDAT request from %s exceeds message size limit", qid, c)
+        elif kind == "size":
+            log.info("%s: reject: MAIL from %s: %s; from=<%s> proto=%s%s", qid, c, err.reply,
+                     printable(external(err.detail)), self.client.protocol,
+                     f" helo=<{printable(self.client.helo)}>" if self.client.helo is not None
+                     else "")
+        if verb in smtp_state.JUNK:
+            self._junk()
+        ok = False if kind == "non-smtp" else None
+        error = None
+        if kind == "rcpt-limit":
+            # Postfix counts these RCPTs as answered, and only the overshoot as errors.
+            self.overshoot += 1
+            error = self.overshoot > self.settings.recipient_overshoot_limit
+            ok = not error
+        if verb == "BDAT":
+            # The message is lost; the core drops the chunks up to BDAT LAST.
+            self._reset_transaction()
+            self.where = "BDAT"
+        self._respond(stat, err.reply, ok=ok, close=err.fatal, error=error)
+
+    # ================================================================ policy
+
+    def _policy(self, stage: str, on_done, *, recipient: str | None = None,
+                etrn_domain: str | None = None, size: int | None = None) -> None:
+        request = PolicyRequest(stage, self.client, self.envelope, recipient, etrn_domain, size)
+        try:
+            result = self.service.policy.check(request)
+        except Exception as exc:  # noqa: BLE001 - reported as a configuration error
+            self._policy_failed(stage, exc, on_done)
+            return
+        if result is not None and _is_awaitable(result):
+            self._await(result, on_done, lambda exc: self._policy_failed(stage, exc, on_done))
+        else:
+            on_done(result)
+
+    def _policy_failed(self, stage: str, exc: Exception, on_done) -> None:
+        log.warn("%s: policy check for %s failed: %s", self.client.text, stage, exc)
+        from fastpost.daemons.smtpd.policy import Decision
+
+        on_done(Decision(replies.SERVER_CONFIG_ERROR))
+
+    def _reject_fields(self, recipient: str | None = None) -> str:
+        parts = []
+        if self.envelope is not None:
+            parts.append(f"from=<{printable(external(self.envelope.sender))}>")
+        if recipient is not None:
+            parts.append(f"to=<{printable(external(recipient))}>")
+        parts.append(f"proto={self.client.protocol}")
+        if self.client.helo is not None:
+            parts.append(f"helo=<{printable(self.client.helo)}>")
+        return " ".join(parts)
+
+    def _last_recipient(self) -> str | None:
+        env = self.envelope
+        return env.recipients[-1].address if env is not None and env.recipients else None
+
+    def _log_reject(self, stage: str, reply: Reply, recipient: str | None = None) -> None:
+        if recipient is None and stage in ("DATA", "BDAT", "END-OF-MESSAGE"):
+            recipient = self._last_recipient()
+        qid = self.envelope.queue_id if self.envelope and self.envelope.queue_id else "NOQUEUE"
+        log.info("%s: reject: %s from %s: %s; %s", qid, stage, self.client.text,
+                 printable(str(reply)), self._reject_fields(recipient))
+
+    def _refused(self, decision) -> Reply | None:
+        if decision is None or decision.reply is None:
+            return None
+        return decision.reply
+
+    # ================================================================ transaction
+
+    def _abort_txn(self) -> None:
+        if self.txn is not None:
+            txn, self.txn = self.txn, None
+            try:
+                txn.abort()
+            except Exception as exc:  # noqa: BLE001 - abort must not break the session
+                log.warn("%s: abort failed: %s", txn.queue_id, exc)
+
+    def _reset_transaction(self) -> None:
+        self._abort_txn()
+        self.envelope = None
+        self._data_rejected = None
+        self._received_done = False
+        self.overshoot = 0
+
+    def _sink_failed(self, exc: Exception) -> Reply:
+        qid = getattr(self.txn, "queue_id", None) or (
+            self.envelope.queue_id if self.envelope else None) or "NOQUEUE"
+        if isinstance(exc, SinkError):
+            if exc.log:
+                log.warn("%s: %s", qid, exc.log)
+            return exc.reply
+        log.warn("%s: message sink failed: %s: %s", qid, type(exc).__name__, exc)
+        return replies.WRITE_ERROR
+
+    def _write(self, data: bytes) -> None:
+        """Give content to the sink (pausing when it pushes back)."""
+        if self.txn is None:
+            return
+        try:
+            result = self.txn.write(data)
+        except Exception as exc:  # noqa: BLE001
+            self._content_failed(exc)
+            return
+        if result is not None and _is_awaitable(result):
+            self._await(result, lambda _r: None, self._content_failed)
+
+    def _content_failed(self, exc: Exception) -> None:
+        self._data_rejected = self._sink_failed(exc)
+        self._abort_txn()
+
+    def _start_content(self) -> None:
+        """Write the Received: header at the start of the message content."""
+        if self._received_done or self.txn is None:
+            return
+        self._received_done = True
+        c = self.client
+        env = self.envelope
+        header = received_header(
+            c, hostname=self.settings.hostname, mail_name=self.settings.mail_name,
+            queue_id=self.txn.queue_id,
+            protocol=protocol_name(self.conn.state.esmtp, c.tls is not None,
+                                   c.sasl_username is not None, env.smtputf8),
+            recipients=[r.address for r in env.recipients],
+            tls_header=self.settings.tls_received_header)
+        self._write(header)
+
+    def _finish_message(self, verb: str, size: int, too_big: bool, bare_lf: int,
+                        reply_ok) -> None:
+        """End of DATA or of BDAT LAST: checks, then the sink's durable answer."""
+        qid = self.txn.queue_id if self.txn is not None else "NOQUEUE"
+        if self._data_rejected is not None:
+            reply = self._data_rejected
+            self._reset_transaction()
+            self._respond(verb, reply)
+            return
+        if too_big:
+            log.warn("%s: queue file size limit exceeded", qid)
+            self._reset_transaction()
+            self._respond(verb, replies.MESSAGE_TOO_BIG)
+            return
+        if bare_lf and self.conn.options.bare_lf == "reject":
+            log.info("%s: reject: END-OF-MESSAGE from %s: bare <LF> received; %s", qid,
+                     self.client.text, self._reject_fields(self._last_recipient()))
+            self._reset_transaction()
+            self._respond(verb, replies.bare_lf(self.settings.bare_lf_reject_code,
+                                                self.settings.hostname))
+            return
+        if bare_lf and self.conn.options.bare_lf == "note":
+            log.info("%s: bare <LF> received from %s", qid, self.client.text)
+
+        def checked(decision):
+            refused = self._refused(decision)
+            if refused is not None:
+                self._log_reject("END-OF-MESSAGE", refused)
+                self._reset_transaction()
+                self._respond(verb, refused)
+                return
+            self._commit(verb, reply_ok)
+
+        self._policy("END-OF-MESSAGE", checked, size=size)
+
+    def _commit(self, verb: str, reply_ok) -> None:
+        txn = self.txn
+        if txn is None:
+            self._reset_transaction()
+            self._respond(verb, replies.WRITE_ERROR)
+            return
+
+        def done(queue_id):
+            self.txn = None  # committed: nothing to abort
+            self._reset_transaction()
+            self.errors = 0
+            self.junk = 0
+            self.where = "END-OF-MESSAGE"
+            self._respond(verb, reply_ok(str(queue_id)))
+
+        def failed(exc):
+            reply = self._sink_failed(exc)
+            self._reset_transaction()
+            self._respond(verb, reply)
+
+        try:
+            result = txn.finish()
+        except Exception as exc:  # noqa: BLE001
+            failed(exc)
+            return
+        if _is_awaitable(result):
+            self._await(result, done, failed)
+        else:
+            done(result)
+
+    # ================================================================ commands
+
+    def _on_helo(self, event) -> None:
+        esmtp = type(event) is ev.Ehlo
+        verb = "ehlo" if esmtp else "helo"
+        self.where = verb.upper()
+        self._junk()
+
+        def checked(decision):
+            refused = self._refused(decision)
+            if refused is not None:
+                self._log_reject(verb.upper(), refused)
+                self._respond(verb, refused)
+                return
+            self._reset_transaction()
+            c = self.client
+            c.helo = event.name
+            c.protocol = "ESMTP" if esmtp else "SMTP"
+            if esmtp:
+                opts = self.conn.options
+                self._respond(verb, self.service.ehlo_reply(
+                    starttls=opts.starttls and not self.conn.state.tls, auth=opts.auth,
+                    xclient=opts.xclient, xforward=opts.xforward))
+            else:
+                self._respond(verb, self.service.helo_reply)
+
+        self._policy("EHLO" if esmtp else "HELO", checked)
+
+    def _on_mail(self, event) -> None:
+        self.where = "MAIL"
+        if not self.service.enough_space(event.size):
+            self._log_reject("MAIL", replies.INSUFFICIENT_STORAGE)
+            self._respond("mail", replies.INSUFFICIENT_STORAGE)
+            return
+        self.envelope = Envelope(event.address, event.size, event.body, event.smtputf8,
+                                 event.ret, event.envid, event.auth)
+
+        def checked(decision):
+            refused = self._refused(decision)
+            if refused is not None:
+                self._log_reject("MAIL", refused)
+                self.envelope = None
+                self._respond("mail", refused)
+                return
+            self._respond("mail", replies.MAIL_OK)
+
+        self._policy("MAIL", checked, size=event.size)
+
+    def _on_rcpt(self, event) -> None:
+        self.where = "RCPT"
+        address = event.address
+
+        def checked(decision):
+            refused = self._refused(decision)
+            if refused is not None:
+                self._log_reject("RCPT", refused, address)
+                self._respond("rcpt", refused)
+                return
+            rcpt = Recipient(address, event.notify, event.orcpt)
+            if self.txn is None:
+                self._open(rcpt)
+            else:
+                self._add_recipient(rcpt)
+
+        self._policy("RCPT", checked, recipient=address)
+
+    def _open(self, rcpt: Recipient) -> None:
+        """Begin the sink transaction at the first accepted recipient."""
+        def opened(txn):
+            self.txn = txn
+            self.envelope.queue_id = txn.queue_id
+            c = self.client
+            extra = ""
+            if c.sasl_username is not None:
+                extra += f", sasl_method={c.sasl_method}, sasl_username={printable(c.sasl_username)}"
+            fwd = c.forwarded
+            if "IDENT" in fwd:
+                extra += f", orig_queue_id={printable(fwd['IDENT'])}"
+            if "NAME" in fwd or "ADDR" in fwd:
+                extra += (f", orig_client={printable(fwd.get('NAME', _UNKNOWN))}"
+                          f"[{printable(fwd.get('ADDR', _UNKNOWN))}]")
+            log.info("%s: client=%s%s", txn.queue_id, c.text, extra)
+            self._add_recipient(rcpt)
+
+        def failed(exc):
+            self._respond("rcpt", self._sink_failed(exc))
+
+        try:
+            result = self.service.sink.begin(self.client, self.envelope)
+        except Exception as exc:  # noqa: BLE001
+            failed(exc)
+            return
+        if _is_awaitable(result):
+            self._await(result, opened, failed)
+        else:
+            opened(result)
+
+    def _add_recipient(self, rcpt: Recipient) -> None:
+        try:
+            self.txn.add_recipient(rcpt)
+        except Exception as exc:  # noqa: BLE001
+            self._respond("rcpt", self._sink_failed(exc))
+            return
+        self.envelope.recipients.append(rcpt)
+        self._respond("rcpt", replies.RCPT_OK)
+
+    def _on_data(self, event) -> None:
+        self.where = "DATA"
+
+        def checked(decision):
+            refused = self._refused(decision)
+            if refused is not None:
+                self._log_reject("DATA", refused)
+                self._respond("data", refused)
+                return
+            # 354 is not the end of the DATA command: it is counted with the final reply.
+            self._out.append(self.conn.send(replies.START_DATA))
+            self._in_data = True
+            self._start_content()
+
+        self._policy("DATA", checked)
+
+    def _on_chunk(self, event) -> None:
+        if self._data_rejected is None and self.txn is not None:
+            self._write(event.data)
+
+    def _on_end_of_data(self, event) -> None:
+        self.where = "END-OF-MESSAGE"
+        self._finish_message("data", event.size, event.too_big, event.bare_lf, replies.queued)
+
+    def _on_bdat(self, event) -> None:
+        self.where = "BDAT"
+        if not event.first:
+            return
+
+        def checked(decision):
+            refused = self._refused(decision)
+            if refused is not None:
+                self._log_reject("BDAT", refused)
+                self._data_rejected = refused
+                self._abort_txn()
+                return
+            self._start_content()
+
+        self._policy("BDAT", checked)
+
+    def _on_chunk_end(self, event) -> None:
+        if not event.last:
+            if self._data_rejected is not None:
+                reply = self._data_rejected
+                self._respond("bdat", reply)
+                return
+            # Postfix reports the chunk's own size here, the message total at LAST.
+            self._respond("bdat", replies.bdat_ok(event.size))
+            return
+        total = event.total
+        self._finish_message("bdat", total, event.too_big, event.bare_lf,
+                             lambda qid: replies.bdat_queued(total, qid))
+
+    def _on_rset(self, event) -> None:
+        self.where = "RSET"
+        self._junk()
+        self._reset_transaction()
+        self._respond("rset", replies.OK)
+
+    def _on_noop(self, event) -> None:
+        self.where = "NOOP"
+        self._junk()
+        self._respond("noop", replies.OK)
+
+    def _on_quit(self, event) -> None:
+        self.where = "QUIT"
+        self._reset_transaction()
+        self._respond("quit", replies.BYE)
+
+    def _on_help(self, event) -> None:
+        # Postfix has no HELP command; answer as it does.
+        self.where = "UNKNOWN"
+        self._respond("unknown", replies.UNRECOGNIZED)
+
+    def _on_vrfy(self, event) -> None:
+        self.where = "VRFY"
+        self._junk()
+
+        def checked(decision):
+            refused = self._refused(decision)
+            if refused is not None:
+                self._log_reject("VRFY", refused, event.address)
+                self._respond("vrfy", refused)
+                return
+            self._respond("vrfy", replies.vrfy_ok(event.argument))
+
+        self._policy("VRFY", checked, recipient=event.address)
+
+    def _on_etrn(self, event) -> None:
+        self.where = "ETRN"
+        self._junk()
+
+        def checked(decision):
+            refused = self._refused(decision)
+            if refused is not None:
+                self._log_reject("ETRN", refused)
+                self._respond("etrn", refused)
+                return
+            # No fast-flush service yet: no domain is eligible (Postfix's answer for
+            # a domain outside fast_flush_domains, with its warning).
+            log.warn("reject: ETRN %s... from %s", printable(event.domain), self.client.text)
+            self._respond("etrn", replies.etrn_unavailable(event.domain))
+
+        self._policy("ETRN", checked, etrn_domain=event.domain)
+
+    def _on_starttls(self, event) -> None:
+        self.where = "STARTTLS"
+        self._reset_transaction()
+        self._count("starttls", True)
+        self._out.append(self.conn.send(replies.START_TLS))
+        coro = self.loop.start_tls(self.transport, self, self.service.tls.context,
+                                   server_side=True,
+                                   ssl_handshake_timeout=self.settings.starttls_timeout,
+                                   ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT)
+
+        def started(transport):
+            self.transport = transport
+            self.conn.tls_started()
+            info = tlsmod.tls_info(transport.get_extra_info("ssl_object"))
+            self.client.tls = info
+            self.client.helo = None
+            if self.settings.tls_loglevel >= 1:
+                log.info("Anonymous TLS connection established from %s: %s", self.client.text,
+                         tlsmod.describe(info))
+
+        def failed(exc):
+            reason = ("lost connection" if isinstance(exc, (ConnectionError, EOFError))
+                      else (str(exc) or type(exc).__name__))
+            log.info("SSL_accept error from %s: %s", self.client.text, reason)
+            log.info("lost connection after STARTTLS from %s", self.client.text)
+            self.stats["starttls"][0] -= 1
+            self._out.clear()
+            self._closed = True
+            if self.transport is not None:
+                self.transport.abort()
+
+        self._await(coro, started, failed)
+
+    def _on_auth(self, event) -> None:
+        self.where = "AUTH"
+        self._auth_step(self.service.authenticator.start(event.mechanism, event.initial, self.client),
+                        event.mechanism)
+
+    def _on_auth_response(self, event) -> None:
+        state = self._auth_state
+        self._auth_step(self.service.authenticator.step(state[1], event.data), state[0])
+
+    def _auth_step(self, result, mechanism: str) -> None:
+        def judged(step):
+            kind, value, state = step
+            if kind == "challenge":
+                self._auth_state = (mechanism, state)
+                self._out.append(self.conn.send(replies.auth_challenge(
+                    base64.b64encode(value).decode("ascii"))))
+                return
+            self._auth_state = None
+            if kind == "ok":
+                self.client.sasl_method = mechanism
+                self.client.sasl_username = value
+                self._respond("auth", replies.AUTH_OK)
+            else:
+                log.warn("%s: SASL %s authentication failed: authentication failure", self.client.text, mechanism)
+                self._respond("auth", value or replies.AUTH_FAILED)
+
+        if _is_awaitable(result):
+            self._await(result, judged, lambda exc: judged(("fail", None, None)))
+        else:
+            judged(result)
+
+    def _on_xclient(self, event) -> None:
+        self.where = "XCLIENT"
+        old = self.client
+        new = ClientInfo(name=old.name, addr=old.addr, port=old.port,
+                         reverse_name=old.reverse_name, server_addr=old.server_addr,
+                         server_port=old.server_port, tls=old.tls)
+        for key, value in event.attributes:
+            unavailable = value in ("[UNAVAILABLE]", "[TEMPUNAVAIL]")
+            if key == "NAME":
+                new.name = _UNKNOWN if unavailable else value
+            elif key == "REVERSE_NAME":
+                new.reverse_name = _UNKNOWN if unavailable else value
+            elif key == "ADDR":
+                new.addr = _UNKNOWN if unavailable else value
+            elif key == "PORT":
+                new.port = _UNKNOWN if unavailable else value
+            elif key == "PROTO":
+                new.protocol = "SMTP" if unavailable else value
+            elif key == "HELO":
+                new.helo = None if unavailable else value
+            elif key == "LOGIN":
+                if not unavailable:
+                    new.sasl_method, new.sasl_username = "XCLIENT", value
+            elif key == "DESTADDR":
+                new.server_addr = "" if unavailable else value
+            elif key == "DESTPORT":
+                new.server_port = "" if unavailable else value
+        self._reset_transaction()
+        self.client = new
+        # Postfix counts a successful XCLIENT as a command but not as a success.
+        self._respond("xclient", replies.greeting(self.settings.banner), ok=False)
+        # The new identity decides what it may do (XFORWARD stays with the real client).
+        self.conn.options = self._core_options()
+
+    def _on_xforward(self, event) -> None:
+        self.where = "XFORWARD"
+        for key, value in event.attributes:
+            if value == "[UNAVAILABLE]":
+                self.client.forwarded.pop(key, None)
+            else:
+                self.client.forwarded[key] = value
+        self._respond("xforward", replies.OK)
+
+    def _on_closed(self, event) -> None:
+        if not self._closed:
+            self._closed = True
+            log.info("lost connection after %s from %s", self._where_text(), self.client.text)
+            self._abort_txn()
+            if self.transport is not None:
+                self.transport.close()
+
+    _handlers = {
+        ev.Helo: _on_helo,
+        ev.Ehlo: _on_helo,
+        ev.Mail: _on_mail,
+        ev.Rcpt: _on_rcpt,
+        ev.Data: _on_data,
+        ev.DataChunk: _on_chunk,
+        ev.EndOfData: _on_end_of_data,
+        ev.Bdat: _on_bdat,
+        ev.ChunkEnd: _on_chunk_end,
+        ev.Rset: _on_rset,
+        ev.Noop: _on_noop,
+        ev.Quit: _on_quit,
+        ev.Help: _on_help,
+        ev.Vrfy: _on_vrfy,
+        ev.Etrn: _on_etrn,
+        ev.StartTls: _on_starttls,
+        ev.Auth: _on_auth,
+        ev.AuthResponse: _on_auth_response,
+        ev.Xclient: _on_xclient,
+        ev.Xforward: _on_xforward,
+        ev.ConnectionClosed: _on_closed,
+    }
+
+
+STATS_ORDER_UPPER = frozenset(s.upper() for s in STATS_ORDER)
+
+
+def _escape(text: str) -> str:
+    """Show control characters as C escapes (\\r\\n), as Postfix's log line does."""
+    out = []
+    for ch in text:
+        if ch == "\r":
+            out.append("\\r")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(f"\\{ord(ch):03o}")
+    return "".join(out)
+
+

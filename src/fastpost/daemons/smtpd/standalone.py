@@ -1,0 +1,134 @@
+"""Run smtpd alone, without the master: for development and benchmarks.
+
+Postfix counterpart: ``smtpd -S`` (stand-alone mode) in spirit.
+
+    python -m fastpost.daemons.smtpd.standalone -c CONFIG_DIR -l 127.0.0.1:2525 \\
+        -d SPOOL_DIR [--fsync] [--workers N] [--asyncio] [--port-file FILE] [-o name=value]
+
+One process per worker, each with its own event loop, all accepting on one
+listening socket (SO_REUSEPORT is not needed: the socket is bound before fork).
+Messages go to FileTestSink in SPOOL_DIR (with --fsync they are made durable before
+"250 queued as"), or with --queue into the queue store there (QueueSink: each worker
+a committer, group commit). Logs go to stdout in Postfix's format unless --quiet. SIGTERM or
+SIGINT stops it.
+
+This is not the production daemon: the master's multi skeleton runs smtpd there,
+with the cleanup client as the sink.
+
+Diagnostics: exit status 1 and a "fatal:" line for a bad configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import sys
+
+from fastpost.daemons.smtpd.service import SmtpdService
+from fastpost.daemons.smtpd.testsink import FileTestSink
+from fastpost.mail.config import Config, ConfigError
+from fastpost.util import log
+
+
+def _parse(argv):
+    p = argparse.ArgumentParser(prog="smtpd-standalone")
+    p.add_argument("-c", "--config", default=None, help="configuration directory")
+    p.add_argument("-l", "--listen", default="127.0.0.1:2525", help="host:port")
+    p.add_argument("-d", "--spool", required=True, help="directory for the test sink")
+    p.add_argument("-o", action="append", default=[], help="name=value override")
+    p.add_argument("--fsync", action="store_true", help="make each message durable")
+    p.add_argument("--queue", action="store_true",
+                   help="store into the queue store in SPOOL_DIR (QueueSink, group commit) "
+                        "instead of the file test sink")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--asyncio", action="store_true", help="stock asyncio instead of uvloop")
+    p.add_argument("--quiet", action="store_true", help="no log lines")
+    p.add_argument("--port-file", default=None,
+                   help="write the listening port here once bound (for -l host:0)")
+    return p.parse_args(argv)
+
+
+def _worker(args, sock, config) -> None:
+    if not args.asyncio:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    if args.queue:
+        from fastpost.daemons.smtpd.queuesink import QueueSink
+
+        os.makedirs(args.spool, exist_ok=True)
+        sink = QueueSink.open(args.spool, config, name=f"smtpd{os.getpid()}")
+    else:
+        sink = FileTestSink(args.spool, fsync=args.fsync, random_ids=True)
+    service = SmtpdService.from_config(config, sink=sink, loop=loop)
+
+    async def run():
+        server = await service.listen(sock=sock)
+        stop = loop.create_future()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+        await stop
+        server.close()
+        await service.close()
+        if args.queue:
+            await sink.close()
+
+    loop.run_until_complete(run())
+    loop.close()
+
+
+def main(argv=None) -> int:
+    """Entry point; returns the exit status."""
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    overrides = dict(o.split("=", 1) for o in args.o)
+    log.init("smtpd", syslog_name="fastpost", use_syslog=False,
+             stream=None if args.quiet else sys.stdout)
+    try:
+        config = Config(args.config, overrides)
+        host, _, port = args.listen.rpartition(":")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), int(port)))
+        sock.listen(4096)
+        sock.setblocking(False)
+        if args.port_file:
+            tmp = args.port_file + ".tmp"
+            with open(tmp, "w", encoding="ascii") as fh:
+                fh.write(str(sock.getsockname()[1]))
+            os.rename(tmp, args.port_file)
+    except (ConfigError, OSError, ValueError) as exc:
+        log.error("%s", exc)
+        return 1
+    children = []
+    for _ in range(max(1, args.workers) - 1):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _worker(args, sock, config)
+            finally:
+                os._exit(0)
+        children.append(pid)
+    try:
+        _worker(args, sock, config)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 1
+    finally:
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
