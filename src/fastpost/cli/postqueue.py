@@ -18,12 +18,15 @@ site can be flushed) to the incoming queue and wake qmgr (``I``; ``FI`` for a si
 whose destination may have been declared dead). Those two change the queue index, so
 they need write access to it (root or mail_owner); otherwise they exit 69.
 
-The listing is read from the queue index directly, the way postqueue works as the
-super-user while the mail system is down. Unprivileged users need the showq service,
-which does not exist yet: without access to the queue directory the command says so
-and exits 69 (EX_UNAVAILABLE).
+Who can read the queue index (root, mail_owner) lists it directly, the way postqueue
+works as the super-user while the mail system is down. Everyone else asks the showq
+service (fastpost.daemons.showq, ``public/showq``) and prints what it sends with the
+same code, batch by batch; reaching public/ needs membership of setgid_group (Postfix's
+postqueue is set-gid to it). When showq cannot be reached: ``postqueue: fatal: Queue
+report unavailable - mail system is down: ...``, exit 69 (EX_UNAVAILABLE), as Postfix.
 
-Parameters: queue_directory, enable_long_queue_ids.
+Parameters: queue_directory, enable_long_queue_ids, showq_service_name, ipc_timeout,
+setgid_group (named in the hint when public/ is out of reach).
 Diagnostics: ``postqueue: fatal: ...`` on standard error with exit 1 (bad option,
 configuration error, unusable queue, mail system not running for -f/-i/-s) or 69 (no
 access to the queue index); ``postqueue: warning: ID: no such deferred message``.
@@ -41,29 +44,82 @@ USAGE = "usage: postqueue -f | postqueue -i queueid | postqueue -j | postqueue -
 EX_UNAVAILABLE = 69
 
 
+def _can_read_queue(qdir: str) -> bool:
+    index_dir = os.path.join(qdir, "index")
+    return not ((os.path.exists(qdir) and not os.access(qdir, os.R_OK | os.X_OK)) or
+                (os.path.exists(index_dir) and not os.access(index_dir, os.R_OK | os.X_OK)))
+
+
 def _list(tool: Tool, config_dir: str | None, mode: str) -> int:
-    from fastpost.mail.queue.showq import write_json, write_mailq
+    from fastpost.mail.queue.showq import render_json, render_mailq, write_json, write_mailq
 
     cfg = tool.config(config_dir)
     qdir = cfg.get("queue_directory")
-    index_dir = os.path.join(qdir, "index")
-    if (os.path.exists(qdir) and not os.access(qdir, os.R_OK | os.X_OK)) or \
-            (os.path.exists(index_dir) and not os.access(index_dir, os.R_OK | os.X_OK)):
-        print(f"{tool.prog}: fatal: cannot read the queue in {qdir}: listing the queue as an unprivileged "
-              "user needs the showq service, which fastpost does not have yet", file=sys.stderr)
-        return EX_UNAVAILABLE
-    store = tool.open_store(cfg)
+    long_ids = cfg.get_bool("enable_long_queue_ids")
     try:
-        if mode == "j":
-            write_json(store, sys.stdout)
-        else:
-            write_mailq(store, sys.stdout, cfg.get_bool("enable_long_queue_ids"))
-        sys.stdout.flush()
+        if not _can_read_queue(qdir):
+            listed = _showq_entries(tool, cfg)
+            if mode == "j":
+                render_json(listed, sys.stdout)
+            else:
+                render_mailq(listed, sys.stdout, long_ids)
+            sys.stdout.flush()
+            return 0
+        store = tool.open_store(cfg)
+        try:
+            if mode == "j":
+                write_json(store, sys.stdout)
+            else:
+                write_mailq(store, sys.stdout, long_ids)
+            sys.stdout.flush()
+        finally:
+            store.close()
     except BrokenPipeError:
         pass
-    finally:
-        store.close()
+    except _Unavailable as exc:
+        print(f"{tool.prog}: fatal: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
     return 0
+
+
+class _Unavailable(Exception):
+    """The showq service cannot be used (exit 69, as postqueue's "mail system is down")."""
+
+
+def _showq_entries(tool: Tool, cfg):
+    """Yield the listing's entries from the showq service, batch by batch."""
+    from fastpost.daemons.showq import MAX_BATCH, PROTOCOL
+    from fastpost.mail import ipc
+    from fastpost.mail.queue.showq import Entry
+
+    qdir = cfg.get("queue_directory")
+    path = ipc.endpoint(qdir, cfg.get("showq_service_name"), ipc.PUBLIC)
+    client = ipc.AttrClient(path, PROTOCOL, timeout=cfg.get_time("ipc_timeout"))
+    try:
+        try:
+            client.connect()
+        except ipc.IPCError as exc:
+            hint = ""
+            if "Permission denied" in str(exc):
+                hint = (f" (the account must be in the group {cfg.get('setgid_group')} "
+                        "to reach the showq service)")
+            raise _Unavailable(f"Queue report unavailable - mail system is down: {exc}{hint}") from None
+        while True:
+            try:
+                reply = client.request({"request": "list", "count": MAX_BATCH}, retry=False)
+            except ipc.IPCError as exc:
+                raise _Unavailable(f"Queue report unavailable - {exc}") from None
+            if reply.get("status") != 0 or not isinstance(reply.get("messages"), list):
+                raise _Unavailable(f"Queue report unavailable - showq refused: {reply.get('error')}")
+            for attrs in reply["messages"]:
+                try:
+                    yield Entry.from_attrs(attrs)
+                except ValueError as exc:
+                    raise _Unavailable(f"Queue report unavailable - {exc}") from None
+            if not reply.get("more"):
+                return
+    finally:
+        client.close()
 
 
 def _flush(tool: Tool, config_dir: str | None, mode: str, arg: str) -> int:
