@@ -16,7 +16,8 @@ Postfix counterpart: src/postfix/postfix.c, conf/postfix-script, src/postfix/pos
     check            configuration valid, daemons loadable, queue directories, owners
                      and modes right, mail_owner exists and is not root; names the
                      Postfix parameters main.cf sets that fastpost does not implement
-    flush            ask qmgr to retry all deferred mail now (trigger AFDI)
+    flush            ask qmgr to retry all deferred mail now (trigger AFDI), and the
+                     fast-flush service to refresh its per-destination logs
     set-permissions  create mail_owner and setgid_group if missing (root), create the
                      queue tree and repair owners and modes
     upgrade-configuration  create what is missing (as Postfix's, nothing to rewrite)
@@ -293,6 +294,9 @@ class Control:
                              timeout=self.cfg.get_time("trigger_timeout"))
         except (ipc.IPCError, ConfigError) as exc:
             return self.say.fatal(f"cannot flush the mail queue: {exc}")
+        from fastpost.cli.postqueue import refresh_flush_logs
+
+        refresh_flush_logs(self.cfg)  # the fast-flush logs, as their times say
         return 0
 
     def do_set_permissions(self, repair: bool = True) -> int:

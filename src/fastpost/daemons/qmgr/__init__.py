@@ -42,7 +42,7 @@ PARAMS = (
     "default_transport_rate_delay", "default_destination_recipient_limit",
     "default_recipient_limit", "rewrite_service_name", "bounce_service_name",
     "defer_service_name", "trace_service_name", "fastpost_rewrite_cache_size",
-    "fastpost_rewrite_cache_time",
+    "fastpost_rewrite_cache_time", "fast_flush_domains", "flush_service_name",
 )
 
 

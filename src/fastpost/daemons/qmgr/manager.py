@@ -74,6 +74,7 @@ from fastpost.mail.bounce_log import (
 from fastpost.mail.bounce_clnt import BounceClient
 from fastpost.mail.config import parse_time
 from fastpost.mail.envelope import read_envelope
+from fastpost.mail.flush_clnt import FLUSH_STAT_DENY, FLUSH_STAT_OK, AsyncFlushClient
 from fastpost.mail.queue import index as ix
 from fastpost.mail.queue.message import CorruptQueueFile
 from fastpost.mail.queue.store import CorruptMessage, QueueError
@@ -234,6 +235,7 @@ class Qmgr:
         self.thread = StoreThread(store, self.loop)
         self.rewrite = RewriteClient(cfg, queue_directory=".")
         self.bounce = BounceClient(cfg, queue_directory=".")
+        self.flush = AsyncFlushClient(cfg, queue_directory=".")
         self.maxproc = maxproc
         p = ctx.p
         self.active_limit = max(1, int(p["qmgr_message_active_limit"]))
@@ -316,6 +318,7 @@ class Qmgr:
         await self.thread.flush()
         self.rewrite.close()
         self.bounce.close()
+        self.flush.close()
         for pool in self.pools.values():
             for c in pool:
                 c.close()
@@ -868,7 +871,24 @@ class Qmgr:
             self.stats["removed"] += 1
         else:
             self.stats["deferred"] += 1
+            if deferred and self.flush.domains:
+                offsets = set(deferred_offsets)
+                sites = {r.address.rpartition("@")[2].lower().rstrip(".")
+                         for r in msg.rcpts if r.offset in offsets}
+                self._spawn(self._flush_add(qid, sites))
         self._leave(msg)
+
+    async def _flush_add(self, qid: str, sites: set) -> None:
+        """Tell the fast-flush service about deferred mail for its sites (after the
+        deferral is committed, so that a flush right after finds the message deferred)."""
+        await self.thread.flush()
+        for site in sorted(sites):
+            if not site:
+                continue
+            status = await self.flush.add(site, qid)
+            if status not in (FLUSH_STAT_OK, FLUSH_STAT_DENY):
+                log.warn("%s: cannot tell the %s service about deferred mail for %s: %s",
+                         qid, "flush", log.printable(site), self.flush.error or status)
 
     def _leave(self, msg: Message) -> None:
         if self.messages.pop(msg.queue_id, None) is not None:

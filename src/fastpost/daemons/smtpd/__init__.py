@@ -88,6 +88,9 @@ def _post_init(ctx) -> None:
         service.sink = QueueSink.open(".", ctx.cfg)
     except (QueueError, OSError) as exc:
         log.fatal("cannot open the queue: %s", exc)
+    from fastpost.mail.flush_clnt import AsyncFlushClient
+
+    service.flush = AsyncFlushClient(ctx.cfg, queue_directory=".")  # ETRN
     log.debug("%s; writing to the queue store directly (no cleanup service yet)",
               _accel.describe())
 

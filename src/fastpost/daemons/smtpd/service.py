@@ -54,6 +54,8 @@ class SmtpdService:
         self.policy = policy if policy is not None else Policy()
         self.tls = tls if tls is not None else ServerTls(None, "none")
         self.authenticator = authenticator
+        #: The fast-flush client for ETRN (AsyncFlushClient), None: no domain is eligible.
+        self.flush = None
         self.resolver = resolver if resolver is not None else PeerResolver()
         self._loop = loop
         self.service_name = service_name

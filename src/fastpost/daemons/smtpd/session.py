@@ -53,6 +53,7 @@ from fastpost.daemons.smtpd.received import protocol_name, received_header
 from fastpost.daemons.smtpd.sink import SinkError
 from fastpost.mail.address import external
 from fastpost.smtp import events as ev
+from fastpost.mail.flush_clnt import FLUSH_STAT_DENY, FLUSH_STAT_OK
 from fastpost.smtp import replies
 from fastpost.smtp import state as smtp_state
 from fastpost.smtp.errors import RemoteProtocolError
@@ -921,10 +922,25 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                 self._log_reject("ETRN", refused)
                 self._respond("etrn", refused)
                 return
-            # No fast-flush service yet: no domain is eligible (Postfix's answer for
-            # a domain outside fast_flush_domains, with its warning).
-            log.warn("reject: ETRN %s... from %s", printable(event.domain), self.client.text)
-            self._respond("etrn", replies.etrn_unavailable(event.domain))
+            flush = self.service.flush
+            if flush is None:  # no fast-flush service here: no domain is eligible
+                flushed(FLUSH_STAT_DENY)
+                return
+            self._await(flush.send_site(event.domain), flushed, lambda exc: flushed(None))
+
+        def flushed(status):
+            # The fast-flush service's answer (fastpost.mail.flush_clnt), as Postfix's
+            # smtpd reports it: started; the site is not eligible; anything else.
+            if status == FLUSH_STAT_OK:
+                self._respond("etrn", replies.ETRN_STARTED)
+            elif status == FLUSH_STAT_DENY:
+                log.warn("reject: ETRN %s... from %s", printable(event.domain), self.client.text)
+                self._respond("etrn", replies.etrn_unavailable(event.domain))
+            else:
+                log.warn("ETRN %s... from %s: fast flush service failed: %s",
+                         printable(event.domain), self.client.text,
+                         printable(getattr(self.service.flush, "error", "") or str(status)))
+                self._respond("etrn", replies.ETRN_FAILED)
 
         self._policy("ETRN", checked, etrn_domain=event.domain)
 
