@@ -249,6 +249,7 @@ class Qmgr:
         self.defer_transports = set(p["defer_transports"])
         self.retry_time = max(1, int(p["transport_retry_time"]))
         self.soft_bounce = bool(p["soft_bounce"])
+        D.set_soft_bounce(self.soft_bounce)  # for the status lines qmgr writes itself
         self.jitter = int(p["fastpost_backoff_jitter"]) / 100.0
         self.ipc_timeout = float(p["ipc_timeout"])
         self.ipc_idle = float(p["ipc_idle"])
@@ -734,15 +735,15 @@ class Qmgr:
                  relay: str = "none", *, logged: bool = False, transport: str = "") -> None:
         """Record one recipient's outcome; log it unless the agent did."""
         now = time.time()
-        if status == D.BOUNCED and self.soft_bounce:
-            status, dsn = D.DEFERRED, "4" + dsn[1:]
-        if not logged:
+        if not logged:  # with soft_bounce a bounce is logged status=SOFTBOUNCE, dsn=4.x.x
             line = D.format_status_line(
                 msg.queue_id, D.Recipient(rcpt.offset, rcpt.address, rcpt.orig),
                 D.RecipientResult(rcpt.offset, status, dsn, text, relay),
                 arrival_time=msg.env.arrival, active_time=msg.active_time, request_time=now,
                 conn_time=now, done_time=now)
             log.info("%s", log.printable(line))
+        if status == D.BOUNCED and self.soft_bounce:
+            status, dsn = D.DEFERRED, "4" + dsn[1:]
         if status == D.SENT:
             msg.done.append(rcpt.offset)
             if rcpt.notify & D.NOTIFY_SUCCESS:
