@@ -429,7 +429,7 @@ TABLE = (
     P('qmgr_ipc_timeout', TIME, '60s', unit='s', min=0, supported=False),
     P('qmgr_message_active_limit', INT, '20000', min=1),
     P('qmgr_message_recipient_limit', INT, '20000', min=1),
-    P('qmgr_message_recipient_minimum', INT, '10', min=1, supported=False),
+    P('qmgr_message_recipient_minimum', INT, '10', min=1),
     P('qmqpd_authorized_clients', LIST, '', supported=False),
     P('qmqpd_client_port_logging', BOOL, 'no', supported=False),
     P('qmqpd_error_delay', TIME, '1s', unit='s', min=0, supported=False),

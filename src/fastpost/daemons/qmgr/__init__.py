@@ -31,7 +31,8 @@ from fastpost.mail.queue import QueueSettings, QueueStore
 from fastpost.server import trigger_server_main
 
 PARAMS = (
-    "qmgr_message_active_limit", "qmgr_message_recipient_limit", "queue_run_delay",
+    "qmgr_message_active_limit", "qmgr_message_recipient_limit",
+    "qmgr_message_recipient_minimum", "queue_run_delay",
     "minimal_backoff_time", "maximal_backoff_time", "maximal_queue_lifetime",
     "bounce_queue_lifetime", "delay_warning_time", "defer_transports", "transport_retry_time",
     "soft_bounce", "ipc_idle", "ipc_ttl", "default_process_limit", "fastpost_backoff_jitter",

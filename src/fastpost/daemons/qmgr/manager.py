@@ -107,7 +107,8 @@ class Message:
 
     __slots__ = ("queue_id", "info", "env", "active_time", "outstanding", "rcpts", "done",
                  "deferred", "logs", "bounced", "traced", "had_bounce_log", "had_trace_log",
-                 "dfxp", "incore", "finishing", "client")
+                 "dfxp", "incore", "finishing", "client", "next_pos", "any_deferred", "sites",
+                 "nrcpt")
 
     def __init__(self, info: ix.MessageInfo, env, active_time: float, dfxp: bool):
         self.queue_id = info.queue_id
@@ -126,6 +127,10 @@ class Message:
         self.dfxp = dfxp  # an "A" run: deliver even on defer_transports
         self.incore = 0
         self.finishing = False
+        self.next_pos = None  # recipient slicing: where the next slice starts (index order)
+        self.any_deferred = False  # an earlier slice deferred a recipient
+        self.sites: set[str] = set()  # domains of deferred recipients (fast flush)
+        self.nrcpt = len(info.recipients)
         a = env.attrs
         self.client = {k: a[src] for k, src in (
             ("name", "log_client_name"), ("addr", "log_client_address"),
@@ -139,14 +144,34 @@ class Message:
         return self.env.sender
 
 
-def _activate(store, states: list, until: float | None, limit: int, skip: frozenset,
-              rcpt_room: int = 1 << 62, take_one: bool = True):
-    """Store thread: read due messages of ``states`` and make them active: at most
-    ``limit`` messages, and no more than ``rcpt_room`` live recipients (except that with
-    ``take_one`` the first message is taken whatever its size: nothing else is in core).
+def _slice(info, start: int, count: int) -> tuple[set | None, int | None]:
+    """The next slice of a message's live recipients, in index order from ``start``:
+    (their offsets, or None for "all of them"; where the next slice starts, or None)."""
+    if start == 0:
+        live = sum(1 for r in info.recipients if r.status != ix.RCPT_DONE)
+        if live <= count:
+            return None, None
+    offsets = set()
+    rcpts = info.recipients
+    for pos in range(start, len(rcpts)):
+        if rcpts[pos].status == ix.RCPT_DONE:
+            continue
+        if len(offsets) >= count:
+            return offsets, pos
+        offsets.add(rcpts[pos].offset)
+    return offsets, None
 
-    Return ([(info, envelope, had_bounce_log, had_trace_log)], more, blocked): ``more``
-    says there may be more to take, ``blocked`` that the recipient room stopped it.
+
+def _activate(store, states: list, until: float | None, limit: int, skip: frozenset,
+              rcpt_room: int = 1 << 62, take_one: bool = True, minimum: int = 1):
+    """Store thread: read due messages of ``states`` and make them active: at most
+    ``limit`` messages, and no more than ``rcpt_room`` live recipients in all. A message
+    with more live recipients than the room left is taken in slices (at least
+    ``minimum`` recipients, or whatever is left of the room when ``take_one``: nothing
+    else is in core); its other recipients are read when the slice is done.
+
+    Return ([(info, envelope, had_bounce_log, had_trace_log, next_pos)], more, blocked):
+    ``more`` says there may be more to take, ``blocked`` that the recipient room stopped it.
     """
     picked = []
     rcpts = 0
@@ -158,20 +183,25 @@ def _activate(store, states: list, until: float | None, limit: int, skip: frozen
             if info.queue_id in skip:
                 continue
             live = sum(1 for r in info.recipients if r.status != ix.RCPT_DONE)
-            if (picked or not take_one) and rcpts + live > rcpt_room:
-                full = blocked = True
-                break
-            picked.append(info)
-            rcpts += live
+            left = rcpt_room - rcpts
+            take = live
+            if live > left:
+                if (picked or not take_one) and left < minimum:
+                    full = blocked = True
+                    break
+                take = max(left, minimum)
+            picked.append((info, take))
+            rcpts += take
             if len(picked) >= limit:
                 full = True
                 break
         if full:
             break
     out = []
-    for info in picked:
+    for info, take in picked:
+        only, next_pos = _slice(info, 0, take)
         try:
-            env = read_envelope(store.read(info.queue_id, info))
+            env = read_envelope(store.read(info.queue_id, info), only)
         except CorruptMessage:
             continue  # the store moved it to corrupt and said so
         except CorruptQueueFile as exc:
@@ -181,7 +211,7 @@ def _activate(store, states: list, until: float | None, limit: int, skip: frozen
             continue
         except QueueError:
             continue  # deleted meanwhile
-        out.append([info, env, False, False])
+        out.append([info, env, False, False, next_pos])
     if out:
         index = store.index
         with store.edit() as ed:
@@ -202,6 +232,23 @@ def _activate(store, states: list, until: float | None, limit: int, skip: frozen
                     item[2] = bool(ed.logs(qid, "bounce"))
                     item[3] = bool(ed.logs(qid, "trace"))
     return [tuple(i) for i in out if i[0] is not None], full, blocked
+
+
+def _read_slice(store, queue_id: str, start: int, count: int):
+    """Store thread: the next slice of an active message (after the previous slice's
+    outcomes were recorded): (info, envelope, next_pos), or None when the message is
+    gone or no longer active (deleted, put on hold)."""
+    info = store.get(queue_id)
+    if info is None or info.state != ix.ACTIVE:
+        return None
+    only, next_pos = _slice(info, start, count)
+    if only is None:
+        only = {r.offset for r in info.recipients[start:] if r.status != ix.RCPT_DONE}
+    try:
+        env = read_envelope(store.read(queue_id, info), only)
+    except (CorruptMessage, CorruptQueueFile, QueueError):
+        return None
+    return info, env, next_pos
 
 
 def next_retry(now: float, arrival: float, min_backoff: float, max_backoff: float,
@@ -240,6 +287,8 @@ class Qmgr:
         p = ctx.p
         self.active_limit = max(1, int(p["qmgr_message_active_limit"]))
         self.rcpt_limit = max(1, int(p["qmgr_message_recipient_limit"]))
+        self.rcpt_minimum = max(1, min(self.rcpt_limit, int(p["qmgr_message_recipient_minimum"])))
+        self.peak_incore = 0  # the most recipients in core at once (tests, -v)
         self.queue_run_delay = max(1, int(p["queue_run_delay"]))
         self.min_backoff = max(1, int(p["minimal_backoff_time"]))
         self.max_backoff = max(self.min_backoff, int(p["maximal_backoff_time"]))
@@ -270,7 +319,7 @@ class Qmgr:
         self.feeder = None
         self.stopping = False
         self.stats = {"activated": 0, "deliveries": 0, "removed": 0, "deferred": 0,
-                      "expired": 0, "notices": 0}
+                      "expired": 0, "notices": 0, "slices": 0}
 
     # -- start, triggers, stop ----------------------------------------------------------
 
@@ -368,7 +417,7 @@ class Qmgr:
                     rcpt_room = self.rcpt_limit - self.incore_rcpts
                     batch, more, blocked = await self.thread.call(
                         _activate, states, until, min(room, FEED_BATCH), frozenset(self.messages),
-                        rcpt_room, not self.messages)
+                        rcpt_room, not self.messages, self.rcpt_minimum)
                 except Exception as exc:  # noqa: BLE001 - a store problem must not stop qmgr
                     from fastpost.server.lifecycle import describe_exception
 
@@ -377,22 +426,30 @@ class Qmgr:
                     await asyncio.sleep(5)
                     continue
                 now = time.time()
-                for info, env, had_bounce, had_trace in batch:
-                    self._admit(info, env, had_bounce, had_trace, now, "all" in need)
+                for info, env, had_bounce, had_trace, next_pos in batch:
+                    self._admit(info, env, had_bounce, had_trace, now, "all" in need, next_pos)
                 if more:
                     self.need |= need
                 if blocked:
                     break  # no recipient room: _leave() wakes the feeder when there is
 
-    def _admit(self, info, env, had_bounce: bool, had_trace: bool, now: float, dfxp: bool) -> None:
+    def _admit(self, info, env, had_bounce: bool, had_trace: bool, now: float, dfxp: bool,
+               next_pos: int | None = None) -> None:
         msg = Message(info, env, now, dfxp)
         msg.had_bounce_log = had_bounce
         msg.had_trace_log = had_trace
         self.messages[msg.queue_id] = msg
         self.stats["activated"] += 1
         log.info("%s: from=<%s>, size=%d, nrcpt=%d (queue active)", msg.queue_id,
-                 log.printable(env.sender), env.size, len(env.recipients))
+                 log.printable(env.sender), env.size, env.rcpt_total)
+        self._load(msg, info, env, next_pos)
+
+    def _load(self, msg: Message, info, env, next_pos: int | None) -> None:
+        """Put a message's recipients (all of them, or the slice ``env`` holds) in core
+        and start placing them."""
         by_offset = {r.offset: r for r in env.recipients}
+        sliced = msg.next_pos is not None or next_pos is not None
+        msg.rcpts = []
         for r in info.recipients:
             if r.status == ix.RCPT_DONE:
                 continue
@@ -401,11 +458,20 @@ class Qmgr:
                 if e.done:
                     continue
                 msg.rcpts.append(Rcpt(r.offset, e.address, e.orig, e.notify, e.orcpt))
-            else:
+            elif not sliced:
                 msg.rcpts.append(Rcpt(r.offset, r.address, "", 0, ""))
+        msg.next_pos = next_pos
+        if sliced:  # the index's recipient list is read again for the next slice
+            msg.info = copy.copy(info)
+            msg.info.recipients = []
+            self.stats["slices"] += 1
         msg.outstanding = len(msg.rcpts)
         msg.incore = len(msg.rcpts)
         self.incore_rcpts += msg.incore
+        if self.incore_rcpts > self.peak_incore:
+            self.peak_incore = self.incore_rcpts
+            if log.verbose():
+                log.info("qmgr: %d recipients in core", self.peak_incore)
         if info.flags & ix.FLAG_FORCE_EXPIRE:
             for rcpt in msg.rcpts:
                 self._outcome(msg, rcpt, D.DEFERRED, "4.7.0", "message is administratively expired")
@@ -770,8 +836,11 @@ class Qmgr:
     def _check_done(self, msg: Message) -> None:
         if msg.outstanding <= 0 and not msg.finishing:
             msg.finishing = True
+            if msg.next_pos is not None:  # more recipients to read: the next slice
+                self._spawn(self._next_slice(msg))
+                return
             if not msg.deferred and not msg.bounced and not msg.traced and \
-                    not msg.had_bounce_log and not msg.had_trace_log:
+                    not msg.any_deferred and not msg.had_bounce_log and not msg.had_trace_log:
                 # Everything delivered, nothing to report: no task, one index operation.
                 qid = msg.queue_id
                 self.thread.edit(lambda ed: ed.delete(qid))
@@ -785,6 +854,52 @@ class Qmgr:
 
     def _backoff(self, msg: Message, now: float) -> float:
         return next_retry(now, msg.env.arrival, self.min_backoff, self.max_backoff, self.jitter)
+
+    def _deferred_sites(self, msg: Message) -> None:
+        if msg.deferred and self.flush.domains:
+            offsets = set(msg.deferred)
+            msg.sites.update(r.address.rpartition("@")[2].lower().rstrip(".")
+                             for r in msg.rcpts if r.offset in offsets)
+
+    async def _next_slice(self, msg: Message) -> None:
+        """A slice is done: record its outcomes, let its recipients go, read the next."""
+        qid = msg.queue_id
+        try:
+            logs, done, deferred = msg.logs, msg.done, msg.deferred
+
+            def record(ed):
+                for kind, block in logs:
+                    ed.append_log(qid, kind, block)
+                if done:
+                    ed.mark_recipients(qid, done, ix.RCPT_DONE)
+                if deferred:
+                    ed.mark_recipients(qid, deferred, ix.RCPT_DEFERRED)
+
+            self._deferred_sites(msg)
+            msg.any_deferred = msg.any_deferred or bool(deferred)
+            msg.logs, msg.done, msg.deferred = [], [], []
+            self.thread.edit(record)
+            await self.thread.flush()
+            self.incore_rcpts -= msg.incore
+            msg.incore = 0
+            msg.rcpts = []
+            room = max(self.rcpt_minimum, self.rcpt_limit - self.incore_rcpts)
+            got = await self.thread.call(_read_slice, qid, msg.next_pos, room)
+        except Exception as exc:  # noqa: BLE001 - never leave a message stuck in core
+            from fastpost.server.lifecycle import describe_exception
+
+            log.error("%s: reading the next recipients: %s; message deferred", qid,
+                      describe_exception(exc))
+            got = None
+            when = self._backoff(msg, time.time())
+            self.thread.edit(lambda ed: ed.get(qid) is not None and ed.get(qid).state == ix.ACTIVE
+                             and ed.set_state(qid, ix.DEFERRED, next_retry=when))
+        if got is None or self.stopping:  # gone, held meanwhile, or qmgr is stopping:
+            self._leave(msg)               # what is not recorded is tried again later
+            return
+        info, env, next_pos = got
+        msg.finishing = False
+        self._load(msg, info, env, next_pos)
 
     async def _finish(self, msg: Message) -> None:
         try:
@@ -801,7 +916,7 @@ class Qmgr:
     async def _finish_message(self, msg: Message) -> None:
         qid = msg.queue_id
         now = time.time()
-        deferred = bool(msg.deferred)
+        deferred = bool(msg.deferred) or msg.any_deferred
         lifetime = self.bounce_lifetime if msg.sender == "" else self.max_lifetime
         expired = deferred and (bool(msg.info.flags & ix.FLAG_FORCE_EXPIRE) or
                                 now - msg.env.arrival > lifetime)
@@ -873,10 +988,8 @@ class Qmgr:
         else:
             self.stats["deferred"] += 1
             if deferred and self.flush.domains:
-                offsets = set(deferred_offsets)
-                sites = {r.address.rpartition("@")[2].lower().rstrip(".")
-                         for r in msg.rcpts if r.offset in offsets}
-                self._spawn(self._flush_add(qid, sites))
+                self._deferred_sites(msg)
+                self._spawn(self._flush_add(qid, msg.sites))
         self._leave(msg)
 
     async def _flush_add(self, qid: str, sites: set) -> None:
