@@ -9,9 +9,11 @@ Life of a message here:
     now, ``F`` forget dead destinations) and every ``queue_run_delay`` for the
     deferred queue, due messages are read in batches while fewer than
     ``qmgr_message_active_limit`` messages and ``qmgr_message_recipient_limit``
-    recipients are in core (a message is always admitted when nothing is): the store
-    thread reads each queue file's envelope, sets its state to active and drops its
-    previous defer log, in one index transaction per batch. Logged:
+    recipients are in core: the store thread reads each queue file's envelope, sets
+    its state to active and drops its previous defer log, in one index transaction per
+    batch. A message with more live recipients than the room left is read in slices
+    (at least ``qmgr_message_recipient_minimum`` recipients; the next slice when the
+    previous one has all its outcomes, which are recorded first). Logged:
     ``ID: from=<sender>, size=N, nrcpt=N (queue active)``.
  2. **Resolve.** Each recipient not yet done goes through trivial-rewrite (a cached
     client: one round trip per distinct address and burst): a table failure defers it
@@ -36,7 +38,8 @@ Life of a message here:
     removed (``ID: removed``), or returned to the sender when deferred recipients
     remain and it is older than ``maximal_queue_lifetime`` (``bounce_queue_lifetime``
     for the null sender) or was force-expired (``ID: from=<sender>, status=expired,
-    returned to sender``), or deferred until ``now + max(min(age,
+    returned to sender``), or deferred (and the fast-flush service told about each
+    deferred site that ``fast_flush_domains`` lists) until ``now + max(min(age,
     maximal_backoff_time), minimal_backoff_time)`` plus a random 0..
     ``fastpost_backoff_jitter`` percent. A notice that cannot be sent keeps the message
     (deferred) and is tried again at the next attempt. A message put on hold while it
@@ -46,9 +49,10 @@ At start the active queue is moved back to incoming (Postfix's recovery): a mess
 whose delivery was not recorded before a crash is delivered again (at least once).
 
 Log lines for outcomes qmgr decides itself (no agent involved) have the agents'
-format with ``relay=none``.
+format with ``relay=none`` (and ``status=SOFTBOUNCE`` for a bounce under soft_bounce).
 
-Parameters: qmgr_message_active_limit, qmgr_message_recipient_limit, queue_run_delay,
+Parameters: qmgr_message_active_limit, qmgr_message_recipient_limit,
+qmgr_message_recipient_minimum, fast_flush_domains, flush_service_name, queue_run_delay,
 minimal_backoff_time, maximal_backoff_time, maximal_queue_lifetime,
 bounce_queue_lifetime, delay_warning_time, defer_transports, transport_retry_time,
 soft_bounce, default_process_limit and master.cf's maxproc, initial_destination_concurrency
