@@ -16,7 +16,7 @@ from dlv import inject  # noqa: E402
 from helpers.instance import Instance  # noqa: E402
 from svc import as_mail_owner, need_unprivileged_runner, public_base, unprivileged  # noqa: E402
 
-MASTER_CF = "showq  unix  n  -  n  -  -  showq\n"
+MASTER_CF = "showq  unix  n  -  n  -  -  showq\nflush  unix  n  -  n  -  0  flush\n"
 
 
 def _defer_one(queue_id: str):
@@ -37,7 +37,8 @@ def _defer_one(queue_id: str):
 def site():
     need_unprivileged_runner()
     base = public_base()
-    inst = Instance(base, master_cf=MASTER_CF, main_cf={"myhostname": "test.localdomain"})
+    inst = Instance(base, master_cf=MASTER_CF, main_cf={"myhostname": "test.localdomain",
+                                                        "fast_flush_domains": "slow.example"})
     os.chmod(inst.dir, 0o755)
     os.chmod(inst.etc, 0o755)
     try:
@@ -115,3 +116,18 @@ def test_many_batches_and_an_empty_queue(tmp_path):
     finally:
         inst.cleanup()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_unprivileged_flush_requests_go_through_the_flush_service(site):
+    """queue -s / -i as nobody: the flush service does the work (Postfix's postqueue
+    lets any user ask); without the group the service is out of reach."""
+    inst, ids = site
+    out = unprivileged(["-c", str(inst.etc), "queue", "-s", "slow.example"], egid="postdrop")
+    assert out.returncode == 0, out.stderr
+    out = unprivileged(["-c", str(inst.etc), "queue", "-i", "ABCDEF123"], egid="postdrop")
+    assert (out.returncode, out.stderr) == (0, "postqueue: warning: ABCDEF123: no such deferred message\n")
+    out = unprivileged(["-c", str(inst.etc), "queue", "-s", "other.example"], egid="postdrop")
+    assert out.returncode == 69 and 'not configured for destination "other.example"' in out.stderr
+    out = unprivileged(["-c", str(inst.etc), "queue", "-s", "slow.example"])
+    assert out.returncode == 69
+    assert out.stderr.endswith("postqueue: fatal: Cannot flush mail queue - mail system is down\n")
