@@ -158,3 +158,24 @@ def test_fastpost_flush_refreshes_the_logs(site):
     d.flush()
     d.wait_gone([qid])
     d.wait_log(r"flush\[\d+\]: refresh.example: sent 1 message\(s\)")
+
+
+def test_master_wakeup_refreshes(tmp_path):
+    """master.cf's wakeup column (Postfix: ``1000?``) refreshes the logs periodically:
+    here every second, with a refresh time of 0, a site's log is sent without a command."""
+    inst = Instance(tmp_path, master_cf="flush unix n - n 1 0 flush\n",
+                    main_cf={"fast_flush_domains": "wake.example", "fast_flush_refresh_time": "0"})
+    try:
+        inst.start()
+        with fc.FlushClient(Config(str(inst.etc))) as f:
+            assert f._request({"request": "add", "site": "wake.example",
+                               "queue_id": "ABCDEF12345"})[0] == fc.FLUSH_STAT_OK
+        path = os.path.join(inst.queue, "flush", "wake.example")
+        assert open(path).read() == "ABCDEF12345\n"
+        deadline = time.monotonic() + 30
+        while os.path.getsize(path) > 0:  # emptied by a refresh the wakeup ran
+            assert time.monotonic() < deadline, inst.log_text()[-3000:]
+            time.sleep(0.05)
+        assert "malformed" not in inst.log_text()
+    finally:
+        inst.cleanup()

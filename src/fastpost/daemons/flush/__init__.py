@@ -5,7 +5,8 @@ Postfix counterpart: src/flush/flush.c
 
 master.cf: ``flush  unix  n  -  n  1000?  0  flush`` (private column ``n``: the socket is
 ``public/flush``, reachable by smtpd and by members of setgid_group). A multi-client
-daemon running as mail_owner.
+daemon running as mail_owner. The master's wakeup (``W``, every 1000 s once the
+service was used) runs a refresh, as ``fastpost flush`` does.
 
 For each destination that ``fast_flush_domains`` lists (default ``$relay_domains``)
 it keeps a log, ``$queue_directory/flush/<site>``: one queue ID per line, appended
@@ -46,12 +47,15 @@ and refresh.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import re
+import socket
 import time
 
 from fastpost.mail import ipc
+from fastpost.mail.ipc import AttrServerProtocol
 from fastpost.mail.address import valid_address_literal, valid_hostname
 from fastpost.mail.domain_list import DomainList
 from fastpost.mail.flush_clnt import (
@@ -277,8 +281,43 @@ async def handle(request: dict, conn) -> dict:
         return {"status": FLUSH_STAT_FAIL, "error": str(exc)}
 
 
-def main(argv):
-    from fastpost.mail.ipc import attr_service
+class _FlushProtocol(AttrServerProtocol):
+    """The attribute protocol, plus the master's wakeup: a connection that brings the
+    single byte ``W`` and closes (master.cf wakeup column, Postfix's ``1000?``) runs a
+    refresh. The master has written and closed before the connection is accepted, and
+    clients of this protocol wait for the greeting before they send anything (and a
+    request frame is longer than one byte), so a peek at accept time tells them apart;
+    the greeting is not sent to the master's closed socket."""
 
-    multi_server_main(argv, attr_service(PROTOCOL, handle), name="flush", params=PARAMS,
+    def __init__(self, ctx):
+        super().__init__(ctx, PROTOCOL, handle)
+
+    def connection_made(self, transport):
+        head = b""
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                with socket.socket(fileno=os.dup(sock.fileno())) as peek:
+                    head = peek.recv(2, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except OSError:
+                head = b""
+        if head == ipc.TRIGGER_WAKEUP:
+            self.transport = transport
+            transport.close()
+            asyncio.get_running_loop().create_task(_wakeup())
+            return
+        super().connection_made(transport)
+
+
+async def _wakeup() -> None:
+    try:
+        await _refresh(False)
+    except Exception as exc:  # noqa: BLE001 - logged, the next wakeup tries again
+        from fastpost.server.lifecycle import describe_exception
+
+        log.warn("refresh: %s", describe_exception(exc))
+
+
+def main(argv):
+    multi_server_main(argv, _FlushProtocol, name="flush", params=PARAMS,
                       post_init=post_init, on_exit=on_exit)
