@@ -179,3 +179,37 @@ def test_master_wakeup_refreshes(tmp_path):
         assert "malformed" not in inst.log_text()
     finally:
         inst.cleanup()
+
+
+ETRN_DIALOGUE = ["ETRN etrn.example", "HELO client.example", "ETRN etrn.example",
+                 "ETRN other.example", "ETRN @etrn.example", "ETRN #etrn.example",
+                 "ETRN bad..example", "ETRN", "MAIL FROM:<a@example.org>", "ETRN etrn.example"]
+
+
+def _dialogue(port: int) -> list[str]:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        read_line(sock)
+        replies = [talk(sock, line).rstrip("\r\n") for line in ETRN_DIALOGUE]
+    replies[1] = replies[1].split()[0]  # the HELO reply names the host
+    return replies
+
+
+def test_etrn_replies_same_as_postfix(site, tmp_path):
+    """The same ETRN dialogue against Debian's Postfix 3.7 (fast_flush_domains =
+    etrn.example) and fastpost: the same replies, line for line."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "queue"))
+    from postfix_instance import PostfixInstance, need_postfix, postfix_tmpdir
+
+    need_postfix()
+    with postfix_tmpdir() as root:
+        pfx = PostfixInstance(root, fast_flush_domains="etrn.example")
+        pfx.start()
+        try:
+            theirs = _dialogue(pfx.port)
+        finally:
+            pfx.stop()
+    ours = _dialogue(site.port)
+    assert theirs[2] == "250 Queuing started" and theirs[3].startswith("459 ")  # the premise
+    assert ours == theirs
