@@ -111,8 +111,7 @@ class Message:
 
     __slots__ = ("queue_id", "info", "env", "active_time", "outstanding", "rcpts", "done",
                  "deferred", "logs", "bounced", "traced", "had_bounce_log", "had_trace_log",
-                 "dfxp", "incore", "finishing", "client", "next_pos", "any_deferred", "sites",
-                 "nrcpt")
+                 "dfxp", "incore", "finishing", "client", "next_pos", "any_deferred", "sites")
 
     def __init__(self, info: ix.MessageInfo, env, active_time: float, dfxp: bool):
         self.queue_id = info.queue_id
@@ -134,7 +133,6 @@ class Message:
         self.next_pos = None  # recipient slicing: where the next slice starts (index order)
         self.any_deferred = False  # an earlier slice deferred a recipient
         self.sites: set[str] = set()  # domains of deferred recipients (fast flush)
-        self.nrcpt = len(info.recipients)
         a = env.attrs
         self.client = {k: a[src] for k, src in (
             ("name", "log_client_name"), ("addr", "log_client_address"),
