@@ -157,6 +157,9 @@ class ServerContext:
         self.p: dict[str, object] = {}  # typed values of the declared parameters
         self.loop: asyncio.AbstractEventLoop | None = None  # set before post_init
         self.verbose = opts.verbose
+        #: Called (no arguments) when the process starts retiring: a daemon whose
+        #: clients keep persistent connections (cleanup) closes them when idle.
+        self.on_retire: list = []
 
     @property
     def clients(self) -> int:
@@ -448,6 +451,11 @@ class BaseServer:
             return
         self.retiring = True
         log.debug("retiring: %s", reason)
+        for callback in self.ctx.on_retire:
+            try:
+                callback()
+            except Exception as exc:  # noqa: BLE001 - a daemon's hook must not stop retiring
+                self.report_exception("on_retire", exc)
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
