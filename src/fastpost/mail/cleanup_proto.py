@@ -76,8 +76,8 @@ OVERRIDES = {
     "no_milters": FLAG_MILTER,
 }
 
-#: DSN NOTIFY words -> Postfix's DSN_NOTIFY_* bits.
-NOTIFY_BITS = {"NEVER": 1, "SUCCESS": 2, "DELAY": 4, "FAILURE": 8}
+#: DSN NOTIFY words -> Postfix's DSN_NOTIFY_* bits (fastpost.mail.deliver.NOTIFY_*).
+NOTIFY_BITS = {"NEVER": 1, "SUCCESS": 2, "FAILURE": 4, "DELAY": 8}
 #: DSN RET values -> Postfix's DSN_RET_* numbers (as text, as the queue file has them).
 RET = {"FULL": "1", "HDRS": "2"}
 
