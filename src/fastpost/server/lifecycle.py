@@ -357,6 +357,13 @@ class BaseServer:
                 os.setuid(owner.pw_uid)
             except OSError as exc:
                 log.fatal("set privileges to %s: %s", owner.pw_name, exc.strerror)
+        if root and (opts.chroot or opts.unprivileged):
+            # Table files opened in pre_init may be out of reach now (not in the jail,
+            # not readable by mail_owner): they keep what they loaded instead of
+            # failing every lookup (a reload restarts the daemon, as in Postfix).
+            from fastpost.mail.maps import _base as maps_base
+
+            maps_base.KEEP_UNREACHABLE = True
 
     def _new_loop(self) -> asyncio.AbstractEventLoop:
         loop = uvloop.new_event_loop()

@@ -68,6 +68,15 @@ __all__ = ["CleanupState"]
 _printable = log.printable
 
 
+def _ascii(text, limit: int = 200) -> str:
+    """Text for a log line as Postfix prints it: each byte outside 0x20-0x7E is '?'."""
+    data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
+    return data[:limit].decode("latin-1").translate(_ASCII_MAP)
+
+
+_ASCII_MAP = {c: "?" for c in list(range(0x20)) + list(range(0x7F, 0x100))}
+
+
 _CT_PARAM = re.compile(r'boundary\s*=\s*(?:"([^"]*)"|([^\s;]+))', re.I)
 
 # MIME body states
@@ -153,6 +162,7 @@ class CleanupState:
         self.part_ctype = None
         self.part_boundary = None
         self.segment_checked = 0
+        self.separator = False  # the next body line may be the empty line after the headers
 
     # -- frame handling -----------------------------------------------------------------
 
@@ -259,7 +269,7 @@ class CleanupState:
         name = self._attr("log_client_name")
         addr = self._attr("log_client_address")
         client = f"{name}[{addr}]" if name or addr else "local"
-        line = (f"{self.queue_id}: {action}: {where} {_printable(text[:200])} from {client}; "
+        line = (f"{self.queue_id}: {action}: {where} {_ascii(text)} from {client}; "
                 f"from=<{_printable(self.sender)}> to=<{_printable(self.last_rcpt)}>")
         proto = self._attr("log_protocol_name")
         if proto:
@@ -466,7 +476,7 @@ class CleanupState:
             if self.hops > s.hopcount_limit:
                 raise Refused(554, "5.4.0 Error: too many hops", "message rejected: hopcount exceeded")
         if flags & H.EIGHT_BIT and s.strict_7bit_headers:
-            self._log_mime_error("message header", text.decode("utf-8", "replace"))
+            self._log_mime_error("message header", text)
             raise Refused(550, "5.6.0 improper use of 8-bit data in message header")
         cls = H.CLASS.get(kind, 0)
         if self.inspect:
@@ -586,7 +596,7 @@ class CleanupState:
         addr = self._attr("log_client_address")
         client = f"{name}[{addr}]" if name or addr else "local"
         log.info("%s: reject: mime-error improper use of 8-bit data in %s: %s from %s; "
-                 "from=<%s> to=<%s>", self.queue_id, what, _printable(text[:100]), client,
+                 "from=<%s> to=<%s>", self.queue_id, what, _ascii(text, 100), client,
                  _printable(self.sender), _printable(self.last_rcpt))
 
     # -- end of headers -----------------------------------------------------------------
@@ -630,7 +640,8 @@ class CleanupState:
         first = body[:2]
         if body and not (first.startswith(b"\n") or first == b"\r\n"):
             await self._put(b"\n")
-        # What the body needs: straight through, or line by line.
+        # What the body needs: straight through, or line by line (the empty line that
+        # ends the headers is not body text: body_checks never see it).
         mime_struct = s.mime and (self.mime_boundary is not None
                                   or (self.mime_type or "").startswith("message/"))
         self.line_mode = bool((self.inspect and self.svc.body_checks) or mime_struct
@@ -641,6 +652,7 @@ class CleanupState:
             elif self.mime_type == "message/rfc822":
                 # the blank line that ends the primary headers, then the attached message
                 self.mime_mode = _BLANK_THEN_NESTED
+        self.separator = self.line_mode and self.mime_mode == _BODY
         if body:
             await self._body(body)
 
@@ -681,6 +693,11 @@ class CleanupState:
         for line in lines:
             if line.endswith(b"\r"):
                 line = line[:-1]
+            if self.separator:
+                self.separator = False
+                if not line:
+                    out.append(b"\n")
+                    continue
             res = await self._body_line(line)
             if self.error is not None:
                 return
@@ -721,7 +738,7 @@ class CleanupState:
                     self.segment_checked = 0
                     break
         if s.strict_8bitmime_body and not self._declared_8bit() and _has_8bit(line):
-            self._log_mime_error("message body", line.decode("utf-8", "replace"))
+            self._log_mime_error("message body", line)
             raise Refused(550, "5.6.0 improper use of 8-bit data in message body")
         if self.inspect and self.svc.body_checks and self.segment_checked < s.body_checks_size_limit:
             self.segment_checked += len(line) + 1
