@@ -79,5 +79,9 @@ def main(argv: list[str]) -> None:
     """Run smtpd on the multi skeleton (the master calls this in a forked worker)."""
     from fastpost.server.multi import multi_server_main
 
+    # A Postfix smtpd serves max_use (100) clients one at a time; a fastpost smtpd
+    # serves up to fastpost_multi_client_limit at once: it recycles after that many
+    # times max_use sessions.
     multi_server_main(argv, lambda ctx: _state["service"].protocol(), name="smtpd",
-                      pre_init=_pre_init, post_init=_post_init, on_exit=_on_exit)
+                      pre_init=_pre_init, post_init=_post_init, on_exit=_on_exit,
+                      max_use_scale=1000)
