@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,13 @@ def test_embedded_configuration_runs_and_stops_on_ctrl_c(tmp_path):
     made = subprocess.run([sys.executable, "-m", "fastpost", "embedded-config", str(root)],
                           capture_output=True, text=True, check=True)
     etc = made.stdout.strip()
+    # The machine is shared: another instance may hold 2525; serve SMTP on a free port.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    master_cf = root / "etc" / "master.cf"
+    master_cf.write_text(master_cf.read_text().replace("127.0.0.1:2525 ", f"127.0.0.1:{port} "))
     out = open(tmp_path / "out", "w+")
     proc = subprocess.Popen([sys.executable, "-m", "fastpost", "-c", etc, "start-fg"],
                             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
