@@ -153,3 +153,44 @@ def test_swaks_message_is_delivered(dev):
     assert "250 2.0.0 Ok: queued as " in proc.stdout
     msg = dev.wait_for_mail(user, "by swaks")
     assert msg["From"] == "me@localhost"
+
+
+def test_sendmail_by_the_user_goes_through_pickup(dev):
+    user = dev.pw.pw_name
+    message = (b"From: Dev User <dev@example.org>\r\nTo: root@localhost\r\n"
+               b"Subject: submitted locally\r\n\r\nline one\r\n..not the end\r\n")
+    proc = dev.run("-m", "fastpost", "-c", dev.etc, "sendmail", "-i", "-F", "Dev User",
+                   "root@localhost", input=message)
+    assert proc.returncode == 0, proc.stderr
+    msg = dev.wait_for_mail("root", "submitted locally")
+    assert msg["Return-Path"] == f"<{user}@localhost.localdomain>"  # login name + $myorigin
+    received = msg.get_all("Received")[0]
+    assert f"from userid {dev.pw.pw_uid}" in received and "fastpost" in received
+    assert msg.get_payload() == "line one\n..not the end\n"  # -i: dots are content
+    assert f"uid={dev.pw.pw_uid} from=<{user}>" in dev.log()
+    assert list((dev.var / "spool" / "maildrop").iterdir()) == []
+
+
+def test_sendmail_t_takes_recipients_from_the_headers(dev):
+    user = dev.pw.pw_name
+    message = (f"To: {user}@localhost\nBcc: root@localhost\nSubject: by -t\n\nbody\n.\n"
+               "after the dot\n").encode()
+    proc = dev.run("-m", "fastpost", "-c", dev.etc, "sendmail", "-t", "-f", "sender@example.org",
+                   input=message)
+    assert proc.returncode == 0, proc.stderr
+    for name in (user, "root"):
+        msg = dev.wait_for_mail(name, "by -t")
+        assert msg["Return-Path"] == "<sender@example.org>"
+        assert msg["Bcc"] is None  # removed by cleanup
+        assert msg.get_payload() == "body\n"  # a lone dot ends the message without -i
+
+
+def test_sendmail_usage_errors(dev):
+    proc = dev.run("-m", "fastpost", "-c", dev.etc, "sendmail", input=b"x\n")
+    assert proc.returncode == 64
+    assert b"Recipient addresses must be specified" in proc.stderr
+    proc = dev.run("-m", "fastpost", "-c", dev.etc, "sendmail", "-N", "sometimes", "root",
+                   input=b"x\n")
+    assert proc.returncode == 64 and b"bad -N option value" in proc.stderr
+    proc = dev.run("-m", "fastpost", "-c", dev.etc, "sendmail", "-bv", "root", input=b"")
+    assert proc.returncode == 69 and b"not available" in proc.stderr
