@@ -185,8 +185,12 @@ def new_name() -> str:
     return f"{int(now):X}{int((now % 1) * 1e6):05X}{os.getpid():X}{secrets.token_hex(3).upper()}"
 
 
-def drop(directory: str, data: bytes) -> str:
-    """Store ``data`` durably in ``directory`` under a new name; return the name."""
+def drop(directory: str, data: bytes, owner: tuple[int, int] | None = None) -> str:
+    """Store ``data`` durably in ``directory`` under a new name; return the name.
+
+    ``owner`` (uid, gid): give the file to them before it appears (root's requeue
+    hands files to mail_owner, the only owner pickup trusts with a requeue).
+    """
     name = new_name()
     tmp = os.path.join(directory, "." + name)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -194,6 +198,8 @@ def drop(directory: str, data: bytes) -> str:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
+        if owner is not None:
+            os.fchown(fd, *owner)
         os.fchmod(fd, 0o644)  # complete: pickup (mail_owner) may read it
         os.fsync(fd)
         os.rename(tmp, os.path.join(directory, name))

@@ -108,12 +108,12 @@ async def scan(directory: str) -> int:
 
 
 def _corrupt(directory: str, name: str, why: str) -> None:
-    log.warn("%s/%s: %s: moved to corrupt", directory, name, why)
     try:
-        os.makedirs("corrupt", 0o700, exist_ok=True)
         os.rename(os.path.join(directory, name), os.path.join("corrupt", name))
     except OSError as exc:
-        log.warn("%s/%s: cannot move to corrupt: %s", directory, name, exc.strerror)
+        log.warn("%s/%s: %s: cannot move to corrupt: %s", directory, name, why, exc.strerror)
+        return
+    log.warn("%s/%s: %s: moved to corrupt", directory, name, why)
 
 
 async def take(directory: str, name: str) -> bool:
