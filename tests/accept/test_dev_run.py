@@ -194,3 +194,19 @@ def test_sendmail_usage_errors(dev):
     assert proc.returncode == 64 and b"bad -N option value" in proc.stderr
     proc = dev.run("-m", "fastpost", "-c", dev.etc, "sendmail", "-bv", "root", input=b"")
     assert proc.returncode == 69 and b"not available" in proc.stderr
+
+
+def test_link_commands_makes_the_sendmail_names(tmp_path):
+    (tmp_path / "mailq").write_text("another mail system's\n")
+    proc = subprocess.run([sys.executable, "-m", "fastpost", "link-commands", "-d", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "left alone" in proc.stderr
+    assert os.path.islink(tmp_path / "sendmail") and not os.path.islink(tmp_path / "mailq")
+    proc = subprocess.run([str(tmp_path / "sendmail"), "-bv", "x"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 69 and proc.stderr.startswith("sendmail: fatal: -bv")
+    proc = subprocess.run([sys.executable, "-m", "fastpost", "link-commands", "-f", "-d",
+                           str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "mailq.pre-fastpost").read_text() == "another mail system's\n"
+    assert os.readlink(tmp_path / "mailq") == os.readlink(tmp_path / "sendmail")

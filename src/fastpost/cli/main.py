@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "newaliases": "fastpost.cli.postalias:newaliases",
     "tls": "fastpost.cli.tls:main",
     "sendmail": "fastpost.cli.sendmail:main",
+    "link-commands": "fastpost.cli.linkcmds:main",
 }
 
 #: The postfix(1) verbs, all served by one module.

@@ -11,8 +11,8 @@ disk (fsync) before the command exits 0; pickup logs who submitted it (the file'
 owner). The maildrop directory belongs to mail_owner and setgid_group (mode 0730): the
 command writes there directly when its user may (root, mail_owner, a member of
 setgid_group, or the owner of a one-user instance such as `./dev run`); other users go
-through the setgid helper ``fastpost-postdrop`` that ``fastpost link-commands``
-installs, and without it get EX_NOPERM with a message that says so.
+through a setgid helper ``fastpost-postdrop`` in /usr/sbin when one is installed (not
+built yet: docs/accept.md), and without it get EX_NOPERM with a message that says so.
 
 Options, as Postfix's sendmail takes them:
     -t            recipients from To/Cc/Bcc (and Resent-*) too; Bcc: is removed
@@ -208,8 +208,7 @@ def submit(cfg, prog: str, opts: dict, rcpts: list[str], content: bytes) -> int:
         helper = _postdrop_helper()
         if helper is None:
             _say(prog, f"fatal: {directory}: no permission to submit mail (ask the "
-                       "administrator to run 'fastpost link-commands', which installs the "
-                       f"setgid helper, or to add you to group {cfg.get('setgid_group')})")
+                       f"administrator to add you to group {cfg.get('setgid_group')})")
             return EX_NOPERM
         import subprocess
 
