@@ -114,3 +114,15 @@ def test_maildrop_stream_round_trip():
     assert back == msg
     with pytest.raises(maildrop.MaildropError):
         maildrop.parse(maildrop.encode(msg)[:-1])
+
+
+def test_queue_tools_run_by_root_before_the_first_message_leave_the_queue_usable(accept):
+    # `fastpost super` as root on a new queue creates its index: mail_owner must keep it.
+    acc2 = accept()
+    proc = acc2.inst.command("super", "-d", "ALL")
+    assert proc.returncode == 0, proc.stderr
+    code, text = acc2.send("s@example.org", ["r@example.net"], b"Subject: first\r\n\r\nx\r\n")
+    assert code == 250, text
+    index = acc2.inst.queue / "index"
+    for path in index.iterdir():
+        assert path.stat().st_uid == index.stat().st_uid
