@@ -364,10 +364,12 @@ class BaseServer:
         if root and (opts.chroot or opts.unprivileged):
             # Table files opened in pre_init may be out of reach now (not in the jail,
             # not readable by mail_owner): they keep what they loaded instead of
-            # failing every lookup (a reload restarts the daemon, as in Postfix).
-            from fastpost.mail.maps import _base as maps_base
-
-            maps_base.KEEP_UNREACHABLE = True
+            # failing every lookup (a reload restarts the daemon, as in Postfix). A
+            # daemon that never loaded the tables module opened no table (and cannot
+            # import it inside the jail).
+            maps_base = sys.modules.get("fastpost.mail.maps._base")
+            if maps_base is not None:
+                maps_base.KEEP_UNREACHABLE = True
 
     def _new_loop(self) -> asyncio.AbstractEventLoop:
         loop = uvloop.new_event_loop()
