@@ -86,9 +86,13 @@ class _State:
 _state = _State()
 
 
+def pre_init(ctx) -> None:
+    # fast_flush_domains' tables are opened now, before any chroot
+    _state.domains = DomainList.from_param(ctx.cfg, "fast_flush_domains")
+
+
 def post_init(ctx) -> None:
     cfg = ctx.cfg
-    _state.domains = DomainList.from_param(cfg, "fast_flush_domains")
     _state.settings = QueueSettings.from_config(cfg, queue_directory=".")
     _state.refresh_time = int(ctx.p["fast_flush_refresh_time"])
     _state.purge_time = int(ctx.p["fast_flush_purge_time"])
@@ -319,5 +323,5 @@ async def _wakeup() -> None:
 
 
 def main(argv):
-    multi_server_main(argv, _FlushProtocol, name="flush", params=PARAMS,
+    multi_server_main(argv, _FlushProtocol, name="flush", params=PARAMS, pre_init=pre_init,
                       post_init=post_init, on_exit=on_exit)

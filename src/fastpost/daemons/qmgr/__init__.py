@@ -11,7 +11,8 @@ times (and ``defer_transports``), ``F`` forget dead destinations and suspended
 transports. cleanup sends ``I`` after each committed batch, ``fastpost flush`` sends
 ``AFDI``, the master ``W`` every wakeup period.
 
-pre_init (before chroot) reads master.cf for each delivery service's process limit;
+pre_init (before chroot) reads master.cf for each delivery service's process limit
+and makes the fast-flush client (fast_flush_domains' tables open before the chroot);
 post_init opens the queue store (relative to the queue directory, so chrooted or
 not), moves the active queue back to incoming and starts feeding. on_exit (reload,
 stop) lets deliveries in flight finish and be recorded (up to 10 s), lets the store
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 from fastpost.daemons.qmgr.manager import Qmgr
 from fastpost.mail import ipc, mastercf
+from fastpost.mail.flush_clnt import AsyncFlushClient
 from fastpost.mail.queue import QueueSettings, QueueStore
 from fastpost.server import trigger_server_main
 
@@ -51,6 +53,7 @@ class _State:
     maxproc: dict = {}
     store: QueueStore | None = None
     qmgr: Qmgr | None = None
+    flush: AsyncFlushClient | None = None
 
 
 state = _State()
@@ -59,12 +62,14 @@ state = _State()
 def pre_init(ctx) -> None:
     entries = mastercf.load(ctx.cfg.config_dir)
     state.maxproc = {e.service: e.maxproc for e in entries if e.type == "unix"}
+    # fast_flush_domains' tables are opened now, before any chroot
+    state.flush = AsyncFlushClient(ctx.cfg, queue_directory=".")
 
 
 async def post_init(ctx) -> None:
     settings = QueueSettings.from_config(ctx.cfg, queue_directory=".")
     state.store = QueueStore.open(settings=settings)
-    state.qmgr = Qmgr(ctx, state.store, state.maxproc)
+    state.qmgr = Qmgr(ctx, state.store, state.maxproc, flush=state.flush)
     await state.qmgr.start()
 
 

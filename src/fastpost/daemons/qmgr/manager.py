@@ -277,14 +277,14 @@ def _requeue(store) -> int:
 class Qmgr:
     """One queue manager process (see the module docstring)."""
 
-    def __init__(self, ctx, store, maxproc: dict[str, int | None]):
+    def __init__(self, ctx, store, maxproc: dict[str, int | None], *, flush=None):
         self.ctx = ctx
         self.cfg = cfg = ctx.cfg
         self.loop = ctx.loop
         self.thread = StoreThread(store, self.loop)
         self.rewrite = RewriteClient(cfg, queue_directory=".")
         self.bounce = BounceClient(cfg, queue_directory=".")
-        self.flush = AsyncFlushClient(cfg, queue_directory=".")
+        self.flush = flush if flush is not None else AsyncFlushClient(cfg, queue_directory=".")
         self.maxproc = maxproc
         p = ctx.p
         self.active_limit = max(1, int(p["qmgr_message_active_limit"]))
