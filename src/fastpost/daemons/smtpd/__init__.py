@@ -14,6 +14,7 @@ Postfix counterpart: src/smtpd/ (smtpd(8)).
     peer.py       asynchronous, cached, forward-confirmed reverse lookups
     netmatch.py   mynetworks-style host lists and domain lists
     sasl.py       the SASL seam of AUTH and a static-table authenticator
+    sasl_dovecot.py  AUTH through Dovecot's auth socket (smtpd_sasl_type = dovecot)
     info.py       ClientInfo / Envelope / PolicyRequest passed to the seams
     queuesink.py  QueueSink: the interim sink of the real daemon (straight into the
                   queue store, until the cleanup daemon exists)
@@ -96,6 +97,9 @@ async def _on_exit(ctx) -> None:
     service = _state.get("service")
     if service is not None and service.sink is not None:
         await service.sink.close()
+    closer = getattr(service.authenticator, "close", None) if service is not None else None
+    if closer is not None:
+        await closer()
 
 
 def main(argv: list[str]) -> None:

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from dataclasses import replace
 
 from fastpost.daemons.smtpd import tls as tlsmod
 from fastpost.daemons.smtpd.info import ClientInfo, Envelope, PolicyRequest, Recipient
@@ -363,6 +364,16 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                 close=True))
             self._flush()
             return
+        auth = svc.authenticator
+        pending = auth.ready() if auth is not None and settings.sasl_enable else None
+        if pending is not None:
+            # A worker's first client: learn the SASL mechanisms before the greeting.
+            def learned(_result=None):
+                self.conn.options = self._core_options()
+                self._policy("CONNECT", self._connect_checked)
+
+            self._await(pending, learned, learned)
+            return
         self._policy("CONNECT", self._connect_checked)
 
     def _connect_checked(self, decision) -> None:
@@ -399,7 +410,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             bare_lf_excluded=self._listed("smtpd_forbid_bare_newline_exclusions",
                                           settings.bare_lf_exclusions, who),
             starttls=svc.tls.offered and c.tls is None,
-            auth=svc.authenticator is not None and settings.sasl_enable,
+            auth=svc.auth_offered(c.tls is not None),
         )
 
     def _xforward_allowed(self) -> bool:
@@ -739,7 +750,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                 opts = self.conn.options
                 self._respond(verb, self.service.ehlo_reply(
                     starttls=opts.starttls and not self.conn.state.tls, auth=opts.auth,
-                    xclient=opts.xclient, xforward=opts.xforward))
+                    xclient=opts.xclient, xforward=opts.xforward, tls=c.tls is not None))
             else:
                 self._respond(verb, self.service.helo_reply)
 
@@ -944,6 +955,9 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             info = tlsmod.tls_info(transport.get_extra_info("ssl_object"))
             self.client.tls = info
             self.client.helo = None
+            auth = self.service.auth_offered(True)
+            if auth != self.conn.options.auth:  # smtpd_tls_auth_only, TLS-only mechanisms
+                self.conn.options = replace(self.conn.options, auth=auth)
             if self.settings.tls_loglevel >= 1:
                 log.info("Anonymous TLS connection established from %s: %s", self.client.text,
                          tlsmod.describe(info))
@@ -984,7 +998,8 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                 self.client.sasl_username = value
                 self._respond("auth", replies.AUTH_OK)
             else:
-                log.warn("%s: SASL %s authentication failed: authentication failure", self.client.text, mechanism)
+                log.warn("%s: SASL %s authentication failed: %s", self.client.text, mechanism,
+                         printable(state) if isinstance(state, str) else "authentication failure")
                 self._respond("auth", value or replies.AUTH_FAILED)
 
         if _is_awaitable(result):
