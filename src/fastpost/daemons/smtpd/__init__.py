@@ -15,6 +15,8 @@ Postfix counterpart: src/smtpd/ (smtpd(8)).
     netmatch.py   mynetworks-style host lists and domain lists
     sasl.py       the SASL seam of AUTH and a static-table authenticator
     sasl_dovecot.py  AUTH through Dovecot's auth socket (smtpd_sasl_type = dovecot)
+    limits.py     smtpd_client_*_limit through the anvil service
+    policy_client.py  the check_policy_service client (for the restriction engine)
     info.py       ClientInfo / Envelope / PolicyRequest passed to the seams
     queuesink.py  QueueSink: the interim sink of the real daemon (straight into the
                   queue store, until the cleanup daemon exists)
@@ -47,9 +49,17 @@ def _pre_init(ctx) -> None:
     from fastpost.daemons.smtpd.service import SmtpdService
     from fastpost.mail.config import ConfigError
 
+    from fastpost.daemons.smtpd.limits import ClientLimits
+
     try:
-        _state["service"] = SmtpdService.from_config(
+        service = _state["service"] = SmtpdService.from_config(
             ctx.cfg, sink=None, service_name=ctx.service_name or "smtp")
+        limits = ClientLimits.from_config(ctx.cfg, service_name=service.service_name,
+                                          hostname=service.settings.hostname,
+                                          exempt=service.exempt_from_limits,
+                                          queue_directory=".")
+        if limits.active:
+            service.limits = limits  # anvil: private/anvil in master.cf
     except (ConfigError, OSError, ValueError) as exc:
         log.fatal("%s", exc)
     _queue_directories(ctx.cfg)

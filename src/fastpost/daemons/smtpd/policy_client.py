@@ -46,6 +46,7 @@ import weakref
 from dataclasses import dataclass
 
 from fastpost.mail.config import parse_time, split_list, strip_braces
+from fastpost.mail.ipc import queue_relative
 from fastpost.util import log
 from fastpost.util.log import printable
 
@@ -142,8 +143,8 @@ def parse_spec(text: str, params) -> PolicySpec:
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit():
             raise PolicySpecError(f"policy service {body}: expected inet:host:port")
-    elif not os.path.isabs(address):
-        address = os.path.join(str(_param(params, "queue_directory")), address)
+    else:
+        address = queue_relative(address, str(_param(params, "queue_directory")))
 
     def option(name):
         if name in overrides:

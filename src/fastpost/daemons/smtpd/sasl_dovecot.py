@@ -116,10 +116,11 @@ def _unescape(value: str) -> str:
 class DovecotAuthenticator(Authenticator):
     """The Dovecot auth client of one worker (module docstring)."""
 
-    def __init__(self, path: str, *, service: str = "smtp",
+    def __init__(self, path: str, *, queue_directory: str = ".", service: str = "smtp",
                  security_options: list[str] = ("noanonymous",),
                  tls_security_options: list[str] | None = None, timeout: float = 300.0):
-        self.path = path
+        self.path = path  # a relative one is resolved when connecting (queue_relative)
+        self.queue_directory = queue_directory
         self.service = service
         self.security_options = list(security_options)
         self.tls_security_options = (list(tls_security_options)
@@ -140,9 +141,7 @@ class DovecotAuthenticator(Authenticator):
     def from_config(cls, config) -> "DovecotAuthenticator":
         """Build from main.cf (smtpd_sasl_path relative to queue_directory)."""
         path = config.get("smtpd_sasl_path").strip()
-        if not path.startswith("inet:") and not os.path.isabs(path):
-            path = os.path.join(config.get("queue_directory"), path)
-        return cls(path, service=config.get("smtpd_sasl_service") or "smtp",
+        return cls(path, queue_directory=config.get("queue_directory"), service=config.get("smtpd_sasl_service") or "smtp",
                    security_options=config.get_list("smtpd_sasl_security_options"),
                    tls_security_options=config.get_list("smtpd_sasl_tls_security_options"),
                    timeout=float(config.get_time("smtpd_timeout")))
@@ -221,7 +220,10 @@ class DovecotAuthenticator(Authenticator):
                 host, _, port = self.path[5:].rpartition(":")
                 opening = asyncio.open_connection(host.strip("[]"), int(port), limit=MAX_LINE)
             else:
-                opening = asyncio.open_unix_connection(self.path, limit=MAX_LINE)
+                from fastpost.mail.ipc import queue_relative
+
+                opening = asyncio.open_unix_connection(
+                    queue_relative(self.path, self.queue_directory), limit=MAX_LINE)
             reader, writer = await asyncio.wait_for(opening, self.timeout)
         except (OSError, ValueError, asyncio.TimeoutError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else (

@@ -13,7 +13,8 @@ service.protocol()`` as the service, build the SmtpdService (and its TLS context
 in pre_init so that forked workers share it.
 
 It owns: the settings, the Policy, the MessageSink, the TLS context, the optional
-SASL authenticator, the reverse-lookup cache, one 64 KiB read buffer shared by every
+SASL authenticator, the anvil-backed client limits (limits.py; the daemon sets them,
+test servers may), the reverse-lookup cache, one 64 KiB read buffer shared by every
 session (BufferedProtocol reads are served one at a time, so idle sessions hold no
 read buffer at all), per-client connection counts (smtpd_client_connection_count_limit
 within this worker; the anvil service will make the count global), the free-space
@@ -73,6 +74,8 @@ class SmtpdService:
         self.sessions: set[SmtpdProtocol] = set()
         self._counts: dict[str, int] = {}
         self._exempt = exempt  # HostList for smtpd_client_event_limit_exceptions
+        #: ClientLimits (anvil) or None: the smtpd_client_*_limit checks.
+        self.limits = None
         self._options: dict = {}
         self._ehlo: dict = {}
         from fastpost.smtp import replies
@@ -247,3 +250,5 @@ class SmtpdService:
         closer = getattr(self.authenticator, "close", None)
         if closer is not None:
             await closer()
+        if self.limits is not None:
+            self.limits.close()

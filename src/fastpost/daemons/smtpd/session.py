@@ -90,7 +90,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         "_read_paused", "_write_paused", "_closed", "_greeted", "_early",
         "_last_io", "_timer", "_timeout", "_data_rejected", "_auth_state",
         "_counted_addr", "_received_done", "_real_client", "bytes_in", "bytes_out",
-        "waiting", "_in_data",
+        "waiting", "_in_data", "_anvil_ident",
         # The multi skeleton wraps connection_made/lost per instance: allow that.
         "__dict__",
     )
@@ -128,6 +128,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         self.bytes_out = 0  # bytes written to the client
         self.waiting = False  # the last pass ended waiting for client input
         self._in_data = False  # 354 sent, the final DATA reply not yet
+        self._anvil_ident: str | None = None  # counted by anvil at connect
 
     # ================================================================ transport
 
@@ -223,6 +224,9 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         if self._counted_addr is not None:
             svc.client_gone(self._counted_addr)
             self._counted_addr = None
+        if self._anvil_ident is not None:
+            svc.limits.disconnect(self._anvil_ident, self.loop)
+            self._anvil_ident = None
         if self._greeted:
             if self._in_data:
                 self._count("data", False)  # DATA that never ended (Postfix: data=0/1)
@@ -364,8 +368,42 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                 close=True))
             self._flush()
             return
+        check = svc.limits.connect(c) if svc.limits is not None else None
+        if check is not None:
+            self._await(check, self._connect_counted, lambda exc: self._greet_sasl())
+            return
+        self._greet_sasl()
+
+    def _connect_counted(self, result) -> None:
+        reply, self._anvil_ident = result
+        if reply is None:
+            self._greet_sasl()
+            return
+        self._busy = True  # no greeting, no commands: only the 421
+        self._out.append(self.conn.send(reply, close=True))
+        self._flush()
+
+    def _limited(self, what: str, verb: str, go) -> bool:
+        """The anvil hook of MAIL, RCPT, STARTTLS and AUTH (limits.py): True when the
+        check is under way (``go()`` runs after it unless the limit refuses)."""
+        limits = self.service.limits
+        check = limits.event(what, self.client) if limits is not None else None
+        if check is None:
+            return False
+
+        def judged(reply):
+            if reply is None:
+                go()
+            else:
+                self._respond(verb, reply)
+
+        self._await(check, judged, lambda exc: go())
+        return True
+
+    def _greet_sasl(self) -> None:
+        svc = self.service
         auth = svc.authenticator
-        pending = auth.ready() if auth is not None and settings.sasl_enable else None
+        pending = auth.ready() if auth is not None and self.settings.sasl_enable else None
         if pending is not None:
             # A worker's first client: learn the SASL mechanisms before the greeting.
             def learned(_result=None):
@@ -758,6 +796,10 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
 
     def _on_mail(self, event) -> None:
         self.where = "MAIL"
+        if not self._limited("message", "mail", lambda: self._mail(event)):
+            self._mail(event)
+
+    def _mail(self, event) -> None:
         if not self.service.enough_space(event.size):
             self._log_reject("MAIL", replies.INSUFFICIENT_STORAGE)
             self._respond("mail", replies.INSUFFICIENT_STORAGE)
@@ -778,6 +820,10 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
 
     def _on_rcpt(self, event) -> None:
         self.where = "RCPT"
+        if not self._limited("recipient", "rcpt", lambda: self._rcpt(event)):
+            self._rcpt(event)
+
+    def _rcpt(self, event) -> None:
         address = event.address
 
         def checked(decision):
@@ -941,6 +987,10 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
 
     def _on_starttls(self, event) -> None:
         self.where = "STARTTLS"
+        if not self._limited("newtls", "starttls", lambda: self._starttls(event)):
+            self._starttls(event)
+
+    def _starttls(self, event) -> None:
         self._reset_transaction()
         self._count("starttls", True)
         self._out.append(self.conn.send(replies.START_TLS))
@@ -955,6 +1005,10 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             info = tlsmod.tls_info(transport.get_extra_info("ssl_object"))
             self.client.tls = info
             self.client.helo = None
+            if self.service.limits is not None:
+                ssl_object = transport.get_extra_info("ssl_object")
+                self.service.limits.tls_established(
+                    self.client, bool(ssl_object and ssl_object.session_reused), self.loop)
             auth = self.service.auth_offered(True)
             if auth != self.conn.options.auth:  # smtpd_tls_auth_only, TLS-only mechanisms
                 self.conn.options = replace(self.conn.options, auth=auth)
@@ -977,6 +1031,10 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
 
     def _on_auth(self, event) -> None:
         self.where = "AUTH"
+        if not self._limited("auth", "auth", lambda: self._auth(event)):
+            self._auth(event)
+
+    def _auth(self, event) -> None:
         self._auth_step(self.service.authenticator.start(event.mechanism, event.initial, self.client),
                         event.mechanism)
 
