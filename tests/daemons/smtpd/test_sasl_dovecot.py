@@ -60,7 +60,8 @@ def dovecot():
 @pytest.fixture(scope="module")
 def fastpost(dovecot, tmp_path_factory):
     with SmtpdThread(tmp_path_factory.mktemp("sasl"),
-                     sasl_cf(dovecot, "broken_sasl_auth_clients = yes\n")) as srv:
+                     sasl_cf(dovecot, "broken_sasl_auth_clients = yes\n"
+                                      "smtpd_sasl_authenticated_header = yes\n")) as srv:
         yield srv
 
 
@@ -87,7 +88,11 @@ def test_plain_and_login_with_smtplib(fastpost):
     srv.wait_sessions(0)
     messages = srv.sink.messages()[-2:]
     assert [m[0]["sender"] for m in messages] == ["alice@example.org", "bob@example.org"]
-    assert b"with ESMTPA id" in messages[0][1]
+    # As Postfix writes it with smtpd_sasl_authenticated_header = yes:
+    assert messages[0][1].startswith(
+        b"Received: from client.example (unknown [127.0.0.1])\r\n"
+        b"\t(Authenticated sender: alice)\r\n"
+        b"\tby mx.fastpost.test (fastpost) with ESMTPA id ")
     log = "\n".join(srv.log_lines())
     assert "client=unknown[127.0.0.1], sasl_method=PLAIN, sasl_username=alice" in log
     assert "client=unknown[127.0.0.1], sasl_method=LOGIN, sasl_username=bob" in log

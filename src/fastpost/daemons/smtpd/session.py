@@ -698,7 +698,8 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             protocol=protocol_name(self.conn.state.esmtp, c.tls is not None,
                                    c.sasl_username is not None, env.smtputf8),
             recipients=[r.address for r in env.recipients],
-            tls_header=self.settings.tls_received_header)
+            tls_header=self.settings.tls_received_header,
+            auth_header=self.settings.sasl_authenticated_header)
         self._write(header)
 
     def _finish_message(self, verb: str, size: int, too_big: bool, bare_lf: int,

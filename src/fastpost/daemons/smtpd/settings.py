@@ -17,7 +17,8 @@ smtpd_forbidden_commands, smtputf8_enable, strict_rfc821_envelopes,
 smtpd_authorized_xclient_hosts, smtpd_authorized_xforward_hosts,
 smtpd_peername_lookup, smtpd_client_connection_count_limit, queue_minfree,
 queue_directory, smtpd_sasl_auth_enable, smtpd_sasl_response_limit,
-smtpd_tls_auth_only, broken_sasl_auth_clients, stress (through
+smtpd_tls_auth_only, broken_sasl_auth_clients, smtpd_sasl_authenticated_header,
+stress (through
 the ${stress?...} defaults), and the TLS parameters read by fastpost.daemons.smtpd.tls.
 
 Not yet honoured, and reported by ``unsupported`` when set:
@@ -110,6 +111,7 @@ class SmtpdSettings:
     sasl_response_limit: int = 12288
     tls_auth_only: bool = False
     broken_sasl_auth_clients: bool = False
+    sasl_authenticated_header: bool = False
     tls_received_header: bool = False
     tls_loglevel: int = 0
     tls_security_level: str = ""  # "", none, may, encrypt
@@ -193,6 +195,7 @@ class SmtpdSettings:
             sasl_response_limit=config.get_int("smtpd_sasl_response_limit"),
             tls_auth_only=config.get_bool("smtpd_tls_auth_only"),
             broken_sasl_auth_clients=config.get_bool("broken_sasl_auth_clients"),
+            sasl_authenticated_header=config.get_bool("smtpd_sasl_authenticated_header"),
             tls_received_header=config.get_bool("smtpd_tls_received_header"),
             tls_loglevel=config.get_int("smtpd_tls_loglevel"),
             tls_security_level=level,
