@@ -407,12 +407,19 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         if pending is not None:
             # A worker's first client: learn the SASL mechanisms before the greeting.
             def learned(_result=None):
-                self.conn.options = self._core_options()
+                self._refresh_auth()
                 self._policy("CONNECT", self._connect_checked)
 
             self._await(pending, learned, learned)
             return
+        self._refresh_auth()  # the mechanisms may have been learned while anvil answered
         self._policy("CONNECT", self._connect_checked)
+
+    def _refresh_auth(self) -> None:
+        """Offer AUTH or not by what the authenticator knows now (and TLS)."""
+        auth = self.service.auth_offered(self.client.tls is not None)
+        if auth != self.conn.options.auth:
+            self.conn.options = replace(self.conn.options, auth=auth)
 
     def _connect_checked(self, decision) -> None:
         if decision is not None and decision.reply is not None:
@@ -1010,9 +1017,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                 ssl_object = transport.get_extra_info("ssl_object")
                 self.service.limits.tls_established(
                     self.client, bool(ssl_object and ssl_object.session_reused), self.loop)
-            auth = self.service.auth_offered(True)
-            if auth != self.conn.options.auth:  # smtpd_tls_auth_only, TLS-only mechanisms
-                self.conn.options = replace(self.conn.options, auth=auth)
+            self._refresh_auth()  # smtpd_tls_auth_only, TLS-only mechanisms
             if self.settings.tls_loglevel >= 1:
                 log.info("Anonymous TLS connection established from %s: %s", self.client.text,
                          tlsmod.describe(info))
