@@ -169,7 +169,8 @@ def test_same_warnings_as_postfix(fastpost, postfix):
     import time
 
     scripts = [["EHLO client.example", "AUTH PLAIN " + b64(b"\0alice\0wrong"), "QUIT"],
-               ["EHLO client.example", "AUTH LOGIN", b64(b"nobody"), b64(b"x"), "QUIT"]]
+               ["EHLO client.example", "AUTH LOGIN", b64(b"nobody"), b64(b"x"), "QUIT"],
+               ["EHLO client.example", "AUTH LOGIN", b64(b"alice"), "*", "QUIT"]]
     for i, lines in enumerate(scripts):
         session(fastpost.port, lines, f"127.0.0.{41 + i}")
         session(postfix.port, lines, f"127.0.1.{41 + i}")
@@ -181,14 +182,15 @@ def test_same_warnings_as_postfix(fastpost, postfix):
 
     ours = warnings("\n".join(fastpost.log_lines()), "127.0.0.")
     deadline = time.monotonic() + 10
-    while len(warnings(postfix.log_text(), "127.0.1.")) < 2 and time.monotonic() < deadline:
+    while len(warnings(postfix.log_text(), "127.0.1.")) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
     theirs = warnings(postfix.log_text(), "127.0.1.")
     assert ours == theirs == [
         "unknown[127.0.x.41]: SASL PLAIN authentication failed: (reason unavailable), "
         "sasl_username=alice",
         "unknown[127.0.x.42]: SASL LOGIN authentication failed: (reason unavailable), "
-        "sasl_username=nobody"]
+        "sasl_username=nobody",
+        "unknown[127.0.x.43]: SASL LOGIN authentication aborted"]
 
 
 def test_ehlo_offers_what_dovecot_offers(fastpost):

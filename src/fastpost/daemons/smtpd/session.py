@@ -586,6 +586,10 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                      printable(external(err.detail)), self.client.protocol,
                      f" helo=<{printable(self.client.helo)}>" if self.client.helo is not None
                      else "")
+        if self._auth_state is not None and verb == "AUTH":
+            if err.reply == replies.AUTH_ABORTED:
+                log.warn("%s: SASL %s authentication aborted", c, self._auth_state[0])
+            self._auth_state = None  # the exchange is over
         if verb in smtp_state.JUNK:
             self._junk()
         ok = False if kind == "non-smtp" else None
