@@ -208,6 +208,17 @@ def test_security_options_filter_mechanisms(dovecot, tmp_path):
     assert got[2] == "503 5.5.1 Error: authentication not enabled"
 
 
+def test_sasl_exceptions_networks_hide_auth(dovecot, tmp_path):
+    # As Postfix: no AUTH in EHLO for those clients, but the command still works.
+    with SmtpdThread(tmp_path, sasl_cf(dovecot, "smtpd_sasl_exceptions_networks = "
+                                                "127.0.0.51\n")) as srv:
+        hidden = session(srv.port, ["EHLO x", "AUTH PLAIN " + b64(b"\0bob\0hunter2"), "QUIT"],
+                         "127.0.0.51")
+        shown = session(srv.port, ["EHLO x", "QUIT"], "127.0.0.52")
+    assert "AUTH" not in hidden[1] and "250-AUTH PLAIN LOGIN" in shown[1]
+    assert hidden[2] == "235 2.7.0 Authentication successful"
+
+
 def test_tls_auth_only(dovecot, tmp_path, certificate):
     import ssl
 

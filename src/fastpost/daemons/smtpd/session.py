@@ -798,8 +798,12 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             c.protocol = "ESMTP" if esmtp else "SMTP"
             if esmtp:
                 opts = self.conn.options
+                # smtpd_sasl_exceptions_networks hides AUTH; the command still works.
+                auth = opts.auth and not self._listed(
+                    "smtpd_sasl_exceptions_networks", self.settings.sasl_exceptions,
+                    (c.name, c.addr))
                 self._respond(verb, self.service.ehlo_reply(
-                    starttls=opts.starttls and not self.conn.state.tls, auth=opts.auth,
+                    starttls=opts.starttls and not self.conn.state.tls, auth=auth,
                     xclient=opts.xclient, xforward=opts.xforward, tls=c.tls is not None))
             else:
                 self._respond(verb, self.service.helo_reply)
