@@ -256,3 +256,30 @@ def test_dovecot_stopped_mid_run(tmp_path):
         assert f"warning: SASL: Connect to Dovecot auth socket '{dv.socket}' failed" in log
         assert ("SASL PLAIN authentication failed: (reason unavailable), "
                 "sasl_username=(unavailable)") in log
+
+
+def test_anonymous_mechanism_filtered_by_default(tmp_path):
+    with Dovecot(USERS, mechanisms="plain login anonymous") as dv:
+        with SmtpdThread(tmp_path / "a", sasl_cf(dv)) as srv:
+            default = session(srv.port, ["EHLO x", "AUTH ANONYMOUS", "QUIT"])
+        with SmtpdThread(tmp_path / "b", sasl_cf(dv, "smtpd_sasl_security_options =\n")) as srv:
+            allowed = session(srv.port, ["EHLO x", "AUTH ANONYMOUS " + b64(b"trace"), "QUIT"])
+    assert "250-AUTH PLAIN LOGIN|" in default[1]
+    assert default[2] == ("535 5.7.8 Error: authentication failed: "
+                          "Invalid authentication mechanism")
+    assert "250-AUTH PLAIN LOGIN ANONYMOUS|" in allowed[1]
+    assert allowed[2] == "235 2.7.0 Authentication successful"
+
+
+def test_dovecot_flags_and_escaping():
+    from fastpost.daemons.smtpd.sasl_dovecot import _escape, _unescape, mechanism_allowed
+
+    assert mechanism_allowed({"plaintext"}, ["noanonymous"])
+    assert not mechanism_allowed({"plaintext"}, ["noanonymous", "noplaintext"])
+    assert not mechanism_allowed({"anonymous"}, ["noanonymous"])
+    assert not mechanism_allowed({"private"}, [])
+    assert not mechanism_allowed(set(), ["mutual_auth"])
+    assert mechanism_allowed({"mutual-auth", "dictionary"}, ["mutual_auth"])
+    for text in ("plain", "a\tb\nc\x01d\re", "\x01\x01t"):
+        assert _unescape(_escape(text)) == text
+    assert "\t" not in _escape("a\tb") and "\n" not in _escape("a\nb")

@@ -25,7 +25,7 @@ queue_directory; ``inet:host:port`` is a TCP endpoint), smtpd_sasl_service (the
 ``service=`` field), smtpd_sasl_security_options and smtpd_sasl_tls_security_options
 (noanonymous, noplaintext, noactive, nodictionary, forward_secrecy, mutual_auth
 filter the mechanisms Dovecot lists by its flags), smtpd_timeout (how long to wait for
-Dovecot's answer).
+Dovecot's answer; connecting and the handshake get at most 10 s).
 
 Failures, as Postfix words them: Dovecot's FAIL is ``535 5.7.8 Error: authentication
 failed: <reason>`` (``(reason unavailable)`` when Dovecot gives none); FAIL with
@@ -64,6 +64,9 @@ SECURITY_OPTIONS = {
 
 UNAVAILABLE = "(reason unavailable)"
 RETRY_INTERVAL = 1.0  # seconds between connection attempts after a failure
+#: Connecting and the handshake: a worker's first greeting waits for them, so they get
+#: less time than an exchange (smtpd_timeout).
+HANDSHAKE_TIMEOUT = 10.0
 MAX_LINE = 65536
 
 
@@ -224,7 +227,8 @@ class DovecotAuthenticator(Authenticator):
 
                 opening = asyncio.open_unix_connection(
                     queue_relative(self.path, self.queue_directory), limit=MAX_LINE)
-            reader, writer = await asyncio.wait_for(opening, self.timeout)
+            hs_timeout = min(self.timeout, HANDSHAKE_TIMEOUT)
+            reader, writer = await asyncio.wait_for(opening, hs_timeout)
         except (OSError, ValueError, asyncio.TimeoutError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else (
                 str(exc) or type(exc).__name__)
@@ -234,7 +238,7 @@ class DovecotAuthenticator(Authenticator):
             writer.write(f"VERSION\t1\t2\nCPID\t{os.getpid()}\n".encode())
             mechs: dict[str, set[str]] = {}
             while True:
-                line = await asyncio.wait_for(reader.readline(), self.timeout)
+                line = await asyncio.wait_for(reader.readline(), hs_timeout)
                 if not line.endswith(b"\n"):
                     raise ConnectionError("connection closed during the handshake")
                 words = line.rstrip(b"\n").decode("utf-8", "replace").split("\t")
