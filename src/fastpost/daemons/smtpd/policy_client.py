@@ -40,7 +40,6 @@ engine reports it as Postfix's 451 4.3.5 Server configuration error).
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import weakref
 from dataclasses import dataclass
@@ -110,12 +109,14 @@ def _seconds(value, name: str) -> float:
     return float(seconds)
 
 
-_spec_cache: dict[tuple[str, int], PolicySpec] = {}
+_spec_cache: dict[tuple, PolicySpec] = {}
 
 
 def parse_spec(text: str, params) -> PolicySpec:
     """Parse ``inet:host:port``, ``unix:path`` or ``{ spec, name=value, ... }``."""
-    key = (text, id(params))
+    # Keyed by the values used, not the mapping's identity (a reload brings new ones).
+    key = (text, str(_param(params, "queue_directory"))) + tuple(
+        str(_param(params, PREFIX + name)) for name in TIME_OPTIONS + INT_OPTIONS + STR_OPTIONS)
     cached = _spec_cache.get(key)
     if cached is not None:
         return cached
