@@ -245,3 +245,14 @@ def test_unix_socket_relative_to_queue_directory(tmp_path):
 def test_bad_specs(spec):
     with pytest.raises(PolicySpecError):
         parse_spec(spec, PARAMS)
+
+
+def test_declared_parameters():
+    from fastpost.daemons.smtpd.policy_client import POLICY_PARAMS
+
+    # smtpd declares these so that the skeleton's ctx.p (PARAMS' shape) holds them.
+    assert set(POLICY_PARAMS) == set(PARAMS)
+    incomplete = dict(PARAMS)
+    del incomplete["smtpd_policy_service_try_limit"]
+    with pytest.raises(PolicySpecError, match="smtpd_policy_service_try_limit"):
+        parse_spec("inet:127.0.0.1:1", incomplete)

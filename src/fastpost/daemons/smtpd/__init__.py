@@ -104,6 +104,9 @@ def _post_init(ctx) -> None:
 
 
 async def _on_exit(ctx) -> None:
+    from fastpost.daemons.smtpd.policy_client import close_all
+
+    close_all()
     service = _state.get("service")
     if service is not None and service.sink is not None:
         await service.sink.close()
@@ -114,7 +117,10 @@ async def _on_exit(ctx) -> None:
 
 def main(argv: list[str]) -> None:
     """Run smtpd on the multi skeleton (the master calls this in a forked worker)."""
+    from fastpost.daemons.smtpd.policy_client import POLICY_PARAMS
     from fastpost.server.multi import multi_server_main
 
+    # POLICY_PARAMS: ctx.p holds what check_policy_service's client reads.
     multi_server_main(argv, lambda ctx: _state["service"].protocol(), name="smtpd",
-                      pre_init=_pre_init, post_init=_post_init, on_exit=_on_exit)
+                      params=POLICY_PARAMS, pre_init=_pre_init, post_init=_post_init,
+                      on_exit=_on_exit)

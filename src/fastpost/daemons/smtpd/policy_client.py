@@ -50,13 +50,16 @@ from fastpost.util import log
 from fastpost.util.log import printable
 
 __all__ = ["query", "parse_spec", "PolicySpec", "PolicyUnavailable", "PolicySpecError",
-           "close_all"]
+           "close_all", "POLICY_PARAMS"]
 
 PREFIX = "smtpd_policy_service_"
 TIME_OPTIONS = ("timeout", "max_idle", "max_ttl", "retry_delay")
 INT_OPTIONS = ("request_limit", "try_limit")
 STR_OPTIONS = ("default_action", "policy_context")
 MAX_REPLY = 65536  # bytes of one reply; more is a malformed answer
+#: What ``params`` must hold (smtpd declares them, so the skeleton's ctx.p has them).
+POLICY_PARAMS = ("queue_directory",) + tuple(
+    PREFIX + name for name in TIME_OPTIONS + INT_OPTIONS + STR_OPTIONS)
 
 
 class PolicyUnavailable(Exception):
@@ -97,7 +100,11 @@ def _param(params, name: str):
     typed = getattr(params, "typed", None)
     if typed is not None:
         return typed(name)
-    return params[name]
+    try:
+        return params[name]
+    except KeyError:
+        raise PolicySpecError(f"parameter {name} was not given to the policy client "
+                              f"(declare POLICY_PARAMS)") from None
 
 
 def _seconds(value, name: str) -> float:
