@@ -111,10 +111,14 @@ class _Peer:
 class Dovecot(_Peer):
     """Dovecot with only its auth service: a passwd-file, a client socket in the dir."""
 
-    def __init__(self, users: dict[str, str], mechanisms: str = "plain login"):
+    def __init__(self, users: dict[str, str], mechanisms: str = "plain login",
+                 inet: bool = False):
         super().__init__("fastpost-dovecot-")
         self.exe = need("dovecot")
         self.socket = str(self.dir / "auth-client")
+        self.port = free_port() if inet else 0  # also a TCP listener on 127.0.0.1
+        listener = (f"  inet_listener {{\n    address = 127.0.0.1\n    port = {self.port}\n  }}\n"
+                    if inet else "")
         (self.dir / "users").write_text("".join(f"{u}:{{PLAIN}}{p}\n" for u, p in users.items()))
         (self.dir / "dovecot.conf").write_text(f"""\
 base_dir = {self.dir}/run
@@ -137,7 +141,7 @@ service auth {{
   unix_listener {self.socket} {{
     mode = 0666
   }}
-}}
+{listener}}}
 """)
 
     def start(self) -> None:

@@ -283,3 +283,13 @@ def test_dovecot_flags_and_escaping():
     for text in ("plain", "a\tb\nc\x01d\re", "\x01\x01t"):
         assert _unescape(_escape(text)) == text
     assert "\t" not in _escape("a\tb") and "\n" not in _escape("a\nb")
+
+
+def test_dovecot_over_tcp(tmp_path):
+    with Dovecot(USERS, inet=True) as dv:
+        cf = ("smtpd_sasl_auth_enable = yes\nsmtpd_sasl_type = dovecot\n"
+              f"smtpd_sasl_path = inet:127.0.0.1:{dv.port}\n")
+        with SmtpdThread(tmp_path, cf) as srv:
+            got = session(srv.port, ["EHLO x", "AUTH PLAIN " + b64(b"\0alice\0secret"), "QUIT"])
+    assert "250-AUTH PLAIN LOGIN" in got[1]
+    assert got[2] == "235 2.7.0 Authentication successful"
