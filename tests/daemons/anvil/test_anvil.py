@@ -133,7 +133,9 @@ def fastpost(tmp_path_factory, dovecot):
     port = free_port()
     inst = Instance(tmp_path_factory.mktemp("anvil"),
                     master_cf=f"127.0.0.1:{port} inet n - n - - smtpd\n"
-                              "anvil unix - - n - 1 anvil\n",
+                              "anvil unix - - n - 1 anvil\n"
+                              "cleanup unix n - n - 0 cleanup\n"  # smtpd's sink
+                              "rewrite unix - - n - - trivial-rewrite\n",
                     main_cf={**LIMITS, "smtpd_sasl_path": dovecot.socket,
                              "myhostname": "mx.fastpost.test",
                              "anvil_status_update_time": "1s"})
