@@ -226,7 +226,14 @@ class PrivatePostfix(_Peer):
         _wait(lambda: _connectable_inet(self.port), "postfix")
 
     def stop(self) -> None:
+        pidfile = self.dir / "spool" / "pid" / "master.pid"
+        try:
+            pid = int(pidfile.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pid = 0
         subprocess.run([self.exe, "-c", str(self.etc), "stop"], capture_output=True)
+        if pid:  # its children are gone once the master is (the files are quiet)
+            _wait(lambda: not os.path.exists(f"/proc/{pid}"), "postfix stop", timeout=30)
 
     def log_text(self) -> str:
         try:
