@@ -504,14 +504,15 @@ class ServerConnection:
 
     def _auth(self, verb: str, args: str):
         st = self.state
+        # Postfix's order; AUTH needs no EHLO unless smtpd_helo_required says so.
+        if st.helo is None and self.options.helo_required:
+            raise self._fail(replies.NEED_HELO, verb)
         if not self.options.auth:
             raise self._fail(replies.AUTH_NOT_ENABLED, verb)
-        if not st.esmtp:
-            raise self._fail(replies.NEED_HELO, verb)
-        if st.authenticated:
-            raise self._fail(replies.AUTH_ALREADY, verb)
         if st.in_transaction():
             raise self._fail(replies.MAIL_IN_PROGRESS, verb)
+        if st.authenticated:
+            raise self._fail(replies.AUTH_ALREADY, verb)
         words = args.split()
         if not words or len(words) > 2:
             raise self._fail(replies.AUTH_SYNTAX, verb)

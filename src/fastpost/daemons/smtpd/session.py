@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from dataclasses import replace
 
 from fastpost.daemons.smtpd import tls as tlsmod
 from fastpost.daemons.smtpd.info import ClientInfo, Envelope, PolicyRequest, Recipient
@@ -90,7 +91,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         "_read_paused", "_write_paused", "_closed", "_greeted", "_early",
         "_last_io", "_timer", "_timeout", "_data_rejected", "_auth_state",
         "_counted_addr", "_received_done", "_real_client", "bytes_in", "bytes_out",
-        "waiting", "_in_data",
+        "waiting", "_in_data", "_anvil_ident",
         # The multi skeleton wraps connection_made/lost per instance: allow that.
         "__dict__",
     )
@@ -128,6 +129,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         self.bytes_out = 0  # bytes written to the client
         self.waiting = False  # the last pass ended waiting for client input
         self._in_data = False  # 354 sent, the final DATA reply not yet
+        self._anvil_ident: str | None = None  # counted by anvil at connect
 
     # ================================================================ transport
 
@@ -223,6 +225,9 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         if self._counted_addr is not None:
             svc.client_gone(self._counted_addr)
             self._counted_addr = None
+        if self._anvil_ident is not None:
+            svc.limits.disconnect(self._anvil_ident, self.loop)
+            self._anvil_ident = None
         if self._greeted:
             if self._in_data:
                 self._count("data", False)  # DATA that never ended (Postfix: data=0/1)
@@ -364,7 +369,58 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                 close=True))
             self._flush()
             return
+        check = svc.limits.connect(c) if svc.limits is not None else None
+        if check is not None:
+            self._await(check, self._connect_counted, lambda exc: self._greet_sasl())
+            return
+        self._greet_sasl()
+
+    def _connect_counted(self, result) -> None:
+        reply, self._anvil_ident = result
+        if reply is None:
+            self._greet_sasl()
+            return
+        self._busy = True  # no greeting, no commands: only the 421
+        self._out.append(self.conn.send(reply, close=True))
+        self._flush()
+
+    def _limited(self, what: str, verb: str, go) -> bool:
+        """The anvil hook of MAIL, RCPT, STARTTLS and AUTH (limits.py): True when the
+        check is under way (``go()`` runs after it unless the limit refuses)."""
+        limits = self.service.limits
+        check = limits.event(what, self.client) if limits is not None else None
+        if check is None:
+            return False
+
+        def judged(reply):
+            if reply is None:
+                go()
+            else:
+                self._respond(verb, reply)
+
+        self._await(check, judged, lambda exc: go())
+        return True
+
+    def _greet_sasl(self) -> None:
+        svc = self.service
+        auth = svc.authenticator
+        pending = auth.ready() if auth is not None and self.settings.sasl_enable else None
+        if pending is not None:
+            # A worker's first client: learn the SASL mechanisms before the greeting.
+            def learned(_result=None):
+                self._refresh_auth()
+                self._policy("CONNECT", self._connect_checked)
+
+            self._await(pending, learned, learned)
+            return
+        self._refresh_auth()  # the mechanisms may have been learned while anvil answered
         self._policy("CONNECT", self._connect_checked)
+
+    def _refresh_auth(self) -> None:
+        """Offer AUTH or not by what the authenticator knows now (and TLS)."""
+        auth = self.service.auth_offered(self.client.tls is not None)
+        if auth != self.conn.options.auth:
+            self.conn.options = replace(self.conn.options, auth=auth)
 
     def _connect_checked(self, decision) -> None:
         if decision is not None and decision.reply is not None:
@@ -400,7 +456,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             bare_lf_excluded=self._listed("smtpd_forbid_bare_newline_exclusions",
                                           settings.bare_lf_exclusions, who),
             starttls=svc.tls.offered and c.tls is None,
-            auth=svc.authenticator is not None and settings.sasl_enable,
+            auth=svc.auth_offered(c.tls is not None),
         )
 
     def _xforward_allowed(self) -> bool:
@@ -531,6 +587,10 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                      printable(external(err.detail)), self.client.protocol,
                      f" helo=<{printable(self.client.helo)}>" if self.client.helo is not None
                      else "")
+        if self._auth_state is not None and verb == "AUTH":
+            if err.reply == replies.AUTH_ABORTED:
+                log.warn("%s: SASL %s authentication aborted", c, self._auth_state[0])
+            self._auth_state = None  # the exchange is over
         if verb in smtp_state.JUNK:
             self._junk()
         ok = False if kind == "non-smtp" else None
@@ -650,7 +710,8 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             protocol=protocol_name(self.conn.state.esmtp, c.tls is not None,
                                    c.sasl_username is not None, env.smtputf8),
             recipients=[r.address for r in env.recipients],
-            tls_header=self.settings.tls_received_header)
+            tls_header=self.settings.tls_received_header,
+            auth_header=self.settings.sasl_authenticated_header)
         self._write(header)
 
     def _finish_message(self, verb: str, size: int, too_big: bool, bare_lf: int,
@@ -738,9 +799,13 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             c.protocol = "ESMTP" if esmtp else "SMTP"
             if esmtp:
                 opts = self.conn.options
+                # smtpd_sasl_exceptions_networks hides AUTH; the command still works.
+                auth = opts.auth and not self._listed(
+                    "smtpd_sasl_exceptions_networks", self.settings.sasl_exceptions,
+                    (c.name, c.addr))
                 self._respond(verb, self.service.ehlo_reply(
-                    starttls=opts.starttls and not self.conn.state.tls, auth=opts.auth,
-                    xclient=opts.xclient, xforward=opts.xforward))
+                    starttls=opts.starttls and not self.conn.state.tls, auth=auth,
+                    xclient=opts.xclient, xforward=opts.xforward, tls=c.tls is not None))
             else:
                 self._respond(verb, self.service.helo_reply)
 
@@ -748,6 +813,10 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
 
     def _on_mail(self, event) -> None:
         self.where = "MAIL"
+        if not self._limited("message", "mail", lambda: self._mail(event)):
+            self._mail(event)
+
+    def _mail(self, event) -> None:
         if not self.service.enough_space(event.size):
             self._log_reject("MAIL", replies.INSUFFICIENT_STORAGE)
             self._respond("mail", replies.INSUFFICIENT_STORAGE)
@@ -768,6 +837,10 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
 
     def _on_rcpt(self, event) -> None:
         self.where = "RCPT"
+        if not self._limited("recipient", "rcpt", lambda: self._rcpt(event)):
+            self._rcpt(event)
+
+    def _rcpt(self, event) -> None:
         address = event.address
 
         def checked(decision):
@@ -946,6 +1019,10 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
 
     def _on_starttls(self, event) -> None:
         self.where = "STARTTLS"
+        if not self._limited("newtls", "starttls", lambda: self._starttls(event)):
+            self._starttls(event)
+
+    def _starttls(self, event) -> None:
         self._reset_transaction()
         self._count("starttls", True)
         self._out.append(self.conn.send(replies.START_TLS))
@@ -960,6 +1037,11 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             info = tlsmod.tls_info(transport.get_extra_info("ssl_object"))
             self.client.tls = info
             self.client.helo = None
+            if self.service.limits is not None:
+                ssl_object = transport.get_extra_info("ssl_object")
+                self.service.limits.tls_established(
+                    self.client, bool(ssl_object and ssl_object.session_reused), self.loop)
+            self._refresh_auth()  # smtpd_tls_auth_only, TLS-only mechanisms
             if self.settings.tls_loglevel >= 1:
                 log.info("Anonymous TLS connection established from %s: %s", self.client.text,
                          tlsmod.describe(info))
@@ -979,6 +1061,10 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
 
     def _on_auth(self, event) -> None:
         self.where = "AUTH"
+        if not self._limited("auth", "auth", lambda: self._auth(event)):
+            self._auth(event)
+
+    def _auth(self, event) -> None:
         self._auth_step(self.service.authenticator.start(event.mechanism, event.initial, self.client),
                         event.mechanism)
 
@@ -1000,7 +1086,8 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                 self.client.sasl_username = value
                 self._respond("auth", replies.AUTH_OK)
             else:
-                log.warn("%s: SASL %s authentication failed: authentication failure", self.client.text, mechanism)
+                log.warn("%s: SASL %s authentication failed: %s", self.client.text, mechanism,
+                         printable(state) if isinstance(state, str) else "authentication failure")
                 self._respond("auth", value or replies.AUTH_FAILED)
 
         if _is_awaitable(result):
