@@ -104,6 +104,10 @@ class ServerOptions:
             raise ValueError(f"bad smtpd_forbid_bare_newline value: {self.bare_lf}")
 
 
+#: A command that looks like a message header ("Subject:"): Postfix calls it a
+#: non-SMTP command and hangs up, as for smtpd_forbidden_commands.
+_HEADER_VERB = re.compile(rb"[\x21-\x39\x3b-\x7e]+:$")
+
 #: Command verb -> the ServerConnection method that parses it.
 _HANDLERS = {
     b"HELO": "_helo", b"EHLO": "_ehlo", b"MAIL": "_mail", b"RCPT": "_rcpt",
@@ -357,7 +361,8 @@ class ServerConnection:
         if args is None or (opts.smtputf8 and not handler and _decode(raw_verb, True) is None):
             raise self._fail(replies.BAD_UTF8, "")  # not counted either
         if handler is None:
-            if raw_verb in opts.forbidden or self._forbidden(raw_verb, raw_args):
+            if (raw_verb in opts.forbidden or _HEADER_VERB.match(raw_verb)
+                    or self._forbidden(raw_verb, raw_args)):
                 raise self._fail(replies.FORBIDDEN_COMMAND, "UNKNOWN", fatal=True, kind="non-smtp",
                                  detail=(raw_verb + b" " + raw_args).rstrip()
                                  .decode("utf-8", "replace"))

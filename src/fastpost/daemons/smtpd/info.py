@@ -58,6 +58,7 @@ class ClientInfo:
     name_status: str = NAME_OK  # NAME_*: how the name lookup ended ("unknown" -> not OK)
     reverse_name_status: str = NAME_OK  # NAME_*: how the PTR lookup ended
     server_addr: str = ""  # our address of this connection
+    peer_addr: str = ""  # the socket's peer address (XCLIENT does not change it)
     server_port: str = ""
     helo: str | None = None  # the last HELO/EHLO argument accepted
     protocol: str = "SMTP"  # SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA, UTF8SMTP...

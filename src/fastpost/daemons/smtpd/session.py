@@ -145,10 +145,12 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             if addr.startswith("::ffff:") and "." in addr:
                 addr = addr[7:]
             c.addr = addr.split("%", 1)[0]
+            c.peer_addr = c.addr
             c.port = str(peer[1])
         else:
             # A UNIX-domain client is the local host, as Postfix treats it.
             c.addr, c.name, c.reverse_name = "127.0.0.1", "localhost", "localhost"
+            c.peer_addr = c.addr
         if isinstance(local, tuple) and local:
             c.server_addr, c.server_port = local[0], str(local[1])
         ssl_object = transport.get_extra_info("ssl_object")
@@ -445,6 +447,8 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         for kind, verb, detail in self.conn.take_notes():
             c = self.client.text
             if kind == "pipelining":
+                if self.client.improper_pipelining and not self.settings.forbid_unauth_pipelining:
+                    continue  # Postfix reports the first improper pipelining only
                 self.client.improper_pipelining = True
                 log.info("improper command pipelining after %s from %s: %s", verb, c,
                          _escape(detail))
@@ -772,7 +776,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                 return
             self._reset_transaction()
             c = self.client
-            c.helo = event.name
+            c.helo = neuter_helo(event.name)
             c.protocol = "ESMTP" if esmtp else "SMTP"
             if esmtp:
                 opts = self.conn.options
@@ -1048,7 +1052,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         old = self.client
         new = ClientInfo(name=old.name, addr=old.addr, port=old.port,
                          reverse_name=old.reverse_name, server_addr=old.server_addr,
-                         server_port=old.server_port, tls=old.tls,
+                         server_port=old.server_port, tls=old.tls, peer_addr=old.peer_addr,
                          name_status=old.name_status,
                          reverse_name_status=old.reverse_name_status)
         reverse_given = False
@@ -1072,7 +1076,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             elif key == "PROTO":
                 new.protocol = "SMTP" if unavailable else value
             elif key == "HELO":
-                new.helo = None if unavailable else value
+                new.helo = None if unavailable else neuter_helo(value)
             elif key == "LOGIN":
                 if not unavailable:
                     new.sasl_method, new.sasl_username = "XCLIENT", value
@@ -1082,10 +1086,31 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                 new.server_port = "" if unavailable else value
         self._reset_transaction()
         self.client = new
-        # Postfix counts a successful XCLIENT as a command but not as a success.
-        self._respond("xclient", replies.greeting(self.settings.banner), ok=False)
-        # The new identity decides what it may do (XFORWARD stays with the real client).
-        self.conn.options = self._core_options()
+
+        def checked(decision):
+            # A new client: with smtpd_delay_reject = no its restrictions run now, and
+            # a refusal replaces the new greeting as it would at connect.
+            refused = self._refused(decision, "xclient")
+            if refused is _HANGUP:
+                return
+            if refused is not None:
+                if not self._skip_log:
+                    log.info("NOQUEUE: reject: XCLIENT from %s: %s; proto=%s", new.text,
+                             refused, new.protocol)
+                self._skip_log = False
+                if decision.disconnect:
+                    self._respond("xclient", refused, ok=False, close=True)
+                    return
+                self.conn.options = replace(self._core_options(), access_denied=Reply(
+                    503, f"Error: access denied for {new.text}", "5.7.0"))
+                self._respond("xclient", refused, ok=False)
+                return
+            # Postfix counts a successful XCLIENT as a command but not as a success.
+            self._respond("xclient", replies.greeting(self.settings.banner), ok=False)
+            # The new identity decides what it may do (XFORWARD stays with the real client).
+            self.conn.options = self._core_options()
+
+        self._policy("XCLIENT", checked)
 
     def _on_xforward(self, event) -> None:
         self.where = "XFORWARD"
@@ -1133,6 +1158,16 @@ STATS_ORDER_UPPER = frozenset(s.upper() for s in STATS_ORDER)
 
 #: _refused()'s answer after an access(5) HANGUP: the connection is already closed.
 _HANGUP = Reply(421, "hangup")
+
+
+#: Characters Postfix replaces with "?" in the HELO name it keeps (and logs, and
+#: shows in replies): they could confuse log parsers and address-based tools.
+_NEUTER = str.maketrans({c: "?" for c in ' <>()\\";@'})
+
+
+def neuter_helo(name: str) -> str:
+    """Return the HELO name as smtpd keeps it (Postfix's neutered form)."""
+    return name.translate(_NEUTER)
 
 
 def _escape(text: str) -> str:

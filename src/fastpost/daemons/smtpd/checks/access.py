@@ -186,13 +186,13 @@ def interpret(ev, table: str, value: str, key: str, name: str, klass: str):
         ev.log("hangup", rest)
         raise Rejected(None, hangup=True)
     if cmd in _MESSAGE_ACTIONS:
-        return _message_action(ev, table, text, cmd, rest, name, klass)
+        return _message_action(ev, table, text, cmd, rest, name, klass, key)
     # A restriction list (or class) in the result.
     steps = ev.engine.value_steps(text, table)
     return ev.run_list(steps, name, klass)
 
 
-def _message_action(ev, table, text, cmd, rest, name, klass):
+def _message_action(ev, table, text, cmd, rest, name, klass, key):
     if not ev.settings.delay_reject and ev.list_kind in ("client", "helo") and ev.stage in (
             "CONNECT", "HELO", "EHLO"):
         log.warn("access table %s: with smtpd_delay_reject=no, action %s is always skipped "
@@ -211,11 +211,11 @@ def _message_action(ev, table, text, cmd, rest, name, klass):
         ev.log("discard", f"<{name}>: {klass} {rest or 'triggers DISCARD action'}")
         return OK
     if not rest:
-        log.warn('access table %s entry "%s" has %s entry without value', table, text, cmd)
+        log.warn('access table %s entry "%s" has %s entry without value', table, key, cmd)
         return DUNNO
     if cmd == "FILTER":
         if ":" not in rest:
-            log.warn('access table %s entry "%s" requires transport:destination', table, text)
+            log.warn('access table %s entry "%s" requires transport:destination', table, key)
             return DUNNO
         if env is not None:
             env.filter = rest
@@ -233,11 +233,11 @@ def _message_action(ev, table, text, cmd, rest, name, klass):
         return DUNNO
     # PREPEND
     if ev.stage == "END-OF-MESSAGE":
-        log.warn("access table %s: action %s is not supported in smtpd_end_of_data_restrictions",
+        log.warn("access table %s: action %s must be used before smtpd_end_of_data_restrictions",
                  table, cmd)
         return DUNNO
     if not _HEADER.match(rest):
-        log.warn('access table %s entry "%s" has illegal header "%s"', table, text, rest)
+        log.warn('access table %s entry "%s" requires header: text', table, key)
         return DUNNO
     if env is not None:
         env.prepend.append(rest)
@@ -267,7 +267,7 @@ def check_client_access(ev, step, name, klass):
 @restriction("check_reverse_client_hostname_access", arg=TABLE)
 def check_reverse_client_hostname_access(ev, step, name, klass):
     c = ev.client
-    return _namaddr(ev, step.arg, c.reverse_name, c.addr, c.reverse_name, rp.CLIENT)
+    return _namaddr(ev, step.arg, c.reverse_name, c.addr, c.reverse_name, rp.REV_CLIENT)
 
 
 @restriction("check_helo_access", arg=TABLE)
@@ -308,6 +308,8 @@ def check_recipient_access(ev, step, name, klass):
 
 @restriction("check_sasl_access", arg=TABLE)
 def check_sasl_access(ev, step, name, klass):
+    if ev.no_sasl("check_sasl_access"):
+        return DUNNO
     user = ev.client.sasl_username
     if user is None:
         return DUNNO

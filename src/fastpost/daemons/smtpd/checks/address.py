@@ -297,19 +297,29 @@ def _login_mismatch(ev, authenticated: bool, unauthenticated: bool, known_only: 
 
 @restriction("reject_sender_login_mismatch")
 def reject_sender_login_mismatch(ev, step, name, klass):
+    if not ev.settings.sasl_enable:
+        ev.no_sasl("reject_authenticated_sender_login_mismatch")
+        ev.no_sasl("reject_unauthenticated_sender_login_mismatch")
+        return DUNNO
     return _login_mismatch(ev, True, True, False)
 
 
 @restriction("reject_known_sender_login_mismatch")
 def reject_known_sender_login_mismatch(ev, step, name, klass):
+    if ev.no_sasl("reject_known_sender_login_mismatch"):
+        return DUNNO
     return _login_mismatch(ev, True, True, True)
 
 
 @restriction("reject_authenticated_sender_login_mismatch")
 def reject_authenticated_sender_login_mismatch(ev, step, name, klass):
+    if ev.no_sasl("reject_authenticated_sender_login_mismatch"):
+        return DUNNO
     return _login_mismatch(ev, True, False, False)
 
 
 @restriction("reject_unauthenticated_sender_login_mismatch")
 def reject_unauthenticated_sender_login_mismatch(ev, step, name, klass):
+    if ev.no_sasl("reject_unauthenticated_sender_login_mismatch"):
+        return DUNNO
     return _login_mismatch(ev, False, True, False)

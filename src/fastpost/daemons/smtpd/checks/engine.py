@@ -9,7 +9,8 @@ log_whatsup).
 
 When the lists are evaluated (smtpd_delay_reject = yes, the default):
 
-    CONNECT, HELO/EHLO, MAIL   nothing
+    CONNECT, XCLIENT,
+    HELO/EHLO, MAIL            nothing
     RCPT, VRFY                 client, helo, sender lists (each in full, in that
                                order), then smtpd_relay_restrictions, then
                                smtpd_recipient_restrictions, then the implicit
@@ -18,8 +19,9 @@ When the lists are evaluated (smtpd_delay_reject = yes, the default):
     END-OF-MESSAGE             smtpd_end_of_data_restrictions
     ETRN                       client and helo lists, then smtpd_etrn_restrictions
 
-With smtpd_delay_reject = no the client list runs at CONNECT (a refusal replaces the
-greeting, and then every command but QUIT gets 503 5.7.0), the helo list at
+With smtpd_delay_reject = no the client list runs at CONNECT and after XCLIENT (a
+refusal replaces the greeting, and then every command but QUIT gets 503 5.7.0), the
+helo list at
 HELO/EHLO, the sender list at MAIL, and RCPT runs the relay and recipient lists.
 
 Within one check: the first restriction that permits ends *its list* (the next list
@@ -131,6 +133,7 @@ class Settings:
         self.reject_unlisted_sender = cfg.get_bool("smtpd_reject_unlisted_sender")
         self.reject_unlisted_recipient = cfg.get_bool("smtpd_reject_unlisted_recipient")
         self.delimiters = cfg.get("recipient_delimiter")
+        self.sasl_enable = cfg.get_bool("smtpd_sasl_auth_enable")
         self.hostname = cfg.get("myhostname")
 
 
@@ -194,6 +197,13 @@ class Eval:
         log.info("%s: %s: %s from %s: %s; %s", self.queue_id, action, self.stage,
                  self.client.text, printable(text), self.fields())
 
+    def no_sasl(self, restriction: str) -> bool:
+        """True (after Postfix's warning) when SASL is off and ``restriction`` is moot."""
+        if self.settings.sasl_enable:
+            return False
+        log.warn("restriction `%s' ignored: no SASL support", restriction)
+        return True
+
     def note_once(self, text: str) -> None:
         """Log a warning once per session (deprecated restriction names)."""
         if text not in self.session.notes:
@@ -227,7 +237,11 @@ class Eval:
         return self.reject(451, "4.3.5", f"<{name}>: {klass} rejected: Server configuration error")
 
     def defer_if(self, which: str, code: int, dsn: str, text: str) -> int:
-        """Remember a defer_if_permit/defer_if_reject (the first reason is kept)."""
+        """Remember a defer_if_permit/defer_if_reject (the first reason is kept);
+        under warn_if_reject, log it as a reject_warning instead."""
+        if self.warn_if_reject:
+            self.log("reject_warning", str(make_reply(code, dsn, text)))
+            return DUNNO
         if which == "permit":
             if self.defer_if_permit is None:
                 self.defer_if_permit = Deferral(code, dsn, text)
@@ -336,7 +350,7 @@ class RestrictionPolicy(Policy):
     def _load_modules() -> None:
         """Import the restriction modules (they register their names)."""
         from fastpost.daemons.smtpd.checks import (  # noqa: F401
-            access, address, generic, hostname, relay,
+            access, address, dnsaccess, dnsbl, generic, hostname, relay,
         )
 
     def open_table(self, spec: str) -> maps.MapList:
@@ -412,7 +426,7 @@ class RestrictionPolicy(Policy):
             if self.settings.delay_reject:
                 return None
             coro = self._helo(ev)
-        elif stage == "CONNECT":
+        elif stage in ("CONNECT", "XCLIENT"):
             if self.settings.delay_reject:
                 return None
             coro = self._connect(ev)

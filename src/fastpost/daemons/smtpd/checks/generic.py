@@ -19,8 +19,10 @@ Replies (NAME and Class are those of the list the restriction is in):
 permit_tls_clientcerts permits a verified client certificate whose fingerprint (or
 public-key fingerprint) is a key of relay_clientcerts; permit_tls_all_clientcerts any
 verified certificate. permit_inet_interfaces permits clients connecting from one of
-the addresses in inet_interfaces (``all``: any address of this host, as far as the
-server's own end of the connection tells).
+the addresses in inet_interfaces or proxy_interfaces (``all``: any address of this
+host's interfaces), judged by the real peer of the connection (XCLIENT does not
+change it, as in Postfix). permit_mynetworks matches the client address only
+(mynetworks is a list of addresses and networks).
 
 Parameters: reject_code, defer_code, plaintext_reject_code, mynetworks,
 inet_interfaces, relay_clientcerts.
@@ -65,9 +67,9 @@ def defer_if_reject(ev, step, name, klass):
 
 
 def _seconds(word, engine):
-    value = parse_time(word, "s")
-    if value is None or not word[:1].isdigit():
-        raise ValueError(f'restriction sleep: bad argument "{word}": need number of seconds')
+    value = parse_time(word, "s") if word.isdigit() else None
+    if value is None:
+        raise ValueError("restriction sleep must be followed by number")
     return value
 
 
@@ -88,36 +90,46 @@ def reject_unauth_pipelining(ev, step, name, klass):
 @restriction("permit_mynetworks")
 def permit_mynetworks(ev, step, name, klass):
     c = ev.client
-    if ev.engine.mynetworks.match(c.name, c.addr):
+    # mynetworks holds addresses and networks only: the client name plays no part.
+    if ev.engine.mynetworks.match("", c.addr):
         return ev.permit("permit_mynetworks", c.text, "Client host")
     return DUNNO
 
 
-def _interfaces(engine):
+def own_addresses(cfg) -> set[str]:
+    """This host's addresses as inet_interfaces (and proxy_interfaces) name them."""
+    addrs: set[str] = set()
+    for word in cfg.get_list("inet_interfaces") + cfg.get_list("proxy_interfaces"):
+        w = word.lower()
+        if w == "all":
+            from fastpost.util.ifaddrs import interface_addresses
+
+            try:
+                addrs.update(str(i.ip) for i in interface_addresses())
+            except OSError:
+                addrs.update({"127.0.0.1", "::1"})
+        elif w in ("loopback-only", "localhost"):
+            addrs.update({"127.0.0.1", "::1"})
+        else:
+            try:
+                addrs.add(str(ipaddress.ip_address(w.strip("[]"))))
+            except ValueError:
+                pass
+    return addrs
+
+
+def _interfaces(engine) -> set[str]:
     cached = getattr(engine, "_inet_interfaces", None)
     if cached is None:
-        addrs = set()
-        any_ = False
-        for word in engine.config.get_list("inet_interfaces"):
-            w = word.lower()
-            if w == "all":
-                any_ = True
-            elif w in ("loopback-only", "localhost"):
-                addrs.update({"127.0.0.1", "::1"})
-            else:
-                try:
-                    addrs.add(str(ipaddress.ip_address(w.strip("[]"))))
-                except ValueError:
-                    pass
-        cached = engine._inet_interfaces = (addrs, any_)
+        cached = engine._inet_interfaces = own_addresses(engine.config)
     return cached
 
 
 @restriction("permit_inet_interfaces")
 def permit_inet_interfaces(ev, step, name, klass):
+    # The real peer of the connection, as Postfix's (XCLIENT does not change it).
     c = ev.client
-    addrs, any_ = _interfaces(ev.engine)
-    if c.addr in addrs or (any_ and c.addr and c.addr == c.server_addr):
+    if (c.peer_addr or c.addr) in _interfaces(ev.engine):
         return ev.permit("permit_inet_interfaces", c.text, "Client host")
     return DUNNO
 
@@ -125,7 +137,7 @@ def permit_inet_interfaces(ev, step, name, klass):
 @restriction("permit_sasl_authenticated")
 def permit_sasl_authenticated(ev, step, name, klass):
     c = ev.client
-    if c.sasl_username is not None:
+    if c.sasl_username is not None and ev.settings.sasl_enable:
         return ev.permit("permit_sasl_authenticated", c.text, "Client host")
     return DUNNO
 

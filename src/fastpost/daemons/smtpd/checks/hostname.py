@@ -16,13 +16,16 @@ valid_hostaddr() of src/util/valid_hostname.c.
     reject_unknown_client_hostname 4.7.25 Client host rejected: cannot find your
                                    hostname, [addr]
     reject_unknown_reverse_client_hostname
-                                   4.7.25 Client host rejected: cannot find your
+                                   4.7.1 Client host rejected: cannot find your
                                    reverse hostname, [addr]
 
 A HELO name is valid when it is a host name (labels of letters, digits, ``-`` and
 ``_``, no label starting or ending with ``-``, at most 63 characters a label and 255
-in all, not all digits) or an IP address, bare or as an address literal. It is
-fully qualified when it holds a dot (an address literal always is). It is known
+in all, not all digits, one trailing dot allowed) or an IP address, bare or as an
+address literal. It is fully qualified when it is a valid host name with a dot, or
+an address literal (a bare IP address is not). An address literal that holds no
+address gets ``invalid_hostname_reject_code 5.5.2 <helo>: Helo command rejected:
+invalid ip address`` from both checks. It is known
 when DNS has an A, AAAA or MX record for it (address literals and bare addresses
 are not looked up). The client name checks use the outcome of the connection's
 lookups: a temporary failure always answers 450, a permanent one (or a name that
@@ -49,7 +52,9 @@ _LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 
 
 def valid_hostname(name: str) -> bool:
-    """Postfix's valid_hostname() (module docstring)."""
+    """Postfix's valid_hostname() (module docstring); one trailing dot is allowed."""
+    if name.endswith(".") and len(name) > 1:
+        name = name[:-1]
     if not name or len(name) > 255:
         return False
     labels = name.split(".")
@@ -78,8 +83,14 @@ def _literal(name: str) -> str | None:
 def is_fqdn_hostname(name: str) -> bool:
     inner = _literal(name)
     if inner is not None:
-        return True
-    return valid_hostname(name.rstrip(".")) and "." in name.strip(".")
+        return valid_hostaddr(inner)
+    return valid_hostname(name) and "." in name.rstrip(".")
+
+
+def _bad_literal(ev, helo: str):
+    """An address literal HELO that is not an address: the same answer in both checks."""
+    return ev.reject(ev.settings.invalid_hostname_code, "5.5.2",
+                     f"<{helo}>: {rp.HELO} rejected: invalid ip address")
 
 
 @restriction("reject_invalid_helo_hostname")
@@ -89,10 +100,8 @@ def reject_invalid_helo_hostname(ev, step, name, klass):
         return DUNNO
     inner = _literal(helo)
     if inner is not None:
-        ok = valid_hostaddr(inner)
-    else:
-        ok = valid_hostname(helo) or valid_hostaddr(helo)
-    if ok:
+        return DUNNO if valid_hostaddr(inner) else _bad_literal(ev, helo)
+    if valid_hostname(helo) or valid_hostaddr(helo):
         return DUNNO
     return ev.reject(ev.settings.invalid_hostname_code, "5.5.2",
                      f"<{helo}>: {rp.HELO} rejected: Invalid name")
@@ -101,7 +110,12 @@ def reject_invalid_helo_hostname(ev, step, name, klass):
 @restriction("reject_non_fqdn_helo_hostname")
 def reject_non_fqdn_helo_hostname(ev, step, name, klass):
     helo = ev.helo
-    if helo is None or is_fqdn_hostname(helo):
+    if helo is None:
+        return DUNNO
+    inner = _literal(helo)
+    if inner is not None:
+        return DUNNO if valid_hostaddr(inner) else _bad_literal(ev, helo)
+    if is_fqdn_hostname(helo):
         return DUNNO
     return ev.reject(ev.settings.non_fqdn_code, "5.5.2",
                      f"<{helo}>: {rp.HELO} rejected: need fully-qualified hostname")
@@ -168,5 +182,5 @@ def reject_unknown_reverse_client_hostname(ev, step, name, klass):
     if status == NAME_OK:
         return DUNNO
     code = 450 if status == NAME_TEMP else ev.settings.unknown_client_code
-    return ev.reject(code, "4.7.25",
+    return ev.reject(code, "4.7.1",
                      f"Client host rejected: cannot find your reverse hostname, [{c.addr}]")

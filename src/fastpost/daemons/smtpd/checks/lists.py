@@ -81,6 +81,20 @@ _ACL_NAMES = ("check_client_access", "check_reverse_client_hostname_access",
               "check_etrn_access")
 
 
+#: The check a bare table means in each top-level list (Postfix's default ACL).
+_LIST_ACL = {kind: DEFAULT_ACL[f"smtpd_{kind}_restrictions"]
+             for kind in ("client", "helo", "sender", "relay", "recipient", "etrn")}
+
+
+def _bare_table(ev, step, name, klass):
+    acl = _LIST_ACL.get(ev.list_kind)
+    if acl is None:
+        log.warn('specify one of (%s) before %s restriction "%s"', ", ".join(_ACL_NAMES),
+                 klass, step.word)
+        return ev.server_error()
+    return REGISTRY[acl].fn(ev, step, name, klass)
+
+
 def _table_in_value(ev, step, name, klass):
     log.warn("access table %s has entry with lookup table: %s", step.error, step.word)
     log.warn("do not specify lookup tables inside SMTPD access maps")
@@ -96,7 +110,7 @@ def compile_list(words: list[str], engine, origin: str = "", *,
     list is an access-table result.
     """
     steps: list[Step] = []
-    default_acl = DEFAULT_ACL.get(origin)
+    _warn_after_permit(words, origin)
     i = 0
     n = len(words)
     while i < n:
@@ -114,14 +128,10 @@ def compile_list(words: list[str], engine, origin: str = "", *,
             elif ":" in word and _is_table(word):
                 if value_of is not None:
                     steps.append(Step(lname, _table_in_value, word=word, error=value_of))
-                elif default_acl is not None and default_acl in REGISTRY:
-                    spec = REGISTRY[default_acl]
-                    steps.append(Step(default_acl, spec.fn, arg=engine.open_table(word),
-                                      word=word, spec=spec))
                 else:
-                    steps.append(Step(lname, _bad, word=word, error=(
-                        f"specify one of ({', '.join(_ACL_NAMES)}) before restriction "
-                        f'"{word}"')))
+                    # Which check a bare table stands for depends on the list being
+                    # evaluated (a class inherits it from the list that names it).
+                    steps.append(Step(lname, _bare_table, arg=engine.open_table(word), word=word))
             else:
                 steps.append(Step(lname, _unknown, word=word))
             continue
@@ -154,6 +164,15 @@ def compile_list(words: list[str], engine, origin: str = "", *,
         else:
             steps.append(Step(name, spec.fn, spec=spec))
     return steps
+
+
+def _warn_after_permit(words: list[str], origin: str) -> None:
+    """Postfix's start-up warning for restrictions that can never be reached."""
+    lowered = [w.lower() for w in words]
+    if "permit" in lowered:
+        i = lowered.index("permit")
+        if i + 1 < len(words) and origin:
+            log.warn("restriction `%s' after `permit' is ignored", words[i + 1])
 
 
 def _deprecated_note(ev, step, name, klass):

@@ -9,7 +9,7 @@ CLASS one of the names below. An enhanced status code from a table (``550 5.1.1
 text``) is made to fit the class, as Postfix does, and the change is logged
 (``mapping DSN status 5.1.1 into Sender address status 5.1.7``):
 
-    Sender address     X.1.1 X.1.3 X.1.4 X.1.5 X.1.6 -> X.1.7, X.1.2 -> X.1.8,
+    Sender address     X.1.1 X.1.3 X.1.4 X.1.6 -> X.1.7, X.1.2 -> X.1.8,
                        other X.1.N (N not 0, 7, 8) -> X.1.0
     Recipient address  X.1.7 -> X.1.3, X.1.8 -> X.1.2, X.1.N for N > 8 -> X.1.0
     anything else      X.1.N -> X.0.0  (an address status makes no sense there)
@@ -74,7 +74,8 @@ def dsn_fix(dsn: str, klass: str) -> str:
     if klass == SENDER:
         if n in (0, 7, 8):
             return dsn
-        fixed = f"{first}.1.8" if n == 2 else f"{first}.1.7" if 1 <= n <= 6 else f"{first}.1.0"
+        fixed = (f"{first}.1.8" if n == 2 else f"{first}.1.7" if n in (1, 3, 4, 6)
+                 else f"{first}.1.0")
     elif klass == RECIPIENT:
         if n <= 6:
             return dsn
