@@ -2,7 +2,7 @@
 """Accept throughput: fastpost's smtpd next to C Postfix, measured with smtp-source.
 
     sudo .venv/bin/python benchmarks/smtpd_accept.py [--messages N] [--runs R]
-        [--sessions 20,100] [--workers W] [--size BYTES]
+        [--sessions 20,100] [--workers W] [--size BYTES] [--sink file|queue]
 
 Both servers run on this machine in one interleaved run, each on its own loopback
 port, and Postfix's own smtp-source sends N messages of --size bytes (1 KiB), one
@@ -12,10 +12,11 @@ connection per message, with -s parallel sessions:
               accepts every message into its queue, durably, and puts it on hold
               (smtpd_data_restrictions = check_client_access static:HOLD), so no
               delivery runs during the measurement.
-  fastpost    fastpost.daemons.smtpd.standalone with W worker processes and the
-              FileTestSink writing one file per message, fsync()ed before the 250
-              (the real queue, with group commit, is the queue issue's work; this
-              measures the session layer with the naive one-fsync-per-message store).
+  fastpost    fastpost.daemons.smtpd.standalone with W worker processes and either
+              (--sink file) FileTestSink writing one file per message, fsync()ed
+              before the 250, or (--sink queue) QueueSink: the log-structured queue
+              store, each worker a committer with group commit (one fdatasync per
+              batch) - what smtpd runs under the master until cleanup exists.
 
 Printed per scenario: messages/s (median of the runs), server CPU-ms per message
 (user+system of every process of that server, including exited children) and the
@@ -160,10 +161,11 @@ syslog_name = pfxbench
 class FastpostInstance:
     """fastpost's standalone smtpd with the fsyncing file sink."""
 
-    def __init__(self, base: str, port: int, workers: int):
+    def __init__(self, base: str, port: int, workers: int, sink: str = "file"):
         self.base = base
         self.port = port
         self.workers = workers
+        self.sink = sink
         self.etc = os.path.join(base, "etc")
         os.makedirs(self.etc)
         with open(os.path.join(self.etc, "main.cf"), "w", encoding="utf-8") as fh:
@@ -184,7 +186,8 @@ smtpd_client_connection_count_limit = 0
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fastpost.daemons.smtpd.standalone", "-c", self.etc,
              "-l", f"127.0.0.1:{self.port}", "-d", os.path.join(self.base, "spool"),
-             "--fsync", "--quiet", "--workers", str(self.workers)], cwd=ROOT)
+             "--fsync" if self.sink == "file" else "--queue", "--quiet",
+             "--workers", str(self.workers)], cwd=ROOT)
         wait_port(self.port)
 
     def stop(self) -> None:
@@ -208,6 +211,9 @@ def main() -> int:
     ap.add_argument("--sessions", default="20,100")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--sink", choices=("file", "queue"), default="file",
+                    help="fastpost's store: one fsync()ed file per message, or the queue "
+                         "store (group commit)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("run as root (C Postfix needs it)", file=sys.stderr)
@@ -220,7 +226,7 @@ def main() -> int:
     base = tempfile.mkdtemp(prefix="fp-accept-")
     os.chmod(base, 0o755)  # the postfix user must reach its data_directory
     pfx = PostfixInstance(os.path.join(base, "postfix"), free_port())
-    fp = FastpostInstance(os.path.join(base, "fastpost"), free_port(), args.workers)
+    fp = FastpostInstance(os.path.join(base, "fastpost"), free_port(), args.workers, args.sink)
     results: dict[tuple[str, int], list[tuple[float, float]]] = {}
     try:
         pfx.start()
@@ -236,8 +242,9 @@ def main() -> int:
     finally:
         fp.stop()
         pfx.stop()
+    store = "fsync per message" if args.sink == "file" else "queue store, group commit"
     print(f"\n{args.messages} messages of {args.size} bytes per run, one connection each, "
-          f"median of {args.runs} runs; fastpost: {args.workers} workers, fsync per message")
+          f"median of {args.runs} runs; fastpost: {args.workers} workers, {store}")
     print(f"{'scenario':14} {'Postfix msg/s':>14} {'fastpost msg/s':>15} {'ratio':>6} "
           f"{'Postfix CPU-ms':>15} {'fastpost CPU-ms':>16}")
     for s in sessions:

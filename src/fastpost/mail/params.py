@@ -316,6 +316,17 @@ FASTPOST_PARAMS: tuple[Param, ...] = (
     Param("fastpost_dns_timeout", TIME, "10s", unit="s", min=1),
     Param("fastpost_dns_cache_size", INT, "10000", min=0),
     Param("fastpost_dns_negative_ttl", TIME, "300s", unit="s", min=0),
+    # Delivery agents (docs/local.md): file and command deliveries one local, virtual
+    # or pipe process runs at once (each in a worker thread).
+    Param("fastpost_delivery_thread_limit", INT, "20", min=1),
+    # trivial-rewrite clients (docs/delivery.md): answers cached per process, for a
+    # short time, so qmgr asks once per destination and burst rather than per recipient.
+    Param("fastpost_rewrite_cache_size", INT, "10000", min=0),
+    Param("fastpost_rewrite_cache_time", TIME, "10s", unit="s", min=0),
+    # qmgr (docs/delivery.md): a deferred message's next attempt is its backoff time
+    # plus a random 0..N % of it, so mail deferred at the same moment (a destination
+    # that went down) does not all come back at the same moment.
+    Param("fastpost_backoff_jitter", INT, "20", min=0, max=100),
 )
 
 

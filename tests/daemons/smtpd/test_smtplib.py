@@ -446,3 +446,32 @@ def test_tls_without_certificate_is_not_offered(smtpd):
     srv.wait_sessions(0)
     assert any("No server certs available. TLS won't be enabled" in line
                for line in srv.log_lines())
+
+
+def test_lookup_tables_in_host_and_domain_lists(smtpd, tmp_path):
+    # mynetworks and relay_domains may name tables (here: cidr and texthash files).
+    nets = tmp_path / "mynetworks.cidr"
+    nets.write_text("127.0.0.3/32 OK\n")
+    domains = tmp_path / "relay_domains"
+    domains.write_text("relayed.example OK\n")
+    srv = smtpd(f"mynetworks = 127.0.0.1/32, cidr:{nets}\n"
+                f"relay_domains = texthash:{domains}\n"
+                "smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination")
+    with client(srv, source_address=("127.0.0.3", 0)) as s:   # trusted through the table
+        s.ehlo()
+        s.mail("a@example.org")
+        assert s.rcpt("anyone@elsewhere.example")[0] == 250
+    with client(srv, source_address=("127.0.0.2", 0)) as s:
+        s.ehlo()
+        s.mail("a@example.org")
+        assert s.rcpt("anyone@elsewhere.example")[0] == 554
+        assert s.rcpt("user@relayed.example")[0] == 250
+        assert s.rcpt("user@sub.relayed.example")[0] == 250  # relay_domains: parent matching
+
+
+def test_table_that_cannot_answer_is_a_temporary_failure(smtpd, tmp_path):
+    srv = smtpd(f"mynetworks = 127.0.0.1/32, hash:{tmp_path}/missing")
+    with client(srv, source_address=("127.0.0.2", 0)) as s:
+        s.ehlo()
+        s.mail("a@example.org")
+        assert s.rcpt("anyone@elsewhere.example") == (451, b"4.3.5 Server configuration error")

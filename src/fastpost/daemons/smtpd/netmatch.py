@@ -13,13 +13,16 @@ subdomains), ``/file/name`` (its lines are elements), or ``!element`` (a match m
 
 DomainList (domain_list): the same for domain names only.
 
-``type:table`` elements need the lookup-table layer (fastpost.mail.maps, being built):
-until it is wired in they match nothing and the list says so in ``unsupported``, so the
-session logs a warning once at start-up. XXX: replace with the table layer.
+``type:table`` elements are looked up with fastpost.mail.maps: a host list asks the
+client's name (then its parent domains when parent matching applies) and its address;
+a domain list asks the domain, then its parents. Any value found is a match (the value
+itself is not used, as in Postfix's match lists).
 
 Parameters: parent_domain_matches_subdomains (the caller says whether it applies).
 Diagnostics: ValueError naming the element for a malformed address or network; an
-unreadable /file is an OSError naming the file (the caller makes both fatal).
+unreadable /file is an OSError naming the file (the caller makes both fatal);
+maps.MapRetry from match() when a table cannot answer now (callers turn it into a
+temporary failure, never into "no match").
 """
 
 from __future__ import annotations
@@ -60,12 +63,35 @@ def _domain_matches(pattern: str, name: str, parent: bool) -> bool:
     return parent and name.endswith("." + pattern)
 
 
+def _parents(name: str) -> list[str]:
+    """Return the parent domains of name, nearest first (a.b.c -> b.c, c)."""
+    labels = name.split(".")
+    return [".".join(labels[i:]) for i in range(1, len(labels))]
+
+
+def _open_table(spec: str, cfg):
+    from fastpost.mail import maps
+
+    return maps.open_map(spec, cfg)
+
+
+def _table_has_name(table, name: str, parent: bool) -> bool:
+    if table.get(name) is not None:
+        return True
+    if table.is_pattern:
+        return False
+    for up in _parents(name):
+        if table.get(up if parent else "." + up) is not None:
+            return True
+    return False
+
+
 class HostList:
     """A namadr list: addresses, networks and names (module docstring)."""
 
-    def __init__(self, elements: list[str], *, parent: bool = False):
+    def __init__(self, elements: list[str], *, parent: bool = False, cfg=None):
         self.parent = parent
-        self.unsupported: list[str] = []
+        self.unsupported: list[str] = []  # kept for callers; tables are supported now
         self._rules: list[tuple[bool, str, object]] = []
         for element in _expand_files(elements):
             negate = element.startswith("!")
@@ -73,7 +99,7 @@ class HostList:
             if not body:
                 continue
             if _is_table(body):
-                self.unsupported.append(body)
+                self._rules.append((negate, "table", _open_table(body, cfg)))
                 continue
             net = self._network(body)
             if net is not None:
@@ -120,6 +146,9 @@ class HostList:
         for negate, kind, value in self._rules:
             if kind == "net":
                 hit = ip is not None and ip.version == value.version and ip in value
+            elif kind == "table":
+                hit = ((bool(lname) and _table_has_name(value, lname, self.parent))
+                       or (bool(addr) and value.get(str(ip) if ip is not None else addr) is not None))
             else:
                 hit = bool(lname) and _domain_matches(value, lname, self.parent)
             if hit:
@@ -151,29 +180,33 @@ def _bad(text: str):
 
 
 class DomainList:
-    """A domain_list: names and patterns only (module docstring)."""
+    """A domain_list: names, patterns and tables (module docstring)."""
 
-    def __init__(self, elements: list[str], *, parent: bool = False):
+    def __init__(self, elements: list[str], *, parent: bool = False, cfg=None):
         self.parent = parent
-        self.unsupported: list[str] = []
-        self._rules: list[tuple[bool, str]] = []
+        self.unsupported: list[str] = []  # kept for callers; tables are supported now
+        self._rules: list[tuple[bool, object]] = []
         for element in _expand_files(elements):
             negate = element.startswith("!")
             body = element[1:] if negate else element
             if not body:
                 continue
             if _is_table(body):
-                self.unsupported.append(body)
+                self._rules.append((negate, _open_table(body, cfg)))
                 continue
             self._rules.append((negate, body.lower().rstrip(".")))
 
     def match(self, domain: str) -> bool:
-        """Return True when ``domain`` matches the list."""
+        """Return True when ``domain`` matches the list (MapRetry: ask again later)."""
         name = domain.lower().rstrip(".")
         if not name:
             return False
         for negate, pattern in self._rules:
-            if _domain_matches(pattern, name, self.parent):
+            if isinstance(pattern, str):
+                hit = _domain_matches(pattern, name, self.parent)
+            else:
+                hit = _table_has_name(pattern, name, self.parent)
+            if hit:
                 return not negate
         return False
 

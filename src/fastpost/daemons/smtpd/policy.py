@@ -34,8 +34,9 @@ relay_domains_reject_code, smtpd_relay_restrictions (only which of
 reject_unauth_destination / defer_unauth_destination it names),
 allow_untrusted_routing, parent_domain_matches_subdomains.
 
-Diagnostics: a lookup-table element in one of those lists is not supported yet
-(netmatch); DefaultPolicy.warnings lists them for the session to log.
+Diagnostics: a table in one of those lists that cannot answer (maps.MapRetry)
+propagates out of check(): the session answers 451 4.3.5 (server configuration
+error) and logs a warning - never "not found".
 """
 
 from __future__ import annotations
@@ -100,12 +101,14 @@ class DefaultPolicy(Policy):
     def __init__(self, config):
         parent = config.get("parent_domain_matches_subdomains")
         self.mynetworks = HostList(config.get_list("mynetworks"),
-                                   parent=parent_matching("mynetworks", parent))
+                                   parent=parent_matching("mynetworks", parent), cfg=config)
         self.local_domains = DomainList(config.get_list("mydestination"),
-                                        parent=parent_matching("mydestination", parent))
+                                        parent=parent_matching("mydestination", parent),
+                                        cfg=config)
         ours = (config.get_list("relay_domains") + config.get_list("virtual_alias_domains")
                 + config.get_list("virtual_mailbox_domains"))
-        self.relay_domains = DomainList(ours, parent=parent_matching("relay_domains", parent))
+        self.relay_domains = DomainList(ours, parent=parent_matching("relay_domains", parent),
+                                        cfg=config)
         self.interfaces: set[str] = set()
         for word in config.get_list("inet_interfaces") + config.get_list("proxy_interfaces"):
             try:
@@ -119,13 +122,7 @@ class DefaultPolicy(Policy):
                  and "reject_unauth_destination" not in restrictions)
         self.reject_code = 454 if defer else config.get_int("relay_domains_reject_code")
         self.untrusted_routing = config.get_bool("allow_untrusted_routing")
-        self.warnings = [
-            f"{name}: lookup table {t} is not supported yet; it matches nothing"
-            for name, lst in (("mynetworks", self.mynetworks),
-                              ("mydestination", self.local_domains),
-                              ("relay_domains", self.relay_domains))
-            for t in lst.unsupported
-        ]
+        self.warnings = []
 
     def _is_local_literal(self, domain: str, server_addr: str) -> bool:
         """True for [addr] naming this host (inet_interfaces, or our end of the socket)."""
@@ -144,7 +141,9 @@ class DefaultPolicy(Policy):
         """True when mail for ``address`` may be received from anyone."""
         local, domain = _split_domain(address)
         if not domain:
-            return True  # unqualified: cleanup appends $myorigin
+            # unqualified: cleanup appends $myorigin - unless it is a route in disguise
+            # (``user%host``, ``host!user``: trivial-rewrite would send it to host)
+            return self.untrusted_routing or not any(c in local for c in "%!")
         domain = domain.rstrip(".")
         if domain.startswith("["):
             ours = self._is_local_literal(domain, server_addr)

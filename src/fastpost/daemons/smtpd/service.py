@@ -95,7 +95,8 @@ class SmtpdService:
             policy = RestrictionPolicy(config)
         exempt = HostList(config.get_list("smtpd_client_event_limit_exceptions"),
                           parent=parent_matching("mynetworks",
-                                                 config.get("parent_domain_matches_subdomains")))
+                                                 config.get("parent_domain_matches_subdomains")),
+                          cfg=config)
         return cls(settings, sink=sink, policy=policy, tls=tls, authenticator=authenticator,
                    loop=loop, service_name=service_name, exempt=exempt)
 
@@ -171,7 +172,11 @@ class SmtpdService:
 
     def exempt_from_limits(self, client) -> bool:
         """True for clients in smtpd_client_event_limit_exceptions."""
-        return self._exempt is not None and self._exempt.match(client.name, client.addr)
+        try:
+            return self._exempt is not None and self._exempt.match(client.name, client.addr)
+        except Exception as exc:  # noqa: BLE001 - a table that cannot answer: not exempt
+            log.warn("smtpd_client_event_limit_exceptions lookup failed: %s", exc)
+            return False
 
     def enough_space(self, size: int | None) -> bool:
         """queue_minfree: True when the queue file system can take a message.

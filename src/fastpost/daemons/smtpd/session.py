@@ -93,6 +93,8 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         "_last_io", "_timer", "_timeout", "_data_rejected", "_auth_state",
         "_counted_addr", "_received_done", "_real_client", "bytes_in", "bytes_out",
         "waiting", "_in_data", "_skip_log",
+        # The multi skeleton wraps connection_made/lost per instance: allow that.
+        "__dict__",
     )
 
     def __init__(self, service):
@@ -401,22 +403,32 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         self._resume_reading()
         self._run()
 
+    def _listed(self, name: str, hosts, who: tuple[str, str]) -> bool:
+        """Match a client against a host list; a table that cannot answer means no."""
+        try:
+            return hosts.match(*who)
+        except Exception as exc:  # noqa: BLE001 - maps.MapRetry and table errors
+            log.warn("%s: %s lookup failed: %s", self.client.text, name, exc)
+            return False
+
     def _core_options(self):
         c = self.client
         svc = self.service
         settings = self.settings
+        who = (c.name, c.addr)
         return svc.core_options(
-            xclient=settings.xclient_hosts.match(c.name, c.addr),
+            xclient=self._listed("smtpd_authorized_xclient_hosts", settings.xclient_hosts, who),
             xforward=self._xforward_allowed(),
-            bare_lf_excluded=settings.bare_lf_exclusions.match(c.name, c.addr),
+            bare_lf_excluded=self._listed("smtpd_forbid_bare_newline_exclusions",
+                                          settings.bare_lf_exclusions, who),
             starttls=svc.tls.offered and c.tls is None,
             auth=svc.authenticator is not None and settings.sasl_enable,
         )
 
     def _xforward_allowed(self) -> bool:
         # XFORWARD authorization follows the real client, not an XCLIENT identity.
-        name, addr = self._real_client
-        return self.settings.xforward_hosts.match(name, addr)
+        return self._listed("smtpd_authorized_xforward_hosts", self.settings.xforward_hosts,
+                            self._real_client)
 
     # ================================================================ event loop
 

@@ -149,15 +149,11 @@ class SmtpdSettings:
                               f"security level: {level}")
         try:
             bare_excl = HostList(config.get_list("smtpd_forbid_bare_newline_exclusions"),
-                                 parent=parent_matching("mynetworks", parent))
-            xclient = HostList(config.get_list("smtpd_authorized_xclient_hosts"))
-            xforward = HostList(config.get_list("smtpd_authorized_xforward_hosts"))
+                                 parent=parent_matching("mynetworks", parent), cfg=config)
+            xclient = HostList(config.get_list("smtpd_authorized_xclient_hosts"), cfg=config)
+            xforward = HostList(config.get_list("smtpd_authorized_xforward_hosts"), cfg=config)
         except (ValueError, OSError) as exc:
             raise ConfigError(str(exc)) from None
-        for name, lst in (("smtpd_forbid_bare_newline_exclusions", bare_excl),
-                          ("smtpd_authorized_xclient_hosts", xclient),
-                          ("smtpd_authorized_xforward_hosts", xforward)):
-            unsupported += [f"{name}: lookup table {t}" for t in lst.unsupported]
         return cls(
             hostname=g("myhostname"),
             mail_name=g("mail_name"),

@@ -8,7 +8,8 @@ Postfix counterpart: ``smtpd -S`` (stand-alone mode) in spirit.
 One process per worker, each with its own event loop, all accepting on one
 listening socket (SO_REUSEPORT is not needed: the socket is bound before fork).
 Messages go to FileTestSink in SPOOL_DIR (with --fsync they are made durable before
-"250 queued as"). Logs go to stdout in Postfix's format unless --quiet. SIGTERM or
+"250 queued as"), or with --queue into the queue store there (QueueSink: each worker
+a committer, group commit). Logs go to stdout in Postfix's format unless --quiet. SIGTERM or
 SIGINT stops it.
 
 This is not the production daemon: the master's multi skeleton runs smtpd there,
@@ -39,6 +40,9 @@ def _parse(argv):
     p.add_argument("-d", "--spool", required=True, help="directory for the test sink")
     p.add_argument("-o", action="append", default=[], help="name=value override")
     p.add_argument("--fsync", action="store_true", help="make each message durable")
+    p.add_argument("--queue", action="store_true",
+                   help="store into the queue store in SPOOL_DIR (QueueSink, group commit) "
+                        "instead of the file test sink")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--asyncio", action="store_true", help="stock asyncio instead of uvloop")
     p.add_argument("--quiet", action="store_true", help="no log lines")
@@ -55,7 +59,13 @@ def _worker(args, sock, config) -> None:
     else:
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    sink = FileTestSink(args.spool, fsync=args.fsync, random_ids=True)
+    if args.queue:
+        from fastpost.daemons.smtpd.queuesink import QueueSink
+
+        os.makedirs(args.spool, exist_ok=True)
+        sink = QueueSink.open(args.spool, config, name=f"smtpd{os.getpid()}")
+    else:
+        sink = FileTestSink(args.spool, fsync=args.fsync, random_ids=True)
     service = SmtpdService.from_config(config, sink=sink, loop=loop)
 
     async def run():
@@ -66,6 +76,8 @@ def _worker(args, sock, config) -> None:
         await stop
         server.close()
         await service.close()
+        if args.queue:
+            await sink.close()
 
     loop.run_until_complete(run())
     loop.close()

@@ -1,0 +1,57 @@
+"""smtpd as the master runs it: master.cf service, multi skeleton, privilege drop, the
+queue store as the sink (until cleanup exists), STARTTLS with a certificate that only
+root can read, and Postfix's log lines in maillog_file.
+"""
+
+import smtplib
+import ssl
+
+from fastpost.mail.queue import QueueStore
+from helpers.instance import free_port
+
+
+def test_smtpd_under_the_master(fastpost_instance, tmp_path):
+    from fastpost.cli.tls import new_server_files
+
+    port = free_port()
+    inst = fastpost_instance(
+        master_cf=f"127.0.0.1:{port} inet n - n - - smtpd\n"
+                  "postlog unix-dgram n - n - 1 postlogd\n",
+        main_cf={"mynetworks": "127.0.0.1/32", "smtpd_peername_lookup": "no"})
+    key, cert = new_server_files(str(inst.etc), ["test.localdomain"], algorithm="ecdsa")
+    inst.update_main_cf(smtpd_tls_cert_file=cert, smtpd_tls_key_file=key,
+                        smtpd_tls_security_level="may")
+    inst.start()
+    ctx = ssl.create_default_context(cafile=cert)
+    ctx.check_hostname = False
+    with smtplib.SMTP("127.0.0.1", port, local_hostname="client.example", timeout=30) as s:
+        s.ehlo()
+        assert s.has_extn("starttls") and s.has_extn("pipelining")
+        s.starttls(context=ctx)
+        s.ehlo()
+        assert s.sendmail("a@example.org", ["b@example.net"],
+                          b"Subject: through the master\r\n\r\nhello\r\n") == {}
+    with smtplib.SMTP("127.0.0.1", port, timeout=30, source_address=("127.0.0.2", 0)) as s:
+        s.ehlo()
+        s.mail("a@example.org")
+        assert s.rcpt("victim@elsewhere.example")[0] == 454  # no open relay
+    inst.wait_log(r"disconnect from unknown\[127\.0\.0\.2\]")
+    log = inst.log_text()
+    assert "fptest/smtpd[" in log
+    assert "connect from unknown[127.0.0.1]" in log
+    assert "Relay access denied; from=<a@example.org> to=<victim@elsewhere.example>" in log
+    queued = [line for line in log.splitlines() if ": client=unknown[127.0.0.1]" in line]
+    assert len(queued) == 1
+    queue_id = queued[0].split(": client=")[0].rsplit(" ", 1)[1]
+    inst.stop()
+    store = QueueStore.open(str(inst.queue), readonly=True)
+    try:
+        info = store.get(queue_id)
+        queue_file = store.read(queue_id)
+    finally:
+        store.close()
+    assert info.sender == "a@example.org"
+    assert [r.address for r in info.recipients] == ["b@example.net"]
+    # A Postfix queue file: records with the Received: header and the message text.
+    assert b"Subject: through the master" in queue_file
+    assert b"log_client_address=127.0.0.1" in queue_file
