@@ -50,10 +50,18 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 """
 
 
+_given: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now, never the same twice in this process."""
+    while True:
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _given:
+            _given.add(port)
+            return port
 
 
 def read_reply(sock: socket.socket, buf: bytearray) -> bytes:
@@ -77,6 +85,18 @@ def read_reply(sock: socket.socket, buf: bytearray) -> bytes:
             return out
         if len(line) < 4:
             return out
+
+
+def _listening_ports() -> set[int]:
+    """TCP ports in LISTEN state on this host (IPv4, from /proc/net/tcp)."""
+    ports = set()
+    with open("/proc/net/tcp", encoding="ascii") as fh:
+        next(fh)
+        for line in fh:
+            fields = line.split()
+            if fields[3] == "0A":
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 class PolicyPostfix:
@@ -115,16 +135,19 @@ class PolicyPostfix:
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"postfix start failed: {proc.stdout} {proc.stderr}")
+        # Wait until the master listens on every port, without connecting: a probe
+        # would start an smtpd, and one whose configuration is fatal would log its
+        # error then (not in the session that tests it) and get its service
+        # throttled, so the real session would see nothing at all.
         deadline = time.monotonic() + 30
-        for port in self.ports.values():
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("Postfix did not start listening") from None
-                    time.sleep(0.05)
+        want = set(self.ports.values())
+        while True:
+            listening = _listening_ports()
+            if want <= listening:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("Postfix did not start listening")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         subprocess.run(["postfix", "-c", self.etc, "stop"], capture_output=True)
@@ -159,7 +182,8 @@ class PolicyPostfix:
         except OSError:
             return 0
 
-    def log_since(self, offset: int, program: str = "smtpd") -> list[str]:
+    def log_since(self, offset: int, program: str = "smtpd", *, with_pid: bool = False) -> list:
+        """smtpd's log lines after offset (tag stripped; (pid, text) with with_pid)."""
         try:
             with open(self.maillog, encoding="utf-8", errors="replace") as fh:
                 fh.seek(offset)
@@ -172,9 +196,25 @@ class PolicyPostfix:
             if len(parts) < 5:
                 continue
             tag, _, rest = parts[4].partition(": ")
-            if tag.split("[", 1)[0].endswith("/" + program):
-                out.append(rest)
+            name, _, pid = tag.partition("[")
+            if name.endswith("/" + program):
+                out.append((pid.rstrip("]"), rest) if with_pid else rest)
         return out
+
+    def session_log(self, offset: int, timeout: float = 20) -> list[str]:
+        """The log lines of the one session that ended after offset (its process's)."""
+        rx = re.compile(r"^disconnect from |^fatal: ")
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.log_since(offset, with_pid=True)
+            ends = [pid for pid, text in lines if rx.search(text)]
+            if ends or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        if not ends:
+            return [text for _, text in lines]
+        pid = ends[-1]
+        return [text for p, text in lines if p == pid]
 
     def wait_log(self, offset: int, pattern: str, timeout: float = 20,
                  program: str = "smtpd") -> list[str]:

@@ -194,7 +194,7 @@ def interpret(ev, table: str, value: str, key: str, name: str, klass: str):
 
 def _message_action(ev, table, text, cmd, rest, name, klass, key):
     if not ev.settings.delay_reject and ev.list_kind in ("client", "helo") and ev.stage in (
-            "CONNECT", "HELO", "EHLO"):
+            "CONNECT", "XCLIENT", "HELO", "EHLO"):
         log.warn("access table %s: with smtpd_delay_reject=no, action %s is always skipped "
                  "in Client host or Helo command restrictions", table, cmd)
         return DUNNO
@@ -295,7 +295,7 @@ def check_sender_access(ev, step, name, klass):
     sender = ev.sender
     if sender is None:
         return DUNNO
-    return check_keys(ev, step.arg, address_keys(ev, sender), external(sender), rp.SENDER)
+    return check_keys(ev, step.arg, address_keys(ev, sender), sender, rp.SENDER)
 
 
 @restriction("check_recipient_access", arg=TABLE)
@@ -303,7 +303,7 @@ def check_recipient_access(ev, step, name, klass):
     rcpt = ev.recipient
     if rcpt is None:
         return DUNNO
-    return check_keys(ev, step.arg, address_keys(ev, rcpt), external(rcpt), rp.RECIPIENT)
+    return check_keys(ev, step.arg, address_keys(ev, rcpt), rcpt, rp.RECIPIENT)
 
 
 @restriction("check_sasl_access", arg=TABLE)

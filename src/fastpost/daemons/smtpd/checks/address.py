@@ -13,7 +13,7 @@ src/smtpd/smtpd_check.c.
         <addr>: Sender address rejected: Domain not found
         null MX: 550 5.7.27 (sender) / 556 5.1.10 (recipient)
         <addr>: ... rejected: Domain D does not accept mail (nullMX)
-        DNS trouble: unknown_address_tempfail_action (defer_if_permit), 450 4.4.3
+        DNS trouble: unknown_address_tempfail_action (defer_if_permit), 450 4.1.8/4.1.2
     reject_unlisted_sender / _recipient     (also implied at the end of RCPT by
         smtpd_reject_unlisted_sender / smtpd_reject_unlisted_recipient)
         550 5.1.1 <addr>: Recipient address rejected: User unknown in local
@@ -70,7 +70,7 @@ def _non_fqdn(ev, address: str, klass: str):
     if test and valid_hostname(test) and "." in test:
         return DUNNO
     return ev.reject(ev.settings.non_fqdn_code, "5.5.2",
-                     f"<{external(address)}>: {klass} rejected: need fully-qualified address")
+                     f"<{address}>: {klass} rejected: need fully-qualified address")
 
 
 @restriction("reject_non_fqdn_sender")
@@ -96,11 +96,11 @@ async def _unknown_domain(ev, address: str, klass: str):
     try:
         c = ev.engine.address_class.classify(address, ev.client.server_addr)
     except maps.MapRetry:
-        return ev.server_error(external(address), klass)
+        return ev.server_error(address, klass)
     if c.klass in ("local", "alias", "virtual"):
         return DUNNO
     dns = ev.engine.dns
-    shown = external(address)
+    shown = address
     sender = klass == rp.SENDER
     s = ev.settings
     mx = await dns.lookup(domain, "MX")
@@ -121,7 +121,8 @@ async def _unknown_domain(ev, address: str, klass: str):
             if r.status == "retry":
                 retry = True
     if retry:
-        return ev.tempfail(s.unknown_address_tempfail_action, s.unknown_address_code, "4.4.3",
+        return ev.tempfail(s.unknown_address_tempfail_action, 450,
+                           "4.1.8" if sender else "4.1.2",
                            f"<{shown}>: {klass} rejected: Domain not found")
     return ev.reject(s.unknown_address_code, "4.1.8" if sender else "4.1.2",
                      f"<{shown}>: {klass} rejected: Domain not found")
@@ -162,10 +163,21 @@ def _tables(engine) -> _Tables:
     return t
 
 
+class _Logged(Exception):
+    """A table failure already logged (as Postfix words it)."""
+
+
 def _find(ev, ml, address: str) -> bool:
     ac = ev.engine.address_class
-    return search.find_address(ml, address, delimiters=ev.settings.delimiters,
-                               is_local=ac.is_local) is not None
+    try:
+        return search.find_address(ml, address, delimiters=ev.settings.delimiters,
+                                   is_local=ac.is_local) is not None
+    except maps.MapRetry as exc:
+        # Name the table that failed (not the parameter), as Postfix does.
+        text = str(exc)
+        name = next((m.spec for m in ml.maps if text.startswith(m.spec)), ml.title)
+        log.warn('%s lookup error for "%s"', name, address)
+        raise _Logged() from exc
 
 
 def _rcpt_maps(ev, address: str, klass: str):
@@ -174,7 +186,7 @@ def _rcpt_maps(ev, address: str, klass: str):
         return DUNNO
     t = _tables(ev.engine)
     s = ev.settings
-    shown = external(address)
+    shown = address
     try:
         c = ev.engine.address_class.classify(address, ev.client.server_addr)
         if not address.rpartition("@")[1]:
@@ -186,7 +198,11 @@ def _rcpt_maps(ev, address: str, klass: str):
                 return DUNNO
             code, table = s.unknown_local_code, "local recipient table"
         elif c.klass == "alias":
+            # Postfix names this table whatever show_user_unknown_table_name says.
             code, table = s.unknown_alias_code, "virtual alias table"
+            text = f"User unknown in {table}"
+            return ev.reject(code, _unknown_dsn(code, klass, table),
+                             f"<{shown}>: {klass} rejected: {text}")
         elif c.klass == "virtual":
             if _find(ev, t.virtual_mailbox, address):
                 return DUNNO
@@ -200,9 +216,19 @@ def _rcpt_maps(ev, address: str, klass: str):
     except maps.MapRetry as exc:
         log.warn("%s", exc)
         return ev.reject(451, "4.3.0", f"<{shown}>: Temporary lookup failure")
+    except _Logged:
+        return ev.reject(451, "4.3.0", f"<{shown}>: Temporary lookup failure")
     text = f"User unknown in {table}" if t.show_table else "User unknown"
-    dsn = dsn_fix(f"{str(code)[0]}.1.1", klass)
-    return ev.reject(code, dsn, f"<{shown}>: {klass} rejected: {text}")
+    return ev.reject(code, _unknown_dsn(code, klass, table),
+                     f"<{shown}>: {klass} rejected: {text}")
+
+
+def _unknown_dsn(code: int, klass: str, table: str) -> str:
+    """X.1.1 (mapped to the sender's X.1.7 like any table result); a sender unknown
+    in the local recipient table gets X.1.0 as it stands (as Postfix answers)."""
+    if klass == rp.SENDER and table == "local recipient table":
+        return f"{str(code)[0]}.1.0"
+    return dsn_fix(f"{str(code)[0]}.1.1", klass)
 
 
 def check_recipient_maps(ev, address: str):
@@ -278,8 +304,8 @@ def _login_mismatch(ev, authenticated: bool, unauthenticated: bool, known_only: 
         owners = _owners(ev, sender)
     except maps.MapRetry as exc:
         log.warn("%s", exc)
-        return ev.server_error(external(sender), rp.SENDER)
-    shown = external(sender)
+        return ev.server_error(sender, rp.SENDER)
+    shown = sender
     if user is not None and authenticated:
         if owners is None:
             if known_only:

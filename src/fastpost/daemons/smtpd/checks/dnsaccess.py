@@ -14,8 +14,8 @@ Each server found is looked up in the table as a host name (and its parents), th
 each of its addresses as an address (and its networks), in DNS order; the first
 key a table knows decides, and the result means what access(5) says, with the
 reply name and class of the check (``<sender>: Sender address rejected: ...``).
-A temporary DNS failure makes a later 5xx a deferral (defer_if_reject, 450 4.4.0
-"unable to look up ... host"). Address literals and names that are not host
+A temporary DNS failure is logged (``Unable to look up MX host for NAME: Host not
+found, try again``) and the check goes on with what it has, as Postfix does. Address literals and names that are not host
 names are not looked up.
 
 Parameters: those of access.py.
@@ -30,6 +30,7 @@ from fastpost.daemons.smtpd.checks.hostname import valid_hostname
 from fastpost.daemons.smtpd.checks.registry import DUNNO, TABLE, restriction
 from fastpost.mail.address import external
 from fastpost.mail.maps import search
+from fastpost.util import log
 
 __all__: list[str] = []
 
@@ -52,7 +53,7 @@ async def _servers(ev, name: str, rdtype: str, what: str, klass: str):
         return [h for h in hosts if h and h != "."]
     # NS: the name, then its parents, until one has name servers.
     labels = name.split(".")
-    for i in range(len(labels) - 1):
+    for i in range(len(labels)):
         domain = ".".join(labels[i:])
         r = await dns.lookup(domain, "NS")
         if r.status == "retry":
@@ -64,9 +65,9 @@ async def _servers(ev, name: str, rdtype: str, what: str, klass: str):
 
 
 def _temp(ev, rdtype, name, what, klass):
-    ev.defer_if("reject", 450, "4.4.0",
-                f"<{what}>: {klass} rejected: unable to look up {_TYPE_NAMES[rdtype]} host for "
-                f"{name}: Host not found, try again")
+    # As Postfix: a warning, and the check goes on as if nothing was found.
+    log.warn("Unable to look up %s host for %s: Host not found, try again",
+             _TYPE_NAMES[rdtype], name)
 
 
 async def _check_server(ev, ml, name: str, rdtype: str, what: str, klass: str):
@@ -125,7 +126,7 @@ def _subject(ev, which: str):
     addr = ev.sender if which == "sender" else ev.recipient
     if not addr or "@" not in addr:
         return None
-    return (addr.rpartition("@")[2], external(addr), rp.SENDER if which == "sender" else rp.RECIPIENT)
+    return (addr.rpartition("@")[2], addr, rp.SENDER if which == "sender" else rp.RECIPIENT)
 
 
 def _make(which: str, rdtype: str):

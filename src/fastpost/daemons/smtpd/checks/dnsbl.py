@@ -27,8 +27,9 @@ values; its enhanced code is 5.7.1 unless the reply gives one.
 
 A temporary DNS failure of a block list never accepts nor hard-rejects: it is a
 deferral under reject_tempfail_action (defer_if_permit: 450 4.7.1 ... "Service
-unavailable; ... RBL lookup error"). An allow list that cannot be asked makes a
-later 5xx a deferral (defer_if_reject), and an allow list is ignored where it would
+unavailable; ... RBL lookup error"). An allow list that cannot be asked answers
+``450 4.7.1 <what>: Client host rejected: Service unavailable`` at once (as Postfix
+does), and an allow list is ignored where it would
 override reject_unauth_destination (a recipient we may not relay to).
 
 Parameters: maps_rbl_reject_code, default_rbl_reply, rbl_reply_maps,
@@ -72,9 +73,23 @@ class ListSpec:
         return [a for a in addresses if self.filter(a)]
 
 
+_FILTER_PART = re.compile(r"\[[^\]]*\]|[0-9]+")
+
+
 def _compile_filter(text: str, whole: str):
     """``127.0.0.2`` or byte patterns ``127.0.0.[2;4..6]`` -> predicate."""
-    parts = text.split(".")
+    parts = []
+    pos = 0
+    while pos < len(text):
+        m = _FILTER_PART.match(text, pos)
+        if m is None:
+            raise ValueError(f'bad DNS list filter "{whole}": expected d.d.d.d')
+        parts.append(m.group(0))
+        pos = m.end()
+        if pos < len(text):
+            if text[pos] != ".":
+                raise ValueError(f'bad DNS list filter "{whole}": expected d.d.d.d')
+            pos += 1
     if len(parts) != 4:
         raise ValueError(f'bad DNS list filter "{whole}": expected d.d.d.d')
     sets = []
@@ -149,7 +164,7 @@ def _reply_maps(engine):
     return ml
 
 
-async def _refuse(ev, spec: ListSpec, klass: str, what: str, listed: list[str]):
+async def _refuse(ev, spec: ListSpec, klass: str, what: str, query: str):
     s = ev.settings
     engine = ev.engine
     template = None
@@ -162,7 +177,7 @@ async def _refuse(ev, spec: ListSpec, klass: str, what: str, listed: list[str]):
         template = engine.config.get("default_rbl_reply")
     reason = ""
     if "rbl_reason" in template or "rbl_txt" in template:
-        txt = await engine.dns.lookup(f"{_query_name(spec, what, klass)}", "TXT")
+        txt = await engine.dns.lookup(query, "TXT")
         if txt.status == "ok" and txt.records:
             reason = txt.records[0]
     c = ev.client
@@ -188,12 +203,6 @@ async def _refuse(ev, spec: ListSpec, klass: str, what: str, listed: list[str]):
     return ev.reject(code, dsn, rest)
 
 
-def _query_name(spec: ListSpec, what: str, klass: str) -> str:
-    if klass in (rp.CLIENT,) and _is_ip(what):
-        return reverse_name(what, spec.domain)
-    return f"{what}.{spec.domain}"
-
-
 def _is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
@@ -212,17 +221,21 @@ async def _listed(ev, name: str, spec: ListSpec):
     return "ok", spec.matches(r.records)
 
 
+def _lookup_warning(query: str) -> None:
+    log.warn("%s: RBL lookup error: Host or domain name not found. Name service error "
+             "for name=%s type=A: Host not found, try again", query, query)
+
+
 async def _block(ev, spec: ListSpec, klass: str, what: str, query: str):
     status, hits = await _listed(ev, query, spec)
     if status == "retry":
-        log.warn("%s: RBL lookup error: Host or domain name not found. Name service error "
-                 "for name=%s type=A: Host not found, try again", ev.client.text, query)
+        _lookup_warning(query)
         return ev.tempfail(ev.settings.reject_tempfail_action, 450, "4.7.1",
                            f"<{what}>: {klass} rejected: Service unavailable; "
                            f"{klass} [{what}] blocked using {spec.domain}; RBL lookup error")
     if not hits:
         return DUNNO
-    return await _refuse(ev, spec, klass, what, hits)
+    return await _refuse(ev, spec, klass, what, query)
 
 
 @restriction("reject_rbl_client", arg=WORD, compile=_compile)
@@ -249,10 +262,15 @@ def _domain_block(which):
             what, klass_ = (ev.sender or "").rpartition("@")[2] if ev.sender and "@" in ev.sender else "", rp.SENDER
         else:
             what, klass_ = (ev.recipient or "").rpartition("@")[2] if ev.recipient and "@" in ev.recipient else "", rp.RECIPIENT
-        what = what.rstrip(".").lower()
-        if not what or what.startswith("["):
+        domain = what.rstrip(".").lower()
+        if not domain or domain.startswith("["):
             return DUNNO
-        return await _block(ev, spec, klass_, what, f"{what}.{spec.domain}")
+        if which in ("sender", "recipient"):
+            # The reply names the whole address; the list is asked about its domain.
+            what = ev.sender if which == "sender" else ev.recipient
+        else:
+            what = domain
+        return await _block(ev, spec, klass_, what, f"{domain}.{spec.domain}")
     return check
 
 
@@ -274,14 +292,14 @@ def _would_relay(ev) -> bool:
         return True
 
 
-async def _allow(ev, spec: ListSpec, query: str, action: str):
+async def _allow(ev, spec: ListSpec, query: str, action: str, what: str):
     if _would_relay(ev):
         return DUNNO
     status, hits = await _listed(ev, query, spec)
     if status == "retry":
-        return ev.defer_if("reject", 450, "4.7.1",
-                           f"<{ev.client.text}>: Client host rejected: Service unavailable; "
-                           f"DNS allowlist lookup error for {query}")
+        # As Postfix: an allow list that cannot be asked defers at once.
+        _lookup_warning(query)
+        return ev.reject(450, "4.7.1", f"<{what}>: {rp.CLIENT} rejected: Service unavailable")
     if hits:
         return ev.permit(action, ev.client.text, rp.CLIENT)
     return DUNNO
@@ -292,7 +310,8 @@ async def permit_dnswl_client(ev, step, name, klass):
     addr = ev.client.addr
     if not addr or not _is_ip(addr):
         return DUNNO
-    return await _allow(ev, step.arg, reverse_name(addr, step.arg.domain), "permit_dnswl_client")
+    return await _allow(ev, step.arg, reverse_name(addr, step.arg.domain), "permit_dnswl_client",
+                        addr)
 
 
 @restriction("permit_rhswl_client", arg=WORD, compile=_compile)
@@ -300,7 +319,8 @@ async def permit_rhswl_client(ev, step, name, klass):
     c = ev.client
     if c.name == "unknown":
         return DUNNO
-    return await _allow(ev, step.arg, f"{c.name.lower()}.{step.arg.domain}", "permit_rhswl_client")
+    return await _allow(ev, step.arg, f"{c.name.lower()}.{step.arg.domain}", "permit_rhswl_client",
+                        c.name)
 
 
 @restriction("reject_maps_rbl", deprecated='support for restriction "reject_maps_rbl" will be '

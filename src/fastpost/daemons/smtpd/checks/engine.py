@@ -482,7 +482,7 @@ class RestrictionPolicy(Policy):
         ev.defer_if_permit = None
         try:
             if ev.sender is not None:
-                await ev.top_list("sender", external(ev.sender), rp.SENDER)
+                await ev.top_list("sender", ev.sender, rp.SENDER)
                 if self.settings.reject_unlisted_sender and not ev.sender_maps_checked:
                     from fastpost.daemons.smtpd.checks import address
 
@@ -517,7 +517,7 @@ class RestrictionPolicy(Policy):
             dip = st.dip_client or st.dip_helo or st.dip_sender
         ev.defer_if_permit = dip
         rcpt = ev.recipient or ""
-        shown = external(rcpt)
+        shown = rcpt
         status = await ev.top_list("relay", shown, rp.RECIPIENT)
         status = await ev.top_list("recipient", shown, rp.RECIPIENT)
         if self.settings.reject_unlisted_recipient and not ev.rcpt_maps_checked:

@@ -11,8 +11,8 @@ valid_hostaddr() of src/util/valid_hostname.c.
                                    <helo>: Helo command rejected: need fully-qualified hostname
     reject_unknown_helo_hostname   unknown_hostname_reject_code 4.7.1
                                    <helo>: Helo command rejected: Host not found
-                                   (a temporary DNS failure: 4.4.3 "Host not found,
-                                   try again", under unknown_helo_hostname_tempfail_action)
+                                   (a temporary DNS failure: 450 4.7.1, the same text,
+                                   under unknown_helo_hostname_tempfail_action)
     reject_unknown_client_hostname 4.7.25 Client host rejected: cannot find your
                                    hostname, [addr]
     reject_unknown_reverse_client_hostname
@@ -141,18 +141,19 @@ async def known_host(ev, host: str) -> str:
 @restriction("reject_unknown_helo_hostname")
 async def reject_unknown_helo_hostname(ev, step, name, klass):
     helo = ev.helo
-    if helo is None or _literal(helo) is not None or valid_hostaddr(helo):
+    if helo is None or _literal(helo) is not None:
         return DUNNO
     host = helo.rstrip(".")
-    if not valid_hostname(host):
+    # A bare address is looked up as a name, as Postfix does.
+    if not valid_hostname(host) and not valid_hostaddr(host):
         return DUNNO
     status = await known_host(ev, host)
     if status == "ok":
         return DUNNO
     s = ev.settings
     if status == "retry":
-        return ev.tempfail(s.unknown_helo_tempfail_action, s.unknown_hostname_code, "4.4.3",
-                           f"<{helo}>: {rp.HELO} rejected: Host not found, try again")
+        return ev.tempfail(s.unknown_helo_tempfail_action, 450, "4.7.1",
+                           f"<{helo}>: {rp.HELO} rejected: Host not found")
     return ev.reject(s.unknown_hostname_code, "4.7.1",
                      f"<{helo}>: {rp.HELO} rejected: Host not found")
 

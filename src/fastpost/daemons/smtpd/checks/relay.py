@@ -300,9 +300,10 @@ async def permit_mx_backup(ev, step, name, klass):
         return DUNNO
     r = await ev.engine.dns.lookup(c.domain, "MX")
     if r.status == "retry":
-        return ev.defer_if("permit", 450, "4.4.4",
-                           f"<{rcpt}>: Recipient address rejected: unable to look up "
-                           f"host {c.domain} as mail exchanger")
+        # As Postfix: a later reject becomes this deferral.
+        return ev.defer_if("reject", 450, "4.4.4",
+                           f"<{rcpt}>: Recipient address rejected: Unable to look up mail "
+                           f"exchanger information: Host not found, try again")
     if not r.records:
         return DUNNO
     mx = sorted((int(p), h) for p, h in (rec.split(" ", 1) for rec in r.records))
