@@ -566,3 +566,19 @@ class RestrictionPolicy(Policy):
 
 def _sleep(seconds: float):
     return asyncio.sleep(seconds)
+
+
+def check_config(config) -> None:
+    """Check what makes Postfix's smtpd refuse to start, without opening any table:
+    every class of smtpd_restriction_classes has a definition, and the relay rule
+    holds (lists.check_relay_rule). Raises ConfigError; ``fastpost check`` and
+    ``fastpost start`` call it for every smtpd service of master.cf (with its -o
+    overrides), and RestrictionPolicy does the same when a server starts."""
+    classes: dict[str, list[str]] = {}
+    for cname in config.get_list("smtpd_restriction_classes"):
+        words = config.get_list(cname)
+        if not words:
+            raise ConfigError(f"restriction class `{cname}' needs a definition")
+        classes[cname] = words
+    check_relay_rule(config.get_list("smtpd_relay_restrictions"),
+                     config.get_list("smtpd_recipient_restrictions"), classes)
