@@ -4,7 +4,12 @@ Postfix counterpart: reject_unauth_destination(), permit_auth_destination(),
 permit_mx_backup() and check_relay_domains of src/smtpd/smtpd_check.c, and the
 address classes of src/trivial-rewrite/resolve.c that they ask for.
 
-AddressClassifier(config).classify(address) -> Classified(klass, domain, routed):
+AddressClassifier(config).classify(address) -> Classified(klass, domain, routed) asks
+fastpost.mail.resolve.Resolver (the code trivial-rewrite's resolve runs, in process: no
+IPC per RCPT), after which the address class is the one of where the address really
+goes: route operators on a local domain are followed first (``a%b@us`` and ``b!a@us``
+are ``a@b``), which is what keeps nmap's smtp-open-relay tricks out when
+allow_untrusted_routing = yes (tests/policy/test_openrelay.py):
 
     local    the domain is in mydestination (names or tables), or an address
              literal of inet_interfaces / proxy_interfaces; an address without a
@@ -142,26 +147,26 @@ class AddressClassifier:
             except ValueError:
                 pass
         self.any_interface = "all" in [w.lower() for w in cfg.get_list("inet_interfaces")]
+        from fastpost.mail.resolve import Resolver
+
+        self.resolver = Resolver(cfg)
 
     def classify(self, address: str, server_addr: str = "") -> Classified:
-        local, at, domain = address.rpartition("@")
-        if not at:
-            local, domain = address, self.myorigin
-        domain = domain.lower().rstrip(".")
-        routed = any(ch in local for ch in "@%!")
-        if domain.startswith("["):
-            klass = "local" if self._our_literal(domain, server_addr) else "default"
-        elif self.is_local(domain):
-            klass = "local"
-        elif self.alias.match(domain):
-            klass = "alias"
-        elif self.virtual.match(domain):
-            klass = "virtual"
-        elif self.relay.match(domain):
-            klass = "relay"
-        else:
-            klass = "default"
-        return Classified(klass, domain, routed)
+        """The class trivial-rewrite's resolve gives ``address`` (fastpost.mail.resolve,
+        the same code the rewrite service runs): route operators on a local domain
+        are followed (``a%b@us`` is ``a@b``, ``b!a@us`` is ``a@b``), so an address
+        that only looks local is classified where it really goes. MapRetry when a
+        table failed."""
+        if "@" not in address:
+            address = f"{address}@{self.myorigin}"
+        r = self.resolver.resolve("", address)
+        if r.failed:
+            raise maps.MapRetry(f"address resolution failed for {address}")
+        domain = r.recipient.rpartition("@")[2].lower().rstrip(".")
+        klass = r.address_class or "default"
+        if klass == "default" and domain.startswith("[") and self._our_literal(domain, server_addr):
+            klass = "local"  # the server address of this connection (inet_interfaces=all)
+        return Classified(klass, domain, r.routed)
 
     def _our_literal(self, domain: str, server_addr: str) -> bool:
         inner = domain[1:-1]
