@@ -90,13 +90,15 @@ class Deferral(NamedTuple):
 class SessionState:
     """What the engine remembers per connection (ClientInfo.policy_state)."""
 
-    __slots__ = ("dip_client", "dip_helo", "dip_sender", "notes")
+    __slots__ = ("dip_client", "dip_helo", "dip_sender", "notes", "policy_instance")
 
     def __init__(self):
         self.dip_client: Deferral | None = None
         self.dip_helo: Deferral | None = None
         self.dip_sender: Deferral | None = None
         self.notes: set = set()
+        #: check_policy_service's ``instance``: (the envelope it was made for, value)
+        self.policy_instance: tuple | None = None
 
 
 class Settings:
@@ -350,7 +352,7 @@ class RestrictionPolicy(Policy):
     def _load_modules() -> None:
         """Import the restriction modules (they register their names)."""
         from fastpost.daemons.smtpd.checks import (  # noqa: F401
-            access, address, dnsaccess, dnsbl, generic, hostname, relay,
+            access, address, dnsaccess, dnsbl, generic, hostname, policy_service, relay,
         )
 
     def open_table(self, spec: str) -> maps.MapList:
