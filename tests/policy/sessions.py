@@ -17,8 +17,10 @@ configured alike. Syntax::
                                   appended): one reply after a 354, else one per line
 
 The expected output of each case is in ``refs/NAME.ref`` (same name as the case
-file), recorded from C Postfix: every reply line (``S:``), and the smtpd log
-lines of the session (``L:``, queue IDs masked). ``test_sessions.py`` checks
+file), recorded from C Postfix: every command that got an answer (``C:``) and
+every reply line (``S:``), and the smtpd log lines of the session (``L:``, queue IDs
+masked). A command sent after the server hung up is left out (whether the client
+still managed to send it is a race). ``test_sessions.py`` checks
 fastpost against it; the ``postfix`` test checks that Postfix still produces it.
 Regenerate after adding cases: ``FASTPOST_UPDATE_POLICY_REFS=1`` with the postfix
 test (as root).
