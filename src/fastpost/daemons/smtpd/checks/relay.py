@@ -150,6 +150,8 @@ class AddressClassifier:
         from fastpost.mail.resolve import Resolver
 
         self.resolver = Resolver(cfg)
+        #: The last answer, as Postfix's resolve client keeps it: (address, server, result)
+        self._last: tuple | None = None
 
     def classify(self, address: str, server_addr: str = "") -> Classified:
         """The class trivial-rewrite's resolve gives ``address`` (fastpost.mail.resolve,
@@ -157,6 +159,14 @@ class AddressClassifier:
         are followed (``a%b@us`` is ``a@b``, ``b!a@us`` is ``a@b``), so an address
         that only looks local is classified where it really goes. MapRetry when a
         table failed."""
+        last = self._last
+        if last is not None and last[0] == address and last[1] == server_addr:
+            return last[2]  # one RCPT asks several times (relay, recipient, unlisted)
+        result = self._classify(address, server_addr)
+        self._last = (address, server_addr, result)
+        return result
+
+    def _classify(self, address: str, server_addr: str) -> Classified:
         if "@" not in address:
             address = f"{address}@{self.myorigin}"
         r = self.resolver.resolve("", address)
