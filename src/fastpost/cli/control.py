@@ -141,6 +141,8 @@ class Control:
         for text in problems:
             failed = self.say.fatal(text)
         self.specs = specs
+        for text in _smtpd_problems(self.cfg, specs):
+            failed = self.say.fatal(text)
         for level, text in layout.check(self.cfg):
             if level == "fatal":
                 failed = self.say.fatal(text)
@@ -408,3 +410,21 @@ def main(argv: list[str]) -> int:
     if verb == "upgrade-configuration":
         return ctl.do_set_permissions(repair=False)
     return getattr(ctl, "do_" + verb)()
+
+
+def _smtpd_problems(cfg, specs) -> list[str]:
+    """What would make each smtpd service of master.cf refuse to start: the relay rule
+    and undefined restriction classes (docs/policy.md), with its -o overrides."""
+    from fastpost.daemons.smtpd.checks.engine import check_config
+
+    out = []
+    for spec in specs:
+        entry = spec.entry
+        if entry.command != "smtpd":
+            continue
+        try:
+            check_config(cfg.with_overrides(entry.overrides()))
+        except ConfigError as exc:
+            out.append(f"{spec.where}: service {entry.key}: {exc}")
+    return out
+

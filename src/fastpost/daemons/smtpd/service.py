@@ -32,7 +32,7 @@ import os
 import time
 
 from fastpost.daemons.smtpd.peer import PeerResolver
-from fastpost.daemons.smtpd.policy import DefaultPolicy, Policy
+from fastpost.daemons.smtpd.policy import Policy
 from fastpost.daemons.smtpd.session import TLS_SHUTDOWN_TIMEOUT, SmtpdProtocol
 from fastpost.daemons.smtpd.settings import SmtpdSettings
 from fastpost.daemons.smtpd.tls import ServerTls
@@ -99,13 +99,16 @@ class SmtpdService:
     @classmethod
     def from_config(cls, config, *, sink, policy: Policy | None = None, authenticator=None,
                     loop=None, service_name: str = "smtp") -> "SmtpdService":
-        """Build the service from main.cf: settings, DefaultPolicy, TLS context."""
+        """Build the service from main.cf: settings, the restriction lists
+        (checks.RestrictionPolicy), TLS context."""
         from fastpost.daemons.smtpd.netmatch import HostList, parent_matching
 
         settings = SmtpdSettings.from_config(config)
         tls = ServerTls.from_config(config, settings.tls_security_level)
         if policy is None:
-            policy = DefaultPolicy(config)
+            from fastpost.daemons.smtpd.checks import RestrictionPolicy
+
+            policy = RestrictionPolicy(config)
         if authenticator is None and settings.sasl_enable:
             authenticator = _authenticator(config)
         exempt = HostList(config.get_list("smtpd_client_event_limit_exceptions"),
