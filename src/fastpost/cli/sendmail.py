@@ -11,8 +11,9 @@ disk (fsync) before the command exits 0; pickup logs who submitted it (the file'
 owner). The maildrop directory belongs to mail_owner and setgid_group (mode 0730): the
 command writes there directly when its user may (root, mail_owner, a member of
 setgid_group, or the owner of a one-user instance such as `./dev run`); other users go
-through a setgid helper ``fastpost-postdrop`` in /usr/sbin when one is installed (not
-built yet: docs/accept.md), and without it get EX_NOPERM with a message that says so.
+through the set-gid helper ``$command_directory/fastpost-postdrop`` (built by
+``fastpost link-commands -g``: fastpost.cli.setgid, docs/submission.md), and without
+it get EX_NOPERM with a message that says so.
 
 Options, as Postfix's sendmail takes them:
     -t            recipients from To/Cc/Bcc (and Resent-*) too; Bcc: is removed
@@ -163,12 +164,6 @@ def _may_write(path: str) -> bool:
     return os.access(path, os.W_OK | os.X_OK)
 
 
-def _postdrop_helper() -> str | None:
-    for d in ("/usr/sbin", "/usr/local/sbin"):
-        p = os.path.join(d, "fastpost-postdrop")
-        if os.path.isfile(p) and os.stat(p).st_mode & 0o2000:
-            return p
-    return None
 
 
 def submit(cfg, prog: str, opts: dict, rcpts: list[str], content: bytes) -> int:
@@ -205,14 +200,20 @@ def submit(cfg, prog: str, opts: dict, rcpts: list[str], content: bytes) -> int:
     queue = cfg.get("queue_directory")
     directory = os.path.join(queue, "maildrop")
     if not _may_write(directory):
-        helper = _postdrop_helper()
+        from fastpost.cli.setgid import helper_path
+
+        helper = helper_path(cfg, "postdrop")
         if helper is None:
-            _say(prog, f"fatal: {directory}: no permission to submit mail (ask the "
-                       f"administrator to add you to group {cfg.get('setgid_group')})")
+            _say(prog, f"fatal: {directory}: no permission to submit mail (no set-gid "
+                       f"helper {cfg.get('command_directory')}/fastpost-postdrop: ask the "
+                       f"administrator to run fastpost link-commands -g, or to add you "
+                       f"to group {cfg.get('setgid_group')})")
             return EX_NOPERM
         import subprocess
 
-        proc = subprocess.run([helper, "-c", cfg.config_dir], input=data)
+        proc = subprocess.run([helper], input=data)
+        if proc.returncode == 0 and opts["verbose"]:
+            _say(prog, f"queued through {helper}")
         return proc.returncode
     try:
         name = maildrop.drop(directory, data)
