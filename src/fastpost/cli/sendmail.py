@@ -29,7 +29,8 @@ Options, as Postfix's sendmail takes them:
     -L LABEL      the name in log lines;  -v: more diagnostics
     ignored as in Postfix: -B type, -G, -h N, -m, -n, -o7 -o8 -om -od? -oe? and other
     -o letters, -U, -x, -c, -e ?, -p proto, -XV...
-    not available: -bs (SMTP on stdin), -bv (address verification), -bd/-bl (daemon
+    -bs           SMTP on standard input and output (fastpost.cli.sendmail_bs)
+    not available: -bv (address verification), -bd/-bl (daemon
     mode: use fastpost start), -bh: exit EX_UNAVAILABLE with a message.
 
 Input: line ends CR LF or LF (stored as LF); with -t, recipients from the headers are
@@ -196,7 +197,14 @@ def submit(cfg, prog: str, opts: dict, rcpts: list[str], content: bytes) -> int:
         sender=sender, recipients=[(r, "", notify) for r in rcpts], content=content,
         flags=P.FLAG_EXTRACT if opts["extract"] else 0, fullname=fullname, ret=ret,
         envid=opts["envid"])
-    data = maildrop.encode(msg)
+    return drop_stream(cfg, prog, maildrop.encode(msg), verbose=opts["verbose"])
+
+
+def drop_stream(cfg, prog: str, data: bytes, *, verbose: int = 0, name: str | None = None) -> int:
+    """Store a maildrop stream: directly when the user may write into maildrop, else
+    through the set-gid helper; wake pickup. Return the exit status."""
+    from fastpost.mail import maildrop
+
     queue = cfg.get("queue_directory")
     directory = os.path.join(queue, "maildrop")
     if not _may_write(directory):
@@ -212,15 +220,15 @@ def submit(cfg, prog: str, opts: dict, rcpts: list[str], content: bytes) -> int:
         import subprocess
 
         proc = subprocess.run([helper], input=data)
-        if proc.returncode == 0 and opts["verbose"]:
+        if proc.returncode == 0 and verbose:
             _say(prog, f"queued through {helper}")
         return proc.returncode
     try:
-        name = maildrop.drop(directory, data)
+        name = maildrop.drop(directory, data, name=name)
     except OSError as exc:
         _say(prog, f"fatal: {directory}: cannot write the message: {exc.strerror}")
         return EX_TEMPFAIL
-    if opts["verbose"]:
+    if verbose:
         _say(prog, f"queued as maildrop file {name}")
     wake_pickup(queue, cfg.get("pickup_service_name"))
     return EX_OK
@@ -270,8 +278,18 @@ def main(argv: list[str], prog: str = "sendmail") -> int:
         if q[:1] == "I" and q[1:]:
             return postqueue(extra + ["-i", q[1:]])
         return postqueue(extra + ["-f"])
+    if mode == "s":
+        from fastpost.cli import sendmail_bs
+        from fastpost.mail.config import Config, ConfigError, config_directory
+
+        try:
+            cfg = Config(config_directory(config_dir))
+        except ConfigError as exc:
+            _say(prog, f"fatal: {exc}")
+            return EX_CONFIG
+        return sendmail_bs.run(cfg)
     if mode != "m":
-        what = {"s": "-bs (SMTP on standard input)", "v": "-bv (address verification)",
+        what = {"v": "-bv (address verification)",
                 "d": "-bd (daemon mode: use fastpost start)",
                 "l": "-bl (daemon mode: use fastpost start)"}.get(mode, f"-b{mode}")
         _say(prog, f"fatal: {what} is not available in fastpost")

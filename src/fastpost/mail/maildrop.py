@@ -185,13 +185,14 @@ def new_name() -> str:
     return f"{int(now):X}{int((now % 1) * 1e6):05X}{os.getpid():X}{secrets.token_hex(3).upper()}"
 
 
-def drop(directory: str, data: bytes, owner: tuple[int, int] | None = None) -> str:
+def drop(directory: str, data: bytes, owner: tuple[int, int] | None = None,
+         name: str | None = None) -> str:
     """Store ``data`` durably in ``directory`` under a new name; return the name.
 
     ``owner`` (uid, gid): give the file to them before it appears (root's requeue
     hands files to mail_owner, the only owner pickup trusts with a requeue).
     """
-    name = new_name()
+    name = name or new_name()
     tmp = os.path.join(directory, "." + name)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
