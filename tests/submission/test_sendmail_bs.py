@@ -22,14 +22,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers.accept import MASTER  # noqa: E402
 from helpers.instance import Instance, free_port  # noqa: E402
 
-PICKUP = "pickup unix n - n 60 1 pickup\n"
+PICKUP = ("pickup unix n - n 60 1 pickup\n"
+          "trace unix - - n - 0 bounce\n"
+          "bounce unix - - n - 0 bounce\n")
 
 
 @pytest.fixture(scope="module")
 def inst(tmp_path_factory):
     inst = Instance(tmp_path_factory.mktemp("bs"), master_cf=MASTER.format(port=free_port()) + PICKUP,
                     main_cf={"myhostname": "mx.example.com", "mydomain": "example.com",
-                             "myorigin": "$myhostname"})
+                             "myorigin": "$myhostname", "alias_maps": "",
+                             "alias_database": ""})
     with inst:
         inst.start()
         yield inst
@@ -102,3 +105,31 @@ def test_end_of_input_without_quit(inst):
     assert c.say(b"HELO me\r\n") == ["250 mx.example.com"]
     assert c.close() == 0
     inst.wait_log(r"lost connection after HELO from localhost\[127\.0\.0\.1\]")
+
+
+def test_sendmail_bv_reports_to_the_sender_and_delivers_nothing(inst):
+    """-bv: a local user, an unknown local user and a remote address; the report is
+    a notice from MAILER-DAEMON to the sender, and the request leaves the queue."""
+    import json
+
+    proc = subprocess.run([sys.executable, "-m", "fastpost", "-c", str(inst.etc), "sendmail",
+                           "-bv", "-f", "checker@example.org", "root", "nosuchuser9",
+                           "someone@remote.example"],
+                          input=b"", capture_output=True, env=inst.env(), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    log = inst.wait_log(r"(\w+): sender delivery status notification: (\w+)")
+    req, notice = re.findall(r"(\w+): sender delivery status notification: (\w+)", log)[-1]
+    assert f"{req}: verify request from=<checker@example.org>" in log
+    assert f"{req}: to=<root@mx.example.com>, relay=local, delay=0, dsn=2.0.0, " \
+           "status=deliverable (delivers to mailbox)" in log
+    assert f'{req}: to=<nosuchuser9@mx.example.com>, relay=local, delay=0, dsn=5.1.1, ' \
+           'status=undeliverable (unknown user: "nosuchuser9")' in log
+    assert f"{req}: to=<someone@remote.example>, relay=smtp, delay=0, dsn=2.0.0, " \
+           "status=deliverable (delivery via smtp to remote.example" in log
+    listed = {m["queue_id"]: m for m in map(json.loads, inst.command(
+        "queue", "-j", check=True).stdout.splitlines())}
+    assert req not in listed
+    assert [r["address"] for r in listed[notice]["recipients"]] == ["checker@example.org"]
+    text = inst.command("cat", "-bq", notice, check=True).stdout
+    assert "Action: undeliverable" in text and "Action: deliverable" in text
+    assert 'unknown user: "nosuchuser9"' in text

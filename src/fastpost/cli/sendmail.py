@@ -30,7 +30,9 @@ Options, as Postfix's sendmail takes them:
     ignored as in Postfix: -B type, -G, -h N, -m, -n, -o7 -o8 -om -od? -oe? and other
     -o letters, -U, -x, -c, -e ?, -p proto, -XV...
     -bs           SMTP on standard input and output (fastpost.cli.sendmail_bs)
-    not available: -bv (address verification), -bd/-bl (daemon
+    -bv           verify the recipients: a report is mailed to the sender, nothing is
+                  delivered (pickup's verify.py); the message on stdin is optional
+    not available: -bd/-bl (daemon
     mode: use fastpost start), -bh: exit EX_UNAVAILABLE with a message.
 
 Input: line ends CR LF or LF (stored as LF); with -t, recipients from the headers are
@@ -196,7 +198,7 @@ def submit(cfg, prog: str, opts: dict, rcpts: list[str], content: bytes) -> int:
     msg = maildrop.DropMessage(
         sender=sender, recipients=[(r, "", notify) for r in rcpts], content=content,
         flags=P.FLAG_EXTRACT if opts["extract"] else 0, fullname=fullname, ret=ret,
-        envid=opts["envid"])
+        envid=opts["envid"], attrs=[("verify", "1")] if opts["mode"] == "v" else [])
     return drop_stream(cfg, prog, maildrop.encode(msg), verbose=opts["verbose"])
 
 
@@ -288,9 +290,8 @@ def main(argv: list[str], prog: str = "sendmail") -> int:
             _say(prog, f"fatal: {exc}")
             return EX_CONFIG
         return sendmail_bs.run(cfg)
-    if mode != "m":
-        what = {"v": "-bv (address verification)",
-                "d": "-bd (daemon mode: use fastpost start)",
+    if mode not in ("m", "v"):
+        what = {"d": "-bd (daemon mode: use fastpost start)",
                 "l": "-bl (daemon mode: use fastpost start)"}.get(mode, f"-b{mode}")
         _say(prog, f"fatal: {what} is not available in fastpost")
         return EX_UNAVAILABLE
@@ -305,7 +306,12 @@ def main(argv: list[str], prog: str = "sendmail") -> int:
     except ConfigError as exc:
         _say(prog, f"fatal: {exc}")
         return EX_CONFIG
-    content = read_message(sys.stdin.buffer, opts["dots"])
+    if mode == "v" and sys.stdin.isatty():
+        content = b""
+    else:
+        content = read_message(sys.stdin.buffer, opts["dots"])
+    if mode == "v":
+        content = content or b"Subject: address verification\n\n"
     return submit(cfg, prog, opts, rcpts, content)
 
 

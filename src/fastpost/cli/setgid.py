@@ -18,8 +18,8 @@ ARGS`` with the caller's real uid and the effective group setgid_group:
 
     postdrop    reads a maildrop stream (fastpost.mail.maildrop) on standard input,
                 checks it is complete and well formed, rewrites it without any named
-                attribute (so nothing the caller adds can claim to be a requeue or
-                another user), stores it in $queue_directory/maildrop (the file belongs
+                attribute but ``verify=1`` (so nothing the caller adds can claim to
+                be a requeue or another user), stores it in $queue_directory/maildrop (the file belongs
                 to the caller's uid: that is the uid pickup logs) and wakes pickup
     postqueue   fastpost queue -p|-j|-f|-s SITE|-i ID against CONFIG (a -c of the
                 caller's is refused): showq and flush are reached in public/
@@ -214,7 +214,9 @@ def _postdrop(cfg, args: list[str]) -> int:
     except maildrop.MaildropError as exc:
         _say(prog, f"fatal: uid={os.getuid()}: malformed input: {exc}")
         return EX_DATAERR
-    msg.attrs = []  # nothing named: no requeue, no uid or client of the caller's choosing
+    # nothing named but sendmail -bv's verify=1 (a report to the caller's own sender):
+    # no requeue, no uid or client of the caller's choosing
+    msg.attrs = [(k, v) for k, v in msg.attrs if (k, v) == ("verify", "1")]
     msg.arrival = 0.0  # postdrop's own time
     queue = cfg.get("queue_directory")
     directory = os.path.join(queue, "maildrop")

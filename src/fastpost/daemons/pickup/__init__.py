@@ -59,7 +59,7 @@ state = _State()
 
 
 def _pre_init(ctx) -> None:
-    from fastpost.daemons.pickup import reject  # noqa: F401 - import before chroot
+    from fastpost.daemons.pickup import reject, verify  # noqa: F401 - import before chroot
     from fastpost.mail import bounce_clnt, bounce_log, cleanup_clnt, envelope, maildrop  # noqa: F401
     from fastpost.mail import queue  # noqa: F401
 
@@ -157,10 +157,12 @@ async def take(directory: str, name: str) -> bool:
         return False
     uid = st.st_uid
     attrs = [["rewrite_context", "local"], ["log_message_origin", "local"]]
-    requeued = False
+    requeued = verify = False
     for key, value in msg.attrs:
         if key == "requeue":
             requeued = True  # fastpost super -r: trusted only from the queue's owner
+        elif key == "verify":
+            verify = True  # sendmail -bv: a report to the sender, no delivery
     if requeued and uid != os.geteuid():
         requeued = False
     flags = state.flags
@@ -174,6 +176,18 @@ async def take(directory: str, name: str) -> bool:
         meta["ret"] = msg.ret
     if msg.envid:
         meta["envid"] = msg.envid
+    if verify:
+        from fastpost.daemons.pickup.verify import verify_message
+
+        received = (f"Received: by {state.hostname} ({state.mail_name}, from userid {uid})\n"
+                    f"\tid verify; {rfc2822_date()}\n").encode()
+        if not await verify_message(state.client, state.cfg, meta, msg, received):
+            return False
+        try:
+            os.unlink(path)
+        except OSError as exc:
+            log.warn("remove %s: %s", path, exc.strerror)
+        return True
     txn = state.client.open(meta)
     try:
         queue_id = await txn.opened

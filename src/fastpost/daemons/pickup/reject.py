@@ -147,6 +147,7 @@ async def bounce_rejected(client, cfg, meta: dict, msg, received: bytes, code: i
         log.warn("%s: cannot return the rejected message to <%s>: %s; will retry",
                  queue_id, msg.sender, exc)
         close()
+        store = None
         done = False
     try:
         if store is None:
