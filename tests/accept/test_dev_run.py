@@ -192,7 +192,7 @@ def test_sendmail_usage_errors(dev):
     proc = dev.run("-m", "fastpost", "-c", dev.etc, "sendmail", "-N", "sometimes", "root",
                    input=b"x\n")
     assert proc.returncode == 64 and b"bad -N option value" in proc.stderr
-    proc = dev.run("-m", "fastpost", "-c", dev.etc, "sendmail", "-bv", "root", input=b"")
+    proc = dev.run("-m", "fastpost", "-c", dev.etc, "sendmail", "-bd", input=b"")
     assert proc.returncode == 69 and b"not available" in proc.stderr
 
 
@@ -202,9 +202,9 @@ def test_link_commands_makes_the_sendmail_names(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "left alone" in proc.stderr
     assert os.path.islink(tmp_path / "sendmail") and not os.path.islink(tmp_path / "mailq")
-    proc = subprocess.run([str(tmp_path / "sendmail"), "-bv", "x"], capture_output=True,
+    proc = subprocess.run([str(tmp_path / "sendmail"), "-bd"], capture_output=True,
                           text=True)
-    assert proc.returncode == 69 and proc.stderr.startswith("sendmail: fatal: -bv")
+    assert proc.returncode == 69 and proc.stderr.startswith("sendmail: fatal: -bd")
     proc = subprocess.run([sys.executable, "-m", "fastpost", "link-commands", "-f", "-d",
                            str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -15,7 +15,7 @@ import pytest
 
 from fastpost.mail import maildrop
 
-PICKUP = "pickup unix n - n 60 1 pickup\n"
+PICKUP = "pickup unix n - n 60 1 pickup\nbounce unix - - n - 0 bounce\n"
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +30,8 @@ def acc(request, tmp_path_factory):
                 "myorigin": "$myhostname", "mydestination": "$myhostname, localhost"}
     inst = Instance(tmp_path_factory.mktemp("submission"),
                     master_cf=MASTER.format(port=port) + PICKUP, main_cf=settings)
+    (inst.etc / "hc").write_text("/^Subject: reject-me/ REJECT no thanks\n")
+    inst.update_main_cf(header_checks=f"regexp:{inst.etc}/hc")
     with inst:
         inst.start()
         yield Accept(inst, port)
@@ -126,3 +128,30 @@ def test_queue_tools_run_by_root_before_the_first_message_leave_the_queue_usable
     index = acc2.inst.queue / "index"
     for path in index.iterdir():
         assert path.stat().st_uid == index.stat().st_uid
+
+
+def test_a_rejected_submission_is_returned_to_the_sender(acc):
+    """header_checks REJECT on a sendmail message: a non-delivery notice from <> to
+    the sender with cleanup's reason, through the bounce service; the message itself
+    is not left in the queue (Postfix's cleanup does the same with pickup's mail)."""
+    import json
+
+    proc = sendmail(acc, "-f", "author@example.org", "one@example.net", "two@example.net",
+                    data=b"Subject: reject-me please\n\nnot wanted\n")
+    assert proc.returncode == 0, proc.stderr
+    log = acc.inst.wait_log(r"rejected by cleanup: 550 5\.7\.1 no thanks")
+    log = acc.inst.wait_log(r"sender non-delivery notification: \w+", count=1)
+    (orig,) = re.findall(r"(\w+): rejected by cleanup: 550 5\.7\.1 no thanks", log)
+    assert re.search(rf"{orig}: uid={os.getuid()} from=<author@example.org>", log)
+    (standin, notice) = re.search(r"(\w+): sender non-delivery notification: (\w+)", log).groups()
+    assert f"{standin}: to=<one@example.net>, relay=none, delay=0, dsn=5.7.1, " \
+           "status=bounced (no thanks)" in log
+    listed = {m["queue_id"]: m for m in map(json.loads, acc.inst.command(
+        "queue", "-j", check=True).stdout.splitlines())}
+    assert standin not in listed and orig not in listed
+    assert listed[notice]["sender"] == "MAILER-DAEMON"  # postqueue -j names <> so
+    assert [r["address"] for r in listed[notice]["recipients"]] == ["author@example.org"]
+    text = acc.inst.command("cat", "-bq", notice, check=True).stdout
+    assert "no thanks" in text and "one@example.net" in text
+    assert "Subject: reject-me please" in text  # the returned message's headers
+    assert not os.listdir(acc.inst.queue / "maildrop")

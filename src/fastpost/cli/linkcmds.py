@@ -3,15 +3,17 @@
 Postfix counterpart: the sendmail_path, mailq_path and newaliases_path steps of
 postfix-install.
 
-    fastpost link-commands [-f] [-d DIR]
+    fastpost [-c CONFIG] link-commands [-f] [-g] [-d DIR]
 
 Makes DIR/sendmail, DIR/mailq and DIR/newaliases (default DIR: /usr/sbin) symbolic
 links to the ``fastpost`` command; invoked under those names, fastpost acts as them
 (cli/main.py ALIASES). An existing file that is not already such a link is left alone
 and reported, unless -f replaces it (the old one is kept as NAME.pre-fastpost).
 
-Not done yet: the setgid helper through which users outside setgid_group submit
-(docs/accept.md); until then they need to be in setgid_group.
+-g also compiles and installs the set-gid helpers of the instance CONFIG,
+$command_directory/fastpost-postdrop and fastpost-postqueue (fastpost.cli.setgid,
+docs/submission.md), through which users outside setgid_group submit mail and use
+mailq and the queue's -f/-s/-i. Needs root and a C compiler.
 
 Diagnostics: each name's outcome on standard error; exit 0 when every link is in
 place, 1 otherwise, 64 for a usage error.
@@ -36,17 +38,27 @@ def _fastpost_path() -> str | None:
 
 def main(argv: list[str]) -> int:
     try:
-        pairs, args = getopt.getopt(argv, "c:d:f")
+        pairs, args = getopt.getopt(argv, "c:d:fg")
     except getopt.GetoptError as exc:
-        print(f"link-commands: fatal: {exc}; usage: fastpost link-commands [-f] [-d DIR]",
+        print(f"link-commands: fatal: {exc}; usage: fastpost link-commands [-f] [-g] [-d DIR]",
               file=sys.stderr)
         return 64
     opts = dict(pairs)
     directory = opts.get("-d", "/usr/sbin")
     force = "-f" in opts
     if args:
-        print("link-commands: fatal: usage: fastpost link-commands [-f] [-d DIR]", file=sys.stderr)
+        print("link-commands: fatal: usage: fastpost link-commands [-f] [-g] [-d DIR]", file=sys.stderr)
         return 64
+    if "-g" in opts:
+        from fastpost.cli.setgid import HelperError, build_helpers
+        from fastpost.mail.config import Config, ConfigError, config_directory
+
+        try:
+            for path in build_helpers(Config(config_directory(opts.get("-c")))):
+                print(f"link-commands: {path}: set-gid helper installed", file=sys.stderr)
+        except (HelperError, ConfigError, OSError) as exc:
+            print(f"link-commands: fatal: {exc}", file=sys.stderr)
+            return 1
     target = _fastpost_path()
     if target is None:
         print("link-commands: fatal: the fastpost command is not installed", file=sys.stderr)

@@ -186,6 +186,27 @@ def refresh_flush_logs(cfg) -> None:
         flush.refresh()
 
 
+def _helper(config_dir: str | None, args: list[str]) -> None:
+    """An unprivileged user who cannot reach public/: run the set-gid helper of the
+    instance (fastpost.cli.setgid) with ``args`` instead; it never returns then."""
+    from fastpost.cli import setgid
+
+    if os.geteuid() == 0 or setgid.IN_HELPER:
+        return
+    from fastpost.mail.config import Config, ConfigError, config_directory
+
+    try:
+        cfg = Config(config_directory(config_dir))
+    except ConfigError:
+        return  # the normal path reports it
+    if os.access(os.path.join(cfg.get("queue_directory"), "public"), os.X_OK):
+        return
+    helper = setgid.helper_path(cfg, "postqueue")
+    if helper is not None:
+        sys.stdout.flush()
+        os.execv(helper, [helper, *args])
+
+
 def main(argv: list[str], prog: str = "postqueue") -> int:
     tool = Tool(prog)
     try:
@@ -206,6 +227,7 @@ def main(argv: list[str], prog: str = "postqueue") -> int:
             arg = val
     if args or mode is None:
         return tool.fatal(USAGE)
+    _helper(config_dir, [o + v for o, v in pairs if o != "-c"])
     try:
         if mode in ("p", "j"):
             return _list(tool, config_dir, mode)
@@ -226,6 +248,7 @@ def mailq(argv: list[str]) -> int:
         if opt in ("-c", "-C"):
             config_dir = val
     tool = Tool("mailq")
+    _helper(config_dir, ["-p"])
     try:
         return _list(tool, config_dir, "p")
     except ToolFatal as exc:

@@ -11,8 +11,9 @@ disk (fsync) before the command exits 0; pickup logs who submitted it (the file'
 owner). The maildrop directory belongs to mail_owner and setgid_group (mode 0730): the
 command writes there directly when its user may (root, mail_owner, a member of
 setgid_group, or the owner of a one-user instance such as `./dev run`); other users go
-through a setgid helper ``fastpost-postdrop`` in /usr/sbin when one is installed (not
-built yet: docs/accept.md), and without it get EX_NOPERM with a message that says so.
+through the set-gid helper ``$command_directory/fastpost-postdrop`` (built by
+``fastpost link-commands -g``: fastpost.cli.setgid, docs/submission.md), and without
+it get EX_NOPERM with a message that says so.
 
 Options, as Postfix's sendmail takes them:
     -t            recipients from To/Cc/Bcc (and Resent-*) too; Bcc: is removed
@@ -28,7 +29,10 @@ Options, as Postfix's sendmail takes them:
     -L LABEL      the name in log lines;  -v: more diagnostics
     ignored as in Postfix: -B type, -G, -h N, -m, -n, -o7 -o8 -om -od? -oe? and other
     -o letters, -U, -x, -c, -e ?, -p proto, -XV...
-    not available: -bs (SMTP on stdin), -bv (address verification), -bd/-bl (daemon
+    -bs           SMTP on standard input and output (fastpost.cli.sendmail_bs)
+    -bv           verify the recipients: a report is mailed to the sender, nothing is
+                  delivered (pickup's verify.py); the message on stdin is optional
+    not available: -bd/-bl (daemon
     mode: use fastpost start), -bh: exit EX_UNAVAILABLE with a message.
 
 Input: line ends CR LF or LF (stored as LF); with -t, recipients from the headers are
@@ -163,12 +167,6 @@ def _may_write(path: str) -> bool:
     return os.access(path, os.W_OK | os.X_OK)
 
 
-def _postdrop_helper() -> str | None:
-    for d in ("/usr/sbin", "/usr/local/sbin"):
-        p = os.path.join(d, "fastpost-postdrop")
-        if os.path.isfile(p) and os.stat(p).st_mode & 0o2000:
-            return p
-    return None
 
 
 def submit(cfg, prog: str, opts: dict, rcpts: list[str], content: bytes) -> int:
@@ -200,26 +198,39 @@ def submit(cfg, prog: str, opts: dict, rcpts: list[str], content: bytes) -> int:
     msg = maildrop.DropMessage(
         sender=sender, recipients=[(r, "", notify) for r in rcpts], content=content,
         flags=P.FLAG_EXTRACT if opts["extract"] else 0, fullname=fullname, ret=ret,
-        envid=opts["envid"])
-    data = maildrop.encode(msg)
+        envid=opts["envid"], attrs=[("verify", "1")] if opts["mode"] == "v" else [])
+    return drop_stream(cfg, prog, maildrop.encode(msg), verbose=opts["verbose"])
+
+
+def drop_stream(cfg, prog: str, data: bytes, *, verbose: int = 0, name: str | None = None) -> int:
+    """Store a maildrop stream: directly when the user may write into maildrop, else
+    through the set-gid helper; wake pickup. Return the exit status."""
+    from fastpost.mail import maildrop
+
     queue = cfg.get("queue_directory")
     directory = os.path.join(queue, "maildrop")
     if not _may_write(directory):
-        helper = _postdrop_helper()
+        from fastpost.cli.setgid import helper_path
+
+        helper = helper_path(cfg, "postdrop")
         if helper is None:
-            _say(prog, f"fatal: {directory}: no permission to submit mail (ask the "
-                       f"administrator to add you to group {cfg.get('setgid_group')})")
+            _say(prog, f"fatal: {directory}: no permission to submit mail (no set-gid "
+                       f"helper {cfg.get('command_directory')}/fastpost-postdrop: ask the "
+                       f"administrator to run fastpost link-commands -g, or to add you "
+                       f"to group {cfg.get('setgid_group')})")
             return EX_NOPERM
         import subprocess
 
-        proc = subprocess.run([helper, "-c", cfg.config_dir], input=data)
+        proc = subprocess.run([helper], input=data)
+        if proc.returncode == 0 and verbose:
+            _say(prog, f"queued through {helper}")
         return proc.returncode
     try:
-        name = maildrop.drop(directory, data)
+        name = maildrop.drop(directory, data, name=name)
     except OSError as exc:
         _say(prog, f"fatal: {directory}: cannot write the message: {exc.strerror}")
         return EX_TEMPFAIL
-    if opts["verbose"]:
+    if verbose:
         _say(prog, f"queued as maildrop file {name}")
     wake_pickup(queue, cfg.get("pickup_service_name"))
     return EX_OK
@@ -269,9 +280,18 @@ def main(argv: list[str], prog: str = "sendmail") -> int:
         if q[:1] == "I" and q[1:]:
             return postqueue(extra + ["-i", q[1:]])
         return postqueue(extra + ["-f"])
-    if mode != "m":
-        what = {"s": "-bs (SMTP on standard input)", "v": "-bv (address verification)",
-                "d": "-bd (daemon mode: use fastpost start)",
+    if mode == "s":
+        from fastpost.cli import sendmail_bs
+        from fastpost.mail.config import Config, ConfigError, config_directory
+
+        try:
+            cfg = Config(config_directory(config_dir))
+        except ConfigError as exc:
+            _say(prog, f"fatal: {exc}")
+            return EX_CONFIG
+        return sendmail_bs.run(cfg)
+    if mode not in ("m", "v"):
+        what = {"d": "-bd (daemon mode: use fastpost start)",
                 "l": "-bl (daemon mode: use fastpost start)"}.get(mode, f"-b{mode}")
         _say(prog, f"fatal: {what} is not available in fastpost")
         return EX_UNAVAILABLE
@@ -286,7 +306,12 @@ def main(argv: list[str], prog: str = "sendmail") -> int:
     except ConfigError as exc:
         _say(prog, f"fatal: {exc}")
         return EX_CONFIG
-    content = read_message(sys.stdin.buffer, opts["dots"])
+    if mode == "v" and sys.stdin.isatty():
+        content = b""
+    else:
+        content = read_message(sys.stdin.buffer, opts["dots"])
+    if mode == "v":
+        content = content or b"Subject: address verification\n\n"
     return submit(cfg, prog, opts, rcpts, content)
 
 

@@ -185,13 +185,14 @@ def new_name() -> str:
     return f"{int(now):X}{int((now % 1) * 1e6):05X}{os.getpid():X}{secrets.token_hex(3).upper()}"
 
 
-def drop(directory: str, data: bytes, owner: tuple[int, int] | None = None) -> str:
+def drop(directory: str, data: bytes, owner: tuple[int, int] | None = None,
+         name: str | None = None) -> str:
     """Store ``data`` durably in ``directory`` under a new name; return the name.
 
     ``owner`` (uid, gid): give the file to them before it appears (root's requeue
     hands files to mail_owner, the only owner pickup trusts with a requeue).
     """
-    name = new_name()
+    name = name or new_name()
     tmp = os.path.join(directory, "." + name)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
@@ -208,15 +209,33 @@ def drop(directory: str, data: bytes, owner: tuple[int, int] | None = None) -> s
             os.unlink(tmp)
         except OSError:
             pass
+        os.close(fd)
         raise
+    try:
+        _sync_directory(directory, fd)
     finally:
         os.close(fd)
-    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    return name
+
+
+def _sync_directory(directory: str, fd: int) -> None:
+    """Make the rename durable: fsync the directory, or, when it cannot be opened
+    (the set-gid postdrop helper may write into maildrop, 0730, but not read it),
+    syncfs(2) the file system through the file's descriptor."""
+    try:
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except PermissionError:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), directory)
+        return
     try:
         os.fsync(dfd)
     finally:
         os.close(dfd)
-    return name
 
 
 __all__ = ["DropMessage", "MaildropError", "encode", "parse", "drop", "new_name", "LINE_PIECE"]

@@ -27,7 +27,7 @@ Honoured (through ServerOptions, filled from main.cf by the session):
 line_length_limit, message_size_limit, smtpd_recipient_limit,
 smtpd_forbid_bare_newline (+ _reject_code), smtpd_helo_required, smtputf8_enable,
 strict_rfc821_envelopes, disable_vrfy_command, smtpd_forbidden_commands,
-smtpd_sasl_response_limit, and which extensions are offered (CHUNKING, STARTTLS,
+smtpd_sasl_response_limit, soft_bounce (every 5xx sent as 4xx: soften()), and which extensions are offered (CHUNKING, STARTTLS,
 AUTH, XCLIENT, XFORWARD) and whether TLS is required (smtpd_tls_security_level).
 
 Diagnostics: RemoteProtocolError for the peer's mistakes; LocalProtocolError when
@@ -95,6 +95,8 @@ class ServerOptions:
     #: The session refused this client at connect (smtpd_delay_reject = no): every
     #: command but QUIT gets this reply, and a non-220 greeting does not close.
     access_denied: Reply | None = None
+    #: soft_bounce: every 5xx reply goes out as 4xx with a 4.x.x enhanced code (send())
+    soft_bounce: bool = False
 
     def __post_init__(self):
         self.bare_lf = "normalize" if self.bare_lf.lower() == "yes" else self.bare_lf.lower()
@@ -126,6 +128,17 @@ def _decode(raw: bytes, utf8: bool) -> str | None:
         except UnicodeDecodeError:
             return None
     return raw.decode("utf-8", "surrogateescape")
+
+
+def soften(reply: Reply) -> Reply:
+    """soft_bounce's form of a 5xx reply: 4xx, and 4.x.x for a 5.x.x enhanced code
+    (Postfix 3.7's smtpd does this to every reply it sends: 554 -> 454, 521 -> 421)."""
+    if reply.code < 500:
+        return reply
+    enhanced = reply.enhanced
+    if enhanced.startswith("5."):
+        enhanced = "4" + enhanced[1:]
+    return Reply(reply.code - 100, reply.lines, enhanced)
 
 
 class ServerConnection:
@@ -247,6 +260,8 @@ class ServerConnection:
             self._apply(pending, reply)
         if close or code in state.CLOSING_CODES or pending == "QUIT":
             self._close()
+        if code >= 500 and self.options.soft_bounce:
+            return soften(reply).wire
         return reply.wire
 
     def tls_started(self) -> None:

@@ -19,8 +19,8 @@ they share its group commit. A file is removed only after cleanup's durable answ
 
 Failures: a file that is not a maildrop stream is moved to $queue_directory/corrupt
 with a warning (as Postfix does, nothing is lost); cleanup's permanent refusal (5xx:
-too big, a check's REJECT) is logged and the file removed (Postfix's cleanup would
-return it to the sender; fastpost does not yet — docs/accept.md); a temporary failure
+too big, a check's REJECT) is logged and returned to the sender as a non-delivery
+notice through the bounce service (reject.py), then the file is removed; a temporary failure
 (cleanup unreachable, full disk) leaves the file for the next scan.
 
 Parameters: queue_directory, myhostname, mail_name, cleanup_service_name,
@@ -42,11 +42,12 @@ PARALLEL = 64
 READ_LIMIT = 1 << 30
 
 PARAMS = ("cleanup_service_name", "receive_override_options", "ipc_timeout", "ipc_idle",
-          "ipc_ttl", "mail_name", "myhostname")
+          "ipc_ttl", "mail_name", "myhostname", "bounce_service_name", "bounce_size_limit")
 
 
 class _State:
     client = None
+    cfg = None
     flags = 0
     hostname = ""
     mail_name = ""
@@ -58,7 +59,9 @@ state = _State()
 
 
 def _pre_init(ctx) -> None:
-    from fastpost.mail import cleanup_clnt, maildrop  # noqa: F401 - import before chroot
+    from fastpost.daemons.pickup import reject, verify  # noqa: F401 - import before chroot
+    from fastpost.mail import bounce_clnt, bounce_log, cleanup_clnt, envelope, maildrop  # noqa: F401
+    from fastpost.mail import queue  # noqa: F401
 
 
 def _post_init(ctx) -> None:
@@ -72,6 +75,7 @@ def _post_init(ctx) -> None:
                                  idle=float(cfg.get_time("ipc_idle")),
                                  ttl=float(cfg.get_time("ipc_ttl")))
     state.flags = P.external_flags(cfg)
+    state.cfg = cfg
     state.hostname = cfg.get("myhostname")
     state.mail_name = cfg.get("mail_name")
 
@@ -153,10 +157,12 @@ async def take(directory: str, name: str) -> bool:
         return False
     uid = st.st_uid
     attrs = [["rewrite_context", "local"], ["log_message_origin", "local"]]
-    requeued = False
+    requeued = verify = False
     for key, value in msg.attrs:
         if key == "requeue":
             requeued = True  # fastpost super -r: trusted only from the queue's owner
+        elif key == "verify":
+            verify = True  # sendmail -bv: a report to the sender, no delivery
     if requeued and uid != os.geteuid():
         requeued = False
     flags = state.flags
@@ -170,6 +176,18 @@ async def take(directory: str, name: str) -> bool:
         meta["ret"] = msg.ret
     if msg.envid:
         meta["envid"] = msg.envid
+    if verify:
+        from fastpost.daemons.pickup.verify import verify_message
+
+        received = (f"Received: by {state.hostname} ({state.mail_name}, from userid {uid})\n"
+                    f"\tid verify; {rfc2822_date()}\n").encode()
+        if not await verify_message(state.client, state.cfg, meta, msg, received):
+            return False
+        try:
+            os.unlink(path)
+        except OSError as exc:
+            log.warn("remove %s: %s", path, exc.strerror)
+        return True
     txn = state.client.open(meta)
     try:
         queue_id = await txn.opened
@@ -182,10 +200,11 @@ async def take(directory: str, name: str) -> bool:
     log.info("%s: uid=%d from=<%s>", queue_id, uid, msg.sender)
     for address, orcpt, notify in msg.recipients:
         txn.add_recipient(address, orcpt, notify)
+    received = b""
     if not requeued:
         received = (f"Received: by {state.hostname} ({state.mail_name}, from userid {uid})\n"
-                    f"\tid {queue_id}; {rfc2822_date()}\n")
-        txn.write(received.encode())
+                    f"\tid {queue_id}; {rfc2822_date()}\n").encode()
+        txn.write(received)
     content = msg.content
     view = memoryview(content)
     step = 1 << 20
@@ -202,8 +221,12 @@ async def take(directory: str, name: str) -> bool:
         log.warn("%s: cleanup: %d %s; will retry", queue_id, code, text)
         return False
     if code // 100 == 5:
-        log.warn("%s: rejected by cleanup: %d %s; removed (uid=%d from=<%s>)",
+        from fastpost.daemons.pickup.reject import bounce_rejected
+
+        log.warn("%s: rejected by cleanup: %d %s (uid=%d from=<%s>); returned to the sender",
                  queue_id, code, text, uid, msg.sender)
+        if not await bounce_rejected(state.client, state.cfg, meta, msg, received, code, text):
+            return False
     try:
         os.unlink(path)
     except OSError as exc:
@@ -214,6 +237,9 @@ async def take(directory: str, name: str) -> bool:
 async def _on_exit(ctx) -> None:
     if state.client is not None:
         state.client.close()
+    from fastpost.daemons.pickup import reject
+
+    reject.close()
 
 
 def main(argv: list[str]) -> None:

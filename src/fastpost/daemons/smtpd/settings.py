@@ -90,6 +90,7 @@ class SmtpdSettings:
     hard_error_limit: int = 20
     junk_command_limit: int = 100
     helo_required: bool = False
+    soft_bounce: bool = False  # soft_bounce: every 5xx reply becomes 4xx (the core does it)
     vrfy: bool = True
     discard_ehlo: frozenset = frozenset()
     silent_discard: bool = False
@@ -177,6 +178,7 @@ class SmtpdSettings:
             hard_error_limit=config.get_int("smtpd_hard_error_limit"),
             junk_command_limit=config.get_int("smtpd_junk_command_limit"),
             helo_required=config.get_bool("smtpd_helo_required"),
+            soft_bounce=config.get_bool("soft_bounce"),
             vrfy=not config.get_bool("disable_vrfy_command"),
             discard_ehlo=frozenset(discard),
             silent_discard=silent,
@@ -230,6 +232,7 @@ class SmtpdSettings:
             xforward=xforward and "XFORWARD" not in self.discard_ehlo,
             forbidden=self.forbidden_verbs,
             forbidden_patterns=tuple(self.forbidden_patterns),
+            soft_bounce=self.soft_bounce,
         )
 
     def ehlo_keywords(self, *, starttls: bool, auth_mechanisms: str, xclient: bool,

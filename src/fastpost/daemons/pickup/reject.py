@@ -1,0 +1,162 @@
+"""pickup: a local submission that cleanup refuses for good goes back to its sender.
+
+Postfix counterpart: cleanup_bounce.c (cleanup run with CLEANUP_FLAG_BOUNCE, as
+pickup asks): a non-delivery notice through the bounce service, not only a log line.
+
+A sendmail user is gone by the time pickup reads the file, so a 5xx from cleanup
+(a header/body check's REJECT, message_size_limit, too many hops) cannot be told to
+anyone but the sender. What pickup does then:
+
+1. sends cleanup a stand-in of the message: the same sender, recipients and DSN
+   fields, without checks, mappings or automatic BCCs (request flags 0), the content
+   cut at a line end after bounce_size_limit bytes, and on hold, so that qmgr leaves
+   it alone;
+2. appends a ``failed`` entry for every recipient to the stand-in's bounce log (the
+   status and text are cleanup's: ``5.7.1 message content rejected``) and logs
+   ``ID: to=<rcpt>, relay=none, dsn=5.7.1, status=bounced (text)`` for each;
+3. asks the bounce service for the notice (``flush``; its rules apply: no notice to
+   the null sender, NOTIFY=NEVER, postmaster copies by notify_classes);
+4. removes the stand-in from the queue.
+
+Failures: if cleanup refuses the stand-in too (no recipients at all, say) the file is
+removed with a warning, as before; if the queue store or the bounce service cannot be
+reached, the stand-in is removed again and the maildrop file stays for the next scan.
+
+Parameters: bounce_size_limit, bounce_service_name, queue_directory and the queue
+store's (QueueSettings).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from fastpost.util import log
+
+_DSN = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})\s+(.*)$", re.S)
+
+
+class _Store:
+    store = None
+    bounce = None
+
+
+_opened = _Store()
+
+
+def _handles(cfg):
+    from fastpost.mail.bounce_clnt import BounceClient
+    from fastpost.mail.queue import QueueSettings, QueueStore
+
+    if _opened.store is None:
+        _opened.store = QueueStore.open(settings=QueueSettings.from_config(cfg, queue_directory="."))
+    if _opened.bounce is None:
+        _opened.bounce = BounceClient(cfg, queue_directory=".")
+    return _opened.store, _opened.bounce
+
+
+def close() -> None:
+    if _opened.bounce is not None:
+        _opened.bounce.close()
+        _opened.bounce = None
+    if _opened.store is not None:
+        _opened.store.close()
+        _opened.store = None
+
+
+def split_reply(code: int, text: str) -> tuple[str, str]:
+    """cleanup's refusal as (dsn status, reason): "5.7.1 message content rejected"."""
+    m = _DSN.match(text)
+    if m:
+        status, reason = m.group(1), m.group(2)
+        if status[0] != "5":
+            status = "5" + status[1:]
+        return status, reason
+    return "5.0.0", text
+
+
+def cut(content: bytes, limit: int) -> bytes:
+    """The content up to limit bytes, ending at a line end (the headers at least)."""
+    if limit <= 0 or len(content) <= limit:
+        return content
+    end = content.rfind(b"\n", 0, limit)
+    if end < 0:
+        end = content.find(b"\n")
+        if end < 0:
+            return content[:limit] + b"\n"
+    return content[:end + 1]
+
+
+async def bounce_rejected(client, cfg, meta: dict, msg, received: bytes, code: int,
+                          text: str) -> bool:
+    """Return the refused submission ``msg`` to its sender; True when done (the maildrop
+    file may go), False to try again later."""
+    from fastpost.mail.bounce_log import LogEntry
+    from fastpost.mail.cleanup_clnt import CleanupError
+    from fastpost.mail.envelope import read_envelope
+
+    status, reason = split_reply(code, text)
+    stand_in = dict(meta)
+    stand_in["f"] = 0
+    txn = client.open(stand_in)
+    try:
+        await txn.opened
+        for address, orcpt, notify in msg.recipients:
+            txn.add_recipient(address, orcpt, notify)
+        txn.write(received)
+        waiter = txn.write(cut(msg.content, cfg.get_int("bounce_size_limit")))
+        if waiter is not None:
+            await waiter
+        code2, text2, queue_id = await txn.finish({"hold": 1})
+    except CleanupError as exc:
+        log.warn("rejected message from=<%s>: cannot queue the notice's copy: %s; will retry",
+                 msg.sender, exc)
+        return False
+    if code2 // 100 == 5:
+        log.warn("rejected message from=<%s>: no notice possible (%d %s); removed",
+                 msg.sender, code2, text2)
+        return True
+    if code2 != 250:
+        log.warn("rejected message from=<%s>: cannot queue the notice's copy: %d %s; "
+                 "will retry", msg.sender, code2, text2)
+        return False
+    store = None
+    try:
+        store, bounce = _handles(cfg)
+        info = store.get(queue_id)
+        waited = 0.0
+        while info is None:  # cleanup answers once the data is durable; the index follows
+            if waited > 30:
+                raise TimeoutError("not in the queue index after 30s")
+            await asyncio.sleep(0.01)
+            waited += 0.01
+            info = store.get(queue_id)
+        env = read_envelope(store.read(queue_id, info))
+        with store.edit() as ed:
+            for r in env.recipients:
+                entry = LogEntry(r.address, r.offset, status, "failed", reason,
+                                 r.orig if r.orig != r.address else "", r.orcpt, r.notify,
+                                 "none")
+                ed.append_log(queue_id, "bounce", entry.encode())
+        for r in env.recipients:
+            log.info("%s: to=<%s>, relay=none, delay=0, dsn=%s, status=bounced (%s)",
+                     queue_id, r.address, status, reason)
+        await bounce.flush(queue_id, ["bounce"])
+        done = True
+    except Exception as exc:  # noqa: BLE001 - the store or the bounce service: try again
+        log.warn("%s: cannot return the rejected message to <%s>: %s; will retry",
+                 queue_id, msg.sender, exc)
+        close()
+        store = None
+        done = False
+    try:
+        if store is None:
+            store, _ = _handles(cfg)
+        with store.edit() as ed:
+            ed.delete(queue_id)
+    except Exception as exc:  # noqa: BLE001
+        log.warn("%s: cannot remove the notice's copy: %s", queue_id, exc)
+    return done
+
+
+__all__ = ["bounce_rejected", "close", "cut", "split_reply"]

@@ -1,0 +1,156 @@
+"""pickup: sendmail -bv, address verification; a report to the sender, no delivery.
+
+Postfix counterpart: sendmail -bv (a message queued with the verify flag, delivery
+agents in verify mode, the trace service's "delivery status report").
+
+sendmail -bv puts a maildrop file with the attribute ``verify=1`` (the set-gid
+postdrop keeps that one attribute, it can only cause a report to its own sender).
+pickup then:
+
+1. has cleanup queue the message on hold (so canonical and virtual alias mapping,
+   and the address rewriting, apply as they would to real mail; qmgr leaves it);
+2. for every resulting recipient asks trivial-rewrite where it goes, and decides:
+
+   * an ``error`` transport (or a resolve failure): undeliverable, with its text;
+   * the local transport (``local_transport``'s service): the local part without its
+     recipient_delimiter extension is looked up in alias_maps (``deliverable``,
+     "delivers to alias NAME") and in the password file ("delivers to mailbox");
+     neither: ``undeliverable``, 5.1.1 ``unknown user: "NAME"`` (luser_relay, when
+     set, makes it deliverable);
+   * any other transport: deliverable, "delivery via TRANSPORT to NEXTHOP" (the remote
+     site is not asked: not done, docs/submission.md);
+
+3. writes one trace entry per recipient (NOTIFY=SUCCESS, so the trace service reports
+   it), logs ``ID: to=<r>, relay=none, dsn=D, status=deliverable|undeliverable (text)``
+   and asks the trace service for the report to the sender;
+4. removes the held copy.
+
+Parameters: local_transport, alias_maps, recipient_delimiter, luser_relay, the
+rewrite client's and the bounce client's.
+Failures: as reject.py: the maildrop file stays for the next scan when the store,
+trivial-rewrite or the trace service cannot be reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pwd
+
+from fastpost.util import log
+
+
+async def _local_verdict(cfg, address: str) -> tuple[str, str, str]:
+    from fastpost.mail.maps import MapList, MapRetry
+
+    local = address.rpartition("@")[0] if "@" in address else address
+    local = local.lower()
+    for delim in cfg.get("recipient_delimiter"):
+        if delim in local:
+            local = local.split(delim, 1)[0]
+            break
+    if cfg.get_list("alias_maps"):
+        for m in MapList.from_param(cfg, "alias_maps").maps:
+            try:
+                value = await m.aget(local)
+            except MapRetry:
+                return "undeliverable", "4.3.0", "alias database unavailable"
+            if value is not None:
+                return "deliverable", "2.0.0", f"delivers to alias {local}"
+    try:
+        pwd.getpwnam(local)
+        return "deliverable", "2.0.0", "delivers to mailbox"
+    except KeyError:
+        pass
+    if cfg.get("luser_relay"):
+        return "deliverable", "2.0.0", f"delivers to luser_relay {cfg.get('luser_relay')}"
+    return "undeliverable", "5.1.1", f'unknown user: "{local}"'
+
+
+async def verdict(cfg, rewriter, sender: str, address: str) -> tuple[str, str, str, str]:
+    """(action, status, reason, transport) for one recipient."""
+    res = await rewriter.resolve(sender, address)
+    if res.failed or res.transport in ("error", "retry"):
+        text = res.nexthop or "address resolution failed"
+        return "undeliverable", "5.1.2" if res.transport != "retry" else "4.3.0", text, res.transport
+    local_transport = cfg.get("local_transport").split(":", 1)[0]
+    if res.transport == local_transport:
+        action, status, reason = await _local_verdict(cfg, res.recipient)
+        return action, status, reason, res.transport
+    return ("deliverable", "2.0.0", f"delivery via {res.transport} to {res.nexthop} "
+            "(not verified with the remote site)", res.transport)
+
+
+async def verify_message(client, cfg, meta: dict, msg, received: bytes) -> bool:
+    """Report on ``msg``'s recipients to its sender; True when done."""
+    from fastpost.daemons.pickup import reject
+    from fastpost.mail import deliver as D
+    from fastpost.mail.bounce_log import LogEntry
+    from fastpost.mail.cleanup_clnt import CleanupError
+    from fastpost.mail.envelope import read_envelope
+    from fastpost.mail.rewrite_clnt import RewriteClient
+
+    txn = client.open(meta)
+    try:
+        await txn.opened
+        for address, orcpt, notify in msg.recipients:
+            txn.add_recipient(address, orcpt, notify)
+        txn.write(received)
+        waiter = txn.write(reject.cut(msg.content, cfg.get_int("bounce_size_limit")))
+        if waiter is not None:
+            await waiter
+        code, text, queue_id = await txn.finish({"hold": 1})
+    except CleanupError as exc:
+        log.warn("verify request from=<%s>: %s; will retry", msg.sender, exc)
+        return False
+    if code // 100 == 5:
+        log.warn("verify request from=<%s>: refused by cleanup: %d %s; removed",
+                 msg.sender, code, text)
+        return True
+    if code != 250:
+        log.warn("verify request from=<%s>: %d %s; will retry", msg.sender, code, text)
+        return False
+    log.info("%s: verify request from=<%s>", queue_id, msg.sender)
+    store = None
+    rewriter = RewriteClient(cfg, queue_directory=".")
+    try:
+        store, bounce = reject._handles(cfg)
+        info = store.get(queue_id)
+        waited = 0.0
+        while info is None:
+            if waited > 30:
+                raise TimeoutError("not in the queue index after 30s")
+            await asyncio.sleep(0.01)
+            waited += 0.01
+            info = store.get(queue_id)
+        env = read_envelope(store.read(queue_id, info))
+        entries = []
+        for r in env.recipients:
+            action, status, reason, transport = await verdict(cfg, rewriter, env.sender, r.address)
+            entries.append(LogEntry(r.address, r.offset, status, action, reason,
+                                    r.orig if r.orig != r.address else "", r.orcpt,
+                                    D.NOTIFY_SUCCESS, "none"))
+            log.info("%s: to=<%s>, relay=%s, delay=0, dsn=%s, status=%s (%s)", queue_id,
+                     r.address, transport or "none", status, action, reason)
+        with store.edit() as ed:
+            for e in entries:
+                ed.append_log(queue_id, "trace", e.encode())
+        await bounce.trace(queue_id)
+        done = True
+    except Exception as exc:  # noqa: BLE001 - store, rewrite or trace service: retry
+        log.warn("%s: cannot verify for <%s>: %s; will retry", queue_id, msg.sender, exc)
+        reject.close()
+        store = None
+        done = False
+    finally:
+        rewriter.close()
+    try:
+        if store is None:
+            store, _ = reject._handles(cfg)
+        with store.edit() as ed:
+            ed.delete(queue_id)
+    except Exception as exc:  # noqa: BLE001
+        log.warn("%s: cannot remove the verify request: %s", queue_id, exc)
+    return done
+
+
+__all__ = ["verdict", "verify_message"]

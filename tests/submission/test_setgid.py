@@ -1,0 +1,180 @@
+"""Unprivileged local submission through the set-gid helpers (fastpost.cli.setgid).
+
+As root: a real user made with useradd (not in group postdrop), an instance in a
+directory everyone may traverse (pickup, cleanup, trivial-rewrite, showq, flush; no
+qmgr, so messages stay listed), and the helpers built by ``fastpost -c DIR
+link-commands -g`` into the instance's command_directory. The user runs Debian's
+python3 with the worktree on PYTHONPATH (as tests/accept/test_dev_run.py). What the
+user can do (sendmail, mailq, queue -i) works; what must stay out of reach fails with a
+clear message.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from helpers.accept import MASTER  # noqa: E402
+from helpers.instance import Instance, free_port  # noqa: E402
+from helpers.mailsite import make_user, need_root, remove_users  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+SYSTEM_PYTHON = "/usr/bin/python3"
+EXTRA = ("pickup unix n - n 60 1 pickup\n"
+         "showq unix n - n - - showq\n"
+         "flush unix n - n - 0 flush\n")
+
+
+class Site:
+    def __init__(self, inst, pw, bindir: Path):
+        self.inst, self.pw, self.bin = inst, pw, bindir
+        site_packages = next((REPO / ".venv" / "lib").glob("python3*/site-packages"))
+        self.env = {"PATH": "/usr/bin:/bin", "HOME": pw.pw_dir, "LANG": "C",
+                    "LOGNAME": pw.pw_name, "PYTHONDONTWRITEBYTECODE": "1",
+                    "PYTHONPATH": f"{REPO / 'src'}:{site_packages}"}
+        self.as_user = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}",
+                        "--init-groups"]
+
+    def run(self, *args, data: bytes = b"", argv0: list | None = None):
+        cmd = argv0 or [SYSTEM_PYTHON, "-m", "fastpost", "-c", str(self.inst.etc)]
+        return subprocess.run(self.as_user + cmd + list(args), input=data, env=self.env,
+                              capture_output=True, timeout=60, cwd="/")
+
+    def picked(self, sender: str) -> str:
+        text = self.inst.wait_log(
+            rf"pickup\[\d+\]: \w+: uid={self.pw.pw_uid} from=<{re.escape(sender)}>")
+        return re.findall(rf"pickup\[\d+\]: (\w+): uid={self.pw.pw_uid} "
+                          rf"from=<{re.escape(sender)}>", text)[-1]
+
+
+@pytest.fixture(scope="module")
+def site():
+    need_root()
+    for tool in ("setpriv", "cc"):
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} not installed")
+    proc = subprocess.run([SYSTEM_PYTHON, "-c", "import sys; print(sys.version_info[:2])"],
+                          capture_output=True, text=True)
+    if proc.stdout.strip() != str(tuple(sys.version_info[:2])):
+        pytest.skip(f"{SYSTEM_PYTHON} is not this Python")
+    pw = make_user("subm")
+    assert pw.pw_name not in grp.getgrnam("postdrop").gr_mem
+    base = Path(tempfile.mkdtemp(prefix="fastpost-setgid-", dir="/tmp"))
+    os.chmod(base, 0o755)
+    bindir = base / "bin"
+    bindir.mkdir(mode=0o755)
+    port = free_port()
+    inst = Instance(base, master_cf=MASTER.format(port=port) + EXTRA,
+                    main_cf={"myhostname": "mx.example.com", "mydomain": "example.com",
+                             "myorigin": "$myhostname", "command_directory": str(bindir)})
+    os.chmod(inst.dir, 0o755)
+    os.chmod(inst.etc, 0o755)
+    try:
+        made = inst.command("link-commands", "-g", "-d", str(bindir))
+        assert made.returncode == 0, made.stderr
+        inst.start()
+        yield Site(inst, pw, bindir)
+        log = inst.log_text()
+        assert "Traceback" not in log, log[-3000:]
+    finally:
+        inst.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
+        remove_users()
+
+
+def test_helpers_are_set_gid_postdrop_and_root_owned(site):
+    for name in ("fastpost-postdrop", "fastpost-postqueue"):
+        st = os.stat(site.bin / name)
+        assert (st.st_uid, st.st_gid) == (0, grp.getgrnam("postdrop").gr_gid)
+        assert st.st_mode & 0o7777 == 0o2755
+
+
+def test_unprivileged_sendmail_goes_through_postdrop(site):
+    proc = site.run("sendmail", "-f", "me@example.org", "rcpt@example.net",
+                    data=b"Subject: setgid\n\nfrom an ordinary user\n")
+    assert proc.returncode == 0, proc.stderr
+    qid = site.picked("me@example.org")
+    cat = site.inst.command("cat", "-q", qid, check=True).stdout
+    assert f"from userid {site.pw.pw_uid}" in cat
+    assert "from an ordinary user" in cat
+    # the listing, as that user (mailq and sendmail -bp go through fastpost-postqueue)
+    for argv in (["mailq"], ["sendmail", "-bp"], ["queue", "-p"]):
+        out = site.run(*argv)
+        assert out.returncode == 0, (argv, out.stderr)
+        assert qid in out.stdout.decode() and "rcpt@example.net" in out.stdout.decode()
+    # queue -i through the flush service (the message is not deferred: a warning, 0)
+    out = site.run("queue", "-i", qid)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.decode() == f"postqueue: warning: {qid}: no such deferred message\n"
+
+
+def test_the_user_cannot_forge_a_uid_or_a_requeue(site):
+    """A hand-made stream with requeue/uid attributes, fed to the helper directly:
+    pickup still logs the caller's uid and adds its Received: header."""
+    from fastpost.mail import maildrop
+
+    forged = maildrop.encode(maildrop.DropMessage(
+        sender="forger@example.org", recipients=[("victim@example.net", "", 0)],
+        content=b"Subject: forged\n\nx\n", attrs=[("requeue", "1"), ("uid", "0")],
+        arrival=1000.0))
+    proc = site.run(data=forged, argv0=[str(site.bin / "fastpost-postdrop")])
+    assert proc.returncode == 0, proc.stderr
+    qid = site.picked("forger@example.org")
+    cat = site.inst.command("cat", "-q", qid, check=True).stdout
+    assert f"from userid {site.pw.pw_uid}" in cat
+    assert "uid=0 from=<forger@example.org>" not in site.inst.log_text()
+    # garbage on the helper's input: refused, nothing left in maildrop
+    proc = site.run(data=b"not a maildrop stream", argv0=[str(site.bin / "fastpost-postdrop")])
+    assert proc.returncode == 65
+    assert b"postdrop: fatal: uid=%d: malformed input" % site.pw.pw_uid in proc.stderr
+
+
+def test_what_the_user_must_not_do(site):
+    inst = site.inst
+    # write into the queue directly
+    proc = site.run(argv0=[SYSTEM_PYTHON, "-c",
+                           f"open({str(inst.queue / 'maildrop' / 'x')!r}, 'w')"])
+    assert proc.returncode != 0 and b"PermissionError" in proc.stderr
+    # read the queue (other users' mail): the index and segments are mail_owner's
+    proc = site.run("cat", "-q", "NOSUCHID")
+    assert proc.returncode != 0
+    proc = site.run(argv0=[SYSTEM_PYTHON, "-c",
+                           f"import os; os.listdir({str(inst.queue / 'segments')!r})"])
+    assert proc.returncode != 0 and b"PermissionError" in proc.stderr
+    # choose another configuration through the helper
+    proc = site.run("-c", "/tmp", "-p", argv0=[str(site.bin / "fastpost-postqueue")])
+    assert proc.returncode == 64
+    assert b"option -c not recognized (the configuration is fixed" in proc.stderr
+    # talk to cleanup (which trusts a uid attribute) directly
+    proc = site.run(argv0=[SYSTEM_PYTHON, "-c",
+                           "import socket; s = socket.socket(socket.AF_UNIX); "
+                           f"s.connect({str(inst.queue / 'public' / 'cleanup')!r})"])
+    assert proc.returncode != 0 and b"PermissionError" in proc.stderr
+
+
+def test_without_helpers_the_user_is_told_why(site, tmp_path):
+    """Another configuration (its command_directory without helpers): EX_NOPERM, and
+    the message names the helper and the group."""
+    etc = Path(tempfile.mkdtemp(prefix="fastpost-setgid-etc-", dir="/tmp"))
+    try:
+        os.chmod(etc, 0o755)
+        (etc / "main.cf").write_text(
+            (site.inst.etc / "main.cf").read_text() + f"\ncommand_directory = {etc}\n")
+        os.chmod(etc / "main.cf", 0o644)
+        proc = site.run("sendmail", "x@example.net", data=b"Subject: no\n\n.\n",
+                        argv0=[SYSTEM_PYTHON, "-m", "fastpost", "-c", str(etc)])
+        assert proc.returncode == 77
+        err = proc.stderr.decode()
+        assert "no permission to submit mail" in err and "fastpost-postdrop" in err
+        assert "postdrop" in err
+    finally:
+        shutil.rmtree(etc, ignore_errors=True)
