@@ -3,21 +3,30 @@
 Postfix counterpart: src/postqueue/postqueue.c, showq_compat.c, showq_json.c; the
 ``mailq`` and ``sendmail -bp`` entry points of src/sendmail/sendmail.c.
 
-    fastpost queue [-c config_dir] -p     mailq listing (fastpost.mail.queue.showq)
-    fastpost queue [-c config_dir] -j     one JSON object per message
-    fastpost queue [-c config_dir] -f     flush (qmgr)            } need the daemons:
-    fastpost queue [-c config_dir] -i id  deliver one (flush)     } not available yet,
-    fastpost queue [-c config_dir] -s site  flush a site (flush)  } exit 69 with a note
-    mailq [-c config_dir] [-v]            the same as -p
+    fastpost queue [-c config_dir] -p       mailq listing (fastpost.mail.queue.showq)
+    fastpost queue [-c config_dir] -j       one JSON object per message
+    fastpost queue [-c config_dir] -f       deliver all queued mail now (trigger qmgr AFDI)
+    fastpost queue [-c config_dir] -i id    deliver that deferred message now
+    fastpost queue [-c config_dir] -s site  deliver the deferred mail for a site now
+    mailq [-c config_dir] [-v]              the same as -p
+
+``-f`` asks qmgr to retry every deferred message ignoring retry times and
+defer_transports, and to forget dead destinations (Postfix's postqueue -f). ``-i`` and
+``-s`` move the deferred messages concerned (by queue ID; by a recipient domain, which
+the queue index knows, so unlike Postfix no fast_flush_domains log is needed and any
+site can be flushed) to the incoming queue and wake qmgr (``I``; ``FI`` for a site,
+whose destination may have been declared dead). Those two change the queue index, so
+they need write access to it (root or mail_owner); otherwise they exit 69.
 
 The listing is read from the queue index directly, the way postqueue works as the
 super-user while the mail system is down. Unprivileged users need the showq service,
-which comes with the daemons (not yet): without access to the queue directory the
-command says so and exits 69 (EX_UNAVAILABLE).
+which does not exist yet: without access to the queue directory the command says so
+and exits 69 (EX_UNAVAILABLE).
 
 Parameters: queue_directory, enable_long_queue_ids.
 Diagnostics: ``postqueue: fatal: ...`` on standard error with exit 1 (bad option,
-configuration error, unusable queue) or 69 (a service that is not available).
+configuration error, unusable queue, mail system not running for -f/-i/-s) or 69 (no
+access to the queue index); ``postqueue: warning: ID: no such deferred message``.
 """
 
 from __future__ import annotations
@@ -57,6 +66,46 @@ def _list(tool: Tool, config_dir: str | None, mode: str) -> int:
     return 0
 
 
+def _flush(tool: Tool, config_dir: str | None, mode: str, arg: str) -> int:
+    from fastpost.mail import ipc
+    from fastpost.mail.queue import index as ix
+
+    cfg = tool.config(config_dir)
+    qdir = cfg.get("queue_directory")
+    qmgr = cfg.get("queue_service_name")
+    if mode == "f":
+        data = ipc.QMGR_FLUSH
+    else:
+        index_dir = os.path.join(qdir, "index")
+        if not os.access(index_dir, os.W_OK | os.X_OK):
+            print(f"{tool.prog}: fatal: cannot change the queue in {qdir}: delivering mail now "
+                  "needs write access to the queue index (run as root)", file=sys.stderr)
+            return EX_UNAVAILABLE
+        store = tool.open_store(cfg)
+        try:
+            if mode == "i":
+                ids = [arg]
+            else:
+                ids = list(store.by_domain(arg.lower().rstrip(".")))
+            moved = 0
+            for start in range(0, len(ids), 1000):
+                with store.edit() as ed:
+                    for qid in ids[start:start + 1000]:
+                        info = ed.get(qid)
+                        if info is not None and info.state == ix.DEFERRED:
+                            moved += ed.set_state(qid, ix.INCOMING)
+            if mode == "i" and not moved:
+                tool.warn(f"{arg}: no such deferred message")
+        finally:
+            store.close()
+        data = ipc.QMGR_SCAN_INCOMING if mode == "i" else ipc.QMGR_FLUSH_DEAD + ipc.QMGR_SCAN_INCOMING
+    try:
+        ipc.mail_trigger(qdir, qmgr, data, timeout=cfg.get_time("trigger_timeout"))
+    except ipc.IPCError as exc:
+        return tool.fatal(f"cannot flush the mail queue: the mail system is down ({exc})")
+    return 0
+
+
 def main(argv: list[str], prog: str = "postqueue") -> int:
     tool = Tool(prog)
     try:
@@ -66,6 +115,7 @@ def main(argv: list[str], prog: str = "postqueue") -> int:
         return tool.fatal(USAGE)
     config_dir = None
     mode = None
+    arg = ""
     for opt, val in pairs:
         if opt == "-c":
             config_dir = val
@@ -73,16 +123,13 @@ def main(argv: list[str], prog: str = "postqueue") -> int:
             mode = opt[1]
         elif opt in ("-i", "-s"):
             mode = opt[1]
+            arg = val
     if args or mode is None:
         return tool.fatal(USAGE)
     try:
         if mode in ("p", "j"):
             return _list(tool, config_dir, mode)
-        what = {"f": "flushing the queue needs the qmgr service",
-                "i": "delivering one message now needs the flush service",
-                "s": "flushing a site needs the flush service"}[mode]
-        print(f"{prog}: fatal: {what}, which fastpost does not have yet", file=sys.stderr)
-        return EX_UNAVAILABLE
+        return _flush(tool, config_dir, mode, arg)
     except ToolFatal as exc:
         return tool.fatal(str(exc))
 

@@ -148,19 +148,36 @@ class RecipientResult:
 
 @dataclass(slots=True)
 class DeliveryResult:
-    """An agent's reply: one result per recipient of the request."""
+    """An agent's reply: one result per recipient of the request.
+
+    ``hop_status`` is set when the *destination* failed rather than its recipients
+    (connection refused or timed out, no reachable MX, a 421 or a lost session:
+    Postfix's "site" failure): ``{"dsn": "4.4.1", "text": "connect to ...: Connection
+    refused"}``. qmgr counts it as negative feedback for the destination's concurrency
+    window and toward its failed-cohort limit (a dead destination); without it a
+    delivery attempt counts as a success for the scheduler, whatever the recipients'
+    outcomes (a 550 for one user says nothing about the site).
+    """
 
     results: list[RecipientResult]
+    hop_status: dict | None = None
 
     def to_attrs(self) -> dict:
-        return {"results": [r.to_attrs() for r in self.results]}
+        out = {"results": [r.to_attrs() for r in self.results]}
+        if self.hop_status:
+            out["hop"] = {"dsn": str(self.hop_status.get("dsn", "4.0.0")),
+                          "text": str(self.hop_status.get("text", ""))}
+        return out
 
     @classmethod
     def from_attrs(cls, a: dict) -> "DeliveryResult":
         items = a.get("results")
         if not isinstance(items, list):
             raise ValueError("malformed delivery reply: no results")
-        return cls([RecipientResult.from_attrs(r) for r in items])
+        hop = a.get("hop")
+        if hop is not None and not isinstance(hop, dict):
+            raise ValueError("malformed delivery reply: bad hop status")
+        return cls([RecipientResult.from_attrs(r) for r in items], hop or None)
 
 
 def format_delay(seconds: float, max_decimals: int = 2) -> str:
@@ -250,7 +267,8 @@ def delivery_service(handler, *, max_frame: int | None = None):
     """Return a multi_server protocol factory for a delivery agent.
 
     ``handler(request: DeliveryRequest, ctx) -> list[RecipientResult]`` (plain or async)
-    delivers and logs (log_results); it must answer every recipient. A malformed request
+    delivers and logs (log_results); it must answer every recipient. It may return a
+    DeliveryResult instead, to report a destination failure (``hop_status``). A malformed request
     is answered with ``{"error": text}``; an exception in the handler defers every
     recipient with ``4.3.0`` and is logged as a warning, so one bad message never takes the
     agent down.
@@ -266,10 +284,13 @@ def delivery_service(handler, *, max_frame: int | None = None):
         except ValueError as exc:
             log.warn("%s", exc)
             return {"error": str(exc)}
+        hop = None
         try:
             results = handler(request, conn.ctx)
             if inspect.isawaitable(results):
                 results = await results
+            if isinstance(results, DeliveryResult):
+                hop, results = results.hop_status, results.results
         except Exception as exc:  # noqa: BLE001 - the agent must answer every request
             log.warn("%s: delivery agent error: %s: %s", request.queue_id,
                      type(exc).__name__, log.printable(str(exc)))
@@ -286,7 +307,7 @@ def delivery_service(handler, *, max_frame: int | None = None):
                                                    request.arrival_time, request.active_time),
                                    "4.3.0", "delivery agent did not report this recipient")
             results = list(results) + extra
-        return DeliveryResult(results).to_attrs()
+        return DeliveryResult(results, hop).to_attrs()
 
     kwargs = {} if max_frame is None else {"max_frame": max_frame}
     return ipc.attr_service(PROTOCOL, handle, **kwargs)

@@ -308,6 +308,14 @@ FASTPOST_PARAMS: tuple[Param, ...] = (
     Param("fastpost_queue_index_map_size", INT, "68719476736", min=1 << 20),
     Param("fastpost_queue_compact_age", TIME, "1h", unit="s", min=0),
     Param("fastpost_queue_compact_ratio", INT, "50", min=1, max=100),
+    # trivial-rewrite clients (docs/delivery.md): answers cached per process, for a
+    # short time, so qmgr asks once per destination and burst rather than per recipient.
+    Param("fastpost_rewrite_cache_size", INT, "10000", min=0),
+    Param("fastpost_rewrite_cache_time", TIME, "10s", unit="s", min=0),
+    # qmgr (docs/delivery.md): a deferred message's next attempt is its backoff time
+    # plus a random 0..N % of it, so mail deferred at the same moment (a destination
+    # that went down) does not all come back at the same moment.
+    Param("fastpost_backoff_jitter", INT, "20", min=0, max=100),
 )
 
 

@@ -10,6 +10,8 @@ is one row of QUEUE_TREE (other subsystems add theirs there):
     private    mail_owner                0700  sockets of internal services
     public     mail_owner:setgid_group   0710  sockets users may reach (pickup, showq, ...)
     maildrop   mail_owner:setgid_group   0730  local submissions (postdrop)
+    segments   mail_owner                0700  queue store segment files
+    index      mail_owner                0700  queue store index (LMDB)
 
 $data_directory belongs to mail_owner (0700). The queue directory itself belongs to
 root (0755), as Postfix's does, so that a compromised mail_owner cannot replace it.
@@ -57,6 +59,9 @@ QUEUE_TREE: tuple[TreeEntry, ...] = (
     TreeEntry("private", OWNER, OWNER, 0o700),
     TreeEntry("public", OWNER, GROUP, 0o710),
     TreeEntry("maildrop", OWNER, GROUP, 0o730),
+    # the queue store (docs/queue.md), opened by cleanup, qmgr and bounce as mail_owner
+    TreeEntry("segments", OWNER, OWNER, 0o700),
+    TreeEntry("index", OWNER, OWNER, 0o700),
 )
 
 

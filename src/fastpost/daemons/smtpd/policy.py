@@ -132,7 +132,9 @@ class DefaultPolicy(Policy):
         """True when mail for ``address`` may be received from anyone."""
         local, domain = _split_domain(address)
         if not domain:
-            return True  # unqualified: cleanup appends $myorigin
+            # unqualified: cleanup appends $myorigin - unless it is a route in disguise
+            # (``user%host``, ``host!user``: trivial-rewrite would send it to host)
+            return self.untrusted_routing or not any(c in local for c in "%!")
         domain = domain.rstrip(".")
         if domain.startswith("["):
             ours = self._is_local_literal(domain, server_addr)

@@ -41,6 +41,8 @@ import struct
 from dataclasses import dataclass, field
 
 import lmdb
+import lmdb._envid  # noqa: F401 - py-lmdb imports it when an environment opens: load it
+#                     now, in the master, so that a chrooted daemon can open the index
 
 # -- queue states (the codes are stored: never renumber) --------------------------------
 INCOMING = 1
@@ -57,6 +59,7 @@ LIST_ORDER = (ACTIVE, INCOMING, DEFERRED, HOLD, CORRUPT)
 # -- message flags ------------------------------------------------------------------------
 FLAG_FORCE_EXPIRE = 1  # postsuper -e/-f: return to sender at the next delivery attempt
 FLAG_LARGE = 2  # the message lives in a segment of its own
+FLAG_DELAY_WARNED = 4  # qmgr sent the delay warning (Postfix: the W record set to 0)
 
 # -- recipient status ---------------------------------------------------------------------
 RCPT_PENDING = 0

@@ -1,0 +1,140 @@
+"""What qmgr and the bounce daemon need from a queue file: its envelope, in one pass.
+
+Postfix counterpart: src/qmgr/qmgr_message.c (qmgr_message_read), src/bounce/
+bounce_notify_util.c (reading the original message's envelope).
+
+``read_envelope(data)`` walks the records of a queue file (fastpost's or Postfix's,
+pointer records followed, content skipped) and returns an Envelope: arrival time,
+sender, the C record's sizes, the named attributes (``rewrite_context``,
+``log_client_name`` ..., ``encoding``), DSN data (``envelope_id``, ``ret_flags``; per
+recipient ``notify_flags`` and ``dsn_orig_rcpt``, whether written as named attributes,
+as Postfix's cleanup does, or as ``n``/``o`` records), the original recipient (``O``)
+of each recipient, the delay-warning time (``W``), and the recipients of both the
+envelope and the extracted section with the offsets of their R (or D) records.
+
+Diagnostics: fastpost.mail.queue.message.CorruptQueueFile for a file that does not
+decode or lacks its arrival time or sender.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fastpost.mail import rectype as R
+from fastpost.mail.queue.message import CorruptQueueFile, read_records
+
+
+@dataclass(slots=True)
+class EnvRecipient:
+    """One recipient as the queue file has it."""
+
+    offset: int  # of its R (or D) record: the recipient's identity
+    address: str
+    orig: str = ""  # O record (the address before alias/virtual expansion)
+    notify: int = 0  # DSN NOTIFY bits (0 = not given)
+    orcpt: str = ""  # DSN ORCPT ("rfc822;user@example.com")
+    done: bool = False  # a D record (Postfix wrote it delivered)
+
+
+@dataclass(slots=True)
+class Envelope:
+    arrival: float
+    sender: str
+    size: int  # content length (what mailq shows, and SIZE= on the wire)
+    data_offset: int
+    rcpt_count: int
+    smtputf8: int = 0  # C record field 6: the message needs SMTPUTF8
+    recipients: list[EnvRecipient] = field(default_factory=list)
+    attrs: dict[str, str] = field(default_factory=dict)
+    envid: str = ""  # DSN ENVID
+    ret: int = 0  # DSN RET: 1 full, 2 headers
+    warn_time: float = 0.0  # W record: when to send a delay warning (0 = none)
+    full_name: str = ""  # F record
+
+    @property
+    def encoding(self) -> str:
+        return self.attrs.get("encoding", "")
+
+
+def _text(b: bytes) -> str:
+    return b.decode("utf-8", "surrogateescape")
+
+
+def _int(b, default: int = 0) -> int:
+    try:
+        return int(b)
+    except (TypeError, ValueError):
+        return default
+
+
+def read_envelope(data) -> Envelope:
+    """Read a queue file's envelope and recipients (see the module docstring)."""
+    arrival = None
+    sender = None
+    sizes = [0, 0, 0, 0, 0, 0]
+    attrs: dict[str, str] = {}
+    rcpts: list[EnvRecipient] = []
+    pending: dict = {}
+    envid = ""
+    ret = 0
+    warn = 0.0
+    full_name = ""
+    for offset, rtype, payload in read_records(data, skip_content=True):
+        if rtype == R.REC_TYPE_SIZE and offset == 0:
+            parts = payload.split()
+            sizes = [_int(p) for p in parts[:6]] + [0] * (6 - min(6, len(parts)))
+        elif rtype == R.REC_TYPE_TIME:
+            parts = payload.split()
+            try:
+                arrival = int(parts[0]) + (int(parts[1]) / 1e6 if len(parts) > 1 else 0.0)
+            except (IndexError, ValueError):
+                raise CorruptQueueFile(f"bad arrival time record at offset {offset}") from None
+        elif rtype == R.REC_TYPE_FROM:
+            sender = _text(payload)
+        elif rtype == R.REC_TYPE_ATTR:
+            name, eq, value = _text(payload).partition("=")
+            if not eq:
+                continue
+            if name == "dsn_orig_rcpt":
+                pending["orcpt"] = value
+            elif name == "notify_flags":
+                pending["notify"] = _int(value)
+            elif name == "envelope_id":
+                envid = value
+            elif name == "ret_flags":
+                ret = _int(value)
+            else:
+                attrs[name] = value
+        elif rtype == R.REC_TYPE_ORCP:
+            pending["orig"] = _text(payload)
+        elif rtype == R.REC_TYPE_DSN_ORCPT:
+            pending["orcpt"] = _text(payload)
+        elif rtype == R.REC_TYPE_DSN_NOTIFY:
+            pending["notify"] = _int(payload)
+        elif rtype == R.REC_TYPE_DSN_ENVID:
+            envid = _text(payload)
+        elif rtype == R.REC_TYPE_DSN_RET:
+            ret = _int(payload)
+        elif rtype == R.REC_TYPE_WARN:
+            warn = float(_int(payload.strip()))
+        elif rtype == R.REC_TYPE_FULL:
+            full_name = _text(payload)
+        elif rtype in (R.REC_TYPE_RCPT, R.REC_TYPE_DONE):
+            rcpts.append(EnvRecipient(offset, _text(payload), pending.get("orig", ""),
+                                      pending.get("notify", 0), pending.get("orcpt", ""),
+                                      rtype == R.REC_TYPE_DONE))
+            pending = {}
+        elif rtype == R.REC_TYPE_DRCP:
+            pending = {}
+    if arrival is None:
+        created = attrs.get("create_time", "")
+        if not created.isdigit():
+            raise CorruptQueueFile("no arrival time record")
+        arrival = float(created)
+    if sender is None:
+        raise CorruptQueueFile("no sender record")
+    return Envelope(arrival, sender, sizes[0], sizes[1], sizes[2], sizes[5], rcpts, attrs, envid,
+                    ret, warn, full_name)
+
+
+__all__ = ["EnvRecipient", "Envelope", "read_envelope"]
