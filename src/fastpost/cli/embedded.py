@@ -33,6 +33,9 @@ def main(argv: list[str]) -> int:
     try:
         for sub in ("etc", "spool", "data", "mail"):
             os.makedirs(os.path.join(root, sub), exist_ok=True)
+        if os.geteuid() == 0:
+            # local writes each user's Maildir as that user: they need to create it.
+            os.chmod(os.path.join(root, "mail"), 0o1777)
         for name in ("main.cf", "master.cf"):
             target = os.path.join(etc, name)
             if os.path.exists(target):

@@ -308,6 +308,9 @@ FASTPOST_PARAMS: tuple[Param, ...] = (
     Param("fastpost_queue_index_map_size", INT, "68719476736", min=1 << 20),
     Param("fastpost_queue_compact_age", TIME, "1h", unit="s", min=0),
     Param("fastpost_queue_compact_ratio", INT, "50", min=1, max=100),
+    # Delivery agents (docs/local.md): file and command deliveries one local, virtual
+    # or pipe process runs at once (each in a worker thread).
+    Param("fastpost_delivery_thread_limit", INT, "20", min=1),
     # trivial-rewrite clients (docs/delivery.md): answers cached per process, for a
     # short time, so qmgr asks once per destination and burst rather than per recipient.
     Param("fastpost_rewrite_cache_size", INT, "10000", min=0),

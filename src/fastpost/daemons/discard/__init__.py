@@ -1,33 +1,40 @@
-"""discard: the delivery agent that claims delivery and throws the mail away.
+"""discard: claim delivery of every recipient, logging the next-hop text as the reason.
 
-Postfix counterpart: src/discard/discard.c.
+Postfix counterpart: src/discard/discard.c (discard(8))
 
-master.cf: ``discard  unix  -  -  n  -  -  discard``. Every recipient of a request is
-reported delivered; the next hop is the text logged (``discard:silently dropped`` ->
-``status=sent (silently dropped)``), after an optional RFC 3463 detail code of class 2
-(default 2.0.0). With an empty next hop trivial-rewrite puts the recipient's domain
-there, as for Postfix. Log line: ``ID: to=<rcpt>, relay=none, delay=..., delays=...,
-dsn=2.0.0, status=sent (text)``.
+    discard   unix  -       -       n       -       -       discard
 
-Parameters: none of its own.
-Diagnostics: the per-recipient log lines.
+What a transport table routes to ``discard:text`` is dropped: each recipient is logged
+``relay=none, ... status=sent (text)`` and reported delivered. An RFC 3463 code in
+front of the text is the status code (default 2.0.0). No message content is read.
+
+Runs unprivileged and chrooted as master.cf allows (it touches nothing).
+
+Parameters: delay_logging_resolution_limit.
+Diagnostics: none beyond the status lines.
 """
 
 from __future__ import annotations
 
-from fastpost.mail import deliver as D
-from fastpost.mail.dsn_text import split_dsn, with_class
+import time
+
+from fastpost.mail.agent import Outcome, log_outcome, split_dsn, summarize
+from fastpost.mail.deliver import SENT, delivery_service
 from fastpost.server import multi_server_main
 
 
-def handle(request: D.DeliveryRequest, ctx) -> list[D.RecipientResult]:
-    dsn, text = split_dsn(request.nexthop, "2.0.0")
-    dsn = with_class(dsn, "2")
-    results = [D.RecipientResult(r.offset, D.SENT, dsn, text or "discarded", "none")
-               for r in request.recipients]
-    D.log_results(request, results)
+async def handle(request, ctx):
+    started = time.time()
+    dsn, text = split_dsn(request.nexthop.strip(), "2.0.0")
+    results = []
+    for rcpt in request.recipients:
+        out = Outcome(rcpt.address, rcpt.orig, SENT, dsn, text, relay="none")
+        log_outcome(request, rcpt.offset, out, started=started,
+                    resolution=int(ctx.p["delay_logging_resolution_limit"]))
+        results.append(summarize(rcpt.offset, [out], "none"))
     return results
 
 
-def main(argv):
-    multi_server_main(argv, D.delivery_service(handle), name="discard")
+def main(argv: list[str]) -> None:
+    multi_server_main(argv, delivery_service(handle), name="discard",
+                      params=("delay_logging_resolution_limit",))

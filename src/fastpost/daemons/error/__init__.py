@@ -1,47 +1,53 @@
-"""error and retry: the delivery agents that always bounce, or always defer.
+"""error / retry: bounce or defer every recipient, with the next-hop text as the reason.
 
-Postfix counterpart: src/error/error.c.
+Postfix counterpart: src/error/error.c (error(8))
 
-master.cf (one program, two services; the service name decides):
+    error     unix  -       -       n       -       -       error
+    retry     unix  -       -       n       -       -       error
 
-    error  unix  -  -  n  -  -  error      bounce every recipient
-    retry  unix  -  -  n  -  -  error      defer every recipient
+The queue manager sends here what a transport table or trivial-rewrite routed to
+``error:text`` or ``retry:text`` (``error:5.1.1 User unknown in virtual alias table``):
+the next hop *is* the reason. An RFC 3463 code in front of it is the status code (its
+class decides: 4 defers, 5 bounces); without one the service name decides: ``retry``
+defers with 4.0.0, anything else bounces with 5.0.0. Every recipient of the request
+gets the same answer, logged ``relay=none``. No message content is read.
 
-The next hop of the request is the reason (``error:5.1.1 User unknown in virtual alias
-table``, ``retry:4.3.0 try again later``). A leading RFC 3463 detail code is used, with
-its class forced to 5 (error) or 4 (retry); without one the code is 5.0.0 or 4.0.0. The
-log line is Postfix's: ``ID: to=<rcpt>, relay=none, delay=..., delays=..., dsn=5.1.1,
-status=bounced (User unknown in virtual alias table)``. qmgr records the outcome (the
-bounce or defer log) and asks the bounce service for notices.
+Runs unprivileged and chrooted as master.cf allows (it touches nothing).
 
-Parameters: none of its own (the skeleton's). The service name (``-n``) is ``retry`` to
-defer, anything else bounces.
-Diagnostics: the per-recipient log lines; malformed requests are refused by
-fastpost.mail.deliver.delivery_service.
+Parameters: delay_logging_resolution_limit.
+Diagnostics: none beyond the status lines.
 """
 
 from __future__ import annotations
 
-from fastpost.mail import deliver as D
-from fastpost.mail.dsn_text import split_dsn, with_class
+import time
+
+from fastpost.mail.agent import Outcome, log_outcome, split_dsn, status_of, summarize
+from fastpost.mail.deliver import delivery_service
 from fastpost.server import multi_server_main
 
-
-def outcome(service: str, nexthop: str) -> tuple[str, str, str]:
-    """(status, dsn, text) for every recipient of a request to this service."""
-    if service == "retry":
-        dsn, text = split_dsn(nexthop, "4.0.0")
-        return D.DEFERRED, with_class(dsn, "4"), text or "delivery temporarily suspended"
-    dsn, text = split_dsn(nexthop, "5.0.0")
-    return D.BOUNCED, with_class(dsn, "5"), text or "delivery not possible"
+RETRY_SERVICE = "retry"
 
 
-def handle(request: D.DeliveryRequest, ctx) -> list[D.RecipientResult]:
-    status, dsn, text = outcome(ctx.service_name or "error", request.nexthop)
-    results = [D.RecipientResult(r.offset, status, dsn, text, "none") for r in request.recipients]
-    D.log_results(request, results)
+def verdict(service: str, nexthop: str) -> tuple[str, str]:
+    """Return (dsn, text) for a request to the error or retry service."""
+    default = "4.0.0" if service == RETRY_SERVICE else "5.0.0"
+    return split_dsn(nexthop.strip(), default)
+
+
+async def handle(request, ctx):
+    started = time.time()
+    service = ctx.service_name or "error"
+    dsn, text = verdict(service, request.nexthop)
+    results = []
+    for rcpt in request.recipients:
+        out = Outcome(rcpt.address, rcpt.orig, status_of(dsn), dsn, text, relay="none")
+        log_outcome(request, rcpt.offset, out, started=started,
+                    resolution=int(ctx.p["delay_logging_resolution_limit"]))
+        results.append(summarize(rcpt.offset, [out], "none"))
     return results
 
 
-def main(argv):
-    multi_server_main(argv, D.delivery_service(handle), name="error")
+def main(argv: list[str]) -> None:
+    multi_server_main(argv, delivery_service(handle), name="error",
+                      params=("delay_logging_resolution_limit",))
