@@ -20,7 +20,8 @@ from helpers.instance import free_port
 
 
 class Sink:
-    def __init__(self, *options: str, lmtp: bool = False, host: str = "127.0.0.1"):
+    def __init__(self, *options: str, lmtp: bool = False, host: str = "127.0.0.1",
+                 port: int | None = None):
         path = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
         # smtp-sink writes its dump as nobody: a directory of its own that nobody can
         # reach (pytest's tmp_path is private to root).
@@ -28,7 +29,7 @@ class Sink:
         os.chmod(self.dir, 0o1777)
         self.dump = self.dir / f"dump-{time.monotonic_ns()}"
         self.host = host
-        self.port = free_port(host)
+        self.port = port or free_port(host)
         args = [path, "-u", "nobody", "-D", str(self.dump), "-h", "sink.test"]
         if lmtp:
             args.append("-L")

@@ -225,6 +225,7 @@ class Engine:
             final = last and (index == len(targets) - 1 or (limit > 0 and sessions + 1 >= limit))
             sess = self.cache.take(target.endpoint)
             if sess is not None:
+                sess.target = target  # same server; this destination's name for it
                 if await self._use(st, sess, dest, final=final) is not _STALE:
                     sessions += 1
                     if not st.pending or (limit > 0 and sessions >= limit):
