@@ -327,6 +327,7 @@ class Session:
             err = SiteError("4.7.5", f"TLS handshake with {self.name_addr} failed: {reason}",
                             stage="starttls", connected=True)
             err.verify_failed = isinstance(exc, ssl.SSLCertVerificationError)
+            err.reason = reason
             raise err from None
         self.conn.tls_started()
         await self._hello()

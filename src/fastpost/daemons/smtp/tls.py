@@ -147,7 +147,7 @@ class Policy:
         except SiteError as exc:
             if getattr(exc, "verify_failed", False):
                 log.warn("server certificate verification failed for %s: %s",
-                         sess.relay, exc.text)
+                         sess.relay, getattr(exc, "reason", exc.text))
                 raise SiteError("4.7.5", "Server certificate not verified", stage="starttls",
                                 connected=True) from None
             exc.tls_level = level
