@@ -33,7 +33,11 @@ The order of work, as Postfix's smtp:
 Every final result is logged as Postfix's status line (``relay=host[addr]:port``,
 ``conn_use=N`` from the second message on a connection, ``delays=a/b/c/d``).
 
+Addresses go out in RFC 5321 form (a local part that needs it is quoted:
+``"john doe"@example.com``) unless smtp_quote_rfc821_envelope = no.
+
 Parameters: through Settings (fastpost.daemons.smtp.settings): smtp_mx_address_limit,
+smtp_quote_rfc821_envelope,
 smtp_mx_session_limit, smtp_fallback_relay, smtp_tcp_port, smtp_line_length_limit,
 delay_logging_resolution_limit; the session, cache and TLS ones.
 Diagnostics: a message that cannot be read is deferred 4.3.0 with a warning; a
@@ -46,6 +50,7 @@ import time
 
 from fastpost.daemons.smtp.route import parse_nexthop, port_number
 from fastpost.daemons.smtp.session import COMMAND_TEXT, Session, SiteError, fold_lines, reply_dsn
+from fastpost.mail.address import external
 from fastpost.mail.deliver import (
     BOUNCED, DEFERRED, NOTIFY_DELAY, NOTIFY_FAILURE, NOTIFY_NEVER, NOTIFY_SUCCESS, RET_FULL,
     RET_HDRS, SENT, DeliveryResult, RecipientResult, format_status_line,
@@ -150,7 +155,8 @@ class Engine:
                              "mail system error: cannot read the queued message")
         if self.s.fold_limit:
             content = fold_lines(content, self.s.fold_limit)
-        wire = [WireRecipient(r.address, _notify(r.dsn_notify), _orcpt(r))
+        quote = external if self.s.quote_envelope else str
+        wire = [WireRecipient(quote(r.address), _notify(r.dsn_notify), _orcpt(r))
                 for r in request.recipients]
         st = _State(request, content, wire)
         st.conn_time = started
@@ -267,7 +273,8 @@ class Engine:
                     await sess.rset()
             st.conn_use = sess.uses + 1
             outcome = await sess.transaction(
-                req.sender, [st.wire[r.offset] for r in st.pending], st.content,
+                external(req.sender) if self.s.quote_envelope else req.sender,
+                [st.wire[r.offset] for r in st.pending], st.content,
                 size=req.size or len(st.content), body=_body(req.encoding),
                 smtputf8=req.smtputf8 and self.s.smtputf8_enable,
                 ret={RET_FULL: "FULL", RET_HDRS: "HDRS"}.get(req.dsn_ret),
