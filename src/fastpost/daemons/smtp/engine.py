@@ -154,7 +154,11 @@ class Engine:
             return self._all(request, started, DEFERRED, "4.3.0",
                              "mail system error: cannot read the queued message")
         if self.s.fold_limit:
-            content = fold_lines(content, self.s.fold_limit)
+            folded = fold_lines(content, self.s.fold_limit)
+            if folded is not content:
+                log.info("%s: breaking line > %d bytes with <CR><LF>SPACE", request.queue_id,
+                         self.s.fold_limit)
+                content = folded
         quote = external if self.s.quote_envelope else str
         wire = [WireRecipient(quote(r.address), _notify(r.dsn_notify), _orcpt(r))
                 for r in request.recipients]
