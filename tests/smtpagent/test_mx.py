@@ -28,6 +28,9 @@ RECORDS = [
     "three.test. MX 10 dead.test.", "three.test. MX 20 dead2.test.",
     "three.test. MX 30 live.test.", "dead2.test. A 127.0.0.5",
     "two.test. MX 10 live.test.", "two.test. MX 10 live2.test.",
+    "soft.test. MX 10 softmx.test.", "soft.test. MX 20 live.test.", "softmx.test. A 127.0.0.6",
+    "hard.test. MX 10 hardmx.test.", "hard.test. MX 20 live.test.", "hardmx.test. A 127.0.0.7",
+    "gone.test. MX 10 gonemx.test.", "gone.test. MX 20 live.test.", "gonemx.test. A 127.0.0.8",
 ]
 
 
@@ -40,7 +43,10 @@ def env():
     need_program("unbound")
     port = free_port("127.0.0.3")
     with Unbound(RECORDS) as server, Sink(host="127.0.0.3", port=port) as live, \
-            Sink(host="127.0.0.4", port=port) as live2:
+            Sink(host="127.0.0.4", port=port) as live2, \
+            Sink("-r", "rcpt", host="127.0.0.6", port=port), \
+            Sink("-f", "rcpt", host="127.0.0.7", port=port), \
+            Sink("-Q", "mail", host="127.0.0.8", port=port):
         master_cf = MASTER_CF + (
             "smtp2 unix - - n - - smtp\n  -o smtp_mx_address_limit=2\n"
             f"nodns unix - - n - - smtp\n  -o fastpost_dns_servers=127.0.0.1:{free_port()}\n"
@@ -153,3 +159,29 @@ def test_equal_preferences_are_shuffled(env, tmp_path):
 
     assert asyncio.run(firsts()) == {"live.test", "live2.test"}
     assert lookups.queries == 3  # MX + two A: later routes come from the cache
+
+
+def test_soft_rcpt_reply_tries_the_next_mx(env):
+    """A 4xx for a recipient on a server that is not the last: the next MX gets it."""
+    site, _, port, _, _ = env
+    qid = site.submit(["x@soft.test"])
+    res = site.deliver(qid, f"soft.test:{port}")
+    assert [(r.status, r.relay) for r in res.results] == [("sent", f"live.test[127.0.0.3]:{port}")]
+
+
+def test_hard_rcpt_reply_is_final(env):
+    """A 5xx for a recipient bounces it: no other MX is asked."""
+    site, _, port, _, _ = env
+    qid = site.submit(["x@hard.test"])
+    res = site.deliver(qid, f"hard.test:{port}")
+    (r,) = res.results
+    assert (r.status, r.dsn, r.relay) == ("bounced", "5.3.0", f"hardmx.test[127.0.0.7]:{port}")
+    assert r.text.startswith("host hardmx.test[127.0.0.7] said: 500 5.3.0 ")
+
+
+def test_421_moves_on_to_the_next_mx(env):
+    site, _, port, _, _ = env
+    qid = site.submit(["x@gone.test"])
+    res = site.deliver(qid, f"gone.test:{port}")
+    assert [(r.status, r.relay) for r in res.results] == [("sent", f"live.test[127.0.0.3]:{port}")]
+    assert res.hop_status is None
