@@ -44,10 +44,12 @@ def env():
                 "smtp_tls_verify_cert_match=mx.tls.test"),
             svc("tpol", f"smtp_tls_policy_maps=texthash:{policy}", "smtp_tls_loglevel=1",
                 f"smtp_tls_CAfile={ca[2]}"),
+            svc("tmay13", "smtp_tls_security_level=may",
+                "{smtp_tls_protocols=!SSLv2, !SSLv3, !TLSv1, !TLSv1.1, !TLSv1.2}"),
         ])
         with AgentSite(master_cf=master_cf) as site:
             site.start()
-            yield site, srv
+            yield site, srv, (cert, key)
 
 
 def deliver(site, srv, transport, nexthop=None):
@@ -67,7 +69,7 @@ def tls_line(site, since: int) -> str:
     ("tpol", "Verified"),
 ])
 def test_levels_that_deliver(env, transport, kind):
-    site, srv = env
+    site, srv, _ = env
     before = len(site.inst.log_text())
     qid, res = deliver(site, srv, transport)
     assert [r.status for r in res.results] == ["sent"], res
@@ -78,14 +80,14 @@ def test_levels_that_deliver(env, transport, kind):
 
 
 def test_level_none_sends_in_plain_text(env):
-    site, srv = env
+    site, srv, _ = env
     qid, res = deliver(site, srv, "smtp")
     assert [r.status for r in res.results] == ["sent"]
     assert b"with ESMTP id" in srv.messages()[-1]
 
 
 def test_encrypt_without_starttls_defers(env):
-    site, _ = env
+    site, _, _ = env
     with Sink() as sink:
         qid = site.submit(["x@example.net"])
         res = site.deliver(qid, sink.nexthop, transport="tenc")
@@ -98,7 +100,7 @@ def test_encrypt_without_starttls_defers(env):
     ("tvername", "do not match"), ("tverca", "unable to get local issuer certificate"),
 ])
 def test_verify_failures_defer(env, transport, why):
-    site, srv = env
+    site, srv, _ = env
     count = len(srv.messages())
     qid, res = deliver(site, srv, transport)
     assert [(r.status, r.dsn, r.text) for r in res.results] == \
@@ -107,3 +109,15 @@ def test_verify_failures_defer(env, transport, why):
         in site.inst.log_text()
     assert why in site.inst.log_text()
     assert len(srv.messages()) == count  # nothing was sent
+
+
+def test_may_retries_in_plain_text_after_a_failed_handshake(env):
+    """The server speaks at most TLS 1.2, this client at least 1.3: no handshake."""
+    site, _, (cert, key) = env
+    with TlsServer(cert, key, "smtpd_tls_protocols = !SSLv2, !SSLv3, !TLSv1.3\n") as old:
+        qid = site.submit(["x@example.net"])
+        res = site.deliver(qid, f"[127.0.0.1]:{old.port}", transport="tmay13")
+        assert [r.status for r in res.results] == ["sent"], res
+        assert "trying again without TLS" in "\n".join(site.log_lines(qid))
+        (msg,) = old.messages()
+        assert b"with ESMTP id" in msg

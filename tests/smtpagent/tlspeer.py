@@ -71,7 +71,7 @@ def make_cert(directory, ca, names: list[str]):
 
 
 class TlsServer:
-    def __init__(self, cert: str, key: str):
+    def __init__(self, cert: str, key: str, extra: str = ""):
         self.dir = Path(tempfile.mkdtemp(prefix="tls-peer-"))
         (self.dir / "etc").mkdir()
         (self.dir / "spool").mkdir()
@@ -83,7 +83,7 @@ class TlsServer:
             f"smtpd_tls_key_file = {key}\n"
             "mynetworks = 127.0.0.0/8\n"
             f"queue_directory = {self.dir}/queue\n"
-            f"data_directory = {self.dir}/data\n")
+            f"data_directory = {self.dir}/data\n" + extra)
         port_file = self.dir / "port"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fastpost.daemons.smtpd.standalone", "-c",
