@@ -19,6 +19,14 @@ from pathlib import Path
 from helpers.instance import free_port
 
 
+def _free_port(host: str) -> int:
+    if ":" not in host:
+        return free_port(host)
+    with socket.socket(socket.AF_INET6) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
 class Sink:
     def __init__(self, *options: str, lmtp: bool = False, host: str = "127.0.0.1",
                  port: int | None = None):
@@ -29,11 +37,12 @@ class Sink:
         os.chmod(self.dir, 0o1777)
         self.dump = self.dir / f"dump-{time.monotonic_ns()}"
         self.host = host
-        self.port = port or free_port(host)
+        self.port = port or _free_port(host)
         args = [path, "-u", "nobody", "-D", str(self.dump), "-h", "sink.test"]
         if lmtp:
             args.append("-L")
-        args += list(options) + [f"{host}:{self.port}", "100"]
+        where = f"[{host}]" if ":" in host else host
+        args += list(options) + [f"{where}:{self.port}", "100"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10
         while True:
@@ -47,7 +56,8 @@ class Sink:
 
     @property
     def nexthop(self) -> str:
-        return f"[{self.host}]:{self.port}"
+        host = f"ipv6:{self.host}" if ":" in self.host else self.host
+        return f"[{host}]:{self.port}"
 
     def text(self) -> str:
         try:

@@ -31,6 +31,7 @@ RECORDS = [
     "soft.test. MX 10 softmx.test.", "soft.test. MX 20 live.test.", "softmx.test. A 127.0.0.6",
     "hard.test. MX 10 hardmx.test.", "hard.test. MX 20 live.test.", "hardmx.test. A 127.0.0.7",
     "gone.test. MX 10 gonemx.test.", "gone.test. MX 20 live.test.", "gonemx.test. A 127.0.0.8",
+    "six.test. MX 10 sixmx.test.", "sixmx.test. AAAA ::1",
 ]
 
 
@@ -50,7 +51,8 @@ def env():
         master_cf = MASTER_CF + (
             "smtp2 unix - - n - - smtp\n  -o smtp_mx_address_limit=2\n"
             f"nodns unix - - n - - smtp\n  -o fastpost_dns_servers=127.0.0.1:{free_port()}\n"
-            "  -o fastpost_dns_timeout=2s\n")
+            "  -o fastpost_dns_timeout=2s\n"
+            "smtp6 unix - - n - - smtp\n  -o inet_protocols=all\n")
         with AgentSite(master_cf=master_cf,
                        main_cf={"fastpost_dns_servers": server.server}) as site:
             site.start()
@@ -185,3 +187,19 @@ def test_421_moves_on_to_the_next_mx(env):
     res = site.deliver(qid, f"gone.test:{port}")
     assert [(r.status, r.relay) for r in res.results] == [("sent", f"live.test[127.0.0.3]:{port}")]
     assert res.hop_status is None
+
+
+def test_aaaa_records_with_inet_protocols_all(env):
+    """IPv6 MX host: unreachable with inet_protocols = ipv4, delivered with all."""
+    site, _, _, _, _ = env
+    with Sink(host="::1") as sink6:
+        qid = site.submit(["x@six.test"])
+        res = site.deliver(qid, f"six.test:{sink6.port}")
+        (r,) = res.results
+        assert (r.status, r.dsn) == ("bounced", "5.4.4")  # no A record, AAAA not asked
+        qid = site.submit(["x@six.test"])
+        res = site.deliver(qid, f"six.test:{sink6.port}", transport="smtp6")
+        assert [(r.status, r.relay) for r in res.results] == \
+            [("sent", f"sixmx.test[::1]:{sink6.port}")]
+        res = site.deliver(site.submit(["x@six.test"]), sink6.nexthop, transport="smtp6")
+        assert [r.relay for r in res.results] == [f"::1[::1]:{sink6.port}"]

@@ -279,6 +279,8 @@ class Router:
                                            native=self.s.native_lookups)
         if not ans.ok:
             return [], _lookup_problem(ans)
+        if host.lower().startswith("ipv6:") and _is_literal(host):
+            host = host[5:]  # [ipv6:2001:db8::1] is named 2001:db8::1[2001:db8::1]
         return [Target(host, a, dest.port, pref, dest)
                 for a in self._order_addresses(ans.records)], None
 
