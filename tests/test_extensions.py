@@ -28,6 +28,7 @@ CONSTRUCT = {
     "fastpost.smtp._lines_c.LineReader": ((2048,), {}),
     "fastpost.smtp._data_c.DotDecoder": ((10240000,), {}),
     "fastpost.smtp._data_c.ChunkDecoder": ((10240000,), {}),
+    "fastpost.mail._header_c.HeaderReader": (({}, 102400), {}),
 }
 
 

@@ -1,4 +1,4 @@
-"""Across subsystems: mail accepted by smtpd (into the queue store) is delivered by qmgr."""
+"""Across subsystems: mail accepted by smtpd (through cleanup) is delivered by qmgr."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from helpers.instance import free_port  # noqa: E402
 def test_smtpd_queue_qmgr_discard_and_a_success_notice(fastpost_instance):
     port = free_port()
     master = (f"{port} inet n - n - - smtpd\n"
+              "cleanup unix n - n - 0 cleanup\n"
               "qmgr unix n - n 300 1 qmgr\n"
               "rewrite unix - - n - - trivial-rewrite\n"
               "bounce unix - - n - 0 bounce\n"
@@ -29,7 +30,7 @@ def test_smtpd_queue_qmgr_discard_and_a_success_notice(fastpost_instance):
                              rcpt_options=["NOTIFY=SUCCESS", "ORCPT=rfc822;Bob@Remote.example"])
     assert refused == {}
     qid = inst.wait_log(r": client=localhost\[127\.0\.0\.1\]").split(": client=")[0].split()[-1]
-    inst.command("flush", check=True)  # smtpd's interim queue sink does not wake qmgr yet
+    # cleanup wakes qmgr after the commit: no flush needed
     text = inst.wait_log(rf"{qid}: sender delivery status notification: ")
     assert f"{qid}: from=<alice@example.org>, size=" in text and "nrcpt=2 (queue active)" in text
     for rcpt in ("bob", "carol"):

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,7 +12,11 @@ from fastpost.mail import ipc
 
 def test_embedded_configuration_runs_and_stops_on_ctrl_c(tmp_path):
     root = tmp_path / "var"
-    made = subprocess.run([sys.executable, "-m", "fastpost", "embedded-config", str(root)],
+    with socket.socket() as s:  # 2525 may be taken on a shared machine
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    made = subprocess.run([sys.executable, "-m", "fastpost", "embedded-config",
+                           "--smtp", f"127.0.0.1:{port}", str(root)],
                           capture_output=True, text=True, check=True)
     etc = made.stdout.strip()
     out = open(tmp_path / "out", "w+")

@@ -1,11 +1,14 @@
-"""fastpost embedded-config DIR: write the no-root development configuration.
+"""fastpost embedded-config [--smtp HOST:PORT] DIR: write the no-root development configuration.
 
 Creates DIR/etc/main.cf and DIR/etc/master.cf from the templates in
 fastpost/embedded/ (queue under DIR/spool, mail under DIR/mail, SMTP on
 127.0.0.1:2525, logs on stdout), unless they already exist, and prints the
-configuration directory. ``./dev run`` uses it before ``fastpost start-fg``.
+configuration directory. ``./dev run`` uses it before ``fastpost start-fg``
+(``FASTPOST_SMTP=127.0.0.1:2526 ./dev run`` passes ``--smtp``, for a machine where 2525
+is taken). ``--smtp`` only applies when master.cf is written, not to an existing one.
 
-Diagnostics: an unwritable DIR is reported with the path and exit status 73.
+Diagnostics: an unwritable DIR is reported with the path and exit status 73; a bad
+--smtp value with exit status 64.
 """
 
 from __future__ import annotations
@@ -18,8 +21,15 @@ from importlib import resources
 
 
 def main(argv: list[str]) -> int:
+    smtp = "127.0.0.1:2525"
+    if len(argv) == 3 and argv[0] == "--smtp":
+        smtp, argv = argv[1], argv[2:]
+        host, _, port = smtp.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            print(f"fastpost embedded-config: --smtp {smtp}: expected HOST:PORT", file=sys.stderr)
+            return 64
     if len(argv) != 1:
-        print("usage: fastpost embedded-config DIR", file=sys.stderr)
+        print("usage: fastpost embedded-config [--smtp HOST:PORT] DIR", file=sys.stderr)
         return 64
     root = os.path.abspath(argv[0])
     etc = os.path.join(root, "etc")
@@ -42,6 +52,7 @@ def main(argv: list[str]) -> int:
                 continue
             text = resources.files("fastpost.embedded").joinpath(name).read_text()
             text = text.replace("@ROOT@", root).replace("@USER@", user).replace("@GROUP@", group)
+            text = text.replace("127.0.0.1:2525", smtp)
             with open(target + ".tmp", "w") as fh:
                 fh.write(text)
             os.replace(target + ".tmp", target)

@@ -38,6 +38,8 @@ COMMANDS: dict[str, str] = {
     "alias": "fastpost.cli.postalias:main",
     "newaliases": "fastpost.cli.postalias:newaliases",
     "tls": "fastpost.cli.tls:main",
+    "sendmail": "fastpost.cli.sendmail:main",
+    "link-commands": "fastpost.cli.linkcmds:main",
 }
 
 #: The postfix(1) verbs, all served by one module.

@@ -11,7 +11,10 @@ Postfix counterpart: src/postsuper/postsuper.c
     -f id   force expiry and release from hold
     -h id   put on hold           (incoming active deferred)
     -H id   release from hold into deferred (hold)
-    -r id   requeue through pickup/cleanup: needs those daemons, not available yet
+    -r id   requeue through pickup and cleanup (hold incoming active deferred): the
+            message (its undelivered recipients, its arrival time, its content) is
+            written to maildrop as mail_owner's file and removed from the queue; pickup
+            gives it to cleanup again (new queue ID, today's canonical/virtual/checks)
     -p      remove temporary files left by crashes       } also done when no other
     -s      structure check and repair (see below)       } operation is given
     -S      -s, and read every message to check its stored bytes
@@ -64,10 +67,12 @@ DEFAULT_QUEUES = {
     "f": ("hold", "incoming", "active", "deferred"),
     "h": ("incoming", "active", "deferred"),
     "H": ("hold",),
+    "r": ("hold", "incoming", "active", "deferred"),
 }
 #: The order operations run in and report in.
-OP_ORDER = ("d", "e", "f", "h", "H")
-SUMMARY = {"d": "Deleted", "e": "Force-expired", "h": "Placed on hold", "H": "Released from hold"}
+OP_ORDER = ("d", "e", "f", "h", "H", "r")
+SUMMARY = {"d": "Deleted", "e": "Force-expired", "h": "Placed on hold", "H": "Released from hold",
+           "r": "Requeued"}
 CHUNK = 1000
 
 
@@ -185,8 +190,70 @@ class Super:
         if chunk:
             self._apply(op, chunk, quiet)
 
+    def _requeue(self, qids: list[str], quiet: bool) -> None:
+        """-r: each message to maildrop (durably), then out of the queue; wake pickup."""
+        import os
+        import pwd
+
+        from fastpost.cli.sendmail import wake_pickup
+        from fastpost.mail import maildrop
+        from fastpost.mail.queue import CorruptMessage, QueueError
+        from fastpost.mail.queue.message import CorruptQueueFile, content_text
+
+        cfg = self.tool.cfg
+        queue = cfg.get("queue_directory")
+        directory = os.path.join(queue, "maildrop")
+        try:
+            owner = pwd.getpwnam(cfg.get("mail_owner"))
+            ids = (owner.pw_uid, owner.pw_gid) if os.geteuid() == 0 else None
+        except KeyError:
+            raise ToolFatal(f"unknown mail_owner: {cfg.get('mail_owner')}") from None
+        states = set(self._states("r"))
+        taken = []
+        for qid in qids:
+            info = self.store.get(qid)
+            if info is None or info.state not in states:
+                continue
+            try:
+                data = self.store.read(qid, info)
+                parsed = self.store.parsed(qid)
+                content = content_text(data, parsed)
+            except (CorruptMessage, CorruptQueueFile, QueueError) as exc:
+                self.tool.warn(f"{qid}: cannot requeue: {exc}")
+                continue
+            live = {r.offset for r in info.live_recipients}
+            rcpts = [(r.address, r.dsn_orcpt or "", r.dsn_notify) for r in parsed.recipients
+                     if r.offset in live and not r.done]
+            if not rcpts:
+                continue  # nothing left to deliver: leave it to qmgr
+            msg = maildrop.DropMessage(sender=parsed.sender or "", recipients=rcpts,
+                                       content=content, arrival=parsed.arrival,
+                                       ret=parsed.attrs.get("ret_flags") or None,
+                                       envid=parsed.attrs.get("envelope_id") or None,
+                                       attrs=[("requeue", qid)])
+            try:
+                maildrop.drop(directory, maildrop.encode(msg), ids)
+            except OSError as exc:
+                raise ToolFatal(f"{directory}: {exc.strerror}") from None
+            taken.append(qid)
+        done = []
+        with self.store.edit() as ed:
+            for qid in taken:
+                if ed.delete(qid):
+                    done.append(qid)
+                    self.counts["r"] += 1
+        if done:
+            wake_pickup(queue, cfg.get("pickup_service_name"))
+        if not quiet:
+            for qid in done:
+                self.tool.info(f"{qid}: requeued")
+
     def _apply(self, op: str, qids: list[str], quiet: bool = False) -> None:
         from fastpost.mail.queue import index as ix
+
+        if op == "r":
+            self._requeue(qids, quiet)
+            return
 
         done: list[tuple[str, str]] = []
         states = set(self._states(op))
@@ -224,10 +291,10 @@ class Super:
 
     def summary(self, ops: set[str]) -> None:
         reported = set()
-        for op in ("d", "e", "f", "h", "H"):
+        for op in OP_ORDER:
             if op not in ops:
                 continue
-            keys = {"d": ["d"], "e": ["e"], "f": ["e", "H"], "h": ["h"], "H": ["H"]}[op]
+            keys = {"d": ["d"], "e": ["e"], "f": ["e", "H"], "h": ["h"], "H": ["H"], "r": ["r"]}[op]
             for key in keys:
                 if key not in reported:
                     reported.add(key)
@@ -308,10 +375,6 @@ def main(argv: list[str]) -> int:
         for name in args:
             if name not in QUEUE_NAMES:
                 raise ToolFatal(f"invalid directory name: {name}")
-        if "r" in ops:
-            print("postsuper: fatal: -r (requeue through pickup and cleanup) needs the pickup and cleanup "
-                  "daemons, which fastpost does not have yet", file=sys.stderr)
-            return 69
         if selector.active and not ops:
             raise ToolFatal("selectors need an operation (-d, -e, -f, -h or -H)")
         for op, ids in ops.items():

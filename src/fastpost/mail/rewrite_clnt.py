@@ -9,6 +9,7 @@ last answer; this client keeps many, for a short time).
                                                             #    nexthop, recipient, flags)
     r = await client.verify(sender, address)               # address_verify_* variant
     r = client.resolve_cached(sender, address)             # from the cache or None
+    a = client.rewrite_cached(context, address)            # from the cache or None
     client.rewrite_sync(...), client.resolve_sync(...), client.verify_sync(...)  # commands
     client.close()
 
@@ -191,6 +192,10 @@ class RewriteClient:
     def resolve_cached(self, sender: str, address: str) -> Resolved | None:
         """The cached answer of resolve(), or None (no round trip, no await)."""
         return self.cache.get(self._key("resolve", sender, address))
+
+    def rewrite_cached(self, context: str, address: str) -> str | None:
+        """The cached answer of rewrite(), or None (no round trip, no await)."""
+        return self.cache.get(self._key("rewrite", context, address))
 
     async def rewrite(self, context: str, address: str) -> str:
         """Rewrite an address in the ``local`` or ``remote`` context."""

@@ -12,6 +12,7 @@ is one row of QUEUE_TREE (other subsystems add theirs there):
     maildrop   mail_owner:setgid_group   0730  local submissions (postdrop)
     segments   mail_owner                0700  queue store segment files
     index      mail_owner                0700  queue store index (LMDB)
+    corrupt    mail_owner                0700  maildrop files pickup could not take
 
 $data_directory belongs to mail_owner (0700). The queue directory itself belongs to
 root (0755), as Postfix's does, so that a compromised mail_owner cannot replace it.
@@ -62,6 +63,8 @@ QUEUE_TREE: tuple[TreeEntry, ...] = (
     # the queue store (docs/queue.md), opened by cleanup, qmgr and bounce as mail_owner
     TreeEntry("segments", OWNER, OWNER, 0o700),
     TreeEntry("index", OWNER, OWNER, 0o700),
+    # maildrop files pickup could not read as submissions (docs/accept.md)
+    TreeEntry("corrupt", OWNER, OWNER, 0o700),
 )
 
 

@@ -25,7 +25,8 @@ trigger), which does, in order:
  8. retirement: after ``max_use`` clients, after ``max_idle`` seconds without one, or
     when the master disconnects (reload, stop, master death) the process stops
     accepting, finishes the clients it has, runs ``on_exit(ctx)`` and exits 0.
-    ``resident=True`` daemons (qmgr) ignore max_use and max_idle.
+    ``resident=True`` daemons (qmgr) ignore max_use and max_idle; ``max_use_scale=N``
+    makes max_use count N clients as one (smtpd: thousands of short sessions per worker).
 
 Watchdog: if the event loop makes no progress for ``daemon_timeout`` seconds the
 process dumps its Python stacks to stderr and exits 1 (faulthandler; this works even
@@ -157,6 +158,9 @@ class ServerContext:
         self.p: dict[str, object] = {}  # typed values of the declared parameters
         self.loop: asyncio.AbstractEventLoop | None = None  # set before post_init
         self.verbose = opts.verbose
+        #: Called (no arguments) when the process starts retiring: a daemon whose
+        #: clients keep persistent connections (cleanup) closes them when idle.
+        self.on_retire: list = []
 
     @property
     def clients(self) -> int:
@@ -196,7 +200,7 @@ class BaseServer:
     extra_params: tuple[str, ...] = ()
 
     def __init__(self, argv, service, *, name=None, params=(), pre_init=None, post_init=None,
-                 on_exit=None, resident=False, solitary=False):
+                 on_exit=None, resident=False, solitary=False, max_use_scale=1):
         self.argv = list(argv)
         self.service = service
         program = name or os.path.basename(self.argv[0] if self.argv else "daemon")
@@ -206,6 +210,9 @@ class BaseServer:
         self.post_init = post_init
         self.on_exit = on_exit
         self.resident = resident
+        #: max_use counts clients; a daemon that serves many short sessions at once
+        #: (smtpd) retires after max_use x max_use_scale of them.
+        self.max_use_scale = max(1, int(max_use_scale))
         self.require_solitary = solitary
         self.clients = 0
         self.use_count = 0
@@ -354,6 +361,15 @@ class BaseServer:
                 os.setuid(owner.pw_uid)
             except OSError as exc:
                 log.fatal("set privileges to %s: %s", owner.pw_name, exc.strerror)
+        if root and (opts.chroot or opts.unprivileged):
+            # Table files opened in pre_init may be out of reach now (not in the jail,
+            # not readable by mail_owner): they keep what they loaded instead of
+            # failing every lookup (a reload restarts the daemon, as in Postfix). A
+            # daemon that never loaded the tables module opened no table (and cannot
+            # import it inside the jail).
+            maps_base = sys.modules.get("fastpost.mail.maps._base")
+            if maps_base is not None:
+                maps_base.KEEP_UNREACHABLE = True
 
     def _new_loop(self) -> asyncio.AbstractEventLoop:
         loop = uvloop.new_event_loop()
@@ -416,7 +432,7 @@ class BaseServer:
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
-        if not self.resident and self.use_count >= int(self.ctx.p["max_use"]):
+        if not self.resident and self.use_count >= int(self.ctx.p["max_use"]) * self.max_use_scale:
             self.retire("max_use reached")
 
     def client_gone(self) -> None:
@@ -448,6 +464,11 @@ class BaseServer:
             return
         self.retiring = True
         log.debug("retiring: %s", reason)
+        for callback in self.ctx.on_retire:
+            try:
+                callback()
+            except Exception as exc:  # noqa: BLE001 - a daemon's hook must not stop retiring
+                self.report_exception("on_retire", exc)
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None

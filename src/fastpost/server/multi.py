@@ -3,7 +3,8 @@
 Postfix counterpart: src/master/multi_server.c
 
     multi_server_main(argv, service, *, name=None, params=(), pre_init=None,
-                      post_init=None, on_exit=None, resident=False, solitary=False)
+                      post_init=None, on_exit=None, resident=False, solitary=False,
+                      max_use_scale=1)
 
 ``service`` is either
 

@@ -1,6 +1,6 @@
 """smtpd as the master runs it: master.cf service, multi skeleton, privilege drop, the
-queue store as the sink (until cleanup exists), STARTTLS with a certificate that only
-root can read, and Postfix's log lines in maillog_file.
+cleanup service as the sink (into the queue store), STARTTLS with a certificate that
+only root can read, and Postfix's log lines in maillog_file.
 """
 
 import smtplib
@@ -16,6 +16,8 @@ def test_smtpd_under_the_master(fastpost_instance, tmp_path):
     port = free_port()
     inst = fastpost_instance(
         master_cf=f"127.0.0.1:{port} inet n - n - - smtpd\n"
+                  "cleanup unix n - n - 0 cleanup\n"
+                  "rewrite unix - - n - - trivial-rewrite\n"
                   "postlog unix-dgram n - n - 1 postlogd\n",
         main_cf={"mynetworks": "127.0.0.1/32", "smtpd_peername_lookup": "no"})
     key, cert = new_server_files(str(inst.etc), ["test.localdomain"], algorithm="ecdsa")

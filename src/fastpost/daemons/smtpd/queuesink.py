@@ -36,8 +36,7 @@ from fastpost.smtp import replies
 
 __all__ = ["QueueSink"]
 
-#: RFC 3461 NOTIFY words as Postfix's DSN_NOTIFY_* bits.
-_NOTIFY_BITS = {"NEVER": 1, "SUCCESS": 2, "DELAY": 4, "FAILURE": 8}
+from fastpost.mail.cleanup_proto import NOTIFY_BITS as _NOTIFY_BITS  # noqa: E402
 #: RET as Postfix's DSN_RET_* values.
 _RET = {"FULL": "1", "HDRS": "2"}
 

@@ -174,6 +174,12 @@ class SurrogateMap(Map):
         raise MapRetry(f"{self.spec}: table lookup problem: {self.reason}")
 
 
+#: Set by the server skeleton after a chroot or a privilege drop: a table file that
+#: can no longer be looked at (ENOENT in the jail, EACCES as mail_owner) is taken as
+#: unchanged, and the table keeps the contents it loaded before the jail.
+KEEP_UNREACHABLE = False
+
+
 class FileWatch:
     """Notices that a file was replaced or modified (checked at most once a second)."""
 
@@ -196,7 +202,10 @@ class FileWatch:
         if not force and now < self.next_check:
             return False
         self.next_check = now + CHANGE_CHECK_INTERVAL
-        return self._signature() != self.sig
+        sig = self._signature()
+        if sig is None and KEEP_UNREACHABLE and self.sig is not None:
+            return False
+        return sig != self.sig
 
 
 class FileMap(Map):

@@ -162,12 +162,17 @@ class QueueStore:
         store = cls(settings, index)
         if recover and not readonly:
             store.recovery = store.recover()
+        if not readonly:
+            store._writable = True
+            _give_to_owner(qdir)
         return store
 
     def close(self) -> None:
         """Close segment files and the index."""
         if self._closed:
             return
+        if getattr(self, "_writable", False):
+            _give_to_owner(self.settings.queue_directory)
         self._closed = True
         for fd in self._fds.values():
             os.close(fd)
@@ -859,3 +864,28 @@ def _index_error(exc: lmdb.Error) -> Exception:
         return InsufficientStorage(code, f"queue index: {os.strerror(code)}")
     return QueueError(f"queue index error: {exc}")
 
+
+def _give_to_owner(qdir: str) -> None:
+    """Root (fastpost super, queue, an import) must not leave files mail_owner cannot use.
+
+    The first open of a store creates the LMDB index files, an import creates segments:
+    run as root, they would belong to root, and cleanup/qmgr (mail_owner) could no longer
+    open the queue. Each file in index/ and segments/ is given to its directory's owner.
+    """
+    if os.geteuid() != 0:
+        return
+    for sub in ("index", "segments"):
+        d = os.path.join(qdir, sub)
+        try:
+            dst = os.stat(d)
+            names = os.listdir(d)
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(d, name)
+            try:
+                st = os.lstat(path)
+                if (st.st_uid, st.st_gid) != (dst.st_uid, dst.st_gid):
+                    os.lchown(path, dst.st_uid, dst.st_gid)
+            except OSError:
+                pass

@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Durable accept through smtpd and cleanup, next to C Postfix, without an access policy.
+
+    sudo .venv/bin/python benchmarks/accept_pipeline.py [--messages N] [--runs R]
+        [--sessions 20,100] [--size BYTES] [--only fastpost|postfix] [--profile DIR]
+
+What `./dev bench --scenarios accept` measures, with one difference: instead of
+holding each message (``check_client_access static:HOLD``, which needs the access
+policy's restrictions) both MTAs run *without a qmgr service*, so every accepted
+message stays in the incoming queue and nothing competes with acceptance. The rest is
+the harness's (benchmarks/harness/): the same main.cf and master.cf for both (from
+mta.py, minus qmgr), smtp-source with one connection per 1 KiB message, interleaved
+runs, CPU of every process of each MTA's tree, and the count checked afterwards
+(``postqueue -j`` / ``fastpost queue -j``: N messages in incoming).
+
+Postfix's cleanup then logs ``warning: unable to look up public/qmgr`` once per
+message (one failed connect: a few microseconds); fastpost's cleanup warns once a
+minute.
+
+``--profile DIR`` runs py-spy (if installed) on fastpost's smtpd and cleanup workers
+during the last run and writes flame graphs (SVG) and raw stacks there.
+
+Prints a table: msgs/s median [min-max], CPU-ms per message by daemon, and the
+fastpost/Postfix ratio pair by pair. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from harness import mta, procs  # noqa: E402
+from harness.tools import run_source  # noqa: E402
+
+
+def make(kind: str, root: str):
+    inst = mta.make(kind, root)
+    inst.services = [s for s in mta.SERVICES if s[0] != "qmgr"]
+    # Without qmgr, Postfix's in_flow_delay would wait a second for flow tokens at
+    # every message (qmgr hands them out); fastpost has no such throttle.
+    inst.configure({"in_flow_delay": "0s"})
+    return inst
+
+
+def one_run(inst, sessions: int, messages: int, size: int, profile: str | None = None) -> dict:
+    inst.purge()
+    mon = procs.ProcessMonitor(inst.master_pid()).start()
+    spies = []
+    if profile:
+        spies = start_pyspy(inst, profile, sessions)
+    src = run_source(inst.port, sessions, messages, size)
+    res = mon.stop()
+    for p in spies:
+        p.wait(timeout=60)
+    counts = inst.queue_counts()
+    incoming = counts.get("incoming", 0)
+    ok = src["rc"] == 0 and not src["complaints"] and incoming == messages
+    return {"rate": messages / src["seconds"], "ok": ok, "counts": counts,
+            "complaints": src["complaints"][:3], "cpu": res["cpu_by_daemon"],
+            "cpu_total": res["cpu_total"], "client_cpu": src["cpu"]}
+
+
+def start_pyspy(inst, out: str, sessions: int) -> list:
+    exe = shutil.which("py-spy")
+    if exe is None:
+        print("py-spy not installed: no profile", file=sys.stderr)
+        return []
+    os.makedirs(out, exist_ok=True)
+    tree = procs.tree(inst.master_pid())
+    spies = []
+    # fastpost's workers are forked on the first connection: make sure they exist
+    for pid, (comm, ppid, *_rest) in tree.items():
+        name = procs.daemon_name(pid, comm)
+        if name in ("smtpd", "cleanup"):
+            path = os.path.join(out, f"{name}-{pid}-s{sessions}.svg")
+            spies.append(subprocess.Popen([exe, "record", "-p", str(pid), "-o", path, "-d", "8",
+                                           "-r", "200", "--nonblocking"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return spies
+
+
+def fmt_cpu(cpu: dict, messages: int) -> str:
+    parts = sorted(cpu.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{name} {1000 * sec / messages:.2f}" for name, sec in parts if sec > 0.005)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--messages", type=int, default=5000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--sessions", default="20,100")
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--only", choices=("fastpost", "postfix"))
+    ap.add_argument("--profile", help="directory for py-spy flame graphs of the last run")
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("run as root (private Postfix instances need it)", file=sys.stderr)
+        return 1
+    base = tempfile.mkdtemp(prefix="fp-accept-", dir="/var/tmp")
+    os.chmod(base, 0o755)  # mail_owner must reach the instances
+    kinds = [k for k in ("postfix", "fastpost") if args.only in (None, k)]
+    insts = {k: make(k, os.path.join(base, k)) for k in kinds}
+    results: dict = {}
+    try:
+        for inst in insts.values():
+            inst.start()
+        for sessions in [int(s) for s in args.sessions.split(",")]:
+            for kind, inst in insts.items():  # warm up: workers forked, caches filled
+                run_source(inst.port, sessions, 200, args.size)
+            for r in range(args.runs):
+                for kind, inst in insts.items():
+                    prof = args.profile if (args.profile and kind == "fastpost"
+                                            and r == args.runs - 1) else None
+                    res = one_run(inst, sessions, args.messages, args.size, prof)
+                    results.setdefault((kind, sessions), []).append(res)
+                    print(f"{kind:8} -s {sessions:<3} run {r + 1}: {res['rate']:8,.0f} msgs/s "
+                          f"{'ok' if res['ok'] else 'FAILED ' + str(res['counts']) + str(res['complaints'])}"
+                          f"  cpu-ms/msg {1000 * res['cpu_total'] / args.messages:.2f} "
+                          f"({fmt_cpu(res['cpu'], args.messages)})", file=sys.stderr)
+    finally:
+        for inst in insts.values():
+            inst.stop()
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+    print(f"\naccept to durable queue (incoming, no qmgr), {args.size} bytes, "
+          f"{args.messages} messages x {args.runs} runs, one connection per message")
+    print(f"{'sessions':>8} {'C Postfix msgs/s':>22} {'fastpost msgs/s':>22} {'ratio':>14} "
+          f"{'CPU-ms/msg P':>12} {'CPU-ms/msg f':>12}")
+    for sessions in [int(s) for s in args.sessions.split(",")]:
+        row = [f"{sessions:>8}"]
+        rates = {}
+        for kind in ("postfix", "fastpost"):
+            runs = results.get((kind, sessions), [])
+            rates[kind] = [r["rate"] for r in runs]
+            if runs:
+                row.append(f"{statistics.median(rates[kind]):9,.0f} [{min(rates[kind]):,.0f}-{max(rates[kind]):,.0f}]")
+            else:
+                row.append(f"{'-':>22}")
+        if rates.get("postfix") and rates.get("fastpost"):
+            ratios = [f / p for f, p in zip(rates["fastpost"], rates["postfix"])]
+            row.append(f"{statistics.median(ratios):5.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]")
+        else:
+            row.append(f"{'-':>14}")
+        for kind in ("postfix", "fastpost"):
+            runs = results.get((kind, sessions), [])
+            cpu = statistics.median([1000 * r["cpu_total"] / args.messages for r in runs]) if runs else 0
+            row.append(f"{cpu:12.2f}")
+        print(" ".join(row))
+    bad = [k for k, runs in results.items() if not all(r["ok"] for r in runs)]
+    if bad:
+        print(f"runs that failed their count: {bad}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

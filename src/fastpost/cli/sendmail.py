@@ -1,0 +1,293 @@
+"""fastpost sendmail: the Sendmail-compatible submission command.
+
+Postfix counterpart: src/sendmail/sendmail.c (sendmail(1)), with postdrop(1)'s part.
+
+    fastpost [-c DIR] sendmail [options] [recipient ...]
+    sendmail [options] [recipient ...]        (a link made by fastpost link-commands)
+
+Reads a message on standard input and drops it into $queue_directory/maildrop
+(fastpost.mail.maildrop), then wakes pickup, which hands it to cleanup. The file is on
+disk (fsync) before the command exits 0; pickup logs who submitted it (the file's
+owner). The maildrop directory belongs to mail_owner and setgid_group (mode 0730): the
+command writes there directly when its user may (root, mail_owner, a member of
+setgid_group, or the owner of a one-user instance such as `./dev run`); other users go
+through a setgid helper ``fastpost-postdrop`` in /usr/sbin when one is installed (not
+built yet: docs/accept.md), and without it get EX_NOPERM with a message that says so.
+
+Options, as Postfix's sendmail takes them:
+    -t            recipients from To/Cc/Bcc (and Resent-*) too; Bcc: is removed
+    -i, -oi       a line with only "." does not end the message
+    -f, -r ADDR   envelope sender (default: the user's login name)
+    -F NAME       the sender's full name (default: $NAME)
+    -N LIST       DSN NOTIFY (never | success,delay,failure)
+    -R full|hdrs  DSN RET;  -V ENVID  DSN envelope ID
+    -C FILE|DIR   main.cf (its directory) to use;  -c DIR as for every fastpost verb
+    -bm           read and queue a message (the default)
+    -bp           list the queue (mailq);  -bi, -I: newaliases (-oA FILE: that file)
+    -q            flush the queue;  -qR SITE, -qS SITE: that site;  -qI ID: one message
+    -L LABEL      the name in log lines;  -v: more diagnostics
+    ignored as in Postfix: -B type, -G, -h N, -m, -n, -o7 -o8 -om -od? -oe? and other
+    -o letters, -U, -x, -c, -e ?, -p proto, -XV...
+    not available: -bs (SMTP on stdin), -bv (address verification), -bd/-bl (daemon
+    mode: use fastpost start), -bh: exit EX_UNAVAILABLE with a message.
+
+Input: line ends CR LF or LF (stored as LF); with -t, recipients from the headers are
+added to those on the command line (as Postfix does).
+
+Parameters: queue_directory, pickup_service_name, setgid_group (in a message).
+Exit codes (sysexits): 0 queued; 64 usage (no recipients, bad option); 65 bad input;
+69/unavailable for modes not built; 75 temporary failure (cannot write the maildrop
+file, e.g. a full disk: nothing is left behind); 77 no permission to the maildrop.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import sys
+
+from fastpost.mail import cleanup_proto as P
+
+EX_OK, EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_SOFTWARE = 0, 64, 65, 69, 70
+EX_TEMPFAIL, EX_NOPERM, EX_CONFIG = 75, 77, 78
+
+#: Options that take an argument (the rest are flags); -q and -o are handled apart.
+_WITH_ARG = set("BCFLNORVXbfhpr")
+
+
+class Usage(Exception):
+    pass
+
+
+def _say(prog: str, text: str) -> None:
+    print(f"{prog}: {text}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str]) -> tuple[dict, list[str]]:
+    """Sendmail's command line: (options, recipients). Raises Usage."""
+    opts: dict = {"mode": "m", "extract": False, "dots": True, "sender": None,
+                  "fullname": None, "notify": None, "ret": None, "envid": None,
+                  "config": None, "queue": None, "alias_file": None, "label": None,
+                  "verbose": 0}
+    args = list(argv)
+    rcpts: list[str] = []
+    while args:
+        arg = args.pop(0)
+        if arg == "--":
+            rcpts.extend(args)
+            break
+        if not arg.startswith("-") or arg == "-":
+            rcpts.append(arg)
+            continue
+        letter, rest = arg[1], arg[2:]
+        if letter == "q":
+            opts["queue"] = rest  # "" flush all; R/S site; I id; a time is ignored
+            opts["mode"] = "q"
+            continue
+        if letter == "o":
+            if not rest:
+                if not args:
+                    raise Usage("option requires an argument -- 'o'")
+                rest = args.pop(0)
+            if rest == "i":
+                opts["dots"] = False
+            elif rest.startswith("A"):
+                opts["alias_file"] = rest[1:] or (args.pop(0) if args else "")
+            continue  # -o7 -o8 -om -odb -oe? ...: ignored, as in Postfix
+        if letter in _WITH_ARG:
+            if not rest:
+                if not args:
+                    raise Usage(f"option requires an argument -- '{letter}'")
+                rest = args.pop(0)
+            if letter == "b":
+                opts["mode"] = rest[:1]
+            elif letter in ("f", "r"):
+                opts["sender"] = rest
+            elif letter == "F":
+                opts["fullname"] = rest
+            elif letter == "N":
+                opts["notify"] = rest
+            elif letter == "R":
+                opts["ret"] = rest
+            elif letter == "V":
+                opts["envid"] = rest
+            elif letter == "C":
+                opts["config"] = rest if os.path.isdir(rest) else os.path.dirname(rest) or "."
+            elif letter == "L":
+                opts["label"] = rest
+            continue  # -B -O -X -h -p: ignored
+        # flags, possibly grouped (-ti)
+        for ch in arg[1:]:
+            if ch == "t":
+                opts["extract"] = True
+            elif ch == "i":
+                opts["dots"] = False
+            elif ch == "I":
+                opts["mode"] = "i"
+            elif ch == "v":
+                opts["verbose"] += 1
+            elif ch == "c":
+                pass  # fastpost's -c DIR is taken before the options (see main)
+            elif ch in "GUmnxe":
+                pass  # ignored, as in Postfix
+            else:
+                raise Usage(f"invalid option -- '{ch}'")
+    return opts, rcpts
+
+
+def _notify_bits(text: str | None) -> int:
+    if not text:
+        return 0
+    words = [w.strip().upper() for w in text.split(",") if w.strip()]
+    if not words or any(w not in P.NOTIFY_BITS for w in words) or \
+            ("NEVER" in words and len(words) > 1):
+        raise Usage(f"bad -N option value: {text}")
+    return P.notify_bits(words)
+
+
+def read_message(stream, dots: bool) -> bytes:
+    """Standard input as LF-ended lines; without -i a lone "." line ends it."""
+    out = []
+    for line in stream:
+        if line.endswith(b"\r\n"):
+            line = line[:-2] + b"\n"
+        elif not line.endswith(b"\n"):
+            line += b"\n"
+        if dots and line == b".\n":
+            break
+        out.append(line)
+    return b"".join(out)
+
+
+def _may_write(path: str) -> bool:
+    return os.access(path, os.W_OK | os.X_OK)
+
+
+def _postdrop_helper() -> str | None:
+    for d in ("/usr/sbin", "/usr/local/sbin"):
+        p = os.path.join(d, "fastpost-postdrop")
+        if os.path.isfile(p) and os.stat(p).st_mode & 0o2000:
+            return p
+    return None
+
+
+def submit(cfg, prog: str, opts: dict, rcpts: list[str], content: bytes) -> int:
+    """Write the maildrop file and wake pickup; return the exit status."""
+    from fastpost.mail import maildrop
+
+    try:
+        notify = _notify_bits(opts["notify"])
+    except Usage as exc:
+        _say(prog, f"fatal: {exc}")
+        return EX_USAGE
+    ret = None
+    if opts["ret"]:
+        ret = P.RET.get(opts["ret"].upper())
+        if ret is None:
+            _say(prog, f"fatal: bad -R option value: {opts['ret']}")
+            return EX_USAGE
+    sender = opts["sender"]
+    if sender is None:
+        try:
+            sender = pwd.getpwuid(os.getuid()).pw_name
+        except KeyError:
+            _say(prog, f"fatal: no login name found for user ID {os.getuid()}")
+            return EX_CONFIG
+    sender = sender.strip()
+    if sender.startswith("<") and sender.endswith(">"):
+        sender = sender[1:-1]
+    fullname = opts["fullname"] if opts["fullname"] is not None else os.environ.get("NAME")
+    msg = maildrop.DropMessage(
+        sender=sender, recipients=[(r, "", notify) for r in rcpts], content=content,
+        flags=P.FLAG_EXTRACT if opts["extract"] else 0, fullname=fullname, ret=ret,
+        envid=opts["envid"])
+    data = maildrop.encode(msg)
+    queue = cfg.get("queue_directory")
+    directory = os.path.join(queue, "maildrop")
+    if not _may_write(directory):
+        helper = _postdrop_helper()
+        if helper is None:
+            _say(prog, f"fatal: {directory}: no permission to submit mail (ask the "
+                       f"administrator to add you to group {cfg.get('setgid_group')})")
+            return EX_NOPERM
+        import subprocess
+
+        proc = subprocess.run([helper, "-c", cfg.config_dir], input=data)
+        return proc.returncode
+    try:
+        name = maildrop.drop(directory, data)
+    except OSError as exc:
+        _say(prog, f"fatal: {directory}: cannot write the message: {exc.strerror}")
+        return EX_TEMPFAIL
+    if opts["verbose"]:
+        _say(prog, f"queued as maildrop file {name}")
+    wake_pickup(queue, cfg.get("pickup_service_name"))
+    return EX_OK
+
+
+def wake_pickup(queue: str, service: str = "pickup") -> None:
+    """Tell pickup there is mail (if it is not running, its wake-up timer finds it)."""
+    from fastpost.mail import ipc
+
+    try:
+        ipc.trigger(os.path.join(queue, "public", service), b"W", timeout=5.0)
+    except (ipc.IPCError, OSError):
+        pass
+
+
+def main(argv: list[str], prog: str = "sendmail") -> int:
+    config_dir = None
+    if len(argv) >= 2 and argv[0] == "-c":  # fastpost -c DIR sendmail ...
+        config_dir, argv = argv[1], argv[2:]
+    try:
+        opts, rcpts = parse_args(argv)
+    except Usage as exc:
+        _say(prog, f"fatal: usage: {exc}")
+        return EX_USAGE
+    prog = opts["label"] or prog
+    config_dir = opts["config"] or config_dir
+    mode = opts["mode"]
+    if mode == "p":
+        from fastpost.cli.postqueue import mailq
+
+        return mailq(["-c", config_dir] if config_dir else [])
+    if mode == "i":
+        from fastpost.cli.postalias import main as postalias
+        from fastpost.cli.postalias import newaliases
+
+        extra = ["-c", config_dir] if config_dir else []
+        if opts["alias_file"]:
+            return postalias(extra + [opts["alias_file"]])
+        return newaliases(extra)
+    if mode == "q":
+        from fastpost.cli.postqueue import main as postqueue
+
+        q = opts["queue"] or ""
+        extra = ["-c", config_dir] if config_dir else []
+        if q[:1] in ("R", "S") and q[1:]:
+            return postqueue(extra + ["-s", q[1:]])
+        if q[:1] == "I" and q[1:]:
+            return postqueue(extra + ["-i", q[1:]])
+        return postqueue(extra + ["-f"])
+    if mode != "m":
+        what = {"s": "-bs (SMTP on standard input)", "v": "-bv (address verification)",
+                "d": "-bd (daemon mode: use fastpost start)",
+                "l": "-bl (daemon mode: use fastpost start)"}.get(mode, f"-b{mode}")
+        _say(prog, f"fatal: {what} is not available in fastpost")
+        return EX_UNAVAILABLE
+    if not rcpts and not opts["extract"]:
+        _say(prog, "fatal: Recipient addresses must be specified on the command line "
+                   "or via the -t option")
+        return EX_USAGE
+    from fastpost.mail.config import Config, ConfigError, config_directory
+
+    try:
+        cfg = Config(config_directory(config_dir))
+    except ConfigError as exc:
+        _say(prog, f"fatal: {exc}")
+        return EX_CONFIG
+    content = read_message(sys.stdin.buffer, opts["dots"])
+    return submit(cfg, prog, opts, rcpts, content)
+
+
+__all__ = ["main", "parse_args", "read_message", "submit", "wake_pickup"]

@@ -1,0 +1,254 @@
+"""CleanupService: what one cleanup process shares between its clients; the protocol.
+
+Postfix counterpart: src/cleanup/cleanup.c (cleanup_service, pre/post jail init) and
+cleanup_api.c (cleanup_open, cleanup_flush: status back to the client after the
+fsync), on Postfix's multi_server idea rather than single_server: one process, one
+event loop, every client connection of this worker multiplexed (see
+fastpost.mail.cleanup_proto for the frames).
+
+One CleanupService per worker process owns the queue store's Committer, so every
+message of every connection this process serves shares its group commit: a batch of
+messages is written with one writev and made durable with one fdatasync, and the
+replies of the whole batch go out together, each connection's in one write.
+
+After each indexed batch, qmgr is woken (``I`` to public/$queue_service_name) - once
+per batch, never more than one trigger in flight; a qmgr that is not running is
+reported once a minute (``warning: unable to look up public/qmgr``).
+
+A connection stops taking new messages when the process retires (reload, max_idle):
+it is closed as soon as its messages are answered, and the client opens a new one
+(to a fresh worker).
+
+Parameters: see settings.py; queue_directory (the working directory after the
+skeleton's chdir/chroot), the queue store's own (fastpost.mail.queue).
+Diagnostics: a malformed frame closes that connection with a warning; an OPEN the
+store cannot take (full disk, index broken) is refused with 452 4.3.1 / 451 4.3.0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fastpost.daemons.cleanup.addrmap import AddressMapper
+from fastpost.daemons.cleanup.state import CleanupState
+from fastpost.mail import attr
+from fastpost.mail import cleanup_proto as P
+from fastpost.mail import ipc
+from fastpost.mail.attrtype import DEFAULT_MAX_DEPTH, DEFAULT_MAX_FRAME, AttrError
+from fastpost.mail.queue import InsufficientStorage, QueueError
+from fastpost.util import log
+
+__all__ = ["CleanupService", "CleanupServerProtocol"]
+
+#: How often a missing qmgr is reported.
+QMGR_WARN_INTERVAL = 60.0
+
+
+class CleanupService:
+    """Per-process cleanup state (see the module docstring)."""
+
+    def __init__(self, settings, store, committer, rewriter, *, loop=None, long_ids=False,
+                 queue_directory: str = ".", trigger_qmgr: bool = True):
+        self.settings = settings
+        self.store = store
+        self.committer = committer
+        self.loop = loop
+        self.long_ids = long_ids
+        self.queue_directory = queue_directory
+        self.mapper = AddressMapper(settings, rewriter)
+        s = settings
+        self.header_checks = s.header_checks
+        self.mime_header_checks = s.mime_header_checks
+        self.nested_header_checks = s.nested_header_checks
+        self.body_checks = s.body_checks
+        self.checks_in_use = s.checks_in_use
+        self.connections: set = set()
+        self.retiring = False
+        self._trigger_qmgr = trigger_qmgr
+        self._trigger_busy = False
+        self._trigger_again = False
+        self._qmgr_warned = 0.0
+        #: statistics
+        self.messages = 0
+        committer.on_indexed = self._indexed
+
+    def protocol(self) -> "CleanupServerProtocol":
+        """A protocol for one client connection (the multi skeleton's factory)."""
+        return CleanupServerProtocol(self)
+
+    async def commit(self, builder, state: int) -> str:
+        """Make a message durable (group commit); return its queue ID."""
+        queue_id = await self.committer.commit(builder, state)
+        self.messages += 1
+        return queue_id
+
+    def open_builder(self):
+        return self.committer.builder()
+
+    # -- waking qmgr ----------------------------------------------------------------------
+
+    def _indexed(self, queue_ids) -> None:
+        if not self._trigger_qmgr:
+            return
+        if self._trigger_busy:
+            self._trigger_again = True
+            return
+        self._trigger_busy = True
+        self.loop.create_task(self._wake_qmgr())
+
+    async def _wake_qmgr(self) -> None:
+        name = self.settings.queue_service_name
+        try:
+            while True:
+                self._trigger_again = False
+                try:
+                    await ipc.async_mail_trigger(self.queue_directory, name, ipc.QMGR_SCAN_INCOMING,
+                                                 timeout=5)
+                except ipc.IPCError as exc:
+                    now = time.monotonic()
+                    if now - self._qmgr_warned > QMGR_WARN_INTERVAL:
+                        self._qmgr_warned = now
+                        log.warn("unable to look up public/%s: %s", name,
+                                 str(exc).split(": ", 1)[-1])
+                if not self._trigger_again:
+                    return
+        finally:
+            self._trigger_busy = False
+
+    # -- retirement -----------------------------------------------------------------------
+
+    def retire(self) -> None:
+        """Stop taking messages; close each connection once its messages are answered."""
+        self.retiring = True
+        for conn in list(self.connections):
+            conn.close_when_idle()
+
+    async def close(self) -> None:
+        for conn in list(self.connections):
+            conn.close_when_idle()
+        await self.committer.close()
+        self.store.close()
+
+
+class CleanupServerProtocol(asyncio.BufferedProtocol):
+    """One client connection: many messages, replies batched (module docstring)."""
+
+    def __init__(self, svc: CleanupService):
+        self.svc = svc
+        self.decoder = attr.FrameDecoder(DEFAULT_MAX_FRAME, DEFAULT_MAX_DEPTH)
+        self.transport = None
+        self.states: dict[int, CleanupState] = {}
+        self.out: list = []
+        self.flush_scheduled = False
+        self.closing = False
+        self.closed = False
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.svc.connections.add(self)
+        transport.write(attr.encode({"protocol": P.PROTOCOL}))
+
+    def get_buffer(self, sizehint):
+        return self.decoder.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes):
+        self.decoder.buffer_updated(nbytes)
+        try:
+            while (frame := self.decoder.next_frame()) is not None:
+                self._dispatch(frame)
+        except AttrError as exc:
+            log.warn("cleanup client sent a malformed frame: %s", exc)
+            self._drop()
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warn("cleanup client sent a bad request: %s: %s", type(exc).__name__, exc)
+            self._drop()
+
+    def _dispatch(self, frame: dict) -> None:
+        tid = frame["t"]
+        op = frame["o"]
+        if op == P.OPEN:
+            self._open(tid, frame)
+            return
+        state = self.states.get(tid)
+        if state is None:
+            if op == P.END:
+                self.reply(None, {"t": tid, "c": 451, "x": "4.3.0 Error: unknown transaction"})
+            return
+        state.handle(frame)
+
+    def _open(self, tid: int, frame: dict) -> None:
+        svc = self.svc
+        if tid in self.states:
+            raise ValueError(f"transaction {tid} is already open")
+        if self.closing:
+            self.reply(None, {"t": tid, "c": 421, "x": "4.3.0 Error: cleanup is restarting"})
+            return
+        try:
+            state = CleanupState(svc, self, tid, frame)
+        except InsufficientStorage as exc:
+            log.warn("cannot open a queue file: %s", exc)
+            self.reply(None, {"t": tid, "c": 452, "x": "4.3.1 Insufficient system storage"})
+            return
+        except (QueueError, OSError, RuntimeError) as exc:
+            log.warn("cannot open a queue file: %s", exc)
+            self.reply(None, {"t": tid, "c": 451, "x": "4.3.0 Error: queue file write error"})
+            return
+        self.states[tid] = state
+        self.reply(None, {"t": tid, "id": state.queue_id})
+
+    # -- replies --------------------------------------------------------------------------
+
+    def reply(self, state, frame: dict) -> None:
+        """Queue a reply; a state that gets its final reply is forgotten."""
+        if state is not None:
+            self.states.pop(state.tid, None)
+        if self.closed:
+            return
+        self.out.append(frame)
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.svc.loop.call_soon(self._flush)
+
+    def forget(self, state) -> None:
+        self.states.pop(state.tid, None)
+        if self.closing and not self.states:
+            self._close()
+
+    def _flush(self) -> None:
+        self.flush_scheduled = False
+        if self.out and not self.closed:
+            out, self.out = self.out, []
+            self.transport.write(attr.encode_many(out))
+        if self.closing and not self.states:
+            self._close()
+
+    # -- closing --------------------------------------------------------------------------
+
+    def close_when_idle(self) -> None:
+        self.closing = True
+        if not self.states and not self.flush_scheduled:
+            self._close()
+
+    def _close(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.close()
+
+    def _drop(self) -> None:
+        """A protocol error: abandon this connection's messages and close."""
+        for state in list(self.states.values()):
+            state.builder.abort()
+        self.states.clear()
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc):
+        self.closed = True
+        self.svc.connections.discard(self)
+        # Messages not yet at their END are abandoned; a commit already under way
+        # completes (as Postfix's cleanup finishes a message whose client went away).
+        for state in list(self.states.values()):
+            if not state.blocked:
+                state.builder.abort()
+        self.states.clear()

@@ -1,0 +1,289 @@
+"""CleanupSink: smtpd hands every accepted message to the cleanup service.
+
+Postfix counterpart: smtpd's conversation with cleanup(8) in src/smtpd/smtpd.c
+(mail_open_stream at the first accepted recipient, the attributes and records it
+sends, the X-Mailbox-Line and blank-line fix-ups of the first content line, and
+mail_stream_finish waiting for cleanup's status), over fastpost's multiplexed cleanup
+protocol (fastpost.mail.cleanup_proto, fastpost.mail.cleanup_clnt): every session of
+an smtpd worker shares one persistent connection to cleanup.
+
+    sink = CleanupSink.from_config(cfg)       # in post_init (the endpoint is relative)
+    txn = await sink.begin(client, envelope)  # at the first accepted RCPT: the queue ID
+    txn.add_recipient(rcpt); txn.write(data); queue_id = await txn.finish()
+
+``250 ... queued as ID`` follows from finish() only after cleanup answered, and
+cleanup answers only after the fdatasync that covers the message.
+
+What smtpd decides and cleanup records: the client attributes (log_* from XFORWARD
+when a content filter sent them), rewrite_context (``local`` when the client matches
+local_header_rewrite_clients: permit_inet_interfaces, permit_mynetworks,
+permit_sasl_authenticated, permit_tls_clientcerts, permit_tls_all_clientcerts,
+check_address_map type:table or a bare type:table), content_filter, the
+receive_override_options flags, DSN ENVID/RET/NOTIFY/ORCPT, BODY= as the encoding, and
+the access policy's HOLD / DISCARD / FILTER / REDIRECT / BCC (Envelope fields, when
+the policy sets them). The first line the client sends is fixed up as Postfix's smtpd
+does: a ``From `` line (after any ``>``) becomes ``X-Mailbox-Line: From ...``, and a
+line starting with white space gets an empty line before it (so that it cannot
+continue the Received: header).
+
+Parameters: cleanup_service_name, ipc_timeout, ipc_idle, ipc_ttl, content_filter,
+receive_override_options, local_header_rewrite_clients, mynetworks, inet_interfaces,
+proxy_interfaces, parent_domain_matches_subdomains.
+Diagnostics: SinkError with cleanup's reply (content rejected, too many hops, message
+too big, full disk, ...) or ``451 4.3.0 Error: queue file write error`` (logged as a
+warning) when cleanup cannot be reached.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+
+from fastpost.daemons.smtpd.info import ClientInfo, Envelope, Recipient
+from fastpost.daemons.smtpd.sink import MessageSink, SinkError, Transaction
+from fastpost.mail import cleanup_proto as P
+from fastpost.mail.cleanup_clnt import CleanupClient, CleanupError, CleanupRefused
+from fastpost.smtp import replies
+from fastpost.smtp.replies import Reply
+from fastpost.util import log
+
+__all__ = ["CleanupSink", "LocalClients", "reply_of"]
+
+
+def reply_of(code: int, text: str) -> Reply:
+    """cleanup's (code, "d.d.d text") as a Reply."""
+    dsn, _, rest = text.partition(" ")
+    if len(dsn) >= 5 and dsn[0] in "245" and dsn[1] == ".":
+        return Reply(code, rest or dsn, dsn)
+    return Reply(code, text)
+
+
+class LocalClients:
+    """local_header_rewrite_clients: who gets rewrite_context=local (module docstring)."""
+
+    def __init__(self, cfg):
+        from fastpost.daemons.smtpd.netmatch import HostList, parent_matching
+        from fastpost.mail import maps
+
+        self.inet_interfaces = False
+        self.mynetworks = None
+        self.sasl = False
+        self.tls_certs = False
+        self.tls_all_certs = False
+        self.tables: list = []
+        words = cfg.get_list("local_header_rewrite_clients")
+        i = 0
+        while i < len(words):
+            w = words[i]
+            lw = w.lower()
+            if lw == "permit_inet_interfaces":
+                self.inet_interfaces = True
+            elif lw == "permit_mynetworks":
+                self.mynetworks = HostList(
+                    cfg.get_list("mynetworks"),
+                    parent=parent_matching("mynetworks", cfg.get("parent_domain_matches_subdomains")),
+                    cfg=cfg)
+            elif lw == "permit_sasl_authenticated":
+                self.sasl = True
+            elif lw == "permit_tls_clientcerts":
+                self.tls_certs = True
+            elif lw == "permit_tls_all_clientcerts":
+                self.tls_all_certs = True
+            elif lw == "check_address_map" and i + 1 < len(words):
+                i += 1
+                self.tables.append(maps.open_map(words[i], cfg))
+            elif ":" in w:
+                self.tables.append(maps.open_map(w, cfg))
+            else:
+                log.warn("local_header_rewrite_clients: unknown element '%s' ignored", w)
+            i += 1
+        self.interfaces: set[str] = set()
+        self.any_interface = False
+        for word in cfg.get_list("inet_interfaces") + cfg.get_list("proxy_interfaces"):
+            lw = word.lower()
+            if lw in ("all", "loopback-only", "localhost"):
+                self.any_interface = lw == "all"
+                self.interfaces.update({"127.0.0.1", "::1"})
+                continue
+            try:
+                self.interfaces.add(str(ipaddress.ip_address(word.strip("[]"))))
+            except ValueError:
+                pass
+        self._cache: dict = {}
+
+    def is_local(self, client: ClientInfo) -> bool:
+        """True when the client's message headers are rewritten as local mail."""
+        if self.sasl and client.sasl_username is not None:
+            return True
+        tls = client.tls
+        if tls is not None and tls.peer_cert:
+            if self.tls_all_certs or (self.tls_certs and getattr(tls, "peer_verified", False)):
+                return True
+        addr = client.addr
+        if self.inet_interfaces and addr and (
+                addr in self.interfaces or (self.any_interface and addr == client.server_addr)):
+            return True
+        if self.mynetworks is not None and self.mynetworks.match(client.name, addr):
+            return True
+        for table in self.tables:
+            if addr and table.get(addr) is not None:
+                return True
+        return False
+
+
+def _first_line(head: bytes) -> bytes:
+    """Postfix's fix-ups of the client's first line (module docstring)."""
+    if head.lstrip(b">").startswith(b"From "):
+        return b"X-Mailbox-Line: " + head
+    if head[:1] in (b" ", b"\t"):
+        return b"\r\n" + head
+    return head
+
+
+class _CleanupTransaction(Transaction):
+    __slots__ = ("txn", "queue_id", "envelope", "stage", "head")
+
+    def __init__(self, txn, queue_id: str, envelope: Envelope):
+        self.txn = txn
+        self.queue_id = queue_id
+        self.envelope = envelope
+        self.stage = 0  # 0: Received: header next, 1: first client line next, 2: the rest
+        self.head = b""
+
+    def add_recipient(self, recipient: Recipient) -> None:
+        self.txn.add_recipient(recipient.address, recipient.orcpt or "",
+                               P.notify_bits(recipient.notify))
+
+    def write(self, data: bytes):
+        stage = self.stage
+        if stage == 2:
+            return self.txn.write(data)
+        if stage == 0:
+            # smtpd's own lines (PREPENDs, then its Received: header) come first.
+            if data.startswith(b"Received: "):
+                self.stage = 1
+            return self.txn.write(data)
+        # The client's first line: look at it whole (or at enough of it) first.
+        head = self.head + data if self.head else data
+        if head.find(b"\n") < 0 and len(head) < 1024:
+            self.head = head
+            return None
+        self.head = b""
+        self.stage = 2
+        return self.txn.write(_first_line(head))
+
+    async def _finish(self) -> str:
+        if self.head:
+            head, self.head = self.head, b""
+            self.stage = 2
+            self.txn.write(_first_line(head))
+        env = self.envelope
+        extra = {}
+        for name in ("hold", "discard", "filter", "redirect"):
+            value = getattr(env, name, None)
+            if value:
+                extra[name] = value if isinstance(value, str) else "yes"
+        bcc = getattr(env, "bcc", None)
+        if bcc:
+            extra["bcc"] = list(bcc)
+        try:
+            code, text, queue_id = await self.txn.finish(extra)
+        except CleanupError as exc:
+            raise SinkError(replies.WRITE_ERROR, log=f"cleanup: {exc}") from None
+        if code == 250:
+            return queue_id or self.queue_id
+        raise SinkError(reply_of(code, text))
+
+    def finish(self):
+        return self._finish()
+
+    def abort(self) -> None:
+        self.txn.abort()
+
+
+class CleanupSink(MessageSink):
+    """Messages to the cleanup service (module docstring)."""
+
+    def __init__(self, client: CleanupClient, *, flags: int, content_filter: str = "",
+                 local_clients: LocalClients | None = None):
+        self.client = client
+        self.flags = flags
+        self.content_filter = content_filter
+        self.local_clients = local_clients
+
+    @classmethod
+    def from_config(cls, cfg, queue_directory: str | None = None) -> "CleanupSink":
+        from fastpost.mail import ipc
+
+        qdir = queue_directory if queue_directory is not None else cfg.get("queue_directory")
+        path = ipc.endpoint(qdir, cfg.get("cleanup_service_name"), ipc.PUBLIC)
+        client = CleanupClient(path, timeout=float(cfg.get_time("ipc_timeout")),
+                               idle=float(cfg.get_time("ipc_idle")),
+                               ttl=float(cfg.get_time("ipc_ttl")))
+        for word in P.unknown_override_options(cfg):
+            log.warn("receive_override_options: unknown option '%s' ignored", word)
+        return cls(client, flags=P.external_flags(cfg), content_filter=cfg.get("content_filter"),
+                   local_clients=LocalClients(cfg))
+
+    def begin(self, client: ClientInfo, envelope: Envelope):
+        fwd = client.forwarded
+        log_name = fwd.get("NAME", client.name)
+        log_addr = fwd.get("ADDR", client.addr)
+        log_port = fwd.get("PORT", client.port)
+        log_helo = fwd.get("HELO", client.helo or "")
+        log_proto = fwd.get("PROTO", client.protocol)
+        attrs = []
+        for name, value in (
+            ("log_client_name", log_name), ("log_client_address", log_addr),
+            ("log_client_port", log_port), ("log_message_origin", f"{log_name}[{log_addr}]"),
+            ("log_helo_name", log_helo), ("log_protocol_name", log_proto),
+            ("client_name", client.name), ("reverse_client_name", client.reverse_name),
+            ("client_address", client.addr), ("client_port", client.port),
+            ("server_address", client.server_addr), ("server_port", client.server_port),
+            ("helo_name", client.helo or ""), ("protocol_name", client.protocol),
+            ("client_address_type", "10" if ":" in client.addr else "2"),
+        ):
+            if value:
+                attrs.append([name, value])
+        if "IDENT" in fwd:
+            attrs.append(["log_ident", fwd["IDENT"]])
+        if client.sasl_method:
+            attrs.append(["sasl_method", client.sasl_method])
+            attrs.append(["sasl_username", client.sasl_username or ""])
+        if "SOURCE" in fwd:
+            local = fwd["SOURCE"] == "LOCAL"
+        else:
+            try:
+                local = self.local_clients is not None and self.local_clients.is_local(client)
+            except Exception as exc:  # noqa: BLE001 - a table that cannot answer: remote
+                log.warn("local_header_rewrite_clients lookup failed: %s", exc)
+                local = False
+        meta = {"f": self.flags, "time": int(time.time() * 1e6), "s": envelope.sender, "a": attrs,
+                "ctx": "local" if local else "remote", "ident": 1}
+        if self.content_filter:
+            meta["filter"] = self.content_filter
+        if envelope.body == "8BITMIME":
+            meta["enc"] = "8bit"
+        elif envelope.body == "7BIT":
+            meta["enc"] = "7bit"
+        if envelope.ret:
+            meta["ret"] = P.RET.get(envelope.ret, "")
+        if envelope.envid:
+            meta["envid"] = envelope.envid
+        try:
+            txn = self.client.open(meta)
+        except RuntimeError as exc:
+            raise SinkError(replies.WRITE_ERROR, log=f"cleanup: {exc}") from None
+        return self._opened(txn, envelope)
+
+    async def _opened(self, txn, envelope: Envelope) -> Transaction:
+        try:
+            queue_id = await txn.opened
+        except CleanupRefused as exc:
+            raise SinkError(reply_of(exc.code, exc.text)) from None
+        except CleanupError as exc:
+            raise SinkError(replies.WRITE_ERROR, log=f"cleanup: {exc}") from None
+        return _CleanupTransaction(txn, queue_id, envelope)
+
+    async def close(self) -> None:
+        self.client.close()

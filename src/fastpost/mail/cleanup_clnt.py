@@ -1,0 +1,381 @@
+"""The cleanup client: many messages at once over one persistent connection.
+
+Postfix counterpart: src/global/mail_stream.c (mail_stream_service: connect to
+cleanup, send records, wait for the status) as smtpd, pickup and qmqpd use it; but
+multiplexed: a Postfix smtpd opens one cleanup connection per message, a fastpost
+smtpd worker sends every message of every session over one connection, and cleanup's
+replies come back batched per commit.
+
+    client = CleanupClient(path, timeout=..., idle=..., ttl=...)
+    txn = client.open(meta)             # meta: the OPEN frame's fields (see cleanup_proto)
+    queue_id = await txn.opened         # cleanup gave the message its ID
+    txn.add_recipient(address, orcpt, notify_bits)
+    waiter = txn.write(data)            # None, or a future while the socket is full
+    code, text, queue_id = await txn.finish(extra)   # after cleanup's fsync
+    txn.abort()                         # forget it (any time before finish)
+
+Frames of all transactions are collected during one event-loop turn and written
+together (one system call); content is sent in frames of up to CHUNK bytes
+(recipients ride on the first one). ``open()`` never blocks: the connection is made
+in the background and frames wait for it.
+
+Connections: one at a time per client; it is replaced when it fails, when it is older
+than ``ttl`` (ipc_ttl: new messages go to a new connection, the old one is closed
+when its messages are done), and closed when it has had no message for ``idle``
+seconds (ipc_idle), so that cleanup processes can retire. A connection whose oldest
+outstanding reply is older than ``timeout`` (ipc_timeout) is given up.
+
+Parameters: none read here (the caller passes ipc_timeout, ipc_idle, ipc_ttl and the
+endpoint).
+Diagnostics: CleanupError (an IPCError naming the endpoint) from ``opened`` and
+``finish()`` when cleanup cannot be reached, goes away, or answers garbage; the caller
+turns it into a 451 4.3.0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fastpost.mail import attr
+from fastpost.mail import cleanup_proto as P
+from fastpost.mail.attrtype import DEFAULT_MAX_DEPTH, AttrError
+from fastpost.mail.ipc import IPCClosed, IPCConnectError, IPCError, IPCProtocolError, IPCTimeout
+
+__all__ = ["CleanupClient", "CleanupTxn", "CleanupError", "CleanupRefused", "CHUNK"]
+
+#: Content is sent in frames of this size (a message smaller than this in one frame).
+CHUNK = 65536
+#: Largest reply frame accepted.
+MAX_REPLY = 1 << 16
+
+
+class CleanupError(IPCError):
+    """cleanup could not be reached or failed mid-conversation."""
+
+
+class CleanupTxn:
+    """One message on its way to cleanup (see the module docstring)."""
+
+    __slots__ = ("conn", "tid", "opened", "result", "_rcpts", "_data", "_size", "done")
+
+    def __init__(self, conn: "_Conn", tid: int):
+        self.conn = conn
+        self.tid = tid
+        self.opened: asyncio.Future = conn.loop.create_future()
+        self.result: asyncio.Future | None = None
+        self._rcpts: list = []
+        self._data: list = []
+        self._size = 0
+        self.done = False
+
+    def add_recipient(self, address: str, orcpt: str = "", notify: int = 0) -> None:
+        """Add one envelope recipient (before any content)."""
+        self._rcpts.append([address, orcpt or "", notify])
+
+    def write(self, data: bytes):
+        """Queue content; return None, or a future to wait on while cleanup's socket is full."""
+        if self.done:
+            return None
+        self._data.append(data)
+        self._size += len(data)
+        if self._size >= CHUNK:
+            self._flush_data(P.DATA)
+        return self.conn.drain_waiter()
+
+    def _flush_data(self, op: int, extra: dict | None = None) -> None:
+        frame = {"o": op, "t": self.tid}
+        if self._rcpts:
+            frame["r"] = self._rcpts
+            self._rcpts = []
+        if self._data:
+            frame["d"] = self._data[0] if len(self._data) == 1 else b"".join(self._data)
+            self._data = []
+            self._size = 0
+        if extra:
+            frame.update(extra)
+        self.conn.send(frame)
+
+    def finish(self, extra: dict | None = None) -> asyncio.Future:
+        """End the message; the future gives (code, text, queue_id) after cleanup's commit."""
+        if self.done:
+            raise RuntimeError("transaction already finished")
+        self.done = True
+        self.result = self.conn.loop.create_future()
+        self._flush_data(P.END, extra)
+        self.conn.armed(self)
+        return self.result
+
+    def abort(self) -> None:
+        """Forget the message (cleanup throws away what it has)."""
+        if self.done:
+            return
+        self.done = True
+        self._rcpts = []
+        self._data = []
+        conn = self.conn
+        if conn.txns.pop(self.tid, None) is not None and not conn.closed:
+            conn.send({"o": P.ABORT, "t": self.tid})
+        conn.maybe_idle()
+
+    def fail(self, exc: BaseException) -> None:
+        """The connection went away: fail what is still waiting."""
+        self.done = True
+        for fut in (self.opened, self.result):
+            if fut is not None and not fut.done():
+                fut.set_exception(exc)
+                fut.exception()  # retrieved: a session may have gone away meanwhile
+
+
+class _Conn(asyncio.BufferedProtocol):
+    """One connection to cleanup, shared by many transactions."""
+
+    def __init__(self, client: "CleanupClient", loop):
+        self.client = client
+        self.loop = loop
+        self.decoder = attr.FrameDecoder(MAX_REPLY, DEFAULT_MAX_DEPTH)
+        self.transport = None
+        self.txns: dict[int, CleanupTxn] = {}
+        self.next_tid = 1
+        self.out: list = []
+        self.flush_scheduled = False
+        self.ready = False  # connected and greeted
+        self.closed = False
+        self.started = time.monotonic()
+        self.progress = time.monotonic()  # last reply received
+        self.paused = False
+        self.drain: asyncio.Future | None = None
+        self.idle_handle = None
+        self.watch_handle = None
+        self.greeted: asyncio.Future = loop.create_future()
+
+    # -- sending ----------------------------------------------------------------------
+
+    def send(self, frame: dict) -> None:
+        self.out.append(frame)
+        if not self.flush_scheduled and self.ready:
+            self.flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.flush_scheduled = False
+        if self.closed or not self.out:
+            return
+        out, self.out = self.out, []
+        self.transport.write(attr.encode_many(out))
+
+    def drain_waiter(self):
+        if not self.paused:
+            return None
+        if self.drain is None or self.drain.done():
+            self.drain = self.loop.create_future()
+        return self.drain
+
+    def pause_writing(self):
+        self.paused = True
+
+    def resume_writing(self):
+        self.paused = False
+        if self.drain is not None and not self.drain.done():
+            self.drain.set_result(None)
+
+    # -- transactions -----------------------------------------------------------------
+
+    def open(self, meta: dict) -> CleanupTxn:
+        tid = self.next_tid
+        self.next_tid = tid + 1
+        txn = CleanupTxn(self, tid)
+        self.txns[tid] = txn
+        frame = dict(meta)
+        frame["o"] = P.OPEN
+        frame["t"] = tid
+        self.send(frame)
+        if self.idle_handle is not None:
+            self.idle_handle.cancel()
+            self.idle_handle = None
+        self.armed(txn)
+        return txn
+
+    def armed(self, txn) -> None:
+        """A reply is now awaited: make sure the watchdog runs."""
+        if self.watch_handle is None and not self.closed:
+            self.progress = time.monotonic()
+            self.watch_handle = self.loop.call_later(self.client.watch_interval, self.watch)
+
+    def watch(self) -> None:
+        self.watch_handle = None
+        if self.closed:
+            return
+        waiting = any(not t.opened.done() or (t.result is not None and not t.result.done())
+                      for t in self.txns.values())
+        if not waiting:
+            return
+        if time.monotonic() - self.progress > self.client.timeout:
+            self.fail(IPCTimeout(self.client.path, f"no reply within {self.client.timeout:g}s"))
+            return
+        self.watch_handle = self.loop.call_later(self.client.watch_interval, self.watch)
+
+    def maybe_idle(self) -> None:
+        """Close a connection without transactions after ipc_idle (or now, if replaced)."""
+        if self.txns or self.closed:
+            return
+        if self.client.conn is not self:
+            self.close()
+            return
+        if self.idle_handle is None and self.client.idle > 0:
+            self.idle_handle = self.loop.call_later(self.client.idle, self._idle_close)
+
+    def _idle_close(self) -> None:
+        self.idle_handle = None
+        if not self.txns:
+            self.close()
+
+    # -- receiving --------------------------------------------------------------------
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def get_buffer(self, sizehint):
+        return self.decoder.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes):
+        self.decoder.buffer_updated(nbytes)
+        try:
+            while (frame := self.decoder.next_frame()) is not None:
+                if not self.ready:
+                    self._hello(frame)
+                    continue
+                self._reply(frame)
+        except (AttrError, KeyError, TypeError, ValueError) as exc:
+            self.fail(IPCProtocolError(self.client.path, f"malformed reply: {exc}"))
+
+    def _hello(self, frame: dict) -> None:
+        if frame.get("protocol") != P.PROTOCOL:
+            raise ValueError(f"unexpected greeting {frame!r}")
+        self.ready = True
+        if not self.greeted.done():
+            self.greeted.set_result(None)
+        if self.out and not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def _reply(self, frame: dict) -> None:
+        self.progress = time.monotonic()
+        tid = frame["t"]
+        txn = self.txns.get(tid)
+        if txn is None:
+            return  # aborted meanwhile
+        if not txn.opened.done():
+            code = frame.get("c")
+            if code is None:
+                txn.opened.set_result(frame["id"])
+                return
+            del self.txns[tid]
+            txn.fail(_refusal(frame))
+            self.maybe_idle()
+            return
+        if txn.result is None or txn.result.done():
+            raise ValueError(f"reply for transaction {tid} before its end")
+        del self.txns[tid]
+        code = int(frame["c"])
+        txn.result.set_result((code, frame.get("x", ""), frame.get("id", "")))
+        self.maybe_idle()
+
+    # -- the end ----------------------------------------------------------------------
+
+    def fail(self, exc: IPCError) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for handle in (self.idle_handle, self.watch_handle):
+            if handle is not None:
+                handle.cancel()
+        if self.transport is not None:
+            self.transport.close()
+        txns, self.txns = self.txns, {}
+        err = CleanupError(exc.path, str(exc).split(": ", 1)[-1])
+        for txn in txns.values():
+            txn.fail(err)
+        if self.drain is not None and not self.drain.done():
+            self.drain.set_result(None)
+        if not self.greeted.done():
+            self.greeted.set_exception(exc)
+            self.greeted.exception()
+        if self.client.conn is self:
+            self.client.conn = None
+
+    def close(self) -> None:
+        self.fail(IPCClosed(self.client.path, "connection closed by client"))
+
+    def connection_lost(self, exc):
+        partial = self.decoder.buffered
+        text = "connection closed by cleanup"
+        if partial:
+            text += f" in the middle of a reply ({partial} bytes)"
+        self.fail(IPCClosed(self.client.path, text))
+
+
+def _refusal(frame: dict) -> Exception:
+    """An OPEN refused by cleanup (full disk, internal error)."""
+    return CleanupRefused(int(frame["c"]), str(frame.get("x", "")))
+
+
+class CleanupRefused(Exception):
+    """cleanup refused to open a message: ``code`` and ``text`` are the SMTP reply."""
+
+    def __init__(self, code: int, text: str):
+        super().__init__(f"{code} {text}")
+        self.code = code
+        self.text = text
+
+
+class CleanupClient:
+    """Transactions to one cleanup service (see the module docstring)."""
+
+    def __init__(self, path: str, *, connect_timeout: float = 10.0, timeout: float = 3600.0,
+                 idle: float = 5.0, ttl: float = 1000.0):
+        self.path = path
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
+        self.idle = idle
+        self.ttl = ttl
+        self.watch_interval = max(0.5, min(10.0, timeout / 4))
+        self.conn: _Conn | None = None
+        self.connections = 0  # statistics: connections made
+
+    def _connection(self) -> _Conn:
+        conn = self.conn
+        if conn is not None and not conn.closed:
+            if time.monotonic() - conn.started <= self.ttl:
+                return conn
+            self.conn = None  # too old: finish what it has, new messages go elsewhere
+            conn.maybe_idle()
+        loop = asyncio.get_running_loop()
+        conn = _Conn(self, loop)
+        self.conn = conn
+        self.connections += 1
+        loop.create_task(self._connect(conn))
+        return conn
+
+    async def _connect(self, conn: _Conn) -> None:
+        loop = conn.loop
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                await loop.create_unix_connection(lambda: conn, self.path)
+                await conn.greeted
+        except IPCError:
+            pass  # conn.fail() has told its transactions
+        except TimeoutError:
+            conn.fail(IPCConnectError(self.path, "timeout while connecting"))
+        except OSError as exc:
+            conn.fail(IPCConnectError(self.path, f"connect: {exc.strerror or exc}"))
+
+    def open(self, meta: dict) -> CleanupTxn:
+        """Start a message (never blocks; see the module docstring)."""
+        return self._connection().open(meta)
+
+    def close(self) -> None:
+        """Close the connection; messages in flight fail."""
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None

@@ -1,0 +1,128 @@
+"""Local submission on the accept path: sendmail -> maildrop -> pickup -> cleanup -> queue,
+and `fastpost super -r` (requeue) through pickup and cleanup.
+
+A real instance (smtpd, cleanup, trivial-rewrite, pickup; no qmgr, so messages stay in
+the queue to be read). As root (CI) the daemons run as mail_owner `postfix`.
+"""
+
+import os
+import pwd
+import re
+import subprocess
+import sys
+
+import pytest
+
+from fastpost.mail import maildrop
+
+PICKUP = "pickup unix n - n 60 1 pickup\n"
+
+
+@pytest.fixture(scope="module")
+def acc(request, tmp_path_factory):
+    # module scope: one instance for every test here
+    from helpers.accept import MASTER, Accept
+    from helpers.instance import Instance, free_port
+
+    port = free_port()
+    settings = {"mynetworks": "127.0.0.0/8", "smtpd_peername_lookup": "no",
+                "myhostname": "mx.example.com", "mydomain": "example.com",
+                "myorigin": "$myhostname", "mydestination": "$myhostname, localhost"}
+    inst = Instance(tmp_path_factory.mktemp("submission"),
+                    master_cf=MASTER.format(port=port) + PICKUP, main_cf=settings)
+    with inst:
+        inst.start()
+        yield Accept(inst, port)
+
+
+def sendmail(acc, *args, data: bytes):
+    env = dict(acc.inst.env())
+    return subprocess.run([sys.executable, "-m", "fastpost", "-c", str(acc.inst.etc),
+                           "sendmail", *args], input=data, env=env, capture_output=True,
+                          timeout=60)
+
+
+def picked(acc, uid: int, sender: str, count: int = 1) -> list[str]:
+    text = acc.inst.wait_log(rf"pickup\[\d+\]: \w+: uid={uid} from=<{re.escape(sender)}>",
+                             count=count)
+    return re.findall(rf"pickup\[\d+\]: (\w+): uid={uid} from=<{re.escape(sender)}>", text)
+
+
+def test_sendmail_message_lands_in_the_queue_with_its_records(acc):
+    proc = sendmail(acc, "-f", "owner@example.org", "-F", "The Owner", "-N", "success,delay",
+                    "-R", "hdrs", "-V", "env-42", "alice@example.net", "bob",
+                    data=b"Subject: records\n\nbody line\n")
+    assert proc.returncode == 0, proc.stderr
+    (qid,) = picked(acc, os.getuid(), "owner@example.org")
+    parsed = acc.parsed(qid)
+    assert parsed.sender == "owner@example.org"
+    assert [r.address for r in parsed.recipients] == ["alice@example.net", "bob@mx.example.com"]
+    assert all(r.dsn_notify == 2 | 8 for r in parsed.recipients)
+    assert parsed.attrs["rewrite_context"] == "local"
+    assert parsed.attrs["ret_flags"] == "2" and parsed.attrs["envelope_id"] == "env-42"
+    headers = acc.headers(qid)
+    assert headers[0] == "Received: by mx.example.com (fastpost, from userid 0)"
+    assert headers[1].startswith(f"\tid {qid}; ")
+    assert "From: The Owner <owner@example.org>" in headers  # added (local submission)
+    assert any(h.startswith("Message-Id: <") for h in headers)
+    assert acc.body(qid) == ["", "body line"]
+    # the same as postcat reads it (exported queue file)
+    assert not os.listdir(acc.inst.queue / "maildrop")
+
+
+def test_super_r_requeues_through_pickup_and_cleanup(acc):
+    code, text = acc.send("s@example.org", ["r1@example.net", "r2@example.net"],
+                          b"Subject: again\r\n\r\nonce more\r\n")
+    old = acc.queued_id(text)
+    before = acc.headers(old)
+    arrival = acc.parsed(old).arrival
+    proc = acc.inst.command("super", "-r", old)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{old}: requeued" in proc.stderr and "Requeued: 1 message" in proc.stderr
+    owner = pwd.getpwnam(acc.inst.main_settings.get("mail_owner", "postfix")).pw_uid \
+        if os.geteuid() == 0 else os.getuid()
+    (new,) = picked(acc, owner, "s@example.org")
+    assert new != old
+    store = acc.store()
+    try:
+        assert store.get(old) is None
+    finally:
+        store.close()
+    parsed = acc.parsed(new)
+    assert [r.address for r in parsed.recipients] == ["r1@example.net", "r2@example.net"]
+    assert abs(parsed.arrival - arrival) < 0.001  # the original arrival time
+    after = acc.headers(new)
+    assert after == before  # no second Received:, nothing added twice
+    assert acc.body(new) == ["", "once more"]
+
+
+def test_a_broken_maildrop_file_goes_to_corrupt(acc):
+    good = maildrop.encode(maildrop.DropMessage("x@example.org", [("y@example.net", "", 0)],
+                                                b"Subject: cut\n\nbody\n"))
+    name = maildrop.drop(str(acc.inst.queue / "maildrop"), good[: len(good) // 2])
+    subprocess.run([sys.executable, "-c", "import sys; from fastpost.cli.sendmail import "
+                    "wake_pickup; wake_pickup(sys.argv[1])", str(acc.inst.queue)], check=True)
+    acc.inst.wait_log(rf"warning: maildrop/{name}: truncated file: moved to corrupt")
+    assert (acc.inst.queue / "corrupt" / name).exists()
+
+
+def test_maildrop_stream_round_trip():
+    msg = maildrop.DropMessage("a@b", [("c@d", "rfc822;c@d", 2), ("e", "", 0)],
+                               b"Subject: x\n\n" + b"y" * 5000 + b"\n.\n", arrival=1700000000.25,
+                               flags=64, fullname="A B", ret="1", envid="E", attrs=[("k", "v")])
+    back = maildrop.parse(maildrop.encode(msg))
+    assert back == msg
+    with pytest.raises(maildrop.MaildropError):
+        maildrop.parse(maildrop.encode(msg)[:-1])
+
+
+def test_queue_tools_run_by_root_before_the_first_message_leave_the_queue_usable(accept):
+    # `fastpost super` as root on a new queue creates its index: mail_owner must keep it.
+    acc2 = accept()
+    proc = acc2.inst.command("super", "-d", "ALL")
+    assert proc.returncode == 0, proc.stderr
+    code, text = acc2.send("s@example.org", ["r@example.net"], b"Subject: first\r\n\r\nx\r\n")
+    assert code == 250, text
+    index = acc2.inst.queue / "index"
+    for path in index.iterdir():
+        assert path.stat().st_uid == index.stat().st_uid
