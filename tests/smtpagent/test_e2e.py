@@ -1,6 +1,6 @@
-"""End to end: smtplib -> fastpost smtpd -> queue -> qmgr -> smtp agent -> smtp-sink.
+"""End to end: smtplib -> fastpost smtpd -> cleanup -> queue -> qmgr -> smtp -> smtp-sink.
 
-The real daemons of a private instance (smtpd, qmgr, trivial-rewrite, bounce, smtp)
+The real daemons of a private instance (smtpd, cleanup, qmgr, trivial-rewrite, bounce, smtp)
 relay through ``relayhost = [127.0.0.1]:P``; P is first dead (the message is deferred
 with the agent's reason, and qmgr hears the site failure), then an smtp-sink listens
 there and a flush delivers it.
@@ -22,6 +22,7 @@ def relay_site(fastpost_instance):
     smtpd_port = free_port()
     relay_port = free_port()
     master = (f"{smtpd_port} inet n - n - - smtpd\n"
+              "cleanup unix n - n - 0 cleanup\n"
               "qmgr unix n - n 300 1 qmgr\n"
               "rewrite unix - - n - - trivial-rewrite\n"
               "bounce unix - - n - 0 bounce\n"
@@ -51,7 +52,6 @@ def test_relay_deferred_then_delivered(relay_site):
     inst, smtpd_port, relay_port = relay_site
     send(smtpd_port, ["bob@remote.example", "carol@remote.example"])
     qid = inst.wait_log(r": client=localhost\[127\.0\.0\.1\]").split(": client=")[0].split()[-1]
-    inst.command("flush", check=True)  # smtpd's interim queue sink does not wake qmgr yet
     refused = f"connect to 127.0.0.1[127.0.0.1]:{relay_port}: Connection refused"
     text = inst.wait_log(rf"{qid}: to=<carol@remote.example>, relay=none, .*status=deferred")
     assert f"dsn=4.4.1, status=deferred ({refused})" in text
@@ -66,7 +66,8 @@ def test_relay_deferred_then_delivered(relay_site):
         # The server offers DSN: the original recipient goes along as ORCPT (Postfix too).
         assert ("X-Rcpt-Args: <bob@remote.example> ORCPT=rfc822;bob@remote.example\n"
                 "X-Rcpt-Args: <carol@remote.example> ORCPT=rfc822;carol@remote.example\n") in msg
-        assert "Subject: relay\n\nhello\n.dot line\n" in msg
+        # cleanup added Message-Id:, Date:, From:; the body arrives as sent.
+        assert "\nSubject: relay\n" in msg and msg.endswith("\n\nhello\n.dot line\n\n")
 
 
 def test_relay_rejection_bounces_to_the_sender(relay_site):
@@ -74,7 +75,6 @@ def test_relay_rejection_bounces_to_the_sender(relay_site):
     with Sink("-f", "rcpt", port=relay_port):
         send(smtpd_port, ["nobody@remote.example"])
         qid = inst.wait_log(r": client=localhost\[127\.0\.0\.1\]").split(": client=")[0].split()[-1]
-        inst.command("flush", check=True)
         text = inst.wait_log(rf"{qid}: sender non-delivery notification: ", timeout=60)
         assert (f"{qid}: to=<nobody@remote.example>, relay=127.0.0.1[127.0.0.1]:{relay_port}, "
                 in text)
