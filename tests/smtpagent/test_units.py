@@ -1,4 +1,4 @@
-"""Pieces of the smtp agent that need no server: folding, next hops, TLS names, the cache."""
+"""Pieces of the smtp agent that need no server: next hops, TLS names, the cache."""
 
 import asyncio
 import ssl
@@ -6,35 +6,12 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from fastpost.daemons.smtp.cache import SessionCache
 from fastpost.daemons.smtp.route import Destination, Target, parse_nexthop
-from fastpost.daemons.smtp.session import fold_lines, reply_dsn
+from fastpost.daemons.smtp.session import reply_dsn
 from fastpost.daemons.smtp.tls import min_version, names_match
 from fastpost.smtp.replies import Reply
-
-
-def test_fold_lines_as_postfix():
-    line = b"x" * 2500
-    out = fold_lines(b"a\r\n" + line + b"\r\nb", 998)
-    parts = out.split(b"\r\n")
-    assert parts[0] == b"a" and parts[-1] == b"b"
-    assert [len(p) for p in parts[1:-1]] == [998, 998, 506]  # 998 + (1 + 997) + (1 + 505)
-    assert all(p.startswith(b" ") for p in parts[2:-1])
-    assert fold_lines(b"short\r\n", 998) == b"short\r\n"
-    assert fold_lines(line, 0) == line
-
-
-@given(st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"")),
-                max_size=8), st.integers(min_value=2, max_value=12))
-def test_fold_lines_keeps_every_byte(lines, limit):
-    text = b"\r\n".join(lines)
-    out = fold_lines(text, limit)
-    assert all(len(p) <= limit for p in out.split(b"\r\n"))
-    # Removing the inserted CR LF SPACE gives the input back.
-    assert out.replace(b"\r\n ", b"") == text or b"\r\n " in text
 
 
 @pytest.mark.parametrize("text, expect", [

@@ -32,7 +32,7 @@ relay     unix  -       -       n       -       -       smtp
 postlog   unix-dgram n  -       n       -       1       postlogd
 """
 
-BODY = "Subject: t\n\n" + "y" * 2500 + "\n.dot\n"
+BODY = "Subject: t\n\n" + "y" * 2500 + "\n.dot\n." + "z" * 1500 + "\n"
 
 
 class Postfix:

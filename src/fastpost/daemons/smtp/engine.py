@@ -49,7 +49,8 @@ from __future__ import annotations
 import time
 
 from fastpost.daemons.smtp.route import parse_nexthop, port_number
-from fastpost.daemons.smtp.session import COMMAND_TEXT, Session, SiteError, fold_lines, reply_dsn
+from fastpost.daemons.smtp.session import COMMAND_TEXT, Session, SiteError, reply_dsn
+from fastpost.daemons.smtp.wire import wire_text
 from fastpost.mail.address import external
 from fastpost.mail.deliver import (
     BOUNCED, DEFERRED, NOTIFY_DELAY, NOTIFY_FAILURE, NOTIFY_NEVER, NOTIFY_SUCCESS, RET_FULL,
@@ -153,12 +154,10 @@ class Engine:
             log.warn("%s: cannot read the queued message: %s", request.queue_id, exc)
             return self._all(request, started, DEFERRED, "4.3.0",
                              "mail system error: cannot read the queued message")
-        if self.s.fold_limit:
-            folded = fold_lines(content, self.s.fold_limit)
-            if folded is not content:
-                log.info("%s: breaking line > %d bytes with <CR><LF>SPACE", request.queue_id,
-                         self.s.fold_limit)
-                content = folded
+        content, folded = wire_text(content, self.s.fold_limit, True)
+        if folded:
+            log.info("%s: breaking line > %d bytes with <CR><LF>SPACE", request.queue_id,
+                     self.s.fold_limit)
         quote = external if self.s.quote_envelope else str
         wire = [WireRecipient(quote(r.address), _notify(r.dsn_notify), _orcpt(r))
                 for r in request.recipients]

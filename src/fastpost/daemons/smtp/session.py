@@ -6,7 +6,7 @@ timeouts), smtp_trouble.c (the texts of failures).
 
     sess = await Session.connect(settings, target, tls)     # SiteError on failure
     await sess.handshake()                                  # greeting, EHLO, STARTTLS
-    outcome = await sess.transaction(sender, rcpts, content, size=..., ...)
+    outcome = await sess.transaction(sender, rcpts, wire, size=..., ...)   # wire.wire_text()
     await sess.quit()
 
 Every wait for a reply is bounded by the stage's Postfix timeout (smtp_helo_timeout,
@@ -27,7 +27,7 @@ raised: Outcome.replies holds (reply, command) per recipient in RCPT order.
 
 Parameters: the Settings timeouts, smtp_skip_5xx_greeting, smtp_always_send_ehlo /
 smtp_never_send_ehlo, smtp_discard_ehlo_keywords, smtp_bind_address(6),
-smtp_line_length_limit (folding of long content lines), line_length_limit.
+line_length_limit.
 Diagnostics: SiteError (above); nothing else escapes (OSError and protocol errors
 become SiteErrors).
 """
@@ -41,11 +41,11 @@ import time
 
 from fastpost.smtp import events as ev
 from fastpost.smtp.client import ClientConnection, ClientOptions
-from fastpost.smtp.errors import RemoteProtocolError
+from fastpost.smtp.errors import LocalProtocolError, RemoteProtocolError
 from fastpost.smtp.events import NEED_DATA
 from fastpost.util import log
 
-__all__ = ["Session", "SiteError", "Outcome", "reply_dsn", "COMMAND_TEXT", "fold_lines"]
+__all__ = ["Session", "SiteError", "Outcome", "WireClient", "reply_dsn", "COMMAND_TEXT"]
 
 #: What the client was doing, as Postfix says it after "while".
 STAGE_TEXT = {
@@ -82,27 +82,23 @@ def reply_dsn(reply) -> str:
     return f"{str(reply.code)[0]}.0.0"
 
 
-def fold_lines(text: bytes, limit: int) -> bytes:
-    """Break lines longer than ``limit`` as Postfix's smtp does (CR LF + SPACE).
+class WireClient(ClientConnection):
+    """The SMTP core plus content that is already in wire form (dot-stuffed, folded).
 
-    ``text`` has CR LF line ends. A line is cut after ``limit`` bytes; each
-    continuation starts with one SPACE and holds at most ``limit`` - 1 further bytes.
+    The agent turns the whole message into DATA bytes in one pass
+    (fastpost.daemons.smtp.wire); send_wire() queues them as they are, where
+    send_content() would stuff them again. end_content() works as for send_content().
     """
-    lines = text.split(b"\r\n")
-    if limit <= 0 or max(map(len, lines)) <= limit:
-        return text
-    out = []
-    for line in lines:
-        if len(line) <= limit:
-            out.append(line)
-            continue
-        pieces = [line[:limit]]
-        pos = limit
-        while pos < len(line):
-            pieces.append(b" " + line[pos:pos + limit - 1])
-            pos += limit - 1
-        out.append(b"\r\n".join(pieces))
-    return b"\r\n".join(out)
+
+    def send_wire(self, data: bytes) -> None:
+        txn = self._txn
+        if txn is None or txn.use_bdat or not txn.content_started:
+            raise LocalProtocolError("send_wire() before the server's 354")
+        if txn.failed is not None or not data:
+            return
+        self._out.append(data)
+        self._bol = data.endswith(b"\n")
+        self._last_cr = data.endswith(b"\r")
 
 
 class SiteError(Exception):
@@ -140,7 +136,7 @@ class Session:
         self.target = target
         self.reader = reader
         self.writer = writer
-        self.conn = ClientConnection(ClientOptions(
+        self.conn = WireClient(ClientOptions(
             helo_name=settings.helo_name, lmtp=settings.lmtp,
             line_length_limit=max(settings.reply_line_limit, 512)))
         self.created = time.monotonic()
@@ -338,7 +334,8 @@ class Session:
                           size: int | None = None, body: str | None = None,
                           smtputf8: bool = False, ret: str | None = None,
                           envid: str | None = None) -> Outcome:
-        """Send one message; per-recipient replies, or SiteError if the session broke."""
+        """Send one message (``content`` in wire form: fastpost.daemons.smtp.wire);
+        per-recipient replies, or SiteError if the session broke."""
         self.uses += 1
         conn = self.conn
         conn.mail(sender, recipients, size=size, body=body, smtputf8=smtputf8, ret=ret,
@@ -376,7 +373,7 @@ class Session:
                 stage = "body"
                 txn = conn._txn
                 if txn is not None and txn.failed is None and txn.accepted:
-                    conn.send_content(content)
+                    conn.send_wire(content)
                     conn.end_content()
                     await self._flush("body")
                 stage = "dot"
