@@ -44,6 +44,8 @@ def env():
                 "smtp_tls_verify_cert_match=mx.tls.test"),
             svc("tpol", f"smtp_tls_policy_maps=texthash:{policy}", "smtp_tls_loglevel=1",
                 f"smtp_tls_CAfile={ca[2]}"),
+            svc("tresume", "smtp_tls_security_level=encrypt", "smtp_tls_loglevel=2",
+                "smtp_connection_cache_time_limit=0"),
             svc("tmay13", "smtp_tls_security_level=may",
                 "{smtp_tls_protocols=!SSLv2, !SSLv3, !TLSv1, !TLSv1.1, !TLSv1.2}"),
         ])
@@ -121,3 +123,13 @@ def test_may_retries_in_plain_text_after_a_failed_handshake(env):
         assert "trying again without TLS" in "\n".join(site.log_lines(qid))
         (msg,) = old.messages()
         assert b"with ESMTP id" in msg
+
+
+def test_tls_session_resumed_on_the_next_connection(env):
+    """No connection cache: each message a new connection, the second one resumes."""
+    site, srv, _ = env
+    qids = [deliver(site, srv, "tresume")[0] for _ in range(3)]
+    text = site.inst.log_text()
+    assert text.count(f"127.0.0.1[127.0.0.1]:{srv.port}: TLS session reused") >= 2
+    for qid in qids:
+        assert "status=sent" in site.log_lines(qid)[-1]

@@ -35,6 +35,7 @@ become SiteErrors).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import socket
 import ssl
 import time
@@ -73,6 +74,25 @@ COMMAND_TEXT = {
 }
 
 READ_SIZE = 65536
+
+
+class TlsOffer:
+    """The TLS session a connection offers when it starts TLS (set by tls.py).
+
+    A connection's box is put in a context variable before the connection is made, so
+    that the event loop's callbacks for that connection see it: asyncio builds the SSL
+    object in the starting task, uvloop in a callback run in the context the
+    connection was created in (fastpost.daemons.smtp.tls reads it in wrap_bio()).
+    """
+
+    __slots__ = ("session",)
+
+    def __init__(self):
+        self.session = None
+
+
+TLS_OFFER: contextvars.ContextVar = contextvars.ContextVar("fastpost_smtp_tls_offer",
+                                                          default=None)
 
 
 def reply_dsn(reply) -> str:
@@ -147,6 +167,7 @@ class Session:
         self.broken = False
         self.idle_handle = None  # connection cache expiry timer
         self.cache_keys: tuple = ()  # where the connection cache holds it
+        self.tls_offer = TlsOffer()  # replaced by connect(): the box its callbacks see
 
     # -- set-up ----------------------------------------------------------------------
 
@@ -155,6 +176,8 @@ class Session:
         """Open the connection; SiteError naming host[addr]:port when that fails."""
         started = time.time()
         where = f"connect to {target.relay}"
+        offer = TlsOffer()
+        TLS_OFFER.set(offer)
         try:
             if target.unix:
                 coro = asyncio.open_unix_connection(target.addr, limit=READ_SIZE)
@@ -177,7 +200,9 @@ class Session:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-        return cls(settings, target, reader, writer, started)
+        sess = cls(settings, target, reader, writer, started)
+        sess.tls_offer = offer
+        return sess
 
     @property
     def name_addr(self) -> str:

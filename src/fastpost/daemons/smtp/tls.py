@@ -33,15 +33,20 @@ the name matched at verify/secure, Untrusted otherwise, Anonymous without a serv
 certificate. The chain of an unverified handshake is checked afterwards with
 pyOpenSSL against the same CA store (leaf against the CAs).
 
-Not done: TLS session resumption across connections (asyncio's start_tls takes no
-session), DANE and fingerprint levels (they defer with 4.7.5 "unsupported"),
+TLS sessions are resumed: the session of a full handshake is kept per server endpoint
+and level for smtp_tls_session_cache_timeout and offered on the next new connection
+(asyncio's start_tls takes no session argument, so the client contexts are a subclass
+whose wrap_bio() offers the one in the connection's TlsOffer box, see session.py); with
+smtp_tls_loglevel >= 2 a resumed one logs "H[A]:P: TLS session reused".
+
+Not done: DANE and fingerprint levels (they defer with 4.7.5 "unsupported"),
 smtp_tls_ciphers grades beyond OpenSSL's defaults.
 
 Parameters: smtp_tls_security_level, smtp_use_tls, smtp_enforce_tls,
 smtp_tls_policy_maps, smtp_tls_CAfile, smtp_tls_CApath, smtp_tls_loglevel,
 smtp_tls_protocols, smtp_tls_mandatory_protocols, smtp_tls_verify_cert_match,
 smtp_tls_secure_cert_match, smtp_tls_servername, smtp_tls_cert_file,
-smtp_tls_key_file (lmtp_* in LMTP mode).
+smtp_tls_key_file, smtp_tls_session_cache_timeout (lmtp_* in LMTP mode).
 Diagnostics: ConfigError at start for an unknown level or an unreadable CA or
 certificate file; a policy table that fails is a 4.3.0 deferral (MapRetry).
 """
@@ -49,12 +54,31 @@ certificate file; a policy table that fails is a 4.3.0 deferral (MapRetry).
 from __future__ import annotations
 
 import ssl
+import time
 
-from fastpost.daemons.smtp.session import SiteError
+from fastpost.daemons.smtp.session import TLS_OFFER, SiteError
 from fastpost.mail.config import ConfigError
 from fastpost.util import log
 
 __all__ = ["Policies", "Policy", "LEVELS"]
+
+#: Sessions kept per process at most (oldest dropped first).
+SESSION_CACHE_SIZE = 1000
+
+
+class _ResumingContext(ssl.SSLContext):
+    """A client context whose connections offer the session in their TlsOffer box."""
+
+    def wrap_bio(self, incoming, outgoing, server_side=False, server_hostname=None,
+                 session=None):
+        box = TLS_OFFER.get()
+        offer = session if session is not None else (box.session if box is not None else None)
+        try:
+            return super().wrap_bio(incoming, outgoing, server_side=server_side,
+                                    server_hostname=server_hostname, session=offer)
+        except ValueError:  # a session of another context: start afresh
+            return super().wrap_bio(incoming, outgoing, server_side=server_side,
+                                    server_hostname=server_hostname)
 
 LEVELS = ("none", "may", "encrypt", "verify", "secure", "dane", "dane-only", "fingerprint")
 _VERSIONS = (("TLSv1", ssl.TLSVersion.TLSv1), ("TLSv1.1", ssl.TLSVersion.TLSv1_1),
@@ -142,6 +166,8 @@ class Policy:
         owner = self.owner
         ctx = owner.context(level)
         sni = owner.servername(self.dest, self.target)
+        key = (sess.target.endpoint, level)
+        sess.tls_offer.session = owner.session_for(key)
         try:
             await sess.starttls(ctx, sni)
         except SiteError as exc:
@@ -152,6 +178,8 @@ class Policy:
                                 connected=True) from None
             exc.tls_level = level
             raise
+        finally:
+            sess.tls_offer.session = None
         obj = sess.writer.get_extra_info("ssl_object")
         der = obj.getpeercert(binary_form=True) if obj is not None else None
         trusted = level in ("verify", "secure") or owner.chain_trusted(der)
@@ -165,6 +193,12 @@ class Policy:
                 raise SiteError("4.7.5", "Server certificate not verified", stage="starttls",
                                 connected=True)
             verified = True
+        if obj is not None:
+            if obj.session_reused:
+                if owner.loglevel >= 2:
+                    log.info("%s: TLS session reused", sess.relay)
+            elif obj.session is not None:
+                owner.remember(key, obj.session)
         kind = ("Verified" if verified else "Trusted" if trusted else
                 "Untrusted" if der else "Anonymous")
         cipher = obj.cipher() if obj is not None else None
@@ -182,7 +216,7 @@ class Policies:
     def __init__(self, prefix: str, level: str, *, cafile="", capath="", loglevel=0,
                  protocols="", mandatory_protocols="", verify_match=("hostname",),
                  secure_match=("nexthop", "dot-nexthop"), servername="", cert_file="",
-                 key_file="", maps=None):
+                 key_file="", maps=None, session_timeout=3600):
         self.prefix = prefix
         self.level = level
         self.cafile = cafile
@@ -192,6 +226,8 @@ class Policies:
         self.secure_match = list(secure_match)
         self.servername_param = servername
         self.maps = maps
+        self.session_timeout = session_timeout
+        self._sessions: dict = {}  # (endpoint, level) -> (expiry, ssl.SSLSession)
         self._contexts = {}
         self._store = None
         opportunistic = self._make(ssl.CERT_NONE, min_version(protocols), cert_file, key_file)
@@ -206,7 +242,7 @@ class Policies:
         self._no_ca = None
 
     def _make(self, mode, minimum, cert_file, key_file) -> ssl.SSLContext:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx = _ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = mode
         try:
@@ -238,6 +274,23 @@ class Policies:
         elif self.capath:
             store.load_locations(None, self.capath)
         return store
+
+    def session_for(self, key):
+        """A TLS session kept for (endpoint, level) that has not expired, or None."""
+        item = self._sessions.get(key)
+        if item is None:
+            return None
+        if item[0] < time.monotonic():
+            del self._sessions[key]
+            return None
+        return item[1]
+
+    def remember(self, key, session) -> None:
+        if self.session_timeout <= 0:
+            return
+        if len(self._sessions) >= SESSION_CACHE_SIZE:
+            self._sessions.pop(next(iter(self._sessions)))
+        self._sessions[key] = (time.monotonic() + self.session_timeout, session)
 
     def chain_trusted(self, der: bytes | None) -> bool:
         """Does the server's (leaf) certificate verify against our CAs?"""
@@ -347,4 +400,5 @@ class Policies:
                    secure_match=match(p + "tls_secure_cert_match"),
                    servername=cfg.get(p + "tls_servername"),
                    cert_file=cfg.get(p + "tls_cert_file").strip(),
-                   key_file=cfg.get(p + "tls_key_file").strip(), maps=maps_obj)
+                   key_file=cfg.get(p + "tls_key_file").strip(), maps=maps_obj,
+                   session_timeout=cfg.get_time(p + "tls_session_cache_timeout"))
