@@ -1,6 +1,6 @@
 """The short reliability battery: every check against C Postfix and against fastpost.
 
-Against C Postfix each check validates the battery itself (Postfix must pass, or fail in
+Against C Postfix (a soak test: FASTPOST_SOAK=1) each check validates the battery itself (Postfix must pass, or fail in
 the documented way: smuggling with Postfix 3.7's default smtpd_forbid_bare_newline = no).
 Against fastpost each check runs once the pieces it needs exist, and is skipped with
 the list of missing pieces until then. The long version is ``./dev torture``.
@@ -23,9 +23,11 @@ def need_postfix():
 
 
 @pytest.mark.postfix
-@pytest.mark.slow
+@pytest.mark.soak
 @pytest.mark.parametrize("name", [c.name for c in battery.ALL])
 def test_battery_against_postfix(name):
+    """Validates the battery itself against C Postfix (about 4 minutes: a soak test;
+    ``./dev torture`` runs every check against both MTAs)."""
     need_postfix()
     check = battery.BY_NAME[name]
     res = battery.run_check(check, "postfix", short=True)
