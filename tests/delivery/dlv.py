@@ -35,6 +35,7 @@ relay     unix  -  -  n  -    -  testdaemons.scripted_agent {rules} {attempts}
 error     unix  -  -  n  -    -  error
 retry     unix  -  -  n  -    -  error
 discard   unix  -  -  n  -    -  discard
+flush     unix  n  -  n  -    0  flush
 """
 
 MAIN_CF = {

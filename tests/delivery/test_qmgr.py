@@ -292,18 +292,26 @@ def test_small_message_is_not_stuck_behind_a_large_one(fastpost_instance, tmp_pa
 def test_queue_i_and_s_deliver_deferred_mail_now(fastpost_instance, tmp_path):
     # retries far away: only the commands can bring these back soon
     d = DeliveryInstance(fastpost_instance, tmp_path, main_cf={
-        "minimal_backoff_time": "1h", "maximal_backoff_time": "2h", "queue_run_delay": "1h"})
+        "minimal_backoff_time": "1h", "maximal_backoff_time": "2h", "queue_run_delay": "1h",
+        "fast_flush_domains": "two.example"})
     d.rules([{"status": "deferred", "text": "not yet"}])
     one, two, three = d.inject([{"rcpts": ["a@one.example"]}, {"rcpts": ["b@two.example"]},
                                 {"rcpts": ["c@two.example", "d@three.example"]}])
     d.wait(lambda: all((i := d.info(q)) and i.state_name == "deferred" for q in (one, two, three)),
            what="deferred")
+    log_file = os.path.join(d.queue, "flush", "two.example")  # the fast-flush log
+    d.wait(lambda: os.path.exists(log_file) and
+           set(open(log_file).read().split()) == {two, three}, what="flush log")
+    assert not os.path.exists(os.path.join(d.queue, "flush", "one.example"))
     d.rules([])
     assert d.command("queue", "-i", one).returncode == 0
     d.wait_gone([one])
     assert d.info(two).state_name == "deferred"
     assert d.command("queue", "-s", "two.example").returncode == 0
     d.wait_gone([two, three])  # three had a recipient at two.example: it is retried whole
+    denied = d.command("queue", "-s", "one.example")
+    assert denied.returncode == 69
+    assert 'Flush service is not configured for destination "one.example"' in denied.stderr
     assert b"no such deferred message" in d.command("queue", "-i", one).stderr.encode()
     # -f: everything, retry times ignored
     (four,) = d.inject([{"rcpts": ["e@four.example"]}])

@@ -16,7 +16,8 @@ Postfix counterpart: src/postfix/postfix.c, conf/postfix-script, src/postfix/pos
     check            configuration valid, daemons loadable, queue directories, owners
                      and modes right, mail_owner exists and is not root; names the
                      Postfix parameters main.cf sets that fastpost does not implement
-    flush            ask qmgr to retry all deferred mail now (trigger AFDI)
+    flush            ask qmgr to retry all deferred mail now (trigger AFDI), and the
+                     fast-flush service to refresh its per-destination logs
     set-permissions  create mail_owner and setgid_group if missing (root), create the
                      queue tree and repair owners and modes
     upgrade-configuration  create what is missing (as Postfix's, nothing to rewrite)
@@ -140,6 +141,8 @@ class Control:
         for text in problems:
             failed = self.say.fatal(text)
         self.specs = specs
+        for text in _smtpd_problems(self.cfg, specs):
+            failed = self.say.fatal(text)
         for level, text in layout.check(self.cfg):
             if level == "fatal":
                 failed = self.say.fatal(text)
@@ -293,6 +296,9 @@ class Control:
                              timeout=self.cfg.get_time("trigger_timeout"))
         except (ipc.IPCError, ConfigError) as exc:
             return self.say.fatal(f"cannot flush the mail queue: {exc}")
+        from fastpost.cli.postqueue import refresh_flush_logs
+
+        refresh_flush_logs(self.cfg)  # the fast-flush logs, as their times say
         return 0
 
     def do_set_permissions(self, repair: bool = True) -> int:
@@ -404,3 +410,21 @@ def main(argv: list[str]) -> int:
     if verb == "upgrade-configuration":
         return ctl.do_set_permissions(repair=False)
     return getattr(ctl, "do_" + verb)()
+
+
+def _smtpd_problems(cfg, specs) -> list[str]:
+    """What would make each smtpd service of master.cf refuse to start: the relay rule
+    and undefined restriction classes (docs/policy.md), with its -o overrides."""
+    from fastpost.daemons.smtpd.checks.engine import check_config
+
+    out = []
+    for spec in specs:
+        entry = spec.entry
+        if entry.command != "smtpd":
+            continue
+        try:
+            check_config(cfg.with_overrides(entry.overrides()))
+        except ConfigError as exc:
+            out.append(f"{spec.where}: service {entry.key}: {exc}")
+    return out
+

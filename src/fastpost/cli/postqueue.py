@@ -11,22 +11,29 @@ Postfix counterpart: src/postqueue/postqueue.c, showq_compat.c, showq_json.c; th
     mailq [-c config_dir] [-v]              the same as -p
 
 ``-f`` asks qmgr to retry every deferred message ignoring retry times and
-defer_transports, and to forget dead destinations (Postfix's postqueue -f). ``-i`` and
-``-s`` move the deferred messages concerned (by queue ID; by a recipient domain, which
-the queue index knows, so unlike Postfix no fast_flush_domains log is needed and any
-site can be flushed) to the incoming queue and wake qmgr (``I``; ``FI`` for a site,
-whose destination may have been declared dead). Those two change the queue index, so
-they need write access to it (root or mail_owner); otherwise they exit 69.
+defer_transports, and to forget dead destinations (Postfix's postqueue -f), then asks
+the fast-flush service to refresh its logs. ``-i`` and ``-s`` go through the fast-flush
+service (fastpost.daemons.flush, ``public/flush``), as Postfix's do: ``-s`` for a site
+that fast_flush_domains lists (its per-destination log), ``-i`` for one deferred
+message. Like showq, reaching public/ needs membership of setgid_group when not root.
+Failures, as postqueue words them, exit 69: ``Flush service is not configured for
+destination "site"``, ``Invalid request: "site"``, ``Cannot flush mail queue - mail
+system is down``.
 
-The listing is read from the queue index directly, the way postqueue works as the
-super-user while the mail system is down. Unprivileged users need the showq service,
-which does not exist yet: without access to the queue directory the command says so
-and exits 69 (EX_UNAVAILABLE).
+Who can read the queue index (root, mail_owner) lists it directly, the way postqueue
+works as the super-user while the mail system is down. Everyone else asks the showq
+service (fastpost.daemons.showq, ``public/showq``) and prints what it sends with the
+same code, batch by batch; reaching public/ needs membership of setgid_group (Postfix's
+postqueue is set-gid to it). When showq cannot be reached: ``postqueue: fatal: Queue
+report unavailable - mail system is down: ...``, exit 69 (EX_UNAVAILABLE), as Postfix.
 
-Parameters: queue_directory, enable_long_queue_ids.
+Parameters: queue_directory, enable_long_queue_ids, showq_service_name,
+flush_service_name, queue_service_name, trigger_timeout, ipc_timeout,
+setgid_group (named in the hint when public/ is out of reach).
 Diagnostics: ``postqueue: fatal: ...`` on standard error with exit 1 (bad option,
-configuration error, unusable queue, mail system not running for -f/-i/-s) or 69 (no
-access to the queue index); ``postqueue: warning: ID: no such deferred message``.
+configuration error, unusable queue) or 69 (showq or the flush service unavailable,
+qmgr not running: ``Cannot flush mail queue - mail system is down`` after a warning
+with the reason); ``postqueue: warning: ID: no such deferred message``.
 """
 
 from __future__ import annotations
@@ -41,69 +48,142 @@ USAGE = "usage: postqueue -f | postqueue -i queueid | postqueue -j | postqueue -
 EX_UNAVAILABLE = 69
 
 
+def _can_read_queue(qdir: str) -> bool:
+    index_dir = os.path.join(qdir, "index")
+    return not ((os.path.exists(qdir) and not os.access(qdir, os.R_OK | os.X_OK)) or
+                (os.path.exists(index_dir) and not os.access(index_dir, os.R_OK | os.X_OK)))
+
+
 def _list(tool: Tool, config_dir: str | None, mode: str) -> int:
-    from fastpost.mail.queue.showq import write_json, write_mailq
+    from fastpost.mail.queue.showq import render_json, render_mailq, write_json, write_mailq
 
     cfg = tool.config(config_dir)
     qdir = cfg.get("queue_directory")
-    index_dir = os.path.join(qdir, "index")
-    if (os.path.exists(qdir) and not os.access(qdir, os.R_OK | os.X_OK)) or \
-            (os.path.exists(index_dir) and not os.access(index_dir, os.R_OK | os.X_OK)):
-        print(f"{tool.prog}: fatal: cannot read the queue in {qdir}: listing the queue as an unprivileged "
-              "user needs the showq service, which fastpost does not have yet", file=sys.stderr)
-        return EX_UNAVAILABLE
-    store = tool.open_store(cfg)
+    long_ids = cfg.get_bool("enable_long_queue_ids")
     try:
-        if mode == "j":
-            write_json(store, sys.stdout)
-        else:
-            write_mailq(store, sys.stdout, cfg.get_bool("enable_long_queue_ids"))
-        sys.stdout.flush()
+        if not _can_read_queue(qdir):
+            listed = _showq_entries(tool, cfg)
+            if mode == "j":
+                render_json(listed, sys.stdout)
+            else:
+                render_mailq(listed, sys.stdout, long_ids)
+            sys.stdout.flush()
+            return 0
+        store = tool.open_store(cfg)
+        try:
+            if mode == "j":
+                write_json(store, sys.stdout)
+            else:
+                write_mailq(store, sys.stdout, long_ids)
+            sys.stdout.flush()
+        finally:
+            store.close()
     except BrokenPipeError:
         pass
-    finally:
-        store.close()
+    except _Unavailable as exc:
+        print(f"{tool.prog}: fatal: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
     return 0
+
+
+class _Unavailable(Exception):
+    """The showq service cannot be used (exit 69, as postqueue's "mail system is down")."""
+
+
+def _showq_entries(tool: Tool, cfg):
+    """Yield the listing's entries from the showq service, batch by batch."""
+    from fastpost.daemons.showq import MAX_BATCH, PROTOCOL
+    from fastpost.mail import ipc
+    from fastpost.mail.queue.showq import Entry
+
+    qdir = cfg.get("queue_directory")
+    path = ipc.endpoint(qdir, cfg.get("showq_service_name"), ipc.PUBLIC)
+    client = ipc.AttrClient(path, PROTOCOL, timeout=cfg.get_time("ipc_timeout"))
+    try:
+        try:
+            client.connect()
+        except ipc.IPCError as exc:
+            hint = ""
+            if "Permission denied" in str(exc):
+                hint = (f" (the account must be in the group {cfg.get('setgid_group')} "
+                        "to reach the showq service)")
+            raise _Unavailable(f"Queue report unavailable - mail system is down: {exc}{hint}") from None
+        while True:
+            try:
+                reply = client.request({"request": "list", "count": MAX_BATCH}, retry=False)
+            except ipc.IPCError as exc:
+                raise _Unavailable(f"Queue report unavailable - {exc}") from None
+            if reply.get("status") != 0 or not isinstance(reply.get("messages"), list):
+                raise _Unavailable(f"Queue report unavailable - showq refused: {reply.get('error')}")
+            for attrs in reply["messages"]:
+                try:
+                    yield Entry.from_attrs(attrs)
+                except ValueError as exc:
+                    raise _Unavailable(f"Queue report unavailable - {exc}") from None
+            if not reply.get("more"):
+                return
+    finally:
+        client.close()
 
 
 def _flush(tool: Tool, config_dir: str | None, mode: str, arg: str) -> int:
     from fastpost.mail import ipc
-    from fastpost.mail.queue import index as ix
+    from fastpost.mail import flush_clnt as fc
 
     cfg = tool.config(config_dir)
     qdir = cfg.get("queue_directory")
-    qmgr = cfg.get("queue_service_name")
     if mode == "f":
-        data = ipc.QMGR_FLUSH
-    else:
-        index_dir = os.path.join(qdir, "index")
-        if not os.access(index_dir, os.W_OK | os.X_OK):
-            print(f"{tool.prog}: fatal: cannot change the queue in {qdir}: delivering mail now "
-                  "needs write access to the queue index (run as root)", file=sys.stderr)
-            return EX_UNAVAILABLE
-        store = tool.open_store(cfg)
         try:
-            if mode == "i":
-                ids = [arg]
-            else:
-                ids = list(store.by_domain(arg.lower().rstrip(".")))
-            moved = 0
-            for start in range(0, len(ids), 1000):
-                with store.edit() as ed:
-                    for qid in ids[start:start + 1000]:
-                        info = ed.get(qid)
-                        if info is not None and info.state == ix.DEFERRED:
-                            moved += ed.set_state(qid, ix.INCOMING)
-            if mode == "i" and not moved:
-                tool.warn(f"{arg}: no such deferred message")
-        finally:
-            store.close()
-        data = ipc.QMGR_SCAN_INCOMING if mode == "i" else ipc.QMGR_FLUSH_DEAD + ipc.QMGR_SCAN_INCOMING
+            ipc.mail_trigger(qdir, cfg.get("queue_service_name"), ipc.QMGR_FLUSH,
+                             timeout=cfg.get_time("trigger_timeout"))
+        except ipc.IPCError as exc:
+            tool.warn(str(exc))
+            print(f"{tool.prog}: fatal: Cannot flush mail queue - mail system is down", file=sys.stderr)
+            return EX_UNAVAILABLE
+        refresh_flush_logs(cfg)
+        return 0
+    with fc.FlushClient(cfg) as flush:
+        if mode == "i":
+            status, reply = flush.send_file(arg)
+        elif not _eligible(cfg, arg):  # asked here first, as postqueue does
+            status, reply = fc.FLUSH_STAT_DENY, {}
+        else:
+            status, reply = flush.send_site(arg)
+    if status == fc.FLUSH_STAT_OK:
+        if mode == "i" and not reply.get("moved"):
+            tool.warn(f"{arg}: no such deferred message")
+        return 0
+    if status == fc.FLUSH_STAT_DENY:
+        text = f'Flush service is not configured for destination "{arg}"'
+    elif status == fc.FLUSH_STAT_BAD:
+        text = f'Invalid request: "{arg}"'
+    else:
+        if flush.error:
+            tool.warn(flush.error)
+        text = "Cannot flush mail queue - mail system is down"
+    print(f"{tool.prog}: fatal: {text}", file=sys.stderr)
+    return EX_UNAVAILABLE
+
+
+def _eligible(cfg, site: str) -> bool:
+    """Whether fast_flush_domains lists the site (a failing table: let the service say)."""
+    from fastpost.mail.domain_list import DomainList
+    from fastpost.mail.maps import MapRetry
+
+    domains = DomainList.from_param(cfg, "fast_flush_domains")
     try:
-        ipc.mail_trigger(qdir, qmgr, data, timeout=cfg.get_time("trigger_timeout"))
-    except ipc.IPCError as exc:
-        return tool.fatal(f"cannot flush the mail queue: the mail system is down ({exc})")
-    return 0
+        return bool(domains) and domains.match(site.lower().rstrip("."))
+    except MapRetry:
+        return True
+
+
+def refresh_flush_logs(cfg) -> None:
+    """Ask the fast-flush service to refresh its logs (fast_flush_refresh_time,
+    fast_flush_purge_time); quietly nothing when master.cf has no flush service."""
+    from fastpost.mail import flush_clnt as fc
+
+    with fc.FlushClient(cfg) as flush:
+        flush.refresh()
 
 
 def main(argv: list[str], prog: str = "postqueue") -> int:

@@ -14,7 +14,9 @@ docs/delivery.md.
 The agent reads the message itself from the queue store (``QueueStore.read(queue_id)``),
 logs Postfix's per-recipient status line (format_status_line), and returns the results;
 qmgr records them in the queue index (done / deferred with the reason / bounced) and asks
-the bounce service for notices. A message delivered but not yet recorded when qmgr dies is
+the bounce service for notices. With ``soft_bounce = yes`` a bounce is logged as Postfix
+3.7's agents log it, ``dsn=4.x.x, status=SOFTBOUNCE (reason)``, and returned to qmgr as
+a deferral (``set_soft_bounce``, ``soften``; delivery_service does both). A message delivered but not yet recorded when qmgr dies is
 delivered again after recovery (at-least-once, as Postfix).
 
 Diagnostics: ValueError from from_attrs() for a malformed request or reply (the caller
@@ -230,9 +232,33 @@ def format_status_line(queue_id: str, recipient: Recipient, result: RecipientRes
         parts.append(f"conn_use={conn_use}")
     parts.append(f"delay={fmt(done - arrival_time)}")
     parts.append(f"delays={fmt(a)}/{fmt(b)}/{fmt(c)}/{fmt(d)}")
-    parts.append(f"dsn={result.dsn}")
-    parts.append(f"status={result.status} ({result.text})")
+    if result.status == BOUNCED and _soft_bounce:
+        parts.append(f"dsn=4{result.dsn[1:]}")
+        parts.append(f"status=SOFTBOUNCE ({result.text})")
+    else:
+        parts.append(f"dsn={result.dsn}")
+        parts.append(f"status={result.status} ({result.text})")
     return ", ".join(parts)
+
+
+# soft_bounce (Postfix's var_soft_bounce): a process-wide switch, set once from main.cf
+# by delivery_service() in agents and by qmgr, read where the status line is written.
+_soft_bounce = False
+
+
+def set_soft_bounce(on: bool) -> None:
+    """Turn soft_bounce on or off for this process (status lines and soften())."""
+    global _soft_bounce
+    _soft_bounce = bool(on)
+
+
+def soften(results: list[RecipientResult]) -> list[RecipientResult]:
+    """With soft_bounce, a bounce becomes a deferral with a 4.x.x code (as Postfix's
+    agents report it); otherwise the results unchanged."""
+    if not _soft_bounce:
+        return results
+    return [RecipientResult(r.offset, DEFERRED, "4" + r.dsn[1:], r.text, r.relay)
+            if r.status == BOUNCED else r for r in results]
 
 
 # -- the agent side ----------------------------------------------------------------------
@@ -278,7 +304,12 @@ def delivery_service(handler, *, max_frame: int | None = None):
     from fastpost.mail import ipc
     from fastpost.util import log
 
+    soft_bounce_read = []
+
     async def handle(attrs: dict, conn) -> dict:
+        if not soft_bounce_read:  # once per process: the configuration is fixed
+            set_soft_bounce(conn.ctx.cfg.get_bool("soft_bounce"))
+            soft_bounce_read.append(True)
         try:
             request = DeliveryRequest.from_attrs(attrs)
         except ValueError as exc:
@@ -307,7 +338,7 @@ def delivery_service(handler, *, max_frame: int | None = None):
                                                    request.arrival_time, request.active_time),
                                    "4.3.0", "delivery agent did not report this recipient")
             results = list(results) + extra
-        return DeliveryResult(results, hop).to_attrs()
+        return DeliveryResult(soften(list(results)), hop).to_attrs()
 
     kwargs = {} if max_frame is None else {"max_frame": max_frame}
     return ipc.attr_service(PROTOCOL, handle, **kwargs)

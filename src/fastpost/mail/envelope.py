@@ -50,6 +50,7 @@ class Envelope:
     ret: int = 0  # DSN RET: 1 full, 2 headers
     warn_time: float = 0.0  # W record: when to send a delay warning (0 = none)
     full_name: str = ""  # F record
+    rcpt_total: int = 0  # every R/D record, also those ``only`` left out
 
     @property
     def encoding(self) -> str:
@@ -67,8 +68,12 @@ def _int(b, default: int = 0) -> int:
         return default
 
 
-def read_envelope(data) -> Envelope:
-    """Read a queue file's envelope and recipients (see the module docstring)."""
+def read_envelope(data, only=None) -> Envelope:
+    """Read a queue file's envelope and recipients (see the module docstring).
+
+    ``only``: a set of recipient record offsets; then only those recipients are kept
+    (qmgr reads a message with many recipients one slice at a time). ``rcpt_total``
+    always counts every recipient record."""
     arrival = None
     sender = None
     sizes = [0, 0, 0, 0, 0, 0]
@@ -79,6 +84,7 @@ def read_envelope(data) -> Envelope:
     ret = 0
     warn = 0.0
     full_name = ""
+    total = 0
     for offset, rtype, payload in read_records(data, skip_content=True):
         if rtype == R.REC_TYPE_SIZE and offset == 0:
             parts = payload.split()
@@ -120,10 +126,13 @@ def read_envelope(data) -> Envelope:
         elif rtype == R.REC_TYPE_FULL:
             full_name = _text(payload)
         elif rtype in (R.REC_TYPE_RCPT, R.REC_TYPE_DONE):
-            rcpts.append(EnvRecipient(offset, _text(payload), pending.get("orig", ""),
-                                      pending.get("notify", 0), pending.get("orcpt", ""),
-                                      rtype == R.REC_TYPE_DONE))
-            pending = {}
+            total += 1
+            if only is None or offset in only:
+                rcpts.append(EnvRecipient(offset, _text(payload), pending.get("orig", ""),
+                                          pending.get("notify", 0), pending.get("orcpt", ""),
+                                          rtype == R.REC_TYPE_DONE))
+            if pending:
+                pending = {}
         elif rtype == R.REC_TYPE_DRCP:
             pending = {}
     if arrival is None:
@@ -134,7 +143,7 @@ def read_envelope(data) -> Envelope:
     if sender is None:
         raise CorruptQueueFile("no sender record")
     return Envelope(arrival, sender, sizes[0], sizes[1], sizes[2], sizes[5], rcpts, attrs, envid,
-                    ret, warn, full_name)
+                    ret, warn, full_name, total)
 
 
 __all__ = ["EnvRecipient", "Envelope", "read_envelope"]

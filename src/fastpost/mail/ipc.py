@@ -100,6 +100,22 @@ def endpoint(queue_directory: str, service: str, cls: str = PRIVATE) -> str:
     return os.path.join(queue_directory, cls, service)
 
 
+def queue_relative(path: str, queue_directory: str) -> str:
+    """A path relative to queue_directory, usable from here.
+
+    Daemons run in queue_directory (maybe chrooted there, where its absolute name does
+    not exist): there the relative path is kept; elsewhere it is joined to it.
+    """
+    if os.path.isabs(path):
+        return path
+    try:
+        if os.path.samefile(".", queue_directory):
+            return path
+    except OSError:
+        return path  # chrooted: the queue directory is "/" now
+    return os.path.join(queue_directory, path)
+
+
 def _check_hello(path: str, frame: dict, protocol: str) -> dict:
     got = frame.get("protocol")
     if got != protocol:

@@ -308,6 +308,14 @@ FASTPOST_PARAMS: tuple[Param, ...] = (
     Param("fastpost_queue_index_map_size", INT, "68719476736", min=1 << 20),
     Param("fastpost_queue_compact_age", TIME, "1h", unit="s", min=0),
     Param("fastpost_queue_compact_ratio", INT, "50", min=1, max=100),
+    # DNS lookups of the smtpd access policy (docs/policy.md): name servers to ask
+    # (host, host:port or [ipv6]:port; empty: /etc/resolv.conf), the deadline of one
+    # lookup, the size of each process's answer cache, the longest time a negative
+    # answer is kept.
+    Param("fastpost_dns_servers", LIST, ""),
+    Param("fastpost_dns_timeout", TIME, "10s", unit="s", min=1),
+    Param("fastpost_dns_cache_size", INT, "10000", min=0),
+    Param("fastpost_dns_negative_ttl", TIME, "300s", unit="s", min=0),
     # Delivery agents (docs/local.md): file and command deliveries one local, virtual
     # or pipe process runs at once (each in a worker thread).
     Param("fastpost_delivery_thread_limit", INT, "20", min=1),

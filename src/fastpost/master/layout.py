@@ -13,6 +13,7 @@ is one row of QUEUE_TREE (other subsystems add theirs there):
     segments   mail_owner                0700  queue store segment files
     index      mail_owner                0700  queue store index (LMDB)
     corrupt    mail_owner                0700  maildrop files pickup could not take
+    flush      mail_owner                0700  fast-flush per-destination logs
 
 $data_directory belongs to mail_owner (0700). The queue directory itself belongs to
 root (0755), as Postfix's does, so that a compromised mail_owner cannot replace it.
@@ -65,6 +66,8 @@ QUEUE_TREE: tuple[TreeEntry, ...] = (
     TreeEntry("index", OWNER, OWNER, 0o700),
     # maildrop files pickup could not read as submissions (docs/accept.md)
     TreeEntry("corrupt", OWNER, OWNER, 0o700),
+    # fast-flush per-destination logs (fastpost.daemons.flush)
+    TreeEntry("flush", OWNER, OWNER, 0o700),
 )
 
 

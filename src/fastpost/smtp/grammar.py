@@ -176,6 +176,13 @@ def valid_hostname(name: str, *, utf8: bool = False) -> bool:
     return all(label.fullmatch(part) for part in name.split("."))
 
 
+def _numeric(domain: str) -> bool:
+    """True for a domain of digits and dots only (``user@1.2.3.4``): Postfix's
+    valid_hostname() refuses it as a numeric host name, so the address is illegal
+    syntax (an address belongs in brackets)."""
+    return domain.replace(".", "").isdigit()
+
+
 def valid_address_literal(text: str) -> bool:
     """Return True for ``[1.2.3.4]`` or ``[IPv6:...]`` (RFC 5321 4.1.3)."""
     if len(text) < 3 or text[0] != "[" or text[-1] != "]":
@@ -287,7 +294,7 @@ def parse_path(text: str, bad: Reply, *, utf8: bool = False, strict: bool = Fals
     address ``<>`` (MAIL FROM), which RCPT TO does not.
     """
     m = None if strict else _SIMPLE_PATH.fullmatch(text)
-    if m is not None and valid_hostname(m.group(2)):
+    if m is not None and valid_hostname(m.group(2)) and not _numeric(m.group(2)):
         return f"{m.group(1)}@{m.group(2)}"
     return _parse_path_general(text, bad, utf8=utf8, strict=strict, allow_empty=allow_empty)
 
@@ -358,7 +365,7 @@ def _parse_path_general(text: str, bad: Reply, *, utf8: bool, strict: bool,
     if domain[0] == "[":
         if not valid_address_literal(domain):
             raise GrammarError(bad)
-    elif not valid_hostname(domain, utf8=utf8):
+    elif not valid_hostname(domain, utf8=utf8) or _numeric(domain):
         raise GrammarError(bad)
     if not allow_empty and not local and not domain:
         raise GrammarError(bad)

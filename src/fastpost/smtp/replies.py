@@ -97,6 +97,7 @@ BYE = Reply(221, "Bye", "2.0.0")
 START_DATA = Reply(354, "End data with <CR><LF>.<CR><LF>")
 START_TLS = Reply(220, "Ready to start TLS", "2.0.0")
 ETRN_STARTED = Reply(250, "Queuing started")
+ETRN_FAILED = Reply(458, "Unable to queue messages")
 AUTH_OK = Reply(235, "Authentication successful", "2.7.0")
 
 

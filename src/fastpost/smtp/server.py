@@ -92,6 +92,9 @@ class ServerOptions:
     #: smtpd_forbidden_commands patterns, matched against "VERB args" (Postfix's
     #: default regexp:{{/^[^A-Z]/ Bogus}}: a command that does not start with a letter)
     forbidden_patterns: tuple = (re.compile("^[^A-Z]", re.IGNORECASE),)
+    #: The session refused this client at connect (smtpd_delay_reject = no): every
+    #: command but QUIT gets this reply, and a non-220 greeting does not close.
+    access_denied: Reply | None = None
 
     def __post_init__(self):
         self.bare_lf = "normalize" if self.bare_lf.lower() == "yes" else self.bare_lf.lower()
@@ -100,6 +103,10 @@ class ServerOptions:
         if self.bare_lf not in BARE_LF_MODES:
             raise ValueError(f"bad smtpd_forbid_bare_newline value: {self.bare_lf}")
 
+
+#: A command that looks like a message header ("Subject:"): Postfix calls it a
+#: non-SMTP command and hangs up, as for smtpd_forbidden_commands.
+_HEADER_VERB = re.compile(rb"[\x21-\x39\x3b-\x7e]+:$")
 
 #: Command verb -> the ServerConnection method that parses it.
 _HANDLERS = {
@@ -229,7 +236,7 @@ class ServerConnection:
         code = reply.code
         pending = self._pending
         if self.input == state.GREETING:
-            if code != 220:
+            if code != 220 and self.options.access_denied is None:
                 close = True
             self.input = state.COMMAND
         elif pending is None:
@@ -344,6 +351,9 @@ class ServerConnection:
         if not raw_verb:
             # Not a command at all: Postfix does not count it in its statistics.
             raise self._fail(replies.BAD_SYNTAX, "")
+        if opts.access_denied is not None and raw_verb != b"QUIT":
+            known = raw_verb in _HANDLERS
+            raise self._fail(opts.access_denied, raw_verb.decode("ascii") if known else "UNKNOWN")
         name = _HANDLERS.get(raw_verb)
         handler = getattr(self, name) if name else None
         verb = raw_verb.decode("ascii") if handler else "UNKNOWN"
@@ -351,7 +361,8 @@ class ServerConnection:
         if args is None or (opts.smtputf8 and not handler and _decode(raw_verb, True) is None):
             raise self._fail(replies.BAD_UTF8, "")  # not counted either
         if handler is None:
-            if raw_verb in opts.forbidden or self._forbidden(raw_verb, raw_args):
+            if (raw_verb in opts.forbidden or _HEADER_VERB.match(raw_verb)
+                    or self._forbidden(raw_verb, raw_args)):
                 raise self._fail(replies.FORBIDDEN_COMMAND, "UNKNOWN", fatal=True, kind="non-smtp",
                                  detail=(raw_verb + b" " + raw_args).rstrip()
                                  .decode("utf-8", "replace"))
@@ -504,14 +515,15 @@ class ServerConnection:
 
     def _auth(self, verb: str, args: str):
         st = self.state
+        # Postfix's order; AUTH needs no EHLO unless smtpd_helo_required says so.
+        if st.helo is None and self.options.helo_required:
+            raise self._fail(replies.NEED_HELO, verb)
         if not self.options.auth:
             raise self._fail(replies.AUTH_NOT_ENABLED, verb)
-        if not st.esmtp:
-            raise self._fail(replies.NEED_HELO, verb)
-        if st.authenticated:
-            raise self._fail(replies.AUTH_ALREADY, verb)
         if st.in_transaction():
             raise self._fail(replies.MAIL_IN_PROGRESS, verb)
+        if st.authenticated:
+            raise self._fail(replies.AUTH_ALREADY, verb)
         words = args.split()
         if not words or len(words) > 2:
             raise self._fail(replies.AUTH_SYNTAX, verb)

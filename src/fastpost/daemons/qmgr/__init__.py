@@ -11,7 +11,8 @@ times (and ``defer_transports``), ``F`` forget dead destinations and suspended
 transports. cleanup sends ``I`` after each committed batch, ``fastpost flush`` sends
 ``AFDI``, the master ``W`` every wakeup period.
 
-pre_init (before chroot) reads master.cf for each delivery service's process limit;
+pre_init (before chroot) reads master.cf for each delivery service's process limit
+and makes the fast-flush client (fast_flush_domains' tables open before the chroot);
 post_init opens the queue store (relative to the queue directory, so chrooted or
 not), moves the active queue back to incoming and starts feeding. on_exit (reload,
 stop) lets deliveries in flight finish and be recorded (up to 10 s), lets the store
@@ -27,11 +28,13 @@ from __future__ import annotations
 
 from fastpost.daemons.qmgr.manager import Qmgr
 from fastpost.mail import ipc, mastercf
+from fastpost.mail.flush_clnt import AsyncFlushClient
 from fastpost.mail.queue import QueueSettings, QueueStore
 from fastpost.server import trigger_server_main
 
 PARAMS = (
-    "qmgr_message_active_limit", "qmgr_message_recipient_limit", "queue_run_delay",
+    "qmgr_message_active_limit", "qmgr_message_recipient_limit",
+    "qmgr_message_recipient_minimum", "queue_run_delay",
     "minimal_backoff_time", "maximal_backoff_time", "maximal_queue_lifetime",
     "bounce_queue_lifetime", "delay_warning_time", "defer_transports", "transport_retry_time",
     "soft_bounce", "ipc_idle", "ipc_ttl", "default_process_limit", "fastpost_backoff_jitter",
@@ -42,7 +45,7 @@ PARAMS = (
     "default_transport_rate_delay", "default_destination_recipient_limit",
     "default_recipient_limit", "rewrite_service_name", "bounce_service_name",
     "defer_service_name", "trace_service_name", "fastpost_rewrite_cache_size",
-    "fastpost_rewrite_cache_time",
+    "fastpost_rewrite_cache_time", "fast_flush_domains", "flush_service_name",
 )
 
 
@@ -50,6 +53,7 @@ class _State:
     maxproc: dict = {}
     store: QueueStore | None = None
     qmgr: Qmgr | None = None
+    flush: AsyncFlushClient | None = None
 
 
 state = _State()
@@ -58,12 +62,14 @@ state = _State()
 def pre_init(ctx) -> None:
     entries = mastercf.load(ctx.cfg.config_dir)
     state.maxproc = {e.service: e.maxproc for e in entries if e.type == "unix"}
+    # fast_flush_domains' tables are opened now, before any chroot
+    state.flush = AsyncFlushClient(ctx.cfg, queue_directory=".")
 
 
 async def post_init(ctx) -> None:
     settings = QueueSettings.from_config(ctx.cfg, queue_directory=".")
     state.store = QueueStore.open(settings=settings)
-    state.qmgr = Qmgr(ctx, state.store, state.maxproc)
+    state.qmgr = Qmgr(ctx, state.store, state.maxproc, flush=state.flush)
     await state.qmgr.start()
 
 

@@ -9,9 +9,11 @@ Life of a message here:
     now, ``F`` forget dead destinations) and every ``queue_run_delay`` for the
     deferred queue, due messages are read in batches while fewer than
     ``qmgr_message_active_limit`` messages and ``qmgr_message_recipient_limit``
-    recipients are in core (a message is always admitted when nothing is): the store
-    thread reads each queue file's envelope, sets its state to active and drops its
-    previous defer log, in one index transaction per batch. Logged:
+    recipients are in core: the store thread reads each queue file's envelope, sets
+    its state to active and drops its previous defer log, in one index transaction per
+    batch. A message with more live recipients than the room left is read in slices
+    (at least ``qmgr_message_recipient_minimum`` recipients; the next slice when the
+    previous one has all its outcomes, which are recorded first). Logged:
     ``ID: from=<sender>, size=N, nrcpt=N (queue active)``.
  2. **Resolve.** Each recipient not yet done goes through trivial-rewrite (a cached
     client: one round trip per distinct address and burst): a table failure defers it
@@ -36,7 +38,8 @@ Life of a message here:
     removed (``ID: removed``), or returned to the sender when deferred recipients
     remain and it is older than ``maximal_queue_lifetime`` (``bounce_queue_lifetime``
     for the null sender) or was force-expired (``ID: from=<sender>, status=expired,
-    returned to sender``), or deferred until ``now + max(min(age,
+    returned to sender``), or deferred (and the fast-flush service told about each
+    deferred site that ``fast_flush_domains`` lists) until ``now + max(min(age,
     maximal_backoff_time), minimal_backoff_time)`` plus a random 0..
     ``fastpost_backoff_jitter`` percent. A notice that cannot be sent keeps the message
     (deferred) and is tried again at the next attempt. A message put on hold while it
@@ -46,9 +49,10 @@ At start the active queue is moved back to incoming (Postfix's recovery): a mess
 whose delivery was not recorded before a crash is delivered again (at least once).
 
 Log lines for outcomes qmgr decides itself (no agent involved) have the agents'
-format with ``relay=none``.
+format with ``relay=none`` (and ``status=SOFTBOUNCE`` for a bounce under soft_bounce).
 
-Parameters: qmgr_message_active_limit, qmgr_message_recipient_limit, queue_run_delay,
+Parameters: qmgr_message_active_limit, qmgr_message_recipient_limit,
+qmgr_message_recipient_minimum, fast_flush_domains, flush_service_name, queue_run_delay,
 minimal_backoff_time, maximal_backoff_time, maximal_queue_lifetime,
 bounce_queue_lifetime, delay_warning_time, defer_transports, transport_retry_time,
 soft_bounce, default_process_limit and master.cf's maxproc, initial_destination_concurrency
@@ -74,6 +78,7 @@ from fastpost.mail.bounce_log import (
 from fastpost.mail.bounce_clnt import BounceClient
 from fastpost.mail.config import parse_time
 from fastpost.mail.envelope import read_envelope
+from fastpost.mail.flush_clnt import FLUSH_STAT_DENY, FLUSH_STAT_OK, AsyncFlushClient
 from fastpost.mail.queue import index as ix
 from fastpost.mail.queue.message import CorruptQueueFile
 from fastpost.mail.queue.store import CorruptMessage, QueueError
@@ -106,7 +111,7 @@ class Message:
 
     __slots__ = ("queue_id", "info", "env", "active_time", "outstanding", "rcpts", "done",
                  "deferred", "logs", "bounced", "traced", "had_bounce_log", "had_trace_log",
-                 "dfxp", "incore", "finishing", "client")
+                 "dfxp", "incore", "finishing", "client", "next_pos", "any_deferred", "sites")
 
     def __init__(self, info: ix.MessageInfo, env, active_time: float, dfxp: bool):
         self.queue_id = info.queue_id
@@ -125,6 +130,9 @@ class Message:
         self.dfxp = dfxp  # an "A" run: deliver even on defer_transports
         self.incore = 0
         self.finishing = False
+        self.next_pos = None  # recipient slicing: where the next slice starts (index order)
+        self.any_deferred = False  # an earlier slice deferred a recipient
+        self.sites: set[str] = set()  # domains of deferred recipients (fast flush)
         a = env.attrs
         self.client = {k: a[src] for k, src in (
             ("name", "log_client_name"), ("addr", "log_client_address"),
@@ -138,14 +146,34 @@ class Message:
         return self.env.sender
 
 
-def _activate(store, states: list, until: float | None, limit: int, skip: frozenset,
-              rcpt_room: int = 1 << 62, take_one: bool = True):
-    """Store thread: read due messages of ``states`` and make them active: at most
-    ``limit`` messages, and no more than ``rcpt_room`` live recipients (except that with
-    ``take_one`` the first message is taken whatever its size: nothing else is in core).
+def _slice(info, start: int, count: int) -> tuple[set | None, int | None]:
+    """The next slice of a message's live recipients, in index order from ``start``:
+    (their offsets, or None for "all of them"; where the next slice starts, or None)."""
+    if start == 0:
+        live = sum(1 for r in info.recipients if r.status != ix.RCPT_DONE)
+        if live <= count:
+            return None, None
+    offsets = set()
+    rcpts = info.recipients
+    for pos in range(start, len(rcpts)):
+        if rcpts[pos].status == ix.RCPT_DONE:
+            continue
+        if len(offsets) >= count:
+            return offsets, pos
+        offsets.add(rcpts[pos].offset)
+    return offsets, None
 
-    Return ([(info, envelope, had_bounce_log, had_trace_log)], more, blocked): ``more``
-    says there may be more to take, ``blocked`` that the recipient room stopped it.
+
+def _activate(store, states: list, until: float | None, limit: int, skip: frozenset,
+              rcpt_room: int = 1 << 62, take_one: bool = True, minimum: int = 1):
+    """Store thread: read due messages of ``states`` and make them active: at most
+    ``limit`` messages, and no more than ``rcpt_room`` live recipients in all. A message
+    with more live recipients than the room left is taken in slices (at least
+    ``minimum`` recipients, or whatever is left of the room when ``take_one``: nothing
+    else is in core); its other recipients are read when the slice is done.
+
+    Return ([(info, envelope, had_bounce_log, had_trace_log, next_pos)], more, blocked):
+    ``more`` says there may be more to take, ``blocked`` that the recipient room stopped it.
     """
     picked = []
     rcpts = 0
@@ -157,20 +185,25 @@ def _activate(store, states: list, until: float | None, limit: int, skip: frozen
             if info.queue_id in skip:
                 continue
             live = sum(1 for r in info.recipients if r.status != ix.RCPT_DONE)
-            if (picked or not take_one) and rcpts + live > rcpt_room:
-                full = blocked = True
-                break
-            picked.append(info)
-            rcpts += live
+            left = rcpt_room - rcpts
+            take = live
+            if live > left:
+                if (picked or not take_one) and left < minimum:
+                    full = blocked = True
+                    break
+                take = max(left, minimum)
+            picked.append((info, take))
+            rcpts += take
             if len(picked) >= limit:
                 full = True
                 break
         if full:
             break
     out = []
-    for info in picked:
+    for info, take in picked:
+        only, next_pos = _slice(info, 0, take)
         try:
-            env = read_envelope(store.read(info.queue_id, info))
+            env = read_envelope(store.read(info.queue_id, info), only)
         except CorruptMessage:
             continue  # the store moved it to corrupt and said so
         except CorruptQueueFile as exc:
@@ -180,7 +213,7 @@ def _activate(store, states: list, until: float | None, limit: int, skip: frozen
             continue
         except QueueError:
             continue  # deleted meanwhile
-        out.append([info, env, False, False])
+        out.append([info, env, False, False, next_pos])
     if out:
         index = store.index
         with store.edit() as ed:
@@ -201,6 +234,23 @@ def _activate(store, states: list, until: float | None, limit: int, skip: frozen
                     item[2] = bool(ed.logs(qid, "bounce"))
                     item[3] = bool(ed.logs(qid, "trace"))
     return [tuple(i) for i in out if i[0] is not None], full, blocked
+
+
+def _read_slice(store, queue_id: str, start: int, count: int):
+    """Store thread: the next slice of an active message (after the previous slice's
+    outcomes were recorded): (info, envelope, next_pos), or None when the message is
+    gone or no longer active (deleted, put on hold)."""
+    info = store.get(queue_id)
+    if info is None or info.state != ix.ACTIVE:
+        return None
+    only, next_pos = _slice(info, start, count)
+    if only is None:
+        only = {r.offset for r in info.recipients[start:] if r.status != ix.RCPT_DONE}
+    try:
+        env = read_envelope(store.read(queue_id, info), only)
+    except (CorruptMessage, CorruptQueueFile, QueueError):
+        return None
+    return info, env, next_pos
 
 
 def next_retry(now: float, arrival: float, min_backoff: float, max_backoff: float,
@@ -227,17 +277,20 @@ def _requeue(store) -> int:
 class Qmgr:
     """One queue manager process (see the module docstring)."""
 
-    def __init__(self, ctx, store, maxproc: dict[str, int | None]):
+    def __init__(self, ctx, store, maxproc: dict[str, int | None], *, flush=None):
         self.ctx = ctx
         self.cfg = cfg = ctx.cfg
         self.loop = ctx.loop
         self.thread = StoreThread(store, self.loop)
         self.rewrite = RewriteClient(cfg, queue_directory=".")
         self.bounce = BounceClient(cfg, queue_directory=".")
+        self.flush = flush if flush is not None else AsyncFlushClient(cfg, queue_directory=".")
         self.maxproc = maxproc
         p = ctx.p
         self.active_limit = max(1, int(p["qmgr_message_active_limit"]))
         self.rcpt_limit = max(1, int(p["qmgr_message_recipient_limit"]))
+        self.rcpt_minimum = max(1, min(self.rcpt_limit, int(p["qmgr_message_recipient_minimum"])))
+        self.peak_incore = 0  # the most recipients in core at once (tests, -v)
         self.queue_run_delay = max(1, int(p["queue_run_delay"]))
         self.min_backoff = max(1, int(p["minimal_backoff_time"]))
         self.max_backoff = max(self.min_backoff, int(p["maximal_backoff_time"]))
@@ -247,6 +300,7 @@ class Qmgr:
         self.defer_transports = set(p["defer_transports"])
         self.retry_time = max(1, int(p["transport_retry_time"]))
         self.soft_bounce = bool(p["soft_bounce"])
+        D.set_soft_bounce(self.soft_bounce)  # for the status lines qmgr writes itself
         self.jitter = int(p["fastpost_backoff_jitter"]) / 100.0
         self.ipc_timeout = float(p["ipc_timeout"])
         self.ipc_idle = float(p["ipc_idle"])
@@ -267,7 +321,7 @@ class Qmgr:
         self.feeder = None
         self.stopping = False
         self.stats = {"activated": 0, "deliveries": 0, "removed": 0, "deferred": 0,
-                      "expired": 0, "notices": 0}
+                      "expired": 0, "notices": 0, "slices": 0}
 
     # -- start, triggers, stop ----------------------------------------------------------
 
@@ -316,6 +370,7 @@ class Qmgr:
         await self.thread.flush()
         self.rewrite.close()
         self.bounce.close()
+        self.flush.close()
         for pool in self.pools.values():
             for c in pool:
                 c.close()
@@ -364,7 +419,7 @@ class Qmgr:
                     rcpt_room = self.rcpt_limit - self.incore_rcpts
                     batch, more, blocked = await self.thread.call(
                         _activate, states, until, min(room, FEED_BATCH), frozenset(self.messages),
-                        rcpt_room, not self.messages)
+                        rcpt_room, not self.messages, self.rcpt_minimum)
                 except Exception as exc:  # noqa: BLE001 - a store problem must not stop qmgr
                     from fastpost.server.lifecycle import describe_exception
 
@@ -373,22 +428,30 @@ class Qmgr:
                     await asyncio.sleep(5)
                     continue
                 now = time.time()
-                for info, env, had_bounce, had_trace in batch:
-                    self._admit(info, env, had_bounce, had_trace, now, "all" in need)
+                for info, env, had_bounce, had_trace, next_pos in batch:
+                    self._admit(info, env, had_bounce, had_trace, now, "all" in need, next_pos)
                 if more:
                     self.need |= need
                 if blocked:
                     break  # no recipient room: _leave() wakes the feeder when there is
 
-    def _admit(self, info, env, had_bounce: bool, had_trace: bool, now: float, dfxp: bool) -> None:
+    def _admit(self, info, env, had_bounce: bool, had_trace: bool, now: float, dfxp: bool,
+               next_pos: int | None = None) -> None:
         msg = Message(info, env, now, dfxp)
         msg.had_bounce_log = had_bounce
         msg.had_trace_log = had_trace
         self.messages[msg.queue_id] = msg
         self.stats["activated"] += 1
         log.info("%s: from=<%s>, size=%d, nrcpt=%d (queue active)", msg.queue_id,
-                 log.printable(env.sender), env.size, len(env.recipients))
+                 log.printable(env.sender), env.size, env.rcpt_total)
+        self._load(msg, info, env, next_pos)
+
+    def _load(self, msg: Message, info, env, next_pos: int | None) -> None:
+        """Put a message's recipients (all of them, or the slice ``env`` holds) in core
+        and start placing them."""
         by_offset = {r.offset: r for r in env.recipients}
+        sliced = msg.next_pos is not None or next_pos is not None
+        msg.rcpts = []
         for r in info.recipients:
             if r.status == ix.RCPT_DONE:
                 continue
@@ -397,11 +460,20 @@ class Qmgr:
                 if e.done:
                     continue
                 msg.rcpts.append(Rcpt(r.offset, e.address, e.orig, e.notify, e.orcpt))
-            else:
+            elif not sliced:
                 msg.rcpts.append(Rcpt(r.offset, r.address, "", 0, ""))
+        msg.next_pos = next_pos
+        if sliced:  # the index's recipient list is read again for the next slice
+            msg.info = copy.copy(info)
+            msg.info.recipients = []
+            self.stats["slices"] += 1
         msg.outstanding = len(msg.rcpts)
         msg.incore = len(msg.rcpts)
         self.incore_rcpts += msg.incore
+        if self.incore_rcpts > self.peak_incore:
+            self.peak_incore = self.incore_rcpts
+            if log.verbose():
+                log.info("qmgr: %d recipients in core", self.peak_incore)
         if info.flags & ix.FLAG_FORCE_EXPIRE:
             for rcpt in msg.rcpts:
                 self._outcome(msg, rcpt, D.DEFERRED, "4.7.0", "message is administratively expired")
@@ -731,15 +803,15 @@ class Qmgr:
                  relay: str = "none", *, logged: bool = False, transport: str = "") -> None:
         """Record one recipient's outcome; log it unless the agent did."""
         now = time.time()
-        if status == D.BOUNCED and self.soft_bounce:
-            status, dsn = D.DEFERRED, "4" + dsn[1:]
-        if not logged:
+        if not logged:  # with soft_bounce a bounce is logged status=SOFTBOUNCE, dsn=4.x.x
             line = D.format_status_line(
                 msg.queue_id, D.Recipient(rcpt.offset, rcpt.address, rcpt.orig),
                 D.RecipientResult(rcpt.offset, status, dsn, text, relay),
                 arrival_time=msg.env.arrival, active_time=msg.active_time, request_time=now,
                 conn_time=now, done_time=now)
             log.info("%s", log.printable(line))
+        if status == D.BOUNCED and self.soft_bounce:
+            status, dsn = D.DEFERRED, "4" + dsn[1:]
         if status == D.SENT:
             msg.done.append(rcpt.offset)
             if rcpt.notify & D.NOTIFY_SUCCESS:
@@ -766,8 +838,11 @@ class Qmgr:
     def _check_done(self, msg: Message) -> None:
         if msg.outstanding <= 0 and not msg.finishing:
             msg.finishing = True
+            if msg.next_pos is not None:  # more recipients to read: the next slice
+                self._spawn(self._next_slice(msg))
+                return
             if not msg.deferred and not msg.bounced and not msg.traced and \
-                    not msg.had_bounce_log and not msg.had_trace_log:
+                    not msg.any_deferred and not msg.had_bounce_log and not msg.had_trace_log:
                 # Everything delivered, nothing to report: no task, one index operation.
                 qid = msg.queue_id
                 self.thread.edit(lambda ed: ed.delete(qid))
@@ -781,6 +856,52 @@ class Qmgr:
 
     def _backoff(self, msg: Message, now: float) -> float:
         return next_retry(now, msg.env.arrival, self.min_backoff, self.max_backoff, self.jitter)
+
+    def _deferred_sites(self, msg: Message) -> None:
+        if msg.deferred and self.flush.domains:
+            offsets = set(msg.deferred)
+            msg.sites.update(r.address.rpartition("@")[2].lower().rstrip(".")
+                             for r in msg.rcpts if r.offset in offsets)
+
+    async def _next_slice(self, msg: Message) -> None:
+        """A slice is done: record its outcomes, let its recipients go, read the next."""
+        qid = msg.queue_id
+        try:
+            logs, done, deferred = msg.logs, msg.done, msg.deferred
+
+            def record(ed):
+                for kind, block in logs:
+                    ed.append_log(qid, kind, block)
+                if done:
+                    ed.mark_recipients(qid, done, ix.RCPT_DONE)
+                if deferred:
+                    ed.mark_recipients(qid, deferred, ix.RCPT_DEFERRED)
+
+            self._deferred_sites(msg)
+            msg.any_deferred = msg.any_deferred or bool(deferred)
+            msg.logs, msg.done, msg.deferred = [], [], []
+            self.thread.edit(record)
+            await self.thread.flush()
+            self.incore_rcpts -= msg.incore
+            msg.incore = 0
+            msg.rcpts = []
+            room = max(self.rcpt_minimum, self.rcpt_limit - self.incore_rcpts)
+            got = await self.thread.call(_read_slice, qid, msg.next_pos, room)
+        except Exception as exc:  # noqa: BLE001 - never leave a message stuck in core
+            from fastpost.server.lifecycle import describe_exception
+
+            log.error("%s: reading the next recipients: %s; message deferred", qid,
+                      describe_exception(exc))
+            got = None
+            when = self._backoff(msg, time.time())
+            self.thread.edit(lambda ed: ed.get(qid) is not None and ed.get(qid).state == ix.ACTIVE
+                             and ed.set_state(qid, ix.DEFERRED, next_retry=when))
+        if got is None or self.stopping:  # gone, held meanwhile, or qmgr is stopping:
+            self._leave(msg)               # what is not recorded is tried again later
+            return
+        info, env, next_pos = got
+        msg.finishing = False
+        self._load(msg, info, env, next_pos)
 
     async def _finish(self, msg: Message) -> None:
         try:
@@ -797,7 +918,7 @@ class Qmgr:
     async def _finish_message(self, msg: Message) -> None:
         qid = msg.queue_id
         now = time.time()
-        deferred = bool(msg.deferred)
+        deferred = bool(msg.deferred) or msg.any_deferred
         lifetime = self.bounce_lifetime if msg.sender == "" else self.max_lifetime
         expired = deferred and (bool(msg.info.flags & ix.FLAG_FORCE_EXPIRE) or
                                 now - msg.env.arrival > lifetime)
@@ -868,7 +989,22 @@ class Qmgr:
             self.stats["removed"] += 1
         else:
             self.stats["deferred"] += 1
+            if deferred and self.flush.domains:
+                self._deferred_sites(msg)
+                self._spawn(self._flush_add(qid, msg.sites))
         self._leave(msg)
+
+    async def _flush_add(self, qid: str, sites: set) -> None:
+        """Tell the fast-flush service about deferred mail for its sites (after the
+        deferral is committed, so that a flush right after finds the message deferred)."""
+        await self.thread.flush()
+        for site in sorted(sites):
+            if not site:
+                continue
+            status = await self.flush.add(site, qid)
+            if status not in (FLUSH_STAT_OK, FLUSH_STAT_DENY):
+                log.warn("%s: cannot tell the %s service about deferred mail for %s: %s",
+                         qid, "flush", log.printable(site), self.flush.error or status)
 
     def _leave(self, msg: Message) -> None:
         if self.messages.pop(msg.queue_id, None) is not None:

@@ -15,6 +15,9 @@ Postfix counterpart: src/smtpd/ (smtpd(8)).
     peer.py       asynchronous, cached, forward-confirmed reverse lookups
     netmatch.py   mynetworks-style host lists and domain lists
     sasl.py       the SASL seam of AUTH and a static-table authenticator
+    sasl_dovecot.py  AUTH through Dovecot's auth socket (smtpd_sasl_type = dovecot)
+    limits.py     smtpd_client_*_limit through the anvil service
+    policy_client.py  the check_policy_service client (for the restriction engine)
     info.py       ClientInfo / Envelope / PolicyRequest passed to the seams
     queuesink.py  QueueSink: straight into the queue store without cleanup's work
                   (the standalone runner and benchmarks only, for comparison)
@@ -45,17 +48,28 @@ def _pre_init(ctx) -> None:
     # installation (after the privilege drop or chroot it may not).
     import fastpost.daemons.smtpd.cleanupsink  # noqa: F401
     import fastpost.mail.cleanup_clnt  # noqa: F401
+    from fastpost.daemons.smtpd.limits import ClientLimits
     from fastpost.daemons.smtpd.service import SmtpdService
     from fastpost.mail.config import ConfigError
 
     try:
-        _state["service"] = SmtpdService.from_config(
+        service = _state["service"] = SmtpdService.from_config(
             ctx.cfg, sink=None, service_name=ctx.service_name or "smtp")
         from fastpost.daemons.smtpd.cleanupsink import CleanupSink
 
         # The skeleton leaves us in queue_directory (maybe chrooted there): a relative
         # endpoint works both ways.
         _state["sink"] = CleanupSink.from_config(ctx.cfg, queue_directory=".")
+        from fastpost.mail.flush_clnt import AsyncFlushClient
+
+        # ETRN's client; fast_flush_domains' tables are opened now, before any chroot
+        _state["flush"] = AsyncFlushClient(ctx.cfg, queue_directory=".")
+        limits = ClientLimits.from_config(ctx.cfg, service_name=service.service_name,
+                                          hostname=service.settings.hostname,
+                                          exempt=service.exempt_from_limits,
+                                          queue_directory=".")
+        if limits.active:
+            service.limits = limits  # anvil: private/anvil in master.cf
     except (ConfigError, OSError, ValueError) as exc:
         log.fatal("%s", exc)
 
@@ -66,22 +80,31 @@ def _post_init(ctx) -> None:
     service = _state["service"]
     service.loop = ctx.loop
     service.sink = _state["sink"]
+    service.flush = _state["flush"]
     log.debug("%s", _accel.describe())
 
 
 async def _on_exit(ctx) -> None:
+    from fastpost.daemons.smtpd.policy_client import close_all
+
+    close_all()
     service = _state.get("service")
     if service is not None and service.sink is not None:
         await service.sink.close()
+    closer = getattr(service.authenticator, "close", None) if service is not None else None
+    if closer is not None:
+        await closer()
 
 
 def main(argv: list[str]) -> None:
     """Run smtpd on the multi skeleton (the master calls this in a forked worker)."""
+    from fastpost.daemons.smtpd.policy_client import POLICY_PARAMS
     from fastpost.server.multi import multi_server_main
 
     # A Postfix smtpd serves max_use (100) clients one at a time; a fastpost smtpd
     # serves up to fastpost_multi_client_limit at once: it recycles after that many
-    # times max_use sessions.
+    # times max_use sessions. POLICY_PARAMS: ctx.p holds what check_policy_service's
+    # client reads.
     multi_server_main(argv, lambda ctx: _state["service"].protocol(), name="smtpd",
-                      pre_init=_pre_init, post_init=_post_init, on_exit=_on_exit,
-                      max_use_scale=1000)
+                      params=POLICY_PARAMS, pre_init=_pre_init, post_init=_post_init,
+                      on_exit=_on_exit, max_use_scale=1000)

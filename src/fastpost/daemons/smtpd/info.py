@@ -20,6 +20,14 @@ __all__ = ["ClientInfo", "TlsInfo", "Envelope", "Recipient", "PolicyRequest"]
 
 UNKNOWN = "unknown"
 
+#: Outcomes of the client name lookups (Postfix's SMTPD_PEER_CODE_*): the name is
+#: verified, the lookup failed temporarily, it failed for good, or the PTR name does
+#: not resolve back to the address (name "unknown", reverse_name still set).
+NAME_OK = "ok"
+NAME_TEMP = "temp"
+NAME_PERM = "perm"
+NAME_FORGED = "forged"
+
 
 @dataclass(slots=True)
 class TlsInfo:
@@ -29,6 +37,14 @@ class TlsInfo:
     cipher: str  # "TLS_AES_256_GCM_SHA384"
     bits: int  # secret bits of the cipher (also the "algorithm bits" Postfix shows)
     peer_cert: bool = False  # the client presented a certificate
+    #: The client certificate passed verification against smtpd_tls_CAfile/CApath.
+    peer_verified: bool = False
+    #: Colon-separated upper-case hex digests (smtpd_tls_fingerprint_digest) of the
+    #: certificate and of its public key, "" without a certificate.
+    peer_fingerprint: str = ""
+    peer_pubkey_fingerprint: str = ""
+    peer_subject: str = ""  # subject CommonName
+    peer_issuer: str = ""  # issuer CommonName
 
 
 @dataclass(slots=True)
@@ -39,7 +55,10 @@ class ClientInfo:
     addr: str = ""  # IP address as text, "" for a UNIX-domain peer
     port: str = UNKNOWN  # TCP port as text
     reverse_name: str = UNKNOWN  # the PTR name, even when it does not forward-confirm
+    name_status: str = NAME_OK  # NAME_*: how the name lookup ended ("unknown" -> not OK)
+    reverse_name_status: str = NAME_OK  # NAME_*: how the PTR lookup ended
     server_addr: str = ""  # our address of this connection
+    peer_addr: str = ""  # the socket's peer address (XCLIENT does not change it)
     server_port: str = ""
     helo: str | None = None  # the last HELO/EHLO argument accepted
     protocol: str = "SMTP"  # SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA, UTF8SMTP...
@@ -48,6 +67,12 @@ class ClientInfo:
     sasl_username: str | None = None
     #: XFORWARD attributes (logged and passed to cleanup, never used for access control)
     forwarded: dict[str, str] = field(default_factory=dict)
+    #: The client sent a command before our reply to the previous one when it may not
+    #: pipeline (reject_unauth_pipelining); set by the session, sticky.
+    improper_pipelining: bool = False
+    #: Opaque per-connection state of the Policy (it is replaced with the ClientInfo
+    #: by XCLIENT, which starts a new session as far as policy is concerned).
+    policy_state: object = None
 
     @property
     def text(self) -> str:
@@ -77,6 +102,14 @@ class Envelope:
     auth: str | None = None  # AUTH= (decoded), only when SASL is on
     recipients: list[Recipient] = field(default_factory=list)
     queue_id: str | None = None  # set when the sink opened the transaction
+    # What the access policy asked for this message (access(5) actions); the sink
+    # reads them at finish(). PREPEND headers are written by smtpd itself.
+    hold: str | None = None  # HOLD: put the message on hold; the reason logged
+    discard: str | None = None  # DISCARD: accept and drop it; the reason logged
+    filter: str | None = None  # FILTER transport:destination (content_filter override)
+    redirect: str | None = None  # REDIRECT address: replaces every recipient
+    bcc: list[str] = field(default_factory=list)  # BCC addresses to add
+    prepend: list[str] = field(default_factory=list)  # PREPEND header lines, in order
 
 
 @dataclass(slots=True)
@@ -85,8 +118,8 @@ class PolicyRequest:
 
     ``stage`` is Postfix's protocol_state: CONNECT, EHLO (or HELO), MAIL, RCPT, VRFY,
     DATA, BDAT (before the first chunk), END-OF-MESSAGE, ETRN. ``recipient`` is set
-    for RCPT and VRFY, ``etrn_domain`` for ETRN, ``size`` at END-OF-MESSAGE is the
-    real size (at MAIL the SIZE= estimate).
+    for RCPT and VRFY, ``etrn_domain`` for ETRN, ``helo`` at HELO/EHLO, ``size`` at
+    END-OF-MESSAGE is the real size (at MAIL the SIZE= estimate).
     """
 
     stage: str
@@ -95,3 +128,4 @@ class PolicyRequest:
     recipient: str | None = None
     etrn_domain: str | None = None
     size: int | None = None
+    helo: str | None = None  # at HELO/EHLO: the name being checked

@@ -10,8 +10,13 @@ executor (getnameinfo/getaddrinfo block) and never on the loop; answers are cach
 per process for ``ttl`` seconds, and concurrent lookups of one address are merged,
 so a burst of connections from one client costs one lookup.
 
+Results are (name, reverse_name, name_status, reverse_name_status), the statuses
+being info.NAME_OK, NAME_TEMP (the lookup failed temporarily: reject_unknown_*
+answers 450 whatever its code), NAME_PERM or NAME_FORGED (the PTR name does not
+resolve back to the address).
+
 Parameters: smtpd_peername_lookup (the caller decides whether to look up at all).
-Diagnostics: none; a failed or timed-out lookup gives ("unknown", "unknown").
+Diagnostics: none; a failed or timed-out lookup gives ("unknown", "unknown", ...).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import time
 __all__ = ["PeerResolver"]
 
 UNKNOWN = "unknown"
+OK, TEMP, PERM, FORGED = "ok", "temp", "perm", "forged"  # = info.NAME_*
 
 
 class PeerResolver:
@@ -35,15 +41,15 @@ class PeerResolver:
         self._cache: dict[str, tuple[float, str, str]] = {}
         self._inflight: dict[str, asyncio.Future] = {}
 
-    def cached(self, addr: str) -> tuple[str, str] | None:
-        """Return (name, reverse_name) from the cache, or None."""
+    def cached(self, addr: str) -> tuple[str, str, str, str] | None:
+        """Return (name, reverse_name, name_status, reverse_status) from the cache, or None."""
         hit = self._cache.get(addr)
         if hit is not None and hit[0] > time.monotonic():
-            return hit[1], hit[2]
+            return hit[1:]
         return None
 
-    async def lookup(self, addr: str) -> tuple[str, str]:
-        """Return (verified name or "unknown", PTR name or "unknown")."""
+    async def lookup(self, addr: str) -> tuple[str, str, str, str]:
+        """Return (verified name or "unknown", PTR name or "unknown", statuses)."""
         hit = self.cached(addr)
         if hit is not None:
             return hit
@@ -55,7 +61,7 @@ class PeerResolver:
             try:
                 result = await asyncio.wait_for(self._resolve(addr), self.timeout)
             except (asyncio.TimeoutError, OSError, UnicodeError):
-                result = (UNKNOWN, UNKNOWN)
+                result = (UNKNOWN, UNKNOWN, TEMP, TEMP)
             finally:
                 del self._inflight[addr]
             if len(self._cache) >= self.max_entries:
@@ -66,18 +72,20 @@ class PeerResolver:
         return await asyncio.shield(fut)
 
     @staticmethod
-    async def _resolve(addr: str) -> tuple[str, str]:
+    async def _resolve(addr: str) -> tuple[str, str, str, str]:
         loop = asyncio.get_running_loop()
         try:
             host, _ = await loop.getnameinfo((addr, 0), socket.NI_NAMEREQD)
-        except (socket.gaierror, OSError):
-            return UNKNOWN, UNKNOWN
+        except (socket.gaierror, OSError) as exc:
+            status = TEMP if getattr(exc, "errno", None) == socket.EAI_AGAIN else PERM
+            return UNKNOWN, UNKNOWN, status, status
         reverse = host.rstrip(".").lower()
         try:
             infos = await loop.getaddrinfo(reverse, None, proto=socket.IPPROTO_TCP)
-        except (socket.gaierror, OSError):
-            return UNKNOWN, reverse
+        except (socket.gaierror, OSError) as exc:
+            status = TEMP if getattr(exc, "errno", None) == socket.EAI_AGAIN else FORGED
+            return UNKNOWN, reverse, status, OK
         for info in infos:
             if info[4][0] == addr:
-                return reverse, reverse
-        return UNKNOWN, reverse
+                return reverse, reverse, OK, OK
+        return UNKNOWN, reverse, FORGED, OK

@@ -54,14 +54,23 @@ __all__ = ["Decision", "Policy", "DefaultPolicy", "PermitAll"]
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The answer of a Policy: ``reply`` None lets the command proceed."""
+    """The answer of a Policy: ``reply`` None lets the command proceed.
+
+    ``logged``: the policy logged the refusal itself (Postfix's ``NOQUEUE: reject:``
+    line), so the session does not. ``hangup``: close the connection without any
+    reply (access(5) HANGUP). At CONNECT a refusal that is not 421/521 replaces the
+    greeting, and every later command but QUIT is answered ``503 5.7.0 Error:
+    access denied for name[addr]`` (smtpd_delay_reject = no).
+    """
 
     reply: Reply | None = None
+    logged: bool = False
+    hangup: bool = False
 
     @property
     def disconnect(self) -> bool:
-        """True for a 421/521 reply: the session closes after sending it."""
-        return self.reply is not None and self.reply.code in (421, 521)
+        """True for a 421/521 reply (or a hang-up): the session closes after it."""
+        return self.hangup or (self.reply is not None and self.reply.code in (421, 521))
 
 
 class Policy:

@@ -47,7 +47,7 @@ def protocol_name(esmtp: bool, tls: bool, auth: bool, smtputf8: bool) -> str:
 
 def received_header(client: ClientInfo, *, hostname: str, mail_name: str, queue_id: str,
                     protocol: str, recipients: list[str], tls_header: bool = False,
-                    when: float | None = None) -> bytes:
+                    auth_header: bool = False, when: float | None = None) -> bytes:
     """Return the Received: header (folded, CR LF line ends) as bytes."""
     addr = client.addr
     if ":" in addr:
@@ -59,6 +59,11 @@ def received_header(client: ClientInfo, *, hostname: str, mail_name: str, queue_
         lines.append(f"\t(using {tls.protocol} with cipher {tls.cipher} ({tls.bits}/{tls.bits} bits))")
         lines.append("\t(Client CA certificate not trusted)" if tls.peer_cert
                      else "\t(No client certificate requested)")
+    if auth_header and client.sasl_username:
+        # smtpd_sasl_authenticated_header (the login name is made printable).
+        from fastpost.util.log import printable
+
+        lines.append(f"\t(Authenticated sender: {printable(client.sasl_username)})")
     date = rfc2822_date(when)
     by = f"\tby {hostname} ({mail_name}) with {protocol} id {queue_id}"
     if len(recipients) == 1:

@@ -7,13 +7,16 @@ Cyrus and Dovecot back-ends) and smtpd_sasl_proto.c.
     auth.mechanisms                 -> ["PLAIN", "LOGIN"]   (announced after EHLO)
     step = auth.start(mechanism, initial_response_or_None, client)
     step = auth.step(state, response)
-    step is ("challenge", bytes, state) | ("ok", username, None) | ("fail", Reply | None, None)
+    step is ("challenge", bytes, state) | ("ok", username, None)
+          | ("fail", Reply | None, detail)   detail: None or the text after "failed: "
              (or an awaitable of one: the session stops reading meanwhile)
+    auth.offered(tls) -> mechanisms for a client with/without TLS (security options)
+    auth.ready()      -> None or an awaitable (the session waits before its greeting)
 
 The protocol framing (334 challenges, base64, "*" to cancel, the response length
-limit) is the protocol core's; this seam only judges credentials. A Dovecot or
-Cyrus back-end (smtpd_sasl_type) is future work; StaticAuthenticator checks a fixed
-user table and speaks PLAIN (RFC 4616) and LOGIN.
+limit) is the protocol core's; this seam only judges credentials. The Dovecot
+back-end (smtpd_sasl_type = dovecot) is sasl_dovecot.py; Cyrus is not supported.
+StaticAuthenticator checks a fixed user table and speaks PLAIN (RFC 4616) and LOGIN.
 
 Parameters: smtpd_sasl_auth_enable (AUTH is offered only with an authenticator).
 Diagnostics: none; malformed client responses are ("fail", None).
@@ -30,6 +33,15 @@ class Authenticator:
     """Interface of SASL back-ends (module docstring)."""
 
     mechanisms: list[str] = []
+
+    def offered(self, tls: bool) -> list[str]:
+        """The mechanisms announced to a client with (or without) TLS."""
+        return list(self.mechanisms)
+
+    def ready(self):
+        """None, or an awaitable the session waits for before its greeting (a
+        back-end's first handshake, which tells it the mechanisms)."""
+        return None
 
     def start(self, mechanism: str, initial: bytes | None, client):
         """Begin an exchange; return a step (module docstring)."""

@@ -13,7 +13,8 @@ service.protocol()`` as the service, build the SmtpdService (and its TLS context
 in pre_init so that forked workers share it.
 
 It owns: the settings, the Policy, the MessageSink, the TLS context, the optional
-SASL authenticator, the reverse-lookup cache, one 64 KiB read buffer shared by every
+SASL authenticator, the anvil-backed client limits (limits.py; the daemon sets them,
+test servers may), the reverse-lookup cache, one 64 KiB read buffer shared by every
 session (BufferedProtocol reads are served one at a time, so idle sessions hold no
 read buffer at all), per-client connection counts (smtpd_client_connection_count_limit
 within this worker; the anvil service will make the count global), the free-space
@@ -31,7 +32,7 @@ import os
 import time
 
 from fastpost.daemons.smtpd.peer import PeerResolver
-from fastpost.daemons.smtpd.policy import DefaultPolicy, Policy
+from fastpost.daemons.smtpd.policy import Policy
 from fastpost.daemons.smtpd.session import TLS_SHUTDOWN_TIMEOUT, SmtpdProtocol
 from fastpost.daemons.smtpd.settings import SmtpdSettings
 from fastpost.daemons.smtpd.tls import ServerTls
@@ -40,6 +41,17 @@ from fastpost.util import log
 __all__ = ["SmtpdService"]
 
 READ_BUFFER_SIZE = 65536
+
+
+def _authenticator(config):
+    """The SASL back-end smtpd_sasl_type names (None, with a warning, if unsupported)."""
+    kind = config.get("smtpd_sasl_type").strip().lower()
+    if kind == "dovecot":
+        from fastpost.daemons.smtpd.sasl_dovecot import DovecotAuthenticator
+
+        return DovecotAuthenticator.from_config(config)
+    log.warn("smtpd_sasl_type = %s is not supported (only dovecot): AUTH is not offered", kind)
+    return None
 
 
 class SmtpdService:
@@ -54,6 +66,8 @@ class SmtpdService:
         self.policy = policy if policy is not None else Policy()
         self.tls = tls if tls is not None else ServerTls(None, "none")
         self.authenticator = authenticator
+        #: The fast-flush client for ETRN (AsyncFlushClient), None: no domain is eligible.
+        self.flush = None
         self.resolver = resolver if resolver is not None else PeerResolver()
         self._loop = loop
         self.service_name = service_name
@@ -62,6 +76,8 @@ class SmtpdService:
         self.sessions: set[SmtpdProtocol] = set()
         self._counts: dict[str, int] = {}
         self._exempt = exempt  # HostList for smtpd_client_event_limit_exceptions
+        #: ClientLimits (anvil) or None: the smtpd_client_*_limit checks.
+        self.limits = None
         self._options: dict = {}
         self._ehlo: dict = {}
         from fastpost.smtp import replies
@@ -83,13 +99,18 @@ class SmtpdService:
     @classmethod
     def from_config(cls, config, *, sink, policy: Policy | None = None, authenticator=None,
                     loop=None, service_name: str = "smtp") -> "SmtpdService":
-        """Build the service from main.cf: settings, DefaultPolicy, TLS context."""
+        """Build the service from main.cf: settings, the restriction lists
+        (checks.RestrictionPolicy), TLS context."""
         from fastpost.daemons.smtpd.netmatch import HostList, parent_matching
 
         settings = SmtpdSettings.from_config(config)
         tls = ServerTls.from_config(config, settings.tls_security_level)
         if policy is None:
-            policy = DefaultPolicy(config)
+            from fastpost.daemons.smtpd.checks import RestrictionPolicy
+
+            policy = RestrictionPolicy(config)
+        if authenticator is None and settings.sasl_enable:
+            authenticator = _authenticator(config)
         exempt = HostList(config.get_list("smtpd_client_event_limit_exceptions"),
                           parent=parent_matching("mynetworks",
                                                  config.get("parent_domain_matches_subdomains")),
@@ -108,17 +129,33 @@ class SmtpdService:
 
     # -- sessions -----------------------------------------------------------------
 
-    def ehlo_reply(self, *, starttls: bool, auth: bool, xclient: bool, xforward: bool):
+    def ehlo_reply(self, *, starttls: bool, auth: bool, xclient: bool, xforward: bool,
+                   tls: bool = False):
         """Return the EHLO reply for a kind of client (built once, then shared)."""
         from fastpost.smtp import replies
 
-        key = (starttls, auth, xclient, xforward)
+        mechs = ""
+        if auth and self.authenticator is not None:
+            mechs = " ".join(self.authenticator.offered(tls))
+        key = (starttls, mechs, xclient, xforward)
         reply = self._ehlo.get(key)
         if reply is None:
-            mechs = " ".join(self.authenticator.mechanisms) if auth and self.authenticator else ""
             reply = self._ehlo[key] = replies.ehlo(self.settings.hostname, self.settings.ehlo_keywords(
                 starttls=starttls, auth_mechanisms=mechs, xclient=xclient, xforward=xforward))
         return reply
+
+    def auth_offered(self, tls: bool) -> bool:
+        """Whether a client (with or without TLS) may use AUTH now.
+
+        smtpd_sasl_auth_enable, an authenticator, smtpd_tls_auth_only, and at least
+        one mechanism that the security options allow.
+        """
+        s = self.settings
+        if self.authenticator is None or not s.sasl_enable:
+            return False
+        if s.tls_auth_only and not tls:
+            return False
+        return bool(self.authenticator.offered(tls))
 
     def core_options(self, **kind):
         """Return the protocol core's options for a kind of client (shared, cached)."""
@@ -215,3 +252,8 @@ class SmtpdService:
                 session.transport.close()
         if grace:
             await asyncio.sleep(grace)
+        closer = getattr(self.authenticator, "close", None)
+        if closer is not None:
+            await closer()
+        if self.limits is not None:
+            self.limits.close()

@@ -46,13 +46,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from dataclasses import replace
 
 from fastpost.daemons.smtpd import tls as tlsmod
-from fastpost.daemons.smtpd.info import ClientInfo, Envelope, PolicyRequest, Recipient
+from fastpost.daemons.smtpd.info import (
+    NAME_OK, NAME_PERM, NAME_TEMP, ClientInfo, Envelope, PolicyRequest, Recipient,
+)
 from fastpost.daemons.smtpd.received import protocol_name, received_header
 from fastpost.daemons.smtpd.sink import SinkError
 from fastpost.mail.address import external
 from fastpost.smtp import events as ev
+from fastpost.mail.flush_clnt import FLUSH_STAT_DENY, FLUSH_STAT_OK
 from fastpost.smtp import replies
 from fastpost.smtp import state as smtp_state
 from fastpost.smtp.errors import RemoteProtocolError
@@ -89,7 +93,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         "_read_paused", "_write_paused", "_closed", "_greeted", "_early",
         "_last_io", "_timer", "_timeout", "_data_rejected", "_auth_state",
         "_counted_addr", "_received_done", "_real_client", "bytes_in", "bytes_out",
-        "waiting", "_in_data",
+        "waiting", "_in_data", "_anvil_ident", "_skip_log",
         # The multi skeleton wraps connection_made/lost per instance: allow that.
         "__dict__",
     )
@@ -127,6 +131,8 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         self.bytes_out = 0  # bytes written to the client
         self.waiting = False  # the last pass ended waiting for client input
         self._in_data = False  # 354 sent, the final DATA reply not yet
+        self._anvil_ident: str | None = None  # counted by anvil at connect
+        self._skip_log = False  # the policy logged the refusal being sent
 
     # ================================================================ transport
 
@@ -143,10 +149,12 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             if addr.startswith("::ffff:") and "." in addr:
                 addr = addr[7:]
             c.addr = addr.split("%", 1)[0]
+            c.peer_addr = c.addr
             c.port = str(peer[1])
         else:
             # A UNIX-domain client is the local host, as Postfix treats it.
             c.addr, c.name, c.reverse_name = "127.0.0.1", "localhost", "localhost"
+            c.peer_addr = c.addr
         if isinstance(local, tuple) and local:
             c.server_addr, c.server_port = local[0], str(local[1])
         ssl_object = transport.get_extra_info("ssl_object")
@@ -170,7 +178,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         try:
             names = task.result()
         except Exception:  # noqa: BLE001 - a failed lookup is "unknown"
-            names = (_UNKNOWN, _UNKNOWN)
+            names = (_UNKNOWN, _UNKNOWN, NAME_TEMP, NAME_TEMP)
         self._greet(names)
 
     def get_buffer(self, sizehint: int):
@@ -222,6 +230,9 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         if self._counted_addr is not None:
             svc.client_gone(self._counted_addr)
             self._counted_addr = None
+        if self._anvil_ident is not None:
+            svc.limits.disconnect(self._anvil_ident, self.loop)
+            self._anvil_ident = None
         if self._greeted:
             if self._in_data:
                 self._count("data", False)  # DATA that never ended (Postfix: data=0/1)
@@ -340,12 +351,17 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
 
     # ================================================================ greeting
 
-    def _greet(self, names: tuple[str, str]) -> None:
+    def _greet(self, names: tuple) -> None:
         c = self.client
         svc = self.service
         settings = self.settings
         if c.name == _UNKNOWN or not c.name:
-            c.name, c.reverse_name = names
+            c.name, c.reverse_name = names[0], names[1]
+            if len(names) == 4:
+                c.name_status, c.reverse_name_status = names[2], names[3]
+            else:
+                c.name_status = NAME_PERM if c.name == _UNKNOWN else NAME_OK
+                c.reverse_name_status = NAME_PERM if c.reverse_name == _UNKNOWN else NAME_OK
         self._greeted = True
         self._real_client = (c.name, c.addr)
         log.info("connect from %s", c.text)
@@ -363,16 +379,79 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                 close=True))
             self._flush()
             return
+        check = svc.limits.connect(c) if svc.limits is not None else None
+        if check is not None:
+            self._await(check, self._connect_counted, lambda exc: self._greet_sasl())
+            return
+        self._greet_sasl()
+
+    def _connect_counted(self, result) -> None:
+        reply, self._anvil_ident = result
+        if reply is None:
+            self._greet_sasl()
+            return
+        self._busy = True  # no greeting, no commands: only the 421
+        self._out.append(self.conn.send(reply, close=True))
+        self._flush()
+
+    def _limited(self, what: str, verb: str, go) -> bool:
+        """The anvil hook of MAIL, RCPT, STARTTLS and AUTH (limits.py): True when the
+        check is under way (``go()`` runs after it unless the limit refuses)."""
+        limits = self.service.limits
+        check = limits.event(what, self.client) if limits is not None else None
+        if check is None:
+            return False
+
+        def judged(reply):
+            if reply is None:
+                go()
+            else:
+                self._respond(verb, reply)
+
+        self._await(check, judged, lambda exc: go())
+        return True
+
+    def _greet_sasl(self) -> None:
+        svc = self.service
+        auth = svc.authenticator
+        pending = auth.ready() if auth is not None and self.settings.sasl_enable else None
+        if pending is not None:
+            # A worker's first client: learn the SASL mechanisms before the greeting.
+            def learned(_result=None):
+                self._refresh_auth()
+                self._policy("CONNECT", self._connect_checked)
+
+            self._await(pending, learned, learned)
+            return
+        self._refresh_auth()  # the mechanisms may have been learned while anvil answered
         self._policy("CONNECT", self._connect_checked)
 
+    def _refresh_auth(self) -> None:
+        """Offer AUTH or not by what the authenticator knows now (and TLS)."""
+        auth = self.service.auth_offered(self.client.tls is not None)
+        if auth != self.conn.options.auth:
+            self.conn.options = replace(self.conn.options, auth=auth)
+
     def _connect_checked(self, decision) -> None:
-        if decision is not None and decision.reply is not None:
-            log.info("NOQUEUE: reject: CONNECT from %s: %s; proto=SMTP", self.client.text,
-                     decision.reply)
-            self._out.append(self.conn.send(decision.reply, close=True))
-            self._flush()
+        refused = self._refused(decision)
+        if refused is _HANGUP:
             return
-        self._out.append(self.conn.send(replies.greeting(self.settings.banner)))
+        if refused is not None:
+            if not self._skip_log:
+                log.info("NOQUEUE: reject: CONNECT from %s: %s; proto=SMTP", self.client.text,
+                         refused)
+            self._skip_log = False
+            if decision.disconnect:
+                self._out.append(self.conn.send(refused, close=True))
+                self._flush()
+                return
+            # The refusal replaces the greeting; then every command but QUIT is
+            # answered "503 5.7.0 Error: access denied for name[addr]" (Postfix).
+            self.conn.options = replace(self.conn.options, access_denied=Reply(
+                503, f"Error: access denied for {self.client.text}", "5.7.0"))
+            self._out.append(self.conn.send(refused))
+        else:
+            self._out.append(self.conn.send(replies.greeting(self.settings.banner)))
         self._busy = False
         early, self._early = self._early, []
         for data in early:
@@ -399,7 +478,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             bare_lf_excluded=self._listed("smtpd_forbid_bare_newline_exclusions",
                                           settings.bare_lf_exclusions, who),
             starttls=svc.tls.offered and c.tls is None,
-            auth=svc.authenticator is not None and settings.sasl_enable,
+            auth=svc.auth_offered(c.tls is not None),
         )
 
     def _xforward_allowed(self) -> bool:
@@ -436,6 +515,9 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         for kind, verb, detail in self.conn.take_notes():
             c = self.client.text
             if kind == "pipelining":
+                if self.client.improper_pipelining and not self.settings.forbid_unauth_pipelining:
+                    continue  # Postfix reports the first improper pipelining only
+                self.client.improper_pipelining = True
                 log.info("improper command pipelining after %s from %s: %s", verb, c,
                          _escape(detail))
                 if self.settings.forbid_unauth_pipelining and not self.conn.closed:
@@ -530,6 +612,10 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                      printable(external(err.detail)), self.client.protocol,
                      f" helo=<{printable(self.client.helo)}>" if self.client.helo is not None
                      else "")
+        if self._auth_state is not None and verb == "AUTH":
+            if err.reply == replies.AUTH_ABORTED:
+                log.warn("%s: SASL %s authentication aborted", c, self._auth_state[0])
+            self._auth_state = None  # the exchange is over
         if verb in smtp_state.JUNK:
             self._junk()
         ok = False if kind == "non-smtp" else None
@@ -548,8 +634,10 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
     # ================================================================ policy
 
     def _policy(self, stage: str, on_done, *, recipient: str | None = None,
-                etrn_domain: str | None = None, size: int | None = None) -> None:
-        request = PolicyRequest(stage, self.client, self.envelope, recipient, etrn_domain, size)
+                etrn_domain: str | None = None, size: int | None = None,
+                helo: str | None = None) -> None:
+        request = PolicyRequest(stage, self.client, self.envelope, recipient, etrn_domain, size,
+                                helo)
         try:
             result = self.service.policy.check(request)
         except Exception as exc:  # noqa: BLE001 - reported as a configuration error
@@ -582,15 +670,34 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         return env.recipients[-1].address if env is not None and env.recipients else None
 
     def _log_reject(self, stage: str, reply: Reply, recipient: str | None = None) -> None:
+        if self._skip_log:
+            self._skip_log = False
+            return
         if recipient is None and stage in ("DATA", "BDAT", "END-OF-MESSAGE"):
             recipient = self._last_recipient()
         qid = self.envelope.queue_id if self.envelope and self.envelope.queue_id else "NOQUEUE"
         log.info("%s: reject: %s from %s: %s; %s", qid, stage, self.client.text,
                  printable(str(reply)), self._reject_fields(recipient))
 
-    def _refused(self, decision) -> Reply | None:
-        if decision is None or decision.reply is None:
+    def _refused(self, decision, verb: str = "") -> Reply | None:
+        """The refusal in a policy decision, or None; a hang-up closes at once.
+
+        Returns _HANGUP after a hang-up (nothing more to send). When the policy
+        logged the refusal itself, the caller's _log_reject() is skipped.
+        """
+        if decision is None:
             return None
+        if decision.hangup:
+            if verb:
+                self._count(verb, False)
+            self._closed = True
+            self._out.clear()
+            if self.transport is not None:
+                self.transport.close()
+            return _HANGUP
+        if decision.reply is None:
+            return None
+        self._skip_log = decision.logged
         return decision.reply
 
     # ================================================================ transaction
@@ -643,13 +750,17 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         self._received_done = True
         c = self.client
         env = self.envelope
+        if env.prepend:
+            # access(5) PREPEND: above our Received: header, in the order they came.
+            self._write("".join(f"{h}\r\n" for h in env.prepend).encode("utf-8", "surrogateescape"))
         header = received_header(
             c, hostname=self.settings.hostname, mail_name=self.settings.mail_name,
             queue_id=self.txn.queue_id,
             protocol=protocol_name(self.conn.state.esmtp, c.tls is not None,
                                    c.sasl_username is not None, env.smtputf8),
             recipients=[r.address for r in env.recipients],
-            tls_header=self.settings.tls_received_header)
+            tls_header=self.settings.tls_received_header,
+            auth_header=self.settings.sasl_authenticated_header)
         self._write(header)
 
     def _finish_message(self, verb: str, size: int, too_big: bool, bare_lf: int,
@@ -677,7 +788,10 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             log.info("%s: bare <LF> received from %s", qid, self.client.text)
 
         def checked(decision):
-            refused = self._refused(decision)
+            refused = self._refused(decision, verb)
+            if refused is _HANGUP:
+                self._reset_transaction()
+                return
             if refused is not None:
                 self._log_reject("END-OF-MESSAGE", refused)
                 self._reset_transaction()
@@ -726,27 +840,37 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         self._junk()
 
         def checked(decision):
-            refused = self._refused(decision)
+            refused = self._refused(decision, verb)
+            if refused is _HANGUP:
+                return
             if refused is not None:
                 self._log_reject(verb.upper(), refused)
                 self._respond(verb, refused)
                 return
             self._reset_transaction()
             c = self.client
-            c.helo = event.name
+            c.helo = neuter_helo(event.name)
             c.protocol = "ESMTP" if esmtp else "SMTP"
             if esmtp:
                 opts = self.conn.options
+                # smtpd_sasl_exceptions_networks hides AUTH; the command still works.
+                auth = opts.auth and not self._listed(
+                    "smtpd_sasl_exceptions_networks", self.settings.sasl_exceptions,
+                    (c.name, c.addr))
                 self._respond(verb, self.service.ehlo_reply(
-                    starttls=opts.starttls and not self.conn.state.tls, auth=opts.auth,
-                    xclient=opts.xclient, xforward=opts.xforward))
+                    starttls=opts.starttls and not self.conn.state.tls, auth=auth,
+                    xclient=opts.xclient, xforward=opts.xforward, tls=c.tls is not None))
             else:
                 self._respond(verb, self.service.helo_reply)
 
-        self._policy("EHLO" if esmtp else "HELO", checked)
+        self._policy("EHLO" if esmtp else "HELO", checked, helo=event.name)
 
     def _on_mail(self, event) -> None:
         self.where = "MAIL"
+        if not self._limited("message", "mail", lambda: self._mail(event)):
+            self._mail(event)
+
+    def _mail(self, event) -> None:
         if not self.service.enough_space(event.size):
             self._log_reject("MAIL", replies.INSUFFICIENT_STORAGE)
             self._respond("mail", replies.INSUFFICIENT_STORAGE)
@@ -755,7 +879,9 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                                  event.ret, event.envid, event.auth)
 
         def checked(decision):
-            refused = self._refused(decision)
+            refused = self._refused(decision, "mail")
+            if refused is _HANGUP:
+                return
             if refused is not None:
                 self._log_reject("MAIL", refused)
                 self.envelope = None
@@ -767,10 +893,16 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
 
     def _on_rcpt(self, event) -> None:
         self.where = "RCPT"
+        if not self._limited("recipient", "rcpt", lambda: self._rcpt(event)):
+            self._rcpt(event)
+
+    def _rcpt(self, event) -> None:
         address = event.address
 
         def checked(decision):
-            refused = self._refused(decision)
+            refused = self._refused(decision, "rcpt")
+            if refused is _HANGUP:
+                return
             if refused is not None:
                 self._log_reject("RCPT", refused, address)
                 self._respond("rcpt", refused)
@@ -827,7 +959,9 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         self.where = "DATA"
 
         def checked(decision):
-            refused = self._refused(decision)
+            refused = self._refused(decision, "data")
+            if refused is _HANGUP:
+                return
             if refused is not None:
                 self._log_reject("DATA", refused)
                 self._respond("data", refused)
@@ -853,7 +987,9 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             return
 
         def checked(decision):
-            refused = self._refused(decision)
+            refused = self._refused(decision, "bdat")
+            if refused is _HANGUP:
+                return
             if refused is not None:
                 self._log_reject("BDAT", refused)
                 self._data_rejected = refused
@@ -902,7 +1038,9 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         self._junk()
 
         def checked(decision):
-            refused = self._refused(decision)
+            refused = self._refused(decision, "vrfy")
+            if refused is _HANGUP:
+                return
             if refused is not None:
                 self._log_reject("VRFY", refused, event.address)
                 self._respond("vrfy", refused)
@@ -916,20 +1054,41 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         self._junk()
 
         def checked(decision):
-            refused = self._refused(decision)
+            refused = self._refused(decision, "etrn")
+            if refused is _HANGUP:
+                return
             if refused is not None:
                 self._log_reject("ETRN", refused)
                 self._respond("etrn", refused)
                 return
-            # No fast-flush service yet: no domain is eligible (Postfix's answer for
-            # a domain outside fast_flush_domains, with its warning).
-            log.warn("reject: ETRN %s... from %s", printable(event.domain), self.client.text)
-            self._respond("etrn", replies.etrn_unavailable(event.domain))
+            flush = self.service.flush
+            if flush is None:  # no fast-flush service here: no domain is eligible
+                flushed(FLUSH_STAT_DENY)
+                return
+            self._await(flush.send_site(event.domain), flushed, lambda exc: flushed(None))
+
+        def flushed(status):
+            # The fast-flush service's answer (fastpost.mail.flush_clnt), as Postfix's
+            # smtpd reports it: started; the site is not eligible; anything else.
+            if status == FLUSH_STAT_OK:
+                self._respond("etrn", replies.ETRN_STARTED)
+            elif status == FLUSH_STAT_DENY:
+                log.warn("reject: ETRN %s... from %s", printable(event.domain), self.client.text)
+                self._respond("etrn", replies.etrn_unavailable(event.domain))
+            else:
+                log.warn("ETRN %s... from %s: fast flush service failed: %s",
+                         printable(event.domain), self.client.text,
+                         printable(getattr(self.service.flush, "error", "") or str(status)))
+                self._respond("etrn", replies.ETRN_FAILED)
 
         self._policy("ETRN", checked, etrn_domain=event.domain)
 
     def _on_starttls(self, event) -> None:
         self.where = "STARTTLS"
+        if not self._limited("newtls", "starttls", lambda: self._starttls(event)):
+            self._starttls(event)
+
+    def _starttls(self, event) -> None:
         self._reset_transaction()
         self._count("starttls", True)
         self._out.append(self.conn.send(replies.START_TLS))
@@ -944,6 +1103,11 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             info = tlsmod.tls_info(transport.get_extra_info("ssl_object"))
             self.client.tls = info
             self.client.helo = None
+            if self.service.limits is not None:
+                ssl_object = transport.get_extra_info("ssl_object")
+                self.service.limits.tls_established(
+                    self.client, bool(ssl_object and ssl_object.session_reused), self.loop)
+            self._refresh_auth()  # smtpd_tls_auth_only, TLS-only mechanisms
             if self.settings.tls_loglevel >= 1:
                 log.info("Anonymous TLS connection established from %s: %s", self.client.text,
                          tlsmod.describe(info))
@@ -963,6 +1127,10 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
 
     def _on_auth(self, event) -> None:
         self.where = "AUTH"
+        if not self._limited("auth", "auth", lambda: self._auth(event)):
+            self._auth(event)
+
+    def _auth(self, event) -> None:
         self._auth_step(self.service.authenticator.start(event.mechanism, event.initial, self.client),
                         event.mechanism)
 
@@ -984,7 +1152,8 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                 self.client.sasl_username = value
                 self._respond("auth", replies.AUTH_OK)
             else:
-                log.warn("%s: SASL %s authentication failed: authentication failure", self.client.text, mechanism)
+                log.warn("%s: SASL %s authentication failed: %s", self.client.text, mechanism,
+                         printable(state) if isinstance(state, str) else "authentication failure")
                 self._respond("auth", value or replies.AUTH_FAILED)
 
         if _is_awaitable(result):
@@ -997,13 +1166,23 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         old = self.client
         new = ClientInfo(name=old.name, addr=old.addr, port=old.port,
                          reverse_name=old.reverse_name, server_addr=old.server_addr,
-                         server_port=old.server_port, tls=old.tls)
+                         server_port=old.server_port, tls=old.tls, peer_addr=old.peer_addr,
+                         name_status=old.name_status,
+                         reverse_name_status=old.reverse_name_status)
+        reverse_given = False
         for key, value in event.attributes:
             unavailable = value in ("[UNAVAILABLE]", "[TEMPUNAVAIL]")
+            status = (NAME_TEMP if value == "[TEMPUNAVAIL]" else NAME_PERM) if unavailable \
+                else NAME_OK
             if key == "NAME":
                 new.name = _UNKNOWN if unavailable else value
+                new.name_status = status
+                if not reverse_given:
+                    new.reverse_name, new.reverse_name_status = new.name, status
             elif key == "REVERSE_NAME":
                 new.reverse_name = _UNKNOWN if unavailable else value
+                new.reverse_name_status = status
+                reverse_given = True
             elif key == "ADDR":
                 new.addr = _UNKNOWN if unavailable else value
             elif key == "PORT":
@@ -1011,7 +1190,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             elif key == "PROTO":
                 new.protocol = "SMTP" if unavailable else value
             elif key == "HELO":
-                new.helo = None if unavailable else value
+                new.helo = None if unavailable else neuter_helo(value)
             elif key == "LOGIN":
                 if not unavailable:
                     new.sasl_method, new.sasl_username = "XCLIENT", value
@@ -1021,10 +1200,31 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                 new.server_port = "" if unavailable else value
         self._reset_transaction()
         self.client = new
-        # Postfix counts a successful XCLIENT as a command but not as a success.
-        self._respond("xclient", replies.greeting(self.settings.banner), ok=False)
-        # The new identity decides what it may do (XFORWARD stays with the real client).
-        self.conn.options = self._core_options()
+
+        def checked(decision):
+            # A new client: with smtpd_delay_reject = no its restrictions run now, and
+            # a refusal replaces the new greeting as it would at connect.
+            refused = self._refused(decision, "xclient")
+            if refused is _HANGUP:
+                return
+            if refused is not None:
+                if not self._skip_log:
+                    log.info("NOQUEUE: reject: XCLIENT from %s: %s; proto=%s", new.text,
+                             refused, new.protocol)
+                self._skip_log = False
+                if decision.disconnect:
+                    self._respond("xclient", refused, ok=False, close=True)
+                    return
+                self.conn.options = replace(self._core_options(), access_denied=Reply(
+                    503, f"Error: access denied for {new.text}", "5.7.0"))
+                self._respond("xclient", refused, ok=False)
+                return
+            # Postfix counts a successful XCLIENT as a command but not as a success.
+            self._respond("xclient", replies.greeting(self.settings.banner), ok=False)
+            # The new identity decides what it may do (XFORWARD stays with the real client).
+            self.conn.options = self._core_options()
+
+        self._policy("XCLIENT", checked)
 
     def _on_xforward(self, event) -> None:
         self.where = "XFORWARD"
@@ -1069,6 +1269,19 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
 
 
 STATS_ORDER_UPPER = frozenset(s.upper() for s in STATS_ORDER)
+
+#: _refused()'s answer after an access(5) HANGUP: the connection is already closed.
+_HANGUP = Reply(421, "hangup")
+
+
+#: Characters Postfix replaces with "?" in the HELO name it keeps (and logs, and
+#: shows in replies): they could confuse log parsers and address-based tools.
+_NEUTER = str.maketrans({c: "?" for c in ' <>()\\";@'})
+
+
+def neuter_helo(name: str) -> str:
+    """Return the HELO name as smtpd keeps it (Postfix's neutered form)."""
+    return name.translate(_NEUTER)
 
 
 def _escape(text: str) -> str:

@@ -16,7 +16,9 @@ smtpd_forbid_bare_newline_reject_code, smtpd_forbid_unauth_pipelining,
 smtpd_forbidden_commands, smtputf8_enable, strict_rfc821_envelopes,
 smtpd_authorized_xclient_hosts, smtpd_authorized_xforward_hosts,
 smtpd_peername_lookup, smtpd_client_connection_count_limit, queue_minfree,
-queue_directory, smtpd_sasl_auth_enable, smtpd_sasl_response_limit, stress (through
+queue_directory, smtpd_sasl_auth_enable, smtpd_sasl_response_limit,
+smtpd_tls_auth_only, broken_sasl_auth_clients, smtpd_sasl_authenticated_header,
+smtpd_sasl_exceptions_networks, stress (through
 the ${stress?...} defaults), and the TLS parameters read by fastpost.daemons.smtpd.tls.
 
 Not yet honoured, and reported by ``unsupported`` when set:
@@ -107,6 +109,10 @@ class SmtpdSettings:
     queue_directory: str = "/var/spool/fastpost"
     sasl_enable: bool = False
     sasl_response_limit: int = 12288
+    tls_auth_only: bool = False
+    broken_sasl_auth_clients: bool = False
+    sasl_authenticated_header: bool = False
+    sasl_exceptions: HostList = field(default_factory=lambda: HostList([]))
     tls_received_header: bool = False
     tls_loglevel: int = 0
     tls_security_level: str = ""  # "", none, may, encrypt
@@ -152,6 +158,8 @@ class SmtpdSettings:
                                  parent=parent_matching("mynetworks", parent), cfg=config)
             xclient = HostList(config.get_list("smtpd_authorized_xclient_hosts"), cfg=config)
             xforward = HostList(config.get_list("smtpd_authorized_xforward_hosts"), cfg=config)
+            sasl_exceptions = HostList(config.get_list("smtpd_sasl_exceptions_networks"),
+                                       cfg=config)
         except (ValueError, OSError) as exc:
             raise ConfigError(str(exc)) from None
         return cls(
@@ -188,6 +196,10 @@ class SmtpdSettings:
             queue_directory=g("queue_directory"),
             sasl_enable=config.get_bool("smtpd_sasl_auth_enable"),
             sasl_response_limit=config.get_int("smtpd_sasl_response_limit"),
+            tls_auth_only=config.get_bool("smtpd_tls_auth_only"),
+            broken_sasl_auth_clients=config.get_bool("broken_sasl_auth_clients"),
+            sasl_authenticated_header=config.get_bool("smtpd_sasl_authenticated_header"),
+            sasl_exceptions=sasl_exceptions,
             tls_received_header=config.get_bool("smtpd_tls_received_header"),
             tls_loglevel=config.get_int("smtpd_tls_loglevel"),
             tls_security_level=level,
@@ -240,6 +252,8 @@ class SmtpdSettings:
             elif kw == "AUTH":
                 if auth_mechanisms:
                     out.append(f"AUTH {auth_mechanisms}")
+                    if self.broken_sasl_auth_clients:
+                        out.append(f"AUTH={auth_mechanisms}")
             elif kw == "XCLIENT":
                 if xclient:
                     out.append(XCLIENT_KEYWORD)

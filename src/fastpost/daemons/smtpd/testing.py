@@ -46,6 +46,8 @@ mydomain = fastpost.test
 mydestination = $myhostname, localhost
 mynetworks = 127.0.0.1/32
 smtpd_peername_lookup = no
+local_recipient_maps =
+alias_maps =
 """
 
 

@@ -11,7 +11,7 @@ dict_proxy.c (``proxy:`` is served in-process until a proxymap daemon exists).
 
 Types (one module each): hash btree lmdb (indexed: LMDB files), texthash inline static
 fail environ randmap unionmap pipemap regexp pcre cidr sqlite pgsql mysql ldap memcache
-socketmap tcp, and ``proxy:`` in front of any of them.
+socketmap tcp unix nis, and ``proxy:`` in front of any of them.
 
 Keys are folded to lower case for fixed-string tables (FOLD_FIX, the default); pattern
 tables (regexp, pcre, cidr) see the key as given and are asked only whole keys.
@@ -54,6 +54,8 @@ TYPES: dict[str, str] = {
     "memcache": "memcache:MemcacheMap",
     "socketmap": "socketmap:SocketMap",
     "tcp": "tcp:TcpMap",
+    "unix": "unix:UnixMap",
+    "nis": "nis:NisMap",
 }
 
 #: Types whose file is the table itself, read at open (postmap -q reads them directly).

@@ -78,32 +78,89 @@ def arrival_text(seconds: float) -> str:
     return time.strftime("%a %b %e %H:%M:%S", time.localtime(int(seconds)))
 
 
-def _listed(store):
-    """Yield (info, recipients) for every listed message."""
+class Entry:
+    """One listed message: what both output formats need, and what the showq service
+    sends (``to_attrs``/``from_attrs``), so a listing read through the service is
+    printed by the same code as one read from the index."""
+
+    __slots__ = ("queue_name", "queue_id", "arrival", "size", "forced_expire", "sender",
+                 "recipients", "logged")
+
+    def __init__(self, queue_name: str, queue_id: str, arrival: int, size: int,
+                 forced_expire: bool, sender: str, recipients: list, logged: bool):
+        self.queue_name = queue_name
+        self.queue_id = queue_id
+        self.arrival = arrival
+        self.size = size
+        self.forced_expire = forced_expire
+        self.sender = sender
+        self.recipients = recipients  # [(address, reason or None)]
+        self.logged = logged          # the message has a defer log
+
+    @classmethod
+    def of(cls, info: ix.MessageInfo, defer_log) -> "Entry":
+        return cls(info.state_name, info.queue_id, int(info.arrival), info.size,
+                   bool(info.flags & ix.FLAG_FORCE_EXPIRE), info.sender,
+                   recipients_of(info, defer_log), bool(defer_log))
+
+    @property
+    def marks(self) -> str:
+        out = "*" if self.queue_name == "active" else "!" if self.queue_name == "hold" else ""
+        return out + ("#" if self.forced_expire else "")
+
+    def to_attrs(self) -> dict:
+        rcpts = []
+        for address, reason in self.recipients:
+            rcpts.append({"address": address} if reason is None else
+                         {"address": address, "reason": reason})
+        return {"queue_name": self.queue_name, "queue_id": self.queue_id,
+                "arrival_time": self.arrival, "message_size": self.size,
+                "forced_expire": int(self.forced_expire), "sender": self.sender,
+                "logged": int(self.logged), "recipients": rcpts}
+
+    @classmethod
+    def from_attrs(cls, a: dict) -> "Entry":
+        """Rebuild an entry from the service's attributes; ValueError when malformed."""
+        try:
+            rcpts = [(str(r["address"]), None if r.get("reason") is None else str(r["reason"]))
+                     for r in a["recipients"]]
+            return cls(str(a["queue_name"]), str(a["queue_id"]), int(a["arrival_time"]),
+                       int(a["message_size"]), bool(a["forced_expire"]), str(a["sender"]),
+                       rcpts, bool(a["logged"]))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"malformed queue listing entry: {exc!r}") from None
+
+
+def entries(store):
+    """Yield an Entry for every listed message, in showq's order (index only)."""
     for info in store.messages(SHOWQ_STATES):
-        defer_log = store.logs(info.queue_id, "defer")
-        yield info, recipients_of(info, defer_log), bool(defer_log)
+        yield Entry.of(info, store.logs(info.queue_id, "defer"))
 
 
 def write_mailq(store, out, long_ids: bool = False) -> int:
-    """Write the mailq listing to ``out`` (a text stream); return the message count."""
+    """Write the mailq listing of a store to ``out`` (a text stream); return the count."""
+    return render_mailq(entries(store), out, long_ids)
+
+
+def render_mailq(listed, out, long_ids: bool = False) -> int:
+    """Write the mailq listing of Entry objects to ``out``; return the message count."""
     count = 0
     total = 0
     indent = " " * (47 if long_ids else 41)
-    for info, rcpts, logged in _listed(store):
+    for e in listed:
         if count == 0:
             out.write((LONG_HEADER if long_ids else SHORT_HEADER) + "\n")
         count += 1
-        total += info.size
-        sender = printable(info.sender) if info.sender else "MAILER-DAEMON"
-        qid = info.queue_id + marks(info)
+        total += e.size
+        sender = printable(e.sender) if e.sender else "MAILER-DAEMON"
+        qid = e.queue_id + e.marks
         if long_ids:
-            out.write(f"{qid:<17} {info.size:>8} {arrival_text(info.arrival)} {sender}\n")
+            out.write(f"{qid:<17} {e.size:>8} {arrival_text(e.arrival)} {sender}\n")
         else:
-            out.write(f"{qid:<11}{info.size:>8} {arrival_text(info.arrival):<20} {sender}\n")
+            out.write(f"{qid:<11}{e.size:>8} {arrival_text(e.arrival):<20} {sender}\n")
         last_reason = None
-        for address, reason in rcpts:
-            if logged and reason is None:
+        for address, reason in e.recipients:
+            if e.logged and reason is None:
                 reason = REASON_UNAVAILABLE  # JSON leaves delay_reason out instead
             if reason is not None and reason != last_reason:
                 out.write(f"{'(' + printable(reason) + ')':>78}\n")
@@ -117,30 +174,35 @@ def write_mailq(store, out, long_ids: bool = False) -> int:
     return count
 
 
-def json_object(info: ix.MessageInfo, rcpts) -> str:
+def json_object(e: Entry) -> str:
     """Return one postqueue -j line (without the newline)."""
     recipients = []
-    for address, reason in rcpts:
+    for address, reason in e.recipients:
         item = {"address": printable(address)}
         if reason is not None:
             item["delay_reason"] = printable(reason)
         recipients.append(item)
     obj = {
-        "queue_name": info.state_name,
-        "queue_id": info.queue_id,
-        "arrival_time": int(info.arrival),
-        "message_size": info.size,
-        "forced_expire": bool(info.flags & ix.FLAG_FORCE_EXPIRE),
-        "sender": printable(info.sender) if info.sender else "MAILER-DAEMON",
+        "queue_name": e.queue_name,
+        "queue_id": e.queue_id,
+        "arrival_time": int(e.arrival),
+        "message_size": e.size,
+        "forced_expire": e.forced_expire,
+        "sender": printable(e.sender) if e.sender else "MAILER-DAEMON",
         "recipients": recipients,
     }
     return json.dumps(obj, ensure_ascii=False)
 
 
 def write_json(store, out) -> int:
-    """Write one JSON object per message, one per line; return the count."""
+    """Write one JSON object per message of a store, one per line; return the count."""
+    return render_json(entries(store), out)
+
+
+def render_json(listed, out) -> int:
+    """Write one JSON object per Entry, one per line; return the count."""
     count = 0
-    for info, rcpts, _logged in _listed(store):
-        out.write(json_object(info, rcpts) + "\n")
+    for e in listed:
+        out.write(json_object(e) + "\n")
         count += 1
     return count

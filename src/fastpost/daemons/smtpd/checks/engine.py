@@ -1,0 +1,586 @@
+"""The restriction engine: smtpd's Policy, evaluating Postfix's restriction lists.
+
+Postfix counterpart: src/smtpd/smtpd_check.c (smtpd_check_client, _helo, _mail,
+_rcpt, _data, _eod, _etrn, generic_checks, smtpd_check_reject, defer_if,
+log_whatsup).
+
+    policy = RestrictionPolicy(config, dns=..., address_class=...)
+    decision = policy.check(request)     # Decision | None | Future of either
+
+When the lists are evaluated (smtpd_delay_reject = yes, the default):
+
+    CONNECT, XCLIENT,
+    HELO/EHLO, MAIL            nothing
+    RCPT, VRFY                 client, helo, sender lists (each in full, in that
+                               order), then smtpd_relay_restrictions, then
+                               smtpd_recipient_restrictions, then the implicit
+                               unlisted-recipient (and -sender) checks
+    DATA (and the first BDAT)  smtpd_data_restrictions
+    END-OF-MESSAGE             smtpd_end_of_data_restrictions
+    ETRN                       client and helo lists, then smtpd_etrn_restrictions
+
+With smtpd_delay_reject = no the client list runs at CONNECT and after XCLIENT (a
+refusal replaces the greeting, and then every command but QUIT gets 503 5.7.0), the
+helo list at
+HELO/EHLO, the sender list at MAIL, and RCPT runs the relay and recipient lists.
+
+Within one check: the first restriction that permits ends *its list* (the next list
+still runs); the first that refuses ends the check. ``warn_if_reject`` turns the
+refusal of the restriction after it into a ``reject_warning`` log line.
+``defer_if_permit`` (and temporary DNS failures of reject-type checks, by default)
+remembers a deferral that is sent if nothing refuses by the end of the check;
+``defer_if_reject`` makes a later 5xx refusal *in the same list* a deferral instead.
+After DISCARD, later checks of the transaction are skipped. Every refusal is logged
+as Postfix does (``NOQUEUE: reject: RCPT from name[addr]: 554 5.7.1 ...; from=<s>
+to=<r> proto=ESMTP helo=<h>``), as are the access actions (hold, discard, filter,
+redirect, bcc, warn, info, hangup) and, with smtpd_log_access_permit_actions,
+permits.
+
+Evaluation is a coroutine run by fastpost.util.maybe_async: a check that needs no
+network (tables in memory) completes at once and returns a plain value; one that
+waits for DNS or a policy service returns a Future, and the session stops reading
+from that client until it resolves.
+
+Parameters: smtpd_{client,helo,sender,relay,recipient,data,end_of_data,etrn}_restrictions,
+smtpd_delay_reject, smtpd_restriction_classes (and the classes), smtpd_reject_unlisted_sender,
+smtpd_reject_unlisted_recipient, smtpd_log_access_permit_actions, soft_bounce, the
+*_reject_code / *_defer_code parameters, reject_tempfail_action and its per-check
+variants, parent_domain_matches_subdomains, smtpd_null_access_lookup_key, and those
+of the restriction modules (see each).
+Diagnostics: ConfigError at construction for what Postfix refuses to start with
+(the relay rule, a class without definition); run-time configuration problems
+are logged warnings and ``451 4.3.5 Server configuration error`` replies; a table
+lookup failure is ``451 4.3.5 <name>: Class rejected: Server configuration error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import NamedTuple
+
+from fastpost.daemons.smtpd.checks import reply as rp
+from fastpost.daemons.smtpd.checks.lists import WARN_IF_REJECT, check_relay_rule, compile_list
+from fastpost.daemons.smtpd.checks.registry import DUNNO, OK
+from fastpost.daemons.smtpd.checks.reply import Rejected, make_reply
+from fastpost.daemons.smtpd.info import PolicyRequest
+from fastpost.daemons.smtpd.netmatch import HostList, parent_matching
+from fastpost.daemons.smtpd.policy import Decision, Policy
+from fastpost.mail import maps
+from fastpost.mail.address import external
+from fastpost.mail.config import ConfigError
+from fastpost.util import log, maybe_async
+from fastpost.util.log import printable
+
+__all__ = ["RestrictionPolicy", "Eval", "Deferral"]
+
+#: Nested restriction lists (classes, access results) deeper than this are an error.
+RECURSION_LIMIT = 100
+
+_LISTS = ("client", "helo", "sender", "relay", "recipient", "data", "end_of_data", "etrn")
+
+
+class Deferral(NamedTuple):
+    """A remembered defer_if_permit / defer_if_reject: the reply it would send."""
+
+    code: int
+    dsn: str
+    text: str
+
+
+class SessionState:
+    """What the engine remembers per connection (ClientInfo.policy_state)."""
+
+    __slots__ = ("dip_client", "dip_helo", "dip_sender", "notes", "policy_instance")
+
+    def __init__(self):
+        self.dip_client: Deferral | None = None
+        self.dip_helo: Deferral | None = None
+        self.dip_sender: Deferral | None = None
+        self.notes: set = set()
+        #: check_policy_service's ``instance``: (the envelope it was made for, value)
+        self.policy_instance: tuple | None = None
+
+
+class Settings:
+    """The engine's parameters, read once (module docstring)."""
+
+    def __init__(self, cfg):
+        gi = cfg.get_int
+        self.delay_reject = cfg.get_bool("smtpd_delay_reject")
+        self.access_map_reject_code = gi("access_map_reject_code")
+        self.access_map_defer_code = gi("access_map_defer_code")
+        self.reject_code = gi("reject_code")
+        self.defer_code = gi("defer_code")
+        self.relay_code = gi("relay_domains_reject_code")
+        self.unknown_local_code = gi("unknown_local_recipient_reject_code")
+        self.unknown_relay_code = gi("unknown_relay_recipient_reject_code")
+        self.unknown_alias_code = gi("unknown_virtual_alias_reject_code")
+        self.unknown_mailbox_code = gi("unknown_virtual_mailbox_reject_code")
+        self.unknown_address_code = gi("unknown_address_reject_code")
+        self.unknown_client_code = gi("unknown_client_reject_code")
+        self.unknown_hostname_code = gi("unknown_hostname_reject_code")
+        self.non_fqdn_code = gi("non_fqdn_reject_code")
+        self.invalid_hostname_code = gi("invalid_hostname_reject_code")
+        self.maps_rbl_code = gi("maps_rbl_reject_code")
+        self.plaintext_code = gi("plaintext_reject_code")
+        self.multi_bounce_code = gi("multi_recipient_bounce_reject_code")
+        self.soft_bounce = cfg.get_bool("soft_bounce")
+        self.reject_tempfail_action = cfg.get("reject_tempfail_action").strip().lower()
+        self.unknown_address_tempfail_action = cfg.get("unknown_address_tempfail_action").strip().lower()
+        self.unknown_helo_tempfail_action = cfg.get(
+            "unknown_helo_hostname_tempfail_action").strip().lower()
+        self.null_key = cfg.get("smtpd_null_access_lookup_key")
+        self.parent_style = parent_matching("smtpd_access_maps",
+                                            cfg.get("parent_domain_matches_subdomains"))
+        self.reject_unlisted_sender = cfg.get_bool("smtpd_reject_unlisted_sender")
+        self.reject_unlisted_recipient = cfg.get_bool("smtpd_reject_unlisted_recipient")
+        self.delimiters = cfg.get("recipient_delimiter")
+        self.sasl_enable = cfg.get_bool("smtpd_sasl_auth_enable")
+        self.hostname = cfg.get("myhostname")
+
+
+class Eval:
+    """One evaluation: a stage of one command of one session (module docstring)."""
+
+    __slots__ = ("engine", "settings", "req", "client", "envelope", "stage", "helo",
+                 "sender", "recipient", "warn_if_reject", "defer_if_reject",
+                 "defer_if_permit", "recursion", "session", "rcpt_maps_checked",
+                 "sender_maps_checked", "list_kind")
+
+    def __init__(self, engine: "RestrictionPolicy", req: PolicyRequest):
+        self.engine = engine
+        self.settings = engine.settings
+        self.req = req
+        c = req.client
+        self.client = c
+        env = req.envelope
+        self.envelope = env
+        self.stage = req.stage
+        self.helo = req.helo if req.helo is not None else c.helo
+        self.sender = env.sender if env is not None else None
+        rcpt = req.recipient
+        if rcpt is None and env is not None and req.stage in ("DATA", "BDAT", "END-OF-MESSAGE"):
+            if len(env.recipients) == 1:
+                rcpt = env.recipients[0].address
+        self.recipient = rcpt
+        self.warn_if_reject = 0
+        self.defer_if_reject: Deferral | None = None
+        self.defer_if_permit: Deferral | None = None
+        self.recursion = 0
+        st = c.policy_state
+        if st is None:
+            st = c.policy_state = SessionState()
+        self.session = st
+        self.rcpt_maps_checked = False
+        self.sender_maps_checked = False
+        self.list_kind = ""
+
+    # -- logging ---------------------------------------------------------------------
+
+    @property
+    def queue_id(self) -> str:
+        env = self.envelope
+        return env.queue_id if env is not None and env.queue_id else "NOQUEUE"
+
+    def fields(self) -> str:
+        """The ``from=<> to=<> proto= helo=<>`` tail of Postfix's log lines."""
+        parts = []
+        if self.sender is not None:
+            parts.append(f"from=<{printable(external(self.sender))}>")
+        if self.recipient is not None:
+            parts.append(f"to=<{printable(external(self.recipient))}>")
+        parts.append(f"proto={self.client.protocol}")
+        if self.helo is not None:
+            parts.append(f"helo=<{printable(self.helo)}>")
+        return " ".join(parts)
+
+    def log(self, action: str, text: str) -> None:
+        """Log ``QUEUEID: action: STAGE from name[addr]: text; fields`` (log_whatsup)."""
+        log.info("%s: %s: %s from %s: %s; %s", self.queue_id, action, self.stage,
+                 self.client.text, printable(text), self.fields())
+
+    def no_sasl(self, restriction: str) -> bool:
+        """True (after Postfix's warning) when SASL is off and ``restriction`` is moot."""
+        if self.settings.sasl_enable:
+            return False
+        log.warn("restriction `%s' ignored: no SASL support", restriction)
+        return True
+
+    def note_once(self, text: str) -> None:
+        """Log a warning once per session (deprecated restriction names)."""
+        if text not in self.session.notes:
+            self.session.notes.add(text)
+            log.warn("%s", text)
+
+    # -- outcomes --------------------------------------------------------------------
+
+    def reject(self, code: int, dsn: str, text: str) -> int:
+        """Refuse with ``code dsn text`` (smtpd_check_reject): raises Rejected, or
+        returns DUNNO after logging ``reject_warning`` under warn_if_reject."""
+        s = self.settings
+        dir_ = self.defer_if_reject
+        if code >= 500 and dir_ is not None:
+            code, dsn, text = dir_
+        if s.soft_bounce and code >= 500:
+            code -= 100
+            dsn = "4" + dsn[1:]
+        reply = make_reply(code, dsn, text)
+        if self.warn_if_reject:
+            self.log("reject_warning", str(reply))
+            return DUNNO
+        self.log("reject", str(reply))
+        raise Rejected(reply)
+
+    def server_error(self, name: str | None = None, klass: str | None = None) -> int:
+        """``451 4.3.5 Server configuration error`` (with ``<name>: Class rejected:``
+        when a table of that context failed)."""
+        if name is None:
+            return self.reject(451, "4.3.5", "Server configuration error")
+        return self.reject(451, "4.3.5", f"<{name}>: {klass} rejected: Server configuration error")
+
+    def defer_if(self, which: str, code: int, dsn: str, text: str) -> int:
+        """Remember a defer_if_permit/defer_if_reject (the first reason is kept);
+        under warn_if_reject, log it as a reject_warning instead."""
+        if self.warn_if_reject:
+            self.log("reject_warning", str(make_reply(code, dsn, text)))
+            return DUNNO
+        if which == "permit":
+            if self.defer_if_permit is None:
+                self.defer_if_permit = Deferral(code, dsn, text)
+        elif self.defer_if_reject is None:
+            self.defer_if_reject = Deferral(code, dsn, text)
+        return DUNNO
+
+    def tempfail(self, action: str, code: int, dsn: str, text: str) -> int:
+        """A reject-type check could not decide (DNS, a table): act per
+        reject_tempfail_action (defer_if_permit by default, or defer)."""
+        if action == "defer":
+            return self.reject(code, dsn, text)
+        return self.defer_if("permit", code, dsn, text)
+
+    def permit(self, action: str, name: str, klass: str, table: str | None = None) -> int:
+        """Return OK, logging it when smtpd_log_access_permit_actions asks."""
+        if self.engine.log_permit(action):
+            where = f" from {table}" if table else " "
+            self.log("permit", f"action={action} for {klass}={name}{where}")
+        return OK
+
+    # -- lists -----------------------------------------------------------------------
+
+    async def run_list(self, steps, name: str, klass: str) -> int:
+        """Evaluate one restriction list (generic_checks); OK ends it."""
+        self.recursion += 1
+        depth = self.recursion
+        try:
+            if depth > RECURSION_LIMIT:
+                log.warn("SMTPD access map or restriction class recursion limit exceeded")
+                return self.server_error()
+            for step in steps:
+                if step.name == WARN_IF_REJECT:
+                    if not self.warn_if_reject:
+                        self.warn_if_reject = depth
+                    continue
+                result = step.fn(self, step, name, klass)
+                if result.__class__ is not int:
+                    result = await result
+                if self.warn_if_reject >= depth:
+                    self.warn_if_reject = 0
+                if result == OK:
+                    return OK
+            return DUNNO
+        finally:
+            self.recursion -= 1
+
+    def run_class(self, cname: str, name: str, klass: str):
+        steps = self.engine.class_steps(cname)
+        return self.run_list(steps, name, klass)
+
+    async def top_list(self, kind: str, name: str, klass: str) -> int:
+        """Evaluate a top-level list: defer_if_reject and warn_if_reject start afresh."""
+        steps = self.engine.lists[kind]
+        self.defer_if_reject = None
+        self.warn_if_reject = 0
+        self.list_kind = kind
+        if not steps:
+            return DUNNO
+        return await self.run_list(steps, name, klass)
+
+
+class RestrictionPolicy(Policy):
+    """Postfix's restriction lists as smtpd's Policy (module docstring)."""
+
+    def __init__(self, config, *, dns=None, address_class=None, anvil=None,
+                 policy_clients: dict | None = None):
+        self.config = config
+        self.settings = Settings(config)
+        self.warnings: list[str] = []
+        self._tables: dict[str, maps.MapList] = {}
+        self._value_lists: dict[str, list] = {}
+        self._dns = dns
+        self.policy_clients = policy_clients if policy_clients is not None else {}
+        parent = config.get("parent_domain_matches_subdomains")
+        self.mynetworks = HostList(config.get_list("mynetworks"),
+                                   parent=parent_matching("mynetworks", parent))
+        self.warnings += [f"mynetworks: lookup table {t} is not supported yet; it matches nothing"
+                          for t in self.mynetworks.unsupported]
+        # Restriction classes: names first (lists may refer to them), then bodies.
+        self.class_names: set[str] = set(config.get_list("smtpd_restriction_classes"))
+        self._class_words: dict[str, list[str]] = {}
+        for cname in self.class_names:
+            words = config.get_list(cname)
+            if not words:
+                raise ConfigError(f"restriction class `{cname}' needs a definition")
+            self._class_words[cname] = words
+        self._class_steps: dict[str, list] = {}
+        words = {kind: config.get_list(f"smtpd_{kind}_restrictions") for kind in _LISTS}
+        check_relay_rule(words["relay"], words["recipient"], self._class_words)
+        from fastpost.daemons.smtpd.checks import relay as relaymod
+
+        self.address_class = address_class or relaymod.AddressClassifier(config)
+        self.warnings += self.address_class.warnings
+        self._permit_names, self._permit_tables = self._permit_logging(config)
+        self._load_modules()
+        self.lists = {kind: compile_list(words[kind], self, f"smtpd_{kind}_restrictions")
+                      for kind in _LISTS}
+        for cname in self.class_names:
+            self.class_steps(cname)
+        self._unlisted = None
+
+    # -- construction helpers ----------------------------------------------------------
+
+    @staticmethod
+    def _load_modules() -> None:
+        """Import the restriction modules (they register their names)."""
+        from fastpost.daemons.smtpd.checks import (  # noqa: F401
+            access, address, dnsaccess, dnsbl, generic, hostname, policy_service, relay,
+        )
+
+    def open_table(self, spec: str) -> maps.MapList:
+        """Open (once) the table of a check_*_access restriction."""
+        ml = self._tables.get(spec)
+        if ml is None:
+            ml = self._tables[spec] = maps.MapList(spec, [maps.open_map(spec, self.config)])
+        return ml
+
+    def class_steps(self, cname: str) -> list:
+        steps = self._class_steps.get(cname)
+        if steps is None:
+            # Placeholder first: a class that names itself recurses at run time,
+            # where the recursion limit stops it (as in Postfix).
+            self._class_steps[cname] = []
+            steps = self._class_steps[cname] = compile_list(self._class_words[cname], self, cname)
+        return steps
+
+    def value_steps(self, value: str, table: str) -> list:
+        """Compile (once) an access-table result that is a restriction list."""
+        key = (value, table)
+        steps = self._value_lists.get(key)
+        if steps is None:
+            from fastpost.daemons.smtpd.checks.lists import split_words
+
+            steps = compile_list(split_words(value), self, "", value_of=table)
+            if len(self._value_lists) < 10000:
+                self._value_lists[key] = steps
+        return steps
+
+    @property
+    def dns(self):
+        if self._dns is None:
+            from fastpost.mail.dns import DnsClient
+
+            self._dns = DnsClient.from_config(self.config)
+        return self._dns
+
+    def _permit_logging(self, cfg):
+        names, tables = set(), []
+        for item in cfg.get_list("smtpd_log_access_permit_actions"):
+            if ":" in item and not item.startswith("["):
+                tables.append(maps.open_map(item, cfg))
+            else:
+                names.add(item.lower())
+        return names, tables
+
+    def log_permit(self, action: str) -> bool:
+        if not self._permit_names and not self._permit_tables:
+            return False
+        if action.lower() in self._permit_names:
+            return True
+        for t in self._permit_tables:
+            try:
+                if t.get(action) is not None:
+                    return True
+            except maps.MapRetry:
+                return False
+        return False
+
+    # -- the Policy interface ------------------------------------------------------------
+
+    def check(self, request: PolicyRequest):
+        ev = Eval(self, request)
+        stage = request.stage
+        if stage in ("RCPT", "VRFY"):
+            coro = self._rcpt(ev)
+        elif stage == "MAIL":
+            if self.settings.delay_reject:
+                return None
+            coro = self._mail(ev)
+        elif stage in ("EHLO", "HELO"):
+            if self.settings.delay_reject:
+                return None
+            coro = self._helo(ev)
+        elif stage in ("CONNECT", "XCLIENT"):
+            if self.settings.delay_reject:
+                return None
+            coro = self._connect(ev)
+        elif stage in ("DATA", "BDAT"):
+            if not self.lists["data"] or (ev.envelope is not None and ev.envelope.discard):
+                return None
+            coro = self._data(ev)
+        elif stage == "END-OF-MESSAGE":
+            if not self.lists["end_of_data"] or (ev.envelope is not None and ev.envelope.discard):
+                return None
+            coro = self._eod(ev)
+        elif stage == "ETRN":
+            coro = self._etrn(ev)
+        else:
+            return None
+        return maybe_async.start(coro)
+
+    async def _guard(self, ev: Eval, coro):
+        try:
+            await coro
+        except Rejected as rej:
+            return Decision(rej.reply, logged=True, hangup=rej.hangup)
+        except maps.MapRetry as exc:  # a table failed outside an access check
+            log.warn("%s", exc)
+            try:
+                ev.warn_if_reject = 0
+                ev.server_error()
+            except Rejected as rej:
+                return Decision(rej.reply, logged=True)
+        return None
+
+    # Each stage: a coroutine that raises Rejected or returns normally.
+
+    async def _connect(self, ev: Eval):
+        return await self._guard(ev, self._client_list(ev))
+
+    async def _client_list(self, ev: Eval):
+        ev.defer_if_permit = None
+        try:
+            await ev.top_list("client", ev.client.text, rp.CLIENT)
+        finally:
+            ev.session.dip_client = ev.defer_if_permit
+
+    async def _helo_list(self, ev: Eval):
+        ev.defer_if_permit = None
+        try:
+            if ev.helo is not None:
+                await ev.top_list("helo", ev.helo, rp.HELO)
+        finally:
+            ev.session.dip_helo = ev.defer_if_permit
+
+    async def _sender_list(self, ev: Eval):
+        ev.defer_if_permit = None
+        try:
+            if ev.sender is not None:
+                await ev.top_list("sender", ev.sender, rp.SENDER)
+                if self.settings.reject_unlisted_sender and not ev.sender_maps_checked:
+                    from fastpost.daemons.smtpd.checks import address
+
+                    result = address.check_sender_maps(ev, ev.sender)
+                    if result.__class__ is not int:
+                        await result
+        finally:
+            ev.session.dip_sender = ev.defer_if_permit
+
+    async def _helo(self, ev: Eval):
+        return await self._guard(ev, self._helo_list(ev))
+
+    async def _mail(self, ev: Eval):
+        return await self._guard(ev, self._sender_list(ev))
+
+    async def _rcpt(self, ev: Eval):
+        env = ev.envelope
+        if env is not None and env.discard:
+            return None
+        return await self._guard(ev, self._rcpt_lists(ev))
+
+    async def _rcpt_lists(self, ev: Eval):
+        st = ev.session
+        if self.settings.delay_reject:
+            await self._client_list(ev)
+            dip = st.dip_client
+            await self._helo_list(ev)
+            dip = dip or st.dip_helo
+            await self._sender_list(ev)
+            dip = dip or st.dip_sender
+        else:
+            dip = st.dip_client or st.dip_helo or st.dip_sender
+        ev.defer_if_permit = dip
+        rcpt = ev.recipient or ""
+        shown = rcpt
+        status = await ev.top_list("relay", shown, rp.RECIPIENT)
+        status = await ev.top_list("recipient", shown, rp.RECIPIENT)
+        if self.settings.reject_unlisted_recipient and not ev.rcpt_maps_checked:
+            from fastpost.daemons.smtpd.checks import address
+
+            ev.warn_if_reject = 0
+            ev.defer_if_reject = None
+            result = address.check_recipient_maps(ev, rcpt)
+            if result.__class__ is not int:
+                await result
+        del status
+        if ev.defer_if_permit is not None:
+            ev.warn_if_reject = 0
+            ev.defer_if_reject = None
+            ev.reject(*ev.defer_if_permit)
+
+    async def _data(self, ev: Eval):
+        return await self._guard(ev, self._data_list(ev, "data", "DATA", rp.DATA))
+
+    async def _eod(self, ev: Eval):
+        return await self._guard(ev, self._data_list(ev, "end_of_data", "END-OF-MESSAGE", rp.EOD))
+
+    async def _data_list(self, ev: Eval, kind: str, name: str, klass: str):
+        ev.defer_if_permit = None
+        await ev.top_list(kind, name, klass)
+        if ev.defer_if_permit is not None:
+            ev.warn_if_reject = 0
+            ev.defer_if_reject = None
+            ev.reject(*ev.defer_if_permit)
+
+    async def _etrn(self, ev: Eval):
+        return await self._guard(ev, self._etrn_lists(ev))
+
+    async def _etrn_lists(self, ev: Eval):
+        if self.settings.delay_reject:
+            await self._client_list(ev)
+            await self._helo_list(ev)
+        ev.defer_if_permit = None
+        domain = ev.req.etrn_domain or ""
+        await ev.top_list("etrn", domain, rp.ETRN)
+        if ev.defer_if_permit is not None:
+            ev.warn_if_reject = 0
+            ev.defer_if_reject = None
+            ev.reject(*ev.defer_if_permit)
+
+
+def _sleep(seconds: float):
+    return asyncio.sleep(seconds)
+
+
+def check_config(config) -> None:
+    """Check what makes Postfix's smtpd refuse to start, without opening any table:
+    every class of smtpd_restriction_classes has a definition, and the relay rule
+    holds (lists.check_relay_rule). Raises ConfigError; ``fastpost check`` and
+    ``fastpost start`` call it for every smtpd service of master.cf (with its -o
+    overrides), and RestrictionPolicy does the same when a server starts."""
+    classes: dict[str, list[str]] = {}
+    for cname in config.get_list("smtpd_restriction_classes"):
+        words = config.get_list(cname)
+        if not words:
+            raise ConfigError(f"restriction class `{cname}' needs a definition")
+        classes[cname] = words
+    check_relay_rule(config.get_list("smtpd_relay_restrictions"),
+                     config.get_list("smtpd_recipient_restrictions"), classes)

@@ -1,0 +1,344 @@
+"""Who may relay where: address classes, reject_unauth_destination and its relatives.
+
+Postfix counterpart: reject_unauth_destination(), permit_auth_destination(),
+permit_mx_backup() and check_relay_domains of src/smtpd/smtpd_check.c, and the
+address classes of src/trivial-rewrite/resolve.c that they ask for.
+
+AddressClassifier(config).classify(address) -> Classified(klass, domain, routed) asks
+fastpost.mail.resolve.Resolver (the code trivial-rewrite's resolve runs, in process: no
+IPC per RCPT), after which the address class is the one of where the address really
+goes: route operators on a local domain are followed first (``a%b@us`` and ``b!a@us``
+are ``a@b``), which is what keeps nmap's smtp-open-relay tricks out when
+allow_untrusted_routing = yes (tests/policy/test_openrelay.py):
+
+    local    the domain is in mydestination (names or tables), or an address
+             literal of inet_interfaces / proxy_interfaces; an address without a
+             domain is local after @$myorigin is appended, as cleanup will
+    alias    virtual_alias_domains
+    virtual  virtual_mailbox_domains
+    relay    relay_domains
+    default  anything else
+
+``routed`` is True when the local part still holds sender-specified routing
+(``user@elsewhere``, ``user%elsewhere``, ``elsewhere!user``), which
+permit_auth_destination does not trust unless allow_untrusted_routing = yes.
+Domain lists take names (a name also matches its subdomains when the parameter is
+in parent_domain_matches_subdomains; ``.name`` matches subdomains only), ``!``
+exclusions, ``/file`` lists and ``type:table`` lookups (the domain, then its
+parents when parent matching applies), first match wins.
+
+Replies: reject_unauth_destination ``relay_domains_reject_code 5.7.1 <rcpt>: Relay
+access denied``; defer_unauth_destination the same with 4xx (code - 100, 4.7.1).
+permit_mx_backup permits a domain whose MX hosts include this host (its
+inet_interfaces / proxy_interfaces addresses, or a name in mydestination) at a
+worse preference than the best, and whose best MX is not this host; with
+permit_mx_backup_networks the primary MX hosts' addresses must also be in those
+networks.
+
+Parameters: mydestination, inet_interfaces, proxy_interfaces, myorigin,
+virtual_alias_domains, virtual_mailbox_domains, relay_domains,
+relay_domains_reject_code, allow_untrusted_routing, parent_domain_matches_subdomains,
+permit_mx_backup_networks.
+Diagnostics: a table in a domain list that fails raises MapRetry (the caller
+answers 451 4.3.5); ``warnings`` lists what is accepted but ignored.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import NamedTuple
+
+from fastpost.daemons.smtpd.checks.registry import DUNNO, restriction
+from fastpost.daemons.smtpd.netmatch import HostList, parent_matching
+from fastpost.mail import maps
+from fastpost.mail.maps import search
+from fastpost.smtp import replies
+
+__all__ = ["AddressClassifier", "Classified", "DomainMatcher"]
+
+
+class Classified(NamedTuple):
+    klass: str  # local, alias, virtual, relay, default
+    domain: str
+    routed: bool
+
+
+class DomainMatcher:
+    """A domain list with tables (module docstring)."""
+
+    def __init__(self, cfg, param: str, *, parent: bool | None = None):
+        if parent is None:
+            parent = parent_matching(param, cfg.get("parent_domain_matches_subdomains"))
+        self.parent = parent
+        self.rules: list[tuple[bool, str, object]] = []
+        for element in self._expand(cfg.get_list(param)):
+            negate = element.startswith("!")
+            body = element[1:] if negate else element
+            if not body:
+                continue
+            kind = body.split(":", 1)[0]
+            if ":" in body and kind.replace("_", "").isalnum() and not body.startswith("["):
+                self.rules.append((negate, "table", maps.open_map(body, cfg)))
+            else:
+                self.rules.append((negate, "name", body.lower().rstrip(".")))
+
+    @staticmethod
+    def _expand(elements):
+        out = []
+        for element in elements:
+            negate = element.startswith("!")
+            body = element[1:] if negate else element
+            if body.startswith("/"):
+                with open(body, encoding="utf-8") as fh:
+                    for line in fh:
+                        for word in line.split("#", 1)[0].replace(",", " ").split():
+                            out.append(("!" if negate else "") + word)
+            else:
+                out.append(element)
+        return out
+
+    def __bool__(self) -> bool:
+        return bool(self.rules)
+
+    def match(self, domain: str) -> bool:
+        name = domain.lower().rstrip(".")
+        if not name:
+            return False
+        for negate, kind, value in self.rules:
+            if kind == "name":
+                if value.startswith("."):
+                    hit = name.endswith(value)
+                else:
+                    hit = name == value or (self.parent and name.endswith("." + value))
+            else:
+                hit = self._table_match(value, name)
+            if hit:
+                return not negate
+        return False
+
+    def _table_match(self, table, name: str) -> bool:
+        if table.get(name) is not None:
+            return True
+        labels = name.split(".")
+        for i in range(1, len(labels)):
+            parent = ".".join(labels[i:])
+            key = parent if self.parent else "." + parent
+            if table.get(key) is not None:
+                return True
+        return False
+
+
+class AddressClassifier:
+    """The address class of a recipient, as trivial-rewrite's resolve gives it."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.is_local = search.local_domain_predicate(cfg)
+        self.myorigin = cfg.get("myorigin").lower()
+        self.alias = DomainMatcher(cfg, "virtual_alias_domains")
+        self.virtual = DomainMatcher(cfg, "virtual_mailbox_domains")
+        self.relay = DomainMatcher(cfg, "relay_domains")
+        self.untrusted_routing = cfg.get_bool("allow_untrusted_routing")
+        self.warnings: list[str] = []
+        self.interfaces: set[str] = set()
+        for word in cfg.get_list("inet_interfaces") + cfg.get_list("proxy_interfaces"):
+            try:
+                self.interfaces.add(str(ipaddress.ip_address(word.strip("[]"))))
+            except ValueError:
+                pass
+        self.any_interface = "all" in [w.lower() for w in cfg.get_list("inet_interfaces")]
+        from fastpost.mail.resolve import Resolver
+
+        self.resolver = Resolver(cfg)
+        #: The last answer, as Postfix's resolve client keeps it: (address, server, result)
+        self._last: tuple | None = None
+
+    def classify(self, address: str, server_addr: str = "") -> Classified:
+        """The class trivial-rewrite's resolve gives ``address`` (fastpost.mail.resolve,
+        the same code the rewrite service runs): route operators on a local domain
+        are followed (``a%b@us`` is ``a@b``, ``b!a@us`` is ``a@b``), so an address
+        that only looks local is classified where it really goes. MapRetry when a
+        table failed."""
+        last = self._last
+        if last is not None and last[0] == address and last[1] == server_addr:
+            return last[2]  # one RCPT asks several times (relay, recipient, unlisted)
+        result = self._classify(address, server_addr)
+        self._last = (address, server_addr, result)
+        return result
+
+    def _classify(self, address: str, server_addr: str) -> Classified:
+        if "@" not in address:
+            address = f"{address}@{self.myorigin}"
+        r = self.resolver.resolve("", address)
+        if r.failed:
+            raise maps.MapRetry(f"address resolution failed for {address}")
+        domain = r.recipient.rpartition("@")[2].lower().rstrip(".")
+        klass = r.address_class or "default"
+        if klass == "default" and domain.startswith("[") and self._our_literal(domain, server_addr):
+            klass = "local"  # the server address of this connection (inet_interfaces=all)
+        return Classified(klass, domain, r.routed)
+
+    def _our_literal(self, domain: str, server_addr: str) -> bool:
+        inner = domain[1:-1]
+        if inner[:5].lower() == "ipv6:":
+            inner = inner[5:]
+        try:
+            ip = str(ipaddress.ip_address(inner))
+        except ValueError:
+            return False
+        if self.is_local(domain) or ip in self.interfaces or (server_addr and ip == server_addr):
+            return True
+        return self.any_interface and ipaddress.ip_address(ip).is_loopback
+
+    def authorized(self, address: str, server_addr: str = "") -> bool:
+        """permit_auth_destination's test: our domain, no sender-specified routing."""
+        c = self.classify(address, server_addr)
+        if c.klass == "default":
+            return False
+        return self.untrusted_routing or not c.routed
+
+
+def _authorized(ev, rcpt: str):
+    try:
+        return ev.engine.address_class.authorized(rcpt, ev.client.server_addr)
+    except maps.MapRetry:
+        return None
+
+
+@restriction("reject_unauth_destination")
+def reject_unauth_destination(ev, step, name, klass):
+    rcpt = ev.recipient
+    if rcpt is None:
+        return DUNNO
+    ok = _authorized(ev, rcpt)
+    if ok is None:
+        return ev.server_error(rcpt, "Recipient address")
+    if ok:
+        return DUNNO
+    reply = replies.relay_denied(rcpt, ev.settings.relay_code)
+    return ev.reject(reply.code, reply.enhanced, reply.text)
+
+
+@restriction("defer_unauth_destination")
+def defer_unauth_destination(ev, step, name, klass):
+    rcpt = ev.recipient
+    if rcpt is None:
+        return DUNNO
+    ok = _authorized(ev, rcpt)
+    if ok is None:
+        return ev.server_error(rcpt, "Recipient address")
+    if ok:
+        return DUNNO
+    code = ev.settings.relay_code - 100
+    return ev.reject(code, "4.7.1", replies.relay_denied(rcpt, code).text)
+
+
+@restriction("permit_auth_destination")
+def permit_auth_destination(ev, step, name, klass):
+    rcpt = ev.recipient
+    if rcpt is None:
+        return DUNNO
+    ok = _authorized(ev, rcpt)
+    if ok is None:
+        return ev.server_error(rcpt, "Recipient address")
+    if ok:
+        return ev.permit("permit_auth_destination", rcpt, "Recipient address")
+    return DUNNO
+
+
+@restriction("check_relay_domains")
+def check_relay_domains(ev, step, name, klass):
+    ev.note_once('support for restriction "check_relay_domains" will be removed from Postfix; '
+                 'use "reject_unauth_destination" instead')
+    rcpt = ev.recipient
+    if rcpt is None:
+        return DUNNO
+    c = ev.client
+    relay = ev.engine.address_class.relay
+    if c.name != "unknown" and relay.match(c.name):
+        return ev.permit("check_relay_domains", c.text, "Client host")
+    ok = _authorized(ev, rcpt)
+    if ok:
+        return ev.permit("check_relay_domains", rcpt, "Recipient address")
+    reply = replies.relay_denied(rcpt, ev.settings.relay_code)
+    return ev.reject(reply.code, reply.enhanced, reply.text)
+
+
+# -- permit_mx_backup -----------------------------------------------------------------
+
+def _mx_networks(engine):
+    nets = getattr(engine, "_mx_backup_networks", None)
+    if nets is None:
+        cfg = engine.config
+        nets = engine._mx_backup_networks = HostList(
+            cfg.get_list("permit_mx_backup_networks"),
+            parent=parent_matching("permit_mx_backup_networks",
+                                   cfg.get("parent_domain_matches_subdomains")))
+    return nets
+
+
+async def _is_me(ev, host: str) -> bool | None:
+    """True when an MX host name is this host (by address); None on DNS failure."""
+    ac = ev.engine.address_class
+    if ac.is_local(host.lower()):
+        return True
+    addrs = []
+    for rdtype in ("A", "AAAA"):
+        r = await ev.engine.dns.lookup(host, rdtype)
+        if r.status == "retry":
+            return None
+        addrs += r.records
+    for a in addrs:
+        if a in ac.interfaces or (ev.client.server_addr and a == ev.client.server_addr):
+            return True
+        if ac.any_interface and ipaddress.ip_address(a).is_loopback:
+            return True
+    return False
+
+
+@restriction("permit_mx_backup")
+async def permit_mx_backup(ev, step, name, klass):
+    rcpt = ev.recipient
+    if rcpt is None:
+        return DUNNO
+    ac = ev.engine.address_class
+    try:
+        c = ac.classify(rcpt, ev.client.server_addr)
+    except maps.MapRetry:
+        return ev.server_error(rcpt, "Recipient address")
+    if c.klass != "default":
+        # Our own domains: permit as permit_auth_destination does.
+        if ac.untrusted_routing or not c.routed:
+            return ev.permit("permit_mx_backup", rcpt, "Recipient address")
+        return DUNNO
+    if c.routed or c.domain.startswith("["):
+        return DUNNO
+    r = await ev.engine.dns.lookup(c.domain, "MX")
+    if r.status == "retry":
+        # As Postfix: a later reject becomes this deferral.
+        return ev.defer_if("reject", 450, "4.4.4",
+                           f"<{rcpt}>: Recipient address rejected: Unable to look up mail "
+                           f"exchanger information: Host not found, try again")
+    if not r.records:
+        return DUNNO
+    mx = sorted((int(p), h) for p, h in (rec.split(" ", 1) for rec in r.records))
+    best = mx[0][0]
+    mine = None
+    for pref, host in mx:
+        me = await _is_me(ev, host)
+        if me is None:
+            return DUNNO
+        if me:
+            mine = pref
+            break
+    if mine is None or mine == best:
+        return DUNNO
+    nets = _mx_networks(ev.engine)
+    if nets:
+        for pref, host in mx:
+            if pref >= mine:
+                break
+            res = await ev.engine.dns.lookup(host, "A")
+            if not any(nets.match("", a) for a in res.records):
+                return DUNNO
+    return ev.permit("permit_mx_backup", rcpt, "Recipient address")
