@@ -51,9 +51,12 @@ class DevRun:
         deadline = time.monotonic() + 30
         while True:
             if self.maildir(name).is_dir():
-                for msg in mailbox.Maildir(self.maildir(name), create=False):
-                    if msg["Subject"] == subject:
-                        return msg
+                try:
+                    for msg in mailbox.Maildir(self.maildir(name), create=False):
+                        if msg["Subject"] == subject:
+                            return msg
+                except FileNotFoundError:
+                    pass  # local is still creating the Maildir's new/ and cur/
             assert time.monotonic() < deadline, self.log()
             time.sleep(0.05)
 

@@ -327,6 +327,11 @@ FASTPOST_PARAMS: tuple[Param, ...] = (
     # plus a random 0..N % of it, so mail deferred at the same moment (a destination
     # that went down) does not all come back at the same moment.
     Param("fastpost_backoff_jitter", INT, "20", min=0, max=100),
+    # smtp/lmtp delivery agents (docs/smtp-client.md): the DNS servers MX/A/AAAA
+    # queries go to ("host", "host:port", "[ipv6]:port"; empty = /etc/resolv.conf as
+    # read before chroot), and how long one lookup may take in all.
+    Param("fastpost_dns_servers", LIST, ""),
+    Param("fastpost_dns_timeout", TIME, "10s", unit="s", min=1),
 )
 
 
