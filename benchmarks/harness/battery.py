@@ -191,6 +191,10 @@ class Kill9(Check):
                     while queue:
                         mid = queue.pop()
                         smtp_results[mid] = (await smtp.send_async(inst.port, [mid], 1, timeout=30))[mid]
+                        if "ConnectionRefused" in smtp_results[mid]:
+                            # the master is down (killed, restarting): without a pause
+                            # the workers burn thousands of messages in a second
+                            await asyncio.sleep(0.05)
                 await asyncio.gather(*(worker() for _ in range(10)))
             asyncio.run(go_inplace())
         finally:
