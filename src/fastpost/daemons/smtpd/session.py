@@ -842,8 +842,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             if verb == "bdat":
                 self._data_rejected = reply
                 self._abort_txn()
-            else:
-                self._reset_transaction()
+            else:  # as a refused DATA: the transaction stays until RSET (DATA again: again)
                 self._respond(verb, reply)
 
         if pending.done():
