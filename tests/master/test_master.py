@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import need_program, need_root
-from helpers.instance import alive, free_port, proc_ids, read_line, talk
+from helpers.instance import alive, children_of, free_port, proc_ids, read_line, talk
 
 
 def wait_for(predicate, timeout=30.0, what="condition"):
@@ -112,6 +112,8 @@ def test_worker_killed_during_startup_is_not_a_bad_startup(fastpost_instance):
     assert "bad command startup" not in inst.log_text()
     first.close()
     second.close()
+    for other in children_of(inst.master_pid):
+        os.kill(other, signal.SIGKILL)  # they would sleep through the graceful stop
 
 
 def test_max_use_retires_a_worker(fastpost_instance):

@@ -5,6 +5,7 @@ master.cf arguments: none (an exception in pre_init: fatal, exit status 1),
 "starting slowly" and never finishes starting: a test kills it during start-up).
 """
 
+import signal
 import time
 
 from fastpost.server import single_server_main
@@ -15,6 +16,7 @@ def pre_init(ctx):
     if ctx.argv[:1] == ["panic"]:
         log.panic("inconsistent state, on purpose")
     if ctx.argv[:1] == ["slow"]:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a graceful stop ends it at once
         log.info("starting slowly")
         time.sleep(600)
     raise RuntimeError("this daemon cannot start")
