@@ -338,6 +338,9 @@ def fastpost_capabilities() -> dict[str, bool]:
             except ModuleNotFoundError:
                 found = False
         caps[daemon] = found
+    # Something that takes mail to the battery's sink: the smtp agent, or pipe running
+    # harness/pipe_relay.py in its place (FastpostInstance.service_lines).
+    caps["sink"] = caps.get("smtp", False) or _has_daemon("pipe")
     return caps
 
 
@@ -361,16 +364,39 @@ class FastpostInstance(Instance):
                 recipient], env
 
     def service_lines(self):
-        """Only the services whose daemon exists in this checkout (the rest would fail)."""
+        """Only the services whose daemon exists in this checkout (the rest would fail).
+
+        Without an smtp agent but with pipe, and with a sink to relay to, the ``smtp``
+        and ``relay`` services become pipe services running harness/pipe_relay.py,
+        which relays each message to the sink (see ``pipe_sink_services``).
+        """
         out = []
+        stand_in = (self.sink_port is not None and not _has_daemon("smtp")
+                    and _has_daemon("pipe"))
         for svc in self.services:
-            module = svc[7].replace("-", "_")
-            try:
-                if importlib.util.find_spec(f"fastpost.daemons.{module}") is not None:
-                    out.append(svc)
-            except ModuleNotFoundError:
-                pass
+            if stand_in and svc[0] in ("smtp", "relay") and svc[7] == "smtp":
+                out.append(pipe_sink_service(svc[0], self.sink_port))
+                continue
+            if _has_daemon(svc[7]):
+                out.append(svc)
         return out
+
+
+#: the pipe command that stands in for smtp(8) (system Python: runs as nobody)
+PIPE_RELAY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pipe_relay.py")
+
+
+def pipe_sink_service(name: str, sink_port: int) -> tuple:
+    """A master.cf line: service ``name`` delivering through pipe to the sink."""
+    return (name, "unix", "-", "n", "n", "-", "-", "pipe", "user=nobody",
+            f"argv=/usr/bin/python3 {PIPE_RELAY} 127.0.0.1 {sink_port} ${{sender}} ${{recipient}}")
+
+
+def _has_daemon(command: str) -> bool:
+    try:
+        return importlib.util.find_spec(f"fastpost.daemons.{command.replace('-', '_')}") is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def make(kind: str, root: str, **kw) -> Instance:

@@ -65,6 +65,10 @@ _DAEMON_RE = re.compile(r"fastpost[./](?:daemons[./])?([a-z_-]+)")
 
 def daemon_name(pid: int, comm: str) -> str:
     """The daemon name of a process: comm, or for Python processes its fastpost role."""
+    if " " in comm:
+        # fastpost workers set their title to their argv ("cleanup -n cleanup -t unix
+        # ..."), and comm is its first 15 bytes: the daemon is the first word.
+        return comm.split(" ", 1)[0]
     if not (comm.startswith("python") or comm == "fastpost"):
         return comm
     try:

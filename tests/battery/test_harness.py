@@ -74,3 +74,46 @@ def test_pysink_records_message_ids():
         res = smtp.send(sink.port, ["<a@x>", "<b@x>", "<c@x>"], 2)
         assert smtp.acked(res) == {"<a@x>", "<b@x>", "<c@x>"}
         assert sorted(sink.received) == ["<a@x>", "<b@x>", "<c@x>"]
+
+
+def test_daemon_name_of_a_fastpost_worker_title():
+    # a real process whose title is a worker's argv, as the master sets it
+    # (setproctitle): comm is its first 15 bytes, the daemon is the first word
+    code = ("import setproctitle, sys\n"
+            "setproctitle.setproctitle('cleanup -n cleanup -t unix -u -z -s 1')\n"
+            "print('ok', flush=True)\nsys.stdin.read()\n")
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "ok\n"
+        comm = open(f"/proc/{child.pid}/comm").read().strip()
+        assert comm == "cleanup -n clea"
+        assert procs.daemon_name(child.pid, comm) == "cleanup"
+    finally:
+        child.stdin.close()
+        child.wait()
+
+
+def test_pipe_relay_takes_a_message_to_the_sink():
+    # the pipe(8) command that stands in for smtp(8) in the battery, against the real sink
+    msg = smtp.message("<relay.1@battery>")
+    with smtp.PySink() as sink:
+        ok = subprocess.run(["/usr/bin/python3", mta.PIPE_RELAY, "127.0.0.1", str(sink.port),
+                             "a@example.com", "b@example.com"], input=msg, capture_output=True)
+        assert ok.returncode == 0, ok.stderr
+        assert sink.received == ["<relay.1@battery>"]
+    # nobody listening: EX_TEMPFAIL, so pipe defers and qmgr retries
+    down = subprocess.run(["/usr/bin/python3", mta.PIPE_RELAY, "127.0.0.1", str(sink.port),
+                           "a@example.com", "b@example.com"], input=msg, capture_output=True)
+    assert down.returncode == 75
+    assert b"cannot relay" in down.stderr
+
+
+def test_pipe_stands_in_for_smtp_in_fastpost_master_cf(tmp_path):
+    inst = mta.make("fastpost", str(tmp_path / "fp"), sink_port=4321)
+    lines = {svc[0]: svc for svc in inst.service_lines()}
+    if mta.fastpost_capabilities().get("smtp"):
+        assert lines["smtp"][7] == "smtp"
+    else:
+        assert lines["smtp"][7] == "pipe" and lines["relay"][7] == "pipe"
+        assert "127.0.0.1 4321 ${sender} ${recipient}" in lines["smtp"][-1]

@@ -6,6 +6,7 @@ instance's mail log. Tests that need root (chroot, setuid) skip visibly otherwis
 """
 
 import os
+import re
 import signal
 import socket
 import time
@@ -13,7 +14,7 @@ import time
 import pytest
 
 from conftest import need_program, need_root
-from helpers.instance import alive, free_port, proc_ids, read_line, talk
+from helpers.instance import alive, children_of, free_port, proc_ids, read_line, talk
 
 
 def wait_for(predicate, timeout=30.0, what="condition"):
@@ -93,6 +94,26 @@ def test_startup_failure_is_throttled_and_others_keep_working(fastpost_instance)
     assert inst.log_text().count("exit status 1") == 1
     for s in more + [doomed]:
         s.close()
+
+
+def test_worker_killed_during_startup_is_not_a_bad_startup(fastpost_instance):
+    # SIGKILL from outside (the OOM killer, an operator, the kill -9 battery) while a
+    # worker starts says nothing about the command: no throttling, the next client
+    # gets a fresh worker at once (throttling refused clients for a minute).
+    inst = fastpost_instance(master_cf="slow unix - - n - - testdaemons.dies slow\n")
+    inst.start()
+    first = inst.connect_unix("slow")
+    text = inst.wait_log(r"\[(\d+)\]: starting slowly")
+    pid = int(re.findall(r"\[(\d+)\]: starting slowly", text)[0])
+    os.kill(pid, signal.SIGKILL)
+    inst.wait_log(rf"warning: process testdaemons.dies pid {pid} killed by signal 9")
+    second = inst.connect_unix("slow")
+    inst.wait_log(r"\[(?!%d\])\d+\]: starting slowly" % pid)
+    assert "bad command startup" not in inst.log_text()
+    first.close()
+    second.close()
+    for other in children_of(inst.master_pid):
+        os.kill(other, signal.SIGKILL)  # they would sleep through the graceful stop
 
 
 def test_max_use_retires_a_worker(fastpost_instance):

@@ -57,7 +57,7 @@ class CleanupError(IPCError):
 class CleanupTxn:
     """One message on its way to cleanup (see the module docstring)."""
 
-    __slots__ = ("conn", "tid", "opened", "result", "_rcpts", "_data", "_size", "done")
+    __slots__ = ("conn", "tid", "opened", "result", "_rcpts", "_data", "_size", "done", "error")
 
     def __init__(self, conn: "_Conn", tid: int):
         self.conn = conn
@@ -68,6 +68,8 @@ class CleanupTxn:
         self._data: list = []
         self._size = 0
         self.done = False
+        #: the CleanupError that ended the transaction when its connection went away
+        self.error: CleanupError | None = None
 
     def add_recipient(self, address: str, orcpt: str = "", notify: int = 0) -> None:
         """Add one envelope recipient (before any content)."""
@@ -98,6 +100,8 @@ class CleanupTxn:
 
     def finish(self, extra: dict | None = None) -> asyncio.Future:
         """End the message; the future gives (code, text, queue_id) after cleanup's commit."""
+        if self.error is not None:  # the connection went away during the content
+            raise self.error
         if self.done:
             raise RuntimeError("transaction already finished")
         self.done = True
@@ -119,8 +123,10 @@ class CleanupTxn:
         conn.maybe_idle()
 
     def fail(self, exc: BaseException) -> None:
-        """The connection went away: fail what is still waiting."""
+        """The connection went away: fail what is still waiting (and finish())."""
         self.done = True
+        if isinstance(exc, CleanupError):
+            self.error = exc
         for fut in (self.opened, self.result):
             if fut is not None and not fut.done():
                 fut.set_exception(exc)

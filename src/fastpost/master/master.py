@@ -14,7 +14,9 @@ root), and forks workers on demand:
     closing the master's end tells every worker of that generation to finish what it
     has and exit (reload, stop, master death);
   * a worker that dies before it ever reported is a bad start-up: the service is
-    throttled for service_throttle_time with a warning; other services are untouched;
+    throttled for service_throttle_time with a warning; other services are untouched
+    (not when SIGKILL or SIGTERM killed it: that is someone else's doing, not the
+    command's);
   * every abnormal exit is logged (``process CMD pid N exit status S`` / ``killed by
     signal S``);
   * ``wakeup`` (column 6) sends ``W`` to the service's own endpoint every N seconds;
@@ -73,6 +75,9 @@ from fastpost.util import log
 KILL_GRACE = 5.0
 #: Seconds between two "process limit reached" warnings for one service.
 LIMIT_WARNING_INTERVAL = 300.0
+#: Signals that kill a worker from outside: dying of one before the first report is not
+#: a bad start-up (no throttling).
+EXTERNAL_SIGNALS = (signal.SIGKILL, signal.SIGTERM)
 
 
 class StartError(Exception):
@@ -521,7 +526,12 @@ class Master:
             else:
                 how = f"exit status {os.WEXITSTATUS(status)}"
             log.warn("process %s pid %d %s", svc.spec.command, child.pid, how)
-            if (current and not child.ready and svc.throttle_timer is None
+            # Killed from outside (SIGKILL: the OOM killer, an operator, the reliability
+            # battery; SIGTERM) says nothing about the command: a Python worker spends
+            # a few hundred ms starting, and throttling the service for
+            # service_throttle_time after such a kill refused all clients for a minute.
+            external = os.WIFSIGNALED(status) and os.WTERMSIG(status) in EXTERNAL_SIGNALS
+            if (current and not child.ready and not external and svc.throttle_timer is None
                     and self.services.get(svc.spec.key) is svc and not self.stopping):
                 log.warn("%s: bad command startup -- throttling", svc.spec.command)
                 svc.throttle(self.cfg.get_time("service_throttle_time"))

@@ -290,6 +290,59 @@ class FailingSink(FileTestSink):
         raise SinkError(log="the queue is on fire")
 
 
+class LateIdSink(FileTestSink):
+    """A sink that gives the queue ID some time after begin(), as CleanupSink does
+    (id_pending), or refuses then (cleanup answering OPEN with 452: full disk)."""
+
+    def __init__(self, directory, refuse=False):
+        super().__init__(directory)
+        self.refuse = refuse
+
+    def begin(self, client, envelope):
+        txn = super().begin(client, envelope)
+        qid, txn.queue_id = txn.queue_id, ""
+        loop = asyncio.get_running_loop()
+        txn.id_pending = loop.create_future()
+
+        def answer():
+            if self.refuse:
+                txn.id_pending.set_exception(SinkError(replies.INSUFFICIENT_STORAGE))
+            else:
+                txn.queue_id = qid
+                txn.id_pending.set_result(qid)
+        loop.call_later(0.05, answer)
+        return txn
+
+
+def test_rcpt_does_not_wait_for_the_queue_id(smtpd, tmp_path):
+    srv = smtpd(sink=LateIdSink(str(tmp_path / "late")))
+    with client(srv) as s:
+        s.ehlo()
+        s.mail("a@example.org")
+        assert s.rcpt("b@example.net") == (250, b"2.1.5 Ok")
+        code, text = s.data(b"Subject: late\r\n\r\nbody\r\n")
+        assert code == 250
+        qid = text.decode().rsplit(" ", 1)[-1]
+    srv.wait_sessions(0)
+    (meta, content), = srv.sink.messages()
+    assert meta["queue_id"] == qid and f"id {qid}".encode() in content  # Received: header
+    assert any(f"{qid}: client=" in line for line in srv.log_lines())
+
+
+def test_queue_id_refused_after_rcpt_answers_data(smtpd, tmp_path):
+    srv = smtpd(sink=LateIdSink(str(tmp_path / "refusing"), refuse=True))
+    with client(srv) as s:
+        s.ehlo()
+        s.mail("a@example.org")
+        assert s.rcpt("b@example.net") == (250, b"2.1.5 Ok")
+        assert s.docmd("DATA") == (452, b"4.3.1 Insufficient system storage")
+        assert s.docmd("DATA") == (452, b"4.3.1 Insufficient system storage")  # still
+        assert s.rset()[0] == 250
+        assert s.mail("a@example.org")[0] == 250
+    srv.wait_sessions(0)
+    assert srv.sink.messages() == []
+
+
 def test_sink_failure_is_a_temporary_error(smtpd, tmp_path):
     srv = smtpd(sink=FailingSink(str(tmp_path / "f")))
     with client(srv) as s:

@@ -38,6 +38,10 @@ from fastpost.util import log
 _state: dict = {}
 
 
+#: seconds (sys.setswitchinterval) a committer thread waits at most for the GIL
+SWITCH_INTERVAL = 0.0005
+
+
 def _pre_init(ctx) -> None:
     from fastpost.daemons.cleanup import service  # noqa: F401 - import before chroot
     from fastpost.daemons.cleanup.settings import CleanupSettings
@@ -72,6 +76,10 @@ def _post_init(ctx) -> None:
                          long_ids=cfg.get_bool("enable_long_queue_ids"))
     _state["service"] = svc
     ctx.on_retire.append(svc.retire)
+    # The committer's threads return from fdatasync wanting the GIL while the loop
+    # thread is busy with other messages; at CPython's default switch interval (5 ms)
+    # every acknowledgement could wait that long (docs/accept.md, "Performance").
+    __import__("sys").setswitchinterval(SWITCH_INTERVAL)
     log.debug("%s", _accel.describe())
 
 

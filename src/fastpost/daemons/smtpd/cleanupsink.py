@@ -8,7 +8,8 @@ protocol (fastpost.mail.cleanup_proto, fastpost.mail.cleanup_clnt): every sessio
 an smtpd worker shares one persistent connection to cleanup.
 
     sink = CleanupSink.from_config(cfg)       # in post_init (the endpoint is relative)
-    txn = await sink.begin(client, envelope)  # at the first accepted RCPT: the queue ID
+    txn = sink.begin(client, envelope)        # at the first accepted RCPT
+    queue_id = await txn.id_pending           # cleanup's answer to OPEN (before DATA)
     txn.add_recipient(rcpt); txn.write(data); queue_id = await txn.finish()
 
 ``250 ... queued as ID`` follows from finish() only after cleanup answered, and
@@ -36,6 +37,7 @@ warning) when cleanup cannot be reached.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import time
 
@@ -141,7 +143,7 @@ def _first_line(head: bytes) -> bytes:
 
 
 class _CleanupTransaction(Transaction):
-    __slots__ = ("txn", "queue_id", "envelope", "stage", "head")
+    __slots__ = ("txn", "queue_id", "envelope", "stage", "head", "id_pending")
 
     def __init__(self, txn, queue_id: str, envelope: Envelope):
         self.txn = txn
@@ -149,6 +151,9 @@ class _CleanupTransaction(Transaction):
         self.envelope = envelope
         self.stage = 0  # 0: Received: header next, 1: first client line next, 2: the rest
         self.head = b""
+        #: a future of the queue ID while cleanup has not answered the OPEN (the session
+        #: replies to RCPT meanwhile and waits for it before 354); SinkError if refused
+        self.id_pending: asyncio.Future | None = None
 
     def add_recipient(self, recipient: Recipient) -> None:
         self.txn.add_recipient(recipient.address, recipient.orcpt or "",
@@ -274,7 +279,33 @@ class CleanupSink(MessageSink):
             txn = self.client.open(meta)
         except RuntimeError as exc:
             raise SinkError(replies.WRITE_ERROR, log=f"cleanup: {exc}") from None
-        return self._opened(txn, envelope)
+        # Not waiting for the queue ID here saves the session a round trip to cleanup
+        # (RCPT is answered at once; the ID is needed at DATA, for the Received:
+        # header, by when cleanup has long answered). A refused OPEN (full disk) is
+        # then the reply to DATA/BDAT instead of RCPT.
+        t = _CleanupTransaction(txn, "", envelope)
+        pending = asyncio.get_running_loop().create_future()
+        t.id_pending = pending
+
+        def opened(f, t=t, pending=pending):
+            if pending.done():
+                return
+            exc = CleanupError(self.client.path, "cancelled") if f.cancelled() else f.exception()
+            if exc is None:
+                t.queue_id = f.result()
+                pending.set_result(t.queue_id)
+                return
+            if isinstance(exc, CleanupRefused):
+                err = SinkError(reply_of(exc.code, exc.text))
+            elif isinstance(exc, CleanupError):
+                err = SinkError(replies.WRITE_ERROR, log=f"cleanup: {exc}")
+            else:
+                err = exc
+            pending.set_exception(err)
+            pending.exception()  # retrieved: the session may end before it looks
+
+        txn.opened.add_done_callback(opened)
+        return t
 
     async def _opened(self, txn, envelope: Envelope) -> Transaction:
         try:

@@ -27,6 +27,7 @@ temporary failure, never into "no match").
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 __all__ = ["HostList", "DomainList", "parent_matching"]
@@ -136,12 +137,7 @@ class HostList:
 
     def match(self, name: str, addr: str) -> bool:
         """Return True when the client (verified name, address) matches the list."""
-        try:
-            ip = ipaddress.ip_address(addr.split("%", 1)[0]) if addr else None
-        except ValueError:
-            ip = None
-        if ip is not None and ip.version == 6 and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
+        ip = _client_ip(addr) if addr else None
         lname = name.lower().rstrip(".") if name and name != "unknown" else ""
         for negate, kind, value in self._rules:
             if kind == "net":
@@ -157,6 +153,22 @@ class HostList:
 
     def __bool__(self) -> bool:
         return bool(self._rules)
+
+
+@functools.lru_cache(maxsize=4096)
+def _client_ip(addr: str):
+    """The client's address as an ip_address (IPv4-mapped IPv6 as IPv4), or None.
+
+    Cached: every session of a client is matched against several lists (mynetworks,
+    local_header_rewrite_clients, ...) and parsing was 2-3% of smtpd's CPU under load.
+    """
+    try:
+        ip = ipaddress.ip_address(addr.split("%", 1)[0])
+    except ValueError:
+        return None
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip
 
 
 def _is_ip(text: str) -> bool:

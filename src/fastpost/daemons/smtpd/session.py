@@ -919,18 +919,13 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         """Begin the sink transaction at the first accepted recipient."""
         def opened(txn):
             self.txn = txn
-            self.envelope.queue_id = txn.queue_id
-            c = self.client
-            extra = ""
-            if c.sasl_username is not None:
-                extra += f", sasl_method={c.sasl_method}, sasl_username={printable(c.sasl_username)}"
-            fwd = c.forwarded
-            if "IDENT" in fwd:
-                extra += f", orig_queue_id={printable(fwd['IDENT'])}"
-            if "NAME" in fwd or "ADDR" in fwd:
-                extra += (f", orig_client={printable(fwd.get('NAME', _UNKNOWN))}"
-                          f"[{printable(fwd.get('ADDR', _UNKNOWN))}]")
-            log.info("%s: client=%s%s", txn.queue_id, c.text, extra)
+            pending = getattr(txn, "id_pending", None)
+            if pending is not None and not pending.done():
+                # The sink answers with the queue ID later (CleanupSink): reply to RCPT
+                # now, log the client= line when the ID comes, wait for it at DATA.
+                pending.add_done_callback(lambda f, txn=txn: self._id_arrived(txn, f))
+            else:
+                self._id_arrived(txn, pending)
             self._add_recipient(rcpt)
 
         def failed(exc):
@@ -945,6 +940,48 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             self._await(result, opened, failed)
         else:
             opened(result)
+
+    def _id_arrived(self, txn, pending) -> None:
+        """The transaction has its queue ID (or the sink refused it: kept for DATA)."""
+        if pending is not None and (pending.cancelled() or pending.exception() is not None):
+            return  # _when_opened answers DATA/BDAT with the refusal
+        if self.txn is not txn or self.envelope is None:
+            return  # reset meanwhile
+        self.envelope.queue_id = txn.queue_id
+        c = self.client
+        extra = ""
+        if c.sasl_username is not None:
+            extra += f", sasl_method={c.sasl_method}, sasl_username={printable(c.sasl_username)}"
+        fwd = c.forwarded
+        if "IDENT" in fwd:
+            extra += f", orig_queue_id={printable(fwd['IDENT'])}"
+        if "NAME" in fwd or "ADDR" in fwd:
+            extra += (f", orig_client={printable(fwd.get('NAME', _UNKNOWN))}"
+                      f"[{printable(fwd.get('ADDR', _UNKNOWN))}]")
+        log.info("%s: client=%s%s", txn.queue_id, c.text, extra)
+
+    def _when_opened(self, verb: str, then) -> None:
+        """Call ``then()`` once the transaction has its queue ID; a refusal answers ``verb``."""
+        txn = self.txn
+        pending = getattr(txn, "id_pending", None) if txn is not None else None
+        if pending is None or (pending.done() and not pending.cancelled()
+                               and pending.exception() is None):
+            then()
+            return
+
+        def refused(exc):
+            reply = self._sink_failed(exc)
+            if verb == "bdat":
+                self._data_rejected = reply
+                self._abort_txn()
+            else:  # as a refused DATA: the transaction stays until RSET (DATA again: again)
+                self._respond(verb, reply)
+
+        if pending.done():
+            refused(SinkError(log="the message transaction was cancelled") if pending.cancelled()
+                    else pending.exception())
+        else:
+            self._await(pending, lambda _qid: then(), refused)
 
     def _add_recipient(self, rcpt: Recipient) -> None:
         try:
@@ -966,12 +1003,15 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                 self._log_reject("DATA", refused)
                 self._respond("data", refused)
                 return
-            # 354 is not the end of the DATA command: it is counted with the final reply.
-            self._out.append(self.conn.send(replies.START_DATA))
-            self._in_data = True
-            self._start_content()
+            self._when_opened("data", self._start_data)
 
         self._policy("DATA", checked)
+
+    def _start_data(self) -> None:
+        # 354 is not the end of the DATA command: it is counted with the final reply.
+        self._out.append(self.conn.send(replies.START_DATA))
+        self._in_data = True
+        self._start_content()
 
     def _on_chunk(self, event) -> None:
         if self._data_rejected is None and self.txn is not None:
@@ -995,7 +1035,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                 self._data_rejected = refused
                 self._abort_txn()
                 return
-            self._start_content()
+            self._when_opened("bdat", self._start_content)
 
         self._policy("BDAT", checked)
 
