@@ -5,7 +5,7 @@ Postfix counterpart: the set-gid postdrop(1) and postqueue(1) programs.
 Two parts (design and security argument: docs/submission.md):
 
 ``build_helpers(cfg)`` (run as root by ``fastpost -c DIR link-commands -g``) compiles
-``launcher.c`` twice, as ``$command_directory/fastpost-postdrop`` and
+``csrc/launcher.c`` twice, as ``$command_directory/fastpost-postdrop`` and
 ``$command_directory/fastpost-postqueue``, mode 2755, owner root, group setgid_group.
 Each binary has fixed at build time: the Python interpreter, the directories fastpost
 is imported from, its mode, and the configuration directory DIR. The interpreter is
@@ -156,7 +156,7 @@ def build_helpers(cfg, *, cc: str = "cc") -> list[str]:
         raise HelperError(f"{cc}: no C compiler found (install gcc)")
     boot = (f"import sys; sys.path[:0] = {roots!r}; "
             "from fastpost.cli.setgid import launched; sys.exit(launched(sys.argv[1:]))")
-    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launcher.c")
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc", "launcher.c")
     installed = []
     with tempfile.TemporaryDirectory(prefix="fastpost-launcher-") as work:
         shutil.copy(source, os.path.join(work, "launcher.c"))
