@@ -255,6 +255,14 @@ class AuthResponse(Event):
     verb = "AUTH"
 
 
+def _last_attribute(attributes, name: str, default: str | None) -> str | None:
+    """The value of the last (name, value) pair called name, or default (XCLIENT, XFORWARD)."""
+    for key, value in reversed(attributes):
+        if key == name:
+            return value
+    return default
+
+
 @dataclass(frozen=True, slots=True)
 class Xclient(Event):
     """XCLIENT attributes: (name, value) pairs, names upper-case, values decoded."""
@@ -264,10 +272,7 @@ class Xclient(Event):
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """Return the value of an attribute (the last one given), or default."""
-        for key, value in reversed(self.attributes):
-            if key == name:
-                return value
-        return default
+        return _last_attribute(self.attributes, name, default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,10 +284,7 @@ class Xforward(Event):
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """Return the value of an attribute (the last one given), or default."""
-        for key, value in reversed(self.attributes):
-            if key == name:
-                return value
-        return default
+        return _last_attribute(self.attributes, name, default)
 
 
 @dataclass(frozen=True, slots=True)

@@ -205,8 +205,8 @@ def _authorized(ev, rcpt: str):
         return None
 
 
-@restriction("reject_unauth_destination")
-def reject_unauth_destination(ev, step, name, klass):
+def _unauth_destination(ev, defer: bool):
+    """reject_/defer_unauth_destination: refuse a recipient we neither host nor relay for."""
     rcpt = ev.recipient
     if rcpt is None:
         return DUNNO
@@ -215,22 +215,21 @@ def reject_unauth_destination(ev, step, name, klass):
         return ev.server_error(rcpt, "Recipient address")
     if ok:
         return DUNNO
+    if defer:
+        code = ev.settings.relay_code - 100
+        return ev.reject(code, "4.7.1", replies.relay_denied(rcpt, code).text)
     reply = replies.relay_denied(rcpt, ev.settings.relay_code)
     return ev.reject(reply.code, reply.enhanced, reply.text)
 
 
+@restriction("reject_unauth_destination")
+def reject_unauth_destination(ev, step, name, klass):
+    return _unauth_destination(ev, defer=False)
+
+
 @restriction("defer_unauth_destination")
 def defer_unauth_destination(ev, step, name, klass):
-    rcpt = ev.recipient
-    if rcpt is None:
-        return DUNNO
-    ok = _authorized(ev, rcpt)
-    if ok is None:
-        return ev.server_error(rcpt, "Recipient address")
-    if ok:
-        return DUNNO
-    code = ev.settings.relay_code - 100
-    return ev.reject(code, "4.7.1", replies.relay_denied(rcpt, code).text)
+    return _unauth_destination(ev, defer=True)
 
 
 @restriction("permit_auth_destination")
