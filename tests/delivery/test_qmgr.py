@@ -508,3 +508,51 @@ def test_recipient_limit_bounds_recipients_in_core(fastpost_instance, tmp_path):
             incore -= 3
         peak = max(peak, incore)
     assert peak == 6  # two messages of three fit under seven; a third would not
+
+
+def test_bounce_template_file_gives_the_words(fastpost_instance, tmp_path):
+    """bounce_template_file (bounce(5)): the failure template's From, Subject, charset and
+    expanded text in the sender's notice; its Postmaster-Subject and no text in the
+    postmaster copy (notify_classes = bounce)."""
+    templates = tmp_path / "bounce.cf"
+    templates.write_text(
+        "# a site's own words\n\n"
+        "failure_template = <<END\n"
+        "charset: utf-8\n"
+        "FROM: Postmeister <MAILER-DAEMON>\n"
+        "Subject: Zustellung fehlgeschlagen\n"
+        "Postmaster-Subject: Kopie: Zustellung fehlgeschlagen\n"
+        "\n"
+        "Hier spricht $myhostname; Nachrichten bleiben ${maximal_queue_lifetime_days} Tage.\n"
+        "Kosten: 5 $$ (gr\u00fc\u00dfe)\n"
+        "END\n", encoding="utf-8")
+    d = DeliveryInstance(fastpost_instance, tmp_path, main_cf={
+        "bounce_template_file": str(templates), "maximal_queue_lifetime": "3d",
+        "notify_classes": "bounce", "bounce_notice_recipient": "pm@admin.example"})
+    d.rules([KEEP_NOTICES, {"rcpt": "^pm@", "status": "deferred", "text": "kept"},
+             {"rcpt": "^gone@", "status": "bounced", "dsn": "5.1.1", "text": "no such user"}])
+    (qid,) = d.inject([{"sender": "alice@example.org", "rcpts": ["gone@remote.example"]}])
+    d.wait_gone([qid])
+    d.wait_log(rf"{qid}: postmaster non-delivery notification")
+    import email
+    import email.policy
+
+    from fastpost.mail.queue.message import content_text
+
+    by_rcpt = {}
+    for m in d.wait(lambda: (lambda ms: ms if len(ms) == 2 else None)(
+            [m for m in d.messages() if m.queue_id != qid]), what="two notices"):
+        text = content_text(d.read(m.queue_id))
+        by_rcpt[m.recipients[0].address] = email.message_from_bytes(text, policy=email.policy.compat32)
+    sender_copy, pm_copy = by_rcpt["alice@example.org"], by_rcpt["pm@admin.example"]
+    assert sender_copy["From"] == "Postmeister <MAILER-DAEMON@test.localdomain>"
+    assert sender_copy["Subject"] == "Zustellung fehlgeschlagen"
+    human = sender_copy.get_payload()[0]
+    assert human.get_content_charset() == "utf-8"
+    words = human.get_payload(decode=True).decode("utf-8")
+    assert words.startswith("Hier spricht test.localdomain; Nachrichten bleiben 3 Tage.\n"
+                            "Kosten: 5 $ (gr\u00fc\u00dfe)\n")
+    assert "<gone@remote.example>: no such user" in words
+    assert pm_copy["Subject"] == "Kopie: Zustellung fehlgeschlagen"
+    pm_words = pm_copy.get_payload()[0].get_payload(decode=True).decode("utf-8")
+    assert "Hier spricht" not in pm_words and "<gone@remote.example>: no such user" in pm_words

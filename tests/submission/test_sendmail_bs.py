@@ -135,4 +135,7 @@ def test_sendmail_bv_reports_to_the_sender_and_delivers_nothing(inst):
     assert [r["address"] for r in listed[notice]["recipients"]] == ["checker@example.org"]
     text = inst.command("cat", "-bq", notice, check=True).stdout
     assert "Action: undeliverable" in text and "Action: deliverable" in text
+    from fastpost.mail import bounce_template as BT
+    header = inst.command("cat", "-hq", notice, check=True).stdout
+    assert f"Subject: {BT.BUILTIN[BT.VERIFY].subject}" in header  # the verify template's
     assert 'unknown user: "nosuchuser9"' in text

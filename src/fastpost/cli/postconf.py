@@ -12,6 +12,8 @@ Postfix counterpart: src/postconf/ (postconf.c and its postconf_*.c helpers)
     fastpost conf [-c dir] -P[hx] [service[/type[/name]] ...]        per-service -o
     fastpost conf [-c dir] -P service/type/name=value ... | -PX service/type/name ...
     fastpost conf -m | -l                                            table / lock types
+    fastpost conf -a | -A | -T mode                  SASL server/client types, TLS library
+    fastpost conf [-c dir] -b|-t [template_file]     bounce templates, expanded / as written
 
 Output is postconf's, byte for byte, so that scripts that parse it work unchanged:
 ``name = value`` lines sorted by name (``name =`` for an empty value), -h values only,
@@ -52,7 +54,9 @@ USAGE = (
     "[-e (edit main.cf)] [-f (fold lines)] [-F (master.cf fields)] [-h (values only)] "
     "[-C builtin|service|user|all] [-H (names only)] [-l (lock types)] [-m (table types)] [-M (master.cf entries)] "
     "[-n (non-default parameters)] [-p (main.cf, default)] [-P (master.cf -o parameters)] "
-    "[-x (expand values)] [-X (remove)] [-# (comment out)] [name...]"
+    "[-x (expand values)] [-X (remove)] [-# (comment out)] [-a (server SASL types)] "
+    "[-A (client SASL types)] [-b (bounce templates)] [-t (bounce templates)] "
+    "[-T compile-version|run-version|public-key-algorithms] [name...]"
 )
 
 #: Table types fastpost.mail.maps offers (the tables subsystem's list wins when present).
@@ -99,6 +103,7 @@ class Options:
         self.overrides: dict[str, str] = {}
         self.names: list[str] = []
         self.classes: set[str] = set()  # -C: builtin, service, user (empty: all)
+        self.tls_mode = ""  # -T
 
     def has(self, flag: str) -> bool:
         return flag in self.flags
@@ -170,14 +175,33 @@ def parse_args(argv: list[str]) -> Options:
                 if word not in PARAM_CLASSES:
                     raise Fatal(f'unknown -C option value "{word}" in "{val}"')
                 o.classes.update(PARAM_CLASSES[word])
-        elif flag in "aAbtTE":
-            raise Fatal(f"option -{flag} is not supported by fastpost (SASL types, bounce "
-                        "templates and TLS reports live elsewhere)")
+        elif flag == "T":
+            o.tls_mode = val
+            o.flags.add("T")
+        elif flag == "E":
+            raise Fatal("option -E is not supported by fastpost")
         elif flag in ("p", "v"):
             continue
         else:
             o.flags.add(flag)
     o.names = args
+    # the modes that print something else than parameters: one at a time, and with
+    # none of the parameter display or edit flags
+    modes = [m for m in "aAbtT" if o.has(m)]
+    if modes:
+        for other in "MFPml":
+            if o.has(other):
+                a, b = sorted((modes[0], other), key=str.lower) if other != "m" else (modes[0], "m")
+                raise Fatal(f"specify one of -{a} -{b}")
+        if len(modes) > 1:
+            if set(modes[:2]) == {"b", "t"}:
+                raise Fatal("specify one of -b and -t")
+            raise Fatal(f"specify one of -{modes[0]} -{modes[1]}")
+        for flag in "denxhHfX#":
+            if o.has(flag):
+                raise Fatal(f"with option -{modes[0]}, do not specify -{flag}")
+        if modes[0] in "bt" and len(args) > 1:
+            raise Fatal("options -b and -t require at most one template file")
     for a, b in _CONFLICTS:
         if o.has(a) and o.has(b) or (a == "o" and o.overrides and o.has(b)) or (
             b == "o" and o.overrides and o.has(a)
@@ -505,7 +529,72 @@ def _field_request(arg: str, option: str, what: str) -> tuple[str, str, str | No
 # -- entry point ----------------------------------------------------------------------
 
 
+#: what -T prints for public-key-algorithms: the certificate types smtpd can load
+#: (smtpd_tls_cert_file, smtpd_tls_eccert_file; no DSA: smtpd_tls_dcert_file is read
+#: as a second RSA/ECDSA pair only if given)
+PUBLIC_KEY_ALGORITHMS = ("ecdsa", "rsa")
+
+
+def show_sasl_types(client: bool) -> int:
+    """-a: the SASL server types smtpd offers; -A: the client types (none yet)."""
+    if not client:
+        print("dovecot")
+    return 0
+
+
+def show_tls(mode: str) -> int:
+    """-T: the OpenSSL library, as Python's ssl module was built and as it runs."""
+    if mode == "compile-version":
+        import ssl
+        major, minor, fix, patch, _status = ssl._OPENSSL_API_VERSION  # noqa: SLF001
+        print(f"OpenSSL {major}.{minor}.{patch if major >= 3 else fix}")
+    elif mode == "run-version":
+        import ssl
+        print(ssl.OPENSSL_VERSION)
+    elif mode == "public-key-algorithms":
+        print("\n".join(PUBLIC_KEY_ALGORITHMS))
+    else:
+        warn(f"unknown 'fastpost conf -T' mode: {mode}")
+        return 1
+    return 0
+
+
+def show_templates(o: Options, expand: bool) -> int:
+    """-t: the bounce templates (built-in, or a file's); -b: their texts expanded."""
+    from fastpost.mail import bounce_template as BT
+
+    cfg = Config(o.config_dir or config_directory(), overrides=o.overrides)
+    path = o.names[0] if o.names else cfg.get("bounce_template_file").strip()
+    try:
+        ts = BT.parse(path) if path else BT.builtin()
+    except OSError as exc:
+        raise Fatal(f"open {path}: {exc.strerror}") from None
+    except BT.TemplateError as exc:
+        raise Fatal(str(exc)) from None
+    for w in ts.warnings:
+        warn(w)
+    if not expand:
+        sys.stdout.write(ts.render())
+        return 0
+    blocks = []
+    for name in BT.NAMES:
+        try:
+            text = BT.expand(ts[name], cfg)
+        except BT.TemplateError as exc:
+            where = path or "built-in templates"
+            raise Fatal(f"{where}: {exc}") from None
+        blocks.append(f"expanded_{name.split('_')[0]}_text = <<EOF\n{text}\nEOF")
+    sys.stdout.write("\n\n".join(blocks) + "\n")
+    return 0
+
+
 def run(o: Options) -> int:
+    if o.has("a") or o.has("A"):
+        return show_sasl_types(o.has("A"))
+    if o.has("T"):
+        return show_tls(o.tls_mode)
+    if o.has("b") or o.has("t"):
+        return show_templates(o, expand=o.has("b"))
     if o.has("m"):
         print("\n".join(table_types()))
         return 0

@@ -44,7 +44,8 @@ bounce that is not reported.
 Parameters: myhostname, notify_classes, bounce_notice_recipient,
 delay_notice_recipient, 2bounce_notice_recipient, double_bounce_sender,
 bounce_size_limit, maximal_queue_lifetime, bounce_queue_lifetime, queue_service_name,
-the queue store's.
+bounce_template_file (read once at start, with root privileges; an unreadable or
+malformed file logs a warning and the built-in templates are used), the queue store's.
 Diagnostics: ``{status: -1}`` with the reason (message not in the queue, queue store
 error) and a warning; the caller keeps the message and asks again later.
 """
@@ -55,6 +56,7 @@ import os
 import time
 
 from fastpost.daemons.bounce import notices as N
+from fastpost.mail import bounce_template as BT
 from fastpost.mail import deliver as D
 from fastpost.mail import ipc
 from fastpost.mail.bounce_log import LogEntry, parse_log
@@ -77,9 +79,18 @@ class _State:
     store: QueueStore | None = None
     committer = None
     ctx = None
+    template_file = ""
+    templates: dict = {}
+    texts: dict = {}
 
 
 state = _State()
+
+
+def pre_init(ctx) -> None:
+    # with root privileges, as Postfix's bounce: the template file may be readable by
+    # root only, and it may lie outside a chroot jail
+    _load_templates(ctx.cfg)
 
 
 async def post_init(ctx) -> None:
@@ -87,6 +98,19 @@ async def post_init(ctx) -> None:
     state.store = QueueStore.open(settings=settings)
     state.ctx = ctx
     state.committer = state.store.committer(f"bounce-{os.getpid()}", on_indexed=_indexed)
+
+
+def _load_templates(cfg) -> None:
+    """Read bounce_template_file once per process (a reload starts new processes)."""
+    state.template_file = cfg.get("bounce_template_file").strip() or "built-in templates"
+    state.texts = {}
+    try:
+        state.templates = dict(BT.load(cfg, lambda w: log.warn("%s", w)).templates)
+    except (OSError, BT.TemplateError) as exc:
+        log.warn("cannot use bounce_template_file: %s -- using the built-in templates",
+                 exc if isinstance(exc, BT.TemplateError) else
+                 f"{state.template_file}: {exc.strerror}")
+        state.templates = dict(BT.BUILTIN)
 
 
 def _indexed(ids) -> None:
@@ -107,17 +131,41 @@ def _qualify(address: str, myhostname: str) -> str:
     return address if "@" in address or not address else f"{address}@{myhostname}"
 
 
+def _words(kind: str) -> tuple[BT.Template, str]:
+    """The template for a kind of notice and its expanded text.
+
+    A text that cannot be expanded (an undefined $name) is logged and replaced by the
+    built-in one: the notice still goes out (Postfix's bounce daemon would exit instead
+    and the notice would wait for the next queue run).
+    """
+    name = N.TEMPLATE_OF[kind]
+    tmpl = state.templates[name]
+    text = state.texts.get(name)
+    if text is None:
+        try:
+            text = BT.expand(tmpl, state.ctx.cfg)
+        except BT.TemplateError as exc:
+            log.warn("%s: %s -- using the built-in template", state.template_file, exc)
+            tmpl = BT.BUILTIN[name]
+            text = BT.expand(tmpl, state.ctx.cfg)
+        state.templates[name] = tmpl
+        state.texts[name] = text
+    return tmpl, text
+
+
 async def _send(kind: str, entries: list[LogEntry], orig: N.Original, to: str, sender: str, *,
-                expired: bool = False) -> str:
+                expired: bool = False, postmaster: bool = False) -> str:
     """Write one notice into the queue; return its queue ID."""
     p = state.ctx.p
     myhostname = str(p["myhostname"])
     lifetime = int(p["bounce_queue_lifetime"] if orig.sender == "" else p["maximal_queue_lifetime"])
     b = state.committer.builder()
     now = time.time()
+    tmpl, intro = _words(kind)
     text = N.compose(kind, entries, orig, notice_id=b.queue_id, to=f"<{to}>",
                      myhostname=myhostname, bounce_size_limit=int(p["bounce_size_limit"]),
-                     lifetime=lifetime, expired=expired, now=now)
+                     lifetime=lifetime, expired=expired, now=now, template=tmpl, intro=intro,
+                     postmaster=postmaster)
     b.time(now)
     b.attr("rewrite_context", "local")
     b.set_sender(sender)
@@ -201,7 +249,7 @@ async def _warn(queue_id: str) -> list[str]:
         if "delay" in set(p["notify_classes"]):
             to = _qualify(str(p["delay_notice_recipient"]), myhostname)
             double_bounce = _qualify(str(p["double_bounce_sender"]), myhostname)
-            nid = await _send(N.DELAY, wanted, orig, to, double_bounce)
+            nid = await _send(N.DELAY, wanted, orig, to, double_bounce, postmaster=True)
             log.info("%s: postmaster delay notification: %s", queue_id, nid)
             out.append(nid)
     return out
@@ -214,7 +262,8 @@ async def _trace(queue_id: str) -> list[str]:
     entries = [e for e in _logs(queue_id, ["trace"]) if e.notify_flags & D.NOTIFY_SUCCESS]
     if not entries:
         return []
-    nid = await _send(N.SUCCESS, entries, orig, env.sender, "")
+    kind = N.VERIFY if env.attrs.get("verify") else N.SUCCESS
+    nid = await _send(kind, entries, orig, env.sender, "")
     log.info("%s: sender delivery status notification: %s", queue_id, nid)
     return [nid]
 
@@ -254,4 +303,4 @@ def handle(request: dict, conn):
 
 def main(argv):
     multi_server_main(argv, ipc.attr_service(PROTOCOL, handle), name="bounce", params=PARAMS,
-                      post_init=post_init, on_exit=on_exit)
+                      pre_init=pre_init, post_init=post_init, on_exit=on_exit)

@@ -8,11 +8,16 @@ bounce_templates.c (its texts: the wording here is fastpost's own).
     failure    some recipients could not be delivered (or their mail expired)
     delay      some recipients are still being retried (delay_warning_time)
     success    delivered, for recipients that asked (NOTIFY=SUCCESS)
+    verify     the report sendmail -bv asked for (what would happen, nothing delivered)
     postmaster a copy of a failure or delay notice for the postmaster (headers only)
+
+The words of part 1, the From:, Subject: and charset come from the kind's bounce(5)
+template (fastpost.mail.bounce_template: the built-in one or bounce_template_file's);
+a postmaster copy has no template text, only the per-recipient lines.
 
 Layout (RFC 3464, RFC 3462):
 
-    From: Mail Delivery System <MAILER-DAEMON@$myhostname>
+    From: the template's (MAILER-DAEMON gets @$myhostname)
     To: <original sender>              Subject, Date, Message-Id, Auto-Submitted: auto-replied
     Content-Type: multipart/report; report-type=delivery-status; boundary="ID.TIME/HOST"
 
@@ -43,6 +48,7 @@ import re
 import time
 from dataclasses import dataclass
 
+from fastpost.mail import bounce_template as BT
 from fastpost.mail.bounce_log import LogEntry
 
 FAILURE = "failure"
@@ -50,11 +56,19 @@ DELAY = "delay"
 SUCCESS = "success"
 POSTMASTER = "postmaster"
 
+VERIFY = "verify"
+
+#: the bounce(5) template each kind of notice takes its words from
+TEMPLATE_OF = {FAILURE: BT.FAILURE, POSTMASTER: BT.FAILURE, DELAY: BT.DELAY,
+               SUCCESS: BT.SUCCESS, VERIFY: BT.VERIFY}
+
+#: the built-in subjects (a bounce_template_file may change them)
 SUBJECTS = {
-    FAILURE: "Mail delivery failed: returning message to sender",
-    DELAY: "Mail delivery delayed: message still in queue",
-    SUCCESS: "Mail delivery status: message delivered",
-    POSTMASTER: "Postmaster copy: mail delivery failed",
+    FAILURE: BT.BUILTIN[BT.FAILURE].subject,
+    DELAY: BT.BUILTIN[BT.DELAY].subject,
+    SUCCESS: BT.BUILTIN[BT.SUCCESS].subject,
+    VERIFY: BT.BUILTIN[BT.VERIFY].subject,
+    POSTMASTER: BT.BUILTIN[BT.FAILURE].postmaster_subject,
 }
 
 _SAID = re.compile(r"\bsaid:\s*(\d{3}[ -].*?)(?:\s+\(in reply to [^)]*\))?$")
@@ -75,17 +89,6 @@ class Original:
 
 def _date(when: float) -> str:
     return email.utils.format_datetime(email.utils.localtime(datetime.datetime.fromtimestamp(when)))
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    if seconds >= 2 * 86400:
-        return f"{seconds // 86400} days"
-    if seconds >= 2 * 3600:
-        return f"{seconds // 3600} hours"
-    if seconds >= 120:
-        return f"{seconds // 60} minutes"
-    return f"{seconds} seconds"
 
 
 def diagnostic(reason: str) -> str:
@@ -110,33 +113,29 @@ def headers_of(text: bytes) -> bytes:
     return text[:end + 1]
 
 
-def _human(kind: str, entries: list[LogEntry], orig: Original, myhostname: str,
-           lifetime: int, expired: bool) -> str:
-    lines = [f"This is the mail system at {myhostname}.", ""]
-    if kind in (FAILURE, POSTMASTER):
-        if expired:
-            lines += [f"Your message could not be delivered to the recipients below within "
-                      f"{_duration(time.time() - orig.arrival)}, the time this system keeps",
-                      "trying. It has been removed from the queue; a copy is attached.", ""]
-        else:
-            lines += ["Your message could not be delivered to one or more recipients.",
-                      "The reasons are given below; a copy of the message is attached.", ""]
-        lines += ["If you need help, contact the postmaster of this system and quote this",
-                  "report. Please delete your own text from any reply.", ""]
-    elif kind == DELAY:
-        lines += [f"Your message has not been delivered yet to the recipients below, after "
-                  f"{_duration(time.time() - orig.arrival)}.",
-                  "You do not need to send it again: delivery will be tried again until "
-                  f"{_duration(lifetime)}", "after the message arrived. Its header is attached.", ""]
-    else:
-        lines += ["Your message was delivered to the recipients below, as you asked to be",
-                  "told. Its header is attached.", ""]
+def _human(kind: str, entries: list[LogEntry], intro: str) -> str:
+    """The text/plain part: the template's words (not in postmaster copies), then one
+    line per recipient."""
+    lines = [intro, ""] if intro else []
     for e in entries:
         who = e.recipient if not e.orig_rcpt or e.orig_rcpt == e.recipient else \
             f"{e.recipient} (originally {e.orig_rcpt})"
-        lines.append(f"  <{who}>: {e.reason}")
+        lines.append(f"<{who}>: {e.reason}")
     lines.append("")
     return "\n".join(lines)
+
+
+def _qualify_from(value: str, myhostname: str) -> str:
+    """Give the template's From: address a domain when it has none (MAILER-DAEMON)."""
+    m = re.search(r"<([^<>]*)>", value)
+    if m:
+        if m.group(1) and "@" not in m.group(1):
+            return f"{value[:m.start(1)]}{m.group(1)}@{myhostname}{value[m.end(1):]}"
+        return value
+    word, sep, rest = value.partition(" ")
+    if word and "@" not in word:
+        return f"{word}@{myhostname}{sep}{rest}"
+    return value
 
 
 def _dsn_part(kind: str, entries: list[LogEntry], orig: Original, myhostname: str,
@@ -170,14 +169,29 @@ def _dsn_part(kind: str, entries: list[LogEntry], orig: Original, myhostname: st
 
 def compose(kind: str, entries: list[LogEntry], orig: Original, *, notice_id: str, to: str,
             myhostname: str, bounce_size_limit: int, lifetime: int, expired: bool = False,
-            now: float | None = None) -> bytes:
-    """Return the notice (header and body, LF line ends) as bytes."""
+            now: float | None = None, template: BT.Template | None = None,
+            intro: str | None = None, postmaster: bool = False) -> bytes:
+    """Return the notice (header and body, LF line ends) as bytes.
+
+    template: the bounce(5) template for this kind (default: the built-in one); intro:
+    its text with the $names expanded (default: the built-in text with $myhostname);
+    postmaster: a postmaster copy of a delay notice (kind POSTMASTER is the failure one).
+    """
     now = time.time() if now is None else now
+    if template is None:
+        template = BT.BUILTIN[TEMPLATE_OF[kind]]
+    if intro is None:
+        intro = BT.BUILTIN[TEMPLATE_OF[kind]].text.replace("$myhostname", myhostname)
+    postmaster = postmaster or kind == POSTMASTER
+    subject = template.postmaster_subject if postmaster and template.postmaster_subject \
+        else template.subject
+    if postmaster:
+        intro = ""
     stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(now))
     boundary = f"{orig.queue_id}.{int(now)}/{myhostname}"
     headers = [
-        f"From: Mail Delivery System <MAILER-DAEMON@{myhostname}>",
-        f"Subject: {SUBJECTS[kind]}",
+        f"From: {_qualify_from(template.sender, myhostname)}",
+        f"Subject: {subject}",
         f"To: {to}",
         "Auto-Submitted: auto-replied",
         f"Date: {_date(now)}",
@@ -193,14 +207,14 @@ def compose(kind: str, entries: list[LogEntry], orig: Original, *, notice_id: st
     parts = [
         "\n".join(headers), "", "This is a MIME-encapsulated message.", "",
         f"--{boundary}", "Content-Description: Notification",
-        "Content-Type: text/plain; charset=utf-8", "",
-        _human(kind, entries, orig, myhostname, lifetime, expired),
+        f"Content-Type: text/plain; charset={template.charset}", "",
+        _human(kind, entries, intro),
         f"--{boundary}", "Content-Description: Delivery report",
         "Content-Type: message/delivery-status", "",
         _dsn_part(kind, entries, orig, myhostname, lifetime),
         f"--{boundary}",
         "Content-Description: " + ("Undelivered Message" if kind in (FAILURE, POSTMASTER)
-                                   else "Message Headers" if kind == DELAY else "Delivered Message"),
+                                   else "Message Headers" if kind in (DELAY, VERIFY) else "Delivered Message"),
         "Content-Type: message/rfc822" if full else "Content-Type: text/rfc822-headers",
         "Content-Transfer-Encoding: 8bit", "",
     ]
@@ -208,5 +222,6 @@ def compose(kind: str, entries: list[LogEntry], orig: Original, *, notice_id: st
     return text + f"\n--{boundary}--\n".encode()
 
 
-__all__ = ["DELAY", "FAILURE", "Original", "POSTMASTER", "SUBJECTS", "SUCCESS", "compose",
+__all__ = ["DELAY", "FAILURE", "Original", "POSTMASTER", "SUBJECTS", "SUCCESS", "TEMPLATE_OF",
+           "VERIFY", "compose",
            "diagnostic", "headers_of", "remote_mta"]

@@ -179,6 +179,7 @@ async def take(directory: str, name: str) -> bool:
     if verify:
         from fastpost.daemons.pickup.verify import verify_message
 
+        attrs.append(["verify", "1"])  # the trace service then uses the verify template
         received = (f"Received: by {state.hostname} ({state.mail_name}, from userid {uid})\n"
                     f"\tid verify; {rfc2822_date()}\n").encode()
         if not await verify_message(state.client, state.cfg, meta, msg, received):
