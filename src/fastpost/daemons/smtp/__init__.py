@@ -40,6 +40,7 @@ from fastpost.daemons.smtp import dns
 from fastpost.daemons.smtp.cache import SessionCache
 from fastpost.daemons.smtp.engine import Engine
 from fastpost.daemons.smtp.route import Router, own_addresses
+from fastpost.daemons.smtp.sasl import param_names as sasl_param_names
 from fastpost.daemons.smtp.settings import Settings, param_names
 from fastpost.mail.deliver import delivery_service
 from fastpost.mail.queue.store import QueueSettings, QueueStore
@@ -56,6 +57,7 @@ class _State:
     store: QueueStore | None = None
     cache: SessionCache | None = None
     engine: Engine | None = None
+    sasl = None
 
 
 _state = _State()
@@ -69,6 +71,9 @@ def _pre_init(lmtp: bool):
         from fastpost.daemons.smtp import tls
 
         _state.tls = tls.Policies.from_config(ctx.cfg, s)
+        from fastpost.daemons.smtp.sasl import SaslClient
+
+        _state.sasl = SaslClient.from_config(ctx.cfg, lmtp)  # the password table, as root
     return pre_init
 
 
@@ -79,7 +84,8 @@ def post_init(ctx) -> None:
     _state.cache = SessionCache(_state.settings)
     router = Router(_state.settings, _state.lookups, _state.own)
     _state.engine = Engine(_state.settings, router, _state.store, _state.cache, tls=_state.tls,
-                           resolution=int(ctx.p["delay_logging_resolution_limit"]))
+                           resolution=int(ctx.p["delay_logging_resolution_limit"]),
+                           sasl=_state.sasl)
 
 
 async def on_exit(ctx) -> None:
@@ -96,7 +102,8 @@ async def handle(request, ctx):
 def _run(argv: list[str], lmtp: bool) -> None:
     name = "lmtp" if lmtp else "smtp"
     multi_server_main(argv, delivery_service(handle), name=name,
-                      params=param_names(lmtp) + ("delay_logging_resolution_limit",),
+                      params=param_names(lmtp) + sasl_param_names(lmtp)
+                      + ("delay_logging_resolution_limit",),
                       pre_init=_pre_init(lmtp), post_init=post_init, on_exit=on_exit)
 
 

@@ -124,8 +124,10 @@ def _orcpt(rcpt) -> str | None:
 class Engine:
     """Delivers requests (module docstring)."""
 
-    def __init__(self, settings, router, store, cache, *, tls=None, resolution: int = 2):
+    def __init__(self, settings, router, store, cache, *, tls=None, resolution: int = 2,
+                 sasl=None):
         self.s = settings
+        self.sasl = sasl  # fastpost.daemons.smtp.sasl.SaslClient or None (no AUTH)
         self.router = router
         self.store = store
         self.cache = cache
@@ -269,6 +271,8 @@ class Engine:
                     sess.close()
                     sess = await Session.connect(self.s, sess.target)
                     await sess.handshake(None)
+                if self.sasl is not None:
+                    await self.sasl.login(sess, req.sender, dest)
                 st.conn_time = sess.ready_time
             else:
                 st.conn_time = time.time()
@@ -313,7 +317,7 @@ class Engine:
                 self._final(st, rcpt, DEFERRED, dsn, text, sess.relay)
             else:
                 st.soft_failure(rcpt.offset, dsn, text, sess.relay)
-        if sess.usable:
+        if sess.usable and not (sess.sasl_username and self.sasl.sender_dependent):
             self.cache.put(dest.text, sess)
         else:
             sess.close()

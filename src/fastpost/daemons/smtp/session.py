@@ -55,6 +55,7 @@ STAGE_TEXT = {
     "helo": "performing the EHLO handshake",
     "lhlo": "performing the LHLO handshake",
     "starttls": "performing the STARTTLS handshake",
+    "auth": "performing the SASL authentication",
     "mail": "sending MAIL FROM",
     "rcpt": "sending RCPT TO",
     "data": "sending DATA command",
@@ -70,6 +71,7 @@ COMMAND_TEXT = {
     "LHLO": "LHLO command", "STARTTLS": "STARTTLS command", "MAIL": "MAIL FROM command",
     "RCPT": "RCPT TO command", "DATA": "DATA command", "DOT": "end of DATA command",
     "BDAT": "end of DATA command", "RSET": "RSET command", "QUIT": "QUIT command",
+    "AUTH": "AUTH command",
     "UNSOLICITED": "initial server greeting",
 }
 
@@ -109,6 +111,16 @@ class WireClient(ClientConnection):
     (fastpost.daemons.smtp.wire); send_wire() queues them as they are, where
     send_content() would stuff them again. end_content() works as for send_content().
     """
+
+    def auth_line(self, line: str) -> None:
+        """Send one line of a SASL exchange (AUTH ..., a response, or * to cancel)."""
+        self._queue(line.encode("ascii") + b"\r\n", ("AUTH",))
+
+    def _answer(self, pending: tuple, reply, closing: bool = False) -> None:
+        if pending[0] == "AUTH":
+            self._events.append(ev.Response("AUTH", reply))
+            return
+        super()._answer(pending, reply, closing)
 
     def send_wire(self, data: bytes) -> None:
         txn = self._txn
@@ -168,6 +180,7 @@ class Session:
         self.idle_handle = None  # connection cache expiry timer
         self.cache_keys: tuple = ()  # where the connection cache holds it
         self.tls_offer = TlsOffer()  # replaced by connect(): the box its callbacks see
+        self.sasl_username = ""  # after a SASL login (fastpost.daemons.smtp.sasl)
 
     # -- set-up ----------------------------------------------------------------------
 
@@ -325,6 +338,11 @@ class Session:
             raise self._said(reply, command)
         for keyword in self.s.discard_ehlo_keywords:
             self.conn.extensions.pop(keyword, None)
+
+    async def auth_step(self, line: str):
+        """Send one SASL line and return the server's reply (fastpost.daemons.smtp.sasl)."""
+        self.conn.auth_line(line)
+        return await self._response("auth", "AUTH")
 
     async def starttls(self, context, server_hostname: str | None) -> None:
         """STARTTLS and the handshake; SiteError when refused or failed."""

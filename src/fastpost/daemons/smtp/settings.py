@@ -219,6 +219,7 @@ class Settings:
         """The reply timeout of a protocol stage (see fastpost.daemons.smtp.session)."""
         return {
             "greeting": self.helo_timeout, "helo": self.helo_timeout, "lhlo": self.helo_timeout,
+            "auth": self.helo_timeout,
             "starttls": self.starttls_timeout, "mail": self.mail_timeout,
             "rcpt": self.rcpt_timeout, "data": self.data_init_timeout,
             "body": self.data_xfer_timeout, "dot": self.data_done_timeout,
