@@ -40,6 +40,7 @@ from fastpost.daemons.smtp import dns
 from fastpost.daemons.smtp.cache import SessionCache
 from fastpost.daemons.smtp.engine import Engine
 from fastpost.daemons.smtp.route import Router, own_addresses
+from fastpost.daemons.smtp.generic import param_names as generic_param_names
 from fastpost.daemons.smtp.sasl import param_names as sasl_param_names
 from fastpost.daemons.smtp.settings import Settings, param_names
 from fastpost.mail.deliver import delivery_service
@@ -58,6 +59,7 @@ class _State:
     cache: SessionCache | None = None
     engine: Engine | None = None
     sasl = None
+    generic = None
 
 
 _state = _State()
@@ -74,6 +76,9 @@ def _pre_init(lmtp: bool):
         from fastpost.daemons.smtp.sasl import SaslClient
 
         _state.sasl = SaslClient.from_config(ctx.cfg, lmtp)  # the password table, as root
+        from fastpost.daemons.smtp.generic import GenericMapper
+
+        _state.generic = GenericMapper.from_config(ctx.cfg, lmtp)
     return pre_init
 
 
@@ -85,7 +90,7 @@ def post_init(ctx) -> None:
     router = Router(_state.settings, _state.lookups, _state.own)
     _state.engine = Engine(_state.settings, router, _state.store, _state.cache, tls=_state.tls,
                            resolution=int(ctx.p["delay_logging_resolution_limit"]),
-                           sasl=_state.sasl)
+                           sasl=_state.sasl, generic=_state.generic)
 
 
 async def on_exit(ctx) -> None:
@@ -103,6 +108,7 @@ def _run(argv: list[str], lmtp: bool) -> None:
     name = "lmtp" if lmtp else "smtp"
     multi_server_main(argv, delivery_service(handle), name=name,
                       params=param_names(lmtp) + sasl_param_names(lmtp)
+                      + generic_param_names(lmtp)
                       + ("delay_logging_resolution_limit",),
                       pre_init=_pre_init(lmtp), post_init=post_init, on_exit=on_exit)
 

@@ -86,6 +86,7 @@ class _State:
         self.soft: dict[int, _Failure] = {}
         self.site: _Failure | None = None
         self.seq = 0
+        self.sender = request.sender  # as it goes out (smtp_generic_maps)
         self.conn_time = 0.0
         self.conn_use = 0
 
@@ -125,8 +126,9 @@ class Engine:
     """Delivers requests (module docstring)."""
 
     def __init__(self, settings, router, store, cache, *, tls=None, resolution: int = 2,
-                 sasl=None):
+                 sasl=None, generic=None):
         self.s = settings
+        self.generic = generic  # fastpost.daemons.smtp.generic.GenericMapper or None
         self.sasl = sasl  # fastpost.daemons.smtp.sasl.SaslClient or None (no AUTH)
         self.router = router
         self.store = store
@@ -156,14 +158,24 @@ class Engine:
             log.warn("%s: cannot read the queued message: %s", request.queue_id, exc)
             return self._all(request, started, DEFERRED, "4.3.0",
                              "mail system error: cannot read the queued message")
+        sender = request.sender
+        addresses = [r.address for r in request.recipients]
+        if self.generic is not None:
+            try:
+                content = await self.generic.headers(content)
+                sender = await self.generic.map(sender)
+                addresses = [await self.generic.map(a) for a in addresses]
+            except SiteError as exc:
+                return self._all(request, started, DEFERRED, exc.dsn, exc.text)
         content, folded = wire_text(content, self.s.fold_limit, True)
         if folded:
             log.info("%s: breaking line > %d bytes with <CR><LF>SPACE", request.queue_id,
                      self.s.fold_limit)
         quote = external if self.s.quote_envelope else str
-        wire = [WireRecipient(quote(r.address), _notify(r.dsn_notify), _orcpt(r))
-                for r in request.recipients]
+        wire = [WireRecipient(quote(a), _notify(r.dsn_notify), _orcpt(r))
+                for r, a in zip(request.recipients, addresses)]
         st = _State(request, content, wire)
+        st.sender = sender
         st.conn_time = started
         try:
             dests = parse_nexthop(request.nexthop, lmtp=self.s.lmtp,
@@ -280,7 +292,7 @@ class Engine:
                     await sess.rset()
             st.conn_use = sess.uses + 1
             outcome = await sess.transaction(
-                external(req.sender) if self.s.quote_envelope else req.sender,
+                external(st.sender) if self.s.quote_envelope else st.sender,
                 [st.wire[r.offset] for r in st.pending], st.content,
                 size=req.size or len(st.content), body=_body(req.encoding),
                 smtputf8=req.smtputf8 and self.s.smtputf8_enable,
