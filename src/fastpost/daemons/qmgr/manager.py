@@ -139,7 +139,7 @@ class Message:
             ("port", "log_client_port"), ("proto", "log_protocol_name"),
             ("helo", "log_helo_name"), ("sasl_method", "sasl_method"),
             ("sasl_username", "sasl_username"), ("origin", "log_message_origin"),
-            ("rewrite_context", "rewrite_context")) if src in a}
+            ("rewrite_context", "rewrite_context"), ("ident", "log_ident")) if src in a}
 
     @property
     def sender(self) -> str:

@@ -60,7 +60,7 @@ from fastpost.mail.queue.message import content_text, parse
 from fastpost.smtp.client import Recipient as WireRecipient
 from fastpost.util import log
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "xforward_groups", "xtext"]
 
 _STALE = object()  # a cached session the server had closed: try again, uncounted
 
@@ -291,6 +291,8 @@ class Engine:
                 if sess.conn._needs_rset:
                     await sess.rset()
             st.conn_use = sess.uses + 1
+            if self.s.send_xforward and sess.conn.offers("XFORWARD"):
+                await sess.xforward(xforward_groups(req, sess.conn.extensions["XFORWARD"]))
             outcome = await sess.transaction(
                 external(st.sender) if self.s.quote_envelope else st.sender,
                 [st.wire[r.offset] for r in st.pending], st.content,
@@ -345,6 +347,33 @@ class Engine:
             return (f"message size {size} exceeds size limit {sess.conn.max_size} of server "
                     f"{sess.name_addr}")
         return str(reply)
+
+
+def xtext(value: str) -> str:
+    """RFC 3461 xtext: "+" "=" and bytes outside ! .. ~ as +HH."""
+    out = []
+    for b in value.encode("utf-8", "surrogateescape"):
+        out.append(f"+{b:02X}" if b < 33 or b > 126 or b in (43, 61) else chr(b))
+    return "".join(out)
+
+
+def xforward_groups(req, announced: str) -> list[list[str]]:
+    """The XFORWARD commands for a request, as Postfix's smtp sends them: the
+    attributes the server announced and the message has, NAME ADDR PORT in one command
+    and PROTO HELO IDENT SOURCE in the next (IDENT: the original queue ID, for mail
+    that came in by SMTP; SOURCE: LOCAL or REMOTE from the rewrite context)."""
+    c = req.client or {}
+    names = {w.upper() for w in announced.split()}
+    addr = c.get("addr", "")
+    if addr and ":" in addr and not addr.upper().startswith("IPV6:"):
+        addr = "IPV6:" + addr
+    ident = c.get("ident") or (req.queue_id if c.get("proto") else "")
+    context = c.get("rewrite_context", "")
+    source = {"local": "LOCAL", "remote": "REMOTE"}.get(context, "")
+    groups = [(("NAME", c.get("name", "")), ("ADDR", addr), ("PORT", str(c.get("port", "") or ""))),
+              (("PROTO", c.get("proto", "")), ("HELO", c.get("helo", "")), ("IDENT", ident),
+               ("SOURCE", source))]
+    return [[f"{k}={xtext(v)}" for k, v in group if k in names and v] for group in groups]
 
 
 def _body(encoding: str) -> str | None:

@@ -56,6 +56,7 @@ STAGE_TEXT = {
     "lhlo": "performing the LHLO handshake",
     "starttls": "performing the STARTTLS handshake",
     "auth": "performing the SASL authentication",
+    "xforward": "sending XFORWARD",
     "mail": "sending MAIL FROM",
     "rcpt": "sending RCPT TO",
     "data": "sending DATA command",
@@ -71,7 +72,7 @@ COMMAND_TEXT = {
     "LHLO": "LHLO command", "STARTTLS": "STARTTLS command", "MAIL": "MAIL FROM command",
     "RCPT": "RCPT TO command", "DATA": "DATA command", "DOT": "end of DATA command",
     "BDAT": "end of DATA command", "RSET": "RSET command", "QUIT": "QUIT command",
-    "AUTH": "AUTH command",
+    "AUTH": "AUTH command", "XFORWARD": "XFORWARD command",
     "UNSOLICITED": "initial server greeting",
 }
 
@@ -116,9 +117,13 @@ class WireClient(ClientConnection):
         """Send one line of a SASL exchange (AUTH ..., a response, or * to cancel)."""
         self._queue(line.encode("ascii") + b"\r\n", ("AUTH",))
 
+    def xforward(self, words: list[str]) -> None:
+        """Send ``XFORWARD NAME=value ...`` (values already xtext)."""
+        self._queue(("XFORWARD " + " ".join(words)).encode("ascii") + b"\r\n", ("XFORWARD",))
+
     def _answer(self, pending: tuple, reply, closing: bool = False) -> None:
-        if pending[0] == "AUTH":
-            self._events.append(ev.Response("AUTH", reply))
+        if pending[0] in ("AUTH", "XFORWARD"):
+            self._events.append(ev.Response(pending[0], reply))
             return
         super()._answer(pending, reply, closing)
 
@@ -343,6 +348,16 @@ class Session:
         """Send one SASL line and return the server's reply (fastpost.daemons.smtp.sasl)."""
         self.conn.auth_line(line)
         return await self._response("auth", "AUTH")
+
+    async def xforward(self, groups: list[list[str]]) -> None:
+        """XFORWARD, one command per non-empty group; SiteError unless each gets 250."""
+        for words in groups:
+            if not words:
+                continue
+            self.conn.xforward(words)
+            reply = await self._response("xforward", "XFORWARD")
+            if reply.code != 250:
+                raise self._said(reply, "XFORWARD")
 
     async def starttls(self, context, server_hostname: str | None) -> None:
         """STARTTLS and the handshake; SiteError when refused or failed."""

@@ -136,6 +136,8 @@ class Settings:
     fold_limit: int  # smtp_line_length_limit (0 = no folding)
     reply_line_limit: int  # line_length_limit: longest reply line kept
     quote_envelope: bool
+    send_xforward: bool  # Psend_xforward_command
+    xforward_timeout: int
     discard_ehlo_keywords: frozenset
     mime_downgrade: bool  # not disable_mime_output_conversion
     smtputf8_enable: bool
@@ -206,6 +208,8 @@ class Settings:
             fold_limit=fold,
             reply_line_limit=cfg.get_int("line_length_limit"),
             quote_envelope=cfg.get_bool(p("quote_rfc821_envelope")),
+            send_xforward=cfg.get_bool(p("send_xforward_command")),
+            xforward_timeout=cfg.get_time(p("xforward_timeout")),
             discard_ehlo_keywords=frozenset(k.upper() for k in cfg.get_list(p("discard_ehlo_keywords"))),
             mime_downgrade=not cfg.get_bool("disable_mime_output_conversion"),
             smtputf8_enable=cfg.get_bool("smtputf8_enable"),
@@ -219,7 +223,7 @@ class Settings:
         """The reply timeout of a protocol stage (see fastpost.daemons.smtp.session)."""
         return {
             "greeting": self.helo_timeout, "helo": self.helo_timeout, "lhlo": self.helo_timeout,
-            "auth": self.helo_timeout,
+            "auth": self.helo_timeout, "xforward": self.xforward_timeout,
             "starttls": self.starttls_timeout, "mail": self.mail_timeout,
             "rcpt": self.rcpt_timeout, "data": self.data_init_timeout,
             "body": self.data_xfer_timeout, "dot": self.data_done_timeout,
