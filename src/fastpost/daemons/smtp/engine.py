@@ -87,6 +87,8 @@ class _State:
         self.site: _Failure | None = None
         self.seq = 0
         self.sender = request.sender  # as it goes out (smtp_generic_maps)
+        self.raw = b""  # the content before wire_text (CR LF lines)
+        self.seven_bit = None  # the content for a server without 8BITMIME, once made
         self.conn_time = 0.0
         self.conn_use = 0
 
@@ -167,6 +169,7 @@ class Engine:
                 addresses = [await self.generic.map(a) for a in addresses]
             except SiteError as exc:
                 return self._all(request, started, DEFERRED, exc.dsn, exc.text)
+        raw = content
         content, folded = wire_text(content, self.s.fold_limit, True)
         if folded:
             log.info("%s: breaking line > %d bytes with <CR><LF>SPACE", request.queue_id,
@@ -176,6 +179,7 @@ class Engine:
                 for r, a in zip(request.recipients, addresses)]
         st = _State(request, content, wire)
         st.sender = sender
+        st.raw = raw
         st.conn_time = started
         try:
             dests = parse_nexthop(request.nexthop, lmtp=self.s.lmtp,
@@ -293,9 +297,13 @@ class Engine:
             st.conn_use = sess.uses + 1
             if self.s.send_xforward and sess.conn.offers("XFORWARD"):
                 await sess.xforward(xforward_groups(req, sess.conn.extensions["XFORWARD"]))
+            content = st.content
+            if (self.s.mime_downgrade and _body(req.encoding) == "8BITMIME"
+                    and not sess.conn.offers("8BITMIME")):
+                content = self._seven_bit(st)
             outcome = await sess.transaction(
                 external(st.sender) if self.s.quote_envelope else st.sender,
-                [st.wire[r.offset] for r in st.pending], st.content,
+                [st.wire[r.offset] for r in st.pending], content,
                 size=req.size or len(st.content), body=_body(req.encoding),
                 smtputf8=req.smtputf8 and self.s.smtputf8_enable,
                 ret={RET_FULL: "FULL", RET_HDRS: "HDRS"}.get(req.dsn_ret),
@@ -336,6 +344,14 @@ class Engine:
         else:
             sess.close()
         return None
+
+    def _seven_bit(self, st: _State) -> bytes:
+        """The content with 8bit MIME parts as quoted-printable (once per request)."""
+        if st.seven_bit is None:
+            from fastpost.daemons.smtp.mime7bit import downgrade
+
+            st.seven_bit = wire_text(downgrade(st.raw), self.s.fold_limit, True)[0]
+        return st.seven_bit
 
     @staticmethod
     def _local_refusal(reply, sess) -> str:
