@@ -40,6 +40,7 @@ from fastpost.daemons.smtp import dns
 from fastpost.daemons.smtp.cache import SessionCache
 from fastpost.daemons.smtp.engine import Engine
 from fastpost.daemons.smtp.route import Router, own_addresses
+from fastpost.daemons.smtp.checks import param_names as checks_param_names
 from fastpost.daemons.smtp.generic import param_names as generic_param_names
 from fastpost.daemons.smtp.sasl import param_names as sasl_param_names
 from fastpost.daemons.smtp.settings import Settings, param_names
@@ -60,6 +61,7 @@ class _State:
     engine: Engine | None = None
     sasl = None
     generic = None
+    checks = None
 
 
 _state = _State()
@@ -79,6 +81,9 @@ def _pre_init(lmtp: bool):
         from fastpost.daemons.smtp.generic import GenericMapper
 
         _state.generic = GenericMapper.from_config(ctx.cfg, lmtp)
+        from fastpost.daemons.smtp.checks import OutputChecks
+
+        _state.checks = OutputChecks.from_config(ctx.cfg, lmtp)
     return pre_init
 
 
@@ -90,7 +95,7 @@ def post_init(ctx) -> None:
     router = Router(_state.settings, _state.lookups, _state.own)
     _state.engine = Engine(_state.settings, router, _state.store, _state.cache, tls=_state.tls,
                            resolution=int(ctx.p["delay_logging_resolution_limit"]),
-                           sasl=_state.sasl, generic=_state.generic)
+                           sasl=_state.sasl, generic=_state.generic, checks=_state.checks)
 
 
 async def on_exit(ctx) -> None:
@@ -108,7 +113,7 @@ def _run(argv: list[str], lmtp: bool) -> None:
     name = "lmtp" if lmtp else "smtp"
     multi_server_main(argv, delivery_service(handle), name=name,
                       params=param_names(lmtp) + sasl_param_names(lmtp)
-                      + generic_param_names(lmtp)
+                      + generic_param_names(lmtp) + checks_param_names(lmtp)
                       + ("delay_logging_resolution_limit",),
                       pre_init=_pre_init(lmtp), post_init=post_init, on_exit=on_exit)
 

@@ -128,8 +128,9 @@ class Engine:
     """Delivers requests (module docstring)."""
 
     def __init__(self, settings, router, store, cache, *, tls=None, resolution: int = 2,
-                 sasl=None, generic=None):
+                 sasl=None, generic=None, checks=None):
         self.s = settings
+        self.checks = checks  # fastpost.daemons.smtp.checks.OutputChecks or None
         self.generic = generic  # fastpost.daemons.smtp.generic.GenericMapper or None
         self.sasl = sasl  # fastpost.daemons.smtp.sasl.SaslClient or None (no AUTH)
         self.router = router
@@ -162,6 +163,11 @@ class Engine:
                              "mail system error: cannot read the queued message")
         sender = request.sender
         addresses = [r.address for r in request.recipients]
+        if self.checks is not None:
+            try:
+                content = await self.checks.apply(content, request.queue_id)
+            except SiteError as exc:
+                return self._all(request, started, DEFERRED, exc.dsn, exc.text)
         if self.generic is not None:
             try:
                 content = await self.generic.headers(content)
