@@ -71,13 +71,14 @@ def test_folding_keeps_every_byte_and_the_limit(lines, limit):
     parts = out.split(b"\r\n")
     assert all(len(p) <= limit for p in parts)
     assert folded == any(len(line) > limit for line in lines)
-    # Undo: a continuation is a part that starts with the inserted SPACE after a full part.
-    rebuilt, prev_full = [], False
-    for p in parts:
-        if prev_full and p.startswith(b" ") and rebuilt:
-            rebuilt[-1] += p[1:]
-            prev_full = len(p) == limit
-        else:
-            rebuilt.append(p)
-            prev_full = len(p) == limit
-    assert b"\r\n".join(rebuilt) == text or any(len(line) == limit for line in lines)
+    # Undo, line by line: a line of n > limit bytes went out as its first ``limit`` bytes
+    # and then continuation parts of a SPACE and at most limit - 1 bytes.
+    it = iter(parts)
+    for line in lines or [b""]:  # no lines at all is one empty line
+        got = next(it)
+        while len(got) < len(line):
+            more = next(it)
+            assert more.startswith(b" ")
+            got += more[1:]
+        assert got == line
+    assert next(it, None) is None
