@@ -636,6 +636,9 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
     def _policy(self, stage: str, on_done, *, recipient: str | None = None,
                 etrn_domain: str | None = None, size: int | None = None,
                 helo: str | None = None) -> None:
+        if stage in self.service.policy.idle_stages:
+            on_done(None)  # nothing to check at this stage (policy.py)
+            return
         request = PolicyRequest(stage, self.client, self.envelope, recipient, etrn_domain, size,
                                 helo)
         try:

@@ -345,6 +345,16 @@ class RestrictionPolicy(Policy):
         for cname in self.class_names:
             self.class_steps(cname)
         self._unlisted = None
+        # The stages where check() answers None whatever the request (the session
+        # then skips the call): see check().
+        idle = set()
+        if self.settings.delay_reject:
+            idle.update(("MAIL", "EHLO", "HELO", "CONNECT", "XCLIENT"))
+        if not self.lists["data"]:
+            idle.update(("DATA", "BDAT"))
+        if not self.lists["end_of_data"]:
+            idle.add("END-OF-MESSAGE")
+        self.idle_stages = frozenset(idle)
 
     # -- construction helpers ----------------------------------------------------------
 
@@ -416,32 +426,28 @@ class RestrictionPolicy(Policy):
     # -- the Policy interface ------------------------------------------------------------
 
     def check(self, request: PolicyRequest):
-        ev = Eval(self, request)
         stage = request.stage
+        if stage in self.idle_stages:
+            return None
+        env = request.envelope
         if stage in ("RCPT", "VRFY"):
-            coro = self._rcpt(ev)
+            coro = self._rcpt(Eval(self, request))
         elif stage == "MAIL":
-            if self.settings.delay_reject:
-                return None
-            coro = self._mail(ev)
+            coro = self._mail(Eval(self, request))
         elif stage in ("EHLO", "HELO"):
-            if self.settings.delay_reject:
-                return None
-            coro = self._helo(ev)
+            coro = self._helo(Eval(self, request))
         elif stage in ("CONNECT", "XCLIENT"):
-            if self.settings.delay_reject:
-                return None
-            coro = self._connect(ev)
+            coro = self._connect(Eval(self, request))
         elif stage in ("DATA", "BDAT"):
-            if not self.lists["data"] or (ev.envelope is not None and ev.envelope.discard):
+            if env is not None and env.discard:
                 return None
-            coro = self._data(ev)
+            coro = self._data(Eval(self, request))
         elif stage == "END-OF-MESSAGE":
-            if not self.lists["end_of_data"] or (ev.envelope is not None and ev.envelope.discard):
+            if env is not None and env.discard:
                 return None
-            coro = self._eod(ev)
+            coro = self._eod(Eval(self, request))
         elif stage == "ETRN":
-            coro = self._etrn(ev)
+            coro = self._etrn(Eval(self, request))
         else:
             return None
         return maybe_async.start(coro)
