@@ -160,7 +160,8 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             c.tls = tlsmod.tls_info(ssl_object)
-        self._pause_reading()
+        # Reading is not paused while the greeting is prepared: what a client sends
+        # early is kept (_early) and reading paused only then (buffer_updated).
         self._arm_timer()
         if self.settings.peername_lookup and isinstance(peer, tuple):
             hit = svc.resolver.cached(c.addr)
@@ -189,12 +190,19 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         self.bytes_in += nbytes
         self.waiting = False
         data = self.service.read_view[:nbytes]
-        if self.conn is None:
+        conn = self.conn
+        if conn is None:
             self._early.append(bytes(data))
+            self._pause_reading()
             return
-        self.conn.receive_data(data)
+        conn.receive_data(data)
         if not self._busy:
             self._run()
+        else:
+            # Waiting (policy, sink, greeting): keep what came, read no more until
+            # then. Pausing only now saves two epoll changes per wait for clients
+            # that do not send before our reply, i.e. nearly all of them.
+            self._pause_reading()
 
     def eof_received(self):
         if self.conn is None:
@@ -293,12 +301,18 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         self._flush()
         self._close()
 
-    def _await(self, awaitable, on_result, on_error) -> None:
-        """Pause this session until ``awaitable`` completes, then call back."""
+    def _await(self, awaitable, on_result, on_error, *, pause: bool = False) -> None:
+        """Pause this session until ``awaitable`` completes, then call back.
+
+        Reading from the client stops when it sends anything meanwhile
+        (buffer_updated), or at once with ``pause`` (back-pressure, STARTTLS).
+        """
         self._busy = True
-        self._pause_reading()
+        if pause:
+            self._pause_reading()
         self._flush()
-        future = asyncio.ensure_future(awaitable)
+        future = awaitable if isinstance(awaitable, asyncio.Future) else \
+            asyncio.ensure_future(awaitable)
         future.add_done_callback(lambda f: self._resumed(f, on_result, on_error))
 
     def _resumed(self, future, on_result, on_error) -> None:
@@ -370,6 +384,12 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         self.conn = ServerConnection(self._core_options())
         if c.tls is not None:
             self.conn.wrapper_mode()
+        if self._early:
+            # Sent before we knew who the client is: the core keeps it unparsed
+            # until the greeting is out (input mode GREETING).
+            early, self._early = self._early, []
+            for data in early:
+                self.conn.receive_data(data)
         limit = settings.connection_count_limit
         if limit and count > limit and not svc.exempt_from_limits(c):
             log.warn("Connection concurrency limit exceeded: %d from %s for service %s",
@@ -453,9 +473,6 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         else:
             self._out.append(self.conn.send(replies.greeting(self.settings.banner)))
         self._busy = False
-        early, self._early = self._early, []
-        for data in early:
-            self.conn.receive_data(data)
         self._resume_reading()
         self._run()
 
@@ -740,7 +757,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             self._content_failed(exc)
             return
         if result is not None and _is_awaitable(result):
-            self._await(result, lambda _r: None, self._content_failed)
+            self._await(result, lambda _r: None, self._content_failed, pause=True)
 
     def _content_failed(self, exc: Exception) -> None:
         self._data_rejected = self._sink_failed(exc)
@@ -1166,7 +1183,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             if self.transport is not None:
                 self.transport.abort()
 
-        self._await(coro, started, failed)
+        self._await(coro, started, failed, pause=True)
 
     def _on_auth(self, event) -> None:
         self.where = "AUTH"
