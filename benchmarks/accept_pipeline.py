@@ -18,7 +18,8 @@ message (one failed connect: a few microseconds); fastpost's cleanup warns once 
 minute.
 
 ``--profile DIR`` runs py-spy (if installed) on fastpost's smtpd and cleanup workers
-during the last run and writes flame graphs (SVG) and raw stacks there.
+during the last run and writes flame graphs (SVG) there, or raw stacks (text, one
+line per stack) with ``PROFILE_RAW=1`` in the environment.
 ``--syscalls DIR`` instead counts the system calls of fastpost's smtpd worker(s) in the
 last run (``strace -c``, summary per worker in DIR; strace slows the worker, so that
 run's rate and CPU mean nothing).
@@ -89,9 +90,11 @@ def start_pyspy(inst, out: str, sessions: int) -> list:
     for pid, (comm, ppid, *_rest) in tree.items():
         name = procs.daemon_name(pid, comm)
         if name in ("smtpd", "cleanup"):
-            path = os.path.join(out, f"{name}-{pid}-s{sessions}.svg")
+            raw = os.environ.get("PROFILE_RAW") == "1"  # stacks as text, for scripts
+            path = os.path.join(out, f"{name}-{pid}-s{sessions}.{'txt' if raw else 'svg'}")
             spies.append(subprocess.Popen([exe, "record", "-p", str(pid), "-o", path, "-d", "8",
-                                           "-r", "200", "--nonblocking"],
+                                           "-r", "200", "--nonblocking",
+                                           *(["-f", "raw"] if raw else [])],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     return spies
 

@@ -242,6 +242,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--profile", default="")
     ap.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    ap.add_argument("--gc", choices=("default", "freeze", "off"), default="default",
+                    help="the cyclic GC as is, with startup objects frozen, or off")
     args = ap.parse_args()
 
     spool = tempfile.mkdtemp(prefix="fastpost-session-cpu-")
@@ -273,6 +275,13 @@ def main() -> None:
         service = build_service(args.sink, spool)
         service.loop = loop
         loop.run_until_complete(drive(service, min(2000, args.sessions), args.concurrency))
+        import gc
+        if args.gc == "freeze":
+            gc.collect()
+            gc.freeze()
+        elif args.gc == "off":
+            gc.disable()
+        collections0 = [g["collections"] for g in gc.get_stats()]
         results = []
         for i in range(args.repeat):
             if args.profile and i == args.repeat - 1:
@@ -287,6 +296,8 @@ def main() -> None:
             else:
                 secs = loop.run_until_complete(drive(service, args.sessions, args.concurrency))
                 results.append(secs * 1e6 / args.sessions)
+        collections = [g["collections"] - c for g, c in zip(gc.get_stats(), collections0)]
+        print(f"gc collections per generation during the runs: {collections}")
         if results:
             print(f"smtpd session CPU ({args.sink} sink, {args.loop}, -s {args.concurrency}): "
                   f"{statistics.median(results):.1f} us/session "

@@ -266,12 +266,14 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                 pass
 
     def _flush(self) -> None:
-        if self._out and self.transport is not None:
-            data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
-            self._out.clear()
+        out = self._out
+        if out and self.transport is not None:
+            data = b"".join(out) if len(out) > 1 else out[0]
+            out.clear()
             self.bytes_out += len(data)
             self.transport.write(data)
-        if self.conn is not None and self.conn.closed and not self._closed:
+        conn = self.conn
+        if conn is not None and not self._closed and conn.closed:
             self._close()
 
     def _close(self) -> None:
@@ -343,11 +345,9 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         parts = []
         ok_total = 0
         total = 0
-        for name in STATS_ORDER:
-            counts = self.stats.get(name)
-            if counts is None:
-                continue
-            ok, n = counts
+        stats = self.stats
+        for name in sorted([n for n in stats if n in _STATS_RANK], key=_STATS_RANK.__getitem__):
+            ok, n = stats[name]
             ok_total += ok
             total += n
             parts.append(f"{name}={ok}" if ok == n else f"{name}={ok}/{n}")
@@ -471,7 +471,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                 503, f"Error: access denied for {self.client.text}", "5.7.0"))
             self._out.append(self.conn.send(refused))
         else:
-            self._out.append(self.conn.send(replies.greeting(self.settings.banner)))
+            self._out.append(self.conn.send(self.service.greeting))
         self._busy = False
         self._resume_reading()
         self._run()
@@ -489,13 +489,13 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         svc = self.service
         settings = self.settings
         who = (c.name, c.addr)
-        return svc.core_options(
-            xclient=self._listed("smtpd_authorized_xclient_hosts", settings.xclient_hosts, who),
-            xforward=self._xforward_allowed(),
-            bare_lf_excluded=self._listed("smtpd_forbid_bare_newline_exclusions",
-                                          settings.bare_lf_exclusions, who),
-            starttls=svc.tls.offered and c.tls is None,
-            auth=svc.auth_offered(c.tls is not None),
+        return svc.session_options(
+            self._listed("smtpd_authorized_xclient_hosts", settings.xclient_hosts, who),
+            self._xforward_allowed(),
+            self._listed("smtpd_forbid_bare_newline_exclusions", settings.bare_lf_exclusions,
+                         who),
+            bool(svc.tls.offered and c.tls is None),
+            svc.auth_offered(c.tls is not None),
         )
 
     def _xforward_allowed(self) -> bool:
@@ -1280,7 +1280,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                 self._respond("xclient", refused, ok=False)
                 return
             # Postfix counts a successful XCLIENT as a command but not as a success.
-            self._respond("xclient", replies.greeting(self.settings.banner), ok=False)
+            self._respond("xclient", self.service.greeting, ok=False)
             # The new identity decides what it may do (XFORWARD stays with the real client).
             self.conn.options = self._core_options()
 
@@ -1329,6 +1329,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
 
 
 STATS_ORDER_UPPER = frozenset(s.upper() for s in STATS_ORDER)
+_STATS_RANK = {name: i for i, name in enumerate(STATS_ORDER)}
 
 #: _refused()'s answer after an access(5) HANGUP: the connection is already closed.
 _HANGUP = Reply(421, "hangup")

@@ -340,6 +340,9 @@ class RestrictionPolicy(Policy):
         self.warnings += self.address_class.warnings
         self._permit_names, self._permit_tables = self._permit_logging(config)
         self._load_modules()
+        from fastpost.daemons.smtpd.checks import address as address_checks
+
+        self._address_checks = address_checks  # (not imported again per RCPT)
         self.lists = {kind: compile_list(words[kind], self, f"smtpd_{kind}_restrictions")
                       for kind in _LISTS}
         for cname in self.class_names:
@@ -492,9 +495,7 @@ class RestrictionPolicy(Policy):
             if ev.sender is not None:
                 await ev.top_list("sender", ev.sender, rp.SENDER)
                 if self.settings.reject_unlisted_sender and not ev.sender_maps_checked:
-                    from fastpost.daemons.smtpd.checks import address
-
-                    result = address.check_sender_maps(ev, ev.sender)
+                    result = self._address_checks.check_sender_maps(ev, ev.sender)
                     if result.__class__ is not int:
                         await result
         finally:
@@ -529,11 +530,9 @@ class RestrictionPolicy(Policy):
         status = await ev.top_list("relay", shown, rp.RECIPIENT)
         status = await ev.top_list("recipient", shown, rp.RECIPIENT)
         if self.settings.reject_unlisted_recipient and not ev.rcpt_maps_checked:
-            from fastpost.daemons.smtpd.checks import address
-
             ev.warn_if_reject = 0
             ev.defer_if_reject = None
-            result = address.check_recipient_maps(ev, rcpt)
+            result = self._address_checks.check_recipient_maps(ev, rcpt)
             if result.__class__ is not int:
                 await result
         del status
