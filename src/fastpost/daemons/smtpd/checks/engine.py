@@ -267,15 +267,48 @@ class Eval:
 
     # -- lists -----------------------------------------------------------------------
 
-    async def run_list(self, steps, name: str, klass: str) -> int:
-        """Evaluate one restriction list (generic_checks); OK ends it."""
+    def run_list(self, steps, name: str, klass: str):
+        """Evaluate one restriction list (generic_checks); OK ends it.
+
+        Returns OK or DUNNO, or an awaitable of it when a step has to wait (DNS, a
+        policy service): most lists never wait, and then no coroutine is made
+        (the steps' own convention, see registry).
+        """
         self.recursion += 1
         depth = self.recursion
+        handed_off = False
         try:
             if depth > RECURSION_LIMIT:
                 log.warn("SMTPD access map or restriction class recursion limit exceeded")
                 return self.server_error()
-            for step in steps:
+            for i, step in enumerate(steps):
+                if step.name == WARN_IF_REJECT:
+                    if not self.warn_if_reject:
+                        self.warn_if_reject = depth
+                    continue
+                result = step.fn(self, step, name, klass)
+                if result.__class__ is not int:
+                    handed_off = True  # the rest decrements the recursion count
+                    return self._run_list_rest(steps, i, result, name, klass, depth)
+                if self.warn_if_reject >= depth:
+                    self.warn_if_reject = 0
+                if result == OK:
+                    return OK
+            return DUNNO
+        finally:
+            if not handed_off:
+                self.recursion -= 1
+
+    async def _run_list_rest(self, steps, i: int, waiting, name: str, klass: str,
+                             depth: int) -> int:
+        """run_list from step ``i``, whose answer ``waiting`` is still to come."""
+        try:
+            result = await waiting
+            if self.warn_if_reject >= depth:
+                self.warn_if_reject = 0
+            if result == OK:
+                return OK
+            for step in steps[i + 1:]:
                 if step.name == WARN_IF_REJECT:
                     if not self.warn_if_reject:
                         self.warn_if_reject = depth
@@ -295,15 +328,16 @@ class Eval:
         steps = self.engine.class_steps(cname)
         return self.run_list(steps, name, klass)
 
-    async def top_list(self, kind: str, name: str, klass: str) -> int:
-        """Evaluate a top-level list: defer_if_reject and warn_if_reject start afresh."""
+    def top_list(self, kind: str, name: str, klass: str):
+        """Evaluate a top-level list: defer_if_reject and warn_if_reject start afresh.
+        OK or DUNNO, or an awaitable of it (run_list)."""
         steps = self.engine.lists[kind]
         self.defer_if_reject = None
         self.warn_if_reject = 0
         self.list_kind = kind
         if not steps:
             return DUNNO
-        return await self.run_list(steps, name, klass)
+        return self.run_list(steps, name, klass)
 
 
 class RestrictionPolicy(Policy):
@@ -477,7 +511,9 @@ class RestrictionPolicy(Policy):
     async def _client_list(self, ev: Eval):
         ev.defer_if_permit = None
         try:
-            await ev.top_list("client", ev.client.text, rp.CLIENT)
+            _r = ev.top_list("client", ev.client.text, rp.CLIENT)
+            if _r.__class__ is not int:
+                _r = await _r
         finally:
             ev.session.dip_client = ev.defer_if_permit
 
@@ -485,7 +521,9 @@ class RestrictionPolicy(Policy):
         ev.defer_if_permit = None
         try:
             if ev.helo is not None:
-                await ev.top_list("helo", ev.helo, rp.HELO)
+                _r = ev.top_list("helo", ev.helo, rp.HELO)
+                if _r.__class__ is not int:
+                    _r = await _r
         finally:
             ev.session.dip_helo = ev.defer_if_permit
 
@@ -493,7 +531,9 @@ class RestrictionPolicy(Policy):
         ev.defer_if_permit = None
         try:
             if ev.sender is not None:
-                await ev.top_list("sender", ev.sender, rp.SENDER)
+                _r = ev.top_list("sender", ev.sender, rp.SENDER)
+                if _r.__class__ is not int:
+                    _r = await _r
                 if self.settings.reject_unlisted_sender and not ev.sender_maps_checked:
                     result = self._address_checks.check_sender_maps(ev, ev.sender)
                     if result.__class__ is not int:
@@ -527,8 +567,12 @@ class RestrictionPolicy(Policy):
         ev.defer_if_permit = dip
         rcpt = ev.recipient or ""
         shown = rcpt
-        status = await ev.top_list("relay", shown, rp.RECIPIENT)
-        status = await ev.top_list("recipient", shown, rp.RECIPIENT)
+        status = ev.top_list("relay", shown, rp.RECIPIENT)
+        if status.__class__ is not int:
+            status = await status
+        status = ev.top_list("recipient", shown, rp.RECIPIENT)
+        if status.__class__ is not int:
+            status = await status
         if self.settings.reject_unlisted_recipient and not ev.rcpt_maps_checked:
             ev.warn_if_reject = 0
             ev.defer_if_reject = None
@@ -549,7 +593,9 @@ class RestrictionPolicy(Policy):
 
     async def _data_list(self, ev: Eval, kind: str, name: str, klass: str):
         ev.defer_if_permit = None
-        await ev.top_list(kind, name, klass)
+        _r = ev.top_list(kind, name, klass)
+        if _r.__class__ is not int:
+            _r = await _r
         if ev.defer_if_permit is not None:
             ev.warn_if_reject = 0
             ev.defer_if_reject = None
@@ -564,7 +610,9 @@ class RestrictionPolicy(Policy):
             await self._helo_list(ev)
         ev.defer_if_permit = None
         domain = ev.req.etrn_domain or ""
-        await ev.top_list("etrn", domain, rp.ETRN)
+        _r = ev.top_list("etrn", domain, rp.ETRN)
+        if _r.__class__ is not int:
+            _r = await _r
         if ev.defer_if_permit is not None:
             ev.warn_if_reject = 0
             ev.defer_if_reject = None
