@@ -18,7 +18,11 @@ message (one failed connect: a few microseconds); fastpost's cleanup warns once 
 minute.
 
 ``--profile DIR`` runs py-spy (if installed) on fastpost's smtpd and cleanup workers
-during the last run and writes flame graphs (SVG) and raw stacks there.
+during the last run and writes flame graphs (SVG) there, or raw stacks (text, one
+line per stack) with ``PROFILE_RAW=1`` in the environment.
+``--syscalls DIR`` instead counts the system calls of fastpost's smtpd worker(s) in the
+last run (``strace -c``, summary per worker in DIR; strace slows the worker, so that
+run's rate and CPU mean nothing).
 
 Prints a table: msgs/s median [min-max], CPU-ms per message by daemon, and the
 fastpost/Postfix ratio pair by pair. Not part of the test suite.
@@ -51,15 +55,20 @@ def make(kind: str, root: str):
     return inst
 
 
-def one_run(inst, sessions: int, messages: int, size: int, profile: str | None = None) -> dict:
+def one_run(inst, sessions: int, messages: int, size: int, profile: str | None = None,
+            syscalls: str | None = None) -> dict:
     inst.purge()
     mon = procs.ProcessMonitor(inst.master_pid()).start()
     spies = []
     if profile:
         spies = start_pyspy(inst, profile, sessions)
+    if syscalls:
+        spies = start_strace(inst, syscalls, sessions)
     src = run_source(inst.port, sessions, messages, size)
     res = mon.stop()
     for p in spies:
+        if syscalls:
+            p.send_signal(2)  # strace -c prints its summary when interrupted
         p.wait(timeout=60)
     counts = inst.queue_counts()
     incoming = counts.get("incoming", 0)
@@ -81,11 +90,30 @@ def start_pyspy(inst, out: str, sessions: int) -> list:
     for pid, (comm, ppid, *_rest) in tree.items():
         name = procs.daemon_name(pid, comm)
         if name in ("smtpd", "cleanup"):
-            path = os.path.join(out, f"{name}-{pid}-s{sessions}.svg")
+            raw = os.environ.get("PROFILE_RAW") == "1"  # stacks as text, for scripts
+            path = os.path.join(out, f"{name}-{pid}-s{sessions}.{'txt' if raw else 'svg'}")
             spies.append(subprocess.Popen([exe, "record", "-p", str(pid), "-o", path, "-d", "8",
-                                           "-r", "200", "--nonblocking"],
+                                           "-r", "200", "--nonblocking",
+                                           *(["-f", "raw"] if raw else [])],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     return spies
+
+
+def start_strace(inst, out: str, sessions: int) -> list:
+    exe = shutil.which("strace")
+    if exe is None:
+        print("strace not installed: no system call counts", file=sys.stderr)
+        return []
+    os.makedirs(out, exist_ok=True)
+    tracers = []
+    for pid, (comm, ppid, *_rest) in procs.tree(inst.master_pid()).items():
+        if procs.daemon_name(pid, comm) == "smtpd":
+            path = os.path.join(out, f"smtpd-{pid}-s{sessions}.txt")
+            tracers.append(subprocess.Popen([exe, "-c", "-o", path, "-p", str(pid)],
+                                            stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL))
+    time.sleep(0.5)  # attached before the load starts
+    return tracers
 
 
 def fmt_cpu(cpu: dict, messages: int) -> str:
@@ -101,6 +129,7 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--only", choices=("fastpost", "postfix"))
     ap.add_argument("--profile", help="directory for py-spy flame graphs of the last run")
+    ap.add_argument("--syscalls", help="directory for strace -c counts of smtpd in the last run")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -121,7 +150,9 @@ def main() -> int:
                 for kind, inst in insts.items():
                     prof = args.profile if (args.profile and kind == "fastpost"
                                             and r == args.runs - 1) else None
-                    res = one_run(inst, sessions, args.messages, args.size, prof)
+                    sc = args.syscalls if (args.syscalls and kind == "fastpost"
+                                           and r == args.runs - 1) else None
+                    res = one_run(inst, sessions, args.messages, args.size, prof, sc)
                     results.setdefault((kind, sessions), []).append(res)
                     print(f"{kind:8} -s {sessions:<3} run {r + 1}: {res['rate']:8,.0f} msgs/s "
                           f"{'ok' if res['ok'] else 'FAILED ' + str(res['counts']) + str(res['complaints'])}"

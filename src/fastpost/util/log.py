@@ -74,9 +74,21 @@ class _State:
     stream = None  # a text stream (stdout/stderr) or None
     errors = 0
     verbose = 0
+    # getpid() is a system call (glibc does not cache it): kept, refreshed after fork.
+    pid = os.getpid()
+    # The time stamp of file lines, made once a second.
+    stamp_second = -1
+    stamp = ""
 
 
 _state = _State()
+
+
+def _forked() -> None:
+    _state.pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def init(
@@ -173,9 +185,13 @@ def stream():
 
 def _emit(level: str, text: str) -> None:
     prefix = "" if level == "info" else f"{level}: "
-    body = f"{_state.tag}[{os.getpid()}]: {prefix}{text}"
+    body = f"{_state.tag}[{_state.pid}]: {prefix}{text}"
     if _state.file_fd is not None or _state.stream is not None:
-        line = f"{time.strftime('%b %d %H:%M:%S')} {_state.host} {body}\n"
+        now = int(time.time())
+        if now != _state.stamp_second:
+            _state.stamp_second = now
+            _state.stamp = time.strftime("%b %d %H:%M:%S", time.localtime(now))
+        line = f"{_state.stamp} {_state.host} {body}\n"
         if _state.file_fd is not None:
             try:
                 os.write(_state.file_fd, line.encode("utf-8", "surrogateescape"))

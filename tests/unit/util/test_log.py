@@ -38,3 +38,21 @@ def test_printable():
     assert log.printable("a\x00b\r\nc\x7f") == "a?b??c?"
     assert log.printable(b"caf\xc3\xa9 \xff") == "café ?"
     assert log.printable("zw\u200bsp") == "zw?sp"
+
+
+def test_forked_child_logs_its_own_pid(tmp_path):
+    # The pid is kept (getpid is a system call), so a child must get its own after fork.
+    path = tmp_path / "maillog"
+    log.init("smtpd", syslog_name="postfix", maillog_file=str(path))
+    log.info("parent")
+    child = os.fork()
+    if child == 0:
+        try:
+            log.info("child")
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+    log.close_sinks()
+    lines = path.read_text().splitlines()
+    assert lines[0].endswith(f"postfix/smtpd[{os.getpid()}]: parent")
+    assert lines[1].endswith(f"postfix/smtpd[{child}]: child")

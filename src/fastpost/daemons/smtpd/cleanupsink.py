@@ -177,7 +177,9 @@ class _CleanupTransaction(Transaction):
         self.stage = 2
         return self.txn.write(_first_line(head))
 
-    async def _finish(self) -> str:
+    def finish(self):
+        """A future of the queue ID, set when cleanup answers (a plain future and a
+        callback: a coroutine would cost the session a Task per message)."""
         if self.head:
             head, self.head = self.head, b""
             self.stage = 2
@@ -192,15 +194,30 @@ class _CleanupTransaction(Transaction):
         if bcc:
             extra["bcc"] = list(bcc)
         try:
-            code, text, queue_id = await self.txn.finish(extra)
+            answer = self.txn.finish(extra)
         except CleanupError as exc:
             raise SinkError(replies.WRITE_ERROR, log=f"cleanup: {exc}") from None
-        if code == 250:
-            return queue_id or self.queue_id
-        raise SinkError(reply_of(code, text))
+        result = answer.get_loop().create_future()
 
-    def finish(self):
-        return self._finish()
+        def answered(f, result=result, own_id=self.queue_id):
+            if result.done():
+                return
+            if f.cancelled():
+                result.set_exception(SinkError(replies.WRITE_ERROR, log="cleanup: cancelled"))
+                return
+            exc = f.exception()
+            if exc is not None:
+                result.set_exception(SinkError(replies.WRITE_ERROR, log=f"cleanup: {exc}")
+                                     if isinstance(exc, CleanupError) else exc)
+                return
+            code, text, queue_id = f.result()
+            if code == 250:
+                result.set_result(queue_id or own_id)
+            else:
+                result.set_exception(SinkError(reply_of(code, text)))
+
+        answer.add_done_callback(answered)
+        return result
 
     def abort(self) -> None:
         self.txn.abort()
@@ -284,7 +301,7 @@ class CleanupSink(MessageSink):
         # header, by when cleanup has long answered). A refused OPEN (full disk) is
         # then the reply to DATA/BDAT instead of RCPT.
         t = _CleanupTransaction(txn, "", envelope)
-        pending = asyncio.get_running_loop().create_future()
+        pending = txn.opened.get_loop().create_future()  # (get_running_loop() costs a getpid())
         t.id_pending = pending
 
         def opened(f, t=t, pending=pending):

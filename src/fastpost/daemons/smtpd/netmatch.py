@@ -107,6 +107,9 @@ class HostList:
                 self._rules.append((negate, "net", net))
             else:
                 self._rules.append((negate, "name", body.lower().rstrip(".")))
+        #: Answers of a list without tables, by (name, addr): they cannot change, and
+        #: every session asks several lists about the same few clients.
+        self._memo: dict | None = None if any(k == "table" for _n, k, _v in self._rules) else {}
 
     @staticmethod
     def _network(text: str):
@@ -137,6 +140,18 @@ class HostList:
 
     def match(self, name: str, addr: str) -> bool:
         """Return True when the client (verified name, address) matches the list."""
+        memo = self._memo
+        if memo is None:
+            return self._match(name, addr)
+        key = (name, addr)
+        hit = memo.get(key)
+        if hit is None:
+            if len(memo) >= 4096:
+                memo.clear()
+            hit = memo[key] = self._match(name, addr)
+        return hit
+
+    def _match(self, name: str, addr: str) -> bool:
         ip = _client_ip(addr) if addr else None
         lname = name.lower().rstrip(".") if name and name != "unknown" else ""
         for negate, kind, value in self._rules:

@@ -18,6 +18,11 @@ not held up). A 421 or 521 reply also disconnects. An exception from check() is 
 Stages asked (PolicyRequest.stage): CONNECT, HELO/EHLO, MAIL, RCPT, VRFY, DATA,
 BDAT, END-OF-MESSAGE, ETRN.
 
+``Policy.idle_stages`` (a frozenset of stage names) lists the stages where check()
+always answers None without looking at the request (an empty restriction list,
+smtpd_delay_reject moving a check to RCPT): the session then builds no request and
+makes no call there. The default is empty (every stage is asked).
+
 DefaultPolicy implements, at RCPT (and VRFY),
     permit_mynetworks, reject_unauth_destination
 the latter with Postfix's reply: ``554 5.7.1 <rcpt>: Relay access denied``
@@ -75,6 +80,10 @@ class Decision:
 
 class Policy:
     """Base class of policies: everything is permitted."""
+
+    #: stages where check() is known to answer None (module docstring); a subclass
+    #: that sets it must keep it true for the life of the object.
+    idle_stages: frozenset = frozenset()
 
     #: Problems found while building the policy, for the session to log once.
     warnings: list[str] = []
@@ -152,6 +161,9 @@ class DefaultPolicy(Policy):
         if ours and not self.untrusted_routing and any(c in local for c in "@%!"):
             return False  # sender-specified routing
         return ours
+
+    idle_stages = frozenset(("CONNECT", "HELO", "EHLO", "MAIL", "DATA", "BDAT",
+                             "END-OF-MESSAGE", "ETRN", "XCLIENT"))
 
     def check(self, request: PolicyRequest):
         if request.stage not in ("RCPT", "VRFY"):

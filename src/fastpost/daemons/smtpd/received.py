@@ -31,10 +31,17 @@ from fastpost.daemons.smtpd.info import ClientInfo
 from fastpost.mail.address import external
 
 
+_last_date = [-1, ""]  # (second, its text): one strftime per second, not per message
+
+
 def rfc2822_date(when: float | None = None) -> str:
     """Return the date as Postfix writes it: ``Sat, 21 Nov 2026 06:56:19 +0000 (UTC)``."""
-    t = time.localtime(when)
-    return time.strftime("%a, %d %b %Y %H:%M:%S %z (%Z)", t)
+    second = int(time.time() if when is None else when)
+    last = _last_date
+    if last[0] != second:
+        last[1] = time.strftime("%a, %d %b %Y %H:%M:%S %z (%Z)", time.localtime(second))
+        last[0] = second
+    return last[1]
 
 
 def protocol_name(esmtp: bool, tls: bool, auth: bool, smtputf8: bool) -> str:

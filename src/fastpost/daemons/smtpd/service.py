@@ -36,6 +36,7 @@ from fastpost.daemons.smtpd.policy import Policy
 from fastpost.daemons.smtpd.session import TLS_SHUTDOWN_TIMEOUT, SmtpdProtocol
 from fastpost.daemons.smtpd.settings import SmtpdSettings
 from fastpost.daemons.smtpd.tls import ServerTls
+from fastpost.smtp import replies
 from fastpost.util import log
 
 __all__ = ["SmtpdService"]
@@ -80,9 +81,8 @@ class SmtpdService:
         self.limits = None
         self._options: dict = {}
         self._ehlo: dict = {}
-        from fastpost.smtp import replies
-
         self.helo_reply = replies.helo(settings.hostname)
+        self.greeting = replies.greeting(settings.banner)
         self._space_checked = 0.0
         self._space_free = None
         #: Called with each session when it ends (tests use it to wait).
@@ -132,8 +132,6 @@ class SmtpdService:
     def ehlo_reply(self, *, starttls: bool, auth: bool, xclient: bool, xforward: bool,
                    tls: bool = False):
         """Return the EHLO reply for a kind of client (built once, then shared)."""
-        from fastpost.smtp import replies
-
         mechs = ""
         if auth and self.authenticator is not None:
             mechs = " ".join(self.authenticator.offered(tls))
@@ -163,6 +161,17 @@ class SmtpdService:
         opts = self._options.get(key)
         if opts is None:
             opts = self._options[key] = self.settings.server_options(**kind)
+        return opts
+
+    def session_options(self, xclient: bool, xforward: bool, bare_lf_excluded: bool,
+                        starttls: bool, auth: bool):
+        """core_options() for a session's five flags, without building a key per call."""
+        key = (xclient, xforward, bare_lf_excluded, starttls, auth)
+        opts = self._options.get(key)
+        if opts is None:
+            opts = self._options[key] = self.core_options(
+                xclient=xclient, xforward=xforward, bare_lf_excluded=bare_lf_excluded,
+                starttls=starttls, auth=auth)
         return opts
 
     def protocol(self) -> SmtpdProtocol:
@@ -238,8 +247,6 @@ class SmtpdService:
 
     async def close(self, grace: float = 0.0) -> None:
         """Say goodbye to every session (421) and close them."""
-        from fastpost.smtp import replies
-
         for session in list(self.sessions):
             conn = session.conn
             if conn is not None and not conn.closed and session.transport is not None:

@@ -160,7 +160,8 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             c.tls = tlsmod.tls_info(ssl_object)
-        self._pause_reading()
+        # Reading is not paused while the greeting is prepared: what a client sends
+        # early is kept (_early) and reading paused only then (buffer_updated).
         self._arm_timer()
         if self.settings.peername_lookup and isinstance(peer, tuple):
             hit = svc.resolver.cached(c.addr)
@@ -189,12 +190,19 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         self.bytes_in += nbytes
         self.waiting = False
         data = self.service.read_view[:nbytes]
-        if self.conn is None:
+        conn = self.conn
+        if conn is None:
             self._early.append(bytes(data))
+            self._pause_reading()
             return
-        self.conn.receive_data(data)
+        conn.receive_data(data)
         if not self._busy:
             self._run()
+        else:
+            # Waiting (policy, sink, greeting): keep what came, read no more until
+            # then. Pausing only now saves two epoll changes per wait for clients
+            # that do not send before our reply, i.e. nearly all of them.
+            self._pause_reading()
 
     def eof_received(self):
         if self.conn is None:
@@ -258,12 +266,14 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                 pass
 
     def _flush(self) -> None:
-        if self._out and self.transport is not None:
-            data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
-            self._out.clear()
+        out = self._out
+        if out and self.transport is not None:
+            data = b"".join(out) if len(out) > 1 else out[0]
+            out.clear()
             self.bytes_out += len(data)
             self.transport.write(data)
-        if self.conn is not None and self.conn.closed and not self._closed:
+        conn = self.conn
+        if conn is not None and not self._closed and conn.closed:
             self._close()
 
     def _close(self) -> None:
@@ -293,12 +303,18 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         self._flush()
         self._close()
 
-    def _await(self, awaitable, on_result, on_error) -> None:
-        """Pause this session until ``awaitable`` completes, then call back."""
+    def _await(self, awaitable, on_result, on_error, *, pause: bool = False) -> None:
+        """Pause this session until ``awaitable`` completes, then call back.
+
+        Reading from the client stops when it sends anything meanwhile
+        (buffer_updated), or at once with ``pause`` (back-pressure, STARTTLS).
+        """
         self._busy = True
-        self._pause_reading()
+        if pause:
+            self._pause_reading()
         self._flush()
-        future = asyncio.ensure_future(awaitable)
+        future = awaitable if isinstance(awaitable, asyncio.Future) else \
+            asyncio.ensure_future(awaitable)
         future.add_done_callback(lambda f: self._resumed(f, on_result, on_error))
 
     def _resumed(self, future, on_result, on_error) -> None:
@@ -329,11 +345,9 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         parts = []
         ok_total = 0
         total = 0
-        for name in STATS_ORDER:
-            counts = self.stats.get(name)
-            if counts is None:
-                continue
-            ok, n = counts
+        stats = self.stats
+        for name in sorted([n for n in stats if n in _STATS_RANK], key=_STATS_RANK.__getitem__):
+            ok, n = stats[name]
             ok_total += ok
             total += n
             parts.append(f"{name}={ok}" if ok == n else f"{name}={ok}/{n}")
@@ -370,6 +384,12 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         self.conn = ServerConnection(self._core_options())
         if c.tls is not None:
             self.conn.wrapper_mode()
+        if self._early:
+            # Sent before we knew who the client is: the core keeps it unparsed
+            # until the greeting is out (input mode GREETING).
+            early, self._early = self._early, []
+            for data in early:
+                self.conn.receive_data(data)
         limit = settings.connection_count_limit
         if limit and count > limit and not svc.exempt_from_limits(c):
             log.warn("Connection concurrency limit exceeded: %d from %s for service %s",
@@ -451,11 +471,8 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                 503, f"Error: access denied for {self.client.text}", "5.7.0"))
             self._out.append(self.conn.send(refused))
         else:
-            self._out.append(self.conn.send(replies.greeting(self.settings.banner)))
+            self._out.append(self.conn.send(self.service.greeting))
         self._busy = False
-        early, self._early = self._early, []
-        for data in early:
-            self.conn.receive_data(data)
         self._resume_reading()
         self._run()
 
@@ -472,13 +489,13 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         svc = self.service
         settings = self.settings
         who = (c.name, c.addr)
-        return svc.core_options(
-            xclient=self._listed("smtpd_authorized_xclient_hosts", settings.xclient_hosts, who),
-            xforward=self._xforward_allowed(),
-            bare_lf_excluded=self._listed("smtpd_forbid_bare_newline_exclusions",
-                                          settings.bare_lf_exclusions, who),
-            starttls=svc.tls.offered and c.tls is None,
-            auth=svc.auth_offered(c.tls is not None),
+        return svc.session_options(
+            self._listed("smtpd_authorized_xclient_hosts", settings.xclient_hosts, who),
+            self._xforward_allowed(),
+            self._listed("smtpd_forbid_bare_newline_exclusions", settings.bare_lf_exclusions,
+                         who),
+            bool(svc.tls.offered and c.tls is None),
+            svc.auth_offered(c.tls is not None),
         )
 
     def _xforward_allowed(self) -> bool:
@@ -636,6 +653,9 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
     def _policy(self, stage: str, on_done, *, recipient: str | None = None,
                 etrn_domain: str | None = None, size: int | None = None,
                 helo: str | None = None) -> None:
+        if stage in self.service.policy.idle_stages:
+            on_done(None)  # nothing to check at this stage (policy.py)
+            return
         request = PolicyRequest(stage, self.client, self.envelope, recipient, etrn_domain, size,
                                 helo)
         try:
@@ -737,7 +757,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             self._content_failed(exc)
             return
         if result is not None and _is_awaitable(result):
-            self._await(result, lambda _r: None, self._content_failed)
+            self._await(result, lambda _r: None, self._content_failed, pause=True)
 
     def _content_failed(self, exc: Exception) -> None:
         self._data_rejected = self._sink_failed(exc)
@@ -1163,7 +1183,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             if self.transport is not None:
                 self.transport.abort()
 
-        self._await(coro, started, failed)
+        self._await(coro, started, failed, pause=True)
 
     def _on_auth(self, event) -> None:
         self.where = "AUTH"
@@ -1260,7 +1280,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                 self._respond("xclient", refused, ok=False)
                 return
             # Postfix counts a successful XCLIENT as a command but not as a success.
-            self._respond("xclient", replies.greeting(self.settings.banner), ok=False)
+            self._respond("xclient", self.service.greeting, ok=False)
             # The new identity decides what it may do (XFORWARD stays with the real client).
             self.conn.options = self._core_options()
 
@@ -1309,6 +1329,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
 
 
 STATS_ORDER_UPPER = frozenset(s.upper() for s in STATS_ORDER)
+_STATS_RANK = {name: i for i, name in enumerate(STATS_ORDER)}
 
 #: _refused()'s answer after an access(5) HANGUP: the connection is already closed.
 _HANGUP = Reply(421, "hangup")

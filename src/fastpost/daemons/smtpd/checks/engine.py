@@ -267,15 +267,48 @@ class Eval:
 
     # -- lists -----------------------------------------------------------------------
 
-    async def run_list(self, steps, name: str, klass: str) -> int:
-        """Evaluate one restriction list (generic_checks); OK ends it."""
+    def run_list(self, steps, name: str, klass: str):
+        """Evaluate one restriction list (generic_checks); OK ends it.
+
+        Returns OK or DUNNO, or an awaitable of it when a step has to wait (DNS, a
+        policy service): most lists never wait, and then no coroutine is made
+        (the steps' own convention, see registry).
+        """
         self.recursion += 1
         depth = self.recursion
+        handed_off = False
         try:
             if depth > RECURSION_LIMIT:
                 log.warn("SMTPD access map or restriction class recursion limit exceeded")
                 return self.server_error()
-            for step in steps:
+            for i, step in enumerate(steps):
+                if step.name == WARN_IF_REJECT:
+                    if not self.warn_if_reject:
+                        self.warn_if_reject = depth
+                    continue
+                result = step.fn(self, step, name, klass)
+                if result.__class__ is not int:
+                    handed_off = True  # the rest decrements the recursion count
+                    return self._run_list_rest(steps, i, result, name, klass, depth)
+                if self.warn_if_reject >= depth:
+                    self.warn_if_reject = 0
+                if result == OK:
+                    return OK
+            return DUNNO
+        finally:
+            if not handed_off:
+                self.recursion -= 1
+
+    async def _run_list_rest(self, steps, i: int, waiting, name: str, klass: str,
+                             depth: int) -> int:
+        """run_list from step ``i``, whose answer ``waiting`` is still to come."""
+        try:
+            result = await waiting
+            if self.warn_if_reject >= depth:
+                self.warn_if_reject = 0
+            if result == OK:
+                return OK
+            for step in steps[i + 1:]:
                 if step.name == WARN_IF_REJECT:
                     if not self.warn_if_reject:
                         self.warn_if_reject = depth
@@ -295,15 +328,16 @@ class Eval:
         steps = self.engine.class_steps(cname)
         return self.run_list(steps, name, klass)
 
-    async def top_list(self, kind: str, name: str, klass: str) -> int:
-        """Evaluate a top-level list: defer_if_reject and warn_if_reject start afresh."""
+    def top_list(self, kind: str, name: str, klass: str):
+        """Evaluate a top-level list: defer_if_reject and warn_if_reject start afresh.
+        OK or DUNNO, or an awaitable of it (run_list)."""
         steps = self.engine.lists[kind]
         self.defer_if_reject = None
         self.warn_if_reject = 0
         self.list_kind = kind
         if not steps:
             return DUNNO
-        return await self.run_list(steps, name, klass)
+        return self.run_list(steps, name, klass)
 
 
 class RestrictionPolicy(Policy):
@@ -340,11 +374,24 @@ class RestrictionPolicy(Policy):
         self.warnings += self.address_class.warnings
         self._permit_names, self._permit_tables = self._permit_logging(config)
         self._load_modules()
+        from fastpost.daemons.smtpd.checks import address as address_checks
+
+        self._address_checks = address_checks  # (not imported again per RCPT)
         self.lists = {kind: compile_list(words[kind], self, f"smtpd_{kind}_restrictions")
                       for kind in _LISTS}
         for cname in self.class_names:
             self.class_steps(cname)
         self._unlisted = None
+        # The stages where check() answers None whatever the request (the session
+        # then skips the call): see check().
+        idle = set()
+        if self.settings.delay_reject:
+            idle.update(("MAIL", "EHLO", "HELO", "CONNECT", "XCLIENT"))
+        if not self.lists["data"]:
+            idle.update(("DATA", "BDAT"))
+        if not self.lists["end_of_data"]:
+            idle.add("END-OF-MESSAGE")
+        self.idle_stages = frozenset(idle)
 
     # -- construction helpers ----------------------------------------------------------
 
@@ -416,32 +463,28 @@ class RestrictionPolicy(Policy):
     # -- the Policy interface ------------------------------------------------------------
 
     def check(self, request: PolicyRequest):
-        ev = Eval(self, request)
         stage = request.stage
+        if stage in self.idle_stages:
+            return None
+        env = request.envelope
         if stage in ("RCPT", "VRFY"):
-            coro = self._rcpt(ev)
+            coro = self._rcpt(Eval(self, request))
         elif stage == "MAIL":
-            if self.settings.delay_reject:
-                return None
-            coro = self._mail(ev)
+            coro = self._mail(Eval(self, request))
         elif stage in ("EHLO", "HELO"):
-            if self.settings.delay_reject:
-                return None
-            coro = self._helo(ev)
+            coro = self._helo(Eval(self, request))
         elif stage in ("CONNECT", "XCLIENT"):
-            if self.settings.delay_reject:
-                return None
-            coro = self._connect(ev)
+            coro = self._connect(Eval(self, request))
         elif stage in ("DATA", "BDAT"):
-            if not self.lists["data"] or (ev.envelope is not None and ev.envelope.discard):
+            if env is not None and env.discard:
                 return None
-            coro = self._data(ev)
+            coro = self._data(Eval(self, request))
         elif stage == "END-OF-MESSAGE":
-            if not self.lists["end_of_data"] or (ev.envelope is not None and ev.envelope.discard):
+            if env is not None and env.discard:
                 return None
-            coro = self._eod(ev)
+            coro = self._eod(Eval(self, request))
         elif stage == "ETRN":
-            coro = self._etrn(ev)
+            coro = self._etrn(Eval(self, request))
         else:
             return None
         return maybe_async.start(coro)
@@ -468,7 +511,9 @@ class RestrictionPolicy(Policy):
     async def _client_list(self, ev: Eval):
         ev.defer_if_permit = None
         try:
-            await ev.top_list("client", ev.client.text, rp.CLIENT)
+            _r = ev.top_list("client", ev.client.text, rp.CLIENT)
+            if _r.__class__ is not int:
+                _r = await _r
         finally:
             ev.session.dip_client = ev.defer_if_permit
 
@@ -476,7 +521,9 @@ class RestrictionPolicy(Policy):
         ev.defer_if_permit = None
         try:
             if ev.helo is not None:
-                await ev.top_list("helo", ev.helo, rp.HELO)
+                _r = ev.top_list("helo", ev.helo, rp.HELO)
+                if _r.__class__ is not int:
+                    _r = await _r
         finally:
             ev.session.dip_helo = ev.defer_if_permit
 
@@ -484,11 +531,11 @@ class RestrictionPolicy(Policy):
         ev.defer_if_permit = None
         try:
             if ev.sender is not None:
-                await ev.top_list("sender", ev.sender, rp.SENDER)
+                _r = ev.top_list("sender", ev.sender, rp.SENDER)
+                if _r.__class__ is not int:
+                    _r = await _r
                 if self.settings.reject_unlisted_sender and not ev.sender_maps_checked:
-                    from fastpost.daemons.smtpd.checks import address
-
-                    result = address.check_sender_maps(ev, ev.sender)
+                    result = self._address_checks.check_sender_maps(ev, ev.sender)
                     if result.__class__ is not int:
                         await result
         finally:
@@ -520,14 +567,16 @@ class RestrictionPolicy(Policy):
         ev.defer_if_permit = dip
         rcpt = ev.recipient or ""
         shown = rcpt
-        status = await ev.top_list("relay", shown, rp.RECIPIENT)
-        status = await ev.top_list("recipient", shown, rp.RECIPIENT)
+        status = ev.top_list("relay", shown, rp.RECIPIENT)
+        if status.__class__ is not int:
+            status = await status
+        status = ev.top_list("recipient", shown, rp.RECIPIENT)
+        if status.__class__ is not int:
+            status = await status
         if self.settings.reject_unlisted_recipient and not ev.rcpt_maps_checked:
-            from fastpost.daemons.smtpd.checks import address
-
             ev.warn_if_reject = 0
             ev.defer_if_reject = None
-            result = address.check_recipient_maps(ev, rcpt)
+            result = self._address_checks.check_recipient_maps(ev, rcpt)
             if result.__class__ is not int:
                 await result
         del status
@@ -544,7 +593,9 @@ class RestrictionPolicy(Policy):
 
     async def _data_list(self, ev: Eval, kind: str, name: str, klass: str):
         ev.defer_if_permit = None
-        await ev.top_list(kind, name, klass)
+        _r = ev.top_list(kind, name, klass)
+        if _r.__class__ is not int:
+            _r = await _r
         if ev.defer_if_permit is not None:
             ev.warn_if_reject = 0
             ev.defer_if_reject = None
@@ -559,7 +610,9 @@ class RestrictionPolicy(Policy):
             await self._helo_list(ev)
         ev.defer_if_permit = None
         domain = ev.req.etrn_domain or ""
-        await ev.top_list("etrn", domain, rp.ETRN)
+        _r = ev.top_list("etrn", domain, rp.ETRN)
+        if _r.__class__ is not int:
+            _r = await _r
         if ev.defer_if_permit is not None:
             ev.warn_if_reject = 0
             ev.defer_if_reject = None

@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""The floor under smtpd's CPU per message: a uvloop server that only answers.
+
+    .venv/bin/python benchmarks/smtpd_floor.py [--messages 5000] [--sessions 20]
+        [--runs 3] [--modes bare,logs,handoff]
+
+What the real smtpd costs beyond what any uvloop SMTP server must spend under the
+same load. A server process answers smtp-source (one connection per 1 KiB message,
+the accept benchmark's client) with precomputed replies of the right sizes (banner,
+the EHLO keyword list, 250s, 354, ``250 2.0.0 Ok: queued as ...``, 221) and no session
+logic at all; its user and system CPU come from /proc/PID/stat before and after.
+Modes add, one by one, what smtpd does besides answering:
+
+    bare     only the replies: accept, the reads, the 7 writes, close
+    logs     + the three log lines per session (connect, client=, disconnect), one
+             O_APPEND write each to a file, as fastpost's log module does
+    handoff  + the message to another process over a UNIX socket (what smtpd sends
+             cleanup, ~1.3 KiB per message, written once per loop iteration as the
+             cleanup client batches; the other end only reads)
+
+Prints CPU ms per message (user+sys) per mode: median and range of ``--runs`` runs.
+The real smtpd's figure comes from accept_pipeline.py (its "smtpd" CPU column).
+Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from harness.tools import run_source  # noqa: E402
+
+BANNER = b"220 fastpost.localdomain ESMTP Postfix\r\n"
+EHLO = (b"250-fastpost.localdomain\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n"
+        b"250-ETRN\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n"
+        b"250 CHUNKING\r\n")
+OK_MAIL = b"250 2.1.0 Ok\r\n"
+OK_RCPT = b"250 2.1.5 Ok\r\n"
+GO_AHEAD = b"354 End data with <CR><LF>.<CR><LF>\r\n"
+BYE = b"221 2.0.0 Bye\r\n"
+
+
+def serve(sock: socket.socket, mode: str, logpath: str, handoff_fd: int | None) -> None:
+    import uvloop
+
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    logfd = os.open(logpath, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644) \
+        if mode in ("logs", "handoff") else None
+    handoff = socket.socket(fileno=handoff_fd) if handoff_fd is not None else None
+    pending: list[bytes] = []
+    counter = [0]
+
+    def push():
+        data = b"".join(pending)
+        pending.clear()
+        try:
+            handoff.send(data)
+        except BlockingIOError:
+            pass
+
+    def log(text: str) -> None:
+        if logfd is not None:
+            os.write(logfd, f"Nov 21 12:00:00 vm postfix/smtpd[1]: {text}\n".encode())
+
+    class Floor(asyncio.BufferedProtocol):
+        __slots__ = ("t", "buf", "data", "peer")
+
+        def connection_made(self, t):
+            self.t = t
+            self.buf = bytearray(65536)
+            self.data = False
+            self.peer = t.get_extra_info("peername")
+            t.get_extra_info("sockname")
+            log(f"connect from unknown[{self.peer[0]}]")
+            t.write(BANNER)
+
+        def get_buffer(self, hint):
+            return self.buf
+
+        def buffer_updated(self, n):
+            chunk = bytes(self.buf[:n])
+            if self.data:
+                if handoff is not None:
+                    if not pending:
+                        loop.call_soon(push)
+                    pending.append(chunk)
+                if chunk.endswith(b"\r\n.\r\n"):
+                    self.data = False
+                    counter[0] += 1
+                    self.t.write(b"250 2.0.0 Ok: queued as 4Qx%08X\r\n" % counter[0])
+                return
+            verb = chunk[:4].upper()
+            if verb == b"EHLO":
+                self.t.write(EHLO)
+            elif verb == b"MAIL":
+                self.t.write(OK_MAIL)
+            elif verb == b"RCPT":
+                log(f"4Qx{counter[0] + 1:08X}: client=unknown[{self.peer[0]}]")
+                self.t.write(OK_RCPT)
+            elif verb == b"DATA":
+                self.data = True
+                self.t.write(GO_AHEAD)
+            elif verb == b"QUIT":
+                self.t.write(BYE)
+                self.t.close()
+            else:
+                self.t.write(b"250 2.0.0 Ok\r\n")
+
+        def connection_lost(self, exc):
+            log(f"disconnect from unknown[{self.peer[0]}] ehlo=1 mail=1 rcpt=1 data=1 "
+                f"quit=1 commands=5")
+
+    async def main():
+        server = await loop.create_server(Floor, sock=sock, backlog=4096)
+        async with server:
+            await server.serve_forever()
+
+    loop.run_until_complete(main())
+
+
+def cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def one(mode: str, messages: int, sessions: int, size: int, tmp: str) -> float:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4096)
+    port = sock.getsockname()[1]
+    pair = socket.socketpair() if mode == "handoff" else None
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if pair is not None:
+                pair[0].close()
+                pair[1].setblocking(False)
+            serve(sock, mode, os.path.join(tmp, "maillog"),
+                  pair[1].detach() if pair is not None else None)
+        finally:
+            os._exit(0)
+    sock.close()
+    reader = None
+    if pair is not None:
+        pair[1].close()
+        reader = os.fork()
+        if reader == 0:
+            try:
+                while pair[0].recv(1 << 20):
+                    pass
+            finally:
+                os._exit(0)
+        pair[0].close()
+    try:
+        run_source(port, sessions, 200, size)  # warm up
+        before = cpu_ticks(pid)
+        res = run_source(port, sessions, messages, size)
+        after = cpu_ticks(pid)
+        if res["rc"] != 0 or res["complaints"]:
+            print(f"{mode}: smtp-source complained: {res['complaints'][:3]}", file=sys.stderr)
+        return (after - before) * 1000.0 / os.sysconf("SC_CLK_TCK") / messages
+    finally:
+        os.kill(pid, 15)
+        os.waitpid(pid, 0)
+        if reader:
+            os.kill(reader, 15)
+            os.waitpid(reader, 0)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--messages", type=int, default=5000)
+    ap.add_argument("--sessions", type=int, default=20)
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--modes", default="bare,logs,handoff")
+    args = ap.parse_args()
+    modes = args.modes.split(",")
+    results: dict[str, list[float]] = {m: [] for m in modes}
+    with tempfile.TemporaryDirectory(prefix="fp-floor-") as tmp:
+        for r in range(args.runs):
+            for mode in modes:
+                ms = one(mode, args.messages, args.sessions, args.size, tmp)
+                results[mode].append(ms)
+                print(f"{mode:8} run {r + 1}: {ms:.3f} CPU-ms/msg", file=sys.stderr)
+    print(f"\nserver CPU per message, smtp-source -s {args.sessions}, {args.messages} x "
+          f"{args.size} bytes, {args.runs} interleaved runs")
+    for mode in modes:
+        v = results[mode]
+        print(f"{mode:8} {statistics.median(v):.3f} ms [{min(v):.3f}-{max(v):.3f}]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
