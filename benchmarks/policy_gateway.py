@@ -21,7 +21,8 @@ agree, so the two did the same work.
     .venv/bin/python benchmarks/policy_gateway.py [--seconds 10] [--sessions 20] [--rcpts 10]
 
 Needs root (nsd on port 53, Postfix), Debian's postfix and nsd. Prints one line per
-MTA and the ratio; absolute numbers move +-20% between runs on this VM (see
+MTA (decisions/s and the MTA's CPU ms per decision, from /proc: every process of its
+session) and the ratios; absolute numbers move +-20% between runs on this VM (see
 shared/reference/testing-here.md), the ratio of one interleaved run is what counts.
 """
 
@@ -141,10 +142,31 @@ async def drive(port: int, seconds: float, concurrency: int, rcpts: int):
     return tally, time.monotonic() - t0
 
 
-def measure(port: int, args) -> tuple[float, collections.Counter]:
+def session_cpu(sid: int) -> float:
+    """CPU seconds (user + system, reaped children included) of every process in a
+    session: the MTA's processes, from /proc (stable under load, unlike rates)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # field 6 of stat: the session id
+            total += sum(int(f) for f in fields[11:15])
+    return total / tick
+
+
+def measure(port: int, args, sid: int) -> tuple[float, collections.Counter, float]:
+    """RCPT decisions/s, the reply tally, and the MTA's CPU ms per RCPT decision."""
     asyncio.run(drive(port, 2, args.sessions, args.rcpts))  # warm-up (tables, caches)
+    cpu0 = session_cpu(sid)
     tally, elapsed = asyncio.run(drive(port, args.seconds, args.sessions, args.rcpts))
-    return sum(tally.values()) / elapsed, tally
+    decisions = sum(tally.values())
+    return decisions / elapsed, tally, 1000 * (session_cpu(sid) - cpu0) / max(decisions, 1)
 
 
 def main(argv=None) -> int:
@@ -179,7 +201,7 @@ def main(argv=None) -> int:
                                 stdout=subprocess.DEVNULL, start_new_session=True)
         try:
             _wait_port(port)
-            results["fastpost"] = measure(port, args)
+            results["fastpost"] = measure(port, args, proc.pid)
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(10)
@@ -193,17 +215,22 @@ def main(argv=None) -> int:
                             resolv_conf=dns.resolv_conf)
         pfx.start()
         try:
-            results["postfix"] = measure(pfx.ports["gw"], args)
+            with open(os.path.join(pfx.base, "spool", "pid", "master.pid")) as fh:
+                master = int(fh.read().split()[0])
+            results["postfix"] = measure(pfx.ports["gw"], args, os.getsid(master))
         finally:
             pfx.stop()
     finally:
         dns.stop()
         subprocess.run(["rm", "-rf", work])
-    for name, (rate, tally) in results.items():
-        print(f"{name:9s} {rate:8.0f} RCPT decisions/s  replies {dict(sorted(tally.items()))}")
+    for name, (rate, tally, cpu) in results.items():
+        print(f"{name:9s} {rate:8.0f} RCPT decisions/s  {cpu:.3f} CPU ms/decision  "
+              f"replies {dict(sorted(tally.items()))}")
     fp, pf = results["fastpost"][0], results["postfix"][0]
     same = _shares(results["fastpost"][1]) == _shares(results["postfix"][1])
-    print(f"ratio fastpost/postfix {fp / pf:.2f}  (reply mix {'agrees' if same else 'DIFFERS'})")
+    print(f"ratio fastpost/postfix {fp / pf:.2f}  CPU per decision "
+          f"{results['fastpost'][2] / results['postfix'][2]:.2f}  "
+          f"(reply mix {'agrees' if same else 'DIFFERS'})")
     return 0 if same else 1
 
 
