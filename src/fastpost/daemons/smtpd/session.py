@@ -159,7 +159,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             c.server_addr, c.server_port = local[0], str(local[1])
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
-            c.tls = tlsmod.tls_info(ssl_object)
+            c.tls = tlsmod.tls_info(ssl_object, svc.tls.digest)
         self._pause_reading()
         self._arm_timer()
         if self.settings.peername_lookup and isinstance(peer, tuple):
@@ -1140,7 +1140,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         def started(transport):
             self.transport = transport
             self.conn.tls_started()
-            info = tlsmod.tls_info(transport.get_extra_info("ssl_object"))
+            info = tlsmod.tls_info(transport.get_extra_info("ssl_object"), self.service.tls.digest)
             self.client.tls = info
             self.client.helo = None
             if self.service.limits is not None:
