@@ -279,18 +279,19 @@ def reject_multi_recipient_bounce(ev, step, name, klass):
 
 # -- sender login maps ------------------------------------------------------------------
 
-def _owners(ev, sender: str):
-    """The login names that own sender (a list, or None when it has no owner)."""
+async def _owners(ev, sender: str):
+    """The login names that own sender (a list, or None when it has no owner). Awaited:
+    login maps are often SQL or LDAP tables, asked off the loop."""
     t = _tables(ev.engine)
     ac = ev.engine.address_class
-    value = search.find_address(t.login, sender, delimiters=ev.settings.delimiters,
-                                is_local=ac.is_local)
+    value = await search.afind_address(t.login, sender, delimiters=ev.settings.delimiters,
+                                       is_local=ac.is_local)
     if value is None:
         return None
     return [w.lower() for w in value.replace(",", " ").split()]
 
 
-def _login_mismatch(ev, authenticated: bool, unauthenticated: bool, known_only: bool):
+async def _login_mismatch(ev, authenticated: bool, unauthenticated: bool, known_only: bool):
     sender = ev.sender
     if not sender:
         # The null sender is never checked: Postfix 3.7 accepts MAIL FROM:<> from any
@@ -302,7 +303,7 @@ def _login_mismatch(ev, authenticated: bool, unauthenticated: bool, known_only: 
         return ev.server_error()
     user = ev.client.sasl_username
     try:
-        owners = _owners(ev, sender)
+        owners = await _owners(ev, sender)
     except maps.MapRetry as exc:
         log.warn("%s", exc)
         return ev.server_error(sender, rp.SENDER)
