@@ -52,7 +52,7 @@ QUERIES = [("one.dns.test", "A"), ("many.dns.test", "A"), ("mx.dns.test", "MX"),
            ("big.dns.test", "TXT"), ("alias.dns.test", "A"), ("deep.dns.test", "A"),
            ("alias.dns.test", "CNAME"), ("six.dns.test", "AAAA"), ("ptr.dns.test", "PTR"),
            ("MIXED.dns.test", "A"), ("one.dns.test", "MX"), ("none.dns.test", "A"),
-           ("dns.test", "NS"), ("elsewhere.example", "A")]
+           ("dns.test", "NS"), ("elsewhere.example", "A"), ("ünï.dns.test", "A")]
 
 
 @pytest.fixture(scope="module")

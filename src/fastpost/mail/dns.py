@@ -212,14 +212,12 @@ class DnsClient:
         code = dnswire.TYPES.get(rdtype)
         if code is not None and self.fast:
             try:
-                wire = dnswire.encode_name(name)
-            except dnswire.WireError:
-                wire = None
-            if wire is not None:
                 result = await self._fast_query(name, code)
-                if result is not None:
-                    self._store(key, result)
-                    return result
+            except dnswire.WireError:
+                result = None  # a name our wire code does not write: dnspython's
+            if result is not None:
+                self._store(key, result)
+                return result
         return await self._dnspython_query(key)
 
     # -- the hot path: one UDP socket per query, our own wire code ----------------------
@@ -254,7 +252,6 @@ class DnsClient:
                 answer = await self._exchange(loop, host, port, query, qid, name, rdtype,
                                               min(per_try, left))
             except OSError:
-                answer = None
                 servers.pop(i % len(servers))  # unreachable: as a server failure
                 continue
             if answer is _TIMEOUT:
