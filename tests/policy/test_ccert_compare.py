@@ -8,7 +8,8 @@ relay_clientcerts and check_ccert_access), TLS with client two (listed by its
 public-key fingerprint); each relays or sends to a relay domain. The MAIL/RCPT
 replies and the ``reject:`` log lines must be the same: permit_tls_clientcerts,
 permit_tls_all_clientcerts, check_ccert_access (certificate and public-key
-fingerprints, sha256).
+fingerprints, sha256), and the ccert_*/encryption_* attributes of a
+check_policy_service request.
 
 Known difference, not played here: a certificate that does not verify against the
 CA ends the handshake in fastpost (Python's ssl cannot ask for a certificate without
@@ -30,12 +31,19 @@ from fastpost.daemons.smtpd.testing import SmtpdThread
 from fastpost.daemons.smtpd.tls import public_key_info
 from helpers.instance import free_port
 from helpers.peers import PrivatePostfix, need
+from policy.test_policy_service import PolicyServer
 
 CONFIGS = {
     "clientcerts": {"smtpd_relay_restrictions": "permit_tls_clientcerts, reject_unauth_destination"},
     "allcerts": {"smtpd_relay_restrictions": "permit_tls_all_clientcerts, reject_unauth_destination"},
     "ccert_access": {"smtpd_recipient_restrictions": "check_ccert_access texthash:{dir}/ccert, permit"},
+    "policy": {"smtpd_recipient_restrictions":
+               "check_policy_service inet:127.0.0.1:{policy}, permit"},
 }
+
+#: The policy request attributes that describe the TLS session and its certificate.
+TLS_ATTRS = ("ccert_subject", "ccert_issuer", "ccert_fingerprint", "ccert_pubkey_fingerprint",
+             "encryption_protocol", "encryption_cipher", "encryption_keysize")
 
 #: (client certificate or None, use STARTTLS, recipient) per session.
 SESSIONS = [
@@ -58,8 +66,9 @@ def _make_pki(d):
     _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
              "-subj", "/CN=fastpost test CA", cwd=d)
     for name in ("server", "one", "two"):
+        cn = "two client (test)" if name == "two" else f"{name}.client.test"  # text to encode
         _openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                 "-subj", f"/CN={name}.client.test", cwd=d)
+                 "-subj", f"/CN={cn}", cwd=d)
         _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
                  "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", cwd=d)
 
@@ -144,7 +153,8 @@ def world(tmp_path_factory):
         "relay_clientcerts": f"texthash:{d}/relaycerts",
         "smtpd_error_sleep_time": "0",
     }
-    configs = {name: {k: v.format(dir=d) for k, v in over.items()}
+    policy = PolicyServer()
+    configs = {name: {k: v.format(dir=d, policy=policy.port) for k, v in over.items()}
                for name, over in CONFIGS.items()}
     ports, extra = {}, ""
     for name, over in configs.items():
@@ -152,10 +162,11 @@ def world(tmp_path_factory):
         extra += f"127.0.0.1:{ports[name]} inet n - n - - smtpd\n" + "".join(
             f"  -o {k}={v.replace(', ', ',').replace(' ', ',')}\n" for k, v in over.items())
     with PrivatePostfix(common, extra) as pfx:
-        yield d, common, configs, ports, pfx
+        yield d, common, configs, ports, pfx, policy
+    policy.close()
 
 
-def test_public_key_info_is_opensslss(world):
+def test_public_key_info_is_openssls(world):
     d = world[0]
     theirs = subprocess.run(["openssl", "x509", "-in", str(d / "two.crt"), "-noout", "-pubkey"],
                             capture_output=True, check=True).stdout
@@ -166,7 +177,7 @@ def test_public_key_info_is_opensslss(world):
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_same_as_postfix(world, name, tmp_path):
-    d, common, configs, ports, pfx = world
+    d, common, configs, ports, pfx, _policy = world
     main_cf = "".join(f"{k} = {v}\n" for k, v in {**common, **configs[name]}.items())
     before = len(pfx.log_text().splitlines())
     theirs = [_play(ports[name], d, *s) for s in SESSIONS]
@@ -183,3 +194,26 @@ def test_same_as_postfix(world, name, tmp_path):
             break
         time.sleep(0.05)
     assert _rejects(our_log) == their_rejects
+
+
+def test_policy_request_describes_the_certificate(world, tmp_path):
+    """check_policy_service gets the same ccert_* and encryption_* attributes."""
+    d, common, configs, ports, pfx, policy = world
+    main_cf = "".join(f"{k} = {v}\n" for k, v in {**common, **configs["policy"]}.items())
+    got = {}
+    for who in ("postfix", "fastpost"):
+        for cert in ("one", "two", None):
+            del policy.requests[:]
+            if who == "postfix":
+                replies = _play(ports["policy"], d, cert, True, "r@relay.test")
+            else:
+                with SmtpdThread(tmp_path / str(cert), main_cf) as srv:
+                    replies = _play(srv.port, d, cert, True, "r@relay.test")
+            assert replies[-1].startswith("250 2.1.5"), (who, replies)
+            attrs = dict(policy.requests[-1])
+            got[who, cert] = {k: attrs.get(k) for k in TLS_ATTRS}
+    for cert in ("one", "two", None):
+        assert got["fastpost", cert] == got["postfix", cert], cert
+    assert got["fastpost", "one"]["ccert_subject"] == "one.client.test"
+    assert got["fastpost", "one"]["ccert_issuer"] == "fastpost+20test+20CA"  # xtext
+    assert got["fastpost", "one"]["ccert_fingerprint"] == _fp(_der(d / "one.crt"))
