@@ -647,7 +647,7 @@ TABLE = (
     P('smtpd_sasl_auth_enable', BOOL, 'no'),
     P('smtpd_sasl_authenticated_header', BOOL, 'no'),
     P('smtpd_sasl_exceptions_networks', LIST, ''),
-    P('smtpd_sasl_local_domain', STR, '', supported=False),
+    P('smtpd_sasl_local_domain', STR, ''),  # no effect with Dovecot SASL, as in Postfix
     P('smtpd_sasl_mechanism_filter', LIST, '!external, static:rest'),
     P('smtpd_sasl_path', STR, 'smtpd'),
     P('smtpd_sasl_response_limit', INT, '12288', min=1),

@@ -92,6 +92,7 @@ LIMITS = {
     "smtpd_peername_lookup": "no",
     "smtpd_sasl_auth_enable": "yes",
     "smtpd_sasl_type": "dovecot",
+    "smtpd_authorized_xclient_hosts": "127.0.0.65, 127.0.0.66",
 }
 
 
@@ -182,6 +183,33 @@ def test_rate_limits_same_replies_as_postfix(fastpost, postfix):
     assert "warning: Message delivery request rate limit exceeded: 2 from unknown[127.0.0.61]" in log
     stats = fastpost.wait_log(r"anvil\[\d+\]: statistics: max cache size")
     assert f"statistics: max connection rate 4/60s for (127.0.0.1:{fastpost.port}:127.0.0.61)" in stats
+
+
+def test_xclient_client_is_counted(fastpost, postfix):
+    """A client allowed to send XCLIENT is not limited itself (Postfix does not tell
+    anvil about it); after XCLIENT the limits are the new client's, connection count
+    and rate included."""
+    lines = ["XCLIENT ADDR=198.51.100.{n}", "EHLO client.example", "MAIL FROM:<a@example.org>",
+             "RCPT TO:<postmaster@mx.fastpost.test>", "QUIT"]
+    plain = ["EHLO client.example", "MAIL FROM:<a@example.org>", "RSET",
+             "MAIL FROM:<a@example.org>", "QUIT"]
+    ours = [session(fastpost.port, plain, "127.0.0.65")] + [
+        session(fastpost.port, [x.format(n=61) for x in lines], "127.0.0.65") for _ in range(4)]
+    theirs = [session(postfix.port, plain, "127.0.0.66")] + [
+        session(postfix.port, [x.format(n=62) for x in lines], "127.0.0.66") for _ in range(4)]
+    norm = [[line.replace("198.51.100.61", "ADDR").replace("ESMTP fastpost", "ESMTP")
+             for line in s] for s in ours]
+    pnorm = [[line.replace("198.51.100.62", "ADDR").replace("ESMTP Postfix", "ESMTP")
+              for line in s] for s in theirs]
+    assert norm == pnorm
+    assert norm[0][2:5] == ["250 2.1.0 Ok", "250 2.0.0 Ok", "250 2.1.0 Ok"]  # not limited
+    norm = norm[1:]
+    assert norm[1][3] == "450 4.7.1 Error: too much mail from ADDR"
+    # The fourth XCLIENT names a client over the connection rate limit; the real
+    # client (127.0.0.65, allowed to send XCLIENT) was never counted.
+    assert norm[3] == ["220 mx.fastpost.test ESMTP",
+                       "421 4.7.0 mx.fastpost.test Error: too many connections from ADDR"]
+    fastpost.wait_log(r"Connection rate limit exceeded: 4 from unknown\[198\.51\.100\.61\]")
 
 
 def test_auth_rate_limit(fastpost, postfix):

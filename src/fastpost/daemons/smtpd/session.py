@@ -132,6 +132,8 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         self.waiting = False  # the last pass ended waiting for client input
         self._in_data = False  # 354 sent, the final DATA reply not yet
         self._anvil_ident: str | None = None  # counted by anvil at connect
+        #: The real client may send XCLIENT: anvil knows nothing of it (no limits).
+        self._anvil_unknown = False
         self._skip_log = False  # the policy logged the refusal being sent
 
     # ================================================================ transport
@@ -159,7 +161,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             c.server_addr, c.server_port = local[0], str(local[1])
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
-            c.tls = tlsmod.tls_info(ssl_object)
+            c.tls = tlsmod.tls_info(ssl_object, svc.tls.digest)
         # Reading is not paused while the greeting is prepared: what a client sends
         # early is kept (_early) and reading paused only then (buffer_updated).
         self._arm_timer()
@@ -390,6 +392,13 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             early, self._early = self._early, []
             for data in early:
                 self.conn.receive_data(data)
+        # A client allowed to send XCLIENT is not known to anvil (no connection, rate
+        # or event limits): the client it names is, once it does (as Postfix;
+        # tests/daemons/anvil/test_anvil.py).
+        if self.conn.options.xclient:
+            self._anvil_unknown = True
+            self._greet_sasl()
+            return
         limit = settings.connection_count_limit
         if limit and count > limit and not svc.exempt_from_limits(c):
             log.warn("Connection concurrency limit exceeded: %d from %s for service %s",
@@ -418,7 +427,9 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         """The anvil hook of MAIL, RCPT, STARTTLS and AUTH (limits.py): True when the
         check is under way (``go()`` runs after it unless the limit refuses)."""
         limits = self.service.limits
-        check = limits.event(what, self.client) if limits is not None else None
+        if limits is None or self._anvil_unknown:
+            return False
+        check = limits.event(what, self.client)
         if check is None:
             return False
 
@@ -1160,7 +1171,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         def started(transport):
             self.transport = transport
             self.conn.tls_started()
-            info = tlsmod.tls_info(transport.get_extra_info("ssl_object"))
+            info = tlsmod.tls_info(transport.get_extra_info("ssl_object"), self.service.tls.digest)
             self.client.tls = info
             self.client.helo = None
             if self.service.limits is not None:
@@ -1279,6 +1290,29 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                     503, f"Error: access denied for {new.text}", "5.7.0"))
                 self._respond("xclient", refused, ok=False)
                 return
+            # anvil: the new client is counted now (connection count and rate), as
+            # Postfix does; the real client, allowed to send XCLIENT, was not.
+            limits = self.service.limits
+            check = limits.connect(new) if limits is not None else None
+            if check is None:
+                greet()
+                return
+
+            self._anvil_unknown = False
+
+            def counted(result):
+                reply, ident = result
+                if self._anvil_ident is not None:
+                    limits.disconnect(self._anvil_ident, self.loop)
+                self._anvil_ident = ident
+                if reply is not None:
+                    self._respond("xclient", reply, ok=False, close=True)
+                    return
+                greet()
+
+            self._await(check, counted, lambda exc: greet())
+
+        def greet():
             # Postfix counts a successful XCLIENT as a command but not as a success.
             self._respond("xclient", self.service.greeting, ok=False)
             # The new identity decides what it may do (XFORWARD stays with the real client).

@@ -15,7 +15,9 @@ smtpd_tls_eckey_file, smtpd_tls_chain_files, smtpd_tls_protocols,
 smtpd_tls_mandatory_protocols, smtpd_tls_ciphers, smtpd_tls_mandatory_ciphers,
 smtpd_tls_exclude_ciphers, smtpd_tls_mandatory_exclude_ciphers,
 tls_{high,medium,low,export,null}_cipherlist, smtpd_tls_CAfile, smtpd_tls_CApath,
-smtpd_tls_ask_ccert, smtpd_tls_req_ccert, smtpd_tls_always_issue_session_ids.
+smtpd_tls_ask_ccert, smtpd_tls_req_ccert, smtpd_tls_always_issue_session_ids,
+smtpd_tls_fingerprint_digest (client certificate and public-key fingerprints, for
+permit_tls_clientcerts / relay_clientcerts and check_ccert_access).
 The mandatory_* variants apply when the level is "encrypt", as in Postfix.
 
 Differences from Postfix, because of what Python's ssl module exposes: TLS 1.0 and
@@ -31,6 +33,7 @@ is None and ``problem`` says why (the session logs it and offers no STARTTLS).
 
 from __future__ import annotations
 
+import hashlib
 import ssl
 
 from fastpost.daemons.smtpd.info import TlsInfo
@@ -85,15 +88,83 @@ def _canon(name: str) -> str:
     raise ConfigError(f"unknown TLS protocol name \"{name}\"")
 
 
-def tls_info(ssl_object) -> TlsInfo:
-    """Return the TlsInfo of an established TLS session."""
+def tls_info(ssl_object, digest: str = "sha256") -> TlsInfo:
+    """Return the TlsInfo of an established TLS session. A client certificate is
+    only ever received after it verified (the context asks for one only with a CA,
+    and Python's ssl then refuses the handshake for a certificate it cannot verify),
+    so a certificate here is a verified one: its fingerprints (``digest``,
+    smtpd_tls_fingerprint_digest) and CommonNames are filled in."""
     cipher = ssl_object.cipher() or ("unknown", "", 0)
     try:
-        peer = bool(ssl_object.getpeercert(binary_form=True))
+        der = ssl_object.getpeercert(binary_form=True)
     except (ValueError, AttributeError):
-        peer = False
-    return TlsInfo(protocol=ssl_object.version() or "unknown", cipher=cipher[0],
-                   bits=int(cipher[2] or 0), peer_cert=peer)
+        der = None
+    info = TlsInfo(protocol=ssl_object.version() or "unknown", cipher=cipher[0],
+                   bits=int(cipher[2] or 0), peer_cert=bool(der))
+    if der:
+        info.peer_verified = True
+        info.peer_fingerprint = fingerprint(der, digest)
+        try:
+            info.peer_pubkey_fingerprint = fingerprint(public_key_info(der), digest)
+        except ValueError:
+            info.peer_pubkey_fingerprint = ""
+        try:
+            decoded = ssl_object.getpeercert() or {}
+        except ValueError:
+            decoded = {}
+        info.peer_subject = _common_name(decoded.get("subject", ()))
+        info.peer_issuer = _common_name(decoded.get("issuer", ()))
+    return info
+
+
+def fingerprint(data: bytes, digest: str) -> str:
+    """Postfix's fingerprint form: upper-case hex bytes joined by colons."""
+    return ":".join(f"{b:02X}" for b in hashlib.new(digest, data).digest())
+
+
+def _common_name(rdns) -> str:
+    for rdn in rdns:
+        for key, value in rdn:
+            if key == "commonName":
+                return value
+    return ""
+
+
+def _tlv(der: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, start of contents, end of contents) of the DER element at pos."""
+    if pos + 2 > len(der):
+        raise ValueError("truncated DER")
+    tag, n = der[pos], der[pos + 1]
+    pos += 2
+    if n & 0x80:
+        count = n & 0x7F
+        if not 0 < count <= 4 or pos + count > len(der):
+            raise ValueError("bad DER length")
+        n = int.from_bytes(der[pos:pos + count], "big")
+        pos += count
+    if pos + n > len(der):
+        raise ValueError("truncated DER")
+    return tag, pos, pos + n
+
+
+def public_key_info(der: bytes) -> bytes:
+    """The DER SubjectPublicKeyInfo of a DER X.509 certificate (what Postfix's
+    public-key fingerprint digests)."""
+    tag, start, _ = _tlv(der, 0)  # Certificate
+    tag, start, end = _tlv(der, start)  # tbsCertificate
+    if tag != 0x30:
+        raise ValueError("not a certificate")
+    pos = start
+    tag, _, after = _tlv(der, pos)
+    if tag == 0xA0:  # [0] version
+        pos = after
+    # serialNumber, signature, issuer, validity, subject: then the key.
+    for _ in range(5):
+        _, _, pos = _tlv(der, pos)
+    tag, _, after = _tlv(der, pos)
+    if tag != 0x30 or after > end:
+        raise ValueError("no subjectPublicKeyInfo")
+    return der[pos:after]
 
 
 def describe(info: TlsInfo) -> str:
@@ -105,8 +176,9 @@ class ServerTls:
     """The server TLS context and what the session needs to know about it."""
 
     def __init__(self, context: ssl.SSLContext | None, level: str, problem: str = "",
-                 ask_ccert: bool = False):
+                 ask_ccert: bool = False, digest: str = "sha256"):
         self.context = context
+        self.digest = digest  # smtpd_tls_fingerprint_digest
         self.level = level  # none, may, encrypt
         self.problem = problem
         self.ask_ccert = ask_ccert
@@ -185,4 +257,7 @@ class ServerTls:
             ask = False
         if not config.get_bool("smtpd_tls_always_issue_session_ids"):
             ctx.options |= ssl.OP_NO_TICKET
-        return cls(ctx, level, "", ask)
+        digest = g("smtpd_tls_fingerprint_digest").strip().lower() or "sha256"
+        if digest not in hashlib.algorithms_available:
+            raise ConfigError(f"smtpd_tls_fingerprint_digest: unknown digest \"{digest}\"")
+        return cls(ctx, level, "", ask, digest)

@@ -322,7 +322,8 @@ def check_ccert_access(ev, step, name, klass):
     if tls is None or not tls.peer_verified:
         return DUNNO
     keys = [Key(k, False) for k in (tls.peer_fingerprint, tls.peer_pubkey_fingerprint) if k]
-    return check_keys(ev, step.arg, keys, ev.client.text, rp.CCERT)
+    # The reply names the certificate by its subject CommonName, as Postfix does.
+    return check_keys(ev, step.arg, keys, tls.peer_subject, rp.CCERT)
 
 
 @restriction("check_etrn_access", arg=TABLE)

@@ -94,7 +94,7 @@ async def _unknown_domain(ev, address: str, klass: str):
     if not domain or domain.startswith("["):
         return DUNNO
     try:
-        c = ev.engine.address_class.classify(address, ev.client.server_addr)
+        c = await ev.engine.address_class.aclassify(address, ev.client.server_addr)
     except maps.MapRetry:
         return ev.server_error(address, klass)
     if c.klass in ("local", "alias", "virtual"):
@@ -167,11 +167,11 @@ class _Logged(Exception):
     """A table failure already logged (as Postfix words it)."""
 
 
-def _find(ev, ml, address: str) -> bool:
+async def _find(ev, ml, address: str) -> bool:
     ac = ev.engine.address_class
     try:
-        return search.find_address(ml, address, delimiters=ev.settings.delimiters,
-                                   is_local=ac.is_local) is not None
+        return await search.afind_address(ml, address, delimiters=ev.settings.delimiters,
+                                          is_local=ac.is_local) is not None
     except maps.MapRetry as exc:
         # Name the table that failed (not the parameter), as Postfix does.
         text = str(exc)
@@ -180,7 +180,7 @@ def _find(ev, ml, address: str) -> bool:
         raise _Logged() from exc
 
 
-def _rcpt_maps(ev, address: str, klass: str):
+async def _rcpt_maps(ev, address: str, klass: str):
     """check_rcpt_maps: DUNNO, or a refusal; MapRetry becomes 451 4.3.0."""
     if not address:
         return DUNNO
@@ -188,13 +188,13 @@ def _rcpt_maps(ev, address: str, klass: str):
     s = ev.settings
     shown = address
     try:
-        c = ev.engine.address_class.classify(address, ev.client.server_addr)
+        c = await ev.engine.address_class.aclassify(address, ev.client.server_addr)
         if not address.rpartition("@")[1]:
             address = f"{address}@{c.domain}"
-        if t.virtual_alias and _find(ev, t.virtual_alias, address):
+        if t.virtual_alias and await _find(ev, t.virtual_alias, address):
             return DUNNO
         if c.klass == "local":
-            if not t.local or _find(ev, t.local, address):
+            if not t.local or await _find(ev, t.local, address):
                 return DUNNO
             code, table = s.unknown_local_code, "local recipient table"
         elif c.klass == "alias":
@@ -204,11 +204,11 @@ def _rcpt_maps(ev, address: str, klass: str):
             return ev.reject(code, _unknown_dsn(code, klass, table),
                              f"<{shown}>: {klass} rejected: {text}")
         elif c.klass == "virtual":
-            if _find(ev, t.virtual_mailbox, address):
+            if await _find(ev, t.virtual_mailbox, address):
                 return DUNNO
             code, table = s.unknown_mailbox_code, "virtual mailbox table"
         elif c.klass == "relay":
-            if not t.relay or _find(ev, t.relay, address):
+            if not t.relay or await _find(ev, t.relay, address):
                 return DUNNO
             code, table = s.unknown_relay_code, "relay recipient table"
         else:
@@ -279,21 +279,23 @@ def reject_multi_recipient_bounce(ev, step, name, klass):
 
 # -- sender login maps ------------------------------------------------------------------
 
-def _owners(ev, sender: str):
-    """The login names that own sender (a list, or None when it has no owner)."""
+async def _owners(ev, sender: str):
+    """The login names that own sender (a list, or None when it has no owner). Awaited:
+    login maps are often SQL or LDAP tables, asked off the loop."""
     t = _tables(ev.engine)
     ac = ev.engine.address_class
-    key = sender if sender else ev.settings.null_key
-    value = search.find_address(t.login, key, delimiters=ev.settings.delimiters,
-                                is_local=ac.is_local)
+    value = await search.afind_address(t.login, sender, delimiters=ev.settings.delimiters,
+                                       is_local=ac.is_local)
     if value is None:
         return None
     return [w.lower() for w in value.replace(",", " ").split()]
 
 
-def _login_mismatch(ev, authenticated: bool, unauthenticated: bool, known_only: bool):
+async def _login_mismatch(ev, authenticated: bool, unauthenticated: bool, known_only: bool):
     sender = ev.sender
-    if sender is None:
+    if not sender:
+        # The null sender is never checked: Postfix 3.7 accepts MAIL FROM:<> from any
+        # login, even with an owner listed for "<>" (tests/policy/test_sasl_compare.py).
         return DUNNO
     t = _tables(ev.engine)
     if not t.login:
@@ -301,7 +303,7 @@ def _login_mismatch(ev, authenticated: bool, unauthenticated: bool, known_only: 
         return ev.server_error()
     user = ev.client.sasl_username
     try:
-        owners = _owners(ev, sender)
+        owners = await _owners(ev, sender)
     except maps.MapRetry as exc:
         log.warn("%s", exc)
         return ev.server_error(sender, rp.SENDER)

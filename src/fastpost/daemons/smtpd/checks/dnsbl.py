@@ -280,20 +280,20 @@ for _which, _name in (("client", "reject_rhsbl_client"), ("reverse", "reject_rhs
     restriction(_name, arg=WORD, compile=_compile)(_domain_block(_which))
 
 
-def _would_relay(ev) -> bool:
+async def _would_relay(ev) -> bool:
     rcpt = ev.recipient
     if rcpt is None or ev.list_kind not in ("relay", "recipient") and ev.stage not in ("RCPT", "VRFY"):
         return False
     if rcpt is None:
         return False
     try:
-        return not ev.engine.address_class.authorized(rcpt, ev.client.server_addr)
+        return not await ev.engine.address_class.aauthorized(rcpt, ev.client.server_addr)
     except maps.MapRetry:
         return True
 
 
 async def _allow(ev, spec: ListSpec, query: str, action: str, what: str):
-    if _would_relay(ev):
+    if await _would_relay(ev):
         return DUNNO
     status, hits = await _listed(ev, query, spec)
     if status == "retry":

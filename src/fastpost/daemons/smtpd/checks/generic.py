@@ -158,7 +158,7 @@ def _relay_clientcerts(engine):
 
 
 @restriction("permit_tls_clientcerts")
-def permit_tls_clientcerts(ev, step, name, klass):
+async def permit_tls_clientcerts(ev, step, name, klass):
     tls = ev.client.tls
     if tls is None or not tls.peer_verified:
         return DUNNO
@@ -167,7 +167,7 @@ def permit_tls_clientcerts(ev, step, name, klass):
         if not key:
             continue
         try:
-            found = ml.get(key)
+            found = await ml.aget(key)
         except maps.MapRetry as exc:
             from fastpost.util import log
 

@@ -41,6 +41,7 @@ import itertools
 from fastpost.daemons.smtpd.checks import access
 from fastpost.daemons.smtpd.checks.registry import WORD, restriction
 from fastpost.mail.address import external
+from fastpost.smtp.grammar import xtext_encode
 from fastpost.util import log
 
 try:  # the client lives on branch authpol until it is merged
@@ -93,8 +94,9 @@ def request_attributes(ev) -> dict[str, str]:
         "sasl_method": c.sasl_method or "",
         "sasl_username": c.sasl_username or "",
         "sasl_sender": (env.auth or "") if env is not None and env.auth not in (None, "<>") else "",
-        "ccert_subject": tls.peer_subject if tls and tls.peer_verified else "",
-        "ccert_issuer": tls.peer_issuer if tls and tls.peer_verified else "",
+        # The certificate's names are xtext (``fastpost+20test+20CA``), as Postfix sends them.
+        "ccert_subject": xtext_encode(tls.peer_subject) if tls and tls.peer_verified else "",
+        "ccert_issuer": xtext_encode(tls.peer_issuer) if tls and tls.peer_verified else "",
         "ccert_fingerprint": tls.peer_fingerprint if tls and tls.peer_verified else "",
         "ccert_pubkey_fingerprint":
             tls.peer_pubkey_fingerprint if tls and tls.peer_verified else "",

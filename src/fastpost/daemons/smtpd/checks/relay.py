@@ -4,7 +4,7 @@ Postfix counterpart: reject_unauth_destination(), permit_auth_destination(),
 permit_mx_backup() and check_relay_domains of src/smtpd/smtpd_check.c, and the
 address classes of src/trivial-rewrite/resolve.c that they ask for.
 
-AddressClassifier(config).classify(address) -> Classified(klass, domain, routed) asks
+await AddressClassifier(config).aclassify(address) -> Classified(klass, domain, routed) asks
 fastpost.mail.resolve.Resolver (the code trivial-rewrite's resolve runs, in process: no
 IPC per RCPT), after which the address class is the one of where the address really
 goes: route operators on a local domain are followed first (``a%b@us`` and ``b!a@us``
@@ -153,23 +153,32 @@ class AddressClassifier:
         #: The last answer, as Postfix's resolve client keeps it: (address, server, result)
         self._last: tuple | None = None
 
-    def classify(self, address: str, server_addr: str = "") -> Classified:
+    async def aclassify(self, address: str, server_addr: str = "") -> Classified:
         """The class trivial-rewrite's resolve gives ``address`` (fastpost.mail.resolve,
         the same code the rewrite service runs): route operators on a local domain
         are followed (``a%b@us`` is ``a@b``, ``b!a@us`` is ``a@b``), so an address
-        that only looks local is classified where it really goes. MapRetry when a
-        table failed."""
+        that only looks local is classified where it really goes. Awaits the
+        resolver, so a network table in relay_domains, transport_maps or
+        relocated_maps is asked off the event loop. MapRetry when a table failed."""
         last = self._last
         if last is not None and last[0] == address and last[1] == server_addr:
             return last[2]  # one RCPT asks several times (relay, recipient, unlisted)
-        result = self._classify(address, server_addr)
+        full = address if "@" in address else f"{address}@{self.myorigin}"
+        result = self._classified(await self.resolver.aresolve("", full), full, server_addr)
         self._last = (address, server_addr, result)
         return result
 
-    def _classify(self, address: str, server_addr: str) -> Classified:
-        if "@" not in address:
-            address = f"{address}@{self.myorigin}"
-        r = self.resolver.resolve("", address)
+    def classify(self, address: str, server_addr: str = "") -> Classified:
+        """aclassify() without an event loop (commands, tests): blocks on network tables."""
+        last = self._last
+        if last is not None and last[0] == address and last[1] == server_addr:
+            return last[2]
+        full = address if "@" in address else f"{address}@{self.myorigin}"
+        result = self._classified(self.resolver.resolve("", full), full, server_addr)
+        self._last = (address, server_addr, result)
+        return result
+
+    def _classified(self, r, address: str, server_addr: str) -> Classified:
         if r.failed:
             raise maps.MapRetry(f"address resolution failed for {address}")
         domain = r.recipient.rpartition("@")[2].lower().rstrip(".")
@@ -190,27 +199,27 @@ class AddressClassifier:
             return True
         return self.any_interface and ipaddress.ip_address(ip).is_loopback
 
-    def authorized(self, address: str, server_addr: str = "") -> bool:
+    async def aauthorized(self, address: str, server_addr: str = "") -> bool:
         """permit_auth_destination's test: our domain, no sender-specified routing."""
-        c = self.classify(address, server_addr)
+        c = await self.aclassify(address, server_addr)
         if c.klass == "default":
             return False
         return self.untrusted_routing or not c.routed
 
 
-def _authorized(ev, rcpt: str):
+async def _authorized(ev, rcpt: str):
     try:
-        return ev.engine.address_class.authorized(rcpt, ev.client.server_addr)
+        return await ev.engine.address_class.aauthorized(rcpt, ev.client.server_addr)
     except maps.MapRetry:
         return None
 
 
-def _unauth_destination(ev, defer: bool):
+async def _unauth_destination(ev, defer: bool):
     """reject_/defer_unauth_destination: refuse a recipient we neither host nor relay for."""
     rcpt = ev.recipient
     if rcpt is None:
         return DUNNO
-    ok = _authorized(ev, rcpt)
+    ok = await _authorized(ev, rcpt)
     if ok is None:
         return ev.server_error(rcpt, "Recipient address")
     if ok:
@@ -233,11 +242,11 @@ def defer_unauth_destination(ev, step, name, klass):
 
 
 @restriction("permit_auth_destination")
-def permit_auth_destination(ev, step, name, klass):
+async def permit_auth_destination(ev, step, name, klass):
     rcpt = ev.recipient
     if rcpt is None:
         return DUNNO
-    ok = _authorized(ev, rcpt)
+    ok = await _authorized(ev, rcpt)
     if ok is None:
         return ev.server_error(rcpt, "Recipient address")
     if ok:
@@ -246,7 +255,7 @@ def permit_auth_destination(ev, step, name, klass):
 
 
 @restriction("check_relay_domains")
-def check_relay_domains(ev, step, name, klass):
+async def check_relay_domains(ev, step, name, klass):
     ev.note_once('support for restriction "check_relay_domains" will be removed from Postfix; '
                  'use "reject_unauth_destination" instead')
     rcpt = ev.recipient
@@ -256,7 +265,7 @@ def check_relay_domains(ev, step, name, klass):
     relay = ev.engine.address_class.relay
     if c.name != "unknown" and relay.match(c.name):
         return ev.permit("check_relay_domains", c.text, "Client host")
-    ok = _authorized(ev, rcpt)
+    ok = await _authorized(ev, rcpt)
     if ok:
         return ev.permit("check_relay_domains", rcpt, "Recipient address")
     reply = replies.relay_denied(rcpt, ev.settings.relay_code)
@@ -302,7 +311,7 @@ async def permit_mx_backup(ev, step, name, klass):
         return DUNNO
     ac = ev.engine.address_class
     try:
-        c = ac.classify(rcpt, ev.client.server_addr)
+        c = await ac.aclassify(rcpt, ev.client.server_addr)
     except maps.MapRetry:
         return ev.server_error(rcpt, "Recipient address")
     if c.klass != "default":
