@@ -53,8 +53,8 @@ from fastpost.daemons.smtp.session import COMMAND_TEXT, Session, SiteError, repl
 from fastpost.daemons.smtp.wire import wire_text
 from fastpost.mail.address import external
 from fastpost.mail.deliver import (
-    BOUNCED, DEFERRED, NOTIFY_DELAY, NOTIFY_FAILURE, NOTIFY_NEVER, NOTIFY_SUCCESS, RET_FULL,
-    RET_HDRS, SENT, DeliveryResult, RecipientResult, format_status_line,
+    BOUNCED, DEFERRED, FLAG_VERIFY, NOTIFY_DELAY, NOTIFY_FAILURE, NOTIFY_NEVER, NOTIFY_SUCCESS, RET_FULL,
+    RET_HDRS, SENT, DeliveryResult, RecipientResult, format_status_line, verify_status,
 )
 from fastpost.mail.queue.message import content_text, parse
 from fastpost.smtp.client import Recipient as WireRecipient
@@ -63,6 +63,10 @@ from fastpost.util import log
 __all__ = ["Engine"]
 
 _STALE = object()  # a cached session the server had closed: try again, uncounted
+
+
+class _Probe(Exception):
+    """A verify-mode request: there is no queued message to read."""
 
 
 class _Failure:
@@ -146,10 +150,15 @@ class Engine:
     async def deliver(self, request) -> DeliveryResult:
         self.deliveries += 1
         started = time.time()
+        verify = bool(request.flags & FLAG_VERIFY)
         try:
+            if verify:  # a probe: nothing in the queue, MAIL and RCPT only
+                raise _Probe()
             data = self.store.read(request.queue_id)
             parsed = parse(data)
             content = content_text(data, parsed, b"\r\n")
+        except _Probe:
+            content = b""
         except Exception as exc:  # noqa: BLE001 - QueueError, CorruptQueueFile, OSError
             log.warn("%s: cannot read the queued message: %s", request.queue_id, exc)
             return self._all(request, started, DEFERRED, "4.3.0",
@@ -205,8 +214,11 @@ class Engine:
         st.results[rcpt.offset] = result
         st.pending.remove(rcpt)
         req = st.request
+        shown = result
+        if req.flags & FLAG_VERIFY:
+            shown = RecipientResult(rcpt.offset, verify_status(status), dsn, text, relay)
         line = format_status_line(
-            req.queue_id, rcpt, result, arrival_time=req.arrival_time,
+            req.queue_id, rcpt, shown, arrival_time=req.arrival_time,
             active_time=req.active_time, request_time=req.request_time or req.active_time,
             conn_time=st.conn_time, conn_use=st.conn_use if relay != "none" else 0,
             resolution=self.resolution)
@@ -281,7 +293,7 @@ class Engine:
                 size=req.size or len(st.content), body=_body(req.encoding),
                 smtputf8=req.smtputf8 and self.s.smtputf8_enable,
                 ret={RET_FULL: "FULL", RET_HDRS: "HDRS"}.get(req.dsn_ret),
-                envid=req.dsn_envid or None)
+                envid=req.dsn_envid or None, verify_only=bool(req.flags & FLAG_VERIFY))
         except SiteError as exc:
             sess.close()
             if reused and exc.stage in ("mail", "rset") and exc.dsn == "4.4.2":
@@ -313,7 +325,15 @@ class Engine:
                 self._final(st, rcpt, DEFERRED, dsn, text, sess.relay)
             else:
                 st.soft_failure(rcpt.offset, dsn, text, sess.relay)
-        if sess.usable:
+        if req.flags & FLAG_VERIFY:
+            # The server's transaction is still open: RSET and QUIT (as Postfix's probes).
+            try:
+                if sess.usable:
+                    await sess.rset()
+            except SiteError:
+                pass
+            await sess.quit()
+        elif sess.usable:
             self.cache.put(dest.text, sess)
         else:
             sess.close()

@@ -353,6 +353,7 @@ class RestrictionPolicy(Policy):
         """Import the restriction modules (they register their names)."""
         from fastpost.daemons.smtpd.checks import (  # noqa: F401
             access, address, dnsaccess, dnsbl, generic, hostname, policy_service, relay,
+            verify,
         )
 
     def open_table(self, spec: str) -> maps.MapList:
