@@ -28,7 +28,10 @@ MASTER_CF = ("{port} inet n - n - - smtpd\n"
              "relay unix - - n - - smtp\n"
              "error unix - - n - - error\n"
              "retry unix - - n - - error\n"
-             "verify unix - - n - 1 verify\n")
+             "verify unix - - n - 1 verify\n"
+             "pickup unix n - n 60 1 pickup\n"
+             "bounce unix - - n - 0 bounce\n"
+             "trace unix - - n - 0 bounce\n")
 
 
 def remote_main_cf() -> dict:

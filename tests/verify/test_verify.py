@@ -162,6 +162,30 @@ def test_cache_is_a_table_fastpost_map_reads(gateways):
                      r"dropped=0 entries", fp.log_text())
 
 
+def test_sendmail_bv_asks_the_remote_site(gateways):
+    """sendmail -bv for remote addresses: the smtp agent in verify mode answers (MAIL and
+    RCPT at the remote), and the report to the sender carries its answers."""
+    import subprocess
+    import sys
+
+    fp = gateways.fp
+    proc = subprocess.run([sys.executable, "-m", "fastpost", "-c", str(fp.etc), "sendmail",
+                           "-bv", "-f", "checker@example.org", UNKNOWN, KNOWN],
+                          input=b"", capture_output=True, env=fp.env(), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    log = fp.wait_log(r"(\w+): sender delivery status notification: (\w+)")
+    req, notice = re.findall(r"(\w+): sender delivery status notification: (\w+)", log)[-1]
+    assert re.search(rf"smtp\[\d+\]: {req}: to=<unknown@remote.test>, relay=127\.0\.0\.1"
+                     rf"\[127\.0\.0\.1\]:\d+, .*dsn=5\.1\.1, status=undeliverable \(host "
+                     rf"127\.0\.0\.1\[127\.0\.0\.1\] said: 550 5\.1\.1", log), log[-3000:]
+    assert re.search(rf"smtp\[\d+\]: {req}: to=<known@remote.test>, .*dsn=2\.1\.5, "
+                     rf"status=deliverable \(250 2\.1\.5 Ok\)", log)
+    assert "not verified with the remote site" not in log
+    text = fp.command("cat", "-bq", notice, check=True).stdout
+    assert "Action: undeliverable" in text and "Action: deliverable" in text
+    assert "User unknown in relay recipient table" in text
+
+
 def test_polling_waits_for_the_answer_and_5xx_reject_code(remote, tmp_path_factory):
     """poll_count 3, 1 s apart: a new address gets its final answer in the same RCPT;
     a 5xx unverified_recipient_reject_code words it "undeliverable address"; the sender's

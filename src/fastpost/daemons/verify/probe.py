@@ -47,7 +47,10 @@ from fastpost.daemons.verify.cache import STAT_BOUNCE, STAT_DEFER, STAT_OK
 from fastpost.mail import deliver as D
 from fastpost.util import log
 
-__all__ = ["Prober", "probe_id"]
+__all__ = ["Prober", "probe_id", "transport_programs", "ask_agent", "AGENT_PROGRAMS"]
+
+#: programs with a verify mode (FLAG_VERIFY): asked over private/TRANSPORT
+AGENT_PROGRAMS = ("smtp", "lmtp")
 
 _counter = itertools.count(1)
 
@@ -89,15 +92,7 @@ class Prober:
     def programs(self) -> dict[str, str]:
         """master.cf service name -> program, for unix services."""
         if self._programs is None:
-            from fastpost.mail import mastercf
-
-            try:
-                entries = mastercf.load(self.cfg.config_dir)
-            except Exception as exc:  # noqa: BLE001 - reported, then every transport is "other"
-                log.warn("verify: cannot read master.cf: %s", exc)
-                entries = []
-            self._programs = {e.service: e.command.rpartition("/")[2]
-                              for e in entries if e.type == "unix"}
+            self._programs = transport_programs(self.cfg)
         return self._programs
 
     async def sender(self) -> str:
@@ -140,7 +135,7 @@ class Prober:
             status, dsn, text = await self._virtual(res.recipient)
             self._log(qid, address, res.transport, started, dsn, status, text)
             return status, text
-        if program in ("smtp", "lmtp"):
+        if program in AGENT_PROGRAMS:
             return await self._agent(qid, sender, address, res, started)
         text = f"delivery via {res.transport} to {res.nexthop}"
         self._log(qid, address, res.transport, started, "2.0.0", STAT_OK, text)
@@ -161,27 +156,13 @@ class Prober:
         return STAT_BOUNCE, "5.1.1", f"unknown user: \"{address}\""
 
     async def _agent(self, qid, sender, address, res, started) -> tuple[int, str]:
-        from fastpost.mail import ipc
-
-        now = time.time()
-        request = D.DeliveryRequest(
-            qid, res.transport, res.nexthop, sender,
-            [D.Recipient(0, res.recipient, address if address != res.recipient else "")],
-            started, started, request_time=now, flags=D.FLAG_VERIFY)
-        client = ipc.AsyncAttrClient(ipc.endpoint(self.qdir, res.transport, ipc.PRIVATE),
-                                     D.PROTOCOL, connect_timeout=self.timeout,
-                                     timeout=max(self.timeout, 600.0))
         try:
-            reply = await client.request(request.to_attrs(), retry=False)
-            if "error" in reply:
-                raise ValueError(str(reply["error"]))
-            result = D.DeliveryResult.from_attrs(reply).results[0]
+            result = await ask_agent(self.qdir, self.timeout, qid, res.transport, res.nexthop,
+                                     sender, res.recipient, address, started)
         except Exception as exc:  # noqa: BLE001 - IPC errors, a malformed answer
             text = f"mail transport unavailable: {res.transport}: {exc}"
             log.warn("%s: probe for <%s>: %s", qid, address, text)
             return STAT_DEFER, text
-        finally:
-            client.close()
         if result.status == D.SENT:
             return STAT_OK, result.text
         return (STAT_BOUNCE if result.status == D.BOUNCED else STAT_DEFER), result.text
@@ -194,3 +175,37 @@ class Prober:
         log.info("%s", log.printable(D.format_status_line(
             qid, rcpt, result, arrival_time=started, active_time=started,
             request_time=started, conn_time=now, done_time=now)))
+
+
+def transport_programs(cfg) -> dict[str, str]:
+    """master.cf unix service name -> program name (read it before leaving the
+    configuration directory's reach: pre_init)."""
+    from fastpost.mail import mastercf
+
+    try:
+        entries = mastercf.load(cfg.config_dir)
+    except Exception as exc:  # noqa: BLE001 - reported, then every transport is "other"
+        log.warn("cannot read master.cf: %s", exc)
+        entries = []
+    return {e.service: e.command.rpartition("/")[2] for e in entries if e.type == "unix"}
+
+
+async def ask_agent(qdir: str, timeout: float, qid: str, transport: str, nexthop: str,
+                    sender: str, recipient: str, orig: str, started: float):
+    """One verify-mode request to private/TRANSPORT; its RecipientResult (SENT, DEFERRED
+    or BOUNCED). IPC failures and malformed answers raise."""
+    from fastpost.mail import ipc
+
+    request = D.DeliveryRequest(
+        qid, transport, nexthop, sender,
+        [D.Recipient(0, recipient, orig if orig != recipient else "")],
+        started, started, request_time=time.time(), flags=D.FLAG_VERIFY)
+    client = ipc.AsyncAttrClient(ipc.endpoint(qdir, transport, ipc.PRIVATE), D.PROTOCOL,
+                                 connect_timeout=timeout, timeout=max(timeout, 600.0))
+    try:
+        reply = await client.request(request.to_attrs(), retry=False)
+        if "error" in reply:
+            raise ValueError(str(reply["error"]))
+        return D.DeliveryResult.from_attrs(reply).results[0]
+    finally:
+        client.close()
