@@ -31,7 +31,8 @@ MASTER_CF = ("{port} inet n - n - - smtpd\n"
              "verify unix - - n - 1 verify\n"
              "pickup unix n - n 60 1 pickup\n"
              "bounce unix - - n - 0 bounce\n"
-             "trace unix - - n - 0 bounce\n")
+             "trace unix - - n - 0 bounce\n"
+             "local unix - n n - - local\n")
 
 
 def remote_main_cf() -> dict:
@@ -47,7 +48,8 @@ def gateway_main_cf(remote_port: int, dead_port: int, **extra) -> dict:
           "relay_domains": "remote.test, dead.test", "mynetworks": "127.0.0.0/8",
           "smtpd_recipient_restrictions": "reject_unverified_recipient",
           "smtpd_sender_restrictions": "reject_unverified_sender",
-          "address_verify_poll_count": "1", "smtp_connect_timeout": "3s"}
+          "address_verify_poll_count": "1", "smtp_connect_timeout": "3s",
+          "alias_maps": "", "local_recipient_maps": ""}
     cf.update({k: str(v) for k, v in extra.items()})
     return cf
 
@@ -56,7 +58,7 @@ def fastpost_gateway(tmp, remote_port: int, dead_port: int, name: str = "gw", **
     """A fastpost Instance (not started) and its smtpd port."""
     port = free_port()
     main = gateway_main_cf(remote_port, dead_port, **extra)
-    main.update(local_recipient_maps="", alias_maps="", myhostname="mx.fastpost.test",
+    main.update(myhostname="mx.fastpost.test",
                 mydomain="fastpost.test", mydestination="$myhostname, localhost",
                 smtpd_peername_lookup="no")
     return Instance(tmp, master_cf=MASTER_CF.format(port=f"127.0.0.1:{port}"), main_cf=main,

@@ -19,6 +19,8 @@ to verify). fastpost asks the same parties directly, without a queued message
      that service name or a 4.x.x text): a temporary failure;
    * ``local``: the local part (without its recipient_delimiter extension) in
      alias_maps, the password file, luser_relay (fastpost.daemons.pickup.verify);
+     ``postmaster`` without an alias is deliverable ("discarded") when the probe
+     sender is the double-bounce address, as Postfix's local agent answers;
    * ``virtual``: the address, or its ``@domain`` catch-all, in virtual_mailbox_maps;
    * ``smtp`` / ``lmtp``: a delivery request flagged FLAG_VERIFY to private/TRANSPORT;
      the agent connects as for mail, sends MAIL FROM and RCPT TO and no DATA, logs
@@ -129,6 +131,8 @@ class Prober:
 
             action, dsn, text = await _local_verdict(self.cfg, res.recipient)
             status = STAT_OK if action == "deliverable" else _stat_of(dsn)
+            if status == STAT_BOUNCE and self._postmaster_from_double_bounce(sender, res):
+                status, dsn, text = STAT_OK, "2.0.0", "discarded"
             self._log(qid, address, res.transport, started, dsn, status, text)
             return status, text
         if program == "virtual":
@@ -140,6 +144,14 @@ class Prober:
         text = f"delivery via {res.transport} to {res.nexthop}"
         self._log(qid, address, res.transport, started, "2.0.0", STAT_OK, text)
         return STAT_OK, text
+
+    def _postmaster_from_double_bounce(self, sender: str, res) -> bool:
+        """Postfix's local agent discards mail from the double-bounce address to a
+        postmaster without an alias (a loop breaker); its probes therefore find
+        postmaster deliverable ("discarded"), and so do ours."""
+        local = res.recipient.rpartition("@")[0].lower()
+        double = self.cfg.get("double_bounce_sender").lower()
+        return local == "postmaster" and sender.lower().rpartition("@")[0] == double
 
     async def _virtual(self, address: str) -> tuple[int, str, str]:
         from fastpost.mail.maps import MapList, MapRetry
