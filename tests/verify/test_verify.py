@@ -144,6 +144,10 @@ def test_probes_never_send_data(gateways, remote):
     for line in lines:
         assert "data=" not in line and re.search(r" rset=\d+", line), line
     assert "queued as" not in remote.log_text()
+    # both gateways probe as double-bounce@$myorigin (address_verify_sender's default)
+    refusals = re.findall(r"NOQUEUE: reject: RCPT from \S+: 550 5\.1\.1 <unknown@remote\.test>"
+                          r".*; from=<(\S*)> to=<unknown@remote\.test>", remote.log_text())
+    assert refusals == ["double-bounce@mx.fastpost.test"] * 2, refusals
 
 
 def test_cache_is_a_table_fastpost_map_reads(gateways):

@@ -131,3 +131,24 @@ def test_unsupported_cache_tables_are_named(spec):
 
 def test_empty_map_is_in_memory():
     assert isinstance(open_table(""), MemoryTable)
+
+
+def test_service_requests():
+    """The verify protocol handler: update then query; malformed requests fail."""
+    import fastpost.daemons.verify as service
+
+    cache, clock = make()
+    service._st.cache = cache
+    try:
+        assert service.handle({"request": "update", "address": "a@x", "recipient_status": 2,
+                               "reason": "550 no"}) == {"status": 0}
+        assert service.handle({"request": "query", "address": "A@X"}) == {
+            "status": 0, "recipient_status": STAT_BOUNCE, "reason": "550 no"}
+        assert service.handle({"request": "update", "address": "a@x",
+                               "recipient_status": 3}) == {"status": 1}
+        assert service.handle({"request": "update", "address": "a@x",
+                               "recipient_status": "x"}) == {"status": 1}
+        assert service.handle({"request": "query"}) == {"status": 1}
+        assert service.handle({"request": "delete", "address": "a@x"}) == {"status": 1}
+    finally:
+        service._st.cache = None
