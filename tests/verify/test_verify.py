@@ -230,3 +230,27 @@ def test_polling_waits_for_the_answer_and_5xx_reject_code(remote, tmp_path_facto
         assert fp == pf
         assert fp[2] == ("450 4.1.7 <bad@remote.test>: Sender address rejected: unverified "
                          "address: Sender not verifiable")
+
+
+def test_unlisted_recipient_interplay_matches_postfix(remote, tmp_path_factory):
+    """reject_unverified_recipient with relay_recipient_maps: the implicit
+    reject_unlisted_recipient after the list (smtpd_reject_unlisted_recipient = yes) and
+    the verification's defer_if_permit, reply for reply with Postfix: a pending
+    defer_if_permit is given before the unlisted check (the engine did it the other way
+    round before; fixed in checks/engine.py)."""
+    extra = {"relay_recipient_maps": "inline:{ {known@remote.test=x}, {unknown@remote.test=x} }",
+             "address_verify_poll_count": 3, "address_verify_poll_delay": "1s"}
+    with Gateways(tmp_path_factory.mktemp("verify3"), remote.port, **extra) as g:
+        session = site.rcpt_session("", KNOWN, UNKNOWN, "other@remote.test")
+        session[1] = "MAIL FROM:<>"
+        fp, pf = g.both(session)
+        assert fp == pf
+        fp2, pf2 = g.both(session)
+        assert fp2 == pf2
+        assert fp2[2] == "250 2.1.5 Ok"
+        # the verification's deferral comes before the implicit unlisted check: an
+        # unlisted address the remote refuses gets the 450, not "User unknown" (Postfix)
+        assert fp2[4] == ("450 4.1.1 <other@remote.test>: Recipient address rejected: "
+                          "unverified address: host 127.0.0.1[127.0.0.1] said: 550 5.1.1 "
+                          "<other@remote.test>: Recipient address rejected: User unknown in "
+                          "relay recipient table (in reply to RCPT TO command)"), fp2
