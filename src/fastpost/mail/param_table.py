@@ -33,7 +33,7 @@ TABLE = (
     P('address_verify_sender', STR, '$double_bounce_sender'),
     P('address_verify_sender_dependent_default_transport_maps', MAPS, '$sender_dependent_default_transport_maps'),
     P('address_verify_sender_dependent_relayhost_maps', MAPS, '$sender_dependent_relayhost_maps'),
-    P('address_verify_sender_ttl', TIME, '0s', unit='s', min=0, supported=False),
+    P('address_verify_sender_ttl', TIME, '0s', unit='s', min=0),
     P('address_verify_service_name', STR, 'verify'),
     P('address_verify_transport_maps', MAPS, '$transport_maps'),
     P('address_verify_virtual_transport', STR, '$virtual_transport'),

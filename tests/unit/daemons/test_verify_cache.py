@@ -152,3 +152,16 @@ def test_service_requests():
         assert service.handle({"request": "delete", "address": "a@x"}) == {"status": 1}
     finally:
         service._st.cache = None
+
+
+@pytest.mark.parametrize("ttl,now,expected", [
+    # recorded from Postfix 3.7's probes (MAIL FROM at the remote) at these times
+    (3600, 1795266005, "double-bounceJQXM@mx.fastpost.test"),
+    (7 * 86400, 1795266012, "double-bounce32R@mx.fastpost.test"),
+    (1, 1795266019, "double-bounce20PY0T2@mx.fastpost.test"),
+])
+def test_time_dependent_probe_sender(ttl, now, expected):
+    from fastpost.daemons.verify.probe import ttl_sender
+
+    assert ttl_sender("double-bounce@mx.fastpost.test", ttl, now) == expected
+    assert ttl_sender("double-bounce", ttl, now) == expected.partition("@")[0]

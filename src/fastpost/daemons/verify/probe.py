@@ -9,8 +9,9 @@ to verify). fastpost asks the same parties directly, without a queued message
     status, text = await prober.probe("user@example.com")   # cache.STAT_* and the reason
 
 1. the probe sender is address_verify_sender (default $double_bounce_sender; ``<>``
-   is the null sender), qualified like any local address (``double-bounce`` becomes
-   ``double-bounce@$myorigin``);
+   is the null sender), with address_verify_sender_ttl's time-dependent part appended
+   to its local part when that is set (ttl_sender), qualified like any local address
+   (``double-bounce`` becomes ``double-bounce@$myorigin``);
 2. trivial-rewrite's ``verify`` request routes the address with the
    address_verify_* transports, relayhost and maps;
 3. by the master.cf program of the transport it names:
@@ -33,7 +34,7 @@ Every probe logs one line as the agents do, under a probe ID (a queue ID no mess
 has): ``ID: to=<addr>, relay=R, delay=D, delays=..., dsn=X.Y.Z, status=deliverable (..)``
 (for smtp/lmtp the agent writes it).
 
-Parameters: address_verify_sender, the address_verify_* routing (trivial-rewrite's),
+Parameters: address_verify_sender, address_verify_sender_ttl, the address_verify_* routing (trivial-rewrite's),
 local_transport's and virtual's tables, ipc_timeout.
 Failures: trivial-rewrite or the agent cannot be reached: a temporary failure (1) whose
 text names the service; nothing is cached from it for long (negative_refresh_time).
@@ -98,13 +99,18 @@ class Prober:
         return self._programs
 
     async def sender(self) -> str:
-        if self._sender is None:
-            raw = self.cfg.get("address_verify_sender").strip()
-            if raw in ("", "<>"):
-                self._sender = ""
-            else:
-                self._sender = await self.rewriter.rewrite("local", raw)
-        return self._sender
+        raw = self.cfg.get("address_verify_sender").strip()
+        if raw in ("", "<>"):
+            return ""
+        ttl = int(self.cfg.typed("address_verify_sender_ttl") or 0)
+        if ttl > 0:
+            raw = ttl_sender(raw, ttl, time.time())
+        elif self._sender is not None:
+            return self._sender
+        sender = await self.rewriter.rewrite("local", raw)
+        if ttl <= 0:
+            self._sender = sender
+        return sender
 
     async def probe(self, address: str) -> tuple[int, str]:
         """(cache.STAT_OK | STAT_DEFER | STAT_BOUNCE, text) for ``address``."""
@@ -187,6 +193,25 @@ class Prober:
         log.info("%s", log.printable(D.format_status_line(
             qid, rcpt, result, arrival_time=started, active_time=started,
             request_time=started, conn_time=now, done_time=now)))
+
+
+#: digits of the time-dependent sender part (no vowels: never a word), as Postfix's
+_SAFE_DIGITS = "0123456789BCDFGHJKLMNPQRSTVWXYZ"
+
+
+def ttl_sender(sender: str, ttl: int, now: float) -> str:
+    """address_verify_sender_ttl: the local part gets the number of whole ``ttl``
+    periods since the epoch appended, in base 31 over _SAFE_DIGITS (what Postfix 3.7
+    sends: ``double-bounceJQXM@...`` for 1h, ``double-bounce32R@...`` for 7d)."""
+    value = int(now // ttl)
+    digits = ""
+    while True:
+        value, d = divmod(value, 31)
+        digits = _SAFE_DIGITS[d] + digits
+        if value == 0:
+            break
+    local, at, domain = sender.rpartition("@")
+    return f"{local}{digits}@{domain}" if at else sender + digits
 
 
 def transport_programs(cfg) -> dict[str, str]:
