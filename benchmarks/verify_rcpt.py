@@ -176,7 +176,8 @@ def main(argv=None) -> int:
     try:
         fp.start()
         pf.__enter__()
-        pf_pid = lambda: int((pf.dir / "spool" / "pid" / "master.pid").read_text().split()[0])  # noqa: E731
+        pid_file = pf.dir / "spool" / "pid" / "master.pid"
+        pf_pid = lambda: int(pid_file.read_text().split()[0])  # noqa: E731
         gws = [Gw("fastpost", fp_port, fp.log_text, lambda: fp.master_pid),
                Gw("postfix", pf.port, pf.log_text, pf_pid)]
         for g in gws:  # fill the caches with the two addresses

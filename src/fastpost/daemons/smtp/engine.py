@@ -33,6 +33,12 @@ The order of work, as Postfix's smtp:
 Every final result is logged as Postfix's status line (``relay=host[addr]:port``,
 ``conn_use=N`` from the second message on a connection, ``delays=a/b/c/d``).
 
+Verify mode (``request.flags & FLAG_VERIFY``: address verification probes from the
+verify service or sendmail -bv): no queued message is read; each transaction is MAIL
+and RCPT only (no DATA), the RCPT replies are the results, the session is RSET and
+closed with QUIT (never cached: the server's transaction is open), and the status
+lines say ``status=deliverable`` / ``status=undeliverable`` (docs/verify.md).
+
 Addresses go out in RFC 5321 form (a local part that needs it is quoted:
 ``"john doe"@example.com``) unless smtp_quote_rfc821_envelope = no.
 
@@ -53,8 +59,8 @@ from fastpost.daemons.smtp.session import COMMAND_TEXT, Session, SiteError, repl
 from fastpost.daemons.smtp.wire import wire_text
 from fastpost.mail.address import external
 from fastpost.mail.deliver import (
-    BOUNCED, DEFERRED, FLAG_VERIFY, NOTIFY_DELAY, NOTIFY_FAILURE, NOTIFY_NEVER, NOTIFY_SUCCESS, RET_FULL,
-    RET_HDRS, SENT, DeliveryResult, RecipientResult, format_status_line, verify_status,
+    BOUNCED, DEFERRED, FLAG_VERIFY, NOTIFY_DELAY, NOTIFY_FAILURE, NOTIFY_NEVER, NOTIFY_SUCCESS,
+    RET_FULL, RET_HDRS, SENT, DeliveryResult, RecipientResult, format_status_line, verify_status,
 )
 from fastpost.mail.queue.message import content_text, parse
 from fastpost.smtp.client import Recipient as WireRecipient
@@ -63,10 +69,6 @@ from fastpost.util import log
 __all__ = ["Engine"]
 
 _STALE = object()  # a cached session the server had closed: try again, uncounted
-
-
-class _Probe(Exception):
-    """A verify-mode request: there is no queued message to read."""
 
 
 class _Failure:
@@ -150,19 +152,17 @@ class Engine:
     async def deliver(self, request) -> DeliveryResult:
         self.deliveries += 1
         started = time.time()
-        verify = bool(request.flags & FLAG_VERIFY)
-        try:
-            if verify:  # a probe: nothing in the queue, MAIL and RCPT only
-                raise _Probe()
-            data = self.store.read(request.queue_id)
-            parsed = parse(data)
-            content = content_text(data, parsed, b"\r\n")
-        except _Probe:
-            content = b""
-        except Exception as exc:  # noqa: BLE001 - QueueError, CorruptQueueFile, OSError
-            log.warn("%s: cannot read the queued message: %s", request.queue_id, exc)
-            return self._all(request, started, DEFERRED, "4.3.0",
-                             "mail system error: cannot read the queued message")
+        if request.flags & FLAG_VERIFY:
+            content = b""  # a probe: nothing in the queue, MAIL and RCPT only
+        else:
+            try:
+                data = self.store.read(request.queue_id)
+                parsed = parse(data)
+                content = content_text(data, parsed, b"\r\n")
+            except Exception as exc:  # noqa: BLE001 - QueueError, CorruptQueueFile, OSError
+                log.warn("%s: cannot read the queued message: %s", request.queue_id, exc)
+                return self._all(request, started, DEFERRED, "4.3.0",
+                                 "mail system error: cannot read the queued message")
         content, folded = wire_text(content, self.s.fold_limit, True)
         if folded:
             log.info("%s: breaking line > %d bytes with <CR><LF>SPACE", request.queue_id,

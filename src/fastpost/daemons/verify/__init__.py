@@ -122,9 +122,10 @@ async def _run_probe(address: str) -> None:
         try:
             _st.cache.update(address, status, text)
         except Exception as exc:  # noqa: BLE001
-            log.warn("cache %s update for %s: %s", _st.cache.table.spec, address, exc)
+            log.warn("cache %s update for %s: %s", _st.cache.table.spec,
+                     log.printable(address), exc)
     except Exception as exc:  # noqa: BLE001 - a probe must never take the service down
-        log.warn("probe for <%s> failed: %s", address, exc)
+        log.warn("probe for <%s> failed: %s", log.printable(address), exc)
     finally:
         _st.pending -= 1
 
@@ -135,7 +136,7 @@ def _start_probe(address: str) -> None:
         if now - _st.warned > 60:
             _st.warned = now
             log.warn("address_verify_pending_request_limit (%d) reached: not probing <%s>",
-                     _st.limit, address)
+                     _st.limit, log.printable(address))
         return
     _st.pending += 1
     task = asyncio.ensure_future(_run_probe(address))
@@ -147,6 +148,7 @@ def handle(request: dict, conn=None) -> dict:
     """One request (module docstring); no I/O but the cache and starting probes."""
     what = request.get("request")
     address = request.get("address")
+    shown = log.printable(address) if isinstance(address, str) else address
     if what not in ("query", "update") or not isinstance(address, str):
         log.warn("verify: bad request: %r", {k: request.get(k) for k in ("request", "address")})
         return {"status": 1}
@@ -159,15 +161,15 @@ def handle(request: dict, conn=None) -> dict:
         try:
             status = int(request.get("recipient_status"))
         except (TypeError, ValueError):
-            log.warn("verify: bad update status for <%s>", address)
+            log.warn("verify: bad update status for <%s>", shown)
             return {"status": 1}
         if not 0 <= status < STAT_TODO:
-            log.warn("verify: bad update status %d for <%s>", status, address)
+            log.warn("verify: bad update status %d for <%s>", status, shown)
             return {"status": 1}
         _st.cache.update(address, status, str(request.get("reason", "")))
         return {"status": 0}
     except Exception as exc:  # noqa: BLE001 - lmdb.Error, OSError
-        log.warn("cache %s: %s: %s", _st.cache.table.spec, address, exc)
+        log.warn("cache %s: %s: %s", _st.cache.table.spec, shown, exc)
         return {"status": 0, "recipient_status": STAT_DEFER,
                 "reason": "address verification cache problem"}
 
@@ -180,4 +182,5 @@ def main(argv: list[str]) -> None:
     multi_server_main(argv, attr_service(PROTOCOL, handle), name="verify",
                       params=("address_verify_map", "address_verify_pending_request_limit",
                               "address_verify_cache_cleanup_interval"),
-                      pre_init=_pre_init, post_init=_post_init, on_exit=_on_exit, resident=True, solitary=True)
+                      pre_init=_pre_init, post_init=_post_init, on_exit=_on_exit,
+                      resident=True, solitary=True)

@@ -34,8 +34,8 @@ Every probe logs one line as the agents do, under a probe ID (a queue ID no mess
 has): ``ID: to=<addr>, relay=R, delay=D, delays=..., dsn=X.Y.Z, status=deliverable (..)``
 (for smtp/lmtp the agent writes it).
 
-Parameters: address_verify_sender, address_verify_sender_ttl, the address_verify_* routing (trivial-rewrite's),
-local_transport's and virtual's tables, ipc_timeout.
+Parameters: address_verify_sender, address_verify_sender_ttl, the address_verify_*
+routing (trivial-rewrite's), local_transport's and virtual's tables, ipc_timeout.
 Failures: trivial-rewrite or the agent cannot be reached: a temporary failure (1) whose
 text names the service; nothing is cached from it for long (negative_refresh_time).
 """
@@ -179,7 +179,7 @@ class Prober:
                                      sender, res.recipient, address, started)
         except Exception as exc:  # noqa: BLE001 - IPC errors, a malformed answer
             text = f"mail transport unavailable: {res.transport}: {exc}"
-            log.warn("%s: probe for <%s>: %s", qid, address, text)
+            log.warn("%s: probe for <%s>: %s", qid, log.printable(address), text)
             return STAT_DEFER, text
         if result.status == D.SENT:
             return STAT_OK, result.text
