@@ -214,10 +214,12 @@ def test_local_recipients_match_postfix(gateways):
 def test_polling_waits_for_the_answer_and_5xx_reject_code(remote, tmp_path_factory):
     """poll_count 3, 1 s apart: a new address gets its final answer in the same RCPT;
     a 5xx unverified_recipient_reject_code words it "undeliverable address"; the sender's
-    reject_reason replaces the detail."""
+    reject_reason replaces the detail; a stale positive entry is refreshed in the
+    background while its answer is used."""
     extra = {"address_verify_poll_count": 3, "address_verify_poll_delay": "1s",
              "unverified_recipient_reject_code": 550,
-             "unverified_sender_reject_reason": "Sender not verifiable"}
+             "unverified_sender_reject_reason": "Sender not verifiable",
+             "address_verify_positive_refresh_time": "1s"}
     with Gateways(tmp_path_factory.mktemp("verify2"), remote.port, **extra) as g:
         fp, pf = g.both(site.rcpt_session("sender@remote.test", KNOWN, UNKNOWN))
         assert fp == pf
@@ -230,6 +232,16 @@ def test_polling_waits_for_the_answer_and_5xx_reject_code(remote, tmp_path_facto
         assert fp == pf
         assert fp[2] == ("450 4.1.7 <bad@remote.test>: Sender address rejected: unverified "
                          "address: Sender not verifiable")
+        # positive_refresh_time 1s: once the entry is older, a query still gets the
+        # cached "deliverable" at once and starts a second probe in the background
+        for inst_log, port in ((g.fp.log_text, g.fp_port), (g.pf.log_text, g.pf.port)):
+            deadline = time.monotonic() + 30
+            while len(re.findall(r"to=<known@remote\.test>, .*status=deliverable",
+                                 inst_log())) < 2:
+                assert time.monotonic() < deadline, inst_log()[-3000:]
+                replies = site.chat(port, site.rcpt_session("sender@remote.test", KNOWN))
+                assert replies[2] == "250 2.1.5 Ok"
+                time.sleep(0.2)
 
 
 def test_unlisted_recipient_interplay_matches_postfix(remote, tmp_path_factory):
