@@ -49,7 +49,9 @@ def gateway_main_cf(remote_port: int, dead_port: int, **extra) -> dict:
           "smtpd_recipient_restrictions": "reject_unverified_recipient",
           "smtpd_sender_restrictions": "reject_unverified_sender",
           "address_verify_poll_count": "1", "smtp_connect_timeout": "3s",
-          "alias_maps": "", "local_recipient_maps": ""}
+          "alias_maps": "", "local_recipient_maps": "",
+          "virtual_alias_maps": ("inline:{ {alias@remote.test=known@remote.test}, "
+                                 "{badalias@remote.test=unknown@remote.test} }")}
     cf.update({k: str(v) for k, v in extra.items()})
     return cf
 

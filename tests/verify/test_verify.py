@@ -211,6 +211,26 @@ def test_local_recipients_match_postfix(gateways):
                      g.fp.log_text())
 
 
+def test_virtual_aliases_are_probed_as_their_targets(gateways):
+    """virtual_alias_maps applies to probes as cleanup applies it to mail: alias@ is
+    verified through known@, badalias@ through unknown@ (the remote's 550)."""
+    g = gateways
+    before = _probes(g.fp.log_text()), _probes(g.pf.log_text())
+    session = site.rcpt_session("sender@remote.test", "alias@remote.test",
+                                "badalias@remote.test")
+    g.both(session)
+    _wait_probes(g.fp.log_text, before[0] + 2)
+    _wait_probes(g.pf.log_text, before[1] + 2)
+    fp, pf = g.both(session)
+    assert fp == pf
+    assert fp[2] == "250 2.1.5 Ok"
+    assert fp[3].startswith("450 4.1.1 <badalias@remote.test>: Recipient address rejected: "
+                            "unverified address: host 127.0.0.1[127.0.0.1] said: 550 5.1.1 "
+                            "<unknown@remote.test>:"), fp[3]
+    assert re.search(r"smtp\[\d+\]: \w+: to=<unknown@remote.test>, "
+                     r"orig_to=<badalias@remote.test>, .*status=undeliverable", g.fp.log_text())
+
+
 def test_polling_waits_for_the_answer_and_5xx_reject_code(remote, tmp_path_factory):
     """poll_count 3, 1 s apart: a new address gets its final answer in the same RCPT;
     a 5xx unverified_recipient_reject_code words it "undeliverable address"; the sender's

@@ -98,7 +98,13 @@ def _pre_init(ctx) -> None:
     from fastpost.daemons.verify.probe import Prober
     from fastpost.mail.rewrite_clnt import RewriteClient
 
-    _st.prober = Prober(ctx.cfg, RewriteClient(ctx.cfg, queue_directory="."))
+    from fastpost.daemons.cleanup.addrmap import AddressMapper
+    from fastpost.daemons.cleanup.settings import CleanupSettings
+
+    rewriter = RewriteClient(ctx.cfg, queue_directory=".")
+    # cleanup's tables (canonical, virtual aliases), opened while they are in reach
+    mapper = AddressMapper(CleanupSettings.from_config(ctx.cfg), rewriter)
+    _st.prober = Prober(ctx.cfg, rewriter, mapper=mapper)
     _st.prober.programs()  # master.cf, while the configuration directory is in reach
 
 

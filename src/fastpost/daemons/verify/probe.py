@@ -12,9 +12,14 @@ to verify). fastpost asks the same parties directly, without a queued message
    is the null sender), with address_verify_sender_ttl's time-dependent part appended
    to its local part when that is set (ttl_sender), qualified like any local address
    (``double-bounce`` becomes ``double-bounce@$myorigin``);
-2. trivial-rewrite's ``verify`` request routes the address with the
+2. the address is mapped as cleanup maps a recipient of a locally submitted message
+   (recipient_canonical_maps/canonical_maps, then virtual_alias_maps: cleanup's
+   AddressMapper); an alias with several targets probes each, and the worst answer
+   counts (Postfix's probe message would carry them all; its verify keeps whichever
+   result arrives last);
+3. trivial-rewrite's ``verify`` request routes each address with the
    address_verify_* transports, relayhost and maps;
-3. by the master.cf program of the transport it names:
+4. by the master.cf program of the transport it names:
 
    * ``error``: undeliverable (the error text); ``retry`` (the error program under
      that service name or a 4.x.x text): a temporary failure;
@@ -76,6 +81,10 @@ def _dsn_split(text: str, default: str) -> tuple[str, str]:
     return default, text
 
 
+#: how bad each answer is, for an address that expands to several
+_RANK = {STAT_OK: 0, STAT_DEFER: 1, STAT_BOUNCE: 2}
+
+
 def _stat_of(dsn: str) -> int:
     return STAT_OK if dsn.startswith("2") else STAT_DEFER if dsn.startswith("4") else STAT_BOUNCE
 
@@ -83,9 +92,10 @@ def _stat_of(dsn: str) -> int:
 class Prober:
     """Runs probes (module docstring)."""
 
-    def __init__(self, cfg, rewriter, *, queue_directory: str = "."):
+    def __init__(self, cfg, rewriter, *, queue_directory: str = ".", mapper=None):
         self.cfg = cfg
         self.rewriter = rewriter
+        self.mapper = mapper  # fastpost.daemons.cleanup.addrmap.AddressMapper, or None
         self.qdir = queue_directory
         self.timeout = float(cfg.get_time("ipc_timeout"))
         self.long_ids = cfg.get_bool("enable_long_queue_ids")
@@ -113,15 +123,42 @@ class Prober:
         return sender
 
     async def probe(self, address: str) -> tuple[int, str]:
-        """(cache.STAT_OK | STAT_DEFER | STAT_BOUNCE, text) for ``address``."""
+        """(cache.STAT_OK | STAT_DEFER | STAT_BOUNCE, text) for ``address``.
+
+        The address is mapped first as cleanup maps a recipient (canonical maps, then
+        virtual aliases, when a mapper was given); each resulting address is probed, and
+        the worst answer (undeliverable, then temporary failure) is the address's."""
         started = time.time()
         qid = probe_id(self.long_ids)
         try:
             sender = await self.sender()
+            targets = await self._map(address)
+        except Exception as exc:  # noqa: BLE001 - ExpansionError, MapRetry, IPC trouble
+            text = f"address mapping failure: {exc}"
+            self._log(qid, address, address, "none", started, "4.3.0", STAT_DEFER, text)
+            return STAT_DEFER, text
+        worst = None
+        for target in targets:
+            status, text = await self._one(qid, sender, address, target, started)
+            if worst is None or _RANK[status] > _RANK[worst[0]]:
+                worst = (status, text)
+        return worst
+
+    async def _map(self, address: str) -> list[str]:
+        if self.mapper is None:
+            return [address]
+        from fastpost.daemons.cleanup.addrmap import RECIPIENT_ENVELOPE
+
+        mapped = await self.mapper.canonical(address, RECIPIENT_ENVELOPE, "local")
+        return await self.mapper.virtual(mapped) or [mapped]
+
+    async def _one(self, qid, sender, orig, address, started) -> tuple[int, str]:
+        """Probe one address (after mapping; ``orig`` is what was asked about)."""
+        try:
             res = await self.rewriter.verify(sender, address)
         except Exception as exc:  # noqa: BLE001 - RewriteError, IPC trouble
             text = f"address resolver failure: {exc}"
-            self._log(qid, address, "none", started, "4.3.0", STAT_DEFER, text)
+            self._log(qid, address, orig, "none", started, "4.3.0", STAT_DEFER, text)
             return STAT_DEFER, text
         program = self.programs().get(res.transport, "")
         if res.failed or program == "error" or res.transport in ("error", "retry"):
@@ -130,7 +167,7 @@ class Prober:
             if res.transport == "retry" and not dsn.startswith("4"):
                 dsn = "4" + dsn[1:]
             status = _stat_of(dsn)
-            self._log(qid, address, "none", started, dsn, status, text)
+            self._log(qid, address, orig, "none", started, dsn, status, text)
             return status, text
         if program == "local":
             from fastpost.daemons.pickup.verify import _local_verdict
@@ -139,16 +176,16 @@ class Prober:
             status = STAT_OK if action == "deliverable" else _stat_of(dsn)
             if status == STAT_BOUNCE and self._postmaster_from_double_bounce(sender, res):
                 status, dsn, text = STAT_OK, "2.0.0", "discarded"
-            self._log(qid, address, res.transport, started, dsn, status, text)
+            self._log(qid, address, orig, res.transport, started, dsn, status, text)
             return status, text
         if program == "virtual":
             status, dsn, text = await self._virtual(res.recipient)
-            self._log(qid, address, res.transport, started, dsn, status, text)
+            self._log(qid, address, orig, res.transport, started, dsn, status, text)
             return status, text
         if program in AGENT_PROGRAMS:
-            return await self._agent(qid, sender, address, res, started)
+            return await self._agent(qid, sender, orig, res, started)
         text = f"delivery via {res.transport} to {res.nexthop}"
-        self._log(qid, address, res.transport, started, "2.0.0", STAT_OK, text)
+        self._log(qid, address, orig, res.transport, started, "2.0.0", STAT_OK, text)
         return STAT_OK, text
 
     def _postmaster_from_double_bounce(self, sender: str, res) -> bool:
@@ -173,10 +210,11 @@ class Prober:
             return STAT_DEFER, "4.3.0", f"virtual_mailbox_maps lookup failure: {exc}"
         return STAT_BOUNCE, "5.1.1", f"unknown user: \"{address}\""
 
-    async def _agent(self, qid, sender, address, res, started) -> tuple[int, str]:
+    async def _agent(self, qid, sender, orig, res, started) -> tuple[int, str]:
+        address = orig
         try:
             result = await ask_agent(self.qdir, self.timeout, qid, res.transport, res.nexthop,
-                                     sender, res.recipient, address, started)
+                                     sender, res.recipient, orig, started)
         except Exception as exc:  # noqa: BLE001 - IPC errors, a malformed answer
             text = f"mail transport unavailable: {res.transport}: {exc}"
             log.warn("%s: probe for <%s>: %s", qid, log.printable(address), text)
@@ -185,9 +223,9 @@ class Prober:
             return STAT_OK, result.text
         return (STAT_BOUNCE if result.status == D.BOUNCED else STAT_DEFER), result.text
 
-    def _log(self, qid, address, relay, started, dsn, status, text) -> None:
+    def _log(self, qid, address, orig, relay, started, dsn, status, text) -> None:
         now = time.time()
-        rcpt = D.Recipient(0, address)
+        rcpt = D.Recipient(0, address, orig)
         result = D.RecipientResult(0, "deliverable" if status == STAT_OK else "undeliverable",
                                    dsn, text, relay)
         log.info("%s", log.printable(D.format_status_line(
