@@ -239,6 +239,7 @@ def test_polling_waits_for_the_answer_and_5xx_reject_code(remote, tmp_path_facto
     extra = {"address_verify_poll_count": 3, "address_verify_poll_delay": "1s",
              "unverified_recipient_reject_code": 550,
              "unverified_sender_reject_reason": "Sender not verifiable",
+             "unverified_sender_reject_code": 452, "unverified_sender_defer_code": 451,
              "address_verify_positive_refresh_time": "1s"}
     with Gateways(tmp_path_factory.mktemp("verify2"), remote.port, **extra) as g:
         fp, pf = g.both(site.rcpt_session("sender@remote.test", KNOWN, UNKNOWN))
@@ -250,7 +251,8 @@ def test_polling_waits_for_the_answer_and_5xx_reject_code(remote, tmp_path_facto
                          "relay recipient table (in reply to RCPT TO command)")
         fp, pf = g.both(site.rcpt_session("bad@remote.test", KNOWN))
         assert fp == pf
-        assert fp[2] == ("450 4.1.7 <bad@remote.test>: Sender address rejected: unverified "
+        # undeliverable with a 4xx reject code: the reject code (452), not the defer code
+        assert fp[2] == ("452 4.1.7 <bad@remote.test>: Sender address rejected: unverified "
                          "address: Sender not verifiable")
         # positive_refresh_time 1s: once the entry is older, a query still gets the
         # cached "deliverable" at once and starts a second probe in the background
