@@ -1,6 +1,6 @@
 """Address verification cost: fastpost vs C Postfix 3.7, same remote, same sessions.
 
-Two measurements, each run on both gateways (tests/verify/site.py: a fastpost instance
+Two measurements, each run on both gateways (tests/verify/mtas.py: a fastpost instance
 and a private C Postfix, both with ``smtpd_recipient_restrictions =
 reject_unverified_recipient`` and address_verify_poll_count = 1, relaying remote.test to
 one remote C Postfix that knows two addresses):
@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
 from helpers.instance import free_port  # noqa: E402
 from helpers.peers import PrivatePostfix  # noqa: E402
-from verify import site  # noqa: E402
+from verify import mtas as site  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 

@@ -2,7 +2,7 @@
 and the smtp agent's verify mode, against a real remote MTA, reply for reply with C Postfix.
 
 One remote (C Postfix relaying remote.test, knowing known@ and sender@ only) serves two
-gateways configured alike: fastpost and C Postfix 3.7 (tests/verify/site.py). Each gets
+gateways configured alike: fastpost and C Postfix 3.7 (tests/verify/mtas.py). Each gets
 the same SMTP sessions; their replies must be identical (the dead port is the same for
 both, so even the "Connection refused" texts match). Probes are waited for on each
 gateway's log (every probe ends in a ``status=deliverable|undeliverable`` line), never
@@ -16,7 +16,7 @@ import pytest
 
 from helpers.instance import free_port
 from helpers.peers import PrivatePostfix, need
-from verify import site
+from verify import mtas as site
 
 
 KNOWN, UNKNOWN, DEAD = "known@remote.test", "unknown@remote.test", "x@dead.test"
