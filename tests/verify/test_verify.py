@@ -273,7 +273,8 @@ def test_unlisted_recipient_interplay_matches_postfix(remote, tmp_path_factory):
     defer_if_permit is given before the unlisted check (the engine did it the other way
     round before; fixed in checks/engine.py)."""
     extra = {"relay_recipient_maps": "inline:{ {known@remote.test=x}, {unknown@remote.test=x} }",
-             "address_verify_poll_count": 3, "address_verify_poll_delay": "1s"}
+             "address_verify_poll_count": 3, "address_verify_poll_delay": "1s",
+             "smtpd_reject_unlisted_sender": "yes"}
     with Gateways(tmp_path_factory.mktemp("verify3"), remote.port, **extra) as g:
         session = site.rcpt_session("", KNOWN, UNKNOWN, "other@remote.test")
         session[1] = "MAIL FROM:<>"
@@ -288,3 +289,15 @@ def test_unlisted_recipient_interplay_matches_postfix(remote, tmp_path_factory):
                           "unverified address: host 127.0.0.1[127.0.0.1] said: 550 5.1.1 "
                           "<other@remote.test>: Recipient address rejected: User unknown in "
                           "relay recipient table (in reply to RCPT TO command)"), fp2
+        # the sender side: the unlisted-sender check's 550 (X.1.0, as Postfix words a
+        # sender unknown in the relay recipient table) comes before the verification
+        for sender in ("other@remote.test", "unknown@remote.test"):
+            session = site.rcpt_session(sender, KNOWN)
+            g.both(session)
+            fp, pf = g.both(session)
+            assert fp == pf
+        assert fp[2].startswith("450 4.1.7 <unknown@remote.test>: Sender address rejected: "
+                                "unverified address: host 127.0.0.1"), fp
+        fp, _ = g.both(site.rcpt_session("other@remote.test", KNOWN))
+        assert fp[2] == ("550 5.1.0 <other@remote.test>: Sender address rejected: User unknown "
+                         "in relay recipient table"), fp
