@@ -165,7 +165,7 @@ async def verify_message(client, cfg, meta: dict, msg, received: bytes) -> bool:
             entries.append(LogEntry(r.address, r.offset, status, action, reason,
                                     r.orig if r.orig != r.address else "", r.orcpt,
                                     D.NOTIFY_SUCCESS, "none"))
-            if _programs.get(transport) not in AGENT_PROGRAMS_LOGGED:  # the agent logged it
+            if (_programs or {}).get(transport) not in AGENT_PROGRAMS_LOGGED:  # agent logged it
                 log.info("%s: to=<%s>, relay=%s, delay=0, dsn=%s, status=%s (%s)", queue_id,
                          r.address, transport or "none", status, action, reason)
         with store.edit() as ed:
