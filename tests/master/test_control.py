@@ -39,13 +39,13 @@ def test_check_names_file_and_line_of_a_bad_value(fastpost_instance):
 
 def test_check_names_unsupported_postfix_parameters(fastpost_instance):
     inst = fastpost_instance(
-        master_cf="s unix - - n - - testdaemons.echo -o address_verify_negative_cache=no\n",
-        main_cf={"address_verify_map": "btree:/var/lib/postfix/verify"})
+        master_cf="s unix - - n - - testdaemons.echo -o smtp_address_verify_target=data\n",
+        main_cf={"lmtp_address_verify_target": "data"})
     result = check(inst)
     assert result.returncode == 0, result.stderr
-    assert "address_verify_map is a Postfix parameter that fastpost does not implement" \
+    assert "lmtp_address_verify_target is a Postfix parameter that fastpost does not implement" \
         in result.stderr
-    assert f"{inst.etc / 'master.cf'}, line 1: -o address_verify_negative_cache: a Postfix " \
+    assert f"{inst.etc / 'master.cf'}, line 1: -o smtp_address_verify_target: a Postfix " \
         "parameter that fastpost does not implement" in result.stderr
 
 

@@ -88,7 +88,7 @@ class DeliveryRequest:
     dsn_envid: str = ""  # ENVID
     dsn_ret: int = 0  # RET_FULL / RET_HDRS / 0
     client: dict = field(default_factory=dict)  # name, addr, port, proto, helo, sasl_* (pipe macros, XFORWARD)
-    flags: int = 0  # reserved for per-request options (e.g. verify-only)
+    flags: int = 0  # FLAG_VERIFY (address verification probe), else 0
     request_time: float = 0.0  # when qmgr sent the request (delays= b ends here)
 
     def to_attrs(self) -> dict:
@@ -239,6 +239,19 @@ def format_status_line(queue_id: str, recipient: Recipient, result: RecipientRes
         parts.append(f"dsn={result.dsn}")
         parts.append(f"status={result.status} ({result.text})")
     return ", ".join(parts)
+
+
+#: DeliveryRequest.flags: an address verification probe (Postfix's DEL_REQ_FLAG_MTA_VRFY).
+#: The agent decides as for a delivery but delivers nothing (smtp/lmtp: MAIL and RCPT,
+#: no DATA) and logs ``status=deliverable`` / ``status=undeliverable``; the results
+#: (SENT = deliverable, DEFERRED / BOUNCED = undeliverable) go to the caller, the verify
+#: service (fastpost.daemons.verify), instead of to the queue's logs.
+FLAG_VERIFY = 0x1
+
+
+def verify_status(status: str) -> str:
+    """The status= word of a verify-mode log line."""
+    return "deliverable" if status == SENT else "undeliverable"
 
 
 # soft_bounce (Postfix's var_soft_bounce): a process-wide switch, set once from main.cf

@@ -128,6 +128,7 @@ class _Transaction:
         self.content_started = False
         self.lmtp_waiting: list[int] = []  # LMTP: recipients whose final reply is due
         self.failed: Reply | None = None  # a reply that failed the whole message
+        self.verify_only = False  # address verification: stop after the RCPT replies
 
 
 class ClientConnection:
@@ -254,8 +255,13 @@ class ClientConnection:
 
     def mail(self, sender: str, recipients, *, size: int | None = None,
              body: str | None = None, smtputf8: bool = False, ret: str | None = None,
-             envid: str | None = None, use_bdat: bool = False) -> None:
-        """Start a transaction: MAIL, every RCPT and (unless BDAT) DATA."""
+             envid: str | None = None, use_bdat: bool = False,
+             verify_only: bool = False) -> None:
+        """Start a transaction: MAIL, every RCPT and (unless BDAT or ``verify_only``) DATA.
+
+        ``verify_only`` (address verification probes): no DATA; the transaction ends
+        with the RCPT replies (each recipient's own reply, 2xx included) and the
+        server's open transaction is RSET before the connection is used again."""
         if self._txn is not None:
             raise LocalProtocolError("a transaction is already in progress")
         recipients = [r if isinstance(r, Recipient) else Recipient(r) for r in recipients]
@@ -289,6 +295,7 @@ class ClientConnection:
         if dsn and envid:
             params.append(f"ENVID={grammar.xtext_encode(envid)}")
         self._txn = txn = _Transaction(recipients, use_bdat)
+        txn.verify_only = verify_only
         hold = not self.pipelining
         line = f"MAIL FROM:<{sender}>" + "".join(" " + p for p in params) + "\r\n"
         self._queue(line.encode("utf-8", "surrogateescape"), ("MAIL",))
@@ -301,7 +308,7 @@ class ClientConnection:
                 rparams.append(f"ORCPT={kind};{grammar.xtext_encode(addr)}")
             rline = f"RCPT TO:<{rcpt.address}>" + "".join(" " + p for p in rparams) + "\r\n"
             self._queue(rline.encode("utf-8", "surrogateescape"), ("RCPT", i), hold=hold)
-        if not use_bdat:
+        if not use_bdat and not verify_only:
             self._queue(b"DATA\r\n", ("DATA",), hold=hold)
             if not hold:
                 txn.data_sent = True
@@ -445,11 +452,15 @@ class ClientConnection:
                 txn.results[index] = txn.mail_reply
             elif reply.code < 400:
                 txn.accepted.append(index)
+                if txn.verify_only:
+                    txn.results[index] = reply
             else:
                 txn.results[index] = reply
             self._events.append(ev.Response("RCPT", reply, rcpt.address))
             if not self.pipelining and not closing:
                 self._after_rcpt(index)
+            elif txn.verify_only and not closing:
+                self._finish_txn()
         elif command == "DATA":
             self._events.append(ev.Response("DATA", reply))
             if closing:
@@ -501,7 +512,7 @@ class ClientConnection:
                 self._later = [item for item in self._later if item[1][0] not in ("RCPT", "DATA")]
                 self._finish_txn()
             return
-        if txn.accepted and txn.failed is None:
+        if txn.accepted and txn.failed is None and not txn.verify_only:
             if txn.use_bdat:
                 return
             txn.data_sent = True  # the held DATA goes out by _release_one()
@@ -529,5 +540,5 @@ class ClientConnection:
         delivered = force is None and any(r.code < 400 for _, r in results)
         self._events.append(ev.TransactionResult(tuple(results), delivered))
         self._txn = None
-        if not delivered and not self.closed:
+        if (not delivered or txn.verify_only) and not self.closed:
             self._needs_rset = True

@@ -91,11 +91,11 @@ def test_bad_mynetworks_style_names_the_value():
 
 def test_unsupported_settings_name_file_and_line():
     c = cfg("myhostname = x\npostscreen_dnsbl_sites = zen.example\n\nsmtpd_milters = inet:1\n",
-            address_verify_map="btree:/x")
+            lmtp_address_verify_target="data")
     assert params.unsupported_settings(c) == [
         ("postscreen_dnsbl_sites", "/nonexistent/main.cf, line 2"),
         ("smtpd_milters", "/nonexistent/main.cf, line 4"),
-        ("address_verify_map", "-o address_verify_map"),
+        ("lmtp_address_verify_target", "-o lmtp_address_verify_target"),
     ]
     assert params.unsupported_settings(cfg("myhostname = x\n")) == []
 

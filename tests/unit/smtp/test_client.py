@@ -425,3 +425,28 @@ def test_against_fastpost_smtpd(tmp_path):
         (m1, c1), (m2, c2) = srv.sink.messages()
         expected = b"Subject: both ends fastpost\r\n\r\n..two dots\r\nbare\r\nline\r\n"
         assert c1.endswith(expected) and c2.endswith(expected)
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_verify_only_stops_after_rcpt(pipelining):
+    """Address verification probes: MAIL and RCPT, each recipient's own reply, no DATA;
+    the server's open transaction is RSET before the next one."""
+    def respond(event):
+        if isinstance(event, ev.Ehlo):
+            return replies.ehlo("mx", ["PIPELINING"] if pipelining else ["SIZE 1000"])
+        if isinstance(event, ev.Data):
+            raise AssertionError("DATA sent by a probe")
+        return accept_all(event)
+
+    client, pump, content = pair(respond)
+    client.hello()
+    pump()
+    assert client.pipelining is pipelining
+    client.mail("a@b", ["x@y", "bad@y", "z@y"], verify_only=True)
+    log = pump()
+    result = result_of(log)
+    assert [(a, r.code) for a, r in result.results] == [("x@y", 250), ("bad@y", 554), ("z@y", 250)]
+    assert not any(isinstance(e, ev.Response) and e.command == "DATA" for e in log)
+    assert content == []
+    client.mail("a@b", ["z@y"], verify_only=True)
+    assert client.data_to_send().startswith(b"RSET\r\nMAIL FROM:<a@b>\r\n")

@@ -63,6 +63,8 @@ def _pre_init(ctx) -> None:
     from fastpost.mail import bounce_clnt, bounce_log, cleanup_clnt, envelope, maildrop  # noqa: F401
     from fastpost.mail import queue  # noqa: F401
 
+    verify.load_programs(ctx.cfg)  # sendmail -bv asks smtp/lmtp agents (master.cf)
+
 
 def _post_init(ctx) -> None:
     from fastpost.mail import cleanup_proto as P

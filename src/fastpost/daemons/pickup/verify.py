@@ -17,15 +17,20 @@ pickup then:
      "delivers to alias NAME") and in the password file ("delivers to mailbox");
      neither: ``undeliverable``, 5.1.1 ``unknown user: "NAME"`` (luser_relay, when
      set, makes it deliverable);
-   * any other transport: deliverable, "delivery via TRANSPORT to NEXTHOP" (the remote
-     site is not asked: not done, docs/submission.md);
+   * an ``smtp`` or ``lmtp`` transport (by its master.cf program): the agent is asked
+     in verify mode (fastpost.daemons.verify.probe.ask_agent: MAIL and RCPT, no DATA),
+     and its answer is the verdict: ``deliverable (250 2.1.5 Ok)``, ``undeliverable
+     (host H[A] said: 550 ...)``, or a temporary failure reported as undeliverable
+     with its 4.x.x status (the agent logs its own status line);
+   * any other transport: deliverable, "delivery via TRANSPORT to NEXTHOP" (the
+     remote site is not asked);
 
 3. writes one trace entry per recipient (NOTIFY=SUCCESS, so the trace service reports
    it), logs ``ID: to=<r>, relay=none, dsn=D, status=deliverable|undeliverable (text)``
    and asks the trace service for the report to the sender;
 4. removes the held copy.
 
-Parameters: local_transport, alias_maps, recipient_delimiter, luser_relay, the
+Parameters: local_transport, alias_maps, ipc_timeout, recipient_delimiter, luser_relay, the
 rewrite client's and the bounce client's.
 Failures: as reject.py: the maildrop file stays for the next scan when the store,
 trivial-rewrite or the trace service cannot be reached.
@@ -35,8 +40,22 @@ from __future__ import annotations
 
 import asyncio
 import pwd
+import time
 
 from fastpost.util import log
+
+_programs: dict[str, str] | None = None
+#: transports whose agent writes the status line of a -bv recipient itself
+AGENT_PROGRAMS_LOGGED = ("smtp", "lmtp")
+
+
+def load_programs(cfg) -> None:
+    """Read master.cf's transports (pickup's pre_init: before leaving the configuration
+    directory's reach)."""
+    global _programs
+    from fastpost.daemons.verify.probe import transport_programs
+
+    _programs = transport_programs(cfg)
 
 
 async def _local_verdict(cfg, address: str) -> tuple[str, str, str]:
@@ -66,7 +85,8 @@ async def _local_verdict(cfg, address: str) -> tuple[str, str, str]:
     return "undeliverable", "5.1.1", f'unknown user: "{local}"'
 
 
-async def verdict(cfg, rewriter, sender: str, address: str) -> tuple[str, str, str, str]:
+async def verdict(cfg, rewriter, sender: str, address: str,
+                  queue_id: str = "") -> tuple[str, str, str, str]:
     """(action, status, reason, transport) for one recipient."""
     res = await rewriter.resolve(sender, address)
     if res.failed or res.transport in ("error", "retry"):
@@ -76,6 +96,21 @@ async def verdict(cfg, rewriter, sender: str, address: str) -> tuple[str, str, s
     if res.transport == local_transport:
         action, status, reason = await _local_verdict(cfg, res.recipient)
         return action, status, reason, res.transport
+    from fastpost.daemons.verify.probe import AGENT_PROGRAMS, ask_agent
+    from fastpost.mail import deliver as D
+
+    if _programs is None:
+        load_programs(cfg)
+    if _programs.get(res.transport) in AGENT_PROGRAMS and queue_id:
+        try:
+            r = await ask_agent(".", float(cfg.get_time("ipc_timeout")), queue_id,
+                                res.transport, res.nexthop, sender, res.recipient, address,
+                                time.time())
+        except Exception as exc:  # noqa: BLE001 - the agent cannot be asked
+            return ("undeliverable", "4.3.0", f"mail transport unavailable: {exc}",
+                    "none")  # (relay=none: logged here, the agent said nothing)
+        action = "deliverable" if r.status == D.SENT else "undeliverable"
+        return action, r.dsn, r.text, res.transport
     return ("deliverable", "2.0.0", f"delivery via {res.transport} to {res.nexthop} "
             "(not verified with the remote site)", res.transport)
 
@@ -125,12 +160,14 @@ async def verify_message(client, cfg, meta: dict, msg, received: bytes) -> bool:
         env = read_envelope(store.read(queue_id, info))
         entries = []
         for r in env.recipients:
-            action, status, reason, transport = await verdict(cfg, rewriter, env.sender, r.address)
+            action, status, reason, transport = await verdict(cfg, rewriter, env.sender,
+                                                              r.address, queue_id)
             entries.append(LogEntry(r.address, r.offset, status, action, reason,
                                     r.orig if r.orig != r.address else "", r.orcpt,
                                     D.NOTIFY_SUCCESS, "none"))
-            log.info("%s: to=<%s>, relay=%s, delay=0, dsn=%s, status=%s (%s)", queue_id,
-                     r.address, transport or "none", status, action, reason)
+            if (_programs or {}).get(transport) not in AGENT_PROGRAMS_LOGGED:  # agent logged it
+                log.info("%s: to=<%s>, relay=%s, delay=0, dsn=%s, status=%s (%s)", queue_id,
+                         r.address, transport or "none", status, action, reason)
         with store.edit() as ed:
             for e in entries:
                 ed.append_log(queue_id, "trace", e.encode())

@@ -33,6 +33,12 @@ The order of work, as Postfix's smtp:
 Every final result is logged as Postfix's status line (``relay=host[addr]:port``,
 ``conn_use=N`` from the second message on a connection, ``delays=a/b/c/d``).
 
+Verify mode (``request.flags & FLAG_VERIFY``: address verification probes from the
+verify service or sendmail -bv): no queued message is read; each transaction is MAIL
+and RCPT only (no DATA), the RCPT replies are the results, the session is RSET and
+closed with QUIT (never cached: the server's transaction is open), and the status
+lines say ``status=deliverable`` / ``status=undeliverable`` (docs/verify.md).
+
 Addresses go out in RFC 5321 form (a local part that needs it is quoted:
 ``"john doe"@example.com``) unless smtp_quote_rfc821_envelope = no.
 
@@ -53,8 +59,8 @@ from fastpost.daemons.smtp.session import COMMAND_TEXT, Session, SiteError, repl
 from fastpost.daemons.smtp.wire import wire_text
 from fastpost.mail.address import external
 from fastpost.mail.deliver import (
-    BOUNCED, DEFERRED, NOTIFY_DELAY, NOTIFY_FAILURE, NOTIFY_NEVER, NOTIFY_SUCCESS, RET_FULL,
-    RET_HDRS, SENT, DeliveryResult, RecipientResult, format_status_line,
+    BOUNCED, DEFERRED, FLAG_VERIFY, NOTIFY_DELAY, NOTIFY_FAILURE, NOTIFY_NEVER, NOTIFY_SUCCESS,
+    RET_FULL, RET_HDRS, SENT, DeliveryResult, RecipientResult, format_status_line, verify_status,
 )
 from fastpost.mail.queue.message import content_text, parse
 from fastpost.smtp.client import Recipient as WireRecipient
@@ -153,24 +159,28 @@ class Engine:
     async def deliver(self, request) -> DeliveryResult:
         self.deliveries += 1
         started = time.time()
-        try:
-            data = self.store.read(request.queue_id)
-            parsed = parse(data)
-            content = content_text(data, parsed, b"\r\n")
-        except Exception as exc:  # noqa: BLE001 - QueueError, CorruptQueueFile, OSError
-            log.warn("%s: cannot read the queued message: %s", request.queue_id, exc)
-            return self._all(request, started, DEFERRED, "4.3.0",
-                             "mail system error: cannot read the queued message")
+        if request.flags & FLAG_VERIFY:
+            content = b""  # a probe: nothing in the queue, MAIL and RCPT only
+        else:
+            try:
+                data = self.store.read(request.queue_id)
+                parsed = parse(data)
+                content = content_text(data, parsed, b"\r\n")
+            except Exception as exc:  # noqa: BLE001 - QueueError, CorruptQueueFile, OSError
+                log.warn("%s: cannot read the queued message: %s", request.queue_id, exc)
+                return self._all(request, started, DEFERRED, "4.3.0",
+                                 "mail system error: cannot read the queued message")
         sender = request.sender
         addresses = [r.address for r in request.recipients]
-        if self.checks is not None:
+        if self.checks is not None and content:
             try:
                 content = await self.checks.apply(content, request.queue_id)
             except SiteError as exc:
                 return self._all(request, started, DEFERRED, exc.dsn, exc.text)
         if self.generic is not None:
             try:
-                content = await self.generic.headers(content)
+                if content:
+                    content = await self.generic.headers(content)
                 sender = await self.generic.map(sender)
                 addresses = [await self.generic.map(a) for a in addresses]
             except SiteError as exc:
@@ -229,8 +239,11 @@ class Engine:
         st.results[rcpt.offset] = result
         st.pending.remove(rcpt)
         req = st.request
+        shown = result
+        if req.flags & FLAG_VERIFY:
+            shown = RecipientResult(rcpt.offset, verify_status(status), dsn, text, relay)
         line = format_status_line(
-            req.queue_id, rcpt, result, arrival_time=req.arrival_time,
+            req.queue_id, rcpt, shown, arrival_time=req.arrival_time,
             active_time=req.active_time, request_time=req.request_time or req.active_time,
             conn_time=st.conn_time, conn_use=st.conn_use if relay != "none" else 0,
             resolution=self.resolution)
@@ -313,7 +326,7 @@ class Engine:
                 size=req.size or len(st.content), body=_body(req.encoding),
                 smtputf8=req.smtputf8 and self.s.smtputf8_enable,
                 ret={RET_FULL: "FULL", RET_HDRS: "HDRS"}.get(req.dsn_ret),
-                envid=req.dsn_envid or None)
+                envid=req.dsn_envid or None, verify_only=bool(req.flags & FLAG_VERIFY))
         except SiteError as exc:
             sess.close()
             if reused and exc.stage in ("mail", "rset") and exc.dsn == "4.4.2":
@@ -345,7 +358,15 @@ class Engine:
                 self._final(st, rcpt, DEFERRED, dsn, text, sess.relay)
             else:
                 st.soft_failure(rcpt.offset, dsn, text, sess.relay)
-        if sess.usable and not (sess.sasl_username and self.sasl.sender_dependent):
+        if req.flags & FLAG_VERIFY:
+            # The server's transaction is still open: RSET and QUIT (as Postfix's probes).
+            try:
+                if sess.usable:
+                    await sess.rset()
+            except SiteError:
+                pass
+            await sess.quit()
+        elif sess.usable and not (sess.sasl_username and self.sasl.sender_dependent):
             self.cache.put(dest.text, sess)
         else:
             sess.close()

@@ -391,13 +391,14 @@ class Session:
     async def transaction(self, sender: str, recipients, content: bytes, *,
                           size: int | None = None, body: str | None = None,
                           smtputf8: bool = False, ret: str | None = None,
-                          envid: str | None = None) -> Outcome:
+                          envid: str | None = None, verify_only: bool = False) -> Outcome:
         """Send one message (``content`` in wire form: fastpost.daemons.smtp.wire);
-        per-recipient replies, or SiteError if the session broke."""
+        per-recipient replies, or SiteError if the session broke. ``verify_only``
+        (address verification): MAIL and RCPT only, the RCPT replies are the outcome."""
         self.uses += 1
         conn = self.conn
         conn.mail(sender, recipients, size=size, body=body, smtputf8=smtputf8, ret=ret,
-                  envid=envid)
+                  envid=envid, verify_only=verify_only)
         commands: dict[int, str] = {}  # id(reply) -> the command it answered
         keep = []  # the replies, so that their ids stay unique
         stage = "mail"

@@ -225,8 +225,12 @@ async def _rcpt_maps(ev, address: str, klass: str):
 
 def _unknown_dsn(code: int, klass: str, table: str) -> str:
     """X.1.1 (mapped to the sender's X.1.7 like any table result); a sender unknown
-    in the local recipient table gets X.1.0 as it stands (as Postfix answers)."""
-    if klass == rp.SENDER and table == "local recipient table":
+    in the local recipient, virtual mailbox or relay recipient table gets X.1.0 as it
+    stands (as Postfix 3.7 answers: `550 5.1.0 <a>: Sender address rejected: User
+    unknown in relay recipient table`); only the virtual alias table's X.1.1 becomes
+    X.1.7 for a sender."""
+    if klass == rp.SENDER and table in ("local recipient table", "virtual mailbox table",
+                                        "relay recipient table"):
         return f"{str(code)[0]}.1.0"
     return dsn_fix(f"{str(code)[0]}.1.1", klass)
 

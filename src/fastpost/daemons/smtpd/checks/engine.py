@@ -400,6 +400,7 @@ class RestrictionPolicy(Policy):
         """Import the restriction modules (they register their names)."""
         from fastpost.daemons.smtpd.checks import (  # noqa: F401
             access, address, dnsaccess, dnsbl, generic, hostname, policy_service, relay,
+            verify,
         )
 
     def open_table(self, spec: str) -> maps.MapList:
@@ -573,6 +574,14 @@ class RestrictionPolicy(Policy):
         status = ev.top_list("recipient", shown, rp.RECIPIENT)
         if status.__class__ is not int:
             status = await status
+        # A pending defer_if_permit is given before the implicit unlisted-recipient
+        # check, as Postfix 3.7 does (`defer_if_permit` then an unlisted recipient:
+        # 450 4.7.0 ... defer_if_permit requested, not 550 User unknown; the same for
+        # reject_unverified_recipient's deferrals: tests/verify).
+        if ev.defer_if_permit is not None:
+            ev.warn_if_reject = 0
+            ev.defer_if_reject = None
+            ev.reject(*ev.defer_if_permit)
         if self.settings.reject_unlisted_recipient and not ev.rcpt_maps_checked:
             ev.warn_if_reject = 0
             ev.defer_if_reject = None
@@ -580,10 +589,6 @@ class RestrictionPolicy(Policy):
             if result.__class__ is not int:
                 await result
         del status
-        if ev.defer_if_permit is not None:
-            ev.warn_if_reject = 0
-            ev.defer_if_reject = None
-            ev.reject(*ev.defer_if_permit)
 
     async def _data(self, ev: Eval):
         return await self._guard(ev, self._data_list(ev, "data", "DATA", rp.DATA))
