@@ -360,6 +360,11 @@ class FastpostInstance(Instance):
 
     def sendmail_command(self, sender: str, recipient: str) -> tuple[list[str], dict]:
         env = dict(os.environ, FASTPOST_CONFIG=self.etc, MAIL_CONFIG=self.etc)
+        # the compiled front end ./dev build puts next to the interpreter, as an
+        # installation's sendmail would run (docs/submission.md); else the Python command
+        front = os.path.join(os.path.dirname(sys.executable), "fastpost-sendmail")
+        if os.access(front, os.X_OK):
+            return [front, "-c", self.etc, "-f", sender, recipient], env
         return [sys.executable, "-m", "fastpost", "-c", self.etc, "sendmail", "-f", sender,
                 recipient], env
 

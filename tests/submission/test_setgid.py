@@ -178,3 +178,108 @@ def test_without_helpers_the_user_is_told_why(site, tmp_path):
         assert "postdrop" in err
     finally:
         shutil.rmtree(etc, ignore_errors=True)
+
+
+# -- authorized_submit_users, authorized_mailq_users, authorized_flush_users ------------
+
+AUTH_CF = ("authorized_submit_users = !{user}, static:anyone\n"
+           "authorized_mailq_users = root\n"
+           "authorized_flush_users =\n")
+
+#: (fastpost argv after "fastpost -c ETC", or a helper name; Postfix's argv)
+AUTH_CASES = [
+    (["sendmail", "x@example.net"], ["/usr/sbin/sendmail", "x@example.net"]),
+    (["sendmail", "-bs"], ["/usr/sbin/sendmail", "-bs"]),
+    (["sendmail", "-bv", "x@example.net"], ["/usr/sbin/sendmail", "-bv", "x@example.net"]),
+    ("fastpost-postdrop", ["/usr/sbin/postdrop"]),
+    (["mailq"], ["/usr/bin/mailq"]),
+    (["sendmail", "-bp"], ["/usr/sbin/sendmail", "-bp"]),
+    (["queue", "-p"], ["/usr/sbin/postqueue", "-p"]),
+    (["queue", "-j"], ["/usr/sbin/postqueue", "-j"]),
+    (["sendmail", "-q"], ["/usr/sbin/sendmail", "-q"]),
+    (["sendmail", "-qRexample.com"], ["/usr/sbin/sendmail", "-qRexample.com"]),
+    (["queue", "-f"], ["/usr/sbin/postqueue", "-f"]),
+    (["queue", "-s", "example.com"], ["/usr/sbin/postqueue", "-s", "example.com"]),
+    (["queue", "-i", "ABCDEF"], ["/usr/sbin/postqueue", "-i", "ABCDEF"]),
+]
+
+
+def _postfix_refusals(site, cf_lines: str) -> list[tuple[int, str]]:
+    """Each AUTH_CASES command of C Postfix, run as the site's user with a main.cf of
+    cf_lines (bind-mounted over /etc/postfix/main.cf in a mount namespace of its own:
+    the system's file is not touched; an empty queue directory is enough for these
+    checks, which come before any queue access)."""
+    work = Path(tempfile.mkdtemp(prefix="fastpost-authz-pf-", dir="/tmp"))
+    try:
+        os.chmod(work, 0o755)
+        (work / "q").mkdir(mode=0o755)
+        (work / "main.cf").write_text(f"queue_directory = {work / 'q'}\n"
+                                      f"compatibility_level = 3.6\n{cf_lines}")
+        script = [f"mount --bind {work / 'main.cf'} /etc/postfix/main.cf || exit 99"]
+        for i, (_, argv) in enumerate(AUTH_CASES):
+            cmd = " ".join(site.as_user + argv)
+            script.append(f"echo hi | {cmd} >/dev/null 2>{work}/err{i}; echo $? >{work}/rc{i}")
+        proc = subprocess.run(["unshare", "-m", "sh", "-c", "\n".join(script)],
+                              capture_output=True, timeout=60, cwd="/")
+        assert proc.returncode == 0, proc.stderr
+        return [(int((work / f"rc{i}").read_text()), (work / f"err{i}").read_text())
+                for i in range(len(AUTH_CASES))]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _with_main_cf(site, extra: str):
+    main_cf = site.inst.etc / "main.cf"
+    saved = main_cf.read_text()
+    main_cf.write_text(saved + extra)
+    return main_cf, saved
+
+
+def test_authorized_users_refuse_as_postfix_does(site):
+    """The same messages and exit codes as Debian's Postfix 3.7 for a user that
+    authorized_submit/mailq/flush_users refuse, through every command and helper."""
+    for tool in ("unshare", "/usr/sbin/postqueue"):
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} not installed")
+    extra = AUTH_CF.format(user=site.pw.pw_name)
+    expected = _postfix_refusals(site, extra)
+    main_cf, saved = _with_main_cf(site, extra)
+    try:
+        for (argv, pf_argv), (pf_rc, pf_err) in zip(AUTH_CASES, expected):
+            if isinstance(argv, str):
+                proc = site.run(data=b"hi\n", argv0=[str(site.bin / argv)])
+            else:
+                proc = site.run(*argv, data=b"hi\n")
+            assert (proc.returncode, proc.stderr.decode()) == (pf_rc, pf_err), pf_argv
+            assert "not allowed to" in pf_err
+    finally:
+        main_cf.write_text(saved)
+
+
+def test_authorized_users_allow_and_exempt(site):
+    """A listed user may; root and mail_owner may always list and flush; nobody is
+    exempt from authorized_submit_users (Postfix refuses root too)."""
+    main_cf, saved = _with_main_cf(
+        site, f"authorized_submit_users = {site.pw.pw_name.upper()}\n"
+              "authorized_mailq_users = !root, !postfix\n"
+              "authorized_flush_users = /nonexistent/list\n")
+    try:
+        proc = site.run("sendmail", "-f", "listed@example.org", "rcpt@example.net",
+                        data=b"Subject: listed\n\nok\n")
+        assert proc.returncode == 0, proc.stderr  # names compare case-insensitively
+        site.picked("listed@example.org")
+        out = site.inst.command("queue", "-p")  # root, although the list excludes it
+        assert out.returncode == 0 and "listed@example.org" in out.stdout, out.stderr
+        out = subprocess.run([sys.executable, "-m", "fastpost", "-c", str(site.inst.etc),
+                              "sendmail", "-f", "root@example.org", "x@example.net"],
+                             input=b"Subject: no\n\n", env=site.inst.env(),
+                             capture_output=True, timeout=60)
+        assert out.returncode == 75
+        assert out.stderr == b"sendmail: fatal: User root(0) is not allowed to submit mail\n"
+        # a list that cannot be read: refused with the reason, EX_TEMPFAIL
+        proc = site.run("queue", "-f")
+        assert proc.returncode == 75
+        assert b"postqueue: fatal: authorized_flush_users: " in proc.stderr
+        assert b"/nonexistent/list" in proc.stderr
+    finally:
+        main_cf.write_text(saved)

@@ -7,7 +7,9 @@ postfix-install.
 
 Makes DIR/sendmail, DIR/mailq and DIR/newaliases (default DIR: /usr/sbin) symbolic
 links to the ``fastpost`` command; invoked under those names, fastpost acts as them
-(cli/main.py ALIASES). An existing file that is not already such a link is left alone
+(cli/main.py ALIASES). sendmail links to ``fastpost-sendmail`` instead when that
+compiled front end sits next to ``fastpost`` (``./dev build`` puts it there): it writes
+plain submissions itself and runs the Python sendmail for everything else. An existing file that is not already such a link is left alone
 and reported, unless -f replaces it (the old one is kept as NAME.pre-fastpost).
 
 -g also compiles and installs the set-gid helpers of the instance CONFIG,
@@ -64,7 +66,14 @@ def main(argv: list[str]) -> int:
         print("link-commands: fatal: the fastpost command is not installed", file=sys.stderr)
         return 1
     status = 0
+    # sendmail: the compiled front end next to the fastpost script when it was built
+    # (./dev build; docs/submission.md "sendmail speed"); it runs Python for the rest
+    front = os.path.join(os.path.dirname(target), "fastpost-sendmail")
+    targets = {name: target for name in NAMES}
+    if os.access(front, os.X_OK):
+        targets["sendmail"] = front
     for name in NAMES:
+        target = targets[name]
         path = os.path.join(directory, name)
         if os.path.islink(path) and os.readlink(path) == target:
             print(f"link-commands: {path}: already linked", file=sys.stderr)

@@ -29,7 +29,10 @@ report unavailable - mail system is down: ...``, exit 69 (EX_UNAVAILABLE), as Po
 
 Parameters: queue_directory, enable_long_queue_ids, showq_service_name,
 flush_service_name, queue_service_name, trigger_timeout, ipc_timeout,
-setgid_group (named in the hint when public/ is out of reach).
+setgid_group (named in the hint when public/ is out of reach), authorized_mailq_users
+(-p, -j, mailq), authorized_flush_users (-f, -s, -i): a user they refuse gets
+``postqueue: fatal: User NAME(UID) is not allowed to view|flush the mail queue``, exit
+69, as Postfix (root and mail_owner are always allowed).
 Diagnostics: ``postqueue: fatal: ...`` on standard error with exit 1 (bad option,
 configuration error, unusable queue) or 69 (showq or the flush service unavailable,
 qmgr not running: ``Cannot flush mail queue - mail system is down`` after a warning
@@ -207,6 +210,24 @@ def _helper(config_dir: str | None, args: list[str]) -> None:
         os.execv(helper, [helper, *args])
 
 
+def _refused(config_dir: str | None, what: str) -> int | None:
+    """authorized_mailq_users / authorized_flush_users (fastpost.cli.authorized): None
+    when the real user may, else the exit status after Postfix's message, which
+    postqueue prints also when run as mailq or sendmail -bp/-q."""
+    from fastpost.cli import authorized
+    from fastpost.mail.config import Config, ConfigError
+
+    try:
+        cfg = Config(config_dir)
+    except ConfigError:
+        return None  # the command's own path reports it
+    refusal = authorized.check(cfg, what)
+    if refusal is None:
+        return None
+    print(f"postqueue: fatal: {refusal[1]}", file=sys.stderr, flush=True)
+    return refusal[0] or EX_UNAVAILABLE
+
+
 def main(argv: list[str], prog: str = "postqueue") -> int:
     tool = Tool(prog)
     try:
@@ -228,6 +249,9 @@ def main(argv: list[str], prog: str = "postqueue") -> int:
     if args or mode is None:
         return tool.fatal(USAGE)
     _helper(config_dir, [o + v for o, v in pairs if o != "-c"])
+    refused = _refused(config_dir, "mailq" if mode in ("p", "j") else "flush")
+    if refused is not None:
+        return refused
     try:
         if mode in ("p", "j"):
             return _list(tool, config_dir, mode)
@@ -249,6 +273,9 @@ def mailq(argv: list[str]) -> int:
             config_dir = val
     tool = Tool("mailq")
     _helper(config_dir, ["-p"])
+    refused = _refused(config_dir, "mailq")
+    if refused is not None:
+        return refused
     try:
         return _list(tool, config_dir, "p")
     except ToolFatal as exc:

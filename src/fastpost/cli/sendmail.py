@@ -38,7 +38,11 @@ Options, as Postfix's sendmail takes them:
 Input: line ends CR LF or LF (stored as LF); with -t, recipients from the headers are
 added to those on the command line (as Postfix does).
 
-Parameters: queue_directory, pickup_service_name, setgid_group (in a message).
+Parameters: queue_directory, pickup_service_name, command_directory, setgid_group (in a
+message), authorized_submit_users (-bm, -t, -bv, -bs: ``sendmail: fatal: User NAME(UID)
+is not allowed to submit mail``, exit 75, as Postfix's; fastpost.cli.authorized).
+A plain submission reads them with fastpost.mail.maincf.LiteConfig (no parameter
+table unless a value holds a $name) and imports nothing else it does not need.
 Exit codes (sysexits): 0 queued; 64 usage (no recipients, bad option); 65 bad input;
 69/unavailable for modes not built; 75 temporary failure (cannot write the maildrop
 file, e.g. a full disk: nothing is left behind); 77 no permission to the maildrop.
@@ -46,14 +50,18 @@ file, e.g. a full disk: nothing is left behind); 77 no permission to the maildro
 
 from __future__ import annotations
 
+import errno
 import os
-import pwd
 import sys
 
-from fastpost.mail import cleanup_proto as P
+# Kept lean: a plain submission imports only this module, fastpost.mail.maincf,
+# fastpost.mail.maildrop and the record codec (docs/submission.md, "sendmail speed").
 
 EX_OK, EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_SOFTWARE = 0, 64, 65, 69, 70
 EX_TEMPFAIL, EX_NOPERM, EX_CONFIG = 75, 77, 78
+
+#: cleanup_proto.FLAG_EXTRACT (sendmail -t), here to spare the import (a test checks it)
+FLAG_EXTRACT = 0x40
 
 #: Options that take an argument (the rest are flags); -q and -o are handled apart.
 _WITH_ARG = set("BCFLNORVXbfhpr")
@@ -142,6 +150,8 @@ def parse_args(argv: list[str]) -> tuple[dict, list[str]]:
 def _notify_bits(text: str | None) -> int:
     if not text:
         return 0
+    from fastpost.mail import cleanup_proto as P
+
     words = [w.strip().upper() for w in text.split(",") if w.strip()]
     if not words or any(w not in P.NOTIFY_BITS for w in words) or \
             ("NEVER" in words and len(words) > 1):
@@ -180,12 +190,16 @@ def submit(cfg, prog: str, opts: dict, rcpts: list[str], content: bytes) -> int:
         return EX_USAGE
     ret = None
     if opts["ret"]:
+        from fastpost.mail import cleanup_proto as P
+
         ret = P.RET.get(opts["ret"].upper())
         if ret is None:
             _say(prog, f"fatal: bad -R option value: {opts['ret']}")
             return EX_USAGE
     sender = opts["sender"]
     if sender is None:
+        import pwd
+
         try:
             sender = pwd.getpwuid(os.getuid()).pw_name
         except KeyError:
@@ -197,7 +211,7 @@ def submit(cfg, prog: str, opts: dict, rcpts: list[str], content: bytes) -> int:
     fullname = opts["fullname"] if opts["fullname"] is not None else os.environ.get("NAME")
     msg = maildrop.DropMessage(
         sender=sender, recipients=[(r, "", notify) for r in rcpts], content=content,
-        flags=P.FLAG_EXTRACT if opts["extract"] else 0, fullname=fullname, ret=ret,
+        flags=FLAG_EXTRACT if opts["extract"] else 0, fullname=fullname, ret=ret,
         envid=opts["envid"], attrs=[("verify", "1")] if opts["mode"] == "v" else [])
     return drop_stream(cfg, prog, maildrop.encode(msg), verbose=opts["verbose"])
 
@@ -237,13 +251,48 @@ def drop_stream(cfg, prog: str, data: bytes, *, verbose: int = 0, name: str | No
 
 
 def wake_pickup(queue: str, service: str = "pickup") -> None:
-    """Tell pickup there is mail (if it is not running, its wake-up timer finds it)."""
+    """Tell pickup there is mail (if it is not running, its wake-up timer finds it).
+
+    A UNIX stream socket (what fastpost's master makes) is written through _socket,
+    the C module itself: ``socket`` and fastpost.mail.ipc would cost more to import than
+    the rest of a submission. Anything else (a FIFO, a datagram socket) goes through
+    ipc.trigger.
+    """
+    import _socket
+
+    path = os.path.join(queue, "public", service)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.settimeout(5.0)
+        sock.connect(path)
+        sock.sendall(b"W")
+        return
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return  # not running: its timer will find the file
+        if exc.errno not in (errno.EPROTOTYPE, errno.ECONNREFUSED):
+            return
+    finally:
+        sock.close()
     from fastpost.mail import ipc
 
     try:
-        ipc.trigger(os.path.join(queue, "public", service), b"W", timeout=5.0)
+        ipc.trigger(path, b"W", timeout=5.0)
     except (ipc.IPCError, OSError):
         pass
+
+
+def _refused(cfg, prog: str) -> int | None:
+    """authorized_submit_users: None when the real user may submit, else the exit
+    status after Postfix's message (``User NAME(UID) is not allowed to submit mail``,
+    EX_TEMPFAIL as Postfix's sendmail)."""
+    from fastpost.cli import authorized
+
+    refusal = authorized.check(cfg, "submit")
+    if refusal is None:
+        return None
+    _say(prog, f"fatal: {refusal[1]}")
+    return EX_TEMPFAIL
 
 
 def main(argv: list[str], prog: str = "sendmail") -> int:
@@ -289,6 +338,9 @@ def main(argv: list[str], prog: str = "sendmail") -> int:
         except ConfigError as exc:
             _say(prog, f"fatal: {exc}")
             return EX_CONFIG
+        refused = _refused(cfg, prog)
+        if refused is not None:
+            return refused
         return sendmail_bs.run(cfg)
     if mode not in ("m", "v"):
         what = {"d": "-bd (daemon mode: use fastpost start)",
@@ -299,13 +351,17 @@ def main(argv: list[str], prog: str = "sendmail") -> int:
         _say(prog, "fatal: Recipient addresses must be specified on the command line "
                    "or via the -t option")
         return EX_USAGE
-    from fastpost.mail.config import Config, ConfigError, config_directory
+    from fastpost.mail.maincf import ConfigError, LiteConfig
 
     try:
-        cfg = Config(config_directory(config_dir))
+        # main.cf without the parameter table: a full Config only if a value needs it
+        cfg = LiteConfig(config_dir)
+        refused = _refused(cfg, prog)
     except ConfigError as exc:
         _say(prog, f"fatal: {exc}")
         return EX_CONFIG
+    if refused is not None:
+        return refused
     if mode == "v" and sys.stdin.isatty():
         content = b""
     else:

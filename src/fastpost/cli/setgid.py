@@ -13,7 +13,7 @@ this Python, or /usr/bin/pythonX.Y when other users cannot execute this one. Eve
 paths (and each directory above it) must belong to root and not be writable by others
 (a sticky directory such as /tmp is accepted), or nothing is installed.
 
-``launched(argv)`` is what those binaries run, as ``python -I -B -c BOOT MODE CONFIG --
+``launched(argv)`` is what those binaries run, as ``python -I -S -B -c BOOT MODE CONFIG --
 ARGS`` with the caller's real uid and the effective group setgid_group:
 
     postdrop    reads a maildrop stream (fastpost.mail.maildrop) on standard input,
@@ -25,7 +25,10 @@ ARGS`` with the caller's real uid and the effective group setgid_group:
                 caller's is refused): showq and flush are reached in public/
 
 Parameters: command_directory, setgid_group, queue_directory, message_size_limit,
-pickup_service_name. Exit codes (sysexits): 64 usage, 65 a malformed stream, 73 stream
+pickup_service_name, authorized_submit_users (postdrop: ``postdrop: fatal: User
+NAME(UID) is not allowed to submit mail``, exit 1, as Postfix's), authorized_mailq_users
+and authorized_flush_users (postqueue, fastpost.cli.postqueue). Exit codes (sysexits):
+64 usage, 65 a malformed stream, 73 stream
 too large, 75 cannot write the file (nothing is left behind), 78 configuration.
 ``build_helpers`` raises HelperError naming the path and the reason.
 """
@@ -196,6 +199,12 @@ def _postdrop(cfg, args: list[str]) -> int:
     if args:
         _say(prog, "fatal: usage: postdrop (a maildrop stream on standard input)")
         return EX_USAGE
+    from fastpost.cli import authorized
+
+    refusal = authorized.check(cfg, "submit")
+    if refusal is not None:  # Postfix's postdrop exits 1
+        _say(prog, f"fatal: {refusal[1]}")
+        return refusal[0] or 1
     limit = cfg.get_int("message_size_limit")
     # the stream's records add a few bytes per line to the content: allow for them
     cap = limit * 2 + (1 << 20) if limit > 0 else None

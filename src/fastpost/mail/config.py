@@ -43,18 +43,13 @@ import os
 import re
 
 from fastpost.mail import params
+# main.cf's syntax and the error class live in the light module sendmail uses alone
+from fastpost.mail.maincf import (  # noqa: F401 - re-exported
+    C_SPACE, ConfigError, config_directory, parse_main_cf, read_logical_lines)
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_]+")
-#: White space as C's isspace() in the C locale: what Postfix trims around names and
-#: values (a form feed or a non-ASCII character inside a value is part of it).
-C_SPACE = " \t\n\v\f\r"
-_HAS_C_SPACE = re.compile(r"[ \t\n\v\f\r]").search
 _LIST_SPLIT_CHARS = ", \t\r\n"
 _MAX_NESTING = 100
-
-
-class ConfigError(Exception):
-    """A configuration problem; str() names the file and line when known."""
 
 
 class ExpansionLoop(ConfigError):
@@ -64,81 +59,6 @@ class ExpansionLoop(ConfigError):
     def __init__(self, where: str, name: str):
         super().__init__(f'{where}: unreasonable macro call nesting: "{name}"')
         self.name = name
-
-
-def config_directory(cli_dir: str | None = None) -> str:
-    """Return the configuration directory: -c, $FASTPOST_CONFIG, $MAIL_CONFIG, default."""
-    return (
-        cli_dir
-        or os.environ.get("FASTPOST_CONFIG")
-        or os.environ.get("MAIL_CONFIG")
-        or params.DEFAULT_CONFIG_DIRECTORY
-    )
-
-
-def read_logical_lines(path: str, text: str | None = None, warnings: list | None = None):
-    """Yield (line_number, logical_line) from a main.cf-style file.
-
-    Comment lines are skipped, also between continuation lines; the line number is
-    that of the first physical line. A continuation line with nothing before it to
-    continue is skipped (with its own continuations), as Postfix does; ``warnings``,
-    when given, receives a message for it.
-    """
-    if text is None:
-        # newline="": a stray \r stays in its line (and is trimmed as white space)
-        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
-            text = fh.read()
-    current: list[str] = []
-    start = 0
-    orphan = False
-    for number, raw in enumerate(text.split("\n"), 1):
-        stripped = raw.strip(C_SPACE)
-        if not stripped or stripped.startswith("#"):
-            continue
-        if raw[0] in " \t":
-            if current:
-                current.append(stripped)
-                continue
-            if not orphan and warnings is not None:
-                shown = raw if len(raw) <= 30 else raw[:30] + "..."
-                warnings.append(f'{path}: logical line must not start with whitespace: "{shown}"')
-            orphan = True
-            continue
-        orphan = False
-        if current:
-            yield start, " ".join(current)
-        current = [raw.rstrip(C_SPACE)]
-        start = number
-    if current:
-        yield start, " ".join(current)
-
-
-def parse_main_cf(
-    path: str, text: str | None = None, duplicates: list | None = None,
-    warnings: list | None = None,
-) -> tuple[dict[str, str], dict[str, int]]:
-    """Return ({name: raw value}, {name: line number}) of a main.cf file.
-
-    ``duplicates``, when given, receives (line, name, earlier value) for each
-    definition that overrides an earlier one; ``warnings`` the text of each
-    line that was skipped.
-    """
-    values: dict[str, str] = {}
-    lines: dict[str, int] = {}
-    for number, line in read_logical_lines(path, text, warnings):
-        name, eq, value = line.partition("=")
-        name = name.strip(C_SPACE)
-        # Any word is a name (scalemail-backend_time_limit has a dash); only $name
-        # references are restricted to letters, digits and "_".
-        if not eq or _HAS_C_SPACE(name):
-            raise ConfigError(f'{path}, line {number}: missing \'=\' after attribute name: "{line}"')
-        if not name:
-            raise ConfigError(f'{path}, line {number}: missing attribute name: "{line}"')
-        if duplicates is not None and name in values:
-            duplicates.append((number, name, values[name]))
-        values[name] = value.strip(C_SPACE)
-        lines[name] = number
-    return values, lines
 
 
 def split_list(text: str) -> list[str]:

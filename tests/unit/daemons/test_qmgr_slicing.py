@@ -40,15 +40,17 @@ def store(tmp_path):
 def test_slices_cover_the_live_recipients_once(store):
     (qid,) = asyncio.run(_commit(store, [[f"r{i}@x.example" for i in range(25)]]))
     info = store.get(qid)
-    assert _slice(info, 0, 25) == (None, None)  # fits: no slicing
+    rcpts, nxt = _slice(store, info, 0, 25)  # fits: one slice
+    assert [r.offset for r in rcpts] == [r.offset for r in info.recipients] and nxt is None
     with store.edit() as ed:  # recipients 0..4 done already (an earlier attempt)
         ed.mark_recipients(qid, [r.offset for r in info.recipients[:5]], RCPT_DONE)
     info = store.get(qid)
+    assert store.get(qid, recipients=False).live == 20
     seen, pos, slices = [], 0, 0
     while pos is not None:
-        offsets, pos = _slice(info, pos, 7)
-        assert offsets is not None and len(offsets) <= 7
-        seen.extend(sorted(offsets))
+        rcpts, pos = _slice(store, info, pos, 7)
+        assert 0 < len(rcpts) <= 7
+        seen.extend(r.offset for r in rcpts)
         slices += 1
     assert slices == 3  # 20 live recipients, 7 at a time
     assert seen == sorted(r.offset for r in info.recipients[5:])
@@ -57,18 +59,20 @@ def test_slices_cover_the_live_recipients_once(store):
 def test_activate_takes_a_slice_and_read_slice_the_rest(store):
     small, big = asyncio.run(_commit(store, [["a@x.example", "b@x.example"],
                                              [f"r{i}@y.example" for i in range(30)]]))
+    offsets = [r.offset for r in store.get(big).recipients]
     batch, _more, blocked = _activate(store, [INCOMING], None, 10, frozenset(), 12, True, 5)
     by_id = {b[0].queue_id: b for b in batch}
     assert set(by_id) == {small, big} and not blocked
-    _, env, _, _, next_pos = by_id[big]
+    _, env, _, _, next_pos, rcpts = by_id[big]
     assert len(env.recipients) == 10 and env.rcpt_total == 30  # 12 - 2 room left
-    assert next_pos == 10
+    assert [r.offset for r in rcpts] == offsets[:10]
+    assert next_pos == offsets[10]
     assert len(by_id[small][1].recipients) == 2 and by_id[small][4] is None
     assert store.get(big).state == ACTIVE
-    info, env, next_pos = _read_slice(store, big, next_pos, 15)
+    info, env, next_pos, rcpts = _read_slice(store, big, next_pos, 15)
     assert [r.address for r in env.recipients] == [f"r{i}@y.example" for i in range(10, 25)]
-    assert next_pos == 25
-    info, env, next_pos = _read_slice(store, big, next_pos, 15)
+    assert next_pos == offsets[25]
+    info, env, next_pos, rcpts = _read_slice(store, big, next_pos, 15)
     assert len(env.recipients) == 5 and next_pos is None
     with store.edit() as ed:  # put on hold meanwhile: no more slices
         ed.set_state(big, HOLD)

@@ -9,7 +9,7 @@
  * at build time:
  *
  *     FP_PYTHON   absolute path of the Python interpreter (root-owned)
- *     FP_BOOT     the program given to "python -I -B -c": it puts the fastpost
+ *     FP_BOOT     the program given to "python -I -S -B -c": it puts the fastpost
  *                 installation's directories (root-owned) first on sys.path and calls
  *                 fastpost.cli.setgid.launched(sys.argv[1:])
  *     FP_MODE     "postdrop" or "postqueue"
@@ -21,10 +21,12 @@
  * arranged), closes every other descriptor, refuses too many or too long arguments,
  * and replaces the environment by a fixed one (PATH, LANG). Then it executes
  *
- *     FP_PYTHON -I -B -c FP_BOOT FP_MODE FP_CONFIG -- ARGS...
+ *     FP_PYTHON -I -S -B -c FP_BOOT FP_MODE FP_CONFIG -- ARGS...
  *
  * -I: Python ignores PYTHON* variables, the user's site directory and the current
- * directory; the caller can choose neither the interpreter, nor the code, nor the
+ * directory; -S: no site.py and no .pth files (FP_BOOT lists the import directories,
+ * site-packages included; it also starts faster); -B: no bytecode written (the
+ * precompiled .pyc files of the installation are read); the caller can choose neither the interpreter, nor the code, nor the
  * configuration. The caller's own -c option is not passed on (FP_CONFIG is).
  *
  * Failures: a message "NAME: fatal: ..." on standard error and exit 75 (EX_TEMPFAIL)
@@ -83,6 +85,7 @@ int main(int argc, char **argv)
     umask(022);
     nargv[n++] = (char *) FP_PYTHON;
     nargv[n++] = "-I";
+    nargv[n++] = "-S";
     nargv[n++] = "-B";
     nargv[n++] = "-c";
     nargv[n++] = (char *) FP_BOOT;

@@ -146,22 +146,15 @@ class Message:
         return self.env.sender
 
 
-def _slice(info, start: int, count: int) -> tuple[set | None, int | None]:
-    """The next slice of a message's live recipients, in index order from ``start``:
-    (their offsets, or None for "all of them"; where the next slice starts, or None)."""
-    if start == 0:
-        live = sum(1 for r in info.recipients if r.status != ix.RCPT_DONE)
-        if live <= count:
-            return None, None
-    offsets = set()
-    rcpts = info.recipients
-    for pos in range(start, len(rcpts)):
-        if rcpts[pos].status == ix.RCPT_DONE:
-            continue
-        if len(offsets) >= count:
-            return offsets, pos
-        offsets.add(rcpts[pos].offset)
-    return offsets, None
+def _slice(store, info, start: int, count: int) -> tuple[list, int | None]:
+    """The next slice of a message's live recipients, in index (R record offset) order
+    from the offset ``start`` (0: the first): (at most ``count`` live RcptInfo, the
+    offset where the next slice starts or None). Read from the index a chunk at a time,
+    so a message with 100,000 recipients costs a slice's worth of objects, not all."""
+    live = store.recipients(info.queue_id, start, count + 1, live_only=True)
+    if len(live) > count:
+        return live[:count], live[count].offset
+    return live, None
 
 
 def _activate(store, states: list, until: float | None, limit: int, skip: frozenset,
@@ -172,7 +165,8 @@ def _activate(store, states: list, until: float | None, limit: int, skip: frozen
     ``minimum`` recipients, or whatever is left of the room when ``take_one``: nothing
     else is in core); its other recipients are read when the slice is done.
 
-    Return ([(info, envelope, had_bounce_log, had_trace_log, next_pos)], more, blocked):
+    Return ([(info, envelope, had_bounce_log, had_trace_log, next_pos, live_rcpts)], more,
+    blocked): ``info`` without its recipient list, ``live_rcpts`` the slice's.
     ``more`` says there may be more to take, ``blocked`` that the recipient room stopped it.
     """
     picked = []
@@ -181,10 +175,10 @@ def _activate(store, states: list, until: float | None, limit: int, skip: frozen
     blocked = False
     for state in states:
         limit_t = until if state == ix.DEFERRED else None
-        for info in store.due(state, limit_t, batch=FEED_BATCH):
+        for info in store.due(state, limit_t, batch=FEED_BATCH, recipients=False):
             if info.queue_id in skip:
                 continue
-            live = sum(1 for r in info.recipients if r.status != ix.RCPT_DONE)
+            live = info.live
             left = rcpt_room - rcpts
             take = live
             if live > left:
@@ -201,9 +195,9 @@ def _activate(store, states: list, until: float | None, limit: int, skip: frozen
             break
     out = []
     for info, take in picked:
-        only, next_pos = _slice(info, 0, take)
+        rcpts, next_pos = _slice(store, info, 0, take)
         try:
-            env = read_envelope(store.read(info.queue_id, info), only)
+            env = read_envelope(store.read(info.queue_id, info), {r.offset for r in rcpts})
         except CorruptMessage:
             continue  # the store moved it to corrupt and said so
         except CorruptQueueFile as exc:
@@ -213,18 +207,19 @@ def _activate(store, states: list, until: float | None, limit: int, skip: frozen
             continue
         except QueueError:
             continue  # deleted meanwhile
-        out.append([info, env, False, False, next_pos])
+        out.append([info, env, False, False, next_pos, rcpts])
     if out:
         index = store.index
         with store.edit() as ed:
             txn = ed.txn
             for item in out:
                 qid = item[0].queue_id
-                cur = index.get(txn, qid)  # the state may have changed since the scan
+                # the state may have changed since the scan
+                cur = index.get(txn, qid, recipients=False)
                 if cur is None or cur.state not in (ix.INCOMING, ix.DEFERRED):
                     item[0] = None  # deleted or held meanwhile
                     continue
-                new = copy.copy(cur)
+                new = ix.copy_info(cur)
                 new.state = ix.ACTIVE
                 new.next_retry = 0.0
                 index.update(txn, cur, new)
@@ -238,19 +233,17 @@ def _activate(store, states: list, until: float | None, limit: int, skip: frozen
 
 def _read_slice(store, queue_id: str, start: int, count: int):
     """Store thread: the next slice of an active message (after the previous slice's
-    outcomes were recorded): (info, envelope, next_pos), or None when the message is
-    gone or no longer active (deleted, put on hold)."""
-    info = store.get(queue_id)
+    outcomes were recorded): (info, envelope, next_pos, live_rcpts), or None when the
+    message is gone or no longer active (deleted, put on hold)."""
+    info = store.get(queue_id, recipients=False)
     if info is None or info.state != ix.ACTIVE:
         return None
-    only, next_pos = _slice(info, start, count)
-    if only is None:
-        only = {r.offset for r in info.recipients[start:] if r.status != ix.RCPT_DONE}
+    rcpts, next_pos = _slice(store, info, start, count)
     try:
-        env = read_envelope(store.read(queue_id, info), only)
+        env = read_envelope(store.read(queue_id, info), {r.offset for r in rcpts})
     except (CorruptMessage, CorruptQueueFile, QueueError):
         return None
-    return info, env, next_pos
+    return info, env, next_pos, rcpts
 
 
 def next_retry(now: float, arrival: float, min_backoff: float, max_backoff: float,
@@ -428,15 +421,16 @@ class Qmgr:
                     await asyncio.sleep(5)
                     continue
                 now = time.time()
-                for info, env, had_bounce, had_trace, next_pos in batch:
-                    self._admit(info, env, had_bounce, had_trace, now, "all" in need, next_pos)
+                for info, env, had_bounce, had_trace, next_pos, rcpts in batch:
+                    self._admit(info, env, had_bounce, had_trace, now, "all" in need, next_pos,
+                                rcpts)
                 if more:
                     self.need |= need
                 if blocked:
                     break  # no recipient room: _leave() wakes the feeder when there is
 
     def _admit(self, info, env, had_bounce: bool, had_trace: bool, now: float, dfxp: bool,
-               next_pos: int | None = None) -> None:
+               next_pos: int | None = None, rcpts: list | None = None) -> None:
         msg = Message(info, env, now, dfxp)
         msg.had_bounce_log = had_bounce
         msg.had_trace_log = had_trace
@@ -444,15 +438,16 @@ class Qmgr:
         self.stats["activated"] += 1
         log.info("%s: from=<%s>, size=%d, nrcpt=%d (queue active)", msg.queue_id,
                  log.printable(env.sender), env.size, env.rcpt_total)
-        self._load(msg, info, env, next_pos)
+        self._load(msg, info, env, next_pos, rcpts or [])
 
-    def _load(self, msg: Message, info, env, next_pos: int | None) -> None:
-        """Put a message's recipients (all of them, or the slice ``env`` holds) in core
-        and start placing them."""
+    def _load(self, msg: Message, info, env, next_pos: int | None, live: list) -> None:
+        """Put a message's recipients (all of them, or a slice: ``live``, the index's
+        live recipients, and ``env``, their queue file records) in core and start
+        placing them."""
         by_offset = {r.offset: r for r in env.recipients}
         sliced = msg.next_pos is not None or next_pos is not None
         msg.rcpts = []
-        for r in info.recipients:
+        for r in live:
             if r.status == ix.RCPT_DONE:
                 continue
             e = by_offset.get(r.offset)
@@ -465,7 +460,7 @@ class Qmgr:
         msg.next_pos = next_pos
         if sliced:  # the index's recipient list is read again for the next slice
             msg.info = copy.copy(info)
-            msg.info.recipients = []
+            msg.info.recipients, msg.info.rcpts_loaded = [], False
             self.stats["slices"] += 1
         msg.outstanding = len(msg.rcpts)
         msg.incore = len(msg.rcpts)
@@ -894,14 +889,15 @@ class Qmgr:
                       describe_exception(exc))
             got = None
             when = self._backoff(msg, time.time())
-            self.thread.edit(lambda ed: ed.get(qid) is not None and ed.get(qid).state == ix.ACTIVE
+            self.thread.edit(lambda ed: (cur := ed.get(qid, False)) is not None
+                             and cur.state == ix.ACTIVE
                              and ed.set_state(qid, ix.DEFERRED, next_retry=when))
         if got is None or self.stopping:  # gone, held meanwhile, or qmgr is stopping:
             self._leave(msg)               # what is not recorded is tried again later
             return
-        info, env, next_pos = got
+        info, env, next_pos, rcpts = got
         msg.finishing = False
-        self._load(msg, info, env, next_pos)
+        self._load(msg, info, env, next_pos, rcpts)
 
     async def _finish(self, msg: Message) -> None:
         try:
@@ -911,7 +907,8 @@ class Qmgr:
 
             log.error("%s: %s; message deferred", msg.queue_id, describe_exception(exc))
             qid, when = msg.queue_id, self._backoff(msg, time.time())
-            self.thread.edit(lambda ed: ed.get(qid) is not None and ed.get(qid).state == ix.ACTIVE
+            self.thread.edit(lambda ed: (cur := ed.get(qid, False)) is not None
+                             and cur.state == ix.ACTIVE
                              and ed.set_state(qid, ix.DEFERRED, next_retry=when))
             self._leave(msg)
 
@@ -972,7 +969,7 @@ class Qmgr:
                 return
             if record is not None:
                 record(ed)
-            cur = ed.get(qid)
+            cur = ed.get(qid, recipients=False)
             if cur is None:
                 return  # deleted by an administrator meanwhile
             if cleared_logs:

@@ -9,7 +9,12 @@ them reads a message body. Sub-databases (keys are bytes; integers big-endian so
 keys sort numerically):
 
     msg    queue ID -> MessageInfo (state, flags, location, arrival, next retry, size,
-           sender, recipients with their offsets and status)
+           sender, the number of recipients and of live ones)
+    rcp    queue ID + NUL + first R-record offset (u64) -> a chunk of up to RCPT_CHUNK
+           recipients (offset, status, address), in offset order: a message with
+           100,000 recipients is read, sliced and marked a chunk at a time, and a state
+           change rewrites only the msg entry (version 1 entries, which held every
+           recipient inline, are still read, and rewritten as version 2 when changed)
     due    state byte + next-event time (u64 microseconds) + queue ID -> ""
            (messages of one state in the order qmgr wants them: incoming by arrival,
            deferred by next retry time)
@@ -37,6 +42,7 @@ does not decode.
 
 from __future__ import annotations
 
+import copy
 import struct
 from dataclasses import dataclass, field
 
@@ -78,9 +84,12 @@ SEGF_LARGE = 2  # holds one large message
 
 _MSG = struct.Struct("<BBBBIQQQddQ")  # version, state, flags, pad, nrcpt, segid, offset, length, arrival, next, size
 _RCPT = struct.Struct("<IBH")  # offset, status, address length
+_U32 = struct.Struct("<I")
+#: Recipients per rcp chunk: what one mark or slice step decodes at most.
+RCPT_CHUNK = 512
 _SEG = struct.Struct("<BxxxIQQd")  # flags, live count, live bytes, watermark, created
 _U64 = struct.Struct(">Q")
-_ENTRY_VERSION = 1
+_ENTRY_VERSION = 2  # 1: recipients inline in the msg entry (still read)
 MAX_MAP_SIZE = 1 << 40
 
 
@@ -117,6 +126,16 @@ class MessageInfo:
     size: int  # content length, as mailq shows it
     sender: str
     recipients: list[RcptInfo] = field(default_factory=list)
+    #: False: read without its recipients (Index.get(..., recipients=False)); then
+    #: ``recipients`` is empty and nrcpt/live say how many there are
+    rcpts_loaded: bool = True
+    nrcpt: int = 0
+    live: int = 0
+
+    def __post_init__(self):
+        if self.rcpts_loaded:
+            self.nrcpt = len(self.recipients)
+            self.live = sum(1 for r in self.recipients if r.status != RCPT_DONE)
 
     @property
     def state_name(self) -> str:
@@ -160,12 +179,31 @@ def _dec(data) -> str:
 
 
 def pack_message(info: MessageInfo) -> bytes:
-    """Encode a MessageInfo as an index value."""
+    """Encode a MessageInfo's msg entry (version 2: the recipients go to rcp chunks)."""
     sender = _enc(info.sender)
-    parts = [_MSG.pack(_ENTRY_VERSION, info.state, info.flags, 0, len(info.recipients), info.segid,
-                       info.offset, info.length, info.arrival, info.next_retry, info.size),
-             struct.pack("<I", len(sender)), sender]
-    for r in info.recipients:
+    if info.rcpts_loaded:
+        nrcpt = len(info.recipients)
+        live = sum(1 for r in info.recipients if r.status != RCPT_DONE)
+    else:
+        nrcpt, live = info.nrcpt, info.live
+    return b"".join((_MSG.pack(_ENTRY_VERSION, info.state, info.flags, 0, nrcpt, info.segid,
+                               info.offset, info.length, info.arrival, info.next_retry, info.size),
+                     _U32.pack(len(sender)), sender, _U32.pack(live)))
+
+
+def copy_info(info: MessageInfo) -> MessageInfo:
+    """An independent copy to change and hand to Index.update (recipients copied too
+    when it holds them, e.g. from a version 1 entry, which the update then converts)."""
+    new = copy.copy(info)
+    if info.rcpts_loaded:
+        new.recipients = [RcptInfo(r.offset, r.address, r.status) for r in info.recipients]
+    return new
+
+
+def pack_recipients(rcpts) -> bytes:
+    """Encode recipients as a chunk (or a version 1 entry's tail)."""
+    parts = []
+    for r in rcpts:
         addr = _enc(r.address)
         if len(addr) > 0xFFFF:
             addr = addr[:0xFFFF]
@@ -174,26 +212,42 @@ def pack_message(info: MessageInfo) -> bytes:
     return b"".join(parts)
 
 
-def unpack_message(queue_id: str, data) -> MessageInfo:
-    """Decode an index value into a MessageInfo."""
+def unpack_recipients(data, pos: int = 0, count: int | None = None) -> list[RcptInfo]:
+    """Decode a chunk (all of it, or ``count`` recipients from ``pos``)."""
+    rcpts = []
+    end = len(data)
     try:
-        version, state, flags, _pad, nrcpt, segid, offset, length, arrival, nxt, size = _MSG.unpack_from(data, 0)
-        if version != _ENTRY_VERSION:
-            raise CorruptIndexEntry(f"{queue_id}: index entry version {version}")
-        pos = _MSG.size
-        (slen,) = struct.unpack_from("<I", data, pos)
-        pos += 4
-        sender = _dec(data[pos : pos + slen])
-        pos += slen
-        rcpts = []
-        for _ in range(nrcpt):
+        while (pos < end) if count is None else (len(rcpts) < count):
             roff, status, alen = _RCPT.unpack_from(data, pos)
             pos += _RCPT.size
             rcpts.append(RcptInfo(roff, _dec(data[pos : pos + alen]), status))
             pos += alen
     except struct.error as exc:
+        raise CorruptIndexEntry(f"recipient list does not decode ({exc})") from None
+    return rcpts
+
+
+def unpack_message(queue_id: str, data) -> MessageInfo:
+    """Decode a msg entry. Version 2: without recipients (rcpts_loaded False);
+    version 1: with the recipients it holds inline."""
+    try:
+        version, state, flags, _pad, nrcpt, segid, offset, length, arrival, nxt, size = _MSG.unpack_from(data, 0)
+        if version not in (1, 2):
+            raise CorruptIndexEntry(f"{queue_id}: index entry version {version}")
+        pos = _MSG.size
+        (slen,) = _U32.unpack_from(data, pos)
+        pos += 4
+        sender = _dec(data[pos : pos + slen])
+        pos += slen
+        if version == 1:
+            rcpts = unpack_recipients(data, pos, nrcpt)
+            return MessageInfo(queue_id, state, flags, segid, offset, length, arrival, nxt, size,
+                               sender, rcpts)
+        (live,) = _U32.unpack_from(data, pos)
+    except struct.error as exc:
         raise CorruptIndexEntry(f"{queue_id}: index entry does not decode ({exc})") from None
-    return MessageInfo(queue_id, state, flags, segid, offset, length, arrival, nxt, size, sender, rcpts)
+    return MessageInfo(queue_id, state, flags, segid, offset, length, arrival, nxt, size, sender,
+                       [], False, nrcpt, live)
 
 
 def pack_segment(seg: SegmentInfo) -> bytes:
@@ -212,6 +266,10 @@ def due_key(state: int, when: float, queue_id: str) -> bytes:
 
 def dom_key(domain: str, queue_id: str) -> bytes:
     return _enc(domain) + b"\0" + queue_id.encode("ascii")
+
+
+def rcp_prefix(queue_id: str) -> bytes:
+    return queue_id.encode("ascii") + b"\0"
 
 
 def log_prefix(queue_id: str, kind: bytes | None = None) -> bytes:
@@ -236,6 +294,7 @@ class Index:
         self.log = self.env.open_db(b"log", create=not readonly)
         self.seg = self.env.open_db(b"seg", create=not readonly)
         self.meta = self.env.open_db(b"meta", create=not readonly)
+        self.rcp = self.env.open_db(b"rcp", create=not readonly)
 
     def close(self) -> None:
         self.env.close()
@@ -277,9 +336,114 @@ class Index:
 
     # -- messages -------------------------------------------------------------------------
 
-    def get(self, txn, queue_id: str) -> MessageInfo | None:
+    def get(self, txn, queue_id: str, recipients: bool = True) -> MessageInfo | None:
+        """A message's entry; with ``recipients=False`` only its msg entry (nrcpt and
+        live count, no recipient list: what scheduling and state changes need)."""
         raw = txn.get(queue_id.encode("ascii"), db=self.msg)
-        return unpack_message(queue_id, raw) if raw is not None else None
+        if raw is None:
+            return None
+        info = unpack_message(queue_id, raw)
+        if recipients and not info.rcpts_loaded:
+            info.recipients = list(self.recipients_from(txn, queue_id))
+            info.rcpts_loaded = True
+        return info
+
+    # -- recipients (rcp chunks) ------------------------------------------------------------
+
+    def _chunks_from(self, txn, queue_id: str, offset: int = 0):
+        """Yield (key, value) of a message's chunks, starting with the one that holds
+        ``offset`` (or the first)."""
+        prefix = rcp_prefix(queue_id)
+        cur = txn.cursor(db=self.rcp)
+        found = cur.set_range(prefix + _U64.pack(offset))
+        if offset and (not found or bytes(cur.key()) != prefix + _U64.pack(offset)):
+            # the chunk before the position may hold the offset
+            if found:
+                found = cur.prev()
+            else:
+                found = cur.last()
+            if not found or not cur.key().startswith(prefix):
+                found = cur.set_range(prefix)
+        while found and cur.key().startswith(prefix):
+            yield bytes(cur.key()), cur.value()
+            found = cur.next()
+
+    def recipients_from(self, txn, queue_id: str, offset: int = 0):
+        """Yield a message's recipients (RcptInfo) in offset order, from ``offset`` on,
+        one chunk decoded at a time (a version 1 entry: from its inline list)."""
+        raw = txn.get(queue_id.encode("ascii"), db=self.msg)
+        if raw is not None and raw[0] == 1:
+            for r in unpack_message(queue_id, raw).recipients:
+                if r.offset >= offset:
+                    yield r
+            return
+        for _key, value in self._chunks_from(txn, queue_id, offset):
+            for r in unpack_recipients(value):
+                if r.offset >= offset:
+                    yield r
+
+    def _put_recipients(self, txn, queue_id: str, rcpts: list) -> None:
+        if any(rcpts[i].offset >= rcpts[i + 1].offset for i in range(len(rcpts) - 1)):
+            rcpts = sorted(rcpts, key=lambda r: r.offset)
+        prefix = rcp_prefix(queue_id)
+        for i in range(0, len(rcpts), RCPT_CHUNK):
+            part = rcpts[i : i + RCPT_CHUNK]
+            txn.put(prefix + _U64.pack(part[0].offset), pack_recipients(part), db=self.rcp)
+
+    def _drop_recipients(self, txn, queue_id: str, domains: set | None = None) -> None:
+        """Delete a message's chunks (collecting its recipient domains into ``domains``)."""
+        prefix = rcp_prefix(queue_id)
+        cur = txn.cursor(db=self.rcp)
+        if not cur.set_range(prefix):
+            return
+        while cur.key().startswith(prefix):
+            if domains is not None:
+                domains.update(r.domain for r in unpack_recipients(cur.value()))
+            if not cur.delete():
+                break
+
+    def mark(self, txn, queue_id: str, offsets, status: int) -> bool:
+        """Set the status of recipients (by R record offset), rewriting only the chunks
+        that hold them and the msg entry's live count; False if the message is gone."""
+        info = self.get(txn, queue_id, recipients=False)
+        if info is None:
+            return False
+        wanted = sorted(set(offsets))
+        if info.rcpts_loaded:  # a version 1 entry: rewrite it as version 2
+            targets = set(wanted)
+            for r in info.recipients:
+                if r.offset in targets:
+                    r.status = status
+            self.update(txn, info, info)
+            return True
+        prefix = rcp_prefix(queue_id)
+        delta = 0
+        i = 0
+        while i < len(wanted):
+            chunks = self._chunks_from(txn, queue_id, wanted[i])
+            first = next(chunks, None)
+            if first is None:
+                break
+            key, value = first
+            following = next(chunks, None)
+            bound = _U64.unpack(following[0][len(prefix):])[0] if following else None
+            chunks.close()
+            rcpts = unpack_recipients(value)
+            by_offset = {r.offset: r for r in rcpts}
+            changed = False
+            while i < len(wanted) and (bound is None or wanted[i] < bound):
+                r = by_offset.get(wanted[i])
+                i += 1
+                if r is not None and r.status != status:
+                    delta += (r.status == RCPT_DONE) - (status == RCPT_DONE)
+                    r.status = status
+                    changed = True
+            if changed:
+                txn.put(key, pack_recipients(rcpts), db=self.rcp)
+        if delta:
+            info.live = max(0, info.live + delta)
+            txn.put(queue_id.encode("ascii"), pack_message(info), db=self.msg)
+        return True
 
     def exists(self, txn, queue_id: str) -> bool:
         return txn.get(queue_id.encode("ascii"), db=self.msg) is not None
@@ -289,6 +453,7 @@ class Index:
         key = info.queue_id.encode("ascii")
         if not txn.put(key, pack_message(info), overwrite=False, db=self.msg):
             return False
+        self._put_recipients(txn, info.queue_id, info.recipients)
         txn.put(due_key(info.state, info.due_time(), info.queue_id), b"", db=self.due)
         for domain in info.domains:
             txn.put(dom_key(domain, info.queue_id), b"", db=self.dom)
@@ -297,9 +462,13 @@ class Index:
         return True
 
     def update(self, txn, old: MessageInfo, new: MessageInfo) -> None:
-        """Replace a message's entry (state, flags, recipients, location...)."""
+        """Replace a message's entry (state, flags, location...); its recipients too
+        when ``new`` holds them (rcpts_loaded), else they stay as they are."""
         if old.queue_id != new.queue_id:
             raise ValueError("update cannot rename a message")
+        if new.rcpts_loaded:
+            self._drop_recipients(txn, new.queue_id)
+            self._put_recipients(txn, new.queue_id, new.recipients)
         txn.put(new.queue_id.encode("ascii"), pack_message(new), db=self.msg)
         if (old.state, old.due_time()) != (new.state, new.due_time()):
             txn.delete(due_key(old.state, old.due_time(), old.queue_id), db=self.due)
@@ -313,9 +482,11 @@ class Index:
 
     def remove(self, txn, info: MessageInfo) -> None:
         """Delete a message's entry, its secondary keys and its logs."""
+        domains = info.domains if info.rcpts_loaded else set()
+        self._drop_recipients(txn, info.queue_id, None if info.rcpts_loaded else domains)
         txn.delete(info.queue_id.encode("ascii"), db=self.msg)
         txn.delete(due_key(info.state, info.due_time(), info.queue_id), db=self.due)
-        for domain in info.domains:
+        for domain in domains:
             txn.delete(dom_key(domain, info.queue_id), db=self.dom)
         self.clear_logs(txn, info.queue_id)
         self.add_counter(txn, b"n:" + bytes((info.state,)), -1)

@@ -422,10 +422,25 @@ class QueueStore:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def get(self, queue_id: str) -> ix.MessageInfo | None:
-        """Return a message's index entry, or None."""
+    def get(self, queue_id: str, recipients: bool = True) -> ix.MessageInfo | None:
+        """Return a message's index entry, or None (``recipients=False``: without the
+        recipient list, see Index.get)."""
         with self.index.read() as txn:
-            return self.index.get(txn, queue_id)
+            return self.index.get(txn, queue_id, recipients)
+
+    def recipients(self, queue_id: str, offset: int = 0, count: int | None = None,
+                   live_only: bool = False) -> list:
+        """Up to ``count`` of a message's recipients (RcptInfo) in offset order from
+        ``offset`` (``live_only``: not done), read a chunk at a time."""
+        out = []
+        with self.index.read() as txn:
+            for r in self.index.recipients_from(txn, queue_id, offset):
+                if live_only and r.status == ix.RCPT_DONE:
+                    continue
+                if count is not None and len(out) >= count:
+                    break
+                out.append(r)
+        return out
 
     def exists(self, queue_id: str) -> bool:
         with self.index.read() as txn:
@@ -540,8 +555,9 @@ class QueueStore:
         with self.index.read() as txn:
             return {ix.STATE_NAMES[k]: v for k, v in self.index.state_counts(txn).items()}
 
-    def messages(self, states=None, *, batch: int = 1000):
-        """Yield MessageInfo by state (Postfix's showq order) and due time, in bounded memory.
+    def messages(self, states=None, *, batch: int = 1000, recipients: bool = True):
+        """Yield MessageInfo by state (Postfix's showq order) and due time, in bounded memory
+        (``recipients=False``: without their recipient lists).
 
         Each ``batch`` entries are read in their own read transaction; iteration resumes
         after the last key, so a long listing never pins an old snapshot.
@@ -565,7 +581,7 @@ class QueueStore:
                         if not k.startswith(prefix):
                             break
                         qid = k[9:].decode("ascii")
-                        info = self.index.get(txn, qid)
+                        info = self.index.get(txn, qid, recipients)
                         if info is not None:
                             chunk.append(info)
                         key = bytes(k)
@@ -576,11 +592,12 @@ class QueueStore:
                 if len(chunk) < batch:
                     break
 
-    def due(self, state, until: float | None = None, *, batch: int = 1000):
+    def due(self, state, until: float | None = None, *, batch: int = 1000,
+            recipients: bool = True):
         """Yield messages of one state whose due time (arrival or next retry) is <= until."""
         limit = None if until is None else ix.due_key(
             state if isinstance(state, int) else ix.STATE_CODES[state], until, "\x7f")
-        for info in self.messages([state], batch=batch):
+        for info in self.messages([state], batch=batch, recipients=recipients):
             if limit is not None and ix.due_key(info.state, info.due_time(), info.queue_id) > limit:
                 return
             yield info
@@ -758,10 +775,10 @@ class QueueStore:
         crashpoint.reached("compact.before_repoint")
         with self.index.write() as txn:
             for (info, _payload), (off, length) in zip(pending, placed):
-                cur = self.index.get(txn, info.queue_id)
+                cur = self.index.get(txn, info.queue_id, recipients=False)
                 if cur is None or (cur.segid, cur.offset) != (info.segid, info.offset):
                     continue  # deleted or moved meanwhile: the copy is garbage
-                new = ix.unpack_message(cur.queue_id, ix.pack_message(cur))
+                new = ix.copy_info(cur)
                 new.segid, new.offset, new.length = writer.segid, off, length
                 self.index.update(txn, cur, new)
                 report.messages += 1
@@ -791,14 +808,14 @@ class Edit:
         self.txn = None
         self.emptied: set[int] = set()
 
-    def get(self, queue_id: str) -> ix.MessageInfo | None:
-        return self.index.get(self.txn, queue_id)
+    def get(self, queue_id: str, recipients: bool = True) -> ix.MessageInfo | None:
+        return self.index.get(self.txn, queue_id, recipients)
 
     def _change(self, queue_id: str, fn) -> bool:
-        old = self.index.get(self.txn, queue_id)
+        old = self.index.get(self.txn, queue_id, recipients=False)
         if old is None:
             return False
-        new = ix.unpack_message(queue_id, ix.pack_message(old))
+        new = ix.copy_info(old)
         fn(new)
         self.index.update(self.txn, old, new)
         return True
@@ -824,18 +841,11 @@ class Edit:
 
     def mark_recipients(self, queue_id: str, offsets, status: int) -> bool:
         """Set the status of recipients (by R record offset): done, deferred or pending."""
-        wanted = set(offsets)
-
-        def change(m):
-            for r in m.recipients:
-                if r.offset in wanted:
-                    r.status = status
-
-        return self._change(queue_id, change)
+        return self.index.mark(self.txn, queue_id, offsets, status)
 
     def delete(self, queue_id: str) -> bool:
         """Remove a message (its segment is reclaimed once it holds nothing live)."""
-        info = self.index.get(self.txn, queue_id)
+        info = self.index.get(self.txn, queue_id, recipients=False)
         if info is None:
             return False
         self.index.remove(self.txn, info)

@@ -1,0 +1,478 @@
+/*
+ * fastpost-sendmail: the plain local submission in C; every other case in Python.
+ *
+ * Postfix counterpart: sendmail(1) with postdrop(1)'s part, for the common case only.
+ * Why it exists and what it measured: docs/submission.md, "sendmail speed".
+ *
+ * Built by `./dev build` (fastpost.cli.frontend) into the virtualenv's bin/ as
+ * fastpost-sendmail, with two constants in a generated frontend_conf.h:
+ *
+ *     FP_PYTHON   the interpreter
+ *     FP_BOOT     the program given to "python -I -S -B -c": fastpost's import
+ *                 directories first on sys.path, then fastpost.cli.sendmail.main
+ *
+ * The command line is sendmail's (fastpost.cli.sendmail), optionally after "-c DIR".
+ * This program handles the plain case itself: recipients, -f/-r ADDR, -F NAME, -t, -i,
+ * -oi, "--"; a main.cf (from -c, $FASTPOST_CONFIG, $MAIL_CONFIG or /etc/fastpost)
+ * whose queue_directory, pickup_service_name and authorized_submit_users have no "$"
+ * and whose authorized_submit_users is the default static:anyone; a maildrop
+ * directory the user may write. Anything else -- another option, a main.cf this
+ * reader would have to expand or cannot parse, a user who needs the set-gid helper,
+ * a sender that is not plain printable ASCII -- makes it execute the Python command
+ * with the same arguments, before it has read a byte of standard input, so that the
+ * Python code decides and reports exactly as it always does.
+ *
+ * The file it writes is the maildrop stream of fastpost.mail.maildrop.encode (record
+ * types T, f, F, S, R, M, N/L, X, E; content lines split into 2048-byte L pieces),
+ * under a dot-name, mode 0644 once complete, fsync'd, renamed, the directory synced;
+ * then pickup is woken through $queue_directory/public/$pickup_service_name. A
+ * differential test (tests/submission/test_sendmail_fast.py) checks that the records
+ * equal the Python writer's for the same input.
+ *
+ * Failures, as the Python command: "sendmail: fatal: DIR: cannot write the message:
+ * REASON" and exit 75 (nothing left behind); 75 also when the interpreter for the
+ * fall-back cannot be executed.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "frontend_conf.h"
+
+#define LINE_PIECE 2048
+#define FLAG_EXTRACT 64
+#define C_SPACE " \t\n\v\f\r"
+
+static int g_argc;
+static char **g_argv;
+
+/* Hand everything to the Python command (stdin untouched). */
+static void fallback(void)
+{
+    char **nargv = calloc((size_t) g_argc + 8, sizeof(char *));
+    int n = 0, i;
+
+    if (nargv == NULL)
+        _exit(75);
+    nargv[n++] = (char *) FP_PYTHON;
+    nargv[n++] = "-I";
+    nargv[n++] = "-S";
+    nargv[n++] = "-B";
+    nargv[n++] = "-c";
+    nargv[n++] = (char *) FP_BOOT;
+    for (i = 1; i < g_argc; i++)
+        nargv[n++] = g_argv[i];
+    nargv[n] = NULL;
+    execv(FP_PYTHON, nargv);
+    fprintf(stderr, "sendmail: fatal: cannot execute %s: %s\n", FP_PYTHON, strerror(errno));
+    exit(75);
+}
+
+/* -- a growing byte buffer ------------------------------------------------------- */
+
+struct buf {
+    char *data;
+    size_t len, cap;
+};
+
+static void buf_add(struct buf *b, const void *data, size_t len)
+{
+    if (b->len + len > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + len)
+            cap *= 2;
+        b->data = realloc(b->data, cap);
+        if (b->data == NULL) {
+            fprintf(stderr, "sendmail: fatal: out of memory\n");
+            exit(75);
+        }
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+}
+
+/* One record: type byte, length in 7-bit groups (low first, high bit: more), payload. */
+static void record(struct buf *b, int type, const char *data, size_t len)
+{
+    unsigned char head[16];
+    size_t n = 0, left = len;
+
+    head[n++] = (unsigned char) type;
+    for (;;) {
+        unsigned char byte = left & 0x7f;
+        left >>= 7;
+        if (left) {
+            head[n++] = byte | 0x80;
+        } else {
+            head[n++] = byte;
+            break;
+        }
+    }
+    buf_add(b, head, n);
+    buf_add(b, data, len);
+}
+
+/* -- main.cf --------------------------------------------------------------------- */
+
+static int is_c_space(char c)
+{
+    return c != '\0' && strchr(C_SPACE, c) != NULL;
+}
+
+static void strip(const char **s, size_t *len)
+{
+    while (*len && is_c_space(**s)) {
+        (*s)++;
+        (*len)--;
+    }
+    while (*len && is_c_space((*s)[*len - 1]))
+        (*len)--;
+}
+
+struct wanted {
+    const char *name;
+    char *value;        /* NULL: not in main.cf */
+};
+
+/* One logical line "name = value": remember the wanted names; a line that is not of
+ * that form is an error the Python command reports: fall back. */
+static void logical_line(const char *line, size_t len, struct wanted *want)
+{
+    const char *eq = memchr(line, '=', len);
+    const char *name = line, *value;
+    size_t name_len, value_len, i;
+
+    if (eq == NULL)
+        fallback();
+    name_len = (size_t) (eq - line);
+    strip(&name, &name_len);
+    if (name_len == 0)
+        fallback();
+    for (i = 0; i < name_len; i++)
+        if (is_c_space(name[i]))
+            fallback();
+    value = eq + 1;
+    value_len = (size_t) (line + len - value);
+    strip(&value, &value_len);
+    for (; want->name; want++) {
+        if (strlen(want->name) == name_len && memcmp(want->name, name, name_len) == 0) {
+            free(want->value);
+            want->value = strndup(value, value_len);
+        }
+    }
+}
+
+/* read_logical_lines() of fastpost.mail.maincf, for the names in want. */
+static void read_main_cf(const char *config_dir, struct wanted *want)
+{
+    struct buf path = {0}, text = {0}, cur = {0};
+    char chunk[8192];
+    ssize_t got;
+    int fd, have_cur = 0;
+    size_t pos = 0;
+
+    buf_add(&path, config_dir, strlen(config_dir));
+    buf_add(&path, "/main.cf", 9);
+    fd = open(path.data, O_RDONLY | O_CLOEXEC);
+    free(path.data);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return;             /* no main.cf: every default */
+        fallback();
+    }
+    while ((got = read(fd, chunk, sizeof(chunk))) > 0)
+        buf_add(&text, chunk, (size_t) got);
+    close(fd);
+    if (got < 0 || (text.len && memchr(text.data, '\0', text.len)))
+        fallback();
+    while (pos <= text.len) {
+        const char *raw = text.data ? text.data + pos : "";
+        const char *nl = text.len ? memchr(raw, '\n', text.len - pos) : NULL;
+        size_t raw_len = nl ? (size_t) (nl - raw) : text.len - pos;
+        const char *s = raw;
+        size_t s_len = raw_len;
+
+        pos += raw_len + 1;
+        strip(&s, &s_len);
+        if (s_len == 0 || s[0] == '#')
+            continue;
+        if (raw[0] == ' ' || raw[0] == '\t') {
+            if (have_cur) {
+                buf_add(&cur, " ", 1);
+                buf_add(&cur, s, s_len);
+            }
+            continue;           /* a continuation of nothing: skipped */
+        }
+        if (have_cur)
+            logical_line(cur.data, cur.len, want);
+        cur.len = 0;
+        have_cur = 1;
+        while (raw_len && is_c_space(raw[raw_len - 1]))
+            raw_len--;
+        buf_add(&cur, raw, raw_len);
+    }
+    if (have_cur)
+        logical_line(cur.data, cur.len, want);
+    free(cur.data);
+    free(text.data);
+}
+
+/* -- writing the file ------------------------------------------------------------ */
+
+static void fail_write(const char *dir, int err)
+{
+    fprintf(stderr, "sendmail: fatal: %s: cannot write the message: %s\n", dir, strerror(err));
+    exit(75);
+}
+
+static void drop(const char *dir, const struct buf *data)
+{
+    struct timeval tv;
+    unsigned char rnd[3] = {0, 0, 0};
+    char name[96];
+    struct buf tmp = {0}, final = {0};
+    size_t off = 0;
+    int fd, dfd, err;
+
+    gettimeofday(&tv, NULL);
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t) sizeof(rnd))
+        fallback();
+    snprintf(name, sizeof(name), "%lX%05lX%X%02X%02X%02X", (unsigned long) tv.tv_sec,
+             (unsigned long) tv.tv_usec, (unsigned) getpid(), rnd[0], rnd[1], rnd[2]);
+    buf_add(&tmp, dir, strlen(dir));
+    buf_add(&tmp, "/.", 2);
+    buf_add(&tmp, name, strlen(name) + 1);
+    buf_add(&final, dir, strlen(dir));
+    buf_add(&final, "/", 1);
+    buf_add(&final, name, strlen(name) + 1);
+    fd = open(tmp.data, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        fail_write(dir, errno);
+    while (off < data->len) {
+        ssize_t n = write(fd, data->data + off, data->len - off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            goto failed;
+        }
+        off += (size_t) n;
+    }
+    if (fchmod(fd, 0644) < 0 || fsync(fd) < 0 || rename(tmp.data, final.data) < 0)
+        goto failed;
+    /* the rename made durable: fsync the directory, or syncfs when it cannot be read */
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        if (errno != EACCES || syncfs(fd) < 0)
+            fail_write(dir, errno);
+    } else {
+        if (fsync(dfd) < 0)
+            fail_write(dir, errno);
+        close(dfd);
+    }
+    close(fd);
+    free(tmp.data);
+    free(final.data);
+    return;
+  failed:
+    err = errno;
+    unlink(tmp.data);
+    close(fd);
+    fail_write(dir, err);
+}
+
+/* Tell pickup there is mail; it finds the file at its next scan if this fails. */
+static void wake_pickup(const char *queue, const char *service)
+{
+    struct sockaddr_un sun;
+    struct stat st;
+    struct timeval tmo = {5, 0};
+    int fd;
+
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    if ((size_t) snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/public/%s", queue,
+                          service) >= sizeof(sun.sun_path))
+        return;
+    if (stat(sun.sun_path, &st) < 0)
+        return;
+    if (S_ISFIFO(st.st_mode)) {
+        fd = open(sun.sun_path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+        if (fd >= 0) {
+            (void) !write(fd, "W", 1);
+            close(fd);
+        }
+        return;
+    }
+    if (!S_ISSOCK(st.st_mode))
+        return;
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof(tmo));
+    if (connect(fd, (struct sockaddr *) &sun, sizeof(sun)) == 0) {
+        (void) !write(fd, "W", 1);
+    } else if (errno == EPROTOTYPE) {
+        close(fd);
+        fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return;
+        (void) !sendto(fd, "W", 1, 0, (struct sockaddr *) &sun, sizeof(sun));
+    }
+    close(fd);
+}
+
+/* -- the plain submission -------------------------------------------------------- */
+
+static const char *nonempty_env(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_dir = NULL, *sender = NULL, *fullname = NULL;
+    const char *queue, *service, *authorized;
+    int extract = 0, dots = 1, i = 1, nr = 0, r;
+    int *rcpts;
+    struct wanted want[] = {
+        {"queue_directory", NULL}, {"pickup_service_name", NULL},
+        {"authorized_submit_users", NULL}, {NULL, NULL}
+    };
+    struct buf dir = {0}, out = {0};
+    struct timeval tv;
+    char stamp[64], *line = NULL;
+    size_t cap = 0, slen;
+    ssize_t len;
+
+    g_argc = argc;
+    g_argv = argv;
+    rcpts = calloc((size_t) argc + 1, sizeof(int));
+    if (rcpts == NULL)
+        fallback();
+    if (argc >= 3 && strcmp(argv[1], "-c") == 0) {
+        config_dir = argv[2];
+        i = 3;
+    }
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+
+        if (strcmp(a, "--") == 0) {
+            for (i++; i < argc; i++)
+                rcpts[nr++] = i;
+            break;
+        }
+        if (a[0] != '-') {
+            rcpts[nr++] = i;
+            continue;
+        }
+        if (a[1] == 'f' || a[1] == 'r' || a[1] == 'F') {
+            const char *v = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
+            if (v == NULL)
+                fallback();
+            if (a[1] == 'F')
+                fullname = v;
+            else
+                sender = v;
+            continue;
+        }
+        if (strcmp(a, "-t") == 0)
+            extract = 1;
+        else if (strcmp(a, "-i") == 0 || strcmp(a, "-oi") == 0)
+            dots = 0;
+        else
+            fallback();         /* "-", grouped flags, every other option */
+    }
+    if (nr == 0 && !extract)
+        fallback();             /* the usage message is Python's */
+    if (config_dir == NULL || !*config_dir)
+        config_dir = nonempty_env("FASTPOST_CONFIG");
+    if (config_dir == NULL)
+        config_dir = nonempty_env("MAIL_CONFIG");
+    if (config_dir == NULL)
+        config_dir = "/etc/fastpost";
+    read_main_cf(config_dir, want);
+    queue = want[0].value ? want[0].value : "/var/spool/fastpost";
+    service = want[1].value ? want[1].value : "pickup";
+    authorized = want[2].value ? want[2].value : "static:anyone";
+    if (!*queue || strchr(queue, '$') || strchr(service, '$') ||
+        strcmp(authorized, "static:anyone") != 0)
+        fallback();
+    buf_add(&dir, queue, strlen(queue));
+    if (queue[strlen(queue) - 1] != '/')
+        buf_add(&dir, "/", 1);
+    buf_add(&dir, "maildrop", 9);
+    if (access(dir.data, W_OK | X_OK) != 0)
+        fallback();             /* the set-gid helper's case, or an error to report */
+    if (sender == NULL) {
+        struct passwd *pw = getpwuid(getuid());
+        if (pw == NULL)
+            fallback();
+        sender = pw->pw_name;
+    }
+    for (r = 0; sender[r]; r++)
+        if ((unsigned char) sender[r] <= 0x20 || (unsigned char) sender[r] >= 0x7f)
+            fallback();         /* Python's str.strip() decides what is trimmed */
+    slen = strlen(sender);
+    if (slen >= 2 && sender[0] == '<' && sender[slen - 1] == '>') {
+        sender++;
+        slen -= 2;
+    }
+    if (fullname == NULL)
+        fullname = getenv("NAME");
+
+    /* the envelope: T is written last, so start the content in a second buffer */
+    if (extract)
+        record(&out, 'f', "64", 2);
+    if (fullname != NULL)
+        record(&out, 'F', fullname, strlen(fullname));
+    record(&out, 'S', sender, slen);
+    for (r = 0; r < nr; r++)
+        record(&out, 'R', argv[rcpts[r]], strlen(argv[rcpts[r]]));
+    record(&out, 'M', "", 0);
+    while ((len = getline(&line, &cap, stdin)) > 0) {
+        size_t n = (size_t) len;
+        const char *p = line;
+
+        if (n >= 2 && line[n - 2] == '\r' && line[n - 1] == '\n')
+            n -= 2;
+        else if (line[n - 1] == '\n')
+            n -= 1;
+        if (dots && n == 1 && line[0] == '.')
+            break;
+        while (n > LINE_PIECE) {
+            record(&out, 'L', p, LINE_PIECE);
+            p += LINE_PIECE;
+            n -= LINE_PIECE;
+        }
+        record(&out, 'N', p, n);
+    }
+    if (ferror(stdin)) {
+        fprintf(stderr, "sendmail: fatal: error reading standard input: %s\n", strerror(errno));
+        exit(75);
+    }
+    record(&out, 'X', "", 0);
+    record(&out, 'E', "", 0);
+    {
+        struct buf all = {0};
+
+        gettimeofday(&tv, NULL);
+        snprintf(stamp, sizeof(stamp), "%ld %ld", (long) tv.tv_sec, (long) tv.tv_usec);
+        record(&all, 'T', stamp, strlen(stamp));
+        buf_add(&all, out.data, out.len);
+        drop(dir.data, &all);
+    }
+    wake_pickup(queue, service);
+    return 0;
+}
