@@ -316,8 +316,7 @@ class CleanupState:
                 await self._out_recipient(None, 1, bcc, bcc)
         if self.encoding:
             b.attr("encoding", self.encoding)
-        for name, value in self.attrs:
-            b.attr(name, value)
+        b.add_attrs(self.attrs)
         for item in self.rcpts_raw:
             await self._add_recipient(item[0], item[1] if len(item) > 1 else "",
                                       int(item[2]) if len(item) > 2 else 0)
@@ -539,13 +538,26 @@ class CleanupState:
         s = self.s
         m = self.svc.mapper
         ctx = self.header_context
+        map_ok = bool(self.flags & P.FLAG_MAP_OK)
+        hclass = addrmap.SENDER_HEADER if cls & H.SENDER else addrmap.RECIPIENT_HEADER
+        if m.header_cacheable(hclass, map_ok):
+            key = (ctx, hclass, map_ok, text)
+            done = m.header_cached(key)
+            if done is None:
+                done = await self._rewrite_header_text(ctx, hclass, map_ok, name_len, text)
+                m.header_remember(key, done)
+            return done
+        return await self._rewrite_header_text(ctx, hclass, map_ok, name_len, text)
+
+    async def _rewrite_header_text(self, ctx: str, hclass: str, map_ok: bool, name_len: int,
+                                   text: bytes) -> bytes:
+        s = self.s
+        m = self.svc.mapper
         value = text[name_len + 1:].decode("utf-8", "surrogateescape")
         parsed = hdraddr.parse(value, s.header_token_limit)
         addrs = parsed.addresses()
         if not addrs:
             return text
-        map_ok = bool(self.flags & P.FLAG_MAP_OK)
-        hclass = addrmap.SENDER_HEADER if cls & H.SENDER else addrmap.RECIPIENT_HEADER
         new: dict = {}
         for a in addrs:
             if not a or a in new:

@@ -51,6 +51,9 @@ class MessageBuilder:
     def attr(self, name: str, value: str) -> None:
         self.records.attr(name, value)
 
+    def add_attrs(self, pairs) -> None:
+        self.records.add_attrs(pairs)
+
     def set_sender(self, address: str) -> None:
         self.records.set_sender(address)
 

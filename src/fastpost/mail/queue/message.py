@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 from fastpost.mail import rectype as R
 from fastpost.mail.content import decode_text, encode_text
-from fastpost.mail.record import CorruptRecord, encode_record
+from fastpost.mail.record import CorruptRecord, encode_record, encode_records
 
 #: Fixed layout of the C record payload: six right-aligned %15ld fields.
 SIZE_FORMAT = b"%15d %15d %15d %15d %15d %15d"
@@ -54,6 +54,7 @@ QMGR_FLAG_NONE = 0
 
 _ENVELOPE_BUILD_TYPES = frozenset(b"TcFILSDRO/WVA>K<ionfdPre")  # what producers may add
 _EXTRACT_BUILD_TYPES = frozenset(b"DRO/PreAFIL>Kon")
+_RCPT_ATTRS = frozenset({"dsn_orig_rcpt", "notify_flags"})  # attributes of the next recipient
 
 
 class CorruptQueueFile(ValueError):
@@ -210,6 +211,31 @@ class QueueFileBuilder:
     def attr(self, name: str, value: str) -> None:
         """Add a named attribute (A name=value)."""
         self.envelope(R.REC_TYPE_ATTR, f"{name}={value}")
+
+    def add_attrs(self, pairs) -> None:
+        """Add many named attributes (A name=value) in order, encoded in one buffer.
+
+        The same records and bookkeeping as attr() for each pair.
+        """
+        self._need(self.ENVELOPE, "envelope record")
+        recs = []
+        notes = self.attrs
+        for name, value in pairs:
+            if "=" in name or name in _RCPT_ATTRS:
+                if recs:
+                    self._put_many(recs)
+                    recs = []
+                self.attr(name, value)
+                continue
+            notes[name] = value
+            recs.append((R.REC_TYPE_ATTR, f"{name}={value}".encode("utf-8", "surrogateescape")))
+        if recs:
+            self._put_many(recs)
+
+    def _put_many(self, recs: list) -> None:
+        data = encode_records(recs)
+        self.chunks.append(data)
+        self.offset += len(data)
 
     def set_sender(self, address: str) -> None:
         """Add the envelope sender (S; "" is the null sender)."""

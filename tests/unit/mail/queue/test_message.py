@@ -133,3 +133,25 @@ def test_builder_order_is_enforced():
         b.extracted(R.REC_TYPE_NORM, b"x")
     with pytest.raises(ValueError):
         M.QueueFileBuilder().build()
+
+
+_names = st.sampled_from(["log_client_name", "rewrite_context", "dsn_orig_rcpt", "notify_flags",
+                          "x=y", "client_address", ""])
+
+
+@settings(max_examples=100)
+@given(st.lists(st.tuples(_names, st.text(max_size=40))))
+def test_add_attrs_equals_attr_one_by_one(pairs):
+    """add_attrs (one buffer for many A records) builds what attr() in a loop builds."""
+    b1 = M.QueueFileBuilder()
+    b2 = M.QueueFileBuilder()
+    for b in (b1, b2):
+        b.time(1.0)
+        b.set_sender("s@x")
+    for name, value in pairs:
+        b1.attr(name, value)
+    b2.add_attrs(pairs)
+    assert b1.attrs == b2.attrs and b1._pending_rcpt == b2._pending_rcpt
+    for b in (b1, b2):
+        b.add_recipient("r@x")
+    assert b1.build() == b2.build()
