@@ -377,14 +377,17 @@ class CleanupState:
         if self.in_headers:
             reader = self.reader
             used = reader.feed(data)
+            out = []  # the headers' output: written at once
             for h in reader.take():
-                await self._header(*h)
+                out.append(await self._header(*h))
                 if self.error is not None:
                     return
             if not reader.done:
+                if out:
+                    await self._put(b"".join(out))
                 return
             body = reader.rest + data[used:] if reader.rest else data[used:]
-            await self._end_of_headers(body)
+            await self._end_of_headers(body, out)
             return
         await self._body(data)
 
@@ -467,8 +470,8 @@ class CleanupState:
             return self.builder.spill()
         return None
 
-    async def _header(self, kind: int, name_len: int, text: bytes, flags: int,
-                      prepended: bool = False) -> None:
+    async def _header(self, kind: int, name_len: int, text: bytes, flags: int) -> bytes:
+        """One primary header: checks, bookkeeping, rewriting; return what to write (b"": dropped)."""
         s = self.s
         if kind == H.HDR_RECEIVED:
             self.hops += 1
@@ -478,6 +481,7 @@ class CleanupState:
             self._log_mime_error("message header", text)
             raise Refused(550, "5.6.0 improper use of 8-bit data in message header")
         cls = H.CLASS.get(kind, 0)
+        prefix = b""
         if self.inspect:
             table = self.svc.mime_header_checks if cls & H.MIME else self.svc.header_checks
             if table:
@@ -486,9 +490,9 @@ class CleanupState:
                 if act is not None:
                     verb, arg = act
                     if verb == "IGNORE":
-                        return
+                        return b""
                     if verb == "PREPEND":
-                        await self._put(arg.encode("utf-8", "surrogateescape") + b"\n")
+                        prefix = arg.encode("utf-8", "surrogateescape") + b"\n"
                     elif verb == "REPLACE":
                         new = arg.encode("utf-8", "surrogateescape")
                         r = H.HeaderReader(H.KINDS, s.header_size_limit)
@@ -499,8 +503,7 @@ class CleanupState:
                             kind, name_len, text, flags = got[0]
                             cls = H.CLASS.get(kind, 0)
                         else:
-                            await self._put(new + b"\n")
-                            return
+                            return new + b"\n"
         if kind:
             self.have.add(kind)
             if cls & H.RESENT:
@@ -520,14 +523,14 @@ class CleanupState:
                         if a:
                             self.extracted_to.append((bool(cls & H.RESENT), a))
                 if text[:name_len].lower().decode("latin-1") in s.drop_headers:
-                    return
+                    return prefix
                 if self.header_context is not None:
                     text = await self._rewrite_header(kind, cls, name_len, text)
             elif s.drop_headers and text[:name_len].lower().decode("latin-1") in s.drop_headers:
-                return
+                return prefix
         elif s.drop_headers and text[:name_len].lower().decode("latin-1") in s.drop_headers:
-            return
-        await self._put(text + b"\n")
+            return prefix
+        return prefix + text + b"\n" if prefix else text + b"\n"
 
     async def _put(self, data: bytes) -> None:
         waiter = self._write(data)
@@ -613,7 +616,8 @@ class CleanupState:
 
     # -- end of headers -----------------------------------------------------------------
 
-    async def _end_of_headers(self, body: bytes) -> None:
+    async def _end_of_headers(self, body: bytes, hdrs: list) -> None:
+        """hdrs: the output of the last headers, not written yet (this writes it)."""
         self.in_headers = False
         s = self.s
         add = self.context == "local" or s.always_add_missing_headers
@@ -647,11 +651,11 @@ class CleanupState:
                  _printable(self.message_id.decode("utf-8", "replace")) if self.message_id is not None
                  else "<>")
         if out:
-            await self._put(b"\n".join(out) + b"\n")
+            hdrs.append(b"\n".join(out) + b"\n")
         # A header section that did not end with an empty line gets one.
         first = body[:2]
         if body and not (first.startswith(b"\n") or first == b"\r\n"):
-            await self._put(b"\n")
+            hdrs.append(b"\n")
         # What the body needs: straight through, or line by line (the empty line that
         # ends the headers is not body text: body_checks never see it).
         mime_struct = s.mime and (self.mime_boundary is not None
@@ -665,6 +669,11 @@ class CleanupState:
                 # the blank line that ends the primary headers, then the attached message
                 self.mime_mode = _BLANK_THEN_NESTED
         self.separator = self.line_mode and self.mime_mode == _BODY
+        if body and not self.line_mode:
+            hdrs.append(body)  # straight through: headers and body in one write
+            body = b""
+        if hdrs:
+            await self._put(b"".join(hdrs))
         if body:
             await self._body(body)
 
@@ -830,11 +839,12 @@ class CleanupState:
         s = self.s
         if self.in_headers:
             self.reader.finish()
+            out = []
             for h in self.reader.take():
-                await self._header(*h)
+                out.append(await self._header(*h))
                 if self.error is not None:
                     raise self.error
-            await self._end_of_headers(self.reader.rest)
+            await self._end_of_headers(self.reader.rest, out)
         if self.line_mode and self.carry:
             carry, self.carry = self.carry, b""
             if carry.endswith(b"\r"):
