@@ -289,18 +289,6 @@ class CleanupState:
         b = self.builder
         m = self.svc.mapper
         map_ok = bool(self.flags & P.FLAG_MAP_OK)
-        b.time(self.arrival)
-        if self.filter:
-            b.envelope(R.REC_TYPE_FILT, self.filter)
-        if self.log_ident:
-            b.attr("log_ident", self.queue_id)
-        b.attr("rewrite_context", "local" if self.context == "local" else "remote")
-        if self.envid:
-            b.attr("envelope_id", self.envid)
-        if self.ret:
-            b.attr("ret_flags", self.ret)
-        if self.fullname is not None:
-            b.envelope(R.REC_TYPE_FULL, self.fullname)
         sender = self.sender_raw
         if sender:
             sender = await m.rewrite("local", sender)
@@ -309,7 +297,22 @@ class CleanupState:
                 if addrmap.SENDER_ENVELOPE in s.masquerade_classes:
                     sender = m.masquerade(sender)
         self.sender = sender
-        b.set_sender(sender)
+        # T, A create_time, [L], [A log_ident], A rewrite_context, [A envelope_id],
+        # [A ret_flags], [F], S: one buffer
+        recs = b.records.time_records(self.arrival)
+        if self.filter:
+            recs.append((R.REC_TYPE_FILT, self.filter))
+        if self.log_ident:
+            recs.append((R.REC_TYPE_ATTR, f"log_ident={self.queue_id}"))
+        recs.append((R.REC_TYPE_ATTR, _CTX_LOCAL if self.context == "local" else _CTX_REMOTE))
+        if self.envid:
+            recs.append((R.REC_TYPE_ATTR, f"envelope_id={self.envid}"))
+        if self.ret:
+            recs.append((R.REC_TYPE_ATTR, f"ret_flags={self.ret}"))
+        if self.fullname is not None:
+            recs.append((R.REC_TYPE_FULL, self.fullname))
+        recs.append((R.REC_TYPE_FROM, sender))
+        b.envelope_many(recs)
         if map_ok and self.flags & P.FLAG_BCC_OK and s.sender_bcc and sender:
             bcc = await m.bcc(s.sender_bcc, sender)
             if bcc:
@@ -898,6 +901,8 @@ class CleanupState:
         self.conn.reply(self, {"t": self.tid, "c": 250, "id": queue_id})
 
 
+_CTX_LOCAL = b"rewrite_context=local"
+_CTX_REMOTE = b"rewrite_context=remote"
 _EXTRACT_KINDS = frozenset({H.HDR_TO, H.HDR_CC, H.HDR_BCC, H.HDR_RESENT_TO, H.HDR_RESENT_CC,
                             H.HDR_RESENT_BCC})
 _RCPT_KINDS = frozenset({H.HDR_TO, H.HDR_CC, H.HDR_BCC})

@@ -54,6 +54,9 @@ class MessageBuilder:
     def add_attrs(self, pairs) -> None:
         self.records.add_attrs(pairs)
 
+    def envelope_many(self, records) -> None:
+        self.records.envelope_many(records)
+
     def set_sender(self, address: str) -> None:
         self.records.set_sender(address)
 

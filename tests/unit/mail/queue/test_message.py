@@ -155,3 +155,32 @@ def test_add_attrs_equals_attr_one_by_one(pairs):
     for b in (b1, b2):
         b.add_recipient("r@x")
     assert b1.build() == b2.build()
+
+
+_types = st.sampled_from([R.REC_TYPE_ATTR, R.REC_TYPE_FULL, R.REC_TYPE_FILT, R.REC_TYPE_TIME, R.REC_TYPE_FROM,
+                          R.REC_TYPE_RCPT, R.REC_TYPE_ORCP, R.REC_TYPE_DSN_NOTIFY])
+_payloads = st.one_of(st.sampled_from(["a=b", "notify_flags=8", "dsn_orig_rcpt=rfc822;x@y", "12 34", "u@x", "7"]),
+                      st.text(max_size=20))
+
+
+@settings(max_examples=150)
+@given(st.lists(st.tuples(_types, _payloads), max_size=12), st.floats(0, 2e9))
+def test_envelope_many_equals_envelope_one_by_one(records, when):
+    """envelope_many (one buffer where it can) builds what envelope() in a loop builds."""
+    b1 = M.QueueFileBuilder()
+    b2 = M.QueueFileBuilder()
+    out = []
+    for b, many in ((b1, False), (b2, True)):
+        try:
+            if many:
+                b.envelope_many(M.QueueFileBuilder.time_records(when) + records)
+            else:
+                b.time(when)
+                for rtype, data in records:
+                    b.envelope(rtype, data)
+            b.set_sender("s@x")
+            b.add_recipient("r@x")
+            out.append(("ok", b.build(), b.attrs, [(r.offset, r.address, r.orig, r.dsn_notify) for r in b.recipients]))
+        except ValueError as exc:
+            out.append(("error", type(exc)))
+    assert out[0] == out[1]
