@@ -14,6 +14,8 @@ only a cache miss or a network table really waits.
     m.masquerade("u@host.example.com")               # masquerade_domains/_exceptions
     await m.virtual("alias@example.com")             # -> [addresses] (recursive)
     await m.bcc(settings.recipient_bcc, "r@x")        # -> address or None
+    m.header_cacheable(SENDER_HEADER, map_ok)        # may a rewritten header be reused?
+    m.header_cached(key) / m.header_remember(key, b)  # key: (context, class, map_ok, bytes)
 
 Rules learned from Postfix 3.7 (tests/cleanup/ keep checking them):
   * canonical mapping is recursive: a result is rewritten (trivial-rewrite, same
