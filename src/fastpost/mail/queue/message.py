@@ -193,7 +193,7 @@ class QueueFileBuilder:
             raise ValueError(f"named attribute without '=': {_text(data)!r}")
         if name == "dsn_orig_rcpt":
             self._pending_rcpt["dsn_orcpt"] = value
-        elif name == "notify_flags" and value.isdigit():
+        elif name == "notify_flags" and value.isascii() and value.isdigit():
             self._pending_rcpt["dsn_notify"] = int(value)  # how Postfix's cleanup writes NOTIFY
         else:
             self.attrs[name] = value
@@ -551,7 +551,7 @@ def parse(data: bytes, *, keep_records: bool = False) -> ParsedMessage:
                 raise CorruptQueueFile(f"named attribute without '=' at offset {offset}")
             if name == "dsn_orig_rcpt":
                 pending["dsn_orcpt"] = value
-            elif name == "notify_flags" and value.isdigit():
+            elif name == "notify_flags" and value.isascii() and value.isdigit():
                 pending["dsn_notify"] = int(value)  # how Postfix's cleanup writes NOTIFY
             else:
                 attrs[name] = value

@@ -157,6 +157,13 @@ def test_add_attrs_equals_attr_one_by_one(pairs):
     assert b1.build() == b2.build()
 
 
+def test_odd_notify_flags_value_is_an_attribute():
+    """A notify_flags value that is not ASCII digits ('¹' passes str.isdigit) is kept as an attribute."""
+    b = M.QueueFileBuilder()
+    b.attr("notify_flags", "\u00b9")
+    assert b.attrs["notify_flags"] == "\u00b9" and not b._pending_rcpt
+
+
 _types = st.sampled_from([R.REC_TYPE_ATTR, R.REC_TYPE_FULL, R.REC_TYPE_FILT, R.REC_TYPE_TIME, R.REC_TYPE_FROM,
                           R.REC_TYPE_RCPT, R.REC_TYPE_ORCP, R.REC_TYPE_DSN_NOTIFY])
 _payloads = st.one_of(st.sampled_from(["a=b", "notify_flags=8", "dsn_orig_rcpt=rfc822;x@y", "12 34", "u@x", "7"]),
