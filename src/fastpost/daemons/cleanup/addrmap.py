@@ -14,6 +14,8 @@ only a cache miss or a network table really waits.
     m.masquerade("u@host.example.com")               # masquerade_domains/_exceptions
     await m.virtual("alias@example.com")             # -> [addresses] (recursive)
     await m.bcc(settings.recipient_bcc, "r@x")        # -> address or None
+    m.header_cacheable(SENDER_HEADER, map_ok)        # may a rewritten header be reused?
+    m.header_cached(key) / m.header_remember(key, b)  # key: (context, class, map_ok, bytes)
 
 Rules learned from Postfix 3.7 (tests/cleanup/ keep checking them):
   * canonical mapping is recursive: a result is rewritten (trivial-rewrite, same
@@ -42,6 +44,7 @@ trivial-rewrite (both temporary: the caller answers 451 4.3.0); ExpansionError.
 from __future__ import annotations
 
 import asyncio
+import time
 
 from fastpost.mail.address import split_addr
 from fastpost.mail.maps import search
@@ -57,6 +60,8 @@ RECIPIENT_HEADER = "header_recipient"
 
 #: Canonical mapping stops after this many rewrites of one address.
 CANONICAL_NESTING = 100
+#: Rewritten address headers kept (all forgotten at once when full).
+HEADER_CACHE_SIZE = 4096
 
 
 class ExpansionError(Exception):
@@ -76,6 +81,52 @@ class AddressMapper:
             return domain.lower().rstrip(".") == origin or base(domain)
 
         self.is_local = is_local
+        # Rewritten address headers, across messages (see header_cached).
+        cache = getattr(rewriter, "cache", None)
+        self._hdr_ttl = cache.ttl if cache is not None and cache.size > 0 else 0.0
+        self._hdr_cache: dict = {}
+        self._hdr_static = {cls: self._static(cls) for cls in (SENDER_HEADER, RECIPIENT_HEADER)}
+
+    # -- rewritten headers, cached ---------------------------------------------------------
+
+    def _static(self, cls: str) -> bool:
+        """True when rewriting a header of this class consults no table (with maps on)."""
+        s = self.s
+        if cls == SENDER_HEADER and s.sender_canonical and cls in s.sender_canonical_classes:
+            return False
+        if cls == RECIPIENT_HEADER and s.recipient_canonical and cls in s.recipient_canonical_classes:
+            return False
+        if s.canonical and cls in s.canonical_classes:
+            return False
+        if cls in s.masquerade_classes and s.masquerade_domains and s.masquerade_exception_maps:
+            return False
+        return True
+
+    def header_cached(self, key: tuple):
+        """A header rewritten before: key = (context, class, maps on, header bytes).
+
+        Only headers whose rewriting asked trivial-rewrite alone are kept (no canonical
+        table, no masquerade exception table: what those say may change at any time),
+        and for no longer than trivial-rewrite answers are cached
+        (fastpost_rewrite_cache_time), so a cached header is never staler than the
+        addresses it was made from could be.
+        """
+        item = self._hdr_cache.get(key)
+        if item is None:
+            return None
+        if item[1] < time.monotonic():
+            del self._hdr_cache[key]
+            return None
+        return item[0]
+
+    def header_cacheable(self, hclass: str, map_ok: bool) -> bool:
+        return self._hdr_ttl > 0 and (not map_ok or self._hdr_static[hclass])
+
+    def header_remember(self, key: tuple, value: bytes) -> None:
+        cache = self._hdr_cache
+        if len(cache) >= HEADER_CACHE_SIZE:
+            cache.clear()
+        cache[key] = (value, time.monotonic() + self._hdr_ttl)
 
     # -- trivial-rewrite ----------------------------------------------------------------
 

@@ -289,18 +289,6 @@ class CleanupState:
         b = self.builder
         m = self.svc.mapper
         map_ok = bool(self.flags & P.FLAG_MAP_OK)
-        b.time(self.arrival)
-        if self.filter:
-            b.envelope(R.REC_TYPE_FILT, self.filter)
-        if self.log_ident:
-            b.attr("log_ident", self.queue_id)
-        b.attr("rewrite_context", "local" if self.context == "local" else "remote")
-        if self.envid:
-            b.attr("envelope_id", self.envid)
-        if self.ret:
-            b.attr("ret_flags", self.ret)
-        if self.fullname is not None:
-            b.envelope(R.REC_TYPE_FULL, self.fullname)
         sender = self.sender_raw
         if sender:
             sender = await m.rewrite("local", sender)
@@ -309,15 +297,29 @@ class CleanupState:
                 if addrmap.SENDER_ENVELOPE in s.masquerade_classes:
                     sender = m.masquerade(sender)
         self.sender = sender
-        b.set_sender(sender)
+        # T, A create_time, [L], [A log_ident], A rewrite_context, [A envelope_id],
+        # [A ret_flags], [F], S: one buffer
+        recs = b.records.time_records(self.arrival)
+        if self.filter:
+            recs.append((R.REC_TYPE_FILT, self.filter))
+        if self.log_ident:
+            recs.append((R.REC_TYPE_ATTR, f"log_ident={self.queue_id}"))
+        recs.append((R.REC_TYPE_ATTR, _CTX_LOCAL if self.context == "local" else _CTX_REMOTE))
+        if self.envid:
+            recs.append((R.REC_TYPE_ATTR, f"envelope_id={self.envid}"))
+        if self.ret:
+            recs.append((R.REC_TYPE_ATTR, f"ret_flags={self.ret}"))
+        if self.fullname is not None:
+            recs.append((R.REC_TYPE_FULL, self.fullname))
+        recs.append((R.REC_TYPE_FROM, sender))
+        b.envelope_many(recs)
         if map_ok and self.flags & P.FLAG_BCC_OK and s.sender_bcc and sender:
             bcc = await m.bcc(s.sender_bcc, sender)
             if bcc:
                 await self._out_recipient(None, 1, bcc, bcc)
         if self.encoding:
             b.attr("encoding", self.encoding)
-        for name, value in self.attrs:
-            b.attr(name, value)
+        b.add_attrs(self.attrs)
         for item in self.rcpts_raw:
             await self._add_recipient(item[0], item[1] if len(item) > 1 else "",
                                       int(item[2]) if len(item) > 2 else 0)
@@ -378,14 +380,17 @@ class CleanupState:
         if self.in_headers:
             reader = self.reader
             used = reader.feed(data)
+            out = []  # the headers' output: written at once
             for h in reader.take():
-                await self._header(*h)
+                out.append(await self._header(*h))
                 if self.error is not None:
                     return
             if not reader.done:
+                if out:
+                    await self._put(b"".join(out))
                 return
             body = reader.rest + data[used:] if reader.rest else data[used:]
-            await self._end_of_headers(body)
+            await self._end_of_headers(body, out)
             return
         await self._body(data)
 
@@ -468,8 +473,8 @@ class CleanupState:
             return self.builder.spill()
         return None
 
-    async def _header(self, kind: int, name_len: int, text: bytes, flags: int,
-                      prepended: bool = False) -> None:
+    async def _header(self, kind: int, name_len: int, text: bytes, flags: int) -> bytes:
+        """One primary header: checks, bookkeeping, rewriting; return what to write (b"": dropped)."""
         s = self.s
         if kind == H.HDR_RECEIVED:
             self.hops += 1
@@ -479,6 +484,7 @@ class CleanupState:
             self._log_mime_error("message header", text)
             raise Refused(550, "5.6.0 improper use of 8-bit data in message header")
         cls = H.CLASS.get(kind, 0)
+        prefix = b""
         if self.inspect:
             table = self.svc.mime_header_checks if cls & H.MIME else self.svc.header_checks
             if table:
@@ -487,9 +493,9 @@ class CleanupState:
                 if act is not None:
                     verb, arg = act
                     if verb == "IGNORE":
-                        return
+                        return b""
                     if verb == "PREPEND":
-                        await self._put(arg.encode("utf-8", "surrogateescape") + b"\n")
+                        prefix = arg.encode("utf-8", "surrogateescape") + b"\n"
                     elif verb == "REPLACE":
                         new = arg.encode("utf-8", "surrogateescape")
                         r = H.HeaderReader(H.KINDS, s.header_size_limit)
@@ -500,8 +506,7 @@ class CleanupState:
                             kind, name_len, text, flags = got[0]
                             cls = H.CLASS.get(kind, 0)
                         else:
-                            await self._put(new + b"\n")
-                            return
+                            return new + b"\n"
         if kind:
             self.have.add(kind)
             if cls & H.RESENT:
@@ -521,14 +526,14 @@ class CleanupState:
                         if a:
                             self.extracted_to.append((bool(cls & H.RESENT), a))
                 if text[:name_len].lower().decode("latin-1") in s.drop_headers:
-                    return
+                    return prefix
                 if self.header_context is not None:
                     text = await self._rewrite_header(kind, cls, name_len, text)
             elif s.drop_headers and text[:name_len].lower().decode("latin-1") in s.drop_headers:
-                return
+                return prefix
         elif s.drop_headers and text[:name_len].lower().decode("latin-1") in s.drop_headers:
-            return
-        await self._put(text + b"\n")
+            return prefix
+        return prefix + text + b"\n" if prefix else text + b"\n"
 
     async def _put(self, data: bytes) -> None:
         waiter = self._write(data)
@@ -539,13 +544,26 @@ class CleanupState:
         s = self.s
         m = self.svc.mapper
         ctx = self.header_context
+        map_ok = bool(self.flags & P.FLAG_MAP_OK)
+        hclass = addrmap.SENDER_HEADER if cls & H.SENDER else addrmap.RECIPIENT_HEADER
+        if m.header_cacheable(hclass, map_ok):
+            key = (ctx, hclass, map_ok, text)
+            done = m.header_cached(key)
+            if done is None:
+                done = await self._rewrite_header_text(ctx, hclass, map_ok, name_len, text)
+                m.header_remember(key, done)
+            return done
+        return await self._rewrite_header_text(ctx, hclass, map_ok, name_len, text)
+
+    async def _rewrite_header_text(self, ctx: str, hclass: str, map_ok: bool, name_len: int,
+                                   text: bytes) -> bytes:
+        s = self.s
+        m = self.svc.mapper
         value = text[name_len + 1:].decode("utf-8", "surrogateescape")
         parsed = hdraddr.parse(value, s.header_token_limit)
         addrs = parsed.addresses()
         if not addrs:
             return text
-        map_ok = bool(self.flags & P.FLAG_MAP_OK)
-        hclass = addrmap.SENDER_HEADER if cls & H.SENDER else addrmap.RECIPIENT_HEADER
         new: dict = {}
         for a in addrs:
             if not a or a in new:
@@ -601,7 +619,8 @@ class CleanupState:
 
     # -- end of headers -----------------------------------------------------------------
 
-    async def _end_of_headers(self, body: bytes) -> None:
+    async def _end_of_headers(self, body: bytes, hdrs: list) -> None:
+        """hdrs: the output of the last headers, not written yet (this writes it)."""
         self.in_headers = False
         s = self.s
         add = self.context == "local" or s.always_add_missing_headers
@@ -635,11 +654,11 @@ class CleanupState:
                  _printable(self.message_id.decode("utf-8", "replace")) if self.message_id is not None
                  else "<>")
         if out:
-            await self._put(b"\n".join(out) + b"\n")
+            hdrs.append(b"\n".join(out) + b"\n")
         # A header section that did not end with an empty line gets one.
         first = body[:2]
         if body and not (first.startswith(b"\n") or first == b"\r\n"):
-            await self._put(b"\n")
+            hdrs.append(b"\n")
         # What the body needs: straight through, or line by line (the empty line that
         # ends the headers is not body text: body_checks never see it).
         mime_struct = s.mime and (self.mime_boundary is not None
@@ -653,6 +672,11 @@ class CleanupState:
                 # the blank line that ends the primary headers, then the attached message
                 self.mime_mode = _BLANK_THEN_NESTED
         self.separator = self.line_mode and self.mime_mode == _BODY
+        if body and not self.line_mode:
+            hdrs.append(body)  # straight through: headers and body in one write
+            body = b""
+        if hdrs:
+            await self._put(b"".join(hdrs))
         if body:
             await self._body(body)
 
@@ -818,11 +842,12 @@ class CleanupState:
         s = self.s
         if self.in_headers:
             self.reader.finish()
+            out = []
             for h in self.reader.take():
-                await self._header(*h)
+                out.append(await self._header(*h))
                 if self.error is not None:
                     raise self.error
-            await self._end_of_headers(self.reader.rest)
+            await self._end_of_headers(self.reader.rest, out)
         if self.line_mode and self.carry:
             carry, self.carry = self.carry, b""
             if carry.endswith(b"\r"):
@@ -876,6 +901,8 @@ class CleanupState:
         self.conn.reply(self, {"t": self.tid, "c": 250, "id": queue_id})
 
 
+_CTX_LOCAL = b"rewrite_context=local"
+_CTX_REMOTE = b"rewrite_context=remote"
 _EXTRACT_KINDS = frozenset({H.HDR_TO, H.HDR_CC, H.HDR_BCC, H.HDR_RESENT_TO, H.HDR_RESENT_CC,
                             H.HDR_RESENT_BCC})
 _RCPT_KINDS = frozenset({H.HDR_TO, H.HDR_CC, H.HDR_BCC})

@@ -51,6 +51,12 @@ class MessageBuilder:
     def attr(self, name: str, value: str) -> None:
         self.records.attr(name, value)
 
+    def add_attrs(self, pairs) -> None:
+        self.records.add_attrs(pairs)
+
+    def envelope_many(self, records) -> None:
+        self.records.envelope_many(records)
+
     def set_sender(self, address: str) -> None:
         self.records.set_sender(address)
 

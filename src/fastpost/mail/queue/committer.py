@@ -5,12 +5,19 @@ src/global/mail_stream.c (mail_stream_finish_file: fflush, fsync, then status to
 client). Postfix syncs one file per message; a committer syncs one batch per fdatasync.
 
 Each cleanup worker process owns one Committer. ``await committer.commit(builder)``
-queues the message; if no flush is in flight, one starts on the next event-loop turn,
-taking every message queued by then; while it runs, the next batch forms behind it.
-A flush, in the committer's I/O thread: completes and syncs the files of large
-messages, writes the batch (frames + batch end) to the current segment with one writev
-and makes it durable with one fdatasync. Only then are the callers' futures resolved
-with their queue IDs (the durability rule: ``250 ... queued as ID`` after the sync).
+encodes the message as one frame and queues it; if no flush is in flight, one is
+requested on the next event-loop turn, taking every message queued by then; while it
+runs, the next batch forms behind it. A flush, in the committer's I/O thread: completes
+and syncs the files of large messages, writes the batch (frames + batch end) to the
+current segment with one writev and makes it durable with one fdatasync. Only then are
+the callers' futures resolved with their queue IDs (the durability rule: ``250 ...
+queued as ID`` after the sync). The I/O thread then takes the batch that formed
+meanwhile by itself (no round trip through the loop), and hands the batch's index work
+straight to the index thread.
+
+Hand-offs: the loop gives work to the threads through queue.SimpleQueue; the threads
+give results back through one list and ``call_soon_threadsafe``, one wake-up of the
+loop for everything posted until the loop gets to it (no executor futures).
 
 Indexing follows in a second thread, in batch order: one LMDB transaction inserts the
 messages of every batch waiting at that moment (one transaction at a time, so under
@@ -20,8 +27,8 @@ path: a crash between the sync and the index transaction loses nothing, because
 recovery replays every frame beyond the watermark. ``on_indexed(queue_ids)`` is called
 on the event loop when a batch is visible in the index (cleanup triggers qmgr there).
 If the index cannot be written (full disk, full map) the batches wait and are retried
-every second; past MAX_INDEX_BACKLOG waiting batches, commits fail with
-InsufficientStorage.
+every second (warning once per failing stretch); past MAX_INDEX_BACKLOG waiting
+batches, commits fail with InsufficientStorage.
 
 A segment is rolled when it passes fastpost_queue_segment_size and abandoned after any
 write error (the failed batch is truncated away first); the old one is sealed in the
@@ -37,9 +44,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+import zlib
 from dataclasses import dataclass
 
 import lmdb
@@ -49,7 +57,7 @@ from fastpost.mail.queue import index as ix
 from fastpost.mail.queue.builder import MessageBuilder
 from fastpost.mail.queue.queue_id import make_id
 from fastpost.mail.queue.segment import (
-    KIND_MESSAGE, InsufficientStorage, SegmentWriter, batch_frame, frame_bytes,
+    KIND_MESSAGE, InsufficientStorage, SegmentWriter, batch_frame, frame_header,
 )
 from fastpost.util import log
 
@@ -59,21 +67,13 @@ MAX_INDEX_BACKLOG = 1000
 ID_BLOCK = 4096
 #: Seconds between retries of a failed index transaction.
 INDEX_RETRY = 1.0
-#: Seconds an index round waits after the batch that starts it, so that the batches of
-#: the next few milliseconds share its transaction (off the acknowledgement path: only
-#: qmgr's view of new mail is delayed by this much). 0: a round starts at once, and
-#: batches share one only when they arrived while the previous round ran. 4 ms cut the
-#: index thread's CPU by a third under load, but on a nearly full disk the segments then
-#: took the last free blocks before the index could, and acknowledged messages stayed
-#: unindexed until space returned (tests/queue/test_full_disk.py failed 1 run in 6).
-INDEX_DELAY = 0.0
 
 
 @dataclass(slots=True)
 class _Pending:
     builder: MessageBuilder
     info: ix.MessageInfo
-    buffers: list | None  # frame buffers (small message) or None (large: own file)
+    buffers: list | None  # the frame (small message) or None (large: own file)
     length: int
     future: asyncio.Future
 
@@ -85,6 +85,32 @@ class _IndexJob:
     close_after: list  # SegmentWriters to close once sealed
 
 
+class _Call:
+    """A function to run in the I/O thread (run_io), its result for the loop."""
+
+    __slots__ = ("fn", "args", "future")
+
+    def __init__(self, fn, args, future):
+        self.fn = fn
+        self.args = args
+        self.future = future
+
+
+_KICK = object()  # I/O thread: take the queued messages and flush them
+_STOP = object()  # either thread: finish
+
+
+class _Seal:
+    """close(): index the last watermark of the current segment, then answer."""
+
+    __slots__ = ("job", "done", "result")
+
+    def __init__(self, job: _IndexJob):
+        self.job = job
+        self.done = threading.Event()
+        self.result = None
+
+
 class Committer:
     """Group commit for one process (see the module docstring)."""
 
@@ -93,18 +119,30 @@ class Committer:
         self.name = name
         self.on_indexed = on_indexed
         self.settings = store.settings
-        self._io = ThreadPoolExecutor(1, thread_name_prefix=f"fp-commit-{name}")
-        self._ix = ThreadPoolExecutor(1, thread_name_prefix=f"fp-index-{name}")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Messages waiting for the next flush. The loop appends, the I/O thread takes
+        # the whole list when it starts a flush; both under _qlock. _flushing: a flush
+        # is requested or running (one at a time); set by the loop, cleared by the I/O
+        # thread when it finds the queue empty after a flush.
+        self._qlock = threading.Lock()
         self._queue: list[_Pending] = []
         self._flushing = False
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._kick_scheduled = False
+        # Work for the threads: SimpleQueue put/get are the only hand-offs.
+        self._io_jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._ix_jobs: queue.SimpleQueue = queue.SimpleQueue()
+        # Results for the loop: appended by the threads under _dlock; one
+        # call_soon_threadsafe wakes the loop for everything appended until it runs.
+        self._dlock = threading.Lock()
+        self._done: list = []
+        self._wake_pending = False
         self._seg: SegmentWriter | None = None  # I/O thread only
         self._seg_broken = False  # I/O thread only
-        self._backlog: collections.deque = collections.deque()  # loop appends, index thread pops
-        self._backlog_len = 0
-        self._index_busy = False  # an index round is scheduled, submitted or running
-        self._index_handle = None  # the INDEX_DELAY timer of the next round
-        self._retry_handle = None
+        self._rolled: list = []  # I/O thread only
+        self._backlog: collections.deque = collections.deque()  # index thread only
+        self._jobs_submitted = 0  # index jobs handed over (I/O thread writes)
+        self._jobs_indexed = 0  # index jobs applied (index thread writes)
+        self._index_failing = False
         self._id_lock = threading.Lock()
         self._id_blocks: collections.deque = collections.deque()
         self._id_next = 0
@@ -112,12 +150,20 @@ class Committer:
         self._refilling = False
         self._reserve_ids(synchronous=True)
         self._closed = False
-        self._inflight: set = set()
+        self._io_thread = threading.Thread(target=self._io_main, name=f"fp-commit-{name}", daemon=True)
+        self._ix_thread = threading.Thread(target=self._ix_main, name=f"fp-index-{name}", daemon=True)
+        self._io_thread.start()
+        self._ix_thread.start()
         #: statistics: batches, messages, bytes written
         self.batches = 0
         self.messages = 0
         #: index transactions (each covers every batch waiting when it started)
         self.index_rounds = 0
+
+    @property
+    def _backlog_len(self) -> int:
+        """Batches acknowledged (or failed) by the I/O thread and not yet indexed."""
+        return self._jobs_submitted - self._jobs_indexed
 
     # -- queue IDs ------------------------------------------------------------------------
 
@@ -146,7 +192,7 @@ class Committer:
                     break
             self._reserve_ids(synchronous=True)  # ran dry before the refill came back
         if refill:
-            self._io.submit(self._reserve_ids)
+            self._io_jobs.put(_Call(self._reserve_ids, (), None))
         now = time.time()
         sec = int(now)
         return make_id(self.settings.long_queue_ids, sec, int((now - sec) * 1_000_000), number)
@@ -162,8 +208,12 @@ class Committer:
                               self.settings.large_message_size)
 
     async def run_io(self, fn, *args):
-        """Run blocking file work in the committer's I/O thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+        """Run blocking file work in the committer's I/O thread (in order with flushes)."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        fut = loop.create_future()
+        self._io_jobs.put(_Call(fn, args, fut))
+        return await fut
 
     # -- commit ---------------------------------------------------------------------------
 
@@ -195,75 +245,141 @@ class Committer:
              for r in qfb.recipients],
         )
         if builder.large is None:
+            # The whole frame as one buffer: the I/O thread's writev gets one iovec per
+            # message, not one per record.
             chunks = qfb.take_chunks()
             chunks[0] = qfb.size_record()
-            qid = builder.queue_id.encode("ascii")
-            buffers = frame_bytes(KIND_MESSAGE, state, qid, chunks)
-            length = sum(len(b) for b in buffers)
+            payload = b"".join(chunks)
+            frame = frame_header(KIND_MESSAGE, state, builder.queue_id.encode("ascii"),
+                                 len(payload), zlib.crc32(payload)) + payload
+            buffers, length = [frame], len(frame)
         else:
             buffers, length = None, 0
             info.flags |= ix.FLAG_LARGE
         fut = loop.create_future()
         pending = _Pending(builder, info, buffers, length, fut)
-        self._queue.append(pending)
-        if not self._flushing:
-            self._flushing = True
-            loop.call_soon(self._start_flush)
+        with self._qlock:
+            self._queue.append(pending)
+            kick = not self._flushing and not self._kick_scheduled
+            if kick:
+                self._kick_scheduled = True
+        if kick:
+            # on the next loop turn: every message committed during this turn shares it
+            loop.call_soon(self._kick)
         try:
             return await fut
         except asyncio.CancelledError:
             # The caller went away. A message not yet handed to a flush is dropped; one
             # being written is finished and queued anyway (as Postfix's cleanup does
             # when the client disconnects after the final dot).
-            if pending in self._queue:
-                self._queue.remove(pending)
+            with self._qlock:
+                dropped = pending in self._queue
+                if dropped:
+                    self._queue.remove(pending)
+            if dropped:
                 builder.state = "open"
                 builder.abort()
             raise
 
-    def _start_flush(self) -> None:
-        batch, self._queue = self._queue, []
-        if not batch:
-            self._flushing = False
-            return
-        fut = self._loop.run_in_executor(self._io, self._flush, batch)
-        self._inflight.add(fut)
-        fut.add_done_callback(lambda f, b=batch: self._flushed(f, b))
+    def _kick(self) -> None:
+        with self._qlock:
+            self._kick_scheduled = False
+            if self._flushing or not self._queue:
+                return  # the I/O thread takes these after its current flush
+            self._flushing = True
+        self._io_jobs.put(_KICK)
 
-    def _flushed(self, fut, batch) -> None:
-        self._inflight.discard(fut)
+    def _post(self, item) -> None:
+        """Hand a result to the loop (from a thread); wake it once for many."""
+        with self._dlock:
+            self._done.append(item)
+            if self._wake_pending:
+                return
+            self._wake_pending = True
         try:
-            results, job = fut.result()
-        except BaseException as exc:  # a bug in the flush: fail the batch loudly
-            log.warn("queue commit failed: %s", exc)
+            self._loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # that loop is closed: the next one takes these
+            with self._dlock:
+                self._wake_pending = False
+
+    def _deliver(self) -> None:
+        with self._dlock:
+            items, self._done = self._done, []
+            self._wake_pending = False
+        for item in items:
+            kind = item[0]
+            if kind == "flushed":
+                self._flushed(item[1], item[2])
+            elif kind == "indexed":
+                self._indexed(item[1], item[2])
+            else:  # "call"
+                _, fut, ok, value = item
+                if not fut.done():
+                    if ok:
+                        fut.set_result(value)
+                    else:
+                        fut.set_exception(value)
+
+    def _flushed(self, batch, results) -> None:
+        """On the loop: resolve the callers of a written batch."""
+        if isinstance(results, BaseException):  # a bug in the flush: fail the batch loudly
+            log.warn("queue commit failed: %s", results)
             for p in batch:
                 p.builder.state = "open"
                 p.builder.abort()
                 if not p.future.done():
-                    p.future.set_exception(exc)
-            results, job = None, None
-        if results is not None:
-            for p, res in zip(batch, results):
-                if isinstance(res, BaseException):
-                    p.builder.state = "open"
-                    p.builder.abort()  # nothing of it was kept: remove its own file, if any
-                    if not p.future.done():
-                        p.future.set_exception(res)
-                else:
-                    p.builder.state = "committed"
-                    if not p.future.done():
-                        p.future.set_result(p.info.queue_id)
-            self.batches += 1
-            self.messages += sum(1 for r in results if not isinstance(r, BaseException))
-        if job is not None and (job.infos or job.watermarks or job.close_after):
-            self._submit_index(job)
-        # the next batch formed while this one was written
-        if self._queue:
-            self._start_flush()
-        else:
-            self._flushing = False
+                    p.future.set_exception(results)
+            return
+        ok = 0
+        for p, res in zip(batch, results):
+            if isinstance(res, BaseException):
+                p.builder.state = "open"
+                p.builder.abort()  # nothing of it was kept: remove its own file, if any
+                if not p.future.done():
+                    p.future.set_exception(res)
+            else:
+                ok += 1
+                p.builder.state = "committed"
+                if not p.future.done():
+                    p.future.set_result(p.info.queue_id)
+        self.batches += 1
+        self.messages += ok
 
     # -- the I/O thread ---------------------------------------------------------------------
+
+    def _io_main(self) -> None:
+        get = self._io_jobs.get
+        while True:
+            item = get()
+            if item is _STOP:
+                return
+            if item is _KICK:
+                self._flush_all()
+                continue
+            try:  # a _Call
+                value, ok = item.fn(*item.args), True
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                value, ok = exc, False
+            if item.future is not None:
+                self._post(("call", item.future, ok, value))
+            # a queue-number refill (no future) that failed is retried when needed
+
+    def _flush_all(self) -> None:
+        """Flush the queued messages, then whatever was queued meanwhile, until none."""
+        while True:
+            with self._qlock:
+                batch, self._queue = self._queue, []
+                if not batch:
+                    self._flushing = False
+                    return
+            try:
+                results, job = self._flush(batch)
+            except BaseException as exc:  # noqa: BLE001 - reported on the loop
+                results, job = exc, None
+            if job is not None and (job.infos or job.watermarks or job.close_after):
+                self._jobs_submitted += 1
+                self._ix_jobs.put(job)
+            self._post(("flushed", batch, results))
 
     def _segment(self) -> SegmentWriter:
         """Return the segment to append to, rolling it when full or broken."""
@@ -278,7 +394,7 @@ class Committer:
         return new
 
     def _flush(self, batch: list) -> tuple[list, _IndexJob]:
-        self._rolled: list = []
+        self._rolled = []
         results: list = [None] * len(batch)
         job = _IndexJob([], {}, [])
         small = []
@@ -337,36 +453,58 @@ class Committer:
 
     # -- the index thread -------------------------------------------------------------------
 
-    def _submit_index(self, job: _IndexJob | None) -> None:
-        """Queue a batch for the index; at most one index transaction runs at a time.
+    def _ix_main(self) -> None:
+        """Index batches in order, every batch waiting at once (one transaction).
 
-        Batches that arrive while one runs wait in the backlog and are then indexed
-        together in one transaction (one fdatasync of the index for all of them): under
-        load the index costs one transaction per index round, not one per commit batch.
+        Batches that arrive while a transaction runs wait and are then indexed together
+        (one fdatasync of the index for all of them): under load the index costs one
+        transaction per index round, not one per commit batch. A failed round is
+        retried every INDEX_RETRY seconds, batches keep their order.
         """
-        if job is not None:
-            self._backlog.append(job)  # deque: appended here, popped by the index thread
-            self._backlog_len += 1
-        if self._index_busy:
-            return
-        self._index_busy = True
-        if job is not None and INDEX_DELAY > 0 and not self._closed:
-            self._index_handle = self._loop.call_later(INDEX_DELAY, self._start_index)
-        else:
-            self._start_index()
+        get = self._ix_jobs.get
+        stop = False
+        timeout = None
+        while not stop:
+            try:
+                item = get(timeout=timeout)
+            except queue.Empty:
+                item = None  # retry time
+            items = [] if item is None else [item]
+            while True:  # everything else waiting joins this round
+                try:
+                    items.append(self._ix_jobs.get_nowait())
+                except queue.Empty:
+                    break
+            seal = None
+            for it in items:
+                if it is _STOP:
+                    stop = True
+                elif isinstance(it, _Seal):
+                    seal = it
+                    self._backlog.append(it.job)
+                else:
+                    self._backlog.append(it)
+            if not self._backlog:
+                timeout = None
+                if seal is not None:
+                    seal.result = ([], 0, None)
+                    seal.done.set()
+                continue
+            try:
+                done_ids, applied, exc = self._index()
+            except BaseException as exc2:  # noqa: BLE001 - a bug: keep the backlog for retry
+                done_ids, applied, exc = [], 0, exc2
+            self._jobs_indexed += applied
+            if seal is not None:
+                seal.result = (done_ids, applied, exc)
+                seal.done.set()
+                continue  # close() reports what happened
+            timeout = INDEX_RETRY if exc is not None else None
+            if exc is not None or done_ids:
+                self._post(("indexed", done_ids, exc))
 
-    def _start_index(self) -> None:
-        self._index_handle = None
-        fut = self._loop.run_in_executor(self._ix, self._index, None)
-        self._inflight.add(fut)
-        fut.add_done_callback(self._indexed)
-
-    def _index(self, job: _IndexJob | None):
-        if job is not None:
-            self._backlog.append(job)
+    def _index(self):
         count = len(self._backlog)
-        if not count:
-            return [], 0, None
         jobs = [self._backlog[i] for i in range(count)]
         infos: list = []
         watermarks: dict = {}
@@ -409,30 +547,23 @@ class Committer:
             done_ids.extend(i.queue_id for i in job.infos)
         return done_ids, applied, None
 
-    def _indexed(self, fut) -> None:
-        self._inflight.discard(fut)
-        self._index_busy = False
-        try:
-            done_ids, applied, exc = fut.result()
-        except BaseException as exc2:  # a bug: log it loudly, keep the backlog for retry
-            log.warn("queue index update failed: %s", exc2)
-            done_ids, applied, exc = [], 0, exc2
-        self._backlog_len -= applied
+    def _indexed(self, done_ids, exc) -> None:
+        """On the loop: report an index round."""
         if exc is not None:
-            log.warn("cannot update the queue index (%s); %d batch(es) wait and will be retried",
-                     exc, self._backlog_len)
-            if self._retry_handle is None and not self._closed:
-                self._retry_handle = self._loop.call_later(INDEX_RETRY, self._retry_index)
-        elif self._backlog and not self._closed:
-            self._submit_index(None)  # batches that came while this round ran
+            if not self._index_failing:
+                log.warn("cannot update the queue index (%s); %d batch(es) wait and will be retried",
+                         exc, self._backlog_len)
+            self._index_failing = True
+        else:
+            self._index_failing = False
         if done_ids and self.on_indexed is not None:
             self.on_indexed(done_ids)
 
-    def _retry_index(self) -> None:
-        self._retry_handle = None
-        self._submit_index(None)
-
     # -- shutdown ---------------------------------------------------------------------------
+
+    def _busy(self) -> bool:
+        return bool(self._flushing or self._kick_scheduled or self._queue or self._backlog_len
+                    or self._wake_pending)
 
     async def drain(self, timeout: float | None = None) -> bool:
         """Wait until everything committed so far is written and indexed.
@@ -440,16 +571,10 @@ class Committer:
         Return False if ``timeout`` seconds passed first (the index stayed unwritable).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self._flushing or self._inflight or self._backlog_len:
+        while self._busy():
             if deadline is not None and time.monotonic() > deadline:
                 return False
-            if self._index_handle is not None:  # no reason to wait for company now
-                self._index_handle.cancel()
-                self._start_index()
-            if self._inflight:
-                await asyncio.gather(*list(self._inflight), return_exceptions=True)
-            else:
-                await asyncio.sleep(0.02 if self._backlog_len else 0)
+            await asyncio.sleep(0.002)
         return True
 
     async def close(self) -> None:
@@ -459,26 +584,27 @@ class Committer:
         if not await self.drain(timeout=30):
             log.warn("closing with %d batch(es) not indexed; recovery will index them", self._backlog_len)
         self._closed = True
-        if self._retry_handle is not None:
-            self._retry_handle.cancel()
-            self._retry_handle = None
         loop = asyncio.get_running_loop()
+        self._loop = loop
+        # the I/O thread is idle now (drained): its segment can be handed over
         seg = self._seg
         self._seg = None
         if seg is not None:
-            job = _IndexJob([], {seg.segid: (seg.size, ix.SEGF_SEALED)}, [seg])
-            self._loop = loop
-            self._backlog_len += 1
-            done_ids, applied, exc = await loop.run_in_executor(self._ix, self._index, job)
-            self._backlog_len -= applied
+            seal = _Seal(_IndexJob([], {seg.segid: (seg.size, ix.SEGF_SEALED)}, [seg]))
+            self._jobs_submitted += 1
+            self._ix_jobs.put(seal)
+            await loop.run_in_executor(None, seal.done.wait)
+            done_ids, applied, exc = seal.result
             if exc is not None:
                 log.warn("cannot seal segment %016x (%s); recovery will", seg.segid, exc)
                 seg.close()
-        self._io.shutdown(wait=True)
-        self._ix.shutdown(wait=True)
+        self._io_jobs.put(_STOP)
+        self._ix_jobs.put(_STOP)
+        self._io_thread.join()
+        self._ix_thread.join()
+        self._deliver()  # what the threads posted last (the loop may not run again)
 
     @property
     def segment_id(self) -> int | None:
         """The segment currently appended to (for tests and diagnostics)."""
         return self._seg.segid if self._seg is not None else None
-

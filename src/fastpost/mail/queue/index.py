@@ -461,6 +461,33 @@ class Index:
         self._seg_live(txn, info.segid, 1, info.length)
         return True
 
+    def insert_many(self, txn, infos) -> tuple[list, dict]:
+        """insert() for many new messages, counters touched once per state.
+
+        Return (the infos whose queue ID existed: nothing changed for them,
+        {segid: (messages, bytes)} to add to each segment's live totals: the caller
+        writes them with the segment's other changes, one put per segment).
+        """
+        put = txn.put
+        msg, due, dom = self.msg, self.due, self.dom
+        dups: list = []
+        states: dict = {}
+        live: dict = {}
+        for info in infos:
+            if not put(info.queue_id.encode("ascii"), pack_message(info), overwrite=False, db=msg):
+                dups.append(info)
+                continue
+            self._put_recipients(txn, info.queue_id, info.recipients)
+            put(due_key(info.state, info.due_time(), info.queue_id), b"", db=due)
+            for domain in info.domains:
+                put(dom_key(domain, info.queue_id), b"", db=dom)
+            states[info.state] = states.get(info.state, 0) + 1
+            n, nbytes = live.get(info.segid, (0, 0))
+            live[info.segid] = (n + 1, nbytes + info.length)
+        for state, n in states.items():
+            self.add_counter(txn, b"n:" + bytes((state,)), n)
+        return dups, live
+
     def update(self, txn, old: MessageInfo, new: MessageInfo) -> None:
         """Replace a message's entry (state, flags, location...); its recipients too
         when ``new`` holds them (rcpts_loaded), else they stay as they are."""

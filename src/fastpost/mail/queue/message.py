@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 from fastpost.mail import rectype as R
 from fastpost.mail.content import decode_text, encode_text
-from fastpost.mail.record import CorruptRecord, encode_record
+from fastpost.mail.record import CorruptRecord, encode_record, encode_records
 
 #: Fixed layout of the C record payload: six right-aligned %15ld fields.
 SIZE_FORMAT = b"%15d %15d %15d %15d %15d %15d"
@@ -54,6 +54,10 @@ QMGR_FLAG_NONE = 0
 
 _ENVELOPE_BUILD_TYPES = frozenset(b"TcFILSDRO/WVA>K<ionfdPre")  # what producers may add
 _EXTRACT_BUILD_TYPES = frozenset(b"DRO/PreAFIL>Kon")
+_RCPT_ATTRS = frozenset({"dsn_orig_rcpt", "notify_flags"})  # attributes of the next recipient
+_RCPT_ATTR_NAMES = frozenset(n.encode() for n in _RCPT_ATTRS)
+_RCPT_RECORDS = frozenset({R.REC_TYPE_RCPT, R.REC_TYPE_DONE, R.REC_TYPE_ORCP, R.REC_TYPE_DSN_ORCPT,
+                           R.REC_TYPE_DSN_NOTIFY})
 
 
 class CorruptQueueFile(ValueError):
@@ -189,7 +193,7 @@ class QueueFileBuilder:
             raise ValueError(f"named attribute without '=': {_text(data)!r}")
         if name == "dsn_orig_rcpt":
             self._pending_rcpt["dsn_orcpt"] = value
-        elif name == "notify_flags" and value.isdigit():
+        elif name == "notify_flags" and value.isascii() and value.isdigit():
             self._pending_rcpt["dsn_notify"] = int(value)  # how Postfix's cleanup writes NOTIFY
         else:
             self.attrs[name] = value
@@ -202,14 +206,73 @@ class QueueFileBuilder:
 
     def time(self, seconds: float) -> None:
         """Add the arrival time (T "sec usec") and create_time attribute, as cleanup does."""
-        sec = int(seconds)
-        usec = min(999_999, int(round((seconds - sec) * 1_000_000)))
-        self.envelope(R.REC_TYPE_TIME, b"%d %d" % (sec, usec))
-        self.envelope(R.REC_TYPE_ATTR, b"create_time=%d" % sec)
+        for rtype, data in self.time_records(seconds):
+            self.envelope(rtype, data)
 
     def attr(self, name: str, value: str) -> None:
         """Add a named attribute (A name=value)."""
         self.envelope(R.REC_TYPE_ATTR, f"{name}={value}")
+
+    def envelope_many(self, records) -> None:
+        """envelope() for many records, encoded in one buffer where it can.
+
+        Recipient records and the records that belong to the next recipient (O, o, n,
+        A dsn_orig_rcpt/notify_flags) go through envelope() one by one (their offsets
+        and bookkeeping); everything else is checked and noted as envelope() does.
+        """
+        self._need(self.ENVELOPE, "envelope record")
+        recs = []
+        for rtype, data in records:
+            if rtype not in _ENVELOPE_BUILD_TYPES:
+                raise ValueError(f"record type {chr(rtype)!r} is not an envelope record")
+            data = _bytes(data)
+            if rtype in _RCPT_RECORDS or (rtype == R.REC_TYPE_ATTR and data.split(b"=", 1)[0] in _RCPT_ATTR_NAMES):
+                if recs:
+                    self._put_many(recs)
+                    recs = []
+                self.envelope(rtype, data)
+                continue
+            if rtype == R.REC_TYPE_TIME:
+                self.arrival = _parse_time(data)
+            elif rtype == R.REC_TYPE_FROM:
+                self.sender = _text(data)
+            elif rtype == R.REC_TYPE_ATTR:
+                self._note_attr(data)
+            recs.append((rtype, data))
+        if recs:
+            self._put_many(recs)
+
+    @staticmethod
+    def time_records(seconds: float) -> list:
+        """The records time() adds: T "sec usec" and A create_time=sec."""
+        sec = int(seconds)
+        usec = min(999_999, int(round((seconds - sec) * 1_000_000)))
+        return [(R.REC_TYPE_TIME, b"%d %d" % (sec, usec)), (R.REC_TYPE_ATTR, b"create_time=%d" % sec)]
+
+    def add_attrs(self, pairs) -> None:
+        """Add many named attributes (A name=value) in order, encoded in one buffer.
+
+        The same records and bookkeeping as attr() for each pair.
+        """
+        self._need(self.ENVELOPE, "envelope record")
+        recs = []
+        notes = self.attrs
+        for name, value in pairs:
+            if "=" in name or name in _RCPT_ATTRS:
+                if recs:
+                    self._put_many(recs)
+                    recs = []
+                self.attr(name, value)
+                continue
+            notes[name] = value
+            recs.append((R.REC_TYPE_ATTR, f"{name}={value}".encode("utf-8", "surrogateescape")))
+        if recs:
+            self._put_many(recs)
+
+    def _put_many(self, recs: list) -> None:
+        data = encode_records(recs)
+        self.chunks.append(data)
+        self.offset += len(data)
 
     def set_sender(self, address: str) -> None:
         """Add the envelope sender (S; "" is the null sender)."""
@@ -488,7 +551,7 @@ def parse(data: bytes, *, keep_records: bool = False) -> ParsedMessage:
                 raise CorruptQueueFile(f"named attribute without '=' at offset {offset}")
             if name == "dsn_orig_rcpt":
                 pending["dsn_orcpt"] = value
-            elif name == "notify_flags" and value.isdigit():
+            elif name == "notify_flags" and value.isascii() and value.isdigit():
                 pending["dsn_notify"] = int(value)  # how Postfix's cleanup writes NOTIFY
             else:
                 attrs[name] = value

@@ -229,17 +229,26 @@ class QueueStore:
         """Insert newly written messages and advance segment watermarks, atomically."""
         reclaim = []
         with self.index.write() as txn:
-            for info in infos:
-                if not self.index.insert(txn, info):
-                    log.warn("%s: queue ID already in the index; duplicate frame ignored", info.queue_id)
-            for segid, (mark, flags) in watermarks.items():
-                seg = self.index.segment(txn, segid) or ix.SegmentInfo(segid, created=time.time())
-                if not seg.created:
-                    seg.created = time.time()
-                seg.watermark = max(seg.watermark, mark)
-                seg.flags |= flags
+            dups, live = self.index.insert_many(txn, infos)
+            for info in dups:
+                log.warn("%s: queue ID already in the index; duplicate frame ignored", info.queue_id)
+            # one get and one put per segment: its new live totals and its watermark
+            for segid in live.keys() | watermarks.keys():
+                mark = watermarks.get(segid)
+                seg = self.index.segment(txn, segid)
+                if seg is None:
+                    seg = ix.SegmentInfo(segid, created=time.time() if mark is not None else 0.0)
+                n, nbytes = live.get(segid, (0, 0))
+                if n:
+                    seg.live = max(0, seg.live + n)
+                    seg.live_bytes = max(0, seg.live_bytes + nbytes)
+                if mark is not None:
+                    if not seg.created:
+                        seg.created = time.time()
+                    seg.watermark = max(seg.watermark, mark[0])
+                    seg.flags |= mark[1]
                 self.index.put_segment(txn, seg)
-                if seg.sealed and seg.live == 0:
+                if mark is not None and seg.sealed and seg.live == 0:
                     reclaim.append(segid)
         for segid in reclaim:
             self.reclaim_segment(segid)

@@ -133,3 +133,61 @@ def test_builder_order_is_enforced():
         b.extracted(R.REC_TYPE_NORM, b"x")
     with pytest.raises(ValueError):
         M.QueueFileBuilder().build()
+
+
+_names = st.sampled_from(["log_client_name", "rewrite_context", "dsn_orig_rcpt", "notify_flags",
+                          "x=y", "client_address", ""])
+
+
+@settings(max_examples=100)
+@given(st.lists(st.tuples(_names, st.text(max_size=40))))
+def test_add_attrs_equals_attr_one_by_one(pairs):
+    """add_attrs (one buffer for many A records) builds what attr() in a loop builds."""
+    b1 = M.QueueFileBuilder()
+    b2 = M.QueueFileBuilder()
+    for b in (b1, b2):
+        b.time(1.0)
+        b.set_sender("s@x")
+    for name, value in pairs:
+        b1.attr(name, value)
+    b2.add_attrs(pairs)
+    assert b1.attrs == b2.attrs and b1._pending_rcpt == b2._pending_rcpt
+    for b in (b1, b2):
+        b.add_recipient("r@x")
+    assert b1.build() == b2.build()
+
+
+def test_odd_notify_flags_value_is_an_attribute():
+    """A notify_flags value that is not ASCII digits ('¹' passes str.isdigit) is kept as an attribute."""
+    b = M.QueueFileBuilder()
+    b.attr("notify_flags", "\u00b9")
+    assert b.attrs["notify_flags"] == "\u00b9" and not b._pending_rcpt
+
+
+_types = st.sampled_from([R.REC_TYPE_ATTR, R.REC_TYPE_FULL, R.REC_TYPE_FILT, R.REC_TYPE_TIME, R.REC_TYPE_FROM,
+                          R.REC_TYPE_RCPT, R.REC_TYPE_ORCP, R.REC_TYPE_DSN_NOTIFY])
+_payloads = st.one_of(st.sampled_from(["a=b", "notify_flags=8", "dsn_orig_rcpt=rfc822;x@y", "12 34", "u@x", "7"]),
+                      st.text(max_size=20))
+
+
+@settings(max_examples=150)
+@given(st.lists(st.tuples(_types, _payloads), max_size=12), st.floats(0, 2e9))
+def test_envelope_many_equals_envelope_one_by_one(records, when):
+    """envelope_many (one buffer where it can) builds what envelope() in a loop builds."""
+    b1 = M.QueueFileBuilder()
+    b2 = M.QueueFileBuilder()
+    out = []
+    for b, many in ((b1, False), (b2, True)):
+        try:
+            if many:
+                b.envelope_many(M.QueueFileBuilder.time_records(when) + records)
+            else:
+                b.time(when)
+                for rtype, data in records:
+                    b.envelope(rtype, data)
+            b.set_sender("s@x")
+            b.add_recipient("r@x")
+            out.append(("ok", b.build(), b.attrs, [(r.offset, r.address, r.orig, r.dsn_notify) for r in b.recipients]))
+        except ValueError as exc:
+            out.append(("error", type(exc)))
+    assert out[0] == out[1]

@@ -254,18 +254,20 @@ def test_cancelled_commit(tmp_path):
         await b.write(b"z" * 20000 + b"\n")  # spilled: its own file exists now
         assert b.large is not None
         gate = threading.Event()
-        c._io.submit(gate.wait)  # hold the I/O thread: the first flush stays in flight
+        held = asyncio.ensure_future(c.run_io(gate.wait))  # hold the I/O thread
         first = asyncio.ensure_future(commit_one(c, 0))
         for _ in range(5):
             await asyncio.sleep(0)
-        assert c._flushing
+        assert c._flushing  # a flush is requested: the thread takes the queue once free
         task = asyncio.ensure_future(c.commit(b))
-        gate.set()
         await asyncio.sleep(0)
-        assert len(c._queue) == 1  # waiting behind the first flush
+        assert len(c._queue) == 2  # both wait for the I/O thread
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        assert len(c._queue) == 1
+        gate.set()
+        await held
         kept = await first
         await c.close()
         return b.queue_id, kept
