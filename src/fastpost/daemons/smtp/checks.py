@@ -37,6 +37,8 @@ the message is deferred before anything is sent.
 from __future__ import annotations
 
 from fastpost.daemons.cleanup.checks import KNOWN, parse_action
+from fastpost.daemons.smtp.headers import blocks as header_blocks
+from fastpost.daemons.smtp.headers import name_of
 from fastpost.daemons.smtp.session import SiteError
 from fastpost.mail import header as H
 from fastpost.util import log
@@ -125,23 +127,16 @@ class OutputChecks:
         if last_eol:
             lines.pop()
         out: list[bytes] = []
-        i = 0
-        # the primary header: logical headers (continuation lines belong to theirs)
-        while i < len(lines) and lines[i] != b"":
-            j = i + 1
-            while j < len(lines) and lines[j][:1] in (b" ", b"\t"):
-                j += 1
-            block = lines[i:j]
-            i = j
-            name = block[0].partition(b":")[0].strip().lower()
+        groups, i = header_blocks(lines)
+        for block in groups:
+            name = name_of(block)
             table = self.mime if self.mime is not None and name in _MIME_HEADERS else self.header
             verdict = None
             if table.maps is not None:
                 verdict = await self._verdict(table, "header", b"\n".join(block), qid)
             out += self._edited(block, verdict)
-        if i < len(lines):
-            out.append(lines[i])  # the empty line
-            i += 1
+        if i > 0 and lines[i - 1] == b"":
+            out.append(b"")  # the empty line after the header
         for line in lines[i:]:
             verdict = None
             if self.body.maps is not None:

@@ -27,6 +27,8 @@ lookup error for ADDRESS") and the message is deferred; nothing is sent half-rew
 
 from __future__ import annotations
 
+from fastpost.daemons.smtp.headers import blocks as header_blocks
+from fastpost.daemons.smtp.headers import name_of
 from fastpost.daemons.smtp.session import SiteError
 from fastpost.mail import header as H
 from fastpost.util import log
@@ -99,22 +101,12 @@ class GenericMapper:
         """``content`` (CR LF lines) with the primary header's address headers mapped."""
         from fastpost.daemons.cleanup import hdraddr
 
-        end = content.find(b"\r\n\r\n")
-        head, rest = (content, b"") if end < 0 else (content[:end + 2], content[end + 2:])
-        lines = head.split(b"\r\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
+        lines = content.split(b"\r\n")
+        groups, _body = header_blocks(lines)
         out: list[bytes] = []
         changed = False
-        i = 0
-        while i < len(lines):
-            j = i + 1
-            while j < len(lines) and lines[j][:1] in (b" ", b"\t"):
-                j += 1
-            block = lines[i:j]
-            i = j
-            name, colon, _ = block[0].partition(b":")
-            if not colon or name.strip().lower() not in _ADDRESS_HEADERS:
+        for block in groups:
+            if name_of(block) not in _ADDRESS_HEADERS:
                 out += block
                 continue
             text = b"\n".join(block).decode("utf-8", "surrogateescape")
@@ -130,4 +122,5 @@ class GenericMapper:
             out += [x.encode("utf-8", "surrogateescape") for x in folded.split("\n")]
         if not changed:
             return content
-        return b"\r\n".join(out) + b"\r\n" + rest
+        # the empty line after the header and the body, as they were
+        return b"\r\n".join(out + lines[sum(len(g) for g in groups):])

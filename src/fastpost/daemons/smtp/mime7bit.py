@@ -28,6 +28,9 @@ from __future__ import annotations
 
 import re
 
+from fastpost.daemons.smtp.headers import blocks as header_blocks
+from fastpost.daemons.smtp.headers import name_of
+
 __all__ = ["downgrade", "qp_line"]
 
 _SAFE = [33 <= b <= 126 and b != 61 for b in range(256)]
@@ -54,24 +57,6 @@ def qp_line(line: bytes) -> list[bytes]:
     return out
 
 
-def _header_blocks(lines: list[bytes], i: int) -> tuple[list[list[bytes]], int]:
-    """The header lines from index i (grouped with their continuations) and the index of
-    the first body line (after the empty line)."""
-    blocks: list[list[bytes]] = []
-    while i < len(lines):
-        line = lines[i]
-        if line == b"":
-            return blocks, i + 1
-        if line[:1] in (b" ", b"\t") and blocks:
-            blocks[-1].append(line)
-        elif b":" in line:
-            blocks.append([line])
-        else:
-            return blocks, i  # not a header: the body starts here
-        i += 1
-    return blocks, i
-
-
 def _field(blocks, name: bytes) -> bytes | None:
     for block in blocks:
         head, _, value = block[0].partition(b":")
@@ -88,13 +73,13 @@ def _is_delimiter(line: bytes, boundaries: list[bytes]) -> bool:
 def _entity(lines: list[bytes], i: int, out: list[bytes], outer: list[bytes]) -> int:
     """Copy (and convert) one entity starting at its header; return the index after it
     (at the enclosing boundary line or the end)."""
-    blocks, body = _header_blocks(lines, i)
+    blocks, body = header_blocks(lines, i)
     ctype = (_field(blocks, b"content-type") or b"text/plain").lower()
     cte = _field(blocks, b"content-transfer-encoding")
     cte = cte.split(b"(")[0].strip().lower() if cte is not None else None
     convert = cte == b"8bit" and not ctype.startswith((b"multipart/", b"message/"))
     for block in blocks:
-        if convert and block[0].partition(b":")[0].strip().lower() == b"content-transfer-encoding":
+        if convert and name_of(block) == b"content-transfer-encoding":
             continue
         out.extend(block)
     if convert:
