@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from fastpost.daemons.smtp.engine import xforward_groups, xtext
+from fastpost.daemons.smtp.engine import xforward_groups
+from fastpost.smtp.grammar import xtext_encode
 from fastpost.mail.deliver import DeliveryRequest
 from smtpagent.agent import AgentSite
 from smtpagent.recorder import Recorder
@@ -102,4 +103,4 @@ def test_groups_xtext_and_ipv6():
         ["NAME=h+3Dst+2Bx", "ADDR=IPV6:2001:db8::1", "PORT=25"],
         ["PROTO=SMTP", "HELO=h+C3+A9llo", "IDENT=ORIG9", "SOURCE=REMOTE"]]
     assert xforward_groups(req, "addr") == [["ADDR=IPV6:2001:db8::1"], []]
-    assert xtext("a b") == "a+20b"
+    assert xtext_encode("a b") == "a+20b"

@@ -40,7 +40,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Action", "parse_action", "KNOWN", "reject_reply"]
+__all__ = ["Action", "parse_action", "KNOWN", "reject_reply", "ascii_text"]
 
 KNOWN = frozenset({
     "REJECT", "WARN", "INFO", "HOLD", "DISCARD", "FILTER", "REDIRECT", "BCC", "PREPEND",
@@ -48,6 +48,16 @@ KNOWN = frozenset({
 })
 
 _DSN = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b\s*")
+
+
+_ASCII_MAP = {c: "?" for c in list(range(0x20)) + list(range(0x7F, 0x100))}
+
+
+def ascii_text(text, limit: int = 200) -> str:
+    """A header or body line for a log line, as Postfix prints it: at most ``limit``
+    bytes, each byte outside 0x20..0x7E as '?' (also for the smtp client's checks)."""
+    data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
+    return data[:limit].decode("latin-1").translate(_ASCII_MAP)
 
 
 @dataclass(slots=True, frozen=True)

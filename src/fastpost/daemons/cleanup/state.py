@@ -53,6 +53,7 @@ import time
 
 from fastpost.daemons.cleanup import addrmap
 from fastpost.daemons.cleanup import hdraddr
+from fastpost.daemons.cleanup.checks import ascii_text as _ascii
 from fastpost.daemons.cleanup.checks import parse_action, reject_reply
 from fastpost.mail import cleanup_proto as P
 from fastpost.mail import header as H
@@ -68,13 +69,6 @@ __all__ = ["CleanupState"]
 _printable = log.printable
 
 
-def _ascii(text, limit: int = 200) -> str:
-    """Text for a log line as Postfix prints it: each byte outside 0x20-0x7E is '?'."""
-    data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
-    return data[:limit].decode("latin-1").translate(_ASCII_MAP)
-
-
-_ASCII_MAP = {c: "?" for c in list(range(0x20)) + list(range(0x7F, 0x100))}
 
 
 _CT_PARAM = re.compile(r'boundary\s*=\s*(?:"([^"]*)"|([^\s;]+))', re.I)

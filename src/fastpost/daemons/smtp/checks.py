@@ -37,6 +37,7 @@ the message is deferred before anything is sent.
 from __future__ import annotations
 
 from fastpost.daemons.cleanup.checks import KNOWN, parse_action
+from fastpost.daemons.cleanup.checks import ascii_text as _ascii
 from fastpost.daemons.smtp.headers import blocks as header_blocks
 from fastpost.daemons.smtp.headers import name_of
 from fastpost.daemons.smtp.session import SiteError
@@ -46,7 +47,6 @@ from fastpost.util import log
 __all__ = ["OutputChecks", "param_names"]
 
 _ALLOWED = {"IGNORE", "STRIP", "REPLACE", "PREPEND", "WARN", "INFO", "DUNNO", "OK"}
-_ASCII_MAP = {c: "?" for c in list(range(0x20)) + list(range(0x7F, 0x100))}
 _MIME_HEADERS = {name for name, kind in H.KINDS.items() if H.CLASS.get(kind, 0) & H.MIME}
 
 
@@ -54,10 +54,6 @@ def param_names(lmtp: bool) -> tuple[str, ...]:
     if lmtp:
         return ("lmtp_header_checks", "lmtp_body_checks")
     return ("smtp_header_checks", "smtp_mime_header_checks", "smtp_body_checks")
-
-
-def _ascii(data: bytes, limit: int = 200) -> str:
-    return data[:limit].decode("latin-1").translate(_ASCII_MAP)
 
 
 class _Table:

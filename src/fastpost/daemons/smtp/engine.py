@@ -64,9 +64,10 @@ from fastpost.mail.deliver import (
 )
 from fastpost.mail.queue.message import content_text, parse
 from fastpost.smtp.client import Recipient as WireRecipient
+from fastpost.smtp.grammar import xtext_encode
 from fastpost.util import log
 
-__all__ = ["Engine", "xforward_groups", "xtext"]
+__all__ = ["Engine", "xforward_groups"]
 
 _STALE = object()  # a cached session the server had closed: try again, uncounted
 
@@ -392,14 +393,6 @@ class Engine:
         return str(reply)
 
 
-def xtext(value: str) -> str:
-    """RFC 3461 xtext: "+" "=" and bytes outside ! .. ~ as +HH."""
-    out = []
-    for b in value.encode("utf-8", "surrogateescape"):
-        out.append(f"+{b:02X}" if b < 33 or b > 126 or b in (43, 61) else chr(b))
-    return "".join(out)
-
-
 def xforward_groups(req, announced: str) -> list[list[str]]:
     """The XFORWARD commands for a request, as Postfix's smtp sends them: the
     attributes the server announced and the message has, NAME ADDR PORT in one command
@@ -416,7 +409,7 @@ def xforward_groups(req, announced: str) -> list[list[str]]:
     groups = [(("NAME", c.get("name", "")), ("ADDR", addr), ("PORT", str(c.get("port", "") or ""))),
               (("PROTO", c.get("proto", "")), ("HELO", c.get("helo", "")), ("IDENT", ident),
                ("SOURCE", source))]
-    return [[f"{k}={xtext(v)}" for k, v in group if k in names and v] for group in groups]
+    return [[f"{k}={xtext_encode(v)}" for k, v in group if k in names and v] for group in groups]
 
 
 def _body(encoding: str) -> str | None:
