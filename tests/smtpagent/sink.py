@@ -70,6 +70,13 @@ class Sink:
         parts = self.text().split("X-Client-Addr: ")
         return ["X-Client-Addr: " + p for p in parts[1:]]
 
+    def wait(self, count: int = 1, timeout: float = 30) -> list[str]:
+        """The dumped transactions, once there are at least ``count`` (or at the timeout)."""
+        deadline = time.monotonic() + timeout
+        while len(self.messages()) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.messages()
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()

@@ -13,8 +13,6 @@ from __future__ import annotations
 import os
 import re
 import smtplib
-import subprocess
-import time
 
 import pytest
 
@@ -93,20 +91,15 @@ def outputs():
         table = os.path.join(pf.etc, "generic")
         with open(table, "w") as fh:
             fh.write(TABLE)
-        subprocess.run(["postconf", "-c", pf.etc, "-e", f"smtp_generic_maps=texthash:{table}",
-                        "mydestination=pf.localdomain"], check=True, capture_output=True)
-        subprocess.run(["postfix", "-c", pf.etc, "reload"], check=True, capture_output=True)
+        pf.configure(f"smtp_generic_maps=texthash:{table}", "mydestination=pf.localdomain")
         with AgentSite(main_cf={"smtp_generic_maps": f"texthash:{table}",
                                 "myorigin": "pf.localdomain",
                                 "mydestination": "pf.localdomain"}) as site:
             site.start()
             with Sink(port=port) as sink:
-                time.sleep(0.5)  # Postfix's reload
                 with smtplib.SMTP("127.0.0.1", pf.port, timeout=30) as s:
                     s.sendmail(SENDER, RCPTS, MESSAGE.replace("\n", "\r\n"))
-                deadline = time.monotonic() + 30
-                while not sink.messages() and time.monotonic() < deadline:
-                    time.sleep(0.05)
+                sink.wait(1)
                 qid = site.submit([{"address": r, "orig": r} for r in RCPTS], MESSAGE,
                                   sender=SENDER)
                 site.deliver(qid, f"[127.0.0.1]:{port}", transport="relay")

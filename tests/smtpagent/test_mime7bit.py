@@ -10,7 +10,6 @@ Message-Id and Date, so Postfix's cleanup adds nothing to them.
 from __future__ import annotations
 
 import smtplib
-import time
 
 import pytest
 
@@ -49,10 +48,7 @@ MESSAGES = {
 
 def _take(sink) -> str:
     """The one message the sink has dumped (waiting for it), then an empty dump file."""
-    deadline = time.monotonic() + 30
-    while not sink.messages() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    (message,) = sink.messages()
+    (message,) = sink.wait(1)
     sink.dump.write_text("")
     return message
 

@@ -71,6 +71,13 @@ class Postfix:
                     raise
                 time.sleep(0.1)
 
+    def configure(self, *settings: str) -> None:
+        """``postconf -e`` each name=value, then reload (its processes restart lazily)."""
+        subprocess.run(["postconf", "-c", self.etc, "-e", *settings], check=True,
+                       capture_output=True)
+        subprocess.run(["postfix", "-c", self.etc, "reload"], check=True, capture_output=True)
+        time.sleep(0.5)
+
     def send(self) -> str:
         """Relay one message; return its status line's ``dsn=..., status=... (...)``."""
         with open(self.log) as fh:

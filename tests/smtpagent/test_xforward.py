@@ -44,13 +44,10 @@ def peers():
     rec = Recorder(ALL)
     pf = Postfix(rec.port)
     try:
-        subprocess.run(["postconf", "-c", pf.etc, "-e", "smtp_send_xforward_command=yes",
-                        "smtp_connection_cache_on_demand=no"], check=True, capture_output=True)
-        subprocess.run(["postfix", "-c", pf.etc, "reload"], check=True, capture_output=True)
+        pf.configure("smtp_send_xforward_command=yes", "smtp_connection_cache_on_demand=no")
         with AgentSite(main_cf={"smtp_send_xforward_command": "yes",
                                 "smtp_connection_cache_on_demand": "no"}) as site:
             site.start()
-            time.sleep(0.5)  # Postfix's reload
             yield rec, pf, site
     finally:
         pf.stop()
