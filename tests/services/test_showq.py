@@ -48,6 +48,8 @@ def site():
             {"sender": "", "rcpts": ["postmaster@example.org"], "size": 5000},
             {"sender": "carol@example.org", "rcpts": ["late@slow.example", "other@slow.example"]},
             {"sender": "dave@example.org", "rcpts": [f"r{i}@many.example" for i in range(30)]},
+            # more recipients than one showq part carries (1,000): continuation parts
+            {"sender": "erin@example.org", "rcpts": [f"m{i}@big.example" for i in range(2345)]},
         ], trigger=False)
         as_mail_owner(_defer_one(ids[2]), str(inst.queue))
         yield inst, ids
@@ -86,6 +88,8 @@ def test_json_through_showq_matches_the_direct_listing(site):
     assert sorted(m["queue_id"] for m in listed) == sorted(ids)
     many = next(m for m in listed if m["sender"] == "dave@example.org")
     assert len(many["recipients"]) == 30
+    big = next(m for m in listed if m["sender"] == "erin@example.org")
+    assert [r["address"] for r in big["recipients"]] == [f"m{i}@big.example" for i in range(2345)]
 
 
 def test_without_the_group_the_report_is_unavailable(site):

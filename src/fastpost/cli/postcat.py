@@ -298,7 +298,7 @@ def main(argv: list[str]) -> int:
                 from fastpost.mail.queue import QueueError
 
                 for qid in args:
-                    info = store.get(qid)
+                    info = store.get(qid, recipients=False)
                     if info is None:
                         raise ToolFatal(f"open queue file {qid}: No such file or directory")
                     try:

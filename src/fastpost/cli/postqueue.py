@@ -58,14 +58,14 @@ def _can_read_queue(qdir: str) -> bool:
 
 
 def _list(tool: Tool, config_dir: str | None, mode: str) -> int:
-    from fastpost.mail.queue.showq import render_json, render_mailq, write_json, write_mailq
+    from fastpost.mail.queue.showq import ListingError, from_parts, render_json, render_mailq, write_json, write_mailq
 
     cfg = tool.config(config_dir)
     qdir = cfg.get("queue_directory")
     long_ids = cfg.get_bool("enable_long_queue_ids")
     try:
         if not _can_read_queue(qdir):
-            listed = _showq_entries(tool, cfg)
+            listed = from_parts(_showq_parts(tool, cfg))
             if mode == "j":
                 render_json(listed, sys.stdout)
             else:
@@ -86,6 +86,10 @@ def _list(tool: Tool, config_dir: str | None, mode: str) -> int:
     except _Unavailable as exc:
         print(f"{tool.prog}: fatal: {exc}", file=sys.stderr)
         return EX_UNAVAILABLE
+    except ListingError as exc:  # a malformed listing from the showq service
+        sys.stdout.flush()
+        print(f"{tool.prog}: fatal: Queue report unavailable - {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
     return 0
 
 
@@ -93,11 +97,11 @@ class _Unavailable(Exception):
     """The showq service cannot be used (exit 69, as postqueue's "mail system is down")."""
 
 
-def _showq_entries(tool: Tool, cfg):
-    """Yield the listing's entries from the showq service, batch by batch."""
+def _showq_parts(tool: Tool, cfg):
+    """Yield the listing's attribute lists (showq.Entry.to_parts) from the showq
+    service, reply by reply."""
     from fastpost.daemons.showq import MAX_BATCH, PROTOCOL
     from fastpost.mail import ipc
-    from fastpost.mail.queue.showq import Entry
 
     qdir = cfg.get("queue_directory")
     path = ipc.endpoint(qdir, cfg.get("showq_service_name"), ipc.PUBLIC)
@@ -119,10 +123,9 @@ def _showq_entries(tool: Tool, cfg):
             if reply.get("status") != 0 or not isinstance(reply.get("messages"), list):
                 raise _Unavailable(f"Queue report unavailable - showq refused: {reply.get('error')}")
             for attrs in reply["messages"]:
-                try:
-                    yield Entry.from_attrs(attrs)
-                except ValueError as exc:
-                    raise _Unavailable(f"Queue report unavailable - {exc}") from None
+                if not isinstance(attrs, dict):
+                    raise _Unavailable("Queue report unavailable - malformed queue listing entry")
+                yield attrs
             if not reply.get("more"):
                 return
     finally:

@@ -97,8 +97,7 @@ class Selector:
                                             self.older, self.newer))
 
     def matches(self, store, info, now: float) -> bool:
-        from fastpost.mail.queue import index as ix
-
+        """Whether a message (an index entry, with or without its recipients) passes."""
         if self.sender is not None:
             s = info.sender.lower()
             if self.sender.startswith("@"):
@@ -106,18 +105,25 @@ class Selector:
                     return False
             elif s != self.sender:
                 return False
-        live = [r for r in info.recipients if r.status != ix.RCPT_DONE]
-        if self.recipient is not None and not any(r.address.lower() == self.recipient for r in live):
-            return False
-        if self.domain is not None and not any(r.domain == self.domain for r in live):
-            return False
         if self.older is not None and info.arrival > now - self.older:
             return False
         if self.newer is not None and info.arrival < now - self.newer:
             return False
+        if self.recipient is not None or self.domain is not None:
+            # streamed a chunk at a time, stopping at the first match: a message with
+            # 100,000 recipients is never held whole
+            want_r, want_d = self.recipient is None, self.domain is None
+            for r in store.iter_recipients(info.queue_id, live_only=True):
+                want_r = want_r or r.address.lower() == self.recipient
+                want_d = want_d or r.domain == self.domain
+                if want_r and want_d:
+                    break
+            else:
+                return False
         if self.reason is not None:
-            text = b"\n".join(store.logs(info.queue_id, "defer")).decode("utf-8", "replace").lower()
-            if self.reason not in text:
+            # log entry by log entry (an entry is one recipient's block)
+            if not any(self.reason in block.decode("utf-8", "replace").lower()
+                       for block in store.iter_logs(info.queue_id, "defer")):
                 return False
         return True
 
@@ -158,13 +164,14 @@ class Super:
         states = set(self._states(op))
         if "ALL" in ids:
             if self.selector.domain is not None and not self.selector.recipient:
-                source = (self.store.get(q) for q in self.store.by_domain(self.selector.domain))
+                source = (self.store.get(q, recipients=False)
+                          for q in self.store.by_domain(self.selector.domain))
                 source = (i for i in source if i is not None and i.state in states)
                 for info in source:
                     if self.selector.matches(self.store, info, self.now):
                         yield info
                 return
-            for info in self.store.messages(self._states(op)):
+            for info in self.store.messages(self._states(op), recipients=False):
                 if not self.selector.active or self.selector.matches(self.store, info, self.now):
                     yield info
             return
@@ -172,7 +179,7 @@ class Super:
             if not valid_queue_id(qid):
                 self.tool.warn(f"invalid mail queue id: {qid}")
                 continue
-            info = self.store.get(qid)
+            info = self.store.get(qid, recipients=False)
             if info is None or info.state not in states:
                 continue
             if self.selector.active and not self.selector.matches(self.store, info, self.now):
@@ -211,7 +218,7 @@ class Super:
         states = set(self._states("r"))
         taken = []
         for qid in qids:
-            info = self.store.get(qid)
+            info = self.store.get(qid, recipients=False)
             if info is None or info.state not in states:
                 continue
             try:
@@ -221,7 +228,7 @@ class Super:
             except (CorruptMessage, CorruptQueueFile, QueueError) as exc:
                 self.tool.warn(f"{qid}: cannot requeue: {exc}")
                 continue
-            live = {r.offset for r in info.live_recipients}
+            live = {r.offset for r in self.store.iter_recipients(qid, live_only=True)}
             rcpts = [(r.address, r.dsn_orcpt or "", r.dsn_notify) for r in parsed.recipients
                      if r.offset in live and not r.done]
             if not rcpts:
@@ -259,7 +266,7 @@ class Super:
         states = set(self._states(op))
         with self.store.edit() as ed:
             for qid in qids:
-                info = ed.get(qid)
+                info = ed.get(qid, recipients=False)
                 if info is None or info.state not in states:
                     continue
                 if op == "d":
@@ -331,7 +338,7 @@ def structure_check(tool: Tool, store, verify: bool = False) -> None:
 def _iter_ids(store):
     from fastpost.mail.queue import index as ix
 
-    for info in store.messages([ix.ACTIVE, ix.INCOMING, ix.DEFERRED, ix.HOLD]):
+    for info in store.messages([ix.ACTIVE, ix.INCOMING, ix.DEFERRED, ix.HOLD], recipients=False):
         yield info.queue_id
 
 

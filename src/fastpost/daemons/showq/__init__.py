@@ -12,14 +12,18 @@ as mail_owner (chrooted or not) and opens the store read-only.
 
 Protocol ``showq_protocol`` (attribute frames, fastpost.mail.ipc):
 
-    {request: "list", count: N}  -> {status: 0, messages: [entry, ...], more: 0|1}
-        the next at most N (1..1000, default 100) messages of a walk that the
-        connection keeps; ``more: 0`` ends it (the next "list" starts a new walk);
-        entry = fastpost.mail.queue.showq.Entry.to_attrs()
+    {request: "list", count: N}  -> {status: 0, messages: [part, ...], more: 0|1}
+        the next at most N (1..1000, default 100) parts of a walk that the
+        connection keeps, and at most MAX_REPLY_RECIPIENTS recipients beyond the
+        first part's; ``more: 0`` ends it (the next "list" starts a new walk);
+        part = fastpost.mail.queue.showq.Entry.to_parts(): a message's fields and up
+        to 1,000 recipients, then (``more_recipients: 1``) continuation parts
+        ``{queue_id, continued: 1, recipients, more_recipients}``
     anything else                -> {status: -1, error: text}
 
-A walk reads the index in batches of 1,000 (never a message body), so listing a queue
-of any size costs bounded memory on both sides; the client prints each batch as it
+A walk reads the index in batches of 1,000 (never a message body) and a message's
+recipients a chunk at a time, so listing a queue of any size, or a message with any
+number of recipients, costs bounded memory on both sides; the client prints each batch as it
 arrives (``fastpost queue -p`` / ``-j`` / ``mailq``: fastpost.cli.postqueue).
 
 Parameters: queue_directory (the store), plus the skeleton's.
@@ -41,6 +45,8 @@ from fastpost.util import log
 PROTOCOL = "showq_protocol"
 DEFAULT_BATCH = 100
 MAX_BATCH = 1000
+#: A reply stops adding parts once it carries this many recipients.
+MAX_REPLY_RECIPIENTS = 5000
 
 
 class _State:
@@ -91,12 +97,14 @@ def handle(request: dict, conn) -> dict:
         store = _store()
         if store is None:
             return {"status": 0, "messages": [], "more": 0}
-        walk = conn.state["walk"] = entries(store)
+        walk = conn.state["walk"] = (part for e in entries(store) for part in e.to_parts())
     out = []
     more = 1
-    for entry in walk:
-        out.append(entry.to_attrs())
-        if len(out) >= count:
+    carried = 0
+    for part in walk:
+        out.append(part)
+        carried += len(part["recipients"])
+        if len(out) >= count or carried >= MAX_REPLY_RECIPIENTS:
             break
     else:
         more = 0

@@ -36,6 +36,7 @@ InsufficientStorage for a full disk.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import errno
 import os
@@ -451,6 +452,59 @@ class QueueStore:
                 out.append(r)
         return out
 
+    def iter_recipients(self, queue_id: str, offset: int = 0, live_only: bool = False,
+                        batch: int = ix.RCPT_CHUNK):
+        """Yield a message's recipients (RcptInfo) in offset order from ``offset``, in
+        bounded memory: each ``batch`` is read in a read transaction of its own and the
+        walk resumes after the last offset, so no snapshot is pinned while the caller
+        works (a recipient marked meanwhile shows its new status; a message deleted
+        meanwhile just ends)."""
+        while True:
+            part = []
+            with self.index.read() as txn:
+                for r in self.index.recipients_from(txn, queue_id, offset):
+                    part.append(r)
+                    if len(part) >= batch:
+                        break
+            for r in part:
+                if not (live_only and r.status == ix.RCPT_DONE):
+                    yield r
+            if len(part) < batch:
+                return
+            offset = part[-1].offset + 1
+
+    def iter_logs(self, queue_id: str, kind: str = "defer", batch: int = 256):
+        """Yield a message's log blocks (bytes) oldest first, ``batch`` per read
+        transaction (bounded memory for a log with one block per recipient)."""
+        prefix = ix.log_prefix(queue_id, ix.LOG_KINDS[kind])
+        key = prefix
+        first = True
+        while True:
+            part = []
+            with self.index.read() as txn:
+                cur = txn.cursor(db=self.index.log)
+                if not cur.set_range(key):
+                    return
+                if not first and cur.key() == key and not cur.next():
+                    return
+                for k, value in cur:
+                    if not k.startswith(prefix):
+                        break
+                    part.append(bytes(value))
+                    key = bytes(k)
+                    if len(part) >= batch:
+                        break
+            first = False
+            yield from part
+            if len(part) < batch:
+                return
+
+    def has_log(self, queue_id: str, kind: str = "defer") -> bool:
+        prefix = ix.log_prefix(queue_id, ix.LOG_KINDS[kind])
+        with self.index.read() as txn:
+            cur = txn.cursor(db=self.index.log)
+            return cur.set_range(prefix) and bytes(cur.key()).startswith(prefix)
+
     def exists(self, queue_id: str) -> bool:
         with self.index.read() as txn:
             return self.index.exists(txn, queue_id)
@@ -528,11 +582,13 @@ class QueueStore:
 
     def export(self, queue_id: str) -> bytes:
         """Return the message as a Postfix queue file with its finished recipients as D."""
-        info = self.get(queue_id)
+        info = self.get(queue_id, recipients=False)
         if info is None:
             raise QueueError(f"{queue_id}: no such message")
         data = self.read(queue_id, info)
-        done = [r.offset for r in info.recipients if r.status == ix.RCPT_DONE]
+        done = array.array("Q")  # only offsets, 8 bytes each, never the recipient list
+        if info.live < info.nrcpt:
+            done.extend(r.offset for r in self.iter_recipients(queue_id) if r.status == ix.RCPT_DONE)
         return mark_done(data, done) if done else data
 
     def records(self, queue_id: str) -> list[tuple[int, int, bytes]]:
@@ -547,7 +603,7 @@ class QueueStore:
         """Move every active message back to incoming (what qmgr does when it starts)."""
         moved = 0
         while True:
-            batch = [m.queue_id for m, _ in zip(self.messages([ix.ACTIVE]), range(1000))]
+            batch = [m.queue_id for m, _ in zip(self.messages([ix.ACTIVE], recipients=False), range(1000))]
             if not batch:
                 return moved
             with self.edit() as ed:
