@@ -8,7 +8,8 @@ For each qmgr_message_recipient_limit, a fresh instance (tests/helpers' Instance
 delivery set-up of tests/delivery/dlv.py with every recipient going to the discard
 agent) gets one message with --recipients recipients; printed: seconds from the
 trigger until the message is gone, and qmgr's peak resident memory (VmHWM) minus its
-resident memory before the message (its Python heap and imports), read from /proc.
+resident memory before the message (its Python heap and imports), and qmgr's CPU
+time (utime + stime) for the message, read from /proc.
 A limit at or above the recipient count means no slicing (every recipient in core).
 Needs root when run as the CI does (workers run as postfix); works unprivileged too.
 """
@@ -38,6 +39,13 @@ def _status_kb(pid: int, field: str) -> int:
     return 0
 
 
+def _cpu_ms(pid: int) -> float:
+    """utime + stime of a process, in ms (/proc/PID/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def _qmgr_pid(inst: Instance) -> int:
     for pid in children_of(inst.master_pid):
         try:
@@ -48,7 +56,7 @@ def _qmgr_pid(inst: Instance) -> int:
     raise RuntimeError("no qmgr process")
 
 
-def run(limit: int, recipients: int) -> tuple[float, int, int]:
+def run(limit: int, recipients: int) -> tuple[float, int, int, float]:
     base = tempfile.mkdtemp(prefix="fastpost-slicing-", dir="/var/tmp")
     made = []
 
@@ -65,11 +73,12 @@ def run(limit: int, recipients: int) -> tuple[float, int, int]:
                timeout=60, what="warm-up")
         pid = _qmgr_pid(d.inst)
         before = _status_kb(pid, "VmRSS")
+        cpu0 = _cpu_ms(pid)
         start = time.monotonic()
         (qid,) = d.inject([{"rcpts": [f"r{i}@big.example" for i in range(recipients)]}])
         d.wait_gone([qid], timeout=3600)
         took = time.monotonic() - start
-        return took, before, _status_kb(pid, "VmHWM")
+        return took, before, _status_kb(pid, "VmHWM"), _cpu_ms(pid) - cpu0
     finally:
         for inst in made:
             inst.cleanup()
@@ -83,11 +92,11 @@ def main() -> None:
     args = ap.parse_args()
     print(f"one message, {args.recipients:,} recipients, to the discard agent")
     print(f"{'qmgr_message_recipient_limit':>30} {'seconds':>8} {'qmgr RSS before':>16} "
-          f"{'peak':>8} {'growth MiB':>11}")
+          f"{'peak':>8} {'growth MiB':>11} {'qmgr CPU s':>11}")
     for limit in (int(x) for x in args.limits.split(",")):
-        took, before, peak = run(limit, args.recipients)
+        took, before, peak, cpu = run(limit, args.recipients)
         print(f"{limit:>30,} {took:>8.1f} {before / 1024:>13.1f} MiB {peak / 1024:>5.1f} MiB "
-              f"{(peak - before) / 1024:>11.1f}")
+              f"{(peak - before) / 1024:>11.1f} {cpu / 1000:>11.2f}", flush=True)
 
 
 if __name__ == "__main__":

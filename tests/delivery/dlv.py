@@ -86,7 +86,14 @@ class DeliveryInstance:
 
     def attempts(self) -> list[dict]:
         text = self.attempts_path.read_text()
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+        return [a for a in lines if "started" not in a]
+
+    def started(self) -> list[dict]:
+        """The requests under way or answered for recipients of rules with "mark"."""
+        text = self.attempts_path.read_text()
+        lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+        return [a for a in lines if "started" in a]
 
     def log(self) -> str:
         return self.inst.log_text()

@@ -13,6 +13,9 @@ of rules, the first match wins:
      "dsn": "4.4.1", "text": "...",               defaults by status
      "relay": "mx.example[192.0.2.1]:25",         the relay= field
      "delay": 0.5,                                 seconds before answering
+     "mark": true,                                 when the request arrives, write
+                                                   {"started": queue_id, "recipient": ...}
+                                                   to ATTEMPTS (a delivery is under way)
      "hop": true,                                  report a destination failure too
      "crash": true}                                the process exits without answering
 
@@ -75,6 +78,10 @@ async def handle(request: D.DeliveryRequest, ctx):
     chosen = [rule_for(r.address, request.nexthop) for r in request.recipients]
     if any(r.get("crash") for r in chosen):
         os._exit(3)
+    marks = [json.dumps({"started": request.queue_id, "recipient": r.address, "start": start})
+             for r, rule in zip(request.recipients, chosen) if rule.get("mark")]
+    if marks:
+        os.write(state.attempts_fd, ("\n".join(marks) + "\n").encode())
     delay = max((float(r.get("delay", 0)) for r in chosen), default=0.0)
     if delay:
         await asyncio.sleep(delay)

@@ -14,7 +14,9 @@ Postfix counterpart: src/postsuper/postsuper.c
     -r id   requeue through pickup and cleanup (hold incoming active deferred): the
             message (its undelivered recipients, its arrival time, its content) is
             written to maildrop as mail_owner's file and removed from the queue; pickup
-            gives it to cleanup again (new queue ID, today's canonical/virtual/checks)
+            gives it to cleanup again (new queue ID, today's canonical/virtual/checks);
+            a message in the active queue is marked instead and qmgr requeues it when
+            its deliveries under way are recorded (fastpost.mail.queue.requeue)
     -p      remove temporary files left by crashes       } also done when no other
     -s      structure check and repair (see below)       } operation is given
     -S      -s, and read every message to check its stored bytes
@@ -198,14 +200,19 @@ class Super:
             self._apply(op, chunk, quiet)
 
     def _requeue(self, qids: list[str], quiet: bool) -> None:
-        """-r: each message to maildrop (durably), then out of the queue; wake pickup."""
+        """-r: each message to maildrop (durably), then out of the queue; wake pickup.
+
+        A message in the active queue is marked instead (requeue.request): qmgr requeues
+        it when the deliveries under way are recorded, so that no recipient is
+        delivered twice (docs/queue.md, "super -r of an active message")."""
         import os
         import pwd
 
         from fastpost.cli.sendmail import wake_pickup
-        from fastpost.mail import maildrop
         from fastpost.mail.queue import CorruptMessage, QueueError
-        from fastpost.mail.queue.message import CorruptQueueFile, content_text
+        from fastpost.mail.queue import index as ix
+        from fastpost.mail.queue.message import CorruptQueueFile
+        from fastpost.mail.queue.requeue import request, requeue
 
         cfg = self.tool.cfg
         queue = cfg.get("queue_directory")
@@ -216,40 +223,30 @@ class Super:
         except KeyError:
             raise ToolFatal(f"unknown mail_owner: {cfg.get('mail_owner')}") from None
         states = set(self._states("r"))
-        taken = []
+        done = []
+        dropped = False
         for qid in qids:
             info = self.store.get(qid, recipients=False)
             if info is None or info.state not in states:
                 continue
+            if info.state == ix.ACTIVE:
+                if request(self.store, qid) == "active":
+                    done.append(qid)
+                    self.tool.log(f"{qid}: requeue when delivery ends (queue active)")
+                    continue
+                info = self.store.get(qid, recipients=False)  # it left active meanwhile
+                if info is None or info.state not in states:
+                    continue
             try:
-                data = self.store.read(qid, info)
-                parsed = self.store.parsed(qid)
-                content = content_text(data, parsed)
+                if requeue(self.store, qid, directory, ids, states - {ix.ACTIVE}):
+                    done.append(qid)
+                    dropped = True
             except (CorruptMessage, CorruptQueueFile, QueueError) as exc:
                 self.tool.warn(f"{qid}: cannot requeue: {exc}")
-                continue
-            live = {r.offset for r in self.store.iter_recipients(qid, live_only=True)}
-            rcpts = [(r.address, r.dsn_orcpt or "", r.dsn_notify) for r in parsed.recipients
-                     if r.offset in live and not r.done]
-            if not rcpts:
-                continue  # nothing left to deliver: leave it to qmgr
-            msg = maildrop.DropMessage(sender=parsed.sender or "", recipients=rcpts,
-                                       content=content, arrival=parsed.arrival,
-                                       ret=parsed.attrs.get("ret_flags") or None,
-                                       envid=parsed.attrs.get("envelope_id") or None,
-                                       attrs=[("requeue", qid)])
-            try:
-                maildrop.drop(directory, maildrop.encode(msg), ids)
             except OSError as exc:
                 raise ToolFatal(f"{directory}: {exc.strerror}") from None
-            taken.append(qid)
-        done = []
-        with self.store.edit() as ed:
-            for qid in taken:
-                if ed.delete(qid):
-                    done.append(qid)
-                    self.counts["r"] += 1
-        if done:
+        self.counts["r"] += len(done)
+        if dropped:
             wake_pickup(queue, cfg.get("pickup_service_name"))
         if not quiet:
             for qid in done:

@@ -47,6 +47,11 @@ class Tool:
         if self.log_to_maillog:
             log.info("%s", text)
 
+    def log(self, text: str) -> None:
+        """An informational line for the mail log only (nothing on the terminal)."""
+        if self.log_to_maillog:
+            log.info("%s", text)
+
     def warn(self, text: str) -> None:
         print(f"{self.prog}: warning: {text}", file=sys.stderr, flush=True)
         if self.log_to_maillog:

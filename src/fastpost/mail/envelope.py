@@ -146,4 +146,78 @@ def read_envelope(data, only=None) -> Envelope:
                     ret, warn, full_name, total)
 
 
-__all__ = ["EnvRecipient", "Envelope", "read_envelope"]
+#: Records that may stand between two recipients' R records (their per-recipient
+#: records, done recipients, canceled ones); anything else ends a window read.
+_BETWEEN = frozenset((R.REC_TYPE_RCPT, R.REC_TYPE_DONE, R.REC_TYPE_ATTR, R.REC_TYPE_ORCP,
+                      R.REC_TYPE_DSN_ORCPT, R.REC_TYPE_DSN_NOTIFY, R.REC_TYPE_DRCP))
+
+
+def read_recipient_window(read, after: int, offsets) -> list[EnvRecipient] | None:
+    """Read the recipients at ``offsets`` (R record offsets, sorted) without reading the
+    rest of the queue file: qmgr's next slice of a message with many recipients.
+
+    ``read(offset, length)`` returns bytes of the queue file (fewer at its end);
+    ``after`` is the offset of a recipient record (R or D) before the first wanted one
+    (the last recipient of the previous slice): the per-recipient records of the wanted
+    ones (O, ``A dsn_orig_rcpt=``/``notify_flags=``, ``o``, ``n``) follow it. The window
+    from there to the last wanted record is read (grown until that record is whole)
+    and decoded as read_envelope() does. Return None when the window holds anything
+    but recipient records (the envelope section ends inside it, a pointer record, a
+    record that does not decode, a wanted offset that is not an R record): the caller
+    then reads the whole file, which checks it.
+    """
+    from fastpost.mail.queue.message import record_at
+
+    if not offsets:
+        return []
+    want = set(offsets)
+    last = offsets[-1]
+    length = last - after + 4096
+    while True:
+        data = read(after, length)
+        short = len(data) < length  # the window reaches the end of the file
+        rcpts: list[EnvRecipient] = []
+        pending: dict = {}
+        pos = 0
+        first = True
+        try:
+            while True:
+                rtype, start, end = record_at(data, pos)
+                here = after + pos
+                pos = end
+                if rtype not in _BETWEEN or (first and rtype not in (R.REC_TYPE_RCPT, R.REC_TYPE_DONE)):
+                    return None
+                if first:  # the previous slice's recipient: its records are not ours
+                    first = False
+                    continue
+                payload = bytes(data[start:end])
+                if rtype == R.REC_TYPE_ATTR:
+                    name, eq, value = _text(payload).partition("=")
+                    if name == "dsn_orig_rcpt":
+                        pending["orcpt"] = value
+                    elif name == "notify_flags":
+                        pending["notify"] = _int(value)
+                elif rtype == R.REC_TYPE_ORCP:
+                    pending["orig"] = _text(payload)
+                elif rtype == R.REC_TYPE_DSN_ORCPT:
+                    pending["orcpt"] = _text(payload)
+                elif rtype == R.REC_TYPE_DSN_NOTIFY:
+                    pending["notify"] = _int(payload)
+                elif rtype == R.REC_TYPE_DRCP:
+                    pending = {}
+                else:  # R or D
+                    if here in want:
+                        if rtype != R.REC_TYPE_RCPT:
+                            return None
+                        rcpts.append(EnvRecipient(here, _text(payload), pending.get("orig", ""),
+                                                  pending.get("notify", 0), pending.get("orcpt", "")))
+                    pending = {}
+                    if here >= last:
+                        return rcpts if here == last and len(rcpts) == len(want) else None
+        except CorruptQueueFile:
+            if short or length > (64 << 20):
+                return None
+            length *= 2  # the last wanted record is not whole yet
+
+
+__all__ = ["EnvRecipient", "Envelope", "read_envelope", "read_recipient_window"]

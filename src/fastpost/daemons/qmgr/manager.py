@@ -77,7 +77,7 @@ from fastpost.mail.bounce_log import (
 )
 from fastpost.mail.bounce_clnt import BounceClient
 from fastpost.mail.config import parse_time
-from fastpost.mail.envelope import read_envelope
+from fastpost.mail.envelope import read_envelope, read_recipient_window
 from fastpost.mail.flush_clnt import FLUSH_STAT_DENY, FLUSH_STAT_OK, AsyncFlushClient
 from fastpost.mail.queue import index as ix
 from fastpost.mail.queue.message import CorruptQueueFile
@@ -111,7 +111,8 @@ class Message:
 
     __slots__ = ("queue_id", "info", "env", "active_time", "outstanding", "rcpts", "done",
                  "deferred", "logs", "bounced", "traced", "had_bounce_log", "had_trace_log",
-                 "dfxp", "incore", "finishing", "client", "next_pos", "any_deferred", "sites")
+                 "dfxp", "incore", "finishing", "client", "next_pos", "any_deferred", "sites",
+                 "slice_end")
 
     def __init__(self, info: ix.MessageInfo, env, active_time: float, dfxp: bool):
         self.queue_id = info.queue_id
@@ -131,6 +132,7 @@ class Message:
         self.incore = 0
         self.finishing = False
         self.next_pos = None  # recipient slicing: where the next slice starts (index order)
+        self.slice_end = None  # the R record offset of the current slice's last recipient
         self.any_deferred = False  # an earlier slice deferred a recipient
         self.sites: set[str] = set()  # domains of deferred recipients (fast flush)
         a = env.attrs
@@ -157,8 +159,35 @@ def _slice(store, info, start: int, count: int) -> tuple[list, int | None]:
     return live, None
 
 
+def _requeue_now(store, queue_id: str, pickup_service: str = "pickup") -> bool:
+    """Store thread: carry out ``fastpost super -r`` of a message that was active when
+    it was asked (FLAG_REQUEUE, fastpost.mail.queue.requeue): now that no delivery of
+    it is under way, its recipients not yet delivered go to maildrop (qmgr runs as
+    mail_owner: pickup trusts the file) and it leaves the queue. On failure it stays
+    deferred and marked, and is tried again when it is next due."""
+    from fastpost.cli.sendmail import wake_pickup
+    from fastpost.mail.queue.requeue import requeue
+
+    try:
+        done = requeue(store, queue_id, "maildrop", None, {ix.INCOMING, ix.DEFERRED})
+    except (CorruptMessage, CorruptQueueFile, QueueError, OSError) as exc:
+        log.warn("%s: cannot requeue: %s", queue_id, exc)
+        return False
+    if done:
+        log.info("%s: requeued (postsuper -r while active)", queue_id)
+        try:
+            wake_pickup(".", pickup_service)
+        except OSError as exc:  # its timer finds the file
+            log.warn("cannot wake the %s service: %s", pickup_service, exc)
+    else:  # nothing left to deliver: an ordinary message again
+        with store.edit() as ed:
+            ed.set_flags(queue_id, remove=ix.FLAG_REQUEUE)
+    return done
+
+
 def _activate(store, states: list, until: float | None, limit: int, skip: frozenset,
-              rcpt_room: int = 1 << 62, take_one: bool = True, minimum: int = 1):
+              rcpt_room: int = 1 << 62, take_one: bool = True, minimum: int = 1,
+              pickup_service: str = "pickup"):
     """Store thread: read due messages of ``states`` and make them active: at most
     ``limit`` messages, and no more than ``rcpt_room`` live recipients in all. A message
     with more live recipients than the room left is taken in slices (at least
@@ -173,10 +202,14 @@ def _activate(store, states: list, until: float | None, limit: int, skip: frozen
     rcpts = 0
     full = False
     blocked = False
+    marked = []  # to requeue instead of activating (super -r while they were active)
     for state in states:
         limit_t = until if state == ix.DEFERRED else None
         for info in store.due(state, limit_t, batch=FEED_BATCH, recipients=False):
             if info.queue_id in skip:
+                continue
+            if info.flags & ix.FLAG_REQUEUE:
+                marked.append(info.queue_id)
                 continue
             live = info.live
             left = rcpt_room - rcpts
@@ -193,6 +226,8 @@ def _activate(store, states: list, until: float | None, limit: int, skip: frozen
                 break
         if full:
             break
+    for qid in marked:
+        _requeue_now(store, qid, pickup_service)
     out = []
     for info, take in picked:
         rcpts, next_pos = _slice(store, info, 0, take)
@@ -216,8 +251,9 @@ def _activate(store, states: list, until: float | None, limit: int, skip: frozen
                 qid = item[0].queue_id
                 # the state may have changed since the scan
                 cur = index.get(txn, qid, recipients=False)
-                if cur is None or cur.state not in (ix.INCOMING, ix.DEFERRED):
-                    item[0] = None  # deleted or held meanwhile
+                if cur is None or cur.state not in (ix.INCOMING, ix.DEFERRED) \
+                        or cur.flags & ix.FLAG_REQUEUE:
+                    item[0] = None  # deleted, held or being requeued meanwhile
                     continue
                 new = ix.copy_info(cur)
                 new.state = ix.ACTIVE
@@ -231,19 +267,51 @@ def _activate(store, states: list, until: float | None, limit: int, skip: frozen
     return [tuple(i) for i in out if i[0] is not None], full, blocked
 
 
-def _read_slice(store, queue_id: str, start: int, count: int):
+class _SliceRecords:
+    """The queue file records of a slice's recipients (what _load takes from an
+    envelope: ``recipients``); the message's envelope stays the one read at activation."""
+
+    __slots__ = ("recipients", "window")
+
+    def __init__(self, recipients: list, window: bool):
+        self.recipients = recipients
+        self.window = window  # read in place (True) or from the whole file (False)
+
+
+def _read_slice(store, queue_id: str, start: int, count: int, after: int | None = None,
+                pickup_service: str = "pickup"):
     """Store thread: the next slice of an active message (after the previous slice's
-    outcomes were recorded): (info, envelope, next_pos, live_rcpts), or None when the
-    message is gone or no longer active (deleted, put on hold)."""
+    outcomes were recorded): (info, records, next_pos, live_rcpts), or None when the
+    message is gone or no longer active (deleted, put on hold).
+
+    Only what the slice needs is read: its recipients from the index's rcp chunks, and
+    their records from the queue file in place, from ``after`` (the previous slice's
+    last R record) to the slice's last one (read_recipient_window; the message's
+    envelope was read, and the whole file checked, at activation). When that window
+    holds anything else (the slice starts in the extracted section, a Postfix file
+    with pointer records), the whole file is read as at activation."""
     info = store.get(queue_id, recipients=False)
     if info is None or info.state != ix.ACTIVE:
         return None
+    if info.flags & ix.FLAG_REQUEUE:  # super -r meanwhile: the slices so far are recorded
+        with store.edit() as ed:
+            ed.set_state(queue_id, ix.DEFERRED, next_retry=time.time())
+        _requeue_now(store, queue_id, pickup_service)
+        return None
     rcpts, next_pos = _slice(store, info, start, count)
+    if after is not None and rcpts:
+        try:
+            found = read_recipient_window(lambda off, n: store.read_range(info, off, n), after,
+                                          [r.offset for r in rcpts])
+        except OSError:
+            found = None
+        if found is not None:
+            return info, _SliceRecords(found, True), next_pos, rcpts
     try:
         env = read_envelope(store.read(queue_id, info), {r.offset for r in rcpts})
     except (CorruptMessage, CorruptQueueFile, QueueError):
         return None
-    return info, env, next_pos, rcpts
+    return info, _SliceRecords(env.recipients, False), next_pos, rcpts
 
 
 def next_retry(now: float, arrival: float, min_backoff: float, max_backoff: float,
@@ -285,6 +353,7 @@ class Qmgr:
         self.rcpt_minimum = max(1, min(self.rcpt_limit, int(p["qmgr_message_recipient_minimum"])))
         self.peak_incore = 0  # the most recipients in core at once (tests, -v)
         self.queue_run_delay = max(1, int(p["queue_run_delay"]))
+        self.pickup_service = cfg.get("pickup_service_name")  # super -r while active
         self.min_backoff = max(1, int(p["minimal_backoff_time"]))
         self.max_backoff = max(self.min_backoff, int(p["maximal_backoff_time"]))
         self.max_lifetime = int(p["maximal_queue_lifetime"])
@@ -314,7 +383,9 @@ class Qmgr:
         self.feeder = None
         self.stopping = False
         self.stats = {"activated": 0, "deliveries": 0, "removed": 0, "deferred": 0,
-                      "expired": 0, "notices": 0, "slices": 0}
+                      "expired": 0, "notices": 0, "slices": 0,
+                      # later slices' records read in place / from the whole file
+                      "slice_window_reads": 0, "slice_file_reads": 0}
 
     # -- start, triggers, stop ----------------------------------------------------------
 
@@ -412,7 +483,7 @@ class Qmgr:
                     rcpt_room = self.rcpt_limit - self.incore_rcpts
                     batch, more, blocked = await self.thread.call(
                         _activate, states, until, min(room, FEED_BATCH), frozenset(self.messages),
-                        rcpt_room, not self.messages, self.rcpt_minimum)
+                        rcpt_room, not self.messages, self.rcpt_minimum, self.pickup_service)
                 except Exception as exc:  # noqa: BLE001 - a store problem must not stop qmgr
                     from fastpost.server.lifecycle import describe_exception
 
@@ -458,6 +529,7 @@ class Qmgr:
             elif not sliced:
                 msg.rcpts.append(Rcpt(r.offset, r.address, "", 0, ""))
         msg.next_pos = next_pos
+        msg.slice_end = live[-1].offset if live else None
         if sliced:  # the index's recipient list is read again for the next slice
             msg.info = copy.copy(info)
             msg.info.recipients, msg.info.rcpts_loaded = [], False
@@ -881,7 +953,8 @@ class Qmgr:
             msg.incore = 0
             msg.rcpts = []
             room = max(self.rcpt_minimum, self.rcpt_limit - self.incore_rcpts)
-            got = await self.thread.call(_read_slice, qid, msg.next_pos, room)
+            got = await self.thread.call(_read_slice, qid, msg.next_pos, room, msg.slice_end,
+                                         self.pickup_service)
         except Exception as exc:  # noqa: BLE001 - never leave a message stuck in core
             from fastpost.server.lifecycle import describe_exception
 
@@ -895,9 +968,10 @@ class Qmgr:
         if got is None or self.stopping:  # gone, held meanwhile, or qmgr is stopping:
             self._leave(msg)               # what is not recorded is tried again later
             return
-        info, env, next_pos, rcpts = got
+        info, records, next_pos, rcpts = got
+        self.stats["slice_window_reads" if records.window else "slice_file_reads"] += 1
         msg.finishing = False
-        self._load(msg, info, env, next_pos, rcpts)
+        self._load(msg, info, records, next_pos, rcpts)
 
     async def _finish(self, msg: Message) -> None:
         try:
@@ -963,7 +1037,10 @@ class Qmgr:
         next_retry = self._backoff(msg, now)
         cleared_logs = (bounce_logs or trace_logs) and not keep
 
+        requeue_it = False
+
         def final(ed):
+            nonlocal requeue_it
             if remove:  # its logs and recipient marks go with it
                 ed.delete(qid)  # (False when an administrator deleted it meanwhile)
                 return
@@ -979,8 +1056,12 @@ class Qmgr:
                 ed.set_flags(qid, add=ix.FLAG_DELAY_WARNED)
             if cur.state == ix.ACTIVE:  # not put on hold meanwhile
                 ed.set_state(qid, ix.DEFERRED, next_retry=next_retry)
+                # super -r while it was active: now that its deliveries are recorded
+                requeue_it = bool(cur.flags & ix.FLAG_REQUEUE)
 
         self.thread.edit(final)
+        if not remove:
+            self._spawn(self._requeue_if_asked(qid, lambda: requeue_it))
         if remove:
             log.info("%s: removed", qid)
             self.stats["removed"] += 1
@@ -990,6 +1071,13 @@ class Qmgr:
                 self._deferred_sites(msg)
                 self._spawn(self._flush_add(qid, msg.sites))
         self._leave(msg)
+
+    async def _requeue_if_asked(self, qid: str, asked) -> None:
+        """After a message left the active queue: requeue it if super -r asked for it
+        while it was active (``asked()``: what the final transaction found)."""
+        await self.thread.flush()
+        if asked():
+            await self.thread.call(_requeue_now, qid, self.pickup_service)
 
     async def _flush_add(self, qid: str, sites: set) -> None:
         """Tell the fast-flush service about deferred mail for its sites (after the

@@ -66,6 +66,7 @@ LIST_ORDER = (ACTIVE, INCOMING, DEFERRED, HOLD, CORRUPT)
 FLAG_FORCE_EXPIRE = 1  # postsuper -e/-f: return to sender at the next delivery attempt
 FLAG_LARGE = 2  # the message lives in a segment of its own
 FLAG_DELAY_WARNED = 4  # qmgr sent the delay warning (Postfix: the W record set to 0)
+FLAG_REQUEUE = 8  # super -r while active: qmgr requeues it when it leaves active (requeue.py)
 
 # -- recipient status ---------------------------------------------------------------------
 RCPT_PENDING = 0
