@@ -252,6 +252,13 @@ def test_authorized_users_refuse_as_postfix_does(site):
                 proc = site.run(*argv, data=b"hi\n")
             assert (proc.returncode, proc.stderr.decode()) == (pf_rc, pf_err), pf_argv
             assert "not allowed to" in pf_err
+        # postqueue's refusals go to the mail log as well, as Postfix logs them
+        # (``postfix/postqueue[PID]: fatal: User ...``, checked on Postfix 3.7), through
+        # the postlog service: the user cannot open maillog_file
+        who = f"User {site.pw.pw_name}({site.pw.pw_uid}) is not allowed to"
+        for action, count in (("view the mail queue", 4), ("flush the mail queue", 5)):
+            site.inst.wait_log(rf"/postqueue\[\d+\]: fatal: {re.escape(who)} {action}",
+                               count=count)
     finally:
         main_cf.write_text(saved)
 
