@@ -256,9 +256,11 @@ def test_authorized_users_refuse_as_postfix_does(site):
         # (``postfix/postqueue[PID]: fatal: User ...``, checked on Postfix 3.7), through
         # the postlog service: the user cannot open maillog_file
         who = f"User {site.pw.pw_name}({site.pw.pw_uid}) is not allowed to"
+        # (sendmail's own refusals, outside setgid_group, cannot reach it: not logged)
         for action, count in (("view the mail queue", 4), ("flush the mail queue", 5)):
             site.inst.wait_log(rf"/postqueue\[\d+\]: fatal: {re.escape(who)} {action}",
                                count=count)
+        site.inst.wait_log(rf"/postdrop\[\d+\]: fatal: {re.escape(who)} submit mail")
     finally:
         main_cf.write_text(saved)
 

@@ -16,6 +16,7 @@ sendmail stays cheap). For listing and flushing, the super-user and mail_owner a
 always allowed, as in Postfix; for submission nobody is (Postfix refuses root too).
 
     check(cfg, "submit", prog) -> None | (status, text)
+    log_refusal(cfg, prog, text)   the refusal in the mail log too, as Postfix does
 
 returns None when allowed, else the exit status and the message to print
 (``User NAME(UID) is not allowed to submit mail``). A table that cannot answer is
@@ -86,4 +87,29 @@ def check(cfg, what: str, uid: int | None = None) -> tuple[int, str] | None:
     return 0, f"User {login_name(uid)}({uid}) is not allowed to {ACTIONS[what][1]}"
 
 
-__all__ = ["ACTIONS", "allowed", "check", "login_name"]
+def log_refusal(cfg, prog: str, text: str) -> None:
+    """Log a refusal to the mail log as ``$syslog_name/PROG[PID]: fatal: TEXT``, as
+    Postfix's sendmail, postdrop and postqueue do besides printing it (checked on
+    Postfix 3.7 run as nobody). An unprivileged user cannot open maillog_file: the
+    line goes through the postlog service (public/: reachable by the set-gid helpers
+    and members of setgid_group). When neither is within reach the line is left out,
+    silently, so that what the user sees is exactly Postfix's message (Postfix's own
+    sendmail cannot reach public/postlog either)."""
+    from fastpost.mail.config import ConfigError
+    from fastpost.mail.maillog import init_logging, postlog_endpoint
+    from fastpost.util import log
+
+    try:
+        maillog = cfg.get("maillog_file")
+        if maillog and maillog not in ("/dev/stdout", "/dev/stderr") and \
+                not os.access(maillog, os.W_OK, effective_ids=True) and \
+                not os.access(postlog_endpoint(cfg), os.W_OK, effective_ids=True):
+            return
+        init_logging(prog, cfg)
+    except ConfigError:
+        return  # the command reports its configuration problems elsewhere
+    log.log_at("fatal", text)
+    log.close_sinks()
+
+
+__all__ = ["ACTIONS", "allowed", "check", "log_refusal", "login_name"]

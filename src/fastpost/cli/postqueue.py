@@ -228,27 +228,8 @@ def _refused(config_dir: str | None, what: str) -> int | None:
     if refusal is None:
         return None
     print(f"postqueue: fatal: {refusal[1]}", file=sys.stderr, flush=True)
-    _log_refusal(cfg, refusal[1])
+    authorized.log_refusal(cfg, "postqueue", refusal[1])  # as Postfix's postqueue
     return refusal[0] or EX_UNAVAILABLE
-
-
-def _log_refusal(cfg, text: str) -> None:
-    """The refusal goes to the mail log too, as Postfix's postqueue logs it (checked on
-    Postfix 3.7: ``postfix/postqueue[PID]: fatal: User NAME(UID) is not allowed to view
-    the mail queue``, also when run as mailq or sendmail -bp/-q). An unprivileged user
-    cannot open maillog_file: the line goes through the postlog service (public/,
-    reachable with setgid_group, which the set-gid helper has)."""
-    from fastpost.mail.config import ConfigError
-    from fastpost.mail.maillog import init_logging
-    from fastpost.util import log
-
-    try:
-        init_logging("postqueue", cfg)
-    except ConfigError as exc:
-        print(f"postqueue: warning: cannot log: {exc}", file=sys.stderr, flush=True)
-        return
-    log.log_at("fatal", text)
-    log.close_sinks()
 
 
 def main(argv: list[str], prog: str = "postqueue") -> int:

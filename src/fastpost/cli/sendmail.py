@@ -292,6 +292,7 @@ def _refused(cfg, prog: str) -> int | None:
     if refusal is None:
         return None
     _say(prog, f"fatal: {refusal[1]}")
+    authorized.log_refusal(cfg, prog, refusal[1])
     return EX_TEMPFAIL
 
 

@@ -204,6 +204,7 @@ def _postdrop(cfg, args: list[str]) -> int:
     refusal = authorized.check(cfg, "submit")
     if refusal is not None:  # Postfix's postdrop exits 1
         _say(prog, f"fatal: {refusal[1]}")
+        authorized.log_refusal(cfg, prog, refusal[1])
         return refusal[0] or 1
     limit = cfg.get_int("message_size_limit")
     # the stream's records add a few bytes per line to the content: allow for them
