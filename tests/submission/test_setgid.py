@@ -91,6 +91,27 @@ def site():
         remove_users()
 
 
+def test_compiled_sendmail_submits_through_the_compiled_postdrop(site):
+    """The compiled front end (fastpost-sendmail), run by a user who cannot write
+    maildrop, hands its stream to fastpost-postdrop on a pipe: no interpreter on the
+    way (docs/submission.md, "The compiled postdrop")."""
+    front = REPO / ".venv" / "bin" / "fastpost-sendmail"
+    if not front.exists():
+        pytest.skip("no compiled front end (./dev build makes it)")
+    copy = site.bin / "fastpost-sendmail-test"
+    shutil.copy(front, copy)
+    os.chmod(copy, 0o755)
+    try:
+        proc = subprocess.run(site.as_user + [str(copy), "-c", str(site.inst.etc), "-f",
+                                              "compiled@example.org", "rcpt@example.net"],
+                              input=b"Subject: compiled\n\nall the way\n", env=site.env,
+                              capture_output=True, timeout=60, cwd="/")
+        assert (proc.returncode, proc.stderr) == (0, b"")
+        site.picked("compiled@example.org")
+    finally:
+        copy.unlink()
+
+
 def test_helpers_are_set_gid_postdrop_and_root_owned(site):
     for name in ("fastpost-postdrop", "fastpost-postqueue"):
         st = os.stat(site.bin / name)

@@ -5,8 +5,11 @@ Postfix counterpart: the set-gid postdrop(1) and postqueue(1) programs.
 Two parts (design and security argument: docs/submission.md):
 
 ``build_helpers(cfg)`` (run as root by ``fastpost -c DIR link-commands -g``) compiles
-``csrc/launcher.c`` twice, as ``$command_directory/fastpost-postdrop`` and
-``$command_directory/fastpost-postqueue``, mode 2755, owner root, group setgid_group.
+``csrc/postdrop.c`` as ``$command_directory/fastpost-postdrop`` and ``csrc/launcher.c``
+as ``$command_directory/fastpost-postqueue``, mode 2755, owner root, group
+setgid_group. postdrop.c takes a well-formed maildrop stream itself (in C: no
+interpreter start) and runs the Python helper below for everything else, with the
+same input; launcher.c always runs it.
 Each binary has fixed at build time: the Python interpreter, the directories fastpost
 is imported from, its mode, and the configuration directory DIR. The interpreter is
 this Python, or /usr/bin/pythonX.Y when other users cannot execute this one. Every one of those
@@ -46,6 +49,9 @@ import sys
 import tempfile
 
 NAMES = {"postdrop": "fastpost-postdrop", "postqueue": "fastpost-postqueue"}
+#: The C source of each helper (csrc/): postdrop.c takes a well-formed stream itself and
+#: starts the Python helper for everything else; launcher.c always starts it.
+SOURCES = {"postdrop": "postdrop.c", "postqueue": "launcher.c"}
 EX_USAGE, EX_DATAERR, EX_CANTCREAT, EX_TEMPFAIL, EX_CONFIG = 64, 65, 73, 75, 78
 
 #: Set by launched(): the process runs as a set-gid helper (do not look for one again).
@@ -159,18 +165,19 @@ def build_helpers(cfg, *, cc: str = "cc") -> list[str]:
         raise HelperError(f"{cc}: no C compiler found (install gcc)")
     boot = (f"import sys; sys.path[:0] = {roots!r}; "
             "from fastpost.cli.setgid import launched; sys.exit(launched(sys.argv[1:]))")
-    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc", "launcher.c")
+    csrc = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
     installed = []
     with tempfile.TemporaryDirectory(prefix="fastpost-launcher-") as work:
-        shutil.copy(source, os.path.join(work, "launcher.c"))
         for mode, name in NAMES.items():
+            source = os.path.join(csrc, SOURCES[mode])
+            shutil.copy(source, os.path.join(work, SOURCES[mode]))
             with open(os.path.join(work, "launcher_conf.h"), "w") as fh:
                 for key, value in (("FP_PYTHON", python), ("FP_BOOT", boot), ("FP_MODE", mode),
                                    ("FP_CONFIG", config_dir), ("FP_NAME", name)):
                     fh.write(f"#define {key} {_c_string(value)}\n")
             binary = os.path.join(work, name)
             proc = subprocess.run([compiler, "-O2", "-Wall", "-o", binary,
-                                   os.path.join(work, "launcher.c")],
+                                   os.path.join(work, SOURCES[mode])],
                                   capture_output=True, text=True)
             if proc.returncode != 0:
                 raise HelperError(f"{source}: the compiler failed: {proc.stderr.strip()}")

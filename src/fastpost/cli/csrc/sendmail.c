@@ -16,9 +16,12 @@
  * -oi, "--"; a main.cf (from -c, $FASTPOST_CONFIG, $MAIL_CONFIG or /etc/fastpost)
  * whose queue_directory, pickup_service_name and authorized_submit_users have no "$"
  * and whose authorized_submit_users is the default static:anyone; a maildrop
- * directory the user may write. Anything else -- another option, a main.cf this
- * reader would have to expand or cannot parse, a user who needs the set-gid helper,
- * a sender that is not plain printable ASCII -- makes it execute the Python command
+ * directory the user may write, or else the set-gid $command_directory/
+ * fastpost-postdrop (installed by link-commands -g), which then gets the stream on a
+ * pipe and whose exit status is returned, as the Python command does. Anything else --
+ * another option, a main.cf this reader would have to expand or cannot parse, a user
+ * who cannot write maildrop when there is no helper, a sender that is not plain
+ * printable ASCII -- makes it execute the Python command
  * with the same arguments, before it has read a byte of standard input, so that the
  * Python code decides and reports exactly as it always does.
  *
@@ -45,6 +48,8 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "frontend_conf.h"
@@ -332,6 +337,63 @@ static void wake_pickup(const char *queue, const char *service)
     close(fd);
 }
 
+/* -- through the set-gid postdrop ------------------------------------------------ */
+
+/* $command_directory/fastpost-postdrop when it is what `link-commands -g` installs (a
+ * root-owned set-gid file), else NULL: as fastpost.cli.setgid.helper_path. */
+static char *postdrop_helper(const char *command_directory)
+{
+    struct buf path = {0};
+    struct stat st;
+
+    buf_add(&path, command_directory, strlen(command_directory));
+    buf_add(&path, "/fastpost-postdrop", 19);
+    if (stat(path.data, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & S_ISGID) &&
+        st.st_uid == 0)
+        return path.data;
+    free(path.data);
+    return NULL;
+}
+
+/* The stream to the helper's standard input; its exit status is ours (it reports its
+ * own errors and wakes pickup), as drop_stream() in fastpost.cli.sendmail does. */
+static int through_helper(const char *helper, const struct buf *data)
+{
+    int fds[2], status;
+    size_t off = 0;
+    pid_t pid;
+
+    signal(SIGPIPE, SIG_IGN);   /* the helper may refuse before it read everything */
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        fallback();
+    pid = fork();
+    if (pid < 0)
+        fallback();
+    if (pid == 0) {
+        signal(SIGPIPE, SIG_DFL);
+        if (dup2(fds[0], 0) < 0)
+            _exit(75);
+        execl(helper, helper, (char *) NULL);
+        fprintf(stderr, "sendmail: fatal: cannot execute %s: %s\n", helper, strerror(errno));
+        _exit(75);
+    }
+    close(fds[0]);
+    while (off < data->len) {
+        ssize_t n = write(fds[1], data->data + off, data->len - off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            break;              /* EPIPE: the helper stopped reading; its status says why */
+        }
+        off += (size_t) n;
+    }
+    close(fds[1]);
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return 75;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 75;
+}
+
 /* -- the plain submission -------------------------------------------------------- */
 
 static const char *nonempty_env(const char *name)
@@ -343,12 +405,13 @@ static const char *nonempty_env(const char *name)
 int main(int argc, char **argv)
 {
     const char *config_dir = NULL, *sender = NULL, *fullname = NULL;
-    const char *queue, *service, *authorized;
+    const char *queue, *service, *authorized, *commands;
+    char *helper = NULL;
     int extract = 0, dots = 1, i = 1, nr = 0, r;
     int *rcpts;
     struct wanted want[] = {
         {"queue_directory", NULL}, {"pickup_service_name", NULL},
-        {"authorized_submit_users", NULL}, {NULL, NULL}
+        {"authorized_submit_users", NULL}, {"command_directory", NULL}, {NULL, NULL}
     };
     struct buf dir = {0}, out = {0};
     struct timeval tv;
@@ -406,6 +469,7 @@ int main(int argc, char **argv)
     queue = want[0].value ? want[0].value : "/var/spool/fastpost";
     service = want[1].value ? want[1].value : "pickup";
     authorized = want[2].value ? want[2].value : "static:anyone";
+    commands = want[3].value ? want[3].value : "/usr/sbin";
     if (!*queue || strchr(queue, '$') || strchr(service, '$') ||
         strcmp(authorized, "static:anyone") != 0)
         fallback();
@@ -413,8 +477,12 @@ int main(int argc, char **argv)
     if (queue[strlen(queue) - 1] != '/')
         buf_add(&dir, "/", 1);
     buf_add(&dir, "maildrop", 9);
-    if (access(dir.data, W_OK | X_OK) != 0)
-        fallback();             /* the set-gid helper's case, or an error to report */
+    if (access(dir.data, W_OK | X_OK) != 0) {
+        /* a user outside setgid_group: the compiled set-gid postdrop takes the stream
+         * (fastpost-postdrop); without one, the Python command reports the problem */
+        if (strchr(commands, '$') || (helper = postdrop_helper(commands)) == NULL)
+            fallback();
+    }
     if (sender == NULL) {
         struct passwd *pw = getpwuid(getuid());
         if (pw == NULL)
@@ -471,6 +539,8 @@ int main(int argc, char **argv)
         snprintf(stamp, sizeof(stamp), "%ld %ld", (long) tv.tv_sec, (long) tv.tv_usec);
         record(&all, 'T', stamp, strlen(stamp));
         buf_add(&all, out.data, out.len);
+        if (helper != NULL)
+            return through_helper(helper, &all);
         drop(dir.data, &all);
     }
     wake_pickup(queue, service);
