@@ -58,3 +58,33 @@ def test_requeue_during_a_delivery_delivers_each_recipient_once(fastpost_instanc
     assert _sent(d) == {r: 1 for r in RCPTS}, d.attempts()
     assert sent == {("slow@a.example", old), ("two@b.example", old), ("three@c.example", new)}
     assert d.counts() == {"incoming": 0, "active": 0, "deferred": 0, "hold": 0, "corrupt": 0}
+
+
+def test_requeue_between_slices_leaves_the_rest_to_the_copy(fastpost_instance, tmp_path):
+    """A message taken in slices (qmgr_message_recipient_limit 10): super -r while the
+    first slice is delivered. That slice's outcomes stand (its bounce is reported), the
+    recipients no slice reached yet go to the requeued copy, each is delivered once."""
+    d = DeliveryInstance(fastpost_instance, tmp_path, master_extra=PICKUP,
+                         main_cf={"local_recipient_maps": "",
+                                  "qmgr_message_recipient_limit": "10"})
+    rcpts = [f"r{i:02d}@d{i}.example" for i in range(30)]
+    d.rules([{"rcpt": "^r05@", "status": "bounced", "text": "no such user"},
+             {"rcpt": "^r0", "status": "sent", "delay": SLOW, "mark": True},
+             {"rcpt": "^s@", "status": "sent"}])
+    (old,) = d.inject([{"sender": "s@example.org", "rcpts": rcpts}])
+    d.wait(d.started, what="the first slice under way")
+    d.command("super", "-r", old, check=True)
+    d.wait_log(rf"{old}: requeued \(postsuper -r while active\)", timeout=60)
+    d.wait_log(rf"{old}: sender non-delivery notification", timeout=60)
+    m = d.wait_log(r"(\w+): uid=\d+ from=<s@example.org>", timeout=60)
+    new = re.findall(r"(\w+): uid=\d+ from=<s@example.org>", m)[-1]
+    d.wait_gone([old, new], timeout=60)
+    by = {}
+    for a in d.attempts():
+        if a["recipient"].startswith("r"):
+            by.setdefault(a["recipient"], []).append((a["queue_id"], a["status"]))
+    assert sorted(by) == rcpts
+    assert all(len(v) == 1 for v in by.values()), by
+    assert by["r05@d5.example"] == [(old, "bounced")]
+    assert {r for r, v in by.items() if v[0][0] == old} == set(rcpts[:10])
+    assert {r for r, v in by.items() if v[0][0] == new} == set(rcpts[10:])

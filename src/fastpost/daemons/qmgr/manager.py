@@ -267,6 +267,10 @@ def _activate(store, states: list, until: float | None, limit: int, skip: frozen
     return [tuple(i) for i in out if i[0] is not None], full, blocked
 
 
+#: _read_slice's answer when super -r asked for the message while it was active.
+REQUEUE_ASKED = "requeue"
+
+
 class _SliceRecords:
     """The queue file records of a slice's recipients (what _load takes from an
     envelope: ``recipients``); the message's envelope stays the one read at activation."""
@@ -278,11 +282,11 @@ class _SliceRecords:
         self.window = window  # read in place (True) or from the whole file (False)
 
 
-def _read_slice(store, queue_id: str, start: int, count: int, after: int | None = None,
-                pickup_service: str = "pickup"):
+def _read_slice(store, queue_id: str, start: int, count: int, after: int | None = None):
     """Store thread: the next slice of an active message (after the previous slice's
-    outcomes were recorded): (info, records, next_pos, live_rcpts), or None when the
-    message is gone or no longer active (deleted, put on hold).
+    outcomes were recorded): (info, records, next_pos, live_rcpts), None when the
+    message is gone or no longer active (deleted, put on hold), REQUEUE_ASKED when
+    ``fastpost super -r`` marked it (the caller finishes it, which requeues the rest).
 
     Only what the slice needs is read: its recipients from the index's rcp chunks, and
     their records from the queue file in place, from ``after`` (the previous slice's
@@ -293,11 +297,8 @@ def _read_slice(store, queue_id: str, start: int, count: int, after: int | None 
     info = store.get(queue_id, recipients=False)
     if info is None or info.state != ix.ACTIVE:
         return None
-    if info.flags & ix.FLAG_REQUEUE:  # super -r meanwhile: the slices so far are recorded
-        with store.edit() as ed:
-            ed.set_state(queue_id, ix.DEFERRED, next_retry=time.time())
-        _requeue_now(store, queue_id, pickup_service)
-        return None
+    if info.flags & ix.FLAG_REQUEUE:  # super -r meanwhile: finish here (notices for the
+        return REQUEUE_ASKED          # slices so far), then requeue what is left
     rcpts, next_pos = _slice(store, info, start, count)
     if after is not None and rcpts:
         try:
@@ -953,8 +954,7 @@ class Qmgr:
             msg.incore = 0
             msg.rcpts = []
             room = max(self.rcpt_minimum, self.rcpt_limit - self.incore_rcpts)
-            got = await self.thread.call(_read_slice, qid, msg.next_pos, room, msg.slice_end,
-                                         self.pickup_service)
+            got = await self.thread.call(_read_slice, qid, msg.next_pos, room, msg.slice_end)
         except Exception as exc:  # noqa: BLE001 - never leave a message stuck in core
             from fastpost.server.lifecycle import describe_exception
 
@@ -967,6 +967,14 @@ class Qmgr:
                              and ed.set_state(qid, ix.DEFERRED, next_retry=when))
         if got is None or self.stopping:  # gone, held meanwhile, or qmgr is stopping:
             self._leave(msg)               # what is not recorded is tried again later
+            return
+        if got is REQUEUE_ASKED:
+            # the recipients not read yet are left to the requeued copy: finish as a
+            # deferred message (notices for what the slices so far bounced), whose final
+            # transaction sees FLAG_REQUEUE and requeues it
+            msg.next_pos = None
+            msg.any_deferred = True
+            await self._finish(msg)
             return
         info, records, next_pos, rcpts = got
         self.stats["slice_window_reads" if records.window else "slice_file_reads"] += 1
