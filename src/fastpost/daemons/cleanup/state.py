@@ -254,7 +254,7 @@ class CleanupState:
             sender = cached("local", sender)
             if sender is None:
                 return False
-        todo = []
+        todo = []  # (dsn_orcpt, notify, orig, address): the duplicate key of each
         env_size = len(sender) + 1024
         for item in rcpts:
             raw = item[0]
@@ -262,7 +262,7 @@ class CleanupState:
             if addr is None:
                 return False
             orcpt = item[1] if len(item) > 1 else ""
-            todo.append((raw, orcpt, int(item[2]) if len(item) > 2 else 0, addr))
+            todo.append((orcpt or f"rfc822;{raw}", int(item[2]) if len(item) > 2 else 0, raw, addr))
             env_size += 2 * len(raw) + len(orcpt) + len(addr) + 64
         reader = self.reader
         used = reader.feed(data)
@@ -284,24 +284,28 @@ class CleanupState:
             # content records are at most twice the text (a record per short line)
             if b.size + env_size + 2 * (len(got[0]) + len(body)) + 4096 >= b.spill_threshold:
                 got = None
-        if got is None:
+        env = None
+        if got is not None:
+            # the whole envelope, one kernel call (None: something not plain in it)
+            env = b.records.plain_envelope(
+                self.arrival, self.filter, self.queue_id if self.log_ident else None,
+                self.context == "local", self.envid, self.ret, self.fullname, sender,
+                self.encoding, self.attrs, todo, s.original_recipient, s.duplicate_limit,
+                self.dups)
+        if env is None:
             self.reader = H.HeaderReader(H.KINDS, s.header_size_limit)
             return False
         # From here on this is the message's path.
         svc.fast_messages += 1
         hdr_out, mask, self.resent, self.message_id, self.resent_message_id, self.cte_8bit = got
+        self.qmgr_flags |= env[0]
+        self.rcpt_count += env[1]
+        self.last_rcpt = todo[-1][2]
         self.envelope_done = True
         self.in_headers = False
         self.rcpts_raw = []
         self.size = size
         self.sender = sender
-        self._envelope_head(sender)
-        if self.encoding:
-            b.attr("encoding", self.encoding)
-        b.add_attrs(self.attrs)
-        for raw, orcpt, notify, addr in todo:
-            self.last_rcpt = raw
-            self._out_records(orcpt or f"rfc822;{raw}", notify, raw, (addr,), False)
         hdrs = [hdr_out]
         out = self._header_trailer(lambda kind: mask >> kind & 1)
         if out:
