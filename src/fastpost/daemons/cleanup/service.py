@@ -11,6 +11,10 @@ message of every connection this process serves shares its group commit: a batch
 messages is written with one writev and made durable with one fdatasync, and the
 replies of the whole batch go out together, each connection's in one write.
 
+Which messages may take CleanupState's common-case pass is decided here once from the
+settings (``fast_path``, ``fast_maps``, ``fast_classes``) and per message in
+CleanupState._fast; ``fast_messages`` counts those that took it.
+
 After each indexed batch, qmgr is woken (``I`` to public/$queue_service_name) - once
 per batch, never more than one trigger in flight; a qmgr that is not running is
 reported once a minute (``warning: unable to look up public/qmgr``).

@@ -11,6 +11,19 @@ unless a lookup must (a trivial-rewrite cache miss, a network table) or the comm
 fsync; while a step waits, later frames of the same message queue behind it, other
 messages go on.
 
+The common case takes a shorter road (``_fast``): a whole message in its END frame
+(every message below 64 KiB from smtpd or pickup), with no checks, no canonical /
+virtual / masquerade / BCC tables, no -t, no strict 8-bit body, no MIME structure and
+every address already in the rewrite caches, is done in one synchronous pass: the
+header kernel splits the section, ``header.header_pass`` (Cython) classifies, counts
+hops, finds Message-Id / Resent- / Content-Transfer-Encoding, drops
+message_drop_headers and puts in the cached rewritten address headers,
+``QueueFileBuilder.plain_envelope`` (Cython) writes the whole envelope as one buffer,
+and the commit calls back (``Committer.commit_cb``) instead of resolving a future. It
+decides before it writes or logs anything; what it declines goes the general way
+below, unchanged. The two are held to the same queue file bytes and log lines by a
+differential test (tests/unit/daemons/test_cleanup_fastpath.py).
+
 The stages, in the order of the queue file:
 
 1. envelope (at the first content or at END, when every recipient is known):
