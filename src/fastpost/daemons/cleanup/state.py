@@ -244,7 +244,7 @@ class CleanupState:
         by tests/unit/daemons/test_cleanup_fastpath.py).
         """
         data = frame.get("d")
-        if (data is None or self.envelope_done or self.inspect or self.extract
+        if (data is None or self.envelope_done or self.inspect or self.extract or self.discard
                 or self.error is not None or frame.get("discard") or frame.get("filter")
                 or frame.get("redirect") or frame.get("bcc")):
             return False
