@@ -108,6 +108,36 @@ def _date(when: float) -> str:
 class CleanupState:
     """One message in cleanup (see the module docstring)."""
 
+    # Defaults every message starts from (class attributes: set once, not per message;
+    # an assignment makes the instance's own).
+    sender = ""
+    last_rcpt = ""
+    error: "Refused | None" = None
+    blocked = False
+    envelope_done = False
+    size = 0
+    rcpt_count = 0
+    qmgr_flags = 0
+    in_headers = True
+    hops = 0
+    resent = False
+    message_id = None
+    resent_message_id = None
+    redirect = None
+    filter_action = None
+    mime_type = None  # top-level Content-Type (lower-case type/subtype)
+    mime_boundary = None
+    cte_8bit = False
+    line_mode = False
+    carry = b""
+    mime_mode = _BODY
+    part_reader = None
+    part_nested = False
+    part_ctype = None
+    part_boundary = None
+    segment_checked = 0
+    separator = False  # the next body line may be the empty line after the headers
+
     def __init__(self, svc, conn, tid: int, frame: dict):
         self.svc = svc
         self.s = svc.settings
@@ -129,47 +159,19 @@ class CleanupState:
         self.builder = svc.committer.builder()
         self.queue_id = self.builder.queue_id
         self.rcpts_raw: list = []
-        self.sender = ""
-        self.last_rcpt = ""
-        self.error: Refused | None = None
-        self.blocked = False
         self.pending: list = []
-        self.envelope_done = False
-        self.size = 0
         self.dups: set = set()
-        self.rcpt_count = 0
-        self.qmgr_flags = 0
         # header state
         self.reader = H.HeaderReader(H.KINDS, self.s.header_size_limit)
-        self.in_headers = True
-        self.hops = 0
         self.have: set = set()
-        self.resent = False
-        self.message_id = None
-        self.resent_message_id = None
         self.inspect = bool(self.flags & P.FLAG_FILTER) and svc.checks_in_use
         self.hold = bool(self.flags & P.FLAG_HOLD)
         self.discard = bool(self.flags & P.FLAG_DISCARD)
-        self.redirect = None
-        self.filter_action = None
         self.hbc_rcpts: list = []
         self.extract = bool(self.flags & P.FLAG_EXTRACT)
         self.extracted_to: list = []  # (resent, address) from To/Cc/Bcc for sendmail -t
         self.header_context = self._header_context()
-        self.mime_type = None  # top-level Content-Type (lower-case type/subtype)
-        self.mime_boundary = None
-        self.cte_8bit = False
-        # body state (line mode only)
-        self.line_mode = False
-        self.carry = b""
         self.mime_stack: list = []  # open multipart boundaries (bytes)
-        self.mime_mode = _BODY
-        self.part_reader = None
-        self.part_nested = False
-        self.part_ctype = None
-        self.part_boundary = None
-        self.segment_checked = 0
-        self.separator = False  # the next body line may be the empty line after the headers
 
     # -- frame handling -----------------------------------------------------------------
 

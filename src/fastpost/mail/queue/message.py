@@ -125,6 +125,10 @@ def size_payload(content_length: int, data_offset: int, rcpt_count: int,
     return SIZE_FORMAT % (content_length, data_offset, rcpt_count, qmgr_flags, content_length, smtputf8)
 
 
+#: The C record a builder starts with (completed by finish() / size_record()).
+_SIZE_PLACEHOLDER = encode_record(R.REC_TYPE_SIZE, size_payload(0, 0, 0))
+
+
 class QueueFileBuilder:
     """Build a Postfix queue file in order: envelope, content, extracted, end.
 
@@ -140,7 +144,7 @@ class QueueFileBuilder:
         if line_limit < 1:
             raise ValueError("line_limit must be >= 1")
         self.line_limit = line_limit
-        self.chunks: list[bytes] = [encode_record(R.REC_TYPE_SIZE, size_payload(0, 0, 0))]
+        self.chunks: list[bytes] = [_SIZE_PLACEHOLDER]
         self.offset = SIZE_RECORD_LEN  # bytes produced so far (including taken chunks)
         self.section = self.ENVELOPE
         self.arrival: float | None = None
