@@ -20,7 +20,9 @@ header_sender and header_recipient - and which are Resent- variants.
 
 Parameters: header_size_limit (passed by the caller).
 Diagnostics: ValueError for a limit below 1.
-Fast path: ext/fastpost/mail/_header_c.pyx; reference: _header_py.py
+Fast path: ext/fastpost/mail/_header_c.pyx; reference: _header_py.py.
+header_pass (cleanup's common-case pass over the split headers): _hdrpass_c.pyx,
+reference _hdrpass_py.py.
 """
 
 from fastpost._accel import select
@@ -102,4 +104,11 @@ CLASS: dict[int, int] = {
 }
 
 __all__ = ["HeaderReader", "EIGHT_BIT", "TRUNCATED", "SPACE_BEFORE_COLON", "KINDS", "CLASS",
-           "SENDER", "RECIPIENT", "RESENT", "MIME"] + [n for n in dir() if n.startswith("HDR_")]
+           "SENDER", "RECIPIENT", "RESENT", "MIME", "header_pass", "CLASS_BYTES"] + [n for n in dir() if n.startswith("HDR_")]
+
+# cleanup's common-case header pass (fastpost.daemons.cleanup's fast path).
+_pass = select("fastpost.mail._hdrpass_c", "fastpost.mail._hdrpass_py")
+header_pass = _pass.header_pass
+
+#: CLASS as bytes indexed by kind, the form header_pass takes.
+CLASS_BYTES = bytes(CLASS.get(k, 0) for k in range(max(KINDS.values()) + 1))

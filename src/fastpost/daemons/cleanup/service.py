@@ -11,6 +11,10 @@ message of every connection this process serves shares its group commit: a batch
 messages is written with one writev and made durable with one fdatasync, and the
 replies of the whole batch go out together, each connection's in one write.
 
+Which messages may take CleanupState's common-case pass is decided here once from the
+settings (``fast_path``, ``fast_maps``, ``fast_classes``) and per message in
+CleanupState._fast; ``fast_messages`` counts those that took it.
+
 After each indexed batch, qmgr is woken (``I`` to public/$queue_service_name) - once
 per batch, never more than one trigger in flight; a qmgr that is not running is
 reported once a minute (``warning: unable to look up public/qmgr``).
@@ -30,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from fastpost.daemons.cleanup import addrmap
 from fastpost.daemons.cleanup.addrmap import AddressMapper
 from fastpost.daemons.cleanup.state import CleanupState
 from fastpost.mail import attr
@@ -63,6 +68,18 @@ class CleanupService:
         self.nested_header_checks = s.nested_header_checks
         self.body_checks = s.body_checks
         self.checks_in_use = s.checks_in_use
+        # The common-case pass (CleanupState._fast): what the settings allow once.
+        self.fast_path = not s.strict_8bitmime_body
+        self.fast_maps = bool(s.canonical or s.sender_canonical or s.recipient_canonical
+                              or s.masquerade_domains or s.virtual or s.sender_bcc
+                              or s.recipient_bcc)
+        self.drop_bytes = frozenset(n.encode("latin-1") for n in s.drop_headers
+                                    if n.isascii() or _latin1(n))
+        m = self.mapper
+        self.fast_classes = {
+            ok: (addrmap.SENDER_HEADER if m.header_cacheable(addrmap.SENDER_HEADER, ok) else None,
+                 addrmap.RECIPIENT_HEADER if m.header_cacheable(addrmap.RECIPIENT_HEADER, ok) else None)
+            for ok in (False, True)}
         self.connections: set = set()
         self.retiring = False
         self._trigger_qmgr = trigger_qmgr
@@ -71,6 +88,7 @@ class CleanupService:
         self._qmgr_warned = 0.0
         #: statistics
         self.messages = 0
+        self.fast_messages = 0  # of which the common-case pass took (CleanupState._fast)
         committer.on_indexed = self._indexed
 
     def protocol(self) -> "CleanupServerProtocol":
@@ -129,6 +147,14 @@ class CleanupService:
             conn.close_when_idle()
         await self.committer.close()
         self.store.close()
+
+
+def _latin1(name: str) -> bool:
+    try:
+        name.encode("latin-1")
+    except UnicodeEncodeError:
+        return False  # such a name can never match a header's (latin-1 decoded) name
+    return True
 
 
 class CleanupServerProtocol(asyncio.BufferedProtocol):

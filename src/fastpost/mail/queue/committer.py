@@ -10,8 +10,8 @@ requested on the next event-loop turn, taking every message queued by then; whil
 runs, the next batch forms behind it. A flush, in the committer's I/O thread: completes
 and syncs the files of large messages, writes the batch (frames + batch end) to the
 current segment with one writev and makes it durable with one fdatasync. Only then are
-the callers' futures resolved with their queue IDs (the durability rule: ``250 ...
-queued as ID`` after the sync). The I/O thread then takes the batch that formed
+the callers' futures resolved (or commit_cb's callbacks called) with their queue IDs
+(the durability rule: ``250 ... queued as ID`` after the sync). The I/O thread then takes the batch that formed
 meanwhile by itself (no round trip through the loop), and hands the batch's index work
 straight to the index thread.
 
@@ -75,7 +75,18 @@ class _Pending:
     info: ix.MessageInfo
     buffers: list | None  # the frame (small message) or None (large: own file)
     length: int
-    future: asyncio.Future
+    future: asyncio.Future | None  # commit(): resolved with the queue ID
+    callback: object = None  # commit_cb(): called (queue_id, exc) instead
+
+    def resolve(self, exc: BaseException | None) -> None:
+        if self.callback is not None:
+            cb, self.callback = self.callback, None
+            cb(None, exc) if exc is not None else cb(self.info.queue_id, None)
+        elif not self.future.done():
+            if exc is not None:
+                self.future.set_exception(exc)
+            else:
+                self.future.set_result(self.info.queue_id)
 
 
 @dataclass(slots=True)
@@ -222,6 +233,35 @@ class Committer:
 
         InsufficientStorage (full disk) or OSError: nothing of the message was kept.
         """
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        pending = self._enqueue(builder, state, loop, fut, None)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            # The caller went away. A message not yet handed to a flush is dropped; one
+            # being written is finished and queued anyway (as Postfix's cleanup does
+            # when the client disconnects after the final dot).
+            with self._qlock:
+                dropped = pending in self._queue
+                if dropped:
+                    self._queue.remove(pending)
+            if dropped:
+                builder.state = "open"
+                builder.abort()
+            raise
+
+    def commit_cb(self, builder: MessageBuilder, state: int, callback, loop) -> None:
+        """commit() for callers without a coroutine: ``callback(queue_id, None)`` on the
+        loop once the message is on disk, ``callback(None, exc)`` when it was not kept.
+
+        The same durability rule as commit() (the callback runs after the batch's
+        fdatasync); no future and no task per message. Errors found before anything is
+        queued (full index backlog, a closed committer) are raised here.
+        """
+        self._enqueue(builder, state, loop, None, callback)
+
+    def _enqueue(self, builder: MessageBuilder, state: int, loop, fut, callback) -> "_Pending":
         if self._closed:
             raise RuntimeError("committer is closed")
         if builder.committer is not self:
@@ -233,7 +273,6 @@ class Committer:
         if self._backlog_len > MAX_INDEX_BACKLOG:
             builder.abort()
             raise InsufficientStorage(28, "queue index is not writable: too many messages waiting to be indexed")
-        loop = asyncio.get_running_loop()
         self._loop = loop
         qfb = builder.records
         qfb.finish()
@@ -256,8 +295,7 @@ class Committer:
         else:
             buffers, length = None, 0
             info.flags |= ix.FLAG_LARGE
-        fut = loop.create_future()
-        pending = _Pending(builder, info, buffers, length, fut)
+        pending = _Pending(builder, info, buffers, length, fut, callback)
         with self._qlock:
             self._queue.append(pending)
             kick = not self._flushing and not self._kick_scheduled
@@ -266,20 +304,7 @@ class Committer:
         if kick:
             # on the next loop turn: every message committed during this turn shares it
             loop.call_soon(self._kick)
-        try:
-            return await fut
-        except asyncio.CancelledError:
-            # The caller went away. A message not yet handed to a flush is dropped; one
-            # being written is finished and queued anyway (as Postfix's cleanup does
-            # when the client disconnects after the final dot).
-            with self._qlock:
-                dropped = pending in self._queue
-                if dropped:
-                    self._queue.remove(pending)
-            if dropped:
-                builder.state = "open"
-                builder.abort()
-            raise
+        return pending
 
     def _kick(self) -> None:
         with self._qlock:
@@ -327,21 +352,18 @@ class Committer:
             for p in batch:
                 p.builder.state = "open"
                 p.builder.abort()
-                if not p.future.done():
-                    p.future.set_exception(results)
+                p.resolve(results)
             return
         ok = 0
         for p, res in zip(batch, results):
             if isinstance(res, BaseException):
                 p.builder.state = "open"
                 p.builder.abort()  # nothing of it was kept: remove its own file, if any
-                if not p.future.done():
-                    p.future.set_exception(res)
+                p.resolve(res)
             else:
                 ok += 1
                 p.builder.state = "committed"
-                if not p.future.done():
-                    p.future.set_result(p.info.queue_id)
+                p.resolve(None)
         self.batches += 1
         self.messages += ok
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fastpost._accel import select
 from fastpost.mail import rectype as R
 from fastpost.mail.content import decode_text, encode_text
 from fastpost.mail.record import CorruptRecord, encode_record, encode_records
@@ -58,6 +59,10 @@ _RCPT_ATTRS = frozenset({"dsn_orig_rcpt", "notify_flags"})  # attributes of the 
 _RCPT_ATTR_NAMES = frozenset(n.encode() for n in _RCPT_ATTRS)
 _RCPT_RECORDS = frozenset({R.REC_TYPE_RCPT, R.REC_TYPE_DONE, R.REC_TYPE_ORCP, R.REC_TYPE_DSN_ORCPT,
                            R.REC_TYPE_DSN_NOTIFY})
+
+
+#: cleanup's common-case envelope kernel (see QueueFileBuilder.plain_envelope).
+_envblock = select("fastpost.mail._envblock_c", "fastpost.mail._envblock_py")
 
 
 class CorruptQueueFile(ValueError):
@@ -120,6 +125,10 @@ def size_payload(content_length: int, data_offset: int, rcpt_count: int,
     return SIZE_FORMAT % (content_length, data_offset, rcpt_count, qmgr_flags, content_length, smtputf8)
 
 
+#: The C record a builder starts with (completed by finish() / size_record()).
+_SIZE_PLACEHOLDER = encode_record(R.REC_TYPE_SIZE, size_payload(0, 0, 0))
+
+
 class QueueFileBuilder:
     """Build a Postfix queue file in order: envelope, content, extracted, end.
 
@@ -135,7 +144,7 @@ class QueueFileBuilder:
         if line_limit < 1:
             raise ValueError("line_limit must be >= 1")
         self.line_limit = line_limit
-        self.chunks: list[bytes] = [encode_record(R.REC_TYPE_SIZE, size_payload(0, 0, 0))]
+        self.chunks: list[bytes] = [_SIZE_PLACEHOLDER]
         self.offset = SIZE_RECORD_LEN  # bytes produced so far (including taken chunks)
         self.section = self.ENVELOPE
         self.arrival: float | None = None
@@ -268,6 +277,34 @@ class QueueFileBuilder:
             recs.append((R.REC_TYPE_ATTR, f"{name}={value}".encode("utf-8", "surrogateescape")))
         if recs:
             self._put_many(recs)
+
+    def plain_envelope(self, arrival: float, filt, ident, ctx_local: bool, envid, ret, fullname,
+                       sender: str, encoding, attrs: list, rcpts: list, orig_rcpt: bool,
+                       dup_limit: int, dups: set):
+        """A plain message's whole envelope in one kernel call; None: not plain.
+
+        The same records and bookkeeping as time(), envelope_many() of the L/A/F/S
+        records, attr("encoding"), add_attrs(attrs) and, per (dsn_orcpt, notify, orig,
+        address) not in ``dups``, the A notify_flags / A dsn_orig_rcpt / O / R records
+        cleanup writes (fastpost.mail._envblock_py says exactly what, and when it
+        declines; tests/unit/mail/queue/test_envblock.py compares both with those calls).
+        Returns (qmgr flag bits, recipients written).
+        """
+        self._need(self.ENVELOPE, "envelope record")
+        got = _envblock.envelope_block(arrival, filt, ident, ctx_local, envid, ret, fullname,
+                                       sender, encoding, attrs, rcpts, orig_rcpt, dup_limit,
+                                       dups, self.offset)
+        if got is None:
+            return None
+        data, self.arrival, notes, recipients, qmgr, count = got
+        self.sender = sender
+        self.attrs.update(notes)
+        add = self.recipients.append
+        for at, address, orig, dsn_orcpt, notify in recipients:
+            add(Recipient(at, address, orig, dsn_orcpt, notify, False, False))
+        self.chunks.append(data)
+        self.offset += len(data)
+        return qmgr, count
 
     def _put_many(self, recs: list) -> None:
         data = encode_records(recs)

@@ -1,0 +1,165 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""cleanup's common-case envelope in one buffer: the compiled kernel.
+
+Reference and specification: src/fastpost/mail/_envblock_py.py (same name, arguments and
+results). Records are written straight into one malloc'd buffer that grows on demand;
+the result is copied out once.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from libc.math cimport nearbyint
+from libc.stdio cimport snprintf
+from libc.stdlib cimport free, realloc
+from libc.string cimport memcpy
+
+
+cdef struct Buf:
+    char *data
+    Py_ssize_t len
+    Py_ssize_t cap
+
+
+cdef int _reserve(Buf *b, Py_ssize_t more) except -1:
+    cdef Py_ssize_t need = b.len + more
+    cdef Py_ssize_t cap = b.cap if b.cap else 512
+    cdef char *p
+    if need <= b.cap:
+        return 0
+    while cap < need:
+        cap *= 2
+    p = <char *>realloc(b.data, cap)
+    if p == NULL:
+        raise MemoryError()
+    b.data = p
+    b.cap = cap
+    return 0
+
+
+cdef int _record(Buf *b, int rtype, const char *head, Py_ssize_t hn,
+                 const char *data, Py_ssize_t n) except -1:
+    """One record whose payload is head[:hn] + data[:n]."""
+    cdef Py_ssize_t total = hn + n
+    cdef Py_ssize_t rest = total
+    _reserve(b, total + 11)
+    b.data[b.len] = <char>rtype
+    b.len += 1
+    while rest >= 0x80:
+        b.data[b.len] = <char>((rest & 0x7F) | 0x80)
+        rest >>= 7
+        b.len += 1
+    b.data[b.len] = <char>rest
+    b.len += 1
+    if hn:
+        memcpy(b.data + b.len, head, hn)
+        b.len += hn
+    if n:
+        memcpy(b.data + b.len, data, n)
+        b.len += n
+    return 0
+
+
+cdef inline bytes _enc(object text):
+    if isinstance(text, bytes):
+        return <bytes>text
+    return (<str>text).encode("utf-8", "surrogateescape")
+
+
+cdef int _text_record(Buf *b, int rtype, bytes head, object text) except -1:
+    cdef bytes data = _enc(text)
+    return _record(b, rtype, PyBytes_AS_STRING(head), PyBytes_GET_SIZE(head),
+                   PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+
+
+def envelope_block(double arrival, filt, ident, bint ctx_local, envid, ret, fullname, sender,
+                   encoding, list attrs, list rcpts, bint orig_rcpt, Py_ssize_t dup_limit,
+                   set dups, Py_ssize_t base):
+    """The envelope records of a plain message in one buffer (see the reference)."""
+    cdef object name, value, key, dsn_orcpt, orig, address
+    cdef long long notify
+    cdef long long sec
+    cdef long usec
+    cdef double frac
+    cdef char num[64]
+    cdef int k
+    cdef Buf b
+    cdef dict notes
+    cdef list recipients = []
+    cdef long long qmgr = 0
+    cdef Py_ssize_t count = 0
+    cdef bytes nb
+    for item in attrs:
+        name = item[0]
+        if (not isinstance(name, str) or not isinstance(item[1], str) or "=" in name
+                or name == "dsn_orig_rcpt" or name == "notify_flags"):
+            return None
+    for key in rcpts:
+        if not 0 <= key[1] <= 0xFFFFFFFF:
+            return None
+    sec = <long long>arrival
+    frac = nearbyint((arrival - <double>sec) * 1000000.0)
+    usec = <long>frac
+    if usec > 999999:
+        usec = 999999
+    b.data = NULL
+    b.len = 0
+    b.cap = 0
+    try:
+        k = snprintf(num, sizeof(num), "%lld %ld", sec, usec)
+        _record(&b, 0x54, num, k, NULL, 0)  # T
+        k = snprintf(num, sizeof(num), "%lld", sec)
+        _record(&b, 0x41, "create_time=", 12, num, k)
+        notes = {"create_time": PyBytes_FromStringAndSize(num, k).decode("ascii")}
+        if filt:
+            _text_record(&b, 0x4C, b"", filt)
+        if ident:
+            _text_record(&b, 0x41, b"log_ident=", ident)
+            notes["log_ident"] = ident
+        if ctx_local:
+            _record(&b, 0x41, "rewrite_context=local", 21, NULL, 0)
+            notes["rewrite_context"] = "local"
+        else:
+            _record(&b, 0x41, "rewrite_context=remote", 22, NULL, 0)
+            notes["rewrite_context"] = "remote"
+        if envid:
+            _text_record(&b, 0x41, b"envelope_id=", envid)
+            notes["envelope_id"] = envid
+        if ret:
+            _text_record(&b, 0x41, b"ret_flags=", ret)
+            notes["ret_flags"] = ret
+        if fullname is not None:
+            _text_record(&b, 0x46, b"", fullname)
+        _text_record(&b, 0x53, b"", sender)
+        if encoding:
+            _text_record(&b, 0x41, b"encoding=", encoding)
+            notes["encoding"] = encoding
+        for item in attrs:
+            name = item[0]
+            value = item[1]
+            nb = _enc(name) + b"="
+            _text_record(&b, 0x41, nb, value)
+            notes[name] = value
+        for key in rcpts:
+            if key in dups:
+                continue
+            if len(dups) < dup_limit:
+                dups.add(key)
+            dsn_orcpt = key[0]
+            notify = key[1]
+            orig = key[2]
+            address = key[3]
+            if notify:
+                k = snprintf(num, sizeof(num), "%lld", notify)
+                _record(&b, 0x41, "notify_flags=", 13, num, k)
+                qmgr |= (notify & 0xF) << 1
+            if dsn_orcpt:
+                _text_record(&b, 0x41, b"dsn_orig_rcpt=", dsn_orcpt)
+            if orig_rcpt:
+                _text_record(&b, 0x4F, b"", orig)
+            recipients.append((base + b.len, address, orig if orig_rcpt else None,
+                               dsn_orcpt if dsn_orcpt else None, key[1]))
+            _text_record(&b, 0x52, b"", address)
+            count += 1
+        return (PyBytes_FromStringAndSize(b.data, b.len), sec + usec / 1000000.0, notes,
+                recipients, qmgr, count)
+    finally:
+        free(b.data)

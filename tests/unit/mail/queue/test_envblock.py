@@ -1,0 +1,110 @@
+"""QueueFileBuilder.plain_envelope (the envelope kernel) against the builder's own calls.
+
+The general cleanup path writes a plain message's envelope with time(), envelope_many(),
+attr(), add_attrs() and one envelope() call per recipient record; plain_envelope must
+give the same bytes and the same bookkeeping (arrival, sender, attributes, recipients
+with their offsets), with the compiled kernel and with its reference.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fastpost.mail import _envblock_c, _envblock_py
+from fastpost.mail import rectype as R
+from fastpost.mail.queue import message
+from fastpost.mail.queue.message import QueueFileBuilder
+
+text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12) | st.sampled_from(
+    ["", "a@example.org", "caf\udce9", "x=y"])
+name = st.text("abcdefghij_", min_size=1, max_size=8)
+
+
+def by_calls(arrival, filt, ident, ctx_local, envid, ret, fullname, sender, encoding, attrs,
+             rcpts, orig_rcpt, dup_limit, dups):
+    """What fastpost.daemons.cleanup.state's general path does (its records, in order)."""
+    q = QueueFileBuilder(2048)
+    recs = q.time_records(arrival)
+    if filt:
+        recs.append((R.REC_TYPE_FILT, filt))
+    if ident:
+        recs.append((R.REC_TYPE_ATTR, f"log_ident={ident}"))
+    recs.append((R.REC_TYPE_ATTR, b"rewrite_context=local" if ctx_local else b"rewrite_context=remote"))
+    if envid:
+        recs.append((R.REC_TYPE_ATTR, f"envelope_id={envid}"))
+    if ret:
+        recs.append((R.REC_TYPE_ATTR, f"ret_flags={ret}"))
+    if fullname is not None:
+        recs.append((R.REC_TYPE_FULL, fullname))
+    recs.append((R.REC_TYPE_FROM, sender))
+    q.envelope_many(recs)
+    if encoding:
+        q.attr("encoding", encoding)
+    q.add_attrs(attrs)
+    qmgr = count = 0
+    for key in rcpts:
+        dsn_orcpt, notify, orig, address = key
+        if key in dups:
+            continue
+        if len(dups) < dup_limit:
+            dups.add(key)
+        if notify:
+            q.envelope(R.REC_TYPE_ATTR, f"notify_flags={notify}")
+            qmgr |= (notify & 0xF) << 1
+        if dsn_orcpt:
+            q.envelope(R.REC_TYPE_ATTR, f"dsn_orig_rcpt={dsn_orcpt}")
+        if orig_rcpt:
+            q.envelope(R.REC_TYPE_ORCP, orig)
+        q.envelope(R.REC_TYPE_RCPT, address)
+        count += 1
+    return q, (qmgr, count)
+
+
+def state(q: QueueFileBuilder):
+    return (b"".join(q.chunks), q.offset, q.arrival, q.sender, list(q.attrs.items()),
+            q.recipients)
+
+
+args = st.tuples(
+    st.floats(0, 4e9, allow_nan=False) | st.sampled_from([1_700_000_000.9999996, 0.5, 1.0000005]),
+    st.one_of(st.none(), text), st.one_of(st.none(), st.just("4A7B1C2D3E")), st.booleans(),
+    st.one_of(st.none(), text), st.one_of(st.none(), st.sampled_from(["full", "hdrs"])),
+    st.one_of(st.none(), text), text, st.sampled_from([None, "", "8bit", "7bit"]),
+    st.lists(st.tuples(name, text).map(list), max_size=5),
+    st.lists(st.tuples(st.sampled_from(["", "rfc822;a@b"]), st.sampled_from([0, 1, 2, 6, 16, 31]),
+                       text, st.sampled_from(["a@example.org", "b@x", "", "c\udcff@d"])), max_size=5),
+    st.booleans(), st.integers(0, 3),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(a=args)
+@pytest.mark.parametrize("kernel", [_envblock_c, _envblock_py])
+def test_plain_envelope_is_the_builder_calls(kernel, a):
+    want, want_ret = by_calls(*a, set())
+    got = QueueFileBuilder(2048)
+    saved = message._envblock
+    message._envblock = kernel
+    try:
+        ret = got.plain_envelope(*a, set())
+    finally:
+        message._envblock = saved
+    assert ret == want_ret
+    assert state(got) == state(want)
+
+
+@pytest.mark.parametrize("attrs, rcpts", [
+    ([["a=b", "c"]], []),
+    ([["notify_flags", "2"]], []),
+    ([["dsn_orig_rcpt", "x"]], []),
+    ([["n", 1]], []),
+    ([], [("", -1, "a", "a")]),
+])
+@pytest.mark.parametrize("kernel", [_envblock_c, _envblock_py])
+def test_declines_what_the_builder_treats_otherwise(kernel, attrs, rcpts):
+    dups: set = set()
+    assert kernel.envelope_block(1.0, None, None, True, None, None, None, "", None, attrs, rcpts,
+                                 True, 10, dups, 0) is None
+    assert not dups
