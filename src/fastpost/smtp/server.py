@@ -42,6 +42,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from fastpost.smtp import events as ev
+from fastpost.smtp import command as quick
 from fastpost.smtp import grammar, replies, state
 from fastpost.smtp.data import ChunkDecoder, DotDecoder
 from fastpost.smtp.errors import LocalProtocolError, RemoteProtocolError
@@ -118,6 +119,14 @@ _HANDLERS = {
     b"STARTTLS": "_starttls", b"AUTH": "_auth", b"XCLIENT": "_xclient",
     b"XFORWARD": "_xforward",
 }
+
+
+_Q_HELO, _Q_EHLO, _Q_MAIL, _Q_RCPT = quick.HELO, quick.EHLO, quick.MAIL, quick.RCPT
+_Q_DATA, _Q_QUIT = quick.DATA, quick.QUIT
+_Q_VERBS = quick.VERBS
+#: Events without fields are values: one instance serves every session.
+_DATA_EVENT = ev.Data()
+_NOARG_EVENTS = {quick.RSET: ev.Rset(), quick.NOOP: ev.Noop(), quick.QUIT: ev.Quit()}
 
 
 def _decode(raw: bytes, utf8: bool) -> str | None:
@@ -352,6 +361,14 @@ class ServerConnection:
 
     def _command(self, raw_verb: bytes, raw_args: bytes, flags: int):
         opts = self.options
+        if not flags and opts.access_denied is None:
+            # The common commands in their simple forms (fastpost.smtp.command):
+            # parsed in one compiled pass; anything else takes the general path.
+            got = quick.quick_command(raw_verb, raw_args)
+            if got is not None:
+                event = self._quick(*got)
+                if event is not None:
+                    return event
         if flags & OVERLONG:
             self._notes.append(("overlong", raw_verb.decode("utf-8", "replace"),
                                 (raw_verb + b" " + raw_args)[:_OVERLONG_SHOW]
@@ -391,6 +408,47 @@ class ServerConnection:
                 self._notes.append(("pipelining", verb, self._reader.peek(_PIPELINING_SHOW)
                                     .decode("utf-8", "replace")))
         return handler(verb, args)
+
+    def _quick(self, kind: int, text: str, size: int):
+        """The event of a simple-form command when it is allowed now, else None.
+
+        Decides only what the general path would let through without an error, in
+        the same order of effects (the pipelining note, then the event); every
+        refusal (sequence, smtpd_helo_required, TLS, size and recipient limits,
+        strict_rfc821_envelopes) is left to the general path, which answers it.
+        """
+        opts = self.options
+        st = self.state
+        if kind == _Q_MAIL:
+            if ((opts.helo_required and st.helo is None) or st.phase != state.READY
+                    or (opts.tls_required and not st.tls) or opts.strict_rfc821
+                    or (size >= 0 and opts.message_size_limit
+                        and size > opts.message_size_limit)):
+                return None
+            event = ev.Mail(text, size if size >= 0 else None)
+        elif kind == _Q_RCPT:
+            if ((st.phase != state.MAIL and st.phase != state.RCPT) or opts.strict_rfc821
+                    or (opts.recipient_limit and st.rcpt_accepted >= opts.recipient_limit)):
+                return None
+            event = ev.Rcpt(text)
+        elif kind == _Q_DATA:
+            if st.phase != state.RCPT:
+                return None
+            event = _DATA_EVENT
+        elif kind == _Q_EHLO:
+            event = ev.Ehlo(text)
+        elif kind == _Q_HELO:
+            event = ev.Helo(text)
+        else:
+            event = _NOARG_EVENTS[kind]
+        verb = _Q_VERBS[kind]
+        if self._reader.buffered and (verb in state.LAST_IN_GROUP or not st.esmtp) \
+                and kind != _Q_QUIT:
+            self._notes.append(("pipelining", verb, self._reader.peek(_PIPELINING_SHOW)
+                                .decode("utf-8", "replace")))
+        self._pending = verb
+        self._pending_name = text if kind <= _Q_EHLO else ""
+        return event
 
     def _forbidden(self, raw_verb: bytes, raw_args: bytes) -> bool:
         if not self.options.forbidden_patterns:
