@@ -154,7 +154,7 @@ class ServerConnection:
     """The server side of one SMTP conversation, without I/O (module docstring)."""
 
     __slots__ = ("options", "state", "input", "_reader", "_pending", "_pending_last",
-                 "_pending_name", "_error", "_notes", "_eof", "_closed_event_sent",
+                 "_pending_name", "_error", "notes", "_eof", "_closed_event_sent",
                  "_decoder", "_chunks", "_content_done", "_chunk_left", "_chunk_last",
                  "_chunk_keep", "_chunk_size", "_chunk_raw_total", "_bdat_decoder",
                  "_data_bytes")
@@ -168,7 +168,9 @@ class ServerConnection:
         self._pending_last = False  # for CHUNK/BDAT-ERROR replies: it was BDAT LAST
         self._pending_name = ""  # the HELO/EHLO name waiting for its reply
         self._error: RemoteProtocolError | None = None  # raised after a dropped chunk
-        self._notes: list[tuple[str, str, str]] = []
+        #: What take_notes() returns (read-only for callers: its truth value is
+        #: has_notes without a call, for the session's per-event loop).
+        self.notes: list[tuple[str, str, str]] = []
         self._eof = False
         self._closed_event_sent = False
         # DATA / BDAT content.
@@ -203,13 +205,13 @@ class ServerConnection:
     @property
     def has_notes(self) -> bool:
         """True when take_notes() has something."""
-        return bool(self._notes)
+        return bool(self.notes)
 
     def take_notes(self) -> list[tuple[str, str, str]]:
         """Return and forget what happened that Postfix logs but does not answer."""
-        notes = self._notes
+        notes = self.notes
         if notes:
-            self._notes = []
+            self.notes = []
         return notes
 
     def receive_data(self, data) -> None:
@@ -330,7 +332,7 @@ class ServerConnection:
             if code == 220:
                 dropped = self._reader.clear()
                 if dropped:
-                    self._notes.append(("starttls-plaintext", "STARTTLS", str(dropped)))
+                    self.notes.append(("starttls-plaintext", "STARTTLS", str(dropped)))
                 self.input = state.TLS
             return
         if pending == "AUTH":
@@ -370,7 +372,7 @@ class ServerConnection:
                 if event is not None:
                     return event
         if flags & OVERLONG:
-            self._notes.append(("overlong", raw_verb.decode("utf-8", "replace"),
+            self.notes.append(("overlong", raw_verb.decode("utf-8", "replace"),
                                 (raw_verb + b" " + raw_args)[:_OVERLONG_SHOW]
                                 .decode("utf-8", "replace")))
         if flags & BARE_LF:
@@ -379,7 +381,7 @@ class ServerConnection:
                 raise self._fail(replies.bare_lf(opts.bare_lf_reject_code, opts.hostname),
                                  "", fatal=True, kind="bare-lf")
             if opts.bare_lf == "note":
-                self._notes.append(("bare-lf", raw_verb.decode("utf-8", "replace"), ""))
+                self.notes.append(("bare-lf", raw_verb.decode("utf-8", "replace"), ""))
         if not raw_verb:
             # Not a command at all: Postfix does not count it in its statistics.
             raise self._fail(replies.BAD_SYNTAX, "")
@@ -405,7 +407,7 @@ class ServerConnection:
             # plaintext is discarded at the 220 instead (Postfix does not call it
             # pipelining either).
             if verb != "BDAT" and verb != "QUIT" and verb != "STARTTLS":
-                self._notes.append(("pipelining", verb, self._reader.peek(_PIPELINING_SHOW)
+                self.notes.append(("pipelining", verb, self._reader.peek(_PIPELINING_SHOW)
                                     .decode("utf-8", "replace")))
         return handler(verb, args)
 
@@ -444,7 +446,7 @@ class ServerConnection:
         verb = _Q_VERBS[kind]
         if self._reader.buffered and (verb in state.LAST_IN_GROUP or not st.esmtp) \
                 and kind != _Q_QUIT:
-            self._notes.append(("pipelining", verb, self._reader.peek(_PIPELINING_SHOW)
+            self.notes.append(("pipelining", verb, self._reader.peek(_PIPELINING_SHOW)
                                 .decode("utf-8", "replace")))
         self._pending = verb
         self._pending_name = text if kind <= _Q_EHLO else ""
