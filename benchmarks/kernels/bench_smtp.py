@@ -13,9 +13,9 @@ Workloads:
   DATA 8bit     the same with long (990-byte) lines of binary-ish text: MB/s
   BDAT          ChunkDecoder over the same 1 MiB in 64 KiB chunks: MB/s
   session core  ServerConnection running whole transactions (greeting, EHLO, MAIL,
-                3 RCPT, DATA with a 1 KiB message, QUIT) with canned replies, using the
-                compiled kernels (line reader, decoders, common-command kernel) or
-                the references underneath: transactions/s
+                3 RCPT, DATA with a 1 KiB message, QUIT) with canned replies: the
+                compiled core over the compiled kernels, or the reference core
+                (_server_py) over the reference kernels: transactions/s
 Medians of 5 timed rounds; each round runs for about --seconds / 5.
 """
 
@@ -27,7 +27,7 @@ import time
 from fastpost.smtp import _command_c, _command_py, _data_c, _data_py, _lines_c, _lines_py
 from fastpost.smtp import events as ev
 from fastpost.smtp import replies
-from fastpost.smtp import server as core
+from fastpost.smtp import _server_c, _server_py
 
 
 def rate(fn, seconds: float) -> float:
@@ -131,16 +131,25 @@ ANSWERS = {
 GREETING = replies.greeting("mx.example ESMTP fastpost")
 
 
-def bench_session(lines_mod, data_mod, command_mod):
+def bench_session_py():
+    """The reference core (_server_py) over the reference kernels."""
+    core = _server_py
+
     def run():
         saved = core.LineReader, core.DotDecoder, core.ChunkDecoder, core.quick
         core.LineReader, core.DotDecoder, core.ChunkDecoder, core.quick = (
-            lines_mod.LineReader, data_mod.DotDecoder, data_mod.ChunkDecoder, command_mod)
+            _lines_py.LineReader, _data_py.DotDecoder, _data_py.ChunkDecoder, _command_py)
         try:
-            conn = core.ServerConnection()
-            run_session(conn)
+            run_session(core.ServerConnection())
         finally:
             core.LineReader, core.DotDecoder, core.ChunkDecoder, core.quick = saved
+    return run
+
+
+def bench_session_c():
+    """The compiled core (_server_c) over the compiled kernels, as production runs it."""
+    def run():
+        run_session(_server_c.ServerConnection())
     return run
 
 
@@ -177,8 +186,8 @@ def main() -> int:
     p = rate(bench_chunk(_data_py, TEXT), s) * mib
     c = rate(bench_chunk(_data_c, TEXT), s) * mib
     print(f"{'BDAT text':26} {p:10,.1f} MB/s {c:10,.1f} MB/s {c / p:7.1f}x")
-    p = rate(bench_session(_lines_py, _data_py, _command_py), s)
-    c = rate(bench_session(_lines_c, _data_c, _command_c), s)
+    p = rate(bench_session_py(), s)
+    c = rate(bench_session_c(), s)
     print(f"{'session core, 1 KiB msg':26} {p:10,.0f} t/s {c:10,.0f} t/s {c / p:7.1f}x")
     return 0
 

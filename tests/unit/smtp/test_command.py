@@ -1,24 +1,25 @@
-"""The common-command kernel: compiled against reference, and the fast path of
-ServerConnection against its general parser.
+"""The common-command kernel and the compiled server core, against their references.
 
 Three layers: (1) _command_c and _command_py give the same answer for any input;
 (2) what the kernel accepts, the general grammar parses to the same address, name
-and size; (3) two ServerConnections, one with the fast path and one with it switched
-off, driven by the same generated command sequences and the same generated replies,
-produce the same events, reply bytes, notes and protocol state at every step.
+and size; (3) four ServerConnections - the compiled class (_server_c) and its
+reference (_server_py), each with the fast path and with it switched off - driven
+by the same generated command sequences and the same generated replies, produce the
+same events, reply bytes, notes and protocol state at every step.
 """
 
 from unittest import mock
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from fastpost.smtp import _command_c as C
 from fastpost.smtp import _command_py as P
 from fastpost.smtp import events as ev
 from fastpost.smtp import grammar, replies
-from fastpost.smtp import server as core
+from fastpost.smtp import _server_c, _server_py
+from fastpost.smtp import _server_py as core
 from fastpost.smtp.errors import RemoteProtocolError
 from fastpost.smtp.events import NEED_DATA, PAUSED
 from fastpost.smtp.replies import Reply
@@ -98,7 +99,14 @@ LINES = [b"EHLO client.example\r\n", b"HELO c\r\n", b"EHLO\r\n", b"MAIL FROM:<s@
          b"MAIL FROM:<>\r\n", b"mail from:<s@x.y>\r\n", b"RCPT TO:<r@example.net>\r\n",
          b"RCPT TO:<r@1.2.3.4>\r\n", b"rcpt to:<r2@example.net>\r\n", b"DATA\r\n", b"DATA x\r\n",
          b"RSET\r\n", b"NOOP\r\n", b"NOOP x\r\n", b"QUIT\r\n", b"VRFY a\r\n", b"MAIL FROM:<a@b.c>\n",
-         b"Subject: x\r\n.\r\n", b"MAIL FROM:<" + b"a" * 3000 + b"@b.c>\r\n"]
+         b"Subject: x\r\n.\r\n", b"MAIL FROM:<" + b"a" * 3000 + b"@b.c>\r\n",
+         # the rest of the protocol: the compiled core runs these too
+         b"BDAT 5\r\nabcde", b"BDAT 0 LAST\r\n", b"BDAT 3 LAST\r\nxyz", b"BDAT x\r\n",
+         b"AUTH PLAIN dGVzdA==\r\n", b"AUTH LOGIN\r\n", b"dGVzdA==\r\n", b"*\r\n",
+         b"STARTTLS\r\n", b"STARTTLS\r\nEHLO x\r\n", b"XCLIENT NAME=x.example\r\n", b"XFORWARD ADDR=1.2.3.4\r\n",
+         b"ETRN example.com\r\n", b"HELP\r\n", b"GET / HTTP/1.1\r\n", b"\r\n", b"VRFY <a@b.c>\r\n",
+         b"MAIL FROM:<s@example.com> BODY=8BITMIME SMTPUTF8\r\n", b"RCPT TO:<r@x.y> NOTIFY=NEVER\r\n",
+         b"EHLO caf\xc3\xa9\r\n", b"NOOP \xff\r\n", b"x.\r\n..y\r\n", b"", b"DATA\r\nbody\r\n.\r\nQUIT\r\n"]
 
 #: The lines of an ordinary transaction: a script starts with some of them.
 COMMON = [b"EHLO client.example\r\n", b"MAIL FROM:<s@example.com>\r\n",
@@ -107,7 +115,10 @@ COMMON = [b"EHLO client.example\r\n", b"MAIL FROM:<s@example.com>\r\n",
 OPTIONS = [core.ServerOptions(), core.ServerOptions(helo_required=True, recipient_limit=1),
            core.ServerOptions(strict_rfc821=True, message_size_limit=1000),
            core.ServerOptions(tls_required=True, bare_lf="note"),
-           core.ServerOptions(access_denied=Reply(503, "Error: access denied", "5.7.0"))]
+           core.ServerOptions(access_denied=Reply(503, "Error: access denied", "5.7.0")),
+           core.ServerOptions(auth=True, xclient=True, xforward=True, starttls=True,
+                              bare_lf="reject", smtputf8=False, soft_bounce=True),
+           core.ServerOptions(chunking=False, vrfy=False, line_length_limit=40)]
 
 ANSWERS = {  # event type -> (accepting reply, refusing reply)
     ev.Helo: (Reply(250, "h"), Reply(550, "no")), ev.Ehlo: (Reply(250, ["h", "PIPELINING"]),
@@ -116,6 +127,11 @@ ANSWERS = {  # event type -> (accepting reply, refusing reply)
     ev.Rcpt: (replies.RCPT_OK, Reply(554, "no", "5.7.1")),
     ev.Data: (replies.START_DATA, Reply(554, "no", "5.5.1")),
     ev.EndOfData: (replies.queued("ABC"), Reply(451, "later", "4.3.0")),
+    ev.Auth: (Reply(334, ""), Reply(535, "no", "5.7.8")),
+    ev.AuthResponse: (replies.AUTH_OK, Reply(334, "")),
+    ev.StartTls: (replies.START_TLS, Reply(454, "no", "4.7.0")),
+    ev.Xclient: (Reply(220, "h"), Reply(550, "no")),
+    ev.ChunkEnd: (replies.bdat_ok(5), Reply(451, "later", "4.3.0")),
 }
 
 
@@ -133,12 +149,12 @@ def _describe(event):
     return event
 
 
-def _drive(options, script, refusals, quick: bool):
+def _drive(options, script, refusals, quick: bool, impl=_server_py):
     """Run the script (one piece of input per step); return everything observable."""
-    conn = core.ServerConnection(options)
+    conn = impl.ServerConnection(options)
     seen = [conn.send(replies.greeting("h ESMTP"))]
     answers = iter(refusals)
-    with mock.patch.object(core, "quick", core.quick if quick else _NoQuick):
+    with mock.patch.object(impl, "quick", impl.quick if quick else _NoQuick):
         for data in script:
             conn.receive_data(data)
             while not conn.closed:
@@ -153,7 +169,7 @@ def _drive(options, script, refusals, quick: bool):
                     break
                 pair = ANSWERS.get(type(event))
                 if pair is None:
-                    if isinstance(event, (ev.DataChunk, ev.ConnectionClosed)):
+                    if not event.needs_reply:
                         continue
                     pair = (replies.BYE if type(event) is ev.Quit else replies.OK,) * 2
                 seen.append(conn.send(pair[1] if next(answers, False) else pair[0]))
@@ -170,11 +186,21 @@ def _drive(options, script, refusals, quick: bool):
                                           max_size=3).map(b"".join), min_size=1, max_size=10))
        .map(lambda t: COMMON[:t[0]] + t[1]),
        refusals=st.lists(st.sampled_from([False, False, False, True]), max_size=20))
+# Rare paths, always run: plaintext pipelined after STARTTLS, a SASL exchange, BDAT.
+@example(options=OPTIONS[5], script=[b"STARTTLS\r\nEHLO x\r\n"], refusals=[])
+@example(options=OPTIONS[5], script=[b"EHLO c\r\n", b"AUTH LOGIN\r\n", b"dGVzdA==\r\n",
+                                     b"MAIL FROM:<a@b.c>\r\n"], refusals=[])
+@example(options=OPTIONS[0], script=COMMON[:3] + [b"BDAT 5\r\nabcde", b"BDAT 0 LAST\r\n"],
+         refusals=[])
 def test_fast_path_and_general_path_agree(options, script, refusals):
-    assert _drive(options, script, refusals, True) == _drive(options, script, refusals, False)
+    reference = _drive(options, script, refusals, False)
+    assert _drive(options, script, refusals, True) == reference
+    assert _drive(options, script, refusals, True, _server_c) == reference
+    assert _drive(options, script, refusals, False, _server_c) == reference
 
 
-def test_fast_path_is_taken():
+@pytest.mark.parametrize("core", [pytest.param(_server_c, id="c"), pytest.param(_server_py, id="py")])
+def test_fast_path_is_taken(core):
     """The common transaction goes through the kernel (not only the general parser)."""
     calls = []
     real = core.quick.quick_command
