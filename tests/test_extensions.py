@@ -29,6 +29,7 @@ CONSTRUCT = {
     "fastpost.smtp._data_c.DotDecoder": ((10240000,), {}),
     "fastpost.smtp._data_c.ChunkDecoder": ((10240000,), {}),
     "fastpost.mail._header_c.HeaderReader": (({}, 102400), {}),
+    "fastpost.smtp._server_c.ServerConnection": ((), {}),
 }
 
 

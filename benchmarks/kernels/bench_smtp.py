@@ -6,13 +6,16 @@
 Workloads:
   commands      LineReader.read_command over a pipelined stream of typical commands
                 (EHLO/MAIL/RCPT x3/DATA/RSET lines): commands/s
+  quick         quick_command (the common-command kernel) over the split EHLO/MAIL/
+                RCPT/DATA/QUIT lines of a transaction: commands/s
   DATA text     DotDecoder over a 1 MiB message of 78-byte lines (a few starting with
                 a dot), fed in 64 KiB reads: MB/s
   DATA 8bit     the same with long (990-byte) lines of binary-ish text: MB/s
   BDAT          ChunkDecoder over the same 1 MiB in 64 KiB chunks: MB/s
   session core  ServerConnection running whole transactions (greeting, EHLO, MAIL,
-                3 RCPT, DATA with a 1 KiB message, QUIT) with canned replies, using the
-                compiled kernels or the references underneath: transactions/s
+                3 RCPT, DATA with a 1 KiB message, QUIT) with canned replies: the
+                compiled core over the compiled kernels, or the reference core
+                (_server_py) over the reference kernels: transactions/s
 Medians of 5 timed rounds; each round runs for about --seconds / 5.
 """
 
@@ -21,10 +24,10 @@ import statistics
 import sys
 import time
 
-from fastpost.smtp import _data_c, _data_py, _lines_c, _lines_py
+from fastpost.smtp import _command_c, _command_py, _data_c, _data_py, _lines_c, _lines_py
 from fastpost.smtp import events as ev
 from fastpost.smtp import replies
-from fastpost.smtp import server as core
+from fastpost.smtp import _server_c, _server_py
 
 
 def rate(fn, seconds: float) -> float:
@@ -58,6 +61,21 @@ def bench_commands(mod):
         while r.read_command() is not None:
             n += 1
         assert n == N_COMMANDS
+    return run
+
+
+QUICK = [(b"EHLO", b"client.example.org"), (b"MAIL", b"FROM:<sender@example.org> SIZE=1024"),
+         (b"RCPT", b"TO:<one@example.net>"), (b"RCPT", b"TO:<two@example.net>"),
+         (b"DATA", b""), (b"QUIT", b"")]
+
+
+def bench_quick(mod):
+    quick = mod.quick_command
+
+    def run():
+        for verb, args in QUICK:
+            if quick(verb, args) is None:
+                raise AssertionError(verb)
     return run
 
 
@@ -113,27 +131,39 @@ ANSWERS = {
 GREETING = replies.greeting("mx.example ESMTP fastpost")
 
 
-def bench_session(lines_mod, data_mod):
+def bench_session_py():
+    """The reference core (_server_py) over the reference kernels."""
+    core = _server_py
+
     def run():
-        saved = core.LineReader, core.DotDecoder, core.ChunkDecoder
-        core.LineReader, core.DotDecoder, core.ChunkDecoder = (
-            lines_mod.LineReader, data_mod.DotDecoder, data_mod.ChunkDecoder)
+        saved = core.LineReader, core.DotDecoder, core.ChunkDecoder, core.quick
+        core.LineReader, core.DotDecoder, core.ChunkDecoder, core.quick = (
+            _lines_py.LineReader, _data_py.DotDecoder, _data_py.ChunkDecoder, _command_py)
         try:
-            conn = core.ServerConnection()
+            run_session(core.ServerConnection())
         finally:
-            core.LineReader, core.DotDecoder, core.ChunkDecoder = saved
-        conn.send(GREETING)
-        out = 0
-        for piece in SESSION:
-            conn.receive_data(piece)
-            while True:
-                e = conn.next_event()
-                if e is ev.NEED_DATA or e is ev.PAUSED:
-                    break
-                if e.needs_reply:
-                    out += len(conn.send(ANSWERS[type(e)]))
-        assert conn.closed
+            core.LineReader, core.DotDecoder, core.ChunkDecoder, core.quick = saved
     return run
+
+
+def bench_session_c():
+    """The compiled core (_server_c) over the compiled kernels, as production runs it."""
+    def run():
+        run_session(_server_c.ServerConnection())
+    return run
+
+
+def run_session(conn):
+    conn.send(GREETING)
+    for piece in SESSION:
+        conn.receive_data(piece)
+        while True:
+            e = conn.next_event()
+            if e is ev.NEED_DATA or e is ev.PAUSED:
+                break
+            if e.needs_reply:
+                conn.send(ANSWERS[type(e)])
+    assert conn.closed
 
 
 def main() -> int:
@@ -146,6 +176,9 @@ def main() -> int:
     p = rate(bench_commands(_lines_py), s) * N_COMMANDS
     c = rate(bench_commands(_lines_c), s) * N_COMMANDS
     print(f"{'commands (read_command)':26} {p:10,.0f} c/s {c:10,.0f} c/s {c / p:7.1f}x")
+    p = rate(bench_quick(_command_py), s) * len(QUICK)
+    c = rate(bench_quick(_command_c), s) * len(QUICK)
+    print(f"{'commands (quick_command)':26} {p:10,.0f} c/s {c:10,.0f} c/s {c / p:7.1f}x")
     for label, data in (("DATA text, 78-byte lines", TEXT), ("DATA 8bit, 990-byte lines", EIGHT)):
         p = rate(bench_dot(_data_py, data), s) * len(data) / 1e6
         c = rate(bench_dot(_data_c, data), s) * len(data) / 1e6
@@ -153,8 +186,8 @@ def main() -> int:
     p = rate(bench_chunk(_data_py, TEXT), s) * mib
     c = rate(bench_chunk(_data_c, TEXT), s) * mib
     print(f"{'BDAT text':26} {p:10,.1f} MB/s {c:10,.1f} MB/s {c / p:7.1f}x")
-    p = rate(bench_session(_lines_py, _data_py), s)
-    c = rate(bench_session(_lines_c, _data_c), s)
+    p = rate(bench_session_py(), s)
+    c = rate(bench_session_c(), s)
     print(f"{'session core, 1 KiB msg':26} {p:10,.0f} t/s {c:10,.0f} t/s {c / p:7.1f}x")
     return 0
 

@@ -254,19 +254,38 @@ class CleanupSink(MessageSink):
         log_port = fwd.get("PORT", client.port)
         log_helo = fwd.get("HELO", client.helo or "")
         log_proto = fwd.get("PROTO", client.protocol)
+        # The attributes with a value, in this order (one test per attribute, no
+        # tuple of pairs built per message).
         attrs = []
-        for name, value in (
-            ("log_client_name", log_name), ("log_client_address", log_addr),
-            ("log_client_port", log_port), ("log_message_origin", f"{log_name}[{log_addr}]"),
-            ("log_helo_name", log_helo), ("log_protocol_name", log_proto),
-            ("client_name", client.name), ("reverse_client_name", client.reverse_name),
-            ("client_address", client.addr), ("client_port", client.port),
-            ("server_address", client.server_addr), ("server_port", client.server_port),
-            ("helo_name", client.helo or ""), ("protocol_name", client.protocol),
-            ("client_address_type", "10" if ":" in client.addr else "2"),
-        ):
-            if value:
-                attrs.append([name, value])
+        add = attrs.append
+        if log_name:
+            add(["log_client_name", log_name])
+        if log_addr:
+            add(["log_client_address", log_addr])
+        if log_port:
+            add(["log_client_port", log_port])
+        add(["log_message_origin", f"{log_name}[{log_addr}]"])
+        if log_helo:
+            add(["log_helo_name", log_helo])
+        if log_proto:
+            add(["log_protocol_name", log_proto])
+        if client.name:
+            add(["client_name", client.name])
+        if client.reverse_name:
+            add(["reverse_client_name", client.reverse_name])
+        if client.addr:
+            add(["client_address", client.addr])
+        if client.port:
+            add(["client_port", client.port])
+        if client.server_addr:
+            add(["server_address", client.server_addr])
+        if client.server_port:
+            add(["server_port", client.server_port])
+        if client.helo:
+            add(["helo_name", client.helo])
+        if client.protocol:
+            add(["protocol_name", client.protocol])
+        add(["client_address_type", "10" if ":" in client.addr else "2"])
         if "IDENT" in fwd:
             attrs.append(["log_ident", fwd["IDENT"]])
         if client.sasl_method:

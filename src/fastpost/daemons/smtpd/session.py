@@ -73,6 +73,8 @@ STATS_ORDER = ("helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail"
                "data", "bdat", "rset", "noop", "vrfy", "etrn", "quit", "unknown")
 
 _UNKNOWN = "unknown"
+#: The core's input mode after a closing reply (no property call per command).
+_CLOSED = smtp_state.CLOSED
 
 #: How long a closing TLS session waits for the client's close_notify. Postfix sends
 #: its own and does not wait; most clients just drop the TCP connection, and asyncio's
@@ -275,7 +277,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             self.bytes_out += len(data)
             self.transport.write(data)
         conn = self.conn
-        if conn is not None and not self._closed and conn.closed:
+        if conn is not None and conn.input == _CLOSED and not self._closed:
             self._close()
 
     def _close(self) -> None:
@@ -348,8 +350,11 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         ok_total = 0
         total = 0
         stats = self.stats
-        for name in sorted([n for n in stats if n in _STATS_RANK], key=_STATS_RANK.__getitem__):
-            ok, n = stats[name]
+        for name in STATS_ORDER:
+            counts = stats.get(name)
+            if counts is None:
+                continue
+            ok, n = counts
             ok_total += ok
             total += n
             parts.append(f"{name}={ok}" if ok == n else f"{name}={ok}/{n}")
@@ -523,17 +528,17 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             try:
                 event = conn.next_event()
             except RemoteProtocolError as err:
-                if conn.has_notes and self._notes_stop():
+                if conn.notes and self._notes_stop():
                     continue
                 self._protocol_error(err)
                 continue
             if event is NEED_DATA or event is PAUSED:
                 self.waiting = event is NEED_DATA
                 break
-            if conn.has_notes and self._notes_stop():
+            if conn.notes and self._notes_stop():
                 continue
             handlers[type(event)](self, event)
-        if conn.has_notes:
+        if conn.notes:
             self._notes_stop()
         self._flush()
 
@@ -593,15 +598,21 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
 
     def _send(self, verb: str, reply: Reply, ok: bool | None, close: bool) -> None:
         conn = self.conn
-        if conn.closed:
+        if conn.input == _CLOSED:
             return
         self._out.append(conn.send(reply, close=close))
         if verb:
             if verb == "data":
                 self._in_data = False
-            self._count(verb, reply.code < 400 if ok is None else ok)
-        if (self.errors >= self.settings.hard_error_limit and not conn.closed
-                and self.settings.hard_error_limit > 0):
+            # _count(), inline: this runs once per command.
+            counts = self.stats.get(verb)
+            if counts is None:
+                counts = self.stats[verb] = [0, 0]
+            counts[1] += 1
+            if (reply.code < 400 if ok is None else ok):
+                counts[0] += 1
+        limit = self.settings.hard_error_limit
+        if self.errors >= limit and limit > 0 and conn.input != _CLOSED:
             log.info("too many errors after %s from %s", verb.upper() or self.where,
                      self.client.text)
             self._out.append(conn.send(replies.too_many_errors(self.settings.hostname), close=True))
@@ -1363,7 +1374,6 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
 
 
 STATS_ORDER_UPPER = frozenset(s.upper() for s in STATS_ORDER)
-_STATS_RANK = {name: i for i, name in enumerate(STATS_ORDER)}
 
 #: _refused()'s answer after an access(5) HANGUP: the connection is already closed.
 _HANGUP = Reply(421, "hangup")
