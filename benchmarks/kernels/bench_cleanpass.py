@@ -13,12 +13,11 @@ implementation and the ratio; medians of 5 timed rounds.
 """
 
 import argparse
-import statistics
 import sys
-import time
 
 from fastpost.mail import _envblock_c, _envblock_py, _hdrpass_c, _hdrpass_py
 from fastpost.mail import header as H
+from _timing import rate  # noqa: E402  (this directory is sys.path[0])
 
 RECEIVED = (b"Received: from client.example (localhost [127.0.0.1])\r\n"
             b"\tby mx.example.com (fastpost) with SMTP id 4A7B1C2D3E4\r\n"
@@ -64,21 +63,6 @@ def env_args(n):
             "8bit", ATTRS, rcpts, True, 1000, None, 100)
 
 
-def rate(fn, seconds: float) -> float:
-    rounds = []
-    for _ in range(5):
-        n = 0
-        start = time.perf_counter()
-        end = start + seconds / 5
-        while True:
-            for _ in range(20):
-                fn()
-            n += 20
-            now = time.perf_counter()
-            if now >= end:
-                break
-        rounds.append(n / (now - start))
-    return statistics.median(rounds)
 
 
 def main() -> int:

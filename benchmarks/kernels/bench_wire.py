@@ -12,30 +12,14 @@ Medians of 5 timed rounds.
 """
 
 import argparse
-import statistics
 import sys
-import time
 
 from fastpost.daemons.smtp import _wire_c as C
 from fastpost.daemons.smtp import _wire_py as P
 from fastpost.smtp.client import ClientConnection
+from _timing import rate  # noqa: E402  (this directory is sys.path[0])
 
 
-def rate(fn, seconds: float) -> float:
-    rounds = []
-    for _ in range(5):
-        n = 0
-        start = time.perf_counter()
-        end = start + seconds / 5
-        while True:
-            for _ in range(20):
-                fn()
-            n += 20
-            now = time.perf_counter()
-            if now >= end:
-                break
-        rounds.append(n / (now - start))
-    return statistics.median(rounds)
 
 
 def core_path(text: bytes) -> bytes:
