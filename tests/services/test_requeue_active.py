@@ -53,6 +53,8 @@ def test_requeue_during_a_delivery_delivers_each_recipient_once(fastpost_instanc
     m = d.wait_log(r"(\w+): uid=\d+ from=<s@example.org>", timeout=60)
     new = re.findall(r"(\w+): uid=\d+ from=<s@example.org>", m)[-1]
     assert new != old
+    # pickup logs before cleanup commits: wait for the new message's end, not its absence
+    d.wait_log(rf"{new}: removed", timeout=60)
     d.wait_gone([old, new], timeout=60)
     sent = {(a["recipient"], a["queue_id"]) for a in d.attempts() if a["status"] == "sent"}
     assert _sent(d) == {r: 1 for r in RCPTS}, d.attempts()
@@ -78,6 +80,8 @@ def test_requeue_between_slices_leaves_the_rest_to_the_copy(fastpost_instance, t
     d.wait_log(rf"{old}: sender non-delivery notification", timeout=60)
     m = d.wait_log(r"(\w+): uid=\d+ from=<s@example.org>", timeout=60)
     new = re.findall(r"(\w+): uid=\d+ from=<s@example.org>", m)[-1]
+    # pickup logs before cleanup commits: wait for the new message's end, not its absence
+    d.wait_log(rf"{new}: removed", timeout=60)
     d.wait_gone([old, new], timeout=60)
     by = {}
     for a in d.attempts():
