@@ -19,7 +19,7 @@ scalars = st.one_of(
 values = st.recursive(
     scalars,
     lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(names, inner, max_size=5)),
-    max_leaves=25,
+    max_leaves=10,
 )
 shallow_values = st.one_of(scalars, st.lists(scalars, max_size=4),
                            st.dictionaries(names, st.lists(scalars, max_size=3), max_size=3))
@@ -140,7 +140,7 @@ def test_get_buffer_path(impl):
         dec.buffer_updated(1 << 30)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(attr_lists, max_size=4))
 def test_encode_parity(frames):
     data = P.encode_many(frames)
