@@ -100,7 +100,10 @@ def test_worker_killed_during_startup_is_not_a_bad_startup(fastpost_instance):
     # SIGKILL from outside (the OOM killer, an operator, the kill -9 battery) while a
     # worker starts says nothing about the command: no throttling, the next client
     # gets a fresh worker at once (throttling refused clients for a minute).
-    inst = fastpost_instance(master_cf="slow unix - - n - - testdaemons.dies slow\n")
+    # a short stop timeout: the master starts one more slow worker for the connection
+    # left in the listen queue, and only the timeout's SIGTERM ends it
+    inst = fastpost_instance(master_cf="slow unix - - n - - testdaemons.dies slow\n",
+                             main_cf={"fastpost_stop_timeout": "1s"})
     inst.start()
     first = inst.connect_unix("slow")
     text = inst.wait_log(r"\[(\d+)\]: starting slowly")
