@@ -44,14 +44,14 @@ def boot_program(roots: list[str]) -> str:
 
 def build_frontend(target: str, *, cc: str = "cc", python: str | None = None) -> str:
     """Compile the front end into ``target`` (atomically replaced); return its path."""
-    from fastpost.cli.setgid import _c_string, _import_roots
+    from fastpost.cli.setgid import _c_string, _import_roots, copy_sources
 
     compiler = shutil.which(cc)
     if compiler is None:
         raise FrontendError(f"{cc}: no C compiler found (install gcc)")
     python = python or sys.executable
     with tempfile.TemporaryDirectory(prefix="fastpost-frontend-") as work:
-        shutil.copy(SOURCE, os.path.join(work, "sendmail.c"))
+        copy_sources(SOURCE, work)
         with open(os.path.join(work, "frontend_conf.h"), "w") as fh:
             fh.write(f"#define FP_PYTHON {_c_string(python)}\n")
             fh.write(f"#define FP_BOOT {_c_string(boot_program(_import_roots()))}\n")

@@ -145,6 +145,15 @@ def _import_roots() -> list[str]:
     return roots
 
 
+def copy_sources(source: str, work: str) -> None:
+    """Copy a csrc/ program and the headers it shares (csrc/*.h) into ``work``."""
+    shutil.copy(source, os.path.join(work, os.path.basename(source)))
+    csrc = os.path.dirname(source)
+    for name in sorted(os.listdir(csrc)):
+        if name.endswith(".h"):
+            shutil.copy(os.path.join(csrc, name), os.path.join(work, name))
+
+
 def build_helpers(cfg, *, cc: str = "cc") -> list[str]:
     """Compile and install both helpers for the instance ``cfg``; return their paths."""
     if os.geteuid() != 0:
@@ -170,7 +179,7 @@ def build_helpers(cfg, *, cc: str = "cc") -> list[str]:
     with tempfile.TemporaryDirectory(prefix="fastpost-launcher-") as work:
         for mode, name in NAMES.items():
             source = os.path.join(csrc, SOURCES[mode])
-            shutil.copy(source, os.path.join(work, SOURCES[mode]))
+            copy_sources(source, work)
             with open(os.path.join(work, "launcher_conf.h"), "w") as fh:
                 for key, value in (("FP_PYTHON", python), ("FP_BOOT", boot), ("FP_MODE", mode),
                                    ("FP_CONFIG", config_dir), ("FP_NAME", name)):

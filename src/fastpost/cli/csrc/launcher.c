@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "launcher_conf.h"
+#include "fd_hygiene.h"
 
 #define MAX_ARGS 64
 #define MAX_ARG_LEN 4096
@@ -55,32 +56,11 @@ static void fatal(int status, const char *what)
 
 int main(int argc, char **argv)
 {
-    int fd;
-    long maxfd;
     char *nargv[MAX_ARGS + 8];
     char *nenv[] = {"PATH=/usr/bin:/bin", "LANG=C.UTF-8", NULL};
     int i, n = 0;
 
-    /* 0, 1, 2 open: open("/dev/null") returns the lowest free descriptor. */
-    for (fd = 0; fd < 3; fd++) {
-        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
-            int got = open("/dev/null", O_RDWR);
-            if (got != fd)
-                _exit(75);
-        }
-    }
-    /* close_range(2): one system call, where a loop up to RLIMIT_NOFILE can be tens
-     * of thousands of close() calls (most of this program's CPU time) */
-#ifdef SYS_close_range
-    if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0)
-#endif
-    {
-        maxfd = sysconf(_SC_OPEN_MAX);
-        if (maxfd < 0 || maxfd > 65536)
-            maxfd = 65536;
-        for (fd = 3; fd < maxfd; fd++)
-            (void) close(fd);
-    }
+    fd_hygiene();
 
     if (argc < 1)
         fatal(64, "no program name");

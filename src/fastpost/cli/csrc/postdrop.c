@@ -51,12 +51,14 @@
 #include <unistd.h>
 
 #include "launcher_conf.h"
+#define FP_PROG "postdrop"
+#include "fd_hygiene.h"
+#include "maildrop_write.h"
 
 #define MAX_ARGS 64
 #define MAX_ARG_LEN 4096
 #define LINE_PIECE 2048
 #define MAX_RECORD (1 << 20)
-#define C_SPACE " \t\n\v\f\r"
 
 /* record types (fastpost.mail.rectype, Postfix's rec_type.h) */
 #define T_TIME 'T'
@@ -80,12 +82,6 @@ static char **g_argv;
 static const char *g_input;     /* what was read from standard input (for the fall-back) */
 static size_t g_input_len;
 static int g_have_input;
-
-static void out_of_memory(void)
-{
-    fprintf(stderr, "postdrop: fatal: out of memory\n");
-    exit(75);
-}
 
 /* The Python helper, exactly as launcher.c starts it; standard input is the bytes read
  * so far, when any were read (a memfd), so it decides on the same stream. */
@@ -134,153 +130,6 @@ static void fallback(void)
     execve(FP_PYTHON, nargv, nenv);
     fprintf(stderr, "%s: fatal: cannot execute %s: %s\n", FP_NAME, FP_PYTHON, strerror(errno));
     exit(75);
-}
-
-/* -- a growing byte buffer ------------------------------------------------------- */
-
-struct buf {
-    char *data;
-    size_t len, cap;
-};
-
-static void buf_add(struct buf *b, const void *data, size_t len)
-{
-    if (len > ((size_t) -1) / 4 - b->len)
-        out_of_memory();
-    if (b->len + len > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + len)
-            cap *= 2;
-        b->data = realloc(b->data, cap);
-        if (b->data == NULL)
-            out_of_memory();
-        b->cap = cap;
-    }
-    if (len)
-        memcpy(b->data + b->len, data, len);
-    b->len += len;
-}
-
-/* One record: type byte, length in 7-bit groups (low first, high bit: more), payload. */
-static void record(struct buf *b, int type, const char *data, size_t len)
-{
-    unsigned char head[16];
-    size_t n = 0, left = len;
-
-    head[n++] = (unsigned char) type;
-    for (;;) {
-        unsigned char byte = left & 0x7f;
-        left >>= 7;
-        if (left) {
-            head[n++] = byte | 0x80;
-        } else {
-            head[n++] = byte;
-            break;
-        }
-    }
-    buf_add(b, head, n);
-    buf_add(b, data, len);
-}
-
-/* -- main.cf (the logical-line rules of fastpost.mail.maincf; as sendmail.c) ------- */
-
-static int is_c_space(char c)
-{
-    return c != '\0' && strchr(C_SPACE, c) != NULL;
-}
-
-static void strip(const char **s, size_t *len)
-{
-    while (*len && is_c_space(**s)) {
-        (*s)++;
-        (*len)--;
-    }
-    while (*len && is_c_space((*s)[*len - 1]))
-        (*len)--;
-}
-
-struct wanted {
-    const char *name;
-    char *value;        /* NULL: not in main.cf */
-};
-
-static void logical_line(const char *line, size_t len, struct wanted *want)
-{
-    const char *eq = memchr(line, '=', len);
-    const char *name = line, *value;
-    size_t name_len, value_len, i;
-
-    if (eq == NULL)
-        fallback();
-    name_len = (size_t) (eq - line);
-    strip(&name, &name_len);
-    if (name_len == 0)
-        fallback();
-    for (i = 0; i < name_len; i++)
-        if (is_c_space(name[i]))
-            fallback();
-    value = eq + 1;
-    value_len = (size_t) (line + len - value);
-    strip(&value, &value_len);
-    for (; want->name; want++) {
-        if (strlen(want->name) == name_len && memcmp(want->name, name, name_len) == 0) {
-            free(want->value);
-            want->value = strndup(value, value_len);
-            if (want->value == NULL)
-                out_of_memory();
-        }
-    }
-}
-
-static void read_main_cf(const char *config_dir, struct wanted *want)
-{
-    struct buf path = {0}, text = {0}, cur = {0};
-    char chunk[8192];
-    ssize_t got;
-    int fd, have_cur = 0;
-    size_t pos = 0;
-
-    buf_add(&path, config_dir, strlen(config_dir));
-    buf_add(&path, "/main.cf", 9);
-    fd = open(path.data, O_RDONLY | O_CLOEXEC);
-    free(path.data);
-    if (fd < 0)
-        fallback();             /* even "no main.cf": the helper says what it means */
-    while ((got = read(fd, chunk, sizeof(chunk))) > 0)
-        buf_add(&text, chunk, (size_t) got);
-    close(fd);
-    if (got < 0 || (text.len && memchr(text.data, '\0', text.len)))
-        fallback();
-    while (pos <= text.len) {
-        const char *raw = text.data ? text.data + pos : "";
-        const char *nl = text.len ? memchr(raw, '\n', text.len - pos) : NULL;
-        size_t raw_len = nl ? (size_t) (nl - raw) : text.len - pos;
-        const char *s = raw;
-        size_t s_len = raw_len;
-
-        pos += raw_len + 1;
-        strip(&s, &s_len);
-        if (s_len == 0 || s[0] == '#')
-            continue;
-        if (raw[0] == ' ' || raw[0] == '\t') {
-            if (have_cur) {
-                buf_add(&cur, " ", 1);
-                buf_add(&cur, s, s_len);
-            }
-            continue;
-        }
-        if (have_cur)
-            logical_line(cur.data, cur.len, want);
-        cur.len = 0;
-        have_cur = 1;
-        while (raw_len && is_c_space(raw[raw_len - 1]))
-            raw_len--;
-        buf_add(&cur, raw, raw_len);
-    }
-    if (have_cur)
-        logical_line(cur.data, cur.len, want);
-    free(cur.data);
-    free(text.data);
 }
 
 /* -- the stream ------------------------------------------------------------------ */
@@ -499,108 +348,6 @@ static int rewrite(const char *in, size_t len, struct buf *out)
     return 1;
 }
 
-/* -- writing the file ------------------------------------------------------------ */
-
-static void fail_write(const char *dir, int err)
-{
-    fprintf(stderr, "postdrop: fatal: %s: cannot write the message: %s\n", dir, strerror(err));
-    exit(75);
-}
-
-static void drop(const char *dir, const struct buf *data)
-{
-    struct timeval tv;
-    unsigned char rnd[3] = {0, 0, 0};
-    char name[96];
-    struct buf tmp = {0}, final = {0};
-    size_t off = 0;
-    int fd, dfd, err;
-
-    gettimeofday(&tv, NULL);
-    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t) sizeof(rnd))
-        fail_write(dir, errno);
-    snprintf(name, sizeof(name), "%lX%05lX%X%02X%02X%02X", (unsigned long) tv.tv_sec,
-             (unsigned long) tv.tv_usec, (unsigned) getpid(), rnd[0], rnd[1], rnd[2]);
-    buf_add(&tmp, dir, strlen(dir));
-    buf_add(&tmp, "/.", 2);
-    buf_add(&tmp, name, strlen(name) + 1);
-    buf_add(&final, dir, strlen(dir));
-    buf_add(&final, "/", 1);
-    buf_add(&final, name, strlen(name) + 1);
-    fd = open(tmp.data, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0)
-        fail_write(dir, errno);
-    while (off < data->len) {
-        ssize_t n = write(fd, data->data + off, data->len - off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            goto failed;
-        }
-        off += (size_t) n;
-    }
-    if (fchmod(fd, 0644) < 0 || fsync(fd) < 0 || rename(tmp.data, final.data) < 0)
-        goto failed;
-    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) {
-        if (errno != EACCES || syncfs(fd) < 0)
-            fail_write(dir, errno);
-    } else {
-        if (fsync(dfd) < 0)
-            fail_write(dir, errno);
-        close(dfd);
-    }
-    close(fd);
-    free(tmp.data);
-    free(final.data);
-    return;
-  failed:
-    err = errno;
-    unlink(tmp.data);
-    close(fd);
-    fail_write(dir, err);
-}
-
-static void wake_pickup(const char *queue, const char *service)
-{
-    struct sockaddr_un sun;
-    struct stat st;
-    struct timeval tmo = {5, 0};
-    int fd;
-
-    memset(&sun, 0, sizeof(sun));
-    sun.sun_family = AF_UNIX;
-    if ((size_t) snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/public/%s", queue,
-                          service) >= sizeof(sun.sun_path))
-        return;
-    if (stat(sun.sun_path, &st) < 0)
-        return;
-    if (S_ISFIFO(st.st_mode)) {
-        fd = open(sun.sun_path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-        if (fd >= 0) {
-            (void) !write(fd, "W", 1);
-            close(fd);
-        }
-        return;
-    }
-    if (!S_ISSOCK(st.st_mode))
-        return;
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return;
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof(tmo));
-    if (connect(fd, (struct sockaddr *) &sun, sizeof(sun)) == 0) {
-        (void) !write(fd, "W", 1);
-    } else if (errno == EPROTOTYPE) {
-        close(fd);
-        fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            return;
-        (void) !sendto(fd, "W", 1, 0, (struct sockaddr *) &sun, sizeof(sun));
-    }
-    close(fd);
-}
-
 /* -- main ------------------------------------------------------------------------ */
 
 int main(int argc, char **argv)
@@ -614,29 +361,9 @@ int main(int argc, char **argv)
     struct buf in = {0}, out = {0}, dir = {0};
     char chunk[65536];
     ssize_t got;
-    long maxfd;
-    int fd;
 
     /* 1. descriptors 0-2 open, the others closed; umask */
-    for (fd = 0; fd < 3; fd++) {
-        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
-            int opened = open("/dev/null", O_RDWR);
-            if (opened != fd)
-                _exit(75);
-        }
-    }
-    /* close_range(2): one system call, where a loop up to RLIMIT_NOFILE can be tens
-     * of thousands of close() calls (most of this program's CPU time) */
-#ifdef SYS_close_range
-    if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0)
-#endif
-    {
-        maxfd = sysconf(_SC_OPEN_MAX);
-        if (maxfd < 0 || maxfd > 65536)
-            maxfd = 65536;
-        for (fd = 3; fd < maxfd; fd++)
-            (void) close(fd);
-    }
+    fd_hygiene();
     umask(022);
     g_argc = argc;
     g_argv = argv;
@@ -654,7 +381,7 @@ int main(int argc, char **argv)
     if (argc != 1)
         fallback();
     /* 3. main.cf */
-    read_main_cf(FP_CONFIG, want);
+    read_main_cf(FP_CONFIG, want, 0);
     for (i = 0; want[i].name; i++)
         if (want[i].value && strchr(want[i].value, '$'))
             fallback();
