@@ -2,7 +2,7 @@
 """The floor under smtpd's CPU per message: a uvloop server that only answers.
 
     .venv/bin/python benchmarks/smtpd_floor.py [--messages 5000] [--sessions 20]
-        [--runs 3] [--modes bare,logs,handoff]
+        [--runs 3] [--modes bare,logs,handoff] [--accept-handles 4]
 
 What the real smtpd costs beyond what any uvloop SMTP server must spend under the
 same load. A server process answers smtp-source (one connection per 1 KiB message,
@@ -17,6 +17,10 @@ Modes add, one by one, what smtpd does besides answering:
     handoff  + the message to another process over a UNIX socket (what smtpd sends
              cleanup, ~1.3 KiB per message, written once per loop iteration as the
              cleanup client batches; the other end only reads)
+
+``--accept-handles N`` (default 4, as smtpd since session 5) serves the listening
+socket through N descriptors, each its own uvloop server: the loop accepts one
+connection per handle per iteration (docs/accept.md, "Session 5: smtpd at -s 20").
 
 Prints CPU ms per message (user+sys) per mode: median and range of ``--runs`` runs.
 The real smtpd's figure comes from accept_pipeline.py (its "smtpd" CPU column).
@@ -48,7 +52,8 @@ GO_AHEAD = b"354 End data with <CR><LF>.<CR><LF>\r\n"
 BYE = b"221 2.0.0 Bye\r\n"
 
 
-def serve(sock: socket.socket, mode: str, logpath: str, handoff_fd: int | None) -> None:
+def serve(sock: socket.socket, mode: str, logpath: str, handoff_fd: int | None,
+          accept_handles: int = 4) -> None:
     import uvloop
 
     loop = uvloop.new_event_loop()
@@ -121,6 +126,8 @@ def serve(sock: socket.socket, mode: str, logpath: str, handoff_fd: int | None) 
 
     async def main():
         server = await loop.create_server(Floor, sock=sock, backlog=4096)
+        for _ in range(accept_handles - 1):
+            await loop.create_server(Floor, sock=sock.dup(), backlog=4096)
         async with server:
             await server.serve_forever()
 
@@ -133,7 +140,8 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-def one(mode: str, messages: int, sessions: int, size: int, tmp: str) -> float:
+def one(mode: str, messages: int, sessions: int, size: int, tmp: str,
+        accept_handles: int = 4) -> float:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -147,7 +155,7 @@ def one(mode: str, messages: int, sessions: int, size: int, tmp: str) -> float:
                 pair[0].close()
                 pair[1].setblocking(False)
             serve(sock, mode, os.path.join(tmp, "maillog"),
-                  pair[1].detach() if pair is not None else None)
+                  pair[1].detach() if pair is not None else None, accept_handles)
         finally:
             os._exit(0)
     sock.close()
@@ -185,13 +193,15 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--modes", default="bare,logs,handoff")
+    ap.add_argument("--accept-handles", type=int, default=4)
     args = ap.parse_args()
     modes = args.modes.split(",")
     results: dict[str, list[float]] = {m: [] for m in modes}
     with tempfile.TemporaryDirectory(prefix="fp-floor-") as tmp:
         for r in range(args.runs):
             for mode in modes:
-                ms = one(mode, args.messages, args.sessions, args.size, tmp)
+                ms = one(mode, args.messages, args.sessions, args.size, tmp,
+                         max(1, args.accept_handles))
                 results[mode].append(ms)
                 print(f"{mode:8} run {r + 1}: {ms:.3f} CPU-ms/msg", file=sys.stderr)
     print(f"\nserver CPU per message, smtp-source -s {args.sessions}, {args.messages} x "

@@ -4,7 +4,7 @@ Postfix counterpart: src/master/multi_server.c
 
     multi_server_main(argv, service, *, name=None, params=(), pre_init=None,
                       post_init=None, on_exit=None, resident=False, solitary=False,
-                      max_use_scale=1)
+                      max_use_scale=1, accept_handles=1)
 
 ``service`` is either
 
@@ -22,6 +22,14 @@ TAKEN, so the master forks another worker when connections wait (up to maxproc).
 counts connections toward ``max_use`` (Postfix's multi_server does the same: with
 persistent connections, as from trivial-rewrite's clients, that is rare; a daemon with
 many short connections sets ``-o max_use`` high or ``resident=True``).
+
+``accept_handles=N`` watches each listening socket through N descriptors (dups of it),
+each with its own server handle. The loop (libuv, as bundled with uvloop 0.23)
+accepts at most one connection per handle per loop iteration, so with one handle a
+burst of k connections waits k iterations of a busy loop before the last one is
+accepted; with N handles up to N are accepted per iteration (a handle that finds the
+queue empty costs one accept4 that returns EAGAIN). smtpd uses it: under load its
+greeting otherwise waits for the accept queue (docs/accept.md, "Session 5").
 
 The skeleton wraps each protocol instance's connection_made/connection_lost to count
 clients; nothing is added on the data path.
@@ -45,6 +53,11 @@ class MultiServer(BaseServer):
 
     extra_params = ("fastpost_multi_client_limit",)
 
+    def __init__(self, argv, service, *, accept_handles: int = 1, **options):
+        super().__init__(argv, service, **options)
+        #: Server handles per listening socket (module docstring).
+        self.accept_handles = max(1, int(accept_handles))
+
     def _prepare(self) -> None:
         self.client_limit = max(1, int(self.ctx.p["fastpost_multi_client_limit"]))
         self._servers: list = []
@@ -65,19 +78,20 @@ class MultiServer(BaseServer):
 
     async def _open_servers(self) -> None:
         for lst in list(self.listeners):
-            if not self._accepting:
-                return
-            sock = lst.dup()
-            if sock.family == socket.AF_UNIX:
-                srv = await self.loop.create_unix_server(self._factory, sock=sock,
-                                                         backlog=LISTEN_BACKLOG)
-            else:
-                srv = await self.loop.create_server(self._factory, sock=sock,
-                                                    backlog=LISTEN_BACKLOG)
-            if not self._accepting:
-                srv.close()
-                return
-            self._servers.append(srv)
+            for _ in range(self.accept_handles):
+                if not self._accepting:
+                    return
+                sock = lst.dup()
+                if sock.family == socket.AF_UNIX:
+                    srv = await self.loop.create_unix_server(self._factory, sock=sock,
+                                                             backlog=LISTEN_BACKLOG)
+                else:
+                    srv = await self.loop.create_server(self._factory, sock=sock,
+                                                        backlog=LISTEN_BACKLOG)
+                if not self._accepting:
+                    srv.close()
+                    return
+                self._servers.append(srv)
 
     def _stop_accepting(self, final: bool) -> None:
         self._accepting = False

@@ -4,6 +4,7 @@ only root can read, and Postfix's log lines in maillog_file.
 """
 
 import smtplib
+import socket
 import ssl
 
 from fastpost.mail.queue import QueueStore
@@ -37,6 +38,15 @@ def test_smtpd_under_the_master(fastpost_instance, tmp_path):
         s.ehlo()
         s.mail("a@example.org")
         assert s.rcpt("victim@elsewhere.example")[0] == 454  # no open relay
+    # A burst: smtpd watches the listening socket through several handles
+    # (accept_handles); every connection of a burst is accepted and greeted.
+    burst = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(24)]
+    try:
+        for conn in burst:
+            assert conn.recv(512).startswith(b"220 ")
+    finally:
+        for conn in burst:
+            conn.close()
     inst.wait_log(r"disconnect from unknown\[127\.0\.0\.2\]")
     log = inst.log_text()
     assert "fptest/smtpd[" in log

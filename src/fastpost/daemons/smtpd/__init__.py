@@ -42,6 +42,11 @@ from fastpost.util import log  # noqa: E402
 
 _state: dict = {}
 
+#: Server handles per listening socket (multi skeleton's accept_handles): the loop
+#: accepts one connection per handle per iteration, and smtp clients arrive in bursts
+#: (docs/accept.md, "Session 5: smtpd at -s 20").
+ACCEPT_HANDLES = 4
+
 
 def _pre_init(ctx) -> None:
     # Everything is imported now, while the process may still read the Python
@@ -107,4 +112,5 @@ def main(argv: list[str]) -> None:
     # client reads.
     multi_server_main(argv, lambda ctx: _state["service"].protocol(), name="smtpd",
                       params=POLICY_PARAMS, pre_init=_pre_init, post_init=_post_init,
-                      on_exit=_on_exit, max_use_scale=1000)
+                      on_exit=_on_exit, max_use_scale=1000,
+                      accept_handles=ACCEPT_HANDLES)
