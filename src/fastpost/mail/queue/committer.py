@@ -11,7 +11,10 @@ runs, the next batch forms behind it. A flush, in the committer's I/O thread: co
 and syncs the files of large messages, writes the batch (frames + batch end) to the
 current segment with one writev and makes it durable with one fdatasync. Only then are
 the callers' futures resolved (or commit_cb's callbacks called) with their queue IDs
-(the durability rule: ``250 ... queued as ID`` after the sync). The I/O thread then takes the batch that formed
+(the durability rule: ``250 ... queued as ID`` after the sync). Messages committed
+with ``commit_cb(..., ack=(sink, data))`` are answered by the I/O thread itself right
+after the fdatasync (``sink.send_acks``, one call per sink per batch), so the answer
+does not wait for the event loop; the loop's callback follows for the bookkeeping. The I/O thread then takes the batch that formed
 meanwhile by itself (no round trip through the loop), and hands the batch's index work
 straight to the index thread.
 
@@ -77,6 +80,7 @@ class _Pending:
     length: int
     future: asyncio.Future | None  # commit(): resolved with the queue ID
     callback: object = None  # commit_cb(): called (queue_id, exc) instead
+    ack: tuple | None = None  # commit_cb(ack=): (sink, bytes) sent by the I/O thread
 
     def resolve(self, exc: BaseException | None) -> None:
         if self.callback is not None:
@@ -251,17 +255,24 @@ class Committer:
                 builder.abort()
             raise
 
-    def commit_cb(self, builder: MessageBuilder, state: int, callback, loop) -> None:
+    def commit_cb(self, builder: MessageBuilder, state: int, callback, loop, ack=None) -> None:
         """commit() for callers without a coroutine: ``callback(queue_id, None)`` on the
         loop once the message is on disk, ``callback(None, exc)`` when it was not kept.
 
         The same durability rule as commit() (the callback runs after the batch's
         fdatasync); no future and no task per message. Errors found before anything is
         queued (full index backlog, a closed committer) are raised here.
-        """
-        self._enqueue(builder, state, loop, None, callback)
 
-    def _enqueue(self, builder: MessageBuilder, state: int, loop, fut, callback) -> "_Pending":
+        ``ack=(sink, data)``: the I/O thread itself calls ``sink.send_acks(bytes)``
+        right after the fdatasync that covers the message (one call per sink per
+        batch, the data of its messages joined in commit order), before the loop
+        hears of the commit; the callback still follows on the loop (bookkeeping). A
+        message that was not kept sends nothing: its callback gets the exception.
+        """
+        self._enqueue(builder, state, loop, None, callback, ack)
+
+    def _enqueue(self, builder: MessageBuilder, state: int, loop, fut, callback,
+                 ack=None) -> "_Pending":
         if self._closed:
             raise RuntimeError("committer is closed")
         if builder.committer is not self:
@@ -295,7 +306,7 @@ class Committer:
         else:
             buffers, length = None, 0
             info.flags |= ix.FLAG_LARGE
-        pending = _Pending(builder, info, buffers, length, fut, callback)
+        pending = _Pending(builder, info, buffers, length, fut, callback, ack)
         with self._qlock:
             self._queue.append(pending)
             kick = not self._flushing and not self._kick_scheduled
@@ -398,10 +409,33 @@ class Committer:
                 results, job = self._flush(batch)
             except BaseException as exc:  # noqa: BLE001 - reported on the loop
                 results, job = exc, None
+            else:
+                self._send_acks(batch, results)
             if job is not None and (job.infos or job.watermarks or job.close_after):
                 self._jobs_submitted += 1
                 self._ix_jobs.put(job)
             self._post(("flushed", batch, results))
+
+    @staticmethod
+    def _send_acks(batch: list, results: list) -> None:
+        """I/O thread, after the batch's fdatasync: the ready-made answers, one
+        ``send_acks`` per sink, only for the messages that are on disk."""
+        sinks: dict = {}
+        for p, res in zip(batch, results):
+            if res is True and p.ack is not None:
+                sink, data = p.ack
+                parts = sinks.get(sink)
+                if parts is None:
+                    sinks[sink] = [data]
+                else:
+                    parts.append(data)
+        for sink, parts in sinks.items():
+            try:
+                sink.send_acks(parts[0] if len(parts) == 1 else b"".join(parts))
+            except Exception as exc:  # noqa: BLE001 - the client times out; the thread lives
+                log.warn("cannot send commit replies: %s: %s", type(exc).__name__, exc)
+        if sinks:
+            crashpoint.reached("commit.after_ack")
 
     def _segment(self) -> SegmentWriter:
         """Return the segment to append to, rolling it when full or broken."""
