@@ -237,6 +237,7 @@ class CleanupServerProtocol(asyncio.BufferedProtocol):
         return self.decoder.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes):
+        self.svc.committer.poll()  # commits the I/O thread answered (no wake-up of their own)
         self.decoder.buffer_updated(nbytes)
         try:
             while (frame := self.decoder.next_frame()) is not None:

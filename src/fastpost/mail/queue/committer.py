@@ -70,6 +70,9 @@ MAX_INDEX_BACKLOG = 1000
 ID_BLOCK = 4096
 #: Seconds between retries of a failed index transaction.
 INDEX_RETRY = 1.0
+#: Seconds at most before the loop hears of a batch whose answers the I/O thread sent
+#: (and of an index round): those results wait for the loop's next wake-up, or this.
+LAZY_DELIVERY = 0.005
 
 
 @dataclass(slots=True)
@@ -151,6 +154,9 @@ class Committer:
         self._dlock = threading.Lock()
         self._done: list = []
         self._wake_pending = False
+        self._lazy_timer = None  # loop: delivers lazily posted results (LAZY_DELIVERY)
+        #: post acknowledged batches and index rounds without waking the loop
+        self.lazy = True
         self._seg: SegmentWriter | None = None  # I/O thread only
         self._seg_broken = False  # I/O thread only
         self._rolled: list = []  # I/O thread only
@@ -315,6 +321,8 @@ class Committer:
         if kick:
             # on the next loop turn: every message committed during this turn shares it
             loop.call_soon(self._kick)
+        if self.lazy and self._lazy_timer is None:
+            self._arm_lazy(loop)
         return pending
 
     def _kick(self) -> None:
@@ -325,11 +333,16 @@ class Committer:
             self._flushing = True
         self._io_jobs.put(_KICK)
 
-    def _post(self, item) -> None:
-        """Hand a result to the loop (from a thread); wake it once for many."""
+    def _post(self, item, wake: bool = True) -> None:
+        """Hand a result to the loop (from a thread); wake it once for many.
+
+        ``wake=False`` (nobody waits for it: the answers went out from the I/O thread,
+        or an index round): no wake-up; the loop takes it at its next turn that calls
+        ``poll()``, or from the LAZY_DELIVERY timer armed while commits are under way.
+        """
         with self._dlock:
             self._done.append(item)
-            if self._wake_pending:
+            if self._wake_pending or not wake:
                 return
             self._wake_pending = True
         try:
@@ -337,6 +350,22 @@ class Committer:
         except RuntimeError:  # that loop is closed: the next one takes these
             with self._dlock:
                 self._wake_pending = False
+
+    def poll(self) -> None:
+        """On the loop: take what the threads posted without waking it (cheap when none)."""
+        if self._done:
+            self._deliver()
+
+    def _arm_lazy(self, loop) -> None:
+        if self._lazy_timer is None:
+            self._lazy_timer = loop.call_later(LAZY_DELIVERY, self._lazy_tick)
+
+    def _lazy_tick(self) -> None:
+        self._lazy_timer = None
+        if self._done:
+            self._deliver()
+        if self._busy() and self._loop is not None and not self._loop.is_closed():
+            self._arm_lazy(self._loop)
 
     def _deliver(self) -> None:
         with self._dlock:
@@ -414,7 +443,10 @@ class Committer:
             if job is not None and (job.infos or job.watermarks or job.close_after):
                 self._jobs_submitted += 1
                 self._ix_jobs.put(job)
-            self._post(("flushed", batch, results))
+            # a batch whose every message was answered from here needs no wake-up
+            self._post(("flushed", batch, results),
+                       not self.lazy or not all(r is True and p.ack is not None
+                                                for p, r in zip(batch, results)))
 
     @staticmethod
     def _send_acks(batch: list, results: list) -> None:
@@ -550,14 +582,16 @@ class Committer:
                 done_ids, applied, exc = self._index()
             except BaseException as exc2:  # noqa: BLE001 - a bug: keep the backlog for retry
                 done_ids, applied, exc = [], 0, exc2
-            self._jobs_indexed += applied
             if seal is not None:
+                self._jobs_indexed += applied
                 seal.result = (done_ids, applied, exc)
                 seal.done.set()
                 continue  # close() reports what happened
             timeout = INDEX_RETRY if exc is not None else None
             if exc is not None or done_ids:
-                self._post(("indexed", done_ids, exc))
+                self._post(("indexed", done_ids, exc), exc is not None or not self.lazy)
+            # after the post: until the loop has it, _busy() sees the backlog or the post
+            self._jobs_indexed += applied
 
     def _index(self):
         count = len(self._backlog)
@@ -619,7 +653,7 @@ class Committer:
 
     def _busy(self) -> bool:
         return bool(self._flushing or self._kick_scheduled or self._queue or self._backlog_len
-                    or self._wake_pending)
+                    or self._wake_pending or self._done)
 
     async def drain(self, timeout: float | None = None) -> bool:
         """Wait until everything committed so far is written and indexed.
@@ -631,6 +665,7 @@ class Committer:
             if deadline is not None and time.monotonic() > deadline:
                 return False
             await asyncio.sleep(0.002)
+            self.poll()
         return True
 
     async def close(self) -> None:
