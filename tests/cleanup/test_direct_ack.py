@@ -126,7 +126,9 @@ def service(tmp_path_factory):
 def test_thread_and_loop_writes_keep_order_and_framing(service):
     svc = service.svc
     before_fast, before_direct = svc.fast_messages, svc.acks_direct
+    known = service.run(lambda: set(svc.connections))
     c = Client(service.path)
+    conn = _newest_connection(service, known)
     tids, unknown, aborted = [], [], []
     tid = 1
     for burst in range(40):
@@ -143,8 +145,10 @@ def test_thread_and_loop_writes_keep_order_and_framing(service):
             tid += 1
         c.send(frames)
     got = c.read(2 * len(tids) + len(unknown) + len(aborted))
-    c.close()
     check_stream(got, tids, unknown, aborted)
+    # the loop hears of the answered commits without any further traffic (lazy delivery)
+    _wait(service, lambda: not conn.states, "the loop did not forget the answered messages")
+    c.close()
     assert svc.fast_messages - before_fast == len(tids)
     assert svc.acks_direct > before_direct  # the I/O thread answered
 
