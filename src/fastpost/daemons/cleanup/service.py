@@ -9,11 +9,7 @@ fastpost.mail.cleanup_proto for the frames).
 One CleanupService per worker process owns the queue store's Committer, so every
 message of every connection this process serves shares its group commit: a batch of
 messages is written with one writev and made durable with one fdatasync, and the
-replies of the whole batch go out together, each connection's in one write. The
-250s of messages that took the common-case pass are sent by the committer's I/O
-thread right after that fdatasync (CleanupServerProtocol: one lock orders its writes
-with the loop's; a partial send hands the rest to the loop), so the answer to smtpd
-does not wait for cleanup's event loop; ``direct_acks = False`` turns that off.
+replies of the whole batch go out together, each connection's in one write.
 
 Which messages may take CleanupState's common-case pass is decided here once from the
 settings (``fast_path``, ``fast_maps``, ``fast_classes``) and per message in
@@ -36,9 +32,6 @@ store cannot take (full disk, index broken) is refused with 452 4.3.1 / 451 4.3.
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import threading
 import time
 
 from fastpost.daemons.cleanup import addrmap
@@ -96,11 +89,6 @@ class CleanupService:
         #: statistics
         self.messages = 0
         self.fast_messages = 0  # of which the common-case pass took (CleanupState._fast)
-        #: the committer's I/O thread sends the fast path's 250s (CleanupServerProtocol)
-        self.direct_acks = True
-        #: batches of 250s the I/O thread sent whole / handed (partly) to the loop
-        self.acks_direct = 0
-        self.acks_handed = 0
         committer.on_indexed = self._indexed
 
     def protocol(self) -> "CleanupServerProtocol":
@@ -169,33 +157,8 @@ def _latin1(name: str) -> bool:
     return True
 
 
-_SEND_FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
-
-
 class CleanupServerProtocol(asyncio.BufferedProtocol):
-    """One client connection: many messages, replies batched (module docstring).
-
-    Two threads write on the connection: the event loop (the greeting, OPEN replies,
-    refusals, 451s: ``reply``) and the committer's I/O thread (the ``250`` of the
-    messages whose batch it has just made durable: ``send_acks``). One lock orders
-    them; under it is everything not yet handed to the kernel or the transport:
-    ``out`` (frames ``reply`` queued, encoded when written) and ``handed`` (bytes the
-    I/O thread could not send). Rules:
-
-    - Whoever writes first takes ``out`` and ``handed`` (older) ahead of its own
-      data, so the byte stream is the order of the calls under the lock and frames
-      are never split or interleaved.
-    - The I/O thread sends directly (non-blocking, on its own duplicate of the
-      socket) only while the transport holds nothing (``paused`` is False: the
-      transport's high-water mark is 0, so pause_writing/resume_writing say exactly
-      that) and nothing is handed. A partial send or EAGAIN puts the rest in
-      ``handed`` and wakes the loop, which writes it through the transport; from
-      then on everything goes through the loop until the transport has drained.
-    - ``wclosed`` is set (under the lock) before the loop closes the transport, by
-      a protocol error, and at connection_lost; the thread never writes after it.
-      The duplicate socket is closed then too, so it never keeps the connection
-      open past the transport.
-    """
+    """One client connection: many messages, replies batched (module docstring)."""
 
     def __init__(self, svc: CleanupService):
         self.svc = svc
@@ -206,38 +169,16 @@ class CleanupServerProtocol(asyncio.BufferedProtocol):
         self.flush_scheduled = False
         self.closing = False
         self.closed = False
-        # the shared writer (class docstring)
-        self.wlock = threading.RLock()  # RLock: resume_writing may come inside a write
-        self.handed: list = []
-        self.paused = False
-        self.wclosed = False
-        self.wsock = None  # the I/O thread's duplicate of the socket; None: no direct acks
 
     def connection_made(self, transport):
         self.transport = transport
         self.svc.connections.add(self)
-        transport.set_write_buffer_limits(high=0)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and getattr(self.svc, "direct_acks", True):
-            try:
-                self.wsock = socket.socket(fileno=os.dup(sock.fileno()))
-            except OSError as exc:
-                log.warn("cleanup: replies go through the event loop only: %s", exc)
         transport.write(attr.encode({"protocol": P.PROTOCOL}))
-
-    def pause_writing(self):
-        # inside transport.write, which runs under wlock (or before any thread can write)
-        self.paused = True
-
-    def resume_writing(self):
-        with self.wlock:
-            self.paused = False
 
     def get_buffer(self, sizehint):
         return self.decoder.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes):
-        self.svc.committer.poll()  # commits the I/O thread answered (no wake-up of their own)
         self.decoder.buffer_updated(nbytes)
         try:
             while (frame := self.decoder.next_frame()) is not None:
@@ -284,75 +225,29 @@ class CleanupServerProtocol(asyncio.BufferedProtocol):
 
     # -- replies --------------------------------------------------------------------------
 
-    def ack_sink(self):
-        """The sink for Committer.commit_cb's ``ack`` (None: answer from the loop)."""
-        return self if self.wsock is not None and not self.closed else None
-
     def reply(self, state, frame: dict) -> None:
         """Queue a reply; a state that gets its final reply is forgotten."""
         if state is not None:
             self.states.pop(state.tid, None)
         if self.closed:
             return
-        with self.wlock:
-            self.out.append(frame)
-            if self.flush_scheduled:
-                return
+        self.out.append(frame)
+        if not self.flush_scheduled:
             self.flush_scheduled = True
-        self.svc.loop.call_soon(self._flush)
+            self.svc.loop.call_soon(self._flush)
 
     def forget(self, state) -> None:
         self.states.pop(state.tid, None)
         if self.closing and not self.states:
             self._close()
 
-    def _pending_locked(self) -> bytes:
-        """What waits to be written, oldest first (the caller holds wlock)."""
-        data = b""
-        if self.handed:
-            data = b"".join(self.handed)
-            self.handed = []
-        if self.out:
-            out, self.out = self.out, []
-            data += attr.encode_many(out)
-        return data
-
     def _flush(self) -> None:
-        with self.wlock:
-            self.flush_scheduled = False
-            data = self._pending_locked()
-            if data and not self.wclosed:
-                self.transport.write(data)  # may call pause_writing (under the lock)
+        self.flush_scheduled = False
+        if self.out and not self.closed:
+            out, self.out = self.out, []
+            self.transport.write(attr.encode_many(out))
         if self.closing and not self.states:
             self._close()
-
-    def send_acks(self, data: bytes) -> None:
-        """The committer's I/O thread: answers of a durable batch (class docstring)."""
-        with self.wlock:
-            if self.wclosed:
-                return
-            if self.out or self.handed:
-                data = self._pending_locked() + data
-            if not self.paused and not self.handed:
-                try:
-                    sent = self.wsock.send(data, _SEND_FLAGS)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError:
-                    return  # the peer is gone: the loop hears of it (connection_lost)
-                if sent == len(data):
-                    self.svc.acks_direct += 1
-                    return
-                data = data[sent:]
-            self.svc.acks_handed += 1
-            self.handed.append(data)
-            if self.flush_scheduled:
-                return  # the loop's flush takes it
-            self.flush_scheduled = True
-        try:
-            self.svc.loop.call_soon_threadsafe(self._flush)
-        except RuntimeError:  # the loop is closed: nothing will write it
-            pass
 
     # -- closing --------------------------------------------------------------------------
 
@@ -363,18 +258,7 @@ class CleanupServerProtocol(asyncio.BufferedProtocol):
 
     def _close(self) -> None:
         if not self.closed and self.transport is not None:
-            with self.wlock:
-                data = self._pending_locked()
-                if data and not self.wclosed:
-                    self.transport.write(data)  # written before the transport closes
-                self._wclose_locked()
             self.transport.close()
-
-    def _wclose_locked(self) -> None:
-        self.wclosed = True
-        if self.wsock is not None:
-            self.wsock.close()
-            self.wsock = None
 
     def _drop(self) -> None:
         """A protocol error: abandon this connection's messages and close."""
@@ -382,19 +266,11 @@ class CleanupServerProtocol(asyncio.BufferedProtocol):
             state.builder.abort()
         self.states.clear()
         self.closed = True
-        with self.wlock:
-            self.out = []
-            self.handed = []
-            self._wclose_locked()
         if self.transport is not None:
             self.transport.close()
 
     def connection_lost(self, exc):
         self.closed = True
-        with self.wlock:
-            self.out = []
-            self.handed = []
-            self._wclose_locked()
         self.svc.connections.discard(self)
         # Messages not yet at their END are abandoned; a commit already under way
         # completes (as Postfix's cleanup finishes a message whose client went away).

@@ -68,7 +68,6 @@ from fastpost.daemons.cleanup import addrmap
 from fastpost.daemons.cleanup import hdraddr
 from fastpost.daemons.cleanup.checks import ascii_text as _ascii
 from fastpost.daemons.cleanup.checks import parse_action, reject_reply
-from fastpost.mail import attr
 from fastpost.mail import cleanup_proto as P
 from fastpost.mail import header as H
 from fastpost.mail import rectype as R
@@ -138,7 +137,6 @@ class CleanupState:
     part_boundary = None
     segment_checked = 0
     separator = False  # the next body line may be the empty line after the headers
-    acked = False  # the committer's I/O thread sends the 250 (the fast path's commit)
 
     def __init__(self, svc, conn, tid: int, frame: dict):
         self.svc = svc
@@ -342,19 +340,9 @@ class CleanupState:
                 b.extracted(R.REC_TYPE_ATTR, f"encoding={enc}")
             b.records.qmgr_flags = self.qmgr_flags
             self.blocked = True  # the commit is under way (connection_lost leaves it alone)
-            sink = self.conn.ack_sink()
-            if sink is not None:
-                # the committer's I/O thread sends this right after the fdatasync
-                self.acked = True
-                svc.committer.commit_cb(b, HOLD if self.hold else INCOMING, self._committed,
-                                        svc.loop, (sink, attr.encode(
-                                            {"t": self.tid, "c": 250, "id": self.queue_id})))
-            else:
-                svc.committer.commit_cb(b, HOLD if self.hold else INCOMING, self._committed,
-                                        svc.loop)
+            svc.committer.commit_cb(b, HOLD if self.hold else INCOMING, self._committed, svc.loop)
         except BaseException as exc:  # noqa: BLE001 - every failure becomes a reply
             self.blocked = False
-            self.acked = False
             self._fail_exc(exc)
             self._reply_error()
         return True
@@ -363,10 +351,7 @@ class CleanupState:
         """commit_cb's callback: the batch holding this message is on disk (or failed)."""
         if exc is None:
             self.svc.messages += 1
-            if self.acked:  # the I/O thread has sent the 250 already
-                self.conn.forget(self)
-            else:
-                self.conn.reply(self, {"t": self.tid, "c": 250, "id": queue_id})
+            self.conn.reply(self, {"t": self.tid, "c": 250, "id": queue_id})
         else:
             self._fail_exc(exc)
             self._reply_error()

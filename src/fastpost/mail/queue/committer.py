@@ -11,10 +11,7 @@ runs, the next batch forms behind it. A flush, in the committer's I/O thread: co
 and syncs the files of large messages, writes the batch (frames + batch end) to the
 current segment with one writev and makes it durable with one fdatasync. Only then are
 the callers' futures resolved (or commit_cb's callbacks called) with their queue IDs
-(the durability rule: ``250 ... queued as ID`` after the sync). Messages committed
-with ``commit_cb(..., ack=(sink, data))`` are answered by the I/O thread itself right
-after the fdatasync (``sink.send_acks``, one call per sink per batch), so the answer
-does not wait for the event loop; the loop's callback follows for the bookkeeping. The I/O thread then takes the batch that formed
+(the durability rule: ``250 ... queued as ID`` after the sync). The I/O thread then takes the batch that formed
 meanwhile by itself (no round trip through the loop), and hands the batch's index work
 straight to the index thread.
 
@@ -70,9 +67,6 @@ MAX_INDEX_BACKLOG = 1000
 ID_BLOCK = 4096
 #: Seconds between retries of a failed index transaction.
 INDEX_RETRY = 1.0
-#: Seconds at most before the loop hears of a batch whose answers the I/O thread sent
-#: (and of an index round): those results wait for the loop's next wake-up, or this.
-LAZY_DELIVERY = 0.005
 
 
 @dataclass(slots=True)
@@ -83,7 +77,6 @@ class _Pending:
     length: int
     future: asyncio.Future | None  # commit(): resolved with the queue ID
     callback: object = None  # commit_cb(): called (queue_id, exc) instead
-    ack: tuple | None = None  # commit_cb(ack=): (sink, bytes) sent by the I/O thread
 
     def resolve(self, exc: BaseException | None) -> None:
         if self.callback is not None:
@@ -154,9 +147,6 @@ class Committer:
         self._dlock = threading.Lock()
         self._done: list = []
         self._wake_pending = False
-        self._lazy_timer = None  # loop: delivers lazily posted results (LAZY_DELIVERY)
-        #: post acknowledged batches and index rounds without waking the loop
-        self.lazy = True
         self._seg: SegmentWriter | None = None  # I/O thread only
         self._seg_broken = False  # I/O thread only
         self._rolled: list = []  # I/O thread only
@@ -261,24 +251,17 @@ class Committer:
                 builder.abort()
             raise
 
-    def commit_cb(self, builder: MessageBuilder, state: int, callback, loop, ack=None) -> None:
+    def commit_cb(self, builder: MessageBuilder, state: int, callback, loop) -> None:
         """commit() for callers without a coroutine: ``callback(queue_id, None)`` on the
         loop once the message is on disk, ``callback(None, exc)`` when it was not kept.
 
         The same durability rule as commit() (the callback runs after the batch's
         fdatasync); no future and no task per message. Errors found before anything is
         queued (full index backlog, a closed committer) are raised here.
-
-        ``ack=(sink, data)``: the I/O thread itself calls ``sink.send_acks(bytes)``
-        right after the fdatasync that covers the message (one call per sink per
-        batch, the data of its messages joined in commit order), before the loop
-        hears of the commit; the callback still follows on the loop (bookkeeping). A
-        message that was not kept sends nothing: its callback gets the exception.
         """
-        self._enqueue(builder, state, loop, None, callback, ack)
+        self._enqueue(builder, state, loop, None, callback)
 
-    def _enqueue(self, builder: MessageBuilder, state: int, loop, fut, callback,
-                 ack=None) -> "_Pending":
+    def _enqueue(self, builder: MessageBuilder, state: int, loop, fut, callback) -> "_Pending":
         if self._closed:
             raise RuntimeError("committer is closed")
         if builder.committer is not self:
@@ -312,7 +295,7 @@ class Committer:
         else:
             buffers, length = None, 0
             info.flags |= ix.FLAG_LARGE
-        pending = _Pending(builder, info, buffers, length, fut, callback, ack)
+        pending = _Pending(builder, info, buffers, length, fut, callback)
         with self._qlock:
             self._queue.append(pending)
             kick = not self._flushing and not self._kick_scheduled
@@ -321,8 +304,6 @@ class Committer:
         if kick:
             # on the next loop turn: every message committed during this turn shares it
             loop.call_soon(self._kick)
-        if self.lazy and self._lazy_timer is None:
-            self._arm_lazy(loop)
         return pending
 
     def _kick(self) -> None:
@@ -333,16 +314,11 @@ class Committer:
             self._flushing = True
         self._io_jobs.put(_KICK)
 
-    def _post(self, item, wake: bool = True) -> None:
-        """Hand a result to the loop (from a thread); wake it once for many.
-
-        ``wake=False`` (nobody waits for it: the answers went out from the I/O thread,
-        or an index round): no wake-up; the loop takes it at its next turn that calls
-        ``poll()``, or from the LAZY_DELIVERY timer armed while commits are under way.
-        """
+    def _post(self, item) -> None:
+        """Hand a result to the loop (from a thread); wake it once for many."""
         with self._dlock:
             self._done.append(item)
-            if self._wake_pending or not wake:
+            if self._wake_pending:
                 return
             self._wake_pending = True
         try:
@@ -350,22 +326,6 @@ class Committer:
         except RuntimeError:  # that loop is closed: the next one takes these
             with self._dlock:
                 self._wake_pending = False
-
-    def poll(self) -> None:
-        """On the loop: take what the threads posted without waking it (cheap when none)."""
-        if self._done:
-            self._deliver()
-
-    def _arm_lazy(self, loop) -> None:
-        if self._lazy_timer is None:
-            self._lazy_timer = loop.call_later(LAZY_DELIVERY, self._lazy_tick)
-
-    def _lazy_tick(self) -> None:
-        self._lazy_timer = None
-        if self._done:
-            self._deliver()
-        if self._busy() and self._loop is not None and not self._loop.is_closed():
-            self._arm_lazy(self._loop)
 
     def _deliver(self) -> None:
         with self._dlock:
@@ -438,36 +398,10 @@ class Committer:
                 results, job = self._flush(batch)
             except BaseException as exc:  # noqa: BLE001 - reported on the loop
                 results, job = exc, None
-            else:
-                self._send_acks(batch, results)
             if job is not None and (job.infos or job.watermarks or job.close_after):
                 self._jobs_submitted += 1
                 self._ix_jobs.put(job)
-            # a batch whose every message was answered from here needs no wake-up
-            self._post(("flushed", batch, results),
-                       not self.lazy or not all(r is True and p.ack is not None
-                                                for p, r in zip(batch, results)))
-
-    @staticmethod
-    def _send_acks(batch: list, results: list) -> None:
-        """I/O thread, after the batch's fdatasync: the ready-made answers, one
-        ``send_acks`` per sink, only for the messages that are on disk."""
-        sinks: dict = {}
-        for p, res in zip(batch, results):
-            if res is True and p.ack is not None:
-                sink, data = p.ack
-                parts = sinks.get(sink)
-                if parts is None:
-                    sinks[sink] = [data]
-                else:
-                    parts.append(data)
-        for sink, parts in sinks.items():
-            try:
-                sink.send_acks(parts[0] if len(parts) == 1 else b"".join(parts))
-            except Exception as exc:  # noqa: BLE001 - the client times out; the thread lives
-                log.warn("cannot send commit replies: %s: %s", type(exc).__name__, exc)
-        if sinks:
-            crashpoint.reached("commit.after_ack")
+            self._post(("flushed", batch, results))
 
     def _segment(self) -> SegmentWriter:
         """Return the segment to append to, rolling it when full or broken."""
@@ -582,16 +516,14 @@ class Committer:
                 done_ids, applied, exc = self._index()
             except BaseException as exc2:  # noqa: BLE001 - a bug: keep the backlog for retry
                 done_ids, applied, exc = [], 0, exc2
+            self._jobs_indexed += applied
             if seal is not None:
-                self._jobs_indexed += applied
                 seal.result = (done_ids, applied, exc)
                 seal.done.set()
                 continue  # close() reports what happened
             timeout = INDEX_RETRY if exc is not None else None
             if exc is not None or done_ids:
-                self._post(("indexed", done_ids, exc), exc is not None or not self.lazy)
-            # after the post: until the loop has it, _busy() sees the backlog or the post
-            self._jobs_indexed += applied
+                self._post(("indexed", done_ids, exc))
 
     def _index(self):
         count = len(self._backlog)
@@ -653,7 +585,7 @@ class Committer:
 
     def _busy(self) -> bool:
         return bool(self._flushing or self._kick_scheduled or self._queue or self._backlog_len
-                    or self._wake_pending or self._done)
+                    or self._wake_pending)
 
     async def drain(self, timeout: float | None = None) -> bool:
         """Wait until everything committed so far is written and indexed.
@@ -665,7 +597,6 @@ class Committer:
             if deadline is not None and time.monotonic() > deadline:
                 return False
             await asyncio.sleep(0.002)
-            self.poll()
         return True
 
     async def close(self) -> None:

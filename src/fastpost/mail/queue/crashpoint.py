@@ -11,8 +11,6 @@ Points (where they sit is documented next to each call):
     commit.before_write    a batch is ready, nothing written
     commit.mid_write       half of the batch's bytes written (the process dies inside)
     commit.before_sync     the batch written, not yet fdatasync'ed
-    commit.after_ack       synced, the I/O thread has sent the batch's 250s, the
-                           loop has not heard of it
     commit.before_index    synced and acknowledged, not yet in the index
     compact.mid_write      half of a compaction batch written
     compact.before_repoint copies synced, index entries still point at the originals
