@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import os
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ import time
 from fastpost.mail import _attr_c as C
 from fastpost.mail import _attr_py as P
 from fastpost.mail import attr, ipc
+from _timing import rate  # noqa: E402  (this directory is sys.path[0])
 
 REQUEST = {
     "flags": 0, "queue_name": "active", "queue_id": "4X3vqF3RdBz5Yqn", "offset": 420,
@@ -39,23 +39,6 @@ REQUEST = {
                     "offset": 500 + i * 40, "dsn_notify": 0} for i in range(3)],
 }
 CONTENT = {"request": "content", "data": os.urandom(65536)}
-
-
-def rate(fn, seconds: float, batch: int = 50) -> float:
-    rounds = []
-    for _ in range(5):
-        n = 0
-        start = time.perf_counter()
-        end = start + seconds / 5
-        while True:
-            for _ in range(batch):
-                fn()
-            n += batch
-            now = time.perf_counter()
-            if now >= end:
-                break
-        rounds.append(n / (now - start))
-    return statistics.median(rounds)
 
 
 def use(impl) -> None:
@@ -94,7 +77,7 @@ def socket_rates(impl, seconds: float) -> tuple[float, float, float]:
             time.sleep(0.01)
         client = ipc.AttrClient(path, "bench_protocol")
         client.connect()
-        rtt = rate(lambda: client.request(REQUEST), seconds)
+        rtt = rate(lambda: client.request(REQUEST), seconds, batch=50)
         batch = [REQUEST] * 100
         piped = rate(lambda: client.pipeline(batch), seconds, batch=2) * 100
         big = rate(lambda: client.request(CONTENT), seconds, batch=5)
@@ -115,10 +98,10 @@ def main() -> int:
     for label, frame in (("request (17 attrs, 3 rcpts)", REQUEST), ("64 KiB content", CONTENT)):
         data = P.encode(frame)
         body = data[4:]
-        enc_p = rate(lambda: P.encode(frame), args.seconds)
-        enc_c = rate(lambda: C.encode(frame), args.seconds)
-        dec_p = rate(lambda: P.decode(body), args.seconds)
-        dec_c = rate(lambda: C.decode(body), args.seconds)
+        enc_p = rate(lambda: P.encode(frame), args.seconds, batch=50)
+        enc_c = rate(lambda: C.encode(frame), args.seconds, batch=50)
+        dec_p = rate(lambda: P.decode(body), args.seconds, batch=50)
+        dec_c = rate(lambda: C.decode(body), args.seconds, batch=50)
         print(f"{'encode ' + label:32} {enc_p:12,.0f} {enc_c:12,.0f} {enc_c / enc_p:7.1f}x")
         print(f"{'decode ' + label:32} {dec_p:12,.0f} {dec_c:12,.0f} {dec_c / dec_p:7.1f}x")
     print()

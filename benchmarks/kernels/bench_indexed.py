@@ -11,31 +11,13 @@ and encode_key alone on an ASCII and a non-ASCII key. Also the PCRE2 binding
 """
 
 import argparse
-import statistics
 import sys
-import time
 
 from fastpost.mail.maps import _indexed_c as C
 from fastpost.mail.maps import _indexed_py as P
 from fastpost.mail.maps import _pcre2_c as PC
 from fastpost.mail.maps import _pcre2_py as PP
-
-
-def rate(fn, items, seconds: float) -> float:
-    rounds = []
-    for _ in range(5):
-        n = 0
-        start = time.perf_counter()
-        end = start + seconds / 5
-        while True:
-            for item in items:
-                fn(item)
-            n += len(items)
-            now = time.perf_counter()
-            if now >= end:
-                break
-        rounds.append(n / (now - start))
-    return statistics.median(rounds)
+from _timing import rate_over  # noqa: E402  (this directory is sys.path[0])
 
 
 def main() -> int:
@@ -50,21 +32,21 @@ def main() -> int:
     rows = []
     rp = P.IndexedReader(table.get, True, P.NUL_WITH)
     rc = C.IndexedReader(table.get, True, C.NUL_WITH)
-    rows.append(("lookup (fold+get+decode)", rate(rp.lookup, probes, args.seconds),
-                 rate(rc.lookup, probes, args.seconds)))
+    rows.append(("lookup (fold+get+decode)", rate_over(rp.lookup, probes, args.seconds),
+                 rate_over(rc.lookup, probes, args.seconds)))
     ascii_keys = ["Some.User+Tag@Example.COM"]
-    rows.append(("encode_key ASCII", rate(lambda k: P.encode_key(k, True, True), ascii_keys,
+    rows.append(("encode_key ASCII", rate_over(lambda k: P.encode_key(k, True, True), ascii_keys,
                                           args.seconds),
-                 rate(lambda k: C.encode_key(k, True, True), ascii_keys, args.seconds)))
+                 rate_over(lambda k: C.encode_key(k, True, True), ascii_keys, args.seconds)))
     utf = ["Jürgen.Straße@Bücher.Example"]
-    rows.append(("encode_key UTF-8", rate(lambda k: P.encode_key(k, True, True), utf,
+    rows.append(("encode_key UTF-8", rate_over(lambda k: P.encode_key(k, True, True), utf,
                                           args.seconds),
-                 rate(lambda k: C.encode_key(k, True, True), utf, args.seconds)))
+                 rate_over(lambda k: C.encode_key(k, True, True), utf, args.seconds)))
     pat_p = PP.Pattern(rb"^(.+)@(example\d+)\.com$", PP.CASELESS)
     pat_c = PC.Pattern(rb"^(.+)@(example\d+)\.com$", PC.CASELESS)
     subjects = [k.encode() for k in probes[:100]]
-    rows.append(("pcre2 match (ctypes vs cython)", rate(pat_p.match, subjects, args.seconds),
-                 rate(pat_c.match, subjects, args.seconds)))
+    rows.append(("pcre2 match (ctypes vs cython)", rate_over(pat_p.match, subjects, args.seconds),
+                 rate_over(pat_c.match, subjects, args.seconds)))
     for label, py, cy in rows:
         print(f"{label:34} {py:12,.0f} {cy:12,.0f} {cy / py:7.1f}x")
     return 0

@@ -10,12 +10,11 @@ Medians of 5 timed rounds; each round runs for about --seconds / 5.
 """
 
 import argparse
-import statistics
 import sys
-import time
 
 from fastpost.mail import _record_c as C
 from fastpost.mail import _record_py as P
+from _timing import rate  # noqa: E402  (this directory is sys.path[0])
 
 
 def message(lines: int) -> list:
@@ -29,23 +28,6 @@ def message(lines: int) -> list:
     return recs
 
 
-def rate(fn, seconds: float) -> float:
-    rounds = []
-    for _ in range(5):
-        n = 0
-        start = time.perf_counter()
-        end = start + seconds / 5
-        while True:
-            for _ in range(50):
-                fn()
-            n += 50
-            now = time.perf_counter()
-            if now >= end:
-                break
-        rounds.append(n / (now - start))
-    return statistics.median(rounds)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=2.0)
@@ -54,10 +36,10 @@ def main() -> int:
     for label, lines in (("1 KiB message", 20), ("100 KiB message", 1400)):
         recs = message(lines)
         data = P.encode_records(recs)
-        enc_p = rate(lambda: P.encode_records(recs), args.seconds)
-        enc_c = rate(lambda: C.encode_records(recs), args.seconds)
-        dec_p = rate(lambda: P.split_records(data, 1 << 20), args.seconds)
-        dec_c = rate(lambda: C.split_records(data, 1 << 20), args.seconds)
+        enc_p = rate(lambda: P.encode_records(recs), args.seconds, batch=50)
+        enc_c = rate(lambda: C.encode_records(recs), args.seconds, batch=50)
+        dec_p = rate(lambda: P.split_records(data, 1 << 20), args.seconds, batch=50)
+        dec_c = rate(lambda: C.split_records(data, 1 << 20), args.seconds, batch=50)
         print(f"{'encode ' + label:28} {enc_p:12,.0f} {enc_c:12,.0f} {enc_c / enc_p:7.1f}x")
         print(f"{'decode ' + label:28} {dec_p:12,.0f} {dec_c:12,.0f} {dec_c / dec_p:7.1f}x")
     return 0

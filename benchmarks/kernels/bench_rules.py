@@ -10,30 +10,13 @@ that no rule matches, so every rule is tried. Prints scans/s and the ratio.
 
 import argparse
 import re
-import statistics
 import sys
-import time
 
 from fastpost.mail.maps import _pcre2_c as PC
 from fastpost.mail.maps import _pcre2_py as PP
 from fastpost.mail.maps import _rules_c as RC
 from fastpost.mail.maps import _rules_py as RP
-
-
-def rate(fn, items, seconds: float) -> float:
-    rounds = []
-    for _ in range(3):
-        n = 0
-        start = time.perf_counter()
-        while True:
-            for item in items:
-                fn(item)
-            n += len(items)
-            now = time.perf_counter()
-            if now - start >= seconds / 3:
-                break
-        rounds.append(n / (now - start))
-    return statistics.median(rounds)
+from _timing import rate_over  # noqa: E402  (this directory is sys.path[0])
 
 
 def main() -> int:
@@ -44,13 +27,13 @@ def main() -> int:
     patterns += [rb"\.spammer%d\.example$" % i for i in range(500)]
     probes = [b"someone%d@nowhere.example" % i for i in range(20)]
     re_prog = [(re.compile(p, re.I).search, False, -1) for p in patterns]
-    rows = [("regexp RuleScan, 1,000 misses", rate(RP.RuleScan(re_prog).first_match, probes,
+    rows = [("regexp RuleScan, 1,000 misses", rate_over(RP.RuleScan(re_prog).first_match, probes,
                                                    args.seconds),
-             rate(RC.RuleScan(re_prog).first_match, probes, args.seconds))]
+             rate_over(RC.RuleScan(re_prog).first_match, probes, args.seconds))]
     rows.append(("pcre RuleSet, 1,000 misses",
-                 rate(PP.RuleSet([(PP.Pattern(p, PP.CASELESS), False, -1) for p in patterns]
+                 rate_over(PP.RuleSet([(PP.Pattern(p, PP.CASELESS), False, -1) for p in patterns]
                                  ).first_match, probes, args.seconds),
-                 rate(PC.RuleSet([(PC.Pattern(p, PC.CASELESS), False, -1) for p in patterns]
+                 rate_over(PC.RuleSet([(PC.Pattern(p, PC.CASELESS), False, -1) for p in patterns]
                                  ).first_match, probes, args.seconds)))
     print(f"{'workload':34} {'python/s':>12} {'cython/s':>12} {'speedup':>8}")
     for label, py, cy in rows:

@@ -20,31 +20,13 @@ Medians of 5 timed rounds; each round runs for about --seconds / 5.
 """
 
 import argparse
-import statistics
 import sys
-import time
 
 from fastpost.smtp import _command_c, _command_py, _data_c, _data_py, _lines_c, _lines_py
 from fastpost.smtp import events as ev
 from fastpost.smtp import replies
 from fastpost.smtp import _server_c, _server_py
-
-
-def rate(fn, seconds: float) -> float:
-    """Return calls per second of fn (median of 5 rounds)."""
-    rounds = []
-    for _ in range(5):
-        n = 0
-        start = time.perf_counter()
-        end = start + seconds / 5
-        while True:
-            fn()
-            n += 1
-            now = time.perf_counter()
-            if now >= end:
-                break
-        rounds.append(n / (now - start))
-    return statistics.median(rounds)
+from _timing import rate  # noqa: E402  (this directory is sys.path[0])
 
 
 COMMANDS = (b"EHLO client.example.org\r\nMAIL FROM:<sender@example.org> SIZE=1024\r\n"
@@ -173,21 +155,21 @@ def main() -> int:
     s = args.seconds
     mib = len(TEXT) / 1e6
     print(f"{'workload':26} {'python':>14} {'cython':>14} {'speedup':>8}")
-    p = rate(bench_commands(_lines_py), s) * N_COMMANDS
-    c = rate(bench_commands(_lines_c), s) * N_COMMANDS
+    p = rate(bench_commands(_lines_py), s, batch=1) * N_COMMANDS
+    c = rate(bench_commands(_lines_c), s, batch=1) * N_COMMANDS
     print(f"{'commands (read_command)':26} {p:10,.0f} c/s {c:10,.0f} c/s {c / p:7.1f}x")
-    p = rate(bench_quick(_command_py), s) * len(QUICK)
-    c = rate(bench_quick(_command_c), s) * len(QUICK)
+    p = rate(bench_quick(_command_py), s, batch=1) * len(QUICK)
+    c = rate(bench_quick(_command_c), s, batch=1) * len(QUICK)
     print(f"{'commands (quick_command)':26} {p:10,.0f} c/s {c:10,.0f} c/s {c / p:7.1f}x")
     for label, data in (("DATA text, 78-byte lines", TEXT), ("DATA 8bit, 990-byte lines", EIGHT)):
-        p = rate(bench_dot(_data_py, data), s) * len(data) / 1e6
-        c = rate(bench_dot(_data_c, data), s) * len(data) / 1e6
+        p = rate(bench_dot(_data_py, data), s, batch=1) * len(data) / 1e6
+        c = rate(bench_dot(_data_c, data), s, batch=1) * len(data) / 1e6
         print(f"{label:26} {p:10,.1f} MB/s {c:10,.1f} MB/s {c / p:7.1f}x")
-    p = rate(bench_chunk(_data_py, TEXT), s) * mib
-    c = rate(bench_chunk(_data_c, TEXT), s) * mib
+    p = rate(bench_chunk(_data_py, TEXT), s, batch=1) * mib
+    c = rate(bench_chunk(_data_c, TEXT), s, batch=1) * mib
     print(f"{'BDAT text':26} {p:10,.1f} MB/s {c:10,.1f} MB/s {c / p:7.1f}x")
-    p = rate(bench_session_py(), s)
-    c = rate(bench_session_c(), s)
+    p = rate(bench_session_py(), s, batch=1)
+    c = rate(bench_session_c(), s, batch=1)
     print(f"{'session core, 1 KiB msg':26} {p:10,.0f} t/s {c:10,.0f} t/s {c / p:7.1f}x")
     return 0
 
