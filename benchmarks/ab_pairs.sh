@@ -1,0 +1,23 @@
+#!/bin/sh
+# Alternate fastpost-only accept runs between built trees: paired A/B measurements on a
+# noisy machine (compare each round's pair, not the absolute figures).
+#
+#   benchmarks/ab_pairs.sh ROUNDS SESSIONS LABEL=TREE [LABEL=TREE ...]
+#   e.g. benchmarks/ab_pairs.sh 8 20 main=/work/main exp=/tmp/exp
+#
+# Each TREE is a checkout where ./dev build has run; each round runs, in each tree in
+# turn, its own benchmarks/accept_pipeline.py --messages 5000 --runs 1 --sessions
+# SESSIONS --only fastpost (run as root, as accept_pipeline.py needs) and prints
+# "ROUND LABEL <its result line>" (msgs/s and CPU ms/msg, smtpd and cleanup).
+set -eu
+[ $# -ge 3 ] || { echo "usage: $0 ROUNDS SESSIONS LABEL=TREE [LABEL=TREE ...]" >&2; exit 64; }
+rounds=$1; sessions=$2; shift 2
+for r in $(seq 1 "$rounds"); do
+    for pair in "$@"; do
+        label=${pair%%=*}; tree=${pair#*=}
+        line=$(cd "$tree" && PATH="$tree/.venv/bin:$PATH" .venv/bin/python benchmarks/accept_pipeline.py \
+            --messages 5000 --runs 1 --sessions "$sessions" --only fastpost 2>&1 | grep "run 1") ||
+            { echo "$tree: the run failed (is it built? run as root?)" >&2; exit 1; }
+        echo "$r $label $line"
+    done
+done
