@@ -22,7 +22,8 @@ loop for everything posted until the loop gets to it (no executor futures).
 Indexing follows in a second thread, in batch order: one LMDB transaction inserts the
 messages of every batch waiting at that moment (one transaction at a time, so under
 load several commit batches share one index fdatasync) and moves the segment's
-watermark past them. It is off the acknowledgement
+watermark past them. A round waits INDEX_GATHER (3 ms) after its first batch so that
+more join it, except while the file system has less than INDEX_GATHER_MIN_FREE free. It is off the acknowledgement
 path: a crash between the sync and the index transaction loses nothing, because
 recovery replays every frame beyond the watermark. ``on_indexed(queue_ids)`` is called
 on the event loop when a batch is visible in the index (cleanup triggers qmgr there).
@@ -44,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import queue
 import threading
 import time
@@ -67,6 +69,12 @@ MAX_INDEX_BACKLOG = 1000
 ID_BLOCK = 4096
 #: Seconds between retries of a failed index transaction.
 INDEX_RETRY = 1.0
+#: Seconds an index round waits, after its first batch, for more batches to join it
+#: (one LMDB transaction and one index sync for all of them instead of one per batch).
+INDEX_GATHER = 0.003
+#: No gathering while the queue file system has less free space than this: near a full
+#: disk the index must not wait while segments take the last blocks (docs/queue.md).
+INDEX_GATHER_MIN_FREE = 64 << 20
 
 
 @dataclass(slots=True)
@@ -492,6 +500,8 @@ class Committer:
             except queue.Empty:
                 item = None  # retry time
             items = [] if item is None else [item]
+            if item is not None and item is not _STOP and not isinstance(item, _Seal):
+                self._gather()
             while True:  # everything else waiting joins this round
                 try:
                     items.append(self._ix_jobs.get_nowait())
@@ -524,6 +534,15 @@ class Committer:
             timeout = INDEX_RETRY if exc is not None else None
             if exc is not None or done_ids:
                 self._post(("indexed", done_ids, exc))
+
+    def _gather(self) -> None:
+        """Wait INDEX_GATHER for more batches, unless free space is short (or unknown)."""
+        try:
+            st = os.statvfs(self.store.segment_dir)
+        except OSError:
+            return
+        if st.f_bavail * st.f_frsize >= INDEX_GATHER_MIN_FREE:
+            time.sleep(INDEX_GATHER)
 
     def _index(self):
         count = len(self._backlog)
