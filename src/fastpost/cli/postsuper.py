@@ -226,25 +226,32 @@ class Super:
         done = []
         dropped = False
         for qid in qids:
-            info = self.store.get(qid, recipients=False)
-            if info is None or info.state not in states:
-                continue
-            if info.state == ix.ACTIVE:
-                if request(self.store, qid) == "active":
-                    done.append(qid)
-                    self.tool.log(f"{qid}: requeue when delivery ends (queue active)")
-                    continue
-                info = self.store.get(qid, recipients=False)  # it left active meanwhile
+            # qmgr may move the message between active and the other queues while we
+            # look: each step checks the state in its own transaction, so a few tries
+            # settle it (the state it is in when a step succeeds decides).
+            for _attempt in range(3):
+                info = self.store.get(qid, recipients=False)
                 if info is None or info.state not in states:
-                    continue
-            try:
-                if requeue(self.store, qid, directory, ids, states - {ix.ACTIVE}):
-                    done.append(qid)
-                    dropped = True
-            except (CorruptMessage, CorruptQueueFile, QueueError) as exc:
-                self.tool.warn(f"{qid}: cannot requeue: {exc}")
-            except OSError as exc:
-                raise ToolFatal(f"{directory}: {exc.strerror}") from None
+                    break
+                if info.state == ix.ACTIVE:
+                    if request(self.store, qid) == "active":
+                        done.append(qid)
+                        self.tool.log(f"{qid}: requeue when delivery ends (queue active)")
+                        break
+                    continue  # it left active meanwhile
+                try:
+                    if requeue(self.store, qid, directory, ids, states - {ix.ACTIVE}):
+                        done.append(qid)
+                        dropped = True
+                        break
+                except (CorruptMessage, CorruptQueueFile, QueueError) as exc:
+                    self.tool.warn(f"{qid}: cannot requeue: {exc}")
+                    break
+                except OSError as exc:
+                    raise ToolFatal(f"{directory}: {exc.strerror}") from None
+                now = self.store.get(qid, recipients=False)
+                if now is None or now.state != ix.ACTIVE:
+                    break  # nothing left to deliver, or gone: left as it is
         self.counts["r"] += len(done)
         if dropped:
             wake_pickup(queue, cfg.get("pickup_service_name"))

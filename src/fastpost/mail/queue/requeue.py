@@ -22,6 +22,15 @@ already delivered stay delivered and only the others are requeued. A message tha
 leaves active fully delivered needs no requeue; a marked message found later outside
 active (qmgr stopped or crashed meanwhile) is requeued by qmgr instead of activated.
 
+A message in any other queue is **claimed** before it is copied: one transaction that
+checks its state moves it to hold and marks it (FLAG_REQUEUE), so qmgr cannot activate
+it while the copy is written (it never activates a held message). The copy is then
+written to maildrop and the message removed; if writing fails, the claim is undone
+(state, retry time and flags as they were). A crash between the claim and the removal
+leaves the message held and marked (visible in mailq; `super -H` releases it, and
+qmgr then requeues it instead of activating it) and possibly a copy in maildrop too:
+both, never none.
+
 Parameters: none of its own (the callers pass the maildrop directory and owner).
 Diagnostics: QueueError/CorruptMessage/CorruptQueueFile when the message cannot be
 read (it then stays queued); OSError when maildrop cannot be written (likewise).
@@ -53,19 +62,38 @@ def requeue(store, queue_id: str, directory: str, owner: tuple[int, int] | None 
             states=None) -> bool:
     """Write a message to maildrop, then remove it from the queue; False when it is
     gone, not in ``states`` (codes; default: any but active) or has no recipient left
-    to deliver (it is then left to qmgr). Raises what reading or writing raised.
+    to deliver (it is then left as it was). Raises what reading or writing raised (the
+    message then stays where it was).
 
-    Should qmgr activate the message between the read and the removal, the removal
-    becomes a request (FLAG_REQUEUE, carried out when qmgr is done with it) and the
-    maildrop copy is taken back; if pickup took it already, a warning says so."""
-    import os
-
-    from fastpost.util import log
-
+    The message is claimed first (moved to hold and marked in the transaction that
+    checks its state), so that qmgr cannot activate it between the read and the
+    removal; see the module's docstring."""
     allowed = states if states is not None else {ix.INCOMING, ix.DEFERRED, ix.HOLD, ix.CORRUPT}
-    info = store.get(queue_id, recipients=False)
-    if info is None or info.state not in allowed:
+    allowed = set(allowed) - {ix.ACTIVE}
+    with store.edit() as ed:
+        info = ed.get(queue_id, recipients=False)
+        if info is None or info.state not in allowed:
+            return False
+        before = (info.state, info.next_retry, info.flags)
+        ed.set_state(queue_id, ix.HOLD)
+        ed.set_flags(queue_id, add=ix.FLAG_REQUEUE)
+    try:
+        msg = _drop_message(store, queue_id, info)
+        name = maildrop.drop(directory, maildrop.encode(msg), owner) if msg is not None else None
+    except BaseException:
+        _unclaim(store, queue_id, before)
+        raise
+    if name is None:  # nothing left to deliver: left to qmgr as it was
+        _unclaim(store, queue_id, before)
         return False
+    with store.edit() as ed:
+        ed.delete(queue_id)  # gone already (super -d meanwhile): nothing to do
+    return True
+
+
+def _drop_message(store, queue_id: str, info) -> maildrop.DropMessage | None:
+    """The maildrop copy of a claimed message: its recipients not yet delivered, its
+    arrival time, DSN data and content; None when no recipient is left."""
     data = store.read(queue_id, info)
     parsed = store.parsed(queue_id)
     content = content_text(data, parsed)
@@ -73,30 +101,23 @@ def requeue(store, queue_id: str, directory: str, owner: tuple[int, int] | None 
     rcpts = [(r.address, r.dsn_orcpt or "", r.dsn_notify) for r in parsed.recipients
              if r.offset in live and not r.done]
     if not rcpts:
-        return False
-    msg = maildrop.DropMessage(sender=parsed.sender or "", recipients=rcpts, content=content,
-                               arrival=parsed.arrival, ret=parsed.attrs.get("ret_flags") or None,
-                               envid=parsed.attrs.get("envelope_id") or None,
-                               attrs=[("requeue", queue_id)])
-    name = maildrop.drop(directory, maildrop.encode(msg), owner)
+        return None
+    return maildrop.DropMessage(sender=parsed.sender or "", recipients=rcpts, content=content,
+                                arrival=parsed.arrival, ret=parsed.attrs.get("ret_flags") or None,
+                                envid=parsed.attrs.get("envelope_id") or None,
+                                attrs=[("requeue", queue_id)])
+
+
+def _unclaim(store, queue_id: str, before: tuple[int, float, int]) -> None:
+    """Undo a claim: the state, retry time and flags the message had (if it is still
+    held: super -H or -d meanwhile wins)."""
+    state, next_retry, flags = before
     with store.edit() as ed:
         cur = ed.get(queue_id, recipients=False)
-        if cur is None:
-            outcome = "gone"  # deleted meanwhile: the copy goes too
-        elif cur.state == ix.ACTIVE:
-            ed.set_flags(queue_id, add=ix.FLAG_REQUEUE)
-            outcome = "active"
-        else:
-            ed.delete(queue_id)
-            return True
-    try:
-        os.unlink(os.path.join(directory, name))
-    except FileNotFoundError:
-        if outcome == "active":
-            log.warn("%s: activated while being requeued, and pickup took the copy already: "
-                     "recipients being delivered now may be delivered twice", queue_id)
-        return outcome == "active"
-    return outcome == "active"
+        if cur is None or cur.state != ix.HOLD:
+            return
+        ed.set_state(queue_id, state, next_retry=next_retry if state == ix.DEFERRED else None)
+        ed.set_flags(queue_id, add=flags, remove=cur.flags & ~flags)
 
 
 __all__ = ["request", "requeue"]
