@@ -31,7 +31,8 @@ Options, as Postfix's sendmail takes them:
     -o letters, -U, -x, -c, -e ?, -p proto, -XV...
     -bs           SMTP on standard input and output (fastpost.cli.sendmail_bs)
     -bv           verify the recipients: a report is mailed to the sender, nothing is
-                  delivered (pickup's verify.py); the message on stdin is optional
+                  delivered (pickup's verify.py); the message on stdin is optional;
+                  prints "Mail Delivery Status Report will be mailed to <SENDER>."
     not available: -bd/-bl (daemon
     mode: use fastpost start), -bh: exit EX_UNAVAILABLE with a message.
 
@@ -213,7 +214,10 @@ def submit(cfg, prog: str, opts: dict, rcpts: list[str], content: bytes) -> int:
         sender=sender, recipients=[(r, "", notify) for r in rcpts], content=content,
         flags=FLAG_EXTRACT if opts["extract"] else 0, fullname=fullname, ret=ret,
         envid=opts["envid"], attrs=[("verify", "1")] if opts["mode"] == "v" else [])
-    return drop_stream(cfg, prog, maildrop.encode(msg), verbose=opts["verbose"])
+    status = drop_stream(cfg, prog, maildrop.encode(msg), verbose=opts["verbose"])
+    if status == EX_OK and opts["mode"] == "v":  # Postfix 3.7's sendmail says so too
+        print(f"Mail Delivery Status Report will be mailed to <{sender}>.", flush=True)
+    return status
 
 
 def drop_stream(cfg, prog: str, data: bytes, *, verbose: int = 0, name: str | None = None) -> int:
