@@ -46,7 +46,9 @@ A plain submission reads them with fastpost.mail.maincf.LiteConfig (no parameter
 table unless a value holds a $name) and imports nothing else it does not need.
 Exit codes (sysexits): 0 queued; 64 usage (no recipients, bad option); 65 bad input;
 69/unavailable for modes not built; 75 temporary failure (cannot write the maildrop
-file, e.g. a full disk: nothing is left behind); 77 no permission to the maildrop.
+file, e.g. a full disk: nothing is left behind; a main.cf error, named by file and
+line, as Postfix 3.7's sendmail exits); 77 no permission to the maildrop; 78 no login
+name for the uid.
 """
 
 from __future__ import annotations
@@ -340,9 +342,9 @@ def main(argv: list[str], prog: str = "sendmail") -> int:
 
         try:
             cfg = Config(config_directory(config_dir))
-        except ConfigError as exc:
+        except ConfigError as exc:  # Postfix's sendmail exits 75 on a main.cf error
             _say(prog, f"fatal: {exc}")
-            return EX_CONFIG
+            return EX_TEMPFAIL
         refused = _refused(cfg, prog)
         if refused is not None:
             return refused
@@ -362,9 +364,9 @@ def main(argv: list[str], prog: str = "sendmail") -> int:
         # main.cf without the parameter table: a full Config only if a value needs it
         cfg = LiteConfig(config_dir)
         refused = _refused(cfg, prog)
-    except ConfigError as exc:
+    except ConfigError as exc:  # as Postfix 3.7's sendmail: 75, the file and line named
         _say(prog, f"fatal: {exc}")
-        return EX_CONFIG
+        return EX_TEMPFAIL
     if refused is not None:
         return refused
     if mode == "v" and sys.stdin.isatty():
