@@ -182,6 +182,15 @@ def _may_write(path: str) -> bool:
 
 
 
+def _warn_main_cf(prog: str, cfg) -> None:
+    """Postfix's warnings about main.cf (maincf.warning_lines), as its sendmail prints
+    them (the compiled front end prints the same ones when it does the work itself)."""
+    from fastpost.mail.maincf import warning_lines
+
+    for text in warning_lines(cfg):
+        _say(prog, f"warning: {text}")
+
+
 def submit(cfg, prog: str, opts: dict, rcpts: list[str], content: bytes) -> int:
     """Write the maildrop file and wake pickup; return the exit status."""
     from fastpost.mail import maildrop
@@ -345,6 +354,7 @@ def main(argv: list[str], prog: str = "sendmail") -> int:
         except ConfigError as exc:  # Postfix's sendmail exits 75 on a main.cf error
             _say(prog, f"fatal: {exc}")
             return EX_TEMPFAIL
+        _warn_main_cf(prog, cfg)
         refused = _refused(cfg, prog)
         if refused is not None:
             return refused
@@ -363,6 +373,7 @@ def main(argv: list[str], prog: str = "sendmail") -> int:
     try:
         # main.cf without the parameter table: a full Config only if a value needs it
         cfg = LiteConfig(config_dir)
+        _warn_main_cf(prog, cfg)
         refused = _refused(cfg, prog)
     except ConfigError as exc:  # as Postfix 3.7's sendmail: 75, the file and line named
         _say(prog, f"fatal: {exc}")

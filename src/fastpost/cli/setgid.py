@@ -300,15 +300,10 @@ def launched(argv: list[str]) -> int:
         return CONFIG_FATAL[mode]
     # Postfix's warnings about main.cf, before anything else (the compiled postdrop,
     # which hands a request here only before printing its own, words them the same)
-    for text in cfg.warnings:
+    from fastpost.mail.maincf import warning_lines
+
+    for text in warning_lines(cfg):
         _say(mode, f"warning: {text}")
-    dups = cfg.duplicates  # (line, name, the value it replaced), in file order
-    for i, (line, name, old) in enumerate(dups):
-        # the value set at this line: what the next redefinition replaced, or the last
-        new = next((o for _, n, o in dups[i + 1:] if n == name), cfg.values.get(name))
-        if new != old:  # Postfix says nothing when the value is the same
-            _say(mode, f"warning: {cfg.path}, line {line}: overriding earlier entry: "
-                       f"{name}={old}")
     if mode == "postdrop":
         return _postdrop(cfg, args)
     return _postqueue(config_dir, args)

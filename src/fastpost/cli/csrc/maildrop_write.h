@@ -92,17 +92,18 @@ static void record(struct buf *b, int type, const char *data, size_t len)
 /* -- main.cf (the logical-line rules of fastpost.mail.maincf) ---------------------- */
 
 /*
- * What the reader does with a main.cf it cannot take. By default (sendmail.c) every
- * such case is the Python command's: fallback(). An includer that defines
- * FP_CONFIG_FATAL (an exit status: postdrop.c, 1 as Postfix's postdrop) answers itself,
- * as Postfix 3.7's programs do:
+ * What the reader does with a main.cf it cannot take. By default every such case is
+ * the Python command's: fallback(). An includer that defines FP_CONFIG_FATAL (an exit
+ * status: postdrop.c, 1 as Postfix's postdrop) answers itself, as Postfix 3.7's
+ * programs do:
  *   "PROG: fatal: PATH, line N: missing '=' after attribute name: "TEXT""
  *   "PROG: fatal: PATH, line N: missing attribute name: "TEXT""        (exit status)
- * and keeps Postfix's warnings (standard error; the submission goes on):
+ * An includer that defines FP_CONFIG_FATAL or FP_CONFIG_WARN (sendmail.c: its errors
+ * stay the Python command's) keeps Postfix's warnings (standard error; it goes on):
  *   "PROG: warning: PATH: logical line must not start with whitespace: "TEXT""
  *   "PROG: warning: PATH, line N: overriding earlier entry: NAME=OLD"  (a new value)
  * The warnings are held until cf_warnings_flush(): a request handed to the Python
- * helper afterwards is that helper's to warn about, so they are never printed twice.
+ * command afterwards is that command's to warn about, so they are never printed twice.
  */
 
 static int is_c_space(char c)
@@ -126,7 +127,7 @@ struct wanted {
     int line;           /* where value was set */
 };
 
-#ifdef FP_CONFIG_FATAL
+#if defined(FP_CONFIG_FATAL) || defined(FP_CONFIG_WARN)
 static struct buf g_cf_warnings;        /* "PROG: warning: ...\n" lines, held */
 
 struct seen {
@@ -153,6 +154,7 @@ static void cf_warnings_flush(void)
     g_cf_warnings.len = 0;
 }
 
+#ifdef FP_CONFIG_FATAL
 static void cf_fatal(const char *path, int line, const char *what, const char *text,
                      size_t len)
 {
@@ -161,6 +163,9 @@ static void cf_fatal(const char *path, int line, const char *what, const char *t
             (int) len, text);
     exit(FP_CONFIG_FATAL);
 }
+#else
+#define cf_fatal(path, line, what, text, len) fallback()
+#endif
 
 /* A name defined again with another value: Postfix's warning (the same value: none). */
 static void cf_seen(const char *path, int line, const char *name, size_t name_len,
