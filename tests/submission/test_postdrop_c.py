@@ -252,20 +252,24 @@ def test_main_cf_errors_as_postfix_reports_them(drop, tmp_path):
         pytest.skip("Debian's postfix not installed")
     main_cf = drop.inst.etc / "main.cf"
     saved = main_cf.read_text()
-    pf_dir = tmp_path / "pf"
-    pf_dir.mkdir()
-    pf_cf = pf_dir / "main.cf"
     pf_base = re.sub(r"(?m)^queue_directory = .*$", "queue_directory = /nonexistent-fp", saved)
     good = _stream(BASE)
+    # Postfix's runs side by side: each sleeps a second or more before its fatal exit
+    pf_runs = []
+    for i, (case, before, after, outcome) in enumerate(MAIN_CF_CASES):
+        pf_dir = tmp_path / f"pf{i}"
+        pf_dir.mkdir()
+        (pf_dir / "main.cf").write_text(before + pf_base + after)
+        pf_runs.append((pf_dir / "main.cf", subprocess.Popen(
+            [postdrop, "-c", str(pf_dir)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, cwd="/")))
     try:
-        for case, before, after, outcome in MAIN_CF_CASES:
+        for (case, before, after, outcome), (pf_cf, pf_proc) in zip(MAIN_CF_CASES, pf_runs):
             main_cf.write_text(before + saved + after)
-            pf_cf.write_text(before + pf_base + after)
-            theirs = subprocess.run([postdrop, "-c", str(pf_dir)], input=b"", cwd="/",
-                                    capture_output=True, timeout=60)
             proc, files = drop.run(good)
+            _, pf_err = pf_proc.communicate(timeout=60)
             ours = _about(proc.stderr, str(main_cf))
-            expected = _first_read(_about(theirs.stderr, str(pf_cf)))
+            expected = _first_read(_about(pf_err, str(pf_cf)))
             if case in ("undefined $name", "not a number"):
                 # fastpost names the file and line of the value as well
                 line_no = len(saved.splitlines()) + 1
@@ -273,7 +277,7 @@ def test_main_cf_errors_as_postfix_reports_them(drop, tmp_path):
                             for line in expected]
             assert ours == expected and ours, case
             if outcome == "fatal":
-                assert (proc.returncode, theirs.returncode, files) == (1, 1, []), case
+                assert (proc.returncode, pf_proc.returncode, files) == (1, 1, []), case
             else:
                 assert proc.returncode == 0 and len(files) == 1, (case, proc.stderr)
         # the syntax errors are answered without starting the interpreter
@@ -285,3 +289,7 @@ def test_main_cf_errors_as_postfix_reports_them(drop, tmp_path):
             assert len([x for x in trace.read_text().splitlines() if "execve(" in x]) == 1
     finally:
         main_cf.write_text(saved)
+        for _, pf_proc in pf_runs:
+            if pf_proc.poll() is None:
+                pf_proc.kill()
+                pf_proc.communicate()
