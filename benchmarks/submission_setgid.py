@@ -64,6 +64,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=200)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--baseline-csrc", metavar="DIR",
+                    help="also time the C postdrop built from this copy of "
+                         "src/fastpost/cli/csrc (e.g. `git archive` of an older commit)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root (it makes a user and a mount namespace)")
@@ -99,6 +102,15 @@ def main() -> int:
             setgid.build_helpers(Config(str(etc_old)))
         finally:
             setgid.SOURCES.update(saved)
+        base_bin = base / "bin-baseline"
+        if args.baseline_csrc:
+            base_bin.mkdir(mode=0o755)
+            etc_base = base / "etc-baseline"
+            etc_base.mkdir(mode=0o755)
+            (etc_base / "master.cf").write_text((inst.etc / "master.cf").read_text())
+            (etc_base / "main.cf").write_text((inst.etc / "main.cf").read_text().replace(
+                f"command_directory = {now_bin}", f"command_directory = {base_bin}"))
+            setgid.build_helpers(Config(str(etc_base)), csrc=os.path.abspath(args.baseline_csrc))
         front = REPO / ".venv" / "bin" / "fastpost-sendmail"
         shutil.copy(front, now_bin / "fp-sendmail-c")
         os.chmod(now_bin / "fp-sendmail-c", 0o755)
@@ -130,6 +142,9 @@ def main() -> int:
             "helper alone: C postdrop": ("", f"{env} {user} {now_bin}/fastpost-postdrop"),
             "helper alone: Python postdrop": ("", f"{env} {user} {old_bin}/fastpost-postdrop"),
         }
+        if args.baseline_csrc:
+            variants["helper alone: C postdrop, --baseline-csrc"] = (
+                "", f"{env} {user} {base_bin}/fastpost-postdrop")
         inputs = {name: (stream_file if name.startswith("helper") else msg_file) for name in variants}
         results: dict = {name: [] for name in variants}
         for _ in range(args.runs):

@@ -14,6 +14,7 @@ maildrop to be compared.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -200,3 +201,95 @@ def test_the_common_case_runs_no_interpreter(drop, tmp_path):
     assert len(execs(_stream(BASE))) == 1
     fell_back = execs(_stream([("T", b"1700000000 5 9")] + BASE[1:]))
     assert len(fell_back) == 2 and "python" in fell_back[1]
+
+
+# -- main.cf errors: the same answer as Postfix 3.7's postdrop -------------------------
+
+#: (case, text put before main.cf, text put after it, what fastpost's postdrop does
+#: with a good stream: "fatal" refuses before reading it, "writes" goes on)
+MAIN_CF_CASES = [
+    ("no =", "", "foo bar\n", "fatal"),
+    ("no name", "", "= value\n", "fatal"),
+    ("space in the name", "", "x y = 1\n", "fatal"),
+    ("continued, then no =", "", "a_param = 1\n  continued\nbare\n", "fatal"),
+    ("redefined, then no =", "", "message_size_limit = 5000\nfoo\n", "fatal"),
+    ("undefined $name", "", "message_size_limit = $no_such_param\n", "fatal"),
+    ("not a number", "", "message_size_limit = 12x\n", "fatal"),
+    ("continuation first", "   this_is_a_long_orphan_parameter = x\n  more\n", "", "writes"),
+    ("redefined", "", "message_size_limit = 200000\nmessage_size_limit = 200000\n", "writes"),
+]
+
+
+def _first_read(lines: list[str]) -> list[str]:
+    """Postfix's lines about main.cf from its first reading of the file (postdrop
+    reads it more than once and repeats its warnings): repeats dropped, and the
+    lines of a later reading, whose line numbers start over."""
+    out, last = [], 0
+    for text in dict.fromkeys(lines):
+        found = re.search(r", line (\d+):", text)
+        number = int(found.group(1)) if found else last
+        if number >= last:
+            out.append(text)
+            last = number
+    return out
+
+
+def _about(stderr: bytes, main_cf: str) -> list[str]:
+    return [line.replace(main_cf, "MAIN_CF") for line in stderr.decode().splitlines()
+            if main_cf in line or "bad numerical configuration" in line]
+
+
+def test_main_cf_errors_as_postfix_reports_them(drop, tmp_path):
+    """A main.cf line that is not "name = value" stops the compiled postdrop with
+    Postfix's message naming the file and line, exit 1, without the interpreter; a
+    value error in a parameter it reads (an undefined $name, not a number) is the
+    Python helper's, with the same exit status; Postfix's warnings (a continuation
+    with nothing to continue, a parameter set again to another value) come first and
+    once. Compared with Debian's Postfix 3.7 postdrop run as root on a copy of the
+    same main.cf (only queue_directory differs: Postfix stops there)."""
+    postdrop = shutil.which("postdrop") or "/usr/sbin/postdrop"
+    if not os.path.exists(postdrop):
+        pytest.skip("Debian's postfix not installed")
+    main_cf = drop.inst.etc / "main.cf"
+    saved = main_cf.read_text()
+    pf_base = re.sub(r"(?m)^queue_directory = .*$", "queue_directory = /nonexistent-fp", saved)
+    good = _stream(BASE)
+    # Postfix's runs side by side: each sleeps a second or more before its fatal exit
+    pf_runs = []
+    for i, (case, before, after, outcome) in enumerate(MAIN_CF_CASES):
+        pf_dir = tmp_path / f"pf{i}"
+        pf_dir.mkdir()
+        (pf_dir / "main.cf").write_text(before + pf_base + after)
+        pf_runs.append((pf_dir / "main.cf", subprocess.Popen(
+            [postdrop, "-c", str(pf_dir)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, cwd="/")))
+    try:
+        for (case, before, after, outcome), (pf_cf, pf_proc) in zip(MAIN_CF_CASES, pf_runs):
+            main_cf.write_text(before + saved + after)
+            proc, files = drop.run(good)
+            _, pf_err = pf_proc.communicate(timeout=60)
+            ours = _about(proc.stderr, str(main_cf))
+            expected = _first_read(_about(pf_err, str(pf_cf)))
+            if case in ("undefined $name", "not a number"):
+                # fastpost names the file and line of the value as well
+                line_no = len(saved.splitlines()) + 1
+                expected = [line.replace("fatal: bad", f"fatal: MAIN_CF, line {line_no}: bad")
+                            for line in expected]
+            assert ours == expected and ours, case
+            if outcome == "fatal":
+                assert (proc.returncode, pf_proc.returncode, files) == (1, 1, []), case
+            else:
+                assert proc.returncode == 0 and len(files) == 1, (case, proc.stderr)
+        # the syntax errors are answered without starting the interpreter
+        if shutil.which("strace"):
+            main_cf.write_text(saved + "foo bar\n")
+            trace = tmp_path / "trace"
+            subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", str(trace),
+                            str(drop.helper)], input=good, capture_output=True, timeout=60)
+            assert len([x for x in trace.read_text().splitlines() if "execve(" in x]) == 1
+    finally:
+        main_cf.write_text(saved)
+        for _, pf_proc in pf_runs:
+            if pf_proc.poll() is None:
+                pf_proc.kill()
+                pf_proc.communicate()

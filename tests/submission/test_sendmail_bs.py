@@ -120,6 +120,8 @@ def test_sendmail_bv_reports_to_the_sender_and_delivers_nothing(inst):
                            "someone@remote.example"],
                           input=b"", capture_output=True, env=inst.env(), timeout=60)
     assert proc.returncode == 0, proc.stderr
+    # what Postfix 3.7's sendmail -bv prints
+    assert proc.stdout == b"Mail Delivery Status Report will be mailed to <checker@example.org>.\n"
     log = inst.wait_log(r"(\w+): sender delivery status notification: (\w+)")
     req, notice = re.findall(r"(\w+): sender delivery status notification: (\w+)", log)[-1]
     assert f"{req}: verify request from=<checker@example.org>" in log

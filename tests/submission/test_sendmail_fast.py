@@ -9,6 +9,7 @@ docs/submission.md and come from the benchmark.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -256,7 +257,10 @@ def test_frontend_hands_every_other_case_to_python(frontend, tmp_path):
         75, b"sendmail: fatal: User root(0) is not allowed to submit mail\n")
     (other / "main.cf").write_text("queue_directory /nowhere\n")
     proc = run("x@example.net", cfg=str(other))
-    assert proc.returncode == 78 and b"missing '=' after attribute name" in proc.stderr
+    # Postfix 3.7's sendmail: "sendmail: fatal: PATH, line 1: missing '=' ...", exit 75
+    assert (proc.returncode, proc.stderr) == (75, (
+        f"sendmail: fatal: {other}/main.cf, line 1: missing '=' after attribute name: "
+        '"queue_directory /nowhere"\n').encode())
     assert os.listdir(maildir) == []
 
 
@@ -272,3 +276,46 @@ def test_frontend_leaves_a_maildrop_it_cannot_write_to_python(frontend, tmp_path
                           capture_output=True, timeout=60)
     assert proc.returncode == 77, proc.stderr
     assert b"no permission to submit mail" in proc.stderr
+
+
+def test_frontend_warns_about_main_cf_as_postfix(frontend, tmp_path):
+    """Postfix 3.7's sendmail warns about a continuation line with nothing to continue
+    and a parameter set again to another value, once per reading of main.cf; the
+    compiled front end and the Python sendmail print the same lines once, and submit."""
+    binary, sites = frontend
+    _, maildir = sites["c"]
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    text = ("  orphan_parameter_with_a_long_name = 1\n  more\n"
+            "message_size_limit = 200000\nqueue_directory = {queue}\n"
+            "message_size_limit = 300000\nmessage_size_limit = 300000\n")
+    (etc / "main.cf").write_text(text.format(queue=maildir.parent))
+    expected = [
+        f'sendmail: warning: {etc}/main.cf: logical line must not start with whitespace: '
+        f'"  orphan_parameter_with_a_long..."',
+        f"sendmail: warning: {etc}/main.cf, line 5: overriding earlier entry: "
+        "message_size_limit=200000"]
+    for cmd in ([binary, "-c", str(etc)], [sys.executable, "-m", "fastpost", "-c", str(etc),
+                                          "sendmail"]):
+        proc = subprocess.run(cmd + ["x@example.net"], input=b"hi\n", capture_output=True,
+                              timeout=60)
+        assert (proc.returncode, proc.stderr.decode().splitlines()) == (0, expected), cmd
+        maildrop.parse(_take(maildir))
+    postfix = shutil.which("sendmail", path="/usr/sbin")
+    if postfix is None or not os.path.exists("/usr/sbin/postdrop"):
+        return
+    pf = tmp_path / "pf"
+    pf.mkdir()
+    (pf / "main.cf").write_text(text.format(queue="/nonexistent-fp"))
+    theirs = subprocess.run([postfix, "-C", str(pf), "x@example.net"], input=b"hi\n",
+                            capture_output=True, timeout=60)
+    lines = [x.replace(str(pf), str(etc)) for x in theirs.stderr.decode().splitlines()
+             if x.startswith("sendmail: warning: ")]
+    first, last = [], 0  # the first reading's (Postfix reads main.cf more than once)
+    for x in dict.fromkeys(lines):
+        found = re.search(r", line (\d+):", x)
+        number = int(found.group(1)) if found else last
+        if number >= last:
+            first.append(x)
+            last = number
+    assert first == expected

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import grp
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -31,7 +32,9 @@ REPO = Path(__file__).resolve().parents[2]
 SYSTEM_PYTHON = "/usr/bin/python3"
 EXTRA = ("pickup unix n - n 60 1 pickup\n"
          "showq unix n - n - - showq\n"
-         "flush unix n - n - 0 flush\n")
+         "flush unix n - n - 0 flush\n"
+         "trace unix - - n - 0 bounce\n"
+         "bounce unix - - n - 0 bounce\n")
 
 
 class Site:
@@ -313,3 +316,56 @@ def test_authorized_users_allow_and_exempt(site):
         assert b"/nonexistent/list" in proc.stderr
     finally:
         main_cf.write_text(saved)
+
+
+def test_sendmail_bs_and_bv_as_nobody(site):
+    """sendmail -bs and -bv run by nobody (outside setgid_group, cannot write the mail
+    log nor reach public/postlog). -bs: the conversation works, the message goes
+    through fastpost-postdrop (pickup logs uid 65534), and smtpd's own log lines are
+    left out without a word on standard error: what Postfix 3.7's stand-alone smtpd
+    does for such a user (checked with maillog_file; root's and setgid_group members'
+    lines reach the log). -bv: Postfix's "Mail Delivery Status Report will be mailed
+    to <SENDER>." on standard output, the request through the helper, the report."""
+    nobody = Site(site.inst, pwd.getpwnam("nobody"), site.bin)
+    proc = subprocess.Popen(nobody.as_user + [SYSTEM_PYTHON, "-m", "fastpost", "-c",
+                                              str(site.inst.etc), "sendmail", "-bs"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=nobody.env, cwd="/")
+
+    def say(line: bytes | None) -> str:
+        if line is not None:
+            proc.stdin.write(line)
+            proc.stdin.flush()
+        while True:
+            got = proc.stdout.readline().decode()
+            assert got.endswith("\r\n"), got
+            if got[3] == " ":
+                return got[:-2]
+
+    try:
+        assert say(None).startswith("220 ")
+        assert say(b"EHLO me\r\n").startswith("250 ")
+        assert say(b"MAIL FROM:<bs-nobody@example.org>\r\n") == "250 2.1.0 Ok"
+        assert say(b"RCPT TO:<rcpt@example.net>\r\n") == "250 2.1.5 Ok"
+        assert say(b"DATA\r\n").startswith("354 ")
+        assert say(b"Subject: -bs\r\n\r\nfrom nobody\r\n.\r\n").startswith(
+            "250 2.0.0 Ok: queued as ")
+        assert say(b"QUIT\r\n") == "221 2.0.0 Bye"
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+        assert proc.stderr.read() == b""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    qid = nobody.picked("bs-nobody@example.org")
+    assert f"from userid {nobody.pw.pw_uid}" in site.inst.command("cat", "-q", qid,
+                                                                  check=True).stdout
+    assert f"smtpd[{proc.pid}]:" not in site.inst.log_text()
+
+    bv = nobody.run("sendmail", "-bv", "-f", "bv-nobody@example.org", "someone@remote.example")
+    assert (bv.returncode, bv.stderr) == (0, b""), bv.stderr
+    assert bv.stdout == b"Mail Delivery Status Report will be mailed to <bv-nobody@example.org>.\n"
+    log = site.inst.wait_log(r"(\w+): verify request from=<bv-nobody@example\.org>")
+    req = re.findall(r"(\w+): verify request from=<bv-nobody@example\.org>", log)[-1]
+    site.inst.wait_log(rf"{req}: sender delivery status notification: \w+")

@@ -31,7 +31,8 @@ Options, as Postfix's sendmail takes them:
     -o letters, -U, -x, -c, -e ?, -p proto, -XV...
     -bs           SMTP on standard input and output (fastpost.cli.sendmail_bs)
     -bv           verify the recipients: a report is mailed to the sender, nothing is
-                  delivered (pickup's verify.py); the message on stdin is optional
+                  delivered (pickup's verify.py); the message on stdin is optional;
+                  prints "Mail Delivery Status Report will be mailed to <SENDER>."
     not available: -bd/-bl (daemon
     mode: use fastpost start), -bh: exit EX_UNAVAILABLE with a message.
 
@@ -45,7 +46,9 @@ A plain submission reads them with fastpost.mail.maincf.LiteConfig (no parameter
 table unless a value holds a $name) and imports nothing else it does not need.
 Exit codes (sysexits): 0 queued; 64 usage (no recipients, bad option); 65 bad input;
 69/unavailable for modes not built; 75 temporary failure (cannot write the maildrop
-file, e.g. a full disk: nothing is left behind); 77 no permission to the maildrop.
+file, e.g. a full disk: nothing is left behind; a main.cf error, named by file and
+line, as Postfix 3.7's sendmail exits); 77 no permission to the maildrop; 78 no login
+name for the uid.
 """
 
 from __future__ import annotations
@@ -179,6 +182,15 @@ def _may_write(path: str) -> bool:
 
 
 
+def _warn_main_cf(prog: str, cfg) -> None:
+    """Postfix's warnings about main.cf (maincf.warning_lines), as its sendmail prints
+    them (the compiled front end prints the same ones when it does the work itself)."""
+    from fastpost.mail.maincf import warning_lines
+
+    for text in warning_lines(cfg):
+        _say(prog, f"warning: {text}")
+
+
 def submit(cfg, prog: str, opts: dict, rcpts: list[str], content: bytes) -> int:
     """Write the maildrop file and wake pickup; return the exit status."""
     from fastpost.mail import maildrop
@@ -213,7 +225,10 @@ def submit(cfg, prog: str, opts: dict, rcpts: list[str], content: bytes) -> int:
         sender=sender, recipients=[(r, "", notify) for r in rcpts], content=content,
         flags=FLAG_EXTRACT if opts["extract"] else 0, fullname=fullname, ret=ret,
         envid=opts["envid"], attrs=[("verify", "1")] if opts["mode"] == "v" else [])
-    return drop_stream(cfg, prog, maildrop.encode(msg), verbose=opts["verbose"])
+    status = drop_stream(cfg, prog, maildrop.encode(msg), verbose=opts["verbose"])
+    if status == EX_OK and opts["mode"] == "v":  # Postfix 3.7's sendmail says so too
+        print(f"Mail Delivery Status Report will be mailed to <{sender}>.", flush=True)
+    return status
 
 
 def drop_stream(cfg, prog: str, data: bytes, *, verbose: int = 0, name: str | None = None) -> int:
@@ -336,9 +351,10 @@ def main(argv: list[str], prog: str = "sendmail") -> int:
 
         try:
             cfg = Config(config_directory(config_dir))
-        except ConfigError as exc:
+        except ConfigError as exc:  # Postfix's sendmail exits 75 on a main.cf error
             _say(prog, f"fatal: {exc}")
-            return EX_CONFIG
+            return EX_TEMPFAIL
+        _warn_main_cf(prog, cfg)
         refused = _refused(cfg, prog)
         if refused is not None:
             return refused
@@ -357,10 +373,11 @@ def main(argv: list[str], prog: str = "sendmail") -> int:
     try:
         # main.cf without the parameter table: a full Config only if a value needs it
         cfg = LiteConfig(config_dir)
+        _warn_main_cf(prog, cfg)
         refused = _refused(cfg, prog)
-    except ConfigError as exc:
+    except ConfigError as exc:  # as Postfix 3.7's sendmail: 75, the file and line named
         _say(prog, f"fatal: {exc}")
-        return EX_CONFIG
+        return EX_TEMPFAIL
     if refused is not None:
         return refused
     if mode == "v" and sys.stdin.isatty():

@@ -15,7 +15,12 @@ it and logs ``uid=N from=<sender>``. ID is the maildrop file's name (the helper 
 its own file: then ID only labels the message in smtpd's log lines).
 
 Log lines (to the instance's maillog / syslog) carry the program name smtpd, as
-Postfix's do for sendmail -bs.
+Postfix's do for sendmail -bs. Where they go depends on the user, as with Postfix 3.7
+(checked on a private instance with maillog_file): root and mail_owner write
+maillog_file; a member of setgid_group reaches the postlog service in public/; a user
+outside setgid_group can do neither, and the lines are left out silently (Postfix's
+stand-alone smtpd drops them the same way; standard error stays quiet). With syslog
+every user's lines reach /dev/log.
 
 Parameters: everything smtpd honours, queue_directory, command_directory,
 pickup_service_name. Exit status: 0 after the conversation (whatever its replies),
@@ -112,12 +117,28 @@ def _copy_out(sock: socket.socket, done: threading.Event) -> None:
     done.set()
 
 
+def _init_logging(cfg) -> None:
+    """smtpd's log lines: maillog_file, else the postlog service, else (a user outside
+    setgid_group, who can reach neither) nowhere, without a word on standard error."""
+    from fastpost.mail.maillog import init_logging, postlog_endpoint
+
+    maillog = cfg.get("maillog_file")
+    if maillog and maillog not in ("/dev/stdout", "/dev/stderr"):
+        try:
+            os.close(os.open(maillog, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                             0o644))
+        except OSError:
+            if not os.access(postlog_endpoint(cfg), os.W_OK):
+                log.init("smtpd", syslog_name=cfg.get("syslog_name"), use_syslog=False)
+                return
+    init_logging("smtpd", cfg)
+
+
 def run(cfg) -> int:
     """The conversation; returns the exit status."""
     from fastpost.daemons.smtpd.service import SmtpdService
 
-    log.init("smtpd", syslog_name=cfg.get("syslog_name"),
-             syslog_facility=cfg.get("syslog_facility"), maillog_file=cfg.get("maillog_file"))
+    _init_logging(cfg)
     ours, theirs = socket.socketpair()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)

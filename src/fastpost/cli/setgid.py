@@ -32,7 +32,11 @@ pickup_service_name, authorized_submit_users (postdrop: ``postdrop: fatal: User
 NAME(UID) is not allowed to submit mail``, exit 1, as Postfix's), authorized_mailq_users
 and authorized_flush_users (postqueue, fastpost.cli.postqueue). Exit codes (sysexits):
 64 usage, 65 a malformed stream, 73 stream
-too large, 75 cannot write the file (nothing is left behind), 78 configuration.
+too large, 75 cannot write the file (nothing is left behind). A main.cf error is
+Postfix's: ``postdrop: fatal: PATH, line N: missing '=' after attribute name: "TEXT"``
+(or the value error of a parameter postdrop reads), exit 1 for postdrop and 69 for
+postqueue, as Postfix 3.7's; its warnings (a continuation line with nothing to
+continue, a parameter set again to another value) go to standard error first.
 ``build_helpers`` raises HelperError naming the path and the reason.
 """
 
@@ -52,7 +56,9 @@ NAMES = {"postdrop": "fastpost-postdrop", "postqueue": "fastpost-postqueue"}
 #: The C source of each helper (csrc/): postdrop.c takes a well-formed stream itself and
 #: starts the Python helper for everything else; launcher.c always starts it.
 SOURCES = {"postdrop": "postdrop.c", "postqueue": "launcher.c"}
-EX_USAGE, EX_DATAERR, EX_CANTCREAT, EX_TEMPFAIL, EX_CONFIG = 64, 65, 73, 75, 78
+EX_USAGE, EX_DATAERR, EX_CANTCREAT, EX_TEMPFAIL = 64, 65, 73, 75
+#: the exit status of a main.cf error, as Postfix 3.7's postdrop and postqueue have it
+CONFIG_FATAL = {"postdrop": 1, "postqueue": 69}
 
 #: Set by launched(): the process runs as a set-gid helper (do not look for one again).
 IN_HELPER = False
@@ -154,8 +160,9 @@ def copy_sources(source: str, work: str) -> None:
             shutil.copy(os.path.join(csrc, name), os.path.join(work, name))
 
 
-def build_helpers(cfg, *, cc: str = "cc") -> list[str]:
-    """Compile and install both helpers for the instance ``cfg``; return their paths."""
+def build_helpers(cfg, *, cc: str = "cc", csrc: str | None = None) -> list[str]:
+    """Compile and install both helpers for the instance ``cfg``; return their paths.
+    ``csrc``: another copy of the C sources (benchmarks compare builds)."""
     if os.geteuid() != 0:
         raise HelperError("only the super-user can install set-gid helpers")
     group = cfg.get("setgid_group")
@@ -174,7 +181,7 @@ def build_helpers(cfg, *, cc: str = "cc") -> list[str]:
         raise HelperError(f"{cc}: no C compiler found (install gcc)")
     boot = (f"import sys; sys.path[:0] = {roots!r}; "
             "from fastpost.cli.setgid import launched; sys.exit(launched(sys.argv[1:]))")
-    csrc = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
+    csrc = csrc or os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
     installed = []
     with tempfile.TemporaryDirectory(prefix="fastpost-launcher-") as work:
         for mode, name in NAMES.items():
@@ -222,7 +229,15 @@ def _postdrop(cfg, args: list[str]) -> int:
         _say(prog, f"fatal: {refusal[1]}")
         authorized.log_refusal(cfg, prog, refusal[1])
         return refusal[0] or 1
-    limit = cfg.get_int("message_size_limit")
+    from fastpost.mail.maincf import ConfigError
+
+    try:
+        limit = cfg.get_int("message_size_limit")
+        queue = cfg.get("queue_directory")
+        service = cfg.get("pickup_service_name")
+    except ConfigError as exc:  # a value (e.g. a $name that is not defined)
+        _say(prog, f"fatal: {exc}")
+        return CONFIG_FATAL[prog]
     # the stream's records add a few bytes per line to the content: allow for them
     cap = limit * 2 + (1 << 20) if limit > 0 else None
     chunks, size = [], 0
@@ -244,14 +259,13 @@ def _postdrop(cfg, args: list[str]) -> int:
     # no requeue, no uid or client of the caller's choosing
     msg.attrs = [(k, v) for k, v in msg.attrs if (k, v) == ("verify", "1")]
     msg.arrival = 0.0  # postdrop's own time
-    queue = cfg.get("queue_directory")
     directory = os.path.join(queue, "maildrop")
     try:
         maildrop.drop(directory, maildrop.encode(msg))
     except OSError as exc:
         _say(prog, f"fatal: {directory}: cannot write the message: {exc.strerror}")
         return EX_TEMPFAIL
-    wake_pickup(queue, cfg.get("pickup_service_name"))
+    wake_pickup(queue, service)
     return 0
 
 
@@ -283,7 +297,13 @@ def launched(argv: list[str]) -> int:
         cfg = Config(config_dir)
     except ConfigError as exc:
         _say(mode, f"fatal: {exc}")
-        return EX_CONFIG
+        return CONFIG_FATAL[mode]
+    # Postfix's warnings about main.cf, before anything else (the compiled postdrop,
+    # which hands a request here only before printing its own, words them the same)
+    from fastpost.mail.maincf import warning_lines
+
+    for text in warning_lines(cfg):
+        _say(mode, f"warning: {text}")
     if mode == "postdrop":
         return _postdrop(cfg, args)
     return _postqueue(config_dir, args)

@@ -124,6 +124,21 @@ def parse_main_cf(
     return values, lines
 
 
+def warning_lines(cfg) -> list[str]:
+    """What Postfix 3.7's commands print about main.cf as ``PROG: warning: ...`` (a
+    continuation line with nothing to continue; a parameter set again to another value:
+    ``PATH, line N: overriding earlier entry: NAME=OLD``), once each, for a Config or a
+    LiteConfig, in file order."""
+    out = list(cfg.warnings)  # only at the top of the file: before any redefinition
+    dups = cfg.duplicates  # (line, name, the value it replaced), in file order
+    for i, (line, name, old) in enumerate(dups):
+        # the value set at this line: what the next redefinition replaced, or the last
+        new = next((o for _, n, o in dups[i + 1:] if n == name), cfg.values.get(name))
+        if new != old:  # Postfix says nothing when the value is the same
+            out.append(f"{cfg.path}, line {line}: overriding earlier entry: {name}={old}")
+    return out
+
+
 class LiteConfig:
     """main.cf parsed, a few parameters answered without the parameter table; the
     rest through a full Config made on first need (``full()``)."""
@@ -131,8 +146,11 @@ class LiteConfig:
     def __init__(self, config_dir: str | None = None):
         self.config_dir = config_directory(config_dir)
         self.path = os.path.join(self.config_dir, "main.cf")
+        #: as Config's: lines skipped, and (line, name, earlier value) of redefinitions
+        self.warnings: list[str] = []
+        self.duplicates: list[tuple[int, str, str]] = []
         try:
-            self.values, _ = parse_main_cf(self.path)
+            self.values, _ = parse_main_cf(self.path, None, self.duplicates, self.warnings)
         except FileNotFoundError:
             self.values = {}
         self._full = None
@@ -161,4 +179,4 @@ class LiteConfig:
 
 
 __all__ = ["C_SPACE", "ConfigError", "DEFAULT_CONFIG_DIRECTORY", "LITE_DEFAULTS", "LiteConfig",
-           "config_directory", "parse_main_cf", "read_logical_lines"]
+           "config_directory", "parse_main_cf", "read_logical_lines", "warning_lines"]

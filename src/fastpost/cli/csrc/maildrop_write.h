@@ -91,6 +91,21 @@ static void record(struct buf *b, int type, const char *data, size_t len)
 
 /* -- main.cf (the logical-line rules of fastpost.mail.maincf) ---------------------- */
 
+/*
+ * What the reader does with a main.cf it cannot take. By default every such case is
+ * the Python command's: fallback(). An includer that defines FP_CONFIG_FATAL (an exit
+ * status: postdrop.c, 1 as Postfix's postdrop) answers itself, as Postfix 3.7's
+ * programs do:
+ *   "PROG: fatal: PATH, line N: missing '=' after attribute name: "TEXT""
+ *   "PROG: fatal: PATH, line N: missing attribute name: "TEXT""        (exit status)
+ * An includer that defines FP_CONFIG_FATAL or FP_CONFIG_WARN (sendmail.c: its errors
+ * stay the Python command's) keeps Postfix's warnings (standard error; it goes on):
+ *   "PROG: warning: PATH: logical line must not start with whitespace: "TEXT""
+ *   "PROG: warning: PATH, line N: overriding earlier entry: NAME=OLD"  (a new value)
+ * The warnings are held until cf_warnings_flush(): a request handed to the Python
+ * command afterwards is that command's to warn about, so they are never printed twice.
+ */
+
 static int is_c_space(char c)
 {
     return c != '\0' && strchr(C_SPACE, c) != NULL;
@@ -109,54 +124,148 @@ static void strip(const char **s, size_t *len)
 struct wanted {
     const char *name;
     char *value;        /* NULL: not in main.cf */
+    int line;           /* where value was set */
 };
 
-static void logical_line(const char *line, size_t len, struct wanted *want)
+#if defined(FP_CONFIG_FATAL) || defined(FP_CONFIG_WARN)
+static struct buf g_cf_warnings;        /* "PROG: warning: ...\n" lines, held */
+
+struct seen {
+    char *name, *value;
+};
+static struct seen *g_seen;
+static size_t g_seen_len, g_seen_cap;
+
+static void cf_warn_orphan(const char *path, const char *raw, size_t raw_len)
+{
+    static const char what[] = ": logical line must not start with whitespace: \"";
+
+    buf_add(&g_cf_warnings, FP_PROG ": warning: ", strlen(FP_PROG ": warning: "));
+    buf_add(&g_cf_warnings, path, strlen(path));
+    buf_add(&g_cf_warnings, what, strlen(what));
+    buf_add(&g_cf_warnings, raw, raw_len <= 30 ? raw_len : 30);
+    buf_add(&g_cf_warnings, raw_len <= 30 ? "\"\n" : "...\"\n", raw_len <= 30 ? 2 : 5);
+}
+
+static void cf_warnings_flush(void)
+{
+    if (g_cf_warnings.len)
+        (void) !write(2, g_cf_warnings.data, g_cf_warnings.len);
+    g_cf_warnings.len = 0;
+}
+
+#ifdef FP_CONFIG_FATAL
+static void cf_fatal(const char *path, int line, const char *what, const char *text,
+                     size_t len)
+{
+    cf_warnings_flush();
+    fprintf(stderr, FP_PROG ": fatal: %s, line %d: %s: \"%.*s\"\n", path, line, what,
+            (int) len, text);
+    exit(FP_CONFIG_FATAL);
+}
+#else
+#define cf_fatal(path, line, what, text, len) fallback()
+#endif
+
+/* A name defined again with another value: Postfix's warning (the same value: none). */
+static void cf_seen(const char *path, int line, const char *name, size_t name_len,
+                    const char *value, size_t value_len)
+{
+    size_t i;
+    char head[64];
+
+    for (i = 0; i < g_seen_len; i++) {
+        struct seen *e = &g_seen[i];
+
+        if (strlen(e->name) != name_len || memcmp(e->name, name, name_len) != 0)
+            continue;
+        if (strlen(e->value) != value_len || memcmp(e->value, value, value_len) != 0) {
+            snprintf(head, sizeof(head), ", line %d: overriding earlier entry: ", line);
+            buf_add(&g_cf_warnings, FP_PROG ": warning: ", strlen(FP_PROG ": warning: "));
+            buf_add(&g_cf_warnings, path, strlen(path));
+            buf_add(&g_cf_warnings, head, strlen(head));
+            buf_add(&g_cf_warnings, e->name, name_len);
+            buf_add(&g_cf_warnings, "=", 1);
+            buf_add(&g_cf_warnings, e->value, strlen(e->value));
+            buf_add(&g_cf_warnings, "\n", 1);
+            free(e->value);
+            if ((e->value = strndup(value, value_len)) == NULL)
+                out_of_memory();
+        }
+        return;
+    }
+    if (g_seen_len == g_seen_cap) {
+        g_seen_cap = g_seen_cap ? g_seen_cap * 2 : 64;
+        if (g_seen_cap > ((size_t) -1) / 4 / sizeof(*g_seen))
+            out_of_memory();
+        g_seen = realloc(g_seen, g_seen_cap * sizeof(*g_seen));
+        if (g_seen == NULL)
+            out_of_memory();
+    }
+    g_seen[g_seen_len].name = strndup(name, name_len);
+    g_seen[g_seen_len].value = strndup(value, value_len);
+    if (g_seen[g_seen_len].name == NULL || g_seen[g_seen_len].value == NULL)
+        out_of_memory();
+    g_seen_len++;
+}
+#else
+#define cf_warn_orphan(path, raw, raw_len) ((void) 0)
+#define cf_warnings_flush() ((void) 0)
+#define cf_fatal(path, line, what, text, len) fallback()
+#define cf_seen(path, line, name, nl, value, vl) ((void) 0)
+#endif
+
+static void logical_line(const char *path, int number, const char *line, size_t len,
+                         struct wanted *want)
 {
     const char *eq = memchr(line, '=', len);
     const char *name = line, *value;
     size_t name_len, value_len, i;
 
     if (eq == NULL)
-        fallback();
+        cf_fatal(path, number, "missing '=' after attribute name", line, len);
     name_len = (size_t) (eq - line);
     strip(&name, &name_len);
-    if (name_len == 0)
-        fallback();
     for (i = 0; i < name_len; i++)
         if (is_c_space(name[i]))
-            fallback();
+            cf_fatal(path, number, "missing '=' after attribute name", line, len);
+    if (name_len == 0)
+        cf_fatal(path, number, "missing attribute name", line, len);
     value = eq + 1;
     value_len = (size_t) (line + len - value);
     strip(&value, &value_len);
+    cf_seen(path, number, name, name_len, value, value_len);
     for (; want->name; want++) {
         if (strlen(want->name) == name_len && memcmp(want->name, name, name_len) == 0) {
             free(want->value);
             want->value = strndup(value, value_len);
             if (want->value == NULL)
                 out_of_memory();
+            want->line = number;
         }
     }
 }
 
-/* read_logical_lines() of fastpost.mail.maincf, for the names in want. No main.cf:
- * every default when missing_ok, else fallback() (postdrop's helper says what it
- * means); a line that is not "name = value" is the Python command's error: fallback(). */
+/* read_logical_lines() and parse_main_cf() of fastpost.mail.maincf, for the names in
+ * want. No main.cf: every default when missing_ok, else fallback() (postdrop's helper
+ * says what it means); a file that cannot be read or holds a NUL: fallback(); a line
+ * that is not "name = value": cf_fatal() (above). */
 static void read_main_cf(const char *config_dir, struct wanted *want, int missing_ok)
 {
     struct buf path = {0}, text = {0}, cur = {0};
     char chunk[8192];
     ssize_t got;
-    int fd, have_cur = 0;
+    int fd, have_cur = 0, orphan = 0, number = 0, start = 0;
     size_t pos = 0;
 
     buf_add(&path, config_dir, strlen(config_dir));
     buf_add(&path, "/main.cf", 9);
     fd = open(path.data, O_RDONLY | O_CLOEXEC);
-    free(path.data);
     if (fd < 0) {
-        if (errno == ENOENT && missing_ok)
+        if (errno == ENOENT && missing_ok) {
+            free(path.data);
             return;
+        }
         fallback();
     }
     while ((got = read(fd, chunk, sizeof(chunk))) > 0)
@@ -172,6 +281,7 @@ static void read_main_cf(const char *config_dir, struct wanted *want, int missin
         size_t s_len = raw_len;
 
         pos += raw_len + 1;
+        number++;
         strip(&s, &s_len);
         if (s_len == 0 || s[0] == '#')
             continue;
@@ -179,21 +289,28 @@ static void read_main_cf(const char *config_dir, struct wanted *want, int missin
             if (have_cur) {
                 buf_add(&cur, " ", 1);
                 buf_add(&cur, s, s_len);
+            } else if (!orphan) {
+                /* a continuation with nothing to continue: skipped, with a warning */
+                cf_warn_orphan(path.data, raw, raw_len);
+                orphan = 1;
             }
             continue;
         }
+        orphan = 0;
         if (have_cur)
-            logical_line(cur.data, cur.len, want);
+            logical_line(path.data, start, cur.data, cur.len, want);
         cur.len = 0;
         have_cur = 1;
+        start = number;
         while (raw_len && is_c_space(raw[raw_len - 1]))
             raw_len--;
         buf_add(&cur, raw, raw_len);
     }
     if (have_cur)
-        logical_line(cur.data, cur.len, want);
+        logical_line(path.data, start, cur.data, cur.len, want);
     free(cur.data);
     free(text.data);
+    free(path.data);
 }
 
 /* -- writing the file ------------------------------------------------------------ */

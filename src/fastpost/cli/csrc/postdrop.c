@@ -15,8 +15,11 @@
  *   3. FP_CONFIG/main.cf, read as fastpost.mail.maincf reads logical lines, for
  *      queue_directory, pickup_service_name, message_size_limit and
  *      authorized_submit_users; a value with "$", a queue_directory not given, a
- *      non-numeric size limit, a submit list other than the default static:anyone, a
- *      line the reader rejects -> the Python helper, before standard input is read;
+ *      non-numeric size limit, a submit list other than the default static:anyone, an
+ *      unreadable main.cf -> the Python helper, before standard input is read; a line
+ *      that is not "name = value" -> Postfix's fatal error naming the file and line,
+ *      exit 1, and Postfix's warnings for a continuation line with nothing to continue
+ *      and a name defined again with another value (maildrop_write.h);
  *   4. standard input, at most 2 x message_size_limit + 1 MiB (as the helper:
  *      "postdrop: fatal: uid=N: message too large", exit 73);
  *   5. the stream, record by record, as fastpost.mail.maildrop.parse reads it (T f F <
@@ -52,6 +55,7 @@
 
 #include "launcher_conf.h"
 #define FP_PROG "postdrop"
+#define FP_CONFIG_FATAL 1       /* a main.cf syntax error: Postfix's postdrop exits 1 */
 #include "fd_hygiene.h"
 #include "maildrop_write.h"
 
@@ -409,6 +413,7 @@ int main(int argc, char **argv)
         if (got == 0)
             break;
         if (cap && in.len + (size_t) got > cap) {
+            cf_warnings_flush();
             fprintf(stderr, "postdrop: fatal: uid=%u: message too large\n", (unsigned) getuid());
             return 73;
         }
@@ -419,6 +424,8 @@ int main(int argc, char **argv)
     /* 5., 6. the stream, the file */
     if (!rewrite(in.data ? in.data : "", in.len, &out))
         fallback();
+    /* main.cf's warnings, now that the request stays here (else the helper's own) */
+    cf_warnings_flush();
     buf_add(&dir, queue, strlen(queue));
     buf_add(&dir, "/maildrop", 10);
     drop(dir.data, &out);

@@ -54,6 +54,7 @@
 
 #include "frontend_conf.h"
 #define FP_PROG "sendmail"
+#define FP_CONFIG_WARN          /* main.cf warnings as Postfix's sendmail; errors: Python's */
 #include "maildrop_write.h"
 
 #define LINE_PIECE 2048
@@ -247,6 +248,9 @@ int main(int argc, char **argv)
     if (fullname == NULL)
         fullname = getenv("NAME");
 
+    /* main.cf's warnings (Postfix's sendmail prints them too), now that no fallback
+     * to the Python command, which would print its own, can follow */
+    cf_warnings_flush();
     /* the envelope: T is written last, so start the content in a second buffer */
     if (extract)
         record(&out, 'f', "64", 2);

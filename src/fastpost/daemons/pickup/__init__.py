@@ -60,7 +60,7 @@ state = _State()
 
 def _pre_init(ctx) -> None:
     from fastpost.daemons.pickup import reject, verify  # noqa: F401 - import before chroot
-    from fastpost.mail import bounce_clnt, bounce_log, cleanup_clnt, envelope, maildrop  # noqa: F401
+    from fastpost.mail import bounce_clnt, bounce_log, cleanup_clnt, deliver, envelope, maildrop  # noqa: F401
     from fastpost.mail import queue  # noqa: F401
 
     verify.load_programs(ctx.cfg)  # sendmail -bv asks smtp/lmtp agents (master.cf)
@@ -226,9 +226,10 @@ async def take(directory: str, name: str) -> bool:
     if code // 100 == 5:
         from fastpost.daemons.pickup.reject import bounce_rejected
 
-        log.warn("%s: rejected by cleanup: %d %s (uid=%d from=<%s>); returned to the sender",
-                 queue_id, code, text, uid, msg.sender)
-        if not await bounce_rejected(state.client, state.cfg, meta, msg, received, code, text):
+        # cleanup has logged its "reject: ..." line; the rest is logged under queue_id
+        # as Postfix's cleanup logs a bounced local submission (reject.py)
+        if not await bounce_rejected(state.client, state.cfg, meta, msg, received, code, text,
+                                     queue_id):
             return False
     try:
         os.unlink(path)

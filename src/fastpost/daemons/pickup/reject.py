@@ -12,8 +12,14 @@ anyone but the sender. What pickup does then:
    cut at a line end after bounce_size_limit bytes, and on hold, so that qmgr leaves
    it alone;
 2. appends a ``failed`` entry for every recipient to the stand-in's bounce log (the
-   status and text are cleanup's: ``5.7.1 message content rejected``) and logs
-   ``ID: to=<rcpt>, relay=none, dsn=5.7.1, status=bounced (text)`` for each;
+   status and text are cleanup's: ``5.7.1 message content rejected``) and logs, under
+   the refused message's queue ID as Postfix's cleanup does, ``ID: to=<rcpt>,
+   relay=none, delay=D, delays=D/0/0/0, dsn=5.7.1, status=bounced (text)`` for each
+   (D: since the submission's arrival time), then ``ID: returned to the sender through
+   STAND-IN`` (the one line Postfix has no counterpart for: the stand-in's own ID
+   is the one the bounce service names in ``STAND-IN: sender non-delivery
+   notification: NOTICE``; Postfix's cleanup bounces from the refused queue file
+   itself, so its notice line carries the original ID);
 3. asks the bounce service for the notice (``flush``; its rules apply: no notice to
    the null sender, NOTIFY=NEVER, postmaster copies by notify_classes);
 4. removes the stand-in from the queue.
@@ -22,14 +28,15 @@ Failures: if cleanup refuses the stand-in too (no recipients at all, say) the fi
 removed with a warning, as before; if the queue store or the bounce service cannot be
 reached, the stand-in is removed again and the maildrop file stays for the next scan.
 
-Parameters: bounce_size_limit, bounce_service_name, queue_directory and the queue
-store's (QueueSettings).
+Parameters: bounce_size_limit, bounce_service_name, delay_logging_resolution_limit,
+queue_directory and the queue store's (QueueSettings).
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import time
 
 from fastpost.util import log
 
@@ -88,9 +95,10 @@ def cut(content: bytes, limit: int) -> bytes:
 
 
 async def bounce_rejected(client, cfg, meta: dict, msg, received: bytes, code: int,
-                          text: str) -> bool:
+                          text: str, refused_id: str | None = None) -> bool:
     """Return the refused submission ``msg`` to its sender; True when done (the maildrop
-    file may go), False to try again later."""
+    file may go), False to try again later. ``refused_id``: the queue ID cleanup gave
+    the refused message (its log lines carry it; default: the stand-in's)."""
     from fastpost.mail.bounce_log import LogEntry
     from fastpost.mail.cleanup_clnt import CleanupError
     from fastpost.mail.envelope import read_envelope
@@ -138,9 +146,16 @@ async def bounce_rejected(client, cfg, meta: dict, msg, received: bytes, code: i
                                  r.orig if r.orig != r.address else "", r.orcpt, r.notify,
                                  "none")
                 ed.append_log(queue_id, "bounce", entry.encode())
+        from fastpost.mail.deliver import format_delay
+
+        delay = format_delay(max(0.0, time.time() - msg.arrival),
+                             cfg.get_int("delay_logging_resolution_limit"))
         for r in env.recipients:
-            log.info("%s: to=<%s>, relay=none, delay=0, dsn=%s, status=bounced (%s)",
-                     queue_id, r.address, status, reason)
+            log.info("%s: to=<%s>, relay=none, delay=%s, delays=%s/0/0/0, dsn=%s, "
+                     "status=bounced (%s)", refused_id or queue_id, r.address, delay, delay,
+                     status, reason)
+        if refused_id:
+            log.info("%s: returned to the sender through %s", refused_id, queue_id)
         await bounce.flush(queue_id, ["bounce"])
         done = True
     except Exception as exc:  # noqa: BLE001 - the store or the bounce service: try again

@@ -62,7 +62,7 @@ from fastpost.smtp import state as smtp_state
 from fastpost.smtp.errors import RemoteProtocolError
 from fastpost.smtp.events import NEED_DATA, PAUSED
 from fastpost.smtp.replies import Reply
-from fastpost.smtp.server import ServerConnection
+from fastpost.smtp.server import ServerConnection, soften
 from fastpost.util import log
 from fastpost.util.log import printable
 
@@ -475,7 +475,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         if refused is not None:
             if not self._skip_log:
                 log.info("NOQUEUE: reject: CONNECT from %s: %s; proto=SMTP", self.client.text,
-                         refused)
+                         self._as_sent(refused))
             self._skip_log = False
             if decision.disconnect:
                 self._out.append(self.conn.send(refused, close=True))
@@ -647,7 +647,8 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         elif kind == "bdat-size":
             log.warn("%s: BDAT request from %s exceeds message size limit", qid, c)
         elif kind == "size":
-            log.info("%s: reject: MAIL from %s: %s; from=<%s> proto=%s%s", qid, c, err.reply,
+            log.info("%s: reject: MAIL from %s: %s; from=<%s> proto=%s%s", qid, c,
+                     self._as_sent(err.reply),
                      printable(external(err.detail)), self.client.protocol,
                      f" helo=<{printable(self.client.helo)}>" if self.client.helo is not None
                      else "")
@@ -719,7 +720,12 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             recipient = self._last_recipient()
         qid = self.envelope.queue_id if self.envelope and self.envelope.queue_id else "NOQUEUE"
         log.info("%s: reject: %s from %s: %s; %s", qid, stage, self.client.text,
-                 printable(str(reply)), self._reject_fields(recipient))
+                 printable(str(self._as_sent(reply))), self._reject_fields(recipient))
+
+    def _as_sent(self, reply: Reply) -> Reply:
+        """The reply as the client gets it: under soft_bounce a 5xx goes out as 4xx
+        (ServerConnection.send), and Postfix 3.7 logs the code it sent."""
+        return soften(reply) if self.conn.options.soft_bounce else reply
 
     def _refused(self, decision, verb: str = "") -> Reply | None:
         """The refusal in a policy decision, or None; a hang-up closes at once.
@@ -1292,7 +1298,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             if refused is not None:
                 if not self._skip_log:
                     log.info("NOQUEUE: reject: XCLIENT from %s: %s; proto=%s", new.text,
-                             refused, new.protocol)
+                             self._as_sent(refused), new.protocol)
                 self._skip_log = False
                 if decision.disconnect:
                     self._respond("xclient", refused, ok=False, close=True)
