@@ -15,7 +15,7 @@ frames are encoded once, its replies are only split, so the loop thread's CPU
 (time.thread_time) is almost all cleanup's: the figure is CPU microseconds per
 message of the loop thread, and of the whole process (loop + committer threads).
 ``--profile N`` prints cProfile's N most expensive functions of the last run (the
-loop thread only). Deterministic enough for A/B comparisons of the loop's code on a
+loop thread only; that run's CPU figures then include cProfile's own overhead). Deterministic enough for A/B comparisons of the loop's code on a
 loaded machine; the kernel's share of a real run (socket writes to smtpd, wake-ups
 by smtpd) is not in it.
 """
