@@ -15,7 +15,9 @@ the next two cleanup's committer I/O and index threads (in the order they starte
 CPU time from /proc stays meaningful on a loaded machine where msgs/s does not.
 
 ``--pyspy FILE`` records the cleanup worker with py-spy (raw format, 1000 Hz; extra
-arguments such as --gil or --threads are passed on) during the last run.
+arguments such as --gil or --threads are passed on) during the last run; ``--strace FILE``
+writes ``strace -c -f``'s system-call counts of the cleanup worker for the last run
+(strace slows the process down: that run's CPU figures are not comparable).
 
 Must run as root (the instance's daemons change user). Not part of the test suite.
 """
@@ -79,6 +81,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--pyspy", help="py-spy raw output file for the last run")
+    ap.add_argument("--strace", help="strace -c -f summary of the cleanup worker for the last run")
     args, spy_args = ap.parse_known_args()
     if os.geteuid() != 0:
         print("run as root (the instance's daemons change user)", file=sys.stderr)
@@ -98,12 +101,20 @@ def main() -> int:
                                         "-f", "raw", "-r", "1000", "--nonblocking", *spy_args],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1)
+            tracer = None
+            if args.strace and r == args.runs - 1 and shutil.which("strace"):
+                tracer = subprocess.Popen(["strace", *(os.environ.get("STRACE_ARGS", "-c").split()), "-f", "-o", args.strace, "-p", str(cleanup_pid(master))],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(1)
             before = snapshot(master)
             src = run_source(inst.port, args.sessions, args.messages, 1024)
             after = snapshot(master)
             if spy is not None:
                 spy.send_signal(2)
                 spy.wait()
+            if tracer is not None:
+                tracer.send_signal(2)
+                tracer.wait()
             n = args.messages
             threads = {}
             for key, (u, s, v, iv) in after.items():
