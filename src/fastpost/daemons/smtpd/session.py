@@ -53,6 +53,7 @@ from fastpost.daemons.smtpd.info import (
     NAME_OK, NAME_PERM, NAME_TEMP, ClientInfo, Envelope, PolicyRequest, Recipient,
 )
 from fastpost.daemons.smtpd.received import protocol_name, received_header
+from fastpost.daemons.smtpd.sessioncore import STATS_ORDER, SessionCore
 from fastpost.daemons.smtpd.sink import SinkError
 from fastpost.mail.address import external
 from fastpost.smtp import events as ev
@@ -60,7 +61,6 @@ from fastpost.mail.flush_clnt import FLUSH_STAT_DENY, FLUSH_STAT_OK
 from fastpost.smtp import replies
 from fastpost.smtp import state as smtp_state
 from fastpost.smtp.errors import RemoteProtocolError
-from fastpost.smtp.events import NEED_DATA, PAUSED
 from fastpost.smtp.replies import Reply
 from fastpost.smtp.server import ServerConnection
 from fastpost.util import log
@@ -68,13 +68,8 @@ from fastpost.util.log import printable
 
 __all__ = ["SmtpdProtocol", "STATS_ORDER"]
 
-#: The order of the per-command counts on the "disconnect from" line (Postfix's).
-STATS_ORDER = ("helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail", "rcpt",
-               "data", "bdat", "rset", "noop", "vrfy", "etrn", "quit", "unknown")
 
 _UNKNOWN = "unknown"
-#: The core's input mode after a closing reply (no property call per command).
-_CLOSED = smtp_state.CLOSED
 
 #: How long a closing TLS session waits for the client's close_notify. Postfix sends
 #: its own and does not wait; most clients just drop the TCP connection, and asyncio's
@@ -86,42 +81,29 @@ def _is_awaitable(value) -> bool:
     return hasattr(value, "__await__") or isinstance(value, asyncio.Future)
 
 
-class SmtpdProtocol(asyncio.BufferedProtocol):
-    """The session of one client (module docstring)."""
+#: The session's own fields (SessionCore holds those of the per-command path).
+_SLOTS = ("envelope", "txn", "junk", "overshoot", "_greeted", "_timer", "_timeout",
+          "_data_rejected", "_auth_state", "_counted_addr", "_received_done",
+          "_real_client", "_anvil_ident", "_anvil_unknown", "_skip_log")
 
-    __slots__ = (
-        "service", "settings", "loop", "transport", "conn", "client", "envelope",
-        "txn", "stats", "errors", "junk", "overshoot", "where", "_out", "_busy",
-        "_read_paused", "_write_paused", "_closed", "_greeted", "_early",
-        "_last_io", "_timer", "_timeout", "_data_rejected", "_auth_state",
-        "_counted_addr", "_received_done", "_real_client", "bytes_in", "bytes_out",
-        "waiting", "_in_data", "_anvil_ident", "_skip_log",
-        # The multi skeleton wraps connection_made/lost per instance: allow that.
-        "__dict__",
-    )
+
+class SessionLogic:
+    """Everything of a session but the per-command plumbing (module docstring).
+
+    SmtpdProtocol (below) is this over the compiled SessionCore; the differential
+    test puts the same class over the reference core.
+    """
+
+    __slots__ = ()
 
     def __init__(self, service):
-        self.service = service
-        self.settings = service.settings
-        self.loop = service.loop
-        self.transport = None
-        self.conn: ServerConnection | None = None
+        super().__init__(service)  # SessionCore: the per-command fields
         self.client = ClientInfo()
         self.envelope: Envelope | None = None
         self.txn = None
-        self.stats: dict[str, list[int]] = {}
-        self.errors = 0
         self.junk = 0
         self.overshoot = 0
-        self.where = "CONNECT"  # what "lost connection after ..." names
-        self._out: list[bytes] = []
-        self._busy = True  # until the greeting is sent
-        self._read_paused = False
-        self._write_paused = False
-        self._closed = False
         self._greeted = False
-        self._early: list[bytes] = []  # bytes read before the greeting
-        self._last_io = 0.0
         self._timer = None
         self._timeout = self.settings.timeout
         self._data_rejected: Reply | None = None  # BDAT refused at its first chunk
@@ -129,10 +111,6 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         self._counted_addr: str | None = None
         self._received_done = False
         self._real_client = ("", "")
-        self.bytes_in = 0  # bytes received from the client
-        self.bytes_out = 0  # bytes written to the client
-        self.waiting = False  # the last pass ended waiting for client input
-        self._in_data = False  # 354 sent, the final DATA reply not yet
         self._anvil_ident: str | None = None  # counted by anvil at connect
         #: The real client may send XCLIENT: anvil knows nothing of it (no limits).
         self._anvil_unknown = False
@@ -189,25 +167,6 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
     def get_buffer(self, sizehint: int):
         return self.service.read_view
 
-    def buffer_updated(self, nbytes: int) -> None:
-        self._last_io = self.loop.time()
-        self.bytes_in += nbytes
-        self.waiting = False
-        data = self.service.read_view[:nbytes]
-        conn = self.conn
-        if conn is None:
-            self._early.append(bytes(data))
-            self._pause_reading()
-            return
-        conn.receive_data(data)
-        if not self._busy:
-            self._run()
-        else:
-            # Waiting (policy, sink, greeting): keep what came, read no more until
-            # then. Pausing only now saves two epoll changes per wait for clients
-            # that do not send before our reply, i.e. nearly all of them.
-            self._pause_reading()
-
     def eof_received(self):
         if self.conn is None:
             self._early.append(b"")
@@ -252,39 +211,6 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         svc.session_ended(self)
 
     # ================================================================ plumbing
-
-    def _pause_reading(self) -> None:
-        if not self._read_paused and self.transport is not None:
-            self._read_paused = True
-            try:
-                self.transport.pause_reading()
-            except (RuntimeError, AttributeError):
-                pass
-
-    def _resume_reading(self) -> None:
-        if self._read_paused and not self._write_paused and self.transport is not None:
-            self._read_paused = False
-            try:
-                self.transport.resume_reading()
-            except (RuntimeError, AttributeError):
-                pass
-
-    def _flush(self) -> None:
-        out = self._out
-        if out and self.transport is not None:
-            data = b"".join(out) if len(out) > 1 else out[0]
-            out.clear()
-            self.bytes_out += len(data)
-            self.transport.write(data)
-        conn = self.conn
-        if conn is not None and conn.input == _CLOSED and not self._closed:
-            self._close()
-
-    def _close(self) -> None:
-        self._closed = True
-        self._abort_txn()
-        if self.transport is not None:
-            self.transport.close()
 
     def _arm_timer(self) -> None:
         if self._timer is None and self.transport is not None:
@@ -344,31 +270,6 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         if self.where in ("DATA", "BDAT") and self.conn is not None:
             return f"{self.where} ({self.conn.data_bytes} bytes)"
         return self.where
-
-    def _stats_text(self) -> str:
-        parts = []
-        ok_total = 0
-        total = 0
-        stats = self.stats
-        for name in STATS_ORDER:
-            counts = stats.get(name)
-            if counts is None:
-                continue
-            ok, n = counts
-            ok_total += ok
-            total += n
-            parts.append(f"{name}={ok}" if ok == n else f"{name}={ok}/{n}")
-        parts.append(f"commands={ok_total}" if ok_total == total and total
-                     else f"commands={ok_total}/{total}")
-        return " ".join(parts)
-
-    def _count(self, verb: str, ok: bool) -> None:
-        counts = self.stats.get(verb)
-        if counts is None:
-            counts = self.stats[verb] = [0, 0]
-        counts[1] += 1
-        if ok:
-            counts[0] += 1
 
     # ================================================================ greeting
 
@@ -521,27 +422,6 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
 
     # ================================================================ event loop
 
-    def _run(self) -> None:
-        conn = self.conn
-        handlers = self._handlers
-        while not self._busy and not self._closed:
-            try:
-                event = conn.next_event()
-            except RemoteProtocolError as err:
-                if conn.notes and self._notes_stop():
-                    continue
-                self._protocol_error(err)
-                continue
-            if event is NEED_DATA or event is PAUSED:
-                self.waiting = event is NEED_DATA
-                break
-            if conn.notes and self._notes_stop():
-                continue
-            handlers[type(event)](self, event)
-        if conn.notes:
-            self._notes_stop()
-        self._flush()
-
     def _notes_stop(self) -> bool:
         """Log what the core noted; True when the command must not be carried out."""
         stop = False
@@ -570,23 +450,6 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
 
     # ================================================================ replies
 
-    def _respond(self, verb: str, reply: Reply, *, ok: bool | None = None,
-                 close: bool = False, error: bool | None = None) -> None:
-        """Send the reply to ``verb``: error counting, error sleep, hard limit."""
-        if error is None:
-            error = reply.code >= 400
-        if error:
-            self.errors += 1
-        settings = self.settings
-        if (error and not close and self.errors > settings.soft_error_limit
-                and settings.error_sleep_time > 0):
-            self._busy = True
-            self._pause_reading()
-            self._flush()
-            self.loop.call_later(settings.error_sleep_time, self._slept, verb, reply, ok, close)
-            return
-        self._send(verb, reply, ok, close)
-
     def _slept(self, verb, reply, ok, close) -> None:
         self._busy = False
         if self.transport is None or self._closed:
@@ -595,27 +458,6 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         self._last_io = self.loop.time()
         self._resume_reading()
         self._run()
-
-    def _send(self, verb: str, reply: Reply, ok: bool | None, close: bool) -> None:
-        conn = self.conn
-        if conn.input == _CLOSED:
-            return
-        self._out.append(conn.send(reply, close=close))
-        if verb:
-            if verb == "data":
-                self._in_data = False
-            # _count(), inline: this runs once per command.
-            counts = self.stats.get(verb)
-            if counts is None:
-                counts = self.stats[verb] = [0, 0]
-            counts[1] += 1
-            if (reply.code < 400 if ok is None else ok):
-                counts[0] += 1
-        limit = self.settings.hard_error_limit
-        if self.errors >= limit and limit > 0 and conn.input != _CLOSED:
-            log.info("too many errors after %s from %s", verb.upper() or self.where,
-                     self.client.text)
-            self._out.append(conn.send(replies.too_many_errors(self.settings.hostname), close=True))
 
     def _junk(self) -> None:
         # As Postfix: the command that finds more than the limit already counted errs.
@@ -1372,6 +1214,13 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         ev.ConnectionClosed: _on_closed,
     }
 
+
+
+class SmtpdProtocol(SessionLogic, SessionCore, asyncio.BufferedProtocol):
+    """The session of one client: SessionLogic over the compiled SessionCore."""
+
+    # The multi skeleton wraps connection_made/lost per instance: allow that.
+    __slots__ = _SLOTS + ("__dict__",)
 
 STATS_ORDER_UPPER = frozenset(s.upper() for s in STATS_ORDER)
 
