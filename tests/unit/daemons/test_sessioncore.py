@@ -33,6 +33,7 @@ class ReferenceProtocol(SessionLogic, _session_py.SessionCore, asyncio.BufferedP
     """The same session over the reference core."""
 
     __slots__ = _SLOTS + ("__dict__",)
+    _handlers = {**SessionLogic._handlers, **_session_py.CORE_HANDLERS}
 
 
 def test_production_class_uses_the_compiled_core():
@@ -116,11 +117,12 @@ local_recipient_maps =
 smtpd_peername_lookup = no
 smtputf8_enable = no
 smtpd_error_sleep_time = 0
+smtpd_forbid_unauth_pipelining = no
 """
 
 OPTION_SETS = [
     "",
-    "smtpd_hard_error_limit = 3\nsmtpd_junk_command_limit = 2\n",
+    "smtpd_hard_error_limit = 6\nsmtpd_junk_command_limit = 2\n",
     "smtpd_recipient_limit = 2\nsmtpd_recipient_overshoot_limit = 1\n",
     "smtpd_helo_required = yes\nsmtpd_forbid_unauth_pipelining = yes\n",
     "mynetworks = 10.0.0.0/8\nsmtpd_recipient_restrictions = reject_unauth_destination\n",
@@ -157,17 +159,23 @@ PIECES = [
 
 @st.composite
 def scripts(draw):
-    # Mostly commands (random bytes end most sessions at once: non-SMTP command).
+    # Mostly commands (random bytes end most sessions at once: non-SMTP command), each
+    # its own read or pipelined with the next, and some reads cut anywhere.
     pieces = draw(st.lists(st.sampled_from(range(len(PIECES) + 1)), min_size=1, max_size=20))
-    data = b"".join(PIECES[i] if i < len(PIECES) else draw(st.binary(max_size=12))
-                    for i in pieces)
-    cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=6)))
-    chunks, last = [], 0
-    for c in cuts + [len(data)]:
-        if c > last:
-            chunks.append(data[last:c])
-            last = c
-    return draw(st.integers(0, len(OPTION_SETS) - 1)), chunks, draw(st.booleans())
+    chunks = [b""]
+    for i in pieces:
+        chunks[-1] += PIECES[i] if i < len(PIECES) else draw(st.binary(max_size=12))
+        if draw(st.integers(0, 3)):
+            chunks.append(b"")
+    data = b"".join(chunks)
+    cuts = set(draw(st.lists(st.integers(1, max(1, len(data) - 1)), max_size=3)))
+    out, last, pos = [], 0, 0
+    bounds = sorted({sum(len(c) for c in chunks[:k]) for k in range(1, len(chunks) + 1)} | cuts)
+    for b in bounds:
+        if b > last:
+            out.append(data[last:b])
+            last = b
+    return draw(st.integers(0, len(OPTION_SETS) - 1)), out, draw(st.booleans())
 
 
 def _play(service, cls, chunks, eof):
@@ -202,10 +210,13 @@ def _play(service, cls, chunks, eof):
     return seen
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scripts())
-@example((1, [b"FOO\r\n" * 5], False))  # the hard error limit
-@example((2, [b"EHLO x\r\nMAIL FROM:<a@b.c>\r\n" + b"RCPT TO:<r@example.net>\r\n" * 5], True))
+@example((1, [b"FOO\r\n"] * 8, False))  # the hard error limit
+@example((1, [b"EHLO x\r\n"] + [b"NOOP\r\n", b"RSET\r\n"] * 4, False))  # the junk limit
+@example((2, [b"EHLO x\r\n", b"MAIL FROM:<a@b.c>\r\n"] + [b"RCPT TO:<r@example.net>\r\n"] * 4
+          + [b"RSET\r\n", b"MAIL FROM:<a@b.c>\r\n"] + [b"RCPT TO:<r@example.net>\r\n"] * 4,
+          True))  # the recipient limit and its overshoot, across transactions
 def test_compiled_core_matches_reference(services, script):
     which, chunks, eof = script
     service = services[which]

@@ -1,4 +1,4 @@
-# cython: language_level=3
+# cython: language_level=3, annotation_typing=False
 """The smtpd session's per-command plumbing: the compiled version.
 
 Reference and specification: src/fastpost/daemons/smtpd/_session_py.py (SessionCore:
@@ -13,19 +13,34 @@ reference.
 Diagnostics: as the reference.
 """
 
+import asyncio
+
+from fastpost.daemons.smtpd.info import Envelope, PolicyRequest, Recipient
+from fastpost.smtp import events as ev
 from fastpost.smtp import replies
 from fastpost.smtp import state as smtp_state
 from fastpost.smtp.errors import RemoteProtocolError
 from fastpost.smtp.events import NEED_DATA, PAUSED
 from fastpost.util import log
-from fastpost.daemons.smtpd._session_py import STATS_ORDER
+from fastpost.daemons.smtpd._session_py import HANGUP, STATS_ORDER
 
-__all__ = ["SessionCore", "STATS_ORDER"]
+__all__ = ["SessionCore", "STATS_ORDER", "CORE_HANDLERS", "HANGUP"]
 
 cdef str _CLOSED = smtp_state.CLOSED
 cdef object _NEED_DATA = NEED_DATA
 cdef object _PAUSED = PAUSED
 cdef tuple _STATS_ORDER = STATS_ORDER
+cdef object _HANGUP = HANGUP
+cdef object _Future = asyncio.Future
+cdef object _MAIL_OK = replies.MAIL_OK
+cdef object _RCPT_OK = replies.RCPT_OK
+cdef object _START_DATA = replies.START_DATA
+cdef object _OK = replies.OK
+cdef object _BYE = replies.BYE
+
+
+cdef inline bint _is_awaitable(value):
+    return hasattr(value, "__await__") or isinstance(value, _Future)
 
 
 cdef class SessionCore:
@@ -51,6 +66,13 @@ cdef class SessionCore:
     cdef public list _early
     cdef public double _last_io
     cdef public bint _in_data
+    cdef public object envelope
+    cdef public object txn
+    cdef public long junk
+    cdef public long overshoot
+    cdef public object _data_rejected
+    cdef public bint _received_done
+    cdef public bint _skip_log
 
     def __init__(self, service):
         self.service = service
@@ -73,6 +95,13 @@ cdef class SessionCore:
         self._early = []
         self._last_io = 0.0
         self._in_data = False
+        self.envelope = None
+        self.txn = None
+        self.junk = 0
+        self.overshoot = 0
+        self._data_rejected = None
+        self._received_done = False
+        self._skip_log = False
 
     # ---------------------------------------------------------------- reading
 
@@ -141,6 +170,9 @@ cdef class SessionCore:
 
     def _respond(self, verb, reply, ok=None, close=False, error=None):
         """Send the reply to ``verb``: error counting, error sleep, hard limit."""
+        self._c_respond(verb, reply, ok, close, error)
+
+    cdef _c_respond(self, verb, reply, ok=None, close=False, error=None):
         cdef bint err
         if error is None:
             err = reply.code >= 400
@@ -201,7 +233,7 @@ cdef class SessionCore:
 
     def _close(self):
         self._closed = True
-        self._abort_txn()
+        self._c_abort_txn()
         if self.transport is not None:
             self.transport.close()
 
@@ -231,3 +263,291 @@ cdef class SessionCore:
         parts.append(f"commands={ok_total}" if ok_total == total and total
                      else f"commands={ok_total}/{total}")
         return " ".join(parts)
+
+    # ---------------------------------------------------------------- the plain commands
+
+    cdef _c_junk(self):
+        # As Postfix: the command that finds more than the limit already counted errs.
+        if self.junk > self.settings.junk_command_limit:
+            self.errors += 1
+        self.junk += 1
+
+    def _junk(self):
+        self._c_junk()
+
+    cdef bint _idle(self, stage):
+        return stage in self.service.policy.idle_stages
+
+    def _policy(self, stage, on_done, *, recipient=None, etrn_domain=None, size=None,
+                helo=None):
+        if self._idle(stage):
+            on_done(None)  # nothing to check at this stage (policy.py)
+            return
+        self._ask(stage, on_done, recipient, etrn_domain, size, helo)
+
+    cdef _ask(self, stage, on_done, recipient=None, etrn_domain=None, size=None, helo=None):
+        """_policy() of a stage that is not idle."""
+        request = PolicyRequest(stage, self.client, self.envelope, recipient, etrn_domain, size,
+                                helo)
+        try:
+            result = self.service.policy.check(request)
+        except Exception as exc:
+            self._policy_failed(stage, exc, on_done)
+            return
+        if result is not None and _is_awaitable(result):
+            self._await(result, on_done, lambda exc: self._policy_failed(stage, exc, on_done))
+        else:
+            on_done(result)
+
+    cdef _c_refused(self, decision, verb=""):
+        if decision is None:
+            return None
+        if decision.hangup:
+            if verb:
+                self._count(verb, False)
+            self._closed = True
+            self._out.clear()
+            if self.transport is not None:
+                self.transport.close()
+            return _HANGUP
+        if decision.reply is None:
+            return None
+        self._skip_log = decision.logged
+        return decision.reply
+
+    def _refused(self, decision, verb=""):
+        """The refusal in a policy decision, or None; a hang-up closes at once."""
+        return self._c_refused(decision, verb)
+
+    cdef _c_abort_txn(self):
+        if self.txn is not None:
+            txn, self.txn = self.txn, None
+            try:
+                txn.abort()
+            except Exception as exc:
+                log.warn("%s: abort failed: %s", txn.queue_id, exc)
+
+    def _abort_txn(self):
+        self._c_abort_txn()
+
+    cdef _c_reset_transaction(self):
+        self._c_abort_txn()
+        self.envelope = None
+        self._data_rejected = None
+        self._received_done = False
+        self.overshoot = 0
+
+    def _reset_transaction(self):
+        self._c_reset_transaction()
+
+    def _write(self, data):
+        """Give content to the sink (pausing when it pushes back)."""
+        if self.txn is None:
+            return
+        try:
+            result = self.txn.write(data)
+        except Exception as exc:
+            self._content_failed(exc)
+            return
+        if result is not None and _is_awaitable(result):
+            self._await(result, lambda _r: None, self._content_failed, pause=True)
+
+    def _finish_message(self, verb, size, too_big, bare_lf, reply_ok):
+        """End of DATA or of BDAT LAST: checks, then the sink's durable answer."""
+        qid = self.txn.queue_id if self.txn is not None else "NOQUEUE"
+        if self._data_rejected is not None:
+            reply = self._data_rejected
+            self._c_reset_transaction()
+            self._c_respond(verb, reply)
+            return
+        if too_big:
+            log.warn("%s: queue file size limit exceeded", qid)
+            self._c_reset_transaction()
+            self._c_respond(verb, replies.MESSAGE_TOO_BIG)
+            return
+        if bare_lf and self.conn.options.bare_lf == "reject":
+            log.info("%s: reject: END-OF-MESSAGE from %s: bare <LF> received; %s", qid,
+                     self.client.text, self._reject_fields(self._last_recipient()))
+            self._c_reset_transaction()
+            self._c_respond(verb, replies.bare_lf(self.settings.bare_lf_reject_code,
+                                                  self.settings.hostname))
+            return
+        if bare_lf and self.conn.options.bare_lf == "note":
+            log.info("%s: bare <LF> received from %s", qid, self.client.text)
+        if self._idle("END-OF-MESSAGE"):
+            self._eom_checked(None, verb, reply_ok)
+            return
+
+        def checked(decision):
+            self._eom_checked(decision, verb, reply_ok)
+
+        self._ask("END-OF-MESSAGE", checked, None, None, size)
+
+    cdef _eom_checked(self, decision, verb, reply_ok):
+        refused = self._c_refused(decision, verb)
+        if refused is _HANGUP:
+            self._c_reset_transaction()
+            return
+        if refused is not None:
+            self._log_reject("END-OF-MESSAGE", refused)
+            self._c_reset_transaction()
+            self._c_respond(verb, refused)
+            return
+        self._commit(verb, reply_ok)
+
+    def _commit(self, verb, reply_ok):
+        txn = self.txn
+        if txn is None:
+            self._c_reset_transaction()
+            self._c_respond(verb, replies.WRITE_ERROR)
+            return
+
+        def done(queue_id):
+            self.txn = None  # committed: nothing to abort
+            self._c_reset_transaction()
+            self.errors = 0
+            self.junk = 0
+            self.where = "END-OF-MESSAGE"
+            self._c_respond(verb, reply_ok(str(queue_id)))
+
+        def failed(exc):
+            reply = self._sink_failed(exc)
+            self._c_reset_transaction()
+            self._c_respond(verb, reply)
+
+        try:
+            result = txn.finish()
+        except Exception as exc:
+            failed(exc)
+            return
+        if _is_awaitable(result):
+            self._await(result, done, failed)
+        else:
+            done(result)
+
+    def _on_mail(self, event):
+        self.where = "MAIL"
+        if not self._limited("message", "mail", lambda: self._mail(event)):
+            self._mail(event)
+
+    def _mail(self, event):
+        if not self.service.enough_space(event.size):
+            self._log_reject("MAIL", replies.INSUFFICIENT_STORAGE)
+            self._c_respond("mail", replies.INSUFFICIENT_STORAGE)
+            return
+        self.envelope = Envelope(event.address, event.size, event.body, event.smtputf8,
+                                 event.ret, event.envid, event.auth)
+        if self._idle("MAIL"):
+            self._mail_checked(None)
+        else:
+            self._ask("MAIL", self._mail_checked, None, None, event.size)
+
+    def _mail_checked(self, decision):
+        refused = self._c_refused(decision, "mail")
+        if refused is _HANGUP:
+            return
+        if refused is not None:
+            self._log_reject("MAIL", refused)
+            self.envelope = None
+            self._c_respond("mail", refused)
+            return
+        self._c_respond("mail", _MAIL_OK)
+
+    def _on_rcpt(self, event):
+        self.where = "RCPT"
+        if not self._limited("recipient", "rcpt", lambda: self._rcpt(event)):
+            self._rcpt(event)
+
+    def _rcpt(self, event):
+        address = event.address
+        if self._idle("RCPT"):
+            self._rcpt_checked(None, event, address)
+            return
+
+        def checked(decision):
+            self._rcpt_checked(decision, event, address)
+
+        self._ask("RCPT", checked, address)
+
+    cdef _rcpt_checked(self, decision, event, address):
+        refused = self._c_refused(decision, "rcpt")
+        if refused is _HANGUP:
+            return
+        if refused is not None:
+            self._log_reject("RCPT", refused, address)
+            self._c_respond("rcpt", refused)
+            return
+        rcpt = Recipient(address, event.notify, event.orcpt)
+        if self.txn is None:
+            self._open(rcpt)
+        else:
+            self._add_recipient(rcpt)
+
+    def _add_recipient(self, rcpt):
+        try:
+            self.txn.add_recipient(rcpt)
+        except Exception as exc:
+            self._c_respond("rcpt", self._sink_failed(exc))
+            return
+        self.envelope.recipients.append(rcpt)
+        self._c_respond("rcpt", _RCPT_OK)
+
+    def _on_data(self, event):
+        self.where = "DATA"
+        if self._idle("DATA"):
+            self._data_checked(None)
+        else:
+            self._ask("DATA", self._data_checked)
+
+    def _data_checked(self, decision):
+        refused = self._c_refused(decision, "data")
+        if refused is _HANGUP:
+            return
+        if refused is not None:
+            self._log_reject("DATA", refused)
+            self._c_respond("data", refused)
+            return
+        self._when_opened("data", self._start_data)
+
+    def _start_data(self):
+        # 354 is not the end of the DATA command: it is counted with the final reply.
+        self._out.append(self.conn.send(_START_DATA))
+        self._in_data = True
+        self._start_content()
+
+    def _on_chunk(self, event):
+        if self._data_rejected is None and self.txn is not None:
+            self._write(event.data)
+
+    def _on_end_of_data(self, event):
+        self.where = "END-OF-MESSAGE"
+        self._finish_message("data", event.size, event.too_big, event.bare_lf, replies.queued)
+
+    def _on_rset(self, event):
+        self.where = "RSET"
+        self._c_junk()
+        self._c_reset_transaction()
+        self._c_respond("rset", _OK)
+
+    def _on_noop(self, event):
+        self.where = "NOOP"
+        self._c_junk()
+        self._c_respond("noop", _OK)
+
+    def _on_quit(self, event):
+        self.where = "QUIT"
+        self._c_reset_transaction()
+        self._c_respond("quit", _BYE)
+
+
+#: The events whose handlers are the core's (the session's other handlers are its own).
+CORE_HANDLERS = {
+    ev.Mail: SessionCore._on_mail,
+    ev.Rcpt: SessionCore._on_rcpt,
+    ev.Data: SessionCore._on_data,
+    ev.DataChunk: SessionCore._on_chunk,
+    ev.EndOfData: SessionCore._on_end_of_data,
+    ev.Rset: SessionCore._on_rset,
+    ev.Noop: SessionCore._on_noop,
+    ev.Quit: SessionCore._on_quit,
+}

@@ -38,13 +38,18 @@ when the hard limit closes the session.
 
 from __future__ import annotations
 
+import asyncio
+
+from fastpost.daemons.smtpd.info import Envelope, PolicyRequest, Recipient
 from fastpost.smtp import replies
+from fastpost.smtp import events as ev
 from fastpost.smtp import state as smtp_state
 from fastpost.smtp.errors import RemoteProtocolError
 from fastpost.smtp.events import NEED_DATA, PAUSED
+from fastpost.smtp.replies import Reply
 from fastpost.util import log
 
-__all__ = ["SessionCore", "STATS_ORDER"]
+__all__ = ["SessionCore", "STATS_ORDER", "CORE_HANDLERS", "HANGUP"]
 
 #: The order of the per-command counts on the "disconnect from" line (Postfix's).
 STATS_ORDER = ("helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail", "rcpt",
@@ -53,6 +58,13 @@ STATS_ORDER = ("helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail"
 #: The core's input mode after a closing reply.
 _CLOSED = smtp_state.CLOSED
 
+#: _refused()'s answer after an access(5) HANGUP: the connection is already closed.
+HANGUP = _HANGUP = Reply(421, "hangup")
+
+
+def _is_awaitable(value) -> bool:
+    return hasattr(value, "__await__") or isinstance(value, asyncio.Future)
+
 
 class SessionCore:
     """The per-command part of one smtpd session (module docstring)."""
@@ -60,7 +72,8 @@ class SessionCore:
     __slots__ = ("service", "settings", "loop", "transport", "conn", "client", "where",
                  "stats", "errors", "bytes_in", "bytes_out", "waiting", "_out", "_busy",
                  "_read_paused", "_write_paused", "_closed", "_early", "_last_io",
-                 "_in_data")
+                 "_in_data", "envelope", "txn", "junk", "overshoot", "_data_rejected",
+                 "_received_done", "_skip_log")
 
     def __init__(self, service):
         self.service = service
@@ -83,6 +96,13 @@ class SessionCore:
         self._early: list[bytes] = []  # bytes read before the greeting
         self._last_io = 0.0
         self._in_data = False  # 354 sent, the final DATA reply not yet
+        self.envelope = None  # the transaction's Envelope, from MAIL on
+        self.txn = None  # the sink's transaction, from the first accepted RCPT on
+        self.junk = 0
+        self.overshoot = 0
+        self._data_rejected = None  # BDAT refused at its first chunk
+        self._received_done = False
+        self._skip_log = False  # the policy logged the refusal being sent
 
     # ---------------------------------------------------------------- reading
 
@@ -227,3 +247,262 @@ class SessionCore:
         parts.append(f"commands={ok_total}" if ok_total == total and total
                      else f"commands={ok_total}/{total}")
         return " ".join(parts)
+
+    # ---------------------------------------------------------------- the plain commands
+
+    def _junk(self) -> None:
+        # As Postfix: the command that finds more than the limit already counted errs.
+        if self.junk > self.settings.junk_command_limit:
+            self.errors += 1
+        self.junk += 1
+
+    def _policy(self, stage: str, on_done, *, recipient: str | None = None,
+                etrn_domain: str | None = None, size: int | None = None,
+                helo: str | None = None) -> None:
+        if stage in self.service.policy.idle_stages:
+            on_done(None)  # nothing to check at this stage (policy.py)
+            return
+        request = PolicyRequest(stage, self.client, self.envelope, recipient, etrn_domain, size,
+                                helo)
+        try:
+            result = self.service.policy.check(request)
+        except Exception as exc:  # noqa: BLE001 - reported as a configuration error
+            self._policy_failed(stage, exc, on_done)
+            return
+        if result is not None and _is_awaitable(result):
+            self._await(result, on_done, lambda exc: self._policy_failed(stage, exc, on_done))
+        else:
+            on_done(result)
+
+    def _refused(self, decision, verb: str = "") -> Reply | None:
+        """The refusal in a policy decision, or None; a hang-up closes at once.
+
+        Returns _HANGUP after a hang-up (nothing more to send). When the policy
+        logged the refusal itself, the caller's _log_reject() is skipped.
+        """
+        if decision is None:
+            return None
+        if decision.hangup:
+            if verb:
+                self._count(verb, False)
+            self._closed = True
+            self._out.clear()
+            if self.transport is not None:
+                self.transport.close()
+            return _HANGUP
+        if decision.reply is None:
+            return None
+        self._skip_log = decision.logged
+        return decision.reply
+
+    def _abort_txn(self) -> None:
+        if self.txn is not None:
+            txn, self.txn = self.txn, None
+            try:
+                txn.abort()
+            except Exception as exc:  # noqa: BLE001 - abort must not break the session
+                log.warn("%s: abort failed: %s", txn.queue_id, exc)
+
+    def _reset_transaction(self) -> None:
+        self._abort_txn()
+        self.envelope = None
+        self._data_rejected = None
+        self._received_done = False
+        self.overshoot = 0
+
+    def _write(self, data: bytes) -> None:
+        """Give content to the sink (pausing when it pushes back)."""
+        if self.txn is None:
+            return
+        try:
+            result = self.txn.write(data)
+        except Exception as exc:  # noqa: BLE001
+            self._content_failed(exc)
+            return
+        if result is not None and _is_awaitable(result):
+            self._await(result, lambda _r: None, self._content_failed, pause=True)
+
+    def _finish_message(self, verb: str, size: int, too_big: bool, bare_lf: int,
+                        reply_ok) -> None:
+        """End of DATA or of BDAT LAST: checks, then the sink's durable answer."""
+        qid = self.txn.queue_id if self.txn is not None else "NOQUEUE"
+        if self._data_rejected is not None:
+            reply = self._data_rejected
+            self._reset_transaction()
+            self._respond(verb, reply)
+            return
+        if too_big:
+            log.warn("%s: queue file size limit exceeded", qid)
+            self._reset_transaction()
+            self._respond(verb, replies.MESSAGE_TOO_BIG)
+            return
+        if bare_lf and self.conn.options.bare_lf == "reject":
+            log.info("%s: reject: END-OF-MESSAGE from %s: bare <LF> received; %s", qid,
+                     self.client.text, self._reject_fields(self._last_recipient()))
+            self._reset_transaction()
+            self._respond(verb, replies.bare_lf(self.settings.bare_lf_reject_code,
+                                                self.settings.hostname))
+            return
+        if bare_lf and self.conn.options.bare_lf == "note":
+            log.info("%s: bare <LF> received from %s", qid, self.client.text)
+
+        def checked(decision):
+            refused = self._refused(decision, verb)
+            if refused is _HANGUP:
+                self._reset_transaction()
+                return
+            if refused is not None:
+                self._log_reject("END-OF-MESSAGE", refused)
+                self._reset_transaction()
+                self._respond(verb, refused)
+                return
+            self._commit(verb, reply_ok)
+
+        self._policy("END-OF-MESSAGE", checked, size=size)
+
+    def _commit(self, verb: str, reply_ok) -> None:
+        txn = self.txn
+        if txn is None:
+            self._reset_transaction()
+            self._respond(verb, replies.WRITE_ERROR)
+            return
+
+        def done(queue_id):
+            self.txn = None  # committed: nothing to abort
+            self._reset_transaction()
+            self.errors = 0
+            self.junk = 0
+            self.where = "END-OF-MESSAGE"
+            self._respond(verb, reply_ok(str(queue_id)))
+
+        def failed(exc):
+            reply = self._sink_failed(exc)
+            self._reset_transaction()
+            self._respond(verb, reply)
+
+        try:
+            result = txn.finish()
+        except Exception as exc:  # noqa: BLE001
+            failed(exc)
+            return
+        if _is_awaitable(result):
+            self._await(result, done, failed)
+        else:
+            done(result)
+
+    def _on_mail(self, event) -> None:
+        self.where = "MAIL"
+        if not self._limited("message", "mail", lambda: self._mail(event)):
+            self._mail(event)
+
+    def _mail(self, event) -> None:
+        if not self.service.enough_space(event.size):
+            self._log_reject("MAIL", replies.INSUFFICIENT_STORAGE)
+            self._respond("mail", replies.INSUFFICIENT_STORAGE)
+            return
+        self.envelope = Envelope(event.address, event.size, event.body, event.smtputf8,
+                                 event.ret, event.envid, event.auth)
+
+        def checked(decision):
+            refused = self._refused(decision, "mail")
+            if refused is _HANGUP:
+                return
+            if refused is not None:
+                self._log_reject("MAIL", refused)
+                self.envelope = None
+                self._respond("mail", refused)
+                return
+            self._respond("mail", replies.MAIL_OK)
+
+        self._policy("MAIL", checked, size=event.size)
+
+    def _on_rcpt(self, event) -> None:
+        self.where = "RCPT"
+        if not self._limited("recipient", "rcpt", lambda: self._rcpt(event)):
+            self._rcpt(event)
+
+    def _rcpt(self, event) -> None:
+        address = event.address
+
+        def checked(decision):
+            refused = self._refused(decision, "rcpt")
+            if refused is _HANGUP:
+                return
+            if refused is not None:
+                self._log_reject("RCPT", refused, address)
+                self._respond("rcpt", refused)
+                return
+            rcpt = Recipient(address, event.notify, event.orcpt)
+            if self.txn is None:
+                self._open(rcpt)
+            else:
+                self._add_recipient(rcpt)
+
+        self._policy("RCPT", checked, recipient=address)
+
+    def _add_recipient(self, rcpt: Recipient) -> None:
+        try:
+            self.txn.add_recipient(rcpt)
+        except Exception as exc:  # noqa: BLE001
+            self._respond("rcpt", self._sink_failed(exc))
+            return
+        self.envelope.recipients.append(rcpt)
+        self._respond("rcpt", replies.RCPT_OK)
+
+    def _on_data(self, event) -> None:
+        self.where = "DATA"
+
+        def checked(decision):
+            refused = self._refused(decision, "data")
+            if refused is _HANGUP:
+                return
+            if refused is not None:
+                self._log_reject("DATA", refused)
+                self._respond("data", refused)
+                return
+            self._when_opened("data", self._start_data)
+
+        self._policy("DATA", checked)
+
+    def _start_data(self) -> None:
+        # 354 is not the end of the DATA command: it is counted with the final reply.
+        self._out.append(self.conn.send(replies.START_DATA))
+        self._in_data = True
+        self._start_content()
+
+    def _on_chunk(self, event) -> None:
+        if self._data_rejected is None and self.txn is not None:
+            self._write(event.data)
+
+    def _on_end_of_data(self, event) -> None:
+        self.where = "END-OF-MESSAGE"
+        self._finish_message("data", event.size, event.too_big, event.bare_lf, replies.queued)
+
+    def _on_rset(self, event) -> None:
+        self.where = "RSET"
+        self._junk()
+        self._reset_transaction()
+        self._respond("rset", replies.OK)
+
+    def _on_noop(self, event) -> None:
+        self.where = "NOOP"
+        self._junk()
+        self._respond("noop", replies.OK)
+
+    def _on_quit(self, event) -> None:
+        self.where = "QUIT"
+        self._reset_transaction()
+        self._respond("quit", replies.BYE)
+
+
+#: The events whose handlers are the core's (the session's other handlers are its own).
+CORE_HANDLERS = {
+    ev.Mail: SessionCore._on_mail,
+    ev.Rcpt: SessionCore._on_rcpt,
+    ev.Data: SessionCore._on_data,
+    ev.DataChunk: SessionCore._on_chunk,
+    ev.EndOfData: SessionCore._on_end_of_data,
+    ev.Rset: SessionCore._on_rset,
+    ev.Noop: SessionCore._on_noop,
+    ev.Quit: SessionCore._on_quit,
+}

@@ -50,10 +50,10 @@ from dataclasses import replace
 
 from fastpost.daemons.smtpd import tls as tlsmod
 from fastpost.daemons.smtpd.info import (
-    NAME_OK, NAME_PERM, NAME_TEMP, ClientInfo, Envelope, PolicyRequest, Recipient,
+    NAME_OK, NAME_PERM, NAME_TEMP, ClientInfo, Recipient,
 )
 from fastpost.daemons.smtpd.received import protocol_name, received_header
-from fastpost.daemons.smtpd.sessioncore import STATS_ORDER, SessionCore
+from fastpost.daemons.smtpd.sessioncore import CORE_HANDLERS, HANGUP, STATS_ORDER, SessionCore
 from fastpost.daemons.smtpd.sink import SinkError
 from fastpost.mail.address import external
 from fastpost.smtp import events as ev
@@ -82,9 +82,8 @@ def _is_awaitable(value) -> bool:
 
 
 #: The session's own fields (SessionCore holds those of the per-command path).
-_SLOTS = ("envelope", "txn", "junk", "overshoot", "_greeted", "_timer", "_timeout",
-          "_data_rejected", "_auth_state", "_counted_addr", "_received_done",
-          "_real_client", "_anvil_ident", "_anvil_unknown", "_skip_log")
+_SLOTS = ("_greeted", "_timer", "_timeout", "_auth_state", "_counted_addr",
+          "_real_client", "_anvil_ident", "_anvil_unknown")
 
 
 class SessionLogic:
@@ -99,22 +98,15 @@ class SessionLogic:
     def __init__(self, service):
         super().__init__(service)  # SessionCore: the per-command fields
         self.client = ClientInfo()
-        self.envelope: Envelope | None = None
-        self.txn = None
-        self.junk = 0
-        self.overshoot = 0
         self._greeted = False
         self._timer = None
         self._timeout = self.settings.timeout
-        self._data_rejected: Reply | None = None  # BDAT refused at its first chunk
         self._auth_state = None
         self._counted_addr: str | None = None
-        self._received_done = False
         self._real_client = ("", "")
         self._anvil_ident: str | None = None  # counted by anvil at connect
         #: The real client may send XCLIENT: anvil knows nothing of it (no limits).
         self._anvil_unknown = False
-        self._skip_log = False  # the policy logged the refusal being sent
 
     # ================================================================ transport
 
@@ -459,12 +451,6 @@ class SessionLogic:
         self._resume_reading()
         self._run()
 
-    def _junk(self) -> None:
-        # As Postfix: the command that finds more than the limit already counted errs.
-        if self.junk > self.settings.junk_command_limit:
-            self.errors += 1
-        self.junk += 1
-
     def _protocol_error(self, err: RemoteProtocolError) -> None:
         verb = err.verb
         c = self.client.text
@@ -514,24 +500,6 @@ class SessionLogic:
 
     # ================================================================ policy
 
-    def _policy(self, stage: str, on_done, *, recipient: str | None = None,
-                etrn_domain: str | None = None, size: int | None = None,
-                helo: str | None = None) -> None:
-        if stage in self.service.policy.idle_stages:
-            on_done(None)  # nothing to check at this stage (policy.py)
-            return
-        request = PolicyRequest(stage, self.client, self.envelope, recipient, etrn_domain, size,
-                                helo)
-        try:
-            result = self.service.policy.check(request)
-        except Exception as exc:  # noqa: BLE001 - reported as a configuration error
-            self._policy_failed(stage, exc, on_done)
-            return
-        if result is not None and _is_awaitable(result):
-            self._await(result, on_done, lambda exc: self._policy_failed(stage, exc, on_done))
-        else:
-            on_done(result)
-
     def _policy_failed(self, stage: str, exc: Exception, on_done) -> None:
         log.warn("%s: policy check for %s failed: %s", self.client.text, stage, exc)
         from fastpost.daemons.smtpd.policy import Decision
@@ -563,43 +531,7 @@ class SessionLogic:
         log.info("%s: reject: %s from %s: %s; %s", qid, stage, self.client.text,
                  printable(str(reply)), self._reject_fields(recipient))
 
-    def _refused(self, decision, verb: str = "") -> Reply | None:
-        """The refusal in a policy decision, or None; a hang-up closes at once.
-
-        Returns _HANGUP after a hang-up (nothing more to send). When the policy
-        logged the refusal itself, the caller's _log_reject() is skipped.
-        """
-        if decision is None:
-            return None
-        if decision.hangup:
-            if verb:
-                self._count(verb, False)
-            self._closed = True
-            self._out.clear()
-            if self.transport is not None:
-                self.transport.close()
-            return _HANGUP
-        if decision.reply is None:
-            return None
-        self._skip_log = decision.logged
-        return decision.reply
-
     # ================================================================ transaction
-
-    def _abort_txn(self) -> None:
-        if self.txn is not None:
-            txn, self.txn = self.txn, None
-            try:
-                txn.abort()
-            except Exception as exc:  # noqa: BLE001 - abort must not break the session
-                log.warn("%s: abort failed: %s", txn.queue_id, exc)
-
-    def _reset_transaction(self) -> None:
-        self._abort_txn()
-        self.envelope = None
-        self._data_rejected = None
-        self._received_done = False
-        self.overshoot = 0
 
     def _sink_failed(self, exc: Exception) -> Reply:
         qid = getattr(self.txn, "queue_id", None) or (
@@ -610,18 +542,6 @@ class SessionLogic:
             return exc.reply
         log.warn("%s: message sink failed: %s: %s", qid, type(exc).__name__, exc)
         return replies.WRITE_ERROR
-
-    def _write(self, data: bytes) -> None:
-        """Give content to the sink (pausing when it pushes back)."""
-        if self.txn is None:
-            return
-        try:
-            result = self.txn.write(data)
-        except Exception as exc:  # noqa: BLE001
-            self._content_failed(exc)
-            return
-        if result is not None and _is_awaitable(result):
-            self._await(result, lambda _r: None, self._content_failed, pause=True)
 
     def _content_failed(self, exc: Exception) -> None:
         self._data_rejected = self._sink_failed(exc)
@@ -646,74 +566,6 @@ class SessionLogic:
             tls_header=self.settings.tls_received_header,
             auth_header=self.settings.sasl_authenticated_header)
         self._write(header)
-
-    def _finish_message(self, verb: str, size: int, too_big: bool, bare_lf: int,
-                        reply_ok) -> None:
-        """End of DATA or of BDAT LAST: checks, then the sink's durable answer."""
-        qid = self.txn.queue_id if self.txn is not None else "NOQUEUE"
-        if self._data_rejected is not None:
-            reply = self._data_rejected
-            self._reset_transaction()
-            self._respond(verb, reply)
-            return
-        if too_big:
-            log.warn("%s: queue file size limit exceeded", qid)
-            self._reset_transaction()
-            self._respond(verb, replies.MESSAGE_TOO_BIG)
-            return
-        if bare_lf and self.conn.options.bare_lf == "reject":
-            log.info("%s: reject: END-OF-MESSAGE from %s: bare <LF> received; %s", qid,
-                     self.client.text, self._reject_fields(self._last_recipient()))
-            self._reset_transaction()
-            self._respond(verb, replies.bare_lf(self.settings.bare_lf_reject_code,
-                                                self.settings.hostname))
-            return
-        if bare_lf and self.conn.options.bare_lf == "note":
-            log.info("%s: bare <LF> received from %s", qid, self.client.text)
-
-        def checked(decision):
-            refused = self._refused(decision, verb)
-            if refused is _HANGUP:
-                self._reset_transaction()
-                return
-            if refused is not None:
-                self._log_reject("END-OF-MESSAGE", refused)
-                self._reset_transaction()
-                self._respond(verb, refused)
-                return
-            self._commit(verb, reply_ok)
-
-        self._policy("END-OF-MESSAGE", checked, size=size)
-
-    def _commit(self, verb: str, reply_ok) -> None:
-        txn = self.txn
-        if txn is None:
-            self._reset_transaction()
-            self._respond(verb, replies.WRITE_ERROR)
-            return
-
-        def done(queue_id):
-            self.txn = None  # committed: nothing to abort
-            self._reset_transaction()
-            self.errors = 0
-            self.junk = 0
-            self.where = "END-OF-MESSAGE"
-            self._respond(verb, reply_ok(str(queue_id)))
-
-        def failed(exc):
-            reply = self._sink_failed(exc)
-            self._reset_transaction()
-            self._respond(verb, reply)
-
-        try:
-            result = txn.finish()
-        except Exception as exc:  # noqa: BLE001
-            failed(exc)
-            return
-        if _is_awaitable(result):
-            self._await(result, done, failed)
-        else:
-            done(result)
 
     # ================================================================ commands
 
@@ -748,56 +600,6 @@ class SessionLogic:
                 self._respond(verb, self.service.helo_reply)
 
         self._policy("EHLO" if esmtp else "HELO", checked, helo=event.name)
-
-    def _on_mail(self, event) -> None:
-        self.where = "MAIL"
-        if not self._limited("message", "mail", lambda: self._mail(event)):
-            self._mail(event)
-
-    def _mail(self, event) -> None:
-        if not self.service.enough_space(event.size):
-            self._log_reject("MAIL", replies.INSUFFICIENT_STORAGE)
-            self._respond("mail", replies.INSUFFICIENT_STORAGE)
-            return
-        self.envelope = Envelope(event.address, event.size, event.body, event.smtputf8,
-                                 event.ret, event.envid, event.auth)
-
-        def checked(decision):
-            refused = self._refused(decision, "mail")
-            if refused is _HANGUP:
-                return
-            if refused is not None:
-                self._log_reject("MAIL", refused)
-                self.envelope = None
-                self._respond("mail", refused)
-                return
-            self._respond("mail", replies.MAIL_OK)
-
-        self._policy("MAIL", checked, size=event.size)
-
-    def _on_rcpt(self, event) -> None:
-        self.where = "RCPT"
-        if not self._limited("recipient", "rcpt", lambda: self._rcpt(event)):
-            self._rcpt(event)
-
-    def _rcpt(self, event) -> None:
-        address = event.address
-
-        def checked(decision):
-            refused = self._refused(decision, "rcpt")
-            if refused is _HANGUP:
-                return
-            if refused is not None:
-                self._log_reject("RCPT", refused, address)
-                self._respond("rcpt", refused)
-                return
-            rcpt = Recipient(address, event.notify, event.orcpt)
-            if self.txn is None:
-                self._open(rcpt)
-            else:
-                self._add_recipient(rcpt)
-
-        self._policy("RCPT", checked, recipient=address)
 
     def _open(self, rcpt: Recipient) -> None:
         """Begin the sink transaction at the first accepted recipient."""
@@ -867,44 +669,6 @@ class SessionLogic:
         else:
             self._await(pending, lambda _qid: then(), refused)
 
-    def _add_recipient(self, rcpt: Recipient) -> None:
-        try:
-            self.txn.add_recipient(rcpt)
-        except Exception as exc:  # noqa: BLE001
-            self._respond("rcpt", self._sink_failed(exc))
-            return
-        self.envelope.recipients.append(rcpt)
-        self._respond("rcpt", replies.RCPT_OK)
-
-    def _on_data(self, event) -> None:
-        self.where = "DATA"
-
-        def checked(decision):
-            refused = self._refused(decision, "data")
-            if refused is _HANGUP:
-                return
-            if refused is not None:
-                self._log_reject("DATA", refused)
-                self._respond("data", refused)
-                return
-            self._when_opened("data", self._start_data)
-
-        self._policy("DATA", checked)
-
-    def _start_data(self) -> None:
-        # 354 is not the end of the DATA command: it is counted with the final reply.
-        self._out.append(self.conn.send(replies.START_DATA))
-        self._in_data = True
-        self._start_content()
-
-    def _on_chunk(self, event) -> None:
-        if self._data_rejected is None and self.txn is not None:
-            self._write(event.data)
-
-    def _on_end_of_data(self, event) -> None:
-        self.where = "END-OF-MESSAGE"
-        self._finish_message("data", event.size, event.too_big, event.bare_lf, replies.queued)
-
     def _on_bdat(self, event) -> None:
         self.where = "BDAT"
         if not event.first:
@@ -935,22 +699,6 @@ class SessionLogic:
         total = event.total
         self._finish_message("bdat", total, event.too_big, event.bare_lf,
                              lambda qid: replies.bdat_queued(total, qid))
-
-    def _on_rset(self, event) -> None:
-        self.where = "RSET"
-        self._junk()
-        self._reset_transaction()
-        self._respond("rset", replies.OK)
-
-    def _on_noop(self, event) -> None:
-        self.where = "NOOP"
-        self._junk()
-        self._respond("noop", replies.OK)
-
-    def _on_quit(self, event) -> None:
-        self.where = "QUIT"
-        self._reset_transaction()
-        self._respond("quit", replies.BYE)
 
     def _on_help(self, event) -> None:
         # Postfix has no HELP command; answer as it does.
@@ -1193,16 +941,8 @@ class SessionLogic:
     _handlers = {
         ev.Helo: _on_helo,
         ev.Ehlo: _on_helo,
-        ev.Mail: _on_mail,
-        ev.Rcpt: _on_rcpt,
-        ev.Data: _on_data,
-        ev.DataChunk: _on_chunk,
-        ev.EndOfData: _on_end_of_data,
         ev.Bdat: _on_bdat,
         ev.ChunkEnd: _on_chunk_end,
-        ev.Rset: _on_rset,
-        ev.Noop: _on_noop,
-        ev.Quit: _on_quit,
         ev.Help: _on_help,
         ev.Vrfy: _on_vrfy,
         ev.Etrn: _on_etrn,
@@ -1221,11 +961,12 @@ class SmtpdProtocol(SessionLogic, SessionCore, asyncio.BufferedProtocol):
 
     # The multi skeleton wraps connection_made/lost per instance: allow that.
     __slots__ = _SLOTS + ("__dict__",)
+    _handlers = {**SessionLogic._handlers, **CORE_HANDLERS}
 
 STATS_ORDER_UPPER = frozenset(s.upper() for s in STATS_ORDER)
 
-#: _refused()'s answer after an access(5) HANGUP: the connection is already closed.
-_HANGUP = Reply(421, "hangup")
+#: _refused()'s answer after an access(5) HANGUP (the core's, the same object).
+_HANGUP = HANGUP
 
 
 #: Characters Postfix replaces with "?" in the HELO name it keeps (and logs, and
