@@ -7,7 +7,8 @@ split anywhere, junk, bare LF, overlong lines, unknown and non-SMTP commands, un
 option sets that make the error limits and the recipient limit bite). After every
 piece the reply bytes, the log lines, the counters, the per-command statistics and
 whether the session closed must be the same. The sink is a small in-memory one that
-answers at once (both runs get the same queue IDs); the policy is the real
+answers at once or, as CleanupSink, in a later turn of the loop (both runs get the same
+queue IDs); the policy is the real
 RestrictionPolicy of the configuration.
 """
 
@@ -44,11 +45,15 @@ def test_production_class_uses_the_compiled_core():
 
 
 class MemorySink:
-    """Every message accepted at once, kept in memory (queue IDs counted)."""
+    """Every message accepted, kept in memory (queue IDs counted). ``deferred``: as
+    CleanupSink, the queue ID (``id_pending``) and the commit come in a later turn of
+    the loop."""
 
-    def __init__(self):
+    def __init__(self, loop, deferred=False):
         self.n = 0
         self.messages = []
+        self.loop = loop
+        self.deferred = deferred
 
     def begin(self, client, envelope):
         self.n += 1
@@ -58,6 +63,9 @@ class MemorySink:
 class MemoryTxn:
     def __init__(self, sink, queue_id):
         self.sink, self.queue_id, self.rcpts, self.parts = sink, queue_id, [], []
+        if sink.deferred:
+            self.id_pending = sink.loop.create_future()
+            sink.loop.call_soon(self.id_pending.set_result, queue_id)
 
     def add_recipient(self, rcpt):
         self.rcpts.append(rcpt.address)
@@ -67,7 +75,11 @@ class MemoryTxn:
 
     def finish(self):
         self.sink.messages.append((self.queue_id, self.rcpts, b"".join(self.parts)))
-        return self.queue_id
+        if not self.sink.deferred:
+            return self.queue_id
+        done = self.sink.loop.create_future()
+        self.sink.loop.call_soon(done.set_result, self.queue_id)
+        return done
 
     def abort(self):
         pass
@@ -139,7 +151,7 @@ def services(tmp_path_factory):
     for i, extra in enumerate(OPTION_SETS):
         d = tmp_path_factory.mktemp(f"core{i}")
         cfg = Config(str(d), text=MAIN_CF + extra + f"queue_directory = {d}\n")
-        out.append(SmtpdService.from_config(cfg, sink=MemorySink(), loop=loop))
+        out.append(SmtpdService.from_config(cfg, sink=MemorySink(loop, i % 2 == 1), loop=loop))
     yield out
     loop.close()
 
@@ -196,11 +208,14 @@ def _play(service, cls, chunks, eof):
 
     snap()
     view = service.read_view
+    loop = service.sink.loop
     for chunk in chunks:
         if tr.closed:
             break
         view[:len(chunk)] = chunk
         proto.buffer_updated(len(chunk))
+        for _ in range(3):  # a deferred sink's answers (call_soon), then the session's
+            loop.run_until_complete(asyncio.sleep(0))
         snap()
     if eof and not tr.closed:
         proto.eof_received()

@@ -50,9 +50,8 @@ from dataclasses import replace
 
 from fastpost.daemons.smtpd import tls as tlsmod
 from fastpost.daemons.smtpd.info import (
-    NAME_OK, NAME_PERM, NAME_TEMP, ClientInfo, Recipient,
+    NAME_OK, NAME_PERM, NAME_TEMP, ClientInfo,
 )
-from fastpost.daemons.smtpd.received import protocol_name, received_header
 from fastpost.daemons.smtpd.sessioncore import CORE_HANDLERS, HANGUP, STATS_ORDER, SessionCore
 from fastpost.daemons.smtpd.sink import SinkError
 from fastpost.mail.address import external
@@ -547,26 +546,6 @@ class SessionLogic:
         self._data_rejected = self._sink_failed(exc)
         self._abort_txn()
 
-    def _start_content(self) -> None:
-        """Write the Received: header at the start of the message content."""
-        if self._received_done or self.txn is None:
-            return
-        self._received_done = True
-        c = self.client
-        env = self.envelope
-        if env.prepend:
-            # access(5) PREPEND: above our Received: header, in the order they came.
-            self._write("".join(f"{h}\r\n" for h in env.prepend).encode("utf-8", "surrogateescape"))
-        header = received_header(
-            c, hostname=self.settings.hostname, mail_name=self.settings.mail_name,
-            queue_id=self.txn.queue_id,
-            protocol=protocol_name(self.conn.state.esmtp, c.tls is not None,
-                                   c.sasl_username is not None, env.smtputf8),
-            recipients=[r.address for r in env.recipients],
-            tls_header=self.settings.tls_received_header,
-            auth_header=self.settings.sasl_authenticated_header)
-        self._write(header)
-
     # ================================================================ commands
 
     def _on_helo(self, event) -> None:
@@ -600,74 +579,6 @@ class SessionLogic:
                 self._respond(verb, self.service.helo_reply)
 
         self._policy("EHLO" if esmtp else "HELO", checked, helo=event.name)
-
-    def _open(self, rcpt: Recipient) -> None:
-        """Begin the sink transaction at the first accepted recipient."""
-        def opened(txn):
-            self.txn = txn
-            pending = getattr(txn, "id_pending", None)
-            if pending is not None and not pending.done():
-                # The sink answers with the queue ID later (CleanupSink): reply to RCPT
-                # now, log the client= line when the ID comes, wait for it at DATA.
-                pending.add_done_callback(lambda f, txn=txn: self._id_arrived(txn, f))
-            else:
-                self._id_arrived(txn, pending)
-            self._add_recipient(rcpt)
-
-        def failed(exc):
-            self._respond("rcpt", self._sink_failed(exc))
-
-        try:
-            result = self.service.sink.begin(self.client, self.envelope)
-        except Exception as exc:  # noqa: BLE001
-            failed(exc)
-            return
-        if _is_awaitable(result):
-            self._await(result, opened, failed)
-        else:
-            opened(result)
-
-    def _id_arrived(self, txn, pending) -> None:
-        """The transaction has its queue ID (or the sink refused it: kept for DATA)."""
-        if pending is not None and (pending.cancelled() or pending.exception() is not None):
-            return  # _when_opened answers DATA/BDAT with the refusal
-        if self.txn is not txn or self.envelope is None:
-            return  # reset meanwhile
-        self.envelope.queue_id = txn.queue_id
-        c = self.client
-        extra = ""
-        if c.sasl_username is not None:
-            extra += f", sasl_method={c.sasl_method}, sasl_username={printable(c.sasl_username)}"
-        fwd = c.forwarded
-        if "IDENT" in fwd:
-            extra += f", orig_queue_id={printable(fwd['IDENT'])}"
-        if "NAME" in fwd or "ADDR" in fwd:
-            extra += (f", orig_client={printable(fwd.get('NAME', _UNKNOWN))}"
-                      f"[{printable(fwd.get('ADDR', _UNKNOWN))}]")
-        log.info("%s: client=%s%s", txn.queue_id, c.text, extra)
-
-    def _when_opened(self, verb: str, then) -> None:
-        """Call ``then()`` once the transaction has its queue ID; a refusal answers ``verb``."""
-        txn = self.txn
-        pending = getattr(txn, "id_pending", None) if txn is not None else None
-        if pending is None or (pending.done() and not pending.cancelled()
-                               and pending.exception() is None):
-            then()
-            return
-
-        def refused(exc):
-            reply = self._sink_failed(exc)
-            if verb == "bdat":
-                self._data_rejected = reply
-                self._abort_txn()
-            else:  # as a refused DATA: the transaction stays until RSET (DATA again: again)
-                self._respond(verb, reply)
-
-        if pending.done():
-            refused(SinkError(log="the message transaction was cancelled") if pending.cancelled()
-                    else pending.exception())
-        else:
-            self._await(pending, lambda _qid: then(), refused)
 
     def _on_bdat(self, event) -> None:
         self.where = "BDAT"
