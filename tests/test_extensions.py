@@ -31,9 +31,10 @@ CONSTRUCT = {
     "fastpost.smtp._data_c.ChunkDecoder": ((10240000,), {}),
     "fastpost.mail._header_c.HeaderReader": (({}, 102400), {}),
     "fastpost.smtp._server_c.ServerConnection": ((), {}),
-    # A stand-in for SmtpdService: the core reads only .settings and .loop at start.
+    # A stand-in for SmtpdService: the core reads only .settings(.timeout) and .loop
+    # at start.
     "fastpost.daemons.smtpd._session_c.SessionCore": ((types.SimpleNamespace(
-        settings=None, loop=None),), {}),
+        settings=types.SimpleNamespace(timeout=300), loop=None),), {}),
 }
 
 

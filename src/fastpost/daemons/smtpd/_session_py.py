@@ -40,7 +40,12 @@ from __future__ import annotations
 
 import asyncio
 
-from fastpost.daemons.smtpd.info import Envelope, PolicyRequest, Recipient
+from dataclasses import replace
+
+from fastpost.daemons.smtpd import tls as tlsmod
+from fastpost.daemons.smtpd.info import (
+    NAME_OK, NAME_PERM, ClientInfo, Envelope, PolicyRequest, Recipient,
+)
 from fastpost.daemons.smtpd.received import protocol_name, received_header
 from fastpost.daemons.smtpd.sink import SinkError
 from fastpost.smtp import replies
@@ -48,11 +53,12 @@ from fastpost.smtp import events as ev
 from fastpost.smtp import state as smtp_state
 from fastpost.smtp.errors import RemoteProtocolError
 from fastpost.smtp.events import NEED_DATA, PAUSED
+from fastpost.smtp.server import ServerConnection
 from fastpost.smtp.replies import Reply
 from fastpost.util import log
 from fastpost.util.log import printable
 
-__all__ = ["SessionCore", "STATS_ORDER", "CORE_HANDLERS", "HANGUP"]
+__all__ = ["SessionCore", "STATS_ORDER", "CORE_HANDLERS", "HANGUP", "neuter_helo"]
 
 #: The order of the per-command counts on the "disconnect from" line (Postfix's).
 STATS_ORDER = ("helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail", "rcpt",
@@ -66,6 +72,17 @@ _UNKNOWN = "unknown"
 HANGUP = _HANGUP = Reply(421, "hangup")
 
 
+#: Characters Postfix replaces with "?" in the HELO name it keeps (and logs, and
+#: shows in replies): they could confuse log parsers and address-based tools.
+_NEUTER = str.maketrans({c: "?" for c in ' <>()\\";@'})
+
+
+def neuter_helo(name: str) -> str:
+    """Return the HELO name as smtpd keeps it (Postfix's neutered form)."""
+    return name.translate(_NEUTER)
+
+
+
 def _is_awaitable(value) -> bool:
     return hasattr(value, "__await__") or isinstance(value, asyncio.Future)
 
@@ -77,7 +94,9 @@ class SessionCore:
                  "stats", "errors", "bytes_in", "bytes_out", "waiting", "_out", "_busy",
                  "_read_paused", "_write_paused", "_closed", "_early", "_last_io",
                  "_in_data", "envelope", "txn", "junk", "overshoot", "_data_rejected",
-                 "_received_done", "_skip_log")
+                 "_received_done", "_skip_log", "_greeted", "_timer", "_timeout",
+                 "_auth_state", "_counted_addr", "_real_client", "_anvil_ident",
+                 "_anvil_unknown")
 
     def __init__(self, service):
         self.service = service
@@ -85,7 +104,7 @@ class SessionCore:
         self.loop = service.loop
         self.transport = None
         self.conn = None
-        self.client = None
+        self.client = ClientInfo()
         self.where = "CONNECT"  # what "lost connection after ..." names
         self.stats: dict[str, list[int]] = {}
         self.errors = 0
@@ -107,6 +126,15 @@ class SessionCore:
         self._data_rejected = None  # BDAT refused at its first chunk
         self._received_done = False
         self._skip_log = False  # the policy logged the refusal being sent
+        self._greeted = False
+        self._timer = None
+        self._timeout = self.settings.timeout
+        self._auth_state = None
+        self._counted_addr = None
+        self._real_client = ("", "")
+        self._anvil_ident = None  # counted by anvil at connect
+        #: The real client may send XCLIENT: anvil knows nothing of it (no limits).
+        self._anvil_unknown = False
 
     # ---------------------------------------------------------------- reading
 
@@ -589,8 +617,233 @@ class SessionCore:
         else:
             self._await(pending, lambda _qid: then(), refused)
 
+    # ---------------------------------------------------------------- connection, greeting, HELO/EHLO
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        svc = self.service
+        svc.sessions.add(self)
+        self._last_io = self.loop.time()
+        peer = transport.get_extra_info("peername")
+        local = transport.get_extra_info("sockname")
+        c = self.client
+        if isinstance(peer, tuple) and peer:
+            addr = peer[0]
+            if addr.startswith("::ffff:") and "." in addr:
+                addr = addr[7:]
+            c.addr = addr.split("%", 1)[0]
+            c.peer_addr = c.addr
+            c.port = str(peer[1])
+        else:
+            # A UNIX-domain client is the local host, as Postfix treats it.
+            c.addr, c.name, c.reverse_name = "127.0.0.1", "localhost", "localhost"
+            c.peer_addr = c.addr
+        if isinstance(local, tuple) and local:
+            c.server_addr, c.server_port = local[0], str(local[1])
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            c.tls = tlsmod.tls_info(ssl_object, svc.tls.digest)
+        # Reading is not paused while the greeting is prepared: what a client sends
+        # early is kept (_early) and reading paused only then (buffer_updated).
+        self._arm_timer()
+        if self.settings.peername_lookup and isinstance(peer, tuple):
+            hit = svc.resolver.cached(c.addr)
+            if hit is not None:
+                self._greet(hit)
+            else:
+                task = self.loop.create_task(svc.resolver.lookup(c.addr))
+                task.add_done_callback(self._lookup_done)
+        else:
+            self._greet((c.name, c.reverse_name))
+
+    def connection_lost(self, exc) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._closed:
+            self._closed = True
+            if self._greeted:
+                log.info("lost connection after %s from %s", self._where_text(), self.client.text)
+        self._abort_txn()
+        self.transport = None
+        svc = self.service
+        svc.sessions.discard(self)
+        if self._counted_addr is not None:
+            svc.client_gone(self._counted_addr)
+            self._counted_addr = None
+        if self._anvil_ident is not None:
+            svc.limits.disconnect(self._anvil_ident, self.loop)
+            self._anvil_ident = None
+        if self._greeted:
+            if self._in_data:
+                self._count("data", False)  # DATA that never ended (Postfix: data=0/1)
+            log.info("disconnect from %s %s", self.client.text, self._stats_text())
+        svc.session_ended(self)
+
+    def _arm_timer(self) -> None:
+        if self._timer is None and self.transport is not None:
+            self._timer = self.loop.call_later(self._timeout, self._check_timeout)
+
+    def _where_text(self) -> str:
+        if self.where in ("DATA", "BDAT") and self.conn is not None:
+            return f"{self.where} ({self.conn.data_bytes} bytes)"
+        return self.where
+
+    def _greet(self, names: tuple) -> None:
+        c = self.client
+        svc = self.service
+        settings = self.settings
+        if c.name == _UNKNOWN or not c.name:
+            c.name, c.reverse_name = names[0], names[1]
+            if len(names) == 4:
+                c.name_status, c.reverse_name_status = names[2], names[3]
+            else:
+                c.name_status = NAME_PERM if c.name == _UNKNOWN else NAME_OK
+                c.reverse_name_status = NAME_PERM if c.reverse_name == _UNKNOWN else NAME_OK
+        self._greeted = True
+        self._real_client = (c.name, c.addr)
+        log.info("connect from %s", c.text)
+        self._counted_addr = c.addr
+        count = svc.client_arrived(c.addr)
+        self.conn = ServerConnection(self._core_options())
+        if c.tls is not None:
+            self.conn.wrapper_mode()
+        if self._early:
+            # Sent before we knew who the client is: the core keeps it unparsed
+            # until the greeting is out (input mode GREETING).
+            early, self._early = self._early, []
+            for data in early:
+                self.conn.receive_data(data)
+        # A client allowed to send XCLIENT is not known to anvil (no connection, rate
+        # or event limits): the client it names is, once it does (as Postfix;
+        # tests/daemons/anvil/test_anvil.py).
+        if self.conn.options.xclient:
+            self._anvil_unknown = True
+            self._greet_sasl()
+            return
+        limit = settings.connection_count_limit
+        if limit and count > limit and not svc.exempt_from_limits(c):
+            log.warn("Connection concurrency limit exceeded: %d from %s for service %s",
+                     count, c.text, svc.service_name)
+            self._out.append(self.conn.send(Reply(
+                421, f"{settings.hostname} Error: too many connections from {c.addr}", "4.7.0"),
+                close=True))
+            self._flush()
+            return
+        check = svc.limits.connect(c) if svc.limits is not None else None
+        if check is not None:
+            self._await(check, self._connect_counted, lambda exc: self._greet_sasl())
+            return
+        self._greet_sasl()
+
+    def _greet_sasl(self) -> None:
+        svc = self.service
+        auth = svc.authenticator
+        pending = auth.ready() if auth is not None and self.settings.sasl_enable else None
+        if pending is not None:
+            # A worker's first client: learn the SASL mechanisms before the greeting.
+            def learned(_result=None):
+                self._refresh_auth()
+                self._policy("CONNECT", self._connect_checked)
+
+            self._await(pending, learned, learned)
+            return
+        self._refresh_auth()  # the mechanisms may have been learned while anvil answered
+        self._policy("CONNECT", self._connect_checked)
+
+    def _refresh_auth(self) -> None:
+        """Offer AUTH or not by what the authenticator knows now (and TLS)."""
+        auth = self.service.auth_offered(self.client.tls is not None)
+        if auth != self.conn.options.auth:
+            self.conn.options = replace(self.conn.options, auth=auth)
+
+    def _connect_checked(self, decision) -> None:
+        refused = self._refused(decision)
+        if refused is _HANGUP:
+            return
+        if refused is not None:
+            if not self._skip_log:
+                log.info("NOQUEUE: reject: CONNECT from %s: %s; proto=SMTP", self.client.text,
+                         refused)
+            self._skip_log = False
+            if decision.disconnect:
+                self._out.append(self.conn.send(refused, close=True))
+                self._flush()
+                return
+            # The refusal replaces the greeting; then every command but QUIT is
+            # answered "503 5.7.0 Error: access denied for name[addr]" (Postfix).
+            self.conn.options = replace(self.conn.options, access_denied=Reply(
+                503, f"Error: access denied for {self.client.text}", "5.7.0"))
+            self._out.append(self.conn.send(refused))
+        else:
+            self._out.append(self.conn.send(self.service.greeting))
+        self._busy = False
+        self._resume_reading()
+        self._run()
+
+    def _core_options(self):
+        c = self.client
+        svc = self.service
+        settings = self.settings
+        who = (c.name, c.addr)
+        return svc.session_options(
+            self._listed("smtpd_authorized_xclient_hosts", settings.xclient_hosts, who),
+            self._xforward_allowed(),
+            self._listed("smtpd_forbid_bare_newline_exclusions", settings.bare_lf_exclusions,
+                         who),
+            bool(svc.tls.offered and c.tls is None),
+            svc.auth_offered(c.tls is not None),
+        )
+
+    def _listed(self, name: str, hosts, who: tuple[str, str]) -> bool:
+        """Match a client against a host list; a table that cannot answer means no."""
+        try:
+            return hosts.match(*who)
+        except Exception as exc:  # noqa: BLE001 - maps.MapRetry and table errors
+            log.warn("%s: %s lookup failed: %s", self.client.text, name, exc)
+            return False
+
+    def _xforward_allowed(self) -> bool:
+        # XFORWARD authorization follows the real client, not an XCLIENT identity.
+        return self._listed("smtpd_authorized_xforward_hosts", self.settings.xforward_hosts,
+                            self._real_client)
+
+    def _on_helo(self, event) -> None:
+        esmtp = type(event) is ev.Ehlo
+        verb = "ehlo" if esmtp else "helo"
+        self.where = verb.upper()
+        self._junk()
+
+        def checked(decision):
+            refused = self._refused(decision, verb)
+            if refused is _HANGUP:
+                return
+            if refused is not None:
+                self._log_reject(verb.upper(), refused)
+                self._respond(verb, refused)
+                return
+            self._reset_transaction()
+            c = self.client
+            c.helo = neuter_helo(event.name)
+            c.protocol = "ESMTP" if esmtp else "SMTP"
+            if esmtp:
+                opts = self.conn.options
+                # smtpd_sasl_exceptions_networks hides AUTH; the command still works.
+                auth = opts.auth and not self._listed(
+                    "smtpd_sasl_exceptions_networks", self.settings.sasl_exceptions,
+                    (c.name, c.addr))
+                self._respond(verb, self.service.ehlo_reply(
+                    starttls=opts.starttls and not self.conn.state.tls, auth=auth,
+                    xclient=opts.xclient, xforward=opts.xforward, tls=c.tls is not None))
+            else:
+                self._respond(verb, self.service.helo_reply)
+
+        self._policy("EHLO" if esmtp else "HELO", checked, helo=event.name)
+
 #: The events whose handlers are the core's (the session's other handlers are its own).
 CORE_HANDLERS = {
+    ev.Helo: SessionCore._on_helo,
+    ev.Ehlo: SessionCore._on_helo,
     ev.Mail: SessionCore._on_mail,
     ev.Rcpt: SessionCore._on_rcpt,
     ev.Data: SessionCore._on_data,

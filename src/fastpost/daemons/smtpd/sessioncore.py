@@ -11,7 +11,7 @@ Fast path: ext/fastpost/daemons/smtpd/_session_c.pyx; reference: _session_py.py
 """
 
 from fastpost._accel import select
-from fastpost.daemons.smtpd._session_py import HANGUP, STATS_ORDER
+from fastpost.daemons.smtpd._session_py import HANGUP, STATS_ORDER, neuter_helo
 
 _impl = select("fastpost.daemons.smtpd._session_c", "fastpost.daemons.smtpd._session_py")
 
@@ -19,4 +19,4 @@ SessionCore = _impl.SessionCore
 #: The handlers the core implements, by event type (merged into the session's).
 CORE_HANDLERS = _impl.CORE_HANDLERS
 
-__all__ = ["SessionCore", "CORE_HANDLERS", "HANGUP", "STATS_ORDER"]
+__all__ = ["SessionCore", "CORE_HANDLERS", "HANGUP", "STATS_ORDER", "neuter_helo"]
