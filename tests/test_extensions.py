@@ -7,6 +7,7 @@ fails here rather than at run time.
 import importlib
 import inspect
 import pathlib
+import types
 
 import pytest
 
@@ -30,6 +31,10 @@ CONSTRUCT = {
     "fastpost.smtp._data_c.ChunkDecoder": ((10240000,), {}),
     "fastpost.mail._header_c.HeaderReader": (({}, 102400), {}),
     "fastpost.smtp._server_c.ServerConnection": ((), {}),
+    # A stand-in for SmtpdService: the core reads only .settings(.timeout) and .loop
+    # at start.
+    "fastpost.daemons.smtpd._session_c.SessionCore": ((types.SimpleNamespace(
+        settings=types.SimpleNamespace(timeout=300), loop=None),), {}),
 }
 
 

@@ -50,9 +50,11 @@ from dataclasses import replace
 
 from fastpost.daemons.smtpd import tls as tlsmod
 from fastpost.daemons.smtpd.info import (
-    NAME_OK, NAME_PERM, NAME_TEMP, ClientInfo, Envelope, PolicyRequest, Recipient,
+    NAME_OK, NAME_PERM, NAME_TEMP, ClientInfo,
 )
-from fastpost.daemons.smtpd.received import protocol_name, received_header
+from fastpost.daemons.smtpd.sessioncore import (  # noqa: F401 - neuter_helo: public here
+    CORE_HANDLERS, HANGUP, STATS_ORDER, SessionCore, neuter_helo,
+)
 from fastpost.daemons.smtpd.sink import SinkError
 from fastpost.mail.address import external
 from fastpost.smtp import events as ev
@@ -60,21 +62,15 @@ from fastpost.mail.flush_clnt import FLUSH_STAT_DENY, FLUSH_STAT_OK
 from fastpost.smtp import replies
 from fastpost.smtp import state as smtp_state
 from fastpost.smtp.errors import RemoteProtocolError
-from fastpost.smtp.events import NEED_DATA, PAUSED
 from fastpost.smtp.replies import Reply
-from fastpost.smtp.server import ServerConnection, soften
+from fastpost.smtp.server import soften
 from fastpost.util import log
 from fastpost.util.log import printable
 
 __all__ = ["SmtpdProtocol", "STATS_ORDER"]
 
-#: The order of the per-command counts on the "disconnect from" line (Postfix's).
-STATS_ORDER = ("helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail", "rcpt",
-               "data", "bdat", "rset", "noop", "vrfy", "etrn", "quit", "unknown")
 
 _UNKNOWN = "unknown"
-#: The core's input mode after a closing reply (no property call per command).
-_CLOSED = smtp_state.CLOSED
 
 #: How long a closing TLS session waits for the client's close_notify. Postfix sends
 #: its own and does not wait; most clients just drop the TCP connection, and asyncio's
@@ -86,96 +82,23 @@ def _is_awaitable(value) -> bool:
     return hasattr(value, "__await__") or isinstance(value, asyncio.Future)
 
 
-class SmtpdProtocol(asyncio.BufferedProtocol):
-    """The session of one client (module docstring)."""
+#: The session's own fields (SessionCore holds those of the per-command path).
+_SLOTS = ()
 
-    __slots__ = (
-        "service", "settings", "loop", "transport", "conn", "client", "envelope",
-        "txn", "stats", "errors", "junk", "overshoot", "where", "_out", "_busy",
-        "_read_paused", "_write_paused", "_closed", "_greeted", "_early",
-        "_last_io", "_timer", "_timeout", "_data_rejected", "_auth_state",
-        "_counted_addr", "_received_done", "_real_client", "bytes_in", "bytes_out",
-        "waiting", "_in_data", "_anvil_ident", "_skip_log",
-        # The multi skeleton wraps connection_made/lost per instance: allow that.
-        "__dict__",
-    )
+
+class SessionLogic:
+    """Everything of a session but the per-command plumbing (module docstring).
+
+    SmtpdProtocol (below) is this over the compiled SessionCore; the differential
+    test puts the same class over the reference core.
+    """
+
+    __slots__ = ()
 
     def __init__(self, service):
-        self.service = service
-        self.settings = service.settings
-        self.loop = service.loop
-        self.transport = None
-        self.conn: ServerConnection | None = None
-        self.client = ClientInfo()
-        self.envelope: Envelope | None = None
-        self.txn = None
-        self.stats: dict[str, list[int]] = {}
-        self.errors = 0
-        self.junk = 0
-        self.overshoot = 0
-        self.where = "CONNECT"  # what "lost connection after ..." names
-        self._out: list[bytes] = []
-        self._busy = True  # until the greeting is sent
-        self._read_paused = False
-        self._write_paused = False
-        self._closed = False
-        self._greeted = False
-        self._early: list[bytes] = []  # bytes read before the greeting
-        self._last_io = 0.0
-        self._timer = None
-        self._timeout = self.settings.timeout
-        self._data_rejected: Reply | None = None  # BDAT refused at its first chunk
-        self._auth_state = None
-        self._counted_addr: str | None = None
-        self._received_done = False
-        self._real_client = ("", "")
-        self.bytes_in = 0  # bytes received from the client
-        self.bytes_out = 0  # bytes written to the client
-        self.waiting = False  # the last pass ended waiting for client input
-        self._in_data = False  # 354 sent, the final DATA reply not yet
-        self._anvil_ident: str | None = None  # counted by anvil at connect
-        #: The real client may send XCLIENT: anvil knows nothing of it (no limits).
-        self._anvil_unknown = False
-        self._skip_log = False  # the policy logged the refusal being sent
+        super().__init__(service)  # SessionCore: the session's fields
 
     # ================================================================ transport
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        svc = self.service
-        svc.sessions.add(self)
-        self._last_io = self.loop.time()
-        peer = transport.get_extra_info("peername")
-        local = transport.get_extra_info("sockname")
-        c = self.client
-        if isinstance(peer, tuple) and peer:
-            addr = peer[0]
-            if addr.startswith("::ffff:") and "." in addr:
-                addr = addr[7:]
-            c.addr = addr.split("%", 1)[0]
-            c.peer_addr = c.addr
-            c.port = str(peer[1])
-        else:
-            # A UNIX-domain client is the local host, as Postfix treats it.
-            c.addr, c.name, c.reverse_name = "127.0.0.1", "localhost", "localhost"
-            c.peer_addr = c.addr
-        if isinstance(local, tuple) and local:
-            c.server_addr, c.server_port = local[0], str(local[1])
-        ssl_object = transport.get_extra_info("ssl_object")
-        if ssl_object is not None:
-            c.tls = tlsmod.tls_info(ssl_object, svc.tls.digest)
-        # Reading is not paused while the greeting is prepared: what a client sends
-        # early is kept (_early) and reading paused only then (buffer_updated).
-        self._arm_timer()
-        if self.settings.peername_lookup and isinstance(peer, tuple):
-            hit = svc.resolver.cached(c.addr)
-            if hit is not None:
-                self._greet(hit)
-            else:
-                task = self.loop.create_task(svc.resolver.lookup(c.addr))
-                task.add_done_callback(self._lookup_done)
-        else:
-            self._greet((c.name, c.reverse_name))
 
     def _lookup_done(self, task) -> None:
         if self.transport is None:
@@ -188,25 +111,6 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
 
     def get_buffer(self, sizehint: int):
         return self.service.read_view
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self._last_io = self.loop.time()
-        self.bytes_in += nbytes
-        self.waiting = False
-        data = self.service.read_view[:nbytes]
-        conn = self.conn
-        if conn is None:
-            self._early.append(bytes(data))
-            self._pause_reading()
-            return
-        conn.receive_data(data)
-        if not self._busy:
-            self._run()
-        else:
-            # Waiting (policy, sink, greeting): keep what came, read no more until
-            # then. Pausing only now saves two epoll changes per wait for clients
-            # that do not send before our reply, i.e. nearly all of them.
-            self._pause_reading()
 
     def eof_received(self):
         if self.conn is None:
@@ -227,68 +131,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         if not self._busy:
             self._resume_reading()
 
-    def connection_lost(self, exc) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if not self._closed:
-            self._closed = True
-            if self._greeted:
-                log.info("lost connection after %s from %s", self._where_text(), self.client.text)
-        self._abort_txn()
-        self.transport = None
-        svc = self.service
-        svc.sessions.discard(self)
-        if self._counted_addr is not None:
-            svc.client_gone(self._counted_addr)
-            self._counted_addr = None
-        if self._anvil_ident is not None:
-            svc.limits.disconnect(self._anvil_ident, self.loop)
-            self._anvil_ident = None
-        if self._greeted:
-            if self._in_data:
-                self._count("data", False)  # DATA that never ended (Postfix: data=0/1)
-            log.info("disconnect from %s %s", self.client.text, self._stats_text())
-        svc.session_ended(self)
-
     # ================================================================ plumbing
-
-    def _pause_reading(self) -> None:
-        if not self._read_paused and self.transport is not None:
-            self._read_paused = True
-            try:
-                self.transport.pause_reading()
-            except (RuntimeError, AttributeError):
-                pass
-
-    def _resume_reading(self) -> None:
-        if self._read_paused and not self._write_paused and self.transport is not None:
-            self._read_paused = False
-            try:
-                self.transport.resume_reading()
-            except (RuntimeError, AttributeError):
-                pass
-
-    def _flush(self) -> None:
-        out = self._out
-        if out and self.transport is not None:
-            data = b"".join(out) if len(out) > 1 else out[0]
-            out.clear()
-            self.bytes_out += len(data)
-            self.transport.write(data)
-        conn = self.conn
-        if conn is not None and conn.input == _CLOSED and not self._closed:
-            self._close()
-
-    def _close(self) -> None:
-        self._closed = True
-        self._abort_txn()
-        if self.transport is not None:
-            self.transport.close()
-
-    def _arm_timer(self) -> None:
-        if self._timer is None and self.transport is not None:
-            self._timer = self.loop.call_later(self._timeout, self._check_timeout)
 
     def _check_timeout(self) -> None:
         self._timer = None
@@ -340,84 +183,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
             self._resume_reading()
             self._run()
 
-    def _where_text(self) -> str:
-        if self.where in ("DATA", "BDAT") and self.conn is not None:
-            return f"{self.where} ({self.conn.data_bytes} bytes)"
-        return self.where
-
-    def _stats_text(self) -> str:
-        parts = []
-        ok_total = 0
-        total = 0
-        stats = self.stats
-        for name in STATS_ORDER:
-            counts = stats.get(name)
-            if counts is None:
-                continue
-            ok, n = counts
-            ok_total += ok
-            total += n
-            parts.append(f"{name}={ok}" if ok == n else f"{name}={ok}/{n}")
-        parts.append(f"commands={ok_total}" if ok_total == total and total
-                     else f"commands={ok_total}/{total}")
-        return " ".join(parts)
-
-    def _count(self, verb: str, ok: bool) -> None:
-        counts = self.stats.get(verb)
-        if counts is None:
-            counts = self.stats[verb] = [0, 0]
-        counts[1] += 1
-        if ok:
-            counts[0] += 1
-
     # ================================================================ greeting
-
-    def _greet(self, names: tuple) -> None:
-        c = self.client
-        svc = self.service
-        settings = self.settings
-        if c.name == _UNKNOWN or not c.name:
-            c.name, c.reverse_name = names[0], names[1]
-            if len(names) == 4:
-                c.name_status, c.reverse_name_status = names[2], names[3]
-            else:
-                c.name_status = NAME_PERM if c.name == _UNKNOWN else NAME_OK
-                c.reverse_name_status = NAME_PERM if c.reverse_name == _UNKNOWN else NAME_OK
-        self._greeted = True
-        self._real_client = (c.name, c.addr)
-        log.info("connect from %s", c.text)
-        self._counted_addr = c.addr
-        count = svc.client_arrived(c.addr)
-        self.conn = ServerConnection(self._core_options())
-        if c.tls is not None:
-            self.conn.wrapper_mode()
-        if self._early:
-            # Sent before we knew who the client is: the core keeps it unparsed
-            # until the greeting is out (input mode GREETING).
-            early, self._early = self._early, []
-            for data in early:
-                self.conn.receive_data(data)
-        # A client allowed to send XCLIENT is not known to anvil (no connection, rate
-        # or event limits): the client it names is, once it does (as Postfix;
-        # tests/daemons/anvil/test_anvil.py).
-        if self.conn.options.xclient:
-            self._anvil_unknown = True
-            self._greet_sasl()
-            return
-        limit = settings.connection_count_limit
-        if limit and count > limit and not svc.exempt_from_limits(c):
-            log.warn("Connection concurrency limit exceeded: %d from %s for service %s",
-                     count, c.text, svc.service_name)
-            self._out.append(self.conn.send(Reply(
-                421, f"{settings.hostname} Error: too many connections from {c.addr}", "4.7.0"),
-                close=True))
-            self._flush()
-            return
-        check = svc.limits.connect(c) if svc.limits is not None else None
-        if check is not None:
-            self._await(check, self._connect_counted, lambda exc: self._greet_sasl())
-            return
-        self._greet_sasl()
 
     def _connect_counted(self, result) -> None:
         reply, self._anvil_ident = result
@@ -447,100 +213,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         self._await(check, judged, lambda exc: go())
         return True
 
-    def _greet_sasl(self) -> None:
-        svc = self.service
-        auth = svc.authenticator
-        pending = auth.ready() if auth is not None and self.settings.sasl_enable else None
-        if pending is not None:
-            # A worker's first client: learn the SASL mechanisms before the greeting.
-            def learned(_result=None):
-                self._refresh_auth()
-                self._policy("CONNECT", self._connect_checked)
-
-            self._await(pending, learned, learned)
-            return
-        self._refresh_auth()  # the mechanisms may have been learned while anvil answered
-        self._policy("CONNECT", self._connect_checked)
-
-    def _refresh_auth(self) -> None:
-        """Offer AUTH or not by what the authenticator knows now (and TLS)."""
-        auth = self.service.auth_offered(self.client.tls is not None)
-        if auth != self.conn.options.auth:
-            self.conn.options = replace(self.conn.options, auth=auth)
-
-    def _connect_checked(self, decision) -> None:
-        refused = self._refused(decision)
-        if refused is _HANGUP:
-            return
-        if refused is not None:
-            if not self._skip_log:
-                log.info("NOQUEUE: reject: CONNECT from %s: %s; proto=SMTP", self.client.text,
-                         self._as_sent(refused))
-            self._skip_log = False
-            if decision.disconnect:
-                self._out.append(self.conn.send(refused, close=True))
-                self._flush()
-                return
-            # The refusal replaces the greeting; then every command but QUIT is
-            # answered "503 5.7.0 Error: access denied for name[addr]" (Postfix).
-            self.conn.options = replace(self.conn.options, access_denied=Reply(
-                503, f"Error: access denied for {self.client.text}", "5.7.0"))
-            self._out.append(self.conn.send(refused))
-        else:
-            self._out.append(self.conn.send(self.service.greeting))
-        self._busy = False
-        self._resume_reading()
-        self._run()
-
-    def _listed(self, name: str, hosts, who: tuple[str, str]) -> bool:
-        """Match a client against a host list; a table that cannot answer means no."""
-        try:
-            return hosts.match(*who)
-        except Exception as exc:  # noqa: BLE001 - maps.MapRetry and table errors
-            log.warn("%s: %s lookup failed: %s", self.client.text, name, exc)
-            return False
-
-    def _core_options(self):
-        c = self.client
-        svc = self.service
-        settings = self.settings
-        who = (c.name, c.addr)
-        return svc.session_options(
-            self._listed("smtpd_authorized_xclient_hosts", settings.xclient_hosts, who),
-            self._xforward_allowed(),
-            self._listed("smtpd_forbid_bare_newline_exclusions", settings.bare_lf_exclusions,
-                         who),
-            bool(svc.tls.offered and c.tls is None),
-            svc.auth_offered(c.tls is not None),
-        )
-
-    def _xforward_allowed(self) -> bool:
-        # XFORWARD authorization follows the real client, not an XCLIENT identity.
-        return self._listed("smtpd_authorized_xforward_hosts", self.settings.xforward_hosts,
-                            self._real_client)
-
     # ================================================================ event loop
-
-    def _run(self) -> None:
-        conn = self.conn
-        handlers = self._handlers
-        while not self._busy and not self._closed:
-            try:
-                event = conn.next_event()
-            except RemoteProtocolError as err:
-                if conn.notes and self._notes_stop():
-                    continue
-                self._protocol_error(err)
-                continue
-            if event is NEED_DATA or event is PAUSED:
-                self.waiting = event is NEED_DATA
-                break
-            if conn.notes and self._notes_stop():
-                continue
-            handlers[type(event)](self, event)
-        if conn.notes:
-            self._notes_stop()
-        self._flush()
 
     def _notes_stop(self) -> bool:
         """Log what the core noted; True when the command must not be carried out."""
@@ -570,23 +243,6 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
 
     # ================================================================ replies
 
-    def _respond(self, verb: str, reply: Reply, *, ok: bool | None = None,
-                 close: bool = False, error: bool | None = None) -> None:
-        """Send the reply to ``verb``: error counting, error sleep, hard limit."""
-        if error is None:
-            error = reply.code >= 400
-        if error:
-            self.errors += 1
-        settings = self.settings
-        if (error and not close and self.errors > settings.soft_error_limit
-                and settings.error_sleep_time > 0):
-            self._busy = True
-            self._pause_reading()
-            self._flush()
-            self.loop.call_later(settings.error_sleep_time, self._slept, verb, reply, ok, close)
-            return
-        self._send(verb, reply, ok, close)
-
     def _slept(self, verb, reply, ok, close) -> None:
         self._busy = False
         if self.transport is None or self._closed:
@@ -595,33 +251,6 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         self._last_io = self.loop.time()
         self._resume_reading()
         self._run()
-
-    def _send(self, verb: str, reply: Reply, ok: bool | None, close: bool) -> None:
-        conn = self.conn
-        if conn.input == _CLOSED:
-            return
-        self._out.append(conn.send(reply, close=close))
-        if verb:
-            if verb == "data":
-                self._in_data = False
-            # _count(), inline: this runs once per command.
-            counts = self.stats.get(verb)
-            if counts is None:
-                counts = self.stats[verb] = [0, 0]
-            counts[1] += 1
-            if (reply.code < 400 if ok is None else ok):
-                counts[0] += 1
-        limit = self.settings.hard_error_limit
-        if self.errors >= limit and limit > 0 and conn.input != _CLOSED:
-            log.info("too many errors after %s from %s", verb.upper() or self.where,
-                     self.client.text)
-            self._out.append(conn.send(replies.too_many_errors(self.settings.hostname), close=True))
-
-    def _junk(self) -> None:
-        # As Postfix: the command that finds more than the limit already counted errs.
-        if self.junk > self.settings.junk_command_limit:
-            self.errors += 1
-        self.junk += 1
 
     def _protocol_error(self, err: RemoteProtocolError) -> None:
         verb = err.verb
@@ -673,24 +302,6 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
 
     # ================================================================ policy
 
-    def _policy(self, stage: str, on_done, *, recipient: str | None = None,
-                etrn_domain: str | None = None, size: int | None = None,
-                helo: str | None = None) -> None:
-        if stage in self.service.policy.idle_stages:
-            on_done(None)  # nothing to check at this stage (policy.py)
-            return
-        request = PolicyRequest(stage, self.client, self.envelope, recipient, etrn_domain, size,
-                                helo)
-        try:
-            result = self.service.policy.check(request)
-        except Exception as exc:  # noqa: BLE001 - reported as a configuration error
-            self._policy_failed(stage, exc, on_done)
-            return
-        if result is not None and _is_awaitable(result):
-            self._await(result, on_done, lambda exc: self._policy_failed(stage, exc, on_done))
-        else:
-            on_done(result)
-
     def _policy_failed(self, stage: str, exc: Exception, on_done) -> None:
         log.warn("%s: policy check for %s failed: %s", self.client.text, stage, exc)
         from fastpost.daemons.smtpd.policy import Decision
@@ -727,43 +338,7 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         (ServerConnection.send), and Postfix 3.7 logs the code it sent."""
         return soften(reply) if self.conn.options.soft_bounce else reply
 
-    def _refused(self, decision, verb: str = "") -> Reply | None:
-        """The refusal in a policy decision, or None; a hang-up closes at once.
-
-        Returns _HANGUP after a hang-up (nothing more to send). When the policy
-        logged the refusal itself, the caller's _log_reject() is skipped.
-        """
-        if decision is None:
-            return None
-        if decision.hangup:
-            if verb:
-                self._count(verb, False)
-            self._closed = True
-            self._out.clear()
-            if self.transport is not None:
-                self.transport.close()
-            return _HANGUP
-        if decision.reply is None:
-            return None
-        self._skip_log = decision.logged
-        return decision.reply
-
     # ================================================================ transaction
-
-    def _abort_txn(self) -> None:
-        if self.txn is not None:
-            txn, self.txn = self.txn, None
-            try:
-                txn.abort()
-            except Exception as exc:  # noqa: BLE001 - abort must not break the session
-                log.warn("%s: abort failed: %s", txn.queue_id, exc)
-
-    def _reset_transaction(self) -> None:
-        self._abort_txn()
-        self.envelope = None
-        self._data_rejected = None
-        self._received_done = False
-        self.overshoot = 0
 
     def _sink_failed(self, exc: Exception) -> Reply:
         qid = getattr(self.txn, "queue_id", None) or (
@@ -775,299 +350,11 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         log.warn("%s: message sink failed: %s: %s", qid, type(exc).__name__, exc)
         return replies.WRITE_ERROR
 
-    def _write(self, data: bytes) -> None:
-        """Give content to the sink (pausing when it pushes back)."""
-        if self.txn is None:
-            return
-        try:
-            result = self.txn.write(data)
-        except Exception as exc:  # noqa: BLE001
-            self._content_failed(exc)
-            return
-        if result is not None and _is_awaitable(result):
-            self._await(result, lambda _r: None, self._content_failed, pause=True)
-
     def _content_failed(self, exc: Exception) -> None:
         self._data_rejected = self._sink_failed(exc)
         self._abort_txn()
 
-    def _start_content(self) -> None:
-        """Write the Received: header at the start of the message content."""
-        if self._received_done or self.txn is None:
-            return
-        self._received_done = True
-        c = self.client
-        env = self.envelope
-        if env.prepend:
-            # access(5) PREPEND: above our Received: header, in the order they came.
-            self._write("".join(f"{h}\r\n" for h in env.prepend).encode("utf-8", "surrogateescape"))
-        header = received_header(
-            c, hostname=self.settings.hostname, mail_name=self.settings.mail_name,
-            queue_id=self.txn.queue_id,
-            protocol=protocol_name(self.conn.state.esmtp, c.tls is not None,
-                                   c.sasl_username is not None, env.smtputf8),
-            recipients=[r.address for r in env.recipients],
-            tls_header=self.settings.tls_received_header,
-            auth_header=self.settings.sasl_authenticated_header)
-        self._write(header)
-
-    def _finish_message(self, verb: str, size: int, too_big: bool, bare_lf: int,
-                        reply_ok) -> None:
-        """End of DATA or of BDAT LAST: checks, then the sink's durable answer."""
-        qid = self.txn.queue_id if self.txn is not None else "NOQUEUE"
-        if self._data_rejected is not None:
-            reply = self._data_rejected
-            self._reset_transaction()
-            self._respond(verb, reply)
-            return
-        if too_big:
-            log.warn("%s: queue file size limit exceeded", qid)
-            self._reset_transaction()
-            self._respond(verb, replies.MESSAGE_TOO_BIG)
-            return
-        if bare_lf and self.conn.options.bare_lf == "reject":
-            log.info("%s: reject: END-OF-MESSAGE from %s: bare <LF> received; %s", qid,
-                     self.client.text, self._reject_fields(self._last_recipient()))
-            self._reset_transaction()
-            self._respond(verb, replies.bare_lf(self.settings.bare_lf_reject_code,
-                                                self.settings.hostname))
-            return
-        if bare_lf and self.conn.options.bare_lf == "note":
-            log.info("%s: bare <LF> received from %s", qid, self.client.text)
-
-        def checked(decision):
-            refused = self._refused(decision, verb)
-            if refused is _HANGUP:
-                self._reset_transaction()
-                return
-            if refused is not None:
-                self._log_reject("END-OF-MESSAGE", refused)
-                self._reset_transaction()
-                self._respond(verb, refused)
-                return
-            self._commit(verb, reply_ok)
-
-        self._policy("END-OF-MESSAGE", checked, size=size)
-
-    def _commit(self, verb: str, reply_ok) -> None:
-        txn = self.txn
-        if txn is None:
-            self._reset_transaction()
-            self._respond(verb, replies.WRITE_ERROR)
-            return
-
-        def done(queue_id):
-            self.txn = None  # committed: nothing to abort
-            self._reset_transaction()
-            self.errors = 0
-            self.junk = 0
-            self.where = "END-OF-MESSAGE"
-            self._respond(verb, reply_ok(str(queue_id)))
-
-        def failed(exc):
-            reply = self._sink_failed(exc)
-            self._reset_transaction()
-            self._respond(verb, reply)
-
-        try:
-            result = txn.finish()
-        except Exception as exc:  # noqa: BLE001
-            failed(exc)
-            return
-        if _is_awaitable(result):
-            self._await(result, done, failed)
-        else:
-            done(result)
-
     # ================================================================ commands
-
-    def _on_helo(self, event) -> None:
-        esmtp = type(event) is ev.Ehlo
-        verb = "ehlo" if esmtp else "helo"
-        self.where = verb.upper()
-        self._junk()
-
-        def checked(decision):
-            refused = self._refused(decision, verb)
-            if refused is _HANGUP:
-                return
-            if refused is not None:
-                self._log_reject(verb.upper(), refused)
-                self._respond(verb, refused)
-                return
-            self._reset_transaction()
-            c = self.client
-            c.helo = neuter_helo(event.name)
-            c.protocol = "ESMTP" if esmtp else "SMTP"
-            if esmtp:
-                opts = self.conn.options
-                # smtpd_sasl_exceptions_networks hides AUTH; the command still works.
-                auth = opts.auth and not self._listed(
-                    "smtpd_sasl_exceptions_networks", self.settings.sasl_exceptions,
-                    (c.name, c.addr))
-                self._respond(verb, self.service.ehlo_reply(
-                    starttls=opts.starttls and not self.conn.state.tls, auth=auth,
-                    xclient=opts.xclient, xforward=opts.xforward, tls=c.tls is not None))
-            else:
-                self._respond(verb, self.service.helo_reply)
-
-        self._policy("EHLO" if esmtp else "HELO", checked, helo=event.name)
-
-    def _on_mail(self, event) -> None:
-        self.where = "MAIL"
-        if not self._limited("message", "mail", lambda: self._mail(event)):
-            self._mail(event)
-
-    def _mail(self, event) -> None:
-        if not self.service.enough_space(event.size):
-            self._log_reject("MAIL", replies.INSUFFICIENT_STORAGE)
-            self._respond("mail", replies.INSUFFICIENT_STORAGE)
-            return
-        self.envelope = Envelope(event.address, event.size, event.body, event.smtputf8,
-                                 event.ret, event.envid, event.auth)
-
-        def checked(decision):
-            refused = self._refused(decision, "mail")
-            if refused is _HANGUP:
-                return
-            if refused is not None:
-                self._log_reject("MAIL", refused)
-                self.envelope = None
-                self._respond("mail", refused)
-                return
-            self._respond("mail", replies.MAIL_OK)
-
-        self._policy("MAIL", checked, size=event.size)
-
-    def _on_rcpt(self, event) -> None:
-        self.where = "RCPT"
-        if not self._limited("recipient", "rcpt", lambda: self._rcpt(event)):
-            self._rcpt(event)
-
-    def _rcpt(self, event) -> None:
-        address = event.address
-
-        def checked(decision):
-            refused = self._refused(decision, "rcpt")
-            if refused is _HANGUP:
-                return
-            if refused is not None:
-                self._log_reject("RCPT", refused, address)
-                self._respond("rcpt", refused)
-                return
-            rcpt = Recipient(address, event.notify, event.orcpt)
-            if self.txn is None:
-                self._open(rcpt)
-            else:
-                self._add_recipient(rcpt)
-
-        self._policy("RCPT", checked, recipient=address)
-
-    def _open(self, rcpt: Recipient) -> None:
-        """Begin the sink transaction at the first accepted recipient."""
-        def opened(txn):
-            self.txn = txn
-            pending = getattr(txn, "id_pending", None)
-            if pending is not None and not pending.done():
-                # The sink answers with the queue ID later (CleanupSink): reply to RCPT
-                # now, log the client= line when the ID comes, wait for it at DATA.
-                pending.add_done_callback(lambda f, txn=txn: self._id_arrived(txn, f))
-            else:
-                self._id_arrived(txn, pending)
-            self._add_recipient(rcpt)
-
-        def failed(exc):
-            self._respond("rcpt", self._sink_failed(exc))
-
-        try:
-            result = self.service.sink.begin(self.client, self.envelope)
-        except Exception as exc:  # noqa: BLE001
-            failed(exc)
-            return
-        if _is_awaitable(result):
-            self._await(result, opened, failed)
-        else:
-            opened(result)
-
-    def _id_arrived(self, txn, pending) -> None:
-        """The transaction has its queue ID (or the sink refused it: kept for DATA)."""
-        if pending is not None and (pending.cancelled() or pending.exception() is not None):
-            return  # _when_opened answers DATA/BDAT with the refusal
-        if self.txn is not txn or self.envelope is None:
-            return  # reset meanwhile
-        self.envelope.queue_id = txn.queue_id
-        c = self.client
-        extra = ""
-        if c.sasl_username is not None:
-            extra += f", sasl_method={c.sasl_method}, sasl_username={printable(c.sasl_username)}"
-        fwd = c.forwarded
-        if "IDENT" in fwd:
-            extra += f", orig_queue_id={printable(fwd['IDENT'])}"
-        if "NAME" in fwd or "ADDR" in fwd:
-            extra += (f", orig_client={printable(fwd.get('NAME', _UNKNOWN))}"
-                      f"[{printable(fwd.get('ADDR', _UNKNOWN))}]")
-        log.info("%s: client=%s%s", txn.queue_id, c.text, extra)
-
-    def _when_opened(self, verb: str, then) -> None:
-        """Call ``then()`` once the transaction has its queue ID; a refusal answers ``verb``."""
-        txn = self.txn
-        pending = getattr(txn, "id_pending", None) if txn is not None else None
-        if pending is None or (pending.done() and not pending.cancelled()
-                               and pending.exception() is None):
-            then()
-            return
-
-        def refused(exc):
-            reply = self._sink_failed(exc)
-            if verb == "bdat":
-                self._data_rejected = reply
-                self._abort_txn()
-            else:  # as a refused DATA: the transaction stays until RSET (DATA again: again)
-                self._respond(verb, reply)
-
-        if pending.done():
-            refused(SinkError(log="the message transaction was cancelled") if pending.cancelled()
-                    else pending.exception())
-        else:
-            self._await(pending, lambda _qid: then(), refused)
-
-    def _add_recipient(self, rcpt: Recipient) -> None:
-        try:
-            self.txn.add_recipient(rcpt)
-        except Exception as exc:  # noqa: BLE001
-            self._respond("rcpt", self._sink_failed(exc))
-            return
-        self.envelope.recipients.append(rcpt)
-        self._respond("rcpt", replies.RCPT_OK)
-
-    def _on_data(self, event) -> None:
-        self.where = "DATA"
-
-        def checked(decision):
-            refused = self._refused(decision, "data")
-            if refused is _HANGUP:
-                return
-            if refused is not None:
-                self._log_reject("DATA", refused)
-                self._respond("data", refused)
-                return
-            self._when_opened("data", self._start_data)
-
-        self._policy("DATA", checked)
-
-    def _start_data(self) -> None:
-        # 354 is not the end of the DATA command: it is counted with the final reply.
-        self._out.append(self.conn.send(replies.START_DATA))
-        self._in_data = True
-        self._start_content()
-
-    def _on_chunk(self, event) -> None:
-        if self._data_rejected is None and self.txn is not None:
-            self._write(event.data)
-
-    def _on_end_of_data(self, event) -> None:
-        self.where = "END-OF-MESSAGE"
-        self._finish_message("data", event.size, event.too_big, event.bare_lf, replies.queued)
 
     def _on_bdat(self, event) -> None:
         self.where = "BDAT"
@@ -1099,22 +386,6 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
         total = event.total
         self._finish_message("bdat", total, event.too_big, event.bare_lf,
                              lambda qid: replies.bdat_queued(total, qid))
-
-    def _on_rset(self, event) -> None:
-        self.where = "RSET"
-        self._junk()
-        self._reset_transaction()
-        self._respond("rset", replies.OK)
-
-    def _on_noop(self, event) -> None:
-        self.where = "NOOP"
-        self._junk()
-        self._respond("noop", replies.OK)
-
-    def _on_quit(self, event) -> None:
-        self.where = "QUIT"
-        self._reset_transaction()
-        self._respond("quit", replies.BYE)
 
     def _on_help(self, event) -> None:
         # Postfix has no HELP command; answer as it does.
@@ -1355,18 +626,8 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
                 self.transport.close()
 
     _handlers = {
-        ev.Helo: _on_helo,
-        ev.Ehlo: _on_helo,
-        ev.Mail: _on_mail,
-        ev.Rcpt: _on_rcpt,
-        ev.Data: _on_data,
-        ev.DataChunk: _on_chunk,
-        ev.EndOfData: _on_end_of_data,
         ev.Bdat: _on_bdat,
         ev.ChunkEnd: _on_chunk_end,
-        ev.Rset: _on_rset,
-        ev.Noop: _on_noop,
-        ev.Quit: _on_quit,
         ev.Help: _on_help,
         ev.Vrfy: _on_vrfy,
         ev.Etrn: _on_etrn,
@@ -1379,20 +640,18 @@ class SmtpdProtocol(asyncio.BufferedProtocol):
     }
 
 
+
+class SmtpdProtocol(SessionLogic, SessionCore, asyncio.BufferedProtocol):
+    """The session of one client: SessionLogic over the compiled SessionCore."""
+
+    # The multi skeleton wraps connection_made/lost per instance: allow that.
+    __slots__ = _SLOTS + ("__dict__",)
+    _handlers = {**SessionLogic._handlers, **CORE_HANDLERS}
+
 STATS_ORDER_UPPER = frozenset(s.upper() for s in STATS_ORDER)
 
-#: _refused()'s answer after an access(5) HANGUP: the connection is already closed.
-_HANGUP = Reply(421, "hangup")
-
-
-#: Characters Postfix replaces with "?" in the HELO name it keeps (and logs, and
-#: shows in replies): they could confuse log parsers and address-based tools.
-_NEUTER = str.maketrans({c: "?" for c in ' <>()\\";@'})
-
-
-def neuter_helo(name: str) -> str:
-    """Return the HELO name as smtpd keeps it (Postfix's neutered form)."""
-    return name.translate(_NEUTER)
+#: _refused()'s answer after an access(5) HANGUP (the core's, the same object).
+_HANGUP = HANGUP
 
 
 def _escape(text: str) -> str:

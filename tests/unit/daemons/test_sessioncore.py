@@ -1,0 +1,259 @@
+"""The compiled SessionCore against its reference: generated sessions through both.
+
+SmtpdProtocol is SessionLogic over the compiled SessionCore (_session_c); here the
+same SessionLogic is put over the reference core (_session_py) and both are driven
+with the same generated client input (pieces of every common command, pipelined or
+split anywhere, junk, bare LF, overlong lines, unknown and non-SMTP commands, under
+option sets that make the error limits and the recipient limit bite). After every
+piece the reply bytes, the log lines, the counters, the per-command statistics and
+whether the session closed must be the same. The sink is a small in-memory one that
+answers at once or, as CleanupSink, in a later turn of the loop (both runs get the same
+queue IDs); the policy is the real
+RestrictionPolicy of the configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from fastpost.daemons.smtpd import _session_py
+from fastpost.daemons.smtpd.service import SmtpdService
+from fastpost.daemons.smtpd.session import SessionLogic, SmtpdProtocol, _SLOTS
+from fastpost.daemons.smtpd.testing import CapturedLog
+from fastpost.mail.config import Config
+from fastpost.util import log
+
+pytest.importorskip("fastpost.daemons.smtpd._session_c")
+
+
+class ReferenceProtocol(SessionLogic, _session_py.SessionCore, asyncio.BufferedProtocol):
+    """The same session over the reference core."""
+
+    __slots__ = _SLOTS + ("__dict__",)
+    _handlers = {**SessionLogic._handlers, **_session_py.CORE_HANDLERS}
+
+
+def test_production_class_uses_the_compiled_core():
+    from fastpost.daemons.smtpd import _session_c
+
+    assert issubclass(SmtpdProtocol, _session_c.SessionCore)
+    assert issubclass(SmtpdProtocol, asyncio.BufferedProtocol)
+
+
+class MemorySink:
+    """Every message accepted, kept in memory (queue IDs counted). ``deferred``: as
+    CleanupSink, the queue ID (``id_pending``) and the commit come in a later turn of
+    the loop."""
+
+    def __init__(self, loop, deferred=False):
+        self.n = 0
+        self.messages = []
+        self.loop = loop
+        self.deferred = deferred
+
+    def begin(self, client, envelope):
+        self.n += 1
+        return MemoryTxn(self, f"Q{self.n:05d}")
+
+
+class MemoryTxn:
+    def __init__(self, sink, queue_id):
+        self.sink, self.queue_id, self.rcpts, self.parts = sink, queue_id, [], []
+        if sink.deferred:
+            self.id_pending = sink.loop.create_future()
+            sink.loop.call_soon(self.id_pending.set_result, queue_id)
+
+    def add_recipient(self, rcpt):
+        self.rcpts.append(rcpt.address)
+
+    def write(self, data):
+        self.parts.append(bytes(data))
+
+    def finish(self):
+        self.sink.messages.append((self.queue_id, self.rcpts, b"".join(self.parts)))
+        if not self.sink.deferred:
+            return self.queue_id
+        done = self.sink.loop.create_future()
+        self.sink.loop.call_soon(done.set_result, self.queue_id)
+        return done
+
+    def abort(self):
+        pass
+
+
+class RecordingTransport(asyncio.Transport):
+    """The client side: keeps what the session writes and how it controls reading."""
+
+    def __init__(self, port):
+        super().__init__()
+        self.out = bytearray()
+        self.closed = False
+        self.paused = False
+        self.extra = {"peername": ("127.0.0.1", port), "sockname": ("127.0.0.1", 25)}
+
+    def get_extra_info(self, name, default=None):
+        return self.extra.get(name, default)
+
+    def write(self, data):
+        self.out += data
+
+    def pause_reading(self):
+        self.paused = True
+
+    def resume_reading(self):
+        self.paused = False
+
+    def is_closing(self):
+        return self.closed
+
+    def close(self):
+        self.closed = True
+
+    def abort(self):
+        self.closed = True
+
+
+MAIN_CF = """\
+compatibility_level = 3.6
+myhostname = fastpost.localdomain
+mydomain = localdomain
+mydestination =
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+alias_maps =
+local_recipient_maps =
+smtpd_peername_lookup = no
+smtputf8_enable = no
+smtpd_error_sleep_time = 0
+smtpd_forbid_unauth_pipelining = no
+"""
+
+OPTION_SETS = [
+    "",
+    "smtpd_hard_error_limit = 6\nsmtpd_junk_command_limit = 2\n",
+    "smtpd_recipient_limit = 2\nsmtpd_recipient_overshoot_limit = 1\n",
+    "smtpd_helo_required = yes\nsmtpd_forbid_unauth_pipelining = yes\n",
+    "mynetworks = 10.0.0.0/8\nsmtpd_recipient_restrictions = reject_unauth_destination\n",
+]
+
+_log = CapturedLog()
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory):
+    log.init("smtpd", syslog_name="fastpost", use_syslog=False, stream=_log)
+    loop = asyncio.new_event_loop()
+    out = []
+    for i, extra in enumerate(OPTION_SETS):
+        d = tmp_path_factory.mktemp(f"core{i}")
+        cfg = Config(str(d), text=MAIN_CF + extra + f"queue_directory = {d}\n")
+        out.append(SmtpdService.from_config(cfg, sink=MemorySink(loop, i % 2 == 1), loop=loop))
+    yield out
+    loop.close()
+
+
+PIECES = [
+    b"EHLO client.example.com\r\n", b"HELO client.example.com\r\n", b"EHLO\r\n",
+    b"MAIL FROM:<sender@example.com>\r\n", b"MAIL FROM:<sender@example.com> SIZE=100\r\n",
+    b"MAIL FROM:<>\r\n", b"MAIL FROM:<bad address>\r\n", b"MAIL TO:<x@y>\r\n",
+    b"RCPT TO:<rcpt@example.net>\r\n", b"RCPT TO:<other@localdomain>\r\n", b"RCPT TO:<>\r\n",
+    b"DATA\r\n", b"Subject: x\r\n\r\nbody\r\n.\r\n", b"..dot\r\n", b".\r\n",
+    b"BDAT 5\r\nabcde", b"BDAT 0 LAST\r\n", b"BDAT x\r\n",
+    b"RSET\r\n", b"NOOP\r\n", b"NOOP x\r\n", b"VRFY someone\r\n", b"ETRN example.com\r\n",
+    b"HELP\r\n", b"FOO\r\n", b"GET / HTTP/1.1\r\n", b"STARTTLS\r\n", b"AUTH PLAIN\r\n",
+    b"bare\nlf\n", b"\r\n", b"X" * 2100 + b"\r\n", b"QUIT\r\n",
+]
+
+
+@st.composite
+def scripts(draw):
+    # Mostly commands (random bytes end most sessions at once: non-SMTP command), each
+    # its own read or pipelined with the next, and some reads cut anywhere.
+    pieces = draw(st.lists(st.sampled_from(range(len(PIECES) + 1)), min_size=1, max_size=20))
+    chunks = [b""]
+    for i in pieces:
+        chunks[-1] += PIECES[i] if i < len(PIECES) else draw(st.binary(max_size=12))
+        if draw(st.integers(0, 3)):
+            chunks.append(b"")
+    data = b"".join(chunks)
+    cuts = set(draw(st.lists(st.integers(1, max(1, len(data) - 1)), max_size=3)))
+    out, last, pos = [], 0, 0
+    bounds = sorted({sum(len(c) for c in chunks[:k]) for k in range(1, len(chunks) + 1)} | cuts)
+    for b in bounds:
+        if b > last:
+            out.append(data[last:b])
+            last = b
+    return draw(st.integers(0, len(OPTION_SETS) - 1)), out, draw(st.booleans())
+
+
+def _play(service, cls, chunks, eof):
+    """One session of ``cls``: the state after the greeting and after each chunk."""
+    service.sink.n = 0
+    _log.take()
+    proto = cls(service)
+    tr = RecordingTransport(40000)
+    proto.connection_made(tr)
+    seen = []
+
+    def snap():
+        seen.append((bytes(tr.out), tr.closed, tr.paused, _log.take(), proto.errors,
+                     proto.bytes_in, proto.bytes_out, proto.waiting, proto.where,
+                     proto._busy, proto._closed, proto._in_data,
+                     {k: list(v) for k, v in proto.stats.items()}))
+        tr.out.clear()
+
+    snap()
+    view = service.read_view
+    loop = service.sink.loop
+    for chunk in chunks:
+        if tr.closed:
+            break
+        view[:len(chunk)] = chunk
+        proto.buffer_updated(len(chunk))
+        for _ in range(3):  # a deferred sink's answers (call_soon), then the session's
+            loop.run_until_complete(asyncio.sleep(0))
+        snap()
+    if eof and not tr.closed:
+        proto.eof_received()
+        snap()
+    proto.connection_lost(None)
+    snap()
+    return seen
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scripts())
+@example((1, [b"FOO\r\n"] * 8, False))  # the hard error limit
+@example((1, [b"EHLO x\r\n"] + [b"NOOP\r\n", b"RSET\r\n"] * 4, False))  # the junk limit
+@example((2, [b"EHLO x\r\n", b"MAIL FROM:<a@b.c>\r\n"] + [b"RCPT TO:<r@example.net>\r\n"] * 4
+          + [b"RSET\r\n", b"MAIL FROM:<a@b.c>\r\n"] + [b"RCPT TO:<r@example.net>\r\n"] * 4,
+          True))  # the recipient limit and its overshoot, across transactions
+def test_compiled_core_matches_reference(services, script):
+    which, chunks, eof = script
+    service = services[which]
+    compiled = _play(service, SmtpdProtocol, chunks, eof)
+    reference = _play(service, ReferenceProtocol, chunks, eof)
+    assert compiled == reference
+
+
+def test_a_whole_transaction_both_ways(services):
+    """A plain session end to end: the same replies, log lines and stored message."""
+    service = services[0]
+    script = [b"EHLO client.example.com\r\n", b"MAIL FROM:<sender@example.com>\r\n",
+              b"RCPT TO:<rcpt@example.net>\r\n", b"DATA\r\n", b"Subject: x\r\n\r\nhi\r\n.\r\n",
+              b"QUIT\r\n"]
+    compiled = _play(service, SmtpdProtocol, script, False)
+    stored = service.sink.messages[-1]
+    reference = _play(service, ReferenceProtocol, script, False)
+    assert compiled == reference
+    replies = b"".join(step[0] for step in compiled)
+    assert replies.startswith(b"220 ") and b"250 2.0.0 Ok: queued as Q00001\r\n" in replies
+    assert replies.endswith(b"221 2.0.0 Bye\r\n")
+    assert stored[0] == "Q00001" and stored[1] == ["rcpt@example.net"]
+    assert stored[2].endswith(b"Subject: x\r\n\r\nhi\r\n")
+    last_log = compiled[-1][3]
+    assert any("disconnect from" in line and "commands=5" in line for line in last_log)
