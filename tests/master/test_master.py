@@ -177,6 +177,11 @@ def test_multi_worker_serves_many_clients_then_the_limit_forks_another(fastpost_
     for s, _ in socks + [(s4, p4)]:
         assert talk(s, "x") == "echo: x"
         s.close()
+    # Finished sessions are freed by reference counting (the worker runs without the
+    # cycle collector): each worker ends up holding only the session that asks.
+    s5, _ = session(inst, unix="many")
+    wait_for(lambda: talk(s5, "LIVE") == "1", timeout=10, what="finished sessions to be freed")
+    s5.close()
 
 
 @pytest.mark.parametrize("daemon", ["testdaemons.echo", "testdaemons.single_echo"])

@@ -1,13 +1,23 @@
-"""Test daemon: the line protocol on the multi skeleton, as a protocol factory."""
+"""Test daemon: the line protocol on the multi skeleton, as a protocol factory.
+
+It runs without the cycle collector, so that a reference cycle per session would keep
+sessions alive: ``LIVE`` answers how many protocol instances this worker still holds
+(the multi skeleton must let reference counting free a finished session)."""
 
 import asyncio
+import gc
+import weakref
 
 from fastpost.server import multi_server_main
 from testdaemons.lines import answer, greeting
 
 
+_live = weakref.WeakSet()
+
+
 class EchoProtocol(asyncio.Protocol):
     def __init__(self, ctx):
+        _live.add(self)
         self.ctx = ctx
         self.buf = b""
         self.transport = None
@@ -24,6 +34,9 @@ class EchoProtocol(asyncio.Protocol):
             if word == "SLEEP":
                 asyncio.get_running_loop().call_later(float(arg), self._slept)
                 continue
+            if word == "LIVE":
+                self.transport.write(f"{len(_live)}\n".encode())
+                continue
             reply, close = answer(line, self.ctx)
             self.transport.write(reply)
             if close:
@@ -39,4 +52,5 @@ class EchoProtocol(asyncio.Protocol):
 
 
 def main(argv):
+    gc.disable()
     multi_server_main(argv, EchoProtocol)

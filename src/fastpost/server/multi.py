@@ -128,6 +128,14 @@ class MultiServer(BaseServer):
             try:
                 lost(exc)
             finally:
+                # The two wrappers, stored on the instance, hold its bound methods: a
+                # reference cycle per connection that only the cycle collector would
+                # free. Dropping them lets reference counting free the session now.
+                for name in ("connection_made", "connection_lost"):
+                    try:
+                        delattr(proto, name)
+                    except AttributeError:  # called twice: gone already
+                        pass
                 server._disconnected()
 
         proto.connection_made = connection_made
