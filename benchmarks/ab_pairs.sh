@@ -5,15 +5,23 @@
 #   benchmarks/ab_pairs.sh ROUNDS SESSIONS LABEL=TREE [LABEL=TREE ...]
 #   e.g. benchmarks/ab_pairs.sh 8 20 main=/work/main exp=/tmp/exp
 #
-# Each TREE is a checkout where ./dev build has run; each round runs, in each tree in
+# Each TREE (a path without spaces) is a checkout where ./dev build has run; each
+# round runs, in each tree in
 # turn, its own benchmarks/accept_pipeline.py --messages 5000 --runs 1 --sessions
 # SESSIONS --only fastpost (run as root, as accept_pipeline.py needs) and prints
 # "ROUND LABEL <its result line>" (msgs/s and CPU ms/msg, smtpd and cleanup).
 set -eu
 [ $# -ge 3 ] || { echo "usage: $0 ROUNDS SESSIONS LABEL=TREE [LABEL=TREE ...]" >&2; exit 64; }
 rounds=$1; sessions=$2; shift 2
+# The order alternates from round to round (A B, B A, ...): the tree that runs second
+# in a round was seen to win more often (session 6), so neither may always go second.
 for r in $(seq 1 "$rounds"); do
-    for pair in "$@"; do
+    if [ $((r % 2)) -eq 0 ]; then
+        order=""; for pair in "$@"; do order="$pair $order"; done
+    else
+        order="$*"
+    fi
+    for pair in $order; do
         label=${pair%%=*}; tree=${pair#*=}
         line=$(cd "$tree" && PATH="$tree/.venv/bin:$PATH" .venv/bin/python benchmarks/accept_pipeline.py \
             --messages 5000 --runs 1 --sessions "$sessions" --only fastpost 2>&1 | grep "run 1") ||
