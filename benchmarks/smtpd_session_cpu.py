@@ -102,28 +102,6 @@ def cleanup_responder(path: str, ready_fd: int) -> None:
 
 # ------------------------------------------------------------------ in-memory client
 
-class NullSink:
-    """Every message accepted at once (to see the session alone)."""
-
-    class Txn:
-        queue_id = "NULL0001"
-
-        def add_recipient(self, r):
-            pass
-
-        def write(self, data):
-            return None
-
-        def finish(self):
-            return self.queue_id
-
-        def abort(self):
-            pass
-
-    def begin(self, client, envelope):
-        return self.Txn()
-
-
 class MemTransport(asyncio.Transport):
     """The client: each write by the server (a reply) sends the next command."""
 
@@ -230,6 +208,7 @@ def build_service(sink_kind: str, spool: str):
         from fastpost.daemons.smtpd.cleanupsink import CleanupSink
         service.sink = CleanupSink.from_config(cfg, queue_directory=spool)
     else:
+        from fastpost.daemons.smtpd.testsink import NullSink
         service.sink = NullSink()
     return service
 

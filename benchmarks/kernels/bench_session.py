@@ -22,6 +22,7 @@ import tempfile
 from fastpost.daemons.smtpd import _session_py
 from fastpost.daemons.smtpd.service import SmtpdService
 from fastpost.daemons.smtpd.session import SessionLogic, SmtpdProtocol, _SLOTS
+from fastpost.daemons.smtpd.testsink import NullSink
 from fastpost.mail.config import Config
 from fastpost.util import log
 from _timing import rate  # noqa: E402  (this directory is sys.path[0])
@@ -30,26 +31,6 @@ from _timing import rate  # noqa: E402  (this directory is sys.path[0])
 class ReferenceProtocol(SessionLogic, _session_py.SessionCore, asyncio.BufferedProtocol):
     __slots__ = _SLOTS + ("__dict__",)
     _handlers = {**SessionLogic._handlers, **_session_py.CORE_HANDLERS}
-
-
-class Sink:
-    class Txn:
-        queue_id = "4XbQ1d2kLmz3"
-
-        def add_recipient(self, rcpt):
-            pass
-
-        def write(self, data):
-            return None
-
-        def finish(self):
-            return self.queue_id
-
-        def abort(self):
-            pass
-
-    def begin(self, client, envelope):
-        return self.Txn()
 
 
 class Transport(asyncio.Transport):
@@ -111,7 +92,7 @@ def main() -> int:
     loop = asyncio.new_event_loop()
     with tempfile.TemporaryDirectory() as d:
         cfg = Config(d, text=MAIN_CF + f"queue_directory = {d}\n")
-        service = SmtpdService.from_config(cfg, sink=Sink(), loop=loop)
+        service = SmtpdService.from_config(cfg, sink=NullSink("4XbQ1d2kLmz3"), loop=loop)
         s = args.seconds
         print(f"{'workload':26} {'python':>14} {'cython':>14} {'speedup':>8}")
         p = rate(bench(service, ReferenceProtocol), s, batch=10)

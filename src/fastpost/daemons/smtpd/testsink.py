@@ -15,6 +15,9 @@ time and a sequence number, Postfix-style.
 Content is kept in memory until finish(); a message larger than ``spill`` bytes goes
 to a temporary file as it arrives.
 
+NullSink(queue_id) accepts every message at once and keeps nothing: the benchmarks
+that time smtpd's session alone use it.
+
 Diagnostics: SinkError(451 4.3.0) when a file cannot be written.
 """
 
@@ -29,7 +32,7 @@ import time
 from fastpost.daemons.smtpd.info import ClientInfo, Envelope, Recipient
 from fastpost.daemons.smtpd.sink import MessageSink, SinkError, Transaction
 
-__all__ = ["FileTestSink"]
+__all__ = ["FileTestSink", "NullSink"]
 
 
 class _FileTransaction(Transaction):
@@ -158,3 +161,29 @@ class FileTestSink(MessageSink):
                 head, _, content = fh.read().partition(b"\n")
             out.append((json.loads(head), content))
         return out
+
+
+class NullSink:
+    """Every message accepted at once under one queue ID, nothing kept (benchmarks)."""
+
+    class _Txn:
+        def __init__(self, queue_id: str):
+            self.queue_id = queue_id
+
+        def add_recipient(self, rcpt):
+            pass
+
+        def write(self, data):
+            return None
+
+        def finish(self):
+            return self.queue_id
+
+        def abort(self):
+            pass
+
+    def __init__(self, queue_id: str = "NULL0001"):
+        self.queue_id = queue_id
+
+    def begin(self, client, envelope):
+        return self._Txn(self.queue_id)
