@@ -147,7 +147,7 @@ static const struct seen *mv_seen(const char *name)
     size_t i;
 
     for (i = 0; i < g_seen_len; i++)
-        if (strcmp(g_seen[i].name, name) == 0)
+        if (g_seen[i].name[0] == name[0] && strcmp(g_seen[i].name, name) == 0)
             return &g_seen[i];
     return NULL;
 }
@@ -404,15 +404,88 @@ static int mv_judge_value(struct buf *msg, const char *path, const struct mv_par
     return 1;
 }
 
+/*
+ * A user's or group's ids: from /etc/passwd or /etc/group read here (one read each,
+ * no NSS set-up: that doubled the helper's instructions), else through NSS
+ * (getpwnam/getgrnam: a name kept elsewhere, LDAP say). 1 found, 0 not.
+ */
+static int mv_files_id(const char *file, struct buf *cache, const char *name,
+                       unsigned *id, unsigned *gid)
+{
+    size_t len = strlen(name), pos = 0;
+
+    if (cache->data == NULL) {
+        int fd = open(file, O_RDONLY | O_CLOEXEC);
+        char chunk[8192];
+        ssize_t got;
+
+        buf_add(cache, "", 1);  /* read or not, read once */
+        cache->len = 0;
+        if (fd >= 0) {
+            while ((got = read(fd, chunk, sizeof(chunk))) > 0)
+                buf_add(cache, chunk, (size_t) got);
+            close(fd);
+        }
+    }
+    while (pos < cache->len) {
+        const char *line = cache->data + pos, *end = memchr(line, '\n', cache->len - pos);
+        size_t line_len = end ? (size_t) (end - line) : cache->len - pos;
+        char *after;
+
+        pos += line_len + 1;
+        /* NAME:PASSWORD:ID[:GID...] */
+        if (line_len > len + 1 && memcmp(line, name, len) == 0 && line[len] == ':') {
+            const char *f = memchr(line + len + 1, ':', line_len - len - 1);
+
+            if (f == NULL || f[1] < '0' || f[1] > '9')
+                return 0;
+            *id = (unsigned) strtoul(f + 1, &after, 10);
+            if (*after != ':')
+                return 0;
+            if (gid != NULL) {
+                if (after[1] < '0' || after[1] > '9')
+                    return 0;
+                *gid = (unsigned) strtoul(after + 1, &after, 10);
+            }
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static struct buf mv_passwd, mv_group;
+
+static int mv_user(const char *name, unsigned *uid, unsigned *gid)
+{
+    struct passwd *pw;
+
+    if (mv_files_id("/etc/passwd", &mv_passwd, name, uid, gid))
+        return 1;
+    if ((pw = getpwnam(name)) == NULL)
+        return 0;
+    *uid = (unsigned) pw->pw_uid;
+    *gid = (unsigned) pw->pw_gid;
+    return 1;
+}
+
+static int mv_group_id(const char *name, unsigned *gid)
+{
+    struct group *gr;
+
+    if (mv_files_id("/etc/group", &mv_group, name, gid, NULL))
+        return 1;
+    if ((gr = getgrnam(name)) == NULL)
+        return 0;
+    *gid = (unsigned) gr->gr_gid;
+    return 1;
+}
+
 /* mail_owner, default_privs, setgid_group: exist, unprivileged, distinct */
 static int mv_accounts(struct buf *msg, const char *path)
 {
     const struct seen *e;
     const char *owner_name, *privs_name, *group_name;
-    struct passwd *pw;
-    struct group *gr;
-    uid_t owner_uid, privs_uid;
-    gid_t owner_gid, privs_gid, group_gid;
+    unsigned owner_uid, owner_gid, privs_uid, privs_gid, group_gid;
     char text[64];
 
     owner_name = (e = mv_seen("mail_owner")) ? e->value : "postfix";
@@ -422,73 +495,68 @@ static int mv_accounts(struct buf *msg, const char *path)
         return -1;
 #define MV_FILE_FATAL() (mv_add(msg, FP_PROG ": fatal: file "), mv_add(msg, path), \
                          mv_add(msg, ": "))
-    if ((pw = getpwnam(owner_name)) == NULL) {
+    if (!mv_user(owner_name, &owner_uid, &owner_gid)) {
         MV_FILE_FATAL();
         mv_add(msg, "parameter mail_owner: unknown user name value: ");
         mv_add(msg, owner_name);
         goto out;
     }
-    if (pw->pw_uid == 0) {
+    if (owner_uid == 0) {
         MV_FILE_FATAL();
         mv_add(msg, "parameter mail_owner: user ");
         mv_add(msg, owner_name);
         mv_add(msg, " has privileged user ID");
         goto out;
     }
-    owner_uid = pw->pw_uid;
-    owner_gid = pw->pw_gid;
-    if ((gr = getgrnam(group_name)) == NULL) {
+    if (!mv_group_id(group_name, &group_gid)) {
         MV_FILE_FATAL();
         mv_add(msg, "parameter setgid_group: unknown group name: ");
         mv_add(msg, group_name);
         goto out;
     }
-    if (gr->gr_gid == 0) {
+    if (group_gid == 0) {
         MV_FILE_FATAL();
         mv_add(msg, "parameter setgid_group: group ");
         mv_add(msg, group_name);
         mv_add(msg, " has privileged group ID");
         goto out;
     }
-    group_gid = gr->gr_gid;
     if (owner_gid == group_gid) {
         MV_FILE_FATAL();
         mv_add(msg, "parameters mail_owner and setgid_group: user ");
-        mv_add(msg, pw->pw_name);
+        mv_add(msg, owner_name);
         mv_add(msg, " and group ");
-        mv_add(msg, gr->gr_name);
-        snprintf(text, sizeof(text), " have the same group ID: %u", (unsigned) group_gid);
+        mv_add(msg, group_name);
+        snprintf(text, sizeof(text), " have the same group ID: %u", group_gid);
         mv_add(msg, text);
         goto out;
     }
-    if ((pw = getpwnam(privs_name)) == NULL) {
+    if (!mv_user(privs_name, &privs_uid, &privs_gid)) {
         MV_FILE_FATAL();
         mv_add(msg, "parameter default_privs: unknown user name value: ");
         mv_add(msg, privs_name);
         goto out;
     }
-    if (pw->pw_uid == 0) {
+    if (privs_uid == 0) {
         MV_FILE_FATAL();
         mv_add(msg, "parameter default_privs: user ");
         mv_add(msg, privs_name);
         mv_add(msg, " has privileged user ID");
         goto out;
     }
-    privs_uid = pw->pw_uid;
-    privs_gid = pw->pw_gid;
     if (privs_uid == owner_uid) {
         MV_FILE_FATAL();
         mv_add(msg, "parameters default_privs and mail_owner specify the same user ");
-        mv_add(msg, pw->pw_name);
+        mv_add(msg, privs_name);
         goto out;
     }
     if (privs_gid == group_gid) {
         MV_FILE_FATAL();
         mv_add(msg, "parameters default_privs and setgid_group: user ");
-        mv_add(msg, pw->pw_name);
+        mv_add(msg, privs_name);
         mv_add(msg, " and group ");
         mv_add(msg, group_name);
-        snprintf(text, sizeof(text), " have the same group ID: %u", (unsigned) group_gid);
+        snprintf(text, sizeof(text), " have the same group ID: %u", group_gid);
         mv_add(msg, text);
         goto out;
     }
