@@ -156,7 +156,8 @@ class CleanupState:
         self.fullname = frame.get("fullname")
         self.log_ident = bool(frame.get("ident"))
         self.uid = frame.get("uid")
-        self.builder = svc.committer.builder(conn.reusable(frame.get("reuse_id")))
+        reuse = frame.get("reuse_id")  # pickup's returned reject (service.py: reusable)
+        self.builder = svc.committer.builder(conn.reusable(reuse) if reuse else None)
         self.queue_id = self.builder.queue_id
         self.rcpts_raw: list = []
         self.pending: list = []
