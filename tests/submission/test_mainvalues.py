@@ -91,7 +91,42 @@ CASES = [
      [f"postdrop: fatal: file PATH: parameters mail_owner and setgid_group: user postfix and group "
       f"postfix have the same group ID: {POSTFIX_GID}"]),
     ("default_privs = root", ["postdrop: fatal: file PATH: parameter default_privs: user root has privileged user ID"]),
-    # order: the host names first, then strings, numbers, booleans, times, accounts
+    ("compatibility_level = 3.6", []),
+    ("compatibility_level = +3", []),
+    ("compatibility_level = 3.", ['postdrop: fatal: N malformed compatibility level syntax: "3."']),
+    ("compatibility_level = 3.6.1.2", ['postdrop: fatal: N malformed compatibility level syntax: "3.6.1.2"']),
+    ("compatibility_level = 3.99999999999",
+     ['postdrop: fatal: N malformed compatibility level syntax: "3.99999999999"']),
+    ("syslog_facility = local7", []),
+    ("syslog_facility = MAIL", ["postdrop: fatal: file PATH: parameter syslog_facility: unrecognized value: MAIL"]),
+    ("syslog_facility = security",
+     ["postdrop: fatal: file PATH: parameter syslog_facility: unrecognized value: security"]),
+    ("inet_protocols = all ipv4", []),
+    ("inet_protocols = ", []),
+    ("inet_protocols = ipv4 IPX", ['postdrop: fatal: N unknown inet_protocols value "IPX" in "ipv4 IPX"']),
+    ("mynetworks_style = class", []),
+    ("mynetworks_style = HOST", ['postdrop: fatal: N unknown mynetworks mask style value "HOST" in "HOST"']),
+    ("mynetworks_style = host subnet",
+     ["postdrop: fatal: N bad mynetworks_style value: host subnet; specify exactly one value"]),
+    ("default_verp_delimiters = ab",
+     ["postdrop: fatal: file PATH: parameters default_verp_delimiters and verp_delimiter_filter: "
+      "bad first VERP delimiter character"]),
+    ("default_verp_delimiters = +a",
+     ["postdrop: fatal: file PATH: parameters default_verp_delimiters and verp_delimiter_filter: "
+      "bad second VERP delimiter character"]),
+    ("verp_delimiter_filter = =",
+     ["postdrop: fatal: file PATH: parameters default_verp_delimiters and verp_delimiter_filter: "
+      "bad first VERP delimiter character"]),
+    # order: compatibility_level, syslog_facility, inet_protocols, the host names, then
+    # strings, numbers, booleans, times, accounts, mynetworks_style, VERP delimiters
+    ("compatibility_level = x\nsyslog_facility = x", ['postdrop: fatal: N malformed compatibility level syntax: "x"']),
+    ("inet_protocols = x\nsyslog_facility = x",
+     ["postdrop: fatal: file PATH: parameter syslog_facility: unrecognized value: x"]),
+    ("inet_protocols = x\nmyhostname = a..b", ['postdrop: fatal: N unknown inet_protocols value "x" in "x"']),
+    ("mynetworks_style = x\nmail_owner = nosuch",
+     ["postdrop: fatal: file PATH: parameter mail_owner: unknown user name value: nosuch"]),
+    ("mynetworks_style = x\nverp_delimiter_filter = =",
+     ['postdrop: fatal: N unknown mynetworks mask style value "x" in "x"']),
     ("max_use = x\nmyhostname = a..b", ["postdrop: warning: valid_hostname: misplaced delimiter: a..b",
                                         "postdrop: fatal: file PATH: parameter myhostname: bad parameter value: a..b"]),
     ("max_use = x\nmail_name =", ["postdrop: fatal: N bad string length 0 < 1: mail_name = "]),
@@ -114,8 +149,10 @@ def expected(lines: list[str], path: Path, case: str) -> list[str]:
     for line in lines:
         line = line.replace("PATH", str(path))
         if "fatal: N " in line:
+            probe = line.replace("mynetworks mask style", "mynetworks_style") \
+                .replace("compatibility level", "compatibility_level")
             named = [i for i, text in enumerate(case.split("\n"), 1)
-                     if text.split("=")[0].strip() in line]
+                     if text.split("=")[0].strip() in probe]
             assert named, (case, line)
             line = line.replace("fatal: N ", f"fatal: {path}, line {named[-1]}: ")
         out.append(line)
@@ -216,12 +253,15 @@ def test_values_judged_as_postfix_judges_them(case, postfix, tmp_path, c_judge):
 
 NAMES = sorted(set(mainvalues.STRING_LENGTHS) | set(mainvalues.INTEGERS)
                | set(mainvalues.BOOLEANS) | set(mainvalues.TIMES)
-               | {"mail_owner", "setgid_group", "default_privs"})
+               | {"mail_owner", "setgid_group", "default_privs", "compatibility_level",
+                  "inet_protocols", "mynetworks_style"})
 value = st.one_of(
     st.sampled_from(["", "0", "1", "-5", "+7", "yes", "No", "5m", "3549w", "2147483648",
                      "a..b", "a.b", "x.y.z", "1.2", "nobody", "postfix", "postdrop", "nogroup",
                      "root", "$myhostname", "${mydomain}", "$(mail_name)x", "$nosuch",
-                     "${mydomain?x}", "$$", "+-", "ab"]),
+                     "${mydomain?x}", "$$", "+-", "ab", "3.6", "3.", "+3", "mail", "local7",
+                     "MAIL", "all", "ipv4 ipv6", "ipv4 IPX", "host", "class", "host subnet",
+                     "=", "+=", "-=+", "+a"]),
     st.text(st.sampled_from("ab1.-_$ {}+w"), max_size=8),
 )
 

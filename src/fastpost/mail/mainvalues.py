@@ -23,10 +23,17 @@ default_privs always (users and groups that must exist and be distinct and
 unprivileged). The compiled postdrop and sendmail front end (cli/csrc/mainvalues.h)
 judge the same with the same tables (a test compares them).
 
-Not judged (Postfix does): values of syslog_facility, compatibility_level,
-mynetworks_style, inet_protocols, inet_interfaces, maillog_file against
-maillog_file_prefixes, verp_delimiter_filter against default_verp_delimiters, and a
-machine hostname that is not valid when main.cf sets neither myhostname nor mydomain.
+Also judged when set: compatibility_level (``N[.N[.N]]``), syslog_facility (a facility
+name), inet_protocols (all, ipv4, ipv6), mynetworks_style (host, subnet or class),
+default_verp_delimiters against verp_delimiter_filter. The order, with several bad
+values, is Postfix's between the groups: compatibility_level, syslog_facility,
+inet_protocols, myhostname/mydomain, the strings, numbers, booleans, times, the
+accounts, mynetworks_style, the VERP delimiters.
+
+Not judged (Postfix does): inet_interfaces (Postfix resolves the names), maillog_file
+against maillog_file_prefixes (no fastpost program enforces the prefixes yet: the test
+instances log under /tmp), and a machine hostname that is not valid when main.cf sets
+neither myhostname nor mydomain.
 """
 
 from __future__ import annotations
@@ -88,6 +95,14 @@ TIMES: dict[str, int] = {name: 1 for name in (
     "application_event_drain_time daemon_timeout deliver_lock_delay fork_delay ipc_idle "
     "ipc_timeout ipc_ttl max_idle stale_lock_time trigger_timeout").split()}
 TIMES["in_flow_delay"] = 0
+
+#: syslog_facility's names (case matters)
+FACILITIES = frozenset("auth authpriv cron daemon ftp kern lpr mail news syslog user uucp "
+                       "local0 local1 local2 local3 local4 local5 local6 local7".split())
+INET_PROTOCOLS = frozenset(("all", "ipv4", "ipv6"))
+MYNETWORKS_STYLES = frozenset(("host", "subnet", "class"))
+_COMPAT = re.compile(r"\+?([0-9]+)(?:\.([0-9]+))?(?:\.([0-9]+))?")
+_LIST_SPLIT = re.compile(r"[, \t\r\n]+")
 
 TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 INT_MAX = (1 << 31) - 1
@@ -211,6 +226,26 @@ def judge(cfg) -> tuple[list[str], str | None]:
     warnings: list[str] = []
     set_names = _set_names(cfg)
     path = cfg.path
+    chosen = set(set_names)
+    if "compatibility_level" in chosen:
+        value = _value(cfg, "compatibility_level")
+        found = _COMPAT.fullmatch(value)
+        if found is None or any(part and int(part) > INT_MAX for part in found.groups()[1:]) \
+                or int(found.group(1)) >= 1 << 63:
+            return warnings, (f"{_where(cfg, 'compatibility_level')}malformed compatibility "
+                              f'level syntax: "{value}"')
+    if "syslog_facility" in chosen:
+        value = _value(cfg, "syslog_facility")
+        if not value:
+            return warnings, f"{_where(cfg, 'syslog_facility')}bad string length 0 < 1: syslog_facility = "
+        if value not in FACILITIES:
+            return warnings, f"file {path}: parameter syslog_facility: unrecognized value: {value}"
+    if "inet_protocols" in chosen:
+        value = _value(cfg, "inet_protocols")
+        for word in _LIST_SPLIT.split(value):
+            if word and word not in INET_PROTOCOLS:
+                return warnings, (f"{_where(cfg, 'inet_protocols')}unknown inet_protocols "
+                                  f'value "{word}" in "{value}"')
     # first myhostname and mydomain (each derived from the other when not set)
     if "myhostname" in set_names or "mydomain" in set_names:
         host = _value(cfg, "myhostname")
@@ -230,7 +265,6 @@ def judge(cfg) -> tuple[list[str], str | None]:
                                   f"{printable(value)}")
     # then each table in its order (with several bad values, Postfix's table order
     # decides which one it names: that order is not copied)
-    chosen = set(set_names)
     for name, (low, high) in STRING_LENGTHS.items():
         if name in chosen and name not in ("myhostname", "mydomain"):
             value = _value(cfg, name)
@@ -246,7 +280,28 @@ def judge(cfg) -> tuple[list[str], str | None]:
                 problem = problem_of(name, _value(cfg, name))
                 if problem is not None:
                     return warnings, f"{_where(cfg, name)}{problem}"
-    return warnings, _accounts_problem(cfg, path)
+    problem = _accounts_problem(cfg, path)
+    if problem is not None:
+        return warnings, problem
+    if "mynetworks_style" in chosen:
+        value = _value(cfg, "mynetworks_style")
+        words = [w for w in _LIST_SPLIT.split(value) if w]
+        if len(words) > 1:
+            return warnings, (f"{_where(cfg, 'mynetworks_style')}bad mynetworks_style value: "
+                              f"{value}; specify exactly one value")
+        if words and words[0] not in MYNETWORKS_STYLES:
+            return warnings, (f"{_where(cfg, 'mynetworks_style')}unknown mynetworks mask "
+                              f'style value "{words[0]}" in "{value}"')
+    if "default_verp_delimiters" in chosen or "verp_delimiter_filter" in chosen:
+        delimiters = _value(cfg, "default_verp_delimiters") \
+            if "default_verp_delimiters" in chosen else "+="
+        allowed = _value(cfg, "verp_delimiter_filter") \
+            if "verp_delimiter_filter" in chosen else "-=+"
+        for which, char in zip(("first", "second"), delimiters):
+            if char not in allowed:
+                return warnings, (f"file {path}: parameters default_verp_delimiters and "
+                                  f"verp_delimiter_filter: bad {which} VERP delimiter character")
+    return warnings, None
 
 
 def _accounts_problem(cfg, path: str) -> str | None:

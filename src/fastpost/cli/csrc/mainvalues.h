@@ -14,6 +14,9 @@
  *   -1  undecided: a judged value needs $name expansion this code does not do (a
  *       reference to a name it cannot tell is non-empty, a conditional form, a
  *       number, a host, user or group name with $): the Python command decides.
+ * Order (Postfix's between the groups): compatibility_level, syslog_facility,
+ * inet_protocols; myhostname/mydomain; the table (strings, numbers, booleans, times);
+ * mail_owner/setgid_group/default_privs; mynetworks_style; the VERP delimiters.
  * For a string that must not be empty, $name and ${name} references are followed in
  * main.cf (8 levels) and a name of the string table unset in main.cf counts as
  * non-empty (its default is); so `myorigin = $mydomain` is judged here.
@@ -567,11 +570,178 @@ static int mv_accounts(struct buf *msg, const char *path)
 #undef MV_FILE_FATAL
 }
 
+/* compatibility_level: [+]N[.N[.N]], the first below 2^63, the others below 2^31 */
+static int mv_compat_ok(const char *v)
+{
+    const char *s = v;
+    int part;
+
+    if (*s == '+')
+        s++;
+    for (part = 0; part < 3; part++) {
+        char *end;
+        long long n;
+
+        if (*s < '0' || *s > '9')
+            return 0;
+        errno = 0;
+        n = strtoll(s, &end, 10);
+        if (errno || (part > 0 && n > INT_MAX))
+            return 0;
+        s = end;
+        if (*s == '\0')
+            return 1;
+        if (*s != '.')
+            return 0;
+        s++;
+    }
+    return 0;
+}
+
+static int mv_word_in(const char *word, size_t len, const char *const *words)
+{
+    for (; *words; words++)
+        if (strlen(*words) == len && memcmp(*words, word, len) == 0)
+            return 1;
+    return 0;
+}
+
+/* the next word of a list (", \t\r\n" between words): 1 and *word, *len, or 0 */
+static int mv_next_word(const char **s, const char **word, size_t *len)
+{
+    *s += strspn(*s, ", \t\r\n");
+    if (**s == '\0')
+        return 0;
+    *word = *s;
+    *len = strcspn(*s, ", \t\r\n");
+    *s += *len;
+    return 1;
+}
+
+static const char *const mv_facilities[] = {
+    "auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news", "syslog",
+    "user", "uucp", "local0", "local1", "local2", "local3", "local4", "local5", "local6",
+    "local7", NULL};
+static const char *const mv_inet_protocols[] = {"all", "ipv4", "ipv6", NULL};
+static const char *const mv_mynetworks_styles[] = {"host", "subnet", "class", NULL};
+
+/* compatibility_level, syslog_facility, inet_protocols (Postfix judges them first) */
+static int mv_first(struct buf *msg, const char *path)
+{
+    const struct seen *e;
+    const char *s, *word;
+    size_t len;
+
+    if ((e = mv_seen("compatibility_level")) != NULL) {
+        if (strchr(e->value, '$'))
+            return -1;
+        if (!mv_compat_ok(e->value)) {
+            mv_fatal_head(msg, path, e);
+            mv_add(msg, "malformed compatibility level syntax: \"");
+            mv_add(msg, e->value);
+            mv_add(msg, "\"\n");
+            return 1;
+        }
+    }
+    if ((e = mv_seen("syslog_facility")) != NULL) {
+        if (strchr(e->value, '$'))
+            return -1;
+        if (e->value[0] == '\0') {
+            mv_fatal_head(msg, path, e);
+            mv_add(msg, "bad string length 0 < 1: syslog_facility = \n");
+            return 1;
+        }
+        if (!mv_word_in(e->value, strlen(e->value), mv_facilities)) {
+            mv_add(msg, FP_PROG ": fatal: file ");
+            mv_add(msg, path);
+            mv_add(msg, ": parameter syslog_facility: unrecognized value: ");
+            mv_add(msg, e->value);
+            mv_add(msg, "\n");
+            return 1;
+        }
+    }
+    if ((e = mv_seen("inet_protocols")) != NULL) {
+        if (strchr(e->value, '$'))
+            return -1;
+        for (s = e->value; mv_next_word(&s, &word, &len);) {
+            if (!mv_word_in(word, len, mv_inet_protocols)) {
+                mv_fatal_head(msg, path, e);
+                mv_add(msg, "unknown inet_protocols value \"");
+                buf_add(msg, word, len);
+                mv_add(msg, "\" in \"");
+                mv_add(msg, e->value);
+                mv_add(msg, "\"\n");
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* mynetworks_style, then the VERP delimiters against their filter (Postfix: last) */
+static int mv_last(struct buf *msg, const char *path)
+{
+    const struct seen *e, *d, *f;
+    const char *s, *word, *delimiters, *filter;
+    size_t len, words = 0, first_len = 0;
+    const char *first = NULL;
+
+    if ((e = mv_seen("mynetworks_style")) != NULL) {
+        if (strchr(e->value, '$'))
+            return -1;
+        for (s = e->value; mv_next_word(&s, &word, &len); words++) {
+            if (first == NULL) {
+                first = word;
+                first_len = len;
+            }
+        }
+        if (words > 1) {
+            mv_fatal_head(msg, path, e);
+            mv_add(msg, "bad mynetworks_style value: ");
+            mv_add(msg, e->value);
+            mv_add(msg, "; specify exactly one value\n");
+            return 1;
+        }
+        if (first != NULL && !mv_word_in(first, first_len, mv_mynetworks_styles)) {
+            mv_fatal_head(msg, path, e);
+            mv_add(msg, "unknown mynetworks mask style value \"");
+            buf_add(msg, first, first_len);
+            mv_add(msg, "\" in \"");
+            mv_add(msg, e->value);
+            mv_add(msg, "\"\n");
+            return 1;
+        }
+    }
+    d = mv_seen("default_verp_delimiters");
+    f = mv_seen("verp_delimiter_filter");
+    if (d != NULL || f != NULL) {
+        delimiters = d ? d->value : "+=";
+        filter = f ? f->value : "-=+";
+        if (strchr(delimiters, '$') || strchr(filter, '$'))
+            return -1;
+        for (len = 0; len < 2 && delimiters[len]; len++) {
+            if (strchr(filter, delimiters[len]) == NULL) {
+                mv_add(msg, FP_PROG ": fatal: file ");
+                mv_add(msg, path);
+                mv_add(msg, ": parameters default_verp_delimiters and verp_delimiter_filter: bad ");
+                mv_add(msg, len == 0 ? "first" : "second");
+                mv_add(msg, " VERP delimiter character\n");
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
 static int judge_globals(const char *path, struct buf *msg)
 {
     const struct seen *host_e = mv_seen("myhostname"), *domain_e = mv_seen("mydomain");
     const struct mv_param *p;
+    int r;
 
+    /* 0. compatibility_level, syslog_facility, inet_protocols */
+    if ((r = mv_first(msg, path)) != 0)
+        return r;
     /* 1. myhostname and mydomain, each derived from the other when not set */
     if (host_e != NULL || domain_e != NULL) {
         char machine[256];
@@ -579,7 +749,9 @@ static int judge_globals(const char *path, struct buf *msg)
         const char *names[2] = {"myhostname", "mydomain"};
         const struct seen *es[2] = {host_e, domain_e};
         struct buf *values[2] = {&host, &domain};
-        int k, r = 0;
+        int k;
+
+        r = 0;
 
         if ((host_e && strchr(host_e->value, '$')) || (domain_e && strchr(domain_e->value, '$')))
             return -1;
@@ -647,8 +819,10 @@ static int judge_globals(const char *path, struct buf *msg)
         if (mv_judge_value(msg, path, p, e))
             return 1;
     }
-    /* 3. the accounts */
-    return mv_accounts(msg, path);
+    /* 3. the accounts, 4. mynetworks_style and the VERP delimiters */
+    if ((r = mv_accounts(msg, path)) != 0)
+        return r;
+    return mv_last(msg, path);
 }
 
 #endif
