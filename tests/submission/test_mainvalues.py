@@ -316,3 +316,22 @@ def test_sendmail_refuses_as_postfix_sendmail(tmp_path):
                                   timeout=60, env={**os.environ, "MAIL_CONFIG": str(etc)})
             assert (proc.returncode, proc.stderr.decode().splitlines()) == (75, want), argv
             assert list((queue / "maildrop").iterdir()) == []
+
+
+def test_queue_commands_refuse_as_postfix(tmp_path):
+    """postqueue (fastpost queue), mailq, sendmail -bp/-q judge the values first, as
+    Postfix's do. Postfix 3.7 on this machine (`postqueue -c DIR -p`, `mailq -C DIR`,
+    `sendmail -C DIR -bp`, `sendmail -C DIR -q`) printed, with exit 69, 75, 75, 75:
+        postqueue: fatal: bad numerical configuration: max_use = x
+        mailq: fatal: bad numerical configuration: max_use = x
+        sendmail: fatal: bad numerical configuration: max_use = x"""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "main.cf").write_text(f"max_use = x\nqueue_directory = {tmp_path / 'q'}\n")
+    text = f"fatal: {etc / 'main.cf'}, line 1: bad numerical configuration: max_use = x"
+    for argv, prog, status in ((["queue", "-p"], "postqueue", 69), (["mailq"], "mailq", 75),
+                               (["sendmail", "-bp"], "sendmail", 75),
+                               (["sendmail", "-q"], "sendmail", 75)):
+        proc = subprocess.run([sys.executable, "-m", "fastpost", "-c", str(etc), *argv],
+                              capture_output=True, timeout=60, text=True)
+        assert (proc.returncode, proc.stderr.splitlines()) == (status, [f"{prog}: {text}"]), argv

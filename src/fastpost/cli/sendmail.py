@@ -332,6 +332,11 @@ def main(argv: list[str], prog: str = "sendmail") -> int:
     prog = opts["label"] or prog
     config_dir = opts["config"] or config_dir
     mode = opts["mode"]
+    if mode in ("p", "q"):  # Postfix's sendmail judges the values before running postqueue
+        from fastpost.mail.mainvalues import refused as bad_values
+
+        if bad_values(config_dir, prog):
+            return EX_TEMPFAIL
     if mode == "p":
         from fastpost.cli.postqueue import mailq
 

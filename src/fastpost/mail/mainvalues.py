@@ -304,6 +304,26 @@ def judge(cfg) -> tuple[list[str], str | None]:
     return warnings, None
 
 
+def refused(config_dir: str | None, prog: str) -> bool:
+    """For commands that judge nothing else of main.cf (postqueue, mailq, sendmail -bp/-q):
+    print Postfix's lines (``PROG: warning: ...``, ``PROG: fatal: ...``) on standard
+    error when a value is bad and return True. A main.cf that cannot be read or parsed
+    is left to the command's own path (False)."""
+    import sys
+
+    from fastpost.mail.maincf import ConfigError, LiteConfig
+
+    try:
+        warnings, fatal = judge(LiteConfig(config_dir))
+    except (ConfigError, OSError):
+        return False
+    for text in warnings:
+        print(f"{prog}: warning: {text}", file=sys.stderr)
+    if fatal is not None:
+        print(f"{prog}: fatal: {fatal}", file=sys.stderr, flush=True)
+    return fatal is not None
+
+
 def _accounts_problem(cfg, path: str) -> str | None:
     import grp
     import pwd
@@ -351,5 +371,5 @@ def _group_problem(cfg, path: str, users: dict) -> str | None:
     return None
 
 
-__all__ = ["ACCOUNT_DEFAULTS", "BOOLEANS", "INTEGERS", "STRING_LENGTHS", "TIMES", "hostname_problem", "judge",
+__all__ = ["ACCOUNT_DEFAULTS", "refused", "BOOLEANS", "INTEGERS", "STRING_LENGTHS", "TIMES", "hostname_problem", "judge",
            "printable"]
