@@ -216,6 +216,7 @@ def c_judge(tmp_path_factory):
         out = subprocess.run([str(work / "judge"), str(directory)], capture_output=True,
                              timeout=30).stdout.decode("utf-8", "surrogateescape").splitlines()
         return out[:-1], int(out[-1].split()[1])
+    run.path = work / "judge"
     return run
 
 
@@ -335,3 +336,37 @@ def test_queue_commands_refuse_as_postfix(tmp_path):
         proc = subprocess.run([sys.executable, "-m", "fastpost", "-c", str(etc), *argv],
                               capture_output=True, timeout=60, text=True)
         assert (proc.returncode, proc.stderr.splitlines()) == (status, [f"{prog}: {text}"]), argv
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs the judges as root and as nobody")
+def test_single_user_instance_may_share_the_group(c_judge, monkeypatch):
+    """mail_owner and setgid_group with one group ID: refused as Postfix refuses it
+    (exit 1 there), except for mail_owner itself, as in a fastpost run without root
+    (embedded-config: mail_owner = the user, setgid_group = that user's group), where
+    there is no privilege boundary to protect. Both judges, as root and as nobody."""
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="fp-mv-"))
+    try:
+        base.chmod(0o755)
+        (base / "main.cf").write_text("mail_owner = nobody\nsetgid_group = nogroup\n"
+                                      "default_privs = daemon\n")
+        (base / "main.cf").chmod(0o644)
+        shutil.copy(c_judge.path, base / "judge")
+        want = (f"fatal: file {base}/main.cf: parameters mail_owner and setgid_group: user "
+                "nobody and group nogroup have the same group ID: 65534")
+        from fastpost.mail.maincf import LiteConfig
+
+        assert mainvalues.judge(LiteConfig(str(base)))[1] == want.removeprefix("fatal: ")
+        # the Python judge as nobody (the venv's interpreter may be unreadable to nobody):
+        monkeypatch.setattr(mainvalues.os, "getuid", lambda: 65534)
+        assert mainvalues.judge(LiteConfig(str(base)))[1] is None
+        monkeypatch.undo()
+        lines, result = c_judge(base)
+        assert result == 1 and any(want in x for x in lines), lines
+        c_nobody = subprocess.run(["runuser", "-u", "nobody", "--", str(base / "judge"),
+                                   str(base)], capture_output=True, text=True, timeout=60,
+                                  cwd="/")
+        assert c_nobody.stdout.splitlines()[-1] == "RESULT 0", c_nobody.stdout
+    finally:
+        shutil.rmtree(base)

@@ -38,6 +38,7 @@ neither myhostname nor mydomain.
 
 from __future__ import annotations
 
+import os
 import re
 
 #: parameters whose value (after $name expansion) must not be empty: (min, max) length
@@ -364,7 +365,10 @@ def _group_problem(cfg, path: str, users: dict) -> str | None:
     if group.gr_gid == 0:
         return f"file {path}: parameter setgid_group: group {value} has privileged group ID"
     owner = users["mail_owner"]
-    if owner.pw_gid == group.gr_gid:
+    # A single-user instance (fastpost run without root: mail_owner is the invoking
+    # user, setgid_group that user's group) has no privilege boundary for the check to
+    # protect, and Postfix cannot run that way: it is not judged there.
+    if owner.pw_gid == group.gr_gid and owner.pw_uid != os.getuid():
         return (f"file {path}: parameters mail_owner and setgid_group: user "
                 f"{owner.pw_name} and group {group.gr_name} have the same group ID: "
                 f"{group.gr_gid}")

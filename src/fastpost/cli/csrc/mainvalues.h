@@ -30,6 +30,7 @@
 #include <limits.h>
 #include <pwd.h>
 #include <strings.h>
+#include <unistd.h>
 
 #if !defined(FP_CONFIG_FATAL) && !defined(FP_CONFIG_WARN)
 #error "mainvalues.h needs maildrop_write.h's g_seen (FP_CONFIG_FATAL or FP_CONFIG_WARN)"
@@ -524,7 +525,8 @@ static int mv_accounts(struct buf *msg, const char *path)
         mv_add(msg, " has privileged group ID");
         goto out;
     }
-    if (owner_gid == group_gid) {
+    /* not judged in a single-user instance (mail_owner is the invoking user) */
+    if (owner_gid == group_gid && owner_uid != getuid()) {
         MV_FILE_FATAL();
         mv_add(msg, "parameters mail_owner and setgid_group: user ");
         mv_add(msg, owner_name);
