@@ -10,6 +10,7 @@ import pwd
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -140,8 +141,15 @@ def test_a_rejected_submission_is_returned_to_the_sender(acc):
                     data=b"Subject: reject-me please\n\nnot wanted\n")
     assert proc.returncode == 0, proc.stderr
     log = acc.inst.wait_log(r"sender non-delivery notification: \w+", count=1)
-    # the lines of Postfix 3.7 (its cleanup's, under the refused message's ID), and one
-    # more: the stand-in whose ID the bounce service names (docs/submission.md)
+    # the lines of Postfix 3.7, all under the refused message's ID (cleanup gives the
+    # stand-in that ID again: docs/submission.md); Postfix 3.7 here logged
+    #   postfix/pickup[P]: ORIG: uid=0 from=<author@example.org>
+    #   postfix/cleanup[P]: ORIG: reject: header Subject: reject-me please from local;
+    #       from=<author@example.org> to=<one@example.net>: 5.7.1 no thanks
+    #   postfix/cleanup[P]: ORIG: message-id=<...>
+    #   postfix/cleanup[P]: ORIG: to=<one@example.net>, relay=none, delay=0.04,
+    #       delays=0.04/0/0/0, dsn=5.7.1, status=bounced (no thanks)   (one per rcpt)
+    #   postfix/bounce[P]: ORIG: sender non-delivery notification: NOTICE
     (orig,) = re.findall(r"(\w+): reject: header Subject: reject-me please from local; "
                          r"from=<author@example.org> to=<\w+@example.net>: 5\.7\.1 no thanks",
                          log)
@@ -149,8 +157,10 @@ def test_a_rejected_submission_is_returned_to_the_sender(acc):
     for rcpt in ("one@example.net", "two@example.net"):
         assert re.search(rf"{orig}: to=<{rcpt}>, relay=none, delay=([\d.]+), delays=\1/0/0/0, "
                          r"dsn=5\.7\.1, status=bounced \(no thanks\)", log), log
-    (standin,) = re.findall(rf"{orig}: returned to the sender through (\w+)", log)
-    (notice,) = re.findall(rf"{standin}: sender non-delivery notification: (\w+)", log)
+    assert re.search(rf"cleanup\[\d+\]: {orig}: message-id=<", log), log
+    assert "returned to the sender through" not in log  # the ID was reused
+    standin = orig
+    (notice,) = re.findall(rf"bounce\[\d+\]: {orig}: sender non-delivery notification: (\w+)", log)
     assert not re.search(rf"pickup\[\d+\]: warning: {orig}", log)  # none: as Postfix
     listed = {m["queue_id"]: m for m in map(json.loads, acc.inst.command(
         "queue", "-j", check=True).stdout.splitlines())}
@@ -161,3 +171,42 @@ def test_a_rejected_submission_is_returned_to_the_sender(acc):
     assert "no thanks" in text and "one@example.net" in text
     assert "Subject: reject-me please" in text  # the returned message's headers
     assert not os.listdir(acc.inst.queue / "maildrop")
+
+
+def test_cleanup_reuses_a_refused_id_only_for_the_connection_told_it(acc):
+    """OPEN's reuse_id (pickup's returned rejects): a connection that was refused a
+    message with a 5xx may give that ID to its next message, once; another connection,
+    an ID not refused, or a second reuse gets an ID of its own."""
+    import asyncio
+
+    from fastpost.mail.cleanup_clnt import CleanupClient
+
+    path = str(acc.inst.queue / "public" / "cleanup")
+
+    async def message(client, subject: bytes, reuse=None):
+        meta = {"s": "s@example.org", "time": int(time.time() * 1e6)}
+        if reuse:
+            meta["reuse_id"] = reuse
+        txn = client.open(meta)
+        opened = await txn.opened
+        txn.add_recipient("r@example.net")
+        txn.write(b"Subject: " + subject + b"\n\nbody\n")
+        code, _, queue_id = await txn.finish({"hold": 1} if reuse else None)
+        return opened, code, queue_id
+
+    async def scenario():
+        one, two = CleanupClient(path), CleanupClient(path)
+        try:
+            refused, code, _ = await message(one, b"reject-me now")
+            assert code == 550
+            assert (await message(two, b"other", reuse=refused))[0] != refused
+            ok = await message(one, b"stand-in", reuse=refused)
+            assert ok[0] == refused and ok[1:] == (250, refused)
+            assert (await message(one, b"again", reuse=refused))[0] != refused
+            return refused
+        finally:
+            one.close()
+            two.close()
+
+    refused = asyncio.run(scenario())
+    assert acc.inst.command("super", "-d", refused).returncode == 0  # the held copy

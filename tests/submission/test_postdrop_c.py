@@ -293,3 +293,46 @@ def test_main_cf_errors_as_postfix_reports_them(drop, tmp_path):
             if pf_proc.poll() is None:
                 pf_proc.kill()
                 pf_proc.communicate()
+
+
+#: (main.cf line appended, Postfix 3.7's postdrop lines on this machine with MAIN_CF
+#: for the file; "LINE" where fastpost names the file and line and Postfix does not)
+GLOBAL_VALUE_CASES = [
+    ("myhostname = a..b", ["postdrop: warning: valid_hostname: misplaced delimiter: a..b",
+                           "postdrop: fatal: file MAIN_CF: parameter myhostname: bad parameter value: a..b"]),
+    ("mail_owner = nosuch", ["postdrop: fatal: file MAIN_CF: parameter mail_owner: unknown user name value: nosuch"]),
+    ("max_idle = 5x", ["postdrop: fatal: LINE parameter max_idle: bad time value or unit: 5x"]),
+    # a $name to expand: the Python helper's answer, the same words
+    ("myorigin = $nosuch", ["postdrop: fatal: LINE bad string length 0 < 1: myorigin = "]),
+]
+
+
+def test_global_values_as_postfix_judges_them(drop, tmp_path):
+    """The values of the global parameters (fastpost.mail.mainvalues): the compiled
+    postdrop refuses what Postfix 3.7's postdrop refuses, with its lines, exit 1,
+    nothing written, without the interpreter; a value to expand goes to the Python
+    helper, which answers the same; `myorigin = $mydomain` stays in C and writes."""
+    main_cf = drop.inst.etc / "main.cf"
+    saved = main_cf.read_text()
+    line_no = len(saved.splitlines()) + 1
+    good = _stream(BASE)
+    try:
+        for case, postfix in GLOBAL_VALUE_CASES:
+            main_cf.write_text(saved + case + "\n")
+            proc, files = drop.run(good)
+            want = [x.replace("MAIN_CF", str(main_cf))
+                    .replace("fatal: LINE ", f"fatal: {main_cf}, line {line_no}: ") for x in postfix]
+            # (the instance's main.cf sets myhostname and mail_owner: Postfix's warning)
+            got = [x for x in proc.stderr.decode().splitlines() if "overriding earlier" not in x]
+            assert (proc.returncode, got, files) == (1, want, []), case
+        if shutil.which("strace"):
+            trace = tmp_path / "trace"
+            for case, files_wanted in (("mail_owner = nosuch", 0), ("myorigin = $mydomain", 1)):
+                main_cf.write_text(saved + case + "\n")
+                subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", str(trace),
+                                str(drop.helper)], input=good, capture_output=True, timeout=60)
+                assert len([x for x in trace.read_text().splitlines() if "execve(" in x]) == 1
+                # the traced run's file (written as root) and the user's
+                assert len(drop.run(good)[1]) == 2 * files_wanted
+    finally:
+        main_cf.write_text(saved)

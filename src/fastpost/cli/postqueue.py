@@ -252,6 +252,10 @@ def main(argv: list[str], prog: str = "postqueue") -> int:
             arg = val
     if args or mode is None:
         return tool.fatal(USAGE)
+    from fastpost.mail.mainvalues import refused as bad_values
+
+    if bad_values(config_dir, prog):  # as Postfix's postqueue: exit 69
+        return EX_UNAVAILABLE
     _helper(config_dir, [o + v for o, v in pairs if o != "-c"])
     refused = _refused(config_dir, "mailq" if mode in ("p", "j") else "flush")
     if refused is not None:
@@ -276,6 +280,10 @@ def mailq(argv: list[str]) -> int:
         if opt in ("-c", "-C"):
             config_dir = val
     tool = Tool("mailq")
+    from fastpost.mail.mainvalues import refused as bad_values
+
+    if bad_values(config_dir, "mailq"):  # Postfix's mailq is its sendmail: exit 75
+        return 75
     _helper(config_dir, ["-p"])
     refused = _refused(config_dir, "mailq")
     if refused is not None:

@@ -184,11 +184,20 @@ def _may_write(path: str) -> bool:
 
 def _warn_main_cf(prog: str, cfg) -> None:
     """Postfix's warnings about main.cf (maincf.warning_lines), as its sendmail prints
-    them (the compiled front end prints the same ones when it does the work itself)."""
-    from fastpost.mail.maincf import warning_lines
+    them (the compiled front end prints the same ones when it does the work itself);
+    ConfigError when a global parameter's value is one Postfix's sendmail refuses
+    (fastpost.mail.mainvalues)."""
+    from fastpost.mail.maincf import ConfigError, warning_lines
+    from fastpost.mail.mainvalues import judge
 
     for text in warning_lines(cfg):
         _say(prog, f"warning: {text}")
+    # then the global parameters' values, as Postfix's sendmail judges them at start
+    warnings, fatal = judge(cfg)
+    for text in warnings:
+        _say(prog, f"warning: {text}")
+    if fatal is not None:
+        raise ConfigError(fatal)
 
 
 def submit(cfg, prog: str, opts: dict, rcpts: list[str], content: bytes) -> int:
@@ -323,6 +332,11 @@ def main(argv: list[str], prog: str = "sendmail") -> int:
     prog = opts["label"] or prog
     config_dir = opts["config"] or config_dir
     mode = opts["mode"]
+    if mode in ("p", "q"):  # Postfix's sendmail judges the values before running postqueue
+        from fastpost.mail.mainvalues import refused as bad_values
+
+        if bad_values(config_dir, prog):
+            return EX_TEMPFAIL
     if mode == "p":
         from fastpost.cli.postqueue import mailq
 
@@ -351,10 +365,10 @@ def main(argv: list[str], prog: str = "sendmail") -> int:
 
         try:
             cfg = Config(config_directory(config_dir))
+            _warn_main_cf(prog, cfg)
         except ConfigError as exc:  # Postfix's sendmail exits 75 on a main.cf error
             _say(prog, f"fatal: {exc}")
             return EX_TEMPFAIL
-        _warn_main_cf(prog, cfg)
         refused = _refused(cfg, prog)
         if refused is not None:
             return refused

@@ -305,6 +305,18 @@ def launched(argv: list[str]) -> int:
     for text in warning_lines(cfg):
         _say(mode, f"warning: {text}")
     if mode == "postdrop":
+        # the global parameters' values, judged as Postfix's postdrop judges them
+        from fastpost.mail.mainvalues import judge
+
+        try:
+            warnings, fatal = judge(cfg)
+        except ConfigError as exc:
+            warnings, fatal = [], str(exc)
+        for text in warnings:
+            _say(mode, f"warning: {text}")
+        if fatal is not None:
+            _say(mode, f"fatal: {fatal}")
+            return CONFIG_FATAL[mode]
         return _postdrop(cfg, args)
     return _postqueue(config_dir, args)
 

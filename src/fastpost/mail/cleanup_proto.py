@@ -16,7 +16,10 @@ the same way, in whatever order transactions finish:
                "s": sender, "a": [[name, value], ...] (envelope attributes, in order),
                ["filter": transport:nexthop], ["ret": "1"|"2"], ["envid": text],
                ["enc": "7bit"|"8bit"], ["utf8": 1], ["ctx": "local"|"remote"],
-               ["uid": n] (pickup: who submitted it)}
+               ["uid": n] (pickup: who submitted it),
+               ["reuse_id": queue_id] (pickup's returned reject: the ID of a message
+               this connection was refused with a 5xx; taken if the connection was
+               told it and the store does not have it, else a new ID is given)}
     server -> {"t": n, "id": queue_id}                      the message has its ID
            |  {"t": n, "c": code, "x": "d.d.d text"}         refused (no ID)
 

@@ -150,9 +150,10 @@ class LiteConfig:
         self.warnings: list[str] = []
         self.duplicates: list[tuple[int, str, str]] = []
         try:
-            self.values, _ = parse_main_cf(self.path, None, self.duplicates, self.warnings)
+            self.values, self.lines = parse_main_cf(self.path, None, self.duplicates,
+                                                    self.warnings)
         except FileNotFoundError:
-            self.values = {}
+            self.values, self.lines = {}, {}
         self._full = None
 
     def full(self):

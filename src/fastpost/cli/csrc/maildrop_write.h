@@ -132,6 +132,7 @@ static struct buf g_cf_warnings;        /* "PROG: warning: ...\n" lines, held */
 
 struct seen {
     char *name, *value;
+    int line;           /* of the last definition (mainvalues.h names it) */
 };
 static struct seen *g_seen;
 static size_t g_seen_len, g_seen_cap;
@@ -179,6 +180,7 @@ static void cf_seen(const char *path, int line, const char *name, size_t name_le
 
         if (strlen(e->name) != name_len || memcmp(e->name, name, name_len) != 0)
             continue;
+        e->line = line;
         if (strlen(e->value) != value_len || memcmp(e->value, value, value_len) != 0) {
             snprintf(head, sizeof(head), ", line %d: overriding earlier entry: ", line);
             buf_add(&g_cf_warnings, FP_PROG ": warning: ", strlen(FP_PROG ": warning: "));
@@ -204,6 +206,7 @@ static void cf_seen(const char *path, int line, const char *name, size_t name_le
     }
     g_seen[g_seen_len].name = strndup(name, name_len);
     g_seen[g_seen_len].value = strndup(value, value_len);
+    g_seen[g_seen_len].line = line;
     if (g_seen[g_seen_len].name == NULL || g_seen[g_seen_len].value == NULL)
         out_of_memory();
     g_seen_len++;

@@ -58,6 +58,7 @@
 #define FP_CONFIG_FATAL 1       /* a main.cf syntax error: Postfix's postdrop exits 1 */
 #include "fd_hygiene.h"
 #include "maildrop_write.h"
+#include "mainvalues.h"
 
 #define MAX_ARGS 64
 #define MAX_ARG_LEN 4096
@@ -362,7 +363,7 @@ int main(int argc, char **argv)
     const char *queue, *service;
     long limit = 10240000;
     size_t cap = 0, i;
-    struct buf in = {0}, out = {0}, dir = {0};
+    struct buf in = {0}, out = {0}, dir = {0}, judged = {0};
     char chunk[65536];
     ssize_t got;
 
@@ -386,6 +387,15 @@ int main(int argc, char **argv)
         fallback();
     /* 3. main.cf */
     read_main_cf(FP_CONFIG, want, 0);
+    /* the global parameters' values, as Postfix's postdrop judges them at start */
+    switch (judge_globals(FP_CONFIG "/main.cf", &judged)) {
+    case 1:
+        cf_warnings_flush();
+        (void) !write(2, judged.data, judged.len);
+        return FP_CONFIG_FATAL;
+    case -1:
+        fallback();
+    }
     for (i = 0; want[i].name; i++)
         if (want[i].value && strchr(want[i].value, '$'))
             fallback();

@@ -56,6 +56,7 @@
 #define FP_PROG "sendmail"
 #define FP_CONFIG_WARN          /* main.cf warnings as Postfix's sendmail; errors: Python's */
 #include "maildrop_write.h"
+#include "mainvalues.h"
 
 #define LINE_PIECE 2048
 #define FLAG_EXTRACT 64
@@ -161,7 +162,7 @@ int main(int argc, char **argv)
         {"queue_directory", NULL}, {"pickup_service_name", NULL},
         {"authorized_submit_users", NULL}, {"command_directory", NULL}, {NULL, NULL}
     };
-    struct buf dir = {0}, out = {0};
+    struct buf dir = {0}, out = {0}, judged = {0};
     struct timeval tv;
     char stamp[64], *line = NULL;
     size_t cap = 0, slen;
@@ -214,6 +215,10 @@ int main(int argc, char **argv)
     if (config_dir == NULL)
         config_dir = "/etc/fastpost";
     read_main_cf(config_dir, want, 1);
+    /* a global parameter's value Postfix's sendmail refuses, or one to expand first:
+     * the Python command's to report (with its exit status 75) */
+    if (judge_globals("", &judged) != 0)
+        fallback();
     queue = want[0].value ? want[0].value : "/var/spool/fastpost";
     service = want[1].value ? want[1].value : "pickup";
     authorized = want[2].value ? want[2].value : "static:anyone";

@@ -48,6 +48,8 @@ __all__ = ["CleanupService", "CleanupServerProtocol"]
 
 #: How often a missing qmgr is reported.
 QMGR_WARN_INTERVAL = 60.0
+#: How many refused messages' IDs a connection keeps for an OPEN's ``reuse_id``.
+REFUSED_IDS_KEPT = 64
 
 
 class CleanupService:
@@ -169,6 +171,9 @@ class CleanupServerProtocol(asyncio.BufferedProtocol):
         self.flush_scheduled = False
         self.closing = False
         self.closed = False
+        #: queue IDs of this connection's messages refused for good (5xx), newest last:
+        #: an OPEN with ``reuse_id`` may take one again (pickup's returned rejects)
+        self.refused_ids: dict[str, None] = {}
 
     def connection_made(self, transport):
         self.transport = transport
@@ -222,6 +227,22 @@ class CleanupServerProtocol(asyncio.BufferedProtocol):
             return
         self.states[tid] = state
         self.reply(None, {"t": tid, "id": state.queue_id})
+
+    # -- a refused message's ID, taken again ----------------------------------------------
+
+    def refused(self, queue_id: str) -> None:
+        """Remember the ID of a message refused for good (nothing of it was written)."""
+        self.refused_ids[queue_id] = None
+        if len(self.refused_ids) > REFUSED_IDS_KEPT:
+            del self.refused_ids[next(iter(self.refused_ids))]
+
+    def reusable(self, queue_id) -> str | None:
+        """``queue_id`` when this connection was told it for a refused message (once
+        only), else None: the new message gets an ID of its own."""
+        if isinstance(queue_id, str) and queue_id in self.refused_ids:
+            del self.refused_ids[queue_id]
+            return queue_id
+        return None
 
     # -- replies --------------------------------------------------------------------------
 

@@ -156,7 +156,8 @@ class CleanupState:
         self.fullname = frame.get("fullname")
         self.log_ident = bool(frame.get("ident"))
         self.uid = frame.get("uid")
-        self.builder = svc.committer.builder()
+        reuse = frame.get("reuse_id")  # pickup's returned reject (service.py: reusable)
+        self.builder = svc.committer.builder(conn.reusable(reuse) if reuse else None)
         self.queue_id = self.builder.queue_id
         self.rcpts_raw: list = []
         self.pending: list = []
@@ -389,6 +390,8 @@ class CleanupState:
 
     def _reply_error(self) -> None:
         e = self.error
+        if e.code // 100 == 5:
+            self.conn.refused(self.queue_id)
         self.conn.reply(self, {"t": self.tid, "c": e.code, "x": e.text, "id": self.queue_id})
 
     def _abort(self) -> None:

@@ -106,6 +106,8 @@ async def bounce_rejected(client, cfg, meta: dict, msg, received: bytes, code: i
     status, reason = split_reply(code, text)
     stand_in = dict(meta)
     stand_in["f"] = 0
+    if refused_id:
+        stand_in["reuse_id"] = refused_id  # cleanup gives the stand-in that ID again
     txn = client.open(stand_in)
     try:
         await txn.opened
@@ -154,7 +156,7 @@ async def bounce_rejected(client, cfg, meta: dict, msg, received: bytes, code: i
             log.info("%s: to=<%s>, relay=none, delay=%s, delays=%s/0/0/0, dsn=%s, "
                      "status=bounced (%s)", refused_id or queue_id, r.address, delay, delay,
                      status, reason)
-        if refused_id:
+        if refused_id and refused_id != queue_id:  # cleanup could not reuse the ID
             log.info("%s: returned to the sender through %s", refused_id, queue_id)
         await bounce.flush(queue_id, ["bounce"])
         done = True

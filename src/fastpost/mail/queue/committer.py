@@ -216,10 +216,15 @@ class Committer:
         sec = int(now)
         return make_id(self.settings.long_queue_ids, sec, int((now - sec) * 1_000_000), number)
 
-    def builder(self) -> MessageBuilder:
-        """Start a message: a builder that already has its queue ID."""
+    def builder(self, reuse_id: str | None = None) -> MessageBuilder:
+        """Start a message: a builder that already has its queue ID. ``reuse_id``: an
+        ID this committer handed out to a message that was abandoned (nothing of it
+        written; cleanup's returned-reject path), taken again unless the store has it."""
         if self._closed:
             raise RuntimeError("committer is closed")
+        if reuse_id is not None and not self.store.exists(reuse_id):
+            return MessageBuilder(self, reuse_id, self.settings.line_length_limit,
+                                  self.settings.large_message_size)
         qid = self.new_queue_id()
         while self.store.exists(qid):  # only an imported Postfix ID can be in the way
             qid = self.new_queue_id()

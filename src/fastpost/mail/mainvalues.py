@@ -1,0 +1,379 @@
+"""The values of the global parameters a submission command judges at start, as
+Postfix 3.7's postdrop and sendmail judge them.
+
+Postfix counterpart: mail_params_init() and the conversions of src/global/mail_conf_*.c
+(every Postfix program judges its global parameters when it starts). The rules here
+were learnt by running Debian's Postfix 3.7 postdrop on this machine with one bad value
+at a time, for every parameter ``postconf -d`` lists (docs/submission.md, "Global
+parameter values at submission"); the code is fastpost's own.
+
+``judge(cfg)`` returns ``(warnings, fatal)``: Postfix's warning texts (a hostname's
+``valid_hostname: ...``) and the text of the fatal error (``None``: every value is
+good), for the caller to print as ``PROG: warning: ...`` / ``PROG: fatal: ...`` and exit
+(postdrop 1, sendmail 75, as Postfix's). The wording is Postfix's; where Postfix names
+no file (``bad string length 0 < 1: myhostname = ``) fastpost puts ``PATH, line N: ``
+after ``fatal: `` when the value comes from a main.cf line (fastpost's rule: an error
+names its file and line); where Postfix names the file (``file PATH: parameter NAME:
+...``) the text is Postfix's.
+
+What is judged: a parameter of the tables below only when main.cf sets it (their
+defaults are good); myhostname and mydomain (the latter derived from the former when
+only myhostname is set) when main.cf sets either; mail_owner, setgid_group and
+default_privs always (users and groups that must exist and be distinct and
+unprivileged). The compiled postdrop and sendmail front end (cli/csrc/mainvalues.h)
+judge the same with the same tables (a test compares them).
+
+Also judged when set: compatibility_level (``N[.N[.N]]``), syslog_facility (a facility
+name), inet_protocols (all, ipv4, ipv6), mynetworks_style (host, subnet or class),
+default_verp_delimiters against verp_delimiter_filter. The order, with several bad
+values, is Postfix's between the groups: compatibility_level, syslog_facility,
+inet_protocols, myhostname/mydomain, the strings, numbers, booleans, times, the
+accounts, mynetworks_style, the VERP delimiters.
+
+Not judged (Postfix does): inet_interfaces (Postfix resolves the names), maillog_file
+against maillog_file_prefixes (no fastpost program enforces the prefixes yet: the test
+instances log under /tmp), and a machine hostname that is not valid when main.cf sets
+neither myhostname nor mydomain.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+#: parameters whose value (after $name expansion) must not be empty: (min, max) length
+STRING_LENGTHS: dict[str, tuple[int, int]] = {name: (1, 0) for name in (
+    "address_verify_service_name bounce_service_name cleanup_service_name "
+    "command_directory daemon_directory data_directory default_database_type "
+    "default_privs defer_service_name double_bounce_sender error_service_name "
+    "flush_service_name hash_queue_names info_log_address_format mail_name mail_owner "
+    "mail_release_date mail_version maillog_file_compressor maillog_file_prefixes "
+    "maillog_file_rotate_suffix meta_directory mydomain myhostname mynetworks_style "
+    "myorigin pickup_service_name postlog_service_name process_id_directory "
+    "proxymap_service_name proxywrite_service_name queue_directory queue_service_name "
+    "rewrite_service_name setgid_group shlib_directory showq_service_name "
+    "smtputf8_autodetect_classes syslog_facility syslog_name trace_service_name "
+    "verp_delimiter_filter").split()}
+STRING_LENGTHS["default_verp_delimiters"] = (2, 2)
+
+INT_BITS, LONG_BITS = 32, 64
+#: integers: (min or None, max or None, bits of Postfix's C type)
+INTEGERS: dict[str, tuple[int | None, int | None, int]] = {
+    "berkeley_db_create_buffer_size": (1, None, INT_BITS),
+    "berkeley_db_read_buffer_size": (1, None, INT_BITS),
+    "debug_peer_level": (1, None, INT_BITS),
+    "default_process_limit": (1, None, INT_BITS),
+    "delay_logging_resolution_limit": (None, 6, INT_BITS),
+    "deliver_lock_attempts": (1, None, INT_BITS),
+    "dont_remove": (None, None, INT_BITS),
+    "fault_injection_code": (None, None, INT_BITS),
+    "fork_attempts": (1, None, INT_BITS),
+    "hash_queue_depth": (1, None, INT_BITS),
+    "header_address_token_limit": (1, None, INT_BITS),
+    "header_size_limit": (1, None, INT_BITS),
+    "line_length_limit": (512, None, INT_BITS),
+    "lmdb_map_size": (1, None, LONG_BITS),
+    "max_use": (1, None, INT_BITS),
+    "message_size_limit": (None, None, LONG_BITS),
+    "mime_boundary_length_limit": (1, None, INT_BITS),
+    "mime_nesting_limit": (1, None, INT_BITS),
+    "tcp_windowsize": (None, None, INT_BITS),
+}
+
+#: yes/no parameters (case does not matter; nothing else is accepted)
+BOOLEANS: tuple[str, ...] = tuple((
+    "address_verify_negative_cache backwards_bounce_logfile_compatibility "
+    "daemon_table_open_error_is_fatal disable_dns_lookups disable_mime_input_processing "
+    "disable_mime_output_conversion dns_ncache_ttl_fix_enable "
+    "enable_idna2003_compatibility enable_long_queue_ids enable_original_recipient "
+    "helpful_warnings multi_instance_enable owner_request_special respectful_logging "
+    "send_cyrus_sasl_authzid smtputf8_enable soft_bounce strict_7bit_headers "
+    "strict_8bitmime strict_8bitmime_body strict_mime_encoding_domain "
+    "strict_smtputf8").split())
+
+#: time values (default unit s): the least number of seconds
+TIMES: dict[str, int] = {name: 1 for name in (
+    "application_event_drain_time daemon_timeout deliver_lock_delay fork_delay ipc_idle "
+    "ipc_timeout ipc_ttl max_idle stale_lock_time trigger_timeout").split()}
+TIMES["in_flow_delay"] = 0
+
+#: syslog_facility's names (case matters)
+FACILITIES = frozenset("auth authpriv cron daemon ftp kern lpr mail news syslog user uucp "
+                       "local0 local1 local2 local3 local4 local5 local6 local7".split())
+INET_PROTOCOLS = frozenset(("all", "ipv4", "ipv6"))
+MYNETWORKS_STYLES = frozenset(("host", "subnet", "class"))
+_COMPAT = re.compile(r"\+?([0-9]+)(?:\.([0-9]+))?(?:\.([0-9]+))?")
+_LIST_SPLIT = re.compile(r"[, \t\r\n]+")
+
+TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+INT_MAX = (1 << 31) - 1
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_TIME = re.compile(r"([+-]?[0-9]+)(.?)")
+
+
+def printable(text: str) -> str:
+    """The value as Postfix prints it in these messages: each byte that is not
+    printable ASCII becomes ``?``."""
+    raw = text.encode("utf-8", "surrogateescape")
+    return "".join(chr(b) if 32 <= b < 127 else "?" for b in raw)
+
+
+def hostname_problem(name: str) -> str | None:
+    """Why ``name`` is not a valid host name in Postfix's words, or None."""
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) > 255:
+        return f"bad length {len(raw)} for {printable(name)[:100]}..."
+    label = 0
+    numeric = True
+    for i, b in enumerate(raw):
+        c = chr(b)
+        if c.isascii() and (c.isalnum() or c == "_"):
+            label += 1
+            if label > 63:
+                return f"hostname label too long: {printable(name)}"
+            if not c.isdigit():
+                numeric = False
+        elif c == ".":
+            if label == 0 or i == len(raw) - 1:
+                return f"misplaced delimiter: {printable(name)}"
+            label = 0
+        elif c == "-":
+            numeric = False
+            if label == 0 or i == len(raw) - 1 or raw[i + 1] == ord("."):
+                return f"misplaced hyphen: {printable(name)}"
+            label += 1
+        else:
+            return f"invalid character {b}(decimal): {printable(name)}"
+    if numeric:
+        return f"numeric hostname: {printable(name)}"
+    return None
+
+
+def _integer_problem(name: str, value: str) -> str | None:
+    low, high, bits = INTEGERS[name]
+    limit = 1 << (bits - 1)
+    if not _INTEGER.fullmatch(value) or not -limit <= int(value) < limit:
+        return f"bad numerical configuration: {name} = {value}"
+    number = int(value)
+    if low is not None and number < low:
+        return f"invalid {name} parameter value {number} < {low}"
+    if high is not None and number > high:
+        return f"invalid {name} parameter value {number} > {high}"
+    return None
+
+
+def _boolean_problem(name: str, value: str) -> str | None:
+    if value.lower() in ("yes", "no"):
+        return None
+    return f"bad boolean configuration: {name} = {value}"
+
+
+def _time_problem(name: str, value: str) -> str | None:
+    found = _TIME.match(value)
+    bad = f"parameter {name}: bad time value or unit: {value}"
+    if found is None or found.group(1).startswith("-"):
+        return bad
+    number, unit = int(found.group(1)), found.group(2) or "s"
+    if unit not in TIME_UNITS or number > INT_MAX:
+        return bad
+    # (Postfix ignores what follows the unit letter: "5mm" is 5 minutes)
+    mult = TIME_UNITS[unit]
+    if mult > 1 and number >= INT_MAX // mult:
+        return bad
+    if number * mult < TIMES[name]:
+        return f"invalid {name}: {number * mult} (min {TIMES[name]})"
+    return None
+
+
+def _raw(cfg, name: str) -> str | None:
+    """main.cf's (or an override's) unexpanded value of name; None when not set.
+    (``__dict__``: a LiteConfig hands unknown attributes to a full Config.)"""
+    overrides = cfg.__dict__.get("overrides") or {}
+    return overrides.get(name, cfg.values.get(name))
+
+
+#: the accounts' defaults (fastpost.mail.params' and Postfix's; a test keeps them
+#: equal), so that a plain submission needs no parameter table to judge them
+ACCOUNT_DEFAULTS = {"mail_owner": "postfix", "setgid_group": "postdrop",
+                    "default_privs": "nobody"}
+
+
+def _value(cfg, name: str) -> str:
+    raw = _raw(cfg, name)
+    if raw is None:
+        raw = ACCOUNT_DEFAULTS.get(name)
+    if raw is not None and "$" not in raw:
+        return raw
+    return cfg.get(name)
+
+
+def _where(cfg, name: str) -> str:
+    lines = cfg.__dict__.get("lines") or {}
+    overrides = cfg.__dict__.get("overrides") or {}
+    if name in lines and name not in overrides:
+        return f"{cfg.path}, line {lines[name]}: "
+    return ""
+
+
+def _set_names(cfg) -> list[str]:
+    overrides = cfg.__dict__.get("overrides") or {}
+    return list(cfg.values) + [n for n in overrides if n not in cfg.values]
+
+
+def judge(cfg) -> tuple[list[str], str | None]:
+    """Judge the global parameters of ``cfg`` (a Config or a LiteConfig) as Postfix
+    3.7's postdrop and sendmail do: (warning texts, fatal text or None)."""
+    warnings: list[str] = []
+    set_names = _set_names(cfg)
+    path = cfg.path
+    chosen = set(set_names)
+    if "compatibility_level" in chosen:
+        value = _value(cfg, "compatibility_level")
+        found = _COMPAT.fullmatch(value)
+        if found is None or any(part and int(part) > INT_MAX for part in found.groups()[1:]) \
+                or int(found.group(1)) >= 1 << 63:
+            return warnings, (f"{_where(cfg, 'compatibility_level')}malformed compatibility "
+                              f'level syntax: "{value}"')
+    if "syslog_facility" in chosen:
+        value = _value(cfg, "syslog_facility")
+        if not value:
+            return warnings, f"{_where(cfg, 'syslog_facility')}bad string length 0 < 1: syslog_facility = "
+        if value not in FACILITIES:
+            return warnings, f"file {path}: parameter syslog_facility: unrecognized value: {value}"
+    if "inet_protocols" in chosen:
+        value = _value(cfg, "inet_protocols")
+        for word in _LIST_SPLIT.split(value):
+            if word and word not in INET_PROTOCOLS:
+                return warnings, (f"{_where(cfg, 'inet_protocols')}unknown inet_protocols "
+                                  f'value "{word}" in "{value}"')
+    # first myhostname and mydomain (each derived from the other when not set)
+    if "myhostname" in set_names or "mydomain" in set_names:
+        host = _value(cfg, "myhostname")
+        if "mydomain" in set_names:
+            domain = _value(cfg, "mydomain")
+        else:  # Postfix's derivation (an empty rest stays empty)
+            domain = host.partition(".")[2] if "." in host else "localdomain"
+        pair = (("myhostname", host), ("mydomain", domain))
+        for name, value in pair:  # both lengths before either name's syntax
+            if not value:
+                return warnings, f"{_where(cfg, name)}bad string length 0 < 1: {name} = "
+        for name, value in pair:
+            problem = hostname_problem(value)
+            if problem is not None:
+                warnings.append(f"valid_hostname: {problem}")
+                return warnings, (f"file {path}: parameter {name}: bad parameter value: "
+                                  f"{printable(value)}")
+    # then each table in its order (with several bad values, Postfix's table order
+    # decides which one it names: that order is not copied)
+    for name, (low, high) in STRING_LENGTHS.items():
+        if name in chosen and name not in ("myhostname", "mydomain"):
+            value = _value(cfg, name)
+            size = len(value.encode("utf-8", "surrogateescape"))
+            if size < low:
+                return warnings, f"{_where(cfg, name)}bad string length {size} < {low}: {name} = {value}"
+            if high and size > high:
+                return warnings, f"{_where(cfg, name)}bad string length {size} > {high}: {name} = {value}"
+    for table, problem_of in ((INTEGERS, _integer_problem), (BOOLEANS, _boolean_problem),
+                              (TIMES, _time_problem)):
+        for name in table:
+            if name in chosen:
+                problem = problem_of(name, _value(cfg, name))
+                if problem is not None:
+                    return warnings, f"{_where(cfg, name)}{problem}"
+    problem = _accounts_problem(cfg, path)
+    if problem is not None:
+        return warnings, problem
+    if "mynetworks_style" in chosen:
+        value = _value(cfg, "mynetworks_style")
+        words = [w for w in _LIST_SPLIT.split(value) if w]
+        if len(words) > 1:
+            return warnings, (f"{_where(cfg, 'mynetworks_style')}bad mynetworks_style value: "
+                              f"{value}; specify exactly one value")
+        if words and words[0] not in MYNETWORKS_STYLES:
+            return warnings, (f"{_where(cfg, 'mynetworks_style')}unknown mynetworks mask "
+                              f'style value "{words[0]}" in "{value}"')
+    if "default_verp_delimiters" in chosen or "verp_delimiter_filter" in chosen:
+        delimiters = _value(cfg, "default_verp_delimiters") \
+            if "default_verp_delimiters" in chosen else "+="
+        allowed = _value(cfg, "verp_delimiter_filter") \
+            if "verp_delimiter_filter" in chosen else "-=+"
+        for which, char in zip(("first", "second"), delimiters):
+            if char not in allowed:
+                return warnings, (f"file {path}: parameters default_verp_delimiters and "
+                                  f"verp_delimiter_filter: bad {which} VERP delimiter character")
+    return warnings, None
+
+
+def refused(config_dir: str | None, prog: str) -> bool:
+    """For commands that judge nothing else of main.cf (postqueue, mailq, sendmail -bp/-q):
+    print Postfix's lines (``PROG: warning: ...``, ``PROG: fatal: ...``) on standard
+    error when a value is bad and return True. A main.cf that cannot be read or parsed
+    is left to the command's own path (False)."""
+    import sys
+
+    from fastpost.mail.maincf import ConfigError, LiteConfig
+
+    try:
+        warnings, fatal = judge(LiteConfig(config_dir))
+    except (ConfigError, OSError):
+        return False
+    for text in warnings:
+        print(f"{prog}: warning: {text}", file=sys.stderr)
+    if fatal is not None:
+        print(f"{prog}: fatal: {fatal}", file=sys.stderr, flush=True)
+    return fatal is not None
+
+
+def _accounts_problem(cfg, path: str) -> str | None:
+    import grp
+    import pwd
+
+    users = {}
+    for name in ("mail_owner", "default_privs"):
+        value = _value(cfg, name)
+        try:
+            users[name] = pwd.getpwnam(value)
+        except KeyError:
+            return f"file {path}: parameter {name}: unknown user name value: {value}"
+        if users[name].pw_uid == 0:
+            return f"file {path}: parameter {name}: user {value} has privileged user ID"
+        if name == "mail_owner":
+            problem = _group_problem(cfg, path, users)
+            if problem is not None:
+                return problem
+    owner, privs = users["mail_owner"], users["default_privs"]
+    if owner.pw_uid == privs.pw_uid:
+        return (f"file {path}: parameters default_privs and mail_owner specify the same "
+                f"user {privs.pw_name}")
+    group = grp.getgrnam(_value(cfg, "setgid_group"))
+    if privs.pw_gid == group.gr_gid:
+        return (f"file {path}: parameters default_privs and setgid_group: user "
+                f"{privs.pw_name} and group {group.gr_name} have the same group ID: "
+                f"{group.gr_gid}")
+    return None
+
+
+def _group_problem(cfg, path: str, users: dict) -> str | None:
+    import grp
+
+    value = _value(cfg, "setgid_group")
+    try:
+        group = grp.getgrnam(value)
+    except KeyError:
+        return f"file {path}: parameter setgid_group: unknown group name: {value}"
+    if group.gr_gid == 0:
+        return f"file {path}: parameter setgid_group: group {value} has privileged group ID"
+    owner = users["mail_owner"]
+    # A single-user instance (fastpost run without root: mail_owner is the invoking
+    # user, setgid_group that user's group) has no privilege boundary for the check to
+    # protect, and Postfix cannot run that way: it is not judged there.
+    if owner.pw_gid == group.gr_gid and owner.pw_uid != os.getuid():
+        return (f"file {path}: parameters mail_owner and setgid_group: user "
+                f"{owner.pw_name} and group {group.gr_name} have the same group ID: "
+                f"{group.gr_gid}")
+    return None
+
+
+__all__ = ["ACCOUNT_DEFAULTS", "refused", "BOOLEANS", "INTEGERS", "STRING_LENGTHS", "TIMES", "hostname_problem", "judge",
+           "printable"]

@@ -1,0 +1,372 @@
+"""The global parameters' values judged at submission, as Postfix 3.7's postdrop and
+sendmail judge them (fastpost.mail.mainvalues and its C twin cli/csrc/mainvalues.h).
+
+The expected lines below are what Debian's Postfix 3.7 ``postdrop -c DIR`` printed on
+this machine (session 7) for a main.cf holding the case's lines and ``queue_directory
+= /nonexistent-fp`` (Postfix then stops at its chdir, which these lines leave out);
+``PATH`` stands for DIR/main.cf. fastpost prints the same, except that where Postfix
+names no file fastpost names the file and line (``fatal: PATH, line N: bad ...``):
+``expected()`` adds that. The C judge is compiled here with a small driver; the
+compiled postdrop itself is run in test_postdrop_c.py, sendmail below.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fastpost.mail import mainvalues, params
+from fastpost.mail.config import Config
+from fastpost.mail.maincf import LiteConfig
+
+CSRC = Path(mainvalues.__file__).resolve().parents[1] / "cli" / "csrc"
+HEADER = CSRC / "mainvalues.h"
+
+POSTFIX_GID = grp.getgrnam("postfix").gr_gid if "postfix" in {g.gr_name for g in grp.getgrall()} else None
+
+# (main.cf lines, Postfix 3.7's stderr lines; "N" = the line of the value, when
+#  fastpost adds "PATH, line N: " where Postfix names no file)
+CASES = [
+    ("myhostname = $nosuch", ["postdrop: fatal: N bad string length 0 < 1: myhostname = "]),
+    ("mydomain = ", ["postdrop: fatal: N bad string length 0 < 1: mydomain = "]),
+    ("myhostname = x.$nosuch", ["postdrop: fatal: bad string length 0 < 1: mydomain = "]),
+    ("myhostname = a..b", ["postdrop: warning: valid_hostname: misplaced delimiter: a..b",
+                           "postdrop: fatal: file PATH: parameter myhostname: bad parameter value: a..b"]),
+    ("myhostname = -a.b", ["postdrop: warning: valid_hostname: misplaced hyphen: -a.b",
+                           "postdrop: fatal: file PATH: parameter myhostname: bad parameter value: -a.b"]),
+    ("myhostname = 1.2.3.4", ["postdrop: warning: valid_hostname: numeric hostname: 1.2.3.4",
+                              "postdrop: fatal: file PATH: parameter myhostname: bad parameter value: 1.2.3.4"]),
+    ("myhostname = a.1", ["postdrop: warning: valid_hostname: numeric hostname: 1",
+                          "postdrop: fatal: file PATH: parameter mydomain: bad parameter value: 1"]),
+    ("myhostname = a\tb", ["postdrop: warning: valid_hostname: invalid character 9(decimal): a?b",
+                           "postdrop: fatal: file PATH: parameter myhostname: bad parameter value: a?b"]),
+    ("myhostname = \u00ff.b", ["postdrop: warning: valid_hostname: invalid character 195(decimal): ??.b",
+                               "postdrop: fatal: file PATH: parameter myhostname: bad parameter value: ??.b"]),
+    ("myhostname = " + "x" * 64 + ".b",
+     ["postdrop: warning: valid_hostname: hostname label too long: " + "x" * 64 + ".b",
+      "postdrop: fatal: file PATH: parameter myhostname: bad parameter value: " + "x" * 64 + ".b"]),
+    ("myhostname = " + ".".join(["a" * 60] * 5),
+     ["postdrop: warning: valid_hostname: bad length 304 for " + ".".join(["a" * 60] * 5)[:100] + "...",
+      "postdrop: fatal: file PATH: parameter myhostname: bad parameter value: " + ".".join(["a" * 60] * 5)]),
+    ("myhostname = a_b.c", []),
+    ("myorigin = $nosuch", ["postdrop: fatal: N bad string length 0 < 1: myorigin = "]),
+    ("myorigin = $mydomain", []),
+    ("queue_service_name = ", ["postdrop: fatal: N bad string length 0 < 1: queue_service_name = "]),
+    ("default_verp_delimiters = +==", ["postdrop: fatal: N bad string length 3 > 2: default_verp_delimiters = +=="]),
+    ("max_use = 0x10", ["postdrop: fatal: N bad numerical configuration: max_use = 0x10"]),
+    ("max_use = 2147483648", ["postdrop: fatal: N bad numerical configuration: max_use = 2147483648"]),
+    ("max_use = 0", ["postdrop: fatal: N invalid max_use parameter value 0 < 1"]),
+    ("line_length_limit = 100", ["postdrop: fatal: N invalid line_length_limit parameter value 100 < 512"]),
+    ("delay_logging_resolution_limit = 7",
+     ["postdrop: fatal: N invalid delay_logging_resolution_limit parameter value 7 > 6"]),
+    ("message_size_limit = 9223372036854775807", []),
+    ("soft_bounce = true", ["postdrop: fatal: N bad boolean configuration: soft_bounce = true"]),
+    ("soft_bounce = YES", []),
+    ("max_idle = 5x", ["postdrop: fatal: N parameter max_idle: bad time value or unit: 5x"]),
+    ("max_idle = 5M", ["postdrop: fatal: N parameter max_idle: bad time value or unit: 5M"]),
+    ("max_idle = 3550w", ["postdrop: fatal: N parameter max_idle: bad time value or unit: 3550w"]),
+    ("max_idle = 3549w", []),
+    ("max_idle = 0s", ["postdrop: fatal: N invalid max_idle: 0 (min 1)"]),
+    ("in_flow_delay = 0", []),
+    ("max_idle = 5mm", []),
+    ("mail_owner = nosuch", ["postdrop: fatal: file PATH: parameter mail_owner: unknown user name value: nosuch"]),
+    ("mail_owner = root", ["postdrop: fatal: file PATH: parameter mail_owner: user root has privileged user ID"]),
+    ("mail_owner = nobody",
+     ["postdrop: fatal: file PATH: parameters default_privs and mail_owner specify the same user nobody"]),
+    ("setgid_group = root", ["postdrop: fatal: file PATH: parameter setgid_group: group root has privileged group ID"]),
+    ("setgid_group = nosuchgrp", ["postdrop: fatal: file PATH: parameter setgid_group: unknown group name: nosuchgrp"]),
+    ("setgid_group = nogroup",
+     ["postdrop: fatal: file PATH: parameters default_privs and setgid_group: user nobody and group "
+      "nogroup have the same group ID: 65534"]),
+    ("setgid_group = postfix",
+     [f"postdrop: fatal: file PATH: parameters mail_owner and setgid_group: user postfix and group "
+      f"postfix have the same group ID: {POSTFIX_GID}"]),
+    ("default_privs = root", ["postdrop: fatal: file PATH: parameter default_privs: user root has privileged user ID"]),
+    ("compatibility_level = 3.6", []),
+    ("compatibility_level = +3", []),
+    ("compatibility_level = 3.", ['postdrop: fatal: N malformed compatibility level syntax: "3."']),
+    ("compatibility_level = 3.6.1.2", ['postdrop: fatal: N malformed compatibility level syntax: "3.6.1.2"']),
+    ("compatibility_level = 3.99999999999",
+     ['postdrop: fatal: N malformed compatibility level syntax: "3.99999999999"']),
+    ("syslog_facility = local7", []),
+    ("syslog_facility = MAIL", ["postdrop: fatal: file PATH: parameter syslog_facility: unrecognized value: MAIL"]),
+    ("syslog_facility = security",
+     ["postdrop: fatal: file PATH: parameter syslog_facility: unrecognized value: security"]),
+    ("inet_protocols = all ipv4", []),
+    ("inet_protocols = ", []),
+    ("inet_protocols = ipv4 IPX", ['postdrop: fatal: N unknown inet_protocols value "IPX" in "ipv4 IPX"']),
+    ("mynetworks_style = class", []),
+    ("mynetworks_style = HOST", ['postdrop: fatal: N unknown mynetworks mask style value "HOST" in "HOST"']),
+    ("mynetworks_style = host subnet",
+     ["postdrop: fatal: N bad mynetworks_style value: host subnet; specify exactly one value"]),
+    ("default_verp_delimiters = ab",
+     ["postdrop: fatal: file PATH: parameters default_verp_delimiters and verp_delimiter_filter: "
+      "bad first VERP delimiter character"]),
+    ("default_verp_delimiters = +a",
+     ["postdrop: fatal: file PATH: parameters default_verp_delimiters and verp_delimiter_filter: "
+      "bad second VERP delimiter character"]),
+    ("verp_delimiter_filter = =",
+     ["postdrop: fatal: file PATH: parameters default_verp_delimiters and verp_delimiter_filter: "
+      "bad first VERP delimiter character"]),
+    # order: compatibility_level, syslog_facility, inet_protocols, the host names, then
+    # strings, numbers, booleans, times, accounts, mynetworks_style, VERP delimiters
+    ("compatibility_level = x\nsyslog_facility = x", ['postdrop: fatal: N malformed compatibility level syntax: "x"']),
+    ("inet_protocols = x\nsyslog_facility = x",
+     ["postdrop: fatal: file PATH: parameter syslog_facility: unrecognized value: x"]),
+    ("inet_protocols = x\nmyhostname = a..b", ['postdrop: fatal: N unknown inet_protocols value "x" in "x"']),
+    ("mynetworks_style = x\nmail_owner = nosuch",
+     ["postdrop: fatal: file PATH: parameter mail_owner: unknown user name value: nosuch"]),
+    ("mynetworks_style = x\nverp_delimiter_filter = =",
+     ['postdrop: fatal: N unknown mynetworks mask style value "x" in "x"']),
+    ("max_use = x\nmyhostname = a..b", ["postdrop: warning: valid_hostname: misplaced delimiter: a..b",
+                                        "postdrop: fatal: file PATH: parameter myhostname: bad parameter value: a..b"]),
+    ("max_use = x\nmail_name =", ["postdrop: fatal: N bad string length 0 < 1: mail_name = "]),
+    ("mail_owner = nosuch\nmax_idle = x", ["postdrop: fatal: N parameter max_idle: bad time value or unit: x"]),
+    ("max_use = x\nsoft_bounce = x", ["postdrop: fatal: N bad numerical configuration: max_use = x"]),
+]
+
+
+def write_case(directory: Path, lines: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "main.cf").write_text(lines + "\nqueue_directory = /nonexistent-fp\n",
+                                       errors="surrogateescape")
+    return directory / "main.cf"
+
+
+def expected(lines: list[str], path: Path, case: str) -> list[str]:
+    """Postfix's lines with PATH filled in and, where Postfix names no file, fastpost's
+    "PATH, line N: " (the line of the parameter named in the message)."""
+    out = []
+    for line in lines:
+        line = line.replace("PATH", str(path))
+        if "fatal: N " in line:
+            probe = line.replace("mynetworks mask style", "mynetworks_style") \
+                .replace("compatibility level", "compatibility_level")
+            named = [i for i, text in enumerate(case.split("\n"), 1)
+                     if text.split("=")[0].strip() in probe]
+            assert named, (case, line)
+            line = line.replace("fatal: N ", f"fatal: {path}, line {named[-1]}: ")
+        out.append(line)
+    return out
+
+
+def python_lines(cfg) -> list[str]:
+    warnings, fatal = mainvalues.judge(cfg)
+    return [f"postdrop: warning: {w}" for w in warnings] + \
+        ([f"postdrop: fatal: {fatal}"] if fatal else [])
+
+
+DRIVER = r"""
+#define _GNU_SOURCE
+#define FP_PROG "postdrop"
+#define FP_CONFIG_FATAL 1
+#include <stdio.h>
+#include <stdlib.h>
+static void fallback(void)
+{
+    puts("RESULT -1");
+    exit(0);
+}
+#include "maildrop_write.h"
+#include "mainvalues.h"
+int main(int argc, char **argv)
+{
+    struct wanted want[] = {{NULL, NULL, 0}};
+    struct buf msg = {0};
+    char path[4096];
+    int r;
+
+    (void) argc;
+    (void) record;
+    (void) drop;
+    (void) wake_pickup;
+    read_main_cf(argv[1], want, 0);
+    snprintf(path, sizeof(path), "%s/main.cf", argv[1]);
+    r = judge_globals(path, &msg);
+    fwrite(msg.data ? msg.data : "", 1, msg.len, stdout);
+    printf("RESULT %d\n", r);
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def c_judge(tmp_path_factory):
+    """The C judge with a driver: DIR -> (stdout lines, result 0/1/-1)."""
+    if not shutil.which("cc"):
+        pytest.skip("no C compiler")
+    work = tmp_path_factory.mktemp("cjudge")
+    for header in CSRC.glob("*.h"):
+        shutil.copy(header, work)
+    (work / "driver.c").write_text(DRIVER)
+    proc = subprocess.run(["cc", "-O1", "-Wall", "-Werror", "-o", str(work / "judge"),
+                           str(work / "driver.c")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+    def run(directory: Path):
+        out = subprocess.run([str(work / "judge"), str(directory)], capture_output=True,
+                             timeout=30).stdout.decode("utf-8", "surrogateescape").splitlines()
+        return out[:-1], int(out[-1].split()[1])
+    run.path = work / "judge"
+    return run
+
+
+def test_c_tables_are_the_python_tables():
+    text = HEADER.read_text()
+    body = text.split("/* BEGIN TABLE", 1)[1].split("/* END TABLE */", 1)[0]
+    rows = re.findall(r'\{"(\w+)", (MV_\w+), (\w+), (\w+)\}', body)
+
+    def num(x):
+        return None if x == "MV_NONE" else int(x)
+    want = [(n, "MV_STR", lo, hi) for n, (lo, hi) in mainvalues.STRING_LENGTHS.items()]
+    want += [(n, "MV_INT" if bits == 32 else "MV_LONG", lo, hi)
+             for n, (lo, hi, bits) in mainvalues.INTEGERS.items()]
+    want += [(n, "MV_BOOL", 0, 0) for n in mainvalues.BOOLEANS]
+    want += [(n, "MV_TIME", lo, None) for n, lo in mainvalues.TIMES.items()]
+    assert [(n, k, num(lo), num(hi)) for n, k, lo, hi in rows] == want
+    for name, value in mainvalues.ACCOUNT_DEFAULTS.items():
+        assert params.get(name).default == value
+        assert f'"{value}"' in text  # the C defaults
+
+
+@pytest.mark.parametrize("case,postfix", CASES, ids=[c.split("\n")[0][:40] for c, _ in CASES])
+def test_values_judged_as_postfix_judges_them(case, postfix, tmp_path, c_judge):
+    if POSTFIX_GID is None and "postfix" in case:
+        pytest.skip("no postfix group here")
+    path = write_case(tmp_path, case)
+    want = expected(postfix, path, case)
+    assert python_lines(Config(str(tmp_path))) == want
+    assert python_lines(LiteConfig(str(tmp_path))) == want
+    lines, result = c_judge(tmp_path)
+    if "$" in case and result == -1:
+        return  # expansion: the Python helper's (checked above)
+    assert (lines, result) == (want, 1 if want and "fatal" in want[-1] else 0)
+
+
+NAMES = sorted(set(mainvalues.STRING_LENGTHS) | set(mainvalues.INTEGERS)
+               | set(mainvalues.BOOLEANS) | set(mainvalues.TIMES)
+               | {"mail_owner", "setgid_group", "default_privs", "compatibility_level",
+                  "inet_protocols", "mynetworks_style"})
+value = st.one_of(
+    st.sampled_from(["", "0", "1", "-5", "+7", "yes", "No", "5m", "3549w", "2147483648",
+                     "a..b", "a.b", "x.y.z", "1.2", "nobody", "postfix", "postdrop", "nogroup",
+                     "root", "$myhostname", "${mydomain}", "$(mail_name)x", "$nosuch",
+                     "${mydomain?x}", "$$", "+-", "ab", "3.6", "3.", "+3", "mail", "local7",
+                     "MAIL", "all", "ipv4 ipv6", "ipv4 IPX", "host", "class", "host subnet",
+                     "=", "+=", "-=+", "+a"]),
+    st.text(st.sampled_from("ab1.-_$ {}+w"), max_size=8),
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(st.sampled_from(NAMES), value), min_size=1, max_size=3))
+def test_c_judge_is_the_python_judge(c_judge, tmp_path_factory, pairs):
+    """Random values of the judged names: the C judge says what the Python judge says,
+    or hands the case over (only when a value has a $)."""
+    directory = tmp_path_factory.mktemp("cf")
+    case = "\n".join(f"{n} = {v}" for n, v in pairs)
+    write_case(directory, case)
+    try:
+        want = python_lines(Config(str(directory)))
+    except Exception as exc:  # an expansion error (e.g. "${x"): Config's own message
+        want = [f"error: {exc}"]
+    lines, result = c_judge(directory)
+    if result == -1:
+        assert "$" in case
+        return
+    assert (lines, result) == (want, 1 if want else 0), case
+
+
+def test_sendmail_refuses_as_postfix_sendmail(tmp_path):
+    """The Python sendmail and the compiled front end (which hands the case to it): the
+    same lines as Postfix's sendmail (the prefix ``sendmail:``), exit 75, nothing
+    written. Postfix 3.7's `sendmail -C DIR -f a b` printed, on this machine:
+        sendmail: fatal: bad numerical configuration: max_use = x
+        sendmail: warning: valid_hostname: misplaced delimiter: a..b
+        sendmail: fatal: file DIR/main.cf: parameter myhostname: bad parameter value: a..b
+        sendmail: fatal: file DIR/main.cf: parameter mail_owner: unknown user name value: nosuch
+    each with exit status 75."""
+    queue = tmp_path / "q"
+    (queue / "maildrop").mkdir(parents=True)
+    cases = [
+        ("max_use = x", ["sendmail: fatal: PATH, line 1: bad numerical configuration: max_use = x"]),
+        ("myhostname = a..b", ["sendmail: warning: valid_hostname: misplaced delimiter: a..b",
+                               "sendmail: fatal: file PATH: parameter myhostname: bad parameter value: a..b"]),
+        ("mail_owner = nosuch", ["sendmail: fatal: file PATH: parameter mail_owner: unknown user name value: nosuch"]),
+    ]
+    front = Path(sys.executable).parent / "fastpost-sendmail"
+    for i, (case, want) in enumerate(cases):
+        etc = tmp_path / f"etc{i}"
+        etc.mkdir()
+        (etc / "main.cf").write_text(f"{case}\nqueue_directory = {queue}\n")
+        want = [w.replace("PATH", str(etc / "main.cf")) for w in want]
+        runs = [[sys.executable, "-m", "fastpost", "-c", str(etc), "sendmail", "-f", "a", "b"]]
+        if front.exists():
+            runs.append([str(front), "-c", str(etc), "-f", "a", "b"])
+        for argv in runs:
+            proc = subprocess.run(argv, input=b"Subject: x\n\nhi\n", capture_output=True,
+                                  timeout=60, env={**os.environ, "MAIL_CONFIG": str(etc)})
+            assert (proc.returncode, proc.stderr.decode().splitlines()) == (75, want), argv
+            assert list((queue / "maildrop").iterdir()) == []
+
+
+def test_queue_commands_refuse_as_postfix(tmp_path):
+    """postqueue (fastpost queue), mailq, sendmail -bp/-q judge the values first, as
+    Postfix's do. Postfix 3.7 on this machine (`postqueue -c DIR -p`, `mailq -C DIR`,
+    `sendmail -C DIR -bp`, `sendmail -C DIR -q`) printed, with exit 69, 75, 75, 75:
+        postqueue: fatal: bad numerical configuration: max_use = x
+        mailq: fatal: bad numerical configuration: max_use = x
+        sendmail: fatal: bad numerical configuration: max_use = x"""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "main.cf").write_text(f"max_use = x\nqueue_directory = {tmp_path / 'q'}\n")
+    text = f"fatal: {etc / 'main.cf'}, line 1: bad numerical configuration: max_use = x"
+    for argv, prog, status in ((["queue", "-p"], "postqueue", 69), (["mailq"], "mailq", 75),
+                               (["sendmail", "-bp"], "sendmail", 75),
+                               (["sendmail", "-q"], "sendmail", 75)):
+        proc = subprocess.run([sys.executable, "-m", "fastpost", "-c", str(etc), *argv],
+                              capture_output=True, timeout=60, text=True)
+        assert (proc.returncode, proc.stderr.splitlines()) == (status, [f"{prog}: {text}"]), argv
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs the judges as root and as nobody")
+def test_single_user_instance_may_share_the_group(c_judge, monkeypatch):
+    """mail_owner and setgid_group with one group ID: refused as Postfix refuses it
+    (exit 1 there), except for mail_owner itself, as in a fastpost run without root
+    (embedded-config: mail_owner = the user, setgid_group = that user's group), where
+    there is no privilege boundary to protect. Both judges, as root and as nobody."""
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="fp-mv-"))
+    try:
+        base.chmod(0o755)
+        (base / "main.cf").write_text("mail_owner = nobody\nsetgid_group = nogroup\n"
+                                      "default_privs = daemon\n")
+        (base / "main.cf").chmod(0o644)
+        shutil.copy(c_judge.path, base / "judge")
+        want = (f"fatal: file {base}/main.cf: parameters mail_owner and setgid_group: user "
+                "nobody and group nogroup have the same group ID: 65534")
+        from fastpost.mail.maincf import LiteConfig
+
+        assert mainvalues.judge(LiteConfig(str(base)))[1] == want.removeprefix("fatal: ")
+        # the Python judge as nobody (the venv's interpreter may be unreadable to nobody):
+        monkeypatch.setattr(mainvalues.os, "getuid", lambda: 65534)
+        assert mainvalues.judge(LiteConfig(str(base)))[1] is None
+        monkeypatch.undo()
+        lines, result = c_judge(base)
+        assert result == 1 and any(want in x for x in lines), lines
+        c_nobody = subprocess.run(["runuser", "-u", "nobody", "--", str(base / "judge"),
+                                   str(base)], capture_output=True, text=True, timeout=60,
+                                  cwd="/")
+        assert c_nobody.stdout.splitlines()[-1] == "RESULT 0", c_nobody.stdout
+    finally:
+        shutil.rmtree(base)
