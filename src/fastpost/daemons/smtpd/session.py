@@ -644,9 +644,30 @@ class SessionLogic:
 class SmtpdProtocol(SessionLogic, SessionCore, asyncio.BufferedProtocol):
     """The session of one client: SessionLogic over the compiled SessionCore."""
 
-    # The multi skeleton wraps connection_made/lost per instance: allow that.
+    # (a __dict__ for tests and for a skeleton that wraps connection_made/lost)
     __slots__ = _SLOTS + ("__dict__",)
     _handlers = {**SessionLogic._handlers, **CORE_HANDLERS}
+
+    # The multi skeleton's client count (service.on_connect/on_disconnect, set when
+    # smtpd runs under it with self_counting): here, instead of two closures per
+    # connection wrapped around these by the skeleton.
+    def connection_made(self, transport) -> None:
+        counted = self.service.on_connect
+        if counted is not None:
+            counted()
+        _core_made(self, transport)
+
+    def connection_lost(self, exc) -> None:
+        try:
+            _core_lost(self, exc)
+        finally:
+            gone = self.service.on_disconnect
+            if gone is not None:
+                gone()
+
+
+_core_made = SessionCore.connection_made
+_core_lost = SessionCore.connection_lost
 
 STATS_ORDER_UPPER = frozenset(s.upper() for s in STATS_ORDER)
 
