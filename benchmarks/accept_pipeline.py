@@ -19,7 +19,8 @@ minute.
 
 ``--profile DIR`` runs py-spy (if installed) on fastpost's smtpd and cleanup workers
 during the last run and writes flame graphs (SVG) there, or raw stacks (text, one
-line per stack) with ``PROFILE_RAW=1`` in the environment.
+line per stack) with ``PROFILE_RAW=1`` in the environment; ``PROFILE_NATIVE=1`` adds the
+compiled (Cython, C) frames (py-spy --native).
 ``--syscalls DIR`` instead counts the system calls of fastpost's smtpd worker(s) in the
 last run (``strace -c``, summary per worker in DIR; strace slows the worker, so that
 run's rate and CPU mean nothing).
@@ -97,7 +98,10 @@ def start_pyspy(inst, out: str, sessions: int) -> list:
             path = os.path.join(out, f"{name}-{pid}-s{sessions}.{'txt' if raw else 'svg'}")
             spies.append(subprocess.Popen([exe, "record", "-p", str(pid), "-o", path, "-d", "8",
                                            "-r", "200", "--nonblocking",
-                                           *(["-f", "raw"] if raw else [])],
+                                           *(["-f", "raw"] if raw else []),
+                                           # PROFILE_NATIVE=1: Cython/C frames too
+                                           *(["--native"] if os.environ.get("PROFILE_NATIVE")
+                                             == "1" else [])],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     return spies
 
