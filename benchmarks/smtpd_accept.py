@@ -271,8 +271,13 @@ def main() -> int:
             row[name] = ((statistics.median(r for r, _ in runs),
                           statistics.median(c for _, c in runs)) if runs else (nan, nan))
         (p_rate, p_cpu), (f_rate, f_cpu) = row["postfix"], row["fastpost"]
-        print(f"{'-s ' + str(s):14} {p_rate:14,.0f} {f_rate:15,.0f} {f_rate / p_rate:5.2f}x "
-              f"{p_cpu:15.2f} {f_cpu:16.2f}")
+
+        def num(x, fmt):
+            return "-" if x != x else format(x, fmt)  # (nan: that server did not run)
+
+        print(f"{'-s ' + str(s):14} {num(p_rate, ',.0f'):>14} {num(f_rate, ',.0f'):>15} "
+              f"{num(f_rate / p_rate, '.2f') + ('x' if p_rate == p_rate else ''):>6} {num(p_cpu, '.2f'):>15} "
+              f"{num(f_cpu, '.2f'):>16}")
         if with_fastpost:
             print(f"{'':14} fastpost runs (msgs/s, CPU-ms): " + ", ".join(
                 f"{r:,.0f}/{c:.3f}" for r, c in results[("fastpost", s)]))
