@@ -19,7 +19,8 @@ minute.
 
 ``--profile DIR`` runs py-spy (if installed) on fastpost's smtpd and cleanup workers
 during the last run and writes flame graphs (SVG) there, or raw stacks (text, one
-line per stack) with ``PROFILE_RAW=1`` in the environment.
+line per stack) with ``PROFILE_RAW=1`` in the environment; ``PROFILE_NATIVE=1`` adds the
+compiled (Cython, C) frames (py-spy --native, which stops the process per sample).
 ``--syscalls DIR`` instead counts the system calls of fastpost's smtpd worker(s) in the
 last run (``strace -c``, summary per worker in DIR; strace slows the worker, so that
 run's rate and CPU mean nothing).
@@ -95,8 +96,12 @@ def start_pyspy(inst, out: str, sessions: int) -> list:
         if name in ("smtpd", "cleanup"):
             raw = os.environ.get("PROFILE_RAW") == "1"  # stacks as text, for scripts
             path = os.path.join(out, f"{name}-{pid}-s{sessions}.{'txt' if raw else 'svg'}")
+            # PROFILE_NATIVE=1: Cython/C frames too (py-spy must stop the process for
+            # each sample then: --native and --nonblocking exclude each other)
+            native = os.environ.get("PROFILE_NATIVE") == "1"
             spies.append(subprocess.Popen([exe, "record", "-p", str(pid), "-o", path, "-d", "8",
-                                           "-r", "200", "--nonblocking",
+                                           "-r", "200",
+                                           *(["--native"] if native else ["--nonblocking"]),
                                            *(["-f", "raw"] if raw else [])],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     return spies

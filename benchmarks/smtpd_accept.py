@@ -2,7 +2,8 @@
 """Accept throughput: fastpost's smtpd next to C Postfix, measured with smtp-source.
 
     sudo .venv/bin/python benchmarks/smtpd_accept.py [--messages N] [--runs R]
-        [--sessions 20,100] [--workers W] [--size BYTES] [--sink file|queue]
+        [--sessions 20,100] [--workers W] [--size BYTES] [--sink file|queue|null]
+        [--only fastpost|postfix]
 
 Both servers run on this machine in one interleaved run, each on its own loopback
 port, and Postfix's own smtp-source sends N messages of --size bytes (1 KiB), one
@@ -16,7 +17,11 @@ connection per message, with -s parallel sessions:
               (--sink file) FileTestSink writing one file per message, fsync()ed
               before the 250, or (--sink queue) QueueSink: the log-structured queue
               store, each worker a committer with group commit (one fdatasync per
-              batch) - what smtpd runs under the master until cleanup exists.
+              batch) - what smtpd runs under the master until cleanup exists - or
+              (--sink null) NullSink: nothing stored, every message "queued" at once,
+              i.e. smtpd's own ceiling (the "smtpd alone" row beside
+              accept_pipeline.py's whole path; with --only fastpost no Postfix and
+              no root are needed).
 
 Printed per scenario: messages/s (median of the runs), server CPU-ms per message
 (user+system of every process of that server, including exited children) and the
@@ -186,7 +191,7 @@ smtpd_client_connection_count_limit = 0
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fastpost.daemons.smtpd.standalone", "-c", self.etc,
              "-l", f"127.0.0.1:{self.port}", "-d", os.path.join(self.base, "spool"),
-             "--fsync" if self.sink == "file" else "--queue", "--quiet",
+             {"file": "--fsync", "queue": "--queue", "null": "--null"}[self.sink], "--quiet",
              "--workers", str(self.workers)], cwd=ROOT)
         wait_port(self.port)
 
@@ -211,49 +216,71 @@ def main() -> int:
     ap.add_argument("--sessions", default="20,100")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--size", type=int, default=1024)
-    ap.add_argument("--sink", choices=("file", "queue"), default="file",
-                    help="fastpost's store: one fsync()ed file per message, or the queue "
-                         "store (group commit)")
+    ap.add_argument("--sink", choices=("file", "queue", "null"), default="file",
+                    help="fastpost's store: one fsync()ed file per message, the queue "
+                         "store (group commit), or none (NullSink: smtpd alone)")
+    ap.add_argument("--only", choices=("fastpost", "postfix"), default=None,
+                    help="measure one server only")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("run as root (C Postfix needs it)", file=sys.stderr)
+    with_postfix = args.only != "fastpost"
+    with_fastpost = args.only != "postfix"
+    if with_postfix and os.geteuid() != 0:
+        print("run as root (C Postfix needs it), or use --only fastpost", file=sys.stderr)
         return 1
-    for tool in ("postfix", "smtp-source"):
+    for tool in ("postfix", "smtp-source") if with_postfix else ("smtp-source",):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
             print(f"{tool} is not installed (apt-get install postfix)", file=sys.stderr)
             return 1
     sessions = [int(s) for s in args.sessions.split(",")]
     base = tempfile.mkdtemp(prefix="fp-accept-")
     os.chmod(base, 0o755)  # the postfix user must reach its data_directory
-    pfx = PostfixInstance(os.path.join(base, "postfix"), free_port())
-    fp = FastpostInstance(os.path.join(base, "fastpost"), free_port(), args.workers, args.sink)
+    mtas = []
+    if with_postfix:
+        mtas.append(("postfix", PostfixInstance(os.path.join(base, "postfix"), free_port())))
+    if with_fastpost:
+        mtas.append(("fastpost", FastpostInstance(os.path.join(base, "fastpost"), free_port(),
+                                                  args.workers, args.sink)))
     results: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    started = []
     try:
-        pfx.start()
-        fp.start()
+        for _, mta in mtas:
+            mta.start()
+            started.append(mta)
         # Warm up both (process pools, imports, page cache).
-        for mta in (pfx, fp):
+        for _, mta in mtas:
             smtp_source(mta.port, 200, 20, args.size)
         for _ in range(args.runs):
             for s in sessions:
-                for name, mta in (("postfix", pfx), ("fastpost", fp)):
+                for name, mta in mtas:
                     results.setdefault((name, s), []).append(
                         measure(mta, args.messages, s, args.size))
     finally:
-        fp.stop()
-        pfx.stop()
-    store = "fsync per message" if args.sink == "file" else "queue store, group commit"
+        for mta in reversed(started):
+            mta.stop()
+    store = {"file": "fsync per message", "queue": "queue store, group commit",
+             "null": "null sink (nothing stored)"}[args.sink]
     print(f"\n{args.messages} messages of {args.size} bytes per run, one connection each, "
           f"median of {args.runs} runs; fastpost: {args.workers} workers, {store}")
     print(f"{'scenario':14} {'Postfix msg/s':>14} {'fastpost msg/s':>15} {'ratio':>6} "
           f"{'Postfix CPU-ms':>15} {'fastpost CPU-ms':>16}")
+    nan = float("nan")
     for s in sessions:
-        p_rate = statistics.median(r for r, _ in results[("postfix", s)])
-        f_rate = statistics.median(r for r, _ in results[("fastpost", s)])
-        p_cpu = statistics.median(c for _, c in results[("postfix", s)])
-        f_cpu = statistics.median(c for _, c in results[("fastpost", s)])
-        print(f"{'-s ' + str(s):14} {p_rate:14,.0f} {f_rate:15,.0f} {f_rate / p_rate:5.2f}x "
-              f"{p_cpu:15.2f} {f_cpu:16.2f}")
+        row = {}
+        for name in ("postfix", "fastpost"):
+            runs = results.get((name, s))
+            row[name] = ((statistics.median(r for r, _ in runs),
+                          statistics.median(c for _, c in runs)) if runs else (nan, nan))
+        (p_rate, p_cpu), (f_rate, f_cpu) = row["postfix"], row["fastpost"]
+
+        def num(x, fmt):
+            return "-" if x != x else format(x, fmt)  # (nan: that server did not run)
+
+        print(f"{'-s ' + str(s):14} {num(p_rate, ',.0f'):>14} {num(f_rate, ',.0f'):>15} "
+              f"{num(f_rate / p_rate, '.2f') + ('x' if p_rate == p_rate else ''):>6} {num(p_cpu, '.2f'):>15} "
+              f"{num(f_cpu, '.2f'):>16}")
+        if with_fastpost:
+            print(f"{'':14} fastpost runs (msgs/s, CPU-ms): " + ", ".join(
+                f"{r:,.0f}/{c:.3f}" for r, c in results[("fastpost", s)]))
     shutil.rmtree(base, ignore_errors=True)
     return 0
 

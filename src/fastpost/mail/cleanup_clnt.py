@@ -14,6 +14,17 @@ replies come back batched per commit.
     code, text, queue_id = await txn.finish(extra)   # after cleanup's fsync
     txn.abort()                         # forget it (any time before finish)
 
+A caller on the hot path (smtpd's CleanupSink) passes a ``listener`` to open()
+instead: the connection then calls it directly when cleanup answers, and neither
+``opened`` nor finish()'s future exists (no futures, no done-callbacks, no extra turn
+of the event loop per answer):
+
+    txn = client.open(meta, listener)
+    listener.cleanup_opened(queue_id)          # cleanup gave the message its ID
+    listener.cleanup_answered(code, text, queue_id)   # after finish(): the commit
+    listener.cleanup_failed(exc)               # refused OPEN (CleanupRefused) or a
+                                               # CleanupError, at any time before the end
+
 Frames of all transactions are collected during one event-loop turn and written
 together (one system call); content is sent in frames of up to CHUNK bytes
 (recipients ride on the first one). ``open()`` never blocks: the connection is made
@@ -54,15 +65,25 @@ class CleanupError(IPCError):
     """cleanup could not be reached or failed mid-conversation."""
 
 
+#: CleanupTxn.state: waiting for the answer to OPEN, opened, finished (waiting for
+#: the commit's answer), answered or failed.
+_OPENING, _OPEN, _FINISHED, _OVER = 0, 1, 2, 3
+
+
 class CleanupTxn:
     """One message on its way to cleanup (see the module docstring)."""
 
-    __slots__ = ("conn", "tid", "opened", "result", "_rcpts", "_data", "_size", "done", "error")
+    __slots__ = ("conn", "tid", "opened", "result", "_rcpts", "_data", "_size", "done", "error",
+                 "listener", "state")
 
-    def __init__(self, conn: "_Conn", tid: int):
+    def __init__(self, conn: "_Conn", tid: int, listener=None):
         self.conn = conn
         self.tid = tid
-        self.opened: asyncio.Future = conn.loop.create_future()
+        #: the answers' receiver (module docstring), or None: the futures below
+        self.listener = listener
+        self.state = _OPENING
+        self.opened: asyncio.Future | None = \
+            conn.loop.create_future() if listener is None else None
         self.result: asyncio.Future | None = None
         self._rcpts: list = []
         self._data: list = []
@@ -98,17 +119,27 @@ class CleanupTxn:
             frame.update(extra)
         self.conn.send(frame)
 
-    def finish(self, extra: dict | None = None) -> asyncio.Future:
-        """End the message; the future gives (code, text, queue_id) after cleanup's commit."""
+    def finish(self, extra: dict | None = None) -> asyncio.Future | None:
+        """End the message; the future gives (code, text, queue_id) after cleanup's commit
+        (with a listener: None, and the listener hears the answer)."""
         if self.error is not None:  # the connection went away during the content
             raise self.error
         if self.done:
             raise RuntimeError("transaction already finished")
         self.done = True
-        self.result = self.conn.loop.create_future()
+        if self.state == _OPEN:
+            self.state = _FINISHED
+        if self.listener is None:
+            self.result = self.conn.loop.create_future()
         self._flush_data(P.END, extra)
         self.conn.armed(self)
         return self.result
+
+    def waiting(self) -> bool:
+        """True while an answer from cleanup is due (to OPEN, or to the end)."""
+        if self.listener is None:
+            return not self.opened.done() or (self.result is not None and not self.result.done())
+        return self.state == _OPENING or self.state == _FINISHED
 
     def abort(self) -> None:
         """Forget the message (cleanup throws away what it has)."""
@@ -127,6 +158,12 @@ class CleanupTxn:
         self.done = True
         if isinstance(exc, CleanupError):
             self.error = exc
+        listener = self.listener
+        if listener is not None:
+            if self.state != _OVER:
+                self.state = _OVER
+                listener.cleanup_failed(exc)
+            return
         for fut in (self.opened, self.result):
             if fut is not None and not fut.done():
                 fut.set_exception(exc)
@@ -187,12 +224,14 @@ class _Conn(asyncio.BufferedProtocol):
 
     # -- transactions -----------------------------------------------------------------
 
-    def open(self, meta: dict) -> CleanupTxn:
+    def open(self, meta: dict, listener=None) -> CleanupTxn:
         tid = self.next_tid
         self.next_tid = tid + 1
-        txn = CleanupTxn(self, tid)
+        txn = CleanupTxn(self, tid, listener)
         self.txns[tid] = txn
-        frame = dict(meta)
+        # With a listener (smtpd) meta is a dict made for this message: it becomes the
+        # frame. Other callers may reuse theirs.
+        frame = meta if listener is not None else dict(meta)
         frame["o"] = P.OPEN
         frame["t"] = tid
         self.send(frame)
@@ -212,8 +251,7 @@ class _Conn(asyncio.BufferedProtocol):
         self.watch_handle = None
         if self.closed:
             return
-        waiting = any(not t.opened.done() or (t.result is not None and not t.result.done())
-                      for t in self.txns.values())
+        waiting = any(t.waiting() for t in self.txns.values())
         if not waiting:
             return
         if time.monotonic() - self.progress > self.client.timeout:
@@ -271,6 +309,27 @@ class _Conn(asyncio.BufferedProtocol):
         txn = self.txns.get(tid)
         if txn is None:
             return  # aborted meanwhile
+        listener = txn.listener
+        if listener is not None:
+            state = txn.state
+            if state == _OPENING:
+                if frame.get("c") is None:
+                    txn.state = _FINISHED if txn.done else _OPEN
+                    listener.cleanup_opened(frame["id"])
+                    return
+                del self.txns[tid]
+                txn.state = _OVER
+                txn.done = True
+                listener.cleanup_failed(_refusal(frame))
+                self.maybe_idle()
+                return
+            if state != _FINISHED:
+                raise ValueError(f"reply for transaction {tid} before its end")
+            del self.txns[tid]
+            txn.state = _OVER
+            listener.cleanup_answered(int(frame["c"]), frame.get("x", ""), frame.get("id", ""))
+            self.maybe_idle()
+            return
         if not txn.opened.done():
             code = frame.get("c")
             if code is None:
@@ -376,9 +435,10 @@ class CleanupClient:
         except OSError as exc:
             conn.fail(IPCConnectError(self.path, f"connect: {exc.strerror or exc}"))
 
-    def open(self, meta: dict) -> CleanupTxn:
-        """Start a message (never blocks; see the module docstring)."""
-        return self._connection().open(meta)
+    def open(self, meta: dict, listener=None) -> CleanupTxn:
+        """Start a message (never blocks; see the module docstring). With a listener,
+        ``meta`` itself becomes the OPEN frame (pass a dict made for this message)."""
+        return self._connection().open(meta, listener)
 
     def close(self) -> None:
         """Close the connection; messages in flight fail."""

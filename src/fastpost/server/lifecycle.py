@@ -161,6 +161,10 @@ class ServerContext:
         #: Called (no arguments) when the process starts retiring: a daemon whose
         #: clients keep persistent connections (cleanup) closes them when idle.
         self.on_retire: list = []
+        #: The multi skeleton's client count, for protocols that count themselves
+        #: (multi_server_main's self_counting): call from connection_made / _lost.
+        self.connected = getattr(server, "_connected", None)
+        self.disconnected = getattr(server, "_disconnected", None)
 
     @property
     def clients(self) -> int:

@@ -4,7 +4,7 @@ Postfix counterpart: src/master/multi_server.c
 
     multi_server_main(argv, service, *, name=None, params=(), pre_init=None,
                       post_init=None, on_exit=None, resident=False, solitary=False,
-                      max_use_scale=1, accept_handles=1)
+                      max_use_scale=1, accept_handles=1, self_counting=False)
 
 ``service`` is either
 
@@ -32,7 +32,10 @@ queue empty costs one accept4 that returns EAGAIN). smtpd uses it: under load it
 greeting otherwise waits for the accept queue (docs/accept.md, "Session 5").
 
 The skeleton wraps each protocol instance's connection_made/connection_lost to count
-clients; nothing is added on the data path.
+clients; nothing is added on the data path. A service whose protocols count
+themselves passes ``self_counting=True``: its connection_made calls
+``ctx.connected()`` and its connection_lost ``ctx.disconnected()`` (smtpd does: two
+closures, two instance attributes and their removal per connection less).
 
 Parameters: fastpost_multi_client_limit, plus lifecycle's.
 Diagnostics: exceptions in protocol callbacks are logged by the loop's exception
@@ -42,6 +45,7 @@ handler (an error line with the location); the loop closes that transport.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import socket
 
@@ -53,10 +57,13 @@ class MultiServer(BaseServer):
 
     extra_params = ("fastpost_multi_client_limit",)
 
-    def __init__(self, argv, service, *, accept_handles: int = 1, **options):
+    def __init__(self, argv, service, *, accept_handles: int = 1, self_counting: bool = False,
+                 **options):
         super().__init__(argv, service, **options)
         #: Server handles per listening socket (module docstring).
         self.accept_handles = max(1, int(accept_handles))
+        #: The protocols call ctx.connected()/ctx.disconnected() themselves.
+        self.self_counting = self_counting
 
     def _prepare(self) -> None:
         self.client_limit = max(1, int(self.ctx.p["fastpost_multi_client_limit"]))
@@ -64,6 +71,8 @@ class MultiServer(BaseServer):
         self._accepting = False
         if inspect.iscoroutinefunction(self.service):
             self._factory = self._stream_factory
+        elif self.self_counting:
+            self._factory = functools.partial(self.service, self.ctx)
         else:
             self._factory = self._protocol_factory
 

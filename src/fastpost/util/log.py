@@ -76,16 +76,24 @@ class _State:
     verbose = 0
     # getpid() is a system call (glibc does not cache it): kept, refreshed after fork.
     pid = os.getpid()
-    # The time stamp of file lines, made once a second.
+    # The time stamp of file lines, made once a second, with the host after it.
     stamp_second = -1
     stamp = ""
+    stamp_host = ""
+    # "tag[pid]: ", made when either changes (not per line).
+    head = f"{tag}[{pid}]: "
 
 
 _state = _State()
 
 
+def _refresh_head() -> None:
+    _state.head = f"{_state.tag}[{_state.pid}]: "
+
+
 def _forked() -> None:
     _state.pid = os.getpid()
+    _refresh_head()
 
 
 os.register_at_fork(after_in_child=_forked)
@@ -110,6 +118,7 @@ def init(
     again after fork to refresh the pid (it is read per line).
     """
     _state.tag = f"{syslog_name}/{service}" if syslog_name else service
+    _refresh_head()
     _state.facility = FACILITIES.get(syslog_facility, FACILITIES["mail"])
     _state.stream = stream
     close_sinks()
@@ -171,6 +180,7 @@ def verbose() -> int:
 def set_tag(text: str) -> None:
     """Replace the tag (``postlog -t``)."""
     _state.tag = text
+    _refresh_head()
 
 
 def tag() -> str:
@@ -184,35 +194,38 @@ def stream():
 
 
 def _emit(level: str, text: str) -> None:
-    prefix = "" if level == "info" else f"{level}: "
-    body = f"{_state.tag}[{_state.pid}]: {prefix}{text}"
-    if _state.file_fd is not None or _state.stream is not None:
+    st = _state
+    body = st.head + text if level == "info" else f"{st.head}{level}: {text}"
+    fd = st.file_fd
+    stream = st.stream
+    if fd is not None or stream is not None:
         now = int(time.time())
-        if now != _state.stamp_second:
-            _state.stamp_second = now
-            _state.stamp = time.strftime("%b %d %H:%M:%S", time.localtime(now))
-        line = f"{_state.stamp} {_state.host} {body}\n"
-        if _state.file_fd is not None:
+        if now != st.stamp_second:
+            st.stamp_second = now
+            st.stamp = time.strftime("%b %d %H:%M:%S", time.localtime(now))
+            st.stamp_host = f"{st.stamp} {st.host} "
+        line = st.stamp_host + body + "\n"
+        if fd is not None:
             try:
-                os.write(_state.file_fd, line.encode("utf-8", "surrogateescape"))
+                os.write(fd, line.encode("utf-8", "surrogateescape"))
             except OSError:
                 pass
-        if _state.stream is not None:
+        if stream is not None:
             try:
-                _state.stream.write(line)
-                _state.stream.flush()
+                stream.write(line)
+                stream.flush()
             except (OSError, ValueError):
                 pass
-    if _state.postlog_sock is not None:
+    if st.postlog_sock is not None:
         try:
-            _state.postlog_sock.send(body.encode("utf-8", "surrogateescape"))
+            st.postlog_sock.send(body.encode("utf-8", "surrogateescape"))
         except OSError:
             pass
-    if _state.syslog_sock is not None:
-        pri = _state.facility * 8 + _LEVELS[level]
+    if st.syslog_sock is not None:
+        pri = st.facility * 8 + _LEVELS[level]
         stamp = time.strftime("%b %e %H:%M:%S")
         try:
-            _state.syslog_sock.send(f"<{pri}>{stamp} {body}".encode("utf-8", "surrogateescape"))
+            st.syslog_sock.send(f"<{pri}>{stamp} {body}".encode("utf-8", "surrogateescape"))
         except OSError:
             pass
 
@@ -223,7 +236,7 @@ def _fmt(fmt: str, args: tuple) -> str:
 
 def info(fmt: str, *args) -> None:
     """Log an informational line."""
-    _emit("info", _fmt(fmt, args))
+    _emit("info", fmt % args if args else fmt)
 
 
 def debug(fmt: str, *args) -> None:

@@ -67,3 +67,38 @@ def test_smtpd_under_the_master(fastpost_instance, tmp_path):
     # A Postfix queue file: records with the Received: header and the message text.
     assert b"Subject: through the master" in queue_file
     assert b"log_client_address=127.0.0.1" in queue_file
+
+
+def test_smtpd_counts_its_clients_for_the_skeleton(fastpost_instance):
+    # smtpd's sessions count themselves (multi skeleton, self_counting): at
+    # fastpost_multi_client_limit the only worker (maxproc 1) stops accepting, and
+    # when a session ends it accepts again.
+    port = free_port()
+    inst = fastpost_instance(
+        master_cf=f"127.0.0.1:{port} inet n - n - 1 smtpd -o fastpost_multi_client_limit=2\n"
+                  "cleanup unix n - n - 0 cleanup\n"
+                  "rewrite unix - - n - - trivial-rewrite\n",
+        main_cf={"smtpd_peername_lookup": "no"})
+    inst.start()
+    first = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(2)]
+    third = None
+    try:
+        for conn in first:
+            assert conn.recv(512).startswith(b"220 ")
+        inst.wait_log(r"connect from unknown\[127\.0\.0\.1\]", count=2)
+        third = socket.create_connection(("127.0.0.1", port), timeout=30)
+        third.settimeout(0.5)
+        try:
+            early = third.recv(512)
+        except TimeoutError:
+            early = b""
+        assert early == b""  # at the limit: queued in the listen backlog, not greeted
+        first[0].sendall(b"QUIT\r\n")
+        assert first[0].recv(512).startswith(b"221 ")
+        third.settimeout(30)
+        assert third.recv(512).startswith(b"220 ")  # one gone: accepting again
+    finally:
+        for conn in first + [third]:
+            if conn is not None:
+                conn.close()
+    inst.wait_log(r"disconnect from unknown\[127\.0\.0\.1\]", count=3)

@@ -86,6 +86,9 @@ def _post_init(ctx) -> None:
     service.loop = ctx.loop
     service.sink = _state["sink"]
     service.flush = _state["flush"]
+    # The sessions count themselves toward the skeleton's client limit (self_counting).
+    service.on_connect = ctx.connected
+    service.on_disconnect = ctx.disconnected
     log.debug("%s", _accel.describe())
 
 
@@ -113,4 +116,4 @@ def main(argv: list[str]) -> None:
     multi_server_main(argv, lambda ctx: _state["service"].protocol(), name="smtpd",
                       params=POLICY_PARAMS, pre_init=_pre_init, post_init=_post_init,
                       on_exit=_on_exit, max_use_scale=1000,
-                      accept_handles=ACCEPT_HANDLES)
+                      accept_handles=ACCEPT_HANDLES, self_counting=True)

@@ -143,17 +143,62 @@ def _first_line(head: bytes) -> bytes:
 
 
 class _CleanupTransaction(Transaction):
-    __slots__ = ("txn", "queue_id", "envelope", "stage", "head", "id_pending")
+    """One message: the session's transaction and the cleanup client's listener.
 
-    def __init__(self, txn, queue_id: str, envelope: Envelope):
-        self.txn = txn
+    cleanup's answers arrive here directly (cleanup_opened, cleanup_answered,
+    cleanup_failed) and settle the two futures the session waits on: ``id_pending``
+    (the queue ID, before DATA) and the one finish() returns (the commit).
+    """
+
+    __slots__ = ("txn", "queue_id", "envelope", "stage", "head", "id_pending", "result", "path")
+
+    def __init__(self, queue_id: str, envelope: Envelope, id_pending, path: str):
+        self.txn = None  # the CleanupTxn, set by begin()
         self.queue_id = queue_id
         self.envelope = envelope
         self.stage = 0  # 0: Received: header next, 1: first client line next, 2: the rest
         self.head = b""
         #: a future of the queue ID while cleanup has not answered the OPEN (the session
         #: replies to RCPT meanwhile and waits for it before 354); SinkError if refused
-        self.id_pending: asyncio.Future | None = None
+        self.id_pending: asyncio.Future | None = id_pending
+        #: finish()'s future of the queue ID (after cleanup's commit)
+        self.result: asyncio.Future | None = None
+        self.path = path  # cleanup's endpoint, for the diagnostics
+
+    # -- the cleanup client's listener ---------------------------------------------------
+
+    def cleanup_opened(self, queue_id: str) -> None:
+        self.queue_id = queue_id
+        pending = self.id_pending
+        if not pending.done():
+            pending.set_result(queue_id)
+
+    def cleanup_answered(self, code: int, text: str, queue_id: str) -> None:
+        result = self.result
+        if result is None or result.done():
+            return
+        if code == 250:
+            result.set_result(queue_id or self.queue_id)
+        else:
+            result.set_exception(SinkError(reply_of(code, text)))
+
+    def cleanup_failed(self, exc: BaseException) -> None:
+        pending = self.id_pending
+        if not pending.done():
+            if isinstance(exc, CleanupRefused):
+                err = SinkError(reply_of(exc.code, exc.text))
+            elif isinstance(exc, CleanupError):
+                err = SinkError(replies.WRITE_ERROR, log=f"cleanup: {exc}")
+            else:
+                err = exc
+            pending.set_exception(err)
+            pending.exception()  # retrieved: the session may end before it looks
+        result = self.result
+        if result is not None and not result.done():
+            result.set_exception(SinkError(replies.WRITE_ERROR, log=f"cleanup: {exc}")
+                                 if isinstance(exc, CleanupError) else exc)
+
+    # -- the session's transaction -------------------------------------------------------
 
     def add_recipient(self, recipient: Recipient) -> None:
         self.txn.add_recipient(recipient.address, recipient.orcpt or "",
@@ -178,8 +223,8 @@ class _CleanupTransaction(Transaction):
         return self.txn.write(_first_line(head))
 
     def finish(self):
-        """A future of the queue ID, set when cleanup answers (a plain future and a
-        callback: a coroutine would cost the session a Task per message)."""
+        """A future of the queue ID, set when cleanup answers (a plain future set by
+        the listener: a coroutine would cost the session a Task per message)."""
         if self.head:
             head, self.head = self.head, b""
             self.stage = 2
@@ -193,30 +238,13 @@ class _CleanupTransaction(Transaction):
         bcc = getattr(env, "bcc", None)
         if bcc:
             extra["bcc"] = list(bcc)
+        result = self.txn.conn.loop.create_future()
+        self.result = result
         try:
-            answer = self.txn.finish(extra)
+            self.txn.finish(extra)
         except CleanupError as exc:
+            self.result = None
             raise SinkError(replies.WRITE_ERROR, log=f"cleanup: {exc}") from None
-        result = answer.get_loop().create_future()
-
-        def answered(f, result=result, own_id=self.queue_id):
-            if result.done():
-                return
-            if f.cancelled():
-                result.set_exception(SinkError(replies.WRITE_ERROR, log="cleanup: cancelled"))
-                return
-            exc = f.exception()
-            if exc is not None:
-                result.set_exception(SinkError(replies.WRITE_ERROR, log=f"cleanup: {exc}")
-                                     if isinstance(exc, CleanupError) else exc)
-                return
-            code, text, queue_id = f.result()
-            if code == 250:
-                result.set_result(queue_id or own_id)
-            else:
-                result.set_exception(SinkError(reply_of(code, text)))
-
-        answer.add_done_callback(answered)
         return result
 
     def abort(self) -> None:
@@ -311,46 +339,21 @@ class CleanupSink(MessageSink):
             meta["ret"] = P.RET.get(envelope.ret, "")
         if envelope.envid:
             meta["envid"] = envelope.envid
-        try:
-            txn = self.client.open(meta)
-        except RuntimeError as exc:
-            raise SinkError(replies.WRITE_ERROR, log=f"cleanup: {exc}") from None
         # Not waiting for the queue ID here saves the session a round trip to cleanup
         # (RCPT is answered at once; the ID is needed at DATA, for the Received:
         # header, by when cleanup has long answered). A refused OPEN (full disk) is
         # then the reply to DATA/BDAT instead of RCPT.
-        t = _CleanupTransaction(txn, "", envelope)
-        pending = txn.opened.get_loop().create_future()  # (get_running_loop() costs a getpid())
-        t.id_pending = pending
-
-        def opened(f, t=t, pending=pending):
-            if pending.done():
-                return
-            exc = CleanupError(self.client.path, "cancelled") if f.cancelled() else f.exception()
-            if exc is None:
-                t.queue_id = f.result()
-                pending.set_result(t.queue_id)
-                return
-            if isinstance(exc, CleanupRefused):
-                err = SinkError(reply_of(exc.code, exc.text))
-            elif isinstance(exc, CleanupError):
-                err = SinkError(replies.WRITE_ERROR, log=f"cleanup: {exc}")
-            else:
-                err = exc
-            pending.set_exception(err)
-            pending.exception()  # retrieved: the session may end before it looks
-
-        txn.opened.add_done_callback(opened)
-        return t
-
-    async def _opened(self, txn, envelope: Envelope) -> Transaction:
+        client = self.client
+        t = _CleanupTransaction("", envelope, None, client.path)
         try:
-            queue_id = await txn.opened
-        except CleanupRefused as exc:
-            raise SinkError(reply_of(exc.code, exc.text)) from None
-        except CleanupError as exc:
+            txn = client.open(meta, t)
+        except RuntimeError as exc:
             raise SinkError(replies.WRITE_ERROR, log=f"cleanup: {exc}") from None
-        return _CleanupTransaction(txn, queue_id, envelope)
+        t.txn = txn
+        # (the listener is called from a later turn of the loop, never from open();
+        # get_running_loop() would cost a getpid())
+        t.id_pending = txn.conn.loop.create_future()
+        return t
 
     async def close(self) -> None:
         self.client.close()

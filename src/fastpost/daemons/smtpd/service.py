@@ -89,6 +89,10 @@ class SmtpdService:
         self.on_session_end = None
         #: The newest session (tests and transcripts follow it).
         self.last_session = None
+        #: Called (no arguments) from each session's connection_made and
+        #: connection_lost: the multi skeleton's client count (self_counting).
+        self.on_connect = None
+        self.on_disconnect = None
         for text in settings.unsupported:
             log.warn("%s is not supported yet and is ignored", text)
         for text in getattr(self.policy, "warnings", []):

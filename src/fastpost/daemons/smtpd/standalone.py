@@ -3,13 +3,15 @@
 Postfix counterpart: ``smtpd -S`` (stand-alone mode) in spirit.
 
     python -m fastpost.daemons.smtpd.standalone -c CONFIG_DIR -l 127.0.0.1:2525 \\
-        -d SPOOL_DIR [--fsync] [--workers N] [--asyncio] [--port-file FILE] [-o name=value]
+        -d SPOOL_DIR [--fsync | --queue | --null] [--workers N] [--asyncio]
+        [--port-file FILE] [-o name=value]
 
 One process per worker, each with its own event loop, all accepting on one
 listening socket (SO_REUSEPORT is not needed: the socket is bound before fork).
 Messages go to FileTestSink in SPOOL_DIR (with --fsync they are made durable before
 "250 queued as"), or with --queue into the queue store there (QueueSink: each worker
-a committer, group commit). Logs go to stdout in Postfix's format unless --quiet. SIGTERM or
+a committer, group commit), or with --null nowhere (NullSink: every message "queued" at once
+under one ID, nothing kept: smtpd's own ceiling). Logs go to stdout in Postfix's format unless --quiet. SIGTERM or
 SIGINT stops it.
 
 This is not the production daemon: the master's multi skeleton runs smtpd there,
@@ -43,6 +45,8 @@ def _parse(argv):
     p.add_argument("--queue", action="store_true",
                    help="store into the queue store in SPOOL_DIR (QueueSink, group commit) "
                         "instead of the file test sink")
+    p.add_argument("--null", action="store_true",
+                   help="accept every message and keep nothing (NullSink: smtpd's ceiling)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--asyncio", action="store_true", help="stock asyncio instead of uvloop")
     p.add_argument("--quiet", action="store_true", help="no log lines")
@@ -64,6 +68,10 @@ def _worker(args, sock, config) -> None:
 
         os.makedirs(args.spool, exist_ok=True)
         sink = QueueSink.open(args.spool, config, name=f"smtpd{os.getpid()}")
+    elif args.null:
+        from fastpost.daemons.smtpd.testsink import NullSink
+
+        sink = NullSink()
     else:
         sink = FileTestSink(args.spool, fsync=args.fsync, random_ids=True)
     service = SmtpdService.from_config(config, sink=sink, loop=loop)
