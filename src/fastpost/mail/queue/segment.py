@@ -39,7 +39,8 @@ that grow with the segment up to the parameter; a batch larger than the room lef
 simply writes past the physical end (plain appending). Nothing past the logical end is
 ever read as data: the index's watermark is a logical end, scan() treats a zero tail
 as the end, and close() truncates the file to its logical end. Only on file systems
-where overwriting avoids a journal commit (prezero_helps(): ext2/3/4, XFS; not tmpfs,
+where overwriting avoids a journal commit (prezero_helps(): ext2/3/4, XFS, from
+/proc/self/mountinfo; not tmpfs,
 which has no journal, nor copy-on-write btrfs).
 
 Naming and lifetime (``<dir>/<id:016x>.seg``): a segment is created as ``.tmp``, locked
@@ -374,27 +375,44 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-#: statfs f_type values of file systems where writing over zeros that were written and
-#: synced before needs no journal commit (so pre-zeroing pays): ext2/3/4, XFS.
-_PREZERO_FS = {0xEF53, 0x58465342}
+#: file systems where writing over zeros that were written and synced before needs no
+#: journal commit (so pre-zeroing pays): ext2/3/4, XFS
+_PREZERO_FS = {"ext2", "ext3", "ext4", "xfs"}
 #: the first pre-zeroing step of a segment; each step is as large as the segment's
 #: logical size so far, up to fastpost_queue_segment_prezero
 PREZERO_MIN_STEP = 64 << 10
 _ZEROS = bytes(1 << 20)
 
 
-def fs_type(path: str) -> int | None:
-    """Return statfs(2)'s f_type for ``path``'s file system, or None if unknown."""
-    import ctypes
-
+def _mounts() -> dict[str, str] | None:
+    """Return {"major:minor": file system type} from /proc/self/mountinfo, or None."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        buf = ctypes.create_string_buffer(128)  # struct statfs is 120 bytes on x86-64
-        if libc.statfs(os.fsencode(path), buf) != 0:
-            return None
-    except (OSError, AttributeError):
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
         return None
-    return struct.unpack_from("l", buf.raw)[0]
+    out = {}
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 3 and " - " in line:
+            out[fields[2]] = line.split(" - ", 1)[1].split()[0]
+    return out
+
+
+#: the mount table when this module was imported: daemons import everything before
+#: they chroot into the queue directory, where /proc is usually absent
+_MOUNTS_AT_IMPORT = _mounts()
+
+
+def fs_type(path: str) -> str | None:
+    """Return the type of the file system holding ``path`` ("ext4", "tmpfs", ...) from
+    /proc/self/mountinfo (matched by device number), or None if unknown."""
+    try:
+        dev = os.stat(path).st_dev
+    except OSError:
+        return None
+    mounts = _mounts() or _MOUNTS_AT_IMPORT or {}
+    return mounts.get(f"{os.major(dev)}:{os.minor(dev)}")
 
 
 def prezero_helps(path: str) -> bool:
