@@ -287,3 +287,23 @@ def test_prezeroed_ends_through_crash_rotation_and_reclaiming(tmp_path):
         assert segment_files(tmp_path) == {}
     finally:
         st.close()
+
+
+def test_a_batch_past_a_sealed_watermark_is_never_found(tmp_path):
+    """A failed batch that could be neither truncated nor zeroed lies past the logical
+    end its segment was sealed at: recovery cuts it without reading it."""
+    from fastpost.mail.queue.segment import KIND_MESSAGE, batch_frame, frame_bytes
+
+    acked = run_child(tmp_path, "commit", "20", "5", expect_kill=False)
+    segid, path = max(segment_files(tmp_path).items())
+    size = path.stat().st_size
+    frame = frame_bytes(KIND_MESSAGE, ix.INCOMING, b"4XYZ0000001", [b"never acknowledged"])
+    with open(path, "ab") as fh:
+        fh.write(b"".join(frame) + batch_frame(size, 1, [frame[0]]))
+    st = open_store(tmp_path)
+    try:
+        assert st.get("4XYZ0000001") is None and st.recovery.messages_indexed == 0
+        assert path.stat().st_size == size
+        assert {m.queue_id for m in st.messages()} == set(acked)
+    finally:
+        st.close()
