@@ -253,3 +253,57 @@ def test_damaged_frame_beyond_the_watermark_goes_to_corrupt(tmp_path, capfd):
         log.init("test", stream=None, use_syslog=False)
     err = capfd.readouterr().err
     assert f"{frame.queue_id}: corrupt queue file (checksum mismatch): moved to the corrupt queue" in err
+
+
+def segment_files(qdir) -> dict:
+    from fastpost.mail.queue.segment import parse_segment_name
+
+    return {parse_segment_name(p.name)[0]: p for p in (qdir / "segments").iterdir() if p.name.endswith(".seg")}
+
+
+def test_prezeroed_ends_through_crash_rotation_and_reclaiming(tmp_path):
+    """The committer writes zeros ahead (tmp_path is ext4 here): a kill -9 leaves a zero
+    tail that recovery cuts without calling it torn; segments rolled or closed end at
+    their watermark; emptied ones are reclaimed."""
+    from fastpost.mail.queue.segment import SEG_HEADER_LEN, prezero_helps, scan
+
+    if not prezero_helps(str(tmp_path)):
+        pytest.skip("the test directory's file system is not one where pre-zeroing is used")
+    acked = run_child(tmp_path, "commit", "150", "20", crash="commit.before_index:4")
+    tails = [scan(str(p), SEG_HEADER_LEN).zero_tail for p in segment_files(tmp_path).values()]
+    assert max(tails) > 0, "no zeros ahead of the live segment"
+    queued = check_queue(tmp_path, acked)  # recovery: no torn bytes on the second open
+    more = run_child(tmp_path, "commit", "150", "20", expect_kill=False)  # rolls at 256 KiB
+    st = open_store(tmp_path)
+    try:
+        with st.index.read() as txn:
+            marks = {s.segid: s.watermark for s in st.index.segments(txn)}
+        files = segment_files(tmp_path)
+        assert len(files) > 2 and set(files) == set(marks)
+        assert all(p.stat().st_size == marks[segid] for segid, p in files.items())
+        with st.edit() as ed:
+            for qid in [*queued.values(), *more]:
+                ed.delete(qid)
+        assert segment_files(tmp_path) == {}
+    finally:
+        st.close()
+
+
+def test_a_batch_past_a_sealed_watermark_is_never_found(tmp_path):
+    """A failed batch that could be neither truncated nor zeroed lies past the logical
+    end its segment was sealed at: recovery cuts it without reading it."""
+    from fastpost.mail.queue.segment import KIND_MESSAGE, batch_frame, frame_bytes
+
+    acked = run_child(tmp_path, "commit", "20", "5", expect_kill=False)
+    segid, path = max(segment_files(tmp_path).items())
+    size = path.stat().st_size
+    frame = frame_bytes(KIND_MESSAGE, ix.INCOMING, b"4XYZ0000001", [b"never acknowledged"])
+    with open(path, "ab") as fh:
+        fh.write(b"".join(frame) + batch_frame(size, 1, [frame[0]]))
+    st = open_store(tmp_path)
+    try:
+        assert st.get("4XYZ0000001") is None and st.recovery.messages_indexed == 0
+        assert path.stat().st_size == size
+        assert {m.queue_id for m in st.messages()} == set(acked)
+    finally:
+        st.close()

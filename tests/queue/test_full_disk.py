@@ -134,3 +134,27 @@ def test_index_full_messages_wait_then_get_indexed(small_fs, tmp_path):
         st.close()
     finally:
         subprocess.run(["umount", "-l", str(qdir / "index")], check=False)
+
+
+def test_full_disk_while_writing_zeros_ahead(small_fs):
+    """ENOSPC while pre-zeroing is no refusal: the zeros go, the batch appends plainly."""
+    from fastpost.mail.queue import segment as S
+
+    w = S.SegmentWriter(str(small_fs), 1, prezero=1 << 20)
+    filler = small_fs / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:  # fill it, then leave about 40 KiB: less than the first step
+        while True:
+            os.write(fd, b"f" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    os.truncate(filler, os.path.getsize(filler) - (40 << 10))
+    assert w.prepare() == 0 and w.prezero == 0  # gave up zeros for this segment
+    assert os.path.getsize(w.path) == w.size  # what it wrote before ENOSPC is gone
+    frame = S.frame_bytes(S.KIND_MESSAGE, 1, b"Q1", [b"m" * 20000])
+    start = w.size
+    w.append([*frame, S.batch_frame(start, 1, [frame[0]])])
+    assert [[f.queue_id for f in b] for b in S.scan(w.path, S.SEG_HEADER_LEN).batches] == [["Q1"]]
+    w.close()

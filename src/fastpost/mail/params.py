@@ -305,6 +305,7 @@ FASTPOST_PARAMS: tuple[Param, ...] = (
     # of their size have their messages copied forward).
     Param("fastpost_queue_segment_size", INT, "67108864", min=65536),
     Param("fastpost_queue_large_message_size", INT, "1048576", min=4096),
+    Param("fastpost_queue_segment_prezero", INT, "4194304", min=0),
     Param("fastpost_queue_index_map_size", INT, "68719476736", min=1 << 20),
     Param("fastpost_queue_compact_age", TIME, "1h", unit="s", min=0),
     Param("fastpost_queue_compact_ratio", INT, "50", min=1, max=100),

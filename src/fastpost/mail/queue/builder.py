@@ -160,7 +160,7 @@ class LargeFile:
             os.pwrite(w.fd, header, self.frame_offset)
         except OSError as exc:
             raise storage_error(exc, f"write {w.path}") from None
-        w.append([batch_frame(self.frame_offset, 1)], sync=True)
+        w.append([batch_frame(self.frame_offset, 1, [header])], sync=True)
         w.publish()
         return w.segid, self.frame_offset, end - self.frame_offset
 

@@ -33,9 +33,13 @@ batches, commits fail with InsufficientStorage.
 
 A segment is rolled when it passes fastpost_queue_segment_size and abandoned after any
 write error (the failed batch is truncated away first); the old one is sealed in the
-index once its last batch is indexed, and its lock released.
+index once its last batch is indexed, its zeros ahead trimmed and its lock released.
+Between batches the I/O thread writes zeros ahead of the segment's logical end
+(SegmentWriter.prepare(), fastpost_queue_segment_prezero), so that batch syncs need no
+journal commit.
 
 Parameters: fastpost_queue_segment_size, fastpost_queue_large_message_size,
+fastpost_queue_segment_prezero,
 line_length_limit, enable_long_queue_ids (through the store's settings).
 Diagnostics: InsufficientStorage (full disk or quota; nothing of the batch kept);
 OSError for other I/O errors; both reach every caller of the failed batch.
@@ -415,13 +419,15 @@ class Committer:
                 self._jobs_submitted += 1
                 self._ix_jobs.put(job)
             self._post(("flushed", batch, results))
+            if self._seg is not None and not self._seg_broken:
+                self._seg.prepare()  # zeros ahead, after the batch was answered (segment.py)
 
     def _segment(self) -> SegmentWriter:
         """Return the segment to append to, rolling it when full or broken."""
         seg = self._seg
         if seg is not None and not self._seg_broken and seg.size < self.settings.segment_size:
             return seg
-        new = self.store.new_segment()
+        new = self.store.new_segment(prezero=True)
         self._seg = new
         self._seg_broken = False
         if seg is not None:
@@ -466,7 +472,7 @@ class Committer:
                 placed.append((p, pos))
                 buffers.extend(p.buffers)
                 pos += p.length
-            buffers.append(batch_frame(seg.size, len(small)))
+            buffers.append(batch_frame(seg.size, len(small), [batch[i].buffers[0] for i in small]))
             crashpoint.reached("commit.before_write")
             try:
                 seg.append(buffers, crash="commit")

@@ -53,7 +53,7 @@ from fastpost.mail.queue.queue_id import number_of
 from fastpost.mail.queue.segment import (
     FRAME_HEADER_LEN, KIND_COPY, KIND_MESSAGE, SEG_FLAG_LARGE, SEG_HEADER_LEN, CorruptFrame,
     InsufficientStorage, SegmentWriter, batch_frame, frame_bytes, fsync_dir, lock_nb,
-    parse_frame_header, parse_segment_name, read_frame, read_seg_header, scan, segment_name,
+    parse_frame_header, parse_segment_name, prezero_helps, read_frame, read_seg_header, scan, segment_name,
     storage_error,
 )
 from fastpost.util import log
@@ -82,6 +82,7 @@ class QueueSettings:
     line_length_limit: int = 2048
     segment_size: int = 64 << 20
     large_message_size: int = 1 << 20
+    segment_prezero: int = 4 << 20
     index_map_size: int = 64 << 30
     compact_age: int = 3600
     compact_ratio: int = 50
@@ -96,6 +97,7 @@ class QueueSettings:
             line_length_limit=cfg.get_int("line_length_limit"),
             segment_size=cfg.get_int("fastpost_queue_segment_size"),
             large_message_size=cfg.get_int("fastpost_queue_large_message_size"),
+            segment_prezero=cfg.get_int("fastpost_queue_segment_prezero"),
             index_map_size=cfg.get_int("fastpost_queue_index_map_size"),
             compact_age=cfg.get_time("fastpost_queue_compact_age"),
             compact_ratio=cfg.get_int("fastpost_queue_compact_ratio"),
@@ -135,6 +137,7 @@ class QueueStore:
         self.segment_dir = os.path.join(settings.queue_directory, "segments")
         self._fds: dict[int, int] = {}  # read-only segment fds, by segment id
         self._closed = False
+        self._prezero_helps: bool | None = None  # prezero_helps(segment_dir), asked once
         self.recovery: RecoveryReport | None = None  # what open() repaired
 
     # -- opening --------------------------------------------------------------------------
@@ -210,12 +213,23 @@ class QueueStore:
         """Return a new segment id (durable before return)."""
         return self._write_sync(lambda txn: self.index.reserve(txn, b"next_segid", 1, 1))
 
-    def new_segment(self, flags: int = 0) -> SegmentWriter:
-        """Create, lock and publish a new segment file."""
+    def new_segment(self, flags: int = 0, prezero: bool = False) -> SegmentWriter:
+        """Create, lock and publish a new segment file.
+
+        ``prezero``: the committer's segments keep zeros written ahead of their logical
+        end (segment.py), where the file system gains from it and the parameter is set.
+        """
+        step = 0
+        if prezero and self.settings.segment_prezero > 0:
+            if self._prezero_helps is None:
+                self._prezero_helps = prezero_helps(self.segment_dir)
+            if self._prezero_helps:
+                step = self.settings.segment_prezero
         for _ in range(100):
             segid = self.allocate_segid()
             try:
-                return SegmentWriter(self.segment_dir, segid, flags)
+                return SegmentWriter(self.segment_dir, segid, flags, prezero=step,
+                                     limit=self.settings.segment_size)
             except FileExistsError:
                 continue  # the counter went back (index restored?): skip used ids
         raise QueueError("cannot allocate a segment id: 100 collisions")
@@ -324,6 +338,13 @@ class QueueStore:
             size = os.fstat(fd).st_size
             with self.index.read() as txn:
                 seg = self.index.segment(txn, segid)
+            if seg is not None and seg.sealed and seg.watermark < size and seg.watermark >= SEG_HEADER_LEN:
+                # A sealed watermark is the segment's final logical end: what lies past
+                # it (zeros ahead, or a failed batch that could not be removed) was
+                # never acknowledged and is never read as data.
+                os.ftruncate(fd, seg.watermark)
+                os.fsync(fd)
+                size = seg.watermark
             if seg is not None and seg.sealed and seg.watermark >= size:
                 if seg.live == 0:
                     os.close(fd)
@@ -343,6 +364,7 @@ class QueueStore:
                 log.warn("queue segment %016x: discarding %d bytes of an unfinished batch at offset %d",
                          segid, result.torn, result.good_end)
                 report.torn_bytes += result.torn
+            if result.size > result.good_end:  # the torn tail, and zeros written ahead
                 os.ftruncate(fd, result.good_end)
                 os.fsync(fd)
             for off, length in result.garbage:
@@ -735,14 +757,16 @@ class QueueStore:
         """
         buffers = []
         placed = []
+        heads = []
         pos = writer.size
         for kind, state, qid, payload in frames:
             bufs = frame_bytes(kind, state, qid.encode("ascii"), [payload])
             length = sum(len(b) for b in bufs)
             placed.append((pos, length))
             buffers.extend(bufs)
+            heads.append(bufs[0])
             pos += length
-        buffers.append(batch_frame(writer.size, len(frames)))
+        buffers.append(batch_frame(writer.size, len(frames), heads))
         writer.append(buffers, crash=crash)
         return placed
 
