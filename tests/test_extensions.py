@@ -35,6 +35,7 @@ CONSTRUCT = {
     # at start.
     "fastpost.daemons.smtpd._session_c.SessionCore": ((types.SimpleNamespace(
         settings=types.SimpleNamespace(timeout=300), loop=None),), {}),
+    "fastpost.mail.queue._syncio_c.BatchWriter": ((), {}),
 }
 
 
