@@ -54,14 +54,26 @@ from dataclasses import dataclass
 
 import lmdb
 
+from fastpost._accel import select
 from fastpost.mail.queue import crashpoint
 from fastpost.mail.queue import index as ix
 from fastpost.mail.queue.builder import MessageBuilder
 from fastpost.mail.queue.queue_id import make_id
 from fastpost.mail.queue.segment import (
-    KIND_MESSAGE, InsufficientStorage, SegmentWriter, batch_frame, frame_header,
+    KIND_MESSAGE, InsufficientStorage, SegmentWriter, batch_frame, frame_header, storage_error,
 )
 from fastpost.util import log
+
+#: Measuring only (benchmarks/committer_gil.py): a file name prefix; each process
+#: appends one line per commit batch and per index round with perf_counter() times
+#: of its steps to ``<prefix>.<pid>``. Empty: nothing is measured (one test per batch).
+_TRACE = os.environ.get("FASTPOST_COMMIT_TRACE", "")
+_clock = time.perf_counter
+#: Measuring only: "python" sends every batch through the I/O thread (the path a
+#: commit.* crash point uses), for comparisons with the BatchWriter in one tree.
+_IO_PATH = os.environ.get("FASTPOST_COMMIT_IO", "")
+
+_syncio = select("fastpost.mail.queue._syncio_c", "fastpost.mail.queue._syncio_py")
 
 #: Batches acknowledged but not yet indexed before commits are refused.
 MAX_INDEX_BACKLOG = 1000
@@ -102,6 +114,7 @@ class _IndexJob:
     infos: list  # MessageInfo with final locations
     watermarks: dict  # segid -> (new watermark, flags to add)
     close_after: list  # SegmentWriters to close once sealed
+    t_put: float = 0.0  # _TRACE only: when the I/O thread handed it over
 
 
 class _Call:
@@ -173,11 +186,25 @@ class Committer:
         self._ix_thread = threading.Thread(target=self._ix_main, name=f"fp-index-{name}", daemon=True)
         self._io_thread.start()
         self._ix_thread.start()
+        # The steady-state path: batches of small messages appended to the current
+        # segment are written and synced by a BatchWriter whose thread never takes the
+        # GIL; the loop submits them and collects the result when its eventfd fires.
+        # Everything else (the first batch, a segment roll, large messages, a broken
+        # segment, an armed commit.* crash point) goes through the I/O thread above.
+        self._bw = None
+        self._bw_loop = None  # the loop watching the BatchWriter's eventfd
+        self._bw_batch = None  # (batch, offsets, segment, start) in flight
+        if _IO_PATH != "python" and not crashpoint.armed("commit."):
+            self._bw = _syncio.BatchWriter()
+            self._bw_thread = threading.Thread(target=self._bw.serve, name=f"fp-sync-{name}", daemon=True)
+            self._bw_thread.start()
         #: statistics: batches, messages, bytes written
         self.batches = 0
         self.messages = 0
         #: index transactions (each covers every batch waiting when it started)
         self.index_rounds = 0
+        self._trace: list = []  # _TRACE lines not yet written (the loop writes them)
+        self._trace_times = None  # I/O thread, _TRACE only: this batch's step times
 
     @property
     def _backlog_len(self) -> int:
@@ -282,6 +309,8 @@ class Committer:
             builder.abort()
             raise InsufficientStorage(28, "queue index is not writable: too many messages waiting to be indexed")
         self._loop = loop
+        if self._bw is not None and self._bw_loop is not loop:
+            self._watch(loop)
         qfb = builder.records
         qfb.finish()
         builder.state = "committing"
@@ -315,12 +344,88 @@ class Committer:
         return pending
 
     def _kick(self) -> None:
+        batch = None
         with self._qlock:
             self._kick_scheduled = False
             if self._flushing or not self._queue:
                 return  # the I/O thread takes these after its current flush
             self._flushing = True
-        self._io_jobs.put(_KICK)
+            if self._bw is not None and self._writable():
+                batch, self._queue = self._queue, []
+        if batch is None:
+            self._io_jobs.put(_KICK)
+        else:
+            self._submit(batch)
+
+    # -- the BatchWriter path (on the loop) ---------------------------------------------------
+
+    def _writable(self) -> bool:
+        """True if the queued batch can go to the BatchWriter: small messages only, and
+        a current segment that is neither broken nor full (no I/O thread work needed)."""
+        seg = self._seg
+        if seg is None or self._seg_broken or seg.size >= self.settings.segment_size:
+            return False
+        for p in self._queue:
+            if p.buffers is None:
+                return False
+        return True
+
+    def _watch(self, loop) -> None:
+        """Watch the BatchWriter's eventfd on ``loop`` (and no longer on the previous one)."""
+        old, self._bw_loop = self._bw_loop, loop
+        if old is not None and not old.is_closed():
+            try:
+                old.remove_reader(self._bw.fileno())
+            except (RuntimeError, ValueError, OSError):
+                pass
+        loop.add_reader(self._bw.fileno(), self._bw_done)
+
+    def _submit(self, batch: list) -> None:
+        """Hand a batch to the BatchWriter: frames + batch end at the segment's end."""
+        seg = self._seg
+        start = pos = seg.size
+        buffers: list = []
+        offsets = []
+        for p in batch:
+            offsets.append(pos)
+            buffers.extend(p.buffers)
+            pos += p.length
+        buffers.append(batch_frame(start, len(batch)))
+        self._bw_batch = (batch, offsets, seg, start)
+        self._bw.submit(seg.fd, buffers, start)
+
+    def _bw_done(self) -> None:
+        """The BatchWriter's eventfd fired: finish the batch, start the next, answer."""
+        res = self._bw.collect()
+        if res is None:
+            return
+        batch, offsets, seg, start = self._bw_batch
+        self._bw_batch = None
+        written, err = res
+        if err:
+            seg.rollback(start)
+            self._seg_broken = True
+            exc = storage_error(OSError(err, os.strerror(err)), f"write {seg.path}")
+            results = [exc] * len(batch)
+            job = None
+        else:
+            seg.size = start + written
+            job = _IndexJob([], {seg.segid: (seg.size, 0)}, [])
+            for p, off in zip(batch, offsets):
+                p.info.segid, p.info.offset, p.info.length = seg.segid, off, p.length
+                job.infos.append(p.info)
+            results = [True] * len(batch)
+            self._jobs_submitted += 1
+            if _TRACE:
+                job.t_put = _clock()
+            self._ix_jobs.put(job)
+        if _TRACE:
+            t_write, t_sync, t_back = self._bw.times
+            self._trace.append(f"F {len(batch)} {t_write:.6f} {t_sync:.6f} {t_back:.6f} {t_back:.6f} {_clock():.6f}\n")
+        with self._qlock:
+            self._flushing = False
+        self._kick()  # the next batch's writes start before this one's callers run
+        self._flushed(batch, results)
 
     def _post(self, item) -> None:
         """Hand a result to the loop (from a thread); wake it once for many."""
@@ -341,7 +446,14 @@ class Committer:
             self._wake_pending = False
         for item in items:
             kind = item[0]
+            if len(item) == 4 and kind != "call":  # _TRACE: the step times, then now
+                self._trace.append(f"{kind[0].upper()} " + " ".join(f"{t:.6f}" for t in item[3])
+                                   + f" {_clock():.6f}\n")
             if kind == "flushed":
+                if self._bw is not None:  # the I/O thread did this one (_flush_all)
+                    with self._qlock:
+                        self._flushing = False
+                    self._kick()
                 self._flushed(item[1], item[2])
             elif kind == "indexed":
                 self._indexed(item[1], item[2])
@@ -352,6 +464,14 @@ class Committer:
                         fut.set_result(value)
                     else:
                         fut.set_exception(value)
+        if len(self._trace) >= 500:
+            self._write_trace()
+
+    def _write_trace(self) -> None:
+        lines, self._trace = self._trace, []
+        if lines:
+            with open(f"{_TRACE}.{os.getpid()}", "a") as fh:
+                fh.write("".join(lines))
 
     def _flushed(self, batch, results) -> None:
         """On the loop: resolve the callers of a written batch."""
@@ -395,7 +515,11 @@ class Committer:
             # a queue-number refill (no future) that failed is retried when needed
 
     def _flush_all(self) -> None:
-        """Flush the queued messages, then whatever was queued meanwhile, until none."""
+        """Flush the queued messages, then whatever was queued meanwhile, until none.
+
+        With a BatchWriter, one batch only: the flush stays "in flight" until the loop
+        has its result, and the loop decides where the next batch goes.
+        """
         while True:
             with self._qlock:
                 batch, self._queue = self._queue, []
@@ -408,8 +532,17 @@ class Committer:
                 results, job = exc, None
             if job is not None and (job.infos or job.watermarks or job.close_after):
                 self._jobs_submitted += 1
+                if _TRACE:
+                    job.t_put = _clock()
                 self._ix_jobs.put(job)
-            self._post(("flushed", batch, results))
+            if _TRACE and self._trace_times is not None:
+                # messages, writev start, fdatasync called, fdatasync back in Python, posted
+                times, self._trace_times = self._trace_times, None
+                self._post(("flushed", batch, results, (len(batch), *times, _clock())))
+            else:
+                self._post(("flushed", batch, results))
+            if self._bw is not None:
+                return
 
     def _segment(self) -> SegmentWriter:
         """Return the segment to append to, rolling it when full or broken."""
@@ -464,7 +597,10 @@ class Committer:
             buffers.append(batch_frame(seg.size, len(small)))
             crashpoint.reached("commit.before_write")
             try:
-                seg.append(buffers, crash="commit")
+                if _TRACE:
+                    self._append_timed(seg, buffers)
+                else:
+                    seg.append(buffers, crash="commit")
             except OSError as exc:
                 self._seg_broken = True
                 for i in small:
@@ -480,6 +616,18 @@ class Committer:
             job.watermarks[old.segid] = (old.size, ix.SEGF_SEALED | job.watermarks.get(old.segid, (0, 0))[1])
             job.close_after.append(old)
         return results, job
+
+    def _append_timed(self, seg: SegmentWriter, buffers: list) -> None:
+        """seg.append(buffers) with the times of its steps kept (_TRACE only)."""
+        t0 = _clock()
+        start = seg.append(buffers, sync=False, crash="commit")
+        t1 = _clock()
+        try:
+            os.fdatasync(seg.fd)
+        except OSError as exc:
+            seg.rollback(start)
+            raise storage_error(exc, f"write {seg.path}") from None
+        self._trace_times = (t0, t1, _clock())
 
     # -- the index thread -------------------------------------------------------------------
 
@@ -499,6 +647,7 @@ class Committer:
                 item = get(timeout=timeout)
             except queue.Empty:
                 item = None  # retry time
+            t_got = _clock() if _TRACE else 0.0
             items = [] if item is None else [item]
             if item is not None and item is not _STOP and not isinstance(item, _Seal):
                 self._gather()
@@ -522,6 +671,8 @@ class Committer:
                     seal.result = ([], 0, None)
                     seal.done.set()
                 continue
+            t_ix = _clock() if _TRACE else 0.0
+            first_put = self._backlog[0].t_put
             try:
                 done_ids, applied, exc = self._index()
             except BaseException as exc2:  # noqa: BLE001 - a bug: keep the backlog for retry
@@ -533,7 +684,13 @@ class Committer:
                 continue  # close() reports what happened
             timeout = INDEX_RETRY if exc is not None else None
             if exc is not None or done_ids:
-                self._post(("indexed", done_ids, exc))
+                if _TRACE:
+                    # batches, messages, first batch handed over, thread woken, index
+                    # transaction started, ended and posted
+                    self._post(("indexed", done_ids, exc,
+                                (applied, len(done_ids), first_put, t_got, t_ix, _clock())))
+                else:
+                    self._post(("indexed", done_ids, exc))
 
     def _gather(self) -> None:
         """Wait INDEX_GATHER for more batches, unless free space is short (or unknown)."""
@@ -643,7 +800,14 @@ class Committer:
         self._ix_jobs.put(_STOP)
         self._io_thread.join()
         self._ix_thread.join()
+        if self._bw is not None:
+            self._bw.stop()
+            self._bw_thread.join()
+            if self._bw_loop is not None and not self._bw_loop.is_closed():
+                self._bw_loop.remove_reader(self._bw.fileno())
         self._deliver()  # what the threads posted last (the loop may not run again)
+        if _TRACE:
+            self._write_trace()
 
     @property
     def segment_id(self) -> int | None:
