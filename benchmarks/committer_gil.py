@@ -128,9 +128,13 @@ def main() -> int:
         show("writev (Python)", [b[2] - b[1] for b in batches])
         py_sync = [b[3] - b[2] for b in batches]
         show("fdatasync, call to Python running again", py_sync)
-        # threads by their offset from the process id: +1 the I/O thread, +2 the index
-        # thread, +3 the BatchWriter's (when the committer has one): the syncing one
-        io_tid = max((pid + 1, pid + 3), key=lambda t: len(kernel.get(t, ())))
+        # The thread IDs are not at fixed offsets from the pid (other processes fork
+        # meanwhile): the writer's thread is the one with about one fdatasync per batch,
+        # the index thread the other one with about one per round.
+        def nearest(n, exclude=None):
+            tids = [t for t in kernel if t != exclude]
+            return min(tids, key=lambda t: abs(len(kernel[t]) - n)) if tids else None
+        io_tid = nearest(len(batches))
         if io_tid in kernel:
             show("fdatasync in the kernel (perf trace)", kernel[io_tid])
             diff = [pct(py_sync, q) - pct(kernel[io_tid], q) for q in (.5, .9, .99)]
@@ -143,13 +147,13 @@ def main() -> int:
         show("first batch handed over -> thread awake", [r[3] - r[2] for r in rounds if r[2]])
         show("gather (sleep INDEX_GATHER)", [r[4] - r[3] for r in rounds])
         show("transaction (LMDB + sync + GIL waits)", [r[5] - r[4] for r in rounds])
-        ix_tid = pid + 2
+        ix_tid = nearest(len(rounds), io_tid)
         if ix_tid in kernel:
             show("index fdatasync in the kernel (perf trace)", kernel[ix_tid])
         show("posted -> loop runs _deliver", [r[6] - r[5] for r in rounds])
-        others = {t - pid: len(v) for t, v in kernel.items() if t not in (io_tid, ix_tid)}
+        others = {t: len(v) for t, v in kernel.items() if t not in (io_tid, ix_tid)}
         if others:
-            print(f"  fdatasync calls in other threads (by offset from the pid): {others}")
+            print(f"  fdatasync calls in other threads (by thread ID): {others}")
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return 0
