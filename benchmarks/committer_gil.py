@@ -14,19 +14,19 @@ connection per message) while ``perf trace -e fdatasync`` records the kernel's o
 duration of every fdatasync of the cleanup worker, thread by thread.
 
 Printed, median / p90 / p99 in ms (with the BatchWriter, FASTPOST_COMMIT_IO unset, the
-I/O thread's lines are the kernel's own CLOCK_MONOTONIC stamps and "posted" is its
-eventfd write; FASTPOST_COMMIT_IO=python measures the I/O thread path instead):
-  I/O thread   writev (Python), fdatasync as Python sees it (the call until the thread
-               runs Python again: the syscall plus the wait for the GIL), the kernel's
-               fdatasync (perf trace), their difference (the GIL wait after the sync,
-               estimated from the two distributions), sync return to the post, the post
-               to the loop running _deliver (call_soon_threadsafe wake-up + GIL), and
-               the whole fdatasync-call-to-_deliver span;
+I/O thread's lines are the kernel's own CLOCK_MONOTONIC stamps, its thread never takes
+the GIL and "posted" is its eventfd write; FASTPOST_COMMIT_IO=python measures the I/O
+thread path, whose fdatasync then goes through _syncio.fdatasync_timed):
+  I/O thread   writev, fdatasync timed around the syscall without the GIL (and, as a
+               cross-check, by perf trace: that one ends at the syscall's exit, before
+               any wait for a core on the way back to user space), the wait from the
+               sync's return to the thread holding the GIL again, from there to the
+               post, the post to the loop running _deliver (call_soon_threadsafe or the
+               eventfd wake-up + the loop's GIL), and the whole spans;
   index thread the hand-over to the thread waking, the gather, the transaction (LMDB
                calls + its fdatasync + the GIL waits between them), the kernel's
                fdatasync of the index, the post to _deliver.
-The GIL wait after the I/O thread's fdatasync is the difference of the two fdatasync
-distributions (same batches, two clocks); perf trace is light (one event type).
+perf trace is light (one event type) but may lose events under load (its n is smaller).
 
 Must run as root (the instance's daemons change user; perf). Not part of the test suite.
 """
@@ -125,9 +125,6 @@ def main() -> int:
               f"index rounds {len(rounds)} ({sum(r[0] for r in rounds) / max(1, len(rounds)):.1f} batches each)")
         print(f"  {'(ms)':<44} {'median':>7} {'p90':>7} {'p99':>7}")
         print("I/O thread, per batch:")
-        show("writev (Python)", [b[2] - b[1] for b in batches])
-        py_sync = [b[3] - b[2] for b in batches]
-        show("fdatasync, call to Python running again", py_sync)
         # The thread IDs are not at fixed offsets from the pid (other processes fork
         # meanwhile): the writer's thread is the one with about one fdatasync per batch,
         # the index thread the other one with about one per round.
@@ -135,14 +132,15 @@ def main() -> int:
             tids = [t for t in kernel if t != exclude]
             return min(tids, key=lambda t: abs(len(kernel[t]) - n)) if tids else None
         io_tid = nearest(len(batches))
+        show("writev (Python)", [b[2] - b[1] for b in batches])
+        show("fdatasync, own clock around the syscall", [b[3] - b[2] for b in batches])
         if io_tid in kernel:
             show("fdatasync in the kernel (perf trace)", kernel[io_tid])
-            diff = [pct(py_sync, q) - pct(kernel[io_tid], q) for q in (.5, .9, .99)]
-            print(f"  {'  => GIL wait after the sync (difference)':<44} "
-                  + " ".join(f"{d * 1000:7.3f}" for d in diff))
-        show("sync back in Python -> posted", [b[4] - b[3] for b in batches])
-        show("posted -> loop runs _deliver", [b[5] - b[4] for b in batches])
-        show("fdatasync called -> _deliver", [b[5] - b[2] for b in batches])
+        show("sync returned -> thread has the GIL", [b[4] - b[3] for b in batches])
+        show("has the GIL -> posted", [b[5] - b[4] for b in batches])
+        show("posted -> loop runs _deliver", [b[6] - b[5] for b in batches])
+        show("sync returned -> loop runs _deliver", [b[6] - b[3] for b in batches])
+        show("fdatasync called -> loop runs _deliver", [b[6] - b[2] for b in batches])
         print("index thread, per round:")
         show("first batch handed over -> thread awake", [r[3] - r[2] for r in rounds if r[2]])
         show("gather (sleep INDEX_GATHER)", [r[4] - r[3] for r in rounds])

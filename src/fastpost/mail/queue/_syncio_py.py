@@ -151,3 +151,18 @@ class BatchWriter:
                 return (0, exc.errno)
             self.times = (t_write, t_sync, time.clock_gettime(time.CLOCK_MONOTONIC))
         return (total, 0)
+
+
+def fdatasync_timed(fd: int) -> tuple:
+    """fdatasync(fd); return CLOCK_MONOTONIC seconds (called, returned).
+
+    The compiled twin takes the second time before asking for the GIL again (a
+    measuring aid: benchmarks/committer_gil.py); here it is taken after. OSError if the
+    sync fails.
+    """
+    t0 = time.clock_gettime(time.CLOCK_MONOTONIC)
+    try:
+        os.fdatasync(fd)
+    except OSError as exc:
+        raise OSError(exc.errno, f"fdatasync: {os.strerror(exc.errno)}") from None
+    return (t0, time.clock_gettime(time.CLOCK_MONOTONIC))

@@ -421,7 +421,8 @@ class Committer:
             self._ix_jobs.put(job)
         if _TRACE:
             t_write, t_sync, t_back = self._bw.times
-            self._trace.append(f"F {len(batch)} {t_write:.6f} {t_sync:.6f} {t_back:.6f} {t_back:.6f} {_clock():.6f}\n")
+            self._trace.append(f"F {len(batch)} {t_write:.6f} {t_sync:.6f} {t_back:.6f} {t_back:.6f} {t_back:.6f} "
+                               f"{_clock():.6f}\n")
         with self._qlock:
             self._flushing = False
         self._kick()  # the next batch's writes start before this one's callers run
@@ -536,7 +537,8 @@ class Committer:
                     job.t_put = _clock()
                 self._ix_jobs.put(job)
             if _TRACE and self._trace_times is not None:
-                # messages, writev start, fdatasync called, fdatasync back in Python, posted
+                # messages, writev start, fdatasync called, fdatasync returned (before
+                # the GIL), back in Python (after it), posted
                 times, self._trace_times = self._trace_times, None
                 self._post(("flushed", batch, results, (len(batch), *times, _clock())))
             else:
@@ -621,13 +623,12 @@ class Committer:
         """seg.append(buffers) with the times of its steps kept (_TRACE only)."""
         t0 = _clock()
         start = seg.append(buffers, sync=False, crash="commit")
-        t1 = _clock()
         try:
-            os.fdatasync(seg.fd)
+            t1, t_kernel = _syncio.fdatasync_timed(seg.fd)  # t_kernel: before the GIL
         except OSError as exc:
             seg.rollback(start)
             raise storage_error(exc, f"write {seg.path}") from None
-        self._trace_times = (t0, t1, _clock())
+        self._trace_times = (t0, t1, t_kernel, _clock())
 
     # -- the index thread -------------------------------------------------------------------
 

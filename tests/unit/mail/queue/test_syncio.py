@@ -8,6 +8,7 @@ import errno
 import os
 import select
 import threading
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -147,3 +148,16 @@ def test_misuse(impl, tmp_path):
     finally:
         os.close(fd)
     assert path.read_bytes() == b"a"
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_fdatasync_timed(impl, tmp_path):
+    path, fd = _file(tmp_path, "timed", b"data")
+    try:
+        t0, t1 = impl.fdatasync_timed(fd)
+        assert t0 <= t1 <= time.perf_counter()
+    finally:
+        os.close(fd)
+    with pytest.raises(OSError) as info:
+        impl.fdatasync_timed(fd)  # closed
+    assert info.value.errno == errno.EBADF
