@@ -13,16 +13,15 @@ batch and per index round with time.perf_counter() stamps of its steps (committe
 connection per message) while ``perf trace -e fdatasync`` records the kernel's own
 duration of every fdatasync of the cleanup worker, thread by thread.
 
-Printed, median / p90 / p99 in ms (with the BatchWriter, FASTPOST_COMMIT_IO unset, the
-I/O thread's lines are the kernel's own CLOCK_MONOTONIC stamps, its thread never takes
-the GIL and "posted" is its eventfd write; FASTPOST_COMMIT_IO=python measures the I/O
-thread path, whose fdatasync then goes through _syncio.fdatasync_timed):
+Printed, median / p90 / p99 in ms (the I/O thread's fdatasync goes through
+_syncio.fdatasync_timed, which reads the sync's return time before the thread asks for
+the GIL again):
   I/O thread   writev, fdatasync timed around the syscall without the GIL (and, as a
                cross-check, by perf trace: that one ends at the syscall's exit, before
                any wait for a core on the way back to user space), the wait from the
                sync's return to the thread holding the GIL again, from there to the
-               post, the post to the loop running _deliver (call_soon_threadsafe or the
-               eventfd wake-up + the loop's GIL), and the whole spans;
+               post, the post to the loop running _deliver (call_soon_threadsafe's
+               wake-up + the loop's GIL), and the whole spans;
   index thread the hand-over to the thread waking, the gather, the transaction (LMDB
                calls + its fdatasync + the GIL waits between them), the kernel's
                fdatasync of the index, the post to _deliver.

@@ -35,7 +35,6 @@ CONSTRUCT = {
     # at start.
     "fastpost.daemons.smtpd._session_c.SessionCore": ((types.SimpleNamespace(
         settings=types.SimpleNamespace(timeout=300), loop=None),), {}),
-    "fastpost.mail.queue._syncio_c.BatchWriter": ((), {}),
 }
 
 

@@ -69,10 +69,7 @@ from fastpost.util import log
 #: of its steps to ``<prefix>.<pid>``. Empty: nothing is measured (one test per batch).
 _TRACE = os.environ.get("FASTPOST_COMMIT_TRACE", "")
 _clock = time.perf_counter
-#: Measuring only: "python" sends every batch through the I/O thread (the path a
-#: commit.* crash point uses), for comparisons with the BatchWriter in one tree.
-_IO_PATH = os.environ.get("FASTPOST_COMMIT_IO", "")
-
+# fdatasync_timed: the sync's return time taken before the GIL is asked for again
 _syncio = select("fastpost.mail.queue._syncio_c", "fastpost.mail.queue._syncio_py")
 
 #: Batches acknowledged but not yet indexed before commits are refused.
@@ -186,18 +183,6 @@ class Committer:
         self._ix_thread = threading.Thread(target=self._ix_main, name=f"fp-index-{name}", daemon=True)
         self._io_thread.start()
         self._ix_thread.start()
-        # The steady-state path: batches of small messages appended to the current
-        # segment are written and synced by a BatchWriter whose thread never takes the
-        # GIL; the loop submits them and collects the result when its eventfd fires.
-        # Everything else (the first batch, a segment roll, large messages, a broken
-        # segment, an armed commit.* crash point) goes through the I/O thread above.
-        self._bw = None
-        self._bw_loop = None  # the loop watching the BatchWriter's eventfd
-        self._bw_batch = None  # (batch, offsets, segment, start) in flight
-        if _IO_PATH != "python" and not crashpoint.armed("commit."):
-            self._bw = _syncio.BatchWriter()
-            self._bw_thread = threading.Thread(target=self._bw.serve, name=f"fp-sync-{name}", daemon=True)
-            self._bw_thread.start()
         #: statistics: batches, messages, bytes written
         self.batches = 0
         self.messages = 0
@@ -309,8 +294,6 @@ class Committer:
             builder.abort()
             raise InsufficientStorage(28, "queue index is not writable: too many messages waiting to be indexed")
         self._loop = loop
-        if self._bw is not None and self._bw_loop is not loop:
-            self._watch(loop)
         qfb = builder.records
         qfb.finish()
         builder.state = "committing"
@@ -344,89 +327,12 @@ class Committer:
         return pending
 
     def _kick(self) -> None:
-        batch = None
         with self._qlock:
             self._kick_scheduled = False
             if self._flushing or not self._queue:
                 return  # the I/O thread takes these after its current flush
             self._flushing = True
-            if self._bw is not None and self._writable():
-                batch, self._queue = self._queue, []
-        if batch is None:
-            self._io_jobs.put(_KICK)
-        else:
-            self._submit(batch)
-
-    # -- the BatchWriter path (on the loop) ---------------------------------------------------
-
-    def _writable(self) -> bool:
-        """True if the queued batch can go to the BatchWriter: small messages only, and
-        a current segment that is neither broken nor full (no I/O thread work needed)."""
-        seg = self._seg
-        if seg is None or self._seg_broken or seg.size >= self.settings.segment_size:
-            return False
-        for p in self._queue:
-            if p.buffers is None:
-                return False
-        return True
-
-    def _watch(self, loop) -> None:
-        """Watch the BatchWriter's eventfd on ``loop`` (and no longer on the previous one)."""
-        old, self._bw_loop = self._bw_loop, loop
-        if old is not None and not old.is_closed():
-            try:
-                old.remove_reader(self._bw.fileno())
-            except (RuntimeError, ValueError, OSError):
-                pass
-        loop.add_reader(self._bw.fileno(), self._bw_done)
-
-    def _submit(self, batch: list) -> None:
-        """Hand a batch to the BatchWriter: frames + batch end at the segment's end."""
-        seg = self._seg
-        start = pos = seg.size
-        buffers: list = []
-        offsets = []
-        for p in batch:
-            offsets.append(pos)
-            buffers.extend(p.buffers)
-            pos += p.length
-        buffers.append(batch_frame(start, len(batch)))
-        self._bw_batch = (batch, offsets, seg, start)
-        self._bw.submit(seg.fd, buffers, start)
-
-    def _bw_done(self) -> None:
-        """The BatchWriter's eventfd fired: finish the batch, start the next, answer."""
-        res = self._bw.collect()
-        if res is None:
-            return
-        batch, offsets, seg, start = self._bw_batch
-        self._bw_batch = None
-        written, err = res
-        if err:
-            seg.rollback(start)
-            self._seg_broken = True
-            exc = storage_error(OSError(err, os.strerror(err)), f"write {seg.path}")
-            results = [exc] * len(batch)
-            job = None
-        else:
-            seg.size = start + written
-            job = _IndexJob([], {seg.segid: (seg.size, 0)}, [])
-            for p, off in zip(batch, offsets):
-                p.info.segid, p.info.offset, p.info.length = seg.segid, off, p.length
-                job.infos.append(p.info)
-            results = [True] * len(batch)
-            self._jobs_submitted += 1
-            if _TRACE:
-                job.t_put = _clock()
-            self._ix_jobs.put(job)
-        if _TRACE:
-            t_write, t_sync, t_back = self._bw.times
-            self._trace.append(f"F {len(batch)} {t_write:.6f} {t_sync:.6f} {t_back:.6f} {t_back:.6f} {t_back:.6f} "
-                               f"{_clock():.6f}\n")
-        with self._qlock:
-            self._flushing = False
-        self._kick()  # the next batch's writes start before this one's callers run
-        self._flushed(batch, results)
+        self._io_jobs.put(_KICK)
 
     def _post(self, item) -> None:
         """Hand a result to the loop (from a thread); wake it once for many."""
@@ -451,10 +357,6 @@ class Committer:
                 self._trace.append(f"{kind[0].upper()} " + " ".join(f"{t:.6f}" for t in item[3])
                                    + f" {_clock():.6f}\n")
             if kind == "flushed":
-                if self._bw is not None:  # the I/O thread did this one (_flush_all)
-                    with self._qlock:
-                        self._flushing = False
-                    self._kick()
                 self._flushed(item[1], item[2])
             elif kind == "indexed":
                 self._indexed(item[1], item[2])
@@ -516,11 +418,7 @@ class Committer:
             # a queue-number refill (no future) that failed is retried when needed
 
     def _flush_all(self) -> None:
-        """Flush the queued messages, then whatever was queued meanwhile, until none.
-
-        With a BatchWriter, one batch only: the flush stays "in flight" until the loop
-        has its result, and the loop decides where the next batch goes.
-        """
+        """Flush the queued messages, then whatever was queued meanwhile, until none."""
         while True:
             with self._qlock:
                 batch, self._queue = self._queue, []
@@ -543,8 +441,6 @@ class Committer:
                 self._post(("flushed", batch, results, (len(batch), *times, _clock())))
             else:
                 self._post(("flushed", batch, results))
-            if self._bw is not None:
-                return
 
     def _segment(self) -> SegmentWriter:
         """Return the segment to append to, rolling it when full or broken."""
@@ -801,11 +697,6 @@ class Committer:
         self._ix_jobs.put(_STOP)
         self._io_thread.join()
         self._ix_thread.join()
-        if self._bw is not None:
-            self._bw.stop()
-            self._bw_thread.join()
-            if self._bw_loop is not None and not self._bw_loop.is_closed():
-                self._bw_loop.remove_reader(self._bw.fileno())
         self._deliver()  # what the threads posted last (the loop may not run again)
         if _TRACE:
             self._write_trace()

@@ -42,12 +42,6 @@ def hit(name: str) -> bool:
     return _seen == _TARGET
 
 
-def armed(prefix: str) -> bool:
-    """True if the armed point's name starts with ``prefix`` (a process may then take
-    the slower path on which those points sit)."""
-    return bool(_SPEC) and _NAME.startswith(prefix)
-
-
 def kill() -> None:
     """Die now, as kill -9 would make us."""
     os.kill(os.getpid(), signal.SIGKILL)
