@@ -36,7 +36,9 @@ write error (the failed batch is truncated away first); the old one is sealed in
 index once its last batch is indexed, and its lock released.
 
 Parameters: fastpost_queue_segment_size, fastpost_queue_large_message_size,
-line_length_limit, enable_long_queue_ids (through the store's settings).
+line_length_limit, enable_long_queue_ids (through the store's settings); the
+FASTPOST_COMMIT_TRACE environment variable (measuring only: step times of every batch
+and index round, benchmarks/committer_gil.py).
 Diagnostics: InsufficientStorage (full disk or quota; nothing of the batch kept);
 OSError for other I/O errors; both reach every caller of the failed batch.
 """
