@@ -25,6 +25,9 @@ the GIL again):
   index thread the hand-over to the thread waking, the gather, the transaction (LMDB
                calls + its fdatasync + the GIL waits between them), the kernel's
                fdatasync of the index, the post to _deliver.
+Last, the batches split by whether an index transaction was running when their sync
+started (the two files' syncs side by side) and when it returned (the index thread's
+Python beside the hand-off to the loop).
 perf trace is light (one event type) but may lose events under load (its n is smaller).
 
 Must run as root (the instance's daemons change user; perf). Not part of the test suite.
@@ -33,6 +36,7 @@ Must run as root (the instance's daemons change user; perf). Not part of the tes
 from __future__ import annotations
 
 import argparse
+import bisect
 import glob
 import os
 import re
@@ -148,6 +152,22 @@ def main() -> int:
         if ix_tid in kernel:
             show("index fdatasync in the kernel (perf trace)", kernel[ix_tid])
         show("posted -> loop runs _deliver", [r[6] - r[5] for r in rounds])
+        # Does an index round slow the commit path down? Split the batches by whether an
+        # index transaction was running at one instant (the sync's start, its return):
+        # conditioning on an instant, not on overlap, keeps long syncs from being
+        # over-represented among those that meet a transaction.
+        spans = sorted((r[4], r[5]) for r in rounds)
+        starts = [a for a, _ in spans]
+
+        def during(t):
+            i = bisect.bisect_right(starts, t)
+            return any(spans[j][0] <= t < spans[j][1] for j in range(max(0, i - 3), i))
+        busy = sum(e - a for a, e in spans) / max(1e-9, max(b[6] for b in batches) - min(b[1] for b in batches))
+        print(f"the I/O thread beside the index thread (index transactions run {busy * 100:.0f} % of the time):")
+        for label, at, lo, hi in (("fdatasync, started", 2, 2, 3),
+                                  ("sync returned -> _deliver, returned", 3, 3, 6)):
+            show(f"{label} in one", [b[hi] - b[lo] for b in batches if during(b[at])])
+            show(f"{label} outside", [b[hi] - b[lo] for b in batches if not during(b[at])])
         others = {t: len(v) for t, v in kernel.items() if t not in (io_tid, ix_tid)}
         if others:
             print(f"  fdatasync calls in other threads (by thread ID): {others}")
