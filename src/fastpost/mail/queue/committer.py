@@ -11,19 +11,23 @@ runs, the next batch forms behind it. A flush, in the committer's I/O thread: co
 and syncs the files of large messages, writes the batch (frames + batch end) to the
 current segment with one writev and makes it durable with one fdatasync. Only then are
 the callers' futures resolved (or commit_cb's callbacks called) with their queue IDs
-(the durability rule: ``250 ... queued as ID`` after the sync). The I/O thread then takes the batch that formed
-meanwhile by itself (no round trip through the loop), and hands the batch's index work
-straight to the index thread.
+(the durability rule: ``250 ... queued as ID`` after the sync). The I/O thread keeps the
+batch's index work, then takes the batch that formed meanwhile by itself (no round trip
+through the loop).
 
 Hand-offs: the loop gives work to the threads through queue.SimpleQueue; the threads
 give results back through one list and ``call_soon_threadsafe``, one wake-up of the
 loop for everything posted until the loop gets to it (no executor futures).
 
-Indexing follows in a second thread, in batch order: one LMDB transaction inserts the
-messages of every batch waiting at that moment (one transaction at a time, so under
-load several commit batches share one index fdatasync) and moves the segment's
-watermark past them. A round waits INDEX_GATHER (3 ms) after its first batch so that
-more join it, except while the file system has less than INDEX_GATHER_MIN_FREE free. It is off the acknowledgement
+Indexing follows in the same I/O thread, between commit batches, in batch order: one
+LMDB transaction inserts the messages of every batch waiting (so under load several
+commit batches share one index fdatasync) and moves the segment's watermark past them.
+A round runs once INDEX_GATHER (3 ms) has passed since its first batch was written (or
+at once while the file system has less than INDEX_GATHER_MIN_FREE free), after a
+batch's callers were answered or when the thread has nothing else to do; the index's
+sync never runs beside a commit sync. (FASTPOST_INDEX_THREAD=1, for measurements, gives
+the rounds a thread of their own, as before session 7; the close()'s final seal always
+goes through that thread.) It is off the acknowledgement
 path: a crash between the sync and the index transaction loses nothing, because
 recovery replays every frame beyond the watermark. ``on_indexed(queue_ids)`` is called
 on the event loop when a batch is visible in the index (cleanup triggers qmgr there).
@@ -71,6 +75,10 @@ from fastpost.util import log
 #: of its steps to ``<prefix>.<pid>``. Empty: nothing is measured (one test per batch).
 _TRACE = os.environ.get("FASTPOST_COMMIT_TRACE", "")
 _clock = time.perf_counter
+#: Index rounds run in the I/O thread, between commit batches (no index sync beside a
+#: commit sync, one thread fewer taking the GIL: docs/accept.md, "Session 7").
+#: FASTPOST_INDEX_THREAD=1 (measuring only) gives them their own thread as before.
+_INLINE = os.environ.get("FASTPOST_INDEX_THREAD") != "1"
 # fdatasync_timed: the sync's return time taken before the GIL is asked for again
 _syncio = select("fastpost.mail.queue._syncio_c", "fastpost.mail.queue._syncio_py")
 
@@ -192,6 +200,7 @@ class Committer:
         self.index_rounds = 0
         self._trace: list = []  # _TRACE lines not yet written (the loop writes them)
         self._trace_times = None  # I/O thread, _TRACE only: this batch's step times
+        self._ix_first = 0.0  # _INLINE: when the oldest waiting index job arrived
 
     @property
     def _backlog_len(self) -> int:
@@ -405,7 +414,14 @@ class Committer:
     def _io_main(self) -> None:
         get = self._io_jobs.get
         while True:
-            item = get()
+            if _INLINE and self._backlog:
+                try:
+                    item = get(timeout=max(0.0, self._ix_first + INDEX_GATHER - time.monotonic()))
+                except queue.Empty:
+                    self._index_inline()
+                    continue
+            else:
+                item = get()
             if item is _STOP:
                 return
             if item is _KICK:
@@ -435,7 +451,12 @@ class Committer:
                 self._jobs_submitted += 1
                 if _TRACE:
                     job.t_put = _clock()
-                self._ix_jobs.put(job)
+                if _INLINE:
+                    if not self._backlog:
+                        self._ix_first = time.monotonic()
+                    self._backlog.append(job)
+                else:
+                    self._ix_jobs.put(job)
             if _TRACE and self._trace_times is not None:
                 # messages, writev start, fdatasync called, fdatasync returned (before
                 # the GIL), back in Python (after it), posted
@@ -443,6 +464,23 @@ class Committer:
                 self._post(("flushed", batch, results, (len(batch), *times, _clock())))
             else:
                 self._post(("flushed", batch, results))
+            if _INLINE and self._backlog and (time.monotonic() - self._ix_first >= INDEX_GATHER
+                                               or not self._space_to_gather()):
+                self._index_inline()
+
+    def _index_inline(self) -> None:
+        """_INLINE: one index round in the I/O thread (between two commit batches)."""
+        try:
+            done_ids, applied, exc = self._index()
+        except BaseException as exc2:  # noqa: BLE001 - a bug: keep the backlog for retry
+            done_ids, applied, exc = [], 0, exc2
+        self._jobs_indexed += applied
+        if exc is not None:
+            self._ix_first = time.monotonic() + INDEX_RETRY - INDEX_GATHER
+        elif self._backlog:
+            self._ix_first = time.monotonic()
+        if exc is not None or done_ids:
+            self._post(("indexed", done_ids, exc))
 
     def _segment(self) -> SegmentWriter:
         """Return the segment to append to, rolling it when full or broken."""
@@ -593,12 +631,16 @@ class Committer:
 
     def _gather(self) -> None:
         """Wait INDEX_GATHER for more batches, unless free space is short (or unknown)."""
+        if self._space_to_gather():
+            time.sleep(INDEX_GATHER)
+
+    def _space_to_gather(self) -> bool:
+        """True if the queue file system has INDEX_GATHER_MIN_FREE free (known)."""
         try:
             st = os.statvfs(self.store.segment_dir)
         except OSError:
-            return
-        if st.f_bavail * st.f_frsize >= INDEX_GATHER_MIN_FREE:
-            time.sleep(INDEX_GATHER)
+            return False
+        return st.f_bavail * st.f_frsize >= INDEX_GATHER_MIN_FREE
 
     def _index(self):
         count = len(self._backlog)
