@@ -11,24 +11,23 @@ runs, the next batch forms behind it. A flush, in the committer's I/O thread: co
 and syncs the files of large messages, writes the batch (frames + batch end) to the
 current segment with one writev and makes it durable with one fdatasync. Only then are
 the callers' futures resolved (or commit_cb's callbacks called) with their queue IDs
-(the durability rule: ``250 ... queued as ID`` after the sync). The I/O thread keeps the
-batch's index work, then takes the batch that formed meanwhile by itself (no round trip
-through the loop).
+(the durability rule: ``250 ... queued as ID`` after the sync). The I/O thread then takes the batch that formed
+meanwhile by itself (no round trip through the loop), and hands the batch's index work
+straight to the index thread.
 
 Hand-offs: the loop gives work to the threads through queue.SimpleQueue; the threads
 give results back through one list and ``call_soon_threadsafe``, one wake-up of the
 loop for everything posted until the loop gets to it (no executor futures).
 
-Indexing follows in the same I/O thread, between commit batches, in batch order: one
-LMDB transaction inserts the messages of every batch waiting (so under load several
-commit batches share one index fdatasync) and moves the segment's watermark past them.
-A round runs once INDEX_GATHER (3 ms) has passed since its first batch was written (or
-at once while the file system has less than INDEX_GATHER_MIN_FREE free), after a
-batch's callers were answered or when the thread has nothing else to do; the index's
-sync never runs beside a commit sync. (FASTPOST_INDEX_THREAD=1, for measurements, gives
-the rounds a thread of their own, as before session 7; the close()'s final seal always
-goes through that thread.) It is off the acknowledgement
-path: a crash between the sync and the index transaction loses nothing, because
+Indexing follows in a second thread, in batch order: one LMDB transaction inserts the
+messages of every batch waiting at that moment (one transaction at a time, so under
+load several commit batches share one index fdatasync) and moves the segment's
+watermark past them. A round waits INDEX_GATHER (3 ms) after its first batch so that
+more join it, except while the file system has less than INDEX_GATHER_MIN_FREE free.
+(Experiment, FASTPOST_INDEX_INLINE=1: the rounds run in the I/O thread instead, after a
+batch's callers were answered — a waiting batch first, INDEX_MAX_DEFER at most — or
+when it has nothing else to do; close()'s final seal still goes through the index
+thread.) It is off the acknowledgement path: a crash between the sync and the index transaction loses nothing, because
 recovery replays every frame beyond the watermark. ``on_indexed(queue_ids)`` is called
 on the event loop when a batch is visible in the index (cleanup triggers qmgr there).
 If the index cannot be written (full disk, full map) the batches wait and are retried
@@ -75,10 +74,11 @@ from fastpost.util import log
 #: of its steps to ``<prefix>.<pid>``. Empty: nothing is measured (one test per batch).
 _TRACE = os.environ.get("FASTPOST_COMMIT_TRACE", "")
 _clock = time.perf_counter
-#: Index rounds run in the I/O thread, between commit batches (no index sync beside a
-#: commit sync, one thread fewer taking the GIL: docs/accept.md, "Session 7").
-#: FASTPOST_INDEX_THREAD=1 (measuring only) gives them their own thread as before.
-_INLINE = os.environ.get("FASTPOST_INDEX_THREAD") != "1"
+#: Experiment (docs/accept.md, "Session 7"): FASTPOST_INDEX_INLINE=1 runs the index
+#: rounds in the I/O thread, between commit batches (no index sync beside a commit
+#: sync, one thread fewer taking the GIL). Off by default: cleanup's CPU fell, msgs/s
+#: did not rise, and the full-disk test failed once with it under load.
+_INLINE = os.environ.get("FASTPOST_INDEX_INLINE") == "1"
 # fdatasync_timed: the sync's return time taken before the GIL is asked for again
 _syncio = select("fastpost.mail.queue._syncio_c", "fastpost.mail.queue._syncio_py")
 
@@ -94,6 +94,9 @@ INDEX_GATHER = 0.003
 #: No gathering while the queue file system has less free space than this: near a full
 #: disk the index must not wait while segments take the last blocks (docs/queue.md).
 INDEX_GATHER_MIN_FREE = 64 << 20
+#: Seconds an index round run by the I/O thread may be put off while commit batches
+#: keep coming (each batch's callers are answered first).
+INDEX_MAX_DEFER = 0.010
 
 
 @dataclass(slots=True)
@@ -464,9 +467,17 @@ class Committer:
                 self._post(("flushed", batch, results, (len(batch), *times, _clock())))
             else:
                 self._post(("flushed", batch, results))
-            if _INLINE and self._backlog and (time.monotonic() - self._ix_first >= INDEX_GATHER
-                                               or not self._space_to_gather()):
+            if _INLINE and self._backlog and self._index_due():
                 self._index_inline()
+
+    def _index_due(self) -> bool:
+        """_INLINE, after a batch: index now? Not while the next batch waits (its callers
+        come first) unless the oldest waiting job is INDEX_MAX_DEFER old; at once while
+        free space is short."""
+        age = time.monotonic() - self._ix_first
+        if age < INDEX_GATHER:
+            return not self._space_to_gather()
+        return not self._queue or age >= INDEX_MAX_DEFER or not self._space_to_gather()
 
     def _index_inline(self) -> None:
         """_INLINE: one index round in the I/O thread (between two commit batches)."""
