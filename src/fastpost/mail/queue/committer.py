@@ -23,8 +23,11 @@ Indexing follows in a second thread, in batch order: one LMDB transaction insert
 messages of every batch waiting at that moment (one transaction at a time, so under
 load several commit batches share one index fdatasync) and moves the segment's
 watermark past them. A round waits INDEX_GATHER (3 ms) after its first batch so that
-more join it, except while the file system has less than INDEX_GATHER_MIN_FREE free. It is off the acknowledgement
-path: a crash between the sync and the index transaction loses nothing, because
+more join it, except while the file system has less than INDEX_GATHER_MIN_FREE free.
+(Experiment, FASTPOST_INDEX_INLINE=1: the rounds run in the I/O thread instead, after a
+batch's callers were answered — a waiting batch first, INDEX_MAX_DEFER at most — or
+when it has nothing else to do; close()'s final seal still goes through the index
+thread.) It is off the acknowledgement path: a crash between the sync and the index transaction loses nothing, because
 recovery replays every frame beyond the watermark. ``on_indexed(queue_ids)`` is called
 on the event loop when a batch is visible in the index (cleanup triggers qmgr there).
 If the index cannot be written (full disk, full map) the batches wait and are retried
@@ -40,7 +43,9 @@ journal commit.
 
 Parameters: fastpost_queue_segment_size, fastpost_queue_large_message_size,
 fastpost_queue_segment_prezero,
-line_length_limit, enable_long_queue_ids (through the store's settings).
+line_length_limit, enable_long_queue_ids (through the store's settings); the
+FASTPOST_COMMIT_TRACE environment variable (measuring only: step times of every batch
+and index round, benchmarks/committer_gil.py).
 Diagnostics: InsufficientStorage (full disk or quota; nothing of the batch kept);
 OSError for other I/O errors; both reach every caller of the failed batch.
 """
@@ -58,14 +63,28 @@ from dataclasses import dataclass
 
 import lmdb
 
+from fastpost._accel import select
 from fastpost.mail.queue import crashpoint
 from fastpost.mail.queue import index as ix
 from fastpost.mail.queue.builder import MessageBuilder
 from fastpost.mail.queue.queue_id import make_id
 from fastpost.mail.queue.segment import (
-    KIND_MESSAGE, InsufficientStorage, SegmentWriter, batch_frame, frame_header,
+    KIND_MESSAGE, InsufficientStorage, SegmentWriter, batch_frame, frame_header, storage_error,
 )
 from fastpost.util import log
+
+#: Measuring only (benchmarks/committer_gil.py): a file name prefix; each process
+#: appends one line per commit batch and per index round with perf_counter() times
+#: of its steps to ``<prefix>.<pid>``. Empty: nothing is measured (one test per batch).
+_TRACE = os.environ.get("FASTPOST_COMMIT_TRACE", "")
+_clock = time.perf_counter
+#: Experiment (docs/accept.md, "Session 7"): FASTPOST_INDEX_INLINE=1 runs the index
+#: rounds in the I/O thread, between commit batches (no index sync beside a commit
+#: sync, one thread fewer taking the GIL). Off by default: cleanup's CPU fell, msgs/s
+#: did not rise, and the full-disk test failed once with it under load.
+_INLINE = os.environ.get("FASTPOST_INDEX_INLINE") == "1"
+# fdatasync_timed: the sync's return time taken before the GIL is asked for again
+_syncio = select("fastpost.mail.queue._syncio_c", "fastpost.mail.queue._syncio_py")
 
 #: Batches acknowledged but not yet indexed before commits are refused.
 MAX_INDEX_BACKLOG = 1000
@@ -79,6 +98,9 @@ INDEX_GATHER = 0.003
 #: No gathering while the queue file system has less free space than this: near a full
 #: disk the index must not wait while segments take the last blocks (docs/queue.md).
 INDEX_GATHER_MIN_FREE = 64 << 20
+#: Seconds an index round run by the I/O thread may be put off while commit batches
+#: keep coming (each batch's callers are answered first).
+INDEX_MAX_DEFER = 0.010
 
 
 @dataclass(slots=True)
@@ -106,6 +128,7 @@ class _IndexJob:
     infos: list  # MessageInfo with final locations
     watermarks: dict  # segid -> (new watermark, flags to add)
     close_after: list  # SegmentWriters to close once sealed
+    t_put: float = 0.0  # _TRACE only: when the I/O thread handed it over
 
 
 class _Call:
@@ -182,6 +205,9 @@ class Committer:
         self.messages = 0
         #: index transactions (each covers every batch waiting when it started)
         self.index_rounds = 0
+        self._trace: list = []  # _TRACE lines not yet written (the loop writes them)
+        self._trace_times = None  # I/O thread, _TRACE only: this batch's step times
+        self._ix_first = 0.0  # _INLINE: when the oldest waiting index job arrived
 
     @property
     def _backlog_len(self) -> int:
@@ -350,6 +376,9 @@ class Committer:
             self._wake_pending = False
         for item in items:
             kind = item[0]
+            if len(item) == 4 and kind != "call":  # _TRACE: the step times, then now
+                self._trace.append(f"{kind[0].upper()} " + " ".join(f"{t:.6f}" for t in item[3])
+                                   + f" {_clock():.6f}\n")
             if kind == "flushed":
                 self._flushed(item[1], item[2])
             elif kind == "indexed":
@@ -361,6 +390,14 @@ class Committer:
                         fut.set_result(value)
                     else:
                         fut.set_exception(value)
+        if len(self._trace) >= 500:
+            self._write_trace()
+
+    def _write_trace(self) -> None:
+        lines, self._trace = self._trace, []
+        if lines:
+            with open(f"{_TRACE}.{os.getpid()}", "a") as fh:
+                fh.write("".join(lines))
 
     def _flushed(self, batch, results) -> None:
         """On the loop: resolve the callers of a written batch."""
@@ -389,7 +426,14 @@ class Committer:
     def _io_main(self) -> None:
         get = self._io_jobs.get
         while True:
-            item = get()
+            if _INLINE and self._backlog:
+                try:
+                    item = get(timeout=max(0.0, self._ix_first + INDEX_GATHER - time.monotonic()))
+                except queue.Empty:
+                    self._index_inline()
+                    continue
+            else:
+                item = get()
             if item is _STOP:
                 return
             if item is _KICK:
@@ -417,10 +461,48 @@ class Committer:
                 results, job = exc, None
             if job is not None and (job.infos or job.watermarks or job.close_after):
                 self._jobs_submitted += 1
-                self._ix_jobs.put(job)
-            self._post(("flushed", batch, results))
+                if _TRACE:
+                    job.t_put = _clock()
+                if _INLINE:
+                    if not self._backlog:
+                        self._ix_first = time.monotonic()
+                    self._backlog.append(job)
+                else:
+                    self._ix_jobs.put(job)
+            if _TRACE and self._trace_times is not None:
+                # messages, writev start, fdatasync called, fdatasync returned (before
+                # the GIL), back in Python (after it), posted
+                times, self._trace_times = self._trace_times, None
+                self._post(("flushed", batch, results, (len(batch), *times, _clock())))
+            else:
+                self._post(("flushed", batch, results))
             if self._seg is not None and not self._seg_broken:
                 self._seg.prepare()  # zeros ahead, after the batch was answered (segment.py)
+            if _INLINE and self._backlog and self._index_due():
+                self._index_inline()
+
+    def _index_due(self) -> bool:
+        """_INLINE, after a batch: index now? Not while the next batch waits (its callers
+        come first) unless the oldest waiting job is INDEX_MAX_DEFER old; at once while
+        free space is short."""
+        age = time.monotonic() - self._ix_first
+        if age < INDEX_GATHER:
+            return not self._space_to_gather()
+        return not self._queue or age >= INDEX_MAX_DEFER or not self._space_to_gather()
+
+    def _index_inline(self) -> None:
+        """_INLINE: one index round in the I/O thread (between two commit batches)."""
+        try:
+            done_ids, applied, exc = self._index()
+        except BaseException as exc2:  # noqa: BLE001 - a bug: keep the backlog for retry
+            done_ids, applied, exc = [], 0, exc2
+        self._jobs_indexed += applied
+        if exc is not None:
+            self._ix_first = time.monotonic() + INDEX_RETRY - INDEX_GATHER
+        elif self._backlog:
+            self._ix_first = time.monotonic()
+        if exc is not None or done_ids:
+            self._post(("indexed", done_ids, exc))
 
     def _segment(self) -> SegmentWriter:
         """Return the segment to append to, rolling it when full or broken."""
@@ -475,7 +557,10 @@ class Committer:
             buffers.append(batch_frame(seg.size, len(small), [batch[i].buffers[0] for i in small]))
             crashpoint.reached("commit.before_write")
             try:
-                seg.append(buffers, crash="commit")
+                if _TRACE:
+                    self._append_timed(seg, buffers)
+                else:
+                    seg.append(buffers, crash="commit")
             except OSError as exc:
                 self._seg_broken = True
                 for i in small:
@@ -491,6 +576,17 @@ class Committer:
             job.watermarks[old.segid] = (old.size, ix.SEGF_SEALED | job.watermarks.get(old.segid, (0, 0))[1])
             job.close_after.append(old)
         return results, job
+
+    def _append_timed(self, seg: SegmentWriter, buffers: list) -> None:
+        """seg.append(buffers) with the times of its steps kept (_TRACE only)."""
+        t0 = _clock()
+        start = seg.append(buffers, sync=False, crash="commit")
+        try:
+            t1, t_kernel = _syncio.fdatasync_timed(seg.fd)  # t_kernel: before the GIL
+        except OSError as exc:
+            seg.rollback(start)
+            raise storage_error(exc, f"write {seg.path}") from None
+        self._trace_times = (t0, t1, t_kernel, _clock())
 
     # -- the index thread -------------------------------------------------------------------
 
@@ -510,6 +606,7 @@ class Committer:
                 item = get(timeout=timeout)
             except queue.Empty:
                 item = None  # retry time
+            t_got = _clock() if _TRACE else 0.0
             items = [] if item is None else [item]
             if item is not None and item is not _STOP and not isinstance(item, _Seal):
                 self._gather()
@@ -533,6 +630,8 @@ class Committer:
                     seal.result = ([], 0, None)
                     seal.done.set()
                 continue
+            t_ix = _clock() if _TRACE else 0.0
+            first_put = self._backlog[0].t_put
             try:
                 done_ids, applied, exc = self._index()
             except BaseException as exc2:  # noqa: BLE001 - a bug: keep the backlog for retry
@@ -544,16 +643,26 @@ class Committer:
                 continue  # close() reports what happened
             timeout = INDEX_RETRY if exc is not None else None
             if exc is not None or done_ids:
-                self._post(("indexed", done_ids, exc))
+                if _TRACE:
+                    # batches, messages, first batch handed over, thread woken, index
+                    # transaction started, ended and posted
+                    self._post(("indexed", done_ids, exc,
+                                (applied, len(done_ids), first_put, t_got, t_ix, _clock())))
+                else:
+                    self._post(("indexed", done_ids, exc))
 
     def _gather(self) -> None:
         """Wait INDEX_GATHER for more batches, unless free space is short (or unknown)."""
+        if self._space_to_gather():
+            time.sleep(INDEX_GATHER)
+
+    def _space_to_gather(self) -> bool:
+        """True if the queue file system has INDEX_GATHER_MIN_FREE free (known)."""
         try:
             st = os.statvfs(self.store.segment_dir)
         except OSError:
-            return
-        if st.f_bavail * st.f_frsize >= INDEX_GATHER_MIN_FREE:
-            time.sleep(INDEX_GATHER)
+            return False
+        return st.f_bavail * st.f_frsize >= INDEX_GATHER_MIN_FREE
 
     def _index(self):
         count = len(self._backlog)
@@ -655,6 +764,8 @@ class Committer:
         self._io_thread.join()
         self._ix_thread.join()
         self._deliver()  # what the threads posted last (the loop may not run again)
+        if _TRACE:
+            self._write_trace()
 
     @property
     def segment_id(self) -> int | None:
