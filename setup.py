@@ -48,7 +48,11 @@ def kernel_sources():
             raise SystemExit(f"setup.py: {pxd.relative_to(HERE)} has neither a .pyx beside it "
                              f"nor the pure-Python source {twin.relative_to(HERE)}")
         # Cython does not see the .pxd as the .py's dependency (another name, another
-        # directory): named here so that editing it alone rebuilds the module.
+        # directory): a generated .c older than the .pxd is removed so that cythonize
+        # writes it again, and the .pxd is named as a dependency of the C compile.
+        generated = twin.with_suffix(".c")
+        if generated.exists() and generated.stat().st_mtime < pxd.stat().st_mtime:
+            generated.unlink()
         yield ".".join(rel.parts), twin, [str(pxd.relative_to(HERE))]
 
 

@@ -65,6 +65,7 @@ cdef class SessionCore:
     cdef public object _anvil_ident
     cdef public bint _anvil_unknown
 
+    cdef _c_received(self, Py_ssize_t nbytes)
     cdef _c_pause_reading(self)
     cdef _c_run(self)
     @cython.locals(err=bint)
@@ -73,6 +74,8 @@ cdef class SessionCore:
     cdef _c_send(self, verb, reply, ok, close)
     @cython.locals(out=list, data=bytes)
     cdef _c_flush(self)
+    @cython.locals(parts=list, ok_total=long, total=long, ok=long, n=long, stats=dict)
+    cdef str _c_stats_text(self)
     cdef _c_junk(self)
     cdef bint _idle(self, stage)
     cdef _ask(self, stage, on_done, recipient=*, etrn_domain=*, size=*, helo=*)
