@@ -353,7 +353,7 @@ class SessionCore:
                                 helo)
         try:
             result = self.service.policy.check(request)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported as a configuration error
             self._policy_failed(stage, exc, on_done)
             return
         if result is not None and _is_awaitable(result):
@@ -362,6 +362,11 @@ class SessionCore:
             on_done(result)
 
     def _c_refused(self, decision, verb=""):
+        """The refusal in a policy decision, or None; a hang-up closes at once.
+
+        Returns _HANGUP after a hang-up (nothing more to send). When the policy
+        logged the refusal itself, the caller's _log_reject() is skipped.
+        """
         if decision is None:
             return None
         if decision.hangup:
@@ -386,7 +391,7 @@ class SessionCore:
             txn, self.txn = self.txn, None
             try:
                 txn.abort()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - abort must not break the session
                 log.warn("%s: abort failed: %s", txn.queue_id, exc)
 
     def _abort_txn(self):
@@ -408,7 +413,7 @@ class SessionCore:
             return
         try:
             result = self.txn.write(data)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             self._content_failed(exc)
             return
         if result is not None and _is_awaitable(result):
@@ -479,7 +484,7 @@ class SessionCore:
 
         try:
             result = txn.finish()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             failed(exc)
             return
         if _is_awaitable(result):
@@ -548,7 +553,7 @@ class SessionCore:
     def _add_recipient(self, rcpt):
         try:
             self.txn.add_recipient(rcpt)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             self._c_respond("rcpt", self._sink_failed(exc))
             return
         self.envelope.recipients.append(rcpt)
@@ -642,7 +647,7 @@ class SessionCore:
 
         try:
             result = self.service.sink.begin(self.client, self.envelope)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             failed(exc)
             return
         if _is_awaitable(result):
