@@ -57,13 +57,6 @@ import asyncio
 
 from dataclasses import replace
 
-try:
-    import cython  # compiled: Cython's compile-time module (cython.compiled is True)
-except ImportError:  # Cython not installed: this file only ever runs interpreted here
-    from types import SimpleNamespace
-
-    cython = SimpleNamespace(compiled=False)
-
 from fastpost.daemons.smtpd import tls as tlsmod
 from fastpost.daemons.smtpd._session_shared import HANGUP, STATS_ORDER
 from fastpost.daemons.smtpd.info import (
@@ -117,18 +110,13 @@ def _is_awaitable(value) -> bool:
 class SessionCore:
     """The per-command part of one smtpd session (module docstring)."""
 
-    # Interpreted: slots, as the compiled class's typed C fields. Compiled, the class
-    # must not carry a __slots__ attribute: with one, a session made ~6,000 more
-    # instructions (callgrind), all in the interpreter's type-attribute lookups
-    # (find_name_in_mro, i.e. method-cache misses), docs/accept.md "Session 7".
-    if not cython.compiled:
-        __slots__ = ("service", "settings", "loop", "transport", "conn", "client", "where",
-                     "stats", "errors", "bytes_in", "bytes_out", "waiting", "_out", "_busy",
-                     "_read_paused", "_write_paused", "_closed", "_early", "_last_io",
-                     "_in_data", "envelope", "txn", "junk", "overshoot", "_data_rejected",
-                     "_received_done", "_skip_log", "_greeted", "_timer", "_timeout",
-                     "_auth_state", "_counted_addr", "_real_client", "_anvil_ident",
-                     "_anvil_unknown")
+    __slots__ = ("service", "settings", "loop", "transport", "conn", "client", "where",
+                 "stats", "errors", "bytes_in", "bytes_out", "waiting", "_out", "_busy",
+                 "_read_paused", "_write_paused", "_closed", "_early", "_last_io",
+                 "_in_data", "envelope", "txn", "junk", "overshoot", "_data_rejected",
+                 "_received_done", "_skip_log", "_greeted", "_timer", "_timeout",
+                 "_auth_state", "_counted_addr", "_real_client", "_anvil_ident",
+                 "_anvil_unknown")
 
     def __init__(self, service):
         self.service = service
