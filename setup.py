@@ -5,6 +5,14 @@ Each ``ext/fastpost/<pkg>/<name>.pyx`` becomes the extension module
 Cython finds the matching ``.pxd`` by its dotted name (a flat ``ext/`` makes
 Cython silently ignore the ``.pxd``).
 
+Pure-Python mode (one source for the kernel and its twin): an
+``ext/fastpost/<pkg>/_<name>_c.pxd`` with no ``.pyx`` beside it declares that the
+extension ``fastpost.<pkg>._<name>_c`` is compiled from the twin itself,
+``src/fastpost/<pkg>/_<name>_py.py``, typed by that augmenting ``.pxd`` (Cython finds
+it by the extension's dotted name through the ``ext`` include path). The interpreter
+keeps importing the ``.py`` under its own name, so nothing shadows anything
+(docs/conventions.md, "Kernels in Cython's pure-Python mode").
+
 Environment:
     FASTPOST_DEBUG=1   line tracing, annotated HTML, CYTHON_TRACE (slow; for profiling)
 
@@ -25,21 +33,44 @@ LIBRARIES = {
 }
 
 
+def kernel_sources():
+    """Yield (module name, source path, extra dependencies) for every kernel under ext/."""
+    ext = HERE / "ext"
+    for pyx in sorted(ext.rglob("*.pyx")):
+        rel = pyx.relative_to(ext).with_suffix("")
+        yield ".".join(rel.parts), pyx, []
+    for pxd in sorted(ext.rglob("_*_c.pxd")):
+        if pxd.with_suffix(".pyx").exists():
+            continue  # the declarations of a .pyx kernel
+        rel = pxd.relative_to(ext).with_suffix("")
+        twin = HERE / "src" / rel.parent / (rel.name[: -len("_c")] + "_py.py")
+        if not twin.exists():
+            raise SystemExit(f"setup.py: {pxd.relative_to(HERE)} has neither a .pyx beside it "
+                             f"nor the pure-Python source {twin.relative_to(HERE)}")
+        # Cython does not see the .pxd as the .py's dependency (another name, another
+        # directory): a generated .c older than the .pxd is removed so that cythonize
+        # writes it again, and the .pxd is named as a dependency of the C compile.
+        generated = twin.with_suffix(".c")
+        if generated.exists() and generated.stat().st_mtime < pxd.stat().st_mtime:
+            generated.unlink()
+        yield ".".join(rel.parts), twin, [str(pxd.relative_to(HERE))]
+
+
 def kernel_extensions():
-    """Return one Extension per .pyx file under ext/, named after its path."""
+    """Return one Extension per kernel under ext/ (.pyx, or a pure-mode .pxd)."""
     from Cython.Build import cythonize
 
     debug = os.environ.get("FASTPOST_DEBUG") == "1"
     exts = []
-    for pyx in sorted((HERE / "ext").rglob("*.pyx")):
-        rel = pyx.relative_to(HERE / "ext").with_suffix("")
+    for name, source, depends in kernel_sources():
         exts.append(
             Extension(
-                ".".join(rel.parts),
-                [str(pyx.relative_to(HERE))],
+                name,
+                [str(source.relative_to(HERE))],
+                depends=depends,
                 extra_compile_args=["-O2", "-Wall", "-Wno-unused-function"],
                 define_macros=[("CYTHON_TRACE", "1")] if debug else [],
-                libraries=LIBRARIES.get(".".join(rel.parts), []),
+                libraries=LIBRARIES.get(name, []),
             )
         )
     directives = {"language_level": "3", "embedsignature": True}

@@ -7,8 +7,9 @@ Workload: whole plain sessions through the real session code (SessionLogic, the 
 RestrictionPolicy of a default main.cf, the real ServerConnection): connection_made,
 EHLO, MAIL, RCPT, DATA, a 1 KiB message, QUIT, connection_lost, one command per read,
 into a sink that accepts at once and a transport that keeps nothing. "python" is
-SessionLogic over the reference core (_session_py), "cython" is SmtpdProtocol (over
-the compiled _session_c): sessions/s. The rest of the session (policy, ServerConnection,
+SessionLogic over the core's source run by the interpreter (_session_py), "cython" is
+SmtpdProtocol over the same source compiled (_session_c, Cython's pure-Python mode
+with ext/fastpost/daemons/smtpd/_session_c.pxd): sessions/s. The rest of the session (policy, ServerConnection,
 log lines written to /dev/null) is the same in both, so the ratio understates the
 core's own speed-up. Medians of 5 timed rounds; each round runs for about
 --seconds / 5.

@@ -1,7 +1,9 @@
-"""The compiled SessionCore against its reference: generated sessions through both.
+"""The compiled SessionCore against the same source interpreted: generated sessions.
 
-SmtpdProtocol is SessionLogic over the compiled SessionCore (_session_c); here the
-same SessionLogic is put over the reference core (_session_py) and both are driven
+_session_py.py is one source built twice (Cython's pure-Python mode): the interpreter
+imports it as _session_py, setup.py compiles it with ext/.../_session_c.pxd as
+_session_c. SmtpdProtocol is SessionLogic over the compiled SessionCore; here the
+same SessionLogic is put over the interpreted core (_session_py) and both are driven
 with the same generated client input (pieces of every common command, pipelined or
 split anywhere, junk, bare LF, overlong lines, unknown and non-SMTP commands, under
 option sets that make the error limits and the recipient limit bite). After every
@@ -15,6 +17,8 @@ RestrictionPolicy of the configuration.
 from __future__ import annotations
 
 import asyncio
+import pathlib
+import re
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -42,6 +46,31 @@ def test_production_class_uses_the_compiled_core():
 
     assert issubclass(SmtpdProtocol, _session_c.SessionCore)
     assert issubclass(SmtpdProtocol, asyncio.BufferedProtocol)
+
+
+def test_one_source_two_builds():
+    """_session_c is _session_py.py compiled with its .pxd applied, _session_py the .py."""
+    from fastpost.daemons.smtpd import _session_c
+
+    assert _session_py.__file__.endswith("_session_py.py")
+    assert _session_c.__file__.endswith(".so")
+    # The .pxd was applied: its cdef methods are C functions, invisible from Python
+    # (a .pxd that Cython ignored would leave them plain methods), and the fields are
+    # typed (an int field refuses a str).
+    pxd = pathlib.Path(__file__).resolve().parents[3] / "ext/fastpost/daemons/smtpd/_session_c.pxd"
+    cdef_methods = set(re.findall(r"^    cdef (?:\w+ )?(\w+)\(self", pxd.read_text(), re.M))
+    assert {"_c_run", "_c_flush", "_c_respond", "_idle"} <= cdef_methods
+    for name in cdef_methods:
+        assert not hasattr(_session_c.SessionCore, name), name
+        assert callable(getattr(_session_py.SessionCore, name)), name
+    core = _session_c.SessionCore.__new__(_session_c.SessionCore)
+    with pytest.raises(TypeError):
+        core.errors = "1"
+    # The same Python-visible surface, and the sentinel compared by identity is one object.
+    public = {n for n in dir(_session_py.SessionCore) if not n.startswith("__")}
+    assert public - cdef_methods <= set(dir(_session_c.SessionCore))
+    assert _session_c.HANGUP is _session_py.HANGUP
+    assert set(_session_c.CORE_HANDLERS) == set(_session_py.CORE_HANDLERS)
 
 
 class MemorySink:

@@ -1,4 +1,5 @@
-"""The smtpd session's per-command plumbing: reference and specification.
+# cython: language_level=3, annotation_typing=False
+"""The smtpd session's per-command plumbing: one source, run as Python and compiled.
 
 Postfix counterpart: src/smtpd/smtpd.c's smtpd_proto() loop and smtpd_chat.c's
 reply/flush side (the per-command bookkeeping around the protocol core).
@@ -17,23 +18,37 @@ count, the byte counters) and the methods that run once or more per command:
     _flush()                 one write of every pending reply; close after a closing one
     _close(), _pause_reading(), _resume_reading(), _count(verb, ok), _stats_text()
 
-Everything else (handlers, policy, sink, TLS, AUTH, XCLIENT, the greeting and the
-tear-down) is the Python subclass's; the core calls back into it by name:
-``_handlers`` (event type -> function), ``_notes_stop()``, ``_protocol_error(err)``,
-``_abort_txn()``, ``_slept(verb, reply, ok, close)`` and the ``client`` and ``where``
-attributes.
+and the plain commands (HELO/EHLO, MAIL, RCPT, DATA and its content, RSET, NOOP,
+QUIT), the transaction's opening and commit, the connection's set-up, greeting and
+tear-down. The rest (policy failures, the sink's errors, TLS, AUTH, XCLIENT, BDAT,
+timeouts) is the Python subclass's (session.SessionLogic); the core calls back into
+it by name: ``_handlers`` (event type -> function), ``_notes_stop()``,
+``_protocol_error(err)``, ``_slept(verb, reply, ok, close)``, ``_await(...)``,
+``_limited(...)``, ``_policy_failed(...)``, ``_log_reject(...)``, ``_sink_failed(exc)``,
+``_content_failed(exc)``, ``_reject_fields(...)``, ``_last_recipient()``,
+``_lookup_done``, ``_check_timeout``, ``_connect_counted``.
 
-The compiled version is ext/fastpost/daemons/smtpd/_session_c.pyx (a cdef class with
-typed fields, the same methods, arguments and results); selector:
-fastpost.daemons.smtpd.sessioncore. Checked against each other by
-tests/unit/daemons/smtpd/test_sessioncore.py (generated sessions through both).
+One source, two modules (Cython's pure-Python mode): this file is the reference and
+specification, imported as fastpost.daemons.smtpd._session_py and run by the
+interpreter; setup.py also compiles it, typed by the augmenting declarations in
+ext/fastpost/daemons/smtpd/_session_c.pxd, into fastpost.daemons.smtpd._session_c,
+where SessionCore is a cdef class with typed C fields and the methods named ``_c_*``
+(and ``_idle``, ``_ask``, ``_eom_checked``, ``_rcpt_checked``) are C functions that
+the Python-visible methods wrap. Interpreted, those are ordinary methods with the same
+behaviour. The selector is fastpost.daemons.smtpd.sessioncore (FASTPOST_PURE_PYTHON=1
+picks this file as Python); tests/unit/daemons/test_sessioncore.py drives both builds
+through generated sessions and compares them. Whatever code outside compares by
+identity lives in _session_shared (one object for both builds). Rules for editing
+this file: docs/conventions.md ("Kernels in Cython's pure-Python mode").
 
 Parameters honoured (read from the session's settings at each use):
-smtpd_soft_error_limit, smtpd_error_sleep_time, smtpd_hard_error_limit, myhostname.
+smtpd_soft_error_limit, smtpd_error_sleep_time, smtpd_hard_error_limit,
+smtpd_junk_command_limit, myhostname, and what the greeting, HELO/EHLO and the
+Received: header read (service.settings).
 
-Diagnostics: none of its own; RemoteProtocolError from the core goes to the
-subclass's _protocol_error(), "too many errors after CMD from name[addr]" is logged
-when the hard limit closes the session.
+Diagnostics: none of its own beyond the session's log lines; RemoteProtocolError from
+the core goes to the subclass's _protocol_error(), "too many errors after CMD from
+name[addr]" is logged when the hard limit closes the session.
 """
 
 from __future__ import annotations
@@ -43,34 +58,40 @@ import asyncio
 from dataclasses import replace
 
 from fastpost.daemons.smtpd import tls as tlsmod
+from fastpost.daemons.smtpd._session_shared import HANGUP, STATS_ORDER
 from fastpost.daemons.smtpd.info import (
     NAME_OK, NAME_PERM, ClientInfo, Envelope, PolicyRequest, Recipient,
 )
 from fastpost.daemons.smtpd.received import protocol_name, received_header
 from fastpost.daemons.smtpd.sink import SinkError
-from fastpost.smtp import replies
 from fastpost.smtp import events as ev
+from fastpost.smtp import replies
 from fastpost.smtp import state as smtp_state
 from fastpost.smtp.errors import RemoteProtocolError
 from fastpost.smtp.events import NEED_DATA, PAUSED
-from fastpost.smtp.server import ServerConnection, soften
 from fastpost.smtp.replies import Reply
+from fastpost.smtp.server import ServerConnection, soften
 from fastpost.util import log
 from fastpost.util.log import printable
 
 __all__ = ["SessionCore", "STATS_ORDER", "CORE_HANDLERS", "HANGUP", "neuter_helo"]
 
-#: The order of the per-command counts on the "disconnect from" line (Postfix's).
-STATS_ORDER = ("helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail", "rcpt",
-               "data", "bdat", "rset", "noop", "vrfy", "etrn", "quit", "unknown")
-
+# Module constants: in the compiled build each is a C static (declared in the .pxd),
+# read without a lookup in the module's dict.
 #: The core's input mode after a closing reply.
 _CLOSED = smtp_state.CLOSED
+_NEED_DATA = NEED_DATA
+_PAUSED = PAUSED
+_STATS_ORDER = STATS_ORDER
+#: _refused()'s answer after an access(5) HANGUP (_session_shared: one object).
+_HANGUP = HANGUP
 _UNKNOWN = "unknown"
-
-#: _refused()'s answer after an access(5) HANGUP: the connection is already closed.
-HANGUP = _HANGUP = Reply(421, "hangup")
-
+_Future = asyncio.Future
+_MAIL_OK = replies.MAIL_OK
+_RCPT_OK = replies.RCPT_OK
+_START_DATA = replies.START_DATA
+_OK = replies.OK
+_BYE = replies.BYE
 
 #: Characters Postfix replaces with "?" in the HELO name it keeps (and logs, and
 #: shows in replies): they could confuse log parsers and address-based tools.
@@ -82,9 +103,8 @@ def neuter_helo(name: str) -> str:
     return name.translate(_NEUTER)
 
 
-
 def _is_awaitable(value) -> bool:
-    return hasattr(value, "__await__") or isinstance(value, asyncio.Future)
+    return hasattr(value, "__await__") or isinstance(value, _Future)
 
 
 class SessionCore:
@@ -139,6 +159,10 @@ class SessionCore:
     # ---------------------------------------------------------------- reading
 
     def buffer_updated(self, nbytes: int) -> None:
+        self._c_received(nbytes)
+
+    def _c_received(self, nbytes: int) -> None:
+        # Compiled, nbytes is a C Py_ssize_t here (the .pxd): bytes_in is a C integer.
         self._last_io = self.loop.time()
         self.bytes_in += nbytes
         self.waiting = False
@@ -146,18 +170,18 @@ class SessionCore:
         conn = self.conn
         if conn is None:
             self._early.append(bytes(data))
-            self._pause_reading()
+            self._c_pause_reading()
             return
         conn.receive_data(data)
         if not self._busy:
-            self._run()
+            self._c_run()
         else:
             # Waiting (policy, sink, greeting): keep what came, read no more until
             # then. Pausing only now saves two epoll changes per wait for clients
             # that do not send before our reply, i.e. nearly all of them.
-            self._pause_reading()
+            self._c_pause_reading()
 
-    def _pause_reading(self) -> None:
+    def _c_pause_reading(self):
         if not self._read_paused and self.transport is not None:
             self._read_paused = True
             try:
@@ -165,7 +189,10 @@ class SessionCore:
             except (RuntimeError, AttributeError):
                 pass
 
-    def _resume_reading(self) -> None:
+    def _pause_reading(self):
+        self._c_pause_reading()
+
+    def _resume_reading(self):
         if self._read_paused and not self._write_paused and self.transport is not None:
             self._read_paused = False
             try:
@@ -175,7 +202,7 @@ class SessionCore:
 
     # ---------------------------------------------------------------- the loop
 
-    def _run(self) -> None:
+    def _c_run(self):
         conn = self.conn
         handlers = self._handlers
         while not self._busy and not self._closed:
@@ -186,36 +213,43 @@ class SessionCore:
                     continue
                 self._protocol_error(err)
                 continue
-            if event is NEED_DATA or event is PAUSED:
-                self.waiting = event is NEED_DATA
+            if event is _NEED_DATA or event is _PAUSED:
+                self.waiting = event is _NEED_DATA
                 break
             if conn.notes and self._notes_stop():
                 continue
             handlers[type(event)](self, event)
         if conn.notes:
             self._notes_stop()
-        self._flush()
+        self._c_flush()
+
+    def _run(self):
+        self._c_run()
 
     # ---------------------------------------------------------------- replies
 
-    def _respond(self, verb: str, reply, ok: bool | None = None, close: bool = False,
-                 error: bool | None = None) -> None:
+    def _respond(self, verb, reply, ok=None, close=False, error=None):
         """Send the reply to ``verb``: error counting, error sleep, hard limit."""
+        self._c_respond(verb, reply, ok, close, error)
+
+    def _c_respond(self, verb, reply, ok=None, close=False, error=None):
         if error is None:
-            error = reply.code >= 400
-        if error:
+            err = reply.code >= 400
+        else:
+            err = error
+        if err:
             self.errors += 1
         settings = self.settings
-        if (error and not close and self.errors > settings.soft_error_limit
+        if (err and not close and self.errors > settings.soft_error_limit
                 and settings.error_sleep_time > 0):
             self._busy = True
-            self._pause_reading()
-            self._flush()
+            self._c_pause_reading()
+            self._c_flush()
             self.loop.call_later(settings.error_sleep_time, self._slept, verb, reply, ok, close)
             return
-        self._send(verb, reply, ok, close)
+        self._c_send(verb, reply, ok, close)
 
-    def _send(self, verb: str, reply, ok: bool | None, close: bool) -> None:
+    def _c_send(self, verb, reply, ok, close):
         conn = self.conn
         if conn.input == _CLOSED:
             return
@@ -225,7 +259,8 @@ class SessionCore:
                 self._in_data = False
             counts = self.stats.get(verb)
             if counts is None:
-                counts = self.stats[verb] = [0, 0]
+                counts = [0, 0]
+                self.stats[verb] = counts
             counts[1] += 1
             if (reply.code < 400 if ok is None else ok):
                 counts[0] += 1
@@ -236,7 +271,10 @@ class SessionCore:
             self._out.append(conn.send(replies.too_many_errors(self.settings.hostname),
                                        close=True))
 
-    def _flush(self) -> None:
+    def _send(self, verb, reply, ok, close):
+        self._c_send(verb, reply, ok, close)
+
+    def _c_flush(self):
         out = self._out
         if out and self.transport is not None:
             data = b"".join(out) if len(out) > 1 else out[0]
@@ -247,28 +285,36 @@ class SessionCore:
         if conn is not None and conn.input == _CLOSED and not self._closed:
             self._close()
 
-    def _close(self) -> None:
+    def _flush(self):
+        self._c_flush()
+
+    def _close(self):
         self._closed = True
-        self._abort_txn()
+        self._c_abort_txn()
         if self.transport is not None:
             self.transport.close()
 
     # ---------------------------------------------------------------- statistics
 
-    def _count(self, verb: str, ok: bool) -> None:
+    def _count(self, verb, ok):
         counts = self.stats.get(verb)
         if counts is None:
-            counts = self.stats[verb] = [0, 0]
+            counts = [0, 0]
+            self.stats[verb] = counts
         counts[1] += 1
         if ok:
             counts[0] += 1
 
     def _stats_text(self) -> str:
+        return self._c_stats_text()
+
+    def _c_stats_text(self) -> str:
+        # Compiled, the counts are C longs (the .pxd).
         parts = []
         ok_total = 0
         total = 0
         stats = self.stats
-        for name in STATS_ORDER:
+        for name in _STATS_ORDER:
             counts = stats.get(name)
             if counts is None:
                 continue
@@ -282,18 +328,27 @@ class SessionCore:
 
     # ---------------------------------------------------------------- the plain commands
 
-    def _junk(self) -> None:
+    def _c_junk(self):
         # As Postfix: the command that finds more than the limit already counted errs.
         if self.junk > self.settings.junk_command_limit:
             self.errors += 1
         self.junk += 1
 
-    def _policy(self, stage: str, on_done, *, recipient: str | None = None,
-                etrn_domain: str | None = None, size: int | None = None,
-                helo: str | None = None) -> None:
-        if stage in self.service.policy.idle_stages:
+    def _junk(self):
+        self._c_junk()
+
+    def _idle(self, stage):
+        return stage in self.service.policy.idle_stages
+
+    def _policy(self, stage, on_done, *, recipient=None, etrn_domain=None, size=None,
+                helo=None):
+        if self._idle(stage):
             on_done(None)  # nothing to check at this stage (policy.py)
             return
+        self._ask(stage, on_done, recipient, etrn_domain, size, helo)
+
+    def _ask(self, stage, on_done, recipient=None, etrn_domain=None, size=None, helo=None):
+        """_policy() of a stage that is not idle."""
         request = PolicyRequest(stage, self.client, self.envelope, recipient, etrn_domain, size,
                                 helo)
         try:
@@ -306,7 +361,7 @@ class SessionCore:
         else:
             on_done(result)
 
-    def _refused(self, decision, verb: str = "") -> Reply | None:
+    def _c_refused(self, decision, verb=""):
         """The refusal in a policy decision, or None; a hang-up closes at once.
 
         Returns _HANGUP after a hang-up (nothing more to send). When the policy
@@ -327,7 +382,11 @@ class SessionCore:
         self._skip_log = decision.logged
         return decision.reply
 
-    def _abort_txn(self) -> None:
+    def _refused(self, decision, verb=""):
+        """The refusal in a policy decision, or None; a hang-up closes at once."""
+        return self._c_refused(decision, verb)
+
+    def _c_abort_txn(self):
         if self.txn is not None:
             txn, self.txn = self.txn, None
             try:
@@ -335,14 +394,20 @@ class SessionCore:
             except Exception as exc:  # noqa: BLE001 - abort must not break the session
                 log.warn("%s: abort failed: %s", txn.queue_id, exc)
 
-    def _reset_transaction(self) -> None:
-        self._abort_txn()
+    def _abort_txn(self):
+        self._c_abort_txn()
+
+    def _c_reset_transaction(self):
+        self._c_abort_txn()
         self.envelope = None
         self._data_rejected = None
         self._received_done = False
         self.overshoot = 0
 
-    def _write(self, data: bytes) -> None:
+    def _reset_transaction(self):
+        self._c_reset_transaction()
+
+    def _write(self, data):
         """Give content to the sink (pausing when it pushes back)."""
         if self.txn is None:
             return
@@ -354,63 +419,68 @@ class SessionCore:
         if result is not None and _is_awaitable(result):
             self._await(result, lambda _r: None, self._content_failed, pause=True)
 
-    def _finish_message(self, verb: str, size: int, too_big: bool, bare_lf: int,
-                        reply_ok) -> None:
+    def _finish_message(self, verb, size, too_big, bare_lf, reply_ok):
         """End of DATA or of BDAT LAST: checks, then the sink's durable answer."""
         qid = self.txn.queue_id if self.txn is not None else "NOQUEUE"
         if self._data_rejected is not None:
             reply = self._data_rejected
-            self._reset_transaction()
-            self._respond(verb, reply)
+            self._c_reset_transaction()
+            self._c_respond(verb, reply)
             return
         if too_big:
             log.warn("%s: queue file size limit exceeded", qid)
-            self._reset_transaction()
-            self._respond(verb, replies.MESSAGE_TOO_BIG)
+            self._c_reset_transaction()
+            self._c_respond(verb, replies.MESSAGE_TOO_BIG)
             return
         if bare_lf and self.conn.options.bare_lf == "reject":
             log.info("%s: reject: END-OF-MESSAGE from %s: bare <LF> received; %s", qid,
                      self.client.text, self._reject_fields(self._last_recipient()))
-            self._reset_transaction()
-            self._respond(verb, replies.bare_lf(self.settings.bare_lf_reject_code,
-                                                self.settings.hostname))
+            self._c_reset_transaction()
+            self._c_respond(verb, replies.bare_lf(self.settings.bare_lf_reject_code,
+                                                  self.settings.hostname))
             return
         if bare_lf and self.conn.options.bare_lf == "note":
             log.info("%s: bare <LF> received from %s", qid, self.client.text)
+        if self._idle("END-OF-MESSAGE"):
+            self._eom_checked(None, verb, reply_ok)
+            return
 
         def checked(decision):
-            refused = self._refused(decision, verb)
-            if refused is _HANGUP:
-                self._reset_transaction()
-                return
-            if refused is not None:
-                self._log_reject("END-OF-MESSAGE", refused)
-                self._reset_transaction()
-                self._respond(verb, refused)
-                return
-            self._commit(verb, reply_ok)
+            self._eom_checked(decision, verb, reply_ok)
 
-        self._policy("END-OF-MESSAGE", checked, size=size)
+        self._ask("END-OF-MESSAGE", checked, None, None, size)
 
-    def _commit(self, verb: str, reply_ok) -> None:
+    def _eom_checked(self, decision, verb, reply_ok):
+        refused = self._c_refused(decision, verb)
+        if refused is _HANGUP:
+            self._c_reset_transaction()
+            return
+        if refused is not None:
+            self._log_reject("END-OF-MESSAGE", refused)
+            self._c_reset_transaction()
+            self._c_respond(verb, refused)
+            return
+        self._commit(verb, reply_ok)
+
+    def _commit(self, verb, reply_ok):
         txn = self.txn
         if txn is None:
-            self._reset_transaction()
-            self._respond(verb, replies.WRITE_ERROR)
+            self._c_reset_transaction()
+            self._c_respond(verb, replies.WRITE_ERROR)
             return
 
         def done(queue_id):
             self.txn = None  # committed: nothing to abort
-            self._reset_transaction()
+            self._c_reset_transaction()
             self.errors = 0
             self.junk = 0
             self.where = "END-OF-MESSAGE"
-            self._respond(verb, reply_ok(str(queue_id)))
+            self._c_respond(verb, reply_ok(str(queue_id)))
 
         def failed(exc):
             reply = self._sink_failed(exc)
-            self._reset_transaction()
-            self._respond(verb, reply)
+            self._c_reset_transaction()
+            self._c_respond(verb, reply)
 
         try:
             result = txn.finish()
@@ -422,114 +492,124 @@ class SessionCore:
         else:
             done(result)
 
-    def _on_mail(self, event) -> None:
+    def _on_mail(self, event):
         self.where = "MAIL"
         if not self._limited("message", "mail", lambda: self._mail(event)):
             self._mail(event)
 
-    def _mail(self, event) -> None:
+    def _mail(self, event):
         if not self.service.enough_space(event.size):
             self._log_reject("MAIL", replies.INSUFFICIENT_STORAGE)
-            self._respond("mail", replies.INSUFFICIENT_STORAGE)
+            self._c_respond("mail", replies.INSUFFICIENT_STORAGE)
             return
         self.envelope = Envelope(event.address, event.size, event.body, event.smtputf8,
                                  event.ret, event.envid, event.auth)
+        if self._idle("MAIL"):
+            self._mail_checked(None)
+        else:
+            self._ask("MAIL", self._mail_checked, None, None, event.size)
 
-        def checked(decision):
-            refused = self._refused(decision, "mail")
-            if refused is _HANGUP:
-                return
-            if refused is not None:
-                self._log_reject("MAIL", refused)
-                self.envelope = None
-                self._respond("mail", refused)
-                return
-            self._respond("mail", replies.MAIL_OK)
+    def _mail_checked(self, decision):
+        refused = self._c_refused(decision, "mail")
+        if refused is _HANGUP:
+            return
+        if refused is not None:
+            self._log_reject("MAIL", refused)
+            self.envelope = None
+            self._c_respond("mail", refused)
+            return
+        self._c_respond("mail", _MAIL_OK)
 
-        self._policy("MAIL", checked, size=event.size)
-
-    def _on_rcpt(self, event) -> None:
+    def _on_rcpt(self, event):
         self.where = "RCPT"
         if not self._limited("recipient", "rcpt", lambda: self._rcpt(event)):
             self._rcpt(event)
 
-    def _rcpt(self, event) -> None:
+    def _rcpt(self, event):
         address = event.address
+        if self._idle("RCPT"):
+            self._rcpt_checked(None, event, address)
+            return
 
         def checked(decision):
-            refused = self._refused(decision, "rcpt")
-            if refused is _HANGUP:
-                return
-            if refused is not None:
-                self._log_reject("RCPT", refused, address)
-                self._respond("rcpt", refused)
-                return
-            rcpt = Recipient(address, event.notify, event.orcpt)
-            if self.txn is None:
-                self._open(rcpt)
-            else:
-                self._add_recipient(rcpt)
+            self._rcpt_checked(decision, event, address)
 
-        self._policy("RCPT", checked, recipient=address)
+        self._ask("RCPT", checked, address)
 
-    def _add_recipient(self, rcpt: Recipient) -> None:
+    def _rcpt_checked(self, decision, event, address):
+        refused = self._c_refused(decision, "rcpt")
+        if refused is _HANGUP:
+            return
+        if refused is not None:
+            self._log_reject("RCPT", refused, address)
+            self._c_respond("rcpt", refused)
+            return
+        rcpt = Recipient(address, event.notify, event.orcpt)
+        if self.txn is None:
+            self._open(rcpt)
+        else:
+            self._add_recipient(rcpt)
+
+    def _add_recipient(self, rcpt):
         try:
             self.txn.add_recipient(rcpt)
         except Exception as exc:  # noqa: BLE001
-            self._respond("rcpt", self._sink_failed(exc))
+            self._c_respond("rcpt", self._sink_failed(exc))
             return
         self.envelope.recipients.append(rcpt)
-        self._respond("rcpt", replies.RCPT_OK)
+        self._c_respond("rcpt", _RCPT_OK)
 
-    def _on_data(self, event) -> None:
+    def _on_data(self, event):
         self.where = "DATA"
+        if self._idle("DATA"):
+            self._data_checked(None)
+        else:
+            self._ask("DATA", self._data_checked)
 
-        def checked(decision):
-            refused = self._refused(decision, "data")
-            if refused is _HANGUP:
-                return
-            if refused is not None:
-                self._log_reject("DATA", refused)
-                self._respond("data", refused)
-                return
-            self._when_opened("data", self._start_data)
+    def _data_checked(self, decision):
+        refused = self._c_refused(decision, "data")
+        if refused is _HANGUP:
+            return
+        if refused is not None:
+            self._log_reject("DATA", refused)
+            self._c_respond("data", refused)
+            return
+        self._when_opened("data", self._start_data)
 
-        self._policy("DATA", checked)
-
-    def _start_data(self) -> None:
+    def _start_data(self):
         # 354 is not the end of the DATA command: it is counted with the final reply.
-        self._out.append(self.conn.send(replies.START_DATA))
+        self._out.append(self.conn.send(_START_DATA))
         self._in_data = True
         self._start_content()
 
-    def _on_chunk(self, event) -> None:
+    def _on_chunk(self, event):
         if self._data_rejected is None and self.txn is not None:
             self._write(event.data)
 
-    def _on_end_of_data(self, event) -> None:
+    def _on_end_of_data(self, event):
         self.where = "END-OF-MESSAGE"
         self._finish_message("data", event.size, event.too_big, event.bare_lf, replies.queued)
 
-    def _on_rset(self, event) -> None:
+    def _on_rset(self, event):
         self.where = "RSET"
-        self._junk()
-        self._reset_transaction()
-        self._respond("rset", replies.OK)
+        self._c_junk()
+        self._c_reset_transaction()
+        self._c_respond("rset", _OK)
 
-    def _on_noop(self, event) -> None:
+    def _on_noop(self, event):
         self.where = "NOOP"
-        self._junk()
-        self._respond("noop", replies.OK)
+        self._c_junk()
+        self._c_respond("noop", _OK)
 
-    def _on_quit(self, event) -> None:
+    def _on_quit(self, event):
         self.where = "QUIT"
-        self._reset_transaction()
-        self._respond("quit", replies.BYE)
+        self._c_reset_transaction()
+        self._c_respond("quit", _BYE)
 
 
     # ---------------------------------------------------------------- the transaction
 
-    def _start_content(self) -> None:
+    def _start_content(self):
         """Write the Received: header at the start of the message content."""
         if self._received_done or self.txn is None:
             return
@@ -549,7 +629,7 @@ class SessionCore:
             auth_header=self.settings.sasl_authenticated_header)
         self._write(header)
 
-    def _open(self, rcpt: Recipient) -> None:
+    def _open(self, rcpt):
         """Begin the sink transaction at the first accepted recipient."""
         def opened(txn):
             self.txn = txn
@@ -563,7 +643,7 @@ class SessionCore:
             self._add_recipient(rcpt)
 
         def failed(exc):
-            self._respond("rcpt", self._sink_failed(exc))
+            self._c_respond("rcpt", self._sink_failed(exc))
 
         try:
             result = self.service.sink.begin(self.client, self.envelope)
@@ -575,7 +655,7 @@ class SessionCore:
         else:
             opened(result)
 
-    def _id_arrived(self, txn, pending) -> None:
+    def _id_arrived(self, txn, pending):
         """The transaction has its queue ID (or the sink refused it: kept for DATA)."""
         if pending is not None and (pending.cancelled() or pending.exception() is not None):
             return  # _when_opened answers DATA/BDAT with the refusal
@@ -594,7 +674,7 @@ class SessionCore:
                       f"[{printable(fwd.get('ADDR', _UNKNOWN))}]")
         log.info("%s: client=%s%s", txn.queue_id, c.text, extra)
 
-    def _when_opened(self, verb: str, then) -> None:
+    def _when_opened(self, verb, then):
         """Call ``then()`` once the transaction has its queue ID; a refusal answers ``verb``."""
         txn = self.txn
         pending = getattr(txn, "id_pending", None) if txn is not None else None
@@ -607,9 +687,9 @@ class SessionCore:
             reply = self._sink_failed(exc)
             if verb == "bdat":
                 self._data_rejected = reply
-                self._abort_txn()
+                self._c_abort_txn()
             else:  # as a refused DATA: the transaction stays until RSET (DATA again: again)
-                self._respond(verb, reply)
+                self._c_respond(verb, reply)
 
         if pending.done():
             refused(SinkError(log="the message transaction was cancelled") if pending.cancelled()

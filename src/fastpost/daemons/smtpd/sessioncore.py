@@ -2,21 +2,24 @@
 
 Postfix counterpart: src/smtpd/smtpd.c's smtpd_proto() loop and smtpd_chat.c's reply
 side. The contract (fields, methods, the subclass's callbacks) is in
-fastpost.daemons.smtpd._session_py, the reference and specification; production runs
-the compiled cdef class of ext/fastpost/daemons/smtpd/_session_c.pyx, checked against
-the reference by tests/unit/daemons/smtpd/test_sessioncore.py.
+fastpost.daemons.smtpd._session_py, the one source of both builds: run as Python under
+that name (the reference), and compiled by Cython's pure-Python mode, typed by
+ext/fastpost/daemons/smtpd/_session_c.pxd, into fastpost.daemons.smtpd._session_c (a
+cdef class), which production runs. tests/unit/daemons/test_sessioncore.py holds the
+two builds to each other.
 
 Parameters and diagnostics: see _session_py.
-Fast path: ext/fastpost/daemons/smtpd/_session_c.pyx; reference: _session_py.py
+Fast path: _session_py.py compiled as _session_c; reference: _session_py.py interpreted.
 """
 
 from fastpost._accel import select
-from fastpost.daemons.smtpd._session_py import HANGUP, STATS_ORDER, neuter_helo
+from fastpost.daemons.smtpd._session_shared import HANGUP, STATS_ORDER
 
 _impl = select("fastpost.daemons.smtpd._session_c", "fastpost.daemons.smtpd._session_py")
 
 SessionCore = _impl.SessionCore
 #: The handlers the core implements, by event type (merged into the session's).
 CORE_HANDLERS = _impl.CORE_HANDLERS
+neuter_helo = _impl.neuter_helo
 
 __all__ = ["SessionCore", "CORE_HANDLERS", "HANGUP", "STATS_ORDER", "neuter_helo"]

@@ -1,0 +1,86 @@
+# Augmenting declarations for src/fastpost/daemons/smtpd/_session_py.py, compiled by
+# setup.py as the extension fastpost.daemons.smtpd._session_c (Cython pure-Python mode:
+# a .pxd named after the compiled module types the .py it is built from).
+#
+# What is declared here becomes C in the compiled build and means nothing to the
+# interpreter: the module constants are C statics, SessionCore is a cdef class with
+# these typed fields (public: the Python subclass and the tests read and write them),
+# and the cdef methods are C functions called directly from within the class (not
+# overridable from Python; each has a def wrapper in the .py where the subclass needs
+# it). Keep every field's type and every signature in step with the .py: Cython
+# checks that each cdef method and field exists there (a mismatch fails the build).
+
+cimport cython
+
+cdef str _CLOSED
+cdef object _NEED_DATA
+cdef object _PAUSED
+cdef tuple _STATS_ORDER
+cdef object _HANGUP
+cdef str _UNKNOWN
+cdef object _Future
+cdef object _MAIL_OK
+cdef object _RCPT_OK
+cdef object _START_DATA
+cdef object _OK
+cdef object _BYE
+
+cdef bint _is_awaitable(object value)
+
+
+cdef class SessionCore:
+    cdef public object service
+    cdef public object settings
+    cdef public object loop
+    cdef public object transport
+    cdef public object conn
+    cdef public object client
+    cdef public object where
+    cdef public dict stats
+    cdef public long errors
+    cdef public long long bytes_in
+    cdef public long long bytes_out
+    cdef public bint waiting
+    cdef public list _out
+    cdef public bint _busy
+    cdef public bint _read_paused
+    cdef public bint _write_paused
+    cdef public bint _closed
+    cdef public list _early
+    cdef public double _last_io
+    cdef public bint _in_data
+    cdef public object envelope
+    cdef public object txn
+    cdef public long junk
+    cdef public long overshoot
+    cdef public object _data_rejected
+    cdef public bint _received_done
+    cdef public bint _skip_log
+    cdef public bint _greeted
+    cdef public object _timer
+    cdef public object _timeout
+    cdef public object _auth_state
+    cdef public object _counted_addr
+    cdef public object _real_client
+    cdef public object _anvil_ident
+    cdef public bint _anvil_unknown
+
+    cdef _c_received(self, Py_ssize_t nbytes)
+    cdef _c_pause_reading(self)
+    cdef _c_run(self)
+    @cython.locals(err=bint)
+    cdef _c_respond(self, verb, reply, ok=*, close=*, error=*)
+    @cython.locals(counts=list)
+    cdef _c_send(self, verb, reply, ok, close)
+    @cython.locals(out=list, data=bytes)
+    cdef _c_flush(self)
+    @cython.locals(parts=list, ok_total=long, total=long, ok=long, n=long, stats=dict)
+    cdef str _c_stats_text(self)
+    cdef _c_junk(self)
+    cdef bint _idle(self, stage)
+    cdef _ask(self, stage, on_done, recipient=*, etrn_domain=*, size=*, helo=*)
+    cdef _c_refused(self, decision, verb=*)
+    cdef _c_abort_txn(self)
+    cdef _c_reset_transaction(self)
+    cdef _eom_checked(self, decision, verb, reply_ok)
+    cdef _rcpt_checked(self, decision, event, address)
