@@ -485,6 +485,32 @@ static int mv_group_id(const char *name, unsigned *gid)
 }
 
 /* mail_owner, default_privs, setgid_group: exist, unprivileged, distinct */
+/* A user parameter's value: known, not root. 1 if so, else 0 with Postfix's fatal
+   line in msg. */
+static int mv_account_user(struct buf *msg, const char *path, const char *param,
+                           const char *name, unsigned *uid, unsigned *gid)
+{
+    size_t start = msg->len;
+
+    mv_add(msg, FP_PROG ": fatal: file ");
+    mv_add(msg, path);
+    mv_add(msg, ": parameter ");
+    mv_add(msg, param);
+    if (!mv_user(name, uid, gid)) {
+        mv_add(msg, ": unknown user name value: ");
+        mv_add(msg, name);
+        return 0;
+    }
+    if (*uid == 0) {
+        mv_add(msg, ": user ");
+        mv_add(msg, name);
+        mv_add(msg, " has privileged user ID");
+        return 0;
+    }
+    msg->len = start;  /* fine: nothing said */
+    return 1;
+}
+
 static int mv_accounts(struct buf *msg, const char *path)
 {
     const struct seen *e;
@@ -499,19 +525,8 @@ static int mv_accounts(struct buf *msg, const char *path)
         return -1;
 #define MV_FILE_FATAL() (mv_add(msg, FP_PROG ": fatal: file "), mv_add(msg, path), \
                          mv_add(msg, ": "))
-    if (!mv_user(owner_name, &owner_uid, &owner_gid)) {
-        MV_FILE_FATAL();
-        mv_add(msg, "parameter mail_owner: unknown user name value: ");
-        mv_add(msg, owner_name);
+    if (!mv_account_user(msg, path, "mail_owner", owner_name, &owner_uid, &owner_gid))
         goto out;
-    }
-    if (owner_uid == 0) {
-        MV_FILE_FATAL();
-        mv_add(msg, "parameter mail_owner: user ");
-        mv_add(msg, owner_name);
-        mv_add(msg, " has privileged user ID");
-        goto out;
-    }
     if (!mv_group_id(group_name, &group_gid)) {
         MV_FILE_FATAL();
         mv_add(msg, "parameter setgid_group: unknown group name: ");
@@ -536,19 +551,8 @@ static int mv_accounts(struct buf *msg, const char *path)
         mv_add(msg, text);
         goto out;
     }
-    if (!mv_user(privs_name, &privs_uid, &privs_gid)) {
-        MV_FILE_FATAL();
-        mv_add(msg, "parameter default_privs: unknown user name value: ");
-        mv_add(msg, privs_name);
+    if (!mv_account_user(msg, path, "default_privs", privs_name, &privs_uid, &privs_gid))
         goto out;
-    }
-    if (privs_uid == 0) {
-        MV_FILE_FATAL();
-        mv_add(msg, "parameter default_privs: user ");
-        mv_add(msg, privs_name);
-        mv_add(msg, " has privileged user ID");
-        goto out;
-    }
     if (privs_uid == owner_uid) {
         MV_FILE_FATAL();
         mv_add(msg, "parameters default_privs and mail_owner specify the same user ");
