@@ -3,6 +3,7 @@
 
     sudo .venv/bin/python benchmarks/accept_pipeline.py [--messages N] [--runs R]
         [--sessions 20,100] [--size BYTES] [--only fastpost|postfix] [--profile DIR]
+        [--dir DIR]
 
 What `./dev bench --scenarios accept` measures, with one difference: instead of
 holding each message (``check_client_access static:HOLD``, which needs the access
@@ -139,11 +140,13 @@ def main() -> int:
     ap.add_argument("--profile", help="directory for py-spy flame graphs of the last run")
     ap.add_argument("--syscalls", help="directory for strace -c counts of smtpd in the last run")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--dir", default="/var/tmp",
+                    help="where the two instances (queues included) are made (default /var/tmp)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("run as root (private Postfix instances need it)", file=sys.stderr)
         return 1
-    base = tempfile.mkdtemp(prefix="fp-accept-", dir="/var/tmp")
+    base = tempfile.mkdtemp(prefix="fp-accept-", dir=args.dir)
     os.chmod(base, 0o755)  # mail_owner must reach the instances
     kinds = [k for k in ("postfix", "fastpost") if args.only in (None, k)]
     insts = {k: make(k, os.path.join(base, k)) for k in kinds}
