@@ -27,14 +27,13 @@ import shutil
 import socket
 import statistics
 import sys
-import tempfile
 import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from accept_pipeline import make  # noqa: E402
+from accept_pipeline import add_dir_argument, make, root_workdir  # noqa: E402
 from harness.tools import run_source  # noqa: E402
 
 STEPS = ("banner", "ehlo", "mail", "rcpt", "data", "dot", "quit")
@@ -113,12 +112,11 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=8000)
     ap.add_argument("--probes", type=int, default=300)
     ap.add_argument("--only", choices=("fastpost", "postfix"))
+    add_dir_argument(ap)
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("run as root (private Postfix instances need it)", file=sys.stderr)
+    base = root_workdir("fp-latency-", args.dir, "private Postfix instances need it")
+    if base is None:
         return 1
-    base = tempfile.mkdtemp(prefix="fp-latency-", dir="/var/tmp")
-    os.chmod(base, 0o755)
     kinds = [k for k in ("postfix", "fastpost") if args.only in (None, k)]
     try:
         for kind in kinds:

@@ -57,6 +57,24 @@ def make(kind: str, root: str):
     return inst
 
 
+def add_dir_argument(ap: argparse.ArgumentParser) -> None:
+    """--dir: the file system the instances (queues included) are made on."""
+    ap.add_argument("--dir", default="/var/tmp",
+                    help="where the instances (queues included) are made (default /var/tmp; "
+                         "docs/accept.md, \"Session 7: the file system under the benchmark\")")
+
+
+def root_workdir(prefix: str, directory: str, why: str) -> str | None:
+    """A new directory for private instances under ``directory``, readable by their
+    daemons' users; None (and the reason on stderr) when not run as root."""
+    if os.geteuid() != 0:
+        print(f"run as root ({why})", file=sys.stderr)
+        return None
+    base = tempfile.mkdtemp(prefix=prefix, dir=directory)
+    os.chmod(base, 0o755)  # mail_owner must reach the instances
+    return base
+
+
 def one_run(inst, sessions: int, messages: int, size: int, profile: str | None = None,
             syscalls: str | None = None) -> dict:
     inst.purge()
@@ -140,14 +158,11 @@ def main() -> int:
     ap.add_argument("--profile", help="directory for py-spy flame graphs of the last run")
     ap.add_argument("--syscalls", help="directory for strace -c counts of smtpd in the last run")
     ap.add_argument("--keep", action="store_true")
-    ap.add_argument("--dir", default="/var/tmp",
-                    help="where the two instances (queues included) are made (default /var/tmp)")
+    add_dir_argument(ap)
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("run as root (private Postfix instances need it)", file=sys.stderr)
+    base = root_workdir("fp-accept-", args.dir, "private Postfix instances need it")
+    if base is None:
         return 1
-    base = tempfile.mkdtemp(prefix="fp-accept-", dir=args.dir)
-    os.chmod(base, 0o755)  # mail_owner must reach the instances
     kinds = [k for k in ("postfix", "fastpost") if args.only in (None, k)]
     insts = {k: make(k, os.path.join(base, k)) for k in kinds}
     results: dict = {}

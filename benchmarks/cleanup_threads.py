@@ -29,7 +29,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -82,12 +81,11 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--pyspy", help="py-spy raw output file for the last run")
     ap.add_argument("--strace", help="strace -c -f summary of the cleanup worker for the last run")
+    accept_pipeline.add_dir_argument(ap)
     args, spy_args = ap.parse_known_args()
-    if os.geteuid() != 0:
-        print("run as root (the instance's daemons change user)", file=sys.stderr)
+    base = accept_pipeline.root_workdir("fp-cleanup-threads-", args.dir, "the instance's daemons change user")
+    if base is None:
         return 1
-    base = tempfile.mkdtemp(prefix="fp-cleanup-threads-", dir="/var/tmp")
-    os.chmod(base, 0o755)
     inst = accept_pipeline.make("fastpost", os.path.join(base, "fastpost"))
     try:
         inst.start()

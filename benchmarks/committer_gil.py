@@ -43,7 +43,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -72,12 +71,11 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--no-perf", action="store_true", help="no perf trace of fdatasync")
     ap.add_argument("--keep", help="copy the trace files to this directory")
+    accept_pipeline.add_dir_argument(ap)
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("run as root (the instance's daemons change user)", file=sys.stderr)
+    base = accept_pipeline.root_workdir("fp-committer-gil-", args.dir, "the instance's daemons change user")
+    if base is None:
         return 1
-    base = tempfile.mkdtemp(prefix="fp-committer-gil-", dir="/var/tmp")
-    os.chmod(base, 0o755)
     tdir = os.path.join(base, "trace")
     os.mkdir(tdir)
     os.chmod(tdir, 0o1777)
