@@ -114,7 +114,7 @@ def main() -> int:
     ap.add_argument("--only", choices=("fastpost", "postfix"))
     add_dir_argument(ap)
     args = ap.parse_args()
-    base = root_workdir("fp-latency-", args.dir, "private Postfix instances need it")
+    base = root_workdir("fp-latency-", args.dir, "private Postfix instances need it", args.fs)
     if base is None:
         return 1
     kinds = [k for k in ("postfix", "fastpost") if args.only in (None, k)]

@@ -3,7 +3,7 @@
 
     sudo .venv/bin/python benchmarks/accept_pipeline.py [--messages N] [--runs R]
         [--sessions 20,100] [--size BYTES] [--only fastpost|postfix] [--profile DIR]
-        [--dir DIR]
+        [--dir DIR] [--fs here|journal]
 
 What `./dev bench --scenarios accept` measures, with one difference: instead of
 holding each message (``check_client_access static:HOLD``, which needs the access
@@ -44,7 +44,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from harness import mta, procs  # noqa: E402
+from harness import loopfs, mta, procs  # noqa: E402
 from harness.tools import run_source  # noqa: E402
 
 
@@ -58,18 +58,30 @@ def make(kind: str, root: str):
 
 
 def add_dir_argument(ap: argparse.ArgumentParser) -> None:
-    """--dir: the file system the instances (queues included) are made on."""
+    """--dir and --fs: the file system the instances (queues included) are made on."""
     ap.add_argument("--dir", default="/var/tmp",
                     help="where the instances (queues included) are made (default /var/tmp; "
                          "docs/accept.md, \"Session 7: the file system under the benchmark\")")
+    ap.add_argument("--fs", choices=("here", "journal"), default="here",
+                    help="'journal': make a fresh journalled ext4 (loop device, no discard) "
+                         "in --dir for this run and remove it afterwards "
+                         "(benchmarks/harness/loopfs.py); 'here' (default): --dir as it is")
 
 
-def root_workdir(prefix: str, directory: str, why: str) -> str | None:
-    """A new directory for private instances under ``directory``, readable by their
-    daemons' users; None (and the reason on stderr) when not run as root."""
+def root_workdir(prefix: str, directory: str, why: str, fs: str = "here") -> str | None:
+    """A new directory for private instances under ``directory`` (on a fresh journalled
+    ext4 made there when ``fs`` is "journal"), readable by their daemons' users; None
+    (and the reason on stderr) when not run as root. Prints which file system it is."""
     if os.geteuid() != 0:
         print(f"run as root ({why})", file=sys.stderr)
         return None
+    if fs == "journal":
+        try:
+            directory = loopfs.journalled_ext4(directory)
+        except RuntimeError as exc:
+            print(f"cannot make the journalled file system: {exc}", file=sys.stderr)
+            return None
+    print(f"file system under the instances: {loopfs.describe(directory)}", file=sys.stderr)
     base = tempfile.mkdtemp(prefix=prefix, dir=directory)
     os.chmod(base, 0o755)  # mail_owner must reach the instances
     return base
@@ -160,7 +172,7 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true")
     add_dir_argument(ap)
     args = ap.parse_args()
-    base = root_workdir("fp-accept-", args.dir, "private Postfix instances need it")
+    base = root_workdir("fp-accept-", args.dir, "private Postfix instances need it", args.fs)
     if base is None:
         return 1
     kinds = [k for k in ("postfix", "fastpost") if args.only in (None, k)]

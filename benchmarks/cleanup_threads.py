@@ -83,7 +83,7 @@ def main() -> int:
     ap.add_argument("--strace", help="strace -c -f summary of the cleanup worker for the last run")
     accept_pipeline.add_dir_argument(ap)
     args, spy_args = ap.parse_known_args()
-    base = accept_pipeline.root_workdir("fp-cleanup-threads-", args.dir, "the instance's daemons change user")
+    base = accept_pipeline.root_workdir("fp-cleanup-threads-", args.dir, "the instance's daemons change user", args.fs)
     if base is None:
         return 1
     inst = accept_pipeline.make("fastpost", os.path.join(base, "fastpost"))

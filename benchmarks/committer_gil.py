@@ -73,7 +73,7 @@ def main() -> int:
     ap.add_argument("--keep", help="copy the trace files to this directory")
     accept_pipeline.add_dir_argument(ap)
     args = ap.parse_args()
-    base = accept_pipeline.root_workdir("fp-committer-gil-", args.dir, "the instance's daemons change user")
+    base = accept_pipeline.root_workdir("fp-committer-gil-", args.dir, "the instance's daemons change user", args.fs)
     if base is None:
         return 1
     tdir = os.path.join(base, "trace")

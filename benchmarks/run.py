@@ -37,7 +37,7 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from harness import machine, mta, report, scenarios, tools  # noqa: E402
+from harness import loopfs, machine, mta, report, scenarios, tools  # noqa: E402
 
 
 def parse_args(argv):
@@ -62,6 +62,9 @@ def parse_args(argv):
     p.add_argument("--out", help="result directory (default benchmarks/results/<timestamp>)")
     p.add_argument("--workdir", default="/var/tmp",
                    help="where instances keep their queues (a disk, not tmpfs; default /var/tmp)")
+    p.add_argument("--fs", choices=("here", "journal"), default="here",
+                   help="'journal': run on a fresh journalled ext4 (loop device, no discard) made "
+                        "in --workdir and removed afterwards (harness/loopfs.py); 'here': --workdir as it is")
     p.add_argument("--keep", action="store_true", help="keep the instances' directories")
     p.add_argument("--strict", action="store_true", help="exit 1 if any repetition failed")
     opts = p.parse_args(argv)
@@ -128,6 +131,12 @@ def main(argv=None) -> int:
     except tools.ToolError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
+    if opts.fs == "journal":
+        try:
+            opts.workdir = loopfs.journalled_ext4(opts.workdir)
+        except RuntimeError as exc:
+            print(f"bench: cannot make the journalled file system: {exc}", file=sys.stderr)
+            return 1
     caps = mta.fastpost_capabilities()
     desc = machine.describe(opts.workdir)
     if desc["disk"]["fstype"] == "tmpfs":

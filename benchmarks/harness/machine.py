@@ -19,6 +19,8 @@ import sys
 import threading
 import time
 
+from . import loopfs
+
 
 def _first(path: str, key: str) -> str:
     try:
@@ -57,6 +59,7 @@ def describe(path: str = "/tmp") -> dict:
         "memory_gib": round(int(mem_kb) / 1024 / 1024, 1) if mem_kb.isdigit() else "?",
         "disk": {"path": path, "device": _cmd("findmnt", "-no", "SOURCE", "--target", path),
                  "fstype": _cmd("findmnt", "-no", "FSTYPE", "--target", path),
+                 "what": loopfs.describe(path),
                  "free_gib": round(du.free / 2**30, 1)},
         "python": sys.version.split()[0],
         "postfix": _cmd("/usr/sbin/postconf", "-dh", "mail_version"),
