@@ -10,6 +10,9 @@
 # turn, its own benchmarks/accept_pipeline.py --messages 5000 --runs 1 --sessions
 # SESSIONS --only fastpost (run as root, as accept_pipeline.py needs) and prints
 # "ROUND LABEL <its result line>" (msgs/s and CPU ms/msg, smtpd and cleanup).
+# AB_ARGS in the environment is added to every accept_pipeline.py command line, e.g.
+# AB_ARGS="--dir /var/tmp/jfs" for a journalled file system mounted there (each tree's
+# own accept_pipeline.py must know the options).
 set -eu
 [ $# -ge 3 ] || { echo "usage: $0 ROUNDS SESSIONS LABEL=TREE [LABEL=TREE ...]" >&2; exit 64; }
 rounds=$1; sessions=$2; shift 2
@@ -24,7 +27,7 @@ for r in $(seq 1 "$rounds"); do
     for pair in $order; do
         label=${pair%%=*}; tree=${pair#*=}
         line=$(cd "$tree" && PATH="$tree/.venv/bin:$PATH" .venv/bin/python benchmarks/accept_pipeline.py \
-            --messages 5000 --runs 1 --sessions "$sessions" --only fastpost 2>&1 | grep "run 1") ||
+            --messages 5000 --runs 1 --sessions "$sessions" --only fastpost ${AB_ARGS:-} 2>&1 | grep "run 1") ||
             { echo "$tree: the run failed (is it built? run as root?)" >&2; exit 1; }
         echo "$r $label $line"
     done
