@@ -155,8 +155,8 @@ def test_a_rejected_submission_is_returned_to_the_sender(acc):
                          log)
     assert re.search(rf"{orig}: uid={os.getuid()} from=<author@example.org>", log)
     for rcpt in ("one@example.net", "two@example.net"):
-        assert re.search(rf"{orig}: to=<{rcpt}>, relay=none, delay=([\d.]+), delays=\1/0/0/0, "
-                         r"dsn=5\.7\.1, status=bounced \(no thanks\)", log), log
+        assert re.search(rf"cleanup\[\d+\]: {orig}: to=<{rcpt}>, relay=none, delay=([\d.]+), "
+                         r"delays=\1/0/0/0, dsn=5\.7\.1, status=bounced \(no thanks\)", log), log
     assert re.search(rf"cleanup\[\d+\]: {orig}: message-id=<", log), log
     assert "returned to the sender through" not in log  # the ID was reused
     standin = orig
@@ -191,7 +191,8 @@ def test_cleanup_reuses_a_refused_id_only_for_the_connection_told_it(acc):
         opened = await txn.opened
         txn.add_recipient("r@example.net")
         txn.write(b"Subject: " + subject + b"\n\nbody\n")
-        code, _, queue_id = await txn.finish({"hold": 1} if reuse else None)
+        code, _, queue_id = await txn.finish({"hold": 1})
+        message.txn = txn
         return opened, code, queue_id
 
     async def scenario():
@@ -199,9 +200,20 @@ def test_cleanup_reuses_a_refused_id_only_for_the_connection_told_it(acc):
         try:
             refused, code, _ = await message(one, b"reject-me now")
             assert code == 550
-            assert (await message(two, b"other", reuse=refused))[0] != refused
+            other = await message(two, b"other", reuse=refused)
+            assert other[0] != refused
+            plain = await message(two, b"not a stand-in")
+            # RETURNED (the stand-in's recipients bounced, by cleanup): only for a
+            # stand-in this connection opened, and once
+            assert (await message.txn.returned("5.7.1 no"))[0] == 550
             ok = await message(one, b"stand-in", reuse=refused)
             assert ok[0] == refused and ok[1:] == (250, refused)
+            standin = message.txn
+            assert await standin.returned("5.7.1 no thanks") == (250, "2.0.0 Ok", refused)
+            assert (await standin.returned("5.7.1 no thanks"))[0] == 550
+            assert plain[1] == 250 and other[1] == 250
+            for queue_id in (plain[2], other[2]):
+                assert acc.inst.command("super", "-d", queue_id).returncode == 0
             assert (await message(one, b"again", reuse=refused))[0] != refused
             return refused
         finally:

@@ -74,6 +74,7 @@ def _post_init(ctx) -> None:
     rewriter = RewriteClient(cfg, queue_directory=".")
     svc = CleanupService(_state["settings"], store, committer, rewriter, loop=ctx.loop,
                          long_ids=cfg.get_bool("enable_long_queue_ids"))
+    svc.delay_limit = cfg.get_int("delay_logging_resolution_limit")
     _state["service"] = svc
     ctx.on_retire.append(svc.retire)
     # The committer's threads return from fdatasync wanting the GIL while the loop
