@@ -30,9 +30,20 @@ values, is Postfix's between the groups: compatibility_level, syslog_facility,
 inet_protocols, myhostname/mydomain, the strings, numbers, booleans, times, the
 accounts, mynetworks_style, the VERP delimiters.
 
-Not judged (Postfix does): inet_interfaces (Postfix resolves the names), maillog_file
-against maillog_file_prefixes (no fastpost program enforces the prefixes yet: the test
-instances log under /tmp), and a machine hostname that is not valid when main.cf sets
+Then, as Postfix (session 8): inet_interfaces when main.cf sets it (after
+mynetworks_style, before the VERP delimiters): unless it is exactly ``all`` or
+``loopback-only``, or inet_protocols is empty, every word (``[...]`` taken off) must
+resolve (getaddrinfo, in the families inet_protocols allows) -- ``config variable
+inet_interfaces: host not found: WORD`` -- and then every address must be one of this
+machine's interface addresses (getifaddrs) -- ``parameter inet_interfaces: no local
+interface found for ADDR``. Last, and only for the programs that log through Postfix's
+maillog client (``judge(cfg, maillog=True)``, the default; postcat passes False):
+maillog_file, when set, must begin with one of maillog_file_prefixes (plain string
+prefixes, case as written) -- ``maillog_file value 'V' does not match any prefix in
+maillog_file_prefixes``. ``maillog_refused(cfg, prog)`` is that last check alone, for
+the programs that judge nothing else (postlog, ``fastpost start``).
+
+Not judged (Postfix does): a machine hostname that is not valid when main.cf sets
 neither myhostname nor mydomain.
 """
 
@@ -221,9 +232,11 @@ def _set_names(cfg) -> list[str]:
     return list(cfg.values) + [n for n in overrides if n not in cfg.values]
 
 
-def judge(cfg) -> tuple[list[str], str | None]:
+def judge(cfg, maillog: bool = True) -> tuple[list[str], str | None]:
     """Judge the global parameters of ``cfg`` (a Config or a LiteConfig) as Postfix
-    3.7's postdrop and sendmail do: (warning texts, fatal text or None)."""
+    3.7's postdrop and sendmail do: (warning texts, fatal text or None). ``maillog``:
+    maillog_file against maillog_file_prefixes too (every Postfix program that logs
+    through the maillog client; not postcat)."""
     warnings: list[str] = []
     set_names = _set_names(cfg)
     path = cfg.path
@@ -293,6 +306,11 @@ def judge(cfg) -> tuple[list[str], str | None]:
         if words and words[0] not in MYNETWORKS_STYLES:
             return warnings, (f"{_where(cfg, 'mynetworks_style')}unknown mynetworks mask "
                               f'style value "{words[0]}" in "{value}"')
+    if "inet_interfaces" in chosen:
+        protocols = _value(cfg, "inet_protocols") if "inet_protocols" in chosen else "all"
+        problem = inet_interfaces_problem(_value(cfg, "inet_interfaces"), protocols)
+        if problem is not None:
+            return warnings, f"{_where(cfg, 'inet_interfaces')}{problem}"
     if "default_verp_delimiters" in chosen or "verp_delimiter_filter" in chosen:
         delimiters = _value(cfg, "default_verp_delimiters") \
             if "default_verp_delimiters" in chosen else "+="
@@ -302,20 +320,129 @@ def judge(cfg) -> tuple[list[str], str | None]:
             if char not in allowed:
                 return warnings, (f"file {path}: parameters default_verp_delimiters and "
                                   f"verp_delimiter_filter: bad {which} VERP delimiter character")
+    if maillog:
+        problem = _maillog_problem(cfg, chosen)
+        if problem is not None:
+            return warnings, problem
     return warnings, None
 
 
-def refused(config_dir: str | None, prog: str) -> bool:
-    """For commands that judge nothing else of main.cf (postqueue, mailq, sendmail -bp/-q):
-    print Postfix's lines (``PROG: warning: ...``, ``PROG: fatal: ...``) on standard
-    error when a value is bad and return True. A main.cf that cannot be read or parsed
-    is left to the command's own path (False)."""
+#: maillog_file_prefixes' default (Postfix's and fastpost.mail.params')
+MAILLOG_PREFIXES_DEFAULT = "/var, /dev/stdout"
+
+
+def maillog_problem(maillog_file: str, prefixes: str) -> str | None:
+    """Postfix's complaint when ``maillog_file`` (set) begins with none of ``prefixes``."""
+    if not maillog_file:
+        return None
+    for prefix in _LIST_SPLIT.split(prefixes):
+        if prefix and maillog_file.startswith(prefix):
+            return None
+    return (f"maillog_file value '{maillog_file}' does not match any prefix in "
+            "maillog_file_prefixes")
+
+
+def _maillog_problem(cfg, chosen) -> str | None:
+    if "maillog_file" not in chosen:
+        return None
+    prefixes = _value(cfg, "maillog_file_prefixes") if "maillog_file_prefixes" in chosen \
+        else MAILLOG_PREFIXES_DEFAULT
+    problem = maillog_problem(_value(cfg, "maillog_file"), prefixes)
+    return None if problem is None else f"{_where(cfg, 'maillog_file')}{problem}"
+
+
+def maillog_refused(cfg, prog: str) -> bool:
+    """For programs that judge nothing else (postlog, ``fastpost start``): print
+    ``PROG: fatal: ...`` on standard error when maillog_file is outside
+    maillog_file_prefixes, and return True (the caller exits 1)."""
+    import sys
+
+    problem = _maillog_problem(cfg, set(_set_names(cfg)))
+    if problem is not None:
+        print(f"{prog}: fatal: {problem}", file=sys.stderr, flush=True)
+    return problem is not None
+
+
+def inet_interfaces_problem(value: str, protocols: str) -> str | None:
+    """Postfix's complaint about an inet_interfaces value (module docstring), or None."""
+    import socket
+
+    if value in ("all", "loopback-only"):
+        return None
+    words = [w for w in _LIST_SPLIT.split(protocols) if w]
+    if not words:
+        return None  # no protocol: nothing is resolved (as Postfix)
+    if "all" in words or ("ipv4" in words and "ipv6" in words):
+        family = socket.AF_UNSPEC
+    else:
+        family = socket.AF_INET6 if "ipv6" in words else socket.AF_INET
+    wanted = []
+    for word in _LIST_SPLIT.split(value):
+        if not word:
+            continue
+        host = word[1:-1] if word.startswith("[") and word.endswith("]") else word
+        try:
+            infos = socket.getaddrinfo(host, None, family, socket.SOCK_STREAM) if host else []
+        except (OSError, UnicodeError):
+            infos = []
+        if not infos:
+            return f"config variable inet_interfaces: host not found: {word}"
+        wanted.extend(info[4][0].partition("%")[0] for info in infos)
+    local = local_addresses()
+    for address in wanted:
+        if address not in local:
+            return f"parameter inet_interfaces: no local interface found for {address}"
+    return None
+
+
+def local_addresses() -> set[str]:
+    """This machine's interface addresses (getifaddrs(3)), as inet_ntop writes them."""
+    import ctypes
+    import socket
+
+    class SockAddr(ctypes.Structure):
+        _fields_ = [("family", ctypes.c_ushort), ("data", ctypes.c_ubyte * 26)]
+
+    class IfAddrs(ctypes.Structure):
+        pass
+
+    IfAddrs._fields_ = [("next", ctypes.POINTER(IfAddrs)), ("name", ctypes.c_char_p),
+                        ("flags", ctypes.c_uint), ("addr", ctypes.POINTER(SockAddr)),
+                        ("netmask", ctypes.POINTER(SockAddr)),
+                        ("ifu", ctypes.POINTER(SockAddr)), ("data", ctypes.c_void_p)]
+    libc = ctypes.CDLL(None, use_errno=True)  # libc is loaded (no find_library: it runs ldconfig)
+    head = ctypes.POINTER(IfAddrs)()
+    if libc.getifaddrs(ctypes.byref(head)) != 0:
+        raise OSError(ctypes.get_errno(), "getifaddrs")
+    found = set()
+    try:
+        node = head
+        while node:
+            sa = node.contents.addr
+            if sa:
+                fam, raw = sa.contents.family, bytes(sa.contents.data)
+                if fam == socket.AF_INET:  # port (2), then the address
+                    found.add(socket.inet_ntop(socket.AF_INET, raw[2:6]))
+                elif fam == socket.AF_INET6:  # port (2), flow info (4), then the address
+                    found.add(socket.inet_ntop(socket.AF_INET6, raw[6:22]))
+            node = node.contents.next
+    finally:
+        libc.freeifaddrs(head)
+    return found
+
+
+def refused(config_dir: str | None, prog: str, maillog: bool = True) -> bool:
+    """For commands that judge nothing else of main.cf (postqueue, mailq, sendmail
+    -bp/-q/-bi, newaliases, postcat): print Postfix's lines (``PROG: warning: ...``,
+    ``PROG: fatal: ...``) on standard error when a value is bad and return True. A
+    main.cf that cannot be read or parsed is left to the command's own path (False).
+    ``maillog``: as for judge (postcat: False)."""
     import sys
 
     from fastpost.mail.maincf import ConfigError, LiteConfig
 
     try:
-        warnings, fatal = judge(LiteConfig(config_dir))
+        warnings, fatal = judge(LiteConfig(config_dir), maillog)
     except (ConfigError, OSError):
         return False
     for text in warnings:

@@ -16,7 +16,10 @@
  *       number, a host, user or group name with $): the Python command decides.
  * Order (Postfix's between the groups): compatibility_level, syslog_facility,
  * inet_protocols; myhostname/mydomain; the table (strings, numbers, booleans, times);
- * mail_owner/setgid_group/default_privs; mynetworks_style; the VERP delimiters.
+ * mail_owner/setgid_group/default_privs; mynetworks_style; inet_interfaces (each
+ * word resolved with getaddrinfo in inet_protocols' families, then each address looked
+ * for among getifaddrs'); the VERP delimiters; last maillog_file against
+ * maillog_file_prefixes (Postfix's maillog client, which postdrop and sendmail use).
  * For a string that must not be empty, $name and ${name} references are followed in
  * main.cf (8 levels) and a name of the string table unset in main.cf counts as
  * non-empty (its default is); so `myorigin = $mydomain` is judged here.
@@ -26,8 +29,13 @@
 #ifndef FP_MAINVALUES_H
 #define FP_MAINVALUES_H
 
+#include <arpa/inet.h>
 #include <grp.h>
+#include <ifaddrs.h>
 #include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <pwd.h>
 #include <strings.h>
 #include <unistd.h>
@@ -684,13 +692,139 @@ static int mv_first(struct buf *msg, const char *path)
     return 0;
 }
 
-/* mynetworks_style, then the VERP delimiters against their filter (Postfix: last) */
+/* one address as family byte + 16 bytes, for the comparison with the interfaces' */
+static void mv_add_address(struct buf *b, const struct sockaddr *sa)
+{
+    unsigned char entry[17] = {0};
+
+    if (sa->sa_family == AF_INET) {
+        entry[0] = 4;
+        memcpy(entry + 1, &((const struct sockaddr_in *) sa)->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        entry[0] = 6;
+        memcpy(entry + 1, &((const struct sockaddr_in6 *) sa)->sin6_addr, 16);
+    } else {
+        return;
+    }
+    buf_add(b, (const char *) entry, sizeof(entry));
+}
+
+/* inet_interfaces: unless "all" or "loopback-only" (or no protocol), every word must
+ * resolve in inet_protocols' families, then every address must be an interface's */
+static int mv_inet_interfaces(struct buf *msg, const char *path)
+{
+    const struct seen *e = mv_seen("inet_interfaces"), *pe = mv_seen("inet_protocols");
+    const char *protocols = pe ? pe->value : "all", *s, *word;
+    struct buf wanted = {0}, local = {0}, host = {0};
+    struct addrinfo hints, *res, *ai;
+    struct ifaddrs *ifs, *ifa;
+    int v4 = 0, v6 = 0, r = 0;
+    size_t len, i, j;
+
+    if (e == NULL)
+        return 0;
+    if (strchr(e->value, '$') || strchr(protocols, '$'))
+        return -1;
+    if (strcmp(e->value, "all") == 0 || strcmp(e->value, "loopback-only") == 0)
+        return 0;
+    for (s = protocols; mv_next_word(&s, &word, &len);) {
+        if (len == 3 && memcmp(word, "all", 3) == 0)
+            v4 = v6 = 1;
+        else if (len == 4 && memcmp(word, "ipv4", 4) == 0)
+            v4 = 1;
+        else if (len == 4 && memcmp(word, "ipv6", 4) == 0)
+            v6 = 1;
+    }
+    if (!v4 && !v6)
+        return 0;               /* nothing is resolved (as Postfix) */
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = v4 && v6 ? AF_UNSPEC : v6 ? AF_INET6 : AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    for (s = e->value; r == 0 && mv_next_word(&s, &word, &len);) {
+        const char *name = word;
+        size_t name_len = len;
+
+        if (len >= 2 && word[0] == '[' && word[len - 1] == ']') {
+            name++;
+            name_len -= 2;
+        }
+        host.len = 0;
+        buf_add(&host, name, name_len);
+        buf_add(&host, "", 1);
+        res = NULL;
+        if (name_len == 0 || getaddrinfo(host.data, NULL, &hints, &res) != 0 || res == NULL) {
+            mv_fatal_head(msg, path, e);
+            mv_add(msg, "config variable inet_interfaces: host not found: ");
+            buf_add(msg, word, len);
+            mv_add(msg, "\n");
+            r = 1;
+        } else {
+            for (ai = res; ai; ai = ai->ai_next)
+                mv_add_address(&wanted, ai->ai_addr);
+            freeaddrinfo(res);
+        }
+    }
+    free(host.data);
+    if (r == 0 && wanted.len > 0) {
+        if (getifaddrs(&ifs) != 0) {
+            free(wanted.data);
+            return -1;
+        }
+        for (ifa = ifs; ifa; ifa = ifa->ifa_next)
+            if (ifa->ifa_addr != NULL)
+                mv_add_address(&local, ifa->ifa_addr);
+        freeifaddrs(ifs);
+        for (i = 0; r == 0 && i < wanted.len; i += 17) {
+            for (j = 0; j < local.len; j += 17)
+                if (memcmp(wanted.data + i, local.data + j, 17) == 0)
+                    break;
+            if (j >= local.len) {
+                char text[INET6_ADDRSTRLEN];
+
+                inet_ntop(wanted.data[i] == 4 ? AF_INET : AF_INET6, wanted.data + i + 1,
+                          text, sizeof(text));
+                mv_fatal_head(msg, path, e);
+                mv_add(msg, "parameter inet_interfaces: no local interface found for ");
+                mv_add(msg, text);
+                mv_add(msg, "\n");
+                r = 1;
+            }
+        }
+        free(local.data);
+    }
+    free(wanted.data);
+    return r;
+}
+
+/* maillog_file must begin with one of maillog_file_prefixes (Postfix's maillog client) */
+static int mv_maillog(struct buf *msg, const char *path)
+{
+    const struct seen *e = mv_seen("maillog_file"), *pe = mv_seen("maillog_file_prefixes");
+    const char *prefixes = pe ? pe->value : "/var, /dev/stdout", *s, *word;
+    size_t len;
+
+    if (e == NULL || e->value[0] == '\0')
+        return 0;
+    if (strchr(e->value, '$') || strchr(prefixes, '$'))
+        return -1;
+    for (s = prefixes; mv_next_word(&s, &word, &len);)
+        if (strncmp(e->value, word, len) == 0)
+            return 0;
+    mv_fatal_head(msg, path, e);
+    mv_add(msg, "maillog_file value '");
+    mv_add(msg, e->value);
+    mv_add(msg, "' does not match any prefix in maillog_file_prefixes\n");
+    return 1;
+}
+
+/* mynetworks_style, inet_interfaces, then the VERP delimiters against their filter */
 static int mv_last(struct buf *msg, const char *path)
 {
     const struct seen *e, *d, *f;
     const char *s, *word, *delimiters, *filter;
     size_t len, words = 0, first_len = 0;
     const char *first = NULL;
+    int r;
 
     if ((e = mv_seen("mynetworks_style")) != NULL) {
         if (strchr(e->value, '$'))
@@ -718,6 +852,8 @@ static int mv_last(struct buf *msg, const char *path)
             return 1;
         }
     }
+    if ((r = mv_inet_interfaces(msg, path)) != 0)
+        return r;
     d = mv_seen("default_verp_delimiters");
     f = mv_seen("verp_delimiter_filter");
     if (d != NULL || f != NULL) {
@@ -828,7 +964,10 @@ static int judge_globals(const char *path, struct buf *msg)
     /* 3. the accounts, 4. mynetworks_style and the VERP delimiters */
     if ((r = mv_accounts(msg, path)) != 0)
         return r;
-    return mv_last(msg, path);
+    if ((r = mv_last(msg, path)) != 0)
+        return r;
+    /* 5. maillog_file against maillog_file_prefixes */
+    return mv_maillog(msg, path);
 }
 
 #endif
