@@ -2,9 +2,10 @@
 
 Postfix counterpart: src/cleanup/cleanup_bounce.c (cleanup_bounce: for a message
 submitted with CLEANUP_FLAG_BOUNCE that cleanup refuses, it appends a ``failed``
-entry per recipient to the bounce log, logs ``ID: to=<r>, relay=none, delay=D,
-delays=D/0/0/0, dsn=X.Y.Z, status=bounced (TEXT)`` and asks bounce(8) for the
-notice).
+entry per recipient to the bounce log, logs ``ID: to=<r>, [orig_to=<o>, ]relay=none,
+delay=D, delays=D/0/0/0, dsn=X.Y.Z, status=bounced (TEXT)`` and asks bounce(8) for
+the notice). Under soft_bounce Postfix's cleanup does none of it and the file stays in
+maildrop; fastpost's pickup does the same (it never asks for the stand-in).
 
 In fastpost a refused message leaves nothing behind (its builder is aborted), so
 pickup (fastpost.daemons.pickup.reject) sends cleanup a held stand-in of it on the
@@ -88,7 +89,8 @@ async def mark_bounced(store, queue_id: str, log_id: str, text: str, delay_limit
         log.warn("%s: cannot record the returned message's recipients: %s", queue_id, exc)
         return 451, "4.3.0 Error: queue file write error"
     delay = format_delay(max(0.0, time.time() - env.arrival), delay_limit)
-    for r in env.recipients:
-        log.info("%s: to=<%s>, relay=none, delay=%s, delays=%s/0/0/0, dsn=%s, "
-                 "status=bounced (%s)", log_id, r.address, delay, delay, status, reason)
+    for r in env.recipients:  # orig_to when the recipient was rewritten ("bare")
+        orig = f", orig_to=<{r.orig}>" if r.orig and r.orig != r.address else ""
+        log.info("%s: to=<%s>%s, relay=none, delay=%s, delays=%s/0/0/0, dsn=%s, "
+                 "status=bounced (%s)", log_id, r.address, orig, delay, delay, status, reason)
     return 250, "2.0.0 Ok"
