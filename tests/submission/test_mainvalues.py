@@ -132,6 +132,12 @@ CASES = [
     ("max_use = x\nmail_name =", ["postdrop: fatal: N bad string length 0 < 1: mail_name = "]),
     ("mail_owner = nosuch\nmax_idle = x", ["postdrop: fatal: N parameter max_idle: bad time value or unit: x"]),
     ("max_use = x\nsoft_bounce = x", ["postdrop: fatal: N bad numerical configuration: max_use = x"]),
+    # session 8: within a table, Postfix's order (not the alphabet's)
+    ("bounce_service_name =\nmail_version =", ["postdrop: fatal: N bad string length 0 < 1: mail_version = "]),
+    ("lmdb_map_size = x\nmax_use = x", ["postdrop: fatal: N bad numerical configuration: max_use = x"]),
+    ("enable_long_queue_ids = x\nsoft_bounce = x",
+     ["postdrop: fatal: N bad boolean configuration: soft_bounce = x"]),
+    ("daemon_timeout = x\nmax_idle = x", ["postdrop: fatal: N parameter max_idle: bad time value or unit: x"]),
     # session 8: inet_interfaces (names resolved, then the interfaces' addresses: this
     # machine's 127.0.0.1 and ::1) and maillog_file against maillog_file_prefixes
     ("inet_interfaces = nosuch.invalid",

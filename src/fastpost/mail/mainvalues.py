@@ -52,60 +52,63 @@ from __future__ import annotations
 import os
 import re
 
-#: parameters whose value (after $name expansion) must not be empty: (min, max) length
+#: parameters whose value (after $name expansion) must not be empty: (min, max) length,
+#: in the order Postfix 3.7 judges them (learnt by setting every one bad and taking
+#: away the one named, run after run; myhostname, mydomain and syslog_facility are
+#: judged before the table and stand last)
 STRING_LENGTHS: dict[str, tuple[int, int]] = {name: (1, 0) for name in (
-    "address_verify_service_name bounce_service_name cleanup_service_name "
-    "command_directory daemon_directory data_directory default_database_type "
-    "default_privs defer_service_name double_bounce_sender error_service_name "
-    "flush_service_name hash_queue_names info_log_address_format mail_name mail_owner "
-    "mail_release_date mail_version maillog_file_compressor maillog_file_prefixes "
-    "maillog_file_rotate_suffix meta_directory mydomain myhostname mynetworks_style "
-    "myorigin pickup_service_name postlog_service_name process_id_directory "
-    "proxymap_service_name proxywrite_service_name queue_directory queue_service_name "
-    "rewrite_service_name setgid_group shlib_directory showq_service_name "
-    "smtputf8_autodetect_classes syslog_facility syslog_name trace_service_name "
-    "verp_delimiter_filter").split()}
+    "mail_version maillog_file_prefixes maillog_file_compressor "
+    "maillog_file_rotate_suffix postlog_service_name mail_name syslog_name mail_owner "
+    "setgid_group myorigin daemon_directory data_directory command_directory "
+    "meta_directory queue_directory shlib_directory process_id_directory "
+    "double_bounce_sender default_privs mail_release_date default_database_type "
+    "hash_queue_names mynetworks_style default_verp_delimiters verp_delimiter_filter "
+    "bounce_service_name cleanup_service_name defer_service_name pickup_service_name "
+    "queue_service_name rewrite_service_name showq_service_name error_service_name "
+    "flush_service_name address_verify_service_name trace_service_name "
+    "proxymap_service_name proxywrite_service_name smtputf8_autodetect_classes "
+    "info_log_address_format myhostname mydomain syslog_facility").split()}
 STRING_LENGTHS["default_verp_delimiters"] = (2, 2)
 
 INT_BITS, LONG_BITS = 32, 64
 #: integers: (min or None, max or None, bits of Postfix's C type)
-INTEGERS: dict[str, tuple[int | None, int | None, int]] = {
+INTEGERS: dict[str, tuple[int | None, int | None, int]] = {  # Postfix's order
+    "default_process_limit": (1, None, INT_BITS),
+    "max_use": (1, None, INT_BITS),
+    "dont_remove": (None, None, INT_BITS),
+    "line_length_limit": (512, None, INT_BITS),
+    "hash_queue_depth": (1, None, INT_BITS),
+    "fork_attempts": (1, None, INT_BITS),
+    "deliver_lock_attempts": (1, None, INT_BITS),
+    "debug_peer_level": (1, None, INT_BITS),
+    "fault_injection_code": (None, None, INT_BITS),
     "berkeley_db_create_buffer_size": (1, None, INT_BITS),
     "berkeley_db_read_buffer_size": (1, None, INT_BITS),
-    "debug_peer_level": (1, None, INT_BITS),
-    "default_process_limit": (1, None, INT_BITS),
-    "delay_logging_resolution_limit": (None, 6, INT_BITS),
-    "deliver_lock_attempts": (1, None, INT_BITS),
-    "dont_remove": (None, None, INT_BITS),
-    "fault_injection_code": (None, None, INT_BITS),
-    "fork_attempts": (1, None, INT_BITS),
-    "hash_queue_depth": (1, None, INT_BITS),
-    "header_address_token_limit": (1, None, INT_BITS),
     "header_size_limit": (1, None, INT_BITS),
-    "line_length_limit": (512, None, INT_BITS),
-    "lmdb_map_size": (1, None, LONG_BITS),
-    "max_use": (1, None, INT_BITS),
-    "message_size_limit": (None, None, LONG_BITS),
-    "mime_boundary_length_limit": (1, None, INT_BITS),
+    "header_address_token_limit": (1, None, INT_BITS),
     "mime_nesting_limit": (1, None, INT_BITS),
+    "mime_boundary_length_limit": (1, None, INT_BITS),
+    "delay_logging_resolution_limit": (None, 6, INT_BITS),
     "tcp_windowsize": (None, None, INT_BITS),
+    "message_size_limit": (None, None, LONG_BITS),
+    "lmdb_map_size": (1, None, LONG_BITS),
 }
 
 #: yes/no parameters (case does not matter; nothing else is accepted)
-BOOLEANS: tuple[str, ...] = tuple((
-    "address_verify_negative_cache backwards_bounce_logfile_compatibility "
-    "daemon_table_open_error_is_fatal disable_dns_lookups disable_mime_input_processing "
-    "disable_mime_output_conversion dns_ncache_ttl_fix_enable "
-    "enable_idna2003_compatibility enable_long_queue_ids enable_original_recipient "
-    "helpful_warnings multi_instance_enable owner_request_special respectful_logging "
-    "send_cyrus_sasl_authzid smtputf8_enable soft_bounce strict_7bit_headers "
-    "strict_8bitmime strict_8bitmime_body strict_mime_encoding_domain "
-    "strict_smtputf8").split())
+BOOLEANS: tuple[str, ...] = tuple((  # Postfix's order
+    "daemon_table_open_error_is_fatal dns_ncache_ttl_fix_enable smtputf8_enable "
+    "enable_idna2003_compatibility respectful_logging disable_dns_lookups soft_bounce "
+    "owner_request_special strict_8bitmime strict_7bit_headers strict_8bitmime_body "
+    "strict_mime_encoding_domain disable_mime_input_processing "
+    "disable_mime_output_conversion address_verify_negative_cache "
+    "backwards_bounce_logfile_compatibility helpful_warnings send_cyrus_sasl_authzid "
+    "multi_instance_enable enable_long_queue_ids strict_smtputf8 "
+    "enable_original_recipient").split())
 
 #: time values (default unit s): the least number of seconds
-TIMES: dict[str, int] = {name: 1 for name in (
-    "application_event_drain_time daemon_timeout deliver_lock_delay fork_delay ipc_idle "
-    "ipc_timeout ipc_ttl max_idle stale_lock_time trigger_timeout").split()}
+TIMES: dict[str, int] = {name: 1 for name in (  # Postfix's order
+    "application_event_drain_time max_idle ipc_timeout ipc_idle ipc_ttl "
+    "trigger_timeout fork_delay deliver_lock_delay stale_lock_time daemon_timeout").split()}
 TIMES["in_flow_delay"] = 0
 
 #: syslog_facility's names (case matters)
@@ -277,8 +280,8 @@ def judge(cfg, maillog: bool = True) -> tuple[list[str], str | None]:
                 warnings.append(f"valid_hostname: {problem}")
                 return warnings, (f"file {path}: parameter {name}: bad parameter value: "
                                   f"{printable(value)}")
-    # then each table in its order (with several bad values, Postfix's table order
-    # decides which one it names: that order is not copied)
+    # then each table in its order (Postfix's: with several bad values of one table
+    # the first in that order is named)
     for name, (low, high) in STRING_LENGTHS.items():
         if name in chosen and name not in ("myhostname", "mydomain"):
             value = _value(cfg, name)
