@@ -509,3 +509,68 @@ def test_postlog_and_postfix_refuse_a_maillog_file_outside_the_prefixes(tmp_path
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "postfix/postlog" in (tmp_path / "maillog").read_text()
+
+
+#: (the machine's name, main.cf lines, Postfix 3.7's postdrop lines) -- run on this
+#: machine with its postdrop in a UTS namespace of its own (`unshare --uts`, the name set
+#: with sethostname), main.cf setting neither myhostname nor mydomain unless shown
+MACHINE_NAME_CASES = [
+    ("123", "", ["postdrop: warning: valid_hostname: numeric hostname: 123",
+                 "postdrop: fatal: unable to use my own hostname"]),
+    ("a..b", "", ["postdrop: warning: valid_hostname: misplaced delimiter: a..b",
+                  "postdrop: fatal: unable to use my own hostname"]),
+    ("a.b-", "", ["postdrop: warning: valid_hostname: misplaced hyphen: a.b-",
+                  "postdrop: fatal: unable to use my own hostname"]),
+    ("x" * 64, "", ["postdrop: warning: valid_hostname: hostname label too long: " + "x" * 64,
+                    "postdrop: fatal: unable to use my own hostname"]),
+    ("a.1", "", ["postdrop: warning: valid_hostname: numeric hostname: 1",
+                 "postdrop: fatal: file PATH: parameter mydomain: bad parameter value: 1"]),
+    ("a_b", "", []),
+    ("vm", "", []),
+    ("123", "mydomain = example.com", ["postdrop: warning: valid_hostname: numeric hostname: 123",
+                                       "postdrop: fatal: unable to use my own hostname"]),
+    ("123", "mydomain =", ["postdrop: warning: valid_hostname: numeric hostname: 123",
+                           "postdrop: fatal: unable to use my own hostname"]),
+    ("123", "mail_name =", ["postdrop: warning: valid_hostname: numeric hostname: 123",
+                            "postdrop: fatal: unable to use my own hostname"]),
+    ("123", "inet_protocols = x", ['postdrop: fatal: N unknown inet_protocols value "x" in "x"']),
+    ("a..b", "myhostname = vm.example.com", []),
+]
+
+_IN_NAMESPACE = r"""
+import json, socket, subprocess, sys
+sys.path[:0] = json.loads(sys.argv[1])
+from fastpost.mail import mainvalues
+from fastpost.mail.maincf import LiteConfig
+out = []
+for machine, directory in json.loads(sys.argv[2]):
+    socket.sethostname(machine)
+    warnings, fatal = mainvalues.judge(LiteConfig(directory))
+    py = [f"postdrop: warning: {w}" for w in warnings] + ([f"postdrop: fatal: {fatal}"] if fatal else [])
+    c = subprocess.run([sys.argv[3], directory], capture_output=True, text=True).stdout.splitlines()
+    out.append([py, c[:-1], int(c[-1].split()[1])])
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
+                    reason="sets the machine's name in a UTS namespace of its own (root)")
+def test_the_machines_own_name_as_postfix_judges_it(tmp_path, c_judge):
+    """main.cf without myhostname: the machine's name is judged first (Postfix's lines
+    above, recorded from its postdrop); both judges, in one namespace for all cases."""
+    import json
+
+    runs, wants = [], []
+    for i, (machine, case, postfix) in enumerate(MACHINE_NAME_CASES):
+        path = write_case(tmp_path / f"c{i}", case)
+        runs.append([machine, str(path.parent)])
+        wants.append(expected(postfix, path, case or "x = y"))
+    src = str(Path(mainvalues.__file__).resolve().parents[2])
+    proc = subprocess.run(["unshare", "--uts", sys.executable, "-c", _IN_NAMESPACE,
+                           json.dumps([src]), json.dumps(runs), str(c_judge.path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for (machine, case, _), want, (py, c, result) in zip(MACHINE_NAME_CASES, wants,
+                                                         json.loads(proc.stdout)):
+        assert py == want, (machine, case)
+        assert (c, result) == (want, 1 if want else 0), (machine, case)

@@ -17,8 +17,10 @@ names its file and line); where Postfix names the file (``file PATH: parameter N
 ...``) the text is Postfix's.
 
 What is judged: a parameter of the tables below only when main.cf sets it (their
-defaults are good); myhostname and mydomain (the latter derived from the former when
-only myhostname is set) when main.cf sets either; mail_owner, setgid_group and
+defaults are good); myhostname and mydomain (each derived from the other when not
+set), and when main.cf does not set myhostname the machine's own name first
+(``warning: valid_hostname: ...``, then ``unable to use my own hostname``, session 8);
+mail_owner, setgid_group and
 default_privs always (users and groups that must exist and be distinct and
 unprivileged). The compiled postdrop and sendmail front end (cli/csrc/mainvalues.h)
 judge the same with the same tables (a test compares them).
@@ -42,9 +44,6 @@ maillog_file, when set, must begin with one of maillog_file_prefixes (plain stri
 prefixes, case as written) -- ``maillog_file value 'V' does not match any prefix in
 maillog_file_prefixes``. ``maillog_refused(cfg, prog)`` is that last check alone, for
 the programs that judge nothing else (postlog, ``fastpost start``).
-
-Not judged (Postfix does): a machine hostname that is not valid when main.cf sets
-neither myhostname nor mydomain.
 """
 
 from __future__ import annotations
@@ -263,23 +262,35 @@ def judge(cfg, maillog: bool = True) -> tuple[list[str], str | None]:
             if word and word not in INET_PROTOCOLS:
                 return warnings, (f"{_where(cfg, 'inet_protocols')}unknown inet_protocols "
                                   f'value "{word}" in "{value}"')
-    # first myhostname and mydomain (each derived from the other when not set)
-    if "myhostname" in set_names or "mydomain" in set_names:
+    # first myhostname and mydomain (each derived from the other when not set); when
+    # main.cf does not set myhostname, the machine's own name must be a valid host name
+    machine = None
+    if "myhostname" not in set_names:
+        machine = os.uname().nodename  # gethostname(2)
+        problem = hostname_problem(machine)
+        if problem is not None:
+            warnings.append(f"valid_hostname: {problem}")
+            return warnings, "unable to use my own hostname"
+    if machine is None:
         host = _value(cfg, "myhostname")
-        if "mydomain" in set_names:
-            domain = _value(cfg, "mydomain")
-        else:  # Postfix's derivation (an empty rest stays empty)
-            domain = host.partition(".")[2] if "." in host else "localdomain"
-        pair = (("myhostname", host), ("mydomain", domain))
-        for name, value in pair:  # both lengths before either name's syntax
-            if not value:
-                return warnings, f"{_where(cfg, name)}bad string length 0 < 1: {name} = "
-        for name, value in pair:
-            problem = hostname_problem(value)
-            if problem is not None:
-                warnings.append(f"valid_hostname: {problem}")
-                return warnings, (f"file {path}: parameter {name}: bad parameter value: "
-                                  f"{printable(value)}")
+    elif "." in machine:
+        host = machine
+    else:  # Postfix's default: the bare name with $mydomain or localdomain
+        host = f"{machine}.{_value(cfg, 'mydomain') if 'mydomain' in set_names else 'localdomain'}"
+    if "mydomain" in set_names:
+        domain = _value(cfg, "mydomain")
+    else:  # Postfix's derivation (an empty rest stays empty)
+        domain = host.partition(".")[2] if "." in host else "localdomain"
+    pair = (("myhostname", host), ("mydomain", domain))
+    for name, value in pair:  # both lengths before either name's syntax
+        if not value:
+            return warnings, f"{_where(cfg, name)}bad string length 0 < 1: {name} = "
+    for name, value in pair:
+        problem = hostname_problem(value)
+        if problem is not None:
+            warnings.append(f"valid_hostname: {problem}")
+            return warnings, (f"file {path}: parameter {name}: bad parameter value: "
+                              f"{printable(value)}")
     # then each table in its order (Postfix's: with several bad values of one table
     # the first in that order is named)
     for name, (low, high) in STRING_LENGTHS.items():

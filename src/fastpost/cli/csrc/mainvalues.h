@@ -15,7 +15,8 @@
  *       reference to a name it cannot tell is non-empty, a conditional form, a
  *       number, a host, user or group name with $): the Python command decides.
  * Order (Postfix's between the groups): compatibility_level, syslog_facility,
- * inet_protocols; myhostname/mydomain; the table (strings, numbers, booleans, times);
+ * inet_protocols; myhostname/mydomain (the machine's own name first when main.cf does
+ * not set myhostname); the table (strings, numbers, booleans, times);
  * mail_owner/setgid_group/default_privs; mynetworks_style; inet_interfaces (each
  * word resolved with getaddrinfo in inet_protocols' families, then each address looked
  * for among getifaddrs'); the VERP delimiters; last maillog_file against
@@ -885,8 +886,9 @@ static int judge_globals(const char *path, struct buf *msg)
     /* 0. compatibility_level, syslog_facility, inet_protocols */
     if ((r = mv_first(msg, path)) != 0)
         return r;
-    /* 1. myhostname and mydomain, each derived from the other when not set */
-    if (host_e != NULL || domain_e != NULL) {
+    /* 1. myhostname and mydomain, each derived from the other when not set; when
+     * main.cf does not set myhostname, the machine's own name must be a host name */
+    {
         char machine[256];
         struct buf host = {0}, domain = {0};
         const char *names[2] = {"myhostname", "mydomain"};
@@ -904,10 +906,14 @@ static int judge_globals(const char *path, struct buf *msg)
             if (gethostname(machine, sizeof(machine) - 1) != 0)
                 return -1;
             machine[sizeof(machine) - 1] = '\0';
+            if (mv_hostname_problem(msg, machine)) {
+                mv_add(msg, FP_PROG ": fatal: unable to use my own hostname\n");
+                return 1;
+            }
             mv_add(&host, machine);
             if (strchr(machine, '.') == NULL) {
                 mv_add(&host, ".");
-                mv_add(&host, domain_e->value);
+                mv_add(&host, domain_e ? domain_e->value : "localdomain");
             }
         }
         buf_add(&host, "", 1);
