@@ -542,9 +542,12 @@ import json, socket, subprocess, sys
 sys.path[:0] = json.loads(sys.argv[1])
 from fastpost.mail import mainvalues
 from fastpost.mail.maincf import LiteConfig
+if len(sys.argv) > 4:  # a hosts file of the test's own, in this mount namespace only
+    subprocess.run(["mount", "--bind", sys.argv[4], "/etc/hosts"], check=True)
 out = []
 for machine, directory in json.loads(sys.argv[2]):
-    socket.sethostname(machine)
+    if machine:
+        socket.sethostname(machine)
     warnings, fatal = mainvalues.judge(LiteConfig(directory))
     py = [f"postdrop: warning: {w}" for w in warnings] + ([f"postdrop: fatal: {fatal}"] if fatal else [])
     c = subprocess.run([sys.argv[3], directory], capture_output=True, text=True).stdout.splitlines()
@@ -574,3 +577,39 @@ def test_the_machines_own_name_as_postfix_judges_it(tmp_path, c_judge):
                                                          json.loads(proc.stdout)):
         assert py == want, (machine, case)
         assert (c, result) == (want, 1 if want else 0), (machine, case)
+
+
+#: a name in inet_interfaces that resolves to addresses that are not local: Postfix
+#: 3.7's postdrop, with this hosts file bind-mounted over /etc/hosts in a mount
+#: namespace of its own, named the (first) address that is not local
+HOSTS = "127.0.0.1 localhost\n10.9.9.9 farhost\n127.0.0.1 nearhost\n10.9.9.8 mixhost\n127.0.0.1 mixhost\n"
+HOSTS_CASES = [
+    ("inet_interfaces = farhost",
+     ["postdrop: fatal: N parameter inet_interfaces: no local interface found for 10.9.9.9"]),
+    ("inet_interfaces = [farhost]",
+     ["postdrop: fatal: N parameter inet_interfaces: no local interface found for 10.9.9.9"]),
+    ("inet_interfaces = mixhost",
+     ["postdrop: fatal: N parameter inet_interfaces: no local interface found for 10.9.9.8"]),
+    ("inet_interfaces = nearhost", []),
+]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
+                    reason="bind-mounts a hosts file in a mount namespace of its own (root)")
+def test_inet_interfaces_names_as_postfix_judges_them(tmp_path, c_judge):
+    import json
+
+    (tmp_path / "hosts").write_text(HOSTS)
+    runs, wants = [], []
+    for i, (case, postfix) in enumerate(HOSTS_CASES):
+        path = write_case(tmp_path / f"c{i}", case)
+        runs.append([None, str(path.parent)])
+        wants.append(expected(postfix, path, case))
+    src = str(Path(mainvalues.__file__).resolve().parents[2])
+    proc = subprocess.run(["unshare", "--mount", sys.executable, "-c", _IN_NAMESPACE,
+                           json.dumps([src]), json.dumps(runs), str(c_judge.path),
+                           str(tmp_path / "hosts")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for (case, _), want, (py, c, result) in zip(HOSTS_CASES, wants, json.loads(proc.stdout)):
+        assert py == want, case
+        assert (c, result) == (want, 1 if want else 0), case
