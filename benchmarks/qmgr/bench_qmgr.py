@@ -203,7 +203,7 @@ def run_fastpost(workdir: str, messages: int, rcpts: int) -> dict:
     main = {
         "compatibility_level": "3.6", "queue_directory": f"{root}/spool",
         "data_directory": f"{root}/data", "maillog_file": f"{root}/maillog",
-        "syslog_name": "fpbench", "mail_owner": owner,
+        "maillog_file_prefixes": root, "syslog_name": "fpbench", "mail_owner": owner,
         "setgid_group": "postdrop" if os.geteuid() == 0 else owner,
         "inet_interfaces": "127.0.0.1", "inet_protocols": "ipv4",
         "myhostname": "bench.localdomain", "default_transport": "discard",

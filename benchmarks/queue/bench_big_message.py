@@ -104,7 +104,8 @@ def main() -> int:
     cfg_dir = os.path.join(base, "etc")
     os.mkdir(cfg_dir)
     with open(os.path.join(cfg_dir, "main.cf"), "w") as fh:
-        fh.write(f"queue_directory = {base}/queue\nmaillog_file = {base}/maillog\n")
+        fh.write(f"queue_directory = {base}/queue\nmaillog_file = {base}/maillog\n"
+                 f"maillog_file_prefixes = {base}\n")
     try:
         store = QueueStore.open(cfg=Config(cfg_dir))
         t0 = time.perf_counter()

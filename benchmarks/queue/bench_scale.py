@@ -127,7 +127,8 @@ def main() -> int:
     cfg_dir = os.path.join(base, "etc")
     os.mkdir(cfg_dir)
     with open(os.path.join(cfg_dir, "main.cf"), "w") as fh:
-        fh.write(f"queue_directory = {base}/queue\nmaillog_file = {base}/maillog\n")
+        fh.write(f"queue_directory = {base}/queue\nmaillog_file = {base}/maillog\n"
+                 f"maillog_file_prefixes = {base}\n")
     if uvloop is not None:
         uvloop.install()
     try:

@@ -74,7 +74,7 @@ def _fastpost_instance(workdir: str, master_cf: str, extra: dict) -> tuple[str, 
     main = {
         "compatibility_level": "3.6", "queue_directory": f"{root}/spool",
         "data_directory": f"{root}/data", "maillog_file": f"{root}/maillog",
-        "syslog_name": "fpbench", "mail_owner": "postfix", "setgid_group": "postdrop",
+        "maillog_file_prefixes": root, "syslog_name": "fpbench", "mail_owner": "postfix", "setgid_group": "postdrop",
         "inet_interfaces": "127.0.0.1", "inet_protocols": "ipv4",
         "myhostname": "bench.localdomain", "queue_run_delay": "1h",
         "default_destination_concurrency_limit": "20", **extra,

@@ -137,7 +137,7 @@ def test_a_rejected_submission_is_returned_to_the_sender(acc):
     is not left in the queue (Postfix's cleanup does the same with pickup's mail)."""
     import json
 
-    proc = sendmail(acc, "-f", "author@example.org", "one@example.net", "two@example.net",
+    proc = sendmail(acc, "-f", "author@example.org", "one@example.net", "two@example.net", "bare",
                     data=b"Subject: reject-me please\n\nnot wanted\n")
     assert proc.returncode == 0, proc.stderr
     log = acc.inst.wait_log(r"sender non-delivery notification: \w+", count=1)
@@ -148,15 +148,19 @@ def test_a_rejected_submission_is_returned_to_the_sender(acc):
     #       from=<author@example.org> to=<one@example.net>: 5.7.1 no thanks
     #   postfix/cleanup[P]: ORIG: message-id=<...>
     #   postfix/cleanup[P]: ORIG: to=<one@example.net>, relay=none, delay=0.04,
-    #       delays=0.04/0/0/0, dsn=5.7.1, status=bounced (no thanks)   (one per rcpt)
+    #       delays=0.04/0/0/0, dsn=5.7.1, status=bounced (no thanks)   (one per rcpt;
+    #       for "bare": to=<bare@example.test>, orig_to=<bare>, relay=none, ... (session 8))
     #   postfix/bounce[P]: ORIG: sender non-delivery notification: NOTICE
     (orig,) = re.findall(r"(\w+): reject: header Subject: reject-me please from local; "
-                         r"from=<author@example.org> to=<\w+@example.net>: 5\.7\.1 no thanks",
+                         r"from=<author@example.org> to=<[\w.@]+>: 5\.7\.1 no thanks",
                          log)
     assert re.search(rf"{orig}: uid={os.getuid()} from=<author@example.org>", log)
     for rcpt in ("one@example.net", "two@example.net"):
-        assert re.search(rf"{orig}: to=<{rcpt}>, relay=none, delay=([\d.]+), delays=\1/0/0/0, "
-                         r"dsn=5\.7\.1, status=bounced \(no thanks\)", log), log
+        assert re.search(rf"cleanup\[\d+\]: {orig}: to=<{rcpt}>, relay=none, delay=([\d.]+), "
+                         r"delays=\1/0/0/0, dsn=5\.7\.1, status=bounced \(no thanks\)", log), log
+    assert re.search(rf"cleanup\[\d+\]: {orig}: to=<bare@mx.example.com>, orig_to=<bare>, "
+                     r"relay=none, delay=([\d.]+), delays=\1/0/0/0, dsn=5\.7\.1, "
+                     r"status=bounced \(no thanks\)", log), log
     assert re.search(rf"cleanup\[\d+\]: {orig}: message-id=<", log), log
     assert "returned to the sender through" not in log  # the ID was reused
     standin = orig
@@ -191,7 +195,8 @@ def test_cleanup_reuses_a_refused_id_only_for_the_connection_told_it(acc):
         opened = await txn.opened
         txn.add_recipient("r@example.net")
         txn.write(b"Subject: " + subject + b"\n\nbody\n")
-        code, _, queue_id = await txn.finish({"hold": 1} if reuse else None)
+        code, _, queue_id = await txn.finish({"hold": 1})
+        message.txn = txn
         return opened, code, queue_id
 
     async def scenario():
@@ -199,9 +204,20 @@ def test_cleanup_reuses_a_refused_id_only_for_the_connection_told_it(acc):
         try:
             refused, code, _ = await message(one, b"reject-me now")
             assert code == 550
-            assert (await message(two, b"other", reuse=refused))[0] != refused
+            other = await message(two, b"other", reuse=refused)
+            assert other[0] != refused
+            plain = await message(two, b"not a stand-in")
+            # RETURNED (the stand-in's recipients bounced, by cleanup): only for a
+            # stand-in this connection opened, and once
+            assert (await message.txn.returned("5.7.1 no"))[0] == 550
             ok = await message(one, b"stand-in", reuse=refused)
             assert ok[0] == refused and ok[1:] == (250, refused)
+            standin = message.txn
+            assert await standin.returned("5.7.1 no thanks") == (250, "2.0.0 Ok", refused)
+            assert (await standin.returned("5.7.1 no thanks"))[0] == 550
+            assert plain[1] == 250 and other[1] == 250
+            for queue_id in (plain[2], other[2]):
+                assert acc.inst.command("super", "-d", queue_id).returncode == 0
             assert (await message(one, b"again", reuse=refused))[0] != refused
             return refused
         finally:
@@ -210,3 +226,35 @@ def test_cleanup_reuses_a_refused_id_only_for_the_connection_told_it(acc):
 
     refused = asyncio.run(scenario())
     assert acc.inst.command("super", "-d", refused).returncode == 0  # the held copy
+
+
+def test_a_rejected_submission_under_soft_bounce_stays_in_maildrop(acc):
+    """soft_bounce = yes: Postfix 3.7's cleanup logs its reject line and returns nothing;
+    the file stays in maildrop (seen on a private Postfix: `reject: ...`, `message-id=`,
+    then nothing, and postqueue -p lists the maildrop file). fastpost's pickup leaves it
+    there too; once soft_bounce is off again the next scan returns it to the sender."""
+    inst = acc.inst
+    inst.update_main_cf(soft_bounce="yes")
+    inst.reload()
+    try:
+        before = inst.log_text().count("reject: header Subject: reject-me softly")
+        proc = sendmail(acc, "-f", "soft@example.org", "one@example.net",
+                        data=b"Subject: reject-me softly\n\nnot wanted\n")
+        assert proc.returncode == 0, proc.stderr
+        log = inst.wait_log(r"reject: header Subject: reject-me softly", count=before + 1)
+        (first,) = re.findall(r"(\w+): reject: header Subject: reject-me softly", log)
+        assert len(os.listdir(inst.queue / "maildrop")) == 1
+        assert f"{first}: to=<one@example.net>" not in inst.log_text()
+    finally:
+        inst.update_main_cf(soft_bounce="no")
+        inst.reload()
+    assert sendmail(acc, "-f", "other@example.org", "one@example.net",
+                    data=b"Subject: wakes pickup\n\nhi\n").returncode == 0
+    log = inst.wait_log(r"\w+: uid=\d+ from=<soft@example.org>", count=2)
+    orig = re.findall(r"(\w+): uid=\d+ from=<soft@example.org>", log)[-1]
+    log = inst.wait_log(rf"{orig}: sender non-delivery notification")
+    assert re.search(rf"cleanup\[\d+\]: {orig}: to=<one@example.net>, .*status=bounced", log)
+    deadline = time.monotonic() + 30  # pickup removes the file after the notice
+    while os.listdir(inst.queue / "maildrop") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.listdir(inst.queue / "maildrop")

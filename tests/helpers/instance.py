@@ -105,6 +105,8 @@ class Instance:
             "queue_directory": str(self.queue),
             "data_directory": str(self.data),
             "maillog_file": str(self.maillog),
+            # Postfix refuses a maillog_file outside these (fastpost too, since session 8)
+            "maillog_file_prefixes": f"/var, /dev/stdout, {self.dir}",
             "syslog_name": "fptest",
             "mail_owner": owner,
             "setgid_group": group,

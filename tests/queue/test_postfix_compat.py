@@ -79,6 +79,7 @@ def make_fastpost_config(path, **extra) -> pathlib.Path:
     cfg = pathlib.Path(path)
     cfg.mkdir(parents=True, exist_ok=True)
     settings = {"queue_directory": str(cfg / "queue"), "maillog_file": str(cfg / "maillog"),
+                "maillog_file_prefixes": str(cfg),
                 "fastpost_queue_large_message_size": "65536", **extra}
     (cfg / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
     return cfg

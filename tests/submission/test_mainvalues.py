@@ -132,6 +132,66 @@ CASES = [
     ("max_use = x\nmail_name =", ["postdrop: fatal: N bad string length 0 < 1: mail_name = "]),
     ("mail_owner = nosuch\nmax_idle = x", ["postdrop: fatal: N parameter max_idle: bad time value or unit: x"]),
     ("max_use = x\nsoft_bounce = x", ["postdrop: fatal: N bad numerical configuration: max_use = x"]),
+    # session 8: within a table, Postfix's order (not the alphabet's)
+    ("bounce_service_name =\nmail_version =", ["postdrop: fatal: N bad string length 0 < 1: mail_version = "]),
+    ("lmdb_map_size = x\nmax_use = x", ["postdrop: fatal: N bad numerical configuration: max_use = x"]),
+    ("enable_long_queue_ids = x\nsoft_bounce = x",
+     ["postdrop: fatal: N bad boolean configuration: soft_bounce = x"]),
+    ("daemon_timeout = x\nmax_idle = x", ["postdrop: fatal: N parameter max_idle: bad time value or unit: x"]),
+    # session 8: inet_interfaces (names resolved, then the interfaces' addresses: this
+    # machine's 127.0.0.1 and ::1) and maillog_file against maillog_file_prefixes
+    ("inet_interfaces = nosuch.invalid",
+     ["postdrop: fatal: N config variable inet_interfaces: host not found: nosuch.invalid"]),
+    ("inet_interfaces = 10.1.1.1",
+     ["postdrop: fatal: N parameter inet_interfaces: no local interface found for 10.1.1.1"]),
+    ("inet_interfaces = 127.0.0.2",
+     ["postdrop: fatal: N parameter inet_interfaces: no local interface found for 127.0.0.2"]),
+    ("inet_interfaces = 0.0.0.0",
+     ["postdrop: fatal: N parameter inet_interfaces: no local interface found for 0.0.0.0"]),
+    ("inet_interfaces = localhost", []),
+    ("inet_interfaces = 127.1", []),
+    ("inet_interfaces = [::1], 127.0.0.1,127.0.0.1", []),
+    ("inet_interfaces = loopback-only", []),
+    ("inet_interfaces = all,", ["postdrop: fatal: N config variable inet_interfaces: host not found: all"]),
+    ("inet_interfaces = 127.0.0.1 all",
+     ["postdrop: fatal: N config variable inet_interfaces: host not found: all"]),
+    ("inet_interfaces = ALL", ["postdrop: fatal: N config variable inet_interfaces: host not found: ALL"]),
+    ("inet_interfaces = [nosuch.invalid]",
+     ["postdrop: fatal: N config variable inet_interfaces: host not found: [nosuch.invalid]"]),
+    ("inet_interfaces = 127.0.0.1/8",
+     ["postdrop: fatal: N config variable inet_interfaces: host not found: 127.0.0.1/8"]),
+    ("inet_interfaces = ::1\ninet_protocols = ipv4",
+     ["postdrop: fatal: N config variable inet_interfaces: host not found: ::1"]),
+    ("inet_interfaces = 127.0.0.1\ninet_protocols = ipv6",
+     ["postdrop: fatal: N config variable inet_interfaces: host not found: 127.0.0.1"]),
+    ("inet_interfaces = nosuch.invalid\ninet_protocols =", []),
+    ("inet_interfaces = localhost 10.1.1.1",
+     ["postdrop: fatal: N parameter inet_interfaces: no local interface found for 10.1.1.1"]),
+    ("inet_interfaces = 10.1.1.1, nosuch.invalid",
+     ["postdrop: fatal: N config variable inet_interfaces: host not found: nosuch.invalid"]),
+    ("mynetworks_style = x\ninet_interfaces = nosuch.invalid",
+     ['postdrop: fatal: N unknown mynetworks mask style value "x" in "x"']),
+    ("default_verp_delimiters = ab\ninet_interfaces = nosuch.invalid",
+     ["postdrop: fatal: N config variable inet_interfaces: host not found: nosuch.invalid"]),
+    ("maillog_file = /tmp/x.log", ["postdrop: fatal: N maillog_file value '/tmp/x.log' does not "
+                                   "match any prefix in maillog_file_prefixes"]),
+    ("maillog_file = relative/x", ["postdrop: fatal: N maillog_file value 'relative/x' does not "
+                                   "match any prefix in maillog_file_prefixes"]),
+    ("maillog_file = /varx/log", []),
+    ("maillog_file = /dev/stdout", []),
+    ("maillog_file = ", []),
+    ("maillog_file_prefixes = /TMP\nmaillog_file = /tmp/x",
+     ["postdrop: fatal: N maillog_file value '/tmp/x' does not match any prefix in "
+      "maillog_file_prefixes"]),
+    ("maillog_file_prefixes = /tmp/x/\nmaillog_file = /tmp/x",
+     ["postdrop: fatal: N maillog_file value '/tmp/x' does not match any prefix in "
+      "maillog_file_prefixes"]),
+    ("maillog_file_prefixes = /var,/tmp/g\nmaillog_file = /tmp/g3", []),
+    ("maillog_file = /tmp/x\ndefault_verp_delimiters = ab",
+     ["postdrop: fatal: file PATH: parameters default_verp_delimiters and verp_delimiter_filter: "
+      "bad first VERP delimiter character"]),
+    ("maillog_file = /tmp/x\ninet_interfaces = nosuch.invalid",
+     ["postdrop: fatal: N config variable inet_interfaces: host not found: nosuch.invalid"]),
 ]
 
 
@@ -255,14 +315,14 @@ def test_values_judged_as_postfix_judges_them(case, postfix, tmp_path, c_judge):
 NAMES = sorted(set(mainvalues.STRING_LENGTHS) | set(mainvalues.INTEGERS)
                | set(mainvalues.BOOLEANS) | set(mainvalues.TIMES)
                | {"mail_owner", "setgid_group", "default_privs", "compatibility_level",
-                  "inet_protocols", "mynetworks_style"})
+                  "inet_protocols", "mynetworks_style", "maillog_file"})
 value = st.one_of(
     st.sampled_from(["", "0", "1", "-5", "+7", "yes", "No", "5m", "3549w", "2147483648",
                      "a..b", "a.b", "x.y.z", "1.2", "nobody", "postfix", "postdrop", "nogroup",
                      "root", "$myhostname", "${mydomain}", "$(mail_name)x", "$nosuch",
                      "${mydomain?x}", "$$", "+-", "ab", "3.6", "3.", "+3", "mail", "local7",
                      "MAIL", "all", "ipv4 ipv6", "ipv4 IPX", "host", "class", "host subnet",
-                     "=", "+=", "-=+", "+a"]),
+                     "=", "+=", "-=+", "+a", "/var/log/x", "/dev/stdout", "/tmp/x", "/"]),
     st.text(st.sampled_from("ab1.-_$ {}+w"), max_size=8),
 )
 
@@ -370,3 +430,186 @@ def test_single_user_instance_may_share_the_group(c_judge, monkeypatch):
         assert c_nobody.stdout.splitlines()[-1] == "RESULT 0", c_nobody.stdout
     finally:
         shutil.rmtree(base)
+
+
+def _strip_where(line: str, path: Path) -> str:
+    """fastpost's line without the "PATH, line N: " it adds where Postfix names no file."""
+    return re.sub(rf"fatal: {re.escape(str(path))}, line \d+: ", "fatal: ", line)
+
+
+def test_other_commands_refuse_as_postfix(tmp_path):
+    """postmap, postalias, postsuper, postcat and newaliases judge the global values
+    (session 8) as Postfix 3.7's do. Postfix's answers, from its commands run as root on
+    the same main.cf on this machine (each with a one-second sleep before the fatal
+    exit, hence written in here rather than run each time):
+        postmap -c DIR FILE      max_use = x                     1  bad numerical configuration: max_use = x
+        postalias -c DIR FILE    inet_interfaces = nosuch.invalid  1  config variable inet_interfaces: host not found: nosuch.invalid
+        postsuper -c DIR         maillog_file = TMP/maillog      1  maillog_file value 'TMP/maillog' does not match any prefix in maillog_file_prefixes
+        postcat -c DIR /dev/null inet_interfaces = nosuch.invalid  1  (as postalias)
+        postcat -c DIR /dev/null maillog_file = TMP/maillog      0  (nothing: postcat does not check the prefixes)
+        newaliases -C DIR        maillog_file = TMP/maillog      75 (as postsuper)
+    fastpost adds "PATH, line N: " where Postfix names no file."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (tmp_path / "q").mkdir()
+    aliases = tmp_path / "aliases"
+    aliases.write_text("root: nobody\n")
+    main_cf = etc / "main.cf"
+    bad_number, bad_host = "max_use = x", "inet_interfaces = nosuch.invalid"
+    bad_log = f"maillog_file = {tmp_path}/maillog"
+    host_text = "config variable inet_interfaces: host not found: nosuch.invalid"
+    log_text = (f"maillog_file value '{tmp_path}/maillog' does not match any prefix in "
+                "maillog_file_prefixes")
+    runs = [  # (main.cf line, fastpost's verb and argv, Postfix's status and fatal text)
+        (bad_number, ["map", "-c", str(etc), str(aliases)], 1,
+         "bad numerical configuration: max_use = x"),
+        (bad_host, ["alias", "-c", str(etc), str(aliases)], 1, host_text),
+        (bad_log, ["super", "-c", str(etc)], 1, log_text),
+        (bad_host, ["cat", "-c", str(etc), "/dev/null"], 1, host_text),
+        (bad_log, ["cat", "-c", str(etc), "/dev/null"], None, None),
+        (bad_log, ["newaliases", "-c", str(etc)], 75, log_text),
+    ]
+    for case, argv, status, text in runs:
+        main_cf.write_text(f"{case}\nqueue_directory = {tmp_path / 'q'}\n"
+                           f"alias_database = hash:{aliases}\ncompatibility_level = 3.6\n")
+        ours = subprocess.run([sys.executable, "-m", "fastpost", *argv],
+                              capture_output=True, text=True, timeout=60)
+        got = [_strip_where(line, main_cf).split(": fatal: ", 1)[1]
+               for line in ours.stderr.splitlines() if ": fatal: " in line]
+        if text is None:  # postcat: whatever it says of /dev/null, not the prefixes
+            assert not any("maillog" in g for g in got), ours.stderr
+            continue
+        assert (ours.returncode, got) == (status, [text]), (case, argv, ours.stderr)
+    assert not list(tmp_path.glob("aliases.*"))  # refused before anything was built
+
+
+def test_postlog_and_postfix_refuse_a_maillog_file_outside_the_prefixes(tmp_path):
+    """Postfix 3.7's postlog and postfix(1) (any verb) stop with exit 1 when
+    maillog_file matches no maillog_file_prefixes; on a terminal they printed
+        postfix/postlog: fatal: maillog_file value 'V' does not match any prefix in maillog_file_prefixes
+        postfix: fatal: maillog_file value 'V' does not match any prefix in maillog_file_prefixes
+    (without a terminal only to syslog); fastpost prints the line either way."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    value = f"{tmp_path}/maillog"
+    (etc / "main.cf").write_text(f"queue_directory = {tmp_path / 'q'}\nmaillog_file = {value}\n")
+    text = (f"fatal: {etc / 'main.cf'}, line 2: maillog_file value '{value}' does not match "
+            "any prefix in maillog_file_prefixes")
+    for argv, prog in ((["log", "-c", str(etc), "hello"], "postfix/postlog"),
+                       (["status", "-c", str(etc)], "postfix"),
+                       (["start", "-c", str(etc)], "postfix")):
+        proc = subprocess.run([sys.executable, "-m", "fastpost", *argv], capture_output=True,
+                              text=True, timeout=60)
+        assert (proc.returncode, proc.stderr.splitlines()) == (1, [f"{prog}: {text}"]), argv
+    assert not (tmp_path / "maillog").exists()
+    # allowed by the prefixes: postlog writes the line
+    (etc / "main.cf").write_text(f"queue_directory = {tmp_path / 'q'}\nmaillog_file = {value}\n"
+                                 f"maillog_file_prefixes = /var, {tmp_path}\n")
+    proc = subprocess.run([sys.executable, "-m", "fastpost", "log", "-c", str(etc), "hello"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "postfix/postlog" in (tmp_path / "maillog").read_text()
+
+
+#: (the machine's name, main.cf lines, Postfix 3.7's postdrop lines) -- run on this
+#: machine with its postdrop in a UTS namespace of its own (`unshare --uts`, the name set
+#: with sethostname), main.cf setting neither myhostname nor mydomain unless shown
+MACHINE_NAME_CASES = [
+    ("123", "", ["postdrop: warning: valid_hostname: numeric hostname: 123",
+                 "postdrop: fatal: unable to use my own hostname"]),
+    ("a..b", "", ["postdrop: warning: valid_hostname: misplaced delimiter: a..b",
+                  "postdrop: fatal: unable to use my own hostname"]),
+    ("a.b-", "", ["postdrop: warning: valid_hostname: misplaced hyphen: a.b-",
+                  "postdrop: fatal: unable to use my own hostname"]),
+    ("x" * 64, "", ["postdrop: warning: valid_hostname: hostname label too long: " + "x" * 64,
+                    "postdrop: fatal: unable to use my own hostname"]),
+    ("a.1", "", ["postdrop: warning: valid_hostname: numeric hostname: 1",
+                 "postdrop: fatal: file PATH: parameter mydomain: bad parameter value: 1"]),
+    ("a_b", "", []),
+    ("vm", "", []),
+    ("123", "mydomain = example.com", ["postdrop: warning: valid_hostname: numeric hostname: 123",
+                                       "postdrop: fatal: unable to use my own hostname"]),
+    ("123", "mydomain =", ["postdrop: warning: valid_hostname: numeric hostname: 123",
+                           "postdrop: fatal: unable to use my own hostname"]),
+    ("123", "mail_name =", ["postdrop: warning: valid_hostname: numeric hostname: 123",
+                            "postdrop: fatal: unable to use my own hostname"]),
+    ("123", "inet_protocols = x", ['postdrop: fatal: N unknown inet_protocols value "x" in "x"']),
+    ("a..b", "myhostname = vm.example.com", []),
+]
+
+_IN_NAMESPACE = r"""
+import json, socket, subprocess, sys
+sys.path[:0] = json.loads(sys.argv[1])
+from fastpost.mail import mainvalues
+from fastpost.mail.maincf import LiteConfig
+if len(sys.argv) > 4:  # a hosts file of the test's own, in this mount namespace only
+    subprocess.run(["mount", "--bind", sys.argv[4], "/etc/hosts"], check=True)
+out = []
+for machine, directory in json.loads(sys.argv[2]):
+    if machine:
+        socket.sethostname(machine)
+    warnings, fatal = mainvalues.judge(LiteConfig(directory))
+    py = [f"postdrop: warning: {w}" for w in warnings] + ([f"postdrop: fatal: {fatal}"] if fatal else [])
+    c = subprocess.run([sys.argv[3], directory], capture_output=True, text=True).stdout.splitlines()
+    out.append([py, c[:-1], int(c[-1].split()[1])])
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
+                    reason="sets the machine's name in a UTS namespace of its own (root)")
+def test_the_machines_own_name_as_postfix_judges_it(tmp_path, c_judge):
+    """main.cf without myhostname: the machine's name is judged first (Postfix's lines
+    above, recorded from its postdrop); both judges, in one namespace for all cases."""
+    import json
+
+    runs, wants = [], []
+    for i, (machine, case, postfix) in enumerate(MACHINE_NAME_CASES):
+        path = write_case(tmp_path / f"c{i}", case)
+        runs.append([machine, str(path.parent)])
+        wants.append(expected(postfix, path, case or "x = y"))
+    src = str(Path(mainvalues.__file__).resolve().parents[2])
+    proc = subprocess.run(["unshare", "--uts", sys.executable, "-c", _IN_NAMESPACE,
+                           json.dumps([src]), json.dumps(runs), str(c_judge.path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for (machine, case, _), want, (py, c, result) in zip(MACHINE_NAME_CASES, wants,
+                                                         json.loads(proc.stdout)):
+        assert py == want, (machine, case)
+        assert (c, result) == (want, 1 if want else 0), (machine, case)
+
+
+#: a name in inet_interfaces that resolves to addresses that are not local: Postfix
+#: 3.7's postdrop, with this hosts file bind-mounted over /etc/hosts in a mount
+#: namespace of its own, named the (first) address that is not local
+HOSTS = "127.0.0.1 localhost\n10.9.9.9 farhost\n127.0.0.1 nearhost\n10.9.9.8 mixhost\n127.0.0.1 mixhost\n"
+HOSTS_CASES = [
+    ("inet_interfaces = farhost",
+     ["postdrop: fatal: N parameter inet_interfaces: no local interface found for 10.9.9.9"]),
+    ("inet_interfaces = [farhost]",
+     ["postdrop: fatal: N parameter inet_interfaces: no local interface found for 10.9.9.9"]),
+    ("inet_interfaces = mixhost",
+     ["postdrop: fatal: N parameter inet_interfaces: no local interface found for 10.9.9.8"]),
+    ("inet_interfaces = nearhost", []),
+]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
+                    reason="bind-mounts a hosts file in a mount namespace of its own (root)")
+def test_inet_interfaces_names_as_postfix_judges_them(tmp_path, c_judge):
+    import json
+
+    (tmp_path / "hosts").write_text(HOSTS)
+    runs, wants = [], []
+    for i, (case, postfix) in enumerate(HOSTS_CASES):
+        path = write_case(tmp_path / f"c{i}", case)
+        runs.append([None, str(path.parent)])
+        wants.append(expected(postfix, path, case))
+    src = str(Path(mainvalues.__file__).resolve().parents[2])
+    proc = subprocess.run(["unshare", "--mount", sys.executable, "-c", _IN_NAMESPACE,
+                           json.dumps([src]), json.dumps(runs), str(c_judge.path),
+                           str(tmp_path / "hosts")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for (case, _), want, (py, c, result) in zip(HOSTS_CASES, wants, json.loads(proc.stdout)):
+        assert py == want, case
+        assert (c, result) == (want, 1 if want else 0), case

@@ -304,6 +304,16 @@ GLOBAL_VALUE_CASES = [
     ("max_idle = 5x", ["postdrop: fatal: LINE parameter max_idle: bad time value or unit: 5x"]),
     # a $name to expand: the Python helper's answer, the same words
     ("myorigin = $nosuch", ["postdrop: fatal: LINE bad string length 0 < 1: myorigin = "]),
+    # session 8: inet_interfaces and maillog_file_prefixes (C; the last one with a $
+    # through the Python helper)
+    ("inet_interfaces = nosuch.invalid",
+     ["postdrop: fatal: LINE config variable inet_interfaces: host not found: nosuch.invalid"]),
+    ("maillog_file = /tmp/elsewhere.log", ["postdrop: fatal: LINE maillog_file value "
+                                           "'/tmp/elsewhere.log' does not match any prefix in "
+                                           "maillog_file_prefixes"]),
+    ("maillog_file = /tmp/x$nosuch.log", ["postdrop: fatal: LINE maillog_file value "
+                                          "'/tmp/x.log' does not match any prefix in "
+                                          "maillog_file_prefixes"]),
 ]
 
 
@@ -327,7 +337,9 @@ def test_global_values_as_postfix_judges_them(drop, tmp_path):
             assert (proc.returncode, got, files) == (1, want, []), case
         if shutil.which("strace"):
             trace = tmp_path / "trace"
-            for case, files_wanted in (("mail_owner = nosuch", 0), ("myorigin = $mydomain", 1)):
+            for case, files_wanted in (("mail_owner = nosuch", 0), ("myorigin = $mydomain", 1),
+                                       ("inet_interfaces = nosuch.invalid", 0),
+                                       ("maillog_file = /tmp/elsewhere.log", 0)):
                 main_cf.write_text(saved + case + "\n")
                 subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", str(trace),
                                 str(drop.helper)], input=good, capture_output=True, timeout=60)

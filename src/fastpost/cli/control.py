@@ -31,7 +31,9 @@ to the mail log, as Postfix's do.
 
 Parameters: queue_directory, mail_name, syslog_name, maillog_file, mail_owner,
 setgid_group, fastpost_stop_timeout, queue_service_name, and everything `check` checks.
-Exit status: 0 success; 1 failure (the message says why); 64 usage.
+Exit status: 0 success; 1 failure (the message says why); 64 usage. As Postfix's
+postfix(1), every verb first refuses a maillog_file outside maillog_file_prefixes
+(``postfix: fatal: ...``, exit 1; fastpost.mail.mainvalues.maillog_refused).
 """
 
 from __future__ import annotations
@@ -398,6 +400,10 @@ def main(argv: list[str]) -> int:
         cfg.get("queue_directory")
     except ConfigError as exc:
         Reporter(None).fatal(str(exc))
+        return 1
+    from fastpost.mail.mainvalues import maillog_refused
+
+    if maillog_refused(cfg, "postfix"):  # Postfix's postfix(1): every verb, exit 1
         return 1
     say = Reporter(cfg)
     ctl = Control(config_dir, cfg, verbose, say)

@@ -151,6 +151,10 @@ def newaliases(argv: list[str]) -> int:
         print(f"{prog}: fatal: open {os.path.join(config_dir, 'main.cf')}: "
               "No such file or directory", file=sys.stderr)
         return 1
+    from fastpost.mail.mainvalues import refused
+
+    if refused(config_dir, prog):  # as Postfix's newaliases (its sendmail): exit 75
+        return 75
     try:
         cfg = Config(config_dir)
         specs = [strip_braces(s) for s in cfg.get_list("alias_database")]

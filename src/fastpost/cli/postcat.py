@@ -19,7 +19,9 @@ done_recipient) under the name Postfix would give its file (``deferred/5/ID``).
 Diagnostics (standard error, as postcat): ``warning: NAME: input is not a valid queue
 file`` (the next file is tried), ``warning: NAME: unexpected EOF in data, record type N
 length L`` and ``fatal: record read error`` (exit 1), ``fatal: open NAME: reason`` (exit 1),
-``warning: invalid size record: ...``, out-of-order section markers.
+``warning: invalid size record: ...``, out-of-order section markers. main.cf's global
+values are judged first, as postcat's (fastpost.mail.mainvalues, not maillog_file):
+``postcat: fatal: ...``, exit 1.
 
 Differences from postcat 3.7: reading standard input works (postcat 3.7 fails with a
 seek error after the end record); -q looks in the fastpost queue.
@@ -289,6 +291,10 @@ def main(argv: list[str]) -> int:
     out = sys.stdout.buffer
     try:
         opts, args = parse_args(argv)
+        from fastpost.mail.mainvalues import refused
+
+        if refused(opts.config_dir, "postcat", maillog=False):  # as Postfix's postcat
+            return 1
         if opts.queue:
             if not args:
                 raise ToolFatal(USAGE)

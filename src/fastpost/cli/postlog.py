@@ -11,7 +11,9 @@ terminal. -i adds the pid (always present in fastpost's format; accepted for
 compatibility).
 
 Diagnostics: a bad priority or option is a usage error (exit 64); fatal and panic
-priorities log and exit 1 and 2 as postlog does.
+priorities log and exit 1 and 2 as postlog does; a maillog_file outside
+maillog_file_prefixes is refused as Postfix's postlog refuses it
+(``$syslog_name/postlog: fatal: ...`` on standard error, exit 1).
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ def main(argv: list[str]) -> int:
             tag = val
     try:
         cfg = Config(config_dir)
+        from fastpost.mail.mainvalues import maillog_refused
+
+        if maillog_refused(cfg, f"{cfg.get('syslog_name')}/postlog"):  # as Postfix's postlog
+            return 1
         # Unprivileged callers that may not open maillog_file log through the postlog
         # service (fastpost.daemons.postlogd).
         init_logging("postlog", cfg, stream=sys.stderr if sys.stderr.isatty() else None)

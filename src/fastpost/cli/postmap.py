@@ -26,7 +26,9 @@ terminal for large inputs.
 
 Parameters: default_database_type, config_directory (-c).
 Diagnostics: "fastpost map: fatal: ..." and exit 1 for usage errors, missing files
-and lookup failures; warnings name the file and line of bad input lines.
+and lookup failures; warnings name the file and line of bad input lines. main.cf's
+global values are judged as postmap's are (fastpost.mail.mainvalues, in load_config,
+for postalias too): the same fatal text, exit 1.
 """
 
 from __future__ import annotations
@@ -92,7 +94,16 @@ def load_config(tool: "Tool", config_dir: str | None) -> Config:
     """main.cf of -c DIR (which must exist, as for postmap), else the default one."""
     if config_dir is not None and not os.path.isfile(os.path.join(config_dir, "main.cf")):
         tool.fatal(f"open {os.path.join(config_dir, 'main.cf')}: No such file or directory")
-    return Config(config_dir)
+    cfg = Config(config_dir)
+    # the global parameters' values, as every Postfix program judges them at start
+    from fastpost.mail.mainvalues import judge
+
+    warnings, fatal = judge(cfg)
+    for text in warnings:
+        print(f"{tool.prog}: warning: {text}", file=sys.stderr)
+    if fatal is not None:
+        tool.fatal(fatal)
+    return cfg
 
 
 def init_logging(cfg: Config, service: str) -> None:

@@ -45,7 +45,9 @@ Output as postsuper: per message named by ID (not for ALL) ``ID: removed``,
 and in the mail log (postfix/postsuper).
 
 Diagnostics: ``postsuper: warning: invalid mail queue id: X``; ``postsuper: fatal:
-invalid directory name: X``; usage errors exit 1 as postsuper's do.
+invalid directory name: X``; usage errors exit 1 as postsuper's do; a bad global
+value of main.cf (fastpost.mail.mainvalues, through queuetool.Tool.config):
+``postsuper: fatal: ...``, exit 1.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ Diagnostics go to standard error as Postfix's commands write them (``postsuper: 
 queue, also to the mail log (syslog or maillog_file) as ``postfix/postsuper[pid]: ...``.
 
 Parameters: syslog_name, syslog_facility, maillog_file, queue_directory.
-Diagnostics: ToolFatal carries a fatal message and exit status 1 to the command's main.
+Diagnostics: ToolFatal carries a fatal message and exit status 1 to the command's main;
+``Tool.config`` judges main.cf's global values first (fastpost.mail.mainvalues).
 """
 
 from __future__ import annotations
@@ -32,8 +33,17 @@ class Tool:
         self.cfg: Config | None = None
 
     def config(self, config_dir: str | None) -> Config:
+        """main.cf, its global parameters' values judged as Postfix's commands judge
+        them at start (fastpost.mail.mainvalues; postcat: not maillog_file)."""
+        from fastpost.mail.mainvalues import judge
+
         try:
             cfg = Config(config_dir)
+            warnings, fatal = judge(cfg, maillog=self.prog != "postcat")
+            for text in warnings:
+                print(f"{self.prog}: warning: {text}", file=sys.stderr)
+            if fatal is not None:
+                raise ToolFatal(fatal)
             if self.log_to_maillog:
                 log.init(self.prog, syslog_name=cfg.get("syslog_name"),
                          syslog_facility=cfg.get("syslog_facility"), maillog_file=cfg.get("maillog_file"))

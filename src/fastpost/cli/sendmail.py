@@ -332,7 +332,8 @@ def main(argv: list[str], prog: str = "sendmail") -> int:
     prog = opts["label"] or prog
     config_dir = opts["config"] or config_dir
     mode = opts["mode"]
-    if mode in ("p", "q"):  # Postfix's sendmail judges the values before running postqueue
+    if mode in ("p", "q", "i"):  # Postfix's sendmail judges the values before running
+        # postqueue or postalias
         from fastpost.mail.mainvalues import refused as bad_values
 
         if bad_values(config_dir, prog):

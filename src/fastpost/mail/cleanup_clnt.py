@@ -135,6 +135,28 @@ class CleanupTxn:
         self.conn.armed(self)
         return self.result
 
+    def returned(self, text: str) -> asyncio.Future:
+        """After this held stand-in's 250: ask cleanup, on the same connection, to mark
+        its recipients bounced with ``text`` (cleanup_proto RETURNED); the future gives
+        (code, text, queue_id). Without a listener only (pickup)."""
+        conn = self.conn
+        if conn.closed:
+            raise CleanupError(conn.client.path, "connection closed before RETURNED")
+        tid = conn.next_tid
+        conn.next_tid = tid + 1
+        req = CleanupTxn(conn, tid)
+        req.opened.set_result(self.result.result()[2])
+        req.done = True
+        req.state = _FINISHED
+        req.result = conn.loop.create_future()
+        conn.txns[tid] = req
+        if conn.idle_handle is not None:
+            conn.idle_handle.cancel()
+            conn.idle_handle = None
+        conn.send({"o": P.RETURNED, "t": tid, "id": req.opened.result(), "x": text})
+        conn.armed(req)
+        return req.result
+
     def waiting(self) -> bool:
         """True while an answer from cleanup is due (to OPEN, or to the end)."""
         if self.listener is None:

@@ -31,6 +31,15 @@ the same way, in whatever order transactions finish:
     server -> {"t": n, "c": 250, "id": queue_id}            durable (after the fsync)
            |  {"t": n, "c": code, "x": "d.d.d text", ["id": queue_id]}   refused
     client -> {"o": ABORT, "t": n}                          (no reply)
+    client -> {"o": RETURNED, "t": n, "id": queue_id, "x": "d.d.d text"}
+    server -> {"t": n, "c": 250, "x": "2.0.0 Ok", "id": queue_id}
+           |  {"t": n, "c": code, "x": "d.d.d text", "id": ""}
+
+RETURNED (pickup's returned rejects, on the connection that opened the stand-in with
+``reuse_id`` and committed it on hold; ``n`` a transaction number not open): cleanup
+appends a ``failed`` entry with cleanup's refusal ``x`` for each of the stand-in's
+recipients to its bounce log and logs Postfix's ``status=bounced`` lines
+(fastpost.daemons.cleanup.returned), once per stand-in; 550 for any other message.
 
 Content is the message as the client received it (smtpd: its Received: header first,
 then the client's lines, CR LF or LF line ends, dot-unstuffed), in chunks of any size;
@@ -58,6 +67,7 @@ OPEN = 1
 DATA = 2
 END = 3
 ABORT = 4
+RETURNED = 5
 
 FLAG_FILTER = 0x0001  # apply header_checks, body_checks, ...
 FLAG_HOLD = 0x0002  # put the message on hold

@@ -17,8 +17,10 @@ names its file and line); where Postfix names the file (``file PATH: parameter N
 ...``) the text is Postfix's.
 
 What is judged: a parameter of the tables below only when main.cf sets it (their
-defaults are good); myhostname and mydomain (the latter derived from the former when
-only myhostname is set) when main.cf sets either; mail_owner, setgid_group and
+defaults are good); myhostname and mydomain (each derived from the other when not
+set), and when main.cf does not set myhostname the machine's own name first
+(``warning: valid_hostname: ...``, then ``unable to use my own hostname``, session 8);
+mail_owner, setgid_group and
 default_privs always (users and groups that must exist and be distinct and
 unprivileged). The compiled postdrop and sendmail front end (cli/csrc/mainvalues.h)
 judge the same with the same tables (a test compares them).
@@ -30,10 +32,18 @@ values, is Postfix's between the groups: compatibility_level, syslog_facility,
 inet_protocols, myhostname/mydomain, the strings, numbers, booleans, times, the
 accounts, mynetworks_style, the VERP delimiters.
 
-Not judged (Postfix does): inet_interfaces (Postfix resolves the names), maillog_file
-against maillog_file_prefixes (no fastpost program enforces the prefixes yet: the test
-instances log under /tmp), and a machine hostname that is not valid when main.cf sets
-neither myhostname nor mydomain.
+Then, as Postfix (session 8): inet_interfaces when main.cf sets it (after
+mynetworks_style, before the VERP delimiters): unless it is exactly ``all`` or
+``loopback-only``, or inet_protocols is empty, every word (``[...]`` taken off) must
+resolve (getaddrinfo, in the families inet_protocols allows) -- ``config variable
+inet_interfaces: host not found: WORD`` -- and then every address must be one of this
+machine's interface addresses (getifaddrs) -- ``parameter inet_interfaces: no local
+interface found for ADDR``. Last, and only for the programs that log through Postfix's
+maillog client (``judge(cfg, maillog=True)``, the default; postcat passes False):
+maillog_file, when set, must begin with one of maillog_file_prefixes (plain string
+prefixes, case as written) -- ``maillog_file value 'V' does not match any prefix in
+maillog_file_prefixes``. ``maillog_refused(cfg, prog)`` is that last check alone, for
+the programs that judge nothing else (postlog, ``fastpost start``).
 """
 
 from __future__ import annotations
@@ -41,60 +51,63 @@ from __future__ import annotations
 import os
 import re
 
-#: parameters whose value (after $name expansion) must not be empty: (min, max) length
+#: parameters whose value (after $name expansion) must not be empty: (min, max) length,
+#: in the order Postfix 3.7 judges them (learnt by setting every one bad and taking
+#: away the one named, run after run; myhostname, mydomain and syslog_facility are
+#: judged before the table and stand last)
 STRING_LENGTHS: dict[str, tuple[int, int]] = {name: (1, 0) for name in (
-    "address_verify_service_name bounce_service_name cleanup_service_name "
-    "command_directory daemon_directory data_directory default_database_type "
-    "default_privs defer_service_name double_bounce_sender error_service_name "
-    "flush_service_name hash_queue_names info_log_address_format mail_name mail_owner "
-    "mail_release_date mail_version maillog_file_compressor maillog_file_prefixes "
-    "maillog_file_rotate_suffix meta_directory mydomain myhostname mynetworks_style "
-    "myorigin pickup_service_name postlog_service_name process_id_directory "
-    "proxymap_service_name proxywrite_service_name queue_directory queue_service_name "
-    "rewrite_service_name setgid_group shlib_directory showq_service_name "
-    "smtputf8_autodetect_classes syslog_facility syslog_name trace_service_name "
-    "verp_delimiter_filter").split()}
+    "mail_version maillog_file_prefixes maillog_file_compressor "
+    "maillog_file_rotate_suffix postlog_service_name mail_name syslog_name mail_owner "
+    "setgid_group myorigin daemon_directory data_directory command_directory "
+    "meta_directory queue_directory shlib_directory process_id_directory "
+    "double_bounce_sender default_privs mail_release_date default_database_type "
+    "hash_queue_names mynetworks_style default_verp_delimiters verp_delimiter_filter "
+    "bounce_service_name cleanup_service_name defer_service_name pickup_service_name "
+    "queue_service_name rewrite_service_name showq_service_name error_service_name "
+    "flush_service_name address_verify_service_name trace_service_name "
+    "proxymap_service_name proxywrite_service_name smtputf8_autodetect_classes "
+    "info_log_address_format myhostname mydomain syslog_facility").split()}
 STRING_LENGTHS["default_verp_delimiters"] = (2, 2)
 
 INT_BITS, LONG_BITS = 32, 64
 #: integers: (min or None, max or None, bits of Postfix's C type)
-INTEGERS: dict[str, tuple[int | None, int | None, int]] = {
+INTEGERS: dict[str, tuple[int | None, int | None, int]] = {  # Postfix's order
+    "default_process_limit": (1, None, INT_BITS),
+    "max_use": (1, None, INT_BITS),
+    "dont_remove": (None, None, INT_BITS),
+    "line_length_limit": (512, None, INT_BITS),
+    "hash_queue_depth": (1, None, INT_BITS),
+    "fork_attempts": (1, None, INT_BITS),
+    "deliver_lock_attempts": (1, None, INT_BITS),
+    "debug_peer_level": (1, None, INT_BITS),
+    "fault_injection_code": (None, None, INT_BITS),
     "berkeley_db_create_buffer_size": (1, None, INT_BITS),
     "berkeley_db_read_buffer_size": (1, None, INT_BITS),
-    "debug_peer_level": (1, None, INT_BITS),
-    "default_process_limit": (1, None, INT_BITS),
-    "delay_logging_resolution_limit": (None, 6, INT_BITS),
-    "deliver_lock_attempts": (1, None, INT_BITS),
-    "dont_remove": (None, None, INT_BITS),
-    "fault_injection_code": (None, None, INT_BITS),
-    "fork_attempts": (1, None, INT_BITS),
-    "hash_queue_depth": (1, None, INT_BITS),
-    "header_address_token_limit": (1, None, INT_BITS),
     "header_size_limit": (1, None, INT_BITS),
-    "line_length_limit": (512, None, INT_BITS),
-    "lmdb_map_size": (1, None, LONG_BITS),
-    "max_use": (1, None, INT_BITS),
-    "message_size_limit": (None, None, LONG_BITS),
-    "mime_boundary_length_limit": (1, None, INT_BITS),
+    "header_address_token_limit": (1, None, INT_BITS),
     "mime_nesting_limit": (1, None, INT_BITS),
+    "mime_boundary_length_limit": (1, None, INT_BITS),
+    "delay_logging_resolution_limit": (None, 6, INT_BITS),
     "tcp_windowsize": (None, None, INT_BITS),
+    "message_size_limit": (None, None, LONG_BITS),
+    "lmdb_map_size": (1, None, LONG_BITS),
 }
 
 #: yes/no parameters (case does not matter; nothing else is accepted)
-BOOLEANS: tuple[str, ...] = tuple((
-    "address_verify_negative_cache backwards_bounce_logfile_compatibility "
-    "daemon_table_open_error_is_fatal disable_dns_lookups disable_mime_input_processing "
-    "disable_mime_output_conversion dns_ncache_ttl_fix_enable "
-    "enable_idna2003_compatibility enable_long_queue_ids enable_original_recipient "
-    "helpful_warnings multi_instance_enable owner_request_special respectful_logging "
-    "send_cyrus_sasl_authzid smtputf8_enable soft_bounce strict_7bit_headers "
-    "strict_8bitmime strict_8bitmime_body strict_mime_encoding_domain "
-    "strict_smtputf8").split())
+BOOLEANS: tuple[str, ...] = tuple((  # Postfix's order
+    "daemon_table_open_error_is_fatal dns_ncache_ttl_fix_enable smtputf8_enable "
+    "enable_idna2003_compatibility respectful_logging disable_dns_lookups soft_bounce "
+    "owner_request_special strict_8bitmime strict_7bit_headers strict_8bitmime_body "
+    "strict_mime_encoding_domain disable_mime_input_processing "
+    "disable_mime_output_conversion address_verify_negative_cache "
+    "backwards_bounce_logfile_compatibility helpful_warnings send_cyrus_sasl_authzid "
+    "multi_instance_enable enable_long_queue_ids strict_smtputf8 "
+    "enable_original_recipient").split())
 
 #: time values (default unit s): the least number of seconds
-TIMES: dict[str, int] = {name: 1 for name in (
-    "application_event_drain_time daemon_timeout deliver_lock_delay fork_delay ipc_idle "
-    "ipc_timeout ipc_ttl max_idle stale_lock_time trigger_timeout").split()}
+TIMES: dict[str, int] = {name: 1 for name in (  # Postfix's order
+    "application_event_drain_time max_idle ipc_timeout ipc_idle ipc_ttl "
+    "trigger_timeout fork_delay deliver_lock_delay stale_lock_time daemon_timeout").split()}
 TIMES["in_flow_delay"] = 0
 
 #: syslog_facility's names (case matters)
@@ -221,9 +234,11 @@ def _set_names(cfg) -> list[str]:
     return list(cfg.values) + [n for n in overrides if n not in cfg.values]
 
 
-def judge(cfg) -> tuple[list[str], str | None]:
+def judge(cfg, maillog: bool = True) -> tuple[list[str], str | None]:
     """Judge the global parameters of ``cfg`` (a Config or a LiteConfig) as Postfix
-    3.7's postdrop and sendmail do: (warning texts, fatal text or None)."""
+    3.7's postdrop and sendmail do: (warning texts, fatal text or None). ``maillog``:
+    maillog_file against maillog_file_prefixes too (every Postfix program that logs
+    through the maillog client; not postcat)."""
     warnings: list[str] = []
     set_names = _set_names(cfg)
     path = cfg.path
@@ -247,25 +262,37 @@ def judge(cfg) -> tuple[list[str], str | None]:
             if word and word not in INET_PROTOCOLS:
                 return warnings, (f"{_where(cfg, 'inet_protocols')}unknown inet_protocols "
                                   f'value "{word}" in "{value}"')
-    # first myhostname and mydomain (each derived from the other when not set)
-    if "myhostname" in set_names or "mydomain" in set_names:
+    # first myhostname and mydomain (each derived from the other when not set); when
+    # main.cf does not set myhostname, the machine's own name must be a valid host name
+    machine = None
+    if "myhostname" not in set_names:
+        machine = os.uname().nodename  # gethostname(2)
+        problem = hostname_problem(machine)
+        if problem is not None:
+            warnings.append(f"valid_hostname: {problem}")
+            return warnings, "unable to use my own hostname"
+    if machine is None:
         host = _value(cfg, "myhostname")
-        if "mydomain" in set_names:
-            domain = _value(cfg, "mydomain")
-        else:  # Postfix's derivation (an empty rest stays empty)
-            domain = host.partition(".")[2] if "." in host else "localdomain"
-        pair = (("myhostname", host), ("mydomain", domain))
-        for name, value in pair:  # both lengths before either name's syntax
-            if not value:
-                return warnings, f"{_where(cfg, name)}bad string length 0 < 1: {name} = "
-        for name, value in pair:
-            problem = hostname_problem(value)
-            if problem is not None:
-                warnings.append(f"valid_hostname: {problem}")
-                return warnings, (f"file {path}: parameter {name}: bad parameter value: "
-                                  f"{printable(value)}")
-    # then each table in its order (with several bad values, Postfix's table order
-    # decides which one it names: that order is not copied)
+    elif "." in machine:
+        host = machine
+    else:  # Postfix's default: the bare name with $mydomain or localdomain
+        host = f"{machine}.{_value(cfg, 'mydomain') if 'mydomain' in set_names else 'localdomain'}"
+    if "mydomain" in set_names:
+        domain = _value(cfg, "mydomain")
+    else:  # Postfix's derivation (an empty rest stays empty)
+        domain = host.partition(".")[2] if "." in host else "localdomain"
+    pair = (("myhostname", host), ("mydomain", domain))
+    for name, value in pair:  # both lengths before either name's syntax
+        if not value:
+            return warnings, f"{_where(cfg, name)}bad string length 0 < 1: {name} = "
+    for name, value in pair:
+        problem = hostname_problem(value)
+        if problem is not None:
+            warnings.append(f"valid_hostname: {problem}")
+            return warnings, (f"file {path}: parameter {name}: bad parameter value: "
+                              f"{printable(value)}")
+    # then each table in its order (Postfix's: with several bad values of one table
+    # the first in that order is named)
     for name, (low, high) in STRING_LENGTHS.items():
         if name in chosen and name not in ("myhostname", "mydomain"):
             value = _value(cfg, name)
@@ -293,6 +320,11 @@ def judge(cfg) -> tuple[list[str], str | None]:
         if words and words[0] not in MYNETWORKS_STYLES:
             return warnings, (f"{_where(cfg, 'mynetworks_style')}unknown mynetworks mask "
                               f'style value "{words[0]}" in "{value}"')
+    if "inet_interfaces" in chosen:
+        protocols = _value(cfg, "inet_protocols") if "inet_protocols" in chosen else "all"
+        problem = inet_interfaces_problem(_value(cfg, "inet_interfaces"), protocols)
+        if problem is not None:
+            return warnings, f"{_where(cfg, 'inet_interfaces')}{problem}"
     if "default_verp_delimiters" in chosen or "verp_delimiter_filter" in chosen:
         delimiters = _value(cfg, "default_verp_delimiters") \
             if "default_verp_delimiters" in chosen else "+="
@@ -302,20 +334,129 @@ def judge(cfg) -> tuple[list[str], str | None]:
             if char not in allowed:
                 return warnings, (f"file {path}: parameters default_verp_delimiters and "
                                   f"verp_delimiter_filter: bad {which} VERP delimiter character")
+    if maillog:
+        problem = _maillog_problem(cfg, chosen)
+        if problem is not None:
+            return warnings, problem
     return warnings, None
 
 
-def refused(config_dir: str | None, prog: str) -> bool:
-    """For commands that judge nothing else of main.cf (postqueue, mailq, sendmail -bp/-q):
-    print Postfix's lines (``PROG: warning: ...``, ``PROG: fatal: ...``) on standard
-    error when a value is bad and return True. A main.cf that cannot be read or parsed
-    is left to the command's own path (False)."""
+#: maillog_file_prefixes' default (Postfix's and fastpost.mail.params')
+MAILLOG_PREFIXES_DEFAULT = "/var, /dev/stdout"
+
+
+def maillog_problem(maillog_file: str, prefixes: str) -> str | None:
+    """Postfix's complaint when ``maillog_file`` (set) begins with none of ``prefixes``."""
+    if not maillog_file:
+        return None
+    for prefix in _LIST_SPLIT.split(prefixes):
+        if prefix and maillog_file.startswith(prefix):
+            return None
+    return (f"maillog_file value '{maillog_file}' does not match any prefix in "
+            "maillog_file_prefixes")
+
+
+def _maillog_problem(cfg, chosen) -> str | None:
+    if "maillog_file" not in chosen:
+        return None
+    prefixes = _value(cfg, "maillog_file_prefixes") if "maillog_file_prefixes" in chosen \
+        else MAILLOG_PREFIXES_DEFAULT
+    problem = maillog_problem(_value(cfg, "maillog_file"), prefixes)
+    return None if problem is None else f"{_where(cfg, 'maillog_file')}{problem}"
+
+
+def maillog_refused(cfg, prog: str) -> bool:
+    """For programs that judge nothing else (postlog, ``fastpost start``): print
+    ``PROG: fatal: ...`` on standard error when maillog_file is outside
+    maillog_file_prefixes, and return True (the caller exits 1)."""
+    import sys
+
+    problem = _maillog_problem(cfg, set(_set_names(cfg)))
+    if problem is not None:
+        print(f"{prog}: fatal: {problem}", file=sys.stderr, flush=True)
+    return problem is not None
+
+
+def inet_interfaces_problem(value: str, protocols: str) -> str | None:
+    """Postfix's complaint about an inet_interfaces value (module docstring), or None."""
+    import socket
+
+    if value in ("all", "loopback-only"):
+        return None
+    words = [w for w in _LIST_SPLIT.split(protocols) if w]
+    if not words:
+        return None  # no protocol: nothing is resolved (as Postfix)
+    if "all" in words or ("ipv4" in words and "ipv6" in words):
+        family = socket.AF_UNSPEC
+    else:
+        family = socket.AF_INET6 if "ipv6" in words else socket.AF_INET
+    wanted = []
+    for word in _LIST_SPLIT.split(value):
+        if not word:
+            continue
+        host = word[1:-1] if word.startswith("[") and word.endswith("]") else word
+        try:
+            infos = socket.getaddrinfo(host, None, family, socket.SOCK_STREAM) if host else []
+        except (OSError, UnicodeError):
+            infos = []
+        if not infos:
+            return f"config variable inet_interfaces: host not found: {word}"
+        wanted.extend(info[4][0].partition("%")[0] for info in infos)
+    local = local_addresses()
+    for address in wanted:
+        if address not in local:
+            return f"parameter inet_interfaces: no local interface found for {address}"
+    return None
+
+
+def local_addresses() -> set[str]:
+    """This machine's interface addresses (getifaddrs(3)), as inet_ntop writes them."""
+    import ctypes
+    import socket
+
+    class SockAddr(ctypes.Structure):
+        _fields_ = [("family", ctypes.c_ushort), ("data", ctypes.c_ubyte * 26)]
+
+    class IfAddrs(ctypes.Structure):
+        pass
+
+    IfAddrs._fields_ = [("next", ctypes.POINTER(IfAddrs)), ("name", ctypes.c_char_p),
+                        ("flags", ctypes.c_uint), ("addr", ctypes.POINTER(SockAddr)),
+                        ("netmask", ctypes.POINTER(SockAddr)),
+                        ("ifu", ctypes.POINTER(SockAddr)), ("data", ctypes.c_void_p)]
+    libc = ctypes.CDLL(None, use_errno=True)  # libc is loaded (no find_library: it runs ldconfig)
+    head = ctypes.POINTER(IfAddrs)()
+    if libc.getifaddrs(ctypes.byref(head)) != 0:
+        raise OSError(ctypes.get_errno(), "getifaddrs")
+    found = set()
+    try:
+        node = head
+        while node:
+            sa = node.contents.addr
+            if sa:
+                fam, raw = sa.contents.family, bytes(sa.contents.data)
+                if fam == socket.AF_INET:  # port (2), then the address
+                    found.add(socket.inet_ntop(socket.AF_INET, raw[2:6]))
+                elif fam == socket.AF_INET6:  # port (2), flow info (4), then the address
+                    found.add(socket.inet_ntop(socket.AF_INET6, raw[6:22]))
+            node = node.contents.next
+    finally:
+        libc.freeifaddrs(head)
+    return found
+
+
+def refused(config_dir: str | None, prog: str, maillog: bool = True) -> bool:
+    """For commands that judge nothing else of main.cf (postqueue, mailq, sendmail
+    -bp/-q/-bi, newaliases, postcat): print Postfix's lines (``PROG: warning: ...``,
+    ``PROG: fatal: ...``) on standard error when a value is bad and return True. A
+    main.cf that cannot be read or parsed is left to the command's own path (False).
+    ``maillog``: as for judge (postcat: False)."""
     import sys
 
     from fastpost.mail.maincf import ConfigError, LiteConfig
 
     try:
-        warnings, fatal = judge(LiteConfig(config_dir))
+        warnings, fatal = judge(LiteConfig(config_dir), maillog)
     except (ConfigError, OSError):
         return False
     for text in warnings:

@@ -31,7 +31,8 @@ def queue(tmp_path):
     """A queue with: two deferred (one with a defer log), one held, one incoming."""
     cfg = tmp_path / "etc"
     cfg.mkdir()
-    (cfg / "main.cf").write_text(f"queue_directory = {tmp_path / 'q'}\nmaillog_file = {tmp_path / 'log'}\n")
+    (cfg / "main.cf").write_text(f"queue_directory = {tmp_path / 'q'}\nmaillog_file = {tmp_path / 'log'}\n"
+                                     f"maillog_file_prefixes = {tmp_path}\n")
     store = QueueStore.open(cfg=Config(str(cfg)))
 
     async def fill():

@@ -15,8 +15,12 @@
  *       reference to a name it cannot tell is non-empty, a conditional form, a
  *       number, a host, user or group name with $): the Python command decides.
  * Order (Postfix's between the groups): compatibility_level, syslog_facility,
- * inet_protocols; myhostname/mydomain; the table (strings, numbers, booleans, times);
- * mail_owner/setgid_group/default_privs; mynetworks_style; the VERP delimiters.
+ * inet_protocols; myhostname/mydomain (the machine's own name first when main.cf does
+ * not set myhostname); the table (strings, numbers, booleans, times);
+ * mail_owner/setgid_group/default_privs; mynetworks_style; inet_interfaces (each
+ * word resolved with getaddrinfo in inet_protocols' families, then each address looked
+ * for among getifaddrs'); the VERP delimiters; last maillog_file against
+ * maillog_file_prefixes (Postfix's maillog client, which postdrop and sendmail use).
  * For a string that must not be empty, $name and ${name} references are followed in
  * main.cf (8 levels) and a name of the string table unset in main.cf counts as
  * non-empty (its default is); so `myorigin = $mydomain` is judged here.
@@ -26,8 +30,13 @@
 #ifndef FP_MAINVALUES_H
 #define FP_MAINVALUES_H
 
+#include <arpa/inet.h>
 #include <grp.h>
+#include <ifaddrs.h>
 #include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <pwd.h>
 #include <strings.h>
 #include <unistd.h>
@@ -45,102 +54,103 @@ struct mv_param {
     long long min, max;         /* MV_STR: lengths (max 0: none); else MV_NONE: none */
 };
 
-/* BEGIN TABLE (fastpost.mail.mainvalues: STRING_LENGTHS, INTEGERS, BOOLEANS, TIMES) */
+/* BEGIN TABLE (fastpost.mail.mainvalues: STRING_LENGTHS, INTEGERS, BOOLEANS, TIMES;
+ * each in the order Postfix 3.7 judges them) */
 static const struct mv_param mv_params[] = {
-    {"address_verify_service_name", MV_STR, 1, 0},
-    {"bounce_service_name", MV_STR, 1, 0},
-    {"cleanup_service_name", MV_STR, 1, 0},
-    {"command_directory", MV_STR, 1, 0},
+    {"mail_version", MV_STR, 1, 0},
+    {"maillog_file_prefixes", MV_STR, 1, 0},
+    {"maillog_file_compressor", MV_STR, 1, 0},
+    {"maillog_file_rotate_suffix", MV_STR, 1, 0},
+    {"postlog_service_name", MV_STR, 1, 0},
+    {"mail_name", MV_STR, 1, 0},
+    {"syslog_name", MV_STR, 1, 0},
+    {"mail_owner", MV_STR, 1, 0},
+    {"setgid_group", MV_STR, 1, 0},
+    {"myorigin", MV_STR, 1, 0},
     {"daemon_directory", MV_STR, 1, 0},
     {"data_directory", MV_STR, 1, 0},
-    {"default_database_type", MV_STR, 1, 0},
-    {"default_privs", MV_STR, 1, 0},
-    {"defer_service_name", MV_STR, 1, 0},
-    {"double_bounce_sender", MV_STR, 1, 0},
-    {"error_service_name", MV_STR, 1, 0},
-    {"flush_service_name", MV_STR, 1, 0},
-    {"hash_queue_names", MV_STR, 1, 0},
-    {"info_log_address_format", MV_STR, 1, 0},
-    {"mail_name", MV_STR, 1, 0},
-    {"mail_owner", MV_STR, 1, 0},
-    {"mail_release_date", MV_STR, 1, 0},
-    {"mail_version", MV_STR, 1, 0},
-    {"maillog_file_compressor", MV_STR, 1, 0},
-    {"maillog_file_prefixes", MV_STR, 1, 0},
-    {"maillog_file_rotate_suffix", MV_STR, 1, 0},
+    {"command_directory", MV_STR, 1, 0},
     {"meta_directory", MV_STR, 1, 0},
-    {"mydomain", MV_STR, 1, 0},
-    {"myhostname", MV_STR, 1, 0},
-    {"mynetworks_style", MV_STR, 1, 0},
-    {"myorigin", MV_STR, 1, 0},
-    {"pickup_service_name", MV_STR, 1, 0},
-    {"postlog_service_name", MV_STR, 1, 0},
-    {"process_id_directory", MV_STR, 1, 0},
-    {"proxymap_service_name", MV_STR, 1, 0},
-    {"proxywrite_service_name", MV_STR, 1, 0},
     {"queue_directory", MV_STR, 1, 0},
+    {"shlib_directory", MV_STR, 1, 0},
+    {"process_id_directory", MV_STR, 1, 0},
+    {"double_bounce_sender", MV_STR, 1, 0},
+    {"default_privs", MV_STR, 1, 0},
+    {"mail_release_date", MV_STR, 1, 0},
+    {"default_database_type", MV_STR, 1, 0},
+    {"hash_queue_names", MV_STR, 1, 0},
+    {"mynetworks_style", MV_STR, 1, 0},
+    {"default_verp_delimiters", MV_STR, 2, 2},
+    {"verp_delimiter_filter", MV_STR, 1, 0},
+    {"bounce_service_name", MV_STR, 1, 0},
+    {"cleanup_service_name", MV_STR, 1, 0},
+    {"defer_service_name", MV_STR, 1, 0},
+    {"pickup_service_name", MV_STR, 1, 0},
     {"queue_service_name", MV_STR, 1, 0},
     {"rewrite_service_name", MV_STR, 1, 0},
-    {"setgid_group", MV_STR, 1, 0},
-    {"shlib_directory", MV_STR, 1, 0},
     {"showq_service_name", MV_STR, 1, 0},
-    {"smtputf8_autodetect_classes", MV_STR, 1, 0},
-    {"syslog_facility", MV_STR, 1, 0},
-    {"syslog_name", MV_STR, 1, 0},
+    {"error_service_name", MV_STR, 1, 0},
+    {"flush_service_name", MV_STR, 1, 0},
+    {"address_verify_service_name", MV_STR, 1, 0},
     {"trace_service_name", MV_STR, 1, 0},
-    {"verp_delimiter_filter", MV_STR, 1, 0},
-    {"default_verp_delimiters", MV_STR, 2, 2},
+    {"proxymap_service_name", MV_STR, 1, 0},
+    {"proxywrite_service_name", MV_STR, 1, 0},
+    {"smtputf8_autodetect_classes", MV_STR, 1, 0},
+    {"info_log_address_format", MV_STR, 1, 0},
+    {"myhostname", MV_STR, 1, 0},
+    {"mydomain", MV_STR, 1, 0},
+    {"syslog_facility", MV_STR, 1, 0},
+    {"default_process_limit", MV_INT, 1, MV_NONE},
+    {"max_use", MV_INT, 1, MV_NONE},
+    {"dont_remove", MV_INT, MV_NONE, MV_NONE},
+    {"line_length_limit", MV_INT, 512, MV_NONE},
+    {"hash_queue_depth", MV_INT, 1, MV_NONE},
+    {"fork_attempts", MV_INT, 1, MV_NONE},
+    {"deliver_lock_attempts", MV_INT, 1, MV_NONE},
+    {"debug_peer_level", MV_INT, 1, MV_NONE},
+    {"fault_injection_code", MV_INT, MV_NONE, MV_NONE},
     {"berkeley_db_create_buffer_size", MV_INT, 1, MV_NONE},
     {"berkeley_db_read_buffer_size", MV_INT, 1, MV_NONE},
-    {"debug_peer_level", MV_INT, 1, MV_NONE},
-    {"default_process_limit", MV_INT, 1, MV_NONE},
-    {"delay_logging_resolution_limit", MV_INT, MV_NONE, 6},
-    {"deliver_lock_attempts", MV_INT, 1, MV_NONE},
-    {"dont_remove", MV_INT, MV_NONE, MV_NONE},
-    {"fault_injection_code", MV_INT, MV_NONE, MV_NONE},
-    {"fork_attempts", MV_INT, 1, MV_NONE},
-    {"hash_queue_depth", MV_INT, 1, MV_NONE},
-    {"header_address_token_limit", MV_INT, 1, MV_NONE},
     {"header_size_limit", MV_INT, 1, MV_NONE},
-    {"line_length_limit", MV_INT, 512, MV_NONE},
-    {"lmdb_map_size", MV_LONG, 1, MV_NONE},
-    {"max_use", MV_INT, 1, MV_NONE},
-    {"message_size_limit", MV_LONG, MV_NONE, MV_NONE},
-    {"mime_boundary_length_limit", MV_INT, 1, MV_NONE},
+    {"header_address_token_limit", MV_INT, 1, MV_NONE},
     {"mime_nesting_limit", MV_INT, 1, MV_NONE},
+    {"mime_boundary_length_limit", MV_INT, 1, MV_NONE},
+    {"delay_logging_resolution_limit", MV_INT, MV_NONE, 6},
     {"tcp_windowsize", MV_INT, MV_NONE, MV_NONE},
-    {"address_verify_negative_cache", MV_BOOL, 0, 0},
-    {"backwards_bounce_logfile_compatibility", MV_BOOL, 0, 0},
+    {"message_size_limit", MV_LONG, MV_NONE, MV_NONE},
+    {"lmdb_map_size", MV_LONG, 1, MV_NONE},
     {"daemon_table_open_error_is_fatal", MV_BOOL, 0, 0},
-    {"disable_dns_lookups", MV_BOOL, 0, 0},
-    {"disable_mime_input_processing", MV_BOOL, 0, 0},
-    {"disable_mime_output_conversion", MV_BOOL, 0, 0},
     {"dns_ncache_ttl_fix_enable", MV_BOOL, 0, 0},
-    {"enable_idna2003_compatibility", MV_BOOL, 0, 0},
-    {"enable_long_queue_ids", MV_BOOL, 0, 0},
-    {"enable_original_recipient", MV_BOOL, 0, 0},
-    {"helpful_warnings", MV_BOOL, 0, 0},
-    {"multi_instance_enable", MV_BOOL, 0, 0},
-    {"owner_request_special", MV_BOOL, 0, 0},
-    {"respectful_logging", MV_BOOL, 0, 0},
-    {"send_cyrus_sasl_authzid", MV_BOOL, 0, 0},
     {"smtputf8_enable", MV_BOOL, 0, 0},
+    {"enable_idna2003_compatibility", MV_BOOL, 0, 0},
+    {"respectful_logging", MV_BOOL, 0, 0},
+    {"disable_dns_lookups", MV_BOOL, 0, 0},
     {"soft_bounce", MV_BOOL, 0, 0},
-    {"strict_7bit_headers", MV_BOOL, 0, 0},
+    {"owner_request_special", MV_BOOL, 0, 0},
     {"strict_8bitmime", MV_BOOL, 0, 0},
+    {"strict_7bit_headers", MV_BOOL, 0, 0},
     {"strict_8bitmime_body", MV_BOOL, 0, 0},
     {"strict_mime_encoding_domain", MV_BOOL, 0, 0},
+    {"disable_mime_input_processing", MV_BOOL, 0, 0},
+    {"disable_mime_output_conversion", MV_BOOL, 0, 0},
+    {"address_verify_negative_cache", MV_BOOL, 0, 0},
+    {"backwards_bounce_logfile_compatibility", MV_BOOL, 0, 0},
+    {"helpful_warnings", MV_BOOL, 0, 0},
+    {"send_cyrus_sasl_authzid", MV_BOOL, 0, 0},
+    {"multi_instance_enable", MV_BOOL, 0, 0},
+    {"enable_long_queue_ids", MV_BOOL, 0, 0},
     {"strict_smtputf8", MV_BOOL, 0, 0},
+    {"enable_original_recipient", MV_BOOL, 0, 0},
     {"application_event_drain_time", MV_TIME, 1, MV_NONE},
-    {"daemon_timeout", MV_TIME, 1, MV_NONE},
-    {"deliver_lock_delay", MV_TIME, 1, MV_NONE},
-    {"fork_delay", MV_TIME, 1, MV_NONE},
-    {"ipc_idle", MV_TIME, 1, MV_NONE},
-    {"ipc_timeout", MV_TIME, 1, MV_NONE},
-    {"ipc_ttl", MV_TIME, 1, MV_NONE},
     {"max_idle", MV_TIME, 1, MV_NONE},
-    {"stale_lock_time", MV_TIME, 1, MV_NONE},
+    {"ipc_timeout", MV_TIME, 1, MV_NONE},
+    {"ipc_idle", MV_TIME, 1, MV_NONE},
+    {"ipc_ttl", MV_TIME, 1, MV_NONE},
     {"trigger_timeout", MV_TIME, 1, MV_NONE},
+    {"fork_delay", MV_TIME, 1, MV_NONE},
+    {"deliver_lock_delay", MV_TIME, 1, MV_NONE},
+    {"stale_lock_time", MV_TIME, 1, MV_NONE},
+    {"daemon_timeout", MV_TIME, 1, MV_NONE},
     {"in_flow_delay", MV_TIME, 0, MV_NONE},
     {NULL, 0, 0, 0}
 };
@@ -684,13 +694,139 @@ static int mv_first(struct buf *msg, const char *path)
     return 0;
 }
 
-/* mynetworks_style, then the VERP delimiters against their filter (Postfix: last) */
+/* one address as family byte + 16 bytes, for the comparison with the interfaces' */
+static void mv_add_address(struct buf *b, const struct sockaddr *sa)
+{
+    unsigned char entry[17] = {0};
+
+    if (sa->sa_family == AF_INET) {
+        entry[0] = 4;
+        memcpy(entry + 1, &((const struct sockaddr_in *) sa)->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        entry[0] = 6;
+        memcpy(entry + 1, &((const struct sockaddr_in6 *) sa)->sin6_addr, 16);
+    } else {
+        return;
+    }
+    buf_add(b, (const char *) entry, sizeof(entry));
+}
+
+/* inet_interfaces: unless "all" or "loopback-only" (or no protocol), every word must
+ * resolve in inet_protocols' families, then every address must be an interface's */
+static int mv_inet_interfaces(struct buf *msg, const char *path)
+{
+    const struct seen *e = mv_seen("inet_interfaces"), *pe = mv_seen("inet_protocols");
+    const char *protocols = pe ? pe->value : "all", *s, *word;
+    struct buf wanted = {0}, local = {0}, host = {0};
+    struct addrinfo hints, *res, *ai;
+    struct ifaddrs *ifs, *ifa;
+    int v4 = 0, v6 = 0, r = 0;
+    size_t len, i, j;
+
+    if (e == NULL)
+        return 0;
+    if (strchr(e->value, '$') || strchr(protocols, '$'))
+        return -1;
+    if (strcmp(e->value, "all") == 0 || strcmp(e->value, "loopback-only") == 0)
+        return 0;
+    for (s = protocols; mv_next_word(&s, &word, &len);) {
+        if (len == 3 && memcmp(word, "all", 3) == 0)
+            v4 = v6 = 1;
+        else if (len == 4 && memcmp(word, "ipv4", 4) == 0)
+            v4 = 1;
+        else if (len == 4 && memcmp(word, "ipv6", 4) == 0)
+            v6 = 1;
+    }
+    if (!v4 && !v6)
+        return 0;               /* nothing is resolved (as Postfix) */
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = v4 && v6 ? AF_UNSPEC : v6 ? AF_INET6 : AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    for (s = e->value; r == 0 && mv_next_word(&s, &word, &len);) {
+        const char *name = word;
+        size_t name_len = len;
+
+        if (len >= 2 && word[0] == '[' && word[len - 1] == ']') {
+            name++;
+            name_len -= 2;
+        }
+        host.len = 0;
+        buf_add(&host, name, name_len);
+        buf_add(&host, "", 1);
+        res = NULL;
+        if (name_len == 0 || getaddrinfo(host.data, NULL, &hints, &res) != 0 || res == NULL) {
+            mv_fatal_head(msg, path, e);
+            mv_add(msg, "config variable inet_interfaces: host not found: ");
+            buf_add(msg, word, len);
+            mv_add(msg, "\n");
+            r = 1;
+        } else {
+            for (ai = res; ai; ai = ai->ai_next)
+                mv_add_address(&wanted, ai->ai_addr);
+            freeaddrinfo(res);
+        }
+    }
+    free(host.data);
+    if (r == 0 && wanted.len > 0) {
+        if (getifaddrs(&ifs) != 0) {
+            free(wanted.data);
+            return -1;
+        }
+        for (ifa = ifs; ifa; ifa = ifa->ifa_next)
+            if (ifa->ifa_addr != NULL)
+                mv_add_address(&local, ifa->ifa_addr);
+        freeifaddrs(ifs);
+        for (i = 0; r == 0 && i < wanted.len; i += 17) {
+            for (j = 0; j < local.len; j += 17)
+                if (memcmp(wanted.data + i, local.data + j, 17) == 0)
+                    break;
+            if (j >= local.len) {
+                char text[INET6_ADDRSTRLEN];
+
+                inet_ntop(wanted.data[i] == 4 ? AF_INET : AF_INET6, wanted.data + i + 1,
+                          text, sizeof(text));
+                mv_fatal_head(msg, path, e);
+                mv_add(msg, "parameter inet_interfaces: no local interface found for ");
+                mv_add(msg, text);
+                mv_add(msg, "\n");
+                r = 1;
+            }
+        }
+        free(local.data);
+    }
+    free(wanted.data);
+    return r;
+}
+
+/* maillog_file must begin with one of maillog_file_prefixes (Postfix's maillog client) */
+static int mv_maillog(struct buf *msg, const char *path)
+{
+    const struct seen *e = mv_seen("maillog_file"), *pe = mv_seen("maillog_file_prefixes");
+    const char *prefixes = pe ? pe->value : "/var, /dev/stdout", *s, *word;
+    size_t len;
+
+    if (e == NULL || e->value[0] == '\0')
+        return 0;
+    if (strchr(e->value, '$') || strchr(prefixes, '$'))
+        return -1;
+    for (s = prefixes; mv_next_word(&s, &word, &len);)
+        if (strncmp(e->value, word, len) == 0)
+            return 0;
+    mv_fatal_head(msg, path, e);
+    mv_add(msg, "maillog_file value '");
+    mv_add(msg, e->value);
+    mv_add(msg, "' does not match any prefix in maillog_file_prefixes\n");
+    return 1;
+}
+
+/* mynetworks_style, inet_interfaces, then the VERP delimiters against their filter */
 static int mv_last(struct buf *msg, const char *path)
 {
     const struct seen *e, *d, *f;
     const char *s, *word, *delimiters, *filter;
     size_t len, words = 0, first_len = 0;
     const char *first = NULL;
+    int r;
 
     if ((e = mv_seen("mynetworks_style")) != NULL) {
         if (strchr(e->value, '$'))
@@ -718,6 +854,8 @@ static int mv_last(struct buf *msg, const char *path)
             return 1;
         }
     }
+    if ((r = mv_inet_interfaces(msg, path)) != 0)
+        return r;
     d = mv_seen("default_verp_delimiters");
     f = mv_seen("verp_delimiter_filter");
     if (d != NULL || f != NULL) {
@@ -748,8 +886,9 @@ static int judge_globals(const char *path, struct buf *msg)
     /* 0. compatibility_level, syslog_facility, inet_protocols */
     if ((r = mv_first(msg, path)) != 0)
         return r;
-    /* 1. myhostname and mydomain, each derived from the other when not set */
-    if (host_e != NULL || domain_e != NULL) {
+    /* 1. myhostname and mydomain, each derived from the other when not set; when
+     * main.cf does not set myhostname, the machine's own name must be a host name */
+    {
         char machine[256];
         struct buf host = {0}, domain = {0};
         const char *names[2] = {"myhostname", "mydomain"};
@@ -767,10 +906,14 @@ static int judge_globals(const char *path, struct buf *msg)
             if (gethostname(machine, sizeof(machine) - 1) != 0)
                 return -1;
             machine[sizeof(machine) - 1] = '\0';
+            if (mv_hostname_problem(msg, machine)) {
+                mv_add(msg, FP_PROG ": fatal: unable to use my own hostname\n");
+                return 1;
+            }
             mv_add(&host, machine);
             if (strchr(machine, '.') == NULL) {
                 mv_add(&host, ".");
-                mv_add(&host, domain_e->value);
+                mv_add(&host, domain_e ? domain_e->value : "localdomain");
             }
         }
         buf_add(&host, "", 1);
@@ -828,7 +971,10 @@ static int judge_globals(const char *path, struct buf *msg)
     /* 3. the accounts, 4. mynetworks_style and the VERP delimiters */
     if ((r = mv_accounts(msg, path)) != 0)
         return r;
-    return mv_last(msg, path);
+    if ((r = mv_last(msg, path)) != 0)
+        return r;
+    /* 5. maillog_file against maillog_file_prefixes */
+    return mv_maillog(msg, path);
 }
 
 #endif

@@ -17,6 +17,7 @@ in state.py; the pieces:
     addrmap.py    trivial-rewrite, canonical, masquerading, virtual aliases, BCC maps
     hdraddr.py    addresses in headers: parse, rewrite, fold as Postfix does
     checks.py     header/body check actions
+    returned.py   a refused local submission's held stand-in marked bounced (RETURNED)
 
 pre_init (root, before chroot) reads main.cf and opens every table; post_init (as
 mail_owner, in queue_directory, maybe chrooted) opens the queue store with a relative
@@ -27,7 +28,8 @@ connections close as soon as their messages are answered, so clients move to a
 worker with the new configuration at once.
 
 Parameters: see settings.py, plus rewrite_service_name, ipc_timeout, ipc_idle,
-ipc_ttl, enable_long_queue_ids and the queue store's (fastpost.mail.queue).
+ipc_ttl, enable_long_queue_ids, delay_logging_resolution_limit (returned.py) and the
+queue store's (fastpost.mail.queue).
 Diagnostics: fatal (with file and line) for a bad setting or an unusable queue store.
 """
 
@@ -74,6 +76,7 @@ def _post_init(ctx) -> None:
     rewriter = RewriteClient(cfg, queue_directory=".")
     svc = CleanupService(_state["settings"], store, committer, rewriter, loop=ctx.loop,
                          long_ids=cfg.get_bool("enable_long_queue_ids"))
+    svc.delay_limit = cfg.get_int("delay_logging_resolution_limit")
     _state["service"] = svc
     ctx.on_retire.append(svc.retire)
     # The committer's threads return from fdatasync wanting the GIL while the loop

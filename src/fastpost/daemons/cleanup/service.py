@@ -55,6 +55,10 @@ REFUSED_IDS_KEPT = 64
 class CleanupService:
     """Per-process cleanup state (see the module docstring)."""
 
+    #: delay_logging_resolution_limit, for a returned message's ``status=bounced`` lines
+    #: (returned.py; set by _post_init)
+    delay_limit = 2
+
     def __init__(self, settings, store, committer, rewriter, *, loop=None, long_ids=False,
                  queue_directory: str = ".", trigger_qmgr: bool = True):
         self.settings = settings
@@ -174,6 +178,9 @@ class CleanupServerProtocol(asyncio.BufferedProtocol):
         #: queue IDs of this connection's messages refused for good (5xx), newest last:
         #: an OPEN with ``reuse_id`` may take one again (pickup's returned rejects)
         self.refused_ids: dict[str, None] = {}
+        #: stand-ins this connection opened (``reuse_id``) -> the ID their bounced
+        #: lines carry: RETURNED may name them, once (returned.py)
+        self.stand_ins: dict[str, str] = {}
 
     def connection_made(self, transport):
         self.transport = transport
@@ -205,6 +212,8 @@ class CleanupServerProtocol(asyncio.BufferedProtocol):
         if state is None:
             if op == P.END:
                 self.reply(None, {"t": tid, "c": 451, "x": "4.3.0 Error: unknown transaction"})
+            elif op == P.RETURNED:
+                self.svc.loop.create_task(self._returned(tid, frame["id"], str(frame["x"])))
             return
         state.handle(frame)
 
@@ -243,6 +252,25 @@ class CleanupServerProtocol(asyncio.BufferedProtocol):
             del self.refused_ids[queue_id]
             return queue_id
         return None
+
+    def stand_in(self, queue_id: str, refused_id: str | None) -> None:
+        """An OPEN with ``reuse_id`` made ``queue_id``: a RETURNED request may mark it
+        bounced, logged under ``refused_id`` (when it was this connection's) or its own."""
+        self.stand_ins[queue_id] = refused_id or queue_id
+        if len(self.stand_ins) > REFUSED_IDS_KEPT:
+            del self.stand_ins[next(iter(self.stand_ins))]
+
+    async def _returned(self, tid: int, queue_id, text: str) -> None:
+        """RETURNED: the held stand-in's recipients are bounced (returned.py)."""
+        from fastpost.daemons.cleanup.returned import mark_bounced
+
+        log_id = self.stand_ins.pop(queue_id, None) if isinstance(queue_id, str) else None
+        if log_id is None:
+            code, text = 550, "5.5.1 Error: not a returned message of this connection"
+        else:
+            code, text = await mark_bounced(self.svc.store, queue_id, log_id, text,
+                                            self.svc.delay_limit)
+        self.reply(None, {"t": tid, "c": code, "x": text, "id": queue_id if code == 250 else ""})
 
     # -- replies --------------------------------------------------------------------------
 

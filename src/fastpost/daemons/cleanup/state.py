@@ -157,8 +157,11 @@ class CleanupState:
         self.log_ident = bool(frame.get("ident"))
         self.uid = frame.get("uid")
         reuse = frame.get("reuse_id")  # pickup's returned reject (service.py: reusable)
-        self.builder = svc.committer.builder(conn.reusable(reuse) if reuse else None)
+        granted = conn.reusable(reuse) if reuse else None
+        self.builder = svc.committer.builder(granted)
         self.queue_id = self.builder.queue_id
+        if reuse:
+            conn.stand_in(self.queue_id, granted)
         self.rcpts_raw: list = []
         self.pending: list = []
         self.dups: set = set()

@@ -20,11 +20,14 @@ they share its group commit. A file is removed only after cleanup's durable answ
 Failures: a file that is not a maildrop stream is moved to $queue_directory/corrupt
 with a warning (as Postfix does, nothing is lost); cleanup's permanent refusal (5xx:
 too big, a check's REJECT) is logged and returned to the sender as a non-delivery
-notice through the bounce service (reject.py), then the file is removed; a temporary failure
-(cleanup unreachable, full disk) leaves the file for the next scan.
+notice through the bounce service (reject.py), then the file is removed (with
+soft_bounce = yes it stays in maildrop, as in Postfix, and is tried again at each
+scan); a temporary failure (cleanup unreachable, full disk) leaves the file for the
+next scan.
 
 Parameters: queue_directory, myhostname, mail_name, cleanup_service_name,
-receive_override_options, ipc_timeout, ipc_idle, ipc_ttl, and the trigger skeleton's.
+receive_override_options, ipc_timeout, ipc_idle, ipc_ttl, soft_bounce, and the trigger
+skeleton's.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ PARALLEL = 64
 READ_LIMIT = 1 << 30
 
 PARAMS = ("cleanup_service_name", "receive_override_options", "ipc_timeout", "ipc_idle",
-          "ipc_ttl", "mail_name", "myhostname", "bounce_service_name", "bounce_size_limit")
+          "ipc_ttl", "mail_name", "myhostname", "bounce_service_name", "bounce_size_limit",
+          "soft_bounce")
 
 
 class _State:
@@ -53,6 +57,7 @@ class _State:
     mail_name = ""
     busy = False
     again = False
+    soft_bounce = False
 
 
 state = _State()
@@ -80,6 +85,7 @@ def _post_init(ctx) -> None:
     state.cfg = cfg
     state.hostname = cfg.get("myhostname")
     state.mail_name = cfg.get("mail_name")
+    state.soft_bounce = cfg.get_bool("soft_bounce")
 
 
 async def service(data: bytes, ctx) -> None:
@@ -222,6 +228,10 @@ async def take(directory: str, name: str) -> bool:
         return False
     if code // 100 == 4:
         log.warn("%s: cleanup: %d %s; will retry", queue_id, code, text)
+        return False
+    if code // 100 == 5 and state.soft_bounce:
+        # as Postfix 3.7 under soft_bounce: cleanup has logged its "reject: ..." line,
+        # nothing is returned and the file stays for the next scan
         return False
     if code // 100 == 5:
         from fastpost.daemons.pickup.reject import bounce_rejected

@@ -11,15 +11,15 @@ anyone but the sender. What pickup does then:
    fields, without checks, mappings or automatic BCCs (request flags 0), the content
    cut at a line end after bounce_size_limit bytes, and on hold, so that qmgr leaves
    it alone;
-2. appends a ``failed`` entry for every recipient to the stand-in's bounce log (the
-   status and text are cleanup's: ``5.7.1 message content rejected``) and logs, under
-   the refused message's queue ID as Postfix's cleanup does, ``ID: to=<rcpt>,
-   relay=none, delay=D, delays=D/0/0/0, dsn=5.7.1, status=bounced (text)`` for each
-   (D: since the submission's arrival time), then ``ID: returned to the sender through
-   STAND-IN`` (the one line Postfix has no counterpart for: the stand-in's own ID
-   is the one the bounce service names in ``STAND-IN: sender non-delivery
-   notification: NOTICE``; Postfix's cleanup bounces from the refused queue file
-   itself, so its notice line carries the original ID);
+2. asks cleanup, on the same connection (cleanup_proto RETURNED), to mark the held
+   stand-in's recipients bounced: cleanup appends a ``failed`` entry for each to its
+   bounce log (the status and text are cleanup's refusal: ``5.7.1 no thanks``) and
+   logs ``ID: to=<rcpt>, relay=none, delay=D, delays=D/0/0/0, dsn=5.7.1,
+   status=bounced (text)`` under the refused message's queue ID, as Postfix's cleanup
+   does (fastpost.daemons.cleanup.returned; D: since the submission's arrival). Only
+   when cleanup could not give the stand-in the refused message's ID (its connection
+   was replaced in between) does pickup log ``ID: returned to the sender through
+   STAND-IN``, the one line Postfix has no counterpart for;
 3. asks the bounce service for the notice (``flush``; its rules apply: no notice to
    the null sender, NOTIFY=NEVER, postmaster copies by notify_classes);
 4. removes the stand-in from the queue.
@@ -28,15 +28,12 @@ Failures: if cleanup refuses the stand-in too (no recipients at all, say) the fi
 removed with a warning, as before; if the queue store or the bounce service cannot be
 reached, the stand-in is removed again and the maildrop file stays for the next scan.
 
-Parameters: bounce_size_limit, bounce_service_name, delay_logging_resolution_limit,
-queue_directory and the queue store's (QueueSettings).
+Parameters: bounce_size_limit, bounce_service_name, queue_directory and the queue store's (QueueSettings).
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 
 from fastpost.util import log
 
@@ -99,9 +96,7 @@ async def bounce_rejected(client, cfg, meta: dict, msg, received: bytes, code: i
     """Return the refused submission ``msg`` to its sender; True when done (the maildrop
     file may go), False to try again later. ``refused_id``: the queue ID cleanup gave
     the refused message (its log lines carry it; default: the stand-in's)."""
-    from fastpost.mail.bounce_log import LogEntry
     from fastpost.mail.cleanup_clnt import CleanupError
-    from fastpost.mail.envelope import read_envelope
 
     status, reason = split_reply(code, text)
     stand_in = dict(meta)
@@ -132,32 +127,14 @@ async def bounce_rejected(client, cfg, meta: dict, msg, received: bytes, code: i
         return False
     store = None
     try:
-        store, bounce = _handles(cfg)
-        info = store.get(queue_id)
-        waited = 0.0
-        while info is None:  # cleanup answers once the data is durable; the index follows
-            if waited > 30:
-                raise TimeoutError("not in the queue index after 30s")
-            await asyncio.sleep(0.01)
-            waited += 0.01
-            info = store.get(queue_id)
-        env = read_envelope(store.read(queue_id, info))
-        with store.edit() as ed:
-            for r in env.recipients:
-                entry = LogEntry(r.address, r.offset, status, "failed", reason,
-                                 r.orig if r.orig != r.address else "", r.orcpt, r.notify,
-                                 "none")
-                ed.append_log(queue_id, "bounce", entry.encode())
-        from fastpost.mail.deliver import format_delay
-
-        delay = format_delay(max(0.0, time.time() - msg.arrival),
-                             cfg.get_int("delay_logging_resolution_limit"))
-        for r in env.recipients:
-            log.info("%s: to=<%s>, relay=none, delay=%s, delays=%s/0/0/0, dsn=%s, "
-                     "status=bounced (%s)", refused_id or queue_id, r.address, delay, delay,
-                     status, reason)
+        # cleanup writes the failed entries and logs the status=bounced lines (as
+        # Postfix's cleanup does: fastpost.daemons.cleanup.returned)
+        code3, text3, _ = await txn.returned(f"{status} {reason}")
+        if code3 != 250:
+            raise RuntimeError(f"cleanup: {code3} {text3}")
         if refused_id and refused_id != queue_id:  # cleanup could not reuse the ID
             log.info("%s: returned to the sender through %s", refused_id, queue_id)
+        store, bounce = _handles(cfg)
         await bounce.flush(queue_id, ["bounce"])
         done = True
     except Exception as exc:  # noqa: BLE001 - the store or the bounce service: try again
