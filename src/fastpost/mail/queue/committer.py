@@ -680,7 +680,7 @@ class Committer:
             self.store.index_batch(infos, watermarks)
         except (lmdb.Error, OSError) as exc:
             if count == 1:
-                return [], 0, exc
+                return [], 0, self._ix_error(exc)
             # A merged round needs more free pages than one batch (a nearly full disk
             # or map): index batch by batch, as far as it goes.
             return self._index_one_by_one()
@@ -699,7 +699,7 @@ class Committer:
             try:
                 self.store.index_batch(job.infos, job.watermarks)
             except (lmdb.Error, OSError) as exc:
-                return done_ids, applied, exc
+                return done_ids, applied, self._ix_error(exc)
             self._backlog.popleft()
             applied += 1
             self.index_rounds += 1
@@ -707,6 +707,11 @@ class Committer:
                 w.close()
             done_ids.extend(i.queue_id for i in job.infos)
         return done_ids, applied, None
+
+    def _ix_error(self, exc: BaseException) -> BaseException:
+        """The error an index round reports: LMDB's mapped as the store maps it (an EIO
+        on a full file system is InsufficientStorage, store._index_error)."""
+        return self.store.index_error(exc) if isinstance(exc, lmdb.Error) else exc
 
     def _indexed(self, done_ids, exc) -> None:
         """On the loop: report an index round."""
