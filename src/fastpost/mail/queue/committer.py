@@ -78,10 +78,12 @@ from fastpost.util import log
 #: of its steps to ``<prefix>.<pid>``. Empty: nothing is measured (one test per batch).
 _TRACE = os.environ.get("FASTPOST_COMMIT_TRACE", "")
 _clock = time.perf_counter
-#: Experiment (docs/accept.md, "Session 7"): FASTPOST_INDEX_INLINE=1 runs the index
-#: rounds in the I/O thread, between commit batches (no index sync beside a commit
-#: sync, one thread fewer taking the GIL). Off by default: cleanup's CPU fell, msgs/s
-#: did not rise, and the full-disk test failed once with it under load.
+#: Experiment (docs/accept.md, "Session 7" and "Session 8: index rounds in the I/O
+#: thread"): FASTPOST_INDEX_INLINE=1 runs the index rounds in the I/O thread, between
+#: commit batches (no index sync beside a commit sync, one thread fewer taking the
+#: GIL). Off by default: on a journalled ext4 the commit syncs got longer and msgs/s
+#: fell (session 8); its full-disk failure was LMDB's EIO for a short write, now
+#: mapped to InsufficientStorage (store._index_error).
 _INLINE = os.environ.get("FASTPOST_INDEX_INLINE") == "1"
 # fdatasync_timed: the sync's return time taken before the GIL is asked for again
 _syncio = select("fastpost.mail.queue._syncio_c", "fastpost.mail.queue._syncio_py")
