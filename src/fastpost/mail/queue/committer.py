@@ -17,9 +17,7 @@ straight to the index thread.
 
 Hand-offs: the loop gives work to the threads through queue.SimpleQueue; the threads
 give results back through one list and ``call_soon_threadsafe``, one wake-up of the
-loop for everything posted until the loop gets to it (no executor futures); an index
-round that ends while the I/O thread writes a batch leaves its result for that batch's
-wake-up.
+loop for everything posted until the loop gets to it (no executor futures).
 
 Indexing follows in a second thread, in batch order: one LMDB transaction inserts the
 messages of every batch waiting at that moment (one transaction at a time, so under
@@ -102,10 +100,6 @@ INDEX_GATHER = 0.003
 #: No gathering while the queue file system has less free space than this: near a full
 #: disk the index must not wait while segments take the last blocks (docs/queue.md).
 INDEX_GATHER_MIN_FREE = 64 << 20
-#: _space_to_gather: free space of at least this many times INDEX_GATHER_MIN_FREE is
-#: taken as still there for SPACE_RECHECK seconds (no statvfs per index round).
-SPACE_RECHECK_FACTOR = 4
-SPACE_RECHECK = 0.1
 #: Seconds an index round run by the I/O thread may be put off while commit batches
 #: keep coming (each batch's callers are answered first).
 INDEX_MAX_DEFER = 0.010
@@ -190,11 +184,6 @@ class Committer:
         self._dlock = threading.Lock()
         self._done: list = []
         self._wake_pending = False
-        # True (under _dlock) from the I/O thread taking a batch until it posts the
-        # batch's result: a post made meanwhile needs no wake-up of its own (_post_later).
-        self._io_will_post = False
-        # _space_to_gather's last reading: monotonic time until which it stands
-        self._space_ok_until = 0.0
         self._seg: SegmentWriter | None = None  # I/O thread only
         self._seg_broken = False  # I/O thread only
         self._rolled: list = []  # I/O thread only
@@ -370,13 +359,10 @@ class Committer:
             self._flushing = True
         self._io_jobs.put(_KICK)
 
-    def _post(self, item, batch_done: bool = False) -> None:
-        """Hand a result to the loop (from a thread); wake it once for many.
-        ``batch_done``: the I/O thread posting a batch's result (_io_will_post ends)."""
+    def _post(self, item) -> None:
+        """Hand a result to the loop (from a thread); wake it once for many."""
         with self._dlock:
             self._done.append(item)
-            if batch_done:
-                self._io_will_post = False
             if self._wake_pending:
                 return
             self._wake_pending = True
@@ -385,16 +371,6 @@ class Committer:
         except RuntimeError:  # that loop is closed: the next one takes these
             with self._dlock:
                 self._wake_pending = False
-
-    def _post_later(self, item) -> None:
-        """The index thread's _post: while the I/O thread is writing a batch, the item
-        rides on that batch's post (one wake-up of the loop for both, a commit sync
-        later at most); otherwise it wakes the loop itself."""
-        with self._dlock:
-            if self._io_will_post:
-                self._done.append(item)
-                return
-        self._post(item)
 
     def _deliver(self) -> None:
         with self._dlock:
@@ -481,8 +457,6 @@ class Committer:
                 if not batch:
                     self._flushing = False
                     return
-            with self._dlock:
-                self._io_will_post = True
             try:
                 results, job = self._flush(batch)
             except BaseException as exc:  # noqa: BLE001 - reported on the loop
@@ -501,9 +475,9 @@ class Committer:
                 # messages, writev start, fdatasync called, fdatasync returned (before
                 # the GIL), back in Python (after it), posted
                 times, self._trace_times = self._trace_times, None
-                self._post(("flushed", batch, results, (len(batch), *times, _clock())), True)
+                self._post(("flushed", batch, results, (len(batch), *times, _clock())))
             else:
-                self._post(("flushed", batch, results), True)
+                self._post(("flushed", batch, results))
             if self._seg is not None and not self._seg_broken:
                 self._seg.prepare()  # zeros ahead, after the batch was answered (segment.py)
             if _INLINE and self._backlog and self._index_due():
@@ -638,9 +612,11 @@ class Committer:
             items = [] if item is None else [item]
             if item is not None and item is not _STOP and not isinstance(item, _Seal):
                 self._gather()
-            jobs = self._ix_jobs
-            while not jobs.empty():  # everything else waiting joins this round (one reader)
-                items.append(jobs.get_nowait())
+            while True:  # everything else waiting joins this round
+                try:
+                    items.append(self._ix_jobs.get_nowait())
+                except queue.Empty:
+                    break
             seal = None
             for it in items:
                 if it is _STOP:
@@ -672,10 +648,10 @@ class Committer:
                 if _TRACE:
                     # batches, messages, first batch handed over, thread woken, index
                     # transaction started, ended and posted
-                    self._post_later(("indexed", done_ids, exc,
-                                      (applied, len(done_ids), first_put, t_got, t_ix, _clock())))
+                    self._post(("indexed", done_ids, exc,
+                                (applied, len(done_ids), first_put, t_got, t_ix, _clock())))
                 else:
-                    self._post_later(("indexed", done_ids, exc))
+                    self._post(("indexed", done_ids, exc))
 
     def _gather(self) -> None:
         """Wait INDEX_GATHER for more batches, unless free space is short (or unknown)."""
@@ -683,22 +659,12 @@ class Committer:
             time.sleep(INDEX_GATHER)
 
     def _space_to_gather(self) -> bool:
-        """True if the queue file system has INDEX_GATHER_MIN_FREE free (known).
-
-        A reading of at least SPACE_RECHECK_FACTOR times that stands for
-        SPACE_RECHECK seconds (one statvfs per round otherwise); below it, every
-        round asks again."""
-        now = time.monotonic()
-        if now < self._space_ok_until:
-            return True
+        """True if the queue file system has INDEX_GATHER_MIN_FREE free (known)."""
         try:
             st = os.statvfs(self.store.segment_dir)
         except OSError:
             return False
-        free = st.f_bavail * st.f_frsize
-        if free >= SPACE_RECHECK_FACTOR * INDEX_GATHER_MIN_FREE:
-            self._space_ok_until = now + SPACE_RECHECK
-        return free >= INDEX_GATHER_MIN_FREE
+        return st.f_bavail * st.f_frsize >= INDEX_GATHER_MIN_FREE
 
     def _index(self):
         count = len(self._backlog)
