@@ -81,8 +81,8 @@ _clock = time.perf_counter
 #: Experiment (docs/accept.md, "Session 7" and "Session 8: index rounds in the I/O
 #: thread"): FASTPOST_INDEX_INLINE=1 runs the index rounds in the I/O thread, between
 #: commit batches (no index sync beside a commit sync, one thread fewer taking the
-#: GIL). Off by default: on a journalled ext4 the commit syncs got longer and msgs/s
-#: fell (session 8); its full-disk failure was LMDB's EIO for a short write, now
+#: GIL). Off by default: on a journalled ext4 it had the higher msgs/s in only 6 of
+#: 20 pairs (session 8); its full-disk failure was LMDB's EIO for a short write, now
 #: mapped to InsufficientStorage (store._index_error).
 _INLINE = os.environ.get("FASTPOST_INDEX_INLINE") == "1"
 # fdatasync_timed: the sync's return time taken before the GIL is asked for again
@@ -494,6 +494,9 @@ class Committer:
 
     def _index_inline(self) -> None:
         """_INLINE: one index round in the I/O thread (between two commit batches)."""
+        if _TRACE:  # the round starts at once: no wake-up and no gather of its own
+            t_ix = _clock()
+            first_put = self._backlog[0].t_put
         try:
             done_ids, applied, exc = self._index()
         except BaseException as exc2:  # noqa: BLE001 - a bug: keep the backlog for retry
@@ -504,7 +507,10 @@ class Committer:
         elif self._backlog:
             self._ix_first = time.monotonic()
         if exc is not None or done_ids:
-            self._post(("indexed", done_ids, exc))
+            if _TRACE:
+                self._post(("indexed", done_ids, exc, (applied, len(done_ids), first_put, t_ix, t_ix, _clock())))
+            else:
+                self._post(("indexed", done_ids, exc))
 
     def _segment(self) -> SegmentWriter:
         """Return the segment to append to, rolling it when full or broken."""
