@@ -166,6 +166,16 @@ def main() -> int:
                                   ("sync returned -> _deliver, returned", 3, 3, 6)):
             show(f"{label} in one", [b[hi] - b[lo] for b in batches if during(b[at])])
             show(f"{label} outside", [b[hi] - b[lo] for b in batches if not during(b[at])])
+        # Does a commit sync that follows an index round's sync cost more? (With
+        # FASTPOST_INDEX_INLINE=1 the I/O thread runs the rounds itself, so a batch that
+        # waited for a round syncs right after the round's own sync.)
+        ends = sorted(r[5] for r in rounds)
+
+        def after_round(t, window=0.001):
+            i = bisect.bisect_right(ends, t)
+            return i > 0 and t - ends[i - 1] < window
+        show("fdatasync, started < 1 ms after a round ended", [b[3] - b[2] for b in batches if after_round(b[2])])
+        show("fdatasync, started later", [b[3] - b[2] for b in batches if not after_round(b[2])])
         others = {t: len(v) for t, v in kernel.items() if t not in (io_tid, ix_tid)}
         if others:
             print(f"  fdatasync calls in other threads (by thread ID): {others}")

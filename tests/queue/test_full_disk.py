@@ -94,6 +94,76 @@ def test_full_disk_then_space_returns(small_fs):
     st.close()
 
 
+def _fill(mnt, leave_pages: int) -> None:
+    """Fill the file system, then give back ``leave_pages`` pages."""
+    path = mnt / "filler"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        while True:
+            os.write(fd, b"f" * 65536)
+    except OSError:
+        pass
+    try:
+        while True:
+            os.write(fd, b"f" * 4096)
+    except OSError:
+        pass
+    os.ftruncate(fd, max(0, os.fstat(fd).st_size - leave_pages * 4096))
+    os.close(fd)
+
+
+def test_index_short_write_on_a_full_disk_is_insufficient_storage(small_fs):
+    """LMDB reports a write the full file system cut short as EIO (not ENOSPC): with the
+    file system full that is InsufficientStorage (452 4.3.1); with space to spare the
+    same EIO stays an error. The committer's I/O thread met it in allocate_segid."""
+    import errno
+
+    import lmdb
+
+    from fastpost.mail.queue import QueueError
+    from fastpost.mail.queue import index as ix
+    from fastpost.mail.queue.store import _index_error
+
+    st = QueueStore.open(settings=QueueSettings(str(small_fs / "queue")))
+    _fill(small_fs, leave_pages=1)  # one page free: a multi-page write is cut short
+    infos = [ix.MessageInfo(f"ABC{i:08X}", ix.INCOMING, 0, 1, i * 1000, 1000, time.time(), 0.0, 900,
+                            f"s{i}@example.org", [ix.RcptInfo(0, f"r{i}@example.net", ix.RCPT_PENDING)])
+             for i in range(400)]
+    with pytest.raises(lmdb.Error) as ei:
+        with st.index.write() as txn:
+            for info in infos:
+                st.index.insert(txn, info)
+    cause = ei.value
+    assert cause.code == errno.EIO, "LMDB should report the short write as EIO"
+    err = st.index_error(cause)
+    assert isinstance(err, InsufficientStorage) and "cut short" in str(err)
+    with pytest.raises(InsufficientStorage):  # the store's own transactions map it
+        with st.edit() as ed:
+            for info in infos:
+                st.index.insert(ed.txn, info)
+    # allocate_segid (the committer's path to a new segment) fails the same way or with
+    # ENOSPC (no page left at all): either way InsufficientStorage, never QueueError
+    os.unlink(small_fs / "filler")
+    _fill(small_fs, leave_pages=0)
+    for _ in range(3):
+        with pytest.raises(InsufficientStorage):
+            with st.edit() as ed:
+                for info in infos:
+                    st.index.insert(ed.txn, info)
+    # space returns: the same EIO is no full disk any more, and the index works
+    os.unlink(small_fs / "filler")
+    resize(small_fs, "16m")
+    err = _index_error(cause, st.index.path)
+    assert isinstance(err, QueueError) and not isinstance(err, InsufficientStorage)
+    assert isinstance(_index_error(cause), QueueError)  # no directory: no guess
+    with st.edit() as ed:
+        for info in infos:
+            st.index.insert(ed.txn, info)
+    assert st.allocate_segid() > 0
+    assert sum(1 for _ in st.messages()) == len(infos)
+    st.close()
+
+
 def test_enough_space(small_fs):
     report = enough_space(str(small_fs), queue_minfree=0, message_size_limit=100_000)
     assert report.ok and report.free > 1_000_000

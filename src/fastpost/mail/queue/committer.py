@@ -78,10 +78,12 @@ from fastpost.util import log
 #: of its steps to ``<prefix>.<pid>``. Empty: nothing is measured (one test per batch).
 _TRACE = os.environ.get("FASTPOST_COMMIT_TRACE", "")
 _clock = time.perf_counter
-#: Experiment (docs/accept.md, "Session 7"): FASTPOST_INDEX_INLINE=1 runs the index
-#: rounds in the I/O thread, between commit batches (no index sync beside a commit
-#: sync, one thread fewer taking the GIL). Off by default: cleanup's CPU fell, msgs/s
-#: did not rise, and the full-disk test failed once with it under load.
+#: Experiment (docs/accept.md, "Session 7" and "Session 8: index rounds in the I/O
+#: thread"): FASTPOST_INDEX_INLINE=1 runs the index rounds in the I/O thread, between
+#: commit batches (no index sync beside a commit sync, one thread fewer taking the
+#: GIL). Off by default: on a journalled ext4 it had the higher msgs/s in only 6 of
+#: 20 pairs (session 8); its full-disk failure was LMDB's EIO for a short write, now
+#: mapped to InsufficientStorage (store._index_error).
 _INLINE = os.environ.get("FASTPOST_INDEX_INLINE") == "1"
 # fdatasync_timed: the sync's return time taken before the GIL is asked for again
 _syncio = select("fastpost.mail.queue._syncio_c", "fastpost.mail.queue._syncio_py")
@@ -492,6 +494,9 @@ class Committer:
 
     def _index_inline(self) -> None:
         """_INLINE: one index round in the I/O thread (between two commit batches)."""
+        if _TRACE:  # the round starts at once: no wake-up and no gather of its own
+            t_ix = _clock()
+            first_put = self._backlog[0].t_put
         try:
             done_ids, applied, exc = self._index()
         except BaseException as exc2:  # noqa: BLE001 - a bug: keep the backlog for retry
@@ -502,7 +507,10 @@ class Committer:
         elif self._backlog:
             self._ix_first = time.monotonic()
         if exc is not None or done_ids:
-            self._post(("indexed", done_ids, exc))
+            if _TRACE:
+                self._post(("indexed", done_ids, exc, (applied, len(done_ids), first_put, t_ix, t_ix, _clock())))
+            else:
+                self._post(("indexed", done_ids, exc))
 
     def _segment(self) -> SegmentWriter:
         """Return the segment to append to, rolling it when full or broken."""
@@ -680,7 +688,7 @@ class Committer:
             self.store.index_batch(infos, watermarks)
         except (lmdb.Error, OSError) as exc:
             if count == 1:
-                return [], 0, exc
+                return [], 0, self._ix_error(exc)
             # A merged round needs more free pages than one batch (a nearly full disk
             # or map): index batch by batch, as far as it goes.
             return self._index_one_by_one()
@@ -699,7 +707,7 @@ class Committer:
             try:
                 self.store.index_batch(job.infos, job.watermarks)
             except (lmdb.Error, OSError) as exc:
-                return done_ids, applied, exc
+                return done_ids, applied, self._ix_error(exc)
             self._backlog.popleft()
             applied += 1
             self.index_rounds += 1
@@ -707,6 +715,11 @@ class Committer:
                 w.close()
             done_ids.extend(i.queue_id for i in job.infos)
         return done_ids, applied, None
+
+    def _ix_error(self, exc: BaseException) -> BaseException:
+        """The error an index round reports: LMDB's mapped as the store maps it (an EIO
+        on a full file system is InsufficientStorage, store._index_error)."""
+        return self.store.index_error(exc) if isinstance(exc, lmdb.Error) else exc
 
     def _indexed(self, done_ids, exc) -> None:
         """On the loop: report an index round."""

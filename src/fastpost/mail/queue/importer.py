@@ -226,9 +226,7 @@ def _flush(store, writer, pending, report, on_message) -> None:
             seg.watermark = max(seg.watermark, writer.size)
             store.index.put_segment(txn, seg)
     except lmdb.Error as exc:
-        from fastpost.mail.queue.store import _index_error
-
-        raise _index_error(exc) from None
+        raise store.index_error(exc) from None
     if on_message is not None:
         for p in pending:
             on_message(p[1], p[0], p[2])

@@ -198,8 +198,12 @@ class QueueStore:
                 result = fn(txn)
             self.index.sync()
         except lmdb.Error as exc:
-            raise _index_error(exc) from None
+            raise self.index_error(exc) from None
         return result
+
+    def index_error(self, exc: lmdb.Error) -> Exception:
+        """The error to raise for an LMDB error of this store's index (_index_error)."""
+        return _index_error(exc, self.index.path)
 
     def reserve_numbers(self, count: int) -> int:
         """Reserve ``count`` queue numbers; return the first (durable before return)."""
@@ -742,7 +746,7 @@ class QueueStore:
                 ed.txn = txn
                 yield ed
         except lmdb.Error as exc:
-            raise _index_error(exc) from None
+            raise self.index_error(exc) from None
         finally:
             ed.txn = None
         for segid in ed.emptied:
@@ -791,7 +795,7 @@ class QueueStore:
                 seg.watermark = max(seg.watermark, writer.size)
                 self.index.put_segment(txn, seg)
         except lmdb.Error as exc:
-            raise _index_error(exc) from None
+            raise self.index_error(exc) from None
         return info
 
     def seal(self, writer: SegmentWriter) -> None:
@@ -966,13 +970,40 @@ class Edit:
         self.index.clear_logs(self.txn, queue_id, ix.LOG_KINDS[kind] if kind else None)
 
 
-def _index_error(exc: lmdb.Error) -> Exception:
-    """Map an LMDB error to InsufficientStorage (full disk or map) or QueueError."""
+#: LMDB turns a write that the file system cut short into EIO (its page flush and its
+#: meta-page write: a pwritev/pwrite that returns fewer bytes than asked, which is what
+#: a full file system does to a multi-page write, is reported as EIO, not ENOSPC). An
+#: EIO from LMDB while the index's file system has less than this many bytes free is
+#: taken as a full disk (docs/queue.md, "A full file system under the index"); a
+#: failed write leaves at most a few hundred KiB of LMDB's pages behind, and the margin
+#: covers space freed meanwhile by other writers rolling back.
+SHORT_WRITE_FREE_MARGIN = 4 << 20
+
+
+def _index_error(exc: lmdb.Error, index_dir: str | None = None) -> Exception:
+    """Map an LMDB error to InsufficientStorage (full disk or map) or QueueError.
+
+    ``index_dir``: the index's directory; with it, an EIO while its file system is
+    (nearly) full is InsufficientStorage too (SHORT_WRITE_FREE_MARGIN). Without it, or
+    with space to spare, an EIO stays an error (QueueError).
+    """
     code = getattr(exc, "code", 0)
     if isinstance(exc, lmdb.MapFullError):
         return InsufficientStorage(errno.ENOSPC, f"queue index map is full ({exc})")
     if code in (errno.ENOSPC, errno.EDQUOT):
         return InsufficientStorage(code, f"queue index: {os.strerror(code)}")
+    if code == errno.EIO and index_dir is not None:
+        try:
+            st = os.statvfs(index_dir)
+            free = st.f_bavail * st.f_frsize
+        except OSError:
+            free = None
+        if free is not None and free < SHORT_WRITE_FREE_MARGIN:
+            err = InsufficientStorage(
+                errno.ENOSPC, f"queue index: a write was cut short, {free} bytes free "
+                              f"in {index_dir} ({exc})")
+            err.__cause__ = exc
+            return err
     return QueueError(f"queue index error: {exc}")
 
 
