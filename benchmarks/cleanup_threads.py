@@ -128,8 +128,8 @@ def main() -> int:
             print(f"run {r + 1}: {n / src['seconds']:7,.0f} msgs/s  cleanup {total['cleanup']:.3f} ms/msg  "
                   f"smtpd {total['smtpd']:.3f} ms/msg")
             for (name, t), (u, s, v, iv) in sorted(threads.items()):
-                if name == "cleanup" and u + s > 0:
-                    print(f"    cleanup thread +{t}: user {u:.3f} sys {s:.3f} ms/msg, "
+                if u + s > 0:
+                    print(f"    {name} thread +{t}: user {u:.3f} sys {s:.3f} ms/msg, "
                           f"context switches {v:.2f} voluntary {iv:.2f} involuntary per msg")
     finally:
         inst.stop()

@@ -89,6 +89,10 @@ def _post_init(ctx) -> None:
     # The sessions count themselves toward the skeleton's client limit (self_counting).
     service.on_connect = ctx.connected
     service.on_disconnect = ctx.disconnected
+    # One listener bound to one address: no getsockname() per connection.
+    from fastpost.daemons.smtpd.service import fixed_local_address
+
+    service.local_address = fixed_local_address(ctx.listeners)
     log.debug("%s", _accel.describe())
 
 
