@@ -167,11 +167,6 @@ class ServerContext:
         self.disconnected = getattr(server, "_disconnected", None)
 
     @property
-    def listeners(self) -> list:
-        """The listening sockets (or FIFO descriptors) the master passed."""
-        return list(self._server.listeners)
-
-    @property
     def clients(self) -> int:
         """Clients being served right now."""
         return self._server.clients

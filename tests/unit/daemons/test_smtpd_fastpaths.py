@@ -5,8 +5,6 @@
   the call).
 - HostList's memo (lists without tables): the memoised answer is the computed one
   for random clients, asked repeatedly; a list with a table is never memoised.
-- SmtpdService.local_address: one listener bound to one address gives every
-  session its local address without asking the connection; otherwise each asks.
 """
 
 from __future__ import annotations
@@ -93,88 +91,3 @@ def test_hostlist_with_a_table_is_not_memoised(tmp_path):
     assert hosts._memo is None
     assert hosts.match("unknown", "192.0.2.1") and hosts.match("unknown", "127.0.0.2")
     assert not hosts.match("unknown", "192.0.2.2")
-
-
-# -- the local address known from the listening socket (no getsockname per connection)
-
-def test_fixed_local_address_of_listeners():
-    import socket
-
-    from fastpost.daemons.smtpd.service import fixed_local_address
-
-    def listening(family, host):
-        s = socket.socket(family, socket.SOCK_STREAM)
-        s.bind((host, 0))
-        s.listen(1)
-        return s
-
-    one = listening(socket.AF_INET, "127.0.0.1")
-    wild = listening(socket.AF_INET, "0.0.0.0")
-    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        assert fixed_local_address([one]) == ("127.0.0.1", str(one.getsockname()[1]))
-        assert fixed_local_address([wild]) is None  # the address depends on the route
-        assert fixed_local_address([one, one]) is None  # several listeners
-        assert fixed_local_address([unix]) is None
-        assert fixed_local_address([7]) is None  # a FIFO's descriptor
-        assert fixed_local_address([]) is None
-        if socket.has_ipv6:
-            try:
-                six = listening(socket.AF_INET6, "::")
-            except OSError:
-                pass
-            else:
-                assert fixed_local_address([six]) is None
-                six.close()
-    finally:
-        for s in (one, wild, unix):
-            s.close()
-
-
-@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
-def test_sessions_see_their_local_address(tmp_path, host):
-    """Bound to one address the sessions take it from the listener; on a wildcard
-    they ask the connection: the policy sees 127.0.0.1 and the real port either way."""
-    import asyncio
-    import socket
-
-    from fastpost.daemons.smtpd.policy import Policy
-    from fastpost.daemons.smtpd.service import fixed_local_address
-    from fastpost.daemons.smtpd.testing import SmtpdThread
-
-    seen = []
-
-    class Recording(Policy):
-        def check(self, request):
-            seen.append((request.stage, request.client.server_addr, request.client.server_port))
-            return None
-
-    srv = SmtpdThread(tmp_path, policy=Recording())
-    with srv:
-        async def second():
-            return await srv.service.listen(host, 0)
-
-        # SmtpdThread's own listener, then a second one: with two, every connection asks.
-        assert srv.service.local_address == ("127.0.0.1", str(srv.port))
-        extra = asyncio.run_coroutine_threadsafe(second(), srv.loop).result(30)
-        assert srv.service.local_address is None
-        port2 = extra.sockets[0].getsockname()[1]
-        for port in (srv.port, port2):
-            with socket.create_connection(("127.0.0.1", port), timeout=30) as c:
-                c.recv(512)
-                c.sendall(b"QUIT\r\n")
-                c.recv(512)
-        srv.wait_sessions(0)
-        # Only the second listener now: fixed when it is bound to 127.0.0.1.
-        srv.call(lambda: srv.service._listening.pop(0))
-        srv.service.local_address = fixed_local_address(srv.service._listening)
-        assert (srv.service.local_address is None) == (host == "0.0.0.0")
-        with socket.create_connection(("127.0.0.1", port2), timeout=30) as c:
-            c.recv(512)
-            c.sendall(b"QUIT\r\n")
-            c.recv(512)
-        srv.wait_sessions(0)
-        srv.call(extra.close)
-    assert [s for s in seen if s[0] == "CONNECT"] == [
-        ("CONNECT", "127.0.0.1", str(srv.port)), ("CONNECT", "127.0.0.1", str(port2)),
-        ("CONNECT", "127.0.0.1", str(port2))]

@@ -705,11 +705,7 @@ class SessionCore:
         svc.sessions.add(self)
         self._last_io = self.loop.time()
         peer = transport.get_extra_info("peername")
-        # One listening socket bound to one address: every connection's local address
-        # is its own (service.fixed_local_address), no getsockname() per connection.
-        local = svc.local_address
-        if local is None:
-            local = transport.get_extra_info("sockname")
+        local = transport.get_extra_info("sockname")
         c = self.client
         if isinstance(peer, tuple) and peer:
             addr = peer[0]

@@ -28,9 +28,7 @@ act on yet.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
-import socket
 import time
 
 from fastpost.daemons.smtpd.peer import PeerResolver
@@ -44,32 +42,6 @@ from fastpost.util import log
 __all__ = ["SmtpdService"]
 
 READ_BUFFER_SIZE = 65536
-
-
-def fixed_local_address(listeners) -> tuple[str, str] | None:
-    """The local (address, port) of every connection accepted on ``listeners``.
-
-    Known without asking each connection when there is one listening socket, TCP,
-    bound to one address (``inet_interfaces = 127.0.0.1``, a master.cf
-    ``192.0.2.1:smtp`` entry): a connection's own address is then the socket's.
-    None for a wildcard address (the local address depends on the route), several
-    sockets, a UNIX-domain socket or a descriptor that is not a socket.
-    """
-    if len(listeners) != 1:
-        return None
-    sock = listeners[0]  # a socket.socket, or the loop's stand-in for one (uvloop)
-    if getattr(sock, "family", None) not in (socket.AF_INET, socket.AF_INET6):
-        return None
-    try:
-        local = sock.getsockname()
-    except OSError:
-        return None
-    try:
-        if ipaddress.ip_address(local[0].split("%", 1)[0]).is_unspecified:
-            return None
-    except ValueError:
-        return None
-    return local[0], str(local[1])
 
 
 def _authenticator(config):
@@ -121,11 +93,6 @@ class SmtpdService:
         #: connection_lost: the multi skeleton's client count (self_counting).
         self.on_connect = None
         self.on_disconnect = None
-        #: (address, port) of every connection, when the process listens on one TCP
-        #: socket bound to one address (fixed_local_address()): the sessions then
-        #: make no getsockname() per connection. None: ask each connection.
-        self.local_address: tuple[str, str] | None = None
-        self._listening: list = []  # the sockets listen() made
         for text in settings.unsupported:
             log.warn("%s is not supported yet and is ignored", text)
         for text in getattr(self.policy, "warnings", []):
@@ -226,14 +193,10 @@ class SmtpdService:
             tls_kw = {"ssl": ssl_ctx, "ssl_shutdown_timeout": TLS_SHUTDOWN_TIMEOUT,
                       "ssl_handshake_timeout": self.settings.starttls_timeout}
         if sock is not None:
-            server = await self.loop.create_server(self.protocol, sock=sock, backlog=backlog,
-                                                   **tls_kw)
-        else:
-            server = await self.loop.create_server(self.protocol, host, port, backlog=backlog,
-                                                   reuse_address=True, **tls_kw)
-        self._listening += list(server.sockets)
-        self.local_address = fixed_local_address(self._listening)
-        return server
+            return await self.loop.create_server(self.protocol, sock=sock, backlog=backlog,
+                                                 **tls_kw)
+        return await self.loop.create_server(self.protocol, host, port, backlog=backlog,
+                                             reuse_address=True, **tls_kw)
 
     def session_ended(self, session: SmtpdProtocol) -> None:
         """Called by each session from connection_lost."""
