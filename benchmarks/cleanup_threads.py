@@ -14,6 +14,11 @@ message. Threads are named by their offset from the process id: 0 is the event l
 the next two cleanup's committer I/O and index threads (in the order they started).
 CPU time from /proc stays meaningful on a loaded machine where msgs/s does not.
 
+``--pin smtpd=0,cleanup=1`` pins those daemons' threads to those CPUs (``0+1``: a set)
+in the even-numbered runs and unpins them in the odd ones: pinned and unpinned runs
+alternate in one instance. Migrations per message (se.nr_migrations from
+/proc/PID/task/TID/sched) are printed beside the context switches.
+
 ``--pyspy FILE`` records the cleanup worker with py-spy (raw format, 1000 Hz; extra
 arguments such as --gil or --threads are passed on) during the last run; ``--strace FILE``
 writes ``strace -c -f``'s system-call counts of the cleanup worker for the last run
@@ -63,8 +68,36 @@ def snapshot(master: int) -> dict:
             f = data[data.rfind(")") + 2:].split()
             vol = int(status.split("\nvoluntary_ctxt_switches:")[1].split()[0])
             invol = int(status.split("nonvoluntary_ctxt_switches:")[1].split()[0])
-            out[(name, pid, int(tid))] = (int(f[11]), int(f[12]), vol, invol)
+            out[(name, pid, int(tid))] = (int(f[11]), int(f[12]), vol, invol, migrations(pid, tid))
     return out
+
+
+def migrations(pid: int, tid) -> int:
+    """se.nr_migrations of a thread (moves between CPUs), 0 when the kernel hides it."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/sched") as fh:
+            for line in fh:
+                if line.startswith("se.nr_migrations"):
+                    return int(line.split(":")[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def pin(master: int, spec: dict | None) -> None:
+    """Set the CPU affinity of every thread of the named daemons ({name: {cpus}});
+    None: every CPU for all of them again."""
+    every = set(range(os.cpu_count() or 1))
+    for pid, st in procs.tree(master).items():
+        name = procs.daemon_name(pid, st[0])
+        if name not in ("cleanup", "smtpd"):
+            continue
+        cpus = every if spec is None else spec.get(name, every)
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                os.sched_setaffinity(int(tid), cpus)
+            except OSError:
+                pass
 
 
 def cleanup_pid(master: int) -> int | None:
@@ -81,6 +114,9 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--pyspy", help="py-spy raw output file for the last run")
     ap.add_argument("--strace", help="strace -c -f summary of the cleanup worker for the last run")
+    ap.add_argument("--pin", help="e.g. smtpd=0,cleanup=1: CPU affinity of those daemons' "
+                    "threads in the even-numbered runs (the odd ones run unpinned: A/B pairs "
+                    "inside one instance)")
     accept_pipeline.add_dir_argument(ap)
     args, spy_args = ap.parse_known_args()
     base = accept_pipeline.root_workdir("fp-cleanup-threads-", args.dir, "the instance's daemons change user", args.fs)
@@ -91,8 +127,17 @@ def main() -> int:
         inst.start()
         run_source(inst.port, args.sessions, 300, 1024)
         master = inst.master_pid()
+        spec = None
+        if args.pin:
+            spec = {}
+            for item in args.pin.split(","):
+                name, _, cpus = item.partition("=")
+                spec[name.strip()] = {int(c) for c in cpus.split("+")}
         for r in range(args.runs):
             inst.purge()
+            pinned = spec is not None and r % 2 == 1
+            if spec is not None:
+                pin(master, spec if pinned else None)
             spy = None
             if args.pyspy and r == args.runs - 1 and shutil.which("py-spy"):
                 spy = subprocess.Popen(["py-spy", "record", "-p", str(cleanup_pid(master)), "-o", args.pyspy,
@@ -115,22 +160,24 @@ def main() -> int:
                 tracer.wait()
             n = args.messages
             threads = {}
-            for key, (u, s, v, iv) in after.items():
-                u0, s0, v0, iv0 = before.get(key, (0, 0, 0, 0))
+            for key, (u, s, v, iv, mig) in after.items():
+                u0, s0, v0, iv0, mig0 = before.get(key, (0, 0, 0, 0, 0))
                 name, pid, tid = key
-                agg = threads.setdefault((name, tid - pid), [0.0, 0.0, 0.0, 0.0])
+                agg = threads.setdefault((name, tid - pid), [0.0, 0.0, 0.0, 0.0, 0.0])
                 agg[0] += 1000 * (u - u0) / TICK / n
                 agg[1] += 1000 * (s - s0) / TICK / n
                 agg[2] += (v - v0) / n
                 agg[3] += (iv - iv0) / n
+                agg[4] += (mig - mig0) / n
             total = {d: sum(a[0] + a[1] for (name, _t), a in threads.items() if name == d)
                      for d in ("cleanup", "smtpd")}
-            print(f"run {r + 1}: {n / src['seconds']:7,.0f} msgs/s  cleanup {total['cleanup']:.3f} ms/msg  "
-                  f"smtpd {total['smtpd']:.3f} ms/msg")
-            for (name, t), (u, s, v, iv) in sorted(threads.items()):
-                if name == "cleanup" and u + s > 0:
-                    print(f"    cleanup thread +{t}: user {u:.3f} sys {s:.3f} ms/msg, "
-                          f"context switches {v:.2f} voluntary {iv:.2f} involuntary per msg")
+            print(f"run {r + 1}{' pinned' if pinned else ''}: {n / src['seconds']:7,.0f} msgs/s  "
+                  f"cleanup {total['cleanup']:.3f} ms/msg  smtpd {total['smtpd']:.3f} ms/msg")
+            for (name, t), (u, s, v, iv, mig) in sorted(threads.items()):
+                if u + s > 0:
+                    print(f"    {name} thread +{t}: user {u:.3f} sys {s:.3f} ms/msg, "
+                          f"context switches {v:.2f} voluntary {iv:.2f} involuntary, "
+                          f"migrations {mig:.3f} per msg")
     finally:
         inst.stop()
         shutil.rmtree(base, ignore_errors=True)

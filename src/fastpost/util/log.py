@@ -8,8 +8,11 @@ chosen once per process by init():
 
     syslog       a datagram to /dev/log (connected before any chroot), facility from
                  syslog_facility: ``<PRI>Mmm dd hh:mm:ss tag[pid]: text``
-    maillog_file an O_APPEND file opened before any chroot (one write per line, so lines
-                 of concurrent processes never interleave): ``Mmm dd hh:mm:ss host tag[pid]: text``
+    maillog_file an O_APPEND file opened before any chroot (each write whole lines, so lines
+                 of concurrent processes never interleave): ``Mmm dd hh:mm:ss host tag[pid]: text``.
+                 A process with an event loop may ask for its informational lines to be
+                 written once per turn of the loop (defer_file_writes(loop): smtpd), one
+                 write for all the lines of that turn; flush() writes them at once
     postlog      for processes that may not open maillog_file: ``tag[pid]: text`` as a
                  datagram to the postlog service, which writes the file
     stdout/err   the maillog_file layout, for foreground runs and commands
@@ -27,10 +30,12 @@ everything else is the caller's.
 
 from __future__ import annotations
 
+import atexit
 import errno
 import os
 import socket
 import sys
+import threading
 import time
 
 FACILITIES = {
@@ -40,6 +45,8 @@ FACILITIES = {
 }
 _LEVELS = {"info": 6, "warning": 4, "error": 3, "fatal": 2, "panic": 0}
 _ERROR_LIMIT = 13
+#: defer_file_writes(): a turn's lines are written when this many are waiting.
+_DEFER_MAX_LINES = 256
 
 
 class Fatal(SystemExit):
@@ -82,6 +89,11 @@ class _State:
     stamp_host = ""
     # "tag[pid]: ", made when either changes (not per line).
     head = f"{tag}[{pid}]: "
+    # defer_file_writes(): the loop that writes the file lines once per turn, the thread
+    # it runs in (lines from other threads are written at once), the lines waiting.
+    defer_loop = None
+    defer_thread = 0
+    pending: list = []
 
 
 _state = _State()
@@ -94,6 +106,9 @@ def _refresh_head() -> None:
 def _forked() -> None:
     _state.pid = os.getpid()
     _refresh_head()
+    # The parent writes its own waiting lines; the child's loop is not the parent's.
+    _state.pending = []
+    _state.defer_loop = None
 
 
 os.register_at_fork(after_in_child=_forked)
@@ -154,8 +169,45 @@ def _connect_postlog(path: str) -> bool:
     return True
 
 
+def defer_file_writes(loop) -> None:
+    """Write maillog_file's informational lines once per turn of ``loop``.
+
+    The lines logged by callbacks of one turn of the loop (many sessions' ``connect
+    from``, ``client=`` and ``disconnect from`` under load) go out in one write, at
+    the start of the next turn (a ``call_soon``), instead of one write each. Lines
+    of other severities are written at once, after the waiting ones (the file keeps
+    the order); lines logged from other threads are written at once (only the loop's
+    thread touches the waiting lines). flush() writes them; it runs at exit, and
+    close_sinks() and init() call it. ``None`` stops deferring. Call from the loop's
+    thread (and flush() too): a process killed with SIGKILL loses at most one turn's
+    lines.
+    """
+    flush()
+    _state.defer_loop = loop
+    _state.defer_thread = threading.get_ident() if loop is not None else 0
+
+
+def flush() -> None:
+    """Write the lines defer_file_writes() keeps waiting, now."""
+    st = _state
+    pending = st.pending
+    if not pending or st.file_fd is None:
+        pending.clear()
+        return
+    data = pending[0] if len(pending) == 1 else b"".join(pending)
+    pending.clear()
+    try:
+        os.write(st.file_fd, data)
+    except OSError:
+        pass
+
+
+atexit.register(flush)
+
+
 def close_sinks() -> None:
     """Close the file, postlog and syslog sinks (streams are left alone)."""
+    flush()
     if _state.file_fd is not None:
         os.close(_state.file_fd)
         _state.file_fd = None
@@ -206,10 +258,28 @@ def _emit(level: str, text: str) -> None:
             st.stamp_host = f"{st.stamp} {st.host} "
         line = st.stamp_host + body + "\n"
         if fd is not None:
-            try:
-                os.write(fd, line.encode("utf-8", "surrogateescape"))
-            except OSError:
-                pass
+            data = line.encode("utf-8", "surrogateescape")
+            # Only the loop's thread touches the waiting lines; other threads write
+            # their own at once (no order between threads, as without deferring).
+            if st.defer_loop is not None and threading.get_ident() == st.defer_thread:
+                pending = st.pending
+                if level == "info":
+                    pending.append(data)
+                    data = None
+                    if len(pending) == 1:
+                        try:
+                            st.defer_loop.call_soon(flush)
+                        except RuntimeError:  # the loop is closed: no more turns
+                            flush()
+                    elif len(pending) >= _DEFER_MAX_LINES:
+                        flush()
+                elif pending:
+                    flush()  # the waiting lines first: the file keeps their order
+            if data is not None:
+                try:
+                    os.write(fd, data)
+                except OSError:
+                    pass
         if stream is not None:
             try:
                 stream.write(line)

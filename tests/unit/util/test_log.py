@@ -56,3 +56,67 @@ def test_forked_child_logs_its_own_pid(tmp_path):
     lines = path.read_text().splitlines()
     assert lines[0].endswith(f"postfix/smtpd[{os.getpid()}]: parent")
     assert lines[1].endswith(f"postfix/smtpd[{child}]: child")
+
+
+def test_deferred_file_writes_one_write_per_turn(tmp_path):
+    """defer_file_writes(loop): a turn's info lines reach the file together at the next
+    turn, in order; a warning (and close_sinks) writes what waits first."""
+    import asyncio
+
+    import uvloop
+
+    path = tmp_path / "maillog"
+    log.init("smtpd", syslog_name="postfix", maillog_file=str(path))
+    loop = uvloop.new_event_loop()
+    sizes = []
+    try:
+        log.defer_file_writes(loop)
+
+        async def turns():
+            log.info("one")
+            log.info("two")
+            sizes.append(path.stat().st_size)  # nothing written during the turn
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            sizes.append(len(path.read_text().splitlines()))  # both, next turn
+            log.info("three")
+            log.warn("four")  # not deferred: "three" goes first
+            sizes.append(len(path.read_text().splitlines()))
+            log.info("five")
+
+        loop.run_until_complete(turns())
+    finally:
+        log.defer_file_writes(None)  # writes "five"
+        loop.close()
+    log.info("six")  # written at once again
+    assert len(path.read_text().splitlines()) == 6
+    log.close_sinks()
+    assert sizes == [0, 2, 4]
+    texts = [line.split("]: ", 1)[1] for line in path.read_text().splitlines()]
+    assert texts == ["one", "two", "three", "warning: four", "five", "six"]
+
+
+def test_deferred_lines_from_other_threads_and_at_close(tmp_path):
+    import threading
+
+    import uvloop
+
+    path = tmp_path / "maillog"
+    log.init("smtpd", syslog_name="postfix", maillog_file=str(path))
+    loop = uvloop.new_event_loop()
+    try:
+        log.defer_file_writes(loop)
+        log.info("waiting")  # the loop never turns
+        t = threading.Thread(target=log.info, args=("from a thread",))
+        t.start()
+        t.join()
+        # the other thread's line is written at once; the loop thread's still waits
+        assert [ln.split("]: ", 1)[1] for ln in path.read_text().splitlines()] == [
+            "from a thread"]
+        log.info("at close")
+        log.close_sinks()
+        assert [ln.split("]: ", 1)[1] for ln in path.read_text().splitlines()] == [
+            "from a thread", "waiting", "at close"]
+    finally:
+        log.defer_file_writes(None)
+        loop.close()

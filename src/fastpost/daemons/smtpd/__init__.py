@@ -89,6 +89,8 @@ def _post_init(ctx) -> None:
     # The sessions count themselves toward the skeleton's client limit (self_counting).
     service.on_connect = ctx.connected
     service.on_disconnect = ctx.disconnected
+    # The maillog lines of one turn of the loop in one write (util/log.py).
+    log.defer_file_writes(ctx.loop)
     log.debug("%s", _accel.describe())
 
 
