@@ -13,7 +13,8 @@ replies of the whole batch go out together, each connection's in one write.
 
 Which messages may take CleanupState's common-case pass is decided here once from the
 settings (``fast_path``, ``fast_maps``, ``fast_classes``) and per message in
-CleanupState._fast; ``fast_messages`` counts those that took it.
+CleanupState._fast (compiled: fastpost.daemons.cleanup.statecore); ``fast_messages``
+counts those that took it.
 
 After each indexed batch, qmgr is woken (``I`` to public/$queue_service_name) - once
 per batch, never more than one trigger in flight; a qmgr that is not running is
@@ -82,6 +83,8 @@ class CleanupService:
             ok: (addrmap.SENDER_HEADER if m.header_cacheable(addrmap.SENDER_HEADER, ok) else None,
                  addrmap.RECIPIENT_HEADER if m.header_cacheable(addrmap.RECIPIENT_HEADER, ok) else None)
             for ok in (False, True)}
+        #: the class of a message's state (tests put the interpreted core's in its place)
+        self.state_class = CleanupState
         self.connections: set = set()
         self.retiring = False
         self._trigger_qmgr = trigger_qmgr
@@ -216,7 +219,7 @@ class CleanupServerProtocol(asyncio.BufferedProtocol):
             self.reply(None, {"t": tid, "c": 421, "x": "4.3.0 Error: cleanup is restarting"})
             return
         try:
-            state = CleanupState(svc, self, tid, frame)
+            state = svc.state_class(svc, self, tid, frame)
         except InsufficientStorage as exc:
             log.warn("cannot open a queue file: %s", exc)
             self.reply(None, {"t": tid, "c": 452, "x": "4.3.1 Insufficient system storage"})
