@@ -14,6 +14,11 @@ chosen once per process by init():
                  datagram to the postlog service, which writes the file
     stdout/err   the maillog_file layout, for foreground runs and commands
 
+info_later() lets a busy daemon gather maillog file lines and write them with one
+write at flush_later() (cleanup: the ``message-id=`` lines of a commit batch, written
+when its replies go out); any other line, close_sinks() and exit flush them first, so
+the order in the file is the order of the calls.
+
 Untrusted text must go through printable() before it is logged; the format helpers here
 do not guess which arguments are untrusted.
 
@@ -27,6 +32,7 @@ everything else is the caller's.
 
 from __future__ import annotations
 
+import atexit
 import errno
 import os
 import socket
@@ -83,6 +89,9 @@ class _State:
     # "tag[pid]: ", made when either changes (not per line).
     head = f"{tag}[{pid}]: "
 
+    def __init__(self):
+        self.later: list = []  # file lines of info_later(), written by flush_later()
+
 
 _state = _State()
 
@@ -92,6 +101,7 @@ def _refresh_head() -> None:
 
 
 def _forked() -> None:
+    _state.later = []  # the parent writes its own
     _state.pid = os.getpid()
     _refresh_head()
 
@@ -156,6 +166,7 @@ def _connect_postlog(path: str) -> bool:
 
 def close_sinks() -> None:
     """Close the file, postlog and syslog sinks (streams are left alone)."""
+    flush_later()
     if _state.file_fd is not None:
         os.close(_state.file_fd)
         _state.file_fd = None
@@ -195,6 +206,8 @@ def stream():
 
 def _emit(level: str, text: str) -> None:
     st = _state
+    if st.later:
+        flush_later()  # the lines logged earlier go first
     body = st.head + text if level == "info" else f"{st.head}{level}: {text}"
     fd = st.file_fd
     stream = st.stream
@@ -237,6 +250,42 @@ def _fmt(fmt: str, args: tuple) -> str:
 def info(fmt: str, *args) -> None:
     """Log an informational line."""
     _emit("info", fmt % args if args else fmt)
+
+
+def info_later(fmt: str, *args) -> None:
+    """An informational line whose write to the maillog file may wait for
+    flush_later(), so that the lines of many messages cost one write (cleanup's
+    ``message-id=`` lines: written with the batch's replies). Any line logged before
+    that flush writes the waiting ones first: the file keeps the order of the calls.
+    With a stream, syslog or postlog sink the line is logged at once, as info()."""
+    st = _state
+    if st.file_fd is None or st.stream is not None or st.syslog_sock is not None \
+            or st.postlog_sock is not None:
+        _emit("info", fmt % args if args else fmt)
+        return
+    now = int(time.time())
+    if now != st.stamp_second:
+        st.stamp_second = now
+        st.stamp = time.strftime("%b %d %H:%M:%S", time.localtime(now))
+        st.stamp_host = f"{st.stamp} {st.host} "
+    st.later.append(st.stamp_host + st.head + (fmt % args if args else fmt) + "\n")
+
+
+def flush_later() -> None:
+    """Write the lines info_later() keeps, in one write."""
+    st = _state
+    lines = st.later
+    if not lines:
+        return
+    st.later = []
+    if st.file_fd is not None:
+        try:
+            os.write(st.file_fd, "".join(lines).encode("utf-8", "surrogateescape"))
+        except OSError:
+            pass
+
+
+atexit.register(flush_later)
 
 
 def debug(fmt: str, *args) -> None:

@@ -22,12 +22,12 @@ cdef object _KINDS
 cdef object _CLASS_BYTES
 cdef object _HeaderReader
 cdef object _header_pass
-cdef object _REC_ATTR
 cdef object _HOLD
 cdef object _INCOMING
 cdef object _QueueError
 cdef object _printable
-cdef object _info
+cdef object _info_later
+cdef object _flush_later
 cdef object _monotonic
 cdef object _time
 

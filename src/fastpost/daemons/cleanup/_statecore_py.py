@@ -46,7 +46,6 @@ from functools import partial
 
 from fastpost.mail import cleanup_proto as P
 from fastpost.mail import header as H
-from fastpost.mail import rectype as R
 from fastpost.mail.queue import HOLD, INCOMING, QueueError
 from fastpost.util import log
 
@@ -64,12 +63,12 @@ _KINDS = H.KINDS
 _CLASS_BYTES = H.CLASS_BYTES
 _HeaderReader = H.HeaderReader
 _header_pass = H.header_pass
-_REC_ATTR = R.REC_TYPE_ATTR
 _HOLD = HOLD
 _INCOMING = INCOMING
 _QueueError = QueueError
 _printable = log.printable
-_info = log.info
+_info_later = log.info_later
+_flush_later = log.flush_later
 _monotonic = time.monotonic
 _time = time.time
 
@@ -157,12 +156,15 @@ class StateCore:
 
     def _committed(self, queue_id, exc):
         """commit_cb's callback: the batch holding this message is on disk (or failed)."""
+        conn = self.conn
         if exc is None:
             self.svc.messages += 1
-            self.conn.reply(self, {"t": self.tid, "c": 250, "id": queue_id})
+            conn.reply(self, {"t": self.tid, "c": 250, "id": queue_id})
         else:
             self._fail_exc(exc)
             self._reply_error()
+        if conn.closed:
+            _flush_later()  # no reply flush on this connection: the log line now
         self.blocked = False
         if self.pending:
             self._resume()
@@ -280,14 +282,17 @@ class StateCore:
                 hdrs.append(b"\n")
             hdrs.append(body)
         try:
-            if b.write_nowait(b"".join(hdrs)):
-                raise _QueueError("message grew past the large-message size in the fast path")
+            if b.state != "open":
+                raise RuntimeError(f"message {b.queue_id} is {b.state}")
             if get("hold"):
                 self.hold = True
-            enc = "8bit" if self.cte_8bit else self.encoding
-            if enc:
-                b.extracted(_REC_ATTR, "encoding=" + enc)
-            b.records.qmgr_flags = self.qmgr_flags
+            # content, the extracted encoding and the end, one call (MessageBuilder's
+            # write + extracted + the commit's finish, for a builder that never spills)
+            records = b.records
+            if not records.plain_content(b"".join(hdrs), "8bit" if self.cte_8bit else self.encoding,
+                                         b.spill_threshold):
+                raise _QueueError("message grew past the large-message size in the fast path")
+            records.qmgr_flags = self.qmgr_flags
             self.blocked = True  # the commit is under way (connection_lost leaves it alone)
             svc.committer.commit_cb(b, _HOLD if self.hold else _INCOMING, self._committed,
                                     svc.loop)
@@ -299,11 +304,13 @@ class StateCore:
 
     def _c_log_ids(self):
         """The ``message-id=`` (and ``resent-message-id=``) log lines of a message that
-        gets no missing headers (CleanupState._header_trailer logs them otherwise)."""
+        gets no missing headers (CleanupState._header_trailer logs them otherwise).
+        Written to the maillog file with the replies (log.info_later; the protocol's
+        reply flush calls log.flush_later), not one write per message."""
         qid = self.queue_id
         if self.resent_message_id is not None:
-            _info("%s: resent-message-id=%s", qid,
-                  _printable(self.resent_message_id.decode("utf-8", "replace")))
+            _info_later("%s: resent-message-id=%s", qid,
+                        _printable(self.resent_message_id.decode("utf-8", "replace")))
         mid = self.message_id
-        _info("%s: message-id=%s", qid,
-              _printable(mid.decode("utf-8", "replace")) if mid is not None else "<>")
+        _info_later("%s: message-id=%s", qid,
+                    _printable(mid.decode("utf-8", "replace")) if mid is not None else "<>")

@@ -152,6 +152,7 @@ class CleanupService:
             conn.close_when_idle()
         await self.committer.close()
         self.store.close()
+        log.flush_later()
 
 
 def _latin1(name: str) -> bool:
@@ -267,6 +268,7 @@ class CleanupServerProtocol(asyncio.BufferedProtocol):
 
     def _flush(self) -> None:
         self.flush_scheduled = False
+        log.flush_later()  # the message-id= lines (StateCore) before the replies
         if self.out and not self.closed:
             out, self.out = self.out, []
             self.transport.write(attr.encode_many(out))
