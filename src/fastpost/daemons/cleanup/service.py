@@ -173,6 +173,7 @@ class CleanupServerProtocol(asyncio.BufferedProtocol):
         self.states: dict[int, CleanupState] = {}
         self.out: list = []
         self.flush_scheduled = False
+        self.final = False  # a final reply (not a queue ID) waits in ``out``
         self.closing = False
         self.closed = False
         #: queue IDs of this connection's messages refused for good (5xx), newest last:
@@ -254,6 +255,7 @@ class CleanupServerProtocol(asyncio.BufferedProtocol):
         """Queue a reply; a state that gets its final reply is forgotten."""
         if state is not None:
             self.states.pop(state.tid, None)
+            self.final = True
         if self.closed:
             return
         self.out.append(frame)
@@ -268,7 +270,11 @@ class CleanupServerProtocol(asyncio.BufferedProtocol):
 
     def _flush(self) -> None:
         self.flush_scheduled = False
-        log.flush_later()  # the message-id= lines (StateCore) before the replies
+        if self.final:
+            # a message's final reply: its message-id= line (StateCore, log.info_later)
+            # goes first, with those of the messages that ended since the last one
+            self.final = False
+            log.flush_later()
         if self.out and not self.closed:
             out, self.out = self.out, []
             self.transport.write(attr.encode_many(out))
