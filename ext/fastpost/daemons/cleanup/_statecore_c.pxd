@@ -19,6 +19,14 @@ cdef object _FLAG_EXTRACT
 cdef object _FLAG_MAP_OK
 cdef object _FLAG_BCC_OK
 cdef object _KINDS
+cdef long _HDR_MESSAGE_ID
+cdef long _HDR_DATE
+cdef long _HDR_FROM
+cdef long _HDR_RESENT_MESSAGE_ID
+cdef long _HDR_RESENT_DATE
+cdef long _HDR_RESENT_FROM
+cdef object _RCPT_MASK
+cdef object _RESENT_RCPT_MASK
 cdef object _CLASS_BYTES
 cdef object _HeaderReader
 cdef object _header_pass
@@ -27,7 +35,6 @@ cdef object _INCOMING
 cdef object _QueueError
 cdef object _printable
 cdef object _info_later
-cdef object _flush_later
 cdef object _monotonic
 cdef object _time
 
@@ -77,4 +84,5 @@ cdef class StateCore:
     @cython.locals(data=object, size=Py_ssize_t, env_size=Py_ssize_t, k=Py_ssize_t,
                    map_ok=bint, todo=list, hdrs=list, get=object)
     cdef bint _c_fast(self, frame) except -1
+    cdef list _c_trailer(self, mask)
     cdef _c_log_ids(self)

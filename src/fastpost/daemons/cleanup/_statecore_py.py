@@ -23,8 +23,11 @@ message of the common case:
 
 What the general path needs only (the MIME stack, the header kinds seen, the -t and
 BCC lists) the subclass makes at its first general step (``_init_general``), not at
-OPEN. The subclass provides ``_run``, ``_fail_exc``, ``_reply_error`` and
-``_header_trailer`` (the last only for a message that gets missing headers added).
+OPEN. The subclass provides ``_run``, ``_fail_exc``, ``_reply_error`` and, for a
+message that gets missing headers added, ``_new_message_id``, ``_date_header`` and
+``_from_value``. ``_header_trailer`` (the missing headers and the ``message-id=``
+line, written to the maillog with the replies: log.info_later) is the core's, for both
+paths.
 
 Compiled by setup.py as fastpost.daemons.cleanup._statecore_c, typed by
 ext/fastpost/daemons/cleanup/_statecore_c.pxd (Cython pure-Python mode, see
@@ -42,7 +45,6 @@ becomes the message's reply (``_fail_exc`` + ``_reply_error``), as on the genera
 """
 
 import time
-from functools import partial
 
 from fastpost.mail import cleanup_proto as P
 from fastpost.mail import header as H
@@ -60,6 +62,14 @@ _FLAG_EXTRACT = P.FLAG_EXTRACT
 _FLAG_MAP_OK = P.FLAG_MAP_OK
 _FLAG_BCC_OK = P.FLAG_BCC_OK
 _KINDS = H.KINDS
+_HDR_MESSAGE_ID = H.HDR_MESSAGE_ID
+_HDR_DATE = H.HDR_DATE
+_HDR_FROM = H.HDR_FROM
+_HDR_RESENT_MESSAGE_ID = H.HDR_RESENT_MESSAGE_ID
+_HDR_RESENT_DATE = H.HDR_RESENT_DATE
+_HDR_RESENT_FROM = H.HDR_RESENT_FROM
+_RCPT_MASK = 1 << H.HDR_TO | 1 << H.HDR_CC | 1 << H.HDR_BCC
+_RESENT_RCPT_MASK = 1 << H.HDR_RESENT_TO | 1 << H.HDR_RESENT_CC | 1 << H.HDR_RESENT_BCC
 _CLASS_BYTES = H.CLASS_BYTES
 _HeaderReader = H.HeaderReader
 _header_pass = H.header_pass
@@ -68,14 +78,16 @@ _INCOMING = INCOMING
 _QueueError = QueueError
 _printable = log.printable
 _info_later = log.info_later
-_flush_later = log.flush_later
 _monotonic = time.monotonic
 _time = time.time
 
 
-def _has_kind(mask, kind):
-    """has(kind) for _header_trailer from header_pass's bit mask of the kinds present."""
-    return mask >> kind & 1
+def _mask_of(kinds):
+    """The bit mask (header_pass's form) of a set of header kinds."""
+    mask = 0
+    for kind in kinds:
+        mask |= 1 << kind
+    return mask
 
 
 class StateCore:
@@ -156,15 +168,12 @@ class StateCore:
 
     def _committed(self, queue_id, exc):
         """commit_cb's callback: the batch holding this message is on disk (or failed)."""
-        conn = self.conn
         if exc is None:
             self.svc.messages += 1
-            conn.reply(self, {"t": self.tid, "c": 250, "id": queue_id})
+            self.conn.reply(self, {"t": self.tid, "c": 250, "id": queue_id})
         else:
             self._fail_exc(exc)
             self._reply_error()
-        if conn.closed:
-            _flush_later()  # no reply flush on this connection: the log line now
         self.blocked = False
         if self.pending:
             self._resume()
@@ -270,12 +279,9 @@ class StateCore:
         self.size = size
         self.sender = sender
         hdrs = [hdr_out]
-        if self.context == "local" or s.always_add_missing_headers:
-            out = self._header_trailer(partial(_has_kind, mask))
-            if out:
-                hdrs.append(b"\n".join(out) + b"\n")
-        else:
-            self._c_log_ids()
+        out = self._c_trailer(mask)
+        if out:
+            hdrs.append(b"\n".join(out) + b"\n")
         if body:
             first = body[:2]
             if not (first.startswith(b"\n") or first == b"\r\n"):
@@ -302,10 +308,42 @@ class StateCore:
             self._reply_error()
         return True
 
+    # -- end of headers -----------------------------------------------------------------
+
+    def _header_trailer(self, kinds):
+        """The missing headers to add, as lines without their newline (``kinds``: the
+        header kinds the message has, a set or header_pass's bit mask); logs the
+        message-id (and resent-message-id) line. Both paths call this."""
+        return self._c_trailer(kinds if isinstance(kinds, int) else _mask_of(kinds))
+
+    def _c_trailer(self, mask):
+        s = self.s
+        out = []
+        if self.context == "local" or s.always_add_missing_headers:
+            if self.resent:
+                if not mask >> _HDR_RESENT_MESSAGE_ID & 1:
+                    self.resent_message_id = self._new_message_id().encode()
+                    out.append(b"Resent-Message-Id: " + self.resent_message_id)
+                if not mask >> _HDR_RESENT_DATE & 1:
+                    out.append(b"Resent-Date: " + self._date_header())
+                if not mask >> _HDR_RESENT_FROM & 1:
+                    out.append(b"Resent-From: " + self._from_value())
+            else:
+                if not mask >> _HDR_MESSAGE_ID & 1:
+                    self.message_id = self._new_message_id().encode()
+                    out.append(b"Message-Id: " + self.message_id)
+                if not mask >> _HDR_DATE & 1:
+                    out.append(b"Date: " + self._date_header())
+                if not mask >> _HDR_FROM & 1:
+                    out.append(b"From: " + self._from_value())
+            if s.undisclosed_header:
+                if not mask & (_RESENT_RCPT_MASK if self.resent else _RCPT_MASK):
+                    out.append(s.undisclosed_header.encode("utf-8", "surrogateescape"))
+        self._c_log_ids()
+        return out
+
     def _c_log_ids(self):
-        """The ``message-id=`` (and ``resent-message-id=``) log lines of a message that
-        gets no missing headers (CleanupState._header_trailer logs them otherwise).
-        Written to the maillog file with the replies (log.info_later; the protocol's
+        """The ``message-id=`` (and ``resent-message-id=``) log lines. Written to the maillog file with the replies (log.info_later; the protocol's
         reply flush calls log.flush_later), not one write per message."""
         qid = self.queue_id
         if self.resent_message_id is not None:

@@ -257,6 +257,8 @@ class CleanupServerProtocol(asyncio.BufferedProtocol):
             self.states.pop(state.tid, None)
             self.final = True
         if self.closed:
+            if state is not None:
+                log.flush_later()  # no reply flush here: the message-id= line now
             return
         self.out.append(frame)
         if not self.flush_scheduled:

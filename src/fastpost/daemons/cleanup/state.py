@@ -604,7 +604,7 @@ class CleanupState(StateCore):
         """hdrs: the output of the last headers, not written yet (this writes it)."""
         self.in_headers = False
         s = self.s
-        out = self._header_trailer(self.have.__contains__)
+        out = self._header_trailer(self.have)
         if out:
             hdrs.append(b"\n".join(out) + b"\n")
         # A header section that did not end with an empty line gets one.
@@ -632,40 +632,9 @@ class CleanupState(StateCore):
         if body:
             await self._body(body)
 
-    def _header_trailer(self, has) -> list:
-        """The missing headers to add (has(kind): the message has such a header); logs
-        the message-id (and resent-message-id) line."""
-        s = self.s
-        add = self.context == "local" or s.always_add_missing_headers
-        out = []
-        if add:
-            if self.resent:
-                if not has(H.HDR_RESENT_MESSAGE_ID):
-                    self.resent_message_id = self._new_message_id().encode()
-                    out.append(b"Resent-Message-Id: " + self.resent_message_id)
-                if not has(H.HDR_RESENT_DATE):
-                    out.append(b"Resent-Date: " + _date(self.arrival).encode())
-                if not has(H.HDR_RESENT_FROM):
-                    out.append(b"Resent-From: " + self._from_value())
-            else:
-                if not has(H.HDR_MESSAGE_ID):
-                    self.message_id = self._new_message_id().encode()
-                    out.append(b"Message-Id: " + self.message_id)
-                if not has(H.HDR_DATE):
-                    out.append(b"Date: " + _date(self.arrival).encode())
-                if not has(H.HDR_FROM):
-                    out.append(b"From: " + self._from_value())
-            if s.undisclosed_header:
-                kinds = _RESENT_RCPT_KINDS if self.resent else _RCPT_KINDS
-                if not any(has(k) for k in kinds):
-                    out.append(s.undisclosed_header.encode("utf-8", "surrogateescape"))
-        if self.resent_message_id is not None:
-            log.info("%s: resent-message-id=%s", self.queue_id,
-                     _printable(self.resent_message_id.decode("utf-8", "replace")))
-        log.info("%s: message-id=%s", self.queue_id,
-                 _printable(self.message_id.decode("utf-8", "replace")) if self.message_id is not None
-                 else "<>")
-        return out
+    def _date_header(self) -> bytes:
+        """The value of an added Date: / Resent-Date: (StateCore._header_trailer)."""
+        return _date(self.arrival).encode()
 
     def _declared_8bit(self) -> bool:
         return self.encoding == "8bit" or self.cte_8bit
@@ -892,8 +861,6 @@ _CTX_LOCAL = b"rewrite_context=local"
 _CTX_REMOTE = b"rewrite_context=remote"
 _EXTRACT_KINDS = frozenset({H.HDR_TO, H.HDR_CC, H.HDR_BCC, H.HDR_RESENT_TO, H.HDR_RESENT_CC,
                             H.HDR_RESENT_BCC})
-_RCPT_KINDS = frozenset({H.HDR_TO, H.HDR_CC, H.HDR_BCC})
-_RESENT_RCPT_KINDS = frozenset({H.HDR_RESENT_TO, H.HDR_RESENT_CC, H.HDR_RESENT_BCC})
 _ATOM_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ .-]*")
 
 
