@@ -38,6 +38,8 @@ CONSTRUCT = {
     # at start.
     "fastpost.daemons.smtpd._session_c.SessionCore": ((types.SimpleNamespace(
         settings=types.SimpleNamespace(timeout=300), loop=None),), {}),
+    # An empty core (no service): CleanupState's fields at their defaults.
+    "fastpost.daemons.cleanup._statecore_c.StateCore": ((), {}),
 }
 
 

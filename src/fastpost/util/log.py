@@ -17,6 +17,12 @@ chosen once per process by init():
                  datagram to the postlog service, which writes the file
     stdout/err   the maillog_file layout, for foreground runs and commands
 
+info_later() lets a busy daemon gather maillog file lines and write them with one
+write at flush() (cleanup: the ``message-id=`` lines of a commit batch, written when its
+replies go out); any other line (from a process that does not defer per loop turn),
+close_sinks() and exit flush them first, so the order in the file is the order of the
+calls. Both ways share one list of waiting lines.
+
 Untrusted text must go through printable() before it is logged; the format helpers here
 do not guess which arguments are untrusted.
 
@@ -188,14 +194,15 @@ def defer_file_writes(loop) -> None:
 
 
 def flush() -> None:
-    """Write the lines defer_file_writes() keeps waiting, now."""
+    """Write the lines defer_file_writes() and info_later() keep waiting, now."""
     st = _state
     pending = st.pending
-    if not pending or st.file_fd is None:
-        pending.clear()
+    if not pending:
+        return
+    st.pending = []  # a swap: a line added meanwhile goes to the new list
+    if st.file_fd is None:
         return
     data = pending[0] if len(pending) == 1 else b"".join(pending)
-    pending.clear()
     try:
         os.write(st.file_fd, data)
     except OSError:
@@ -275,6 +282,8 @@ def _emit(level: str, text: str) -> None:
                         flush()
                 elif pending:
                     flush()  # the waiting lines first: the file keeps their order
+            elif st.pending and st.defer_loop is None:
+                flush()  # info_later()'s lines first: the file keeps their order
             if data is not None:
                 try:
                     os.write(fd, data)
@@ -307,6 +316,26 @@ def _fmt(fmt: str, args: tuple) -> str:
 def info(fmt: str, *args) -> None:
     """Log an informational line."""
     _emit("info", fmt % args if args else fmt)
+
+
+def info_later(fmt: str, *args) -> None:
+    """An informational line whose write to the maillog file may wait for flush(),
+    so that the lines of many messages cost one write (cleanup's ``message-id=``
+    lines: written with the batch's replies). Any line logged before that flush
+    writes the waiting ones first: the file keeps the order of the calls. With a
+    stream, syslog or postlog sink the line is logged at once, as info()."""
+    st = _state
+    if st.file_fd is None or st.stream is not None or st.syslog_sock is not None \
+            or st.postlog_sock is not None:
+        _emit("info", fmt % args if args else fmt)
+        return
+    now = int(time.time())
+    if now != st.stamp_second:
+        st.stamp_second = now
+        st.stamp = time.strftime("%b %d %H:%M:%S", time.localtime(now))
+        st.stamp_host = f"{st.stamp} {st.host} "
+    line = st.stamp_host + st.head + (fmt % args if args else fmt) + "\n"
+    st.pending.append(line.encode("utf-8", "surrogateescape"))
 
 
 def debug(fmt: str, *args) -> None:

@@ -7,7 +7,10 @@ answers come over its real protocol from an attr service in this process (the sa
 Rewriter the daemon uses). The message goes to the fast service twice (the first fills
 the rewrite caches, so the second can take the fast path) and to the general one once:
 the replies, the queue files (queue IDs replaced) and the log lines must be the same.
-The kernel is also held to its pure-Python reference.
+A third service runs the fast path with CleanupState's core interpreted
+(fastpost.daemons.cleanup._statecore_py, the source of the compiled _statecore_c): it
+must write and log what the compiled core does, and take the fast path for the same
+messages. The kernel is also held to its pure-Python reference.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fastpost.daemons.cleanup import _statecore_c, _statecore_py
 from fastpost.daemons.cleanup.service import CleanupService
+from fastpost.daemons.cleanup.state import CleanupState
 from fastpost.daemons.cleanup.settings import CleanupSettings
 from fastpost.mail import _hdrpass_c, _hdrpass_py
 from fastpost.mail import cleanup_proto as P
@@ -40,6 +45,23 @@ BASE = ("compatibility_level = 3.7\nmyhostname = mx.example.test\nmydomain = exa
         # answers must not expire between the warm-up and the fast send (a fast path
         # that declines an expired answer is right, but this test checks it is taken)
         "fastpost_rewrite_cache_time = 1h\n")
+
+# CleanupState on the interpreted core: the same methods over _statecore_py.StateCore.
+PyCoreState = type("PyCoreState", (_statecore_py.StateCore,),
+                   {k: v for k, v in vars(CleanupState).items()
+                    if k not in ("__dict__", "__weakref__")})
+
+
+def test_core_is_compiled_with_its_pxd():
+    """Production's CleanupState sits on the compiled core, typed by its .pxd (a cdef
+    method is not visible from Python there; interpreted it is an ordinary method)."""
+    assert issubclass(CleanupState, _statecore_c.StateCore)
+    assert _statecore_c.__file__.endswith(".so")
+    assert not hasattr(_statecore_c.StateCore, "_c_fast")
+    assert hasattr(_statecore_py.StateCore, "_c_fast")
+    core = _statecore_c.StateCore()
+    assert (core.sender, core.blocked, core.error, core.in_headers) == ("", False, None, True)
+
 
 SETTINGS = [
     "",
@@ -74,12 +96,16 @@ class Pair:
         csettings = CleanupSettings.from_config(cfg)
         self.svcs = []
         self.clients = []
-        for fast in (True, False):
-            svc = CleanupService(csettings, self.store, self.store.committer(f"c{fast}"),
+        # 0: the fast path (compiled core), 1: the general path only, 2: the fast path
+        # with the interpreted core (_statecore_py), the compiled one's reference
+        for i, fast in enumerate((True, False, True)):
+            svc = CleanupService(csettings, self.store, self.store.committer(f"c{i}"),
                                  RewriteClient(cfg, queue_directory=root), loop=loop,
                                  long_ids=True, trigger_qmgr=False)
             svc.fast_path = fast
-            path = os.path.join(root, f"cleanup-{fast}")
+            if i == 2:
+                svc.state_class = PyCoreState
+            path = os.path.join(root, f"cleanup-{i}")
             self._serve(svc.protocol, path)
             self.svcs.append(svc)
             self.clients.append(CleanupClient(path))
@@ -210,6 +236,13 @@ def test_fast_path_writes_what_the_general_path_writes(pairs, which, msg):
     assert pair.svcs[1].fast_messages == 0
     assert normalize(fast, len(general[2])) == normalize(general, len(fast[2]))
     took = pair.svcs[0].fast_messages > before
+    # The interpreted core (the compiled one's source, run as Python) writes the same
+    # and takes the fast path for the same messages.
+    pair.send(2, meta, rcpts, content, extra)
+    before_py = pair.svcs[2].fast_messages
+    interp = pair.send(2, meta, rcpts, content, extra)
+    assert normalize(interp, len(fast[2])) == normalize(fast, len(interp[2]))
+    assert (pair.svcs[2].fast_messages > before_py) == took
     # The general path's own reasons aside, the fast path takes a plain message.
     plain = (rcpts and not msg["flags"] & P.FLAG_DISCARD and not any(n.lower() in ("content-type", "received") for n, _ in msg["headers"])
              and not any("\xe9" in v for _, v in msg["headers"]))

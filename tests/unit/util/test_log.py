@@ -120,3 +120,35 @@ def test_deferred_lines_from_other_threads_and_at_close(tmp_path):
     finally:
         log.defer_file_writes(None)
         loop.close()
+
+def test_info_later_waits_for_flush_and_keeps_the_order(tmp_path):
+    path = tmp_path / "maillog"
+    log.init("cleanup", syslog_name="fastpost", maillog_file=str(path), use_syslog=False)
+    try:
+        log.info_later("%s: message-id=<%s>", "A1", "a@x")
+        log.info_later("B2: message-id=<>")
+        assert path.read_text() == ""  # not written yet
+        log.flush()
+        lines = path.read_text().splitlines()
+        assert [ln.split("]: ", 1)[1] for ln in lines] == ["A1: message-id=<a@x>", "B2: message-id=<>"]
+        assert all(re.match(r"\w{3} [ \d]\d \d\d:\d\d:\d\d \S+ fastpost/cleanup\[\d+\]: ", ln)
+                   for ln in lines)
+        # a line logged at once writes the waiting ones first
+        log.info_later("C3: message-id=<c@x>")
+        log.warn("D4: something")
+        log.info_later("E5: message-id=<e@x>")
+        log.close_sinks()  # and closing the sinks writes what waits
+        tail = [ln.split("]: ", 1)[1] for ln in path.read_text().splitlines()[2:]]
+        assert tail == ["C3: message-id=<c@x>", "warning: D4: something", "E5: message-id=<e@x>"]
+    finally:
+        log.init("test", use_syslog=False)
+
+
+def test_info_later_with_a_stream_logs_at_once():
+    buf = io.StringIO()
+    log.init("cleanup", syslog_name="fastpost", stream=buf, use_syslog=False)
+    try:
+        log.info_later("F6: message-id=<f@x>")
+        assert buf.getvalue().endswith("fastpost/cleanup[%d]: F6: message-id=<f@x>\n" % os.getpid())
+    finally:
+        log.init("test", use_syslog=False)

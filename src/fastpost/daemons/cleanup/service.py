@@ -13,7 +13,8 @@ replies of the whole batch go out together, each connection's in one write.
 
 Which messages may take CleanupState's common-case pass is decided here once from the
 settings (``fast_path``, ``fast_maps``, ``fast_classes``) and per message in
-CleanupState._fast; ``fast_messages`` counts those that took it.
+CleanupState._fast (compiled: fastpost.daemons.cleanup.statecore); ``fast_messages``
+counts those that took it.
 
 After each indexed batch, qmgr is woken (``I`` to public/$queue_service_name) - once
 per batch, never more than one trigger in flight; a qmgr that is not running is
@@ -86,6 +87,8 @@ class CleanupService:
             ok: (addrmap.SENDER_HEADER if m.header_cacheable(addrmap.SENDER_HEADER, ok) else None,
                  addrmap.RECIPIENT_HEADER if m.header_cacheable(addrmap.RECIPIENT_HEADER, ok) else None)
             for ok in (False, True)}
+        #: the class of a message's state (tests put the interpreted core's in its place)
+        self.state_class = CleanupState
         self.connections: set = set()
         self.retiring = False
         self._trigger_qmgr = trigger_qmgr
@@ -153,6 +156,7 @@ class CleanupService:
             conn.close_when_idle()
         await self.committer.close()
         self.store.close()
+        log.flush()
 
 
 def _latin1(name: str) -> bool:
@@ -173,6 +177,7 @@ class CleanupServerProtocol(asyncio.BufferedProtocol):
         self.states: dict[int, CleanupState] = {}
         self.out: list = []
         self.flush_scheduled = False
+        self.final = False  # a final reply (not a queue ID) waits in ``out``
         self.closing = False
         self.closed = False
         #: queue IDs of this connection's messages refused for good (5xx), newest last:
@@ -225,7 +230,7 @@ class CleanupServerProtocol(asyncio.BufferedProtocol):
             self.reply(None, {"t": tid, "c": 421, "x": "4.3.0 Error: cleanup is restarting"})
             return
         try:
-            state = CleanupState(svc, self, tid, frame)
+            state = svc.state_class(svc, self, tid, frame)
         except InsufficientStorage as exc:
             log.warn("cannot open a queue file: %s", exc)
             self.reply(None, {"t": tid, "c": 452, "x": "4.3.1 Insufficient system storage"})
@@ -278,7 +283,10 @@ class CleanupServerProtocol(asyncio.BufferedProtocol):
         """Queue a reply; a state that gets its final reply is forgotten."""
         if state is not None:
             self.states.pop(state.tid, None)
+            self.final = True
         if self.closed:
+            if state is not None:
+                log.flush()  # no reply flush here: the message-id= line now
             return
         self.out.append(frame)
         if not self.flush_scheduled:
@@ -292,6 +300,11 @@ class CleanupServerProtocol(asyncio.BufferedProtocol):
 
     def _flush(self) -> None:
         self.flush_scheduled = False
+        if self.final:
+            # a message's final reply: its message-id= line (StateCore, log.info_later)
+            # goes first, with those of the messages that ended since the last one
+            self.final = False
+            log.flush()
         if self.out and not self.closed:
             out, self.out = self.out, []
             self.transport.write(attr.encode_many(out))

@@ -22,7 +22,10 @@ message_drop_headers and puts in the cached rewritten address headers,
 and the commit calls back (``Committer.commit_cb``) instead of resolving a future. It
 decides before it writes or logs anything; what it declines goes the general way
 below, unchanged. The two are held to the same queue file bytes and log lines by a
-differential test (tests/unit/daemons/test_cleanup_fastpath.py).
+differential test (tests/unit/daemons/test_cleanup_fastpath.py). The OPEN set-up, the
+frame dispatch, the fast pass and its commit callback are CleanupState's base class
+StateCore (fastpost.daemons.cleanup.statecore), compiled from one source by Cython's
+pure-Python mode; this module is the general path.
 
 The stages, in the order of the queue file:
 
@@ -66,6 +69,7 @@ import time
 
 from fastpost.daemons.cleanup import addrmap
 from fastpost.daemons.cleanup import hdraddr
+from fastpost.daemons.cleanup.statecore import StateCore
 from fastpost.daemons.cleanup.checks import ascii_text as _ascii
 from fastpost.daemons.cleanup.checks import parse_action, reject_reply
 from fastpost.mail import cleanup_proto as P
@@ -105,29 +109,21 @@ def _date(when: float) -> str:
     return time.strftime("%a, ", t) + str(t.tm_mday) + time.strftime(" %b %Y %H:%M:%S %z (%Z)", t)
 
 
-class CleanupState:
-    """One message in cleanup (see the module docstring)."""
+class CleanupState(StateCore):
+    """One message in cleanup (see the module docstring).
 
-    # Defaults every message starts from (class attributes: set once, not per message;
-    # an assignment makes the instance's own).
-    sender = ""
-    last_rcpt = ""
-    error: "Refused | None" = None
-    blocked = False
-    envelope_done = False
-    size = 0
-    rcpt_count = 0
-    qmgr_flags = 0
-    in_headers = True
+    The fields and methods of the common case (OPEN's set-up, ``handle``, the fast
+    pass ``_fast``, ``_committed``) are StateCore's (fastpost.daemons.cleanup.statecore,
+    compiled); this class is the general path.
+    """
+
+    # Defaults every message of the general path starts from (class attributes: set
+    # once, not per message; an assignment makes the instance's own).
     hops = 0
-    resent = False
-    message_id = None
-    resent_message_id = None
     redirect = None
     filter_action = None
     mime_type = None  # top-level Content-Type (lower-case type/subtype)
     mime_boundary = None
-    cte_8bit = False
     line_mode = False
     carry = b""
     mime_mode = _BODY
@@ -137,69 +133,27 @@ class CleanupState:
     part_boundary = None
     segment_checked = 0
     separator = False  # the next body line may be the empty line after the headers
+    general = False  # _init_general has run
 
-    def __init__(self, svc, conn, tid: int, frame: dict):
-        self.svc = svc
-        self.s = svc.settings
-        self.conn = conn
-        self.tid = tid
-        self.flags = int(frame.get("f", P.FLAGS_EXTERNAL))
-        usec = frame.get("time")
-        self.arrival = usec / 1e6 if usec else time.time()
-        self.sender_raw = frame.get("s", "")
-        self.attrs = frame.get("a") or []
-        self.filter = frame.get("filter")
-        self.ret = frame.get("ret")
-        self.envid = frame.get("envid")
-        self.encoding = frame.get("enc")
-        self.context = frame.get("ctx", "remote")
-        self.fullname = frame.get("fullname")
-        self.log_ident = bool(frame.get("ident"))
-        self.uid = frame.get("uid")
-        reuse = frame.get("reuse_id")  # pickup's returned reject (service.py: reusable)
-        granted = conn.reusable(reuse) if reuse else None
-        self.builder = svc.committer.builder(granted)
-        self.queue_id = self.builder.queue_id
-        if reuse:
-            conn.stand_in(self.queue_id, granted)
-        self.rcpts_raw: list = []
-        self.pending: list = []
-        self.dups: set = set()
-        # header state
-        self.reader = H.HeaderReader(H.KINDS, self.s.header_size_limit)
+    def _init_general(self) -> None:
+        """What only the general path uses, made at its first step (not at OPEN)."""
+        self.general = True
         self.have: set = set()
-        self.inspect = bool(self.flags & P.FLAG_FILTER) and svc.checks_in_use
-        self.hold = bool(self.flags & P.FLAG_HOLD)
-        self.discard = bool(self.flags & P.FLAG_DISCARD)
         self.hbc_rcpts: list = []
-        self.extract = bool(self.flags & P.FLAG_EXTRACT)
         self.extracted_to: list = []  # (resent, address) from To/Cc/Bcc for sendmail -t
-        self.header_context = self._header_context()
         self.mime_stack: list = []  # open multipart boundaries (bytes)
 
     # -- frame handling -----------------------------------------------------------------
 
-    def handle(self, frame: dict) -> None:
-        """Take the next frame of this message (in order)."""
-        if self.blocked:
-            self.pending.append(frame)
-            return
-        if frame.get("o") == P.END and self.svc.fast_path and self._fast(frame):
-            return
-        self._run(frame)
-
     def _run(self, frame: dict) -> None:
         from fastpost.util.eager import run_eager
 
+        if not self.general:
+            self._init_general()
         self.blocked = True
         done = run_eager(self._frame(frame), self._step_done, self._step_failed)
         if done:
             self.blocked = False
-
-    def _resume(self) -> None:
-        self.blocked = False
-        while self.pending and not self.blocked:
-            self._run(self.pending.pop(0))
 
     def _step_done(self, _result) -> None:
         if self.blocked:
@@ -232,134 +186,6 @@ class CleanupState:
                 self._fail_exc(exc)
         if op == P.END:
             self._reply_error()
-
-    # -- the common case in one pass ------------------------------------------------------
-
-    def _fast(self, frame: dict) -> bool:
-        """A whole message in its END frame, in one synchronous pass; False: not here.
-
-        Taken when nothing but trivial-rewrite's cached answers is needed: no checks
-        for this message, no canonical/virtual/masquerade/BCC tables with maps on, no
-        always_bcc, no -t extraction, no strict 8-bit body, no MIME structure, every
-        address (envelope, and address headers when they are rewritten) already in the
-        rewrite caches, no access-policy action but HOLD, and a message far from the
-        large-message size. Everything is decided before anything is written or
-        logged: when this returns False the general path (``_run``) takes the frame
-        as if this had not looked at it. What it writes and logs is the general path's
-        own (the same helpers, the header kernel's pass held to the general header step
-        by tests/unit/daemons/test_cleanup_fastpath.py).
-        """
-        data = frame.get("d")
-        if (data is None or self.envelope_done or self.inspect or self.extract or self.discard
-                or self.error is not None or frame.get("discard") or frame.get("filter")
-                or frame.get("redirect") or frame.get("bcc")):
-            return False
-        svc = self.svc
-        s = self.s
-        flags = self.flags
-        map_ok = bool(flags & P.FLAG_MAP_OK)
-        if (map_ok and svc.fast_maps) or (flags & P.FLAG_BCC_OK and s.always_bcc):
-            return False
-        size = len(data)
-        if s.message_size_limit and size > s.message_size_limit:
-            return False
-        rcpts = self.rcpts_raw + frame["r"] if "r" in frame else self.rcpts_raw
-        if not rcpts:
-            return False
-        m = svc.mapper
-        cached = m.rewriter.rewrite_cached
-        sender = self.sender_raw
-        if sender:
-            sender = cached("local", sender)
-            if sender is None:
-                return False
-        todo = []  # (dsn_orcpt, notify, orig, address): the duplicate key of each
-        env_size = len(sender) + 1024
-        for item in rcpts:
-            raw = item[0]
-            addr = cached("local", raw) if raw else raw
-            if addr is None:
-                return False
-            orcpt = item[1] if len(item) > 1 else ""
-            todo.append((orcpt or f"rfc822;{raw}", int(item[2]) if len(item) > 2 else 0, raw, addr))
-            env_size += 2 * len(raw) + len(orcpt) + len(addr) + 64
-        reader = self.reader
-        used = reader.feed(data)
-        if reader.done:
-            body = reader.rest + data[used:] if reader.rest else data[used:]
-        else:
-            reader.finish()
-            body = reader.rest
-        sclass, rclass = svc.fast_classes[map_ok]
-        got = H.header_pass(reader.take(), H.CLASS_BYTES, svc.drop_bytes, s.hopcount_limit,
-                            s.strict_7bit_headers, s.mime, m._hdr_cache, self.header_context,
-                            map_ok, sclass, rclass, time.monotonic())
-        b = self.builder
-        if got is not None:
-            for n, v in self.attrs:
-                env_size += len(n) + len(v) + 8
-            if self.fullname:
-                env_size += 3 * len(self.fullname)
-            # content records are at most twice the text (a record per short line)
-            if b.size + env_size + 2 * (len(got[0]) + len(body)) + 4096 >= b.spill_threshold:
-                got = None
-        env = None
-        if got is not None:
-            # the whole envelope, one kernel call (None: something not plain in it)
-            env = b.records.plain_envelope(
-                self.arrival, self.filter, self.queue_id if self.log_ident else None,
-                self.context == "local", self.envid, self.ret, self.fullname, sender,
-                self.encoding, self.attrs, todo, s.original_recipient, s.duplicate_limit,
-                self.dups)
-        if env is None:
-            self.reader = H.HeaderReader(H.KINDS, s.header_size_limit)
-            return False
-        # From here on this is the message's path.
-        svc.fast_messages += 1
-        hdr_out, mask, self.resent, self.message_id, self.resent_message_id, self.cte_8bit = got
-        self.qmgr_flags |= env[0]
-        self.rcpt_count += env[1]
-        self.last_rcpt = todo[-1][2]
-        self.envelope_done = True
-        self.in_headers = False
-        self.rcpts_raw = []
-        self.size = size
-        self.sender = sender
-        hdrs = [hdr_out]
-        out = self._header_trailer(lambda kind: mask >> kind & 1)
-        if out:
-            hdrs.append(b"\n".join(out) + b"\n")
-        first = body[:2]
-        if body:
-            if not (first.startswith(b"\n") or first == b"\r\n"):
-                hdrs.append(b"\n")
-            hdrs.append(body)
-        try:
-            if self._write(b"".join(hdrs)) is not None:
-                raise QueueError("message grew past the large-message size in the fast path")
-            if frame.get("hold"):
-                self.hold = True
-            enc = "8bit" if self.cte_8bit else self.encoding
-            if enc:
-                b.extracted(R.REC_TYPE_ATTR, f"encoding={enc}")
-            b.records.qmgr_flags = self.qmgr_flags
-            self.blocked = True  # the commit is under way (connection_lost leaves it alone)
-            svc.committer.commit_cb(b, HOLD if self.hold else INCOMING, self._committed, svc.loop)
-        except BaseException as exc:  # noqa: BLE001 - every failure becomes a reply
-            self.blocked = False
-            self._fail_exc(exc)
-            self._reply_error()
-        return True
-
-    def _committed(self, queue_id, exc) -> None:
-        """commit_cb's callback: the batch holding this message is on disk (or failed)."""
-        if exc is None:
-            self.svc.messages += 1
-            self.conn.reply(self, {"t": self.tid, "c": 250, "id": queue_id})
-        else:
-            self._fail_exc(exc)
-            self._reply_error()
-        self._resume()
 
     # -- failures -----------------------------------------------------------------------
 
@@ -778,7 +604,7 @@ class CleanupState:
         """hdrs: the output of the last headers, not written yet (this writes it)."""
         self.in_headers = False
         s = self.s
-        out = self._header_trailer(self.have.__contains__)
+        out = self._header_trailer(self.have)
         if out:
             hdrs.append(b"\n".join(out) + b"\n")
         # A header section that did not end with an empty line gets one.
@@ -806,40 +632,9 @@ class CleanupState:
         if body:
             await self._body(body)
 
-    def _header_trailer(self, has) -> list:
-        """The missing headers to add (has(kind): the message has such a header); logs
-        the message-id (and resent-message-id) line."""
-        s = self.s
-        add = self.context == "local" or s.always_add_missing_headers
-        out = []
-        if add:
-            if self.resent:
-                if not has(H.HDR_RESENT_MESSAGE_ID):
-                    self.resent_message_id = self._new_message_id().encode()
-                    out.append(b"Resent-Message-Id: " + self.resent_message_id)
-                if not has(H.HDR_RESENT_DATE):
-                    out.append(b"Resent-Date: " + _date(self.arrival).encode())
-                if not has(H.HDR_RESENT_FROM):
-                    out.append(b"Resent-From: " + self._from_value())
-            else:
-                if not has(H.HDR_MESSAGE_ID):
-                    self.message_id = self._new_message_id().encode()
-                    out.append(b"Message-Id: " + self.message_id)
-                if not has(H.HDR_DATE):
-                    out.append(b"Date: " + _date(self.arrival).encode())
-                if not has(H.HDR_FROM):
-                    out.append(b"From: " + self._from_value())
-            if s.undisclosed_header:
-                kinds = _RESENT_RCPT_KINDS if self.resent else _RCPT_KINDS
-                if not any(has(k) for k in kinds):
-                    out.append(s.undisclosed_header.encode("utf-8", "surrogateescape"))
-        if self.resent_message_id is not None:
-            log.info("%s: resent-message-id=%s", self.queue_id,
-                     _printable(self.resent_message_id.decode("utf-8", "replace")))
-        log.info("%s: message-id=%s", self.queue_id,
-                 _printable(self.message_id.decode("utf-8", "replace")) if self.message_id is not None
-                 else "<>")
-        return out
+    def _date_header(self) -> bytes:
+        """The value of an added Date: / Resent-Date: (StateCore._header_trailer)."""
+        return _date(self.arrival).encode()
 
     def _declared_8bit(self) -> bool:
         return self.encoding == "8bit" or self.cte_8bit
@@ -1066,8 +861,6 @@ _CTX_LOCAL = b"rewrite_context=local"
 _CTX_REMOTE = b"rewrite_context=remote"
 _EXTRACT_KINDS = frozenset({H.HDR_TO, H.HDR_CC, H.HDR_BCC, H.HDR_RESENT_TO, H.HDR_RESENT_CC,
                             H.HDR_RESENT_BCC})
-_RCPT_KINDS = frozenset({H.HDR_TO, H.HDR_CC, H.HDR_BCC})
-_RESENT_RCPT_KINDS = frozenset({H.HDR_RESENT_TO, H.HDR_RESENT_CC, H.HDR_RESENT_BCC})
 _ATOM_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ .-]*")
 
 

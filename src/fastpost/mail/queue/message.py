@@ -127,6 +127,11 @@ def size_payload(content_length: int, data_offset: int, rcpt_count: int,
 
 #: The C record a builder starts with (completed by finish() / size_record()).
 _SIZE_PLACEHOLDER = encode_record(R.REC_TYPE_SIZE, size_payload(0, 0, 0))
+#: The fixed records plain_content() adds: M, X and E (built once).
+_MESG_RECORD = encode_record(R.REC_TYPE_MESG, b"")
+_XTRA_RECORD = encode_record(R.REC_TYPE_XTRA, b"")
+_END_RECORD = encode_record(R.REC_TYPE_END, b"")
+_XTRA_END_RECORDS = _XTRA_RECORD + _END_RECORD
 
 
 class QueueFileBuilder:
@@ -305,6 +310,46 @@ class QueueFileBuilder:
         self.chunks.append(data)
         self.offset += len(data)
         return qmgr, count
+
+    def plain_content(self, text: bytes, encoding, limit: int) -> bool:
+        """A plain message's content and end in one call, after plain_envelope().
+
+        Adds what write(text), then extracted(A, "encoding=<encoding>") (when
+        ``encoding``) and finish() add, with the same bookkeeping (offsets, section,
+        attrs), for a builder still in its envelope section. Returns False, with only
+        the M record and the text added, when the offset after the text reaches
+        ``limit`` (the caller's large-message size: it must not take this road then).
+        ValueError as finish() (no arrival time or sender) before anything is added.
+        """
+        if self.section != self.ENVELOPE:
+            raise ValueError("queue file builder: plain_content after the envelope section")
+        if self.arrival is None:
+            raise ValueError("queue file builder: no arrival time (call time())")
+        if self.sender is None:
+            raise ValueError("queue file builder: no sender")
+        chunks = self.chunks
+        chunks.append(_MESG_RECORD)
+        offset = self.offset + len(_MESG_RECORD)
+        self.data_offset = offset
+        self.section = self.CONTENT
+        recs, _ = encode_text(text, self.line_limit, True)
+        if recs:
+            chunks.append(recs)
+            offset += len(recs)
+        self.offset = offset
+        if offset >= limit:
+            return False
+        self.xtra_offset = offset
+        if encoding:
+            attr = encode_record(R.REC_TYPE_ATTR, b"encoding=" + _bytes(encoding))
+            self.attrs["encoding"] = encoding
+            chunks.append(_XTRA_RECORD + attr + _END_RECORD)
+            self.offset = offset + len(_XTRA_RECORD) + len(attr) + len(_END_RECORD)
+        else:
+            chunks.append(_XTRA_END_RECORDS)
+            self.offset = offset + len(_XTRA_END_RECORDS)
+        self.section = self.DONE
+        return True
 
     def _put_many(self, recs: list) -> None:
         data = encode_records(recs)

@@ -108,3 +108,50 @@ def test_declines_what_the_builder_treats_otherwise(kernel, attrs, rcpts):
     assert kernel.envelope_block(1.0, None, None, True, None, None, None, "", None, attrs, rcpts,
                                  True, 10, dups, 0) is None
     assert not dups
+
+
+# -- plain_content: the content, the extracted encoding and the end in one call ----------
+
+content_text = st.lists(st.sampled_from([b"line\r\n", b"x" * 70 + b"\n", b"", b"\r\n", b"no eol",
+                                         b"\xe9t\xe9\n", b"y" * 150, b"\r", b"z" * 64 + b"\r\n"]),
+                        max_size=8).map(b"".join)
+
+
+def _enveloped(limit: int) -> QueueFileBuilder:
+    q = QueueFileBuilder(limit)
+    q.time(1_700_000_000.25)
+    q.set_sender("s@example.org")
+    q.add_recipient("r@example.net", "r@example.net")
+    return q
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=content_text, encoding=st.sampled_from([None, "", "8bit", "7bit", "a=b", "caf\xe9"]),
+       line_limit=st.sampled_from([1, 5, 64, 2048]))
+def test_plain_content_is_the_builder_calls(text, encoding, line_limit):
+    ref = _enveloped(line_limit)
+    ref.write(text)
+    if encoding:
+        ref.extracted(R.REC_TYPE_ATTR, f"encoding={encoding}")
+    ref.finish()
+    q = _enveloped(line_limit)
+    assert q.plain_content(text, encoding, 1 << 30) is True
+    assert state(q) == state(ref)
+    assert q.content_length == ref.content_length
+    assert q.build() == ref.build()
+
+
+def test_plain_content_limit_and_order():
+    q = _enveloped(2048)
+    assert q.plain_content(b"x" * 100 + b"\n", None, 50) is False  # past the limit: text only
+    assert q.section == q.CONTENT and q.xtra_offset == 0
+    q = _enveloped(2048)
+    q.write(b"text\n")
+    with pytest.raises(ValueError):
+        q.plain_content(b"more\n", None, 1 << 30)  # not right after the envelope
+    q = QueueFileBuilder()
+    q.time(1.0)
+    before = list(q.chunks)
+    with pytest.raises(ValueError):
+        q.plain_content(b"text\n", None, 1 << 30)  # no sender: refused before anything is added
+    assert q.section == q.ENVELOPE and q.chunks == before
