@@ -39,6 +39,7 @@ def _run(*argv: str) -> str:
 def journalled_ext4(directory: str = "/var/tmp", size_gib: int = 6) -> str:
     """Make, mount and return a fresh journalled ext4 (loop, nodiscard) under directory."""
     top = tempfile.mkdtemp(prefix="fp-jfs-", dir=directory)
+    os.chmod(top, 0o755)  # mkdtemp's 0700 would keep the daemons' users out
     image = os.path.join(top, "fs.img")
     mnt = os.path.join(top, "mnt")
     os.mkdir(mnt)
