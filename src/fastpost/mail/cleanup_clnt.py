@@ -363,10 +363,12 @@ class _Conn(asyncio.BufferedProtocol):
                 return
             if state != _FINISHED:
                 raise ValueError(f"reply for transaction {tid} before its end")
-            del self.txns[tid]
+            txns = self.txns
+            del txns[tid]
             txn.state = _OVER
             listener.cleanup_answered(int(frame["c"]), frame.get("x", ""), frame.get("id", ""))
-            self.maybe_idle()
+            if not txns:
+                self.maybe_idle()
             return
         if not txn.opened.done():
             code = frame.get("c")
@@ -483,7 +485,10 @@ class CleanupClient:
         a CleanupTxn subclass that is its own listener (``CleanupTxn.__init__(txn,
         None, 0, txn)``; smtpd's), ``frame`` a dict made for this message that becomes
         the OPEN frame. One object per message instead of a transaction and a listener."""
-        return self._connection().attach(txn, frame)
+        conn = self.conn
+        if conn is None or conn.closed or time.monotonic() - conn.started > self.ttl:
+            conn = self._connection()
+        return conn.attach(txn, frame)
 
     def close(self) -> None:
         """Close the connection; messages in flight fail."""

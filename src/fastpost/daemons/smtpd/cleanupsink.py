@@ -44,7 +44,9 @@ import time
 from fastpost.daemons.smtpd.info import ClientInfo, Envelope, Recipient
 from fastpost.daemons.smtpd.sink import MessageSink, SinkError, Transaction
 from fastpost.mail import cleanup_proto as P
-from fastpost.mail.cleanup_clnt import CleanupClient, CleanupError, CleanupRefused, CleanupTxn
+from fastpost.mail.cleanup_clnt import (CHUNK, CleanupClient, CleanupError, CleanupRefused,
+                                         CleanupTxn)
+from fastpost.mail.cleanup_clnt import _FINISHED, _OPEN, _OPENING
 from fastpost.smtp import replies
 from fastpost.smtp.replies import Reply
 from fastpost.util import log
@@ -161,7 +163,17 @@ class _CleanupTransaction(CleanupTxn, Transaction):
     __slots__ = ("queue_id", "envelope", "stage", "head", "id_pending", "path")
 
     def __init__(self, envelope: Envelope, path: str, loop):
-        CleanupTxn.__init__(self, None, 0, self)
+        # CleanupTxn's fields, set here (CleanupTxn.__init__(self, None, 0, self) would
+        # be one Python call more per message); conn and tid are set by start().
+        self.listener = self
+        self.state = _OPENING
+        self.opened = None
+        self.result = None
+        self._rcpts = []
+        self._data = []
+        self._size = 0
+        self.done = False
+        self.error = None
         self.queue_id = ""
         self.envelope = envelope
         self.stage = 0  # 0: Received: header next, 1: first client line next, 2: the rest
@@ -214,7 +226,16 @@ class _CleanupTransaction(CleanupTxn, Transaction):
 
     def write(self, data: bytes):
         if self.stage == 2:
-            return CleanupTxn.write(self, data)
+            # CleanupTxn.write, inline (the call per content chunk)
+            if self.done:
+                return None
+            self._data.append(data)
+            size = self._size + len(data)
+            self._size = size
+            if size >= CHUNK:
+                self._flush_data(P.DATA)
+            conn = self.conn
+            return conn.drain_waiter() if conn.paused else None
         if self.stage == 0:
             # smtpd's own lines (PREPENDs, then its Received: header) come first.
             if data.startswith(b"Received: "):
@@ -246,13 +267,34 @@ class _CleanupTransaction(CleanupTxn, Transaction):
                     extra[name] = value if isinstance(value, str) else "yes"
             if env.bcc:
                 extra["bcc"] = list(env.bcc)
-        result = self.conn.loop.create_future()
+        if self.error is not None:  # the connection went away during the content
+            raise SinkError(replies.WRITE_ERROR, log=f"cleanup: {self.error}")
+        if self.done:
+            raise RuntimeError("transaction already finished")
+        # CleanupTxn.finish and _flush_data, inline: the END frame with what is left
+        self.done = True
+        if self.state == _OPEN:
+            self.state = _FINISHED
+        conn = self.conn
+        result = conn.loop.create_future()
         self.result = result
-        try:
-            CleanupTxn.finish(self, extra)
-        except CleanupError as exc:
-            self.result = None
-            raise SinkError(replies.WRITE_ERROR, log=f"cleanup: {exc}") from None
+        frame = {"o": P.END, "t": self.tid}
+        if self._rcpts:
+            frame["r"] = self._rcpts
+            self._rcpts = []
+        data = self._data
+        if data:
+            frame["d"] = data[0] if len(data) == 1 else b"".join(data)
+            self._data = []
+            self._size = 0
+        if extra:
+            frame.update(extra)
+        conn.out.append(frame)
+        if not conn.flush_scheduled and conn.ready:
+            conn.flush_scheduled = True
+            conn.loop.call_soon(conn.flush)
+        if conn.watch_handle is None:
+            conn.armed(self)
         return result
 
     def abort(self) -> None:
