@@ -25,6 +25,13 @@ of the event loop per answer):
     listener.cleanup_failed(exc)               # refused OPEN (CleanupRefused) or a
                                                # CleanupError, at any time before the end
 
+smtpd goes one step further: its transaction is a CleanupTxn subclass that is its own
+listener (fastpost.daemons.smtpd.cleanupsink), made by the caller and started with
+
+    client.start(txn, frame)                   # frame: this message's OPEN fields
+
+so that a message costs one object, not a transaction and a listener calling each other.
+
 Frames of all transactions are collected during one event-loop turn and written
 together (one system call); content is sent in frames of up to CHUNK bytes
 (recipients ride on the first one). ``open()`` never blocks: the connection is made

@@ -225,30 +225,34 @@ class _CleanupTransaction(CleanupTxn, Transaction):
                             P.notify_bits(notify) if notify else 0))
 
     def write(self, data: bytes):
-        if self.stage == 2:
-            # CleanupTxn.write, inline (the call per content chunk)
-            if self.done:
-                return None
-            self._data.append(data)
-            size = self._size + len(data)
-            self._size = size
-            if size >= CHUNK:
-                self._flush_data(P.DATA)
-            conn = self.conn
-            return conn.drain_waiter() if conn.paused else None
-        if self.stage == 0:
-            # smtpd's own lines (PREPENDs, then its Received: header) come first.
-            if data.startswith(b"Received: "):
-                self.stage = 1
-            return CleanupTxn.write(self, data)
-        # The client's first line: look at it whole (or at enough of it) first.
-        head = self.head + data if self.head else data
-        if head.find(b"\n") < 0 and len(head) < 1024:
-            self.head = head
+        stage = self.stage
+        if stage != 2:
+            if stage == 0:
+                # smtpd's own lines (PREPENDs, then its Received: header) come first.
+                if data.startswith(b"Received: "):
+                    self.stage = 1
+            else:
+                # The client's first line: look at it whole (or at enough of it) first.
+                head = self.head + data if self.head else data
+                if head.find(b"\n") < 0 and len(head) < 1024:
+                    self.head = head
+                    return None
+                self.head = b""
+                self.stage = 2
+                first = head[:1]
+                if first == b">" or first == b" " or first == b"\t" or head.startswith(b"From "):
+                    head = _first_line(head)
+                data = head
+        # CleanupTxn.write, inline (no second call per chunk)
+        if self.done:
             return None
-        self.head = b""
-        self.stage = 2
-        return CleanupTxn.write(self, _first_line(head))
+        self._data.append(data)
+        size = self._size + len(data)
+        self._size = size
+        if size >= CHUNK:
+            self._flush_data(P.DATA)
+        conn = self.conn
+        return conn.drain_waiter() if conn.paused else None
 
     def finish(self):
         """A future of the queue ID, set when cleanup answers (a plain future set by
