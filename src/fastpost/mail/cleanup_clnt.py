@@ -25,6 +25,13 @@ of the event loop per answer):
     listener.cleanup_failed(exc)               # refused OPEN (CleanupRefused) or a
                                                # CleanupError, at any time before the end
 
+smtpd goes one step further: its transaction is a CleanupTxn subclass that is its own
+listener (fastpost.daemons.smtpd.cleanupsink), made by the caller and started with
+
+    client.start(txn, frame)                   # frame: this message's OPEN fields
+
+so that a message costs one object, not a transaction and a listener calling each other.
+
 Frames of all transactions are collected during one event-loop turn and written
 together (one system call); content is sent in frames of up to CHUNK bytes
 (recipients ride on the first one). ``open()`` never blocks: the connection is made
@@ -101,10 +108,12 @@ class CleanupTxn:
         if self.done:
             return None
         self._data.append(data)
-        self._size += len(data)
-        if self._size >= CHUNK:
+        size = self._size + len(data)
+        self._size = size
+        if size >= CHUNK:
             self._flush_data(P.DATA)
-        return self.conn.drain_waiter()
+        conn = self.conn
+        return conn.drain_waiter() if conn.paused else None
 
     def _flush_data(self, op: int, extra: dict | None = None) -> None:
         frame = {"o": op, "t": self.tid}
@@ -117,7 +126,11 @@ class CleanupTxn:
             self._size = 0
         if extra:
             frame.update(extra)
-        self.conn.send(frame)
+        conn = self.conn
+        conn.out.append(frame)
+        if not conn.flush_scheduled and conn.ready:
+            conn.flush_scheduled = True
+            conn.loop.call_soon(conn.flush)
 
     def finish(self, extra: dict | None = None) -> asyncio.Future | None:
         """End the message; the future gives (code, text, queue_id) after cleanup's commit
@@ -132,7 +145,8 @@ class CleanupTxn:
         if self.listener is None:
             self.result = self.conn.loop.create_future()
         self._flush_data(P.END, extra)
-        self.conn.armed(self)
+        if self.conn.watch_handle is None:
+            self.conn.armed(self)
         return self.result
 
     def returned(self, text: str) -> asyncio.Future:
@@ -247,20 +261,29 @@ class _Conn(asyncio.BufferedProtocol):
     # -- transactions -----------------------------------------------------------------
 
     def open(self, meta: dict, listener=None) -> CleanupTxn:
-        tid = self.next_tid
-        self.next_tid = tid + 1
-        txn = CleanupTxn(self, tid, listener)
-        self.txns[tid] = txn
         # With a listener (smtpd) meta is a dict made for this message: it becomes the
         # frame. Other callers may reuse theirs.
-        frame = meta if listener is not None else dict(meta)
+        return self.attach(CleanupTxn(self, 0, listener),
+                           meta if listener is not None else dict(meta))
+
+    def attach(self, txn: CleanupTxn, frame: dict) -> CleanupTxn:
+        """Give ``txn`` its number on this connection and send ``frame`` as its OPEN."""
+        tid = self.next_tid
+        self.next_tid = tid + 1
+        txn.conn = self
+        txn.tid = tid
+        self.txns[tid] = txn
         frame["o"] = P.OPEN
         frame["t"] = tid
-        self.send(frame)
+        self.out.append(frame)
+        if not self.flush_scheduled and self.ready:
+            self.flush_scheduled = True
+            self.loop.call_soon(self.flush)
         if self.idle_handle is not None:
             self.idle_handle.cancel()
             self.idle_handle = None
-        self.armed(txn)
+        if self.watch_handle is None:
+            self.armed(txn)
         return txn
 
     def armed(self, txn) -> None:
@@ -306,6 +329,7 @@ class _Conn(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes):
         self.decoder.buffer_updated(nbytes)
+        self.progress = time.monotonic()  # (once per read, not per reply)
         try:
             while (frame := self.decoder.next_frame()) is not None:
                 if not self.ready:
@@ -326,7 +350,6 @@ class _Conn(asyncio.BufferedProtocol):
             self.loop.call_soon(self.flush)
 
     def _reply(self, frame: dict) -> None:
-        self.progress = time.monotonic()
         tid = frame["t"]
         txn = self.txns.get(tid)
         if txn is None:
@@ -347,10 +370,12 @@ class _Conn(asyncio.BufferedProtocol):
                 return
             if state != _FINISHED:
                 raise ValueError(f"reply for transaction {tid} before its end")
-            del self.txns[tid]
+            txns = self.txns
+            del txns[tid]
             txn.state = _OVER
             listener.cleanup_answered(int(frame["c"]), frame.get("x", ""), frame.get("id", ""))
-            self.maybe_idle()
+            if not txns:
+                self.maybe_idle()
             return
         if not txn.opened.done():
             code = frame.get("c")
@@ -461,6 +486,16 @@ class CleanupClient:
         """Start a message (never blocks; see the module docstring). With a listener,
         ``meta`` itself becomes the OPEN frame (pass a dict made for this message)."""
         return self._connection().open(meta, listener)
+
+    def start(self, txn: CleanupTxn, frame: dict) -> CleanupTxn:
+        """Start a message whose transaction the caller made: ``txn`` is an instance of
+        a CleanupTxn subclass that is its own listener (``CleanupTxn.__init__(txn,
+        None, 0, txn)``; smtpd's), ``frame`` a dict made for this message that becomes
+        the OPEN frame. One object per message instead of a transaction and a listener."""
+        conn = self.conn
+        if conn is None or conn.closed or time.monotonic() - conn.started > self.ttl:
+            conn = self._connection()
+        return conn.attach(txn, frame)
 
     def close(self) -> None:
         """Close the connection; messages in flight fail."""

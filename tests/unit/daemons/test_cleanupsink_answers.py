@@ -112,9 +112,34 @@ def test_accepted_message_gets_cleanups_queue_id(tmp_path):
     assert qid == "4ABC123" and result == "4ABC123"
     opened, end = frames
     assert opened["o"] == P.OPEN and opened["s"] == "a@example.org"
-    assert ["client_address", "192.0.2.1"] in opened["a"]
+    assert opened["a"] == [
+        ["log_client_name", "client.example"], ["log_client_address", "192.0.2.1"],
+        ["log_client_port", "4321"], ["log_message_origin", "client.example[192.0.2.1]"],
+        ["log_helo_name", "client.example"], ["log_protocol_name", "ESMTP"],
+        ["client_name", "client.example"], ["reverse_client_name", "client.example"],
+        ["client_address", "192.0.2.1"], ["client_port", "4321"],
+        ["server_address", "127.0.0.1"], ["server_port", "25"],
+        ["helo_name", "client.example"], ["protocol_name", "ESMTP"],
+        ["client_address_type", "2"]]
+    assert opened["ctx"] == "remote" and "filter" not in opened and "enc" not in opened
     assert end["o"] == P.END and end["r"] == [["b@example.net", "", 0]]
     assert end["d"] == b"Received: from x\r\nSubject: x\r\n\r\nhello\r\n"
+
+
+@pytest.mark.parametrize("content,stored", [
+    (b"From someone  Sat Nov 21\r\nSubject: x\r\n\r\nhi\r\n",
+     b"X-Mailbox-Line: From someone  Sat Nov 21\r\nSubject: x\r\n\r\nhi\r\n"),
+    (b">From someone\r\n\r\nhi\r\n", b"X-Mailbox-Line: >From someone\r\n\r\nhi\r\n"),
+    (b" folded\r\n\r\nhi\r\n", b"\r\n folded\r\n\r\nhi\r\n"),
+    (b"From: a@example.org\r\n\r\nhi\r\n", b"From: a@example.org\r\n\r\nhi\r\n"),
+])
+def test_first_client_line_fixups(tmp_path, content, stored):
+    """Postfix smtpd's fix-ups of the first line after the Received: header."""
+    (_, result), frames = _run(
+        tmp_path, lambda f: {"t": f["t"], "id": "4ABC123"},
+        lambda f: {"t": f["t"], "c": 250, "x": "2.0.0 Ok", "id": "4ABC123"}, content=content)
+    assert result == "4ABC123"
+    assert frames[1]["d"] == b"Received: from x\r\n" + stored
 
 
 def test_end_reply_without_id_falls_back_to_the_opened_one(tmp_path):

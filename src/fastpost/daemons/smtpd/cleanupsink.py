@@ -44,7 +44,9 @@ import time
 from fastpost.daemons.smtpd.info import ClientInfo, Envelope, Recipient
 from fastpost.daemons.smtpd.sink import MessageSink, SinkError, Transaction
 from fastpost.mail import cleanup_proto as P
-from fastpost.mail.cleanup_clnt import CleanupClient, CleanupError, CleanupRefused
+from fastpost.mail.cleanup_clnt import (CHUNK, CleanupClient, CleanupError, CleanupRefused,
+                                         CleanupTxn)
+from fastpost.mail.cleanup_clnt import _FINISHED, _OPEN, _OPENING
 from fastpost.smtp import replies
 from fastpost.smtp.replies import Reply
 from fastpost.util import log
@@ -133,6 +135,11 @@ class LocalClients:
         return False
 
 
+#: client_address_type: AF_INET6 or AF_INET (Postfix's numbers)
+_ADDR_TYPE_6 = ("client_address_type", "10")
+_ADDR_TYPE_4 = ("client_address_type", "2")
+
+
 def _first_line(head: bytes) -> bytes:
     """Postfix's fix-ups of the client's first line (module docstring)."""
     if head.lstrip(b">").startswith(b"From "):
@@ -142,27 +149,39 @@ def _first_line(head: bytes) -> bytes:
     return head
 
 
-class _CleanupTransaction(Transaction):
-    """One message: the session's transaction and the cleanup client's listener.
+class _CleanupTransaction(CleanupTxn, Transaction):
+    """One message: the session's transaction, the cleanup client's transaction and
+    its listener in one object (one object and one call per step instead of three).
 
     cleanup's answers arrive here directly (cleanup_opened, cleanup_answered,
     cleanup_failed) and settle the two futures the session waits on: ``id_pending``
-    (the queue ID, before DATA) and the one finish() returns (the commit).
+    (the queue ID, before DATA) and the one finish() returns (the commit, kept in
+    CleanupTxn's ``result``). ``add_recipient``, ``write``, ``finish`` and ``abort``
+    are the session's (sink.Transaction) and call CleanupTxn's.
     """
 
-    __slots__ = ("txn", "queue_id", "envelope", "stage", "head", "id_pending", "result", "path")
+    __slots__ = ("queue_id", "envelope", "stage", "head", "id_pending", "path")
 
-    def __init__(self, queue_id: str, envelope: Envelope, id_pending, path: str):
-        self.txn = None  # the CleanupTxn, set by begin()
-        self.queue_id = queue_id
+    def __init__(self, envelope: Envelope, path: str, loop):
+        # CleanupTxn's fields, set here (CleanupTxn.__init__(self, None, 0, self) would
+        # be one Python call more per message); conn and tid are set by start().
+        self.listener = self
+        self.state = _OPENING
+        self.opened = None
+        self.result = None
+        self._rcpts = []
+        self._data = []
+        self._size = 0
+        self.done = False
+        self.error = None
+        self.queue_id = ""
         self.envelope = envelope
         self.stage = 0  # 0: Received: header next, 1: first client line next, 2: the rest
         self.head = b""
         #: a future of the queue ID while cleanup has not answered the OPEN (the session
-        #: replies to RCPT meanwhile and waits for it before 354); SinkError if refused
-        self.id_pending: asyncio.Future | None = id_pending
-        #: finish()'s future of the queue ID (after cleanup's commit)
-        self.result: asyncio.Future | None = None
+        #: replies to RCPT meanwhile and waits for it before 354); SinkError if refused.
+        #: (made here: get_running_loop() would cost a getpid())
+        self.id_pending: asyncio.Future = loop.create_future()
         self.path = path  # cleanup's endpoint, for the diagnostics
 
     # -- the cleanup client's listener ---------------------------------------------------
@@ -201,26 +220,39 @@ class _CleanupTransaction(Transaction):
     # -- the session's transaction -------------------------------------------------------
 
     def add_recipient(self, recipient: Recipient) -> None:
-        self.txn.add_recipient(recipient.address, recipient.orcpt or "",
-                               P.notify_bits(recipient.notify))
+        notify = recipient.notify
+        self._rcpts.append((recipient.address, recipient.orcpt or "",
+                            P.notify_bits(notify) if notify else 0))
 
     def write(self, data: bytes):
         stage = self.stage
-        if stage == 2:
-            return self.txn.write(data)
-        if stage == 0:
-            # smtpd's own lines (PREPENDs, then its Received: header) come first.
-            if data.startswith(b"Received: "):
-                self.stage = 1
-            return self.txn.write(data)
-        # The client's first line: look at it whole (or at enough of it) first.
-        head = self.head + data if self.head else data
-        if head.find(b"\n") < 0 and len(head) < 1024:
-            self.head = head
+        if stage != 2:
+            if stage == 0:
+                # smtpd's own lines (PREPENDs, then its Received: header) come first.
+                if data.startswith(b"Received: "):
+                    self.stage = 1
+            else:
+                # The client's first line: look at it whole (or at enough of it) first.
+                head = self.head + data if self.head else data
+                if head.find(b"\n") < 0 and len(head) < 1024:
+                    self.head = head
+                    return None
+                self.head = b""
+                self.stage = 2
+                first = head[:1]
+                if first == b">" or first == b" " or first == b"\t" or head.startswith(b"From "):
+                    head = _first_line(head)
+                data = head
+        # CleanupTxn.write, inline (no second call per chunk)
+        if self.done:
             return None
-        self.head = b""
-        self.stage = 2
-        return self.txn.write(_first_line(head))
+        self._data.append(data)
+        size = self._size + len(data)
+        self._size = size
+        if size >= CHUNK:
+            self._flush_data(P.DATA)
+        conn = self.conn
+        return conn.drain_waiter() if conn.paused else None
 
     def finish(self):
         """A future of the queue ID, set when cleanup answers (a plain future set by
@@ -228,27 +260,49 @@ class _CleanupTransaction(Transaction):
         if self.head:
             head, self.head = self.head, b""
             self.stage = 2
-            self.txn.write(_first_line(head))
+            CleanupTxn.write(self, _first_line(head))
         env = self.envelope
-        extra = {}
-        for name in ("hold", "discard", "filter", "redirect"):
-            value = getattr(env, name, None)
-            if value:
-                extra[name] = value if isinstance(value, str) else "yes"
-        bcc = getattr(env, "bcc", None)
-        if bcc:
-            extra["bcc"] = list(bcc)
-        result = self.txn.conn.loop.create_future()
+        extra = None
+        if env.hold or env.discard or env.filter or env.redirect or env.bcc:
+            extra = {}
+            for name in ("hold", "discard", "filter", "redirect"):
+                value = getattr(env, name, None)
+                if value:
+                    extra[name] = value if isinstance(value, str) else "yes"
+            if env.bcc:
+                extra["bcc"] = list(env.bcc)
+        if self.error is not None:  # the connection went away during the content
+            raise SinkError(replies.WRITE_ERROR, log=f"cleanup: {self.error}")
+        if self.done:
+            raise RuntimeError("transaction already finished")
+        # CleanupTxn.finish and _flush_data, inline: the END frame with what is left
+        self.done = True
+        if self.state == _OPEN:
+            self.state = _FINISHED
+        conn = self.conn
+        result = conn.loop.create_future()
         self.result = result
-        try:
-            self.txn.finish(extra)
-        except CleanupError as exc:
-            self.result = None
-            raise SinkError(replies.WRITE_ERROR, log=f"cleanup: {exc}") from None
+        frame = {"o": P.END, "t": self.tid}
+        if self._rcpts:
+            frame["r"] = self._rcpts
+            self._rcpts = []
+        data = self._data
+        if data:
+            frame["d"] = data[0] if len(data) == 1 else b"".join(data)
+            self._data = []
+            self._size = 0
+        if extra:
+            frame.update(extra)
+        conn.out.append(frame)
+        if not conn.flush_scheduled and conn.ready:
+            conn.flush_scheduled = True
+            conn.loop.call_soon(conn.flush)
+        if conn.watch_handle is None:
+            conn.armed(self)
         return result
 
     def abort(self) -> None:
-        self.txn.abort()
+        CleanupTxn.abort(self)
 
 
 class CleanupSink(MessageSink):
@@ -276,50 +330,58 @@ class CleanupSink(MessageSink):
                    local_clients=LocalClients(cfg))
 
     def begin(self, client: ClientInfo, envelope: Envelope):
+        name = client.name
+        addr = client.addr
+        port = client.port
+        helo = client.helo
+        proto = client.protocol
         fwd = client.forwarded
-        log_name = fwd.get("NAME", client.name)
-        log_addr = fwd.get("ADDR", client.addr)
-        log_port = fwd.get("PORT", client.port)
-        log_helo = fwd.get("HELO", client.helo or "")
-        log_proto = fwd.get("PROTO", client.protocol)
-        # The attributes with a value, in this order (one test per attribute, no
-        # tuple of pairs built per message).
+        if fwd:  # XFORWARD from a content filter: the log_* attributes are the original's
+            log_name = fwd.get("NAME", name)
+            log_addr = fwd.get("ADDR", addr)
+            log_port = fwd.get("PORT", port)
+            log_helo = fwd.get("HELO", helo or "")
+            log_proto = fwd.get("PROTO", proto)
+        else:
+            log_name, log_addr, log_port, log_helo, log_proto = name, addr, port, helo, proto
+        # The attributes with a value, in this order, as (name, value) pairs (one test
+        # per attribute; tuples: cleanup reads pairs, and the encoder takes any sequence).
         attrs = []
         add = attrs.append
         if log_name:
-            add(["log_client_name", log_name])
+            add(("log_client_name", log_name))
         if log_addr:
-            add(["log_client_address", log_addr])
+            add(("log_client_address", log_addr))
         if log_port:
-            add(["log_client_port", log_port])
-        add(["log_message_origin", f"{log_name}[{log_addr}]"])
+            add(("log_client_port", log_port))
+        add(("log_message_origin", f"{log_name}[{log_addr}]"))
         if log_helo:
-            add(["log_helo_name", log_helo])
+            add(("log_helo_name", log_helo))
         if log_proto:
-            add(["log_protocol_name", log_proto])
-        if client.name:
-            add(["client_name", client.name])
+            add(("log_protocol_name", log_proto))
+        if name:
+            add(("client_name", name))
         if client.reverse_name:
-            add(["reverse_client_name", client.reverse_name])
-        if client.addr:
-            add(["client_address", client.addr])
-        if client.port:
-            add(["client_port", client.port])
+            add(("reverse_client_name", client.reverse_name))
+        if addr:
+            add(("client_address", addr))
+        if port:
+            add(("client_port", port))
         if client.server_addr:
-            add(["server_address", client.server_addr])
+            add(("server_address", client.server_addr))
         if client.server_port:
-            add(["server_port", client.server_port])
-        if client.helo:
-            add(["helo_name", client.helo])
-        if client.protocol:
-            add(["protocol_name", client.protocol])
-        add(["client_address_type", "10" if ":" in client.addr else "2"])
-        if "IDENT" in fwd:
-            attrs.append(["log_ident", fwd["IDENT"]])
+            add(("server_port", client.server_port))
+        if helo:
+            add(("helo_name", helo))
+        if proto:
+            add(("protocol_name", proto))
+        add(_ADDR_TYPE_6 if ":" in addr else _ADDR_TYPE_4)
+        if fwd and "IDENT" in fwd:
+            add(("log_ident", fwd["IDENT"]))
         if client.sasl_method:
-            attrs.append(["sasl_method", client.sasl_method])
-            attrs.append(["sasl_username", client.sasl_username or ""])
-        if "SOURCE" in fwd:
+            add(("sasl_method", client.sasl_method))
+            add(("sasl_username", client.sasl_username or ""))
+        if fwd and "SOURCE" in fwd:
             local = fwd["SOURCE"] == "LOCAL"
         else:
             try:
@@ -331,10 +393,12 @@ class CleanupSink(MessageSink):
                 "ctx": "local" if local else "remote", "ident": 1}
         if self.content_filter:
             meta["filter"] = self.content_filter
-        if envelope.body == "8BITMIME":
-            meta["enc"] = "8bit"
-        elif envelope.body == "7BIT":
-            meta["enc"] = "7bit"
+        body = envelope.body
+        if body is not None:
+            if body == "8BITMIME":
+                meta["enc"] = "8bit"
+            elif body == "7BIT":
+                meta["enc"] = "7bit"
         if envelope.ret:
             meta["ret"] = P.RET.get(envelope.ret, "")
         if envelope.envid:
@@ -342,17 +406,16 @@ class CleanupSink(MessageSink):
         # Not waiting for the queue ID here saves the session a round trip to cleanup
         # (RCPT is answered at once; the ID is needed at DATA, for the Received:
         # header, by when cleanup has long answered). A refused OPEN (full disk) is
-        # then the reply to DATA/BDAT instead of RCPT.
-        client = self.client
-        t = _CleanupTransaction("", envelope, None, client.path)
+        # then the reply to DATA/BDAT instead of RCPT. (The listener is called from a
+        # later turn of the loop, never from start().)
+        cc = self.client
+        conn = cc.conn
         try:
-            txn = client.open(meta, t)
+            t = _CleanupTransaction(envelope, cc.path, conn.loop if conn is not None
+                                    else asyncio.get_running_loop())
+            cc.start(t, meta)
         except RuntimeError as exc:
             raise SinkError(replies.WRITE_ERROR, log=f"cleanup: {exc}") from None
-        t.txn = txn
-        # (the listener is called from a later turn of the loop, never from open();
-        # get_running_loop() would cost a getpid())
-        t.id_pending = txn.conn.loop.create_future()
         return t
 
     async def close(self) -> None:
