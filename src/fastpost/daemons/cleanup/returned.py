@@ -31,29 +31,17 @@ How it fails: ``(451, "4.3.0 ...")`` when the stand-in is not (yet) in the index
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 
+from fastpost.mail.dsn_text import bounce_status
 from fastpost.util import log
 
-__all__ = ["mark_bounced", "split_status"]
-
-_DSN = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})\s+(.*)$", re.S)
+__all__ = ["mark_bounced"]
 
 #: How long the stand-in may take to appear in the queue index (the committer answers
 #: once the data is durable; its index thread follows).
 INDEX_WAIT = 30.0
 
-
-def split_status(text: str) -> tuple[str, str]:
-    """cleanup's refusal as (dsn status, reason): "5.7.1 no thanks" -> ("5.7.1", "no thanks")."""
-    m = _DSN.match(text)
-    if m:
-        status, reason = m.group(1), m.group(2)
-        if status[0] != "5":
-            status = "5" + status[1:]
-        return status, reason
-    return "5.0.0", text
 
 
 async def mark_bounced(store, queue_id: str, log_id: str, text: str, delay_limit: int,
@@ -66,7 +54,7 @@ async def mark_bounced(store, queue_id: str, log_id: str, text: str, delay_limit
     from fastpost.mail.envelope import read_envelope
     from fastpost.mail.queue import HOLD
 
-    status, reason = split_status(text)
+    status, reason = bounce_status(text)
     try:
         info = store.get(queue_id)
         waited = 0.0

@@ -33,12 +33,9 @@ Parameters: bounce_size_limit, bounce_service_name, queue_directory and the queu
 
 from __future__ import annotations
 
-import re
 
+from fastpost.mail.dsn_text import bounce_status
 from fastpost.util import log
-
-_DSN = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})\s+(.*)$", re.S)
-
 
 class _Store:
     store = None
@@ -68,16 +65,6 @@ def close() -> None:
         _opened.store = None
 
 
-def split_reply(code: int, text: str) -> tuple[str, str]:
-    """cleanup's refusal as (dsn status, reason): "5.7.1 message content rejected"."""
-    m = _DSN.match(text)
-    if m:
-        status, reason = m.group(1), m.group(2)
-        if status[0] != "5":
-            status = "5" + status[1:]
-        return status, reason
-    return "5.0.0", text
-
 
 def cut(content: bytes, limit: int) -> bytes:
     """The content up to limit bytes, ending at a line end (the headers at least)."""
@@ -98,7 +85,7 @@ async def bounce_rejected(client, cfg, meta: dict, msg, received: bytes, code: i
     the refused message (its log lines carry it; default: the stand-in's)."""
     from fastpost.mail.cleanup_clnt import CleanupError
 
-    status, reason = split_reply(code, text)
+    status, reason = bounce_status(text)
     stand_in = dict(meta)
     stand_in["f"] = 0
     if refused_id:
@@ -153,4 +140,4 @@ async def bounce_rejected(client, cfg, meta: dict, msg, received: bytes, code: i
     return done
 
 
-__all__ = ["bounce_rejected", "close", "cut", "split_reply"]
+__all__ = ["bounce_rejected", "close", "cut"]
