@@ -168,6 +168,36 @@ async def run(svc, n: int, inflight: int, profile: cProfile.Profile | None):
     return 1e6 * (t1 - t0) / n, 1e6 * (p1 - p0) / n, n / (w1 - w0)
 
 
+def make_service(loop, root: str):
+    """This bench's cleanup service in ``root`` (its maillog, queue and an in-process
+    trivial-rewrite on a UNIX socket), warmed with 50 messages: (svc, store, server).
+    Also used by benchmarks/kernels/bench_statecore.py."""
+    os.makedirs(os.path.join(root, "private"))
+    log.init("cleanup", syslog_name="bench-fastpost", maillog_file=os.path.join(root, "maillog"))
+    cfg = Config(root, text=BASE)
+    rewriter = Rewriter(cfg)
+
+    def handle(request, conn):
+        return {"status": 0, "address": rewriter.rewrite(request["rule"], request["address"])}
+
+    path = os.path.join(root, "private", "rewrite")
+    server = loop.run_until_complete(loop.create_unix_server(
+        lambda: AttrServerProtocol(None, "trivial_rewrite_protocol", handle), path))
+    store = QueueStore.open(queue_directory=os.path.join(root, "queue"))
+    svc = CleanupService(CleanupSettings.from_config(cfg), store, store.committer("bench"),
+                         RewriteClient(cfg, queue_directory=root), loop=loop, long_ids=False,
+                         trigger_qmgr=False)
+    loop.run_until_complete(run(svc, 50, 1, None))  # warm the rewrite caches
+    return svc, store, server
+
+
+def close_service(loop, svc, store, server) -> None:
+    """Undo make_service() (the directory is the caller's)."""
+    loop.run_until_complete(svc.committer.close())
+    store.close()
+    server.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=20000)
@@ -176,25 +206,10 @@ def main() -> int:
     ap.add_argument("--profile", type=int, default=0)
     args = ap.parse_args()
     root = tempfile.mkdtemp(prefix="fp-cleanup-loop-", dir="/var/tmp")
-    os.makedirs(os.path.join(root, "private"))
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    log.init("cleanup", syslog_name="bench-fastpost", maillog_file=os.path.join(root, "maillog"))
     try:
-        cfg = Config(root, text=BASE)
-        rewriter = Rewriter(cfg)
-
-        def handle(request, conn):
-            return {"status": 0, "address": rewriter.rewrite(request["rule"], request["address"])}
-
-        path = os.path.join(root, "private", "rewrite")
-        server = loop.run_until_complete(loop.create_unix_server(
-            lambda: AttrServerProtocol(None, "trivial_rewrite_protocol", handle), path))
-        store = QueueStore.open(queue_directory=os.path.join(root, "queue"))
-        svc = CleanupService(CleanupSettings.from_config(cfg), store, store.committer("bench"),
-                             RewriteClient(cfg, queue_directory=root), loop=loop, long_ids=False,
-                             trigger_qmgr=False)
-        loop.run_until_complete(run(svc, 50, 1, None))  # warm the rewrite caches
+        svc, store, server = make_service(loop, root)
         prof = cProfile.Profile() if args.profile else None
         for r in range(args.runs):
             loop_us, proc_us, rate = loop.run_until_complete(
@@ -203,9 +218,7 @@ def main() -> int:
                   f"{rate:7,.0f} msgs/s  (fast path {svc.fast_messages})")
         if prof is not None:
             pstats.Stats(prof).sort_stats("tottime").print_stats(args.profile)
-        loop.run_until_complete(svc.committer.close())
-        store.close()
-        server.close()
+        close_service(loop, svc, store, server)
     finally:
         loop.close()
         shutil.rmtree(root, ignore_errors=True)

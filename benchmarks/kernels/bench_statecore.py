@@ -28,15 +28,7 @@ import uvloop  # noqa: E402
 
 import cleanup_loop as CL  # noqa: E402  (benchmarks/cleanup_loop.py)
 from fastpost.daemons.cleanup import _statecore_py  # noqa: E402
-from fastpost.daemons.cleanup.service import CleanupService  # noqa: E402
-from fastpost.daemons.cleanup.settings import CleanupSettings  # noqa: E402
 from fastpost.daemons.cleanup.state import CleanupState  # noqa: E402
-from fastpost.mail.config import Config  # noqa: E402
-from fastpost.mail.ipc import AttrServerProtocol  # noqa: E402
-from fastpost.mail.queue import QueueStore  # noqa: E402
-from fastpost.mail.rewrite import Rewriter  # noqa: E402
-from fastpost.mail.rewrite_clnt import RewriteClient  # noqa: E402
-from fastpost.util import log  # noqa: E402
 
 PyCoreState = type("PyCoreState", (_statecore_py.StateCore,),
                    {k: v for k, v in vars(CleanupState).items()
@@ -49,25 +41,10 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     root = tempfile.mkdtemp(prefix="fp-bench-statecore-", dir="/var/tmp")
-    os.makedirs(os.path.join(root, "private"))
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    log.init("cleanup", syslog_name="bench-fastpost", maillog_file=os.path.join(root, "maillog"))
     try:
-        cfg = Config(root, text=CL.BASE)
-        rewriter = Rewriter(cfg)
-
-        def handle(request, conn):
-            return {"status": 0, "address": rewriter.rewrite(request["rule"], request["address"])}
-
-        server = loop.run_until_complete(loop.create_unix_server(
-            lambda: AttrServerProtocol(None, "trivial_rewrite_protocol", handle),
-            os.path.join(root, "private", "rewrite")))
-        store = QueueStore.open(queue_directory=os.path.join(root, "queue"))
-        svc = CleanupService(CleanupSettings.from_config(cfg), store, store.committer("bench"),
-                             RewriteClient(cfg, queue_directory=root), loop=loop,
-                             trigger_qmgr=False)
-        loop.run_until_complete(CL.run(svc, 50, 1, None))  # warm the rewrite caches
+        svc, store, server = CL.make_service(loop, root)
         got = {"cython": [], "python": []}
         for r in range(args.rounds):
             order = [("cython", CleanupState), ("python", PyCoreState)]
@@ -79,9 +56,7 @@ def main() -> int:
         p = statistics.median(got["python"])
         print(f"StateCore (OPEN + fast END, cleanup_loop's workload), loop thread CPU us/msg, "
               f"median of {args.rounds}: python {p:.1f}  cython {c:.1f}  ratio {p / c:.2f}x")
-        loop.run_until_complete(svc.committer.close())
-        store.close()
-        server.close()
+        CL.close_service(loop, svc, store, server)
     finally:
         loop.close()
         shutil.rmtree(root, ignore_errors=True)
