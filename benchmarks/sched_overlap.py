@@ -31,7 +31,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -123,7 +122,7 @@ def main() -> int:
     if base is None:
         return 1
     inst = make(args.mta, os.path.join(base, args.mta))
-    data = tempfile.mktemp(prefix="sched-", suffix=".data", dir=base)
+    data = os.path.join(base, "sched.data")  # perf record output, removed with base
     try:
         inst.start()
         run_source(inst.port, args.sessions, 300, args.size)  # workers forked, warm

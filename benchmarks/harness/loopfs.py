@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import subprocess
 import tempfile
 
@@ -58,7 +59,7 @@ def release(mnt: str) -> None:
         if m == mnt:
             del _MOUNTED[i]
             subprocess.run(["umount", m], capture_output=True)
-            subprocess.run(["rm", "-rf", top], capture_output=True)
+            shutil.rmtree(top, ignore_errors=True)
             return
 
 
