@@ -511,6 +511,15 @@ class Committer:
                 self._post(("indexed", done_ids, exc, (applied, len(done_ids), first_put, t_ix, t_ix, _clock())))
             else:
                 self._post(("indexed", done_ids, exc))
+        if exc is None and done_ids:
+            self._prepare_index()
+
+    def _prepare_index(self) -> None:
+        """Index.prepare() through the store; an error is the next round's to report."""
+        try:
+            self.store.prepare_index(self._space_to_gather)
+        except (lmdb.Error, OSError):
+            pass
 
     def _segment(self) -> SegmentWriter:
         """Return the segment to append to, rolling it when full or broken."""
@@ -658,6 +667,10 @@ class Committer:
                                 (applied, len(done_ids), first_put, t_got, t_ix, _clock())))
                 else:
                     self._post(("indexed", done_ids, exc))
+            if exc is None and done_ids:
+                # zeros ahead of the index's last page (index.py): after the round was
+                # reported, off the acknowledgement path (its messages were answered)
+                self._prepare_index()
 
     def _gather(self) -> None:
         """Wait INDEX_GATHER for more batches, unless free space is short (or unknown)."""

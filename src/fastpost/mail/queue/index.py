@@ -34,6 +34,17 @@ atomic and consistent and is made durable by one fdatasync; after a system crash
 last transactions may be undone (never half-applied), which replay from the segments
 repairs for new messages.
 
+Zeros ahead (session 9): LMDB (without MDB_WRITEMAP) writes a transaction's new pages
+with pwrite at the end of data.mdb, so while the index grows (every accepted message
+adds ~330 bytes) many commits' fdatasync allocate blocks and change the file size:
+each waits for a journal commit on ext4. ``prepare()`` keeps zeros written and synced
+past LMDB's last page (INDEX_PREZERO_MIN..INDEX_PREZERO_MAX ahead, as the queue's
+segments do, segment.py), so those commits overwrite allocated blocks instead; LMDB
+never reads past its last page (its meta page says where that is), so the zeros are
+never data. They are written while holding LMDB's writer lock (an empty write
+transaction), so no writer of any process appends pages meanwhile; a crash in the
+middle leaves zeros (or a shorter file) past the last page, which LMDB ignores.
+
 Parameters: fastpost_queue_index_map_size (the LMDB map size).
 Diagnostics: lmdb errors, turned into InsufficientStorage for a full disk or a full
 map by the callers in store.py and committer.py; CorruptIndexEntry for an entry that
@@ -43,6 +54,8 @@ does not decode.
 from __future__ import annotations
 
 import copy
+import errno
+import os
 import struct
 from dataclasses import dataclass, field
 
@@ -92,6 +105,11 @@ _SEG = struct.Struct("<BxxxIQQd")  # flags, live count, live bytes, watermark, c
 _U64 = struct.Struct(">Q")
 _ENTRY_VERSION = 2  # 1: recipients inline in the msg entry (still read)
 MAX_MAP_SIZE = 1 << 40
+#: zeros kept ahead of LMDB's last page by Index.prepare(): steps of an eighth of the
+#: file, within these bounds
+INDEX_PREZERO_MIN = 1 << 20
+INDEX_PREZERO_MAX = 8 << 20
+_ZEROS = bytes(1 << 20)
 
 
 class CorruptIndexEntry(ValueError):
@@ -296,8 +314,15 @@ class Index:
         self.seg = self.env.open_db(b"seg", create=not readonly)
         self.meta = self.env.open_db(b"meta", create=not readonly)
         self.rcp = self.env.open_db(b"rcp", create=not readonly)
+        self._zero_fd: int | None = None  # prepare()'s descriptor of data.mdb
+        self._zero_end = 0  # prepare(): the file's end when it last looked
+        self._psize = 4096
+        self.extensions = 0  # statistics: prepare() steps taken
 
     def close(self) -> None:
+        if self._zero_fd is not None and self._zero_fd >= 0:
+            os.close(self._zero_fd)
+            self._zero_fd = None
         self.env.close()
 
     def write(self):
@@ -309,6 +334,60 @@ class Index:
     def sync(self) -> None:
         """Force everything committed so far to disk (fdatasync data and meta pages)."""
         self.env.sync(True)
+
+    def prepare(self, space_ok=None) -> int:
+        """Write and sync zeros past LMDB's last page when less than half a step is
+        left; return the bytes added (0: nothing to do, or it failed).
+
+        A step is an eighth of the file, at least INDEX_PREZERO_MIN, at most
+        INDEX_PREZERO_MAX. ``space_ok()``, asked only when a step is due, may veto it
+        (the committer's rule near a full disk). A failure (a full disk) cuts the zeros
+        just written and is not raised: the index then grows as LMDB grows it. The
+        common case costs no system call (the file's end is remembered). Call it off
+        any acknowledgement path (the committer's index thread does, after a round).
+        """
+        fd = self._zero_fd
+        if fd is None:
+            try:
+                fd = self._zero_fd = os.open(os.path.join(self.path, "data.mdb"),
+                                             os.O_WRONLY | os.O_CLOEXEC)
+                self._zero_end = os.fstat(fd).st_size
+                self._psize = self.env.stat()["psize"]
+            except OSError:
+                self._zero_fd = -1
+        if fd < 0:
+            return 0
+        psize = self._psize
+        used = (self.env.info()["last_pgno"] + 1) * psize
+        step = min(INDEX_PREZERO_MAX, max(INDEX_PREZERO_MIN, self._zero_end // 8))
+        if self._zero_end - used >= step // 2:
+            return 0
+        if space_ok is not None and not space_ok():
+            return 0
+        txn = self.env.begin(write=True)  # LMDB's writer lock: nobody appends pages now
+        try:
+            start = max(os.fstat(fd).st_size, (self.env.info()["last_pgno"] + 1) * psize)
+            self._zero_end = start
+            target = -(-(start + step) // psize) * psize
+            try:
+                pos = start
+                while pos < target:
+                    n = os.pwrite(fd, memoryview(_ZEROS)[: min(len(_ZEROS), target - pos)], pos)
+                    if n <= 0:
+                        raise OSError(errno.EIO, "write made no progress")
+                    pos += n
+                os.fdatasync(fd)
+            except OSError:
+                try:
+                    os.ftruncate(fd, start)  # only zeros go: LMDB's pages end before start
+                except OSError:
+                    pass
+                return 0
+            self._zero_end = target
+            self.extensions += 1
+            return target - start
+        finally:
+            txn.abort()
 
     # -- counters -------------------------------------------------------------------------
 

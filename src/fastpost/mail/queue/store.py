@@ -238,6 +238,16 @@ class QueueStore:
                 continue  # the counter went back (index restored?): skip used ids
         raise QueueError("cannot allocate a segment id: 100 collisions")
 
+    def prepare_index(self, space_ok=None) -> int:
+        """Zeros ahead of the index's last page (index.py, Index.prepare()), under the
+        same rule as the segments' (the parameter set, a file system where overwriting
+        saves a journal commit); return the bytes added."""
+        if self.settings.segment_prezero <= 0 or self.index is None:
+            return 0
+        if self._prezero_helps is None:
+            self._prezero_helps = prezero_helps(self.segment_dir)
+        return self.index.prepare(space_ok) if self._prezero_helps else 0
+
     def committer(self, name: str = "cleanup", on_indexed=None):
         """Return a Committer for this process (see committer.py)."""
         from fastpost.mail.queue.committer import Committer
