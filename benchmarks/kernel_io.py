@@ -27,16 +27,17 @@ the flusher would write a little later anyway). Per accepted message:
   system-wide, so other load on the machine counts too: read it as an upper bound);
 * file sizes: the queue's (fastpost: segments, index data.mdb), maillog bytes.
 
-``--strace``: a second measured run under ``strace -f`` on every process of the MTA's
-tree (``-ff``: a file per thread; system calls fsync, fdatasync, sync_file_range, msync, write, writev, pwrite64,
-pwritev, fallocate, ftruncate, with ``-y`` for the file of each descriptor), summed per
+``--strace``: a second measured run under ``strace -ff`` on every process of the MTA's
+tree (a file per thread; system calls fsync, fdatasync, sync_file_range, msync, write,
+writev, pwrite64, pwritev, fallocate, ftruncate, with ``-y`` for the file of each
+descriptor), summed per
 kind of file (segment, index, maillog, Postfix queue file, socket, other): calls and
 bytes per message, and the bytes of pwrite64 to segments (fastpost's pre-zeroing).
 strace slows the processes, so batches are smaller in that run than without it: the
 sync counts of fastpost's group commit are an upper bound.
 
 Must run as root. Not part of the test suite. Fails with a message naming what is
-missing (strace, the jbd2 file of a file system without a journal is reported as "-").
+missing (strace); a file system without a journal has no jbd2 rows.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from accept_pipeline import add_dir_argument, make, root_workdir  # noqa: E402
-from harness import procs  # noqa: E402
+from harness import loopfs, procs  # noqa: E402
 from harness.tools import run_source  # noqa: E402
 
 _KTHREADS = ("kworker", "jbd2", "loop", "ksoftirqd")
@@ -244,7 +245,7 @@ def measure(kind: str, base: str, args) -> None:
             os.sync()
             out = os.path.join(base, f"{kind}.strace")
             counts = strace_run(inst, args.sessions, n, args.size, out)
-            print(f"system calls per message under strace -f ({kind}; batches smaller than "
+            print(f"system calls per message under strace -ff ({kind}; batches smaller than "
                   f"without strace):")
             print(f"{'call':18} {'file':22} {'calls':>8} {'bytes':>10}")
             for (call, fkind), (calls, nbytes) in sorted(counts.items(),
@@ -262,7 +263,7 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=5000)
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--strace", action="store_true",
-                    help="a second run under strace -f: system calls by file")
+                    help="a second run under strace -ff: system calls by file")
     add_dir_argument(ap)
     args = ap.parse_args()
     for kind in args.mta.split(","):
@@ -274,6 +275,8 @@ def main() -> int:
             measure(kind, base, args)
         finally:
             shutil.rmtree(base, ignore_errors=True)
+            if args.fs == "journal":
+                loopfs.release(os.path.dirname(base))  # before the next MTA's is made
     return 0
 
 
