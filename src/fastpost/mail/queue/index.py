@@ -317,6 +317,7 @@ class Index:
         self._zero_fd: int | None = None  # prepare()'s descriptor of data.mdb
         self._zero_end = 0  # prepare(): the file's end when it last looked
         self._psize = 4096
+        self._zero_cap = MAX_MAP_SIZE  # prepare(): the map's size when it last looked
         self.extensions = 0  # statistics: prepare() steps taken
 
     def close(self) -> None:
@@ -342,7 +343,8 @@ class Index:
         A step is an eighth of the file, at least INDEX_PREZERO_MIN, at most
         INDEX_PREZERO_MAX. ``space_ok()``, asked only when a step is due, may veto it
         (the committer's rule near a full disk). A failure (a full disk) cuts the zeros
-        just written and is not raised: the index then grows as LMDB grows it. The
+        just written, is not raised and turns this off for the process (as a segment's
+        failed step does for the segment): the index then grows as LMDB grows it. The
         common case costs no system call (the file's end is remembered). Call it off
         any acknowledgement path (the committer's index thread does, after a round).
         """
@@ -360,15 +362,20 @@ class Index:
         psize = self._psize
         used = (self.env.info()["last_pgno"] + 1) * psize
         step = min(INDEX_PREZERO_MAX, max(INDEX_PREZERO_MIN, self._zero_end // 8))
-        if self._zero_end - used >= step // 2:
+        if self._zero_end - used >= step // 2 or self._zero_end >= self._zero_cap:
             return 0
         if space_ok is not None and not space_ok():
             return 0
         txn = self.env.begin(write=True)  # LMDB's writer lock: nobody appends pages now
         try:
-            start = max(os.fstat(fd).st_size, (self.env.info()["last_pgno"] + 1) * psize)
+            info = self.env.info()
+            start = max(os.fstat(fd).st_size, (info["last_pgno"] + 1) * psize)
             self._zero_end = start
-            target = -(-(start + step) // psize) * psize
+            # never past the map: LMDB could not use those pages
+            self._zero_cap = info["map_size"]
+            target = min(-(-(start + step) // psize) * psize, self._zero_cap)
+            if target <= start:
+                return 0
             try:
                 pos = start
                 while pos < target:
@@ -382,6 +389,7 @@ class Index:
                     os.ftruncate(fd, start)  # only zeros go: LMDB's pages end before start
                 except OSError:
                     pass
+                self._zero_cap = 0  # not again in this process: LMDB grows the file itself
                 return 0
             self._zero_end = target
             self.extensions += 1

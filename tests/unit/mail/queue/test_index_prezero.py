@@ -84,6 +84,15 @@ def test_space_veto_and_failure_leave_the_file(tmp_path, monkeypatch):
         assert st.index.prepare() == 0  # not raised: the index grows as LMDB grows it
         assert os.path.getsize(_mdb(tmp_path)) == before
         monkeypatch.undo()
+        assert st.index.prepare() == 0  # off for this process after a failure
+        assert os.path.getsize(_mdb(tmp_path)) == before
         ids = fill(st, 5)
     with QueueStore.open(settings=settings(tmp_path)) as st:
         assert all(st.get(q) is not None for q in ids)
+
+
+def test_zeros_stop_at_the_map_size(tmp_path):
+    """A small map (fastpost_queue_index_map_size) is never exceeded by the zeros."""
+    with QueueStore.open(settings=settings(tmp_path, index_map_size=1 << 20)) as st:
+        st.index.prepare()
+        assert os.path.getsize(_mdb(tmp_path)) <= st.index.env.info()["map_size"]
