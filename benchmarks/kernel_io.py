@@ -24,7 +24,8 @@ the flusher would write a little later anyway). Per accepted message:
 * the ext4 journal (/proc/fs/jbd2/DEV-8/info): transactions (commits), and the blocks
   they logged (transactions x the average blocks per transaction, before and after);
 * the kernel threads' CPU (kworker*, jbd2*, loop*, ksoftirqd*: utime+stime from /proc,
-  system-wide, so other load on the machine counts too: read it as an upper bound);
+  system-wide, so other load on the machine counts too: read it as an upper bound),
+  and apart the CPU of this file system's own journal thread (jbd2/DEV-8);
 * file sizes: the queue's (fastpost: segments, index data.mdb), maillog bytes.
 
 ``--strace``: a second measured run under ``strace -ff`` on every process of the MTA's
@@ -89,18 +90,24 @@ def jbd2_counters(dev: str) -> dict | None:
     return {"transactions": trans, "blocks": trans * bpt}
 
 
-def kthread_ticks() -> dict:
-    """{tid: ticks} of the kernel's I/O-related threads now."""
+def kthread_ticks(dev: str = "") -> dict:
+    """{tid: ticks} of the kernel's I/O-related threads now; the key "jbd2" holds the
+    ticks of the journal thread of ``dev`` (jbd2/DEV-8: this file system's alone)."""
     out = {}
     for pid in procs.all_pids():
         st = procs.read_stat(pid)
         if st and st[0].startswith(_KTHREADS):
             out[pid] = st[2]
+            out[("comm", pid)] = st[0]
+            if dev and st[0] == f"jbd2/{dev}-8":
+                out["jbd2"] = st[2]
     return out
 
 
-def kthread_seconds(before: dict, after: dict) -> float:
-    return sum(t - before.get(tid, 0) for tid, t in after.items()) / procs.TICK
+def kthread_seconds(before: dict, after: dict, prefix: str = "") -> float:
+    """CPU seconds of the kernel threads (whose name starts with ``prefix``) in between."""
+    return sum(t - before.get(tid, 0) for tid, t in after.items()
+               if isinstance(tid, int) and after[("comm", tid)].startswith(prefix)) / procs.TICK
 
 
 def tree_size(path: str) -> int:
@@ -117,7 +124,7 @@ def tree_size(path: str) -> int:
 def snapshot(inst, dev: str, sysdir: str) -> dict:
     spool = inst.main["queue_directory"]
     snap = {"dev": device_counters(sysdir), "jbd2": jbd2_counters(dev),
-            "kthreads": kthread_ticks(), "maillog": os.path.getsize(inst.maillog),
+            "kthreads": kthread_ticks(dev), "maillog": os.path.getsize(inst.maillog),
             "spool": tree_size(spool), "t": time.monotonic()}
     mdb = os.path.join(spool, "queue", "index", "data.mdb")
     for cand in (mdb, os.path.join(spool, "index", "data.mdb")):
@@ -131,6 +138,10 @@ def delta(a: dict, b: dict, n: int) -> dict:
          "kib": (b["dev"]["kib"] - a["dev"]["kib"]) / n,
          "flushes": (b["dev"]["flushes"] - a["dev"]["flushes"]) / n,
          "kthread_ms": 1000 * kthread_seconds(a["kthreads"], b["kthreads"]) / n,
+         **{f"kt_{p}": 1000 * kthread_seconds(a["kthreads"], b["kthreads"], p) / n
+            for p in _KTHREADS},
+         "jbd2_ms": 1000 * (b["kthreads"].get("jbd2", 0) - a["kthreads"].get("jbd2", 0))
+                    / procs.TICK / n,
          "maillog": (b["maillog"] - a["maillog"]) / n,
          "spool": (b["spool"] - a["spool"]) / n}
     if a["jbd2"] and b["jbd2"]:
@@ -234,6 +245,8 @@ def measure(kind: str, base: str, args) -> None:
                 ("jbd2 commits", "commits", "{:.3f}"),
                 ("jbd2 blocks logged", "jblocks", "{:.2f}"),
                 ("kernel threads CPU ms", "kthread_ms", "{:.3f}"),
+                *[(f"  of which {p}*", f"kt_{p}", "{:.3f}") for p in _KTHREADS],
+                ("its jbd2 thread's CPU ms", "jbd2_ms", "{:.4f}"),
                 ("maillog bytes", "maillog", "{:.0f}"),
                 ("queue bytes (files' sizes)", "spool", "{:.0f}"),
                 ("index data.mdb growth", "mdb", "{:.0f}")]
