@@ -28,6 +28,12 @@ the flusher would write a little later anyway). Per accepted message:
   and apart the CPU of this file system's own journal thread (jbd2/DEV-8);
 * file sizes: the queue's (fastpost: segments, index data.mdb), maillog bytes.
 
+``--perf``: the measured run's fdatasync, fsync, write, writev, pwrite64 and pwritev2
+calls counted per thread by ``perf stat --per-thread`` on the syscall tracepoints (in
+the kernel, without strace's stop per call, so batches are as large as without it;
+fastpost's segment syncs are its cleanup's I/O thread's, the index's its index thread's;
+processes forked during the run are counted in their parent's row, e.g. the master's).
+
 ``--strace``: a second measured run under ``strace -ff`` on every process of the MTA's
 tree (a file per thread; system calls fsync, fdatasync, sync_file_range, msync, write,
 writev, pwrite64, pwritev, fallocate, ftruncate, with ``-y`` for the file of each
@@ -217,6 +223,38 @@ def strace_run(inst, sessions: int, messages: int, size: int, out: str) -> dict:
     return counts
 
 
+_PERF_EVENTS = ("fdatasync", "fsync", "write", "writev", "pwrite64", "pwritev2")
+
+
+def perf_start(inst, out: str):
+    """``perf stat --per-thread`` of the syscall tracepoints on every process of the MTA
+    (threads included; a counter in the kernel, no stop per call as strace's)."""
+    exe = shutil.which("perf")
+    if exe is None:
+        raise SystemExit("perf not installed (apt-get install linux-perf)")
+    pids = ",".join(str(p) for p in procs.tree(inst.master_pid()))
+    events = ",".join(f"syscalls:sys_enter_{e}" for e in _PERF_EVENTS)
+    return subprocess.Popen([exe, "stat", "-x,", "--per-thread", "-e", events, "-p", pids,
+                             "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def perf_read(out: str) -> dict:
+    """{(thread "comm-tid", syscall): count} from perf stat -x, --per-thread output."""
+    counts = {}
+    with open(out) as fh:
+        for line in fh:
+            f = line.strip().split(",")
+            if len(f) < 4 or not f[3].startswith("syscalls:sys_enter_"):
+                continue
+            try:
+                n = int(f[1])
+            except ValueError:
+                continue
+            if n:
+                counts[(f[0], f[3][len("syscalls:sys_enter_"):])] = n
+    return counts
+
+
 def measure(kind: str, base: str, args) -> None:
     inst = make(kind, os.path.join(base, kind))
     inst.start()
@@ -226,9 +264,16 @@ def measure(kind: str, base: str, args) -> None:
         inst.purge()
         os.sync()
         time.sleep(0.5)
+        perf = perf_start(inst, os.path.join(base, "perf.txt")) if args.perf else None
+        if perf:
+            time.sleep(1.0)  # counting before the load starts
         a = snapshot(inst, dev, sysdir)
         src = run_source(inst.port, args.sessions, args.messages, args.size)
         b = snapshot(inst, dev, sysdir)
+        if perf:
+            time.sleep(0.5)  # the last index round
+            perf.send_signal(2)
+            perf.wait(timeout=60)
         os.sync()
         c = snapshot(inst, dev, sysdir)
         counts = inst.queue_counts()
@@ -253,6 +298,25 @@ def measure(kind: str, base: str, args) -> None:
         for label, key, fmt in rows:
             if key in d1:
                 print(f"{label:28} {fmt.format(d1[key]):>10} {fmt.format(d2[key]):>12}")
+        if perf:
+            raw = perf_read(os.path.join(base, "perf.txt"))
+            # a daemon with many processes (C Postfix's 20 cleanups) is one row, summed
+            by_comm = collections.defaultdict(set)
+            for t, _e in raw:
+                by_comm[t.rsplit("-", 1)[0]].add(t)
+            counts = collections.Counter()
+            for comm, ts in by_comm.items():
+                for (t, e), c in raw.items():
+                    if t in ts:
+                        counts[(t if len(ts) <= 4 else f"{comm} x{len(ts)}", e)] += c
+            threads = sorted({t for t, _e in counts}, key=lambda t: -sum(
+                counts.get((t, e), 0) for e in ("fdatasync", "fsync")))
+            print("system calls per message by thread (perf stat, same run):")
+            print(f"{'thread':24} " + " ".join(f"{e:>9}" for e in _PERF_EVENTS))
+            for t in threads:
+                if sum(counts.get((t, e), 0) for e in _PERF_EVENTS) / n >= 0.01:
+                    print(f"{t:24} " + " ".join(f"{counts.get((t, e), 0) / n:9.3f}"
+                                                for e in _PERF_EVENTS))
         if args.strace:
             inst.purge()
             os.sync()
@@ -275,6 +339,8 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--messages", type=int, default=5000)
     ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--perf", action="store_true",
+                    help="count system calls per thread in the measured run (perf stat)")
     ap.add_argument("--strace", action="store_true",
                     help="a second run under strace -ff: system calls by file")
     add_dir_argument(ap)
