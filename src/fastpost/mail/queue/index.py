@@ -314,7 +314,14 @@ class Index:
         self.seg = self.env.open_db(b"seg", create=not readonly)
         self.meta = self.env.open_db(b"meta", create=not readonly)
         self.rcp = self.env.open_db(b"rcp", create=not readonly)
-        self._zero_fd: int | None = None  # prepare()'s descriptor of data.mdb
+        # prepare()'s descriptor of data.mdb, opened now: a daemon may chroot before its
+        # first prepare() (where the path would no longer resolve)
+        self._zero_fd: int | None = None
+        if not readonly:
+            try:
+                self._zero_fd = os.open(os.path.join(path, "data.mdb"), os.O_WRONLY | os.O_CLOEXEC)
+            except OSError:
+                self._zero_fd = -1
         self._zero_end = 0  # prepare(): the file's end when it last looked
         self._psize = 4096
         self._zero_cap = MAX_MAP_SIZE  # prepare(): the map's size when it last looked
@@ -349,16 +356,14 @@ class Index:
         any acknowledgement path (the committer's index thread does, after a round).
         """
         fd = self._zero_fd
-        if fd is None:
-            try:
-                fd = self._zero_fd = os.open(os.path.join(self.path, "data.mdb"),
-                                             os.O_WRONLY | os.O_CLOEXEC)
-                self._zero_end = os.fstat(fd).st_size
-                self._psize = self.env.stat()["psize"]
-            except OSError:
-                self._zero_fd = -1
-        if fd < 0:
+        if fd is None or fd < 0:
             return 0
+        if not self._zero_end:
+            try:
+                self._zero_end = os.fstat(fd).st_size
+            except OSError:
+                return 0
+            self._psize = self.env.stat()["psize"]
         psize = self._psize
         used = (self.env.info()["last_pgno"] + 1) * psize
         step = min(INDEX_PREZERO_MAX, max(INDEX_PREZERO_MIN, self._zero_end // 8))
