@@ -315,7 +315,9 @@ class Index:
         self.meta = self.env.open_db(b"meta", create=not readonly)
         self.rcp = self.env.open_db(b"rcp", create=not readonly)
         # prepare()'s descriptor of data.mdb, opened now: a daemon may chroot before its
-        # first prepare() (where the path would no longer resolve)
+        # first prepare() (where the path would no longer resolve). LMDB's warning about
+        # a second descriptor (closing one drops the process's fcntl locks on that file)
+        # concerns lock.mdb, where its locks are; none are taken on data.mdb.
         self._zero_fd: int | None = None
         if not readonly:
             try:
