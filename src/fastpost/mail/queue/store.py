@@ -48,6 +48,7 @@ import lmdb
 
 from fastpost.mail.queue import crashpoint
 from fastpost.mail.queue import index as ix
+from fastpost.mail.queue.commitrec import insert_records
 from fastpost.mail.queue.message import CorruptQueueFile, ParsedMessage, mark_done, parse, read_records
 from fastpost.mail.queue.queue_id import number_of
 from fastpost.mail.queue.segment import (
@@ -245,10 +246,18 @@ class QueueStore:
         return Committer(self, name, on_indexed)
 
     def index_batch(self, infos: list, watermarks: dict) -> None:
-        """Insert newly written messages and advance segment watermarks, atomically."""
+        """Insert newly written messages and advance segment watermarks, atomically.
+
+        ``infos``: MessageInfo objects (recovery), or the committer's CommitRec
+        records (commitrec.insert_records writes the same entries from them)."""
         reclaim = []
         with self.index.write() as txn:
-            dups, live = self.index.insert_many(txn, infos)
+            if infos and not isinstance(infos[0], ix.MessageInfo):
+                dups, live, states = insert_records(txn, infos, self.index)
+                for state, n in states.items():
+                    self.index.add_counter(txn, b"n:" + bytes((state,)), n)
+            else:
+                dups, live = self.index.insert_many(txn, infos)
             for info in dups:
                 log.warn("%s: queue ID already in the index; duplicate frame ignored", info.queue_id)
             # one get and one put per segment: its new live totals and its watermark
