@@ -8,8 +8,9 @@ Workload: cleanup_loop.py's message shape (one recipient, a 1 KiB body, 20 envel
 attributes). Per message: CommitRec + message_frame (what Committer._enqueue does), and
 insert_records of 10-message rounds into an LMDB write transaction that is aborted
 (what the index thread does, without the sync); the old path builds MessageInfo and
-RcptInfo, joins the frame twice and runs Index.insert_many. Prints messages per second
-of each (higher is better) and the speed-ups.
+RcptInfo, joins the frame twice and runs Index.insert_many. The compiled side uses the
+frame kernel _qframe_c, the interpreted one its twin _qframe_py. Prints messages per
+second of each (higher is better) and the speed-ups.
 """
 
 import argparse
@@ -22,6 +23,7 @@ import zlib
 
 from fastpost.mail.queue import _commitrec_c as C
 from fastpost.mail.queue import _commitrec_py as P
+from fastpost.mail.queue import _qframe_c, _qframe_py
 from fastpost.mail.queue import index as ix
 from fastpost.mail.queue.message import QueueFileBuilder
 from fastpost.mail.queue.segment import KIND_MESSAGE, frame_header
@@ -59,7 +61,7 @@ def old_enqueue(b):
 
 def new_enqueue(impl, b):
     rec = impl.CommitRec(b, ix.INCOMING, None, None)
-    rec.frame = impl.message_frame(ix.INCOMING, rec.key, list(b.records.chunks), b.records.size_record())
+    rec.frame = (_qframe_c if impl is C else _qframe_py).message_frame(ix.INCOMING, rec.key, list(b.records.chunks), b.records.size_record())
     rec.segid, rec.offset, rec.length = 1, 4096, len(rec.frame)
     return rec
 

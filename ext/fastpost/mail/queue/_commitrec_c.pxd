@@ -5,9 +5,6 @@
 
 cimport cython
 
-cdef object _crc32
-cdef object _frame_header
-cdef object _KIND_MESSAGE
 cdef long _DEFERRED
 cdef long _DONE
 cdef long _PENDING
@@ -37,9 +34,6 @@ cdef class CommitRec:
     cdef public object future
     cdef public object callback
 
-
-@cython.locals(n=Py_ssize_t, i=Py_ssize_t, length=Py_ssize_t, parts=list, crc=object, c=object)
-cpdef bytes message_frame(long state, bytes qid, list chunks, bytes size_record)
 
 cdef bytes _enc(str text)
 

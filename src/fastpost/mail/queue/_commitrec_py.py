@@ -11,13 +11,9 @@ and indexes it, see fastpost.mail.queue.committer and fastpost.mail.queue.index)
         what Committer._enqueue keeps per message: the builder's queue ID, state,
         arrival, content size, sender and recipient list (the QueueFileBuilder's own
         Recipient objects, not copies), the frame of a small message (None for a large
-        one), the caller's future or callback; the I/O thread fills in segid, offset
+        one: fastpost.mail.queue.qframe.message_frame), the caller's future or
+        callback; the I/O thread fills in segid, offset
         and length. ``resolve(exc)`` answers the caller.
-    message_frame(state, queue_id_bytes, chunks, size_record) -> bytes
-        the segment frame of a small message: header + queue ID + payload (the
-        builder's chunks with the first, the C record placeholder, replaced by
-        ``size_record``), joined once; the same bytes as segment.frame_header(...) +
-        b"".join(payload).
     insert_records(txn, recs, index) -> (dups, live, states)
         the index entries of new messages, exactly what Index.insert_many writes for
         the equal MessageInfo objects (msg entry version 2, rcp chunks, due key, one
@@ -29,7 +25,7 @@ Compiled by setup.py as fastpost.mail.queue._commitrec_c, typed by
 ext/fastpost/mail/queue/_commitrec_c.pxd (Cython pure-Python mode,
 docs/conventions.md); the selector is fastpost.mail.queue.commitrec.
 tests/unit/mail/queue/test_commitrec.py holds both builds to Index.insert_many's
-entries and to segment.frame_header's frames.
+entries.
 
 Parameters: none (the committer's, through the builder).
 Failures: lmdb errors from the puts go to the caller (the committer's index round
@@ -38,18 +34,13 @@ CommitRec() (queue IDs are generated ASCII).
 """
 
 import time
-import zlib
 
 from fastpost.mail.queue.index import (
     DEFERRED, RCPT_CHUNK, RCPT_DONE, RCPT_PENDING, _ENTRY_VERSION, _MSG, _RCPT, _U32, _U64,
 )
-from fastpost.mail.queue.segment import KIND_MESSAGE, frame_header
 
-__all__ = ["CommitRec", "message_frame", "insert_records"]
+__all__ = ["CommitRec", "insert_records"]
 
-_crc32 = zlib.crc32
-_frame_header = frame_header
-_KIND_MESSAGE = KIND_MESSAGE
 _DEFERRED = DEFERRED
 _DONE = RCPT_DONE
 _PENDING = RCPT_PENDING
@@ -97,22 +88,6 @@ class CommitRec:
                 self.future.set_exception(exc)
             else:
                 self.future.set_result(self.queue_id)
-
-
-def message_frame(state, qid, chunks, size_record):
-    """A small message's frame, joined once (see the module docstring)."""
-    n = len(chunks)
-    parts = [None] * (n + 1)
-    crc = _crc32(size_record)
-    length = len(size_record)
-    parts[1] = size_record
-    for i in range(1, n):
-        c = chunks[i]
-        crc = _crc32(c, crc)
-        length += len(c)
-        parts[i + 1] = c
-    parts[0] = _frame_header(_KIND_MESSAGE, state, qid, length, crc)
-    return b"".join(parts)
 
 
 def _enc(text):

@@ -66,7 +66,8 @@ from fastpost._accel import select
 from fastpost.mail.queue import crashpoint
 from fastpost.mail.queue import index as ix
 from fastpost.mail.queue.builder import MessageBuilder
-from fastpost.mail.queue.commitrec import CommitRec, message_frame
+from fastpost.mail.queue.commitrec import CommitRec
+from fastpost.mail.queue.qframe import message_frame
 from fastpost.mail.queue.queue_id import make_id
 from fastpost.mail.queue.segment import (
     InsufficientStorage, SegmentWriter, batch_frame, storage_error,

@@ -3,20 +3,21 @@ _commitrec_c) against the MessageInfo path it replaces.
 
 insert_records must write exactly the index entries Index.insert_many writes for the
 equal MessageInfo (msg, rcp chunks, due and dom keys), with the compiled build and the
-interpreted one; message_frame must give segment.frame_header(...) + the joined
-payload. Each example runs in a write transaction that is aborted (nothing is kept).
+interpreted one; the frame kernel (_qframe_c, twin _qframe_py) must give
+segment.frame_header(...) + the joined payload. Each example runs in a write transaction that is aborted (nothing is kept).
 """
 
 from __future__ import annotations
 
 import time
 import types
+import zlib
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastpost.mail.queue import _commitrec_c, _commitrec_py
+from fastpost.mail.queue import _commitrec_c, _commitrec_py, _qframe_c, _qframe_py
 from fastpost.mail.queue import index as ix
 from fastpost.mail.queue.index import Index
 from fastpost.mail.queue.message import QueueFileBuilder
@@ -122,15 +123,23 @@ def test_many_recipients_out_of_order_and_duplicates(index, impl):
         txn.abort()
 
 
-@pytest.mark.parametrize("impl", IMPLS, ids=["compiled", "python"])
-@settings(max_examples=60, deadline=None)
+@pytest.mark.parametrize("impl", [_qframe_c, _qframe_py], ids=["compiled", "python"])
+@settings(max_examples=80, deadline=None)
 @given(chunks=st.lists(st.binary(max_size=300), min_size=1, max_size=6), size=st.binary(min_size=1, max_size=40),
-       state=st.sampled_from([ix.INCOMING, ix.HOLD]), qid=st.text("0123456789ABCDEF", min_size=6, max_size=14))
+       state=st.integers(0, 255), qid=st.binary(max_size=255))
 def test_message_frame(impl, chunks, size, state, qid):
     payload = b"".join([size] + chunks[1:])
-    import zlib
-    want = frame_header(KIND_MESSAGE, state, qid.encode(), len(payload), zlib.crc32(payload)) + payload
-    assert impl.message_frame(state, qid.encode(), chunks, size) == want
+    want = frame_header(KIND_MESSAGE, state, qid, len(payload), zlib.crc32(payload)) + payload
+    assert impl.message_frame(state, qid, chunks, size) == want
+    # a chunk that is bytes-like but not bytes gives the same frame
+    assert impl.message_frame(state, qid, [bytearray(c) for c in chunks], size) == want
+
+
+@pytest.mark.parametrize("impl", [_qframe_c, _qframe_py], ids=["compiled", "python"])
+def test_message_frame_refuses_what_the_header_cannot_hold(impl):
+    for state, qid in ((256, b"A"), (-1, b"A"), (1, b"A" * 256)):
+        with pytest.raises(ValueError):
+            impl.message_frame(state, qid, [b"x"], b"C")
 
 
 def test_commitrec_resolve_answers_once():
