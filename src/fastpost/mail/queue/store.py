@@ -541,8 +541,11 @@ class QueueStore:
             return cur.set_range(prefix) and bytes(cur.key()).startswith(prefix)
 
     def exists(self, queue_id: str) -> bool:
-        with self.index.read() as txn:
-            return self.index.exists(txn, queue_id)
+        # Index.exists in a read transaction of its own, without the two method calls
+        # (the committer asks this once per message: Committer.builder)
+        idx = self.index
+        with idx.env.begin(db=idx.msg) as txn:
+            return txn.get(queue_id.encode("ascii")) is not None
 
     def _segment_fd(self, segid: int) -> int:
         fd = self._fds.get(segid)
