@@ -15,6 +15,10 @@ the callers' futures resolved (or commit_cb's callbacks called) with their queue
 meanwhile by itself (no round trip through the loop), and hands the batch's index work
 straight to the index thread.
 
+Per message the committer keeps one CommitRec (commitrec.py, compiled): the builder's
+envelope fields, the frame (qframe.message_frame) and the caller; the index thread puts
+its entries with commitrec.insert_records (no MessageInfo/RcptInfo objects).
+
 Hand-offs: the loop gives work to the threads through queue.SimpleQueue; the threads
 give results back through one list and ``call_soon_threadsafe``, one wake-up of the
 loop for everything posted until the loop gets to it (no executor futures).
