@@ -34,6 +34,11 @@ cdef class CommitRec:
     cdef public object future
     cdef public object callback
 
+    cpdef resolve(self, exc)
+
+
+@cython.locals(ok=Py_ssize_t, i=Py_ssize_t, rec=CommitRec)
+cpdef Py_ssize_t settle(list batch, list results) except -1
 
 cdef bytes _enc(str text)
 

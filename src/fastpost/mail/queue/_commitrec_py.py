@@ -14,6 +14,9 @@ and indexes it, see fastpost.mail.queue.committer and fastpost.mail.queue.index)
         one: fastpost.mail.queue.qframe.message_frame), the caller's future or
         callback; the I/O thread fills in segid, offset
         and length. ``resolve(exc)`` answers the caller.
+    settle(batch, results) -> int
+        on the loop after a flush: each record's caller answered in batch order (its
+        builder marked committed, or aborted and the error given); how many were kept.
     insert_records(txn, recs, index) -> (dups, live, states)
         the index entries of new messages, exactly what Index.insert_many writes for
         the equal MessageInfo objects (msg entry version 2, rcp chunks, due key, one
@@ -39,7 +42,7 @@ from fastpost.mail.queue.index import (
     DEFERRED, RCPT_CHUNK, RCPT_DONE, RCPT_PENDING, _ENTRY_VERSION, _MSG, _RCPT, _U32, _U64,
 )
 
-__all__ = ["CommitRec", "insert_records"]
+__all__ = ["CommitRec", "insert_records", "settle"]
 
 _DEFERRED = DEFERRED
 _DONE = RCPT_DONE
@@ -88,6 +91,26 @@ class CommitRec:
                 self.future.set_exception(exc)
             else:
                 self.future.set_result(self.queue_id)
+
+
+def settle(batch, results):
+    """On the loop, after a batch was written: answer each record's caller in order
+    (``results[i]``: True, kept; an exception: nothing of it was kept, its builder is
+    aborted, which removes a large message's own file). Returns how many were kept."""
+    ok = 0
+    for i in range(len(batch)):
+        rec = batch[i]
+        res = results[i]
+        b = rec.builder
+        if isinstance(res, BaseException):
+            b.state = "open"
+            b.abort()
+            rec.resolve(res)
+        else:
+            ok += 1
+            b.state = "committed"
+            rec.resolve(None)
+    return ok
 
 
 def _enc(text):

@@ -1,4 +1,4 @@
-"""CommitRec, insert_records: one message's commit record (selector).
+"""CommitRec, insert_records, settle: one message's commit record (selector).
 
 Postfix counterpart: none directly (see fastpost.mail.queue._commitrec_py, the one
 source of both builds: run as Python under that name, the reference, and compiled by
@@ -15,5 +15,6 @@ from fastpost._accel import select
 _impl = select("fastpost.mail.queue._commitrec_c", "fastpost.mail.queue._commitrec_py")
 CommitRec = _impl.CommitRec
 insert_records = _impl.insert_records
+settle = _impl.settle
 
-__all__ = ["CommitRec", "insert_records"]
+__all__ = ["CommitRec", "insert_records", "settle"]

@@ -70,7 +70,7 @@ from fastpost._accel import select
 from fastpost.mail.queue import crashpoint
 from fastpost.mail.queue import index as ix
 from fastpost.mail.queue.builder import MessageBuilder
-from fastpost.mail.queue.commitrec import CommitRec
+from fastpost.mail.queue.commitrec import CommitRec, settle
 from fastpost.mail.queue.qframe import message_frame
 from fastpost.mail.queue.queue_id import make_id
 from fastpost.mail.queue.segment import (
@@ -392,16 +392,7 @@ class Committer:
                 p.builder.abort()
                 p.resolve(results)
             return
-        ok = 0
-        for p, res in zip(batch, results):
-            if isinstance(res, BaseException):
-                p.builder.state = "open"
-                p.builder.abort()  # nothing of it was kept: remove its own file, if any
-                p.resolve(res)
-            else:
-                ok += 1
-                p.builder.state = "committed"
-                p.resolve(None)
+        ok = settle(batch, results)  # each caller answered, in batch order (commitrec)
         self.batches += 1
         self.messages += ok
 

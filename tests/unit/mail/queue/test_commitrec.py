@@ -162,3 +162,26 @@ def test_compiled_build_is_typed():
     assert not hasattr(rec, "__dict__")
     with pytest.raises(TypeError):
         rec.state = "x"
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=["compiled", "python"])
+def test_settle_answers_in_order_and_aborts_the_failed(impl):
+    got = []
+
+    class Builder:
+        def __init__(self, qid):
+            self.queue_id = qid
+            self.records = make_builder(qid, "s@x", ["a@b"], [], 1.0).records
+            self.state = "committing"
+            self.aborted = False
+
+        def abort(self):
+            self.aborted = True
+
+    err = OSError(28, "full")
+    builders = [Builder(q) for q in ("4AB1C", "4AB2C", "4AB3C")]
+    recs = [impl.CommitRec(b, ix.INCOMING, None, lambda qid, exc: got.append((qid, exc))) for b in builders]
+    assert impl.settle(recs, [True, err, True]) == 2
+    assert got == [("4AB1C", None), (None, err), ("4AB3C", None)]
+    assert [b.state for b in builders] == ["committed", "open", "committed"]
+    assert [b.aborted for b in builders] == [False, True, False]
