@@ -30,6 +30,7 @@ HERE = pathlib.Path(__file__).parent
 #: System libraries a kernel links with (its -dev package is installed by ./dev).
 LIBRARIES = {
     "fastpost.mail.maps._pcre2_c": ["pcre2-8"],  # libpcre2-dev: the PCRE Postfix uses
+    "fastpost.mail.queue._qframe_c": ["z"],  # zlib1g-dev: zlib's crc32, as zlib.crc32
 }
 
 

@@ -2,7 +2,7 @@
 """cleanup's event-loop CPU per message, in one process, without smtpd or the network.
 
     .venv/bin/python benchmarks/cleanup_loop.py [--messages 20000] [--inflight 20]
-        [--runs 3] [--profile N]
+        [--runs 3] [--profile N] [--index-map-size BYTES]
 
 Postfix counterpart: none. What benchmarks/cleanup_threads.py measures for the event
 loop thread of a real cleanup worker, isolated: a CleanupService (fast path on, the
@@ -18,6 +18,13 @@ message of the loop thread, and of the whole process (loop + committer threads).
 loop thread only; that run's CPU figures then include cProfile's own overhead). Deterministic enough for A/B comparisons of the loop's code on a
 loaded machine; the kernel's share of a real run (socket writes to smtpd, wake-ups
 by smtpd) is not in it.
+
+Instructions per message, as session 9 counted them (docs/accept.md, "Session 9:
+cleanup's CPU"): under ``PYTHONHASHSEED=0 valgrind --tool=callgrind
+--separate-threads=yes`` with ``--runs 1 --index-map-size 1073741824`` (valgrind cannot
+map LMDB's default 64 GiB), once with ``--messages 1000`` and once with 3000; per
+thread (-01 the loop, -02 the committer's I/O thread, -03 its index thread),
+(Ir(3000) - Ir(1000)) / 2000.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from fastpost.mail import attr
 from fastpost.mail import cleanup_proto as P
 from fastpost.mail.config import Config
 from fastpost.mail.ipc import AttrServerProtocol
-from fastpost.mail.queue import QueueStore
+from fastpost.mail.queue import QueueSettings, QueueStore
 from fastpost.mail.rewrite import Rewriter
 from fastpost.mail.rewrite_clnt import RewriteClient
 from fastpost.util import log
@@ -168,7 +175,7 @@ async def run(svc, n: int, inflight: int, profile: cProfile.Profile | None):
     return 1e6 * (t1 - t0) / n, 1e6 * (p1 - p0) / n, n / (w1 - w0)
 
 
-def make_service(loop, root: str):
+def make_service(loop, root: str, index_map_size: int | None = None):
     """This bench's cleanup service in ``root`` (its maillog, queue and an in-process
     trivial-rewrite on a UNIX socket), warmed with 50 messages: (svc, store, server).
     Also used by benchmarks/kernels/bench_statecore.py."""
@@ -183,7 +190,9 @@ def make_service(loop, root: str):
     path = os.path.join(root, "private", "rewrite")
     server = loop.run_until_complete(loop.create_unix_server(
         lambda: AttrServerProtocol(None, "trivial_rewrite_protocol", handle), path))
-    store = QueueStore.open(queue_directory=os.path.join(root, "queue"))
+    qdir = os.path.join(root, "queue")
+    store = (QueueStore.open(queue_directory=qdir) if index_map_size is None else
+             QueueStore.open(settings=QueueSettings(qdir, index_map_size=index_map_size)))
     svc = CleanupService(CleanupSettings.from_config(cfg), store, store.committer("bench"),
                          RewriteClient(cfg, queue_directory=root), loop=loop, long_ids=False,
                          trigger_qmgr=False)
@@ -204,12 +213,14 @@ def main() -> int:
     ap.add_argument("--inflight", type=int, default=20)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--profile", type=int, default=0)
+    ap.add_argument("--index-map-size", type=int, default=None,
+                    help="LMDB map size of the queue index (default: the store's 64 GiB)")
     args = ap.parse_args()
     root = tempfile.mkdtemp(prefix="fp-cleanup-loop-", dir="/var/tmp")
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        svc, store, server = make_service(loop, root)
+        svc, store, server = make_service(loop, root, args.index_map_size)
         prof = cProfile.Profile() if args.profile else None
         for r in range(args.runs):
             loop_us, proc_us, rate = loop.run_until_complete(

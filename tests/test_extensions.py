@@ -40,6 +40,10 @@ CONSTRUCT = {
         settings=types.SimpleNamespace(timeout=300), loop=None),), {}),
     # An empty core (no service): CleanupState's fields at their defaults.
     "fastpost.daemons.cleanup._statecore_c.StateCore": ((), {}),
+    # A stand-in builder: CommitRec reads its queue ID and its records' envelope fields.
+    "fastpost.mail.queue._commitrec_c.CommitRec": ((types.SimpleNamespace(
+        queue_id="4AB1C", records=types.SimpleNamespace(
+            arrival=1.0, xtra_offset=10, data_offset=5, sender="", recipients=[])), 1, None, None), {}),
 }
 
 

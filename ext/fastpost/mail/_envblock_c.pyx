@@ -13,6 +13,12 @@ from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy
 
 
+cdef extern from "Python.h":
+    bint PyUnicode_IS_ASCII(object o)
+    void *PyUnicode_DATA(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+
+
 cdef struct Buf:
     char *data
     Py_ssize_t len
@@ -65,9 +71,31 @@ cdef inline bytes _enc(object text):
 
 
 cdef int _text_record(Buf *b, int rtype, bytes head, object text) except -1:
-    cdef bytes data = _enc(text)
+    cdef bytes data
+    if type(text) is str and PyUnicode_IS_ASCII(text):
+        # ASCII text is its own UTF-8: copied from the string, no bytes object made
+        return _record(b, rtype, PyBytes_AS_STRING(head), PyBytes_GET_SIZE(head),
+                       <const char *>PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text))
+    data = _enc(text)
     return _record(b, rtype, PyBytes_AS_STRING(head), PyBytes_GET_SIZE(head),
                    PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+
+
+cdef int _attr_record(Buf *b, object name, object value) except -1:
+    """An A record ``name=value`` (name and value str or bytes)."""
+    cdef char head[256]
+    cdef Py_ssize_t nn
+    cdef bytes nb
+    if type(name) is str and PyUnicode_IS_ASCII(name) and PyUnicode_GET_LENGTH(name) < 255:
+        nn = PyUnicode_GET_LENGTH(name)
+        memcpy(head, PyUnicode_DATA(name), nn)
+        head[nn] = 61  # "="
+        if type(value) is str and PyUnicode_IS_ASCII(value):
+            return _record(b, 0x41, head, nn + 1, <const char *>PyUnicode_DATA(value),
+                           PyUnicode_GET_LENGTH(value))
+        nb = _enc(value)
+        return _record(b, 0x41, head, nn + 1, PyBytes_AS_STRING(nb), PyBytes_GET_SIZE(nb))
+    return _text_record(b, 0x41, _enc(name) + b"=", value)
 
 
 def envelope_block(double arrival, filt, ident, bint ctx_local, envid, ret, fullname, sender,
@@ -86,7 +114,6 @@ def envelope_block(double arrival, filt, ident, bint ctx_local, envid, ret, full
     cdef list recipients = []
     cdef long long qmgr = 0
     cdef Py_ssize_t count = 0
-    cdef bytes nb
     for item in attrs:
         name = item[0]
         if (not isinstance(name, str) or not isinstance(item[1], str) or "=" in name
@@ -135,8 +162,7 @@ def envelope_block(double arrival, filt, ident, bint ctx_local, envid, ret, full
         for item in attrs:
             name = item[0]
             value = item[1]
-            nb = _enc(name) + b"="
-            _text_record(&b, 0x41, nb, value)
+            _attr_record(&b, name, value)
             notes[name] = value
         for key in rcpts:
             if key in dups:

@@ -15,6 +15,10 @@ the callers' futures resolved (or commit_cb's callbacks called) with their queue
 meanwhile by itself (no round trip through the loop), and hands the batch's index work
 straight to the index thread.
 
+Per message the committer keeps one CommitRec (commitrec.py, compiled): the builder's
+envelope fields, the frame (qframe.message_frame) and the caller; the index thread puts
+its entries with commitrec.insert_records (no MessageInfo/RcptInfo objects).
+
 Hand-offs: the loop gives work to the threads through queue.SimpleQueue; the threads
 give results back through one list and ``call_soon_threadsafe``, one wake-up of the
 loop for everything posted until the loop gets to it (no executor futures).
@@ -58,7 +62,6 @@ import os
 import queue
 import threading
 import time
-import zlib
 from dataclasses import dataclass
 
 import lmdb
@@ -67,9 +70,11 @@ from fastpost._accel import select
 from fastpost.mail.queue import crashpoint
 from fastpost.mail.queue import index as ix
 from fastpost.mail.queue.builder import MessageBuilder
+from fastpost.mail.queue.commitrec import CommitRec, settle
+from fastpost.mail.queue.qframe import message_frame
 from fastpost.mail.queue.queue_id import make_id
 from fastpost.mail.queue.segment import (
-    KIND_MESSAGE, InsufficientStorage, SegmentWriter, batch_frame, frame_header, storage_error,
+    InsufficientStorage, SegmentWriter, batch_frame, storage_error,
 )
 from fastpost.util import log
 
@@ -106,28 +111,8 @@ INDEX_MAX_DEFER = 0.010
 
 
 @dataclass(slots=True)
-class _Pending:
-    builder: MessageBuilder
-    info: ix.MessageInfo
-    buffers: list | None  # the frame (small message) or None (large: own file)
-    length: int
-    future: asyncio.Future | None  # commit(): resolved with the queue ID
-    callback: object = None  # commit_cb(): called (queue_id, exc) instead
-
-    def resolve(self, exc: BaseException | None) -> None:
-        if self.callback is not None:
-            cb, self.callback = self.callback, None
-            cb(None, exc) if exc is not None else cb(self.info.queue_id, None)
-        elif not self.future.done():
-            if exc is not None:
-                self.future.set_exception(exc)
-            else:
-                self.future.set_result(self.info.queue_id)
-
-
-@dataclass(slots=True)
 class _IndexJob:
-    infos: list  # MessageInfo with final locations
+    infos: list  # CommitRec with final locations (commitrec.insert_records puts them)
     watermarks: dict  # segid -> (new watermark, flags to add)
     close_after: list  # SegmentWriters to close once sealed
     t_put: float = 0.0  # _TRACE only: when the I/O thread handed it over
@@ -167,13 +152,14 @@ class Committer:
         self.name = name
         self.on_indexed = on_indexed
         self.settings = store.settings
+        self._long_ids = bool(store.settings.long_queue_ids)
         self._loop: asyncio.AbstractEventLoop | None = None
         # Messages waiting for the next flush. The loop appends, the I/O thread takes
         # the whole list when it starts a flush; both under _qlock. _flushing: a flush
         # is requested or running (one at a time); set by the loop, cleared by the I/O
         # thread when it finds the queue empty after a flush.
         self._qlock = threading.Lock()
-        self._queue: list[_Pending] = []
+        self._queue: list[CommitRec] = []
         self._flushing = False
         self._kick_scheduled = False
         # Work for the threads: SimpleQueue put/get are the only hand-offs.
@@ -191,7 +177,6 @@ class Committer:
         self._jobs_submitted = 0  # index jobs handed over (I/O thread writes)
         self._jobs_indexed = 0  # index jobs applied (index thread writes)
         self._index_failing = False
-        self._id_lock = threading.Lock()
         self._id_blocks: collections.deque = collections.deque()
         self._id_next = 0
         self._id_end = 0
@@ -222,31 +207,38 @@ class Committer:
         """Take a block of queue numbers from the index (a durable transaction)."""
         try:
             first = self.store.reserve_numbers(ID_BLOCK)
-            with self._id_lock:
-                self._id_blocks.append((first, first + ID_BLOCK))
+            self._id_blocks.append((first, first + ID_BLOCK))
         finally:
             self._refilling = False  # a failed refill is retried; a dry block reserves in line
 
     def new_queue_id(self) -> str:
-        """Return a fresh queue ID (the time now, a number nobody else has)."""
-        while True:
-            with self._id_lock:
-                if self._id_next >= self._id_end and self._id_blocks:
-                    self._id_next, self._id_end = self._id_blocks.popleft()
-                if self._id_next < self._id_end:
-                    number = self._id_next
-                    self._id_next += 1
-                    refill = (not self._refilling and not self._id_blocks
-                              and self._id_end - self._id_next < ID_BLOCK // 4)
-                    if refill:
-                        self._refilling = True
-                    break
-            self._reserve_ids(synchronous=True)  # ran dry before the refill came back
-        if refill:
+        """Return a fresh queue ID (the time now, a number nobody else has).
+
+        Called on the event loop only: the current block (_id_next, _id_end) is the
+        loop's; the I/O thread only appends refilled blocks to _id_blocks (a deque:
+        append and popleft need no lock), so the common case takes no lock."""
+        number = self._id_next
+        if number >= self._id_end:
+            number = self._next_block()
+        self._id_next = number + 1
+        if (not self._refilling and self._id_end - number <= ID_BLOCK // 4
+                and not self._id_blocks):
+            self._refilling = True
             self._io_jobs.put(_Call(self._reserve_ids, (), None))
         now = time.time()
         sec = int(now)
-        return make_id(self.settings.long_queue_ids, sec, int((now - sec) * 1_000_000), number)
+        usec = int((now - sec) * 1_000_000)
+        if self._long_ids:
+            return make_id(True, sec, usec, number)
+        return f"{usec:05X}{number:X}"  # queue_id.short_id, without its checks (both >= 0)
+
+    def _next_block(self) -> int:
+        """The current block is used up: take the next one (reserved in line if none
+        came back from the I/O thread yet); return its first number."""
+        while not self._id_blocks:
+            self._reserve_ids(synchronous=True)  # ran dry before the refill came back
+        self._id_next, self._id_end = self._id_blocks.popleft()
+        return self._id_next
 
     def builder(self, reuse_id: str | None = None) -> MessageBuilder:
         """Start a message: a builder that already has its queue ID. ``reuse_id``: an
@@ -306,7 +298,7 @@ class Committer:
         """
         self._enqueue(builder, state, loop, None, callback)
 
-    def _enqueue(self, builder: MessageBuilder, state: int, loop, fut, callback) -> "_Pending":
+    def _enqueue(self, builder: MessageBuilder, state: int, loop, fut, callback) -> CommitRec:
         if self._closed:
             raise RuntimeError("committer is closed")
         if builder.committer is not self:
@@ -322,25 +314,15 @@ class Committer:
         qfb = builder.records
         qfb.finish()
         builder.state = "committing"
-        info = ix.MessageInfo(
-            builder.queue_id, state, 0, 0, 0, 0, qfb.arrival or time.time(), 0.0,
-            qfb.xtra_offset - qfb.data_offset, qfb.sender or "",
-            [ix.RcptInfo(r.offset, r.address, ix.RCPT_DONE if r.done else ix.RCPT_PENDING)
-             for r in qfb.recipients],
-        )
+        # one record per message, from the builder to the index entries (commitrec):
+        # no MessageInfo/RcptInfo objects on this path
+        pending = CommitRec(builder, state, fut, callback)
         if builder.large is None:
             # The whole frame as one buffer: the I/O thread's writev gets one iovec per
             # message, not one per record.
-            chunks = qfb.take_chunks()
-            chunks[0] = qfb.size_record()
-            payload = b"".join(chunks)
-            frame = frame_header(KIND_MESSAGE, state, builder.queue_id.encode("ascii"),
-                                 len(payload), zlib.crc32(payload)) + payload
-            buffers, length = [frame], len(frame)
+            pending.frame = message_frame(state, pending.key, qfb.take_chunks(), qfb.size_record())
         else:
-            buffers, length = None, 0
-            info.flags |= ix.FLAG_LARGE
-        pending = _Pending(builder, info, buffers, length, fut, callback)
+            pending.flags = ix.FLAG_LARGE
         with self._qlock:
             self._queue.append(pending)
             kick = not self._flushing and not self._kick_scheduled
@@ -410,16 +392,7 @@ class Committer:
                 p.builder.abort()
                 p.resolve(results)
             return
-        ok = 0
-        for p, res in zip(batch, results):
-            if isinstance(res, BaseException):
-                p.builder.state = "open"
-                p.builder.abort()  # nothing of it was kept: remove its own file, if any
-                p.resolve(res)
-            else:
-                ok += 1
-                p.builder.state = "committed"
-                p.resolve(None)
+        ok = settle(batch, results)  # each caller answered, in batch order (commitrec)
         self.batches += 1
         self.messages += ok
 
@@ -539,16 +512,16 @@ class Committer:
         job = _IndexJob([], {}, [])
         small = []
         for i, p in enumerate(batch):
-            if p.buffers is None:
+            if p.frame is None:
                 try:
                     large = p.builder.large
                     qfb = p.builder.records
-                    segid, off, length = large.finish(p.info.state, qfb.size_record(), qfb.take_chunks())
+                    segid, off, length = large.finish(p.state, qfb.size_record(), qfb.take_chunks())
                 except OSError as exc:
                     results[i] = exc
                     continue
-                p.info.segid, p.info.offset, p.info.length = segid, off, length
-                job.infos.append(p.info)
+                p.segid, p.offset, p.length = segid, off, length
+                job.infos.append(p)
                 end = off + length + len(batch_frame(0, 0))
                 job.watermarks[segid] = (end, ix.SEGF_SEALED | ix.SEGF_LARGE)
                 job.close_after.append(large)
@@ -569,9 +542,9 @@ class Committer:
             for i in small:
                 p = batch[i]
                 placed.append((p, pos))
-                buffers.extend(p.buffers)
-                pos += p.length
-            buffers.append(batch_frame(seg.size, len(small), [batch[i].buffers[0] for i in small]))
+                buffers.append(p.frame)
+                pos += len(p.frame)
+            buffers.append(batch_frame(seg.size, len(small), [batch[i].frame for i in small]))
             crashpoint.reached("commit.before_write")
             try:
                 if _TRACE:
@@ -584,8 +557,8 @@ class Committer:
                     results[i] = exc
             else:
                 for p, off in placed:
-                    p.info.segid, p.info.offset, p.info.length = seg.segid, off, p.length
-                    job.infos.append(p.info)
+                    p.segid, p.offset, p.length = seg.segid, off, len(p.frame)
+                    job.infos.append(p)
                 for i in small:
                     results[i] = True
                 job.watermarks[seg.segid] = (seg.size, 0)

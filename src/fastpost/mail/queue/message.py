@@ -303,7 +303,10 @@ class QueueFileBuilder:
             return None
         data, self.arrival, notes, recipients, qmgr, count = got
         self.sender = sender
-        self.attrs.update(notes)
+        if self.attrs:
+            self.attrs.update(notes)
+        else:  # the common case: nothing noted yet, the kernel's fresh dict is ours
+            self.attrs = notes
         add = self.recipients.append
         for at, address, orig, dsn_orcpt, notify in recipients:
             add(Recipient(at, address, orig, dsn_orcpt, notify, False, False))

@@ -48,6 +48,7 @@ import lmdb
 
 from fastpost.mail.queue import crashpoint
 from fastpost.mail.queue import index as ix
+from fastpost.mail.queue.commitrec import insert_records
 from fastpost.mail.queue.message import CorruptQueueFile, ParsedMessage, mark_done, parse, read_records
 from fastpost.mail.queue.queue_id import number_of
 from fastpost.mail.queue.segment import (
@@ -255,10 +256,18 @@ class QueueStore:
         return Committer(self, name, on_indexed)
 
     def index_batch(self, infos: list, watermarks: dict) -> None:
-        """Insert newly written messages and advance segment watermarks, atomically."""
+        """Insert newly written messages and advance segment watermarks, atomically.
+
+        ``infos``: MessageInfo objects (recovery), or the committer's CommitRec
+        records (commitrec.insert_records writes the same entries from them)."""
         reclaim = []
         with self.index.write() as txn:
-            dups, live = self.index.insert_many(txn, infos)
+            if infos and not isinstance(infos[0], ix.MessageInfo):
+                dups, live, states = insert_records(txn, infos, self.index)
+                for state, n in states.items():
+                    self.index.add_counter(txn, b"n:" + bytes((state,)), n)
+            else:
+                dups, live = self.index.insert_many(txn, infos)
             for info in dups:
                 log.warn("%s: queue ID already in the index; duplicate frame ignored", info.queue_id)
             # one get and one put per segment: its new live totals and its watermark
@@ -542,8 +551,11 @@ class QueueStore:
             return cur.set_range(prefix) and bytes(cur.key()).startswith(prefix)
 
     def exists(self, queue_id: str) -> bool:
-        with self.index.read() as txn:
-            return self.index.exists(txn, queue_id)
+        # Index.exists in a read transaction of its own, without the two method calls
+        # (the committer asks this once per message: Committer.builder)
+        idx = self.index
+        with idx.env.begin(db=idx.msg) as txn:
+            return txn.get(queue_id.encode("ascii")) is not None
 
     def _segment_fd(self, segid: int) -> int:
         fd = self._fds.get(segid)

@@ -1,0 +1,31 @@
+"""A small message's segment frame in one buffer: the reference of the kernel.
+
+Postfix counterpart: none (fastpost's segment frames, fastpost.mail.queue.segment).
+Compiled twin: ext/fastpost/mail/queue/_qframe_c.pyx; selector:
+fastpost.mail.queue.qframe.
+
+    message_frame(state, queue_id_bytes, chunks, size_record) -> bytes
+        header + queue ID + payload, where the payload is the builder's chunks with
+        the first (the C record placeholder) replaced by ``size_record``: the same
+        bytes as segment.frame_header(KIND_MESSAGE, state, queue_id, len(payload),
+        crc32(payload)) + payload.
+
+Parameters: none. Failures: ValueError for a state outside 0..255 or a queue ID longer
+than 255 bytes (the header's one-byte fields).
+"""
+
+import zlib
+
+from fastpost.mail.queue.segment import KIND_MESSAGE, frame_header
+
+
+def message_frame(state, qid, chunks, size_record):
+    """The frame of a small message (see the module docstring)."""
+    if not 0 <= state <= 255 or len(qid) > 255:
+        raise ValueError("frame state must be 0..255 and the queue ID at most 255 bytes")
+    crc = zlib.crc32(size_record)
+    length = len(size_record)
+    for c in chunks[1:]:
+        crc = zlib.crc32(c, crc)
+        length += len(c)
+    return b"".join([frame_header(KIND_MESSAGE, state, qid, length, crc), size_record, *chunks[1:]])

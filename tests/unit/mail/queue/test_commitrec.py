@@ -1,0 +1,187 @@
+"""The committer's per-message record (fastpost.mail.queue._commitrec_py, compiled as
+_commitrec_c) against the MessageInfo path it replaces.
+
+insert_records must write exactly the index entries Index.insert_many writes for the
+equal MessageInfo (msg, rcp chunks, due and dom keys), with the compiled build and the
+interpreted one; the frame kernel (_qframe_c, twin _qframe_py) must give
+segment.frame_header(...) + the joined payload. Each example runs in a write transaction that is aborted (nothing is kept).
+"""
+
+from __future__ import annotations
+
+import time
+import types
+import zlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fastpost.mail.queue import _commitrec_c, _commitrec_py, _qframe_c, _qframe_py
+from fastpost.mail.queue import index as ix
+from fastpost.mail.queue.index import Index
+from fastpost.mail.queue.message import QueueFileBuilder
+from fastpost.mail.queue.segment import KIND_MESSAGE, frame_header
+
+IMPLS = [_commitrec_c, _commitrec_py]
+DBS = ("msg", "rcp", "due", "dom")
+
+local = st.text(st.characters(blacklist_categories=("Cs",)), min_size=0, max_size=8) | st.sampled_from(
+    ["", "a", "caf\udce9", "x@y"])
+domain = st.sampled_from(["example.org", "EXAMPLE.org", "Ex\u00e4mple.net", "", "b.example"])
+address = st.one_of(st.builds(lambda l, d: f"{l}@{d}", local, domain), local)
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    idx = Index(str(tmp_path_factory.mktemp("commitrec")), map_size=64 << 20)
+    yield idx
+    idx.close()
+
+
+def make_builder(qid, sender, rcpts, done, arrival):
+    q = QueueFileBuilder(2048)
+    q.time(arrival)
+    q.set_sender(sender)
+    for i, addr in enumerate(rcpts):
+        q.add_recipient(addr, addr)
+        q.recipients[-1].done = bool(done[i % len(done)]) if done else False
+    q.write(b"Subject: x\r\n\r\nbody\r\n")
+    q.finish()
+    return types.SimpleNamespace(records=q, queue_id=qid)
+
+
+def entries(index, txn):
+    return {name: list(txn.cursor(db=getattr(index, name))) for name in DBS}
+
+
+def by_infos(index, txn, recs):
+    infos = []
+    for r in recs:
+        q = r.builder.records
+        infos.append(ix.MessageInfo(
+            r.queue_id, r.state, r.flags, r.segid, r.offset, r.length, q.arrival or time.time(), 0.0,
+            q.xtra_offset - q.data_offset, q.sender or "",
+            [ix.RcptInfo(x.offset, x.address, ix.RCPT_DONE if x.done else ix.RCPT_PENDING)
+             for x in q.recipients]))
+    dups, live = index.insert_many(txn, infos)
+    return [d.queue_id for d in dups], live
+
+
+def check(index, impl, specs, reverse=False):
+    """Insert ``specs`` both ways; the entries, dups and live totals must be equal."""
+    recs = []
+    for n, (sender, rcpts, done, state, large, where) in enumerate(specs):
+        b = make_builder(f"4AB{n:X}C", sender, rcpts, done, 1_790_000_000.25 + n)
+        rec = impl.CommitRec(b, state, None, None)
+        rec.flags = ix.FLAG_LARGE if large else 0
+        rec.segid, rec.offset, rec.length = where
+        if reverse:
+            rec.recipients = list(reversed(rec.recipients))
+        recs.append(rec)
+    with index.env.begin(write=True) as txn:
+        want = by_infos(index, txn, recs)
+        want_entries = entries(index, txn)
+        txn.abort()
+    with index.env.begin(write=True) as txn:
+        dups, live, states = impl.insert_records(txn, recs, index)
+        got_entries = entries(index, txn)
+        txn.abort()
+    assert got_entries == want_entries
+    assert ([d.queue_id for d in dups], live) == want
+    counts = {}
+    for r in recs:
+        if r.queue_id not in [d.queue_id for d in dups]:
+            counts[r.state] = counts.get(r.state, 0) + 1
+    assert states == counts
+
+
+spec = st.tuples(address, st.lists(address, min_size=1, max_size=6), st.lists(st.booleans(), max_size=3),
+                 st.sampled_from([ix.INCOMING, ix.HOLD, ix.DEFERRED]), st.booleans(),
+                 st.tuples(st.integers(1, 5), st.integers(0, 1 << 40), st.integers(30, 1 << 20)))
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=["compiled", "python"])
+@settings(max_examples=60, deadline=None)
+@given(specs=st.lists(spec, min_size=1, max_size=4))
+def test_insert_records_equals_insert_many(index, impl, specs):
+    check(index, impl, specs)
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=["compiled", "python"])
+def test_many_recipients_out_of_order_and_duplicates(index, impl):
+    rcpts = [f"r{i}@d{i % 7}.example" for i in range(1100)]
+    check(index, impl, [("s@example.org", rcpts, [0, 1, 0], ix.INCOMING, False, (1, 40, 900))], reverse=True)
+    # an ID already indexed: reported, nothing written for it
+    b = make_builder("4AB0C", "s@x", ["a@b"], [], 1.0)
+    with index.env.begin(write=True) as txn:
+        rec = impl.CommitRec(b, ix.INCOMING, None, None)
+        assert impl.insert_records(txn, [rec], index)[0] == []
+        again = impl.CommitRec(b, ix.INCOMING, None, None)
+        dups, live, states = impl.insert_records(txn, [again], index)
+        assert dups == [again] and live == {} and states == {}
+        txn.abort()
+
+
+@pytest.mark.parametrize("impl", [_qframe_c, _qframe_py], ids=["compiled", "python"])
+@settings(max_examples=80, deadline=None)
+@given(chunks=st.lists(st.binary(max_size=300), min_size=1, max_size=6), size=st.binary(min_size=1, max_size=40),
+       state=st.integers(0, 255), qid=st.binary(max_size=255))
+def test_message_frame(impl, chunks, size, state, qid):
+    payload = b"".join([size] + chunks[1:])
+    want = frame_header(KIND_MESSAGE, state, qid, len(payload), zlib.crc32(payload)) + payload
+    assert impl.message_frame(state, qid, chunks, size) == want
+    # a chunk that is bytes-like but not bytes gives the same frame
+    assert impl.message_frame(state, qid, [bytearray(c) for c in chunks], size) == want
+
+
+@pytest.mark.parametrize("impl", [_qframe_c, _qframe_py], ids=["compiled", "python"])
+def test_message_frame_refuses_what_the_header_cannot_hold(impl):
+    for state, qid in ((256, b"A"), (-1, b"A"), (1, b"A" * 256)):
+        with pytest.raises(ValueError):
+            impl.message_frame(state, qid, [b"x"], b"C")
+
+
+def test_commitrec_resolve_answers_once():
+    got = []
+    b = make_builder("4AB1C", "s@x", ["a@b"], [], 1.0)
+    for impl in IMPLS:
+        rec = impl.CommitRec(b, ix.INCOMING, None, lambda qid, exc: got.append((qid, exc)))
+        rec.resolve(None)
+        rec.resolve(None)
+        err = OSError(28, "full")
+        rec = impl.CommitRec(b, ix.INCOMING, None, lambda qid, exc: got.append((qid, exc)))
+        rec.resolve(err)
+        assert got[-2:] == [("4AB1C", None), (None, err)]
+        got.clear()
+
+
+def test_compiled_build_is_typed():
+    # the .pxd took effect: CommitRec is an extension type with C fields
+    rec = _commitrec_c.CommitRec(make_builder("4AB2C", "s@x", ["a@b"], [], 1.0), ix.HOLD, None, None)
+    assert not hasattr(rec, "__dict__")
+    with pytest.raises(TypeError):
+        rec.state = "x"
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=["compiled", "python"])
+def test_settle_answers_in_order_and_aborts_the_failed(impl):
+    got = []
+
+    class Builder:
+        def __init__(self, qid):
+            self.queue_id = qid
+            self.records = make_builder(qid, "s@x", ["a@b"], [], 1.0).records
+            self.state = "committing"
+            self.aborted = False
+
+        def abort(self):
+            self.aborted = True
+
+    err = OSError(28, "full")
+    builders = [Builder(q) for q in ("4AB1C", "4AB2C", "4AB3C")]
+    recs = [impl.CommitRec(b, ix.INCOMING, None, lambda qid, exc: got.append((qid, exc))) for b in builders]
+    assert impl.settle(recs, [True, err, True]) == 2
+    assert got == [("4AB1C", None), (None, err), ("4AB3C", None)]
+    assert [b.state for b in builders] == ["committed", "open", "committed"]
+    assert [b.aborted for b in builders] == [False, True, False]
