@@ -10,7 +10,9 @@ chain of coroutines (docs/accept.md, "Session 9: restriction checks without
 coroutines"). This builds the real RestrictionPolicy from a main.cf, a fresh
 ClientInfo per session (as smtpd has), and calls check() for the stages a session
 asks, ``--count`` sessions per round after ``--warmup`` (2000): microseconds per session
-(median and range of ``--repeat`` rounds).
+(median and range of ``--repeat`` rounds). ``--rotate K`` asks for K recipients in
+turn instead of one, so the address classifier's one-entry cache misses as it does
+with real mail (the recipient is then resolved at every RCPT).
 
 Configurations:
   default   the benchmark harness's main.cf (smtpd_session_cpu.py): client in
@@ -84,7 +86,7 @@ smtpd_data_restrictions = reject_unauth_pipelining
 """
 
 TABLES = {
-    "users": "rcpt OK\nother OK\n",
+    "users": "rcpt OK\nother OK\n" + "".join(f"rcpt{i} OK\n" for i in range(100)),
     "clients": "192.0.2.66 REJECT\n",
     "helos": "bad.example REJECT\n",
     "senders": "spammer@bad.example REJECT\n",
@@ -111,9 +113,10 @@ def make_policy(name: str, tmp: str, sync_first: bool = True):
     return policy, (addr, helo, sender, rcpt)
 
 
-def session(policy, who, stages) -> None:
+def session(policy, who, stages, rcpt=None) -> None:
     """The checks of one session: CONNECT, EHLO, MAIL, RCPT, DATA, END-OF-MESSAGE."""
-    addr, helo, sender, rcpt = who
+    addr, helo, sender, rcpt0 = who
+    rcpt = rcpt or rcpt0
     client = ClientInfo(name="unknown", addr=addr, port="40000", server_addr="127.0.0.1",
                         protocol="ESMTP")
     idle = policy.idle_stages
@@ -155,6 +158,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2000, help="sessions before timing")
     ap.add_argument("--coroutines", action="store_true")
+    ap.add_argument("--rotate", type=int, default=0,
+                    help="K recipients in turn (rcptI@...), not one: the address "
+                         "classifier's one-entry cache then misses, as with real mail")
     args = ap.parse_args()
     stages = tuple(args.stage) if args.stage else STAGES
     names = list(CONFIGS) if args.config == "all" else [args.config]
@@ -162,13 +168,16 @@ def main() -> None:
         log.init("smtpd", maillog_file=os.path.join(tmp, "maillog"), use_syslog=False)
         for name in names:
             policy, who = make_policy(name, tmp, sync_first=not args.coroutines)
-            for _ in range(args.warmup):
-                session(policy, who, stages)
+            local, _, domain = who[3].partition("@")
+            rcpts = [f"{local}{i}@{domain}" for i in range(args.rotate)] or [None]
+            k = len(rcpts)
+            for i in range(args.warmup):
+                session(policy, who, stages, rcpts[i % k])
             times = []
             for _ in range(args.repeat):
                 t0 = time.perf_counter()
-                for _ in range(args.count):
-                    session(policy, who, stages)
+                for i in range(args.count):
+                    session(policy, who, stages, rcpts[i % k])
                 times.append((time.perf_counter() - t0) / args.count * 1e6)
             print(f"{name:8s} {'coroutines' if args.coroutines else 'sync-first'}: "
                   f"{statistics.median(times):.2f} us/session "

@@ -247,7 +247,7 @@ def _rcpt_maps(ev, address: str, klass: str):
     if not address:
         return DUNNO
     engine = ev.engine
-    t = _tables(engine)
+    t = engine.__dict__.get("_rcpt_tables") or _tables(engine)
     ac = engine.address_class
     if not (engine.sync_first and engine.classify_inline and t.rcpt_inline):
         return _arcpt_maps(ev, address, klass)
@@ -259,7 +259,12 @@ def _rcpt_maps(ev, address: str, klass: str):
                 return DUNNO
     except (maps.MapRetry, _Logged) as exc:
         return _rcpt_failed(ev, address, exc)
-    return _rcpt_refusal(ev, t, address, klass, refusal)
+    return DUNNO if refusal is None else _rcpt_refusal(ev, t, address, klass, refusal)
+
+
+def rcpt_maps(ev, address: str):
+    """check_rcpt_maps for a recipient (the caller sets ev.rcpt_maps_checked)."""
+    return _rcpt_maps(ev, address, rp.RECIPIENT)
 
 
 async def _arcpt_maps(ev, address: str, klass: str):

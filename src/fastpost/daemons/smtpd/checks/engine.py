@@ -36,10 +36,16 @@ to=<r> proto=ESMTP helo=<h>``), as are the access actions (hold, discard, filter
 redirect, bcc, warn, info, hangup) and, with smtpd_log_access_permit_actions,
 permits.
 
-Evaluation is a coroutine run by fastpost.util.maybe_async: a check that needs no
-network (tables in memory) completes at once and returns a plain value; one that
-waits for DNS or a policy service returns a Future, and the session stops reading
-from that client until it resolves.
+Evaluation is plain calls until a step would wait: each stage is a tuple of phases
+(compiled once: the lists, the pending defer_if_permit, the implicit unlisted
+checks; an empty list has none) that return None/OK/DUNNO, raise Rejected, or return
+an awaitable when they have to wait (DNS, a policy service, a table that is not
+inline). From the first awaitable on, the rest of the stage runs as one coroutine
+(_run_rest, started by fastpost.util.maybe_async) over the same phases: a check that
+needs no network returns a plain value without any coroutine; one that waits returns
+a Future, and the session stops reading from that client until it resolves.
+``sync_first = False`` runs every check as that coroutine from its first phase (the
+differential test, tests/policy/test_sync_first.py).
 
 Parameters: smtpd_{client,helo,sender,relay,recipient,data,end_of_data,etrn}_restrictions,
 smtpd_delay_reject, smtpd_restriction_classes (and the classes), smtpd_reject_unlisted_sender,
@@ -96,7 +102,7 @@ class SessionState:
         self.dip_client: Deferral | None = None
         self.dip_helo: Deferral | None = None
         self.dip_sender: Deferral | None = None
-        self.notes: set = set()
+        self.notes: set | None = None  # made by the first note_once
         #: check_policy_service's ``instance``: (the envelope it was made for, value)
         self.policy_instance: tuple | None = None
 
@@ -209,8 +215,11 @@ class Eval:
 
     def note_once(self, text: str) -> None:
         """Log a warning once per session (deprecated restriction names)."""
-        if text not in self.session.notes:
-            self.session.notes.add(text)
+        st = self.session
+        if st.notes is None:
+            st.notes = set()
+        if text not in st.notes:
+            st.notes.add(text)
             log.warn("%s", text)
 
     # -- outcomes --------------------------------------------------------------------
@@ -261,7 +270,7 @@ class Eval:
 
     def permit(self, action: str, name: str, klass: str, table: str | None = None) -> int:
         """Return OK, logging it when smtpd_log_access_permit_actions asks."""
-        if self.engine.log_permit(action):
+        if self.engine.logs_permits and self.engine.log_permit(action):
             where = f" from {table}" if table else " "
             self.log("permit", f"action={action} for {klass}={name}{where}")
         return OK
@@ -380,6 +389,8 @@ class RestrictionPolicy(Policy):
         #: address_class.classify() never waits (its tables answer inline)
         self.classify_inline = bool(getattr(self.address_class, "inline", False))
         self._permit_names, self._permit_tables = self._permit_logging(config)
+        #: smtpd_log_access_permit_actions names something (else log_permit is False)
+        self.logs_permits = bool(self._permit_names or self._permit_tables)
         self._load_modules()
         from fastpost.daemons.smtpd.checks import address as address_checks
 
@@ -677,7 +688,8 @@ def _unlisted_phase(ev: Eval):
     if ev.settings.reject_unlisted_recipient and not ev.rcpt_maps_checked:
         ev.warn_if_reject = 0
         ev.defer_if_reject = None
-        return ev.engine._address_checks.check_recipient_maps(ev, ev.recipient or "")
+        ev.rcpt_maps_checked = True  # (address.check_recipient_maps without the call)
+        return ev.engine._address_checks.rcpt_maps(ev, ev.recipient or "")
     return None
 
 
