@@ -130,6 +130,16 @@ class DomainList:
                 return not negated
         return False
 
+    @property
+    def inline(self) -> bool:
+        """True when no table of the list waits (MapList.inline): match() may stand
+        for ``await amatch()``."""
+        v = self.__dict__.get("_inline")
+        if v is None:
+            v = self._inline = all(value.inline for _neg, kind, value in self.items
+                                   if kind == "table")
+        return v
+
     async def amatch(self, domain: str) -> bool:
         """match() for the event loop: network tables never block it."""
         d = _norm(domain)
@@ -228,6 +238,10 @@ class LocalDomains:
         if domain.startswith("["):
             return self.literal(domain)
         return self.destinations.match(domain)
+
+    @property
+    def inline(self) -> bool:
+        return self.destinations.inline
 
     async def amatch(self, domain: str) -> bool:
         if domain.startswith("["):

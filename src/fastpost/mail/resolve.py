@@ -206,6 +206,20 @@ class Resolver:
             if cfg.get_bool("show_user_unknown_table_name") else "User unknown"
         self.alias_error = ("error", f"5.1.1 {unknown}")
 
+    @property
+    def inline(self) -> bool:
+        """True when no table of the resolver waits (domain lists, transport_maps,
+        the sender-dependent maps, relocated_maps: all in memory or local files):
+        resolve() then completes without the event loop and without waiting."""
+        v = self.__dict__.get("_inline")
+        if v is None:
+            v = self._inline = (
+                self.local.inline and self.alias_domains.inline
+                and self.virtual_domains.inline and self.relay_domains.inline
+                and self.transport_maps.inline and self.sd_relayhost.inline
+                and self.sd_transport.inline and self.relocated.inline)
+        return v
+
     # -- the synchronous entry point (tests, commands): runs the coroutine inline -----
 
     def resolve(self, sender: str, address: str) -> Resolved:
@@ -242,6 +256,9 @@ class Resolver:
             return f.resolved
 
     async def _resolve(self, sender: str, address: str) -> Resolved:
+        # With every table inline (self.inline) the plain calls stand for the awaited
+        # ones: same answers, no coroutine per lookup.
+        inline = self.inline
         flags = 0
         if address in ("", "@"):  # the null address
             address = self.empty_recipient + address
@@ -276,7 +293,7 @@ class Resolver:
                     # Postfix's tokenizer writes list punctuation back as ", ".
                     shown = local + "@" + _LIST_PUNCT.sub(", ", domain)
                     return Resolved("", "", shown, CLASS_DEFAULT | FLAG_ERROR)
-                is_local = await self._is_local(domain)
+                is_local = self.local.match(domain) if inline else await self._is_local(domain)
                 if is_local and self._has_operator(local):
                     # Strip the local domain; what is left is rewritten as in the local
                     # context (bang path, percent hack, .mydomain) and resolved again.
@@ -292,14 +309,18 @@ class Resolver:
             flags |= CLASS_LOCAL
             transport, nexthop = self.local_transport
             nexthop = nexthop or domain
-        elif await self.alias_domains.amatch(domain):
-            return await self._relocated(Resolved(*self.alias_error, recipient, flags | CLASS_ALIAS))
-        elif await self.virtual_domains.amatch(domain):
+        elif (self.alias_domains.match(domain) if inline
+              else await self.alias_domains.amatch(domain)):
+            r = Resolved(*self.alias_error, recipient, flags | CLASS_ALIAS)
+            return await self._relocated(r) if self.relocated else r
+        elif (self.virtual_domains.match(domain) if inline
+              else await self.virtual_domains.amatch(domain)):
             flags |= CLASS_VIRTUAL
             transport, nexthop = self.virtual_transport
             nexthop = nexthop or domain
         else:
-            if await self.relay_domains.amatch(domain):
+            if (self.relay_domains.match(domain) if inline
+                    else await self.relay_domains.amatch(domain)):
                 flags |= CLASS_RELAY
                 transport, nexthop = self.relay_transport
             else:
@@ -318,9 +339,14 @@ class Resolver:
                 nexthop = nexthop or self.relayhost or domain
         if self.transport_maps:
             try:
-                found = await search.afind_transport(
-                    self.transport_maps, recipient, delimiters=self.delimiters,
-                    parent_style=self.transport_parent)
+                if inline:
+                    found = search.find_transport(
+                        self.transport_maps, recipient, delimiters=self.delimiters,
+                        parent_style=self.transport_parent)
+                else:
+                    found = await search.afind_transport(
+                        self.transport_maps, recipient, delimiters=self.delimiters,
+                        parent_style=self.transport_parent)
             except MapRetry:
                 raise _Failed(Resolved(transport, nexthop, recipient, flags | FLAG_FAIL)) from None
             if found is not None:
@@ -330,7 +356,8 @@ class Resolver:
                     nexthop = n or domain
                 elif n:
                     nexthop = n
-        return await self._relocated(Resolved(transport, nexthop, recipient, flags))
+        r = Resolved(transport, nexthop, recipient, flags)
+        return await self._relocated(r) if self.relocated else r
 
     async def _sender_lookup(self, maps: MapList, sender: str, null_key: str) -> str | None:
         if sender == "":

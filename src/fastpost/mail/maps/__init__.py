@@ -64,7 +64,7 @@ INDEXED_TYPES = ("hash", "btree", "lmdb")
 _NEEDS_CONFIG = ("unionmap", "pipemap", "sqlite", "pgsql", "mysql", "ldap", "memcache")
 
 _cache: dict[tuple[str, int], Map] = {}
-_lock = threading.Lock()
+_lock = threading.RLock()  # reentrant: unionmap:/pipemap: open their members inside open_map
 
 
 def split_spec(spec: str) -> tuple[str, str]:
@@ -147,6 +147,16 @@ class MapList:
     def __init__(self, title: str, maps: list[Map]):
         self.title = title
         self.maps = maps
+        self._inline: bool | None = None
+
+    @property
+    def inline(self) -> bool:
+        """True when every table answers inline (Map.inline): get() may stand for
+        ``await aget()``."""
+        v = self._inline
+        if v is None:
+            v = self._inline = all(m.inline for m in self.maps)
+        return v
 
     @classmethod
     def from_param(cls, cfg, name: str, *, flags: int = DEFAULT_FLAGS) -> MapList:

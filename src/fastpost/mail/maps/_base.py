@@ -134,6 +134,13 @@ class Map:
         """Event-loop variant of get(); in-memory and file tables answer inline."""
         return self.get(key)
 
+    @property
+    def inline(self) -> bool:
+        """True when aget() is get() (a table in memory or a local file): a caller on
+        the event loop may call get() instead of awaiting aget(), same answer, no
+        coroutine. Tables that wait (network, pipemap, sqlite, unionmap) override aget."""
+        return type(self).aget is Map.aget
+
     def _lookup(self, key: str) -> str | None:  # pragma: no cover - abstract
         raise NotImplementedError
 

@@ -154,6 +154,9 @@ class _Tables:
         self.relay = maps.MapList.from_param(cfg, "relay_recipient_maps")
         self.login = maps.MapList.from_param(cfg, "smtpd_sender_login_maps")
         self.show_table = cfg.get_bool("show_user_unknown_table_name")
+        #: check_rcpt_maps never waits: its tables answer inline (MapList.inline)
+        self.rcpt_inline = (self.virtual_alias.inline and self.local.inline
+                            and self.virtual_mailbox.inline and self.relay.inline)
 
 
 def _tables(engine) -> _Tables:
@@ -167,60 +170,115 @@ class _Logged(Exception):
     """A table failure already logged (as Postfix words it)."""
 
 
-async def _find(ev, ml, address: str) -> bool:
-    ac = ev.engine.address_class
+def _find_failed(ml, address: str, exc: maps.MapRetry) -> _Logged:
+    # Name the table that failed (not the parameter), as Postfix does.
+    text = str(exc)
+    name = next((m.spec for m in ml.maps if text.startswith(m.spec)), ml.title)
+    log.warn('%s lookup error for "%s"', name, address)
+    return _Logged()
+
+
+def _find(ev, ml, address: str) -> bool:
+    """Is address in the tables ml (which answer inline)? _Logged on a failure."""
+    try:
+        return search.find_address(ml, address, delimiters=ev.settings.delimiters,
+                                   is_local=ev.engine.address_class.is_local) is not None
+    except maps.MapRetry as exc:
+        raise _find_failed(ml, address, exc) from exc
+
+
+async def _afind(ev, ml, address: str) -> bool:
+    """_find() for tables that may wait."""
     try:
         return await search.afind_address(ml, address, delimiters=ev.settings.delimiters,
-                                          is_local=ac.is_local) is not None
+                                          is_local=ev.engine.address_class.is_local) is not None
     except maps.MapRetry as exc:
-        # Name the table that failed (not the parameter), as Postfix does.
-        text = str(exc)
-        name = next((m.spec for m in ml.maps if text.startswith(m.spec)), ml.title)
-        log.warn('%s lookup error for "%s"', name, address)
-        raise _Logged() from exc
+        raise _find_failed(ml, address, exc) from exc
 
 
-async def _rcpt_maps(ev, address: str, klass: str):
-    """check_rcpt_maps: DUNNO, or a refusal; MapRetry becomes 451 4.3.0."""
-    if not address:
+def _rcpt_plan(t: _Tables, s, address: str, c) -> tuple:
+    """What check_rcpt_maps asks for an address of class ``c``: (the address to look
+    up, the tables to ask in turn - a hit in any permits -, then the refusal when no
+    table knows it: None (DUNNO) or (code, table))."""
+    if not address.rpartition("@")[1]:
+        address = f"{address}@{c.domain}"
+    asks = [t.virtual_alias] if t.virtual_alias else []
+    k = c.klass
+    if k == "local":
+        if not t.local:
+            return address, asks, None
+        asks.append(t.local)
+        return address, asks, (s.unknown_local_code, "local recipient table")
+    if k == "alias":
+        return address, asks, (s.unknown_alias_code, "virtual alias table")
+    if k == "virtual":
+        asks.append(t.virtual_mailbox)
+        return address, asks, (s.unknown_mailbox_code, "virtual mailbox table")
+    if k == "relay":
+        if not t.relay:
+            return address, asks, None
+        asks.append(t.relay)
+        return address, asks, (s.unknown_relay_code, "relay recipient table")
+    return address, asks, None
+
+
+def _rcpt_refusal(ev, t: _Tables, shown: str, klass: str, refusal):
+    if refusal is None:
         return DUNNO
-    t = _tables(ev.engine)
-    s = ev.settings
-    shown = address
-    try:
-        c = await ev.engine.address_class.aclassify(address, ev.client.server_addr)
-        if not address.rpartition("@")[1]:
-            address = f"{address}@{c.domain}"
-        if t.virtual_alias and await _find(ev, t.virtual_alias, address):
-            return DUNNO
-        if c.klass == "local":
-            if not t.local or await _find(ev, t.local, address):
-                return DUNNO
-            code, table = s.unknown_local_code, "local recipient table"
-        elif c.klass == "alias":
-            # Postfix names this table whatever show_user_unknown_table_name says.
-            code, table = s.unknown_alias_code, "virtual alias table"
-            text = f"User unknown in {table}"
-            return ev.reject(code, _unknown_dsn(code, klass, table),
-                             f"<{shown}>: {klass} rejected: {text}")
-        elif c.klass == "virtual":
-            if await _find(ev, t.virtual_mailbox, address):
-                return DUNNO
-            code, table = s.unknown_mailbox_code, "virtual mailbox table"
-        elif c.klass == "relay":
-            if not t.relay or await _find(ev, t.relay, address):
-                return DUNNO
-            code, table = s.unknown_relay_code, "relay recipient table"
-        else:
-            return DUNNO
-    except maps.MapRetry as exc:
-        log.warn("%s", exc)
-        return ev.reject(451, "4.3.0", f"<{shown}>: Temporary lookup failure")
-    except _Logged:
-        return ev.reject(451, "4.3.0", f"<{shown}>: Temporary lookup failure")
-    text = f"User unknown in {table}" if t.show_table else "User unknown"
+    code, table = refusal
+    # Postfix names the virtual alias table whatever show_user_unknown_table_name says.
+    if t.show_table or table == "virtual alias table":
+        text = f"User unknown in {table}"
+    else:
+        text = "User unknown"
     return ev.reject(code, _unknown_dsn(code, klass, table),
                      f"<{shown}>: {klass} rejected: {text}")
+
+
+def _rcpt_failed(ev, shown: str, exc: Exception):
+    if isinstance(exc, maps.MapRetry):
+        log.warn("%s", exc)
+    return ev.reject(451, "4.3.0", f"<{shown}>: Temporary lookup failure")
+
+
+def _rcpt_maps(ev, address: str, klass: str):
+    """check_rcpt_maps: DUNNO, or a refusal; MapRetry becomes 451 4.3.0. Plain calls
+    when the tables and the address classifier answer inline, else an awaitable."""
+    if not address:
+        return DUNNO
+    engine = ev.engine
+    t = engine.__dict__.get("_rcpt_tables") or _tables(engine)
+    ac = engine.address_class
+    if not (engine.sync_first and engine.classify_inline and t.rcpt_inline):
+        return _arcpt_maps(ev, address, klass)
+    try:
+        full, asks, refusal = _rcpt_plan(t, ev.settings, address,
+                                         ac.classify(address, ev.client.server_addr))
+        for ml in asks:
+            if _find(ev, ml, full):
+                return DUNNO
+    except (maps.MapRetry, _Logged) as exc:
+        return _rcpt_failed(ev, address, exc)
+    return DUNNO if refusal is None else _rcpt_refusal(ev, t, address, klass, refusal)
+
+
+def rcpt_maps(ev, address: str):
+    """check_rcpt_maps for a recipient (the caller sets ev.rcpt_maps_checked)."""
+    return _rcpt_maps(ev, address, rp.RECIPIENT)
+
+
+async def _arcpt_maps(ev, address: str, klass: str):
+    """_rcpt_maps() when a table may wait."""
+    t = _tables(ev.engine)
+    try:
+        c = await ev.engine.address_class.aclassify(address, ev.client.server_addr)
+        full, asks, refusal = _rcpt_plan(t, ev.settings, address, c)
+        for ml in asks:
+            if await _afind(ev, ml, full):
+                return DUNNO
+    except (maps.MapRetry, _Logged) as exc:
+        return _rcpt_failed(ev, address, exc)
+    return _rcpt_refusal(ev, t, address, klass, refusal)
 
 
 def _unknown_dsn(code: int, klass: str, table: str) -> str:

@@ -36,10 +36,16 @@ to=<r> proto=ESMTP helo=<h>``), as are the access actions (hold, discard, filter
 redirect, bcc, warn, info, hangup) and, with smtpd_log_access_permit_actions,
 permits.
 
-Evaluation is a coroutine run by fastpost.util.maybe_async: a check that needs no
-network (tables in memory) completes at once and returns a plain value; one that
-waits for DNS or a policy service returns a Future, and the session stops reading
-from that client until it resolves.
+Evaluation is plain calls until a step would wait: each stage is a tuple of phases
+(compiled once: the lists, the pending defer_if_permit, the implicit unlisted
+checks; an empty list has none) that return None/OK/DUNNO, raise Rejected, or return
+an awaitable when they have to wait (DNS, a policy service, a table that is not
+inline). From the first awaitable on, the rest of the stage runs as one coroutine
+(_run_rest, started by fastpost.util.maybe_async) over the same phases: a check that
+needs no network returns a plain value without any coroutine; one that waits returns
+a Future, and the session stops reading from that client until it resolves.
+``sync_first = False`` runs every check as that coroutine from its first phase (the
+differential test, tests/policy/test_sync_first.py).
 
 Parameters: smtpd_{client,helo,sender,relay,recipient,data,end_of_data,etrn}_restrictions,
 smtpd_delay_reject, smtpd_restriction_classes (and the classes), smtpd_reject_unlisted_sender,
@@ -96,7 +102,7 @@ class SessionState:
         self.dip_client: Deferral | None = None
         self.dip_helo: Deferral | None = None
         self.dip_sender: Deferral | None = None
-        self.notes: set = set()
+        self.notes: set | None = None  # made by the first note_once
         #: check_policy_service's ``instance``: (the envelope it was made for, value)
         self.policy_instance: tuple | None = None
 
@@ -145,7 +151,7 @@ class Eval:
     __slots__ = ("engine", "settings", "req", "client", "envelope", "stage", "helo",
                  "sender", "recipient", "warn_if_reject", "defer_if_reject",
                  "defer_if_permit", "recursion", "session", "rcpt_maps_checked",
-                 "sender_maps_checked", "list_kind")
+                 "sender_maps_checked", "list_kind", "open_list")
 
     def __init__(self, engine: "RestrictionPolicy", req: PolicyRequest):
         self.engine = engine
@@ -174,6 +180,7 @@ class Eval:
         self.rcpt_maps_checked = False
         self.sender_maps_checked = False
         self.list_kind = ""
+        self.open_list = 0  # which of the client/helo/sender lists is running
 
     # -- logging ---------------------------------------------------------------------
 
@@ -208,8 +215,11 @@ class Eval:
 
     def note_once(self, text: str) -> None:
         """Log a warning once per session (deprecated restriction names)."""
-        if text not in self.session.notes:
-            self.session.notes.add(text)
+        st = self.session
+        if st.notes is None:
+            st.notes = set()
+        if text not in st.notes:
+            st.notes.add(text)
             log.warn("%s", text)
 
     # -- outcomes --------------------------------------------------------------------
@@ -260,7 +270,7 @@ class Eval:
 
     def permit(self, action: str, name: str, klass: str, table: str | None = None) -> int:
         """Return OK, logging it when smtpd_log_access_permit_actions asks."""
-        if self.engine.log_permit(action):
+        if self.engine.logs_permits and self.engine.log_permit(action):
             where = f" from {table}" if table else " "
             self.log("permit", f"action={action} for {klass}={name}{where}")
         return OK
@@ -343,6 +353,10 @@ class Eval:
 class RestrictionPolicy(Policy):
     """Postfix's restriction lists as smtpd's Policy (module docstring)."""
 
+    #: False: every check runs as a coroutine from its first step (the differential
+    #: test and benchmarks/policy_check.py --coroutines compare the two).
+    sync_first = True
+
     def __init__(self, config, *, dns=None, address_class=None, anvil=None,
                  policy_clients: dict | None = None):
         self.config = config
@@ -372,7 +386,11 @@ class RestrictionPolicy(Policy):
 
         self.address_class = address_class or relaymod.AddressClassifier(config)
         self.warnings += self.address_class.warnings
+        #: address_class.classify() never waits (its tables answer inline)
+        self.classify_inline = bool(getattr(self.address_class, "inline", False))
         self._permit_names, self._permit_tables = self._permit_logging(config)
+        #: smtpd_log_access_permit_actions names something (else log_permit is False)
+        self.logs_permits = bool(self._permit_names or self._permit_tables)
         self._load_modules()
         from fastpost.daemons.smtpd.checks import address as address_checks
 
@@ -392,6 +410,7 @@ class RestrictionPolicy(Policy):
         if not self.lists["end_of_data"]:
             idle.add("END-OF-MESSAGE")
         self.idle_stages = frozenset(idle)
+        self._plans = self._make_plans()
 
     # -- construction helpers ----------------------------------------------------------
 
@@ -467,161 +486,237 @@ class RestrictionPolicy(Policy):
         stage = request.stage
         if stage in self.idle_stages:
             return None
-        env = request.envelope
-        if stage in ("RCPT", "VRFY"):
-            coro = self._rcpt(Eval(self, request))
-        elif stage == "MAIL":
-            coro = self._mail(Eval(self, request))
-        elif stage in ("EHLO", "HELO"):
-            coro = self._helo(Eval(self, request))
-        elif stage in ("CONNECT", "XCLIENT"):
-            coro = self._connect(Eval(self, request))
-        elif stage in ("DATA", "BDAT"):
-            if env is not None and env.discard:
-                return None
-            coro = self._data(Eval(self, request))
-        elif stage == "END-OF-MESSAGE":
-            if env is not None and env.discard:
-                return None
-            coro = self._eod(Eval(self, request))
-        elif stage == "ETRN":
-            coro = self._etrn(Eval(self, request))
-        else:
+        entry = self._plans.get(stage)
+        if entry is None:
             return None
-        return maybe_async.start(coro)
-
-    async def _guard(self, ev: Eval, coro):
+        plan, discard_skips = entry
+        if discard_skips:
+            env = request.envelope
+            if env is not None and env.discard:
+                return None  # after DISCARD, later checks of the transaction are skipped
+        ev = Eval(self, request)
+        if not self.sync_first:
+            return maybe_async.start(self._run_rest(ev, plan, 0, None))
+        # The sync loop: each phase returns None/OK/DUNNO, or an awaitable when it
+        # has to wait; from that phase on, _run_rest continues as a coroutine.
         try:
-            await coro
+            i = 0
+            for phase in plan:
+                r = phase(ev)
+                if r is not None and r.__class__ is not int:
+                    return maybe_async.start(self._run_rest(ev, plan, i, r))
+                i += 1
+            if ev.open_list:
+                _close_list(ev)
+            return None
         except Rejected as rej:
-            return Decision(rej.reply, logged=True, hangup=rej.hangup)
-        except maps.MapRetry as exc:  # a table failed outside an access check
-            log.warn("%s", exc)
-            try:
-                ev.warn_if_reject = 0
-                ev.server_error()
-            except Rejected as rej:
-                return Decision(rej.reply, logged=True)
+            return self._refused(ev, rej)
+        except maps.MapRetry as exc:
+            return self._map_failed(ev, exc)
+        except BaseException:
+            _close_list(ev)
+            raise
+
+    async def _run_rest(self, ev: Eval, plan: tuple, i: int, waiting):
+        """The phases of ``plan`` from ``i`` as a coroutine; ``waiting`` is phase i's
+        awaitable (None: phase i is still to run)."""
+        try:
+            if waiting is not None:
+                await waiting
+                i += 1
+            for phase in plan[i:]:
+                r = phase(ev)
+                if r is not None and r.__class__ is not int:
+                    await r
+            _close_list(ev)
+            return None
+        except Rejected as rej:
+            return self._refused(ev, rej)
+        except maps.MapRetry as exc:
+            return self._map_failed(ev, exc)
+        except BaseException:
+            _close_list(ev)
+            raise
+
+    @staticmethod
+    def _refused(ev: Eval, rej: Rejected) -> Decision:
+        _close_list(ev)
+        return Decision(rej.reply, logged=True, hangup=rej.hangup)
+
+    @staticmethod
+    def _map_failed(ev: Eval, exc: maps.MapRetry) -> Decision | None:
+        """A table failed outside an access check: 451 4.3.5, logged."""
+        _close_list(ev)
+        log.warn("%s", exc)
+        try:
+            ev.warn_if_reject = 0
+            ev.server_error()
+        except Rejected as rej:
+            return Decision(rej.reply, logged=True)
         return None
 
-    # Each stage: a coroutine that raises Rejected or returns normally.
-
-    async def _connect(self, ev: Eval):
-        return await self._guard(ev, self._client_list(ev))
-
-    async def _client_list(self, ev: Eval):
-        ev.defer_if_permit = None
-        try:
-            _r = ev.top_list("client", ev.client.text, rp.CLIENT)
-            if _r.__class__ is not int:
-                _r = await _r
-        finally:
-            ev.session.dip_client = ev.defer_if_permit
-
-    async def _helo_list(self, ev: Eval):
-        ev.defer_if_permit = None
-        try:
-            if ev.helo is not None:
-                _r = ev.top_list("helo", ev.helo, rp.HELO)
-                if _r.__class__ is not int:
-                    _r = await _r
-        finally:
-            ev.session.dip_helo = ev.defer_if_permit
-
-    async def _sender_list(self, ev: Eval):
-        ev.defer_if_permit = None
-        try:
-            if ev.sender is not None:
-                _r = ev.top_list("sender", ev.sender, rp.SENDER)
-                if _r.__class__ is not int:
-                    _r = await _r
-                if self.settings.reject_unlisted_sender and not ev.sender_maps_checked:
-                    result = self._address_checks.check_sender_maps(ev, ev.sender)
-                    if result.__class__ is not int:
-                        await result
-        finally:
-            ev.session.dip_sender = ev.defer_if_permit
-
-    async def _helo(self, ev: Eval):
-        return await self._guard(ev, self._helo_list(ev))
-
-    async def _mail(self, ev: Eval):
-        return await self._guard(ev, self._sender_list(ev))
-
-    async def _rcpt(self, ev: Eval):
-        env = ev.envelope
-        if env is not None and env.discard:
-            return None
-        return await self._guard(ev, self._rcpt_lists(ev))
-
-    async def _rcpt_lists(self, ev: Eval):
-        st = ev.session
+    def _make_plans(self) -> dict:
+        """stage -> (its phases, whether DISCARD earlier in the transaction skips it)."""
+        lists = self.lists
+        # An empty list does nothing but leave no defer_if_permit and reset
+        # warn_if_reject/defer_if_reject, which every later phase resets again before
+        # it could matter: empty lists get no phase (the client, helo and sender ones
+        # one phase that clears their remembered defer_if_permit).
+        tail = []
+        if lists["relay"]:
+            tail.append(_relay_phase)
+        if lists["recipient"]:
+            tail.append(_recipient_phase)
+        tail += [_rcpt_dip_phase, _unlisted_phase]
         if self.settings.delay_reject:
-            await self._client_list(ev)
-            dip = st.dip_client
-            await self._helo_list(ev)
-            dip = dip or st.dip_helo
-            await self._sender_list(ev)
-            dip = dip or st.dip_sender
+            if (lists["client"] or lists["helo"] or lists["sender"]
+                    or self.settings.reject_unlisted_sender):
+                rcpt = (_client_phase, _helo_phase, _sender_phase, _sender_maps_phase,
+                        _rcpt_start_phase, *tail)
+            else:
+                rcpt = (_no_lists_phase, *tail)
+            etrn = (_client_phase, _helo_phase, _etrn_phase, _dip_phase)
         else:
-            dip = st.dip_client or st.dip_helo or st.dip_sender
-        ev.defer_if_permit = dip
-        rcpt = ev.recipient or ""
-        shown = rcpt
-        status = ev.top_list("relay", shown, rp.RECIPIENT)
-        if status.__class__ is not int:
-            status = await status
-        status = ev.top_list("recipient", shown, rp.RECIPIENT)
-        if status.__class__ is not int:
-            status = await status
-        # A pending defer_if_permit is given before the implicit unlisted-recipient
-        # check, as Postfix 3.7 does (`defer_if_permit` then an unlisted recipient:
-        # 450 4.7.0 ... defer_if_permit requested, not 550 User unknown; the same for
-        # reject_unverified_recipient's deferrals: tests/verify).
-        if ev.defer_if_permit is not None:
-            ev.warn_if_reject = 0
-            ev.defer_if_reject = None
-            ev.reject(*ev.defer_if_permit)
-        if self.settings.reject_unlisted_recipient and not ev.rcpt_maps_checked:
-            ev.warn_if_reject = 0
-            ev.defer_if_reject = None
-            result = self._address_checks.check_recipient_maps(ev, rcpt)
-            if result.__class__ is not int:
-                await result
-        del status
+            rcpt = (_rcpt_start_phase, *tail)
+            etrn = (_etrn_phase, _dip_phase)
+        return {
+            "RCPT": (rcpt, True), "VRFY": (rcpt, True),
+            "MAIL": ((_sender_phase, _sender_maps_phase), False),
+            "EHLO": ((_helo_phase,), False), "HELO": ((_helo_phase,), False),
+            "CONNECT": ((_client_phase,), False), "XCLIENT": ((_client_phase,), False),
+            "DATA": ((_data_phase, _dip_phase), True),
+            "BDAT": ((_data_phase, _dip_phase), True),
+            "END-OF-MESSAGE": ((_eod_phase, _dip_phase), True),
+            "ETRN": (etrn, False),
+        }
 
-    async def _data(self, ev: Eval):
-        return await self._guard(ev, self._data_list(ev, "data", "DATA", rp.DATA))
 
-    async def _eod(self, ev: Eval):
-        return await self._guard(ev, self._data_list(ev, "end_of_data", "END-OF-MESSAGE", rp.EOD))
+# -- the phases of the stages ------------------------------------------------------------
+#
+# Each phase takes the Eval and returns None, OK or DUNNO, or an awaitable of one (a step
+# that has to wait), or raises Rejected. The client, helo and sender lists remember their
+# defer_if_permit in the session when they end, also when they end by a refusal
+# (ev.open_list says which list is open; _close_list stores it).
 
-    async def _data_list(self, ev: Eval, kind: str, name: str, klass: str):
-        ev.defer_if_permit = None
-        _r = ev.top_list(kind, name, klass)
-        if _r.__class__ is not int:
-            _r = await _r
-        if ev.defer_if_permit is not None:
-            ev.warn_if_reject = 0
-            ev.defer_if_reject = None
-            ev.reject(*ev.defer_if_permit)
+_OPEN_CLIENT, _OPEN_HELO, _OPEN_SENDER = 1, 2, 3
 
-    async def _etrn(self, ev: Eval):
-        return await self._guard(ev, self._etrn_lists(ev))
 
-    async def _etrn_lists(self, ev: Eval):
-        if self.settings.delay_reject:
-            await self._client_list(ev)
-            await self._helo_list(ev)
-        ev.defer_if_permit = None
-        domain = ev.req.etrn_domain or ""
-        _r = ev.top_list("etrn", domain, rp.ETRN)
-        if _r.__class__ is not int:
-            _r = await _r
-        if ev.defer_if_permit is not None:
-            ev.warn_if_reject = 0
-            ev.defer_if_reject = None
-            ev.reject(*ev.defer_if_permit)
+def _close_list(ev: Eval) -> None:
+    k = ev.open_list
+    if k:
+        st = ev.session
+        if k == _OPEN_CLIENT:
+            st.dip_client = ev.defer_if_permit
+        elif k == _OPEN_HELO:
+            st.dip_helo = ev.defer_if_permit
+        else:
+            st.dip_sender = ev.defer_if_permit
+        ev.open_list = 0
+
+
+def _client_phase(ev: Eval):
+    ev.defer_if_permit = None
+    ev.open_list = _OPEN_CLIENT
+    return ev.top_list("client", ev.client.text, rp.CLIENT)
+
+
+def _helo_phase(ev: Eval):
+    if ev.open_list:
+        _close_list(ev)
+    ev.defer_if_permit = None
+    ev.open_list = _OPEN_HELO
+    if ev.helo is not None:
+        return ev.top_list("helo", ev.helo, rp.HELO)
+    return None
+
+
+def _sender_phase(ev: Eval):
+    if ev.open_list:
+        _close_list(ev)
+    ev.defer_if_permit = None
+    ev.open_list = _OPEN_SENDER
+    if ev.sender is not None:
+        return ev.top_list("sender", ev.sender, rp.SENDER)
+    return None
+
+
+def _sender_maps_phase(ev: Eval):
+    """The implicit reject_unlisted_sender, inside the sender list's bracket."""
+    if (ev.sender is not None and ev.settings.reject_unlisted_sender
+            and not ev.sender_maps_checked):
+        return ev.engine._address_checks.check_sender_maps(ev, ev.sender)
+    return None
+
+
+def _no_lists_phase(ev: Eval):
+    """_client_phase to _rcpt_start_phase when the three lists are empty."""
+    st = ev.session
+    st.dip_client = st.dip_helo = st.dip_sender = None
+    ev.defer_if_permit = None
+    return None
+
+
+def _rcpt_start_phase(ev: Eval):
+    if ev.open_list:
+        _close_list(ev)
+    st = ev.session
+    ev.defer_if_permit = st.dip_client or st.dip_helo or st.dip_sender
+    return None
+
+
+def _relay_phase(ev: Eval):
+    return ev.top_list("relay", ev.recipient or "", rp.RECIPIENT)
+
+
+def _recipient_phase(ev: Eval):
+    return ev.top_list("recipient", ev.recipient or "", rp.RECIPIENT)
+
+
+def _rcpt_dip_phase(ev: Eval):
+    # A pending defer_if_permit is given before the implicit unlisted-recipient
+    # check, as Postfix 3.7 does (`defer_if_permit` then an unlisted recipient:
+    # 450 4.7.0 ... defer_if_permit requested, not 550 User unknown; the same for
+    # reject_unverified_recipient's deferrals: tests/verify).
+    if ev.defer_if_permit is not None:
+        ev.warn_if_reject = 0
+        ev.defer_if_reject = None
+        ev.reject(*ev.defer_if_permit)
+    return None
+
+
+def _unlisted_phase(ev: Eval):
+    if ev.settings.reject_unlisted_recipient and not ev.rcpt_maps_checked:
+        ev.warn_if_reject = 0
+        ev.defer_if_reject = None
+        ev.rcpt_maps_checked = True  # (address.check_recipient_maps without the call)
+        return ev.engine._address_checks.rcpt_maps(ev, ev.recipient or "")
+    return None
+
+
+def _data_phase(ev: Eval):
+    ev.defer_if_permit = None
+    return ev.top_list("data", "DATA", rp.DATA)
+
+
+def _eod_phase(ev: Eval):
+    ev.defer_if_permit = None
+    return ev.top_list("end_of_data", "END-OF-MESSAGE", rp.EOD)
+
+
+def _etrn_phase(ev: Eval):
+    if ev.open_list:
+        _close_list(ev)
+    ev.defer_if_permit = None
+    return ev.top_list("etrn", ev.req.etrn_domain or "", rp.ETRN)
+
+
+def _dip_phase(ev: Eval):
+    """The end of a data, end-of-data or ETRN check: a remembered defer_if_permit."""
+    if ev.defer_if_permit is not None:
+        ev.warn_if_reject = 0
+        ev.defer_if_reject = None
+        ev.reject(*ev.defer_if_permit)
+    return None
 
 
 def _sleep(seconds: float):

@@ -150,6 +150,9 @@ class AddressClassifier:
         from fastpost.mail.resolve import Resolver
 
         self.resolver = Resolver(cfg)
+        #: classify() never waits (every table of the resolver answers inline): the
+        #: engine then calls it instead of awaiting aclassify().
+        self.inline = self.resolver.inline
         #: The last answer, as Postfix's resolve client keeps it: (address, server, result)
         self._last: tuple | None = None
 
@@ -199,27 +202,54 @@ class AddressClassifier:
             return True
         return self.any_interface and ipaddress.ip_address(ip).is_loopback
 
+
     async def aauthorized(self, address: str, server_addr: str = "") -> bool:
         """permit_auth_destination's test: our domain, no sender-specified routing."""
-        c = await self.aclassify(address, server_addr)
+        return self.authorized_class(await self.aclassify(address, server_addr))
+
+    def authorized_class(self, c: Classified) -> bool:
+        """aauthorized()'s test on a classified address."""
         if c.klass == "default":
             return False
         return self.untrusted_routing or not c.routed
 
 
-async def _authorized(ev, rcpt: str):
+def _authorized(ev, rcpt: str):
+    """True, False, None when a table failed; or an awaitable of that when the
+    resolver's tables wait (sync first: no coroutine when they answer inline)."""
+    engine = ev.engine
+    ac = engine.address_class
+    if engine.sync_first and engine.classify_inline:
+        try:
+            return ac.authorized_class(ac.classify(rcpt, ev.client.server_addr))
+        except maps.MapRetry:
+            return None
+    return _aauthorized(ac, rcpt, ev.client.server_addr)
+
+
+async def _aauthorized(ac, rcpt: str, server_addr: str):
     try:
-        return await ev.engine.address_class.aauthorized(rcpt, ev.client.server_addr)
+        return await ac.aauthorized(rcpt, server_addr)
     except maps.MapRetry:
         return None
 
 
-async def _unauth_destination(ev, defer: bool):
+def _unauth_destination(ev, defer: bool):
     """reject_/defer_unauth_destination: refuse a recipient we neither host nor relay for."""
     rcpt = ev.recipient
     if rcpt is None:
         return DUNNO
-    ok = await _authorized(ev, rcpt)
+    ok = _authorized(ev, rcpt)
+    if ok is not None and ok.__class__ is not bool:
+        return _unauth_verdict_later(ev, defer, rcpt, ok)
+    return _unauth_verdict(ev, defer, rcpt, ok)
+
+
+async def _unauth_verdict_later(ev, defer: bool, rcpt: str, pending):
+    return _unauth_verdict(ev, defer, rcpt, await pending)
+
+
+def _unauth_verdict(ev, defer: bool, rcpt: str, ok):
     if ok is None:
         return ev.server_error(rcpt, "Recipient address")
     if ok:
@@ -242,11 +272,21 @@ def defer_unauth_destination(ev, step, name, klass):
 
 
 @restriction("permit_auth_destination")
-async def permit_auth_destination(ev, step, name, klass):
+def permit_auth_destination(ev, step, name, klass):
     rcpt = ev.recipient
     if rcpt is None:
         return DUNNO
-    ok = await _authorized(ev, rcpt)
+    ok = _authorized(ev, rcpt)
+    if ok is not None and ok.__class__ is not bool:
+        return _permit_auth_later(ev, rcpt, ok)
+    return _permit_auth_verdict(ev, rcpt, ok)
+
+
+async def _permit_auth_later(ev, rcpt: str, pending):
+    return _permit_auth_verdict(ev, rcpt, await pending)
+
+
+def _permit_auth_verdict(ev, rcpt: str, ok):
     if ok is None:
         return ev.server_error(rcpt, "Recipient address")
     if ok:
@@ -265,7 +305,9 @@ async def check_relay_domains(ev, step, name, klass):
     relay = ev.engine.address_class.relay
     if c.name != "unknown" and relay.match(c.name):
         return ev.permit("check_relay_domains", c.text, "Client host")
-    ok = await _authorized(ev, rcpt)
+    ok = _authorized(ev, rcpt)
+    if ok is not None and ok.__class__ is not bool:
+        ok = await ok
     if ok:
         return ev.permit("check_relay_domains", rcpt, "Recipient address")
     reply = replies.relay_denied(rcpt, ev.settings.relay_code)
