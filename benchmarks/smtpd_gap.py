@@ -34,7 +34,10 @@ Per message, for the smtpd process (all its threads): CPU user and system ms (fr
 read- and write-class system calls (/proc/PID/io syscr, syscw), and unless --no-perf,
 counted by ``perf stat`` tracepoints: epoll_pwait + epoll_wait calls (the loop's turns)
 and all system calls (``--by-syscall``: each system call's count too); besides, msgs/s and the CPU per message of the other side (the
-fake, or cleanup). Medians and [ranges] over the rounds. ``--strace DIR``: after the
+fake, or cleanup). Medians and [ranges] over the rounds. ``--cpu-group`` puts each run's smtpd and its
+cleanup (or fake) into one cpu cgroup of their own, so that in every mode they share
+one scheduling group, as the pipeline's do in the master's session (the kernel's
+autogroups otherwise group by session; see the docs). ``--strace DIR``: after the
 rounds, one more run of each mode with ``strace -c -f`` on its smtpd, the summary in
 DIR/MODE.txt (strace slows smtpd: only the counts of that run mean anything). Each mode is warmed with 300
 messages first. Must run as root (the instance's daemons change user). Not part of the
@@ -236,6 +239,45 @@ def stop_perf(proc, out: str) -> dict:
     return res
 
 
+CPU_CGROUP = "/sys/fs/cgroup/cpu"
+
+
+def join_group(group: str, pids: list[int]) -> None:
+    """Move every thread of these processes into the cpu cgroup ``group``."""
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(os.path.join(group, "tasks"), "w") as fh:
+                    fh.write(tid)
+            except OSError as exc:
+                if os.path.exists(f"/proc/{pid}/task/{tid}"):
+                    print(f"smtpd_gap: thread {tid} of {pid} not moved to {group}: {exc}",
+                          file=sys.stderr)
+
+
+def leave_group(group: str) -> None:
+    """Move the group's threads back to the root cpu cgroup and remove the group."""
+    try:
+        with open(os.path.join(group, "tasks")) as fh:
+            tids = fh.read().split()
+    except OSError:
+        return
+    for tid in tids:
+        try:
+            with open(os.path.join(CPU_CGROUP, "tasks"), "w") as fh:
+                fh.write(tid)
+        except OSError:
+            pass
+    try:
+        os.rmdir(group)
+    except OSError as exc:
+        print(f"smtpd_gap: cannot remove {group}: {exc}", file=sys.stderr)
+
+
 def daemon_pids(master: int, name: str) -> list[int]:
     return [pid for pid, st in procs.tree(master).items()
             if procs.daemon_name(pid, st[0]) == name]
@@ -271,6 +313,11 @@ def main() -> int:
                     help="start each standalone smtpd in a session of its own (setsid: its own "
                          "scheduler autogroup, as the master's daemons have theirs), not in this "
                          "tool's, which smtp-source shares")
+    ap.add_argument("--cpu-group", action="store_true",
+                    help="put smtpd and its cleanup (or fake) of each run into one cpu cgroup "
+                         f"of their own ({CPU_CGROUP}/fp-smtpd-gap-PID, removed at the end): "
+                         "one scheduling group for both in every mode, as the master's "
+                         "session gives the pipeline's")
     ap.add_argument("--no-perf", action="store_true", help="no perf stat (no loop-turn counts)")
     ap.add_argument("--strace", metavar="DIR",
                     help="one extra run per mode under strace -c -f; summaries in DIR/MODE.txt")
@@ -293,7 +340,11 @@ def main() -> int:
     children: dict[str, subprocess.Popen] = {}
     ports: dict[str, int] = {}
     results: dict[str, list[dict]] = {m: [] for m in modes}
+    group = None
     try:
+        if args.cpu_group:
+            group = os.path.join(CPU_CGROUP, f"fp-smtpd-gap-{os.getpid()}")
+            os.mkdir(group)
         inst.start()
         master = inst.master_pid()
         py = sys.executable
@@ -337,6 +388,8 @@ def main() -> int:
                 smtpd = daemon_pids(master, "smtpd") if m == "pipeline" else [children[m].pid]
                 other = (daemon_pids(master, "cleanup") if m in ("real", "pipeline") else
                          [children[f"{m}cleanup"].pid] if m.startswith("fake") else [])
+                if group is not None:
+                    join_group(group, smtpd + other)
                 perf_out = os.path.join(base, f"perf-{m}-{r}.csv")
                 perf = None if args.no_perf else start_perf(smtpd, perf_out, args.by_syscall)
                 if perf is not None:
@@ -429,6 +482,8 @@ def main() -> int:
         print(f"smtpd_gap: {exc}", file=sys.stderr)
         return 1
     finally:
+        if group is not None:
+            leave_group(group)
         for p in children.values():
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
