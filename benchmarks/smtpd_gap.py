@@ -418,9 +418,14 @@ def main() -> int:
                             try:
                                 with open(f"/proc/{pid}/autogroup") as fh:
                                     groups[what] = fh.read().split()[0]
-                            except OSError:
+                                with open(f"/proc/{pid}/cgroup") as fh:
+                                    cpu = [ln.split(":", 2)[2].strip() for ln in fh
+                                           if ln.split(":", 2)[1] == "cpu"]
+                                if cpu and cpu[0] != "/":  # autogroups apply in the root only
+                                    groups[what] = "cgroup " + cpu[0]
+                            except (OSError, IndexError):
                                 pass
-                    print(f"    scheduler autogroups: {groups}")
+                    print(f"    scheduling groups: {groups}")
                 if ev:
                     row["turns"] = (ev.get(PERF_EVENTS[0], 0) + ev.get(PERF_EVENTS[1], 0)) / n
                     row["syscalls"] = ev.get(PERF_EVENTS[2], 0) / n
@@ -430,9 +435,13 @@ def main() -> int:
                                     if k.startswith("syscalls:") and v), reverse=True)
                     row["by_syscall"] = dict((k, v) for v, k in named)
                     print("    " + ", ".join(f"{k} {v:.2f}" for v, k in named if v >= 0.005))
-                if len(t1) > len(smtpd):  # more threads than processes: say which did what
-                    for key, (name, cpu, v, iv) in sorted(t1.items()):
-                        _, cpu0, v0, iv0 = t0.get(key, (name, 0, 0, 0))
+                busy = []
+                for key, (name, cpu, v, iv) in sorted(t1.items()):
+                    _, cpu0, v0, iv0 = t0.get(key, (name, 0, 0, 0))
+                    if cpu > cpu0 or v > v0 or iv > iv0:
+                        busy.append((key, name, cpu, v, iv, cpu0, v0, iv0))
+                if len(busy) > len(smtpd):  # threads besides the loops worked: say which
+                    for key, name, cpu, v, iv, cpu0, v0, iv0 in busy:
                         print(f"    smtpd thread {key[1] - key[0]:+d} ({name}): "
                               f"cpu {1000 * (cpu - cpu0) / TICK / args.messages:.3f} ms/msg, "
                               f"vcs {(v - v0) / args.messages:.2f} ivcs {(iv - iv0) / args.messages:.2f}")
