@@ -3,16 +3,20 @@
 Postfix counterpart: ``smtpd -S`` (stand-alone mode) in spirit.
 
     python -m fastpost.daemons.smtpd.standalone -c CONFIG_DIR -l 127.0.0.1:2525 \\
-        -d SPOOL_DIR [--fsync | --queue | --null] [--workers N] [--asyncio]
-        [--port-file FILE] [-o name=value]
+        -d SPOOL_DIR [--fsync | --queue | --null | --cleanup SOCKET] [--workers N]
+        [--asyncio] [--accept-handles N] [--maillog FILE] [--port-file FILE] [-o name=value]
 
 One process per worker, each with its own event loop, all accepting on one
 listening socket (SO_REUSEPORT is not needed: the socket is bound before fork).
 Messages go to FileTestSink in SPOOL_DIR (with --fsync they are made durable before
 "250 queued as"), or with --queue into the queue store there (QueueSink: each worker
 a committer, group commit), or with --null nowhere (NullSink: every message "queued" at once
-under one ID, nothing kept: smtpd's own ceiling). Logs go to stdout in Postfix's format unless --quiet. SIGTERM or
-SIGINT stops it.
+under one ID, nothing kept: smtpd's own ceiling), or with --cleanup SOCKET to a cleanup service listening on that
+UNIX socket (CleanupSink, the production daemon's sink; benchmarks/smtpd_gap.py points it
+at a fake cleanup or at an instance's public/cleanup). Logs go to stdout in Postfix's
+format unless --quiet; with --maillog FILE they are appended to FILE once per turn of the
+loop, as the daemon writes maillog_file. --accept-handles N serves the listening socket
+through N descriptors, as the daemon does (4). SIGTERM or SIGINT stops it.
 
 This is not the production daemon: the master's multi skeleton runs smtpd there,
 with the cleanup client as the sink.
@@ -47,6 +51,12 @@ def _parse(argv):
                         "instead of the file test sink")
     p.add_argument("--null", action="store_true",
                    help="accept every message and keep nothing (NullSink: smtpd's ceiling)")
+    p.add_argument("--cleanup", default=None, metavar="SOCKET",
+                   help="send messages to the cleanup service on this UNIX socket (CleanupSink)")
+    p.add_argument("--maillog", default=None, metavar="FILE",
+                   help="append the log lines to FILE, one write per loop turn (as the daemon)")
+    p.add_argument("--accept-handles", type=int, default=1,
+                   help="descriptors serving the listening socket (the daemon uses 4)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--asyncio", action="store_true", help="stock asyncio instead of uvloop")
     p.add_argument("--quiet", action="store_true", help="no log lines")
@@ -68,6 +78,11 @@ def _worker(args, sock, config) -> None:
 
         os.makedirs(args.spool, exist_ok=True)
         sink = QueueSink.open(args.spool, config, name=f"smtpd{os.getpid()}")
+    elif args.cleanup:
+        from fastpost.daemons.smtpd.cleanupsink import CleanupSink
+
+        sink = CleanupSink.from_config(config)
+        sink.client.path = args.cleanup
     elif args.null:
         from fastpost.daemons.smtpd.testsink import NullSink
 
@@ -76,15 +91,20 @@ def _worker(args, sock, config) -> None:
         sink = FileTestSink(args.spool, fsync=args.fsync, random_ids=True)
     service = SmtpdService.from_config(config, sink=sink, loop=loop)
 
+    if args.maillog:
+        log.defer_file_writes(loop)
+
     async def run():
-        server = await service.listen(sock=sock)
+        servers = [await service.listen(sock=sock.dup() if args.accept_handles > 1 else sock)
+                   for _ in range(max(1, args.accept_handles))]
         stop = loop.create_future()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
         await stop
-        server.close()
+        for server in servers:
+            server.close()
         await service.close()
-        if args.queue:
+        if args.queue or args.cleanup:
             await sink.close()
 
     loop.run_until_complete(run())
@@ -95,8 +115,8 @@ def main(argv=None) -> int:
     """Entry point; returns the exit status."""
     args = _parse(sys.argv[1:] if argv is None else argv)
     overrides = dict(o.split("=", 1) for o in args.o)
-    log.init("smtpd", syslog_name="fastpost", use_syslog=False,
-             stream=None if args.quiet else sys.stdout)
+    log.init("smtpd", syslog_name="fastpost", use_syslog=False, maillog_file=args.maillog or "",
+             stream=None if args.quiet or args.maillog else sys.stdout)
     try:
         config = Config(args.config, overrides)
         host, _, port = args.listen.rpartition(":")
