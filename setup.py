@@ -15,6 +15,9 @@ keeps importing the ``.py`` under its own name, so nothing shadows anything
 
 Environment:
     FASTPOST_DEBUG=1   line tracing, annotated HTML, CYTHON_TRACE (slow; for profiling)
+    FASTPOST_NO_EXT=1  declare no extensions: ``./dev`` sets it for ``pip install -e``,
+                       which would otherwise compile every kernel one at a time, and then
+                       compiles them once itself with ``build_ext --inplace -j 2``
 
 Extensions are mandatory: fastpost refuses to start without them (see
 fastpost/_accel.py), so a failed compile fails the build loudly.
@@ -86,4 +89,5 @@ def kernel_extensions():
     )
 
 
-setup(ext_modules=kernel_extensions(), package_dir={"": "src"})
+setup(ext_modules=[] if os.environ.get("FASTPOST_NO_EXT") == "1" else kernel_extensions(),
+      package_dir={"": "src"})
