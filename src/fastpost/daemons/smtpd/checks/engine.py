@@ -672,18 +672,6 @@ def _recipient_phase(ev: Eval):
     return ev.top_list("recipient", ev.recipient or "", rp.RECIPIENT)
 
 
-def _rcpt_dip_phase(ev: Eval):
-    # A pending defer_if_permit is given before the implicit unlisted-recipient
-    # check, as Postfix 3.7 does (`defer_if_permit` then an unlisted recipient:
-    # 450 4.7.0 ... defer_if_permit requested, not 550 User unknown; the same for
-    # reject_unverified_recipient's deferrals: tests/verify).
-    if ev.defer_if_permit is not None:
-        ev.warn_if_reject = 0
-        ev.defer_if_reject = None
-        ev.reject(*ev.defer_if_permit)
-    return None
-
-
 def _unlisted_phase(ev: Eval):
     if ev.settings.reject_unlisted_recipient and not ev.rcpt_maps_checked:
         ev.warn_if_reject = 0
@@ -717,6 +705,13 @@ def _dip_phase(ev: Eval):
         ev.defer_if_reject = None
         ev.reject(*ev.defer_if_permit)
     return None
+
+
+# In the RCPT stage the same step comes before the implicit unlisted-recipient check, as
+# Postfix 3.7 orders it (`defer_if_permit` then an unlisted recipient: 450 4.7.0 ...
+# defer_if_permit requested, not 550 User unknown; the same for
+# reject_unverified_recipient's deferrals: tests/verify).
+_rcpt_dip_phase = _dip_phase
 
 
 def _sleep(seconds: float):
