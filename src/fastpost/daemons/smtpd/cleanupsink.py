@@ -193,6 +193,11 @@ class _CleanupTransaction(CleanupTxn, Transaction):
             pending.set_result(queue_id)
 
     def cleanup_answered(self, code: int, text: str, queue_id: str) -> None:
+        # The last answer: break the self-reference (``listener`` is self) so that the
+        # transaction, its futures, envelope and lists are freed by their reference
+        # counts; left in a cycle they cost the cyclic GC ~12,000 instructions per
+        # message (docs/accept.md, "Session 9: the cleanup-sink glue, a short round").
+        self.listener = None
         result = self.result
         if result is None or result.done():
             return
@@ -216,6 +221,7 @@ class _CleanupTransaction(CleanupTxn, Transaction):
         if result is not None and not result.done():
             result.set_exception(SinkError(replies.WRITE_ERROR, log=f"cleanup: {exc}")
                                  if isinstance(exc, CleanupError) else exc)
+        self.listener = None  # no answer follows: break the self-reference (above)
 
     # -- the session's transaction -------------------------------------------------------
 
@@ -303,6 +309,8 @@ class _CleanupTransaction(CleanupTxn, Transaction):
 
     def abort(self) -> None:
         CleanupTxn.abort(self)
+        if self.tid not in self.conn.txns:  # forgotten: no answer reaches it any more
+            self.listener = None
 
 
 class CleanupSink(MessageSink):
