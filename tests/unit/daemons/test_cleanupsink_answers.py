@@ -254,3 +254,30 @@ def test_transaction_is_freed_without_the_cyclic_gc(tmp_path, open_reply, end_re
     freed, got = _outcome_txn_freed(tmp_path, open_reply, end_reply, abort=abort)
     assert got == outcome
     assert freed, "the transaction is still alive: a reference cycle keeps it"
+
+
+@pytest.mark.parametrize("open_reply,called", [
+    (lambda f: {"t": f["t"], "id": "9DDD"}, [(True, "9DDD")]),
+    (lambda f: {"t": f["t"], "c": 452, "x": "4.3.1 Insufficient system storage"}, []),
+], ids=["opened", "refused"])
+def test_on_id_is_called_once_with_the_id_then_cleared(tmp_path, open_reply, called):
+    """The session's _id_arrived hook (on_id): called from cleanup's answer, right after
+    id_pending got the ID, once; cleared either way (it references the session)."""
+    async def main():
+        peer = Peer(os.path.join(str(tmp_path), "cleanup"), open_reply, lambda f: None)
+        await peer.start()
+        sink = CleanupSink(CleanupClient(peer.path, timeout=10, idle=5, ttl=1000), flags=0)
+        try:
+            txn = sink.begin(_client(), Envelope("a@example.org"))
+            calls = []
+            txn.on_id = lambda t, pending: calls.append((t is txn, pending.result()))
+            try:
+                await asyncio.wait_for(txn.id_pending, 10)
+            except SinkError:
+                pass
+            return calls, txn.on_id
+        finally:
+            await sink.close()
+            peer.close()
+    calls, left = asyncio.run(main())
+    assert calls == called and left is None
