@@ -191,3 +191,93 @@ def test_no_cleanup_at_all_is_a_write_error(tmp_path):
     assert isinstance(err, SinkError) and result is None
     assert (err.reply.code, err.reply.enhanced) == (451, "4.3.0")
     assert "connect" in err.log
+
+
+def _outcome_txn_freed(tmp_path, open_reply, end_reply, *, abort=False):
+    """One message to its outcome with the cyclic GC off: is the transaction freed by
+    its reference count? (Session 9: a self-reference left every message's transaction,
+    futures, envelope and lists to the cyclic GC, ~12,000 instructions per message.)"""
+    import gc
+    import weakref
+
+    async def one(path):
+        sink = CleanupSink(CleanupClient(path, timeout=10, idle=5, ttl=1000), flags=0)
+        try:
+            txn = sink.begin(_client(), Envelope("a@example.org"))
+            ref = weakref.ref(txn)
+            txn.add_recipient(Recipient("b@example.net"))
+            try:
+                await asyncio.wait_for(txn.id_pending, 10)
+            except SinkError:
+                return ref, "refused"
+            if abort:
+                txn.abort()
+                return ref, "aborted"
+            txn.write(b"Received: from x\r\n")
+            txn.write(b"Subject: x\r\n\r\nhello\r\n")
+            try:
+                outcome = await asyncio.wait_for(txn.finish(), 10)
+            except SinkError as exc:
+                outcome = exc.reply.code
+            return ref, outcome
+        finally:
+            await sink.close()
+
+    async def main():
+        peer = Peer(os.path.join(str(tmp_path), "cleanup"), open_reply, end_reply)
+        await peer.start()
+        try:
+            return await one(peer.path)
+        finally:
+            peer.close()
+
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        ref, outcome = asyncio.run(main())
+        return ref() is None, outcome
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+
+@pytest.mark.parametrize("open_reply,end_reply,abort,outcome", [
+    (lambda f: {"t": f["t"], "id": "8CCC"},
+     lambda f: {"t": f["t"], "c": 250, "x": "2.0.0 Ok", "id": "8CCC"}, False, "8CCC"),
+    (lambda f: {"t": f["t"], "id": "8CCC"}, lambda f: None, True, "aborted"),
+], ids=["accepted", "aborted"])
+def test_transaction_is_freed_without_the_cyclic_gc(tmp_path, open_reply, end_reply, abort,
+                                                    outcome):
+    # (The failure paths are left out: an exception raised from a future keeps a
+    # traceback -> frame -> future -> exception cycle, asyncio's own, on rare paths.)
+    freed, got = _outcome_txn_freed(tmp_path, open_reply, end_reply, abort=abort)
+    assert got == outcome
+    assert freed, "the transaction is still alive: a reference cycle keeps it"
+
+
+@pytest.mark.parametrize("open_reply,called", [
+    (lambda f: {"t": f["t"], "id": "9DDD"}, [(True, "9DDD")]),
+    (lambda f: {"t": f["t"], "c": 452, "x": "4.3.1 Insufficient system storage"}, []),
+], ids=["opened", "refused"])
+def test_on_id_is_called_once_with_the_id_then_cleared(tmp_path, open_reply, called):
+    """The session's _id_arrived hook (on_id): called from cleanup's answer, right after
+    id_pending got the ID, once; cleared either way (it references the session)."""
+    async def main():
+        peer = Peer(os.path.join(str(tmp_path), "cleanup"), open_reply, lambda f: None)
+        await peer.start()
+        sink = CleanupSink(CleanupClient(peer.path, timeout=10, idle=5, ttl=1000), flags=0)
+        try:
+            txn = sink.begin(_client(), Envelope("a@example.org"))
+            calls = []
+            txn.on_id = lambda t, pending: calls.append((t is txn, pending.result()))
+            try:
+                await asyncio.wait_for(txn.id_pending, 10)
+            except SinkError:
+                pass
+            return calls, txn.on_id
+        finally:
+            await sink.close()
+            peer.close()
+    calls, left = asyncio.run(main())
+    assert calls == called and left is None

@@ -637,7 +637,12 @@ class SessionCore:
             if pending is not None and not pending.done():
                 # The sink answers with the queue ID later (CleanupSink): reply to RCPT
                 # now, log the client= line when the ID comes, wait for it at DATA.
-                pending.add_done_callback(lambda f, txn=txn: self._id_arrived(txn, f))
+                if hasattr(txn, "on_id"):
+                    # The sink calls _id_arrived itself when the ID comes (no future
+                    # callback, no loop handle; CleanupSink's on_id).
+                    txn.on_id = self._id_arrived
+                else:
+                    pending.add_done_callback(lambda f, txn=txn: self._id_arrived(txn, f))
             else:
                 self._id_arrived(txn, pending)
             self._add_recipient(rcpt)
