@@ -53,22 +53,8 @@ def snapshot(master: int) -> dict:
         name = procs.daemon_name(pid, st[0])
         if name not in ("cleanup", "smtpd"):
             continue
-        try:
-            tids = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            continue
-        for tid in tids:
-            try:
-                with open(f"/proc/{pid}/task/{tid}/stat") as fh:
-                    data = fh.read()
-                with open(f"/proc/{pid}/task/{tid}/status") as fh:
-                    status = fh.read()
-            except OSError:
-                continue
-            f = data[data.rfind(")") + 2:].split()
-            vol = int(status.split("\nvoluntary_ctxt_switches:")[1].split()[0])
-            invol = int(status.split("nonvoluntary_ctxt_switches:")[1].split()[0])
-            out[(name, pid, int(tid))] = (int(f[11]), int(f[12]), vol, invol, migrations(pid, tid))
+        for tid, (_comm, user, system, vol, invol) in procs.thread_stats(pid).items():
+            out[(name, pid, tid)] = (user, system, vol, invol, migrations(pid, tid))
     return out
 
 

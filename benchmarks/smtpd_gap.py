@@ -173,29 +173,9 @@ def counters(pids: list[int]) -> dict:
 
 def per_thread(pids: list[int]) -> dict:
     """{(pid, tid): (name, cpu ticks, voluntary cs, involuntary cs)} of these processes."""
-    out = {}
-    for pid in pids:
-        try:
-            tids = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            continue
-        for tid in tids:
-            try:
-                with open(f"/proc/{pid}/task/{tid}/stat") as fh:
-                    f = fh.read().rsplit(")", 1)[1].split()
-                with open(f"/proc/{pid}/task/{tid}/comm") as fh:
-                    name = fh.read().strip()
-                v = iv = 0
-                with open(f"/proc/{pid}/task/{tid}/status") as fh:
-                    for line in fh:
-                        if line.startswith("voluntary_ctxt_switches"):
-                            v = int(line.split()[1])
-                        elif line.startswith("nonvoluntary_ctxt_switches"):
-                            iv = int(line.split()[1])
-            except OSError:
-                continue
-            out[(pid, int(tid))] = (name, int(f[11]) + int(f[12]), v, iv)
-    return out
+    return {(pid, tid): (name, user + system, vol, invol)
+            for pid in pids
+            for tid, (name, user, system, vol, invol) in procs.thread_stats(pid).items()}
 
 
 def cpu_ticks(pids: list[int]) -> int:
@@ -245,14 +225,10 @@ CPU_CGROUP = "/sys/fs/cgroup/cpu"
 def join_group(group: str, pids: list[int]) -> None:
     """Move every thread of these processes into the cpu cgroup ``group``."""
     for pid in pids:
-        try:
-            tids = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            continue
-        for tid in tids:
+        for tid in procs.thread_ids(pid):
             try:
                 with open(os.path.join(group, "tasks"), "w") as fh:
-                    fh.write(tid)
+                    fh.write(str(tid))
             except OSError as exc:
                 if os.path.exists(f"/proc/{pid}/task/{tid}"):
                     print(f"smtpd_gap: thread {tid} of {pid} not moved to {group}: {exc}",

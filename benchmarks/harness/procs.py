@@ -48,6 +48,35 @@ def read_stat(pid: int):
     return comm, int(f[1]), int(f[11]) + int(f[12]), int(f[13]) + int(f[14]), int(f[21]) * PAGE
 
 
+
+def thread_ids(pid: int) -> list[int]:
+    """The thread ids of a process ([] when it is gone)."""
+    try:
+        return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return []
+
+
+def thread_stats(pid: int) -> dict[int, tuple]:
+    """{tid: (comm, user ticks, system ticks, voluntary cs, involuntary cs)} of one
+    process's threads, from /proc/PID/task/TID/{stat,status}; threads that vanish
+    meanwhile are left out."""
+    out = {}
+    for tid in thread_ids(pid):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as fh:
+                data = fh.read()
+            with open(f"/proc/{pid}/task/{tid}/status") as fh:
+                status = fh.read()
+        except OSError:
+            continue
+        comm = data[data.find("(") + 1:data.rfind(")")]
+        f = data[data.rfind(")") + 2:].split()
+        vol = int(status.split("\nvoluntary_ctxt_switches:")[1].split()[0])
+        invol = int(status.split("nonvoluntary_ctxt_switches:")[1].split()[0])
+        out[tid] = (comm, int(f[11]), int(f[12]), vol, invol)
+    return out
+
 def read_pss(pid: int) -> int:
     """Proportional set size of a process in bytes (0 if unreadable)."""
     try:
