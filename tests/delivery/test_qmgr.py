@@ -281,12 +281,13 @@ def test_small_message_is_not_stuck_behind_a_large_one(fastpost_instance, tmp_pa
     (big,) = d.inject([{"rcpts": [f"u@list{i}.example" for i in range(120)]}])
     d.wait(lambda: len(d.attempts()) >= 5, what="the list started")
     (small,) = d.inject([{"rcpts": ["boss@small.example"]}])
+    arrived = len(d.attempts())  # deliveries made while inject ran (many on a busy machine)
     d.wait_gone([big, small], timeout=60)
     order = [a["queue_id"] for a in d.attempts()]
     position = order.index(small)
     # the one-recipient message went out within a few deliveries of its arrival, not
     # after the whole list (fair turns per message, see scheduler.py)
-    assert position < 20, position
+    assert position - arrived < 15 and position < 100, (arrived, position)
 
 
 def test_queue_i_and_s_deliver_deferred_mail_now(fastpost_instance, tmp_path):
@@ -344,7 +345,10 @@ def test_double_bounce_to_postmaster_with_2bounce(fastpost_instance, tmp_path):
     d.rules([{"rcpt": "^gone@", "status": "bounced", "text": "no such user"},
              {"rcpt": "^pm@", "status": "deferred", "text": "kept"}])
     (qid,) = d.inject([{"sender": "", "rcpts": ["gone@remote.example"]}])
-    (n,) = d.wait(lambda: [m for m in d.messages() if m.queue_id != qid] or None, what="notice")
+    # by queue ID: a listing reads each queue state in its own transaction, so a notice
+    # moving from active to deferred during it can be listed twice (as showq's walk can)
+    (n,) = d.wait(lambda: list({m.queue_id: m for m in d.messages() if m.queue_id != qid}.values())
+                  or None, what="notice")
     d.wait_log(rf"{qid}: postmaster non-delivery notification: {n.queue_id}")
     assert n.sender == "double-bounce@test.localdomain"
     assert [r.address for r in n.recipients] == ["pm@admin.example"]

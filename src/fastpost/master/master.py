@@ -115,7 +115,9 @@ class Service:
         self.wakeup_timer = None
         self.watching = False
         self.used = False
-        self.limit_warned = 0.0
+        # -inf, not 0: monotonic() counts from boot, and a machine up for less than
+        # LIMIT_WARNING_INTERVAL would otherwise never give the first warning.
+        self.limit_warned = float("-inf")
         self.retired = 0  # live workers of earlier generations (they count toward maxproc)
 
     # -- endpoints ---------------------------------------------------------------------

@@ -94,7 +94,7 @@ class CleanupService:
         self._trigger_qmgr = trigger_qmgr
         self._trigger_busy = False
         self._trigger_again = False
-        self._qmgr_warned = 0.0
+        self._qmgr_warned = float("-inf")  # monotonic() may be below the interval after boot
         #: statistics
         self.messages = 0
         self.fast_messages = 0  # of which the common-case pass took (CleanupState._fast)
