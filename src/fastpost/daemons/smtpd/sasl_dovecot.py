@@ -137,7 +137,7 @@ class DovecotAuthenticator(Authenticator):
         self._handshake: asyncio.Future | None = None
         self._pending: dict[int, asyncio.Future] = {}
         self._next_id = 0
-        self._failed_at = 0.0
+        self._failed_at = float("-inf")  # monotonic() counts from boot: never "just failed" at first
         self._read_task: asyncio.Task | None = None
 
     @classmethod

@@ -59,7 +59,7 @@ class _State:
     running: asyncio.Semaphore | None = None
     pending = 0
     limit = 5000
-    warned = 0.0
+    warned = float("-inf")  # monotonic() counts from boot
     tasks: set = set()
 
 
