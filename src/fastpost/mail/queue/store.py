@@ -684,38 +684,44 @@ class QueueStore:
         """Yield MessageInfo by state (Postfix's showq order) and due time, in bounded memory
         (``recipients=False``: without their recipient lists).
 
-        Each ``batch`` entries are read in their own read transaction; iteration resumes
-        after the last key, so a long listing never pins an old snapshot.
+        Each ``batch`` entries are read in their own read transaction, which goes on from
+        one state to the next; iteration resumes after the last key, so a long listing
+        never pins an old snapshot. A queue of fewer than ``batch`` messages is therefore
+        listed from one snapshot: a message that changes state meanwhile is listed once.
+        (A longer listing may list such a message twice, or not at all, as a walk of
+        Postfix's queue directories may.)
         """
-        codes = ix.LIST_ORDER if states is None else [
-            s if isinstance(s, int) else ix.STATE_CODES[s] for s in states]
-        for code in codes:
-            prefix = bytes((code,))
-            key = prefix
-            first = True
-            while True:
-                chunk = []
-                with self.index.read() as txn:
-                    cur = txn.cursor(db=self.index.due)
-                    if not cur.set_range(key):
-                        break
-                    if not first and cur.key() == key:
-                        if not cur.next():
-                            break
-                    for k, _ in cur:
+        codes = list(ix.LIST_ORDER if states is None else [
+            s if isinstance(s, int) else ix.STATE_CODES[s] for s in states])
+        pos = 0  # index into codes of the state being read
+        key = bytes((codes[0],)) if codes else b""
+        after = False  # key was already yielded: resume after it
+        while pos < len(codes):
+            chunk = []
+            with self.index.read() as txn:
+                cur = txn.cursor(db=self.index.due)
+                while pos < len(codes) and len(chunk) < batch:
+                    prefix = bytes((codes[pos],))
+                    found = cur.set_range(key)
+                    if found and after and cur.key() == key:
+                        found = cur.next()
+                    while found:
+                        k = cur.key()
                         if not k.startswith(prefix):
                             break
-                        qid = k[9:].decode("ascii")
-                        info = self.index.get(txn, qid, recipients)
+                        info = self.index.get(txn, k[9:].decode("ascii"), recipients)
                         if info is not None:
                             chunk.append(info)
-                        key = bytes(k)
+                        key, after = bytes(k), True
                         if len(chunk) >= batch:
                             break
-                first = False
-                yield from chunk
-                if len(chunk) < batch:
-                    break
+                        found = cur.next()
+                    if len(chunk) >= batch and found:
+                        break  # this state goes on in the next transaction
+                    pos += 1
+                    if pos < len(codes):
+                        key, after = bytes((codes[pos],)), False
+            yield from chunk
 
     def due(self, state, until: float | None = None, *, batch: int = 1000,
             recipients: bool = True):

@@ -60,6 +60,28 @@ def test_listing_order_and_batches(store):
     assert store.counts() == {"incoming": 21, "active": 1, "deferred": 2, "hold": 1, "corrupt": 0}
 
 
+def test_a_short_listing_is_one_snapshot(store):
+    # a queue shorter than the batch is read in one transaction across its states: a
+    # message that moves from active to deferred during the listing is listed once
+    ids = fill(store, 5)
+    with store.edit() as ed:
+        ed.set_state(ids[0], ix.ACTIVE)
+    it = store.messages()
+    assert next(it).queue_id == ids[0]
+    with store.edit() as ed:
+        ed.set_state(ids[0], ix.DEFERRED, next_retry=time.time() + 100)
+    assert [m.queue_id for m in it] == ids[1:]
+    # with batches of 2 the walk crosses states inside a transaction and resumes after
+    # the last key in the next one, every message once
+    with store.edit() as ed:
+        ed.set_state(ids[1], ix.HOLD)
+    for batch in (1, 2, 3, 4):
+        listed = [m.queue_id for m in store.messages(batch=batch)]
+        assert sorted(listed) == sorted(ids) and listed[0] in ids[2:] and listed[-1] == ids[1]
+    assert [m.queue_id for m in store.messages(["hold", "deferred"], batch=1)] == [ids[1], ids[0]]
+    assert list(store.messages([])) == []
+
+
 def test_listing_survives_concurrent_deletes(store):
     ids = fill(store, 20)
     it = store.messages(batch=3)
