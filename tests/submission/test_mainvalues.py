@@ -108,6 +108,10 @@ CASES = [
     ("mynetworks_style = HOST", ['postdrop: fatal: N unknown mynetworks mask style value "HOST" in "HOST"']),
     ("mynetworks_style = host subnet",
      ["postdrop: fatal: N bad mynetworks_style value: host subnet; specify exactly one value"]),
+    # session 10: only where it makes mynetworks' default (checked with Postfix 3.7's
+    # postdrop and postfix check: with mynetworks set they went on to the chdir)
+    ("mynetworks_style = HOST\nmynetworks = 127.0.0.0/8", []),
+    ("mynetworks = \nmynetworks_style = bogus", []),
     ("default_verp_delimiters = ab",
      ["postdrop: fatal: file PATH: parameters default_verp_delimiters and verp_delimiter_filter: "
       "bad first VERP delimiter character"]),

@@ -311,7 +311,8 @@ def judge(cfg, maillog: bool = True) -> tuple[list[str], str | None]:
     problem = _accounts_problem(cfg, path)
     if problem is not None:
         return warnings, problem
-    if "mynetworks_style" in chosen:
+    if "mynetworks_style" in chosen and "mynetworks" not in chosen:
+        # Postfix judges it where it makes mynetworks' default: not when mynetworks is set
         value = _value(cfg, "mynetworks_style")
         words = [w for w in _LIST_SPLIT.split(value) if w]
         if len(words) > 1:
