@@ -9,9 +9,11 @@ trigger), which does, in order:
  1. argv: ``-n service -t transport [-u] [-c] [-l|-z] [-s count] [-v] [-o name=value]...
     [daemon arguments]`` as the master builds it (see parse_args);
  2. configuration: main.cf from $FASTPOST_CONFIG/$MAIL_CONFIG (the master exports it)
-    with the service's ``-o`` overrides; every parameter the skeleton and the daemon
-    declare is read and type-checked now, so a bad value is a fatal error naming the
-    file and line before any client is served;
+    with the service's ``-o`` overrides; the global parameters' values are judged as
+    every Postfix program judges them at start (fastpost.mail.mainvalues.judge: a bad
+    one is ``fatal:`` in Postfix's words), then every parameter the skeleton and the
+    daemon declare is read and type-checked, so a bad value is a fatal error naming
+    the file and line before any client is served;
  3. logging: ``<syslog_name>/<program>[pid]`` to syslog or maillog_file, and stdout
     when fastpost_foreground_log (``fastpost start-fg``);
  4. ``pre_init(ctx)`` with root privileges: open tables, keys, files, resolvers;
@@ -88,6 +90,20 @@ SKELETON_PARAMS = (
     "ipc_timeout", "syslog_name", "syslog_facility", "maillog_file",
     "fastpost_foreground_log",
 )
+
+
+def _judge_globals(cfg: Config) -> None:
+    """The global parameters' values, as Postfix's daemons judge them at start
+    (mail_params_init): Postfix's warnings, and a bad value is fatal (exit 1: the
+    master then logs the exit and throttles the service, as for any daemon that dies
+    before its first status report)."""
+    from fastpost.mail.mainvalues import judge
+
+    warnings, fatal = judge(cfg)
+    for text in warnings:
+        log.warn("%s", text)
+    if fatal is not None:
+        log.fatal("%s", fatal)
 
 
 class UsageError(Exception):
@@ -250,6 +266,7 @@ class BaseServer:
                 cfg.set_override("service_name", opts.service_name)
             foreground = cfg.get_bool("fastpost_foreground_log")
             init_logging(self.name, cfg, stream=sys.stdout if foreground else None)
+            _judge_globals(cfg)
             ctx = self.ctx = ServerContext(self, self.name, opts, cfg)
             for pname in SKELETON_PARAMS + self.extra_params + self.params:
                 ctx.p[pname] = cfg.typed(pname)
