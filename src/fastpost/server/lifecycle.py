@@ -70,6 +70,7 @@ import uvloop
 from fastpost import _accel
 from fastpost.mail.config import Config, ConfigError
 from fastpost.mail.maillog import init_logging
+from fastpost.mail.mainvalues import judge  # here: the master imports it once, before fork
 from fastpost.util import log
 
 #: File descriptor of the status channel to the master (Postfix: MASTER_STATUS_FD).
@@ -97,8 +98,6 @@ def _judge_globals(cfg: Config) -> None:
     (mail_params_init): Postfix's warnings, and a bad value is fatal (exit 1: the
     master then logs the exit and throttles the service, as for any daemon that dies
     before its first status report)."""
-    from fastpost.mail.mainvalues import judge
-
     warnings, fatal = judge(cfg)
     for text in warnings:
         log.warn("%s", text)
