@@ -52,8 +52,10 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import ctypes  # noqa: F401 - judge's getifaddrs (mainvalues), imported before fork
 import faulthandler
 import getopt
+import grp  # noqa: F401 - judge's group lookups (mainvalues), imported before fork
 import inspect
 import os
 import pwd
@@ -70,7 +72,7 @@ import uvloop
 from fastpost import _accel
 from fastpost.mail.config import Config, ConfigError
 from fastpost.mail.maillog import init_logging
-from fastpost.mail.mainvalues import judge  # here: the master imports it once, before fork
+from fastpost.mail.mainvalues import judge
 from fastpost.util import log
 
 #: File descriptor of the status channel to the master (Postfix: MASTER_STATUS_FD).
