@@ -5,6 +5,7 @@ A real instance (smtpd, cleanup, trivial-rewrite, pickup; no qmgr, so messages s
 the queue to be read). As root (CI) the daemons run as mail_owner `postfix`.
 """
 
+import contextlib
 import os
 import pwd
 import re
@@ -272,6 +273,12 @@ REFUSED_SHAPES = {
     "resent": b"Resent-From: r@x.example\nSubject: reject-me resent\n\nbody\n",
     "resentids": (b"Resent-Message-ID: <rm@x.example>\nMessage-ID: <m@x.example>\n"
                   b"Subject: reject-me resentids\n\nbody\n"),
+    # the Message-ID in a later frame than the refused header (pickup sends 64 KiB ones)
+    "late": (b"Subject: reject-me late\n" + b"X-Pad: " + b"p" * 70 + b"\n" * 1
+             + b"".join(b"X-Pad-%d: %s\n" % (i, b"q" * 60) for i in range(1500))
+             + b"Message-ID: <late@x.example>\n\nbody\n"),
+    # headers only: the message ends in its header section
+    "headersonly": b"Subject: reject-me headersonly\nMessage-ID: <ho@x.example>\n",
 }
 
 
@@ -346,7 +353,8 @@ def test_refused_submissions_log_their_message_ids_as_postfix(acc):
                         lambda pattern, count: inst.wait_log(pattern, count=count), before)
         ours = inst.log_text()[len(log):]
         for name in os.listdir(inst.queue / "maildrop"):  # kept by soft_bounce: not returned
-            os.unlink(inst.queue / "maildrop" / name)
+            with contextlib.suppress(FileNotFoundError):  # (the sentinel's, being removed)
+                os.unlink(inst.queue / "maildrop" / name)
     finally:
         inst.update_main_cf(soft_bounce="no")
         inst.reload()
@@ -358,3 +366,5 @@ def test_refused_submissions_log_their_message_ids_as_postfix(acc):
         "message-id=<one@x.example>", "reject", "message-id=<two@x.example>"]
     assert _refused_lines(theirs, "resent") == [
         "reject", "resent-message-id=<GENERATED>", "message-id=<>"]
+    assert _refused_lines(theirs, "late") == ["reject", "message-id=<late@x.example>"]
+    assert _refused_lines(theirs, "headersonly") == ["reject", "message-id=<ho@x.example>"]
