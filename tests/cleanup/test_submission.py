@@ -273,9 +273,10 @@ REFUSED_SHAPES = {
     "resent": b"Resent-From: r@x.example\nSubject: reject-me resent\n\nbody\n",
     "resentids": (b"Resent-Message-ID: <rm@x.example>\nMessage-ID: <m@x.example>\n"
                   b"Subject: reject-me resentids\n\nbody\n"),
-    # the Message-ID in a later frame than the refused header (pickup sends 64 KiB ones)
-    "late": (b"Subject: reject-me late\n" + b"X-Pad: " + b"p" * 70 + b"\n" * 1
-             + b"".join(b"X-Pad-%d: %s\n" % (i, b"q" * 60) for i in range(1500))
+    # the Message-ID in a later frame than the refused header (pickup writes its content
+    # 1 MiB at a time: a frame each)
+    "late": (b"Subject: reject-me late\n"
+             + b"".join(b"X-Pad-%d: %s\n" % (i, b"q" * 60) for i in range(16000))
              + b"Message-ID: <late@x.example>\n\nbody\n"),
     # headers only: the message ends in its header section
     "headersonly": b"Subject: reject-me headersonly\nMessage-ID: <ho@x.example>\n",
