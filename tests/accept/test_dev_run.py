@@ -195,8 +195,10 @@ def test_sendmail_usage_errors(dev):
     proc = dev.run("-m", "fastpost", "-c", dev.etc, "sendmail", "-N", "sometimes", "root",
                    input=b"x\n")
     assert proc.returncode == 64 and b"bad -N option value" in proc.stderr
-    proc = dev.run("-m", "fastpost", "-c", dev.etc, "sendmail", "-bd", input=b"")
-    assert proc.returncode == 69 and b"not available" in proc.stderr
+    proc = dev.run("-m", "fastpost", "-c", dev.etc, "sendmail", "-bd", "root", input=b"")
+    assert proc.returncode == 75 and b"daemon mode requires no recipient" in proc.stderr
+    proc = dev.run("-m", "fastpost", "-c", dev.etc, "sendmail", "-bx", input=b"")
+    assert proc.returncode == 75 and proc.stderr == b"sendmail: fatal: unsupported: -bx\n"
 
 
 def test_link_commands_makes_the_sendmail_names(tmp_path):
@@ -205,9 +207,9 @@ def test_link_commands_makes_the_sendmail_names(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "left alone" in proc.stderr
     assert os.path.islink(tmp_path / "sendmail") and not os.path.islink(tmp_path / "mailq")
-    proc = subprocess.run([str(tmp_path / "sendmail"), "-bd"], capture_output=True,
+    proc = subprocess.run([str(tmp_path / "sendmail"), "-bx"], capture_output=True,
                           text=True)
-    assert proc.returncode == 69 and proc.stderr.startswith("sendmail: fatal: -bd")
+    assert proc.returncode == 75 and proc.stderr == "sendmail: fatal: unsupported: -bx\n"
     proc = subprocess.run([sys.executable, "-m", "fastpost", "link-commands", "-f", "-d",
                            str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -83,6 +83,23 @@ def test_reject(checks_instance, subject, reply):
     assert line.endswith(f"reject: header Subject: {subject} {FROM}: {reply[4:]}")
 
 
+def test_a_refused_messages_message_id_as_postfix_logs_it(checks_instance):
+    """An SMTP message refused at a header: the Message-ID before it is logged before
+    the reject line, the one after it not at all (Postfix 3.7 on a private instance,
+    the same header_checks: ``ID: message-id=<before@x.example>``, then ``ID: reject:
+    header Subject: ...``, nothing more; session 10)."""
+    acc = checks_instance
+    code, _ = acc.send("a@example.org", ["b@example.net"],
+                       b"Message-ID: <before@x.example>\r\nSubject: reject-me ids\r\n"
+                       b"Message-ID: <after@x.example>\r\n\r\nbody\r\n")
+    assert code == 550
+    log = acc.inst.wait_log(r": reject: header Subject: reject-me ids ")
+    (qid,) = re.findall(r"(\w+): reject: header Subject: reject-me ids ", log)
+    lines = [re.sub(r".*? " + qid + r": ", "", x) for x in log.splitlines() if f" {qid}: " in x]
+    assert [x.split(" header ")[0] for x in lines if "message-id" in x or "reject" in x] == [
+        "message-id=<before@x.example>", "reject:"]
+
+
 def test_reject_stops_inspection_and_no_message_is_queued(checks_instance):
     acc = checks_instance
     before = acc.count()

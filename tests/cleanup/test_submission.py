@@ -5,6 +5,7 @@ A real instance (smtpd, cleanup, trivial-rewrite, pickup; no qmgr, so messages s
 the queue to be read). As root (CI) the daemons run as mail_owner `postfix`.
 """
 
+import contextlib
 import os
 import pwd
 import re
@@ -161,7 +162,8 @@ def test_a_rejected_submission_is_returned_to_the_sender(acc):
     assert re.search(rf"cleanup\[\d+\]: {orig}: to=<bare@mx.example.com>, orig_to=<bare>, "
                      r"relay=none, delay=([\d.]+), delays=\1/0/0/0, dsn=5\.7\.1, "
                      r"status=bounced \(no thanks\)", log), log
-    assert re.search(rf"cleanup\[\d+\]: {orig}: message-id=<", log), log
+    # once: the refused message's line (cleanup logs none for the stand-in, session 10)
+    assert len(re.findall(rf"cleanup\[\d+\]: {orig}: message-id=<", log)) == 1, log
     assert "returned to the sender through" not in log  # the ID was reused
     standin = orig
     (notice,) = re.findall(rf"bounce\[\d+\]: {orig}: sender non-delivery notification: (\w+)", log)
@@ -258,3 +260,112 @@ def test_a_rejected_submission_under_soft_bounce_stays_in_maildrop(acc):
     while os.listdir(inst.queue / "maildrop") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not os.listdir(inst.queue / "maildrop")
+
+
+#: Messages refused by header_checks (their Subject: the `reject-me` pattern), each
+#: with a token of its own, and where its ID headers stand around the refused header.
+REFUSED_SHAPES = {
+    "noid": b"Subject: reject-me noid\n\nbody\n",
+    "before": b"Message-ID: <before@x.example>\nSubject: reject-me before\n\nbody\n",
+    "after": b"Subject: reject-me after\nMessage-ID: <after@x.example>\n\nbody\n",
+    "both": (b"Message-ID: <one@x.example>\nSubject: reject-me both\n"
+             b"Message-ID: <two@x.example>\n\nbody\n"),
+    "resent": b"Resent-From: r@x.example\nSubject: reject-me resent\n\nbody\n",
+    "resentids": (b"Resent-Message-ID: <rm@x.example>\nMessage-ID: <m@x.example>\n"
+                  b"Subject: reject-me resentids\n\nbody\n"),
+    # the Message-ID in a later frame than the refused header (pickup writes its content
+    # 1 MiB at a time: a frame each)
+    "late": (b"Subject: reject-me late\n"
+             + b"".join(b"X-Pad-%d: %s\n" % (i, b"q" * 60) for i in range(16000))
+             + b"Message-ID: <late@x.example>\n\nbody\n"),
+    # headers only: the message ends in its header section
+    "headersonly": b"Subject: reject-me headersonly\nMessage-ID: <ho@x.example>\n",
+}
+
+
+def _refused_lines(log: str, token: str) -> list[str]:
+    """cleanup's lines for the first message refused with Subject ``reject-me TOKEN``,
+    the queue ID taken out, a generated message ID as <GENERATED>, the reject line as
+    ``reject`` (its client part differs between the two MTAs' submissions)."""
+    qid = re.search(rf"cleanup\[\d+\]: (\w+): reject: header Subject: reject-me {token} ",
+                    log).group(1)
+    out = []
+    for text in re.findall(rf"cleanup\[\d+\]: {qid}: (.*)", log):
+        text = re.sub(rf"<\d{{14}}\.{qid}@[^>]+>", "<GENERATED>", text)
+        out.append("reject" if text.startswith("reject: ") else text)
+    return out
+
+
+def _submit_refused(submit, wait_log, before: dict) -> None:
+    """One message at a time (each after the last one's reject line), then an accepted
+    one whose message-id= line says that cleanup is done with the ones before it."""
+    for token, body in REFUSED_SHAPES.items():
+        assert submit(body).returncode == 0
+        wait_log(rf"reject: header Subject: reject-me {token} ", before.get(token, 0) + 1)
+    assert submit(b"Message-ID: <sentinel@x.example>\nSubject: fine\n\nbody\n").returncode == 0
+    wait_log(r"message-id=<sentinel@x.example>", before.get("sentinel", 0) + 1)
+
+
+def test_refused_submissions_log_their_message_ids_as_postfix(acc):
+    """soft_bounce = yes, header_checks REJECT on sendmail messages whose Message-ID /
+    Resent- headers stand before, after and around the refused header: cleanup's lines
+    for each (message-id=, resent-message-id=, the reject) in Postfix 3.7's order, run
+    side by side with a private Postfix on the same header_checks."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), "queue"))
+    from postfix_instance import PostfixInstance, postfix_tmpdir
+
+    with postfix_tmpdir() as root:
+        hc = os.path.join(root, "hc")
+        with open(hc, "w") as fh:
+            fh.write("/^Subject: reject-me/ REJECT no thanks\n")
+        pfx = PostfixInstance(root, soft_bounce="yes", header_checks=f"regexp:{hc}")
+        pfx.start()
+        try:
+            def pfx_log(pattern, count):
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    with open(pfx.maillog) as fh:
+                        text = fh.read()
+                    if len(re.findall(pattern, text)) >= count:
+                        return text
+                    time.sleep(0.05)
+                raise AssertionError(f"Postfix did not log {pattern}")
+
+            _submit_refused(lambda body: subprocess.run(
+                ["/usr/sbin/sendmail", "-C", pfx.etc, "-f", "soft@example.org",
+                 "one@example.net"], input=body, capture_output=True, timeout=60),
+                pfx_log, {})
+            with open(pfx.maillog) as fh:
+                theirs = fh.read()
+        finally:
+            pfx.stop()
+
+    inst = acc.inst
+    inst.update_main_cf(soft_bounce="yes")
+    inst.reload()
+    try:
+        log = inst.log_text()
+        before = {token: log.count(f"reject: header Subject: reject-me {token} ")
+                  for token in REFUSED_SHAPES}
+        before["sentinel"] = log.count("message-id=<sentinel@x.example>")
+        _submit_refused(lambda body: sendmail(acc, "-f", "soft@example.org", "one@example.net",
+                                              data=body),
+                        lambda pattern, count: inst.wait_log(pattern, count=count), before)
+        ours = inst.log_text()[len(log):]
+        for name in os.listdir(inst.queue / "maildrop"):  # kept by soft_bounce: not returned
+            with contextlib.suppress(FileNotFoundError):  # (the sentinel's, being removed)
+                os.unlink(inst.queue / "maildrop" / name)
+    finally:
+        inst.update_main_cf(soft_bounce="no")
+        inst.reload()
+    for token in REFUSED_SHAPES:
+        assert _refused_lines(ours, token) == _refused_lines(theirs, token), token
+    # what Postfix logged, as a reading aid
+    assert _refused_lines(theirs, "before") == ["message-id=<before@x.example>", "reject"]
+    assert _refused_lines(theirs, "both") == [
+        "message-id=<one@x.example>", "reject", "message-id=<two@x.example>"]
+    assert _refused_lines(theirs, "resent") == [
+        "reject", "resent-message-id=<GENERATED>", "message-id=<>"]
+    assert _refused_lines(theirs, "late") == ["reject", "message-id=<late@x.example>"]
+    assert _refused_lines(theirs, "headersonly") == ["reject", "message-id=<ho@x.example>"]

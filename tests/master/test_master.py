@@ -380,7 +380,9 @@ def test_non_root_master_runs_without_chroot_and_says_so(tmp_path):
     try:
         os.chmod(top, 0o755)
         inst = Instance(top, master_cf="s unix - - y - - testdaemons.single_echo\n")
-        inst.update_main_cf(mail_owner="nobody", setgid_group="nogroup")
+        # default_privs: not mail_owner's user, which Postfix (and fastpost's daemons, since
+        # session 10) refuse: "parameters default_privs and mail_owner specify the same user"
+        inst.update_main_cf(mail_owner="nobody", setgid_group="nogroup", default_privs="daemon")
         for dirpath, dirnames, filenames in os.walk(top):
             for name in dirnames + filenames:
                 os.chown(os.path.join(dirpath, name), nobody.pw_uid, nobody.pw_gid)
@@ -530,3 +532,74 @@ def test_wakeups_do_not_pile_up_while_a_service_is_throttled(fastpost_instance):
     # The wakeup that forked the doomed worker is still queued; no others were added.
     assert pending() == 1
     assert inst.log_text().count("exit status 1") == 1
+
+
+def test_a_daemon_judges_the_global_values_at_start_as_postfix(fastpost_instance):
+    """A global parameter's bad value reaching a daemon (here a master.cf ``-o``, which
+    postfix(1) does not judge): the daemon stops at start with Postfix's words and the
+    master throttles the service, as for any daemon that dies before serving. Run side
+    by side with a private Postfix 3.7 whose smtpd has the same -o; it logged
+        smtpd[P]: fatal: bad boolean configuration: soft_bounce = maybe
+        master[P]: warning: process /usr/lib/postfix/sbin/smtpd pid P exit status 1
+        master[P]: warning: /usr/lib/postfix/sbin/smtpd: bad command startup -- throttling
+    (session 10); ``postfix start`` had gone through (postfix(1) does not judge -o)."""
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), "queue"))
+    from postfix_instance import PostfixInstance, postfix_tmpdir
+
+    def shape(lines):
+        """(program, text) with the pids and the program's path taken out."""
+        out = []
+        for line in lines:
+            found = re.search(r"/(\w[\w.]*)\[\d+\]: (.*)", line)
+            prog, text = found.groups()
+            text = re.sub(r"pid \d+", "pid P", text)
+            text = re.sub(r"(/usr/lib/postfix/sbin/smtpd|testdaemons\.echo)", "DAEMON", text)
+            out.append(("master" if prog == "master" else "daemon", text))
+        return out
+
+    def wanted(log):
+        return [line for line in log.splitlines()
+                if "fatal:" in line or "exit status" in line or "bad command startup" in line]
+
+    with postfix_tmpdir() as root:
+        pfx = PostfixInstance(root)
+        master_cf = os.path.join(pfx.etc, "master.cf")
+        with open(master_cf) as fh:
+            text = fh.read()
+        with open(master_cf, "w") as fh:
+            fh.write(text.replace(" smtpd\n", " smtpd -o soft_bounce=maybe\n", 1))
+        pfx.start()
+        try:
+            try:
+                with socket.create_connection(("127.0.0.1", pfx.port), timeout=5) as s:
+                    s.settimeout(5)
+                    s.recv(100)  # nothing comes: the smtpd died
+            except OSError:
+                pass
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with open(pfx.maillog) as fh:
+                    theirs = wanted(fh.read())
+                if any("throttling" in line for line in theirs):
+                    break
+                time.sleep(0.1)
+        finally:
+            pfx.stop()
+    assert shape(theirs) == [
+        ("daemon", "fatal: bad boolean configuration: soft_bounce = maybe"),
+        ("master", "warning: process DAEMON pid P exit status 1"),
+        ("master", "warning: DAEMON: bad command startup -- throttling")], theirs
+
+    port = free_port()
+    inst = fastpost_instance(master_cf=(
+        f"127.0.0.1:{port} inet n - n - - testdaemons.echo -o soft_bounce=maybe\n"))
+    inst.start()
+    with inst.connect_inet(port):
+        inst.wait_log(r"bad command startup -- throttling")
+    assert shape(wanted(inst.log_text())) == shape(theirs)
+    # fastpost check / postfix check: master.cf's -o values are the daemons' to judge
+    proc = inst.command("check")
+    assert proc.returncode == 0, proc.stderr

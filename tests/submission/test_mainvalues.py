@@ -108,6 +108,10 @@ CASES = [
     ("mynetworks_style = HOST", ['postdrop: fatal: N unknown mynetworks mask style value "HOST" in "HOST"']),
     ("mynetworks_style = host subnet",
      ["postdrop: fatal: N bad mynetworks_style value: host subnet; specify exactly one value"]),
+    # session 10: only where it makes mynetworks' default (checked with Postfix 3.7's
+    # postdrop and postfix check: with mynetworks set they went on to the chdir)
+    ("mynetworks_style = HOST\nmynetworks = 127.0.0.0/8", []),
+    ("mynetworks = \nmynetworks_style = bogus", []),
     ("default_verp_delimiters = ab",
      ["postdrop: fatal: file PATH: parameters default_verp_delimiters and verp_delimiter_filter: "
       "bad first VERP delimiter character"]),
@@ -613,3 +617,77 @@ def test_inet_interfaces_names_as_postfix_judges_them(tmp_path, c_judge):
     for (case, _), want, (py, c, result) in zip(HOSTS_CASES, wants, json.loads(proc.stdout)):
         assert py == want, case
         assert (c, result) == (want, 1 if want else 0), case
+
+
+#: main.cf lines for fastpost check/start/conf -m against postfix check and postconf -m
+CONTROL_CASES = [
+    "max_use = x",
+    "soft_bounce = maybe",
+    "myhostname = a..b",
+    "default_privs = root",  # (not a missing mail_owner: fastpost's set-up creates it)
+    "inet_interfaces = nosuch.invalid",
+    "mynetworks_style = bogus\nmynetworks =",  # good: mynetworks is set
+    "maillog_file = /elsewhere/maillog",  # postfix(1) only: not postconf
+    "smtpd_recipient_limit = abc",  # not a global value: smtpd's (below)
+]
+
+
+def test_postfix_check_start_and_postconf_m_judge_as_postfix(tmp_path):
+    """``fastpost check``, ``fastpost start`` and ``fastpost conf -m`` judge the global
+    values as Postfix 3.7's ``postfix check`` (every postfix(1) verb) and ``postconf
+    -m`` (postconf's only form that judges; without maillog_file) do: run side by side
+    on the same main.cf (Postfix on a terminal, where it prints its fatal line), the
+    same exit status and the same words (session 10)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "queue"))
+    from postfix_instance import PostfixInstance, postfix_tmpdir
+
+    def postfix_run(case: str):
+        with postfix_tmpdir() as root:
+            pfx = PostfixInstance(root)
+            with open(os.path.join(pfx.etc, "main.cf"), "a") as fh:
+                fh.write(case.replace("/elsewhere", "/elsewhere-fp") + "\n")
+            out = []
+            for cmd in (f"postfix -c {pfx.etc} check", f"postconf -c {pfx.etc} -m"):
+                proc = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True,
+                                      text=True, timeout=60)
+                fatal = [line.split(": fatal: ", 1)[1].replace(root, "ROOT")
+                         for line in proc.stdout.splitlines() if ": fatal: " in line]
+                out.append((proc.returncode, fatal))
+            return out
+
+    with ThreadPoolExecutor(4) as pool:
+        theirs = list(pool.map(postfix_run, CONTROL_CASES))
+    for n, (case, (check, conf_m)) in enumerate(zip(CONTROL_CASES, theirs)):
+        root = tmp_path / str(n)
+        etc = root / "etc"
+        etc.mkdir(parents=True)
+        (root / "log").mkdir()
+        (etc / "master.cf").write_text("")
+        main_cf = etc / "main.cf"
+        main_cf.write_text(
+            f"queue_directory = {root / 'q'}\ndata_directory = {root / 'data'}\n"
+            "compatibility_level = 3.7\nmyhostname = fp.example.test\n"
+            "inet_interfaces = 127.0.0.1\ninet_protocols = ipv4\nmynetworks = 127.0.0.0/8\n"
+            f"maillog_file = {root / 'log' / 'maillog'}\nmaillog_file_prefixes = {root}\n"
+            + case.replace("/elsewhere", "/elsewhere-fp") + "\n")
+
+        def ours(*argv):
+            proc = subprocess.run([sys.executable, "-m", "fastpost", *argv, "-c", str(etc)],
+                                  capture_output=True, text=True, timeout=60)
+            fatal = [_strip_where(line, main_cf).split(": fatal: ", 1)[1].replace(
+                str(root), "ROOT") for line in proc.stderr.splitlines() if ": fatal: " in line]
+            return proc.returncode, fatal
+
+        refused_by_postfix = check[0] != 0
+        if case.startswith("smtpd_recipient_limit"):
+            # Postfix's check lets it through (its smtpd dies at start); fastpost's
+            # check types every value it knows, in the same words: deliberate
+            assert check == (0, []), check
+            check = (1, ["bad numerical configuration: smtpd_recipient_limit = abc"])
+        assert ours("check") == check, case
+        if refused_by_postfix:  # start too (every verb); a good one is not started here
+            assert ours("start") == check, case
+        assert ours("conf", "-m")[0] == conf_m[0], case
+        assert ours("conf", "-m")[1] == [t.replace("postconf: ", "") for t in conf_m[1]], case

@@ -237,10 +237,11 @@ def test_frontend_hands_every_other_case_to_python(frontend, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert maildrop.parse(_take(maildir)).recipients == [
         ("x@example.net", "", cleanup_proto.notify_bits(["SUCCESS", "DELAY"]))]
-    proc = run("-bd")
+    proc = run("-bd", "x@example.net")
     assert (proc.returncode, proc.stderr) == (
-        69, b"sendmail: fatal: -bd (daemon mode: use fastpost start) is not available in "
-            b"fastpost\n")
+        75, b"sendmail: fatal: daemon mode requires no recipient\n")
+    proc = run("-bx")
+    assert (proc.returncode, proc.stderr) == (75, b"sendmail: fatal: unsupported: -bx\n")
     proc = run("-i")
     assert proc.returncode == 64 and b"Recipient addresses must be specified" in proc.stderr
     # main.cf that needs expanding, or a submit list: Python decides (root is refused)

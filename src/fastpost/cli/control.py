@@ -32,8 +32,10 @@ to the mail log, as Postfix's do.
 Parameters: queue_directory, mail_name, syslog_name, maillog_file, mail_owner,
 setgid_group, fastpost_stop_timeout, queue_service_name, and everything `check` checks.
 Exit status: 0 success; 1 failure (the message says why); 64 usage. As Postfix's
-postfix(1), every verb first refuses a maillog_file outside maillog_file_prefixes
-(``postfix: fatal: ...``, exit 1; fastpost.mail.mainvalues.maillog_refused).
+postfix(1), every verb first judges the global parameters' values, maillog_file
+against maillog_file_prefixes included (``postfix: fatal: ...`` in Postfix's words,
+exit 1; fastpost.mail.mainvalues.judge) -- after the first-time set-up of the
+accounts for the verbs that do it.
 """
 
 from __future__ import annotations
@@ -373,6 +375,10 @@ def run_master(config_dir: str, *, foreground: bool, verbose: int = 0,
     return master.run()
 
 
+#: The verbs that do the first-time set-up (check_fatal, do_set_permissions).
+SETUP_VERBS = ("start", "start-fg", "check", "set-permissions", "upgrade-configuration")
+
+
 def main(argv: list[str]) -> int:
     """Entry point: argv[0] is the verb, then -c/-v options."""
     if not argv or argv[0] not in VERBS:
@@ -401,9 +407,17 @@ def main(argv: list[str]) -> int:
     except ConfigError as exc:
         Reporter(None).fatal(str(exc))
         return 1
-    from fastpost.mail.mainvalues import maillog_refused
+    if os.geteuid() == 0 and verb in SETUP_VERBS:
+        # first-time set-up before the values are judged: the accounts (check_fatal
+        # reports a failure to create them)
+        try:
+            for line in layout.ensure_accounts(cfg):
+                Reporter(cfg).info(line)
+        except layout.SetupError:
+            pass
+    from fastpost.mail.mainvalues import refused_config
 
-    if maillog_refused(cfg, "postfix"):  # Postfix's postfix(1): every verb, exit 1
+    if refused_config(cfg, "postfix"):  # Postfix's postfix(1): every verb, exit 1
         return 1
     say = Reporter(cfg)
     ctl = Control(config_dir, cfg, verbose, say)

@@ -596,6 +596,16 @@ def run(o: Options) -> int:
     if o.has("b") or o.has("t"):
         return show_templates(o, expand=o.has("b"))
     if o.has("m"):
+        # postconf -m judges the global values (its only form that does; not
+        # maillog_file): as postconf's, exit 1 (fastpost.mail.mainvalues)
+        from fastpost.mail.mainvalues import refused_config
+
+        try:
+            cfg = Config(config_directory(o.config_dir), overrides=o.overrides)
+        except (ConfigError, OSError):
+            cfg = None  # no main.cf to judge: the list all the same
+        if cfg is not None and refused_config(cfg, PROG, maillog=False):
+            return 1
         print("\n".join(table_types()))
         return 0
     if o.has("l"):

@@ -33,8 +33,13 @@ Options, as Postfix's sendmail takes them:
     -bv           verify the recipients: a report is mailed to the sender, nothing is
                   delivered (pickup's verify.py); the message on stdin is optional;
                   prints "Mail Delivery Status Report will be mailed to <SENDER>."
-    not available: -bd/-bl (daemon
-    mode: use fastpost start), -bh: exit EX_UNAVAILABLE with a message.
+    -bd, -bl      daemon mode, as Postfix's sendmail: ``fastpost start`` run in the
+                  background (not waited for; its messages go to standard error and
+                  the mail log) and exit 0; -bl is -bd (inet_interfaces decides which
+                  connections are taken); with a recipient: ``fatal: daemon mode
+                  requires no recipient``, exit 75
+    -bh, -bH      ignored, as by Postfix (no host status database): exit 0
+    any other -bX: ``fatal: unsupported: -bX``, exit 75, as Postfix's sendmail.
 
 Input: line ends CR LF or LF (stored as LF); with -t, recipients from the headers are
 added to those on the command line (as Postfix does).
@@ -45,7 +50,7 @@ is not allowed to submit mail``, exit 75, as Postfix's; fastpost.cli.authorized)
 A plain submission reads them with fastpost.mail.maincf.LiteConfig (no parameter
 table unless a value holds a $name) and imports nothing else it does not need.
 Exit codes (sysexits): 0 queued; 64 usage (no recipients, bad option); 65 bad input;
-69/unavailable for modes not built; 75 temporary failure (cannot write the maildrop
+75 temporary failure (an unsupported -b mode, as Postfix's; cannot write the maildrop
 file, e.g. a full disk: nothing is left behind; a main.cf error, named by file and
 line, as Postfix 3.7's sendmail exits); 77 no permission to the maildrop; 78 no login
 name for the uid.
@@ -60,7 +65,7 @@ import sys
 # Kept lean: a plain submission imports only this module, fastpost.mail.maincf,
 # fastpost.mail.maildrop and the record codec (docs/submission.md, "sendmail speed").
 
-EX_OK, EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_SOFTWARE = 0, 64, 65, 69, 70
+EX_OK, EX_USAGE, EX_DATAERR, EX_SOFTWARE = 0, 64, 65, 70
 EX_TEMPFAIL, EX_NOPERM, EX_CONFIG = 75, 77, 78
 
 #: cleanup_proto.FLAG_EXTRACT (sendmail -t), here to spare the import (a test checks it)
@@ -320,6 +325,26 @@ def _refused(cfg, prog: str) -> int | None:
     return EX_TEMPFAIL
 
 
+def _daemon_mode(prog: str, config_dir: str | None, rcpts: list[str], verbose: int) -> int:
+    """-bd and -bl as Postfix's sendmail does them: ``fastpost start`` in the background,
+    not waited for (whether it starts, or finds the mail system running, it says on
+    standard error and in the mail log); 0 once it runs, 1 when it cannot be run."""
+    import subprocess
+
+    if rcpts:
+        _say(prog, "fatal: daemon mode requires no recipient")
+        return EX_TEMPFAIL
+    argv = [sys.executable, "-m", "fastpost", "start"] + ["-v"] * verbose
+    if config_dir:
+        argv += ["-c", config_dir]
+    try:
+        subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+    except OSError as exc:
+        _say(prog, f"fatal: cannot run fastpost start: {exc.strerror}")
+        return 1
+    return EX_OK
+
+
 def main(argv: list[str], prog: str = "sendmail") -> int:
     config_dir = None
     if len(argv) >= 2 and argv[0] == "-c":  # fastpost -c DIR sendmail ...
@@ -332,8 +357,8 @@ def main(argv: list[str], prog: str = "sendmail") -> int:
     prog = opts["label"] or prog
     config_dir = opts["config"] or config_dir
     mode = opts["mode"]
-    if mode in ("p", "q", "i"):  # Postfix's sendmail judges the values before running
-        # postqueue or postalias
+    if mode in ("p", "q", "i", "d", "l"):  # Postfix's sendmail judges the values before
+        # running postqueue, postalias or postfix start
         from fastpost.mail.mainvalues import refused as bad_values
 
         if bad_values(config_dir, prog):
@@ -360,6 +385,8 @@ def main(argv: list[str], prog: str = "sendmail") -> int:
         if q[:1] == "I" and q[1:]:
             return postqueue(extra + ["-i", q[1:]])
         return postqueue(extra + ["-f"])
+    if mode in ("d", "l"):
+        return _daemon_mode(prog, config_dir, rcpts, opts["verbose"])
     if mode == "s":
         from fastpost.cli import sendmail_bs
         from fastpost.mail.config import Config, ConfigError, config_directory
@@ -374,11 +401,11 @@ def main(argv: list[str], prog: str = "sendmail") -> int:
         if refused is not None:
             return refused
         return sendmail_bs.run(cfg)
+    if mode in ("h", "H"):  # Postfix: ignored (it has no persistent host status)
+        return EX_OK
     if mode not in ("m", "v"):
-        what = {"d": "-bd (daemon mode: use fastpost start)",
-                "l": "-bl (daemon mode: use fastpost start)"}.get(mode, f"-b{mode}")
-        _say(prog, f"fatal: {what} is not available in fastpost")
-        return EX_UNAVAILABLE
+        _say(prog, f"fatal: unsupported: -b{mode}")
+        return EX_TEMPFAIL
     if not rcpts and not opts["extract"]:
         _say(prog, "fatal: Recipient addresses must be specified on the command line "
                    "or via the -t option")

@@ -50,7 +50,8 @@ message was accepted and dropped, as Postfix tells the client.
 
 Request flags (``f``) are Postfix's CLEANUP_FLAG_* ideas, with fastpost's values:
 FILTER (header/body checks), BCC_OK (automatic BCC), MAP_OK (canonical, virtual,
-masquerading), MILTER, EXTRACT (recipients from headers, sendmail -t), HOLD, DISCARD.
+masquerading), MILTER, EXTRACT (recipients from headers, sendmail -t), HOLD, DISCARD,
+BOUNCE (the client returns what cleanup refuses: pickup).
 ``external_flags(cfg)`` gives what a network or local client gets, after
 receive_override_options.
 
@@ -77,6 +78,11 @@ FLAG_MAP_OK = 0x0010  # canonical, masquerading, virtual alias maps
 FLAG_MILTER = 0x0020  # (non_smtpd_)milters: not implemented, carried for compatibility
 FLAG_EXTRACT = 0x0040  # sendmail -t: recipients from the headers too
 FLAG_SMTP_REPLY = 0x0080  # the client wants an SMTP reply (always given)
+# The client returns a message cleanup refuses to its sender itself, or keeps it to try
+# again under soft_bounce (pickup; Postfix's CLEANUP_FLAG_BOUNCE, where cleanup does the
+# returning): cleanup reads such a message's headers to their end after a refusal, for
+# the message-id= lines Postfix's cleanup logs (state.py, "A refusal in the headers").
+FLAG_BOUNCE = 0x0100
 
 #: What every client gets unless receive_override_options takes it away.
 FLAGS_EXTERNAL = FLAG_FILTER | FLAG_BCC_OK | FLAG_MAP_OK | FLAG_MILTER
@@ -118,7 +124,7 @@ def notify_bits(words) -> int:
 
 __all__ = [
     "PROTOCOL", "OPEN", "DATA", "END", "ABORT", "FLAG_FILTER", "FLAG_HOLD", "FLAG_DISCARD",
-    "FLAG_BCC_OK", "FLAG_MAP_OK", "FLAG_MILTER", "FLAG_EXTRACT", "FLAG_SMTP_REPLY",
+    "FLAG_BCC_OK", "FLAG_MAP_OK", "FLAG_MILTER", "FLAG_EXTRACT", "FLAG_SMTP_REPLY", "FLAG_BOUNCE",
     "FLAGS_EXTERNAL", "OVERRIDES", "NOTIFY_BITS", "RET", "external_flags",
     "unknown_override_options", "notify_bits",
 ]

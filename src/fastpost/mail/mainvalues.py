@@ -43,7 +43,13 @@ maillog client (``judge(cfg, maillog=True)``, the default; postcat passes False)
 maillog_file, when set, must begin with one of maillog_file_prefixes (plain string
 prefixes, case as written) -- ``maillog_file value 'V' does not match any prefix in
 maillog_file_prefixes``. ``maillog_refused(cfg, prog)`` is that last check alone, for
-the programs that judge nothing else (postlog, ``fastpost start``).
+the program that judges nothing else (postlog).
+
+Who else judges (session 10): ``fastpost start|check|stop|...`` (postfix(1): every
+verb, ``postfix: fatal: ...``, exit 1), every daemon at start (the skeleton,
+fastpost.server.lifecycle: ``fatal:`` in the mail log, exit 1, so the master throttles
+the service as for any daemon that dies at start) and ``fastpost conf -m`` (postconf
+-m, without maillog_file; postconf's other forms judge nothing).
 """
 
 from __future__ import annotations
@@ -311,7 +317,8 @@ def judge(cfg, maillog: bool = True) -> tuple[list[str], str | None]:
     problem = _accounts_problem(cfg, path)
     if problem is not None:
         return warnings, problem
-    if "mynetworks_style" in chosen:
+    if "mynetworks_style" in chosen and "mynetworks" not in chosen:
+        # Postfix judges it where it makes mynetworks' default: not when mynetworks is set
         value = _value(cfg, "mynetworks_style")
         words = [w for w in _LIST_SPLIT.split(value) if w]
         if len(words) > 1:
@@ -451,12 +458,24 @@ def refused(config_dir: str | None, prog: str, maillog: bool = True) -> bool:
     ``PROG: fatal: ...``) on standard error when a value is bad and return True. A
     main.cf that cannot be read or parsed is left to the command's own path (False).
     ``maillog``: as for judge (postcat: False)."""
-    import sys
-
     from fastpost.mail.maincf import ConfigError, LiteConfig
 
     try:
-        warnings, fatal = judge(LiteConfig(config_dir), maillog)
+        cfg = LiteConfig(config_dir)
+    except (ConfigError, OSError):
+        return False
+    return refused_config(cfg, prog, maillog)
+
+
+def refused_config(cfg, prog: str, maillog: bool = True) -> bool:
+    """``refused`` for a configuration already read (a Config or a LiteConfig):
+    ``fastpost start|check|...`` (``postfix: ...``) and ``fastpost conf -m``."""
+    import sys
+
+    from fastpost.mail.maincf import ConfigError
+
+    try:
+        warnings, fatal = judge(cfg, maillog)
     except (ConfigError, OSError):
         return False
     for text in warnings:

@@ -9,9 +9,11 @@ trigger), which does, in order:
  1. argv: ``-n service -t transport [-u] [-c] [-l|-z] [-s count] [-v] [-o name=value]...
     [daemon arguments]`` as the master builds it (see parse_args);
  2. configuration: main.cf from $FASTPOST_CONFIG/$MAIL_CONFIG (the master exports it)
-    with the service's ``-o`` overrides; every parameter the skeleton and the daemon
-    declare is read and type-checked now, so a bad value is a fatal error naming the
-    file and line before any client is served;
+    with the service's ``-o`` overrides; the global parameters' values are judged as
+    every Postfix program judges them at start (fastpost.mail.mainvalues.judge: a bad
+    one is ``fatal:`` in Postfix's words), then every parameter the skeleton and the
+    daemon declare is read and type-checked, so a bad value is a fatal error naming
+    the file and line before any client is served;
  3. logging: ``<syslog_name>/<program>[pid]`` to syslog or maillog_file, and stdout
     when fastpost_foreground_log (``fastpost start-fg``);
  4. ``pre_init(ctx)`` with root privileges: open tables, keys, files, resolvers;
@@ -50,8 +52,10 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import ctypes  # noqa: F401 - judge's getifaddrs (mainvalues), imported before fork
 import faulthandler
 import getopt
+import grp  # noqa: F401 - judge's group lookups (mainvalues), imported before fork
 import inspect
 import os
 import pwd
@@ -68,6 +72,7 @@ import uvloop
 from fastpost import _accel
 from fastpost.mail.config import Config, ConfigError
 from fastpost.mail.maillog import init_logging
+from fastpost.mail.mainvalues import judge
 from fastpost.util import log
 
 #: File descriptor of the status channel to the master (Postfix: MASTER_STATUS_FD).
@@ -88,6 +93,18 @@ SKELETON_PARAMS = (
     "ipc_timeout", "syslog_name", "syslog_facility", "maillog_file",
     "fastpost_foreground_log",
 )
+
+
+def _judge_globals(cfg: Config) -> None:
+    """The global parameters' values, as Postfix's daemons judge them at start
+    (mail_params_init): Postfix's warnings, and a bad value is fatal (exit 1: the
+    master then logs the exit and throttles the service, as for any daemon that dies
+    before its first status report)."""
+    warnings, fatal = judge(cfg)
+    for text in warnings:
+        log.warn("%s", text)
+    if fatal is not None:
+        log.fatal("%s", fatal)
 
 
 class UsageError(Exception):
@@ -250,6 +267,7 @@ class BaseServer:
                 cfg.set_override("service_name", opts.service_name)
             foreground = cfg.get_bool("fastpost_foreground_log")
             init_logging(self.name, cfg, stream=sys.stdout if foreground else None)
+            _judge_globals(cfg)
             ctx = self.ctx = ServerContext(self, self.name, opts, cfg)
             for pname in SKELETON_PARAMS + self.extra_params + self.params:
                 ctx.p[pname] = cfg.typed(pname)

@@ -828,7 +828,8 @@ static int mv_last(struct buf *msg, const char *path)
     const char *first = NULL;
     int r;
 
-    if ((e = mv_seen("mynetworks_style")) != NULL) {
+    /* judged only where it makes mynetworks' default: not when main.cf sets mynetworks */
+    if ((e = mv_seen("mynetworks_style")) != NULL && mv_seen("mynetworks") == NULL) {
         if (strchr(e->value, '$'))
             return -1;
         for (s = e->value; mv_next_word(&s, &word, &len); words++) {

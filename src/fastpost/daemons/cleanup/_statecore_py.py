@@ -137,6 +137,10 @@ class StateCore:
         self.queue_id = builder.queue_id
         if reuse:
             conn.stand_in(self.queue_id, granted)
+            if self.queue_id == reuse:
+                # its refused message logged the message-id= lines (CleanupState's
+                # docstring): a Python attribute of the subclass, off the common path
+                self.ids_logged = True
         self.rcpts_raw = []
         self.pending = []
         self.dups = set()
@@ -342,6 +346,8 @@ class StateCore:
             if s.undisclosed_header:
                 if not mask & (_RESENT_RCPT_MASK if self.resent else _RCPT_MASK):
                     out.append(s.undisclosed_header.encode("utf-8", "surrogateescape"))
+            if self.context == "local" and self.ids_logged:
+                return out  # a returned reject's stand-in: logged when it was refused
         self._c_log_ids()
         return out
 

@@ -57,6 +57,16 @@ Error: too many hops``, ``552 5.3.4 Error: message file too big``, ``550 5.6.0``
 system storage`` (full queue file system; nothing half-written is kept), ``451
 4.3.0`` for a table or trivial-rewrite that cannot answer and for internal errors.
 
+A refusal in the headers (header_checks REJECT, too many hops, strict_7bit_headers),
+as Postfix 3.7's cleanup logs it: the ``message-id=`` / ``resent-message-id=`` lines of
+the headers before the refused one come first (Postfix logs them at their header), then
+the refusal's line. For a client that returns what cleanup refuses (FLAG_BOUNCE:
+pickup) the rest of the headers is still read, for nothing but their own such lines,
+and at their end the IDs a local message would have been given are logged
+(``_after_refusal``); that is the refused message's only ``message-id=`` line, so the
+stand-in pickup sends to return it logs none of its own (StateCore._c_trailer). For
+other clients (smtpd) nothing of the message is read after the refusal, as Postfix.
+
 Parameters: see settings.py.
 Diagnostics: Postfix's log lines (``reject:``, ``warning:``, ``hold:`` ... for checks,
 ``message-id=``, ``message rejected: hopcount exceeded``, alias expansion warnings).
@@ -134,6 +144,8 @@ class CleanupState(StateCore):
     segment_checked = 0
     separator = False  # the next body line may be the empty line after the headers
     general = False  # _init_general has run
+    after_refusal = False  # refused in the headers, the rest read for its IDs (FLAG_BOUNCE)
+    ids_logged = False  # a stand-in whose refused message logged the message-id= lines
 
     def _init_general(self) -> None:
         """What only the general path uses, made at its first step (not at OPEN)."""
@@ -142,6 +154,7 @@ class CleanupState(StateCore):
         self.hbc_rcpts: list = []
         self.extracted_to: list = []  # (resent, address) from To/Cc/Bcc for sendmail -t
         self.mime_stack: list = []  # open multipart boundaries (bytes)
+        self.id_headers: list = []  # ("" or "resent-", value) of the ID headers, in order
 
     # -- frame handling -----------------------------------------------------------------
 
@@ -172,6 +185,8 @@ class CleanupState(StateCore):
         if rcpts:
             self.rcpts_raw.extend(rcpts)
         data = frame.get("d")
+        if self.after_refusal:
+            self._after_refusal(data, op == P.END)
         if self.error is None:
             try:
                 if data is not None or op == P.END:
@@ -184,6 +199,8 @@ class CleanupState(StateCore):
                     return
             except BaseException as exc:  # noqa: BLE001 - every failure becomes a reply
                 self._fail_exc(exc)
+                if self.after_refusal and op == P.END:  # headers that END itself ends
+                    self._after_refusal(None, True)
         if op == P.END:
             self._reply_error()
 
@@ -362,8 +379,17 @@ class CleanupState(StateCore):
             reader = self.reader
             used = reader.feed(data)
             out = []  # the headers' output: written at once
-            for h in reader.take():
-                out.append(await self._header(*h))
+            headers = reader.take()
+            for n, h in enumerate(headers):
+                try:
+                    out.append(await self._header(*h))
+                except Refused:
+                    if self.flags & P.FLAG_BOUNCE:
+                        self.after_refusal = True
+                        self._ids_after_refusal(headers[n + 1:])
+                        if reader.done:
+                            self._ids_after_refusal_end()
+                    raise
                 if self.error is not None:
                     return
             if not reader.done:
@@ -396,6 +422,8 @@ class CleanupState(StateCore):
             return None
         if v == "REJECT":
             code, reply = reject_reply(act.text)
+            if self.in_headers:
+                self._log_ids_so_far()
             self._log_action("reject", where, text, reply)
             self.inspect = False
             raise Refused(code, reply)
@@ -460,8 +488,10 @@ class CleanupState(StateCore):
         if kind == H.HDR_RECEIVED:
             self.hops += 1
             if self.hops > s.hopcount_limit:
+                self._log_ids_so_far()
                 raise Refused(554, "5.4.0 Error: too many hops", "message rejected: hopcount exceeded")
         if flags & H.EIGHT_BIT and s.strict_7bit_headers:
+            self._log_ids_so_far()
             self._log_mime_error("message header", text)
             raise Refused(550, "5.6.0 improper use of 8-bit data in message header")
         cls = H.CLASS.get(kind, 0)
@@ -494,8 +524,10 @@ class CleanupState(StateCore):
                 self.resent = True
             if kind == H.HDR_MESSAGE_ID:
                 self.message_id = text[name_len + 1:].strip()
+                self.id_headers.append(("", self.message_id))
             elif kind == H.HDR_RESENT_MESSAGE_ID:
                 self.resent_message_id = text[name_len + 1:].strip()
+                self.id_headers.append(("resent-", self.resent_message_id))
             elif kind == H.HDR_CONTENT_TYPE and s.mime:
                 self._content_type(text[name_len + 1:], top=True)
             elif kind == H.HDR_CONTENT_TRANSFER_ENCODING:
@@ -597,6 +629,52 @@ class CleanupState(StateCore):
         log.info("%s: reject: mime-error improper use of 8-bit data in %s: %s from %s; "
                  "from=<%s> to=<%s>", self.queue_id, what, _ascii(text, 100), client,
                  _printable(self.sender), _printable(self.last_rcpt))
+
+    # -- a refusal in the headers (the module docstring) ------------------------------
+
+    def _log_id(self, prefix: str, value) -> None:
+        log.info("%s: %smessage-id=%s", self.queue_id, prefix,
+                 _printable(value.decode("utf-8", "replace")) if value is not None else "<>")
+
+    def _log_ids_so_far(self) -> None:
+        """Before a refusal's line: the ID lines of the headers already read."""
+        for prefix, value in self.id_headers:
+            self._log_id(prefix, value)
+
+    def _after_refusal(self, data, end: bool) -> None:
+        """A later frame of a message refused in its headers (FLAG_BOUNCE)."""
+        reader = self.reader
+        if data:
+            reader.feed(data)
+        if end and not reader.done:
+            reader.finish()
+        self._ids_after_refusal(reader.take())
+        if reader.done or end:
+            self._ids_after_refusal_end()
+
+    def _ids_after_refusal(self, headers) -> None:
+        for kind, name_len, text, _flags in headers:
+            if H.CLASS.get(kind, 0) & H.RESENT:
+                self.resent = True
+            if kind == H.HDR_MESSAGE_ID:
+                self.message_id = text[name_len + 1:].strip()
+                self._log_id("", self.message_id)
+            elif kind == H.HDR_RESENT_MESSAGE_ID:
+                self.resent_message_id = text[name_len + 1:].strip()
+                self._log_id("resent-", self.resent_message_id)
+
+    def _ids_after_refusal_end(self) -> None:
+        """The end of a refused message's headers: the IDs it would have been given."""
+        self.after_refusal = False
+        add = self.context == "local" or self.s.always_add_missing_headers
+        if self.resent:
+            if add and self.resent_message_id is None:
+                self._log_id("resent-", self._new_message_id().encode())
+        elif add and self.message_id is None:
+            self.message_id = self._new_message_id().encode()
+            self._log_id("", self.message_id)
+        if self.message_id is None:
+            self._log_id("", None)
 
     # -- end of headers -----------------------------------------------------------------
 

@@ -173,7 +173,7 @@ async def take(directory: str, name: str) -> bool:
             verify = True  # sendmail -bv: a report to the sender, no delivery
     if requeued and uid != os.geteuid():
         requeued = False
-    flags = state.flags
+    flags = state.flags | P.FLAG_BOUNCE  # what cleanup refuses, this returns (or keeps)
     if msg.flags & P.FLAG_EXTRACT:
         flags |= P.FLAG_EXTRACT
     meta = {"f": flags, "time": int(msg.arrival * 1e6), "s": msg.sender, "a": attrs,
