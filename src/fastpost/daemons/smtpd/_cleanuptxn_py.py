@@ -321,42 +321,42 @@ def begin(sink, client, envelope):
     else:
         log_name, log_addr, log_port, log_helo, log_proto = name, addr, port, helo, proto
     # The attributes with a value, in this order, as (name, value) pairs (cleanup reads
-    # pairs, and the encoder takes any sequence).
+    # pairs, and the encoder takes any sequence). attrs.append, not a bound method kept
+    # in a local: compiled, that is a direct list append.
     attrs = []
-    add = attrs.append
     if log_name:
-        add(("log_client_name", log_name))
+        attrs.append(("log_client_name", log_name))
     if log_addr:
-        add(("log_client_address", log_addr))
+        attrs.append(("log_client_address", log_addr))
     if log_port:
-        add(("log_client_port", log_port))
-    add(("log_message_origin", f"{log_name}[{log_addr}]"))
+        attrs.append(("log_client_port", log_port))
+    attrs.append(("log_message_origin", f"{log_name}[{log_addr}]"))
     if log_helo:
-        add(("log_helo_name", log_helo))
+        attrs.append(("log_helo_name", log_helo))
     if log_proto:
-        add(("log_protocol_name", log_proto))
+        attrs.append(("log_protocol_name", log_proto))
     if name:
-        add(("client_name", name))
+        attrs.append(("client_name", name))
     if client.reverse_name:
-        add(("reverse_client_name", client.reverse_name))
+        attrs.append(("reverse_client_name", client.reverse_name))
     if addr:
-        add(("client_address", addr))
+        attrs.append(("client_address", addr))
     if port:
-        add(("client_port", port))
+        attrs.append(("client_port", port))
     if client.server_addr:
-        add(("server_address", client.server_addr))
+        attrs.append(("server_address", client.server_addr))
     if client.server_port:
-        add(("server_port", client.server_port))
+        attrs.append(("server_port", client.server_port))
     if helo:
-        add(("helo_name", helo))
+        attrs.append(("helo_name", helo))
     if proto:
-        add(("protocol_name", proto))
-    add(_ADDR_TYPE_6 if ":" in addr else _ADDR_TYPE_4)
+        attrs.append(("protocol_name", proto))
+    attrs.append(_ADDR_TYPE_6 if ":" in addr else _ADDR_TYPE_4)
     if fwd and "IDENT" in fwd:
-        add(("log_ident", fwd["IDENT"]))
+        attrs.append(("log_ident", fwd["IDENT"]))
     if client.sasl_method:
-        add(("sasl_method", client.sasl_method))
-        add(("sasl_username", client.sasl_username or ""))
+        attrs.append(("sasl_method", client.sasl_method))
+        attrs.append(("sasl_username", client.sasl_username or ""))
     if fwd and "SOURCE" in fwd:
         local = fwd["SOURCE"] == "LOCAL"
     else:

@@ -730,10 +730,7 @@ class SessionCore:
             txn.session = self
             self._add_recipient(rcpt)
             return
-        self._open_other(rcpt)
 
-    def _open_other(self, rcpt):
-        """_open() of a sink whose transactions are not direct."""
         def opened(txn):
             self.txn = txn
             self._direct = False
@@ -750,7 +747,7 @@ class SessionCore:
             self._c_respond("rcpt", self._sink_failed(exc))
 
         try:
-            result = self.service.sink.begin(self.client, self.envelope)
+            result = sink.begin(self.client, self.envelope)
         except Exception as exc:  # noqa: BLE001
             failed(exc)
             return
