@@ -91,5 +91,6 @@ cdef class SessionCore:
     cdef _c_committed(self, verb, reply_ok, queue_id)
     cdef _c_commit_failed(self, verb, exc)
     cdef _c_sink_wait(self, int what, verb, fn)
+    cdef bint _c_sink_resume(self) except -1
     cdef _c_log_client(self, txn)
     cdef _c_id_refused(self, verb, exc)

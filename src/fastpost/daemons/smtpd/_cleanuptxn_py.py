@@ -239,7 +239,9 @@ class CleanupTransaction:
 
     def _c_send_frame(self, op, extra):
         """A frame with the recipients and content not sent yet, to the connection's
-        next write."""
+        next write: CleanupTxn._flush_data's work, compiled here (a cdef class cannot
+        derive from CleanupTxn, a Python class; calling its method would put an
+        interpreted call back on every message)."""
         frame = {"o": op, "t": self.tid}
         if self._rcpts:
             frame["r"] = self._rcpts

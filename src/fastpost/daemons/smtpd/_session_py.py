@@ -531,6 +531,18 @@ class SessionCore:
         self._sink_verb = verb
         self._sink_fn = fn
 
+    def _c_sink_resume(self):
+        """The wait is over (as _resumed() after a future): False when the session
+        closed meanwhile."""
+        self._sink_wait = 0
+        self._sink_verb = None
+        self._sink_fn = None
+        self._busy = False
+        if self.transport is None or self._closed:
+            return False
+        self._last_io = self.loop.time()
+        return True
+
     def _sink_opened(self, txn):
         """A direct transaction has its queue ID, or cleanup refused it (txn.refusal):
         the client= line, then a DATA or BDAT that waited for it goes on."""
@@ -542,13 +554,8 @@ class SessionCore:
         if self._sink_wait != 1:
             return
         verb, then = self._sink_verb, self._sink_fn
-        self._sink_wait = 0
-        self._sink_verb = None
-        self._sink_fn = None
-        self._busy = False
-        if self.transport is None or self._closed:
+        if not self._c_sink_resume():
             return
-        self._last_io = self.loop.time()
         if refusal is None:
             then()
         else:
@@ -562,13 +569,8 @@ class SessionCore:
         if self._sink_wait != 2 or self.txn is not txn:
             return  # reset meanwhile
         verb, reply_ok = self._sink_verb, self._sink_fn
-        self._sink_wait = 0
-        self._sink_verb = None
-        self._sink_fn = None
-        self._busy = False
-        if self.transport is None or self._closed:
+        if not self._c_sink_resume():
             return
-        self._last_io = self.loop.time()
         if exc is None:
             self._c_committed(verb, reply_ok, queue_id)
         else:
