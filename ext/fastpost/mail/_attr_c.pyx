@@ -48,7 +48,7 @@ cdef int _reserve(Writer *w, Py_ssize_t n) except -1:
     cdef char *grown
     if need <= w.cap:
         return 0
-    cap = w.cap * 2 if w.cap else 256
+    cap = w.cap * 2 if w.cap else 4096  # (one message's frames, mostly, without regrowing)
     while cap < need:
         cap *= 2
     grown = <char *>PyMem_Realloc(w.buf, cap)
@@ -115,6 +115,13 @@ cdef int _put_value(Writer *w, object value, str name) except -1:
     if isinstance(value, str):
         _put_byte(w, TAG_STR)
         _put_text(w, <str>value)
+    elif isinstance(value, (list, tuple)):
+        # (before the type checks below that are not flag tests: an attribute list
+        # such as smtpd's OPEN frame is mostly pairs)
+        _put_byte(w, TAG_LIST)
+        _put_varint(w, <uint64_t>len(value))
+        for item in value:
+            _put_value(w, item, name)
     elif isinstance(value, bytes):
         _put_byte(w, TAG_BYTES)
         _put_chunk(w, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
@@ -139,11 +146,6 @@ cdef int _put_value(Writer *w, object value, str name) except -1:
         _put_byte(w, TAG_DICT)
         _put_varint(w, <uint64_t>len(<dict>value))
         _put_pairs(w, <dict>value)
-    elif isinstance(value, (list, tuple)):
-        _put_byte(w, TAG_LIST)
-        _put_varint(w, <uint64_t>len(value))
-        for item in value:
-            _put_value(w, item, name)
     else:
         raise TypeError(f"attribute {name!r}: cannot encode a value of type {type(value).__name__}")
     return 0

@@ -27,8 +27,10 @@ from hypothesis import strategies as st
 from fastpost.daemons.smtpd import _session_py
 from fastpost.daemons.smtpd.service import SmtpdService
 from fastpost.daemons.smtpd.session import SessionLogic, SmtpdProtocol, _SLOTS
+from fastpost.daemons.smtpd.sink import SinkError
 from fastpost.daemons.smtpd.testing import CapturedLog
 from fastpost.mail.config import Config
+from fastpost.smtp import replies
 from fastpost.util import log
 
 pytest.importorskip("fastpost.daemons.smtpd._session_c")
@@ -74,18 +76,24 @@ def test_one_source_two_builds():
 
 
 class MemorySink:
-    """Every message accepted, kept in memory (queue IDs counted). ``deferred``: as
-    CleanupSink, the queue ID (``id_pending``) and the commit come in a later turn of
-    the loop."""
+    """Every message accepted, kept in memory (queue IDs counted). Modes: "now" (the
+    answers at once), "deferred" (the queue ID as ``id_pending`` and the commit as a
+    future, in a later turn of the loop), "direct" (as CleanupSink: a direct
+    transaction that calls the session back in a later turn; sink.py), "refused"
+    (direct, and the queue ID refused as by a full disk)."""
 
-    def __init__(self, loop, deferred=False):
+    def __init__(self, loop, mode="now"):
         self.n = 0
         self.messages = []
         self.loop = loop
-        self.deferred = deferred
+        self.deferred = mode == "deferred"
+        self.direct = mode in ("direct", "refused")
+        self.refuse = mode == "refused"
 
     def begin(self, client, envelope):
         self.n += 1
+        if self.direct:
+            return DirectTxn(self, f"Q{self.n:05d}")
         return MemoryTxn(self, f"Q{self.n:05d}")
 
 
@@ -112,6 +120,37 @@ class MemoryTxn:
 
     def abort(self):
         pass
+
+
+class DirectTxn(MemoryTxn):
+    """A direct transaction (sink.py): the session is called back, no futures."""
+
+    direct = True
+
+    def __init__(self, sink, queue_id):
+        self.sink, self.queue_id, self.rcpts, self.parts = sink, "", [], []
+        self.refusal = self.session = None
+        sink.loop.call_soon(self._opened, queue_id)
+
+    def _opened(self, queue_id):
+        if self.sink.refuse:
+            self.refusal = SinkError(replies.INSUFFICIENT_STORAGE)
+        else:
+            self.queue_id = queue_id
+        if self.session is not None:
+            self.session._sink_opened(self)
+
+    def finish(self):
+        self.sink.messages.append((self.queue_id, self.rcpts, b"".join(self.parts)))
+        self.sink.loop.call_soon(self._answered)
+
+    def _answered(self):
+        session, self.session = self.session, None
+        if session is not None:
+            session._sink_answered(self, self.queue_id, None)
+
+    def abort(self):
+        self.session = None
 
 
 class RecordingTransport(asyncio.Transport):
@@ -167,7 +206,11 @@ OPTION_SETS = [
     "smtpd_recipient_limit = 2\nsmtpd_recipient_overshoot_limit = 1\n",
     "smtpd_helo_required = yes\nsmtpd_forbid_unauth_pipelining = yes\n",
     "mynetworks = 10.0.0.0/8\nsmtpd_recipient_restrictions = reject_unauth_destination\n",
+    "",
+    "smtpd_hard_error_limit = 6\n",
 ]
+#: The sink of each option set (MemorySink's modes).
+SINK_MODES = ["now", "deferred", "direct", "now", "deferred", "direct", "refused"]
 
 _log = CapturedLog()
 
@@ -180,7 +223,7 @@ def services(tmp_path_factory):
     for i, extra in enumerate(OPTION_SETS):
         d = tmp_path_factory.mktemp(f"core{i}")
         cfg = Config(str(d), text=MAIN_CF + extra + f"queue_directory = {d}\n")
-        out.append(SmtpdService.from_config(cfg, sink=MemorySink(loop, i % 2 == 1), loop=loop))
+        out.append(SmtpdService.from_config(cfg, sink=MemorySink(loop, SINK_MODES[i]), loop=loop))
     yield out
     loop.close()
 
@@ -269,9 +312,10 @@ def test_compiled_core_matches_reference(services, script):
     assert compiled == reference
 
 
-def test_a_whole_transaction_both_ways(services):
+@pytest.mark.parametrize("which", [0, 1, 5], ids=["now", "deferred", "direct"])
+def test_a_whole_transaction_both_ways(services, which):
     """A plain session end to end: the same replies, log lines and stored message."""
-    service = services[0]
+    service = services[which]
     script = [b"EHLO client.example.com\r\n", b"MAIL FROM:<sender@example.com>\r\n",
               b"RCPT TO:<rcpt@example.net>\r\n", b"DATA\r\n", b"Subject: x\r\n\r\nhi\r\n.\r\n",
               b"QUIT\r\n"]
@@ -286,3 +330,19 @@ def test_a_whole_transaction_both_ways(services):
     assert stored[2].endswith(b"Subject: x\r\n\r\nhi\r\n")
     last_log = compiled[-1][3]
     assert any("disconnect from" in line and "commands=5" in line for line in last_log)
+
+
+def test_a_refused_queue_id_answers_data_both_ways(services):
+    """A direct transaction whose queue ID is refused (cleanup's full disk): DATA gets
+    the refusal, again at a second DATA, and RSET starts over; nothing is stored."""
+    service = services[6]
+    stored = len(service.sink.messages)
+    script = [b"EHLO client.example.com\r\n", b"MAIL FROM:<sender@example.com>\r\n",
+              b"RCPT TO:<rcpt@example.net>\r\n", b"DATA\r\n", b"DATA\r\n", b"RSET\r\n",
+              b"QUIT\r\n"]
+    compiled = _play(service, SmtpdProtocol, script, False)
+    reference = _play(service, ReferenceProtocol, script, False)
+    assert compiled == reference
+    replies_ = b"".join(step[0] for step in compiled)
+    assert replies_.count(b"452 4.3.1 Insufficient system storage\r\n") == 2
+    assert b"354" not in replies_ and len(service.sink.messages) == stored

@@ -64,6 +64,10 @@ cdef class SessionCore:
     cdef public object _real_client
     cdef public object _anvil_ident
     cdef public bint _anvil_unknown
+    cdef public bint _direct
+    cdef public int _sink_wait
+    cdef public object _sink_verb
+    cdef public object _sink_fn
 
     cdef _c_received(self, Py_ssize_t nbytes)
     cdef _c_pause_reading(self)
@@ -84,3 +88,9 @@ cdef class SessionCore:
     cdef _c_reset_transaction(self)
     cdef _eom_checked(self, decision, verb, reply_ok)
     cdef _rcpt_checked(self, decision, event, address)
+    cdef _c_committed(self, verb, reply_ok, queue_id)
+    cdef _c_commit_failed(self, verb, exc)
+    cdef _c_sink_wait(self, int what, verb, fn)
+    cdef bint _c_sink_resume(self) except -1
+    cdef _c_log_client(self, txn)
+    cdef _c_id_refused(self, verb, exc)

@@ -9,6 +9,8 @@ Postfix counterpart: src/smtpd/ (smtpd(8)).
                   reject_unauth_destination)
     sink.py       the MessageSink seam
     cleanupsink.py CleanupSink: the cleanup client as the MessageSink (the daemon's)
+    _cleanuptxn_py.py  its per-message path (begin, the transaction that calls the
+                  session back), compiled as _cleanuptxn_c (one source)
     testsink.py   FileTestSink: messages as files, for tests and benchmarks only
     tls.py        the SSLContext from smtpd_tls_*
     received.py   the Received: header

@@ -116,7 +116,7 @@ class SessionCore:
                  "_in_data", "envelope", "txn", "junk", "overshoot", "_data_rejected",
                  "_received_done", "_skip_log", "_greeted", "_timer", "_timeout",
                  "_auth_state", "_counted_addr", "_real_client", "_anvil_ident",
-                 "_anvil_unknown")
+                 "_anvil_unknown", "_direct", "_sink_wait", "_sink_verb", "_sink_fn")
 
     def __init__(self, service):
         self.service = service
@@ -155,6 +155,14 @@ class SessionCore:
         self._anvil_ident = None  # counted by anvil at connect
         #: The real client may send XCLIENT: anvil knows nothing of it (no limits).
         self._anvil_unknown = False
+        #: txn is a direct transaction (sink.py): it calls _sink_opened/_sink_answered
+        self._direct = False
+        #: what the session waits for from a direct transaction: 0 nothing, 1 the queue
+        #: ID (DATA/BDAT: _sink_verb, then _sink_fn()), 2 the commit (the final reply
+        #: to _sink_verb, made by _sink_fn(queue_id))
+        self._sink_wait = 0
+        self._sink_verb = None
+        self._sink_fn = None
 
     # ---------------------------------------------------------------- reading
 
@@ -387,6 +395,10 @@ class SessionCore:
         return self._c_refused(decision, verb)
 
     def _c_abort_txn(self):
+        if self._sink_wait:  # (the session is closing: what it waited for is moot)
+            self._sink_wait = 0
+            self._sink_verb = None
+            self._sink_fn = None
         if self.txn is not None:
             txn, self.txn = self.txn, None
             try:
@@ -469,18 +481,21 @@ class SessionCore:
             self._c_respond(verb, replies.WRITE_ERROR)
             return
 
+        if self._direct:
+            # The answer comes to _sink_answered (no future between them).
+            try:
+                txn.finish()
+            except Exception as exc:  # noqa: BLE001
+                self._c_commit_failed(verb, exc)
+                return
+            self._c_sink_wait(2, verb, reply_ok)
+            return
+
         def done(queue_id):
-            self.txn = None  # committed: nothing to abort
-            self._c_reset_transaction()
-            self.errors = 0
-            self.junk = 0
-            self.where = "END-OF-MESSAGE"
-            self._c_respond(verb, reply_ok(str(queue_id)))
+            self._c_committed(verb, reply_ok, queue_id)
 
         def failed(exc):
-            reply = self._sink_failed(exc)
-            self._c_reset_transaction()
-            self._c_respond(verb, reply)
+            self._c_commit_failed(verb, exc)
 
         try:
             result = txn.finish()
@@ -491,6 +506,78 @@ class SessionCore:
             self._await(result, done, failed)
         else:
             done(result)
+
+    def _c_committed(self, verb, reply_ok, queue_id):
+        self.txn = None  # committed: nothing to abort
+        self._c_reset_transaction()
+        self.errors = 0
+        self.junk = 0
+        self.where = "END-OF-MESSAGE"
+        self._c_respond(verb, reply_ok(str(queue_id)))
+
+    def _c_commit_failed(self, verb, exc):
+        reply = self._sink_failed(exc)
+        self._c_reset_transaction()
+        self._c_respond(verb, reply)
+
+    # ---------------------------------------------------------------- direct transactions
+
+    def _c_sink_wait(self, what, verb, fn):
+        """Wait for a direct transaction's answer (1: the queue ID, 2: the commit), as
+        _await() waits for a future: busy, replies so far written."""
+        self._busy = True
+        self._c_flush()
+        self._sink_wait = what
+        self._sink_verb = verb
+        self._sink_fn = fn
+
+    def _c_sink_resume(self):
+        """The wait is over (as _resumed() after a future): False when the session
+        closed meanwhile."""
+        self._sink_wait = 0
+        self._sink_verb = None
+        self._sink_fn = None
+        self._busy = False
+        if self.transport is None or self._closed:
+            return False
+        self._last_io = self.loop.time()
+        return True
+
+    def _sink_opened(self, txn):
+        """A direct transaction has its queue ID, or cleanup refused it (txn.refusal):
+        the client= line, then a DATA or BDAT that waited for it goes on."""
+        if self.txn is not txn:
+            return  # reset meanwhile
+        refusal = txn.refusal
+        if refusal is None:
+            self._c_log_client(txn)
+        if self._sink_wait != 1:
+            return
+        verb, then = self._sink_verb, self._sink_fn
+        if not self._c_sink_resume():
+            return
+        if refusal is None:
+            then()
+        else:
+            self._c_id_refused(verb, refusal)
+        if not self._busy:
+            self._resume_reading()
+            self._c_run()
+
+    def _sink_answered(self, txn, queue_id, exc):
+        """A direct transaction's commit: cleanup's 250 (``exc`` None) or its refusal."""
+        if self._sink_wait != 2 or self.txn is not txn:
+            return  # reset meanwhile
+        verb, reply_ok = self._sink_verb, self._sink_fn
+        if not self._c_sink_resume():
+            return
+        if exc is None:
+            self._c_committed(verb, reply_ok, queue_id)
+        else:
+            self._c_commit_failed(verb, exc)
+        if not self._busy:
+            self._resume_reading()
+            self._c_run()
 
     def _on_mail(self, event):
         self.where = "MAIL"
@@ -631,18 +718,29 @@ class SessionCore:
 
     def _open(self, rcpt):
         """Begin the sink transaction at the first accepted recipient."""
+        sink = self.service.sink
+        if getattr(sink, "direct", False):
+            # CleanupSink: a direct transaction, which calls _sink_opened and
+            # _sink_answered itself (sink.py).
+            try:
+                txn = sink.begin(self.client, self.envelope)
+            except Exception as exc:  # noqa: BLE001
+                self._c_respond("rcpt", self._sink_failed(exc))
+                return
+            self.txn = txn
+            self._direct = True
+            txn.session = self
+            self._add_recipient(rcpt)
+            return
+
         def opened(txn):
             self.txn = txn
+            self._direct = False
             pending = getattr(txn, "id_pending", None)
             if pending is not None and not pending.done():
-                # The sink answers with the queue ID later (CleanupSink): reply to RCPT
-                # now, log the client= line when the ID comes, wait for it at DATA.
-                if hasattr(txn, "on_id"):
-                    # The sink calls _id_arrived itself when the ID comes (no future
-                    # callback, no loop handle; CleanupSink's on_id).
-                    txn.on_id = self._id_arrived
-                else:
-                    pending.add_done_callback(lambda f, txn=txn: self._id_arrived(txn, f))
+                # The sink answers with the queue ID later: reply to RCPT now, log the
+                # client= line when the ID comes, wait for it at DATA.
+                pending.add_done_callback(lambda f, txn=txn: self._id_arrived(txn, f))
             else:
                 self._id_arrived(txn, pending)
             self._add_recipient(rcpt)
@@ -651,7 +749,7 @@ class SessionCore:
             self._c_respond("rcpt", self._sink_failed(exc))
 
         try:
-            result = self.service.sink.begin(self.client, self.envelope)
+            result = sink.begin(self.client, self.envelope)
         except Exception as exc:  # noqa: BLE001
             failed(exc)
             return
@@ -664,8 +762,14 @@ class SessionCore:
         """The transaction has its queue ID (or the sink refused it: kept for DATA)."""
         if pending is not None and (pending.cancelled() or pending.exception() is not None):
             return  # _when_opened answers DATA/BDAT with the refusal
-        if self.txn is not txn or self.envelope is None:
+        if self.txn is not txn:
             return  # reset meanwhile
+        self._c_log_client(txn)
+
+    def _c_log_client(self, txn):
+        """The envelope's queue ID, and the ``QUEUEID: client=`` line."""
+        if self.envelope is None:
+            return
         self.envelope.queue_id = txn.queue_id
         c = self.client
         extra = ""
@@ -682,6 +786,14 @@ class SessionCore:
     def _when_opened(self, verb, then):
         """Call ``then()`` once the transaction has its queue ID; a refusal answers ``verb``."""
         txn = self.txn
+        if txn is not None and self._direct:
+            if txn.queue_id:
+                then()
+            elif txn.refusal is not None:
+                self._c_id_refused(verb, txn.refusal)
+            else:
+                self._c_sink_wait(1, verb, then)
+            return
         pending = getattr(txn, "id_pending", None) if txn is not None else None
         if pending is None or (pending.done() and not pending.cancelled()
                                and pending.exception() is None):
@@ -689,18 +801,23 @@ class SessionCore:
             return
 
         def refused(exc):
-            reply = self._sink_failed(exc)
-            if verb == "bdat":
-                self._data_rejected = reply
-                self._c_abort_txn()
-            else:  # as a refused DATA: the transaction stays until RSET (DATA again: again)
-                self._c_respond(verb, reply)
+            self._c_id_refused(verb, exc)
 
         if pending.done():
             refused(SinkError(log="the message transaction was cancelled") if pending.cancelled()
                     else pending.exception())
         else:
             self._await(pending, lambda _qid: then(), refused)
+
+    def _c_id_refused(self, verb, exc):
+        """The sink refused the transaction (cleanup's answer to OPEN): the reply to
+        DATA or BDAT."""
+        reply = self._sink_failed(exc)
+        if verb == "bdat":
+            self._data_rejected = reply
+            self._c_abort_txn()
+        else:  # as a refused DATA: the transaction stays until RSET (DATA again: again)
+            self._c_respond(verb, reply)
 
     # ---------------------------------------------------------------- connection, greeting, HELO/EHLO
 

@@ -8,7 +8,8 @@ SmtpdProtocol is an asyncio.BufferedProtocol, one per connection, run by uvloop 
 asyncio. There is no coroutine per line: received bytes go from the process's shared
 read buffer into the ServerConnection, and the protocol pulls events and answers
 them in a plain loop. Only three things wait: a Policy or MessageSink call that
-returns an awaitable, the TLS handshake, and the error sleep; while one is pending,
+returns an awaitable (or, without a future, a direct transaction's answer: CleanupSink's,
+sink.py), the TLS handshake, and the error sleep; while one is pending,
 reading from that client is paused and its events stay queued, and every other
 session carries on. Replies produced in one pass are written with one write.
 

@@ -25,6 +25,24 @@ transaction. Any other exception is treated the same way and logged as a warning
 An awaitable result makes the session stop reading from that client until it
 completes; other clients carry on.
 
+Direct transactions (a sink whose ``direct`` is true: CleanupSink). Instead of
+futures, the transaction calls the session back when the sink answers, and the
+session waits without a future between them (no loop handle, no callback objects per
+message):
+
+    txn = sink.begin(client, envelope)        -> Transaction (never an awaitable)
+    txn.session = session                     the session, set by it at once
+    session._sink_opened(txn)                 txn.queue_id is known (the session logs
+                                              ``client=`` and goes on with DATA/BDAT),
+                                              or the sink refused it: txn.refusal, a
+                                              SinkError, is the reply to DATA/BDAT
+    txn.finish()                              -> None: the answer comes to
+    session._sink_answered(txn, queue_id, exc)   exc None: durably stored
+    txn.abort()                               also drops txn.session
+
+The transaction drops its reference to the session when no answer can follow (and
+at abort), so that neither keeps the other alive.
+
 Diagnostics: SinkError.
 """
 
@@ -70,6 +88,9 @@ class Transaction:
 
 class MessageSink:
     """Where messages go (interface; see the module docstring)."""
+
+    #: True: begin() returns direct transactions (module docstring)
+    direct = False
 
     def begin(self, client: ClientInfo, envelope: Envelope):
         """Open a transaction for envelope; return it (or an awaitable of it)."""

@@ -166,6 +166,8 @@ class FileTestSink(MessageSink):
 class NullSink:
     """Every message accepted at once under one queue ID, nothing kept (benchmarks)."""
 
+    direct = False  # (sink.py; read by the session at every message)
+
     class _Txn:
         def __init__(self, queue_id: str):
             self.queue_id = queue_id
