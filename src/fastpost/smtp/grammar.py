@@ -414,6 +414,9 @@ def xtext_decode(text: str, *, strict: bool = True) -> str | None:
 
 def xtext_encode(text: str) -> str:
     """Return text as xtext: "+", "=" and characters outside 33..126 as +HH (UTF-8)."""
+    if text.isascii() and text.isprintable() and " " not in text and "+" not in text \
+            and "=" not in text:
+        return text  # 33..126 without "+" and "=": nothing to encode (the usual address)
     out = []
     for byte in text.encode("utf-8", "surrogateescape"):
         if 33 <= byte <= 126 and byte not in (0x2B, 0x3D):

@@ -173,6 +173,19 @@ def test_xtext_round_trip(text):
     assert grammar.xtext_decode(encoded) == text
 
 
+def _xtext_bytewise(text):
+    return "".join(chr(b) if 33 <= b <= 126 and b not in (0x2B, 0x3D) else f"+{b:02X}"
+                   for b in text.encode("utf-8", "surrogateescape"))
+
+
+@given(st.text(max_size=40) | st.text(st.characters(min_codepoint=0, max_codepoint=130), max_size=40))
+def test_xtext_encode_is_bytewise(text):
+    # the shortcut for text with nothing to encode gives what the byte loop gives
+    assert grammar.xtext_encode(text) == _xtext_bytewise(text)
+    assert grammar.xtext_encode("rfc822-user@example.com") == "rfc822-user@example.com"
+    assert grammar.xtext_encode("a+b=c d\x7f\x1f") == "a+2Bb+3Dc+20d+7F+1F"
+
+
 def test_xtext_lenient():
     assert grammar.xtext_decode("+2", strict=False) == "+2"
     assert grammar.xtext_decode("+2", strict=True) is None

@@ -126,7 +126,10 @@ class Entry:
         self.seq = 0
 
     def __lt__(self, other: "Entry") -> bool:
-        return (self.vtime, self.seq) < (other.vtime, other.seq)
+        # (vtime, seq) order without building two tuples per comparison (the heaps
+        # compare ~10 times per message)
+        v, w = self.vtime, other.vtime
+        return v < w or (v == w and self.seq < other.seq)
 
 
 class Queue:

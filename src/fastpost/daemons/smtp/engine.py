@@ -70,6 +70,7 @@ from fastpost.util import log
 __all__ = ["Engine", "xforward_groups"]
 
 _STALE = object()  # a cached session the server had closed: try again, uncounted
+_NEXTHOP_CACHE = 1000  # parsed next hops kept (Engine._nexthops)
 
 
 class _Failure:
@@ -154,6 +155,9 @@ class Engine:
             except ValueError as exc:
                 log.warn("%sfallback_relay: %s: ignored", settings.prefix, exc)
         self.deliveries = 0
+        #: next hops parsed before (Destinations are immutable): most requests name one
+        #: of a few, and parsing it again per message costs more than the lookup
+        self._nexthops: dict[str, tuple] = {}
 
     # -- the request ---------------------------------------------------------------------
 
@@ -198,12 +202,18 @@ class Engine:
         st.sender = sender
         st.raw = raw
         st.conn_time = started
-        try:
-            dests = parse_nexthop(request.nexthop, lmtp=self.s.lmtp,
-                                  default_port=self.default_port)
-        except ValueError as exc:
-            log.warn("%s: %s", request.queue_id, exc)
-            return self._all(request, started, DEFERRED, "4.3.5", str(exc))
+        parsed = self._nexthops.get(request.nexthop)
+        if parsed is None:
+            try:
+                parsed = tuple(parse_nexthop(request.nexthop, lmtp=self.s.lmtp,
+                                             default_port=self.default_port))
+            except ValueError as exc:
+                log.warn("%s: %s", request.queue_id, exc)
+                return self._all(request, started, DEFERRED, "4.3.5", str(exc))
+            if len(self._nexthops) >= _NEXTHOP_CACHE:
+                self._nexthops.clear()
+            self._nexthops[request.nexthop] = parsed
+        dests = list(parsed)
         texts = {d.text.lower() for d in dests}
         dests += [d for d in self.fallback if d.text.lower() not in texts]
         for index, dest in enumerate(dests):

@@ -256,10 +256,18 @@ class Session:
         if not out:
             return
         try:
-            self.writer.write(out)
-            await asyncio.wait_for(self.writer.drain(), self.s.timeout_for(
-                stage if stage in ("greeting", "helo", "lhlo", "starttls", "mail", "rcpt", "data",
-                                   "body", "dot", "rset", "quit") else "helo") or None)
+            writer = self.writer
+            writer.write(out)
+            if writer.transport.get_write_buffer_size():
+                async with asyncio.timeout(self.s.timeout_for(
+                        stage if stage in ("greeting", "helo", "lhlo", "starttls", "mail", "rcpt",
+                                           "data", "body", "dot", "rset", "quit") else "helo") or None):
+                    await writer.drain()
+            else:
+                # Nothing left in the transport's buffer, so writing is not paused and
+                # drain() cannot wait: no time-out to arm (it still raises what it raises
+                # for a lost connection).
+                await writer.drain()
         except (asyncio.TimeoutError, TimeoutError):
             self.broken = True
             raise SiteError("4.4.2", f"conversation with {self.name_addr} timed out while "
@@ -286,7 +294,9 @@ class Session:
                     raise self._lost(stage)
                 return event
             try:
-                data = await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
+                # asyncio.timeout, not wait_for: no task per read
+                async with asyncio.timeout(timeout):
+                    data = await self.reader.read(READ_SIZE)
             except (asyncio.TimeoutError, TimeoutError):
                 self.broken = True
                 raise SiteError("4.4.2", f"conversation with {self.name_addr} timed out "

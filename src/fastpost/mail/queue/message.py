@@ -63,6 +63,8 @@ _RCPT_RECORDS = frozenset({R.REC_TYPE_RCPT, R.REC_TYPE_DONE, R.REC_TYPE_ORCP, R.
 
 #: cleanup's common-case envelope kernel (see QueueFileBuilder.plain_envelope).
 _envblock = select("fastpost.mail._envblock_c", "fastpost.mail._envblock_py")
+#: the record walk of every reader (parse, read_envelope, record_at).
+_qwalk = select("fastpost.mail.queue._qwalk_c", "fastpost.mail.queue._qwalk_py")
 
 
 class CorruptQueueFile(ValueError):
@@ -502,78 +504,27 @@ def record_at(data, pos: int) -> tuple[int, int, int]:
 
     CorruptQueueFile for a type byte of 0, a bad length, or a record past the end.
     """
-    size = len(data)
-    if pos >= size:
-        raise CorruptQueueFile(f"unexpected end of file at offset {pos}")
-    rtype = data[pos]
-    if rtype == 0:
-        raise CorruptQueueFile(f"illegal record type 0 at offset {pos}")
-    p = pos + 1
-    length = 0
-    shift = 0
-    while True:
-        if p >= size:
-            raise CorruptQueueFile(f"truncated record at offset {pos}")
-        byte = data[p]
-        p += 1
-        length |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            break
-        shift += 7
-        if shift > 28:
-            raise CorruptQueueFile(f"illegal length varint at offset {pos}, record type {rtype}")
-    if length > MAX_RECORD or p + length > size:
-        raise CorruptQueueFile(f"illegal length {length} at offset {pos}, record type {rtype}")
-    return rtype, p, p + length
+    try:
+        return _qwalk.record_at(data, pos, MAX_RECORD)
+    except CorruptRecord as exc:
+        raise CorruptQueueFile(str(exc)) from None
 
 
-def read_records(data, follow_pointers: bool = True, skip_content: bool = False):
-    """Yield (offset, type, payload) of every record up to E, in logical order.
+def read_records(data, follow_pointers: bool = True, skip_content: bool = False) -> list:
+    """Return (offset, type, payload) of every record up to E, in logical order.
 
     Pointer records ("p", written by Postfix when a header or recipient is edited in
-    place) are followed unless ``follow_pointers`` is false (they are then yielded
-    like other records). With ``skip_content`` the content records are not yielded:
+    place) are followed unless ``follow_pointers`` is false (they are then listed
+    like other records). With ``skip_content`` the content records are left out:
     when the C record's data offset and content length point at an X record, reading
     jumps there. A pointer loop, a pointer out of the file, a record that does not
-    decode or a missing E record is CorruptQueueFile.
+    decode or a missing E record is CorruptQueueFile. (The walk is a kernel:
+    fastpost.mail.queue._qwalk_c, reference _qwalk_py.)
     """
-    size = len(data)
-    pos = 0
-    jumps = 0
-    xtra_hint = 0
-    in_content = False
-    while True:
-        if pos >= size:
-            raise CorruptQueueFile(f"no end record (file ends at offset {size})")
-        rtype, start, end = record_at(data, pos)
-        here, pos = pos, end
-        if rtype == R.REC_TYPE_PTR and follow_pointers:
-            target = _int(bytes(data[start:end]).strip() or b"0")
-            if target == 0:
-                continue  # a null pointer: go on with the next record
-            jumps += 1
-            if jumps > 100_000 or not 0 < target < size:
-                raise CorruptQueueFile(f"bad pointer record at offset {here}")
-            pos = target
-            continue
-        if here == 0 and rtype == R.REC_TYPE_SIZE:
-            fields = bytes(data[start:end]).split()
-            if len(fields) >= 2 and fields[0].isdigit() and fields[1].isdigit():
-                xtra_hint = int(fields[0]) + int(fields[1])
-        if rtype == R.REC_TYPE_MESG:
-            in_content = True
-            yield here, rtype, bytes(data[start:end])
-            if skip_content and xtra_hint and 0 < xtra_hint < size and data[xtra_hint] == R.REC_TYPE_XTRA \
-                    and xtra_hint >= pos:
-                pos = xtra_hint
-            continue
-        if rtype == R.REC_TYPE_XTRA:
-            in_content = False
-        elif in_content and skip_content and rtype in (R.REC_TYPE_NORM, R.REC_TYPE_CONT, R.REC_TYPE_DTXT):
-            continue
-        yield here, rtype, bytes(data[start:end])
-        if rtype == R.REC_TYPE_END:
-            return
+    try:
+        return _qwalk.walk_records(data, follow_pointers, skip_content, MAX_RECORD)
+    except CorruptRecord as exc:
+        raise CorruptQueueFile(str(exc)) from None
 
 
 def parse(data: bytes, *, keep_records: bool = False) -> ParsedMessage:
@@ -583,7 +534,7 @@ def parse(data: bytes, *, keep_records: bool = False) -> ParsedMessage:
     followed; padding and killed records skipped). Raise CorruptQueueFile for anything
     Postfix's qmgr would refuse: no C/T/S record, a record of the wrong section, no E.
     """
-    records = list(read_records(data, skip_content=not keep_records))
+    records = read_records(data, skip_content=not keep_records)
     if not records or records[0][1] != R.REC_TYPE_SIZE:
         raise CorruptQueueFile("first record is not a size record")
     fields = records[0][2].split()

@@ -578,7 +578,8 @@ class QueueStore:
         QueueError if there is no such message; CorruptMessage (after moving it to the
         corrupt queue, with a warning) when its stored bytes fail their checks.
         """
-        info = info or self.get(queue_id)
+        # where the bytes are is in the msg entry: the recipient list is not read
+        info = info or self.get(queue_id, recipients=False)
         if info is None:
             raise QueueError(f"{queue_id}: no such message")
         try:
