@@ -26,7 +26,9 @@ compiled (Cython, C) frames (py-spy --native, which stops the process per sample
 last run (``strace -c``, summary per worker in DIR; strace slows the worker, so that
 run's rate and CPU mean nothing).
 
-Prints a table: msgs/s median [min-max], CPU-ms per message by daemon, and the
+Each run's line ends with smtp-source's own CPU ms per message (the load generator
+shares the machine's CPUs with the MTA). Prints a table: msgs/s median [min-max],
+CPU-ms per message by daemon, and the
 fastpost/Postfix ratio pair by pair. Not part of the test suite.
 """
 
@@ -195,7 +197,8 @@ def main() -> int:
                     print(f"{kind:8} -s {sessions:<3} run {r + 1}: {res['rate']:8,.0f} msgs/s "
                           f"{'ok' if res['ok'] else 'FAILED ' + str(res['counts']) + str(res['complaints'])}"
                           f"  cpu-ms/msg {1000 * res['cpu_total'] / args.messages:.2f} "
-                          f"({fmt_cpu(res['cpu'], args.messages)})", file=sys.stderr)
+                          f"({fmt_cpu(res['cpu'], args.messages)}) "
+                          f"smtp-source {1000 * res['client_cpu'] / args.messages:.3f}", file=sys.stderr)
     finally:
         for inst in insts.values():
             inst.stop()
