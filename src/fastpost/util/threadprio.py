@@ -1,4 +1,4 @@
-"""Experiment: the kernel's priority of one thread, chosen by role from the environment.
+"""Experiment: the kernel's scheduling of one thread, chosen by role from the environment.
 
 Postfix counterpart: none (Postfix's daemons are single-threaded and run at the nice
 value the master was started with).
@@ -12,7 +12,8 @@ Measuring only (docs/accept.md, "Session 10: who runs first on two CPUs"):
   privilege; lowering it below the current value needs CAP_SYS_NICE, which the
   daemons have dropped by the time they call this;
 - ``batch`` or ``idle``: SCHED_BATCH or SCHED_IDLE (``sched_setscheduler(tid, ...)``),
-  which a thread may always choose for itself.
+  which a thread may always choose for itself; ``normal``: SCHED_OTHER, the default
+  policy (an explicit "off" side in paired runs).
 
 Roles used: ``index`` (the committer's index thread), ``commit`` (its I/O thread),
 ``cleanup`` (cleanup's event-loop thread), ``smtpd`` (smtpd's event-loop thread).
@@ -31,7 +32,7 @@ import threading
 
 from fastpost.util import log
 
-_POLICIES = {"batch": "SCHED_BATCH", "idle": "SCHED_IDLE"}
+_POLICIES = {"batch": "SCHED_BATCH", "idle": "SCHED_IDLE", "normal": "SCHED_OTHER"}
 
 
 def parse(text: str) -> dict[str, str]:

@@ -63,3 +63,12 @@ def test_policy(value, policy):
 
 def test_malformed_is_a_warning_not_an_error():
     assert threadprio.apply("index", environ={"FASTPOST_SCHED": "index=fast"}) is None
+
+
+def test_normal_returns_to_the_default_policy():
+    def batch_then_normal():
+        threadprio.apply("smtpd", environ={"FASTPOST_SCHED": "smtpd=batch"})
+        got = threadprio.apply("smtpd", environ={"FASTPOST_SCHED": "smtpd=normal"})
+        return got, os.sched_getscheduler(threading.get_native_id())
+
+    assert _in_thread(batch_then_normal)[0] == ("normal", os.SCHED_OTHER)
