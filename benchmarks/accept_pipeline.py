@@ -26,7 +26,10 @@ compiled (Cython, C) frames (py-spy --native, which stops the process per sample
 last run (``strace -c``, summary per worker in DIR; strace slows the worker, so that
 run's rate and CPU mean nothing).
 
-Prints a table: msgs/s median [min-max], CPU-ms per message by daemon, and the
+Each run's line ends with smtp-source's own CPU ms per message (the load generator
+shares the machine's CPUs with the MTA) and, for fastpost, the voluntary/involuntary
+context switches per message of its smtpd and cleanup workers (all threads). Prints a table: msgs/s median [min-max],
+CPU-ms per message by daemon, and the
 fastpost/Postfix ratio pair by pair. Not part of the test suite.
 """
 
@@ -93,6 +96,7 @@ def one_run(inst, sessions: int, messages: int, size: int, profile: str | None =
     # The purge (and the other MTA's run before it) left dirty pages and a journal to
     # write back: flush them before the clock starts, so that no run pays for another's.
     os.sync()
+    cs0 = switches(inst)
     mon = procs.ProcessMonitor(inst.master_pid()).start()
     spies = []
     if profile:
@@ -101,6 +105,8 @@ def one_run(inst, sessions: int, messages: int, size: int, profile: str | None =
         spies = start_strace(inst, syscalls, sessions)
     src = run_source(inst.port, sessions, messages, size)
     res = mon.stop()
+    cs1 = switches(inst)
+    cs = {name: tuple(b - a for a, b in zip(cs0[name], cs1[name])) for name in cs0 if name in cs1}
     for p in spies:
         if syscalls:
             p.send_signal(2)  # strace -c prints its summary when interrupted
@@ -110,7 +116,23 @@ def one_run(inst, sessions: int, messages: int, size: int, profile: str | None =
     ok = src["rc"] == 0 and not src["complaints"] and incoming == messages
     return {"rate": messages / src["seconds"], "ok": ok, "counts": counts,
             "complaints": src["complaints"][:3], "cpu": res["cpu_by_daemon"],
-            "cpu_total": res["cpu_total"], "client_cpu": src["cpu"]}
+            "cpu_total": res["cpu_total"], "client_cpu": src["cpu"], "switches": cs}
+
+
+def switches(inst) -> dict[str, tuple[int, int]]:
+    """{daemon: (voluntary, involuntary context switches)} summed over the threads of
+    fastpost's smtpd and cleanup workers ({} for C Postfix, whose smtpd processes come
+    and go during a run)."""
+    out: dict[str, tuple[int, int]] = {}
+    if inst.kind != "fastpost":
+        return out
+    for pid, (comm, *_rest) in procs.tree(inst.master_pid()).items():
+        name = procs.daemon_name(pid, comm)
+        if name in ("smtpd", "cleanup"):
+            stats = procs.thread_stats(pid).values()
+            v, i = out.get(name, (0, 0))
+            out[name] = (v + sum(t[3] for t in stats), i + sum(t[4] for t in stats))
+    return out
 
 
 def start_pyspy(inst, out: str, sessions: int) -> list:
@@ -195,7 +217,11 @@ def main() -> int:
                     print(f"{kind:8} -s {sessions:<3} run {r + 1}: {res['rate']:8,.0f} msgs/s "
                           f"{'ok' if res['ok'] else 'FAILED ' + str(res['counts']) + str(res['complaints'])}"
                           f"  cpu-ms/msg {1000 * res['cpu_total'] / args.messages:.2f} "
-                          f"({fmt_cpu(res['cpu'], args.messages)})", file=sys.stderr)
+                          f"({fmt_cpu(res['cpu'], args.messages)}) "
+                          f"smtp-source {1000 * res['client_cpu'] / args.messages:.3f}"
+                          + "".join(f" {name} cs {v / args.messages:.2f}/{i / args.messages:.2f}"
+                                    for name, (v, i) in sorted(res["switches"].items())),
+                          file=sys.stderr)
     finally:
         for inst in insts.values():
             inst.stop()

@@ -24,7 +24,9 @@ the GIL again):
                wake-up + the loop's GIL), and the whole spans;
   index thread the hand-over to the thread waking, the gather, the transaction (LMDB
                calls + its fdatasync + the GIL waits between them), the kernel's
-               fdatasync of the index, the post to _deliver.
+               fdatasync of the index, the post to _deliver, and the index lag (a
+               round's oldest batch handed over -> visible on the loop: how far
+               qmgr's view trails the acknowledgements).
 Last, the batches split by whether an index transaction was running when their sync
 started (the two files' syncs side by side) and when it returned (the index thread's
 Python beside the hand-off to the loop).
@@ -150,6 +152,9 @@ def main() -> int:
         if ix_tid in kernel:
             show("index fdatasync in the kernel (perf trace)", kernel[ix_tid])
         show("posted -> loop runs _deliver", [r[6] - r[5] for r in rounds])
+        # how far the index (and so qmgr, which learns of messages from it) trails the
+        # acknowledgements: the oldest batch of a round handed over -> visible on the loop
+        show("index lag: first batch handed over -> loop", [r[6] - r[2] for r in rounds if r[2]])
         # Does an index round slow the commit path down? Split the batches by whether an
         # index transaction was running at one instant (the sync's start, its return):
         # conditioning on an instant, not on overlap, keeps long syncs from being

@@ -35,7 +35,7 @@ Diagnostics: fatal (with file and line) for a bad setting or an unusable queue s
 
 from __future__ import annotations
 
-from fastpost.util import log
+from fastpost.util import log, threadprio
 
 _state: dict = {}
 
@@ -83,6 +83,9 @@ def _post_init(ctx) -> None:
     # thread is busy with other messages; at CPython's default switch interval (5 ms)
     # every acknowledgement could wait that long (docs/accept.md, "Performance").
     __import__("sys").setswitchinterval(SWITCH_INTERVAL)
+    # Measuring only (util/threadprio.py): the loop thread's priority; the committer's
+    # threads are running already and keep theirs.
+    threadprio.apply("cleanup")
     log.debug("%s", _accel.describe())
 
 

@@ -40,7 +40,7 @@ Diagnostics: none here; see each module.
 
 from __future__ import annotations  # noqa: E402 - after the docstring, as usual
 
-from fastpost.util import log  # noqa: E402
+from fastpost.util import log, threadprio  # noqa: E402
 
 _state: dict = {}
 
@@ -93,6 +93,7 @@ def _post_init(ctx) -> None:
     service.on_disconnect = ctx.disconnected
     # The maillog lines of one turn of the loop in one write (util/log.py).
     log.defer_file_writes(ctx.loop)
+    threadprio.apply("smtpd")  # measuring only (util/threadprio.py)
     log.debug("%s", _accel.describe())
 
 

@@ -16,7 +16,8 @@ UNIX socket (CleanupSink, the production daemon's sink; benchmarks/smtpd_gap.py 
 at a fake cleanup or at an instance's public/cleanup). Logs go to stdout in Postfix's
 format unless --quiet; with --maillog FILE they are appended to FILE once per turn of the
 loop, as the daemon writes maillog_file. --accept-handles N serves the listening socket
-through N descriptors, as the daemon does (4). SIGTERM or SIGINT stops it.
+through N descriptors, as the daemon does (4). FASTPOST_SCHED's ``smtpd`` role applies to each
+worker's loop thread as to the daemon's (util/threadprio.py). SIGTERM or SIGINT stops it.
 
 This is not the production daemon: the master's multi skeleton runs smtpd there,
 with the cleanup client as the sink.
@@ -36,7 +37,7 @@ import sys
 from fastpost.daemons.smtpd.service import SmtpdService
 from fastpost.daemons.smtpd.testsink import FileTestSink
 from fastpost.mail.config import Config, ConfigError
-from fastpost.util import log
+from fastpost.util import log, threadprio
 
 
 def _parse(argv):
@@ -90,6 +91,9 @@ def _worker(args, sock, config) -> None:
     else:
         sink = FileTestSink(args.spool, fsync=args.fsync, random_ids=True)
     service = SmtpdService.from_config(config, sink=sink, loop=loop)
+    # FASTPOST_SCHED's smtpd role, as the daemon's post_init applies it (measuring
+    # only: util/threadprio.py); a QueueSink's threads keep their scheduling
+    threadprio.apply("smtpd")
 
     if args.maillog:
         log.defer_file_writes(loop)

@@ -49,7 +49,9 @@ Parameters: fastpost_queue_segment_size, fastpost_queue_large_message_size,
 fastpost_queue_segment_prezero,
 line_length_limit, enable_long_queue_ids (through the store's settings); the
 FASTPOST_COMMIT_TRACE environment variable (measuring only: step times of every batch
-and index round, benchmarks/committer_gil.py).
+and index round, benchmarks/committer_gil.py); FASTPOST_SCHED (measuring only: the
+roles ``commit`` and ``index`` set the I/O and index threads' nice value or policy,
+util/threadprio.py).
 Diagnostics: InsufficientStorage (full disk or quota; nothing of the batch kept);
 OSError for other I/O errors; both reach every caller of the failed batch.
 """
@@ -76,7 +78,7 @@ from fastpost.mail.queue.queue_id import make_id
 from fastpost.mail.queue.segment import (
     InsufficientStorage, SegmentWriter, batch_frame, storage_error,
 )
-from fastpost.util import log
+from fastpost.util import log, threadprio
 
 #: Measuring only (benchmarks/committer_gil.py): a file name prefix; each process
 #: appends one line per commit batch and per index round with perf_counter() times
@@ -399,6 +401,7 @@ class Committer:
     # -- the I/O thread ---------------------------------------------------------------------
 
     def _io_main(self) -> None:
+        threadprio.apply("commit")
         get = self._io_jobs.get
         while True:
             if _INLINE and self._backlog:
@@ -588,6 +591,7 @@ class Committer:
         transaction per index round, not one per commit batch. A failed round is
         retried every INDEX_RETRY seconds, batches keep their order.
         """
+        threadprio.apply("index")
         get = self._ix_jobs.get
         stop = False
         timeout = None
