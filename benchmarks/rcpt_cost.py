@@ -13,11 +13,11 @@ counts do not move with the machine's load, so this is how a change of that cost
 judged here (benchmarks/README.md).
 
 For each case below, the benchmark runs under ``PYTHONHASHSEED=0 valgrind
---tool=callgrind`` at two sizes (N1, N2 sessions or messages after the same warm-up: smtpd_session_cpu.py warms up with
-min(2000, N) sessions, hence its 2000 and 4000)
-and with 1 and with ``--recipients`` R recipients each; per session:
-(Ir(N2) - Ir(N1)) / (N2 - N1), and per extra recipient the difference of the two
-per-session figures divided by R - 1.
+--tool=callgrind`` at two sizes (N1 = 500 and N2 = 1,500 sessions or messages; the
+warm-up of smtpd_session_cpu.py, min(2000, N) sessions, is counted with them: units())
+and with 1 and with ``--recipients`` R recipients each; per session or message:
+(Ir(N2) - Ir(N1)) / (units(N2) - units(N1)), and per extra recipient the difference of
+the two per-session figures divided by R - 1.
 
   engine          policy_check.py --config default --distinct: the restriction engine
                   alone (RCPT of the benchmark's main.cf: a new address every time,
@@ -48,19 +48,27 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-#: name -> (script, arguments, N1, N2, the thread to count: "" whole process, else "-01"...)
+#: name -> (script, arguments, the size option, N1, N2, the thread to count: "" the
+#: whole process, else callgrind's "-01"... of --separate-threads)
 CASES = {
-    "engine": ("policy_check.py", ["--config", "default", "--distinct", "--repeat", "1"],
-               "--count", 1000, 3000, ""),
+    "engine": ("policy_check.py", ["--config", "default", "--distinct", "--repeat", "1",
+                                   "--warmup", "500"], "--count", 500, 1500, ""),
     "engine-typical": ("policy_check.py", ["--config", "typical", "--rotate", "100",
-                                           "--repeat", "1"], "--count", 1000, 3000, ""),
+                                           "--repeat", "1", "--warmup", "500"],
+                       "--count", 500, 1500, ""),
     "smtpd": ("smtpd_session_cpu.py", ["--sink", "null", "--distinct", "--repeat", "1",
-                                       "--gc", "freeze"], "--sessions", 2000, 4000, ""),
+                                       "--gc", "freeze"], "--sessions", 500, 1500, ""),
     "cleanup": ("cleanup_loop.py", ["--distinct", "--runs", "1", "--index-map-size",
-                                    "1073741824"], "--messages", 1000, 3000, "-01"),
+                                    "1073741824"], "--messages", 500, 1500, "-01"),
     "cleanup-same": ("cleanup_loop.py", ["--runs", "1", "--index-map-size", "1073741824"],
-                     "--messages", 1000, 3000, "-01"),
+                     "--messages", 500, 1500, "-01"),
 }
+
+
+def units(case: str, n: int) -> int:
+    """Sessions or messages a run of size n does, its warm-up included: smtpd_session_cpu.py
+    warms up with min(2000, n) sessions; the others' warm-ups do not depend on n."""
+    return n + min(2000, n) if case == "smtpd" else n
 
 
 def instructions(out: str, thread: str) -> int:
@@ -113,7 +121,8 @@ def main() -> int:
           f"{'per extra rcpt':>15}")
     for case in cases:
         _s, _a, _o, n1, n2, _t = CASES[case]
-        per = {r: (ir[case, r, n2] - ir[case, r, n1]) / (n2 - n1) for r in (1, args.recipients)}
+        per = {r: (ir[case, r, n2] - ir[case, r, n1]) / (units(case, n2) - units(case, n1))
+               for r in (1, args.recipients)}
         extra = (per[args.recipients] - per[1]) / (args.recipients - 1)
         print(f"{case:16} {per[1]:17,.0f} {per[args.recipients]:18,.0f} {extra:15,.0f}")
     return 0
