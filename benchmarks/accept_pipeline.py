@@ -2,8 +2,8 @@
 """Durable accept through smtpd and cleanup, next to C Postfix, without an access policy.
 
     sudo .venv/bin/python benchmarks/accept_pipeline.py [--messages N] [--runs R]
-        [--sessions 20,100] [--size BYTES] [--only fastpost|postfix] [--profile DIR]
-        [--dir DIR] [--fs here|journal]
+        [--sessions 20,100] [--size BYTES] [--recipients N] [--only fastpost|postfix]
+        [--profile DIR] [--dir DIR] [--fs here|journal]
 
 What `./dev bench --scenarios accept` measures, with one difference: instead of
 holding each message (``check_client_access static:HOLD``, which needs the access
@@ -26,10 +26,15 @@ compiled (Cython, C) frames (py-spy --native, which stops the process per sample
 last run (``strace -c``, summary per worker in DIR; strace slows the worker, so that
 run's rate and CPU mean nothing).
 
+``--recipients N`` sends N recipients per message (smtp-source ``-r N``: ``1rcpt@example.com``
+... ``Nrcpt@example.com``, the same N in every message), the real-mail case where each
+RCPT names an address the previous one did not (docs/accept.md, "Session 10: a new
+recipient's cost"); the default is one recipient, the issue-9 benchmark.
+
 Each run's line ends with smtp-source's own CPU ms per message (the load generator
 shares the machine's CPUs with the MTA) and, for fastpost, the voluntary/involuntary
-context switches per message of its smtpd and cleanup workers (all threads). Prints a table: msgs/s median [min-max],
-CPU-ms per message by daemon, and the
+context switches per message of its smtpd and cleanup workers (all threads). Prints a
+table: msgs/s median [min-max], CPU-ms per message by daemon, and the
 fastpost/Postfix ratio pair by pair. Not part of the test suite.
 """
 
@@ -91,7 +96,7 @@ def root_workdir(prefix: str, directory: str, why: str, fs: str = "here") -> str
 
 
 def one_run(inst, sessions: int, messages: int, size: int, profile: str | None = None,
-            syscalls: str | None = None) -> dict:
+            syscalls: str | None = None, recipients: int = 1) -> dict:
     inst.purge()
     # The purge (and the other MTA's run before it) left dirty pages and a journal to
     # write back: flush them before the clock starts, so that no run pays for another's.
@@ -103,7 +108,7 @@ def one_run(inst, sessions: int, messages: int, size: int, profile: str | None =
         spies = start_pyspy(inst, profile, sessions)
     if syscalls:
         spies = start_strace(inst, syscalls, sessions)
-    src = run_source(inst.port, sessions, messages, size)
+    src = run_source(inst.port, sessions, messages, size, extra=rcpt_options(recipients))
     res = mon.stop()
     cs1 = switches(inst)
     cs = {name: tuple(b - a for a, b in zip(cs0[name], cs1[name])) for name in cs0 if name in cs1}
@@ -133,6 +138,11 @@ def switches(inst) -> dict[str, tuple[int, int]]:
             v, i = out.get(name, (0, 0))
             out[name] = (v + sum(t[3] for t in stats), i + sum(t[4] for t in stats))
     return out
+
+
+def rcpt_options(recipients: int) -> tuple:
+    """smtp-source's options for ``recipients`` per message (none for the default one)."""
+    return ("-r", str(recipients)) if recipients > 1 else ()
 
 
 def start_pyspy(inst, out: str, sessions: int) -> list:
@@ -188,6 +198,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--sessions", default="20,100")
     ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--recipients", type=int, default=1,
+                    help="recipients per message (smtp-source -r; default 1)")
     ap.add_argument("--only", choices=("fastpost", "postfix"))
     ap.add_argument("--profile", help="directory for py-spy flame graphs of the last run")
     ap.add_argument("--syscalls", help="directory for strace -c counts of smtpd in the last run")
@@ -205,14 +217,16 @@ def main() -> int:
             inst.start()
         for sessions in [int(s) for s in args.sessions.split(",")]:
             for kind, inst in insts.items():  # warm up: workers forked, caches filled
-                run_source(inst.port, sessions, 200, args.size)
+                run_source(inst.port, sessions, 200, args.size,
+                           extra=rcpt_options(args.recipients))
             for r in range(args.runs):
                 for kind, inst in insts.items():
                     prof = args.profile if (args.profile and kind == "fastpost"
                                             and r == args.runs - 1) else None
                     sc = args.syscalls if (args.syscalls and kind == "fastpost"
                                            and r == args.runs - 1) else None
-                    res = one_run(inst, sessions, args.messages, args.size, prof, sc)
+                    res = one_run(inst, sessions, args.messages, args.size, prof, sc,
+                                  args.recipients)
                     results.setdefault((kind, sessions), []).append(res)
                     print(f"{kind:8} -s {sessions:<3} run {r + 1}: {res['rate']:8,.0f} msgs/s "
                           f"{'ok' if res['ok'] else 'FAILED ' + str(res['counts']) + str(res['complaints'])}"
@@ -228,6 +242,7 @@ def main() -> int:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
     print(f"\naccept to durable queue (incoming, no qmgr), {args.size} bytes, "
+          f"{args.recipients} recipient(s) per message, "
           f"{args.messages} messages x {args.runs} runs, one connection per message")
     print(f"{'sessions':>8} {'C Postfix msgs/s':>22} {'fastpost msgs/s':>22} {'ratio':>14} "
           f"{'CPU-ms/msg P':>12} {'CPU-ms/msg f':>12}")

@@ -2,7 +2,7 @@
 """cleanup's event-loop CPU per message, in one process, without smtpd or the network.
 
     .venv/bin/python benchmarks/cleanup_loop.py [--messages 20000] [--inflight 20]
-        [--runs 3] [--profile N] [--index-map-size BYTES]
+        [--runs 3] [--profile N] [--index-map-size BYTES] [--recipients N] [--distinct]
 
 Postfix counterpart: none. What benchmarks/cleanup_threads.py measures for the event
 loop thread of a real cleanup worker, isolated: a CleanupService (fast path on, the
@@ -19,6 +19,12 @@ loop thread only; that run's CPU figures then include cProfile's own overhead). 
 loaded machine; the kernel's share of a real run (socket writes to smtpd, wake-ups
 by smtpd) is not in it.
 
+``--recipients N`` puts N recipients in each message (``dst0@example.net`` ...,
+the same in every message); ``--distinct`` numbers them on from message to message,
+so that no address recurs: each is then a miss of cleanup's rewrite cache, a round
+trip to the trivial-rewrite stand-in (which runs on this same loop, so its work is in
+the loop thread's figure) and a message off the fast path.
+
 Instructions per message, as session 9 counted them (docs/accept.md, "Session 9:
 cleanup's CPU"): under ``PYTHONHASHSEED=0 valgrind --tool=callgrind
 --separate-threads=yes`` with ``--runs 1 --index-map-size 1073741824`` (valgrind cannot
@@ -32,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import itertools
 import os
 import pstats
 import shutil
@@ -85,8 +92,11 @@ class FakeTransport(asyncio.Transport):
 
 
 class Client:
-    def __init__(self, loop, proto, total: int, inflight: int):
+    def __init__(self, loop, proto, total: int, inflight: int, recipients: int = 1,
+                 distinct: bool = False):
         self.loop = loop
+        self.recipients = recipients
+        self.distinct = distinct
         self.proto = proto
         self.total = total
         self.inflight = inflight
@@ -104,7 +114,9 @@ class Client:
                       ["rewrite_context", "remote"]],
                 "ctx": "remote"}
         self.open_tpl = meta
-        self.end_tpl = {"o": P.END, "r": [["dst@example.net", "", 0]], "d": CONTENT}
+        rcpts = ([["dst@example.net", "", 0]] if recipients == 1 and not distinct else
+                 [[f"dst{j}@example.net", "", 0] for j in range(recipients)])
+        self.end_tpl = {"o": P.END, "r": rcpts, "d": CONTENT}
         self.buf = b""
 
     def start(self):
@@ -142,7 +154,12 @@ class Client:
                 continue
             tid = frame["t"]
             if "c" not in frame:  # the queue ID: send the message
-                self.loop.call_soon(self._feed, attr.encode(dict(self.end_tpl, t=tid)))
+                end = dict(self.end_tpl, t=tid)
+                if self.distinct:
+                    first = next(_MESSAGES) * self.recipients
+                    end["r"] = [[f"dst{first + j}@example.net", "", 0]
+                                for j in range(self.recipients)]
+                self.loop.call_soon(self._feed, attr.encode(end))
                 continue
             if frame["c"] != 250:
                 raise SystemExit(f"unexpected reply {frame}")
@@ -154,10 +171,15 @@ class Client:
                 self.loop.call_soon(self._open)
 
 
-async def run(svc, n: int, inflight: int, profile: cProfile.Profile | None):
+#: Messages sent so far (the numbers of --distinct recipients go on from run to run).
+_MESSAGES = itertools.count(1)
+
+
+async def run(svc, n: int, inflight: int, profile: cProfile.Profile | None,
+              recipients: int = 1, distinct: bool = False):
     loop = asyncio.get_running_loop()
     proto = svc.protocol()
-    client = Client(loop, proto, n, inflight)
+    client = Client(loop, proto, n, inflight, recipients, distinct)
     proto.connection_made(FakeTransport(client))
     t0 = time.thread_time()
     p0 = time.process_time()
@@ -215,6 +237,9 @@ def main() -> int:
     ap.add_argument("--profile", type=int, default=0)
     ap.add_argument("--index-map-size", type=int, default=None,
                     help="LMDB map size of the queue index (default: the store's 64 GiB)")
+    ap.add_argument("--recipients", type=int, default=1, help="recipients per message")
+    ap.add_argument("--distinct", action="store_true",
+                    help="no recipient address recurs (numbered on across messages)")
     args = ap.parse_args()
     root = tempfile.mkdtemp(prefix="fp-cleanup-loop-", dir="/var/tmp")
     loop = uvloop.new_event_loop()
@@ -224,7 +249,8 @@ def main() -> int:
         prof = cProfile.Profile() if args.profile else None
         for r in range(args.runs):
             loop_us, proc_us, rate = loop.run_until_complete(
-                run(svc, args.messages, args.inflight, prof if r == args.runs - 1 else None))
+                run(svc, args.messages, args.inflight, prof if r == args.runs - 1 else None,
+                    args.recipients, args.distinct))
             print(f"run {r + 1}: loop thread {loop_us:6.1f} us/msg  process {proc_us:6.1f} us/msg  "
                   f"{rate:7,.0f} msgs/s  (fast path {svc.fast_messages})")
         if prof is not None:

@@ -3,6 +3,7 @@
 
     .venv/bin/python benchmarks/policy_check.py [--config default|typical|all]
         [--stage RCPT|MAIL|...] [--count N] [--repeat 5] [--coroutines]
+        [--rotate K] [--recipients N] [--distinct]
 
 Why: smtpd asks its restriction engine at every command; with the benchmark's
 main.cf only RCPT does work (smtpd_delay_reject = yes), and that check used to be a
@@ -12,7 +13,12 @@ ClientInfo per session (as smtpd has), and calls check() for the stages a sessio
 asks, ``--count`` sessions per round after ``--warmup`` (2000): microseconds per session
 (median and range of ``--repeat`` rounds). ``--rotate K`` asks for K recipients in
 turn instead of one, so the address classifier's one-entry cache misses as it does
-with real mail (the recipient is then resolved at every RCPT).
+with real mail (the recipient is then resolved at every RCPT). ``--recipients N``
+asks N RCPTs per session (recipient j of session i is number i*N+j, modulo K with
+``--rotate K``); ``--distinct`` never repeats an address (``rcpt<number>@`` the
+configuration's domain: only the domain recurs). Instructions per extra recipient:
+(Ir at --recipients 5 - Ir at --recipients 1) / 4 per session, each from the
+difference of two counts as below.
 
 Configurations:
   default   the benchmark harness's main.cf (smtpd_session_cpu.py): client in
@@ -103,10 +109,11 @@ def make_policy(name: str, tmp: str, sync_first: bool = True):
     return policy, (addr, helo, sender, rcpt)
 
 
-def session(policy, who, stages, rcpt=None) -> None:
-    """The checks of one session: CONNECT, EHLO, MAIL, RCPT, DATA, END-OF-MESSAGE."""
+def session(policy, who, stages, rcpts=None) -> None:
+    """The checks of one session: CONNECT, EHLO, MAIL, RCPT (once per recipient),
+    DATA, END-OF-MESSAGE."""
     addr, helo, sender, rcpt0 = who
-    rcpt = rcpt or rcpt0
+    rcpts = rcpts or (rcpt0,)
     client = ClientInfo(name="unknown", addr=addr, port="40000", server_addr="127.0.0.1",
                         protocol="ESMTP")
     idle = policy.idle_stages
@@ -126,16 +133,22 @@ def session(policy, who, stages, rcpt=None) -> None:
         elif stage == "MAIL":
             req = PolicyRequest(stage, client, env)
         elif stage == "RCPT":
-            req = PolicyRequest(stage, client, env, recipient=rcpt)
+            for rcpt in rcpts:
+                d = check(PolicyRequest(stage, client, env, recipient=rcpt))
+                verdict(stage, d)
+                env.recipients.append(Recipient(rcpt))
+            continue
         else:
             req = PolicyRequest(stage, client, env)
-        d = check(req)
-        if d is not None and d.__class__ is not _Decision:
-            raise SystemExit(f"{stage}: the check waited ({d!r}): not a memory-only config")
-        if d is not None and d.reply is not None:
-            raise SystemExit(f"{stage}: refused: {d.reply}")
-        if stage == "RCPT":
-            env.recipients.append(Recipient(rcpt))
+        verdict(stage, check(req))
+
+
+def verdict(stage: str, d) -> None:
+    """Stop the benchmark when a check waited or refused (not the case measured)."""
+    if d is not None and d.__class__ is not _Decision:
+        raise SystemExit(f"{stage}: the check waited ({d!r}): not a memory-only config")
+    if d is not None and d.reply is not None:
+        raise SystemExit(f"{stage}: refused: {d.reply}")
 
 STAGES = ("CONNECT", "EHLO", "MAIL", "RCPT", "DATA", "END-OF-MESSAGE")
 
@@ -151,6 +164,9 @@ def main() -> None:
     ap.add_argument("--rotate", type=int, default=0,
                     help="K recipients in turn (rcptI@...), not one: the address "
                          "classifier's one-entry cache then misses, as with real mail")
+    ap.add_argument("--recipients", type=int, default=1, help="RCPTs per session")
+    ap.add_argument("--distinct", action="store_true",
+                    help="every RCPT a new address (only the domain recurs)")
     args = ap.parse_args()
     stages = tuple(args.stage) if args.stage else STAGES
     names = list(CONFIGS) if args.config == "all" else [args.config]
@@ -159,17 +175,30 @@ def main() -> None:
         for name in names:
             policy, who = make_policy(name, tmp, sync_first=not args.coroutines)
             local, _, domain = who[3].partition("@")
-            rcpts = [f"{local}{i}@{domain}" for i in range(args.rotate)] or [None]
-            k = len(rcpts)
+            n = args.recipients
+            if args.distinct:
+                def rcpts_of(i, local=local, domain=domain, n=n):
+                    return [f"{local}{i * n + j}@{domain}" for j in range(n)]
+            elif args.rotate or n > 1:
+                k = args.rotate or n
+                names = [f"{local}{i}@{domain}" for i in range(k)]
+
+                def rcpts_of(i, names=names, k=k, n=n):
+                    return [names[(i * n + j) % k] for j in range(n)]
+            else:
+                def rcpts_of(i):
+                    return None
             for i in range(args.warmup):
-                session(policy, who, stages, rcpts[i % k])
+                session(policy, who, stages, rcpts_of(i))
             gc.collect()
             gc.freeze()  # the import-time heap out of the collector's way: steadier counts
             times = []
+            first = args.warmup
             for _ in range(args.repeat):
                 t0 = time.perf_counter()
-                for i in range(args.count):
-                    session(policy, who, stages, rcpts[i % k])
+                for i in range(first, first + args.count):
+                    session(policy, who, stages, rcpts_of(i))
+                first += args.count
                 times.append((time.perf_counter() - t0) / args.count * 1e6)
             print(f"{name:8s} {'coroutines' if args.coroutines else 'sync-first'}: "
                   f"{statistics.median(times):.2f} us/session "

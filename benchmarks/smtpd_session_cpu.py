@@ -2,7 +2,7 @@
 """smtpd's own CPU per session, in one process, without the network: a profiling bench.
 
     .venv/bin/python benchmarks/smtpd_session_cpu.py [--sessions 20000] [--concurrency 20]
-        [--sink cleanup|null] [--profile FILE] [--repeat 3]
+        [--sink cleanup|null] [--profile FILE] [--repeat 3] [--recipients N] [--distinct]
 
 Why: on the shared 2-core machine the whole-path benchmark (accept_pipeline.py) cannot
 resolve a 10 % change of smtpd's CPU, and half of smtpd's CPU there is the loopback
@@ -14,6 +14,11 @@ the previous one is written: EHLO, MAIL, RCPT, DATA, 1 KiB content, QUIT, one se
 per message, ``--concurrency`` sessions at a time, as smtp-source does. The cleanup
 end is a small responder in a child process (OPEN -> queue ID, END -> 250), so its CPU
 is not counted.
+
+``--recipients N`` sends N RCPTs per session (``rcpt0@example.net`` ...
+``rcpt<N-1>@example.net``, the same in every session, as smtp-source -r does);
+``--distinct`` numbers the recipients on across sessions, so that no address
+recurs (only the domain does), as an ISP gateway's mail has many recipients.
 
 Prints smtpd-side CPU microseconds per session (process user+sys time of this
 process, which is only smtpd's code, the event loop and the in-memory driver), the
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import shutil
 import statistics
@@ -62,6 +68,18 @@ CONTENT = (b"From: <sender@example.com>\r\nTo: <rcpt@example.net>\r\nSubject: be
                       for i in range(14)) + b".\r\n")
 SCRIPT = [b"EHLO client.example.com\r\n", b"MAIL FROM:<sender@example.com>\r\n",
           b"RCPT TO:<rcpt@example.net>\r\n", b"DATA\r\n", CONTENT, b"QUIT\r\n"]
+
+#: Sessions started so far (the numbers of --distinct recipients go on from run to run).
+_SESSIONS = itertools.count()
+
+
+def session_script(recipients: int, distinct: bool) -> list[bytes]:
+    """The commands of the next session: SCRIPT, or SCRIPT with its RCPTs replaced."""
+    if recipients == 1 and not distinct:
+        return SCRIPT
+    first = next(_SESSIONS) * recipients if distinct else 0
+    rcpts = [b"RCPT TO:<rcpt%d@example.net>\r\n" % (first + j) for j in range(recipients)]
+    return SCRIPT[:2] + rcpts + SCRIPT[3:]
 
 
 # ------------------------------------------------------------------ fake cleanup
@@ -105,8 +123,9 @@ def cleanup_responder(path: str, ready_fd: int) -> None:
 class MemTransport(asyncio.Transport):
     """The client: each write by the server (a reply) sends the next command."""
 
-    def __init__(self, loop, proto, done, port):
+    def __init__(self, loop, proto, done, port, script=SCRIPT):
         super().__init__()
+        self.script = script
         self.loop = loop
         self.proto = proto
         self.done = done
@@ -134,8 +153,8 @@ class MemTransport(asyncio.Transport):
     def write(self, data):
         # banner -> EHLO, EHLO -> MAIL, MAIL -> RCPT, RCPT -> DATA, 354 -> content,
         # 250 queued -> QUIT, 221: the server closes.
-        if self.step < len(SCRIPT) and not data.startswith(b"221"):
-            cmd = SCRIPT[self.step]
+        if self.step < len(self.script) and not data.startswith(b"221"):
+            cmd = self.script[self.step]
             self.step += 1
             self._send(cmd)
 
@@ -168,7 +187,8 @@ class MemTransport(asyncio.Transport):
         self.done()
 
 
-async def drive(service, sessions: int, concurrency: int) -> float:
+async def drive(service, sessions: int, concurrency: int, recipients: int = 1,
+                distinct: bool = False) -> float:
     loop = asyncio.get_running_loop()
     left = sessions
     running = 0
@@ -181,7 +201,8 @@ async def drive(service, sessions: int, concurrency: int) -> float:
         running += 1
         proto = service.protocol()
         port[0] = port[0] + 1 if port[0] < 65000 else 1025
-        tr = MemTransport(loop, proto, one_done, port[0])
+        tr = MemTransport(loop, proto, one_done, port[0],
+                          session_script(recipients, distinct))
         proto.connection_made(tr)
 
     def one_done():
@@ -223,6 +244,9 @@ def main() -> None:
     ap.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     ap.add_argument("--gc", choices=("default", "freeze", "off"), default="default",
                     help="the cyclic GC as is, with startup objects frozen, or off")
+    ap.add_argument("--recipients", type=int, default=1, help="RCPTs per session")
+    ap.add_argument("--distinct", action="store_true",
+                    help="no recipient address recurs (numbered on across sessions)")
     args = ap.parse_args()
 
     spool = tempfile.mkdtemp(prefix="fastpost-session-cpu-")
@@ -253,7 +277,8 @@ def main() -> None:
     try:
         service = build_service(args.sink, spool)
         service.loop = loop
-        loop.run_until_complete(drive(service, min(2000, args.sessions), args.concurrency))
+        rcpt = (args.recipients, args.distinct)
+        loop.run_until_complete(drive(service, min(2000, args.sessions), args.concurrency, *rcpt))
         import gc
         if args.gc == "freeze":
             gc.collect()
@@ -268,12 +293,14 @@ def main() -> None:
                 import pstats
                 prof = cProfile.Profile()
                 prof.enable()
-                secs = loop.run_until_complete(drive(service, args.sessions, args.concurrency))
+                secs = loop.run_until_complete(drive(service, args.sessions, args.concurrency,
+                                                     *rcpt))
                 prof.disable()
                 prof.dump_stats(args.profile)
                 pstats.Stats(args.profile).sort_stats("tottime").print_stats(25)
             else:
-                secs = loop.run_until_complete(drive(service, args.sessions, args.concurrency))
+                secs = loop.run_until_complete(drive(service, args.sessions, args.concurrency,
+                                                     *rcpt))
                 results.append(secs * 1e6 / args.sessions)
         collections = [g["collections"] - c for g, c in zip(gc.get_stats(), collections0)]
         print(f"gc collections per generation during the runs: {collections}")

@@ -211,3 +211,29 @@ def test_rewrite_same_as_postfix(postfix_rewrite, index, tmp_path):
             if got != want:
                 diffs.append(f"{name}: rewrite {rule} <{addr}>: postfix <{want}> fastpost <{got}>")
     assert not diffs, "\n".join(diffs)
+
+
+#: Addresses that rewrite.rewrites_to_itself calls unchanged (the rewrite client answers
+#: them without asking trivial-rewrite), with operators and quoting in the local part.
+ITSELF_ADDRESSES = ["u@x.y", "u@[1.2.3.4]", "a%b@x.example", "a!b@x.example", "a@b@x.example",
+                    "a b@x.example", "User@Example.COM", "-u@x.y", "u+ext@sub.x.example",
+                    "u@.x", "a!b%c@x.example"]
+
+
+@pytest.mark.parametrize("index", [0, 6, 7])
+def test_unchanged_addresses_same_as_postfix(postfix_rewrite, index):
+    """Postfix's trivial-rewrite leaves alone every address the client answers itself."""
+    from fastpost.mail.rewrite import rewrites_to_itself
+
+    pfx, tables = postfix_rewrite
+    name, extra = _configs(tables)[index]
+    pfx.configure(extra)
+    diffs = []
+    for addr in ITSELF_ADDRESSES + REWRITE_ADDRESSES:
+        if not rewrites_to_itself(addr):
+            continue
+        for rule in ("local", "remote"):
+            want = internal(pfx.rewrite(rule, external(addr)))
+            if want != addr:
+                diffs.append(f"{name}: rewrite {rule} <{addr}>: postfix <{want}>")
+    assert not diffs, "\n".join(diffs)

@@ -220,6 +220,21 @@ class Resolver:
                 and self.sd_transport.inline and self.relocated.inline)
         return v
 
+    def tables(self) -> list | None:
+        """Every table the resolver may consult (for TableRevisions); None when a
+        domain list names a ``/file``, which is re-read at each match."""
+        out = []
+        for dl in (self.local.destinations, self.alias_domains, self.virtual_domains,
+                   self.relay_domains):
+            for _neg, kind, value in dl.items:
+                if kind == "file":
+                    return None
+                if kind == "table":
+                    out.extend(value.maps)
+        for ml in (self.transport_maps, self.sd_relayhost, self.sd_transport, self.relocated):
+            out.extend(ml.maps)
+        return out
+
     # -- the synchronous entry point (tests, commands): runs the coroutine inline -----
 
     def resolve(self, sender: str, address: str) -> Resolved:

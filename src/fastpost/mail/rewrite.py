@@ -91,6 +91,20 @@ def canonicalize(address: str, rules: RewriteRules, *, opaque_quoted: bool = Tru
     return f"{local}@{domain}"
 
 
+def rewrites_to_itself(address: str) -> bool:
+    """True for an address that rewriting returns unchanged, in either context and
+    under any configuration: it has an ``@`` (so steps 3 do not apply) and no source
+    route to drop (step 2), and its domain holds a dot and does not end in one (steps
+    4 and 5). ``user@example.com`` is such an address; ``user``, ``user@host``,
+    ``user@example.com.`` and ``@a:user`` are not. A client may answer these itself
+    (rewrite_clnt.RewriteClient): trivial-rewrite would answer the same."""
+    at = address.rfind("@")
+    if at <= 0 or address[0] == "@":
+        return False
+    dot = address.find(".", at + 1)
+    return dot > 0 and address[-1] != "."
+
+
 class Rewriter:
     """The rewrite request, with the rules of both contexts read from a Config once."""
 
@@ -121,4 +135,5 @@ class Rewriter:
         return canonicalize(address, rules)
 
 
-__all__ = ["CONTEXTS", "LOCAL", "REMOTE", "RewriteRules", "Rewriter", "canonicalize", "split_route"]
+__all__ = ["CONTEXTS", "LOCAL", "REMOTE", "RewriteRules", "Rewriter", "canonicalize",
+           "rewrites_to_itself", "split_route"]

@@ -20,6 +20,13 @@ Addresses are internal form. ``Resolved`` is fastpost.mail.resolve's: ``.transpo
 smtpd's reject_unauth_destination: ``r.flags & CLASS_FINAL or r.address_class ==
 "relay"`` (and not ``r.routed`` unless allow_untrusted_routing).
 
+Addresses that rewriting leaves as they are whatever the configuration
+(rewrite.rewrites_to_itself: ``user@example.com``, with an ``@``, no source route and
+a domain with a dot not at its end) are answered without asking trivial-rewrite, in
+the ``local`` and ``remote`` contexts: its answer could only be the address itself.
+(So these need no trivial-rewrite at all: with the service down they still answer,
+where Postfix's client would wait and fail.)
+
 Cache: answers are kept for ``fastpost_rewrite_cache_time`` (10 s) up to
 ``fastpost_rewrite_cache_size`` entries (least recently used go first); failed answers
 are never kept. Resolve answers are keyed by address only, unless this configuration
@@ -43,6 +50,7 @@ import time
 
 from fastpost.mail import ipc
 from fastpost.mail.resolve import Resolved
+from fastpost.mail.rewrite import CONTEXTS, rewrites_to_itself
 
 PROTOCOL = "trivial_rewrite_protocol"
 
@@ -195,10 +203,14 @@ class RewriteClient:
 
     def rewrite_cached(self, context: str, address: str) -> str | None:
         """The cached answer of rewrite(), or None (no round trip, no await)."""
+        if rewrites_to_itself(address) and context in CONTEXTS:
+            return address
         return self.cache.get(self._key("rewrite", context, address))
 
     async def rewrite(self, context: str, address: str) -> str:
         """Rewrite an address in the ``local`` or ``remote`` context."""
+        if rewrites_to_itself(address) and context in CONTEXTS:
+            return address
         return await self._ask("rewrite", {"request": "rewrite", "rule": context, "address": address},
                                self._key("rewrite", context, address))
 
@@ -213,6 +225,8 @@ class RewriteClient:
                                self._key("verify", sender, address))
 
     def rewrite_sync(self, context: str, address: str) -> str:
+        if rewrites_to_itself(address) and context in CONTEXTS:
+            return address
         return self._ask_sync("rewrite", {"request": "rewrite", "rule": context, "address": address},
                               self._key("rewrite", context, address))
 

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastpost.mail.config import Config
 from fastpost.mail.domain_list import DomainList, literal_address
@@ -110,3 +112,72 @@ def test_helpers():
     assert valid_domain("x.123") and not valid_domain("123") and not valid_domain("a..b")
     assert valid_domain("[IPv6:::1]") and not valid_domain("[1.2.3]")
     assert literal_address("[IPv6:0::1]") == "::1" and literal_address("1.2.3.4") is None
+
+
+# -- addresses a client may answer itself (rewrite_clnt.RewriteClient) -----------------
+
+_REWRITE_CONFIGS = [
+    "",
+    "append_dot_mydomain = yes\nremote_header_rewrite_domain = rem.example\n",
+    "swap_bangpath = no\nallow_percent_hack = no\nappend_at_myorigin = no\n",
+    "mydomain = x\nmyorigin = o.example\nappend_dot_mydomain = yes\n",
+]
+
+
+@pytest.mark.parametrize("address, itself", [
+    ("user@example.com", True), ("a.b+c@sub.example.com", True), ("u@[1.2.3.4]", True),
+    ("a%b@example.com", True), ("a!b@example.com", True), ("a@b@example.com", True),
+    ("@a,@b:u@c.example", False), ("@a:u@c.example", False), ("user", False),
+    ("user@host", False), ("user@example.com.", False), ("u@x..", False), ("u@", False),
+    ("", False), ("@", False), ("@example.com", False), ("a!b", False), ("a%b.example", False),
+])
+def test_rewrites_to_itself_vectors(tmp_path, address, itself):
+    from fastpost.mail.rewrite import rewrites_to_itself
+
+    assert rewrites_to_itself(address) is itself
+    if itself:
+        for text in _REWRITE_CONFIGS:
+            rw = Rewriter(cfg(tmp_path, text))
+            for context in ("local", "remote"):
+                assert rw.rewrite(context, address) == address
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="ab.@!%:, \"[]1-", max_size=14))
+def test_rewrites_to_itself_never_claims_a_change(tmp_path_factory, address):
+    """Every address it calls unchanged is unchanged by the rewrite, in every context
+    and configuration tried: a client answering these itself answers right."""
+    from fastpost.mail.rewrite import rewrites_to_itself
+
+    if not rewrites_to_itself(address):
+        return
+    d = tmp_path_factory.getbasetemp()
+    for text in _REWRITE_CONFIGS:
+        rw = Rewriter(cfg(d, text))
+        for context in ("local", "remote"):
+            assert rw.rewrite(context, address) == address
+
+
+def test_client_answers_unchanged_addresses_itself(tmp_path):
+    """No trivial-rewrite runs here: the client answers the addresses it may answer
+    itself, and still asks (and fails to reach) for every other one."""
+    import asyncio
+
+    from fastpost.mail import ipc
+    from fastpost.mail.rewrite_clnt import RewriteClient
+
+    client = RewriteClient(cfg(tmp_path), queue_directory=str(tmp_path))
+    try:
+        for context in ("local", "remote"):
+            assert client.rewrite_sync(context, "u@example.com") == "u@example.com"
+            assert client.rewrite_cached(context, "a%b@example.com") == "a%b@example.com"
+            assert asyncio.run(client.rewrite(context, "u@[1.2.3.4]")) == "u@[1.2.3.4]"
+            assert client.rewrite_cached(context, "user@host") is None
+        assert client.requests == 0
+        for address in ("user", "user@host", "user@example.com.", "@a:u@b.example"):
+            with pytest.raises(ipc.IPCError):
+                client.rewrite_sync("local", address)
+        with pytest.raises(ipc.IPCError):
+            client.rewrite_sync("sideways", "u@example.com")  # the server judges contexts
+    finally:
+        client.close()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+from time import monotonic as _monotonic
 
 from fastpost.mail.maps._base import (
     DEFAULT_FLAGS, DUP_IGNORE, DUP_REPLACE, DUP_WARN, FIXED, FOLD_FIX, FOLD_MUL, NETWORK,
@@ -197,8 +198,49 @@ class MapList:
         return None
 
 
+class TableRevisions:
+    """When a memo of answers derived from some tables must be forgotten.
+
+    ``current()`` is True while every table would still answer as it did when the
+    memo's entries were made, False when the caller must empty its memo (a table was
+    re-read, or cannot be read: the memo then stays unused until it can). Each table
+    is asked (Map.revision: the same change check a lookup makes) only once its next
+    check is due, so between checks this costs one clock read. ``memoisable`` is False
+    when a table cannot promise anything (Map.revision() is None: network tables and
+    the like): such a caller keeps no memo at all.
+    """
+
+    __slots__ = ("maps", "memoisable", "_tokens", "_until")
+
+    def __init__(self, maps):
+        self.maps = tuple(maps)
+        self._tokens: tuple | None = None
+        self._until = 0.0
+        try:
+            self.memoisable = all(m.revision() is not None for m in self.maps)
+        except MapRetry:  # unreadable now; whether it can promise is its class's trait
+            self.memoisable = all(type(m).revision is not Map.revision for m in self.maps)
+
+    def current(self) -> bool:
+        if _monotonic() < self._until:
+            return True
+        seen = self._tokens
+        self._tokens = None
+        self._until = 0.0
+        try:
+            revs = [m.revision() for m in self.maps]
+        except MapRetry:
+            return False
+        if any(r is None for r in revs):
+            return False
+        tokens = tuple(r[0] for r in revs)
+        self._tokens = tokens
+        self._until = min((r[1] for r in revs), default=float("inf"))
+        return seen is not None and all(a is b for a, b in zip(tokens, seen))
+
+
 __all__ = [
-    "Map", "MapList", "MapError", "MapRetry", "open_map", "create_map", "close_all",
+    "Map", "MapList", "TableRevisions", "MapError", "MapRetry", "open_map", "create_map", "close_all",
     "split_spec", "TYPES", "DEFAULT_FLAGS", "FOLD_FIX", "FOLD_MUL", "DUP_WARN",
     "DUP_IGNORE", "DUP_REPLACE", "TRY0NULL", "TRY1NULL", "PATTERN", "FIXED", "NETWORK",
     "WRITABLE", "UTF8",

@@ -162,6 +162,18 @@ class Map:
         """Return True when the table's source changed since it was opened."""
         return False
 
+    def revision(self) -> tuple[object, float] | None:
+        """For memos of answers derived from this table: ``(token, until)``.
+
+        The table first makes the change check a lookup would make now (so a file
+        that changed is re-read, and a table that cannot be read raises MapRetry).
+        ``token`` is the same object (``is``) for as long as the table answers as it
+        did; ``until`` is the monotonic time before which its answers cannot change
+        (its next change check). None: the table cannot promise that (network
+        tables, tables whose answers vary by themselves) and must not be memoised.
+        """
+        return None
+
     def close(self) -> None:
         """Release files and connections."""
 
@@ -280,3 +292,11 @@ class FileMap(Map):
 
     def changed(self) -> bool:
         return self._watch.changed(force=True)
+
+    def revision(self) -> tuple[object, float]:
+        """The file's watch stands for its contents: a re-read replaces it."""
+        if self._watch.next_check <= time.monotonic():
+            self.check_reload()
+        elif self._failed is not None:
+            raise self._failed
+        return self._watch, self._watch.next_check

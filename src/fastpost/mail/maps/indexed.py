@@ -100,7 +100,8 @@ class IndexedMap(Map):
 
             log.warn("database %s is older than source file %s", self.path, self.name)
 
-    def get(self, key: str) -> str | None:
+    def _check(self) -> None:
+        """Reopen the file when it was replaced (checked at most once a second)."""
         if self._watch.next_check <= time.monotonic() and (
                 self._failed is not None or self._watch.changed()):
             try:
@@ -111,6 +112,15 @@ class IndexedMap(Map):
                 self.close()
         if self._failed is not None:
             raise self._failed
+
+    def revision(self) -> tuple[object, float]:
+        """The file's watch stands for its contents: a reopen replaces it."""
+        self._check()
+        return self._watch, self._watch.next_check
+
+    def get(self, key: str) -> str | None:
+        if self._failed is not None or self._watch.next_check <= time.monotonic():
+            self._check()
         if not key.isascii() and bad_utf8(self, key):
             return None
         try:

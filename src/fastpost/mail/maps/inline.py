@@ -73,6 +73,10 @@ class InlineMap(Map):
             table[key] = value
         self._table = table
 
+    def revision(self) -> tuple[object, float]:
+        """Fixed when opened: never changes."""
+        return self, float("inf")
+
     def _lookup(self, key: str) -> str | None:
         return self._table.get(key)
 

@@ -26,6 +26,10 @@ class StaticMap(Map):
             raise MapError('open dictionary: expecting "type:name" form instead of "static:"')
         self.value = value
 
+    def revision(self) -> tuple[object, float]:
+        """Fixed when opened: never changes."""
+        return self, float("inf")
+
     def _lookup(self, key: str) -> str | None:
         return self.value
 

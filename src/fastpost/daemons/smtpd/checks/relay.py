@@ -27,6 +27,17 @@ in parent_domain_matches_subdomains; ``.name`` matches subdomains only), ``!``
 exclusions, ``/file`` lists and ``type:table`` lookups (the domain, then its
 parents when parent matching applies), first match wins.
 
+Classes are remembered by domain for addresses whose class is their domain's (a
+plain local part: no ``@``, ``%`` or ``!``; not an address literal), so a new
+recipient at a known domain costs a dictionary lookup instead of a resolution (Postfix's
+smtpd keeps a small cache of resolve answers for the same reason). The memo holds at
+most DOMAIN_MEMO_LIMIT domains and is emptied whenever a table of the resolver's
+lists or maps was re-read or cannot be read (maps.TableRevisions: each table is asked
+when its own change check is due, so an answer is never staler than the table's own);
+it is not kept at all when a table cannot promise its answers (network tables,
+randmap, pipemap, ``/file`` lists, which are re-read at every match). A reload starts
+new smtpd processes, with empty memos.
+
 Replies: reject_unauth_destination ``relay_domains_reject_code 5.7.1 <rcpt>: Relay
 access denied``; defer_unauth_destination the same with 4xx (code - 100, 4.7.1).
 permit_mx_backup permits a domain whose MX hosts include this host (its
@@ -155,6 +166,43 @@ class AddressClassifier:
         self.inline = self.resolver.inline
         #: The last answer, as Postfix's resolve client keeps it: (address, server, result)
         self._last: tuple | None = None
+        #: Classes by domain, for addresses with a plain local part (_memo_domain):
+        #: kept while the resolver's tables answer as they did (TableRevisions), at
+        #: most DOMAIN_MEMO_LIMIT domains; none when a table cannot promise that.
+        tables = self.resolver.tables()
+        self._revisions = maps.TableRevisions(tables) if tables is not None else None
+        self._by_domain: dict[str, Classified] | None = (
+            {} if self._revisions is not None and self._revisions.memoisable else None)
+
+    #: The most domains the class memo holds; it starts again empty when full.
+    DOMAIN_MEMO_LIMIT = 4096
+
+    def _memo_domain(self, full: str) -> str | None:
+        """The domain of ``full`` when its class depends on the domain alone, or None.
+
+        With a local part that holds no address operator (``@``, ``%``, ``!``) and is
+        not empty, resolve() follows no route: the class, the domain it reports and
+        ``routed`` (False) come from the domain and the domain lists only; the
+        transport_maps and relocated_maps lookups by the whole address change the
+        transport, which a class does not show. Address literals are left out (the
+        connection's server address takes part in their class)."""
+        at = full.rfind("@")
+        domain = full[at + 1:]
+        if at <= 0 or not domain or domain[0] == "[":
+            return None
+        local = full[:at]
+        if "@" in local or "%" in local or "!" in local:
+            return None
+        memo = self._by_domain
+        if not self._revisions.current() and memo:
+            memo.clear()
+        return domain
+
+    def _remember(self, domain: str, result: Classified) -> None:
+        memo = self._by_domain
+        if len(memo) >= self.DOMAIN_MEMO_LIMIT:
+            memo.clear()
+        memo[domain] = result
 
     async def aclassify(self, address: str, server_addr: str = "") -> Classified:
         """The class trivial-rewrite's resolve gives ``address`` (fastpost.mail.resolve,
@@ -167,7 +215,12 @@ class AddressClassifier:
         if last is not None and last[0] == address and last[1] == server_addr:
             return last[2]  # one RCPT asks several times (relay, recipient, unlisted)
         full = address if "@" in address else f"{address}@{self.myorigin}"
-        result = self._classified(await self.resolver.aresolve("", full), full, server_addr)
+        domain = self._memo_domain(full) if self._by_domain is not None else None
+        result = self._by_domain.get(domain) if domain is not None else None
+        if result is None:
+            result = self._classified(await self.resolver.aresolve("", full), full, server_addr)
+            if domain is not None:
+                self._remember(domain, result)
         self._last = (address, server_addr, result)
         return result
 
@@ -177,7 +230,12 @@ class AddressClassifier:
         if last is not None and last[0] == address and last[1] == server_addr:
             return last[2]
         full = address if "@" in address else f"{address}@{self.myorigin}"
-        result = self._classified(self.resolver.resolve("", full), full, server_addr)
+        domain = self._memo_domain(full) if self._by_domain is not None else None
+        result = self._by_domain.get(domain) if domain is not None else None
+        if result is None:
+            result = self._classified(self.resolver.resolve("", full), full, server_addr)
+            if domain is not None:
+                self._remember(domain, result)
         self._last = (address, server_addr, result)
         return result
 
