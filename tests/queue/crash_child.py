@@ -1,8 +1,11 @@
 """A real process that uses the queue store, for the crash tests (not a test itself).
 
-    python crash_child.py QUEUE_DIR commit N CONCURRENCY
+    python crash_child.py QUEUE_DIR commit N CONCURRENCY [waves]
         commit N messages, CONCURRENCY at a time; print "ACK <queue id> <tag>" for each
-        acknowledged one (the tag is in its Subject), then "DONE"
+        acknowledged one (the tag is in its Subject), then "DONE". With ``waves``: in
+        waves of CONCURRENCY, each started once the last one is in the index, so that
+        there are at least N/CONCURRENCY index rounds (without it, a busy machine may
+        merge every batch into a few rounds: commit.before_index:K is then never reached)
     python crash_child.py QUEUE_DIR compact
         compact every sealed segment (age 0, any ratio), then "DONE"
     python crash_child.py QUEUE_DIR recover
@@ -22,11 +25,11 @@ def settings(qdir: str) -> QueueSettings:
     return QueueSettings(qdir, segment_size=256 * 1024, large_message_size=64 * 1024)
 
 
-async def commit(store: QueueStore, n: int, concurrency: int) -> None:
+async def commit(store: QueueStore, n: int, concurrency: int, waves: bool = False) -> None:
     c = store.committer("crash-child")
     sem = asyncio.Semaphore(concurrency)
 
-    async def one(i: int) -> None:
+    async def one(i: int) -> str:
         async with sem:
             tag = f"m{i:05d}-{time.time_ns()}"
             b = c.builder()
@@ -40,8 +43,14 @@ async def commit(store: QueueStore, n: int, concurrency: int) -> None:
             qid = await c.commit(b)
             sys.stdout.write(f"ACK {qid} {tag}\n")
             sys.stdout.flush()
+            return qid
 
-    await asyncio.gather(*[one(i) for i in range(n)])
+    if not waves:
+        await asyncio.gather(*[one(i) for i in range(n)])
+    for start in range(0, n if waves else 0, concurrency):
+        qids = await asyncio.gather(*[one(i) for i in range(start, min(n, start + concurrency))])
+        while any(store.get(q, recipients=False) is None for q in qids):
+            await asyncio.sleep(0.005)  # acknowledged (synced); indexed a moment later
     await c.close()
 
 
@@ -49,7 +58,7 @@ def main() -> int:
     qdir, mode = sys.argv[1], sys.argv[2]
     store = QueueStore.open(settings=settings(qdir))
     if mode == "commit":
-        asyncio.run(commit(store, int(sys.argv[3]), int(sys.argv[4])))
+        asyncio.run(commit(store, int(sys.argv[3]), int(sys.argv[4]), sys.argv[5:] == ["waves"]))
     elif mode == "compact":
         store.compact(age=0, ratio=100)
     elif mode == "recover":

@@ -101,7 +101,8 @@ def check_queue(qdir, acked: dict) -> dict:
     "commit.before_index:1",
 ])
 def test_kill_during_commit(tmp_path, point):
-    acked = run_child(tmp_path, "commit", "150", "20", crash=point)
+    waves = ["waves"] if point.startswith("commit.before_index") else []  # crash_child.py
+    acked = run_child(tmp_path, "commit", "150", "20", *waves, crash=point)
     assert acked or point.endswith(":1")
     queued = check_queue(tmp_path, acked)
     st = open_store(tmp_path)
@@ -156,7 +157,7 @@ def test_kill_during_compaction(tmp_path, point):
 
 
 def test_kill_during_recovery(tmp_path):
-    acked = run_child(tmp_path, "commit", "100", "20", crash="commit.before_index:2")
+    acked = run_child(tmp_path, "commit", "100", "20", "waves", crash="commit.before_index:2")
     run_child(tmp_path, "recover", crash="recover.before_index:1")
     check_queue(tmp_path, acked)
 
@@ -224,7 +225,7 @@ def test_damaged_frame_beyond_the_watermark_goes_to_corrupt(tmp_path, capfd):
     from fastpost.mail.queue.segment import parse_segment_name, scan
     from fastpost.util import log
 
-    acked = run_child(tmp_path, "commit", "60", "10", crash="commit.before_index:2")
+    acked = run_child(tmp_path, "commit", "60", "10", "waves", crash="commit.before_index:2")
     index = ix.Index(str(tmp_path / "index"))
     with index.read() as txn:
         marks = {s.segid: s.watermark for s in index.segments(txn)}
@@ -269,7 +270,7 @@ def test_prezeroed_ends_through_crash_rotation_and_reclaiming(tmp_path):
 
     if not prezero_helps(str(tmp_path)):
         pytest.skip("the test directory's file system is not one where pre-zeroing is used")
-    acked = run_child(tmp_path, "commit", "150", "20", crash="commit.before_index:4")
+    acked = run_child(tmp_path, "commit", "150", "20", "waves", crash="commit.before_index:4")
     tails = [scan(str(p), SEG_HEADER_LEN).zero_tail for p in segment_files(tmp_path).values()]
     assert max(tails) > 0, "no zeros ahead of the live segment"
     queued = check_queue(tmp_path, acked)  # recovery: no torn bytes on the second open

@@ -42,6 +42,25 @@ def remote():
         yield r
 
 
+def _wait_cached(inst, *addresses: str, timeout: float = 60) -> None:
+    """Wait until fastpost's verify cache holds a result for each address.
+
+    An smtp/lmtp probe's log line is written by the agent, and the verify service stores
+    the result when the agent's answer reaches it, a moment later (Postfix's agents update
+    the cache before they log): on a busy machine a query right after the log line can
+    still find "in progress". The cache is what the next session reads, so wait on it."""
+    spec = f"btree:{inst.data}/verify_cache"
+    deadline = time.monotonic() + timeout
+    for address in addresses:
+        while True:
+            out = inst.command("map", "-q", address, spec).stdout
+            if out and not out.startswith("3:"):
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no result cached for <{address}> in {timeout}s: {out!r}")
+            time.sleep(0.05)
+
+
 class Gateways:
     """Both gateways, started with the same main.cf additions."""
 
@@ -64,9 +83,11 @@ class Gateways:
         """The replies of both to one session (fastpost's, Postfix's)."""
         return site.chat(self.fp_port, lines), site.chat(self.pf.port, lines)
 
-    def wait(self, n):
+    def wait(self, n, *addresses):
+        """n probe lines in each log, and fastpost's results for ``addresses`` cached."""
         _wait_probes(self.fp.log_text, n)
         _wait_probes(self.pf.log_text, n)
+        _wait_cached(self.fp, *addresses)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +108,7 @@ def test_unknown_then_cached_replies_match_postfix(gateways, remote):
     # (they start the recipients' probes) before the deferral is given. (The later RCPTs
     # race with the sender's probe: only the first reply is certain.)
     assert fp[2] == pf[2] == IN_PROGRESS_SENDER
-    g.wait(4)
+    g.wait(4, "sender@remote.test", KNOWN, UNKNOWN, DEAD)
     fp, pf = g.both(session)
     assert fp == pf
     assert fp[2] == "250 2.1.5 Ok"
@@ -111,14 +132,15 @@ def test_unknown_then_cached_replies_match_postfix(gateways, remote):
 
 def test_sender_verification_matches_postfix(gateways):
     g = gateways
-    before = _probes(g.fp.log_text())
+    before = _probes(g.fp.log_text()), _probes(g.pf.log_text())
     session = site.rcpt_session("bad@remote.test", KNOWN)
     fp, pf = g.both(session)
     assert fp == pf
     assert fp[2] == ("450 4.1.7 <bad@remote.test>: Sender address rejected: unverified address: "
                      "Address verification in progress")
-    _wait_probes(g.fp.log_text, before + 1)
-    _wait_probes(g.pf.log_text, before + 1)
+    _wait_probes(g.fp.log_text, before[0] + 1)
+    _wait_probes(g.pf.log_text, before[1] + 1)
+    _wait_cached(g.fp, "bad@remote.test")
     fp, pf = g.both(session)
     assert fp == pf
     assert fp[2].startswith("450 4.1.7 <bad@remote.test>: Sender address rejected: unverified "
@@ -221,6 +243,7 @@ def test_virtual_aliases_are_probed_as_their_targets(gateways):
     g.both(session)
     _wait_probes(g.fp.log_text, before[0] + 2)
     _wait_probes(g.pf.log_text, before[1] + 2)
+    _wait_cached(g.fp, "alias@remote.test", "badalias@remote.test")
     fp, pf = g.both(session)
     assert fp == pf
     assert fp[2] == "250 2.1.5 Ok"
