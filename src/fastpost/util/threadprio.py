@@ -23,6 +23,15 @@ inherited.
 Unset or empty (the default): nothing is changed and nothing is read but the variable.
 Fails soft: a malformed entry or a refused change is logged as a warning, and the
 thread runs at its inherited priority.
+
+``BusySwitch`` (docs/accept.md, "Session 10: smtpd under SCHED_BATCH only when it is
+busy"): one thread at SCHED_BATCH while it serves at least HIGH clients, back at
+SCHED_OTHER once it serves LOW or fewer; the wide gap between the two thresholds is
+the hysteresis that keeps the changes rare. ``FASTPOST_SCHED_ADAPT`` chooses it:
+``0`` off, ``1`` on with the default thresholds, ``HIGH:LOW`` on with those; unset
+means the default (ADAPT_DEFAULT). One ``sched_setscheduler`` per change of state,
+none per client. Fails soft too: a refused change (EPERM, a seccomp filter) is logged
+once and the switch stops trying; no session ever sees it.
 """
 
 from __future__ import annotations
@@ -33,6 +42,15 @@ import threading
 from fastpost.util import log
 
 _POLICIES = {"batch": "SCHED_BATCH", "idle": "SCHED_IDLE", "normal": "SCHED_OTHER"}
+
+
+#: FASTPOST_SCHED_ADAPT unset: is the adaptive switch on? (docs/accept.md, "Session 10:
+#: smtpd under SCHED_BATCH only when it is busy").
+ADAPT_DEFAULT = False
+#: Clients at which the thread goes to SCHED_BATCH, and at or below which it returns.
+#: smtp-source -s 20 keeps ~20 sessions open (never switches), -s 100 ~100.
+ADAPT_HIGH = 40
+ADAPT_LOW = 20
 
 
 def parse(text: str) -> dict[str, str]:
@@ -74,3 +92,77 @@ def apply(role: str, environ=os.environ) -> str | None:
         log.warn("FASTPOST_SCHED: %s=%s for thread %d: %s", role, value, tid, exc)
         return None
     return value
+
+
+class BusySwitch:
+    """SCHED_BATCH for one thread while it serves >= ``high`` clients, SCHED_OTHER at <= ``low``.
+
+    The thread's owner calls ``arrived()`` when a client connects and ``gone()`` when
+    one leaves (the same thread, e.g. an event loop's protocol callbacks: no locking).
+    ``switches`` counts the policy changes made; ``batch`` is the state set.
+    """
+
+    __slots__ = ("high", "low", "tid", "clients", "batch", "switches", "broken")
+
+    def __init__(self, high: int = ADAPT_HIGH, low: int = ADAPT_LOW, tid: int | None = None):
+        if not 0 <= low < high:
+            raise ValueError(f"adaptive scheduling: need 0 <= LOW < HIGH, got {high}:{low}")
+        self.high, self.low = high, low
+        #: The thread whose policy changes (default: the one creating the switch).
+        self.tid = threading.get_native_id() if tid is None else tid
+        self.clients = 0
+        self.batch = False
+        self.switches = 0
+        self.broken = False
+
+    @classmethod
+    def from_environ(cls, role: str, environ=os.environ) -> BusySwitch | None:
+        """The switch FASTPOST_SCHED_ADAPT asks for (for the calling thread), or None.
+
+        None too when FASTPOST_SCHED names ``role``: a fixed setting is measured as set.
+        """
+        text = environ.get("FASTPOST_SCHED_ADAPT", "").strip()
+        try:
+            if role in parse(environ.get("FASTPOST_SCHED", "")):
+                return None
+        except ValueError:
+            pass  # apply() warns about it
+        if not text:
+            return cls() if ADAPT_DEFAULT else None
+        if text == "0":
+            return None
+        if text == "1":
+            return cls()
+        high, sep, low = text.partition(":")
+        try:
+            if not sep:
+                raise ValueError(f"FASTPOST_SCHED_ADAPT: expected 0, 1 or HIGH:LOW, got {text!r}")
+            return cls(int(high), int(low))
+        except ValueError as exc:
+            log.warn("%s", exc)
+            return None
+
+    def arrived(self) -> None:
+        self.clients += 1
+        if self.clients >= self.high and not self.batch:
+            self._set(True)
+
+    def gone(self) -> None:
+        self.clients -= 1
+        if self.clients <= self.low and self.batch:
+            self._set(False)
+
+    def _set(self, batch: bool) -> None:
+        if self.broken:
+            return
+        name = "SCHED_BATCH" if batch else "SCHED_OTHER"
+        try:
+            os.sched_setscheduler(self.tid, getattr(os, name), os.sched_param(0))
+        except OSError as exc:
+            self.broken = True  # once: the thread keeps whatever it has
+            log.warn("adaptive scheduling of thread %d off: %s: %s", self.tid, name, exc)
+            return
+        self.batch = batch
+        self.switches += 1
+        log.info("thread %d: %s at %d clients (change %d)", self.tid, name, self.clients,
+                 self.switches)

@@ -91,10 +91,24 @@ def _post_init(ctx) -> None:
     # The sessions count themselves toward the skeleton's client limit (self_counting).
     service.on_connect = ctx.connected
     service.on_disconnect = ctx.disconnected
+    # The loop thread at SCHED_BATCH while it serves many clients (util/threadprio.py,
+    # FASTPOST_SCHED_ADAPT): counted where the sessions count themselves.
+    busy = threadprio.BusySwitch.from_environ("smtpd")
+    if busy is not None:
+        service.on_connect = _counted(ctx.connected, busy.arrived)
+        service.on_disconnect = _counted(ctx.disconnected, busy.gone)
     # The maillog lines of one turn of the loop in one write (util/log.py).
     log.defer_file_writes(ctx.loop)
     threadprio.apply("smtpd")  # measuring only (util/threadprio.py)
     log.debug("%s", _accel.describe())
+
+
+def _counted(skeleton, switch):
+    """on_connect/on_disconnect: the skeleton's count, then the BusySwitch's."""
+    def both() -> None:
+        skeleton()
+        switch()
+    return both
 
 
 async def _on_exit(ctx) -> None:
