@@ -25,10 +25,13 @@ Fails soft: a malformed entry or a refused change is logged as a warning, and th
 thread runs at its inherited priority.
 
 ``BusySwitch`` (docs/accept.md, "Session 10: smtpd under SCHED_BATCH only when it is
-busy"): one thread at SCHED_BATCH while it serves at least HIGH clients, back at
-SCHED_OTHER once it serves LOW or fewer; the wide gap between the two thresholds is
-the hysteresis that keeps the changes rare. ``FASTPOST_SCHED_ADAPT`` chooses it:
-``0`` off, ``1`` on with the default thresholds, ``HIGH:LOW`` on with those; unset
+busy"): one thread at SCHED_BATCH from the moment it serves HIGH clients, back at
+SCHED_OTHER once it serves LOW or fewer and has not served HIGH for ADAPT_HOLD
+seconds. Both the gap between the thresholds and the hold are hysteresis: at
+smtp-source -s 100 smtpd's client count swings between ~20 and ~100 a few times a
+second (accepts fall behind and catch up), which thresholds alone followed with 12
+changes a second. ``FASTPOST_SCHED_ADAPT`` chooses it:
+``0`` off, ``1`` on with the defaults, ``HIGH:LOW[:HOLD]`` on with those; unset
 means the default (ADAPT_DEFAULT). One ``sched_setscheduler`` per change of state,
 none per client. Fails soft too: a refused change (EPERM, a seccomp filter) is logged
 once and the switch stops trying; no session ever sees it.
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 from fastpost.util import log
 
@@ -51,6 +55,8 @@ ADAPT_DEFAULT = False
 #: smtp-source -s 20 keeps ~20 sessions open (never switches), -s 100 ~100.
 ADAPT_HIGH = 40
 ADAPT_LOW = 20
+#: Seconds without HIGH clients before the thread leaves SCHED_BATCH.
+ADAPT_HOLD = 1.0
 
 
 def parse(text: str) -> dict[str, str]:
@@ -95,19 +101,26 @@ def apply(role: str, environ=os.environ) -> str | None:
 
 
 class BusySwitch:
-    """SCHED_BATCH for one thread while it serves >= ``high`` clients, SCHED_OTHER at <= ``low``.
+    """SCHED_BATCH for one thread from ``high`` clients on, SCHED_OTHER again at <= ``low``
+    clients once ``hold`` seconds have passed without ``high``.
 
     The thread's owner calls ``arrived()`` when a client connects and ``gone()`` when
     one leaves (the same thread, e.g. an event loop's protocol callbacks: no locking).
+    The return is decided in ``gone()``: a thread left with few clients and no
+    departures keeps SCHED_BATCH, which costs nothing while it has little to do.
     ``switches`` counts the policy changes made; ``batch`` is the state set.
     """
 
-    __slots__ = ("high", "low", "tid", "clients", "batch", "switches", "broken")
+    __slots__ = ("high", "low", "hold", "clock", "busy_at", "tid", "clients", "batch",
+                 "switches", "broken")
 
-    def __init__(self, high: int = ADAPT_HIGH, low: int = ADAPT_LOW, tid: int | None = None):
+    def __init__(self, high: int = ADAPT_HIGH, low: int = ADAPT_LOW, tid: int | None = None,
+                 hold: float = ADAPT_HOLD, clock=time.monotonic):
         if not 0 <= low < high:
             raise ValueError(f"adaptive scheduling: need 0 <= LOW < HIGH, got {high}:{low}")
-        self.high, self.low = high, low
+        self.high, self.low, self.hold, self.clock = high, low, hold, clock
+        #: When the thread last served ``high`` clients.
+        self.busy_at = 0.0
         #: The thread whose policy changes (default: the one creating the switch).
         self.tid = threading.get_native_id() if tid is None else tid
         self.clients = 0
@@ -133,23 +146,27 @@ class BusySwitch:
             return None
         if text == "1":
             return cls()
-        high, sep, low = text.partition(":")
+        parts = text.split(":")
         try:
-            if not sep:
-                raise ValueError(f"FASTPOST_SCHED_ADAPT: expected 0, 1 or HIGH:LOW, got {text!r}")
-            return cls(int(high), int(low))
+            if len(parts) not in (2, 3):
+                raise ValueError(
+                    f"FASTPOST_SCHED_ADAPT: expected 0, 1 or HIGH:LOW[:HOLD], got {text!r}")
+            hold = float(parts[2]) if len(parts) == 3 else ADAPT_HOLD
+            return cls(int(parts[0]), int(parts[1]), hold=hold)
         except ValueError as exc:
             log.warn("%s", exc)
             return None
 
     def arrived(self) -> None:
         self.clients += 1
-        if self.clients >= self.high and not self.batch:
-            self._set(True)
+        if self.clients >= self.high:
+            self.busy_at = self.clock()
+            if not self.batch:
+                self._set(True)
 
     def gone(self) -> None:
         self.clients -= 1
-        if self.clients <= self.low and self.batch:
+        if self.clients <= self.low and self.batch and self.clock() - self.busy_at >= self.hold:
             self._set(False)
 
     def _set(self, batch: bool) -> None:

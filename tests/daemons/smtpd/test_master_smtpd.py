@@ -105,13 +105,13 @@ def test_smtpd_counts_its_clients_for_the_skeleton(fastpost_instance):
 
 
 def test_smtpd_loop_thread_batch_while_busy(fastpost_instance, monkeypatch):
-    # FASTPOST_SCHED_ADAPT=3:1 (util/threadprio.py BusySwitch): the worker's loop thread
-    # goes to SCHED_BATCH at the third client and back to SCHED_OTHER at one; the
-    # policy is read back from the kernel.
+    # FASTPOST_SCHED_ADAPT=3:1:0 (util/threadprio.py BusySwitch): the worker's loop
+    # thread goes to SCHED_BATCH at the third client and back to SCHED_OTHER at one
+    # (no hold time); the policy is read back from the kernel.
     import os
     import re
 
-    monkeypatch.setenv("FASTPOST_SCHED_ADAPT", "3:1")
+    monkeypatch.setenv("FASTPOST_SCHED_ADAPT", "3:1:0")
     monkeypatch.delenv("FASTPOST_SCHED", raising=False)
     port = free_port()
     inst = fastpost_instance(

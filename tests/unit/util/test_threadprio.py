@@ -87,7 +87,7 @@ def test_busy_switch_follows_the_thresholds():
 
     def serve():
         tid = threading.get_native_id()
-        sw = threadprio.BusySwitch(high=3, low=1)
+        sw = threadprio.BusySwitch(high=3, low=1, hold=0)
         for step in ("+", "+", "+", "+", "-", "-", "-", "+", "+", "-", "-", "-"):
             sw.arrived() if step == "+" else sw.gone()
             seen.append((sw.clients, _policy(tid)))
@@ -109,7 +109,7 @@ def test_busy_switch_changes_another_thread_by_tid():
     box = {}
 
     def loop_thread():
-        box["sw"] = threadprio.BusySwitch(high=1, low=0)
+        box["sw"] = threadprio.BusySwitch(high=1, low=0, hold=0)
         ready.set()
         done.wait(10)
 
@@ -130,7 +130,7 @@ def test_busy_switch_changes_another_thread_by_tid():
 
 def test_busy_switch_refused_change_is_logged_once_and_never_raises():
     # A thread id that does not exist: ESRCH, as EPERM would be, is not the session's problem.
-    sw = threadprio.BusySwitch(high=1, low=0, tid=2**22 + 12345)
+    sw = threadprio.BusySwitch(high=1, low=0, tid=2**22 + 12345, hold=0)
     for _ in range(3):
         sw.arrived()
         sw.gone()
@@ -144,9 +144,36 @@ def test_busy_switch_from_environ():
     on = env("smtpd", {"FASTPOST_SCHED_ADAPT": "1"})
     assert (on.high, on.low) == (threadprio.ADAPT_HIGH, threadprio.ADAPT_LOW)
     custom = env("smtpd", {"FASTPOST_SCHED_ADAPT": "60:30"})
-    assert (custom.high, custom.low) == (60, 30)
-    for bad in ("yes", "30:60", "5:5", "a:b"):
+    assert (custom.high, custom.low, custom.hold) == (60, 30, threadprio.ADAPT_HOLD)
+    held = env("smtpd", {"FASTPOST_SCHED_ADAPT": "3:1:0.5"})
+    assert (held.high, held.low, held.hold) == (3, 1, 0.5)
+    for bad in ("yes", "30:60", "5:5", "a:b", "3:1:x", "3:1:0:0"):
         assert env("smtpd", {"FASTPOST_SCHED_ADAPT": bad}) is None
     # a fixed FASTPOST_SCHED setting for the role wins
     assert env("smtpd", {"FASTPOST_SCHED_ADAPT": "1", "FASTPOST_SCHED": "smtpd=batch"}) is None
     assert env("smtpd", {"FASTPOST_SCHED_ADAPT": "1", "FASTPOST_SCHED": "index=idle"}) is not None
+
+
+def test_busy_switch_holds_batch_until_quiet_for_hold_seconds():
+    """Back to SCHED_OTHER only at <= LOW clients *and* HOLD seconds after the last HIGH."""
+    now = [100.0]
+
+    def serve():
+        tid = threading.get_native_id()
+        sw = threadprio.BusySwitch(high=2, low=0, hold=1.0, clock=lambda: now[0])
+        sw.arrived(), sw.arrived()          # 2 clients at t=100: batch
+        states = [_policy(tid)]
+        sw.gone(), sw.gone()                # 0 clients at once: held
+        states.append(_policy(tid))
+        now[0] = 100.5
+        sw.arrived(), sw.gone()             # still within the hold
+        states.append(_policy(tid))
+        now[0] = 101.2
+        sw.arrived(), sw.gone()             # quiet for 1.2 s: back
+        states.append(_policy(tid))
+        return states, sw.switches
+
+    (states, switches), _tid = _in_thread(serve)
+    B, O = os.SCHED_BATCH, os.SCHED_OTHER
+    assert states == [B, B, B, O]
+    assert switches == 2
