@@ -1,4 +1,5 @@
-"""Experiment: the kernel's scheduling of one thread, chosen by role from the environment.
+"""The kernel's scheduling of a thread: by role from the environment (measuring only),
+and SCHED_BATCH for a thread while it is busy (BusySwitch, smtpd's default).
 
 Postfix counterpart: none (Postfix's daemons are single-threaded and run at the nice
 value the master was started with).
@@ -32,9 +33,10 @@ smtp-source -s 100 smtpd's client count swings between ~20 and ~100 a few times 
 second (accepts fall behind and catch up), which thresholds alone followed with 12
 changes a second. ``FASTPOST_SCHED_ADAPT`` chooses it:
 ``0`` off, ``1`` on with the defaults, ``HIGH:LOW[:HOLD]`` on with those; unset
-means the default (ADAPT_DEFAULT). One ``sched_setscheduler`` per change of state,
-none per client. Fails soft too: a refused change (EPERM, a seccomp filter) is logged
-once and the switch stops trying; no session ever sees it.
+means the default (ADAPT_DEFAULT). One ``sched_setscheduler`` per change of state, no
+system call per client. Threads the thread creates while at SCHED_BATCH (libuv's
+resolver pool, on its first use) inherit it. Fails soft too: a refused change (EPERM, a
+seccomp filter) is logged once and the switch stops trying; no session ever sees it.
 """
 
 from __future__ import annotations

@@ -31,6 +31,8 @@ pre_init (as root, before workers are forked - they share TLS session-ticket key
 post_init (as mail_owner, in queue_directory) sets up the cleanup client: every
 session of the worker hands its messages to cleanup over one persistent connection
 (public/cleanup), and "250 ... queued as ID" waits for cleanup's durable answer.
+post_init also sets up the loop thread's busy switch: SCHED_BATCH while the worker
+serves many clients (util/threadprio.py BusySwitch; FASTPOST_SCHED_ADAPT=0 turns it off).
 
 The protocol itself (parsing, sequencing, pipelining rules, DATA/BDAT) is
 fastpost.smtp.server; this package decides, logs, and moves bytes. See docs/smtp.md.
