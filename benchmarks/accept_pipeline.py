@@ -33,8 +33,10 @@ recipient's cost"); the default is one recipient, the issue-9 benchmark.
 
 Each run's line ends with smtp-source's own CPU ms per message (the load generator
 shares the machine's CPUs with the MTA) and, for fastpost, the voluntary/involuntary
-context switches per message of its smtpd and cleanup workers (all threads). Prints a
-table: msgs/s median [min-max], CPU-ms per message by daemon, and the
+context switches per message of its smtpd and cleanup workers (all threads) and the
+number of smtpd's adaptive scheduling changes (FASTPOST_SCHED_ADAPT, util/threadprio.py:
+its maillog lines) during the run, with their rate per second. Prints a table: msgs/s
+median [min-max], CPU-ms per message by daemon, and the
 fastpost/Postfix ratio pair by pair. Not part of the test suite.
 """
 
@@ -102,6 +104,7 @@ def one_run(inst, sessions: int, messages: int, size: int, profile: str | None =
     # write back: flush them before the clock starts, so that no run pays for another's.
     os.sync()
     cs0 = switches(inst)
+    log0 = os.path.getsize(inst.maillog) if inst.kind == "fastpost" else 0
     mon = procs.ProcessMonitor(inst.master_pid()).start()
     spies = []
     if profile:
@@ -112,6 +115,7 @@ def one_run(inst, sessions: int, messages: int, size: int, profile: str | None =
     res = mon.stop()
     cs1 = switches(inst)
     cs = {name: tuple(b - a for a, b in zip(cs0[name], cs1[name])) for name in cs0 if name in cs1}
+    sched = policy_changes(inst, log0)
     for p in spies:
         if syscalls:
             p.send_signal(2)  # strace -c prints its summary when interrupted
@@ -121,7 +125,19 @@ def one_run(inst, sessions: int, messages: int, size: int, profile: str | None =
     ok = src["rc"] == 0 and not src["complaints"] and incoming == messages
     return {"rate": messages / src["seconds"], "ok": ok, "counts": counts,
             "complaints": src["complaints"][:3], "cpu": res["cpu_by_daemon"],
-            "cpu_total": res["cpu_total"], "client_cpu": src["cpu"], "switches": cs}
+            "cpu_total": res["cpu_total"], "client_cpu": src["cpu"], "switches": cs,
+            "sched": sched, "seconds": src["seconds"]}
+
+
+def policy_changes(inst, offset: int) -> int | None:
+    """smtpd's adaptive scheduling changes logged since ``offset`` in the maillog
+    (util/threadprio.py BusySwitch: one line per change); None for C Postfix."""
+    if inst.kind != "fastpost":
+        return None
+    with open(inst.maillog, "rb") as f:
+        f.seek(offset)
+        text = f.read()
+    return text.count(b": SCHED_BATCH at ") + text.count(b": SCHED_OTHER at ")
 
 
 def switches(inst) -> dict[str, tuple[int, int]]:
@@ -234,7 +250,9 @@ def main() -> int:
                           f"({fmt_cpu(res['cpu'], args.messages)}) "
                           f"smtp-source {1000 * res['client_cpu'] / args.messages:.3f}"
                           + "".join(f" {name} cs {v / args.messages:.2f}/{i / args.messages:.2f}"
-                                    for name, (v, i) in sorted(res["switches"].items())),
+                                    for name, (v, i) in sorted(res["switches"].items()))
+                          + (f" sched-changes {res['sched']} ({res['sched'] / res['seconds']:.2f}/s)"
+                             if res["sched"] is not None else ""),
                           file=sys.stderr)
     finally:
         for inst in insts.values():

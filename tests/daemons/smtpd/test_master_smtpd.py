@@ -102,3 +102,43 @@ def test_smtpd_counts_its_clients_for_the_skeleton(fastpost_instance):
             if conn is not None:
                 conn.close()
     inst.wait_log(r"disconnect from unknown\[127\.0\.0\.1\]", count=3)
+
+
+def test_smtpd_loop_thread_batch_while_busy(fastpost_instance, monkeypatch):
+    # FASTPOST_SCHED_ADAPT=3:1:0 (util/threadprio.py BusySwitch): the worker's loop
+    # thread goes to SCHED_BATCH at the third client and back to SCHED_OTHER at one
+    # (no hold time); the policy is read back from the kernel.
+    import os
+    import re
+
+    monkeypatch.setenv("FASTPOST_SCHED_ADAPT", "3:1:0")
+    monkeypatch.delenv("FASTPOST_SCHED", raising=False)
+    port = free_port()
+    inst = fastpost_instance(
+        master_cf=f"127.0.0.1:{port} inet n - n - 1 smtpd\n"
+                  "cleanup unix n - n - 0 cleanup\n"
+                  "rewrite unix - - n - - trivial-rewrite\n",
+        main_cf={"smtpd_peername_lookup": "no"})
+    inst.start()
+    conns = []
+    try:
+        for _ in range(2):
+            conns.append(socket.create_connection(("127.0.0.1", port), timeout=30))
+            assert conns[-1].recv(512).startswith(b"220 ")
+        pid = int(re.search(r"/smtpd\[(\d+)\]", inst.log_text()).group(1))
+        assert os.sched_getscheduler(pid) == os.SCHED_OTHER  # 2 clients: below HIGH
+        conns.append(socket.create_connection(("127.0.0.1", port), timeout=30))
+        assert conns[-1].recv(512).startswith(b"220 ")
+        inst.wait_log(r"thread \d+: SCHED_BATCH at 3 clients \(change 1\)")
+        assert os.sched_getscheduler(pid) == os.SCHED_BATCH
+        for conn in conns[:2]:
+            conn.sendall(b"QUIT\r\n")
+            assert conn.recv(512).startswith(b"221 ")
+        inst.wait_log(r"thread \d+: SCHED_OTHER at 1 clients \(change 2\)")
+        assert os.sched_getscheduler(pid) == os.SCHED_OTHER
+        # the sessions themselves never notice: the last one still works
+        conns[2].sendall(b"NOOP\r\n")
+        assert conns[2].recv(512).startswith(b"250 ")
+    finally:
+        for conn in conns:
+            conn.close()

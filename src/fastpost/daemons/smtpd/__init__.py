@@ -31,6 +31,8 @@ pre_init (as root, before workers are forked - they share TLS session-ticket key
 post_init (as mail_owner, in queue_directory) sets up the cleanup client: every
 session of the worker hands its messages to cleanup over one persistent connection
 (public/cleanup), and "250 ... queued as ID" waits for cleanup's durable answer.
+post_init also sets up the loop thread's busy switch: SCHED_BATCH while the worker
+serves many clients (util/threadprio.py BusySwitch; FASTPOST_SCHED_ADAPT=0 turns it off).
 
 The protocol itself (parsing, sequencing, pipelining rules, DATA/BDAT) is
 fastpost.smtp.server; this package decides, logs, and moves bytes. See docs/smtp.md.
@@ -91,10 +93,24 @@ def _post_init(ctx) -> None:
     # The sessions count themselves toward the skeleton's client limit (self_counting).
     service.on_connect = ctx.connected
     service.on_disconnect = ctx.disconnected
+    # The loop thread at SCHED_BATCH while it serves many clients (util/threadprio.py,
+    # FASTPOST_SCHED_ADAPT): counted where the sessions count themselves.
+    busy = threadprio.BusySwitch.from_environ("smtpd")
+    if busy is not None:
+        service.on_connect = _counted(ctx.connected, busy.arrived)
+        service.on_disconnect = _counted(ctx.disconnected, busy.gone)
     # The maillog lines of one turn of the loop in one write (util/log.py).
     log.defer_file_writes(ctx.loop)
     threadprio.apply("smtpd")  # measuring only (util/threadprio.py)
     log.debug("%s", _accel.describe())
+
+
+def _counted(skeleton, switch):
+    """on_connect/on_disconnect: the skeleton's count, then the BusySwitch's."""
+    def both() -> None:
+        skeleton()
+        switch()
+    return both
 
 
 async def _on_exit(ctx) -> None:
