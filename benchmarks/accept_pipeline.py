@@ -26,6 +26,9 @@ compiled (Cython, C) frames (py-spy --native, which stops the process per sample
 last run (``strace -c``, summary per worker in DIR; strace slows the worker, so that
 run's rate and CPU mean nothing).
 
+$ACCEPT_FASTPOST_SMTPD_O ("name=value ...") adds ``-o`` settings to fastpost's smtpd line
+(e.g. ``fastpost_multi_client_limit=10`` for two smtpd processes at -s 20).
+
 ``--recipients N`` sends N recipients per message (smtp-source ``-r N``: ``1rcpt@example.com``
 ... ``Nrcpt@example.com``, the same N in every message), the real-mail case where each
 RCPT names an address the previous one did not (docs/accept.md, "Session 10: a new
@@ -63,8 +66,17 @@ def make(kind: str, root: str):
     inst.services = [s for s in mta.SERVICES if s[0] != "qmgr"]
     # Without qmgr, Postfix's in_flow_delay would wait a second for flow tokens at
     # every message (qmgr hands them out); fastpost has no such throttle.
-    inst.configure({"in_flow_delay": "0s"})
+    inst.configure({"in_flow_delay": "0s"}, smtpd_args=fastpost_smtpd_options(kind))
     return inst
+
+
+def fastpost_smtpd_options(kind: str) -> tuple:
+    """``-o`` settings for fastpost's smtpd line from $ACCEPT_FASTPOST_SMTPD_O
+    ("name=value name=value"; an environment variable so that ab_pairs.sh can give each
+    side its own, e.g. ``x=TREE:ACCEPT_FASTPOST_SMTPD_O=fastpost_multi_client_limit=10``)."""
+    if kind != "fastpost":
+        return ()
+    return tuple(os.environ.get("ACCEPT_FASTPOST_SMTPD_O", "").split())
 
 
 def add_dir_argument(ap: argparse.ArgumentParser) -> None:
