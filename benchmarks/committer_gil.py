@@ -109,11 +109,19 @@ def main() -> int:
         print(f"{args.messages / src['seconds']:,.0f} msgs/s at -s {args.sessions}, load average {load:.1f}"
               f" at the start; cleanup worker {pid}")
         batches, rounds = [], []
+        flights = []  # (batch taken, posted): a flush in flight
+        per_msg = []  # (commit() called, batch taken, writev start, ... as in a batch's line)
         for f in glob.glob(os.path.join(tdir, "ct.*")):
             with open(f) as fh:
                 for line in fh:
-                    kind, *vals = line.split()
+                    steps, _, queued = line.partition("|")
+                    kind, *vals = steps.split()
                     (batches if kind == "F" else rounds).append([float(v) for v in vals])
+                    if kind == "F" and queued:
+                        # the batch taken by the I/O thread, then each message's commit()
+                        taken, *enq = (float(v) for v in queued.split())
+                        per_msg.extend((e, taken, *batches[-1][1:]) for e in enq)
+                        flights.append((taken, batches[-1][5]))  # the I/O thread busy with it
         if args.keep:
             shutil.copytree(tdir, args.keep, dirs_exist_ok=True)
         kernel: dict[int, list] = {}
@@ -144,6 +152,26 @@ def main() -> int:
         show("posted -> loop runs _deliver", [b[6] - b[5] for b in batches])
         show("sync returned -> loop runs _deliver", [b[6] - b[3] for b in batches])
         show("fdatasync called -> loop runs _deliver", [b[6] - b[2] for b in batches])
+        if per_msg:
+            sizes = sorted(b[0] for b in batches)
+            print(f"batch sizes: median {pct(sizes, .5):.0f}, p90 {pct(sizes, .9):.0f}, max {sizes[-1]:.0f}")
+            print("per message (commit() called on cleanup's loop -> its callback can run):")
+            show("commit() -> batch taken by the I/O thread", [m[1] - m[0] for m in per_msg])
+            flights.sort()
+            f_starts = [a for a, _ in flights]
+
+            def in_flight(t):
+                i = bisect.bisect_right(f_starts, t)
+                return i > 0 and flights[i - 1][0] <= t < flights[i - 1][1]
+            busy = [m for m in per_msg if in_flight(m[0])]
+            idle = [m for m in per_msg if not in_flight(m[0])]
+            print(f"  a flush in flight at commit(): {len(busy) / len(per_msg) * 100:.0f} % of the messages")
+            show("  commit() -> taken, a flush in flight", [m[1] - m[0] for m in busy])
+            show("  commit() -> taken, the I/O thread idle", [m[1] - m[0] for m in idle])
+            show("batch taken -> writev start", [m[2] - m[1] for m in per_msg])
+            show("commit() -> fdatasync called", [m[3] - m[0] for m in per_msg])
+            show("fdatasync called -> loop runs _deliver", [m[7] - m[3] for m in per_msg])
+            show("commit() -> loop runs _deliver", [m[7] - m[0] for m in per_msg])
         print("index thread, per round:")
         show("first batch handed over -> thread awake", [r[3] - r[2] for r in rounds if r[2]])
         show("gather (sleep INDEX_GATHER)", [r[4] - r[3] for r in rounds])

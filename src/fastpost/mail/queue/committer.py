@@ -196,6 +196,7 @@ class Committer:
         self.index_rounds = 0
         self._trace: list = []  # _TRACE lines not yet written (the loop writes them)
         self._trace_times = None  # I/O thread, _TRACE only: this batch's step times
+        self._trace_enq: list = []  # _TRACE only: when each queued message's commit was called
         self._ix_first = 0.0  # _INLINE: when the oldest waiting index job arrived
 
     @property
@@ -327,6 +328,8 @@ class Committer:
             pending.flags = ix.FLAG_LARGE
         with self._qlock:
             self._queue.append(pending)
+            if _TRACE:
+                self._trace_enq.append(_clock())
             kick = not self._flushing and not self._kick_scheduled
             if kick:
                 self._kick_scheduled = True
@@ -362,9 +365,10 @@ class Committer:
             self._wake_pending = False
         for item in items:
             kind = item[0]
-            if len(item) == 4 and kind != "call":  # _TRACE: the step times, then now
+            if len(item) >= 4 and kind != "call":  # _TRACE: the step times, then now
+                extra = " | " + " ".join(f"{t:.6f}" for t in item[4]) if len(item) == 5 else ""
                 self._trace.append(f"{kind[0].upper()} " + " ".join(f"{t:.6f}" for t in item[3])
-                                   + f" {_clock():.6f}\n")
+                                   + f" {_clock():.6f}{extra}\n")
             if kind == "flushed":
                 self._flushed(item[1], item[2])
             elif kind == "indexed":
@@ -433,6 +437,9 @@ class Committer:
                 if not batch:
                     self._flushing = False
                     return
+                if _TRACE:
+                    enq, self._trace_enq = self._trace_enq, []
+                    t_taken = _clock()
             try:
                 results, job = self._flush(batch)
             except BaseException as exc:  # noqa: BLE001 - reported on the loop
@@ -449,9 +456,10 @@ class Committer:
                     self._ix_jobs.put(job)
             if _TRACE and self._trace_times is not None:
                 # messages, writev start, fdatasync called, fdatasync returned (before
-                # the GIL), back in Python (after it), posted
+                # the GIL), back in Python (after it), posted, [the loop appends: _deliver
+                # runs], then the batch taken by this thread and each message's commit()
                 times, self._trace_times = self._trace_times, None
-                self._post(("flushed", batch, results, (len(batch), *times, _clock())))
+                self._post(("flushed", batch, results, (len(batch), *times, _clock()), (t_taken, *enq)))
             else:
                 self._post(("flushed", batch, results))
             if self._seg is not None and not self._seg_broken:
