@@ -209,6 +209,9 @@ def one(mode: str, messages: int, sessions: int, size: int, tmp: str,
             if mode in ("raw", "rawep", "rawc"):
                 if mode == "rawc":  # the compiled copy first on the path
                     sys.path.insert(0, os.path.join(tmp, "rawc"))
+                    # this module imported the pure floor_raw for its replies:
+                    # forget it, or the import below returns it again
+                    sys.modules.pop("floor_raw", None)
                 import floor_raw
                 if mode == "rawc" and not floor_raw.__file__.endswith(".so"):
                     raise SystemExit("rawc: the compiled floor_raw did not load")
