@@ -156,11 +156,11 @@ def serve(sock: socket.socket, mode: str, logpath: str, handoff_fd: int | None,
     loop.run_until_complete(main())
 
 
-def cpu_ticks(pid: int) -> tuple[int, int]:
-    """(utime, stime) of the process, in clock ticks."""
+def cpu_ticks(pid: int) -> tuple[int, int, int]:
+    """(utime, stime, minor page faults) of the process; times in clock ticks."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]), int(fields[12])
+    return int(fields[11]), int(fields[12]), int(fields[7])
 
 
 def compile_raw(where: str) -> None:
@@ -252,7 +252,9 @@ def one(mode: str, messages: int, sessions: int, size: int, tmp: str,
             print(f"{mode}: smtp-source complained: {res['complaints'][:3]}", file=sys.stderr)
         tick = 1000.0 / os.sysconf("SC_CLK_TCK") / messages
         user, system = (after[0] - before[0]) * tick, (after[1] - before[1]) * tick
-        print(f"{mode:8} user {user:.3f} sys {system:.3f}", file=sys.stderr)
+        faults = (after[2] - before[2]) / messages
+        print(f"{mode:8} user {user:.3f} sys {system:.3f} minor faults {faults:.2f}",
+              file=sys.stderr)
         return user + system
     finally:
         os.kill(pid, 15)

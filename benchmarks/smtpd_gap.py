@@ -30,7 +30,8 @@ by the skeleton. The instance (qmgr off, as in accept_pipeline.py) is made on --
 on a fresh journalled ext4 with ``--fs journal``.
 
 Per message, for the smtpd process (all its threads): CPU user and system ms (from
-/proc/PID/stat), voluntary and involuntary context switches (/proc/PID/task/*/status),
+/proc/PID/stat), minor page faults (the same), voluntary and involuntary context
+switches (/proc/PID/task/*/status),
 read- and write-class system calls (/proc/PID/io syscr, syscw), and unless --no-perf,
 counted by ``perf stat`` tracepoints: epoll_pwait + epoll_wait calls (the loop's turns)
 and all system calls (``--by-syscall``: each system call's count too); besides, msgs/s and the CPU per message of the other side (the
@@ -147,11 +148,12 @@ def serve_fake(path: str, commit_ms: float) -> None:
 
 def counters(pids: list[int]) -> dict:
     """Summed counters of these processes (all threads)."""
-    tot = {"user": 0, "sys": 0, "vcs": 0, "ivcs": 0, "syscr": 0, "syscw": 0}
+    tot = {"user": 0, "sys": 0, "vcs": 0, "ivcs": 0, "syscr": 0, "syscw": 0, "minflt": 0}
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as fh:
                 f = fh.read().rsplit(")", 1)[1].split()
+            tot["minflt"] += int(f[7])  # minor page faults
             tot["user"] += int(f[11])
             tot["sys"] += int(f[12])
             for tid in os.listdir(f"/proc/{pid}/task"):
@@ -447,6 +449,7 @@ def main() -> int:
                 ("vcs", "vol cs", "{:.2f}"), ("ivcs", "invol cs", "{:.2f}"),
                 ("turns", "loop turns", "{:.2f}"), ("syscalls", "syscalls", "{:.1f}"),
                 ("syscr", "syscr", "{:.1f}"), ("syscw", "syscw", "{:.1f}"),
+                ("minflt", "minor faults", "{:.2f}"),
                 ("other", "other ms", "{:.3f}"), ("load", "load", "{:.1f}")]
         print("| mode (runs) | " + " | ".join(c[1] for c in cols) + " |")
         print("|---" * (len(cols) + 1) + "|")
