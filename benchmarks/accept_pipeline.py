@@ -70,6 +70,17 @@ def make(kind: str, root: str):
     return inst
 
 
+def start_warm(inst, sessions: int) -> None:
+    """Start ``inst``, send it 300 warm-up messages at ``sessions``, empty its queue and let
+    the file system settle (the start of the step-by-step tools: committer_gil.py,
+    dot_steps.py)."""
+    inst.start()
+    run_source(inst.port, sessions, 300, 1024)
+    inst.purge()
+    os.sync()
+    time.sleep(0.5)
+
+
 def fastpost_smtpd_options(kind: str) -> tuple:
     """``-o`` settings for fastpost's smtpd line from $ACCEPT_FASTPOST_SMTPD_O
     ("name=value name=value"; an environment variable so that ab_pairs.sh can give each

@@ -85,11 +85,7 @@ def main() -> int:
     inst = accept_pipeline.make("fastpost", os.path.join(base, "fastpost"))
     perf_out = os.path.join(base, "perf.txt")
     try:
-        inst.start()
-        run_source(inst.port, args.sessions, 300, 1024)
-        inst.purge()
-        os.sync()
-        time.sleep(0.5)
+        accept_pipeline.start_warm(inst, args.sessions)
         for f in glob.glob(os.path.join(tdir, "ct.*")):
             os.unlink(f)  # the warm-up's lines (each write opens the file anew)
         pid = cleanup_pid(inst.master_pid())

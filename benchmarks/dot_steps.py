@@ -408,11 +408,7 @@ def main() -> int:
     inst = accept_pipeline.make("fastpost", os.path.join(base, "fastpost"))
     out = os.path.join(base, "strace.txt")
     try:
-        inst.start()
-        run_source(inst.port, args.sessions, 300, 1024)
-        inst.purge()
-        os.sync()
-        time.sleep(0.5)
+        accept_pipeline.start_warm(inst, args.sessions)
         s_pid, c_pid = smtpd_pid(inst.master_pid()), cleanup_pid(inst.master_pid())
         res: dict = {}
         load = threading.Thread(target=lambda: res.update(run_source(inst.port, args.sessions, args.messages, 1024)))
