@@ -69,17 +69,24 @@ def test_smtpd_under_the_master(fastpost_instance, tmp_path):
     assert b"log_client_address=127.0.0.1" in queue_file
 
 
-def test_smtpd_counts_its_clients_for_the_skeleton(fastpost_instance):
-    # smtpd's sessions count themselves (multi skeleton, self_counting): at
-    # fastpost_multi_client_limit the only worker (maxproc 1) stops accepting, and
-    # when a session ends it accepts again.
+def one_smtpd(fastpost_instance, options: str = ""):
+    """A started instance with one smtpd worker (maxproc 1) on a free port, cleanup and
+    trivial-rewrite; returns (instance, port)."""
     port = free_port()
     inst = fastpost_instance(
-        master_cf=f"127.0.0.1:{port} inet n - n - 1 smtpd -o fastpost_multi_client_limit=2\n"
+        master_cf=f"127.0.0.1:{port} inet n - n - 1 smtpd {options}\n"
                   "cleanup unix n - n - 0 cleanup\n"
                   "rewrite unix - - n - - trivial-rewrite\n",
         main_cf={"smtpd_peername_lookup": "no"})
     inst.start()
+    return inst, port
+
+
+def test_smtpd_counts_its_clients_for_the_skeleton(fastpost_instance):
+    # smtpd's sessions count themselves (multi skeleton, self_counting): at
+    # fastpost_multi_client_limit the only worker (maxproc 1) stops accepting, and
+    # when a session ends it accepts again.
+    inst, port = one_smtpd(fastpost_instance, "-o fastpost_multi_client_limit=2")
     first = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(2)]
     third = None
     try:
@@ -113,13 +120,7 @@ def test_smtpd_loop_thread_batch_while_busy(fastpost_instance, monkeypatch):
 
     monkeypatch.setenv("FASTPOST_SCHED_ADAPT", "3:1:0")
     monkeypatch.delenv("FASTPOST_SCHED", raising=False)
-    port = free_port()
-    inst = fastpost_instance(
-        master_cf=f"127.0.0.1:{port} inet n - n - 1 smtpd\n"
-                  "cleanup unix n - n - 0 cleanup\n"
-                  "rewrite unix - - n - - trivial-rewrite\n",
-        main_cf={"smtpd_peername_lookup": "no"})
-    inst.start()
+    inst, port = one_smtpd(fastpost_instance)
     conns = []
     try:
         for _ in range(2):
