@@ -104,11 +104,6 @@ INDEX_RETRY = 1.0
 #: Seconds an index round waits, after its first batch, for more batches to join it
 #: (one LMDB transaction and one index sync for all of them instead of one per batch).
 INDEX_GATHER = 0.003
-#: Seconds, from its first batch, a round waits in all when another batch joined it
-#: during INDEX_GATHER: under load rounds are fewer and larger (fewer LMDB commits,
-#: index syncs, page writes of branch pages, loop wake-ups and qmgr triggers per
-#: message); a message alone is still visible to qmgr after INDEX_GATHER.
-INDEX_GATHER_BUSY = 0.010
 #: No gathering while the queue file system has less free space than this: near a full
 #: disk the index must not wait while segments take the last blocks (docs/queue.md).
 INDEX_GATHER_MIN_FREE = 64 << 20
@@ -663,12 +658,9 @@ class Committer:
                 self._prepare_index()
 
     def _gather(self) -> None:
-        """Wait INDEX_GATHER for more batches, unless free space is short (or unknown);
-        if another batch came meanwhile, wait on until INDEX_GATHER_BUSY in all."""
+        """Wait INDEX_GATHER for more batches, unless free space is short (or unknown)."""
         if self._space_to_gather():
             time.sleep(INDEX_GATHER)
-            if not self._ix_jobs.empty() and self._space_to_gather():
-                time.sleep(INDEX_GATHER_BUSY - INDEX_GATHER)
 
     def _space_to_gather(self) -> bool:
         """True if the queue file system has INDEX_GATHER_MIN_FREE free (known)."""
