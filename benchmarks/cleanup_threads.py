@@ -19,6 +19,14 @@ in the even-numbered runs and unpins them in the odd ones: pinned and unpinned r
 alternate in one instance. Migrations per message (se.nr_migrations from
 /proc/PID/task/TID/sched) are printed beside the context switches.
 
+``--perf FILE`` records the cleanup worker with ``perf record -g`` (2,999 Hz) during the
+last run and prints, per thread, its share of the samples, user and kernel, and the
+samples in the scheduler's switch (finish_task_switch: the cost of sleeping and being
+woken on this host) by the system call that slept: epoll_pwait (the loop waiting for
+work), fdatasync (the syncs' I/O waits), futex (the GIL, locks and queue hand-offs),
+clock_nanosleep (the index round's gather), preempted (at the return to user mode).
+perf's own cost is in that run's CPU figures (as strace's and py-spy's are).
+
 ``--pyspy FILE`` records the cleanup worker with py-spy (raw format, 1000 Hz; extra
 arguments such as --gil or --threads are passed on) during the last run; ``--strace FILE``
 writes ``strace -c -f``'s system-call counts of the cleanup worker for the last run
@@ -30,6 +38,7 @@ Must run as root (the instance's daemons change user). Not part of the test suit
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import shutil
 import subprocess
@@ -100,6 +109,8 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--pyspy", help="py-spy raw output file for the last run")
     ap.add_argument("--strace", help="strace -c -f summary of the cleanup worker for the last run")
+    ap.add_argument("--perf", help="perf record -g data file of the cleanup worker for the last run "
+                    "(a per-thread summary is printed)")
     ap.add_argument("--pin", help="e.g. smtpd=0,cleanup=1: CPU affinity of those daemons' "
                     "threads in the even-numbered runs (the odd ones run unpinned: A/B pairs "
                     "inside one instance)")
@@ -135,9 +146,18 @@ def main() -> int:
                 tracer = subprocess.Popen(["strace", *(os.environ.get("STRACE_ARGS", "-c").split()), "-f", "-o", args.strace, "-p", str(cleanup_pid(master))],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1)
+            recorder = None
+            if args.perf and r == args.runs - 1 and shutil.which("perf"):
+                recorder = subprocess.Popen(["perf", "record", "-F", "2999", "-g", "-o", args.perf,
+                                             "-p", str(cleanup_pid(master))],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(1)
             before = snapshot(master)
             src = run_source(inst.port, args.sessions, args.messages, 1024)
             after = snapshot(master)
+            if recorder is not None:
+                recorder.send_signal(2)
+                recorder.wait()
             if spy is not None:
                 spy.send_signal(2)
                 spy.wait()
@@ -164,10 +184,46 @@ def main() -> int:
                     print(f"    {name} thread +{t}: user {u:.3f} sys {s:.3f} ms/msg, "
                           f"context switches {v:.2f} voluntary {iv:.2f} involuntary, "
                           f"migrations {mig:.3f} per msg")
+            if recorder is not None:
+                print_perf_summary(args.perf, cleanup_pid(master))
     finally:
         inst.stop()
         shutil.rmtree(base, ignore_errors=True)
     return 0
+
+
+#: Kernel functions on a sleeping sample's call chain -> the system call that slept.
+SLEEP_CAUSES = (("epoll_pwait", "epoll_pwait"), ("__x64_sys_fdatasync", "fdatasync"),
+                ("__x64_sys_futex", "futex"), ("__x64_sys_clock_nanosleep", "clock_nanosleep"),
+                ("exit_to_user_mode_loop", "preempted"), ("irqentry_exit", "preempted"))
+
+
+def print_perf_summary(path: str, pid: int | None) -> None:
+    """Per-thread shares of a ``perf record -g`` file of one process (see --perf)."""
+    out = subprocess.run(["perf", "script", "-i", path, "-F", "tid,ip,sym,dso"],
+                         capture_output=True, text=True).stdout
+    threads: dict = {}  # tid -> {"all", "user", "kernel", "switch", causes...}
+    for block in out.split("\n\n"):
+        lines = [ln for ln in block.splitlines() if ln.strip()]
+        if len(lines) < 2 or not lines[0].strip().isdigit():
+            continue
+        tid = int(lines[0])
+        leaf = lines[1]
+        t = threads.setdefault(tid, collections.Counter())
+        t["all"] += 1
+        t["kernel" if "kernel" in leaf else "user"] += 1
+        if "finish_task_switch" in leaf or "__schedule" in leaf:
+            t["switch"] += 1
+            chain = " ".join(lines[2:])
+            t[next((c for key, c in SLEEP_CAUSES if key in chain), "other")] += 1
+    total = sum(t["all"] for t in threads.values()) or 1
+    print(f"perf: {total} samples of the cleanup worker; per thread, % of all samples")
+    for tid, t in sorted(threads.items()):
+        causes = ", ".join(f"{c} {100 * t[c] / total:.1f}" for c in
+                           ("epoll_pwait", "fdatasync", "futex", "clock_nanosleep", "preempted", "other")
+                           if t[c])
+        print(f"    thread +{tid - (pid or tid)}: {100 * t['all'] / total:.1f} (user {100 * t['user'] / total:.1f}, "
+              f"kernel {100 * t['kernel'] / total:.1f}, of which switching {100 * t['switch'] / total:.1f}: {causes})")
 
 
 if __name__ == "__main__":
