@@ -38,6 +38,8 @@ cdef object _info_later
 cdef object _monotonic
 cdef object _time
 
+cdef object _id_text(object value)
+
 
 cdef class StateCore:
     cdef public object svc

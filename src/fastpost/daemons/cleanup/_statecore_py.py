@@ -82,6 +82,15 @@ _monotonic = time.monotonic
 _time = time.time
 
 
+def _id_text(value):
+    """A Message-Id's bytes as its log line shows them: log.printable's text, without
+    the call when the decoded text is already printable ASCII (nearly always)."""
+    text = value.decode("utf-8", "replace")
+    if text.isascii() and text.isprintable():
+        return text
+    return _printable(text)
+
+
 def _mask_of(kinds):
     """The bit mask (header_pass's form) of a set of header kinds."""
     mask = 0
@@ -356,8 +365,7 @@ class StateCore:
         reply flush calls log.flush), not one write per message."""
         qid = self.queue_id
         if self.resent_message_id is not None:
-            _info_later("%s: resent-message-id=%s", qid,
-                        _printable(self.resent_message_id.decode("utf-8", "replace")))
+            _info_later(qid + ": resent-message-id=" + _id_text(self.resent_message_id))
         mid = self.message_id
-        _info_later("%s: message-id=%s", qid,
-                    _printable(mid.decode("utf-8", "replace")) if mid is not None else "<>")
+        # the line whole, without info_later's formatting (no arguments: taken as is)
+        _info_later(qid + ": message-id=" + (_id_text(mid) if mid is not None else "<>"))
