@@ -34,10 +34,10 @@ interpreter; setup.py also compiles it, typed by the augmenting declarations in
 ext/fastpost/daemons/smtpd/_session_c.pxd, into fastpost.daemons.smtpd._session_c,
 where SessionCore is a cdef class with typed C fields and the methods named ``_c_*``
 (and ``_idle``, ``_ask``, ``_eom_checked``, ``_rcpt_checked``, ``_helo_checked``) are
-C functions that the Python-visible methods wrap. Interpreted, those are ordinary methods with the same
-behaviour. The selector is fastpost.daemons.smtpd.sessioncore (FASTPOST_PURE_PYTHON=1
-picks this file as Python); tests/unit/daemons/test_sessioncore.py drives both builds
-through generated sessions and compares them. Whatever code outside compares by
+C functions that the Python-visible methods wrap. Interpreted, those are ordinary
+methods with the same behaviour. The selector is fastpost.daemons.smtpd.sessioncore
+(FASTPOST_PURE_PYTHON=1 picks this file as Python); tests/unit/daemons/test_sessioncore.py
+drives both builds through generated sessions and compares them. Whatever code outside compares by
 identity lives in _session_shared (one object for both builds). Rules for editing
 this file: docs/conventions.md ("Kernels in Cython's pure-Python mode").
 
@@ -345,11 +345,11 @@ class SessionCore:
         # depends only on which commands those were, so it is made once per set of
         # names (by the names in the order they came; _c_stats_text_full otherwise).
         stats = self.stats
+        if not stats:
+            return self._c_stats_text_full()
         for counts in stats.values():
             if counts[0] != 1 or counts[1] != 1:
                 return self._c_stats_text_full()
-        if not stats:
-            return self._c_stats_text_full()
         key = tuple(stats)
         text = _ONCE_TEXTS.get(key)
         if text is None:
