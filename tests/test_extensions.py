@@ -34,10 +34,10 @@ CONSTRUCT = {
     "fastpost.smtp._data_c.ChunkDecoder": ((10240000,), {}),
     "fastpost.mail._header_c.HeaderReader": (({}, 102400), {}),
     "fastpost.smtp._server_c.ServerConnection": ((), {}),
-    # A stand-in for SmtpdService: the core reads only .settings(.timeout) and .loop
-    # at start.
+    # A stand-in for SmtpdService: the core reads only .settings(.timeout) and the
+    # loop (._loop, else .loop) at start, and sets .last_session.
     "fastpost.daemons.smtpd._session_c.SessionCore": ((types.SimpleNamespace(
-        settings=types.SimpleNamespace(timeout=300), loop=None),), {}),
+        settings=types.SimpleNamespace(timeout=300), _loop=None, loop=None),), {}),
     # smtpd's message to cleanup: an envelope (not read at construction) and the endpoint.
     "fastpost.daemons.smtpd._cleanuptxn_c.CleanupTransaction": ((None, "public/cleanup"), {}),
     # An empty core (no service): CleanupState's fields at their defaults.

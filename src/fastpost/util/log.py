@@ -252,6 +252,27 @@ def stream():
     return _state.stream
 
 
+def _stamp_host(st, now: int) -> str:
+    """The time stamp and host of file lines for second ``now`` (made once a second)."""
+    if now != st.stamp_second:
+        st.stamp_second = now
+        st.stamp = time.strftime("%b %d %H:%M:%S", time.localtime(now))
+        st.stamp_host = f"{st.stamp} {st.host} "
+    return st.stamp_host
+
+
+def _waiting(st) -> None:
+    """A line was added to the waiting ones: the first of a turn has them written at
+    the turn's end, the _DEFER_MAX_LINES-th writes them now."""
+    if len(st.pending) == 1:
+        try:
+            st.defer_loop.call_soon(flush)
+        except RuntimeError:  # the loop is closed: no more turns
+            flush()
+    else:
+        flush()
+
+
 def _emit(level: str, text: str) -> None:
     st = _state
     body = st.head + text if level == "info" else f"{st.head}{level}: {text}"
@@ -259,11 +280,8 @@ def _emit(level: str, text: str) -> None:
     stream = st.stream
     if fd is not None or stream is not None:
         now = int(time.time())
-        if now != st.stamp_second:
-            st.stamp_second = now
-            st.stamp = time.strftime("%b %d %H:%M:%S", time.localtime(now))
-            st.stamp_host = f"{st.stamp} {st.host} "
-        line = st.stamp_host + body + "\n"
+        line = (st.stamp_host if now == st.stamp_second else _stamp_host(st, now)) \
+            + body + "\n"
         if fd is not None:
             data = line.encode("utf-8", "surrogateescape")
             # Only the loop's thread touches the waiting lines; other threads write
@@ -273,13 +291,8 @@ def _emit(level: str, text: str) -> None:
                 if level == "info":
                     pending.append(data)
                     data = None
-                    if len(pending) == 1:
-                        try:
-                            st.defer_loop.call_soon(flush)
-                        except RuntimeError:  # the loop is closed: no more turns
-                            flush()
-                    elif len(pending) >= _DEFER_MAX_LINES:
-                        flush()
+                    if len(pending) == 1 or len(pending) >= _DEFER_MAX_LINES:
+                        _waiting(st)
                 elif pending:
                     flush()  # the waiting lines first: the file keeps their order
             elif st.pending and st.defer_loop is None:
@@ -315,7 +328,22 @@ def _fmt(fmt: str, args: tuple) -> str:
 
 def info(fmt: str, *args) -> None:
     """Log an informational line."""
-    _emit("info", fmt % args if args else fmt)
+    text = fmt % args if args else fmt
+    st = _state
+    if st.defer_loop is not None and st.stream is None and st.file_fd is not None \
+            and st.syslog_sock is None and st.postlog_sock is None \
+            and threading.get_ident() == st.defer_thread:
+        # A busy daemon's usual line (smtpd's connect/client=/disconnect): only the
+        # maillog file, waiting for the loop's turn to end; _emit()'s work for it,
+        # without its branches.
+        now = int(time.time())
+        pending = st.pending
+        pending.append(((st.stamp_host if now == st.stamp_second else _stamp_host(st, now))
+                        + st.head + text + "\n").encode("utf-8", "surrogateescape"))
+        if len(pending) == 1 or len(pending) >= _DEFER_MAX_LINES:
+            _waiting(st)
+        return
+    _emit("info", text)
 
 
 def info_later(fmt: str, *args) -> None:
@@ -330,11 +358,8 @@ def info_later(fmt: str, *args) -> None:
         _emit("info", fmt % args if args else fmt)
         return
     now = int(time.time())
-    if now != st.stamp_second:
-        st.stamp_second = now
-        st.stamp = time.strftime("%b %d %H:%M:%S", time.localtime(now))
-        st.stamp_host = f"{st.stamp} {st.host} "
-    line = st.stamp_host + st.head + (fmt % args if args else fmt) + "\n"
+    line = (st.stamp_host if now == st.stamp_second else _stamp_host(st, now)) \
+        + st.head + (fmt % args if args else fmt) + "\n"
     st.pending.append(line.encode("utf-8", "surrogateescape"))
 
 

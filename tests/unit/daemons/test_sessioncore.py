@@ -346,3 +346,82 @@ def test_a_refused_queue_id_answers_data_both_ways(services):
     replies_ = b"".join(step[0] for step in compiled)
     assert replies_.count(b"452 4.3.1 Insufficient system storage\r\n") == 2
     assert b"354" not in replies_ and len(service.sink.messages) == stored
+
+
+# ---------------------------------------------------------------- set-up and tear-down
+# The connection's shortcuts (branch conn11) answer what the long way answers, in
+# both builds.
+
+_NEUTERED = ' <>()\\";@'
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(), st.text(alphabet=st.sampled_from(list("ab.-1" + _NEUTERED)))))
+def test_neuter_helo_both_builds(name):
+    from fastpost.daemons.smtpd import _session_c
+
+    want = "".join("?" if ch in _NEUTERED else ch for ch in name)
+    assert _session_py.neuter_helo(name) == want
+    assert _session_c.neuter_helo(name) == want
+
+
+def _stats_text_long_way(stats):
+    parts, ok_total, total = [], 0, 0
+    for name in _session_py.STATS_ORDER:
+        if name in stats:
+            ok, n = stats[name]
+            ok_total, total = ok_total + ok, total + n
+            parts.append(f"{name}={ok}" if ok == n else f"{name}={ok}/{n}")
+    parts.append(f"commands={ok_total}" if ok_total == total and total
+                 else f"commands={ok_total}/{total}")
+    return " ".join(parts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_session_py.STATS_ORDER),
+                          st.sampled_from([(1, 1), (1, 1), (0, 1), (1, 2), (2, 2), (0, 0)])),
+                max_size=8))
+def test_stats_text_both_builds(services, pairs):
+    """The disconnect line's statistics: the text kept for sessions whose commands
+    came once each and were accepted is the one the long way makes, in any order."""
+    for cls in (SmtpdProtocol, ReferenceProtocol):
+        proto = cls(services[0])
+        proto.stats = {name: list(counts) for name, counts in pairs}
+        want = _stats_text_long_way(proto.stats)
+        assert proto._stats_text() == want  # the first time (perhaps kept)
+        assert proto._stats_text() == want  # and again (perhaps from what was kept)
+
+
+@pytest.mark.parametrize("lists", [
+    "",
+    "smtpd_authorized_xclient_hosts = 127.0.0.0/8\n",
+    "smtpd_authorized_xforward_hosts = 10.0.0.0/8, 127.0.0.2\n"
+    "smtpd_forbid_bare_newline_exclusions = 127.0.0.3\n",
+    "smtpd_authorized_xclient_hosts = inline:{127.0.0.1=OK}\n",
+])
+def test_greeting_options_and_ehlo_reply_both_builds(tmp_path, lists):
+    """The core's options at the greeting (kept per client by the service) are those
+    _core_options() makes, and the EHLO reply (kept by its flags) the service's
+    ehlo_reply() for them: several clients, each twice."""
+    loop = asyncio.new_event_loop()
+    try:
+        cfg = Config(str(tmp_path), text=MAIN_CF + lists + f"queue_directory = {tmp_path}\n")
+        service = SmtpdService.from_config(cfg, sink=MemorySink(loop), loop=loop)
+        assert (service.greet_options is None) == ("inline:" in lists)
+        for addr in ["127.0.0.1", "127.0.0.2", "127.0.0.3", "10.1.2.3", "192.0.2.1"] * 2:
+            for cls in (SmtpdProtocol, ReferenceProtocol):
+                proto = cls(service)
+                tr = RecordingTransport(40000)
+                tr.extra["peername"] = (addr, 40000)
+                proto.connection_made(tr)
+                opts = proto.conn.options
+                assert opts == proto._core_options(), (addr, cls)
+                view = service.read_view
+                view[:8] = b"EHLO x\r\n"
+                proto.buffer_updated(8)
+                want = service.ehlo_reply(starttls=opts.starttls, auth=False,
+                                          xclient=opts.xclient, xforward=opts.xforward)
+                assert bytes(tr.out).endswith(want.wire), (addr, cls)
+                proto.connection_lost(None)
+    finally:
+        loop.close()

@@ -96,6 +96,40 @@ def test_deferred_file_writes_one_write_per_turn(tmp_path):
     assert texts == ["one", "two", "three", "warning: four", "five", "six"]
 
 
+def test_deferred_info_lines_as_emit_makes_them_and_the_cap(tmp_path):
+    """info()'s own path for a deferring maillog file (no other sink) makes the line
+    _emit() makes (log_at goes through _emit), with a format and without; the
+    _DEFER_MAX_LINES-th waiting line writes them all during the turn."""
+    import uvloop
+
+    path = tmp_path / "maillog"
+    log.init("smtpd", syslog_name="postfix", maillog_file=str(path))
+    loop = uvloop.new_event_loop()
+    counts = []
+    try:
+        log.defer_file_writes(loop)
+
+        async def turn():
+            log.info("connect from a[%s]", "192.0.2.1")
+            log.info("100% of nothing")  # no arguments: not a format
+            log.log_at("info", "connect from a[192.0.2.1]")
+            for i in range(log._DEFER_MAX_LINES):
+                log.info("line %d", i)
+            counts.append(len(path.read_text().splitlines()))
+
+        loop.run_until_complete(turn())
+    finally:
+        log.defer_file_writes(None)
+        loop.close()
+    log.close_sinks()
+    lines = path.read_text().splitlines()
+    assert counts == [log._DEFER_MAX_LINES]  # the 256th waiting line wrote them
+    assert len(lines) == log._DEFER_MAX_LINES + 3
+    assert lines[0].split(" ", 3)[3] == lines[2].split(" ", 3)[3]  # (past the time stamp)
+    assert lines[0].endswith(f"postfix/smtpd[{os.getpid()}]: connect from a[192.0.2.1]")
+    assert lines[1].endswith(": 100% of nothing")
+
+
 def test_deferred_lines_from_other_threads_and_at_close(tmp_path):
     import threading
 

@@ -24,6 +24,9 @@ cdef object _RCPT_OK
 cdef object _START_DATA
 cdef object _OK
 cdef object _BYE
+cdef dict _ONCE_TEXTS
+cdef str _NEUTER
+cdef object _NEUTER_SEARCH
 
 cdef bint _is_awaitable(object value)
 
@@ -71,6 +74,15 @@ cdef class SessionCore:
 
     cdef _c_received(self, Py_ssize_t nbytes)
     cdef _c_pause_reading(self)
+    cdef _c_resume_reading(self)
+    cdef _c_lost(self)
+    cdef _c_close(self)
+    cdef _c_arm_timer(self)
+    cdef _c_greet_options(self)
+    cdef _c_greet_sasl(self)
+    cdef _c_connect_checked(self, decision)
+    cdef _helo_checked(self, decision, event, bint esmtp)
+    cdef _c_ehlo_reply(self)
     cdef _c_run(self)
     @cython.locals(err=bint)
     cdef _c_respond(self, verb, reply, ok=*, close=*, error=*)
@@ -78,8 +90,10 @@ cdef class SessionCore:
     cdef _c_send(self, verb, reply, ok, close)
     @cython.locals(out=list, data=bytes)
     cdef _c_flush(self)
-    @cython.locals(parts=list, ok_total=long, total=long, ok=long, n=long, stats=dict)
+    @cython.locals(stats=dict, counts=list, key=tuple, text=str)
     cdef str _c_stats_text(self)
+    @cython.locals(parts=list, ok_total=long, total=long, ok=long, n=long, stats=dict)
+    cdef str _c_stats_text_full(self)
     cdef _c_junk(self)
     cdef bint _idle(self, stage)
     cdef _ask(self, stage, on_done, recipient=*, etrn_domain=*, size=*, helo=*)

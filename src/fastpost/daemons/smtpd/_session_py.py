@@ -33,11 +33,11 @@ specification, imported as fastpost.daemons.smtpd._session_py and run by the
 interpreter; setup.py also compiles it, typed by the augmenting declarations in
 ext/fastpost/daemons/smtpd/_session_c.pxd, into fastpost.daemons.smtpd._session_c,
 where SessionCore is a cdef class with typed C fields and the methods named ``_c_*``
-(and ``_idle``, ``_ask``, ``_eom_checked``, ``_rcpt_checked``) are C functions that
-the Python-visible methods wrap. Interpreted, those are ordinary methods with the same
-behaviour. The selector is fastpost.daemons.smtpd.sessioncore (FASTPOST_PURE_PYTHON=1
-picks this file as Python); tests/unit/daemons/test_sessioncore.py drives both builds
-through generated sessions and compares them. Whatever code outside compares by
+(and ``_idle``, ``_ask``, ``_eom_checked``, ``_rcpt_checked``, ``_helo_checked``) are
+C functions that the Python-visible methods wrap. Interpreted, those are ordinary
+methods with the same behaviour. The selector is fastpost.daemons.smtpd.sessioncore
+(FASTPOST_PURE_PYTHON=1 picks this file as Python); tests/unit/daemons/test_sessioncore.py
+drives both builds through generated sessions and compares them. Whatever code outside compares by
 identity lives in _session_shared (one object for both builds). Rules for editing
 this file: docs/conventions.md ("Kernels in Cython's pure-Python mode").
 
@@ -54,6 +54,7 @@ name[addr]" is logged when the hard limit closes the session.
 from __future__ import annotations
 
 import asyncio
+import re
 
 from dataclasses import replace
 
@@ -92,14 +93,25 @@ _RCPT_OK = replies.RCPT_OK
 _START_DATA = replies.START_DATA
 _OK = replies.OK
 _BYE = replies.BYE
+#: _c_stats_text(): the text of sessions whose commands were each sent once and
+#: accepted, by the names of those commands in the order they came.
+_ONCE_TEXTS = {}
 
 #: Characters Postfix replaces with "?" in the HELO name it keeps (and logs, and
 #: shows in replies): they could confuse log parsers and address-based tools.
-_NEUTER = str.maketrans({c: "?" for c in ' <>()\\";@'})
+_NEUTER_CHARS = ' <>()\\";@'
+#: str.translate's table for them: a string indexed by code point, the ASCII range
+#: (a code point past its end is a LookupError to translate(): kept as it is). A
+#: dict table costs translate() a KeyError per character it does not list.
+_NEUTER = "".join("?" if chr(i) in _NEUTER_CHARS else chr(i) for i in range(128))
+#: Whether a name has any of them (the usual HELO name has none: no translate()).
+_NEUTER_SEARCH = re.compile("[" + re.escape(_NEUTER_CHARS) + "]").search
 
 
 def neuter_helo(name: str) -> str:
     """Return the HELO name as smtpd keeps it (Postfix's neutered form)."""
+    if _NEUTER_SEARCH(name) is None:
+        return name
     return name.translate(_NEUTER)
 
 
@@ -121,7 +133,9 @@ class SessionCore:
     def __init__(self, service):
         self.service = service
         self.settings = service.settings
-        self.loop = service.loop
+        loop = service._loop  # (SmtpdService.loop without its property's frame)
+        self.loop = loop if loop is not None else service.loop
+        service.last_session = self  # (what tests and transcripts follow)
         self.transport = None
         self.conn = None
         self.client = ClientInfo()
@@ -166,6 +180,10 @@ class SessionCore:
 
     # ---------------------------------------------------------------- reading
 
+    def get_buffer(self, sizehint):
+        # Every session reads into the service's one buffer (service.py).
+        return self.service.read_view
+
     def buffer_updated(self, nbytes: int) -> None:
         self._c_received(nbytes)
 
@@ -201,6 +219,9 @@ class SessionCore:
         self._c_pause_reading()
 
     def _resume_reading(self):
+        self._c_resume_reading()
+
+    def _c_resume_reading(self):
         if self._read_paused and not self._write_paused and self.transport is not None:
             self._read_paused = False
             try:
@@ -291,12 +312,15 @@ class SessionCore:
             self.transport.write(data)
         conn = self.conn
         if conn is not None and conn.input == _CLOSED and not self._closed:
-            self._close()
+            self._c_close()
 
     def _flush(self):
         self._c_flush()
 
     def _close(self):
+        self._c_close()
+
+    def _c_close(self):
         self._closed = True
         self._c_abort_txn()
         if self.transport is not None:
@@ -317,6 +341,24 @@ class SessionCore:
         return self._c_stats_text()
 
     def _c_stats_text(self) -> str:
+        # The usual session sends each command once and each is accepted: its text
+        # depends only on which commands those were, so it is made once per set of
+        # names (by the names in the order they came; _c_stats_text_full otherwise).
+        stats = self.stats
+        if not stats:
+            return self._c_stats_text_full()
+        for counts in stats.values():
+            if counts[0] != 1 or counts[1] != 1:
+                return self._c_stats_text_full()
+        key = tuple(stats)
+        text = _ONCE_TEXTS.get(key)
+        if text is None:
+            text = self._c_stats_text_full()
+            if len(_ONCE_TEXTS) < 1024:
+                _ONCE_TEXTS[key] = text
+        return text
+
+    def _c_stats_text_full(self) -> str:
         # Compiled, the counts are C longs (the .pxd).
         parts = []
         ok_total = 0
@@ -822,8 +864,11 @@ class SessionCore:
     # ---------------------------------------------------------------- connection, greeting, HELO/EHLO
 
     def connection_made(self, transport) -> None:
-        self.transport = transport
         svc = self.service
+        counted = svc.on_connect  # the multi skeleton's client count (self_counting)
+        if counted is not None:
+            counted()
+        self.transport = transport
         svc.sessions.add(self)
         self._last_io = self.loop.time()
         peer = transport.get_extra_info("peername")
@@ -833,7 +878,7 @@ class SessionCore:
             addr = peer[0]
             if addr.startswith("::ffff:") and "." in addr:
                 addr = addr[7:]
-            c.addr = addr.split("%", 1)[0]
+            c.addr = addr.split("%", 1)[0] if "%" in addr else addr
             c.peer_addr = c.addr
             c.port = str(peer[1])
         else:
@@ -847,7 +892,7 @@ class SessionCore:
             c.tls = tlsmod.tls_info(ssl_object, svc.tls.digest)
         # Reading is not paused while the greeting is prepared: what a client sends
         # early is kept (_early) and reading paused only then (buffer_updated).
-        self._arm_timer()
+        self._c_arm_timer()
         if self.settings.peername_lookup and isinstance(peer, tuple):
             hit = svc.resolver.cached(c.addr)
             if hit is not None:
@@ -859,19 +904,36 @@ class SessionCore:
             self._greet((c.name, c.reverse_name))
 
     def connection_lost(self, exc) -> None:
+        svc = self.service
+        try:
+            self._c_lost()
+        finally:
+            gone = svc.on_disconnect  # the multi skeleton's client count (self_counting)
+            if gone is not None:
+                gone()
+
+    def _c_lost(self):
+        svc = self.service
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        c = self.client
         if not self._closed:
             self._closed = True
             if self._greeted:
-                log.info("lost connection after %s from %s", self._where_text(), self.client.text)
-        self._abort_txn()
+                log.info("lost connection after %s from %s", self._where_text(), c.text)
+        self._c_abort_txn()
         self.transport = None
-        svc = self.service
         svc.sessions.discard(self)
-        if self._counted_addr is not None:
-            svc.client_gone(self._counted_addr)
+        addr = self._counted_addr
+        if addr is not None:
+            # (this client's connection count: service.client_counts)
+            counts = svc.client_counts
+            n = counts.get(addr, 0) - 1
+            if n > 0:
+                counts[addr] = n
+            else:
+                counts.pop(addr, None)
             self._counted_addr = None
         if self._anvil_ident is not None:
             svc.limits.disconnect(self._anvil_ident, self.loop)
@@ -879,10 +941,16 @@ class SessionCore:
         if self._greeted:
             if self._in_data:
                 self._count("data", False)  # DATA that never ended (Postfix: data=0/1)
-            log.info("disconnect from %s %s", self.client.text, self._stats_text())
-        svc.session_ended(self)
+            # (the text made here, not by log.info's "%": the line has no format)
+            log.info(f"disconnect from {c.name}[{c.addr}] {self._c_stats_text()}")
+        ended = svc.on_session_end  # (tests wait for sessions with it)
+        if ended is not None:
+            ended(self)
 
     def _arm_timer(self) -> None:
+        self._c_arm_timer()
+
+    def _c_arm_timer(self):
         if self._timer is None and self.transport is not None:
             self._timer = self.loop.call_later(self._timeout, self._check_timeout)
 
@@ -903,11 +971,16 @@ class SessionCore:
                 c.name_status = NAME_PERM if c.name == _UNKNOWN else NAME_OK
                 c.reverse_name_status = NAME_PERM if c.reverse_name == _UNKNOWN else NAME_OK
         self._greeted = True
-        self._real_client = (c.name, c.addr)
-        log.info("connect from %s", c.text)
-        self._counted_addr = c.addr
-        count = svc.client_arrived(c.addr)
-        self.conn = ServerConnection(self._core_options())
+        addr = c.addr
+        self._real_client = (c.name, addr)
+        # (the text made here, not by log.info's "%": the line has no format)
+        log.info(f"connect from {c.name}[{addr}]")
+        self._counted_addr = addr
+        # (the count smtpd_client_connection_count_limit reads: service.client_counts)
+        counts = svc.client_counts
+        count = counts.get(addr, 0) + 1
+        counts[addr] = count
+        self.conn = ServerConnection(self._c_greet_options())
         if c.tls is not None:
             self.conn.wrapper_mode()
         if self._early:
@@ -936,12 +1009,23 @@ class SessionCore:
         if check is not None:
             self._await(check, self._connect_counted, lambda exc: self._greet_sasl())
             return
-        self._greet_sasl()
+        self._c_greet_sasl()
 
     def _greet_sasl(self) -> None:
+        self._c_greet_sasl()
+
+    def _c_greet_sasl(self):
         svc = self.service
         auth = svc.authenticator
-        pending = auth.ready() if auth is not None and self.settings.sasl_enable else None
+        if auth is None:
+            # No authenticator: AUTH is never offered (auth_offered()), as the core's
+            # options already say; nothing to refresh.
+            if self._idle("CONNECT"):
+                self._c_connect_checked(None)
+            else:
+                self._ask("CONNECT", self._connect_checked)
+            return
+        pending = auth.ready() if self.settings.sasl_enable else None
         if pending is not None:
             # A worker's first client: learn the SASL mechanisms before the greeting.
             def learned(_result=None):
@@ -960,7 +1044,10 @@ class SessionCore:
             self.conn.options = replace(self.conn.options, auth=auth)
 
     def _connect_checked(self, decision) -> None:
-        refused = self._refused(decision)
+        self._c_connect_checked(decision)
+
+    def _c_connect_checked(self, decision):
+        refused = self._c_refused(decision)
         if refused is _HANGUP:
             return
         if refused is not None:
@@ -980,8 +1067,31 @@ class SessionCore:
         else:
             self._out.append(self.conn.send(self.service.greeting))
         self._busy = False
-        self._resume_reading()
-        self._run()
+        self._c_resume_reading()
+        self._c_run()
+
+    def _c_greet_options(self):
+        """_core_options() at the greeting, from the service's cache when it has one.
+
+        The service keeps one (SmtpdService.greet_options) only while every input of
+        _core_options() is fixed for a given client: the three host lists have no
+        tables (HostList's memo: their answers cannot change) and there is no SASL
+        authenticator (auth_offered() is False). At the greeting the real client is
+        the client, so the key is the client's name, address and whether it has TLS.
+        """
+        svc = self.service
+        cache = svc.greet_options
+        if cache is None or svc.authenticator is not None:
+            return self._core_options()
+        c = self.client
+        key = (c.name, c.addr, c.tls is None)
+        opts = cache.get(key)
+        if opts is None:
+            opts = self._core_options()
+            if len(cache) >= 4096:
+                cache.clear()
+            cache[key] = opts
+        return opts
 
     def _core_options(self):
         c = self.client
@@ -1012,35 +1122,60 @@ class SessionCore:
 
     def _on_helo(self, event) -> None:
         esmtp = type(event) is ev.Ehlo
-        verb = "ehlo" if esmtp else "helo"
-        self.where = verb.upper()
-        self._junk()
+        stage = "EHLO" if esmtp else "HELO"
+        self.where = stage
+        self._c_junk()
+        if self._idle(stage):
+            self._helo_checked(None, event, esmtp)
+            return
 
         def checked(decision):
-            refused = self._refused(decision, verb)
-            if refused is _HANGUP:
-                return
-            if refused is not None:
-                self._log_reject(verb.upper(), refused)
-                self._respond(verb, refused)
-                return
-            self._reset_transaction()
-            c = self.client
-            c.helo = neuter_helo(event.name)
-            c.protocol = "ESMTP" if esmtp else "SMTP"
-            if esmtp:
-                opts = self.conn.options
-                # smtpd_sasl_exceptions_networks hides AUTH; the command still works.
-                auth = opts.auth and not self._listed(
-                    "smtpd_sasl_exceptions_networks", self.settings.sasl_exceptions,
-                    (c.name, c.addr))
-                self._respond(verb, self.service.ehlo_reply(
-                    starttls=opts.starttls and not self.conn.state.tls, auth=auth,
-                    xclient=opts.xclient, xforward=opts.xforward, tls=c.tls is not None))
-            else:
-                self._respond(verb, self.service.helo_reply)
+            self._helo_checked(decision, event, esmtp)
 
-        self._policy("EHLO" if esmtp else "HELO", checked, helo=event.name)
+        self._ask(stage, checked, None, None, None, event.name)
+
+    def _helo_checked(self, decision, event, esmtp):
+        """HELO/EHLO after the policy's answer (None: nothing to check)."""
+        verb = "ehlo" if esmtp else "helo"
+        refused = self._c_refused(decision, verb)
+        if refused is _HANGUP:
+            return
+        if refused is not None:
+            self._log_reject("EHLO" if esmtp else "HELO", refused)
+            self._c_respond(verb, refused)
+            return
+        self._c_reset_transaction()
+        c = self.client
+        c.helo = neuter_helo(event.name)
+        if esmtp:
+            c.protocol = "ESMTP"
+            self._c_respond(verb, self._c_ehlo_reply())
+        else:
+            c.protocol = "SMTP"
+            self._c_respond(verb, self.service.helo_reply)
+
+    def _c_ehlo_reply(self):
+        """The EHLO reply for this client now (SmtpdService.ehlo_reply); without AUTH
+        from the service's table by the three flags that decide it."""
+        svc = self.service
+        conn = self.conn
+        opts = conn.options
+        c = self.client
+        starttls = opts.starttls and not conn.state.tls
+        # smtpd_sasl_exceptions_networks hides AUTH; the command still works.
+        if opts.auth and not self._listed("smtpd_sasl_exceptions_networks",
+                                          self.settings.sasl_exceptions, (c.name, c.addr)):
+            return svc.ehlo_reply(starttls=starttls, auth=True, xclient=opts.xclient,
+                                  xforward=opts.xforward, tls=c.tls is not None)
+        # Without AUTH the reply depends on these three only (ehlo_reply's key).
+        key = (1 if starttls else 0) + (2 if opts.xclient else 0) + (4 if opts.xforward else 0)
+        plain = svc.ehlo_plain
+        reply = plain.get(key)
+        if reply is None:
+            reply = svc.ehlo_reply(starttls=starttls, auth=False, xclient=opts.xclient,
+                                   xforward=opts.xforward, tls=c.tls is not None)
+            plain[key] = reply
+        return reply
 
 #: The events whose handlers are the core's (the session's other handlers are its own).
 CORE_HANDLERS = {

@@ -138,6 +138,11 @@ class HostList:
             return ipaddress.ip_network(t)
         return None
 
+    @property
+    def fixed(self) -> bool:
+        """True when the list has no table: its answer for a client never changes."""
+        return self._memo is not None
+
     def match(self, name: str, addr: str) -> bool:
         """Return True when the client (verified name, address) matches the list."""
         memo = self._memo

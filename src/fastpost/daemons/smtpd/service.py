@@ -28,6 +28,7 @@ act on yet.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 
@@ -75,12 +76,23 @@ class SmtpdService:
         self.read_buffer = bytearray(READ_BUFFER_SIZE)
         self.read_view = memoryview(self.read_buffer)
         self.sessions: set[SmtpdProtocol] = set()
-        self._counts: dict[str, int] = {}
+        #: Connections per client address in this worker (smtpd_client_connection_
+        #: count_limit): counted by the session's greeting, forgotten at its end.
+        self.client_counts: dict[str, int] = {}
         self._exempt = exempt  # HostList for smtpd_client_event_limit_exceptions
         #: ClientLimits (anvil) or None: the smtpd_client_*_limit checks.
         self.limits = None
         self._options: dict = {}
+        #: The core's options at the greeting by (name, addr, no TLS), or None when
+        #: they may change for a client (a host list with a table): the session's
+        #: _c_greet_options() (which also passes it by while there is an authenticator).
+        self.greet_options: dict | None = {} if all(
+            hosts.fixed for hosts in (settings.xclient_hosts, settings.xforward_hosts,
+                                      settings.bare_lf_exclusions)) else None
         self._ehlo: dict = {}
+        #: The EHLO replies without AUTH by flags (starttls 1, xclient 2, xforward 4):
+        #: the session's _c_ehlo_reply() reads it before calling ehlo_reply().
+        self.ehlo_plain: dict = {}
         self.helo_reply = replies.helo(settings.hostname)
         self.greeting = replies.greeting(settings.banner)
         self._space_checked = 0.0
@@ -93,6 +105,10 @@ class SmtpdService:
         #: connection_lost: the multi skeleton's client count (self_counting).
         self.on_connect = None
         self.on_disconnect = None
+        #: protocol(): a new session (the protocol factory). The class itself, bound
+        #: to this service: no Python frame per connection (the session's __init__
+        #: sets last_session).
+        self.protocol = functools.partial(SmtpdProtocol, self)
         for text in settings.unsupported:
             log.warn("%s is not supported yet and is ignored", text)
         for text in getattr(self.policy, "warnings", []):
@@ -178,12 +194,6 @@ class SmtpdService:
                 starttls=starttls, auth=auth)
         return opts
 
-    def protocol(self) -> SmtpdProtocol:
-        """Return a new session (the protocol factory)."""
-        session = SmtpdProtocol(self)
-        self.last_session = session
-        return session
-
     async def listen(self, host: str = "127.0.0.1", port: int = 0, *, sock=None,
                      backlog: int = 1024):
         """Start listening (for tests and the standalone runner); return the server."""
@@ -197,25 +207,6 @@ class SmtpdService:
                                                  **tls_kw)
         return await self.loop.create_server(self.protocol, host, port, backlog=backlog,
                                              reuse_address=True, **tls_kw)
-
-    def session_ended(self, session: SmtpdProtocol) -> None:
-        """Called by each session from connection_lost."""
-        if self.on_session_end is not None:
-            self.on_session_end(session)
-
-    def client_arrived(self, addr: str) -> int:
-        """Count a connection from addr; return how many this worker now has."""
-        n = self._counts.get(addr, 0) + 1
-        self._counts[addr] = n
-        return n
-
-    def client_gone(self, addr: str) -> None:
-        """Forget one connection from addr."""
-        n = self._counts.get(addr, 0) - 1
-        if n > 0:
-            self._counts[addr] = n
-        else:
-            self._counts.pop(addr, None)
 
     def exempt_from_limits(self, client) -> bool:
         """True for clients in smtpd_client_event_limit_exceptions."""

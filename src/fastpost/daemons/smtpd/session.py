@@ -97,8 +97,7 @@ class SessionLogic:
 
     __slots__ = ()
 
-    def __init__(self, service):
-        super().__init__(service)  # SessionCore: the session's fields
+    # (no __init__: SessionCore's makes the session's fields, without a Python frame)
 
     # ================================================================ transport
 
@@ -110,9 +109,6 @@ class SessionLogic:
         except Exception:  # noqa: BLE001 - a failed lookup is "unknown"
             names = (_UNKNOWN, _UNKNOWN, NAME_TEMP, NAME_TEMP)
         self._greet(names)
-
-    def get_buffer(self, sizehint: int):
-        return self.service.read_view
 
     def eof_received(self):
         if self.conn is None:
@@ -652,25 +648,9 @@ class SmtpdProtocol(SessionLogic, SessionCore, asyncio.BufferedProtocol):
     _handlers = {**SessionLogic._handlers, **CORE_HANDLERS}
 
     # The multi skeleton's client count (service.on_connect/on_disconnect, set when
-    # smtpd runs under it with self_counting): here, instead of two closures per
-    # connection wrapped around these by the skeleton.
-    def connection_made(self, transport) -> None:
-        counted = self.service.on_connect
-        if counted is not None:
-            counted()
-        _core_made(self, transport)
-
-    def connection_lost(self, exc) -> None:
-        try:
-            _core_lost(self, exc)
-        finally:
-            gone = self.service.on_disconnect
-            if gone is not None:
-                gone()
-
-
-_core_made = SessionCore.connection_made
-_core_lost = SessionCore.connection_lost
+    # smtpd runs under it with self_counting) is called by SessionCore's
+    # connection_made and connection_lost, instead of two closures per connection
+    # wrapped around these by the skeleton.
 
 STATS_ORDER_UPPER = frozenset(s.upper() for s in STATS_ORDER)
 
