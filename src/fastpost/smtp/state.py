@@ -11,7 +11,7 @@ ClientConnection in client.py.)
 
 SMTP commits state on the *server's reply*, not on the command: a 250 to MAIL opens
 the transaction, a 5xx does not. So the server core keeps the command that waits for
-its reply and applies REPLY_TRANSITIONS when the session sends that reply.
+its reply and applies ServerState.on_reply when the session sends that reply.
 
 Server transaction states (ServerState.phase):
 
@@ -145,85 +145,56 @@ class ServerState:
         return self.phase != READY and self.phase != BDAT_FAILED_IDLE
 
     def on_reply(self, verb: str, code: int, last: bool = False) -> None:
-        """Apply what a reply with ``code`` to ``verb`` means (see REPLY_TRANSITIONS)."""
-        rule = REPLY_TRANSITIONS.get(verb)
-        if rule is not None:
-            rule(self, code, last)
+        """Apply what a reply with ``code`` to ``verb`` means.
+
+        This is the table of reply transitions, by the command (or pseudo-command) the
+        reply answers; REPLY_TRANSITIONS lists its verbs. "EOD" is the end of DATA
+        content, "CHUNK" the end of a BDAT chunk (``last``: BDAT LAST), "BDAT-ERROR" a
+        chunk that was read and dropped. EHLO also sets ``esmtp`` and HELO/EHLO
+        ``helo`` (done by the connection, which knows the name). A 421 or 521 reply,
+        and any reply to QUIT, closes the connection (the connection's part too).
+        One function, not one per verb: it runs for every reply of every message.
+        """
+        if verb == "MAIL":
+            if code < 400:
+                self.phase = MAIL
+        elif verb == "RCPT":
+            self.rcpt_tried += 1
+            if code < 400:
+                self.rcpt_accepted += 1
+                self.phase = RCPT
+        elif verb == "EOD":
+            self.reset_transaction()
+        elif verb == "HELO" or verb == "EHLO" or verb == "RSET":
+            if code < 400:
+                self.reset_transaction()
+        elif verb == "CHUNK":
+            if last:
+                self.reset_transaction()
+            elif code < 400:
+                self.phase = BDAT_OPEN
+                self.bdat_first = False
+            else:
+                self.phase = BDAT_FAILED
+        elif verb == "BDAT-ERROR":
+            # A BDAT that was read and dropped because of an error.
+            if last:
+                self.reset_transaction()
+            elif self.phase in (READY, BDAT_FAILED_IDLE):
+                self.phase = BDAT_FAILED_IDLE
+            else:
+                self.phase = BDAT_FAILED
+        elif verb == "AUTH":
+            if code == 235:
+                self.authenticated = True
+        elif verb == "XCLIENT":
+            if code == 220:
+                self.reset_session()
 
 
-def _helo(state: ServerState, code: int, last: bool) -> None:
-    if code < 400:
-        state.reset_transaction()
-
-
-def _mail(state: ServerState, code: int, last: bool) -> None:
-    if code < 400:
-        state.phase = MAIL
-
-
-def _rcpt(state: ServerState, code: int, last: bool) -> None:
-    state.rcpt_tried += 1
-    if code < 400:
-        state.rcpt_accepted += 1
-        state.phase = RCPT
-
-
-def _end_of_data(state: ServerState, code: int, last: bool) -> None:
-    state.reset_transaction()
-
-
-def _chunk(state: ServerState, code: int, last: bool) -> None:
-    if last:
-        state.reset_transaction()
-    elif code < 400:
-        state.phase = BDAT_OPEN
-        state.bdat_first = False
-    else:
-        state.phase = BDAT_FAILED
-
-
-def _bdat_error(state: ServerState, code: int, last: bool) -> None:
-    # A BDAT that was read and dropped because of an error.
-    if last:
-        state.reset_transaction()
-    elif state.phase in (READY, BDAT_FAILED_IDLE):
-        state.phase = BDAT_FAILED_IDLE
-    else:
-        state.phase = BDAT_FAILED
-
-
-def _rset(state: ServerState, code: int, last: bool) -> None:
-    if code < 400:
-        state.reset_transaction()
-
-
-def _auth(state: ServerState, code: int, last: bool) -> None:
-    if code == 235:
-        state.authenticated = True
-
-
-def _xclient(state: ServerState, code: int, last: bool) -> None:
-    if code == 220:
-        state.reset_session()
-
-
-#: What a reply does to the state, by the command (or pseudo-command) it answers.
-#: "EOD" is the end of DATA content, "CHUNK" the end of a BDAT chunk, "BDAT-ERROR" a
-#: chunk that was read and dropped. EHLO also sets ``esmtp`` and HELO/EHLO ``helo``
-#: (done by the connection, which knows the name). A 421 or 521 reply, and any reply
-#: to QUIT, closes the connection.
-REPLY_TRANSITIONS = {
-    "HELO": _helo,
-    "EHLO": _helo,
-    "MAIL": _mail,
-    "RCPT": _rcpt,
-    "EOD": _end_of_data,
-    "CHUNK": _chunk,
-    "BDAT-ERROR": _bdat_error,
-    "RSET": _rset,
-    "AUTH": _auth,
-    "XCLIENT": _xclient,
-}
+#: The commands (and pseudo-commands) whose replies move the state (ServerState.on_reply).
+REPLY_TRANSITIONS = frozenset(["HELO", "EHLO", "MAIL", "RCPT", "EOD", "CHUNK", "BDAT-ERROR",
+                               "RSET", "AUTH", "XCLIENT"])
 
 #: Reply codes after which the server closes the connection.
 CLOSING_CODES = frozenset([421, 521])

@@ -581,6 +581,14 @@ class SessionCore:
 
     def _on_mail(self, event):
         self.where = "MAIL"
+        if self.service.limits is None or self._anvil_unknown:
+            # No anvil limits apply (_limited() would say so): no hook, no closure.
+            self._mail(event)
+        else:
+            self._mail_limited(event)
+
+    def _mail_limited(self, event):
+        """MAIL through the anvil hook (_limited) first."""
         if not self._limited("message", "mail", lambda: self._mail(event)):
             self._mail(event)
 
@@ -706,14 +714,14 @@ class SessionCore:
         if env.prepend:
             # access(5) PREPEND: above our Received: header, in the order they came.
             self._write("".join(f"{h}\r\n" for h in env.prepend).encode("utf-8", "surrogateescape"))
+        settings = self.settings
+        # (by position: received_header's order; no keyword dictionary per message)
         header = received_header(
-            c, hostname=self.settings.hostname, mail_name=self.settings.mail_name,
-            queue_id=self.txn.queue_id,
-            protocol=protocol_name(self.conn.state.esmtp, c.tls is not None,
-                                   c.sasl_username is not None, env.smtputf8),
-            recipients=[r.address for r in env.recipients],
-            tls_header=self.settings.tls_received_header,
-            auth_header=self.settings.sasl_authenticated_header)
+            c, settings.hostname, settings.mail_name, self.txn.queue_id,
+            protocol_name(self.conn.state.esmtp, c.tls is not None,
+                          c.sasl_username is not None, env.smtputf8),
+            [r.address for r in env.recipients],
+            settings.tls_received_header, settings.sasl_authenticated_header)
         self._write(header)
 
     def _open(self, rcpt):
