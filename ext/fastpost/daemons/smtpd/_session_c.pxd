@@ -24,6 +24,8 @@ cdef object _RCPT_OK
 cdef object _START_DATA
 cdef object _OK
 cdef object _BYE
+cdef object _QUEUED
+cdef object _Reply
 
 cdef bint _is_awaitable(object value)
 

@@ -74,7 +74,7 @@ from fastpost.smtp.server import ServerConnection, soften
 from fastpost.util import log
 from fastpost.util.log import printable
 
-__all__ = ["SessionCore", "STATS_ORDER", "CORE_HANDLERS", "HANGUP", "neuter_helo"]
+__all__ = ["SessionCore", "STATS_ORDER", "CORE_HANDLERS", "HANGUP", "neuter_helo", "queued_reply"]
 
 # Module constants: in the compiled build each is a C static (declared in the .pxd),
 # read without a lookup in the module's dict.
@@ -92,6 +92,8 @@ _RCPT_OK = replies.RCPT_OK
 _START_DATA = replies.START_DATA
 _OK = replies.OK
 _BYE = replies.BYE
+_QUEUED = replies.queued
+_Reply = Reply
 
 #: Characters Postfix replaces with "?" in the HELO name it keeps (and logs, and
 #: shows in replies): they could confuse log parsers and address-based tools.
@@ -101,6 +103,18 @@ _NEUTER = str.maketrans({c: "?" for c in ' <>()\\";@'})
 def neuter_helo(name: str) -> str:
     """Return the HELO name as smtpd keeps it (Postfix's neutered form)."""
     return name.translate(_NEUTER)
+
+
+def queued_reply(queue_id: str) -> Reply:
+    """``replies.queued(queue_id)`` made without running Reply.__init__: the same
+    fields and wire bytes (tests/unit/daemons/test_received.py), once per message."""
+    text = "Ok: queued as " + queue_id
+    reply = _Reply.__new__(_Reply)
+    reply.code = 250
+    reply.enhanced = "2.0.0"
+    reply.lines = (text,)
+    reply.wire = ("250 2.0.0 " + text + "\r\n").encode("utf-8", "surrogateescape")
+    return reply
 
 
 def _is_awaitable(value) -> bool:
@@ -513,7 +527,9 @@ class SessionCore:
         self.errors = 0
         self.junk = 0
         self.where = "END-OF-MESSAGE"
-        self._c_respond(verb, reply_ok(str(queue_id)))
+        queue_id = str(queue_id)
+        self._c_respond(verb, queued_reply(queue_id) if reply_ok is _QUEUED
+                        else reply_ok(queue_id))
 
     def _c_commit_failed(self, verb, exc):
         reply = self._sink_failed(exc)
