@@ -95,6 +95,16 @@ def _external_long_way(addr: str) -> str:
 @given(st.one_of(recipient, text))
 def test_external_shortcut_equals_long_way(addr):
     assert address.external(addr) == _external_long_way(addr)
+    assert ref._external(addr) == _external_long_way(addr)  # the header's own shortcut
+
+
+@settings(max_examples=200, deadline=None)
+@given(recipient)
+def test_header_quotes_the_recipient_as_external_does(rcpt):
+    c = ClientInfo(name="client.example.com", addr="192.0.2.7", helo="h")
+    for mod in (ref, comp):
+        got = mod.received_header(c, "mx", "Postfix", "4AB1C", "ESMTP", [rcpt], when=WHEN)
+        assert f"\tfor <{_external_long_way(rcpt)}>; ".encode("utf-8", "surrogateescape") in got
 
 
 def _wire_long_way(code, lines, enhanced):

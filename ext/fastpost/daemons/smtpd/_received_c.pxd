@@ -13,7 +13,9 @@ cdef object _strftime
 cdef object _localtime
 cdef object _time
 cdef str _DATE_FORMAT
+cdef object _DOT_ATOM
 
 @cython.locals(last=list)
 cpdef str rfc2822_date(when=*)
 cpdef str protocol_name(esmtp, tls, auth, smtputf8)
+cdef _external(address)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import time
 
 from fastpost.daemons.smtpd.info import ClientInfo
+from fastpost.mail import address as _address
 from fastpost.mail.address import external
 from fastpost.util.log import printable
 
@@ -46,6 +47,7 @@ _strftime = time.strftime
 _localtime = time.localtime
 _time = time.time
 _DATE_FORMAT = "%a, %d %b %Y %H:%M:%S %z (%Z)"
+_DOT_ATOM = _address._DOT_ATOM  # (RFC 5322 dot-atom: a local part that needs no quotes)
 
 
 def rfc2822_date(when: float | None = None) -> str:
@@ -64,6 +66,16 @@ def protocol_name(esmtp: bool, tls: bool, auth: bool, smtputf8: bool) -> str:
         return "SMTP"
     name = "UTF8SMTP" if smtputf8 else "ESMTP"
     return name + ("S" if tls else "") + ("A" if auth else "")
+
+
+def _external(address):
+    """address.external(address), without its call when the local part is a dot-atom
+    (nothing to quote: the address itself; address.external's own shortcut, taken here
+    so that the compiled build makes no interpreted call for the common address)."""
+    local, at, domain = address.rpartition("@")
+    if at and local and _DOT_ATOM.fullmatch(local) is not None:
+        return address
+    return external(address)
 
 
 def received_header(client: ClientInfo, hostname: str, mail_name: str, queue_id: str,
@@ -94,7 +106,7 @@ def received_header(client: ClientInfo, hostname: str, mail_name: str, queue_id:
     date = rfc2822_date(when)
     if len(recipients) == 1:
         text = (f"{head}\tby {hostname} ({mail_name}) with {protocol} id {queue_id}\r\n"
-                f"\tfor <{external(recipients[0])}>; {date}\r\n")
+                f"\tfor <{_external(recipients[0])}>; {date}\r\n")
     else:
         text = f"{head}\tby {hostname} ({mail_name}) with {protocol} id {queue_id};\r\n\t{date}\r\n"
     return text.encode("utf-8", "surrogateescape")

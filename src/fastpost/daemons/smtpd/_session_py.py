@@ -447,6 +447,9 @@ class SessionCore:
 
     def _finish_message(self, verb, size, too_big, bare_lf, reply_ok):
         """End of DATA or of BDAT LAST: checks, then the sink's durable answer."""
+        self._c_finish_message(verb, size, too_big, bare_lf, reply_ok)
+
+    def _c_finish_message(self, verb, size, too_big, bare_lf, reply_ok):
         qid = self.txn.queue_id if self.txn is not None else "NOQUEUE"
         if self._data_rejected is not None:
             reply = self._data_rejected
@@ -470,6 +473,11 @@ class SessionCore:
         if self._idle("END-OF-MESSAGE"):
             self._eom_checked(None, verb, reply_ok)
             return
+        self._ask_eom(verb, size, reply_ok)
+
+    def _ask_eom(self, verb, size, reply_ok):
+        """The END-OF-MESSAGE restrictions (a stage that is not idle), then _eom_checked.
+        (Its own method: the closure is made only when it is needed.)"""
 
         def checked(decision):
             self._eom_checked(decision, verb, reply_ok)
@@ -486,9 +494,9 @@ class SessionCore:
             self._c_reset_transaction()
             self._c_respond(verb, refused)
             return
-        self._commit(verb, reply_ok)
+        self._c_commit(verb, reply_ok)
 
-    def _commit(self, verb, reply_ok):
+    def _c_commit(self, verb, reply_ok):
         txn = self.txn
         if txn is None:
             self._c_reset_transaction()
@@ -504,6 +512,11 @@ class SessionCore:
                 return
             self._c_sink_wait(2, verb, reply_ok)
             return
+        self._commit_awaited(txn, verb, reply_ok)
+
+    def _commit_awaited(self, txn, verb, reply_ok):
+        """_c_commit for a sink that is not direct: its finish() may return an
+        awaitable, whose result is the queue ID."""
 
         def done(queue_id):
             self._c_committed(verb, reply_ok, queue_id)
@@ -599,7 +612,7 @@ class SessionCore:
         self.where = "MAIL"
         if self.service.limits is None or self._anvil_unknown:
             # No anvil limits apply (_limited() would say so): no hook, no closure.
-            self._mail(event)
+            self._c_mail(event)
         else:
             self._mail_limited(event)
 
@@ -609,6 +622,9 @@ class SessionCore:
             self._mail(event)
 
     def _mail(self, event):
+        self._c_mail(event)
+
+    def _c_mail(self, event):
         if not self.service.enough_space(event.size):
             self._log_reject("MAIL", replies.INSUFFICIENT_STORAGE)
             self._c_respond("mail", replies.INSUFFICIENT_STORAGE)
@@ -616,11 +632,14 @@ class SessionCore:
         self.envelope = Envelope(event.address, event.size, event.body, event.smtputf8,
                                  event.ret, event.envid, event.auth)
         if self._idle("MAIL"):
-            self._mail_checked(None)
+            self._c_mail_checked(None)
         else:
             self._ask("MAIL", self._mail_checked, None, None, event.size)
 
     def _mail_checked(self, decision):
+        self._c_mail_checked(decision)
+
+    def _c_mail_checked(self, decision):
         refused = self._c_refused(decision, "mail")
         if refused is _HANGUP:
             return
@@ -673,11 +692,14 @@ class SessionCore:
     def _on_data(self, event):
         self.where = "DATA"
         if self._idle("DATA"):
-            self._data_checked(None)
+            self._c_data_checked(None)
         else:
             self._ask("DATA", self._data_checked)
 
     def _data_checked(self, decision):
+        self._c_data_checked(decision)
+
+    def _c_data_checked(self, decision):
         refused = self._c_refused(decision, "data")
         if refused is _HANGUP:
             return
@@ -699,7 +721,7 @@ class SessionCore:
 
     def _on_end_of_data(self, event):
         self.where = "END-OF-MESSAGE"
-        self._finish_message("data", event.size, event.too_big, event.bare_lf, replies.queued)
+        self._c_finish_message("data", event.size, event.too_big, event.bare_lf, _QUEUED)
 
     def _on_rset(self, event):
         self.where = "RSET"
