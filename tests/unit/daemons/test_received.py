@@ -33,7 +33,7 @@ text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
 names = st.sampled_from(["unknown", "client.example.com", "localhost", "mx-1.example.org"])
 addrs = st.sampled_from(["127.0.0.1", "192.0.2.7", "::1", "2001:db8::5", ""])
 locals_ = st.one_of(st.sampled_from(["user", "a.b", "first.last+tag", "", "a b", 'q"x',
-                                     "x\\y", "é.t", "a..b", ".a", "ü ü"]), text)
+                                     "x\\y", "é.t", "a..b", ".a", "a.", "ü ü", "{x}~|", "a.b.c"]), text)
 domains = st.sampled_from(["example.com", "[192.0.2.1]", "", "exämple.org"])
 recipient = st.builds(lambda lp, d, at: f"{lp}@{d}" if at else lp, locals_, domains, st.booleans())
 
@@ -96,6 +96,8 @@ def _external_long_way(addr: str) -> str:
 def test_external_shortcut_equals_long_way(addr):
     assert address.external(addr) == _external_long_way(addr)
     assert ref._external(addr) == _external_long_way(addr)  # the header's own shortcut
+    local = addr.rpartition("@")[0]
+    assert ref._dot_atom(local) == (address._DOT_ATOM.fullmatch(local) is not None)
 
 
 @settings(max_examples=200, deadline=None)

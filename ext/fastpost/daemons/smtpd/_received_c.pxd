@@ -13,9 +13,10 @@ cdef object _strftime
 cdef object _localtime
 cdef object _time
 cdef str _DATE_FORMAT
-cdef object _DOT_ATOM
 
 @cython.locals(last=list)
 cpdef str rfc2822_date(when=*)
 cpdef str protocol_name(esmtp, tls, auth, smtputf8)
+@cython.locals(ch=Py_UCS4, dot=bint)
+cdef bint _dot_atom(str local)
 cdef _external(address)

@@ -28,6 +28,8 @@ cdef object _QUEUED
 cdef object _Reply
 
 cdef bint _is_awaitable(object value)
+@cython.locals(text=str)
+cpdef queued_reply(str queue_id)
 
 
 cdef class SessionCore:
