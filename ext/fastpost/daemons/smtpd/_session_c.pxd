@@ -92,6 +92,8 @@ cdef class SessionCore:
     cdef _c_reset_transaction(self)
     cdef _c_mail(self, event)
     cdef _c_mail_checked(self, decision)
+    cdef _c_write(self, data)
+    cdef _c_start_content(self)
     cdef _c_data_checked(self, decision)
     cdef _c_finish_message(self, verb, size, too_big, bare_lf, reply_ok)
     cdef _eom_checked(self, decision, verb, reply_ok)

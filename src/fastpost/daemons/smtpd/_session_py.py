@@ -435,6 +435,9 @@ class SessionCore:
 
     def _write(self, data):
         """Give content to the sink (pausing when it pushes back)."""
+        self._c_write(data)
+
+    def _c_write(self, data):
         if self.txn is None:
             return
         try:
@@ -713,11 +716,11 @@ class SessionCore:
         # 354 is not the end of the DATA command: it is counted with the final reply.
         self._out.append(self.conn.send(_START_DATA))
         self._in_data = True
-        self._start_content()
+        self._c_start_content()
 
     def _on_chunk(self, event):
         if self._data_rejected is None and self.txn is not None:
-            self._write(event.data)
+            self._c_write(event.data)
 
     def _on_end_of_data(self, event):
         self.where = "END-OF-MESSAGE"
@@ -744,6 +747,9 @@ class SessionCore:
 
     def _start_content(self):
         """Write the Received: header at the start of the message content."""
+        self._c_start_content()
+
+    def _c_start_content(self):
         if self._received_done or self.txn is None:
             return
         self._received_done = True
@@ -751,7 +757,7 @@ class SessionCore:
         env = self.envelope
         if env.prepend:
             # access(5) PREPEND: above our Received: header, in the order they came.
-            self._write("".join(f"{h}\r\n" for h in env.prepend).encode("utf-8", "surrogateescape"))
+            self._c_write("".join(f"{h}\r\n" for h in env.prepend).encode("utf-8", "surrogateescape"))
         settings = self.settings
         # (by position: received_header's order; no keyword dictionary per message)
         header = received_header(
@@ -760,7 +766,7 @@ class SessionCore:
                           c.sasl_username is not None, env.smtputf8),
             [r.address for r in env.recipients],
             settings.tls_received_header, settings.sasl_authenticated_header)
-        self._write(header)
+        self._c_write(header)
 
     def _open(self, rcpt):
         """Begin the sink transaction at the first accepted recipient."""
