@@ -40,6 +40,7 @@ CONSTRUCT = {
         settings=types.SimpleNamespace(timeout=300), _loop=None, loop=None),), {}),
     # smtpd's message to cleanup: an envelope (not read at construction) and the endpoint.
     "fastpost.daemons.smtpd._cleanuptxn_c.CleanupTransaction": ((None, "public/cleanup"), {}),
+    "fastpost.smtp._state_c.ServerState": ((), {}),
     # An empty core (no service): CleanupState's fields at their defaults.
     "fastpost.daemons.cleanup._statecore_c.StateCore": ((), {}),
     # A stand-in builder: CommitRec reads its queue ID and its records' envelope fields.

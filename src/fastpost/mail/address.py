@@ -58,9 +58,12 @@ def external(address: str) -> str:
     """Return ``address`` with its local part quoted when needed."""
     if address == "":
         return ""
-    local, domain = split_addr(address)
-    quoted = quote_local(local)
-    return f"{quoted}@{domain}" if "@" in address else quoted
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return quote_local(address)
+    if local == "" or _DOT_ATOM.fullmatch(local):
+        return address  # nothing to quote (the common case: no further calls)
+    return f"{quote_local(local)}@{domain}"
 
 
 def unquote_local(local: str) -> str:

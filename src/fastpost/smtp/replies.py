@@ -37,7 +37,16 @@ class Reply:
     def __init__(self, code: int, text: str | tuple[str, ...] | list[str], enhanced: str = ""):
         if not 200 <= code <= 599:
             raise ValueError(f"bad SMTP reply code {code}")
-        lines = (text,) if isinstance(text, str) else tuple(text)
+        if isinstance(text, str):
+            # One line (nearly every reply made per message, e.g. "queued as"): the
+            # same wire bytes as the loop below, without it.
+            self.code = code
+            self.enhanced = enhanced
+            self.lines = (text,)
+            self.wire = (f"{code} {enhanced} {text}\r\n" if enhanced
+                         else f"{code} {text}\r\n").encode("utf-8", "surrogateescape")
+            return
+        lines = tuple(text)
         if not lines:
             lines = ("",)
         self.code = code

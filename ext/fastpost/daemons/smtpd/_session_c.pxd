@@ -27,8 +27,12 @@ cdef object _BYE
 cdef dict _ONCE_TEXTS
 cdef str _NEUTER
 cdef object _NEUTER_SEARCH
+cdef object _QUEUED
+cdef object _Reply
 
 cdef bint _is_awaitable(object value)
+@cython.locals(text=str)
+cpdef queued_reply(str queue_id)
 
 
 cdef class SessionCore:
@@ -100,7 +104,14 @@ cdef class SessionCore:
     cdef _c_refused(self, decision, verb=*)
     cdef _c_abort_txn(self)
     cdef _c_reset_transaction(self)
+    cdef _c_mail(self, event)
+    cdef _c_mail_checked(self, decision)
+    cdef _c_write(self, data)
+    cdef _c_start_content(self)
+    cdef _c_data_checked(self, decision)
+    cdef _c_finish_message(self, verb, size, too_big, bare_lf, reply_ok)
     cdef _eom_checked(self, decision, verb, reply_ok)
+    cdef _c_commit(self, verb, reply_ok)
     cdef _rcpt_checked(self, decision, event, address)
     cdef _c_committed(self, verb, reply_ok, queue_id)
     cdef _c_commit_failed(self, verb, exc)

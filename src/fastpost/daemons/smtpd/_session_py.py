@@ -75,7 +75,7 @@ from fastpost.smtp.server import ServerConnection, soften
 from fastpost.util import log
 from fastpost.util.log import printable
 
-__all__ = ["SessionCore", "STATS_ORDER", "CORE_HANDLERS", "HANGUP", "neuter_helo"]
+__all__ = ["SessionCore", "STATS_ORDER", "CORE_HANDLERS", "HANGUP", "neuter_helo", "queued_reply"]
 
 # Module constants: in the compiled build each is a C static (declared in the .pxd),
 # read without a lookup in the module's dict.
@@ -96,6 +96,8 @@ _BYE = replies.BYE
 #: _c_stats_text(): the text of sessions whose commands were each sent once and
 #: accepted, by the names of those commands in the order they came.
 _ONCE_TEXTS = {}
+_QUEUED = replies.queued
+_Reply = Reply
 
 #: Characters Postfix replaces with "?" in the HELO name it keeps (and logs, and
 #: shows in replies): they could confuse log parsers and address-based tools.
@@ -113,6 +115,18 @@ def neuter_helo(name: str) -> str:
     if _NEUTER_SEARCH(name) is None:
         return name
     return name.translate(_NEUTER)
+
+
+def queued_reply(queue_id: str) -> Reply:
+    """``replies.queued(queue_id)`` made without running Reply.__init__: the same
+    fields and wire bytes (tests/unit/daemons/test_received.py), once per message."""
+    text = "Ok: queued as " + queue_id
+    reply = _Reply.__new__(_Reply)
+    reply.code = 250
+    reply.enhanced = "2.0.0"
+    reply.lines = (text,)
+    reply.wire = ("250 2.0.0 " + text + "\r\n").encode("utf-8", "surrogateescape")
+    return reply
 
 
 def _is_awaitable(value) -> bool:
@@ -463,6 +477,9 @@ class SessionCore:
 
     def _write(self, data):
         """Give content to the sink (pausing when it pushes back)."""
+        self._c_write(data)
+
+    def _c_write(self, data):
         if self.txn is None:
             return
         try:
@@ -475,6 +492,9 @@ class SessionCore:
 
     def _finish_message(self, verb, size, too_big, bare_lf, reply_ok):
         """End of DATA or of BDAT LAST: checks, then the sink's durable answer."""
+        self._c_finish_message(verb, size, too_big, bare_lf, reply_ok)
+
+    def _c_finish_message(self, verb, size, too_big, bare_lf, reply_ok):
         qid = self.txn.queue_id if self.txn is not None else "NOQUEUE"
         if self._data_rejected is not None:
             reply = self._data_rejected
@@ -498,6 +518,11 @@ class SessionCore:
         if self._idle("END-OF-MESSAGE"):
             self._eom_checked(None, verb, reply_ok)
             return
+        self._ask_eom(verb, size, reply_ok)
+
+    def _ask_eom(self, verb, size, reply_ok):
+        """The END-OF-MESSAGE restrictions (a stage that is not idle), then _eom_checked.
+        (Its own method: the closure is made only when it is needed.)"""
 
         def checked(decision):
             self._eom_checked(decision, verb, reply_ok)
@@ -514,9 +539,9 @@ class SessionCore:
             self._c_reset_transaction()
             self._c_respond(verb, refused)
             return
-        self._commit(verb, reply_ok)
+        self._c_commit(verb, reply_ok)
 
-    def _commit(self, verb, reply_ok):
+    def _c_commit(self, verb, reply_ok):
         txn = self.txn
         if txn is None:
             self._c_reset_transaction()
@@ -532,6 +557,11 @@ class SessionCore:
                 return
             self._c_sink_wait(2, verb, reply_ok)
             return
+        self._commit_awaited(txn, verb, reply_ok)
+
+    def _commit_awaited(self, txn, verb, reply_ok):
+        """_c_commit for a sink that is not direct: its finish() may return an
+        awaitable, whose result is the queue ID."""
 
         def done(queue_id):
             self._c_committed(verb, reply_ok, queue_id)
@@ -555,7 +585,9 @@ class SessionCore:
         self.errors = 0
         self.junk = 0
         self.where = "END-OF-MESSAGE"
-        self._c_respond(verb, reply_ok(str(queue_id)))
+        queue_id = str(queue_id)
+        self._c_respond(verb, queued_reply(queue_id) if reply_ok is _QUEUED
+                        else reply_ok(queue_id))
 
     def _c_commit_failed(self, verb, exc):
         reply = self._sink_failed(exc)
@@ -623,10 +655,21 @@ class SessionCore:
 
     def _on_mail(self, event):
         self.where = "MAIL"
+        if self.service.limits is None or self._anvil_unknown:
+            # No anvil limits apply (_limited() would say so): no hook, no closure.
+            self._c_mail(event)
+        else:
+            self._mail_limited(event)
+
+    def _mail_limited(self, event):
+        """MAIL through the anvil hook (_limited) first."""
         if not self._limited("message", "mail", lambda: self._mail(event)):
             self._mail(event)
 
     def _mail(self, event):
+        self._c_mail(event)
+
+    def _c_mail(self, event):
         if not self.service.enough_space(event.size):
             self._log_reject("MAIL", replies.INSUFFICIENT_STORAGE)
             self._c_respond("mail", replies.INSUFFICIENT_STORAGE)
@@ -634,11 +677,14 @@ class SessionCore:
         self.envelope = Envelope(event.address, event.size, event.body, event.smtputf8,
                                  event.ret, event.envid, event.auth)
         if self._idle("MAIL"):
-            self._mail_checked(None)
+            self._c_mail_checked(None)
         else:
             self._ask("MAIL", self._mail_checked, None, None, event.size)
 
     def _mail_checked(self, decision):
+        self._c_mail_checked(decision)
+
+    def _c_mail_checked(self, decision):
         refused = self._c_refused(decision, "mail")
         if refused is _HANGUP:
             return
@@ -691,11 +737,14 @@ class SessionCore:
     def _on_data(self, event):
         self.where = "DATA"
         if self._idle("DATA"):
-            self._data_checked(None)
+            self._c_data_checked(None)
         else:
             self._ask("DATA", self._data_checked)
 
     def _data_checked(self, decision):
+        self._c_data_checked(decision)
+
+    def _c_data_checked(self, decision):
         refused = self._c_refused(decision, "data")
         if refused is _HANGUP:
             return
@@ -709,15 +758,15 @@ class SessionCore:
         # 354 is not the end of the DATA command: it is counted with the final reply.
         self._out.append(self.conn.send(_START_DATA))
         self._in_data = True
-        self._start_content()
+        self._c_start_content()
 
     def _on_chunk(self, event):
         if self._data_rejected is None and self.txn is not None:
-            self._write(event.data)
+            self._c_write(event.data)
 
     def _on_end_of_data(self, event):
         self.where = "END-OF-MESSAGE"
-        self._finish_message("data", event.size, event.too_big, event.bare_lf, replies.queued)
+        self._c_finish_message("data", event.size, event.too_big, event.bare_lf, _QUEUED)
 
     def _on_rset(self, event):
         self.where = "RSET"
@@ -740,6 +789,9 @@ class SessionCore:
 
     def _start_content(self):
         """Write the Received: header at the start of the message content."""
+        self._c_start_content()
+
+    def _c_start_content(self):
         if self._received_done or self.txn is None:
             return
         self._received_done = True
@@ -747,16 +799,16 @@ class SessionCore:
         env = self.envelope
         if env.prepend:
             # access(5) PREPEND: above our Received: header, in the order they came.
-            self._write("".join(f"{h}\r\n" for h in env.prepend).encode("utf-8", "surrogateescape"))
+            self._c_write("".join(f"{h}\r\n" for h in env.prepend).encode("utf-8", "surrogateescape"))
+        settings = self.settings
+        # (by position: received_header's order; no keyword dictionary per message)
         header = received_header(
-            c, hostname=self.settings.hostname, mail_name=self.settings.mail_name,
-            queue_id=self.txn.queue_id,
-            protocol=protocol_name(self.conn.state.esmtp, c.tls is not None,
-                                   c.sasl_username is not None, env.smtputf8),
-            recipients=[r.address for r in env.recipients],
-            tls_header=self.settings.tls_received_header,
-            auth_header=self.settings.sasl_authenticated_header)
-        self._write(header)
+            c, settings.hostname, settings.mail_name, self.txn.queue_id,
+            protocol_name(self.conn.state.esmtp, c.tls is not None,
+                          c.sasl_username is not None, env.smtputf8),
+            [r.address for r in env.recipients],
+            settings.tls_received_header, settings.sasl_authenticated_header)
+        self._c_write(header)
 
     def _open(self, rcpt):
         """Begin the sink transaction at the first accepted recipient."""
