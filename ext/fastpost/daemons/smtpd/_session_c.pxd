@@ -11,6 +11,8 @@
 # checks that each cdef method and field exists there (a mismatch fails the build).
 
 cimport cython
+# (the compiled protocol core: conn's per-command methods as C calls)
+from fastpost.smtp._server_c cimport ServerConnection as _CServerConnection
 
 cdef str _CLOSED
 cdef object _NEED_DATA
@@ -69,14 +71,16 @@ cdef class SessionCore:
     cdef public object _sink_verb
     cdef public object _sink_fn
 
+    @cython.locals(conn=_CServerConnection)
     cdef _c_received(self, Py_ssize_t nbytes)
     cdef _c_pause_reading(self)
+    @cython.locals(conn=_CServerConnection)
     cdef _c_run(self)
     @cython.locals(err=bint)
     cdef _c_respond(self, verb, reply, ok=*, close=*, error=*)
-    @cython.locals(counts=list)
+    @cython.locals(counts=list, conn=_CServerConnection)
     cdef _c_send(self, verb, reply, ok, close)
-    @cython.locals(out=list, data=bytes)
+    @cython.locals(out=list, data=bytes, conn=_CServerConnection)
     cdef _c_flush(self)
     @cython.locals(parts=list, ok_total=long, total=long, ok=long, n=long, stats=dict)
     cdef str _c_stats_text(self)

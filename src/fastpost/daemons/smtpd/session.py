@@ -111,9 +111,6 @@ class SessionLogic:
             names = (_UNKNOWN, _UNKNOWN, NAME_TEMP, NAME_TEMP)
         self._greet(names)
 
-    def get_buffer(self, sizehint: int):
-        return self.service.read_view
-
     def eof_received(self):
         if self.conn is None:
             self._early.append(b"")
