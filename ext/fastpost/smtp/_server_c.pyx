@@ -13,12 +13,14 @@ Diagnostics: as the reference (RemoteProtocolError, LocalProtocolError).
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.object cimport PyObject, PyObject_GenericSetAttr, PyTypeObject
 
 from fastpost.smtp._command_c cimport quick_ptr
 from fastpost.smtp._lines_c cimport _split
 
 import base64
 import binascii
+import dataclasses
 from dataclasses import replace
 
 from fastpost.smtp import events as ev
@@ -56,6 +58,45 @@ cdef frozenset _CLOSING_CODES = state.CLOSING_CODES
 cdef frozenset _LAST_IN_GROUP = state.LAST_IN_GROUP
 
 
+# The events of the per-command path, made as their dataclass __init__ makes them
+# without running it (an interpreted function, and a call per field): a new object,
+# then every field, in order and with its default when not given, set with
+# object.__setattr__ (the classes are frozen, so their own __setattr__ refuses).
+# Each class: a tuple of (field name, default or MISSING).
+cdef dict _EVENT_FIELDS = {}
+cdef tuple _NO_ARGS = ()
+
+
+cdef void _event_fields(type cls) except *:
+    fields = []
+    for f in dataclasses.fields(cls):
+        if f.default_factory is not dataclasses.MISSING or not f.init:
+            raise TypeError(f"{cls.__name__}.{f.name}: _event() sets plain fields only")
+        fields.append((f.name, f.default))
+    _EVENT_FIELDS[cls] = tuple(fields)
+
+
+for _cls in (ev.Helo, ev.Ehlo, ev.Mail, ev.Rcpt, ev.DataChunk, ev.EndOfData):
+    _event_fields(_cls)
+
+
+cdef object _event(type cls, tuple values):
+    """``cls(*values)`` for the event classes above (the same object, fields and
+    defaults; tests/unit/smtp/test_command.py compares them with the reference's)."""
+    cdef tuple fields = <tuple>_EVENT_FIELDS[cls]
+    cdef Py_ssize_t i, given = len(values)
+    obj = (<PyTypeObject *>cls).tp_new(cls, <PyObject *>_NO_ARGS, NULL)
+    for i in range(len(fields)):
+        name, default = <tuple>fields[i]
+        if i < given:
+            PyObject_GenericSetAttr(obj, name, values[i])
+        elif default is dataclasses.MISSING:
+            raise TypeError(f"{cls.__name__}: missing {name}")
+        else:
+            PyObject_GenericSetAttr(obj, name, default)
+    return obj
+
+
 #: The common-command fast path is on (tests switch it off: use_fast_path()), and
 #: how many command lines it has answered (tests: fast_path_taken()).
 cdef bint _fast_path = True
@@ -76,6 +117,21 @@ def use_fast_path(enabled: bool) -> bool:
 def fast_path_taken() -> int:
     """How many command lines the fast path has answered in this process (tests)."""
     return _fast_taken
+
+
+_ServerState = state.ServerState
+
+
+cdef int _reset_transaction(st) except -1:
+    """st.reset_transaction() (state.ServerState's, without the interpreted call)."""
+    if type(st) is not _ServerState:
+        st.reset_transaction()
+        return 0
+    st.phase = _READY
+    st.rcpt_accepted = 0
+    st.rcpt_tried = 0
+    st.bdat_first = True
+    return 0
 
 
 cdef inline bint _is_ws(unsigned char c) noexcept:
@@ -274,9 +330,32 @@ cdef class ServerConnection:
     cdef _apply(self, str pending, reply):
         cdef int code = reply.code
         st = self.state
+        if type(st) is _ServerState:
+            # The transitions of a plain session's replies, as state.REPLY_TRANSITIONS
+            # makes them (no interpreted call; the differential tests hold the two to
+            # each other): MAIL, RCPT, the end of DATA, QUIT.
+            if pending == "MAIL":
+                if code < 400:
+                    st.phase = _MAIL
+                return
+            if pending == "RCPT":
+                st.rcpt_tried += 1
+                if code < 400:
+                    st.rcpt_accepted += 1
+                    st.phase = _RCPT
+                return
+            if pending == "QUIT":
+                return
+            if pending == "EOD":
+                self.input = _COMMAND
+                self._decoder = None
+                _reset_transaction(st)
+                self._chunk_raw_total = 0  # (the message is over: as below)
+                self._bdat_decoder = None
+                return
         if pending in ("HELO", "EHLO"):
             if code < 400:
-                st.reset_transaction()
+                _reset_transaction(st)
                 st.helo = self._pending_name
                 st.esmtp = pending == "EHLO"
             return
@@ -416,20 +495,20 @@ cdef class ServerConnection:
                     or (size >= 0 and opts.message_size_limit
                         and size > opts.message_size_limit)):
                 return None
-            event = ev.Mail(text, size if size >= 0 else None)
+            event = _event(ev.Mail, (text, size if size >= 0 else None))
         elif kind == _Q_RCPT:
             if ((st.phase != _MAIL and st.phase != _RCPT) or opts.strict_rfc821
                     or (opts.recipient_limit and st.rcpt_accepted >= opts.recipient_limit)):
                 return None
-            event = ev.Rcpt(text)
+            event = _event(ev.Rcpt, (text,))
         elif kind == _Q_DATA:
             if st.phase != _RCPT:
                 return None
             event = _DATA_EVENT
         elif kind == _Q_EHLO:
-            event = ev.Ehlo(text)
+            event = _event(ev.Ehlo, (text,))
         elif kind == _Q_HELO:
-            event = ev.Helo(text)
+            event = _event(ev.Helo, (text,))
         else:
             event = _NOARG_EVENTS[kind]
         return event
@@ -676,12 +755,12 @@ cdef class ServerConnection:
         if self._chunks:
             data = b"".join(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
             self._chunks.clear()
-            return ev.DataChunk(data)
+            return _event(ev.DataChunk, (data,))
         if self._content_done:
             dec = self._decoder
             self._pending = "EOD"
             self._pending_last = True
-            return ev.EndOfData(dec.size, dec.too_big, dec.bare_lf)
+            return _event(ev.EndOfData, (dec.size, dec.too_big, dec.bare_lf))
         if self._eof and not self._closed_event_sent:
             self._closed_event_sent = True
             return ev.ConnectionClosed()
