@@ -13,7 +13,7 @@ Diagnostics: as the reference (RemoteProtocolError, LocalProtocolError).
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from cpython.object cimport PyObject, PyObject_GenericSetAttr, PyTypeObject
+from cpython.object cimport PyObject, PyTypeObject, Py_TYPE
 
 from fastpost.smtp._command_c cimport quick_ptr
 from fastpost.smtp._lines_c cimport _split
@@ -33,12 +33,23 @@ from fastpost.smtp._lines_c import BARE_LF, OVERLONG
 from fastpost.smtp.replies import Reply
 from fastpost.smtp._server_py import (
     BARE_LF_MODES, ServerOptions, soften, _decode, _HANDLERS, _HEADER_VERB,
-    _PIPELINING_SHOW, _OVERLONG_SHOW, _Q_HELO, _Q_EHLO, _Q_MAIL, _Q_RCPT, _Q_DATA,
-    _Q_QUIT, _Q_VERBS, _DATA_EVENT, _NOARG_EVENTS,
+    _PIPELINING_SHOW, _OVERLONG_SHOW, _Q_VERBS, _DATA_EVENT, _NOARG_EVENTS,
 )
 
 __all__ = ["ServerConnection", "ServerOptions", "BARE_LF_MODES", "use_fast_path",
            "fast_path_taken"]
+
+# The common-command kernel's kinds, as C integers (compared without objects).
+from fastpost.smtp._server_py import _Q_HELO as _PY_Q_HELO, _Q_EHLO as _PY_Q_EHLO, \
+    _Q_MAIL as _PY_Q_MAIL, _Q_RCPT as _PY_Q_RCPT, _Q_DATA as _PY_Q_DATA, \
+    _Q_QUIT as _PY_Q_QUIT
+cdef int _Q_HELO = _PY_Q_HELO
+cdef int _Q_EHLO = _PY_Q_EHLO
+cdef int _Q_MAIL = _PY_Q_MAIL
+cdef int _Q_RCPT = _PY_Q_RCPT
+cdef int _Q_DATA = _PY_Q_DATA
+cdef int _Q_QUIT = _PY_Q_QUIT
+cdef tuple _VERBS = _Q_VERBS
 
 # The state module's names, bound once (no module attribute lookups per command).
 cdef str _READY = state.READY
@@ -60,9 +71,10 @@ cdef frozenset _LAST_IN_GROUP = state.LAST_IN_GROUP
 
 # The events of the per-command path, made as their dataclass __init__ makes them
 # without running it (an interpreted function, and a call per field): a new object,
-# then every field, in order and with its default when not given, set with
-# object.__setattr__ (the classes are frozen, so their own __setattr__ refuses).
-# Each class: a tuple of (field name, default or MISSING).
+# then every field, in order and with its default when not given, set as
+# object.__setattr__ sets it (through the field's slot descriptor; the classes are
+# frozen, so their own __setattr__ refuses). Each class: a tuple of (the field's
+# slot descriptor, its default or MISSING).
 cdef dict _EVENT_FIELDS = {}
 cdef tuple _NO_ARGS = ()
 
@@ -70,9 +82,11 @@ cdef tuple _NO_ARGS = ()
 cdef void _event_fields(type cls) except *:
     fields = []
     for f in dataclasses.fields(cls):
-        if f.default_factory is not dataclasses.MISSING or not f.init:
-            raise TypeError(f"{cls.__name__}.{f.name}: _event() sets plain fields only")
-        fields.append((f.name, f.default))
+        descr = cls.__dict__.get(f.name)
+        if (f.default_factory is not dataclasses.MISSING or not f.init
+                or Py_TYPE(descr).tp_descr_set == NULL):
+            raise TypeError(f"{cls.__name__}.{f.name}: _event() sets slotted plain fields only")
+        fields.append((descr, f.default))
     _EVENT_FIELDS[cls] = tuple(fields)
 
 
@@ -87,13 +101,12 @@ cdef object _event(type cls, tuple values):
     cdef Py_ssize_t i, given = len(values)
     obj = (<PyTypeObject *>cls).tp_new(cls, <PyObject *>_NO_ARGS, NULL)
     for i in range(len(fields)):
-        name, default = <tuple>fields[i]
+        descr, value = <tuple>fields[i]
         if i < given:
-            PyObject_GenericSetAttr(obj, name, values[i])
-        elif default is dataclasses.MISSING:
-            raise TypeError(f"{cls.__name__}: missing {name}")
-        else:
-            PyObject_GenericSetAttr(obj, name, default)
+            value = values[i]
+        elif value is dataclasses.MISSING:
+            raise TypeError(f"{cls.__name__}: a field without a default is missing")
+        Py_TYPE(descr).tp_descr_set(descr, obj, value)
     return obj
 
 
@@ -517,7 +530,7 @@ cdef class ServerConnection:
         """The effects of an allowed simple-form command, in the general path's order
         (the pipelining note, then the reply due); returns ``event``."""
         st = self.state
-        verb = _Q_VERBS[kind]
+        verb = _VERBS[kind]
         if (self._reader._end > self._reader._start and (verb in _LAST_IN_GROUP or not st.esmtp)
                 and kind != _Q_QUIT):
             self.notes.append(("pipelining", verb, self._reader.peek(_PIPELINING_SHOW)
