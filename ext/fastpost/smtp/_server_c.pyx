@@ -66,6 +66,8 @@ cdef str _AUTH = state.AUTH
 cdef str _TLS = state.TLS
 cdef str _CLOSED = state.CLOSED
 cdef frozenset _CLOSING_CODES = state.CLOSING_CODES
+#: (below it no reply code closes: the set is not asked about 250s and 354s)
+cdef int _MIN_CLOSING = min(_CLOSING_CODES)
 cdef frozenset _LAST_IN_GROUP = state.LAST_IN_GROUP
 
 
@@ -145,6 +147,18 @@ cdef int _reset_transaction(st) except -1:
     st.rcpt_tried = 0
     st.bdat_first = True
     return 0
+
+
+cdef inline bint _eq(str a, str b) except -1:
+    """``a == b`` for the names this class compares on every command (input modes,
+    the verb whose reply is due, the transaction phase): those are nearly always the
+    same object (the module's constants), and equal strings have equal hashes
+    (cached in each string), so the text is compared only when both agree."""
+    if a is b:
+        return True
+    if a is None or b is None or hash(a) != hash(b):
+        return False
+    return a == b
 
 
 cdef inline bint _is_ws(unsigned char c) noexcept:
@@ -247,12 +261,12 @@ cdef class ServerConnection:
     cdef int _receive_ptr(self, const unsigned char *p, Py_ssize_t n, data) except -1:
         """The n bytes at p, received (``data``: the object they are in, or None)."""
         mode = self.input
-        if mode == _DATA and not self._content_done:
+        if _eq(mode, _DATA) and not self._content_done:
             self._feed_data(p, n)
-        elif mode == _CHUNK and self._chunk_left:
+        elif _eq(mode, _CHUNK) and self._chunk_left:
             # (BDAT is not on the common path: the chunk reader takes an object)
             self._feed_chunk(<bytes>(<const char *>p)[:n] if data is None else data)
-        elif mode != _CLOSED:
+        elif not _eq(mode, _CLOSED):
             self._reader.feed_ptr(p, n)
         return 0
 
@@ -261,15 +275,15 @@ cdef class ServerConnection:
         if self._pending is not None:
             return PAUSED
         mode = self.input
-        if mode == _COMMAND:
+        if _eq(mode, _COMMAND):
             return self._next_command()
-        if mode == _DATA:
+        if _eq(mode, _DATA):
             return self._next_data_event()
-        if mode == _CHUNK:
+        if _eq(mode, _CHUNK):
             return self._next_chunk_event()
-        if mode == _AUTH:
+        if _eq(mode, _AUTH):
             return self._next_auth_event()
-        if mode == _CLOSED:
+        if _eq(mode, _CLOSED):
             return self._starved()
         return PAUSED  # GREETING, TLS
 
@@ -280,11 +294,11 @@ cdef class ServerConnection:
         reply to QUIT).
         """
         cdef int code
-        if self.input == _CLOSED:
+        if _eq(self.input, _CLOSED):
             raise LocalProtocolError("send() after the connection was closed")
         code = reply.code
         pending = self._pending
-        if self.input == _GREETING:
+        if _eq(self.input, _GREETING):
             if code != 220 and self.options.access_denied is None:
                 close = True
             self.input = _COMMAND
@@ -294,7 +308,8 @@ cdef class ServerConnection:
         else:
             self._pending = None
             self._apply(pending, reply)
-        if close or code in _CLOSING_CODES or pending == "QUIT":
+        if (close or (code >= _MIN_CLOSING and code in _CLOSING_CODES)
+                or _eq(pending, "QUIT")):
             self._close()
         if code >= 500 and self.options.soft_bounce:
             return soften(reply).wire
@@ -347,32 +362,32 @@ cdef class ServerConnection:
             # The transitions of a plain session's replies, as state.REPLY_TRANSITIONS
             # makes them (no interpreted call; the differential tests hold the two to
             # each other): MAIL, RCPT, the end of DATA, QUIT.
-            if pending == "MAIL":
+            if _eq(pending, "MAIL"):
                 if code < 400:
                     st.phase = _MAIL
                 return
-            if pending == "RCPT":
+            if _eq(pending, "RCPT"):
                 st.rcpt_tried += 1
                 if code < 400:
                     st.rcpt_accepted += 1
                     st.phase = _RCPT
                 return
-            if pending == "QUIT":
+            if _eq(pending, "QUIT"):
                 return
-            if pending == "EOD":
+            if _eq(pending, "EOD"):
                 self.input = _COMMAND
                 self._decoder = None
                 _reset_transaction(st)
                 self._chunk_raw_total = 0  # (the message is over: as below)
                 self._bdat_decoder = None
                 return
-        if pending in ("HELO", "EHLO"):
+        if _eq(pending, "HELO") or _eq(pending, "EHLO"):
             if code < 400:
                 _reset_transaction(st)
                 st.helo = self._pending_name
-                st.esmtp = pending == "EHLO"
+                st.esmtp = _eq(pending, "EHLO")
             return
-        if pending == "DATA":
+        if _eq(pending, "DATA"):
             if code == 354:
                 self._start_data()
             return
@@ -503,19 +518,19 @@ cdef class ServerConnection:
         opts = self.options
         st = self.state
         if kind == _Q_MAIL:
-            if ((opts.helo_required and st.helo is None) or st.phase != _READY
+            if ((opts.helo_required and st.helo is None) or not _eq(st.phase, _READY)
                     or (opts.tls_required and not st.tls) or opts.strict_rfc821
                     or (size >= 0 and opts.message_size_limit
                         and size > opts.message_size_limit)):
                 return None
             event = _event(ev.Mail, (text, size if size >= 0 else None))
         elif kind == _Q_RCPT:
-            if ((st.phase != _MAIL and st.phase != _RCPT) or opts.strict_rfc821
+            if ((not _eq(st.phase, _MAIL) and not _eq(st.phase, _RCPT)) or opts.strict_rfc821
                     or (opts.recipient_limit and st.rcpt_accepted >= opts.recipient_limit)):
                 return None
             event = _event(ev.Rcpt, (text,))
         elif kind == _Q_DATA:
-            if st.phase != _RCPT:
+            if not _eq(st.phase, _RCPT):
                 return None
             event = _DATA_EVENT
         elif kind == _Q_EHLO:
