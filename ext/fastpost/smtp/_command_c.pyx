@@ -114,16 +114,22 @@ cdef object _address(const unsigned char *p, Py_ssize_t n):
 
 def quick_command(const unsigned char[:] verb not None, const unsigned char[:] args not None):
     """Return (kind, text, size) for a common command in its simple form, else None."""
-    cdef Py_ssize_t vn = verb.shape[0], n = args.shape[0], i, sp = -1
-    cdef const unsigned char *v
-    cdef const unsigned char *a
+    cdef Py_ssize_t vn = verb.shape[0], n = args.shape[0]
+    return quick_ptr(&verb[0] if vn else NULL, vn, &args[0] if n else NULL, n)
+
+
+cdef object quick_ptr(const unsigned char *v, Py_ssize_t vn, const unsigned char *a,
+                      Py_ssize_t n):
+    """quick_command() of the vn verb bytes at v (upper case) and the n argument bytes
+    at a (ServerConnection's entry: no buffer objects)."""
+    cdef Py_ssize_t i, sp = -1
     cdef long long size = -1
     cdef int kind
     cdef object address
     if vn != 4:
         return None
-    v = &verb[0]
-    a = &args[0] if n else NULL
+    if n == 0:
+        a = NULL
     if v[0] == 68 and v[1] == 65 and v[2] == 84 and v[3] == 65:
         kind = DATA
     elif v[0] == 82 and v[1] == 83 and v[2] == 69 and v[3] == 84:

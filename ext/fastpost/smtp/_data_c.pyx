@@ -53,17 +53,7 @@ cdef const unsigned char *_CRCRLF = b"\r\r\n"
 
 
 cdef class DotDecoder:
-    """Streaming DATA decoder (see fastpost.smtp._data_py)."""
-
-    cdef readonly long long size_limit  # output stops after this many bytes (0: none)
-    cdef readonly bint strict           # only CRLF . CRLF after CRLF ends the data
-    cdef readonly long long size        # content bytes, also those past the limit
-    cdef readonly long long bare_lf     # lines that ended in a bare LF
-    cdef readonly bint too_big          # size went past size_limit
-    cdef readonly long long raw_lines   # input bytes consumed through the last line end
-    cdef long long _raw                 # input bytes consumed by earlier feed() calls
-    cdef bint _prev_crlf                # the previous line ended in CR LF
-    cdef int _state                     # BOL, DOT, DOTCR, MID, MIDCR or DONE
+    """Streaming DATA decoder (see fastpost.smtp._data_py; fields in _data_c.pxd)."""
 
     def __init__(self, long long size_limit=0, bint strict=True, bint prev_crlf=True):
         if size_limit < 0:
@@ -85,19 +75,21 @@ cdef class DotDecoder:
 
     def feed(self, const unsigned char[:] data not None):
         """Decode data; return (output, bytes of data consumed, end of data seen)."""
+        cdef Py_ssize_t n = data.shape[0]
+        return self.feed_ptr(&data[0] if n else NULL, n)
+
+    cdef tuple feed_ptr(self, const unsigned char *p, Py_ssize_t n):
+        """feed() of the n bytes at p (ServerConnection's entry: no buffer object)."""
         if self._state == DONE:
             raise ValueError("DotDecoder fed after the end of data")
-        cdef Py_ssize_t n = data.shape[0]
         cdef Out o
         cdef Py_ssize_t i = 0, lf_at
-        cdef const unsigned char *p
         cdef const unsigned char *lf
         cdef unsigned char c
         cdef int state = self._state
         cdef bytes result
         if n == 0:
             return b"", 0, False
-        p = &data[0]
         o.buf = <unsigned char *>malloc(2 * n + 4)
         if o.buf == NULL:
             raise MemoryError()

@@ -60,14 +60,12 @@ def split_command(const unsigned char[:] line not None):
 
 
 cdef class LineReader:
-    """Bounded, CRLF-aware receive buffer (see fastpost.smtp._lines_py)."""
+    """Bounded, CRLF-aware receive buffer (see fastpost.smtp._lines_py).
 
-    cdef public Py_ssize_t limit    # longest line content reported whole (settable)
-    cdef unsigned char *_buf        # storage (NULL when empty)
-    cdef Py_ssize_t _cap            # bytes allocated at _buf
-    cdef Py_ssize_t _start          # read offset
-    cdef Py_ssize_t _end            # write offset
-    cdef bint _skipping             # discarding the rest of an overlong line
+    The fields and the C-level methods other kernels call (ServerConnection:
+    feed_ptr, peek_line, consume, without Python objects per line) are declared in
+    _lines_c.pxd.
+    """
 
     def __cinit__(self):
         self._buf = NULL
@@ -130,55 +128,81 @@ cdef class LineReader:
     def feed(self, const unsigned char[:] data not None):
         """Append received bytes (copied)."""
         cdef Py_ssize_t n = data.shape[0]
-        cdef const unsigned char *p
+        if n:
+            self.feed_ptr(&data[0], n)
+
+    cdef int feed_ptr(self, const unsigned char *p, Py_ssize_t n) except -1:
+        """feed() of the n bytes at p."""
         cdef const unsigned char *lf
         if n == 0:
-            return
-        p = &data[0]
+            return 0
         if self._skipping:
             lf = <const unsigned char *>memchr(p, 10, n)
             if lf == NULL:
-                return
+                return 0
             self._skipping = False
             n -= (lf + 1 - p)
             p = lf + 1
             if n == 0:
-                return
+                return 0
         self._reserve(n)
         memcpy(self._buf + self._end, p, n)
         self._end += n
+        return 0
 
-    cdef tuple _line(self):
-        """Return (line, flags) or None (the shared body of read_line/read_command)."""
+    cdef Py_ssize_t peek_line(self, const unsigned char **line, Py_ssize_t *length,
+                              int *flags) noexcept:
+        """Find the next line without consuming it: 0 when none is complete, else the
+        bytes consume() must take for it; *line and *length are its content (valid
+        until the next call that changes the buffer), *flags BARE_LF / OVERLONG.
+
+        An overlong line without its LF yet consumes everything buffered (its rest is
+        discarded as it arrives: consume() sets the skipping state)."""
         cdef Py_ssize_t pos = self._start
         cdef Py_ssize_t avail = self._end - pos
         cdef const unsigned char *lf
         cdef Py_ssize_t end, at
-        cdef int flags = 0
-        cdef bytes line
         if avail == 0:
-            return None
+            return 0
         lf = <const unsigned char *>memchr(self._buf + pos, 10, avail)
         if lf == NULL:
             if avail >= self.limit + 2:
-                line = PyBytes_FromStringAndSize(<const char *>self._buf + pos, self.limit)
-                self._start = self._end
-                self._skipping = True
-                self._emptied()
-                return (line, _OVERLONG)
-            return None
+                line[0] = self._buf + pos
+                length[0] = self.limit
+                flags[0] = _OVERLONG
+                return avail
+            return 0
+        flags[0] = 0
         at = lf - self._buf
         end = at
         if end > pos and self._buf[end - 1] == 13:
             end -= 1
         else:
-            flags = _BARE_LF
+            flags[0] = _BARE_LF
         if end - pos > self.limit:
             end = pos + self.limit
-            flags = _OVERLONG
-        line = PyBytes_FromStringAndSize(<const char *>self._buf + pos, end - pos)
-        self._start = at + 1
+            flags[0] = _OVERLONG
+        line[0] = self._buf + pos
+        length[0] = end - pos
+        return at + 1 - pos
+
+    cdef void consume(self, Py_ssize_t used) noexcept:
+        """Take the line peek_line() found (``used``: its answer)."""
+        if self._start + used == self._end and self._buf[self._end - 1] != 10:
+            self._skipping = True  # an overlong line whose LF has not come
+        self._start += used
         self._emptied()
+
+    cdef tuple _line(self):
+        """Return (line, flags) or None (the shared body of read_line/read_command)."""
+        cdef const unsigned char *p
+        cdef Py_ssize_t n, used
+        cdef int flags
+        used = self.peek_line(&p, &n, &flags)
+        if used == 0:
+            return None
+        line = PyBytes_FromStringAndSize(<const char *>p, n)
+        self.consume(used)
         return (line, flags)
 
     def read_line(self):

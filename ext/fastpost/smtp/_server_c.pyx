@@ -11,26 +11,45 @@ the reference's code compiled.
 Diagnostics: as the reference (RemoteProtocolError, LocalProtocolError).
 """
 
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.object cimport PyObject, PyTypeObject, Py_TYPE
+
+from fastpost.smtp._command_c cimport quick_ptr
+from fastpost.smtp._lines_c cimport _split
+
 import base64
 import binascii
+import dataclasses
 from dataclasses import replace
 
 from fastpost.smtp import events as ev
-from fastpost.smtp import command as quick
 from fastpost.smtp import grammar, replies, state
-from fastpost.smtp.data import ChunkDecoder, DotDecoder
+from fastpost.smtp.data import ChunkDecoder
 from fastpost.smtp.errors import LocalProtocolError, RemoteProtocolError
 from fastpost.smtp.events import NEED_DATA, PAUSED
 from fastpost.smtp.grammar import GrammarError
-from fastpost.smtp.lines import BARE_LF, OVERLONG, LineReader
+from fastpost.smtp._lines_c import BARE_LF, OVERLONG
 from fastpost.smtp.replies import Reply
 from fastpost.smtp._server_py import (
     BARE_LF_MODES, ServerOptions, soften, _decode, _HANDLERS, _HEADER_VERB,
-    _PIPELINING_SHOW, _OVERLONG_SHOW, _Q_HELO, _Q_EHLO, _Q_MAIL, _Q_RCPT, _Q_DATA,
-    _Q_QUIT, _Q_VERBS, _DATA_EVENT, _NOARG_EVENTS,
+    _PIPELINING_SHOW, _OVERLONG_SHOW, _Q_VERBS, _DATA_EVENT, _NOARG_EVENTS,
 )
 
-__all__ = ["ServerConnection", "ServerOptions", "BARE_LF_MODES"]
+__all__ = ["ServerConnection", "ServerOptions", "BARE_LF_MODES", "use_fast_path",
+           "fast_path_taken"]
+
+# The common-command kernel's kinds, as C integers (compared without objects).
+from fastpost.smtp._server_py import _Q_HELO as _PY_Q_HELO, _Q_EHLO as _PY_Q_EHLO, \
+    _Q_MAIL as _PY_Q_MAIL, _Q_RCPT as _PY_Q_RCPT, _Q_DATA as _PY_Q_DATA, \
+    _Q_QUIT as _PY_Q_QUIT
+cdef int _Q_HELO = _PY_Q_HELO
+cdef int _Q_EHLO = _PY_Q_EHLO
+cdef int _Q_MAIL = _PY_Q_MAIL
+cdef int _Q_RCPT = _PY_Q_RCPT
+cdef int _Q_DATA = _PY_Q_DATA
+cdef int _Q_QUIT = _PY_Q_QUIT
+cdef tuple _VERBS = _Q_VERBS
 
 # The state module's names, bound once (no module attribute lookups per command).
 cdef str _READY = state.READY
@@ -47,33 +66,115 @@ cdef str _AUTH = state.AUTH
 cdef str _TLS = state.TLS
 cdef str _CLOSED = state.CLOSED
 cdef frozenset _CLOSING_CODES = state.CLOSING_CODES
+#: (below it no reply code closes: the set is not asked about 250s and 354s)
+cdef int _MIN_CLOSING = min(_CLOSING_CODES)
 cdef frozenset _LAST_IN_GROUP = state.LAST_IN_GROUP
 
 
-cdef class ServerConnection:
-    """The server side of one SMTP conversation, without I/O (reference: _server_py)."""
+# The events of the per-command path, made as their dataclass __init__ makes them
+# without running it (an interpreted function, and a call per field): a new object,
+# then every field, in order and with its default when not given, set as
+# object.__setattr__ sets it (through the field's slot descriptor; the classes are
+# frozen, so their own __setattr__ refuses). Each class: a tuple of (the field's
+# slot descriptor, its default or MISSING).
+cdef dict _EVENT_FIELDS = {}
+cdef tuple _NO_ARGS = ()
 
-    cdef public object options
-    cdef public object state
-    cdef public str input
-    cdef public list notes
-    cdef object _reader
-    cdef object _pending
-    cdef bint _pending_last
-    cdef str _pending_name
-    cdef object _error
-    cdef bint _eof
-    cdef bint _closed_event_sent
-    cdef object _decoder
-    cdef list _chunks
-    cdef bint _content_done
-    cdef Py_ssize_t _chunk_left
-    cdef bint _chunk_last
-    cdef bint _chunk_keep
-    cdef Py_ssize_t _chunk_size
-    cdef Py_ssize_t _chunk_raw_total
-    cdef object _bdat_decoder
-    cdef Py_ssize_t _data_bytes
+
+cdef void _event_fields(type cls) except *:
+    fields = []
+    for f in dataclasses.fields(cls):
+        descr = cls.__dict__.get(f.name)
+        if (f.default_factory is not dataclasses.MISSING or not f.init
+                or Py_TYPE(descr).tp_descr_set == NULL):
+            raise TypeError(f"{cls.__name__}.{f.name}: _event() sets slotted plain fields only")
+        fields.append((descr, f.default))
+    _EVENT_FIELDS[cls] = tuple(fields)
+
+
+for _cls in (ev.Helo, ev.Ehlo, ev.Mail, ev.Rcpt, ev.DataChunk, ev.EndOfData):
+    _event_fields(_cls)
+
+
+cdef object _event(type cls, tuple values):
+    """``cls(*values)`` for the event classes above (the same object, fields and
+    defaults; tests/unit/smtp/test_command.py compares them with the reference's)."""
+    cdef tuple fields = <tuple>_EVENT_FIELDS[cls]
+    cdef Py_ssize_t i, given = len(values)
+    obj = (<PyTypeObject *>cls).tp_new(cls, <PyObject *>_NO_ARGS, NULL)
+    for i in range(len(fields)):
+        descr, value = <tuple>fields[i]
+        if i < given:
+            value = values[i]
+        elif value is dataclasses.MISSING:
+            raise TypeError(f"{cls.__name__}: a field without a default is missing")
+        Py_TYPE(descr).tp_descr_set(descr, obj, value)
+    return obj
+
+
+#: The common-command fast path is on (tests switch it off: use_fast_path()), and
+#: how many command lines it has answered (tests: fast_path_taken()).
+cdef bint _fast_path = True
+cdef unsigned long long _fast_taken = 0
+
+
+def use_fast_path(enabled: bool) -> bool:
+    """Switch the common-command fast path on or off; return whether it was on.
+
+    For the differential tests: with it off, every command takes the general path
+    (as the reference does with its ``quick`` module replaced)."""
+    global _fast_path
+    was = _fast_path
+    _fast_path = bool(enabled)
+    return was
+
+
+def fast_path_taken() -> int:
+    """How many command lines the fast path has answered in this process (tests)."""
+    return _fast_taken
+
+
+_ServerState = state.ServerState
+
+
+cdef int _reset_transaction(st) except -1:
+    """st.reset_transaction() (state.ServerState's, without the interpreted call)."""
+    if type(st) is not _ServerState:
+        st.reset_transaction()
+        return 0
+    st.phase = _READY
+    st.rcpt_accepted = 0
+    st.rcpt_tried = 0
+    st.bdat_first = True
+    return 0
+
+
+cdef inline bint _eq(str a, str b) except -1:
+    """``a == b`` for the names this class compares on every command (input modes,
+    the verb whose reply is due, the transaction phase): those are nearly always the
+    same object (the module's constants), and equal strings have equal hashes
+    (cached in each string), so the text is compared only when both agree."""
+    if a is b:
+        return True
+    if a is None or b is None or hash(a) != hash(b):
+        return False
+    return a == b
+
+
+cdef inline bint _is_ws(unsigned char c) noexcept:
+    # (fastpost.smtp.lines' white space between a verb and its arguments)
+    return c == 32 or c == 9 or c == 13 or c == 11 or c == 12
+
+
+cdef inline unsigned char _upper(unsigned char c) noexcept:
+    return c - 32 if 97 <= c <= 122 else c
+
+
+cdef class ServerConnection:
+    """The server side of one SMTP conversation, without I/O (reference: _server_py).
+
+    Fields and the methods other kernels call at C level: _server_c.pxd.
+    """
 
     def __init__(self, options: ServerOptions | None = None):
         self.options = options or ServerOptions()
@@ -130,53 +231,74 @@ cdef class ServerConnection:
             self.notes = []
         return notes
 
-    def receive_data(self, data) -> None:
+    cpdef receive_data(self, data):
         """Add bytes received from the peer; b"" means the peer closed its side."""
+        cdef Py_buffer view
         if not data:
             self._eof = True
             return
-        mode = self.input
-        if mode == _DATA and not self._content_done:
-            self._feed_data(data)
-        elif mode == _CHUNK and self._chunk_left:
-            self._feed_chunk(data)
-        elif mode == _CLOSED:
-            return
-        else:
-            self._reader.feed(data)
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            self._receive_ptr(<const unsigned char *>view.buf, view.len, data)
+        finally:
+            PyBuffer_Release(&view)
 
-    def next_event(self):
+    cpdef receive_from(self, buffer, Py_ssize_t nbytes):
+        """receive_data() of the first ``nbytes`` of ``buffer`` (a read buffer shared
+        by many connections: no slice object is made)."""
+        cdef Py_buffer view
+        PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE)
+        try:
+            if nbytes > view.len:
+                nbytes = view.len
+            if nbytes <= 0:
+                self._eof = True
+                return
+            self._receive_ptr(<const unsigned char *>view.buf, nbytes, None)
+        finally:
+            PyBuffer_Release(&view)
+
+    cdef int _receive_ptr(self, const unsigned char *p, Py_ssize_t n, data) except -1:
+        """The n bytes at p, received (``data``: the object they are in, or None)."""
+        mode = self.input
+        if _eq(mode, _DATA) and not self._content_done:
+            self._feed_data(p, n)
+        elif _eq(mode, _CHUNK) and self._chunk_left:
+            # (BDAT is not on the common path: the chunk reader takes an object)
+            self._feed_chunk(<bytes>(<const char *>p)[:n] if data is None else data)
+        elif not _eq(mode, _CLOSED):
+            self._reader.feed_ptr(p, n)
+        return 0
+
+    cpdef next_event(self):
         """Return the next Event, NEED_DATA or PAUSED; raise RemoteProtocolError."""
         if self._pending is not None:
             return PAUSED
         mode = self.input
-        if mode == _COMMAND:
-            got = self._reader.read_command()
-            if got is None:
-                return self._starved()
-            return self._command(<bytes>got[0], <bytes>got[1], <int>got[2])
-        if mode == _DATA:
+        if _eq(mode, _COMMAND):
+            return self._next_command()
+        if _eq(mode, _DATA):
             return self._next_data_event()
-        if mode == _CHUNK:
+        if _eq(mode, _CHUNK):
             return self._next_chunk_event()
-        if mode == _AUTH:
+        if _eq(mode, _AUTH):
             return self._next_auth_event()
-        if mode == _CLOSED:
+        if _eq(mode, _CLOSED):
             return self._starved()
         return PAUSED  # GREETING, TLS
 
-    def send(self, reply: Reply, *, close: bool = False) -> bytes:
+    cpdef bytes send(self, reply, bint close=False):
         """Return the bytes of ``reply`` and apply what it means to the state.
 
         ``close`` ends the conversation after this reply (as do 421, 521 and any
         reply to QUIT).
         """
         cdef int code
-        if self.input == _CLOSED:
+        if _eq(self.input, _CLOSED):
             raise LocalProtocolError("send() after the connection was closed")
         code = reply.code
         pending = self._pending
-        if self.input == _GREETING:
+        if _eq(self.input, _GREETING):
             if code != 220 and self.options.access_denied is None:
                 close = True
             self.input = _COMMAND
@@ -186,7 +308,8 @@ cdef class ServerConnection:
         else:
             self._pending = None
             self._apply(pending, reply)
-        if close or code in _CLOSING_CODES or pending == "QUIT":
+        if (close or (code >= _MIN_CLOSING and code in _CLOSING_CODES)
+                or _eq(pending, "QUIT")):
             self._close()
         if code >= 500 and self.options.soft_bounce:
             return soften(reply).wire
@@ -235,13 +358,36 @@ cdef class ServerConnection:
     cdef _apply(self, str pending, reply):
         cdef int code = reply.code
         st = self.state
-        if pending in ("HELO", "EHLO"):
+        if type(st) is _ServerState:
+            # The transitions of a plain session's replies, as state.REPLY_TRANSITIONS
+            # makes them (no interpreted call; the differential tests hold the two to
+            # each other): MAIL, RCPT, the end of DATA, QUIT.
+            if _eq(pending, "MAIL"):
+                if code < 400:
+                    st.phase = _MAIL
+                return
+            if _eq(pending, "RCPT"):
+                st.rcpt_tried += 1
+                if code < 400:
+                    st.rcpt_accepted += 1
+                    st.phase = _RCPT
+                return
+            if _eq(pending, "QUIT"):
+                return
+            if _eq(pending, "EOD"):
+                self.input = _COMMAND
+                self._decoder = None
+                _reset_transaction(st)
+                self._chunk_raw_total = 0  # (the message is over: as below)
+                self._bdat_decoder = None
+                return
+        if _eq(pending, "HELO") or _eq(pending, "EHLO"):
             if code < 400:
-                st.reset_transaction()
+                _reset_transaction(st)
                 st.helo = self._pending_name
-                st.esmtp = pending == "EHLO"
+                st.esmtp = _eq(pending, "EHLO")
             return
-        if pending == "DATA":
+        if _eq(pending, "DATA"):
             if code == 354:
                 self._start_data()
             return
@@ -278,16 +424,49 @@ cdef class ServerConnection:
 
     # ------------------------------------------------------------ command lines
 
+    cdef object _next_command(self):
+        """The next command line's event (reference: read_command() then _command()).
+
+        The common commands in their simple forms (fastpost.smtp.command) are parsed
+        in one compiled pass over the line where it lies in the reader's buffer; the
+        rest, and a simple command not allowed now, take the general path with the
+        line's verb and argument bytes.
+        """
+        cdef const unsigned char *p
+        cdef Py_ssize_t n, used, i, j, k
+        cdef int flags
+        cdef unsigned char verb[4]
+        global _fast_taken
+        reader = self._reader
+        used = reader.peek_line(&p, &n, &flags)
+        if used == 0:
+            return self._starved()
+        if _fast_path and not flags and self.options.access_denied is None:
+            i = 0
+            while i < n and _is_ws(p[i]):
+                i += 1
+            j = i
+            while j < n and not _is_ws(p[j]):
+                j += 1
+            if j - i == 4:
+                for k in range(4):
+                    verb[k] = _upper(p[i + k])
+                while j < n and _is_ws(p[j]):
+                    j += 1
+                got = quick_ptr(verb, 4, p + j, n - j)
+                if got is not None:
+                    event = self._quick_event(<int>got[0], <str>got[1], <long long>got[2])
+                    if event is not None:
+                        reader.consume(used)
+                        _fast_taken += 1
+                        return self._quick(<int>got[0], <str>got[1], event)
+        raw_verb, raw_args = _split(p, n)
+        reader.consume(used)
+        return self._command(raw_verb, raw_args, flags)
+
     cdef object _command(self, bytes raw_verb, bytes raw_args, int flags):
+        """The general path of one command line (reference: _command())."""
         opts = self.options
-        if not flags and opts.access_denied is None:
-            # The common commands in their simple forms (fastpost.smtp.command):
-            # parsed in one compiled pass; anything else takes the general path.
-            got = quick.quick_command(raw_verb, raw_args)
-            if got is not None:
-                event = self._quick(<int>got[0], <str>got[1], <long long>got[2])
-                if event is not None:
-                    return event
         if flags & OVERLONG:
             self.notes.append(("overlong", raw_verb.decode("utf-8", "replace"),
                                 (raw_verb + b" " + raw_args)[:_OVERLONG_SHOW]
@@ -328,41 +507,47 @@ cdef class ServerConnection:
                                     .decode("utf-8", "replace")))
         return handler(verb, args)
 
-    cdef object _quick(self, int kind, str text, long long size):
+    cdef object _quick_event(self, int kind, str text, long long size):
         """The event of a simple-form command when it is allowed now, else None.
 
-        Decides only what the general path would let through without an error, in
-        the same order of effects (the pipelining note, then the event); every
-        refusal (sequence, smtpd_helo_required, TLS, size and recipient limits,
-        strict_rfc821_envelopes) is left to the general path, which answers it.
+        Decides only what the general path would let through without an error;
+        every refusal (sequence, smtpd_helo_required, TLS, size and recipient limits,
+        strict_rfc821_envelopes) is left to the general path, which answers it. No
+        effects: _quick() applies them once the line is consumed.
         """
         opts = self.options
         st = self.state
         if kind == _Q_MAIL:
-            if ((opts.helo_required and st.helo is None) or st.phase != _READY
+            if ((opts.helo_required and st.helo is None) or not _eq(st.phase, _READY)
                     or (opts.tls_required and not st.tls) or opts.strict_rfc821
                     or (size >= 0 and opts.message_size_limit
                         and size > opts.message_size_limit)):
                 return None
-            event = ev.Mail(text, size if size >= 0 else None)
+            event = _event(ev.Mail, (text, size if size >= 0 else None))
         elif kind == _Q_RCPT:
-            if ((st.phase != _MAIL and st.phase != _RCPT) or opts.strict_rfc821
+            if ((not _eq(st.phase, _MAIL) and not _eq(st.phase, _RCPT)) or opts.strict_rfc821
                     or (opts.recipient_limit and st.rcpt_accepted >= opts.recipient_limit)):
                 return None
-            event = ev.Rcpt(text)
+            event = _event(ev.Rcpt, (text,))
         elif kind == _Q_DATA:
-            if st.phase != _RCPT:
+            if not _eq(st.phase, _RCPT):
                 return None
             event = _DATA_EVENT
         elif kind == _Q_EHLO:
-            event = ev.Ehlo(text)
+            event = _event(ev.Ehlo, (text,))
         elif kind == _Q_HELO:
-            event = ev.Helo(text)
+            event = _event(ev.Helo, (text,))
         else:
             event = _NOARG_EVENTS[kind]
-        verb = _Q_VERBS[kind]
-        if self._reader.buffered and (verb in _LAST_IN_GROUP or not st.esmtp) \
-                and kind != _Q_QUIT:
+        return event
+
+    cdef object _quick(self, int kind, str text, event):
+        """The effects of an allowed simple-form command, in the general path's order
+        (the pipelining note, then the reply due); returns ``event``."""
+        st = self.state
+        verb = _VERBS[kind]
+        if (self._reader._end > self._reader._start and (verb in _LAST_IN_GROUP or not st.esmtp)
+                and kind != _Q_QUIT):
             self.notes.append(("pipelining", verb, self._reader.peek(_PIPELINING_SHOW)
                                 .decode("utf-8", "replace")))
         self._pending = verb
@@ -575,32 +760,35 @@ cdef class ServerConnection:
         self._content_done = False
         self._data_bytes = 0
         self._decoder = DotDecoder(opts.message_size_limit, opts.bare_lf != "no", True)
-        early = self._reader.take_all()
+        cdef bytes early = self._reader.take_all()
         if early:
-            self._feed_data(early)
+            self._feed_data(<const unsigned char *>PyBytes_AS_STRING(early),
+                            PyBytes_GET_SIZE(early))
 
-    cdef _feed_data(self, data):
+    cdef int _feed_data(self, const unsigned char *p, Py_ssize_t n) except -1:
+        cdef Py_ssize_t used
         dec = self._decoder
-        out, used, done = dec.feed(data)
+        out, used, done = dec.feed_ptr(p, n)
         self._data_bytes = dec.raw_lines  # complete lines only, as Postfix counts
         if out:
             self._chunks.append(out)
         if done:
             self._content_done = True
-            if used < len(data):
+            if used < n:
                 # The bytes after the terminator are the next command(s).
-                self._reader.feed(data[used:])
+                self._reader.feed_ptr(p + used, n - used)
+        return 0
 
     cdef object _next_data_event(self):
         if self._chunks:
             data = b"".join(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
             self._chunks.clear()
-            return ev.DataChunk(data)
+            return _event(ev.DataChunk, (data,))
         if self._content_done:
             dec = self._decoder
             self._pending = "EOD"
             self._pending_last = True
-            return ev.EndOfData(dec.size, dec.too_big, dec.bare_lf)
+            return _event(ev.EndOfData, (dec.size, dec.too_big, dec.bare_lf))
         if self._eof and not self._closed_event_sent:
             self._closed_event_sent = True
             return ev.ConnectionClosed()

@@ -11,6 +11,7 @@ fastpost.smtp.server.
     conn = ServerConnection(ServerOptions(...))
     out = conn.send(replies.greeting(banner))      # bytes for the transport
     conn.receive_data(data)                        # b"" means the peer closed
+    conn.receive_from(buffer, nbytes)              # the same, from a shared buffer
     ev = conn.next_event()                         # Event, NEED_DATA or PAUSED
     out = conn.send(reply)                         # the reply to ev
 
@@ -232,6 +233,11 @@ class ServerConnection:
             return
         else:
             self._reader.feed(data)
+
+    def receive_from(self, buffer, nbytes: int) -> None:
+        """receive_data() of the first ``nbytes`` of ``buffer`` (a read buffer shared
+        by many connections; the compiled class makes no slice object)."""
+        self.receive_data(memoryview(buffer)[:max(nbytes, 0)])
 
     def next_event(self):
         """Return the next Event, NEED_DATA or PAUSED; raise RemoteProtocolError."""

@@ -8,6 +8,7 @@ by the same generated command sequences and the same generated replies, produce 
 same events, reply bytes, notes and protocol state at every step.
 """
 
+import contextlib
 from unittest import mock
 
 import pytest
@@ -149,12 +150,27 @@ def _describe(event):
     return event
 
 
+@contextlib.contextmanager
+def _fast_path(impl, on: bool):
+    """The common-command fast path on or off: the reference's ``quick`` module
+    replaced; the compiled core's switch (it calls the kernel at C level)."""
+    if impl is _server_c:
+        was = impl.use_fast_path(on)
+        try:
+            yield
+        finally:
+            impl.use_fast_path(was)
+    else:
+        with mock.patch.object(impl, "quick", impl.quick if on else _NoQuick):
+            yield
+
+
 def _drive(options, script, refusals, quick: bool, impl=_server_py):
     """Run the script (one piece of input per step); return everything observable."""
     conn = impl.ServerConnection(options)
     seen = [conn.send(replies.greeting("h ESMTP"))]
     answers = iter(refusals)
-    with mock.patch.object(impl, "quick", impl.quick if quick else _NoQuick):
+    with _fast_path(impl, quick):
         for data in script:
             conn.receive_data(data)
             while not conn.closed:
@@ -203,6 +219,12 @@ def test_fast_path_and_general_path_agree(options, script, refusals):
 def test_fast_path_is_taken(core):
     """The common transaction goes through the kernel (not only the general parser)."""
     calls = []
+    if core is _server_c:
+        # The compiled core calls the kernel at C level: count what it answered.
+        before = core.fast_path_taken()
+        _session_through(core)
+        assert core.fast_path_taken() - before == 4
+        return
     real = core.quick.quick_command
 
     class Counting:
@@ -213,13 +235,58 @@ def test_fast_path_is_taken(core):
             return got
 
     with mock.patch.object(core, "quick", Counting):
-        conn = core.ServerConnection(core.ServerOptions())
-        conn.send(replies.greeting("h"))
-        for line, reply in ((b"EHLO c.example\r\n", Reply(250, "h")),
-                            (b"MAIL FROM:<a@b.example>\r\n", replies.MAIL_OK),
-                            (b"RCPT TO:<c@d.example>\r\n", replies.RCPT_OK),
-                            (b"QUIT\r\n", replies.BYE)):
-            conn.receive_data(line)
-            conn.next_event()
-            conn.send(reply)
+        _session_through(core)
     assert calls == [True, True, True, True]
+
+
+def _session_through(core):
+    conn = core.ServerConnection(core.ServerOptions())
+    conn.send(replies.greeting("h"))
+    for line, reply in ((b"EHLO c.example\r\n", Reply(250, "h")),
+                        (b"MAIL FROM:<a@b.example>\r\n", replies.MAIL_OK),
+                        (b"RCPT TO:<c@d.example>\r\n", replies.RCPT_OK),
+                        (b"QUIT\r\n", replies.BYE)):
+        conn.receive_data(line)
+        conn.next_event()
+        conn.send(reply)
+
+
+@pytest.mark.parametrize("core", [pytest.param(_server_c, id="c"), pytest.param(_server_py, id="py")])
+@settings(max_examples=200, deadline=None)
+@given(script=st.lists(st.sampled_from(COMMON + LINES), min_size=1, max_size=8)
+       .map(lambda parts: b"".join(parts)),
+       cut=st.integers(1, 64))
+def test_receive_from_is_receive_data(core, script, cut):
+    """receive_from(shared buffer, n) sees what receive_data(bytes) sees: the session's
+    read path (one buffer for every connection, reused between reads)."""
+    shared = bytearray(64)
+
+    def play(feed):
+        conn = core.ServerConnection(core.ServerOptions())
+        seen = [conn.send(replies.greeting("h"))]
+        for at in range(0, len(script), cut):
+            piece = script[at:at + cut]
+            feed(conn, piece)
+            while not conn.closed:
+                try:
+                    event = conn.next_event()
+                except RemoteProtocolError as err:
+                    seen.append(("error", err.verb, err.kind))
+                    seen.append(conn.send(err.reply, close=err.fatal))
+                    continue
+                seen.append(_describe(event))
+                if event is NEED_DATA or event is PAUSED:
+                    break
+                if event.needs_reply:
+                    pair = ANSWERS.get(type(event), (replies.OK,))
+                    seen.append(conn.send(replies.BYE if type(event) is ev.Quit else pair[0]))
+        feed(conn, b"")  # the peer closed: nbytes 0 is the end, as b"" is
+        seen.append((conn.next_event() if not conn.closed else None, conn.input))
+        return seen
+
+    def from_buffer(conn, piece):
+        shared[:len(piece)] = piece
+        shared[len(piece):] = b"\0" * (len(shared) - len(piece))  # stale bytes differ
+        conn.receive_from(shared, len(piece))
+
+    assert play(from_buffer) == play(lambda conn, piece: conn.receive_data(piece))

@@ -11,6 +11,8 @@
 # checks that each cdef method and field exists there (a mismatch fails the build).
 
 cimport cython
+# (the compiled protocol core: conn's per-command methods as C calls)
+from fastpost.smtp._server_c cimport ServerConnection as _CServerConnection
 
 cdef str _CLOSED
 cdef object _NEED_DATA
@@ -76,6 +78,7 @@ cdef class SessionCore:
     cdef public object _sink_verb
     cdef public object _sink_fn
 
+    @cython.locals(conn=_CServerConnection)
     cdef _c_received(self, Py_ssize_t nbytes)
     cdef _c_pause_reading(self)
     cdef _c_resume_reading(self)
@@ -87,12 +90,13 @@ cdef class SessionCore:
     cdef _c_connect_checked(self, decision)
     cdef _helo_checked(self, decision, event, bint esmtp)
     cdef _c_ehlo_reply(self)
+    @cython.locals(conn=_CServerConnection)
     cdef _c_run(self)
     @cython.locals(err=bint)
     cdef _c_respond(self, verb, reply, ok=*, close=*, error=*)
-    @cython.locals(counts=list)
+    @cython.locals(counts=list, conn=_CServerConnection)
     cdef _c_send(self, verb, reply, ok, close)
-    @cython.locals(out=list, data=bytes)
+    @cython.locals(out=list, data=bytes, conn=_CServerConnection)
     cdef _c_flush(self)
     @cython.locals(stats=dict, counts=list, key=tuple, text=str)
     cdef str _c_stats_text(self)

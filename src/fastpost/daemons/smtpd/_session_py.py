@@ -194,25 +194,26 @@ class SessionCore:
 
     # ---------------------------------------------------------------- reading
 
-    def get_buffer(self, sizehint):
-        # Every session reads into the service's one buffer (service.py).
+    def get_buffer(self, sizehint: int):
+        # Every session reads into the service's one buffer (service.py;
+        # asyncio.BufferedProtocol).
         return self.service.read_view
 
     def buffer_updated(self, nbytes: int) -> None:
         self._c_received(nbytes)
 
     def _c_received(self, nbytes: int) -> None:
-        # Compiled, nbytes is a C Py_ssize_t here (the .pxd): bytes_in is a C integer.
+        # Compiled, nbytes is a C Py_ssize_t here and conn the compiled ServerConnection
+        # (the .pxd): bytes_in is a C integer, receive_from() a C call.
         self._last_io = self.loop.time()
         self.bytes_in += nbytes
         self.waiting = False
-        data = self.service.read_view[:nbytes]
         conn = self.conn
         if conn is None:
-            self._early.append(bytes(data))
+            self._early.append(bytes(self.service.read_view[:nbytes]))
             self._c_pause_reading()
             return
-        conn.receive_data(data)
+        conn.receive_from(self.service.read_view, nbytes)
         if not self._busy:
             self._c_run()
         else:
