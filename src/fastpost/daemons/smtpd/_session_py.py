@@ -609,15 +609,27 @@ class SessionCore:
 
     def _on_rcpt(self, event):
         self.where = "RCPT"
-        if not self._limited("recipient", "rcpt", lambda: self._rcpt(event)):
+        # Without anvil limits _limited() answers False at once: not called then.
+        if (self.service.limits is None or self._anvil_unknown
+                or not self._rcpt_limited(event)):
             self._rcpt(event)
+
+    def _rcpt_limited(self, event):
+        return self._limited("recipient", "rcpt", lambda: self._rcpt(event))
 
     def _rcpt(self, event):
         address = event.address
-        if self._idle("RCPT"):
+        policy = self.service.policy
+        if "RCPT" in policy.idle_stages:
             self._rcpt_checked(None, event, address)
             return
+        quick = policy.quick_rcpt
+        if quick is not None and quick(self.client, self.envelope, address):
+            self._rcpt_checked(None, event, address)  # check() would answer None
+            return
+        self._rcpt_ask(event, address)
 
+    def _rcpt_ask(self, event, address):
         def checked(decision):
             self._rcpt_checked(decision, event, address)
 

@@ -111,6 +111,11 @@ class HostList:
         #: every session asks several lists about the same few clients.
         self._memo: dict | None = None if any(k == "table" for _n, k, _v in self._rules) else {}
 
+    @property
+    def memoized(self) -> bool:
+        """True when the list holds no table: its answers for a client never change."""
+        return self._memo is not None
+
     @staticmethod
     def _network(text: str):
         """Return an ip_network for an address/network element, None for a name."""

@@ -411,6 +411,8 @@ class RestrictionPolicy(Policy):
             idle.add("END-OF-MESSAGE")
         self.idle_stages = frozenset(idle)
         self._plans = self._make_plans()
+        #: The session's shortcut for RCPT (Policy.quick_rcpt), or None: see _quick_rcpt.
+        self.quick_rcpt = self._quick_rcpt if self._quick_rcpt_applies() else None
 
     # -- construction helpers ----------------------------------------------------------
 
@@ -479,6 +481,40 @@ class RestrictionPolicy(Policy):
             except maps.MapRetry:
                 return False
         return False
+
+    def _quick_rcpt_applies(self) -> bool:
+        """True when the RCPT stage has the shape _quick_rcpt knows: smtpd_delay_reject
+        with empty client, helo and sender lists (and no reject_unlisted_sender), so
+        that the remembered defer_if_permit of those lists is always None; a relay list
+        whose first step is permit_mynetworks over a list without tables; no recipient
+        list; permits not logged."""
+        from fastpost.daemons.smtpd.checks import generic
+
+        relay = self.lists["relay"]
+        return (self._plans["RCPT"][0] == (_no_lists_phase, _relay_phase, _rcpt_dip_phase,
+                                           _unlisted_phase)
+                and relay[0].fn is generic.permit_mynetworks
+                and self.mynetworks.memoized and not self.logs_permits)
+
+    def _quick_rcpt(self, client, envelope, recipient) -> bool:
+        """RCPT's check without an Eval when its answer is None (permit): True then,
+        False when it cannot tell (the session then asks check(), which decides).
+
+        Only built for the RCPT plan of _quick_rcpt_applies, and only answers True
+        where check() goes through these steps without a side effect and ends with
+        None: a client in mynetworks ends the relay list with OK (nothing logged),
+        the defer_if_permit phase finds nothing (no client/helo/sender list set one),
+        and the implicit reject_unlisted_recipient finds the recipient in a table or
+        has no table to ask (check_rcpt_maps, answered inline). Anything else - a
+        client outside mynetworks, an unknown recipient, a table that fails, a
+        classifier or table that would wait - is check()'s. (After DISCARD check()
+        answers None at once: either answer is right there.)
+        """
+        if not self.sync_first or not self.mynetworks.match("", client.addr):
+            return False
+        if self.settings.reject_unlisted_recipient and recipient:
+            return self._address_checks.rcpt_maps_pass(self, recipient, client.server_addr)
+        return True
 
     # -- the Policy interface ------------------------------------------------------------
 
