@@ -612,12 +612,15 @@ class SessionCore:
         # Without anvil limits _limited() answers False at once: not called then.
         if (self.service.limits is None or self._anvil_unknown
                 or not self._rcpt_limited(event)):
-            self._rcpt(event)
+            self._c_rcpt(event)
 
     def _rcpt_limited(self, event):
         return self._limited("recipient", "rcpt", lambda: self._rcpt(event))
 
     def _rcpt(self, event):
+        self._c_rcpt(event)
+
+    def _c_rcpt(self, event):
         address = event.address
         policy = self.service.policy
         if "RCPT" in policy.idle_stages:
@@ -647,9 +650,12 @@ class SessionCore:
         if self.txn is None:
             self._open(rcpt)
         else:
-            self._add_recipient(rcpt)
+            self._c_add_recipient(rcpt)
 
     def _add_recipient(self, rcpt):
+        self._c_add_recipient(rcpt)
+
+    def _c_add_recipient(self, rcpt):
         try:
             self.txn.add_recipient(rcpt)
         except Exception as exc:  # noqa: BLE001
@@ -742,7 +748,7 @@ class SessionCore:
             self.txn = txn
             self._direct = True
             txn.session = self
-            self._add_recipient(rcpt)
+            self._c_add_recipient(rcpt)
             return
 
         def opened(txn):

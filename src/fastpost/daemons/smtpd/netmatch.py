@@ -112,9 +112,10 @@ class HostList:
         self._memo: dict | None = None if any(k == "table" for _n, k, _v in self._rules) else {}
 
     @property
-    def memoized(self) -> bool:
-        """True when the list holds no table: its answers for a client never change."""
-        return self._memo is not None
+    def memo(self) -> dict | None:
+        """match()'s remembered answers by (name, addr), None when the list holds a
+        table (its answers may change); the same dict for the life of the list."""
+        return self._memo
 
     @staticmethod
     def _network(text: str):

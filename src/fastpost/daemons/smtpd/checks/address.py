@@ -273,18 +273,29 @@ def _silent_classes(t: _Tables, s) -> frozenset:
                      if _rcpt_plan(t, s, "u@d", Classified(k, "d", False))[1:] == ([], None))
 
 
-def rcpt_maps_pass(engine, address: str, server_addr: str) -> bool:
-    """True when check_rcpt_maps would pass ``address`` (DUNNO) with nothing logged,
-    asked with plain calls; False when it would refuse, a table fails, or an answer
-    would wait (the caller then runs the real check, which decides and logs).
-    RestrictionPolicy's RCPT shortcut (engine._quick_rcpt)."""
+def silent_classes(engine):
+    """The address classes whose recipients check_rcpt_maps passes without asking a
+    table or logging (a frozenset), or False when the classifier or a recipient
+    table may wait (then every check is check()'s): engine._quick_rcpt."""
     t = engine.__dict__.get("_rcpt_tables") or _tables(engine)
-    ac = engine.address_class
     if not (engine.classify_inline and t.rcpt_inline):
         return False
     silent = t.silent
     if silent is None:
         silent = t.silent = _silent_classes(t, engine.settings)
+    return silent
+
+
+def rcpt_maps_pass(engine, address: str, server_addr: str) -> bool:
+    """True when check_rcpt_maps would pass ``address`` (DUNNO) with nothing logged,
+    asked with plain calls; False when it would refuse, a table fails, or an answer
+    would wait (the caller then runs the real check, which decides and logs).
+    RestrictionPolicy's RCPT shortcut (engine._quick_rcpt)."""
+    silent = silent_classes(engine)
+    if silent is False:
+        return False
+    t = engine._rcpt_tables
+    ac = engine.address_class
     try:
         c = ac.classify(address, server_addr)
         if c.klass in silent:
