@@ -229,6 +229,8 @@ QUICK_CONFIGS = [
     ("old-style", "smtpd_relay_restrictions =\nsmtpd_recipient_restrictions ="
                   " permit_mynetworks, permit_auth_destination, reject_unauth_destination\n",
      True),
+    ("both-lists", "smtpd_recipient_restrictions = permit_sasl_authenticated,"
+                   " reject_unauth_destination\n", True),
     ("warn-if-reject", "smtpd_relay_restrictions = permit_mynetworks, warn_if_reject"
                        " reject_unauth_destination, defer_unauth_destination\n", False),
     ("no-delay", "smtpd_delay_reject = no\n", False),

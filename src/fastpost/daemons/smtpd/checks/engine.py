@@ -413,6 +413,8 @@ class RestrictionPolicy(Policy):
         self._plans = self._make_plans()
         #: The session's shortcut for RCPT (Policy.quick_rcpt), or None: see _quick_rcpt.
         self._quick_lists: tuple = ()  # the relay and recipient lists as step codes
+        self._quick_mynetworks_first = False  # the first of them starts with permit_mynetworks
+        self._quick_after_first: tuple = ()  # the lists after the first
         self.quick_rcpt = self._quick_rcpt if self._quick_rcpt_applies() else None
         self._networks_memo = self.mynetworks.memo
         #: address.silent_classes(self), made at the first RCPT that needs it
@@ -500,6 +502,8 @@ class RestrictionPolicy(Policy):
         if None in codes or self.mynetworks.memo is None or self.logs_permits:
             return False
         self._quick_lists = codes
+        self._quick_mynetworks_first = bool(codes) and codes[0][:1] == (_Q_MYNETWORKS,)
+        self._quick_after_first = codes[1:]
         return True
 
     @staticmethod
@@ -535,7 +539,17 @@ class RestrictionPolicy(Policy):
         """
         if not self.sync_first or not recipient:
             return False
-        for codes in self._quick_lists:
+        lists = self._quick_lists
+        if self._quick_mynetworks_first:
+            # The common case first, without the walk: a client in mynetworks ends the
+            # first list at its first step.
+            addr = client.addr
+            hit = self._networks_memo.get(("", addr))
+            if hit is None:
+                hit = self.mynetworks.match("", addr)
+            if hit:
+                lists = self._quick_after_first
+        for codes in lists:
             for code in codes:
                 if code == _Q_MYNETWORKS:
                     addr = client.addr
