@@ -627,9 +627,14 @@ class SessionCore:
             self._rcpt_checked(None, event, address)
             return
         quick = policy.quick_rcpt
-        if quick is not None and quick(self.client, self.envelope, address):
-            self._rcpt_checked(None, event, address)  # check() would answer None
-            return
+        if quick is not None:
+            try:
+                permitted = quick(self.client, self.envelope, address)
+            except Exception:  # noqa: BLE001 - check() then fails the same way, reported
+                permitted = False
+            if permitted:
+                self._rcpt_checked(None, event, address)  # check() would answer None
+                return
         self._rcpt_ask(event, address)
 
     def _rcpt_ask(self, event, address):

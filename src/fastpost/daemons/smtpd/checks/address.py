@@ -158,7 +158,7 @@ class _Tables:
         self.rcpt_inline = (self.virtual_alias.inline and self.local.inline
                             and self.virtual_mailbox.inline and self.relay.inline)
         #: The address classes for which check_rcpt_maps asks no table and refuses
-        #: nothing (made by rcpt_maps_pass from _rcpt_plan's answers).
+        #: nothing (made by silent_classes from _rcpt_plan's answers).
         self.silent: frozenset | None = None
 
 

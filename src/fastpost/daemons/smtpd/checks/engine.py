@@ -45,7 +45,11 @@ inline). From the first awaitable on, the rest of the stage runs as one coroutin
 needs no network returns a plain value without any coroutine; one that waits returns
 a Future, and the session stops reading from that client until it resolves.
 ``sync_first = False`` runs every check as that coroutine from its first phase (the
-differential test, tests/policy/test_sync_first.py).
+differential test, tests/policy/test_sync_first.py). Before any of that, the session
+asks ``quick_rcpt`` at RCPT: for Postfix's default lists (and others made of
+permit_mynetworks, permit_sasl_authenticated, reject_/defer_unauth_destination,
+permit_auth_destination) it answers True, without an Eval, where check() would answer
+None with nothing logged, and False (ask check()) everywhere else.
 
 Parameters: smtpd_{client,helo,sender,relay,recipient,data,end_of_data,etrn}_restrictions,
 smtpd_delay_reject, smtpd_restriction_classes (and the classes), smtpd_reject_unlisted_sender,
