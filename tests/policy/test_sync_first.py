@@ -206,3 +206,74 @@ def test_sync_first_and_coroutine_paths_agree(name, extra, tmp_path):
         assert any("Relay access denied" in a[-1][0] for a in refused)
     if name == "waits":
         assert any(line.startswith("NOQUEUE: reject:") for line in fast_log)
+
+
+# -- RCPT's shortcut (RestrictionPolicy.quick_rcpt) ------------------------------------------
+
+#: (name, main.cf lines after BASE, whether the shortcut applies)
+QUICK_CONFIGS = [
+    ("defaults", "", True),
+    ("failing-alias-table", "virtual_alias_maps = fail:broken\n", True),
+    ("reject-unauth", "smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n",
+     True),
+    ("no-unlisted", "smtpd_reject_unlisted_recipient = no\n", True),
+    ("networks-table", "mynetworks = texthash:{d}/clients\n", False),
+    ("logs-permits", "smtpd_log_access_permit_actions = permit_mynetworks\n", False),
+    ("recipient-list", "smtpd_recipient_restrictions = check_recipient_access texthash:{d}/recipients\n",
+     False),
+    ("sasl-first", "smtpd_relay_restrictions = permit_sasl_authenticated, permit_mynetworks,"
+                   " defer_unauth_destination\n", True),
+    ("sasl-on", "smtpd_sasl_auth_enable = yes\n", True),
+    ("recipient-list-only", "smtpd_relay_restrictions =\nsmtpd_recipient_restrictions ="
+                            " permit_mynetworks, permit_auth_destination, reject\n", False),
+    ("old-style", "smtpd_relay_restrictions =\nsmtpd_recipient_restrictions ="
+                  " permit_mynetworks, permit_auth_destination, reject_unauth_destination\n",
+     True),
+    ("both-lists", "smtpd_recipient_restrictions = permit_sasl_authenticated,"
+                   " reject_unauth_destination\n", True),
+    ("warn-if-reject", "smtpd_relay_restrictions = permit_mynetworks, warn_if_reject"
+                       " reject_unauth_destination, defer_unauth_destination\n", False),
+    ("no-delay", "smtpd_delay_reject = no\n", False),
+    ("client-list", "smtpd_client_restrictions = permit_mynetworks\n", False),
+]
+
+
+@pytest.mark.parametrize("name,extra,applies", QUICK_CONFIGS, ids=[c[0] for c in QUICK_CONFIGS])
+def test_quick_rcpt_only_where_check_permits_silently(name, extra, applies, tmp_path):
+    """quick_rcpt answers True only for RCPTs that check() answers None without a log
+    line; it logs nothing itself; it is built only for the RCPT plans it knows."""
+    d = str(tmp_path)
+    _write_tables(d)
+    maps.close_all()
+    stream = io.StringIO()
+    log.init("smtpd", stream=stream, use_syslog=False)
+    try:
+        policy = RestrictionPolicy(Config(d, text=(BASE + extra).format(d=d)))
+        quick = policy.quick_rcpt
+        assert (quick is not None) == applies
+        if quick is None:
+            return
+        answers = {True: 0, False: 0}
+        for addr, login in [(a, None) for a in CLIENTS] + [("198.51.100.7", "user")]:
+            client = ClientInfo(name="unknown", addr=addr, port="40000",
+                                server_addr="127.0.0.1", protocol="ESMTP",
+                                sasl_method="PLAIN" if login else None, sasl_username=login)
+            for helo, sender, rcpts in TRANSACTIONS:
+                client.helo = helo
+                for discard in (None, "discarded"):
+                    env = Envelope(sender, discard=discard)
+                    for rcpt in rcpts + [""]:
+                        before = stream.tell()
+                        q = quick(client, env, rcpt)
+                        assert stream.tell() == before, "quick_rcpt logged"
+                        answers[q] += 1
+                        decision = policy.check(PolicyRequest("RCPT", client, env,
+                                                              recipient=rcpt))
+                        if q:
+                            assert decision is None, (addr, rcpt, discard)
+                            assert stream.tell() == before, (addr, rcpt, "check logged")
+    finally:
+        log.init("test", stream=None, use_syslog=False)
+    assert answers[False]
+    if name != "failing-alias-table":  # (there every recipient asks the failing table)
+        assert answers[True]

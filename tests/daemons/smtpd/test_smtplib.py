@@ -528,3 +528,38 @@ def test_table_that_cannot_answer_is_a_temporary_failure(smtpd, tmp_path):
         s.ehlo()
         s.mail("a@example.org")
         assert s.rcpt("anyone@elsewhere.example") == (451, b"4.3.5 Server configuration error")
+
+
+class _QuickPolicy(Policy):
+    """Refuses RCPT TO:<no@...> in check(); quick_rcpt set per test; counts check()s."""
+
+    def __init__(self, quick):
+        self.quick_rcpt = quick
+        self.checked: list[str] = []
+
+    def check(self, request):
+        if request.stage != "RCPT":
+            return None
+        self.checked.append(request.recipient)
+        if request.recipient.startswith("no@"):
+            return Decision(replies.Reply(550, "5.7.1", "<no@example.net>: refused"))
+        return None
+
+
+def test_quick_rcpt_true_skips_check_false_or_failing_asks_it(smtpd):
+    """The session's RCPT shortcut (Policy.quick_rcpt): True answers 250 without
+    check(); False, or an exception inside it, leaves the decision to check()."""
+    def failing(client, envelope, recipient):
+        raise RuntimeError("bug in a shortcut")
+
+    for quick, asked in ((lambda c, e, r: r.startswith("yes@"), ["no@example.net"]),
+                         (failing, ["yes@example.net", "no@example.net"])):
+        policy = _QuickPolicy(quick)
+        srv = smtpd(policy=policy)
+        with client(srv) as s:
+            s.ehlo()
+            s.mail("a@example.org")
+            assert s.rcpt("yes@example.net")[0] == 250
+            assert s.rcpt("no@example.net")[0] == 550
+        srv.wait_sessions(0)
+        assert policy.checked == asked

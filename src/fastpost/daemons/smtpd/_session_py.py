@@ -698,15 +698,35 @@ class SessionCore:
 
     def _on_rcpt(self, event):
         self.where = "RCPT"
-        if not self._limited("recipient", "rcpt", lambda: self._rcpt(event)):
-            self._rcpt(event)
+        # Without anvil limits _limited() answers False at once: not called then.
+        if (self.service.limits is None or self._anvil_unknown
+                or not self._rcpt_limited(event)):
+            self._c_rcpt(event)
+
+    def _rcpt_limited(self, event):
+        return self._limited("recipient", "rcpt", lambda: self._rcpt(event))
 
     def _rcpt(self, event):
+        self._c_rcpt(event)
+
+    def _c_rcpt(self, event):
         address = event.address
-        if self._idle("RCPT"):
+        policy = self.service.policy
+        if "RCPT" in policy.idle_stages:
             self._rcpt_checked(None, event, address)
             return
+        quick = policy.quick_rcpt
+        if quick is not None:
+            try:
+                permitted = quick(self.client, self.envelope, address)
+            except Exception:  # noqa: BLE001 - check() then fails the same way, reported
+                permitted = False
+            if permitted:
+                self._rcpt_checked(None, event, address)  # check() would answer None
+                return
+        self._rcpt_ask(event, address)
 
+    def _rcpt_ask(self, event, address):
         def checked(decision):
             self._rcpt_checked(decision, event, address)
 
@@ -724,9 +744,12 @@ class SessionCore:
         if self.txn is None:
             self._open(rcpt)
         else:
-            self._add_recipient(rcpt)
+            self._c_add_recipient(rcpt)
 
     def _add_recipient(self, rcpt):
+        self._c_add_recipient(rcpt)
+
+    def _c_add_recipient(self, rcpt):
         try:
             self.txn.add_recipient(rcpt)
         except Exception as exc:  # noqa: BLE001
@@ -825,7 +848,7 @@ class SessionCore:
             self.txn = txn
             self._direct = True
             txn.session = self
-            self._add_recipient(rcpt)
+            self._c_add_recipient(rcpt)
             return
 
         def opened(txn):

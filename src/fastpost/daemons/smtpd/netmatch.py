@@ -111,6 +111,12 @@ class HostList:
         #: every session asks several lists about the same few clients.
         self._memo: dict | None = None if any(k == "table" for _n, k, _v in self._rules) else {}
 
+    @property
+    def memo(self) -> dict | None:
+        """match()'s remembered answers by (name, addr), None when the list holds a
+        table (its answers may change); the same dict for the life of the list."""
+        return self._memo
+
     @staticmethod
     def _network(text: str):
         """Return an ip_network for an address/network element, None for a name."""

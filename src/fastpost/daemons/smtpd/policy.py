@@ -22,6 +22,10 @@ BDAT, END-OF-MESSAGE, ETRN.
 always answers None without looking at the request (an empty restriction list,
 smtpd_delay_reject moving a check to RCPT): the session then builds no request and
 makes no call there. The default is empty (every stage is asked).
+``Policy.quick_rcpt`` (None, or a function of client, envelope and recipient) answers
+True when check() of that RCPT would answer None, without a request being built; the
+session asks check() when it answers False (RestrictionPolicy sets it for the RCPT
+lists it can short-cut: checks/engine.py).
 
 DefaultPolicy implements, at RCPT (and VRFY),
     permit_mynetworks, reject_unauth_destination
@@ -87,6 +91,11 @@ class Policy:
 
     #: Problems found while building the policy, for the session to log once.
     warnings: list[str] = []
+    #: None, or quick_rcpt(client, envelope, recipient) -> bool: True when check() of
+    #: that RCPT would answer None, found without building a request; False when it
+    #: cannot tell (the session then calls check()). A subclass that sets it must keep
+    #: both answers equal for the life of the object.
+    quick_rcpt = None
 
     def check(self, request: PolicyRequest):
         """Return None, a Decision, or an awaitable of either (module docstring)."""

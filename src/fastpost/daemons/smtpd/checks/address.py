@@ -157,6 +157,9 @@ class _Tables:
         #: check_rcpt_maps never waits: its tables answer inline (MapList.inline)
         self.rcpt_inline = (self.virtual_alias.inline and self.local.inline
                             and self.virtual_mailbox.inline and self.relay.inline)
+        #: The address classes for which check_rcpt_maps asks no table and refuses
+        #: nothing (made by silent_classes from _rcpt_plan's answers).
+        self.silent: frozenset | None = None
 
 
 def _tables(engine) -> _Tables:
@@ -260,6 +263,51 @@ def _rcpt_maps(ev, address: str, klass: str):
     except (maps.MapRetry, _Logged) as exc:
         return _rcpt_failed(ev, address, exc)
     return DUNNO if refusal is None else _rcpt_refusal(ev, t, address, klass, refusal)
+
+
+def _silent_classes(t: _Tables, s) -> frozenset:
+    """The classes _rcpt_plan sends to no table and no refusal, whatever the address."""
+    from fastpost.daemons.smtpd.checks.relay import Classified
+
+    return frozenset(k for k in ("local", "alias", "virtual", "relay", "default")
+                     if _rcpt_plan(t, s, "u@d", Classified(k, "d", False))[1:] == ([], None))
+
+
+def silent_classes(engine):
+    """The address classes whose recipients check_rcpt_maps passes without asking a
+    table or logging (a frozenset), or False when the classifier or a recipient
+    table may wait (then every check is check()'s): engine._quick_rcpt."""
+    t = engine.__dict__.get("_rcpt_tables") or _tables(engine)
+    if not (engine.classify_inline and t.rcpt_inline):
+        return False
+    silent = t.silent
+    if silent is None:
+        silent = t.silent = _silent_classes(t, engine.settings)
+    return silent
+
+
+def rcpt_maps_pass(engine, address: str, server_addr: str) -> bool:
+    """True when check_rcpt_maps would pass ``address`` (DUNNO) with nothing logged,
+    asked with plain calls; False when it would refuse, a table fails, or an answer
+    would wait (the caller then runs the real check, which decides and logs).
+    RestrictionPolicy's RCPT shortcut (engine._quick_rcpt)."""
+    silent = silent_classes(engine)
+    if silent is False:
+        return False
+    t = engine._rcpt_tables
+    ac = engine.address_class
+    try:
+        c = ac.classify(address, server_addr)
+        if c.klass in silent:
+            return True
+        full, asks, refusal = _rcpt_plan(t, engine.settings, address, c)
+        for ml in asks:
+            if search.find_address(ml, full, delimiters=engine.settings.delimiters,
+                                   is_local=ac.is_local) is not None:
+                return True
+    except maps.MapRetry:
+        return False
+    return refusal is None
 
 
 def rcpt_maps(ev, address: str):

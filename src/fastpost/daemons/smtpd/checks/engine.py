@@ -45,7 +45,11 @@ inline). From the first awaitable on, the rest of the stage runs as one coroutin
 needs no network returns a plain value without any coroutine; one that waits returns
 a Future, and the session stops reading from that client until it resolves.
 ``sync_first = False`` runs every check as that coroutine from its first phase (the
-differential test, tests/policy/test_sync_first.py).
+differential test, tests/policy/test_sync_first.py). Before any of that, the session
+asks ``quick_rcpt`` at RCPT: for Postfix's default lists (and others made of
+permit_mynetworks, permit_sasl_authenticated, reject_/defer_unauth_destination,
+permit_auth_destination) it answers True, without an Eval, where check() would answer
+None with nothing logged, and False (ask check()) everywhere else.
 
 Parameters: smtpd_{client,helo,sender,relay,recipient,data,end_of_data,etrn}_restrictions,
 smtpd_delay_reject, smtpd_restriction_classes (and the classes), smtpd_reject_unlisted_sender,
@@ -411,6 +415,14 @@ class RestrictionPolicy(Policy):
             idle.add("END-OF-MESSAGE")
         self.idle_stages = frozenset(idle)
         self._plans = self._make_plans()
+        #: The session's shortcut for RCPT (Policy.quick_rcpt), or None: see _quick_rcpt.
+        self._quick_lists: tuple = ()  # the relay and recipient lists as step codes
+        self._quick_mynetworks_first = False  # the first of them starts with permit_mynetworks
+        self._quick_after_first: tuple = ()  # the lists after the first
+        self.quick_rcpt = self._quick_rcpt if self._quick_rcpt_applies() else None
+        self._networks_memo = self.mynetworks.memo
+        #: address.silent_classes(self), made at the first RCPT that needs it
+        self._quick_silent: frozenset | bool | None = None
 
     # -- construction helpers ----------------------------------------------------------
 
@@ -479,6 +491,107 @@ class RestrictionPolicy(Policy):
             except maps.MapRetry:
                 return False
         return False
+
+    def _quick_rcpt_applies(self) -> bool:
+        """True when the RCPT stage has a shape _quick_rcpt knows (and sets
+        ``_quick_lists``): smtpd_delay_reject with empty client, helo and sender lists
+        (and no reject_unlisted_sender), so that the remembered defer_if_permit of
+        those lists is always None; relay and recipient lists made only of the steps
+        in _quick_codes; mynetworks without tables; permits not logged."""
+        plan = self._plans["RCPT"][0]
+        if plan[0] is not _no_lists_phase or plan[-2:] != (_rcpt_dip_phase, _unlisted_phase):
+            return False
+        codes = tuple(self._quick_codes(self.lists[kind]) for kind in ("relay", "recipient")
+                      if self.lists[kind])
+        if None in codes or self.mynetworks.memo is None or self.logs_permits:
+            return False
+        self._quick_lists = codes
+        self._quick_mynetworks_first = bool(codes) and codes[0][:1] == (_Q_MYNETWORKS,)
+        self._quick_after_first = codes[1:]
+        return True
+
+    @staticmethod
+    def _quick_codes(steps):
+        """A list as _quick_rcpt's step codes, or None when a step is not one of them."""
+        from fastpost.daemons.smtpd.checks import generic, relay
+
+        known = {generic.permit_mynetworks: _Q_MYNETWORKS,
+                 generic.permit_sasl_authenticated: _Q_SASL,
+                 relay.reject_unauth_destination: _Q_UNAUTH,
+                 relay.defer_unauth_destination: _Q_UNAUTH,
+                 relay.permit_auth_destination: _Q_PERMIT_AUTH}
+        codes = tuple(known.get(step.fn) for step in steps)
+        return None if None in codes else codes
+
+    def _quick_rcpt(self, client, envelope, recipient) -> bool:
+        """RCPT's check without an Eval when its answer is None (permit): True then,
+        False when it cannot tell (the session then asks check(), which decides).
+
+        Only built for the RCPT plans of _quick_rcpt_applies, and only answers True
+        where check() goes through the same steps without a side effect and ends
+        with None. In the relay and recipient lists, as run_list would: a client in
+        mynetworks (permit_mynetworks) or logged in with SASL on
+        (permit_sasl_authenticated) ends the list with OK, nothing logged; a
+        recipient we host or relay for passes reject_/defer_unauth_destination and
+        ends the list at permit_auth_destination. Then the defer_if_permit phase
+        finds nothing (no client/helo/sender list can set one, and these steps set
+        none), and the implicit reject_unlisted_recipient finds the recipient in a
+        table or has no table to ask (check_rcpt_maps, answered inline). Anything
+        else - a recipient we would refuse to relay for, an unknown recipient, a
+        table that fails, a classifier or table that would wait - is check()'s.
+        (After DISCARD check() answers None at once: either answer is right there.)
+        """
+        if not self.sync_first or not recipient:
+            return False
+        lists = self._quick_lists
+        if self._quick_mynetworks_first:
+            # The common case first, without the walk: a client in mynetworks ends the
+            # first list at its first step.
+            addr = client.addr
+            hit = self._networks_memo.get(("", addr))
+            if hit is None:
+                hit = self.mynetworks.match("", addr)
+            if hit:
+                lists = self._quick_after_first
+        for codes in lists:
+            for code in codes:
+                if code == _Q_MYNETWORKS:
+                    addr = client.addr
+                    hit = self._networks_memo.get(("", addr))  # (match() without the call)
+                    if hit is None:
+                        hit = self.mynetworks.match("", addr)
+                    if hit:
+                        break
+                elif code == _Q_SASL:
+                    if client.sasl_username is not None and self.settings.sasl_enable:
+                        break
+                else:
+                    if not self.classify_inline:
+                        return False
+                    ac = self.address_class
+                    try:
+                        ok = ac.authorized_class(ac.classify(recipient, client.server_addr))
+                    except maps.MapRetry:
+                        return False
+                    if ok:
+                        if code == _Q_PERMIT_AUTH:
+                            break
+                    elif code == _Q_UNAUTH:
+                        return False
+        if not self.settings.reject_unlisted_recipient:
+            return True
+        silent = self._quick_silent
+        if silent is None:
+            silent = self._quick_silent = self._address_checks.silent_classes(self)
+        if silent is False:
+            return False  # the classifier or a table would wait
+        try:
+            klass = self.address_class.classify(recipient, client.server_addr).klass
+        except maps.MapRetry:
+            return False
+        if klass in silent:
+            return True
+        return self._address_checks.rcpt_maps_pass(self, recipient, client.server_addr)
 
     # -- the Policy interface ------------------------------------------------------------
 
@@ -599,6 +712,10 @@ class RestrictionPolicy(Policy):
 # (ev.open_list says which list is open; _close_list stores it).
 
 _OPEN_CLIENT, _OPEN_HELO, _OPEN_SENDER = 1, 2, 3
+
+#: The steps RestrictionPolicy._quick_rcpt runs itself: permit_mynetworks,
+#: permit_sasl_authenticated, reject_/defer_unauth_destination, permit_auth_destination.
+_Q_MYNETWORKS, _Q_SASL, _Q_UNAUTH, _Q_PERMIT_AUTH = 1, 2, 3, 4
 
 
 def _close_list(ev: Eval) -> None:
