@@ -378,3 +378,94 @@ def test_a_failing_session_loses_its_client_not_the_cleanup_connection(tmp_path,
     handled, aborted, qid, result, connections = asyncio.run(main())
     assert [type(e) for e in handled] == [ZeroDivisionError] and aborted
     assert qid == result == "Q2" and connections == 1
+
+
+def _attach_state(conn, txn, frame):
+    """What attaching ``txn`` left on ``conn`` (cleanup_clnt._Conn)."""
+    return (txn.conn is conn, txn.tid, conn.next_tid, dict(conn.txns) == {txn.tid: txn},
+            conn.out == [frame], conn.out[0] is frame, frame.get("o"), frame.get("t"),
+            conn.flush_scheduled, conn.idle_handle is None, conn.watch_handle is not None)
+
+
+@pytest.mark.parametrize("ready", [True, False])
+def test_begin_attaches_as_the_connections_attach(impl, ready):
+    """begin() does CleanupClient.start's work itself (the compiled _attach): the same
+    number, frame, flush, idle timer and watchdog as _Conn.attach on an equal
+    connection; a closed or too old connection is replaced, as start() replaces it."""
+    from fastpost.mail.cleanup_clnt import _Conn
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        states = []
+        for way in ("begin", "attach"):
+            cc = CleanupClient("/nonexistent/cleanup", timeout=10, idle=5, ttl=1000)
+            conn = _Conn(cc, loop)
+            cc.conn = conn
+            conn.ready = ready
+            conn.next_tid = 7
+            idle = conn.idle_handle = loop.call_later(100, lambda: None)
+            sink = CleanupSink(cc, flags=0)
+            if way == "begin":
+                txn = impl.begin(sink, _client(), Envelope("a@example.org"))
+                frame = conn.out[0]
+            else:
+                txn = impl.CleanupTransaction(Envelope("a@example.org"), cc.path)
+                frame = {"f": 0}
+                conn.attach(txn, frame)
+            assert idle.cancelled()
+            states.append(_attach_state(conn, txn, frame))
+            conn.watch_handle.cancel()
+            conn.closed = True  # (no transport: nothing to close)
+        assert states[0] == states[1]
+        assert states[0][1:3] == (7, 8) and states[0][8] == ready
+
+        # The connection is replaced when closed or older than ipc_ttl (start()'s rule).
+        for spoil in ("closed", "old"):
+            cc = CleanupClient("/nonexistent/cleanup", timeout=10, idle=5, ttl=1000)
+            old = _Conn(cc, loop)
+            cc.conn = old
+            if spoil == "closed":
+                old.closed = True
+            else:
+                old.started -= 2000
+            txn = impl.begin(CleanupSink(cc, flags=0), _client(), Envelope("a@example.org"))
+            assert txn.conn is cc.conn and cc.conn is not old and cc.connections == 1
+            cc.close()
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+
+
+def test_local_clients_is_local_is_the_compiled_one():
+    """LocalClients.is_local answers through the per-message module's is_local (the
+    compiled build's in production); its rules, element by element."""
+    import types
+
+    from fastpost.daemons.smtpd.cleanupsink import LocalClients
+    from fastpost.mail.config import Config
+
+    def clients(words, tmp="/nonexistent"):
+        cfg = Config(tmp, text=f"local_header_rewrite_clients = {words}\n"
+                               "mynetworks = 10.0.0.0/8\ninet_interfaces = 127.0.0.1\n")
+        return LocalClients(cfg)
+
+    cert = types.SimpleNamespace(peer_cert=b"x", peer_verified=False)
+    verified = types.SimpleNamespace(peer_cert=b"x", peer_verified=True)
+    cases = [
+        ("permit_inet_interfaces", ClientInfo(addr="127.0.0.1"), True),
+        ("permit_inet_interfaces", ClientInfo(addr="192.0.2.1"), False),
+        ("permit_mynetworks", ClientInfo(name="x", addr="10.1.2.3"), True),
+        ("permit_mynetworks", ClientInfo(name="x", addr="192.0.2.1"), False),
+        ("permit_sasl_authenticated", ClientInfo(addr="192.0.2.1", sasl_username="u"), True),
+        ("permit_sasl_authenticated", ClientInfo(addr="192.0.2.1"), False),
+        ("permit_tls_all_clientcerts", ClientInfo(addr="192.0.2.1", tls=cert), True),
+        ("permit_tls_clientcerts", ClientInfo(addr="192.0.2.1", tls=cert), False),
+        ("permit_tls_clientcerts", ClientInfo(addr="192.0.2.1", tls=verified), True),
+        ("static:yes", ClientInfo(addr="192.0.2.1"), True),
+        ("static:yes", ClientInfo(addr=""), False),
+    ]
+    for words, client, expected in cases:
+        lc = clients(words)
+        assert lc.is_local(client) is expected, (words, client)
+        assert _cleanuptxn_py.is_local(lc, client) is expected
+        assert _cleanuptxn_c.is_local(lc, client) is expected

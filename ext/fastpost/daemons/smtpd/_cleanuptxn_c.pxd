@@ -17,9 +17,13 @@ cdef int _OVER
 cdef object _OP_DATA
 cdef object _OP_END
 cdef object _OP_ABORT
+cdef object _OP_OPEN
 cdef object _WRITE_ERROR
 cdef tuple _ADDR_TYPE_6
 cdef tuple _ADDR_TYPE_4
+
+
+cpdef bint is_local(local_clients, client) except -1
 
 
 cdef class CleanupTransaction:
@@ -45,3 +49,7 @@ cdef class CleanupTransaction:
     cdef _c_append(self, data)
     @cython.locals(frame=dict, data=list)
     cdef _c_send_frame(self, op, extra)
+
+
+@cython.locals(tid=long)
+cdef _attach(conn, CleanupTransaction txn, dict frame)

@@ -53,7 +53,7 @@ from fastpost.smtp import replies
 from fastpost.smtp.replies import Reply
 from fastpost.util import log
 
-__all__ = ["CleanupTransaction", "begin", "reply_of"]
+__all__ = ["CleanupTransaction", "begin", "is_local", "reply_of"]
 
 # Module constants (C statics in the compiled build: the .pxd).
 _CHUNK = _clnt.CHUNK
@@ -64,6 +64,7 @@ _OVER = _clnt._OVER
 _OP_DATA = P.DATA
 _OP_END = P.END
 _OP_ABORT = P.ABORT
+_OP_OPEN = P.OPEN
 _WRITE_ERROR = replies.WRITE_ERROR
 #: client_address_type: AF_INET6 or AF_INET (Postfix's numbers)
 _ADDR_TYPE_6 = ("client_address_type", "10")
@@ -364,7 +365,7 @@ def begin(sink, client, envelope):
     else:
         local_clients = sink.local_clients
         try:
-            local = local_clients is not None and local_clients.is_local(client)
+            local = local_clients is not None and is_local(local_clients, client)
         except Exception as exc:  # noqa: BLE001 - a table that cannot answer: remote
             log.warn("local_header_rewrite_clients lookup failed: %s", exc)
             local = False
@@ -389,8 +390,60 @@ def begin(sink, client, envelope):
     # from start().)
     cc = sink.client
     txn = CleanupTransaction(envelope, cc.path)
-    try:
-        cc.start(txn, meta)
-    except RuntimeError as exc:  # no running loop to connect from
-        raise SinkError(_WRITE_ERROR, log=f"cleanup: {exc}") from None
+    # CleanupClient.start(txn, meta), its two interpreted calls done here: the shared
+    # connection (a new one when there is none, it closed, or it is older than
+    # ipc_ttl), then _attach (the connection's attach).
+    conn = cc.conn
+    if conn is None or conn.closed or time.monotonic() - conn.started > cc.ttl:
+        try:
+            conn = cc._connection()
+        except RuntimeError as exc:  # no running loop to connect from
+            raise SinkError(_WRITE_ERROR, log=f"cleanup: {exc}") from None
+    _attach(conn, txn, meta)
     return txn
+
+
+def _attach(conn, txn, frame):
+    """cleanup_clnt._Conn.attach(txn, frame), compiled: the transaction's number on
+    the connection and its OPEN frame queued for the next write (the same fields
+    and calls, in the same order; tests/unit/daemons/test_cleanuptxn.py compares)."""
+    tid = conn.next_tid
+    conn.next_tid = tid + 1
+    txn.conn = conn
+    txn.tid = tid
+    conn.txns[tid] = txn
+    frame["o"] = _OP_OPEN
+    frame["t"] = tid
+    conn.out.append(frame)
+    if not conn.flush_scheduled and conn.ready:
+        conn.flush_scheduled = True
+        conn.loop.call_soon(conn.flush)
+    if conn.idle_handle is not None:
+        conn.idle_handle.cancel()
+        conn.idle_handle = None
+    if conn.watch_handle is None:
+        conn.armed(txn)
+
+
+def is_local(local_clients, client):
+    """LocalClients.is_local (cleanupsink.py): True when the client's message headers
+    are rewritten as local mail (local_header_rewrite_clients)."""
+    if local_clients.sasl and client.sasl_username is not None:
+        return True
+    tls = client.tls
+    if tls is not None and tls.peer_cert:
+        if local_clients.tls_all_certs or (local_clients.tls_certs
+                                           and getattr(tls, "peer_verified", False)):
+            return True
+    addr = client.addr
+    if local_clients.inet_interfaces and addr and (
+            addr in local_clients.interfaces
+            or (local_clients.any_interface and addr == client.server_addr)):
+        return True
+    mynetworks = local_clients.mynetworks
+    if mynetworks is not None and mynetworks.match(client.name, addr):
+        return True
+    for table in local_clients.tables:
+        if addr and table.get(addr) is not None:
+            return True
+    return False

@@ -113,22 +113,7 @@ class LocalClients:
 
     def is_local(self, client: ClientInfo) -> bool:
         """True when the client's message headers are rewritten as local mail."""
-        if self.sasl and client.sasl_username is not None:
-            return True
-        tls = client.tls
-        if tls is not None and tls.peer_cert:
-            if self.tls_all_certs or (self.tls_certs and getattr(tls, "peer_verified", False)):
-                return True
-        addr = client.addr
-        if self.inet_interfaces and addr and (
-                addr in self.interfaces or (self.any_interface and addr == client.server_addr)):
-            return True
-        if self.mynetworks is not None and self.mynetworks.match(client.name, addr):
-            return True
-        for table in self.tables:
-            if addr and table.get(addr) is not None:
-                return True
-        return False
+        return _impl.is_local(self, client)
 
 
 class CleanupSink(MessageSink):
