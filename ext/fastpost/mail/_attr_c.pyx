@@ -19,6 +19,11 @@ from fastpost.mail.attrtype import AttrError
 
 cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object, Py_ssize_t *) except NULL
+    # (macros: an ASCII str's characters are its UTF-8 bytes, in the object itself)
+    bint PyUnicode_IS_COMPACT_ASCII(object)
+    void *PyUnicode_DATA(object)
+    Py_ssize_t PyUnicode_GET_LENGTH(object)
+    bint PyUnicode_CheckExact(object)
 
 cdef enum:
     TAG_STR = 0x73    # "s"
@@ -78,19 +83,32 @@ cdef int _put_varint(Writer *w, uint64_t n) except -1:
     return 0
 
 
-cdef int _put_chunk(Writer *w, const char *data, Py_ssize_t n) except -1:
-    _put_varint(w, <uint64_t>n)
+cdef inline int _put_chunk(Writer *w, const char *data, Py_ssize_t n) except -1:
+    # The length varint and the bytes, with one room check (_put_varint's loop here).
+    cdef uint64_t v = <uint64_t>n
+    cdef char *p
+    if w.len + n + 10 > w.cap:
+        _reserve(w, n + 10)
+    p = w.buf + w.len
+    while v >= 0x80:
+        p[0] = <char>((v & 0x7F) | 0x80)
+        p += 1
+        v >>= 7
+    p[0] = <char>v
+    p += 1
     if n:
-        _reserve(w, n)
-        memcpy(w.buf + w.len, data, n)
-        w.len += n
+        memcpy(p, data, n)
+        p += n
+    w.len = p - w.buf
     return 0
 
 
-cdef int _put_text(Writer *w, str text) except -1:
+cdef inline int _put_text(Writer *w, str text) except -1:
     cdef Py_ssize_t n
     cdef const char *data
     cdef bytes raw
+    if PyUnicode_IS_COMPACT_ASCII(text):  # (nearly every name and value)
+        return _put_chunk(w, <const char *>PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text))
     try:
         data = PyUnicode_AsUTF8AndSize(text, &n)
     except UnicodeEncodeError:
@@ -121,7 +139,11 @@ cdef int _put_value(Writer *w, object value, str name) except -1:
         _put_byte(w, TAG_LIST)
         _put_varint(w, <uint64_t>len(value))
         for item in value:
-            _put_value(w, item, name)
+            if PyUnicode_CheckExact(item):  # (_put_value's first case, without the call)
+                _put_byte(w, TAG_STR)
+                _put_text(w, <str>item)
+            else:
+                _put_value(w, item, name)
     elif isinstance(value, bytes):
         _put_byte(w, TAG_BYTES)
         _put_chunk(w, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
@@ -156,7 +178,11 @@ cdef int _put_pairs(Writer *w, dict attrs) except -1:
         if not isinstance(name, str):
             raise TypeError(f"attribute name must be str, not {type(name).__name__}")
         _put_text(w, <str>name)
-        _put_value(w, value, <str>name)
+        if PyUnicode_CheckExact(value):  # (_put_value's first case, without the call)
+            _put_byte(w, TAG_STR)
+            _put_text(w, <str>value)
+        else:
+            _put_value(w, value, <str>name)
     return 0
 
 

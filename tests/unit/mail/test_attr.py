@@ -140,6 +140,23 @@ def test_get_buffer_path(impl):
         dec.buffer_updated(1 << 30)
 
 
+def test_encode_parity_of_text_forms():
+    """Every form of text the kernel writes on its own path or the general one: ASCII
+    (compact), Latin-1, BMP, astral, surrogate-escaped bytes, a str subclass; as a
+    name, a value, an item of a list or of smtpd's (name, value) pair tuples."""
+    class Sub(str):
+        pass
+
+    texts = ["", "a", "client.example", "caf\u00e9", "\u4e2d\u6587", "\U0001f600x",
+             b"\xff\xfeok".decode("utf-8", "surrogateescape"), Sub("sub"), Sub("s\u00fcb"),
+             "x" * 200, "y" * 20000]
+    frame = {t: t for t in texts}
+    frame["a"] = [(t, u) for t in texts for u in texts[:4]]
+    frame["l"] = list(texts) + [1, b"b", [texts[3]]]
+    assert C.encode(frame) == P.encode(frame)
+    assert C.encode_many([frame, {"o": 1}]) == P.encode_many([frame, {"o": 1}])
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(attr_lists, max_size=4))
 def test_encode_parity(frames):
