@@ -33,6 +33,7 @@ cdef object _QUEUED
 cdef object _Reply
 
 cdef bint _is_awaitable(object value)
+cdef inline bint _closed(str input_mode)
 @cython.locals(text=str)
 cpdef queued_reply(str queue_id)
 

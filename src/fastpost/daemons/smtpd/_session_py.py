@@ -129,6 +129,14 @@ def queued_reply(queue_id: str) -> Reply:
     return reply
 
 
+def _closed(input_mode) -> bool:
+    """``input_mode == CLOSED`` (the protocol core's input mode, at every reply and
+    write): by identity first, then by length, so that the other modes never reach
+    a text comparison (compiled, ``==`` of two str is PyUnicode_Compare)."""
+    return input_mode is _CLOSED or (
+        input_mode is not None and len(input_mode) == len(_CLOSED) and input_mode == _CLOSED)
+
+
 def _is_awaitable(value) -> bool:
     return hasattr(value, "__await__") or isinstance(value, _Future)
 
@@ -283,19 +291,20 @@ class SessionCore:
             err = error
         if err:
             self.errors += 1
-        settings = self.settings
-        if (err and not close and self.errors > settings.soft_error_limit
-                and settings.error_sleep_time > 0):
-            self._busy = True
-            self._c_pause_reading()
-            self._c_flush()
-            self.loop.call_later(settings.error_sleep_time, self._slept, verb, reply, ok, close)
-            return
+            settings = self.settings  # (read only for an error reply)
+            if (not close and self.errors > settings.soft_error_limit
+                    and settings.error_sleep_time > 0):
+                self._busy = True
+                self._c_pause_reading()
+                self._c_flush()
+                self.loop.call_later(settings.error_sleep_time, self._slept, verb, reply, ok,
+                                     close)
+                return
         self._c_send(verb, reply, ok, close)
 
     def _c_send(self, verb, reply, ok, close):
         conn = self.conn
-        if conn.input == _CLOSED:
+        if _closed(conn.input):
             return
         self._out.append(conn.send(reply, close=close))
         if verb:
@@ -308,8 +317,10 @@ class SessionCore:
             counts[1] += 1
             if (reply.code < 400 if ok is None else ok):
                 counts[0] += 1
+        if not self.errors:
+            return  # (errors >= limit > 0 cannot hold: no settings read)
         limit = self.settings.hard_error_limit
-        if self.errors >= limit and limit > 0 and conn.input != _CLOSED:
+        if self.errors >= limit and limit > 0 and not _closed(conn.input):
             log.info("too many errors after %s from %s", verb.upper() or self.where,
                      self.client.text)
             self._out.append(conn.send(replies.too_many_errors(self.settings.hostname),
@@ -326,7 +337,7 @@ class SessionCore:
             self.bytes_out += len(data)
             self.transport.write(data)
         conn = self.conn
-        if conn is not None and conn.input == _CLOSED and not self._closed:
+        if conn is not None and _closed(conn.input) and not self._closed:
             self._c_close()
 
     def _flush(self):
