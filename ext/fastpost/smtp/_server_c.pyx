@@ -17,6 +17,8 @@ from cpython.object cimport PyObject, PyTypeObject, Py_TYPE
 
 from fastpost.smtp._command_c cimport quick_ptr
 from fastpost.smtp._lines_c cimport _split
+# (the compiled ServerState: its fields as C struct members where the state is one)
+from fastpost.smtp._state_c cimport ServerState as _CState
 
 import base64
 import binascii
@@ -134,18 +136,19 @@ def fast_path_taken() -> int:
     return _fast_taken
 
 
-_ServerState = state.ServerState
 
 
 cdef int _reset_transaction(st) except -1:
     """st.reset_transaction() (state.ServerState's, without the interpreted call)."""
-    if type(st) is not _ServerState:
-        st.reset_transaction()
+    cdef _CState cst
+    if type(st) is _CState:  # (the compiled class: its fields directly)
+        cst = <_CState>st
+        cst.phase = _READY
+        cst.rcpt_accepted = 0
+        cst.rcpt_tried = 0
+        cst.bdat_first = True
         return 0
-    st.phase = _READY
-    st.rcpt_accepted = 0
-    st.rcpt_tried = 0
-    st.bdat_first = True
+    st.reset_transaction()
     return 0
 
 
@@ -357,20 +360,23 @@ cdef class ServerConnection:
 
     cdef _apply(self, str pending, reply):
         cdef int code = reply.code
+        cdef _CState cst
         st = self.state
-        if type(st) is _ServerState:
+        if type(st) is _CState:
             # The transitions of a plain session's replies, as state.REPLY_TRANSITIONS
-            # makes them (no interpreted call; the differential tests hold the two to
-            # each other): MAIL, RCPT, the end of DATA, QUIT.
+            # makes them, on the compiled ServerState's C fields (no interpreted call;
+            # the differential tests hold the two to each other): MAIL, RCPT, the end
+            # of DATA, QUIT. (Another state class takes on_reply below.)
+            cst = <_CState>st
             if _eq(pending, "MAIL"):
                 if code < 400:
-                    st.phase = _MAIL
+                    cst.phase = _MAIL
                 return
             if _eq(pending, "RCPT"):
-                st.rcpt_tried += 1
+                cst.rcpt_tried += 1
                 if code < 400:
-                    st.rcpt_accepted += 1
-                    st.phase = _RCPT
+                    cst.rcpt_accepted += 1
+                    cst.phase = _RCPT
                 return
             if _eq(pending, "QUIT"):
                 return
