@@ -287,6 +287,8 @@ class SessionCore:
     def _c_respond(self, verb, reply, ok=None, close=False, error=None):
         if error is None:
             err = reply.code >= 400
+            if ok is None:
+                ok = not err  # (what _c_send would find: reply.code < 400; read once)
         else:
             err = error
         if err:
