@@ -10,7 +10,8 @@ bounds (no read past the frame, no nesting past max_depth, no frame over max_fra
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy
@@ -19,6 +20,7 @@ from fastpost.mail.attrtype import AttrError
 
 cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object, Py_ssize_t *) except NULL
+    int _PyBytes_Resize(PyObject **, Py_ssize_t) except -1
     # (macros: an ASCII str's characters are its UTF-8 bytes, in the object itself)
     bint PyUnicode_IS_COMPACT_ASCII(object)
     void *PyUnicode_DATA(object)
@@ -42,26 +44,44 @@ DEFAULT_MAX_DEPTH = 16
 # -- encoding -----------------------------------------------------------------------
 
 cdef struct Writer:
-    char *buf         # PyMem buffer, or NULL before the first byte
+    PyObject *obj     # the bytes object being written (owned), or NULL before the first byte
+    char *buf         # its characters
     Py_ssize_t len    # bytes written
     Py_ssize_t cap    # bytes allocated
 
 
 cdef int _reserve(Writer *w, Py_ssize_t n) except -1:
+    # The frames are written into the bytes object that is returned (no copy at the
+    # end); it grows by _PyBytes_Resize, and shrinks to its length when finished.
     cdef Py_ssize_t need = w.len + n
     cdef Py_ssize_t cap
-    cdef char *grown
+    cdef object fresh
     if need <= w.cap:
         return 0
     cap = w.cap * 2 if w.cap else 4096  # (one message's frames, mostly, without regrowing)
     while cap < need:
         cap *= 2
-    grown = <char *>PyMem_Realloc(w.buf, cap)
-    if grown == NULL:
-        raise MemoryError()
-    w.buf = grown
+    if w.obj == NULL:
+        fresh = PyBytes_FromStringAndSize(NULL, cap)
+        Py_INCREF(fresh)
+        w.obj = <PyObject *>fresh
+    else:
+        _PyBytes_Resize(&w.obj, cap)  # (on failure it frees the object and sets NULL)
+    w.buf = PyBytes_AS_STRING(<object>w.obj)
     w.cap = cap
     return 0
+
+
+cdef object _written(Writer *w):
+    """The bytes written (the writer lets go of them)."""
+    cdef object result
+    if w.obj == NULL:
+        return b""
+    _PyBytes_Resize(&w.obj, w.len)
+    result = <object>w.obj
+    Py_DECREF(result)  # (w.obj's own reference: result holds the one returned)
+    w.obj = NULL
+    return result
 
 
 cdef inline int _put_byte(Writer *w, unsigned char c) except -1:
@@ -207,28 +227,28 @@ cdef int _put_frame(Writer *w, object attrs) except -1:
 def encode(attrs):
     """Return one frame (4-byte length + body) carrying the attributes of ``attrs``."""
     cdef Writer w
+    w.obj = NULL
     w.buf = NULL
     w.len = w.cap = 0
     try:
         _put_frame(&w, attrs)
-        return PyBytes_FromStringAndSize(w.buf, w.len)
+        return _written(&w)
     finally:
-        PyMem_Free(w.buf)
+        Py_XDECREF(w.obj)
 
 
 def encode_many(frames):
     """Return the frames of several attribute dicts, concatenated in order."""
     cdef Writer w
+    w.obj = NULL
     w.buf = NULL
     w.len = w.cap = 0
     try:
         for attrs in frames:
             _put_frame(&w, attrs)
-        if w.len == 0:
-            return b""
-        return PyBytes_FromStringAndSize(w.buf, w.len)
+        return _written(&w)
     finally:
-        PyMem_Free(w.buf)
+        Py_XDECREF(w.obj)
 
 
 # -- decoding -----------------------------------------------------------------------

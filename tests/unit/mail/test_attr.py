@@ -210,3 +210,29 @@ def test_selector_picks_compiled():
     from fastpost.mail import attr
 
     assert attr.encode is C.encode and attr.FrameDecoder is C.FrameDecoder
+
+
+def test_encoder_keeps_nothing_after_success_or_failure():
+    """The compiled encoder writes into the bytes object it returns: grown frames,
+    and frames that fail half-way (after growing), leave no memory behind."""
+    import tracemalloc
+
+    frame = {"a": [("x" * 50, "y")] * 2000, "d": b"z" * 100_000}
+    bad = [frame, {"x": 1.5}]
+
+    def rounds(n):
+        for _ in range(n):
+            assert C.encode_many([frame]) == C.encode(frame)
+            with pytest.raises(TypeError):
+                C.encode_many(bad)
+
+    tracemalloc.start()
+    try:
+        rounds(20)
+        before = tracemalloc.take_snapshot()
+        rounds(300)
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    assert grown < 64 * 1024  # (300 rounds of 250 KB each, had one been kept)
