@@ -425,3 +425,31 @@ def test_greeting_options_and_ehlo_reply_both_builds(tmp_path, lists):
                 proto.connection_lost(None)
     finally:
         loop.close()
+
+
+def test_a_handler_put_in_place_of_the_cores_is_called(services):
+    """_c_run calls the core's message handlers directly only when they are the
+    handlers of the event's type: a subclass's own handler in _handlers still runs
+    (both builds)."""
+    from fastpost.smtp import events as ev
+
+    seen = []
+
+    def on_mail(self, event):
+        seen.append(event.address)
+        self._respond("mail", replies.Reply(451, "not now", "4.3.0"))
+
+    class Compiled(SmtpdProtocol):
+        __slots__ = ()
+        _handlers = {**SmtpdProtocol._handlers, ev.Mail: on_mail}
+
+    class Reference(ReferenceProtocol):
+        __slots__ = ()
+        _handlers = {**ReferenceProtocol._handlers, ev.Mail: on_mail}
+
+    script = [b"EHLO client.example.com\r\n", b"MAIL FROM:<sender@example.com>\r\n",
+              b"QUIT\r\n"]
+    for cls in (Compiled, Reference):
+        steps = _play(services[0], cls, script, False)
+        assert b"451 4.3.0 not now\r\n" in b"".join(step[0] for step in steps)
+    assert seen == ["sender@example.com", "sender@example.com"]

@@ -31,6 +31,12 @@ cdef str _NEUTER
 cdef object _NEUTER_SEARCH
 cdef object _QUEUED
 cdef object _Reply
+cdef object _H_MAIL
+cdef object _H_RCPT
+cdef object _H_DATA
+cdef object _H_CHUNK
+cdef object _H_END_OF_DATA
+cdef object _H_QUIT
 
 cdef bint _is_awaitable(object value)
 cdef inline bint _closed(str input_mode)
@@ -109,6 +115,12 @@ cdef class SessionCore:
     cdef _c_refused(self, decision, verb=*)
     cdef _c_abort_txn(self)
     cdef _c_reset_transaction(self)
+    cdef _c_on_mail(self, event)
+    cdef _c_on_rcpt(self, event)
+    cdef _c_on_data(self, event)
+    cdef _c_on_chunk(self, event)
+    cdef _c_on_end_of_data(self, event)
+    cdef _c_on_quit(self, event)
     cdef _c_mail(self, event)
     cdef _c_mail_checked(self, decision)
     cdef _c_write(self, data)

@@ -270,7 +270,24 @@ class SessionCore:
                 break
             if conn.notes and self._notes_stop():
                 continue
-            handlers[type(event)](self, event)
+            handler = handlers[type(event)]
+            # The core's own handlers of a message's commands as C calls (the same
+            # functions the def wrappers in CORE_HANDLERS call); any other, or one a
+            # subclass put in _handlers instead, through the table.
+            if handler is _H_RCPT:
+                self._c_on_rcpt(event)
+            elif handler is _H_MAIL:
+                self._c_on_mail(event)
+            elif handler is _H_DATA:
+                self._c_on_data(event)
+            elif handler is _H_CHUNK:
+                self._c_on_chunk(event)
+            elif handler is _H_END_OF_DATA:
+                self._c_on_end_of_data(event)
+            elif handler is _H_QUIT:
+                self._c_on_quit(event)
+            else:
+                handler(self, event)
         if conn.notes:
             self._notes_stop()
         self._c_flush()
@@ -649,7 +666,7 @@ class SessionCore:
         else:
             self._c_id_refused(verb, refusal)
         if not self._busy:
-            self._resume_reading()
+            self._c_resume_reading()
             self._c_run()
 
     def _sink_answered(self, txn, queue_id, exc):
@@ -664,10 +681,13 @@ class SessionCore:
         else:
             self._c_commit_failed(verb, exc)
         if not self._busy:
-            self._resume_reading()
+            self._c_resume_reading()
             self._c_run()
 
     def _on_mail(self, event):
+        self._c_on_mail(event)
+
+    def _c_on_mail(self, event):
         self.where = "MAIL"
         if self.service.limits is None or self._anvil_unknown:
             # No anvil limits apply (_limited() would say so): no hook, no closure.
@@ -710,6 +730,9 @@ class SessionCore:
         self._c_respond("mail", _MAIL_OK)
 
     def _on_rcpt(self, event):
+        self._c_on_rcpt(event)
+
+    def _c_on_rcpt(self, event):
         self.where = "RCPT"
         # Without anvil limits _limited() answers False at once: not called then.
         if (self.service.limits is None or self._anvil_unknown
@@ -772,6 +795,9 @@ class SessionCore:
         self._c_respond("rcpt", _RCPT_OK)
 
     def _on_data(self, event):
+        self._c_on_data(event)
+
+    def _c_on_data(self, event):
         self.where = "DATA"
         if self._idle("DATA"):
             self._c_data_checked(None)
@@ -798,10 +824,16 @@ class SessionCore:
         self._c_start_content()
 
     def _on_chunk(self, event):
+        self._c_on_chunk(event)
+
+    def _c_on_chunk(self, event):
         if self._data_rejected is None and self.txn is not None:
             self._c_write(event.data)
 
     def _on_end_of_data(self, event):
+        self._c_on_end_of_data(event)
+
+    def _c_on_end_of_data(self, event):
         self.where = "END-OF-MESSAGE"
         self._c_finish_message("data", event.size, event.too_big, event.bare_lf, _QUEUED)
 
@@ -817,6 +849,9 @@ class SessionCore:
         self._c_respond("noop", _OK)
 
     def _on_quit(self, event):
+        self._c_on_quit(event)
+
+    def _c_on_quit(self, event):
         self.where = "QUIT"
         self._c_reset_transaction()
         self._c_respond("quit", _BYE)
@@ -1267,6 +1302,15 @@ class SessionCore:
         return reply
 
 #: The events whose handlers are the core's (the session's other handlers are its own).
+#: CORE_HANDLERS' functions that _c_run calls as C methods (_c_on_*) when they are
+#: the handler of an event's type.
+_H_MAIL = SessionCore._on_mail
+_H_RCPT = SessionCore._on_rcpt
+_H_DATA = SessionCore._on_data
+_H_CHUNK = SessionCore._on_chunk
+_H_END_OF_DATA = SessionCore._on_end_of_data
+_H_QUIT = SessionCore._on_quit
+
 CORE_HANDLERS = {
     ev.Helo: SessionCore._on_helo,
     ev.Ehlo: SessionCore._on_helo,
