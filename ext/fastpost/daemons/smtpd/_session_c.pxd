@@ -31,6 +31,8 @@ cdef str _NEUTER
 cdef object _NEUTER_SEARCH
 cdef object _QUEUED
 cdef object _Reply
+cdef object _keep
+cdef object _monotonic
 
 cdef bint _is_awaitable(object value)
 @cython.locals(text=str)

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 
 from dataclasses import replace
 
@@ -98,6 +99,10 @@ _BYE = replies.BYE
 _ONCE_TEXTS = {}
 _QUEUED = replies.queued
 _Reply = Reply
+#: The session's usual log lines (connect, client=, disconnect) as finished text to
+#: util/_logline_py's keeper: False when the line is not for it (then log.info()).
+_keep = log.KEEPER.keep
+_monotonic = time.monotonic
 
 #: Characters Postfix replaces with "?" in the HELO name it keeps (and logs, and
 #: shows in replies): they could confuse log parsers and address-based tools.
@@ -671,7 +676,11 @@ class SessionCore:
         self._c_mail(event)
 
     def _c_mail(self, event):
-        if not self.service.enough_space(event.size):
+        svc = self.service
+        # (queue_minfree: enough_space()'s kept answer for a MAIL without SIZE=, read
+        # here while it holds; service.space_ok_until)
+        if (event.size is not None or _monotonic() > svc.space_ok_until) \
+                and not svc.enough_space(event.size):
             self._log_reject("MAIL", replies.INSUFFICIENT_STORAGE)
             self._c_respond("mail", replies.INSUFFICIENT_STORAGE)
             return
@@ -899,7 +908,10 @@ class SessionCore:
         if "NAME" in fwd or "ADDR" in fwd:
             extra += (f", orig_client={printable(fwd.get('NAME', _UNKNOWN))}"
                       f"[{printable(fwd.get('ADDR', _UNKNOWN))}]")
-        log.info("%s: client=%s%s", txn.queue_id, c.text, extra)
+        # (the text made here, not by log.info's "%": KEEPER takes finished text)
+        text = f"{txn.queue_id}: client={c.name}[{c.addr}]{extra}"
+        if not _keep(text):
+            log.info(text)
 
     def _when_opened(self, verb, then):
         """Call ``then()`` once the transaction has its queue ID; a refusal answers ``verb``."""
@@ -1018,7 +1030,9 @@ class SessionCore:
             if self._in_data:
                 self._count("data", False)  # DATA that never ended (Postfix: data=0/1)
             # (the text made here, not by log.info's "%": the line has no format)
-            log.info(f"disconnect from {c.name}[{c.addr}] {self._c_stats_text()}")
+            text = f"disconnect from {c.name}[{c.addr}] {self._c_stats_text()}"
+            if not _keep(text):
+                log.info(text)
         ended = svc.on_session_end  # (tests wait for sessions with it)
         if ended is not None:
             ended(self)
@@ -1050,7 +1064,9 @@ class SessionCore:
         addr = c.addr
         self._real_client = (c.name, addr)
         # (the text made here, not by log.info's "%": the line has no format)
-        log.info(f"connect from {c.name}[{addr}]")
+        text = f"connect from {c.name}[{addr}]"
+        if not _keep(text):
+            log.info(text)
         self._counted_addr = addr
         # (the count smtpd_client_connection_count_limit reads: service.client_counts)
         counts = svc.client_counts
