@@ -18,10 +18,11 @@ cdef class LineKeeper:
     cdef public str head
     cdef public long stamp_second
     cdef public str stamp_host
+    cdef public str prefix
     cdef public list pending
     cdef public Py_ssize_t limit
     cdef public object waiting
 
-    @cython.locals(now=long, pending=list, n=Py_ssize_t)
+    @cython.locals(now=double, pending=list, n=Py_ssize_t)
     cpdef bint keep(self, str text)
 

@@ -31,7 +31,9 @@ _time = time.time
 
 
 class LineKeeper:
-    """The deferred maillog file's waiting lines and what a line is made of."""
+    """The deferred maillog file's waiting lines and what a line is made of.
+
+    set_stamp() and set_head() keep ``prefix`` in step; set them, not the fields."""
 
     def __init__(self):
         self.on = False  # the maillog file is the only sink, its lines deferred
@@ -39,20 +41,33 @@ class LineKeeper:
         self.head = ""  # "tag[pid]: "
         self.stamp_second = -1  # the second stamp_host was made for
         self.stamp_host = ""  # "Mmm dd hh:mm:ss host "
+        self.prefix = ""  # stamp_host + head: what each line starts with
         self.pending = []  # the waiting lines (log._state.pending, the same list)
         self.limit = 256  # a turn's lines are written when this many wait
         self.waiting = None  # log._waiting(): the first or the limit-th line
+
+    def set_stamp(self, second, stamp_host):
+        """The time stamp and host of lines logged in ``second``."""
+        self.stamp_second = second
+        self.stamp_host = stamp_host
+        self.prefix = stamp_host + self.head
+
+    def set_head(self, head):
+        """``tag[pid]: ``, after the time stamp and host."""
+        self.head = head
+        self.prefix = self.stamp_host + head
 
     def keep(self, text):
         """Append ``text``'s line to the waiting ones; False when it is not for here."""
         if not self.on:
             return False
-        now = int(_time())
-        if now != self.stamp_second or _get_ident() != self.thread:
+        now = _time()  # (a float: the second stamp_host is for is int(now))
+        if not self.stamp_second <= now < self.stamp_second + 1 \
+                or _get_ident() != self.thread:
             return False  # (log._emit makes the new second's stamp, then keep() works)
         pending = self.pending
-        pending.append((self.stamp_host + self.head + text + "\n").encode(
-            "utf-8", "surrogateescape"))
+        # (one f-string: compiled, one joined string instead of two concatenations)
+        pending.append(f"{self.prefix}{text}\n".encode("utf-8", "surrogateescape"))
         n = len(pending)
         if n == 1 or n >= self.limit:
             self.waiting()

@@ -114,7 +114,7 @@ _state = _State()
 
 def _refresh_head() -> None:
     _state.head = f"{_state.tag}[{_state.pid}]: "
-    KEEPER.head = _state.head
+    KEEPER.set_head(_state.head)
 
 
 def _keeper_waiting() -> None:
@@ -128,7 +128,7 @@ def _keeper_fits() -> None:
     st = _state
     KEEPER.pending = st.pending
     KEEPER.thread = st.defer_thread
-    KEEPER.head = st.head
+    KEEPER.set_head(st.head)
     KEEPER.limit = _DEFER_MAX_LINES
     KEEPER.waiting = _keeper_waiting
     KEEPER.on = (st.defer_loop is not None and st.stream is None and st.file_fd is not None
@@ -289,8 +289,7 @@ def _stamp_host(st, now: int) -> str:
         st.stamp_second = now
         st.stamp = time.strftime("%b %d %H:%M:%S", time.localtime(now))
         st.stamp_host = f"{st.stamp} {st.host} "
-        KEEPER.stamp_second = now
-        KEEPER.stamp_host = st.stamp_host
+        KEEPER.set_stamp(now, st.stamp_host)
     return st.stamp_host
 
 

@@ -214,18 +214,18 @@ def test_line_keeper_builds_make_emits_line(build):
              "bad \udcff byte", ""]
     k = build.LineKeeper()
     assert not k.keep("off")
-    k.head = "postfix/smtpd[7]: "
+    k.set_head("postfix/smtpd[7]: ")
     k.thread = threading.get_ident()
     k.pending = []
     k.limit = 4
     calls = []
     k.waiting = lambda: calls.append(len(k.pending))
     k.on = True
-    k.stamp_second = -1
+    k.set_stamp(-1, "")
     assert not k.keep("a second without its stamp") and k.pending == []
     while True:
         now = int(time.time())
-        k.stamp_second, k.stamp_host = now, "Jan 01 00:00:00 host "
+        k.set_stamp(now, "Jan 01 00:00:00 host ")
         kept = [k.keep(t) for t in texts]
         if int(time.time()) == now:  # (a second boundary between: declined, again)
             break

@@ -33,6 +33,7 @@ cdef object _QUEUED
 cdef object _Reply
 cdef object _keep
 cdef object _monotonic
+cdef dict _PORT_TEXTS
 
 cdef bint _is_awaitable(object value)
 @cython.locals(text=str)

@@ -103,6 +103,9 @@ _Reply = Reply
 #: util/_logline_py's keeper: False when the line is not for it (then log.info()).
 _keep = log.KEEPER.keep
 _monotonic = time.monotonic
+#: connection_made(): the text of the server ports seen (str() of each per session
+#: was ~0.5k instructions); at most 64 ports.
+_PORT_TEXTS = {}
 
 #: Characters Postfix replaces with "?" in the HELO name it keeps (and logs, and
 #: shows in replies): they could confuse log parsers and address-based tools.
@@ -974,7 +977,13 @@ class SessionCore:
             c.addr, c.name, c.reverse_name = "127.0.0.1", "localhost", "localhost"
             c.peer_addr = c.addr
         if isinstance(local, tuple) and local:
-            c.server_addr, c.server_port = local[0], str(local[1])
+            port = local[1]  # (one of the few ports smtpd listens on: its text kept)
+            text = _PORT_TEXTS.get(port)
+            if text is None:
+                text = str(port)
+                if len(_PORT_TEXTS) < 64:
+                    _PORT_TEXTS[port] = text
+            c.server_addr, c.server_port = local[0], text
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             c.tls = tlsmod.tls_info(ssl_object, svc.tls.digest)
