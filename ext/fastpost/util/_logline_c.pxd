@@ -24,5 +24,5 @@ cdef class LineKeeper:
     cdef public object waiting
 
     @cython.locals(now=double, pending=list, n=Py_ssize_t)
-    cpdef bint keep(self, str text)
+    cpdef bint keep(self, str text) except -1
 

@@ -13,6 +13,8 @@
 cimport cython
 # (the compiled protocol core: conn's per-command methods as C calls)
 from fastpost.smtp._server_c cimport ServerConnection as _CServerConnection
+# (the log line keeper: its keep() as a C call)
+from fastpost.util._logline_c cimport LineKeeper as _LineKeeper
 
 cdef str _CLOSED
 cdef object _NEED_DATA
@@ -31,7 +33,7 @@ cdef str _NEUTER
 cdef object _NEUTER_SEARCH
 cdef object _QUEUED
 cdef object _Reply
-cdef object _keep
+cdef _LineKeeper _KEEPER
 cdef object _monotonic
 cdef dict _PORT_TEXTS
 

@@ -101,7 +101,10 @@ _QUEUED = replies.queued
 _Reply = Reply
 #: The session's usual log lines (connect, client=, disconnect) as finished text to
 #: util/_logline_py's keeper: False when the line is not for it (then log.info()).
-_keep = log.KEEPER.keep
+#: Compiled, a typed LineKeeper (its keep() a C call): this build runs with the
+#: compiled keeper, as log.py selects it (not under FASTPOST_PURE_PYTHON=1, where
+#: the interpreted session core is selected).
+_KEEPER = log.KEEPER
 _monotonic = time.monotonic
 #: connection_made(): the text of the server ports seen (str() of each per session
 #: was ~0.5k instructions); at most 64 ports.
@@ -906,14 +909,14 @@ class SessionCore:
         if c.sasl_username is not None:
             extra += f", sasl_method={c.sasl_method}, sasl_username={printable(c.sasl_username)}"
         fwd = c.forwarded
-        if "IDENT" in fwd:
+        if fwd and "IDENT" in fwd:
             extra += f", orig_queue_id={printable(fwd['IDENT'])}"
-        if "NAME" in fwd or "ADDR" in fwd:
+        if fwd and ("NAME" in fwd or "ADDR" in fwd):
             extra += (f", orig_client={printable(fwd.get('NAME', _UNKNOWN))}"
                       f"[{printable(fwd.get('ADDR', _UNKNOWN))}]")
         # (the text made here, not by log.info's "%": KEEPER takes finished text)
         text = f"{txn.queue_id}: client={c.name}[{c.addr}]{extra}"
-        if not _keep(text):
+        if not _KEEPER.keep(text):
             log.info(text)
 
     def _when_opened(self, verb, then):
@@ -984,9 +987,12 @@ class SessionCore:
                 if len(_PORT_TEXTS) < 64:
                     _PORT_TEXTS[port] = text
             c.server_addr, c.server_port = local[0], text
-        ssl_object = transport.get_extra_info("ssl_object")
-        if ssl_object is not None:
-            c.tls = tlsmod.tls_info(ssl_object, svc.tls.digest)
+        # (a TLS transport here only from listen()'s wrapper mode: service.py; the
+        # plain transport's answer, None, is not asked for)
+        if self.settings.wrappermode:
+            ssl_object = transport.get_extra_info("ssl_object")
+            if ssl_object is not None:
+                c.tls = tlsmod.tls_info(ssl_object, svc.tls.digest)
         # Reading is not paused while the greeting is prepared: what a client sends
         # early is kept (_early) and reading paused only then (buffer_updated).
         self._c_arm_timer()
@@ -1040,7 +1046,7 @@ class SessionCore:
                 self._count("data", False)  # DATA that never ended (Postfix: data=0/1)
             # (the text made here, not by log.info's "%": the line has no format)
             text = f"disconnect from {c.name}[{c.addr}] {self._c_stats_text()}"
-            if not _keep(text):
+            if not _KEEPER.keep(text):
                 log.info(text)
         ended = svc.on_session_end  # (tests wait for sessions with it)
         if ended is not None:
@@ -1074,7 +1080,7 @@ class SessionCore:
         self._real_client = (c.name, addr)
         # (the text made here, not by log.info's "%": the line has no format)
         text = f"connect from {c.name}[{addr}]"
-        if not _keep(text):
+        if not _KEEPER.keep(text):
             log.info(text)
         self._counted_addr = addr
         # (the count smtpd_client_connection_count_limit reads: service.client_counts)
