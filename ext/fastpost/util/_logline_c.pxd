@@ -21,7 +21,8 @@ cdef class LineKeeper:
     cdef public str prefix
     cdef public list pending
     cdef public Py_ssize_t limit
-    cdef public object waiting
+    cdef public object loop
+    cdef public object flush
 
     @cython.locals(now=double, pending=list, n=Py_ssize_t)
     cpdef bint keep(self, str text) except -1

@@ -44,7 +44,8 @@ class LineKeeper:
         self.prefix = ""  # stamp_host + head: what each line starts with
         self.pending = []  # the waiting lines (log._state.pending, the same list)
         self.limit = 256  # a turn's lines are written when this many wait
-        self.waiting = None  # log._waiting(): the first or the limit-th line
+        self.loop = None  # the loop whose turn's end writes the waiting lines
+        self.flush = None  # log.flush: writes the waiting lines
 
     def set_stamp(self, second, stamp_host):
         """The time stamp and host of lines logged in ``second``."""
@@ -69,8 +70,13 @@ class LineKeeper:
         # (one f-string: compiled, one joined string instead of two concatenations)
         pending.append(f"{self.prefix}{text}\n".encode("utf-8", "surrogateescape"))
         n = len(pending)
-        if n == 1 or n >= self.limit:
-            self.waiting()
+        if n == 1:  # the first of a turn: written when the turn ends (log._waiting)
+            try:
+                self.loop.call_soon(self.flush)
+            except RuntimeError:  # the loop is closed: no more turns
+                self.flush()
+        elif n >= self.limit:
+            self.flush()
         return True
 
 

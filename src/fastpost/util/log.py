@@ -117,10 +117,6 @@ def _refresh_head() -> None:
     KEEPER.set_head(_state.head)
 
 
-def _keeper_waiting() -> None:
-    _waiting(_state)
-
-
 def _keeper_fits() -> None:
     """Switch KEEPER on exactly when info() would only add the line to the waiting
     ones: the maillog file deferred per loop turn is the only sink. Called wherever
@@ -130,7 +126,8 @@ def _keeper_fits() -> None:
     KEEPER.thread = st.defer_thread
     KEEPER.set_head(st.head)
     KEEPER.limit = _DEFER_MAX_LINES
-    KEEPER.waiting = _keeper_waiting
+    KEEPER.loop = st.defer_loop
+    KEEPER.flush = flush
     KEEPER.on = (st.defer_loop is not None and st.stream is None and st.file_fd is not None
                  and st.syslog_sock is None and st.postlog_sock is None)
 
@@ -295,7 +292,8 @@ def _stamp_host(st, now: int) -> str:
 
 def _waiting(st) -> None:
     """A line was added to the waiting ones: the first of a turn has them written at
-    the turn's end, the _DEFER_MAX_LINES-th writes them now."""
+    the turn's end, the _DEFER_MAX_LINES-th writes them now (KEEPER.keep() does the
+    same for its lines)."""
     if len(st.pending) == 1:
         try:
             st.defer_loop.call_soon(flush)

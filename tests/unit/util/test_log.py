@@ -204,9 +204,12 @@ def _keepers():
 
 @pytest.mark.parametrize("build", _keepers(), ids=lambda m: m.__name__.rsplit(".", 1)[1])
 def test_line_keeper_builds_make_emits_line(build):
-    """Each build's keep() appends the bytes _emit() makes for the same text, calls
-    ``waiting`` at the first and the limit-th line, and declines (False, nothing
-    kept) when off, from another thread, or in a second its stamp was not made for."""
+    """Each build's keep() appends the bytes _emit() makes for the same text, has
+    ``flush`` called when the loop's turn ends after the first line (at once when the
+    loop is closed) and at once from the limit-th line on, and declines (False,
+    nothing kept) when off, from another thread, or in a second its stamp was not
+    made for."""
+    import asyncio
     import threading
     import time
 
@@ -219,7 +222,8 @@ def test_line_keeper_builds_make_emits_line(build):
     k.pending = []
     k.limit = 4
     calls = []
-    k.waiting = lambda: calls.append(len(k.pending))
+    k.flush = lambda: calls.append(len(k.pending))
+    loop = k.loop = asyncio.new_event_loop()
     k.on = True
     k.set_stamp(-1, "")
     assert not k.keep("a second without its stamp") and k.pending == []
@@ -231,8 +235,18 @@ def test_line_keeper_builds_make_emits_line(build):
             break
         k.pending[:] = []
         calls[:] = []
+        loop.run_until_complete(asyncio.sleep(0))  # (the first line's flush: dropped)
+        calls[:] = []
     assert kept == [True] * len(texts)
-    assert calls == [1, 4, 5]
+    assert calls == [4, 5]  # the limit-th and later lines: at once
+    loop.run_until_complete(asyncio.sleep(0))
+    assert calls == [4, 5, 5]  # the first line's: when the turn ended
+    loop.close()
+    saved, k.pending = k.pending, []
+    k.set_stamp(int(time.time()), "Jan 01 00:00:00 host ")
+    assert k.keep("closed loop") or int(time.time()) != k.stamp_second
+    assert calls[3:] in ([1], [])  # at once: no turn will come
+    k.pending = saved
     expect = [("Jan 01 00:00:00 host postfix/smtpd[7]: " + t + "\n").encode(
         "utf-8", "surrogateescape") for t in texts]
     assert k.pending == expect

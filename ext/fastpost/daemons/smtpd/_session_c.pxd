@@ -92,6 +92,7 @@ cdef class SessionCore:
     cdef _c_arm_timer(self)
     cdef _c_greet_options(self)
     cdef _c_greet_sasl(self)
+    cdef _c_greet(self, names)
     cdef _c_connect_checked(self, decision)
     cdef _helo_checked(self, decision, event, bint esmtp)
     cdef _c_ehlo_reply(self)

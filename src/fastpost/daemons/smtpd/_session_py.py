@@ -999,12 +999,12 @@ class SessionCore:
         if self.settings.peername_lookup and isinstance(peer, tuple):
             hit = svc.resolver.cached(c.addr)
             if hit is not None:
-                self._greet(hit)
+                self._c_greet(hit)
             else:
                 task = self.loop.create_task(svc.resolver.lookup(c.addr))
                 task.add_done_callback(self._lookup_done)
         else:
-            self._greet((c.name, c.reverse_name))
+            self._c_greet((c.name, c.reverse_name))
 
     def connection_lost(self, exc) -> None:
         svc = self.service
@@ -1065,6 +1065,9 @@ class SessionCore:
         return self.where
 
     def _greet(self, names: tuple) -> None:
+        self._c_greet(names)
+
+    def _c_greet(self, names):
         c = self.client
         svc = self.service
         settings = self.settings
@@ -1114,8 +1117,12 @@ class SessionCore:
             return
         check = svc.limits.connect(c) if svc.limits is not None else None
         if check is not None:
-            self._await(check, self._connect_counted, lambda exc: self._greet_sasl())
+            self._await(check, self._connect_counted, self._connect_count_failed)
             return
+        self._c_greet_sasl()
+
+    def _connect_count_failed(self, exc) -> None:
+        """anvil did not answer the connection count: greet as without limits."""
         self._c_greet_sasl()
 
     def _greet_sasl(self) -> None:
