@@ -29,6 +29,7 @@ cdef object _START_DATA
 cdef object _OK
 cdef object _BYE
 cdef dict _ONCE_TEXTS
+cdef list _LAST_ONCE
 cdef str _NEUTER
 cdef object _NEUTER_SEARCH
 cdef object _QUEUED
@@ -104,7 +105,8 @@ cdef class SessionCore:
     cdef _c_send(self, verb, reply, ok, close)
     @cython.locals(out=list, data=bytes, conn=_CServerConnection)
     cdef _c_flush(self)
-    @cython.locals(stats=dict, counts=list, key=tuple, text=str)
+    @cython.locals(stats=dict, counts=list, key=tuple, text=str, last=tuple, same=bint,
+                   i=Py_ssize_t)
     cdef str _c_stats_text(self)
     @cython.locals(parts=list, ok_total=long, total=long, ok=long, n=long, stats=dict)
     cdef str _c_stats_text_full(self)

@@ -97,6 +97,8 @@ _BYE = replies.BYE
 #: _c_stats_text(): the text of sessions whose commands were each sent once and
 #: accepted, by the names of those commands in the order they came.
 _ONCE_TEXTS = {}
+#: The last of them: [names, text] (_c_stats_text checks it first).
+_LAST_ONCE = [(), ""]
 _QUEUED = replies.queued
 _Reply = Reply
 #: The session's usual log lines (connect, client=, disconnect) as finished text to
@@ -370,18 +372,30 @@ class SessionCore:
         # The usual session sends each command once and each is accepted: its text
         # depends only on which commands those were, so it is made once per set of
         # names (by the names in the order they came; _c_stats_text_full otherwise).
+        # The last such set is checked first, name by name as the counts are (most
+        # sessions of a busy smtpd send the same commands): no key tuple, no lookup.
         stats = self.stats
         if not stats:
             return self._c_stats_text_full()
-        for counts in stats.values():
+        last = _LAST_ONCE[0]
+        same = len(last) == len(stats)
+        i = 0
+        for name, counts in stats.items():
             if counts[0] != 1 or counts[1] != 1:
                 return self._c_stats_text_full()
+            if same:
+                same = name == last[i]
+            i += 1
+        if same:
+            return _LAST_ONCE[1]
         key = tuple(stats)
         text = _ONCE_TEXTS.get(key)
         if text is None:
             text = self._c_stats_text_full()
             if len(_ONCE_TEXTS) < 1024:
                 _ONCE_TEXTS[key] = text
+        _LAST_ONCE[0] = key
+        _LAST_ONCE[1] = text
         return text
 
     def _c_stats_text_full(self) -> str:
