@@ -23,6 +23,12 @@ replies go out); any other line (from a process that does not defer per loop tur
 close_sinks() and exit flush them first, so the order in the file is the order of the
 calls. Both ways share one list of waiting lines.
 
+While the deferred maillog file is the only sink, info() hands its text to KEEPER
+(util/_logline_py, compiled as _logline_c: the line made from typed fields, no
+interpreted frame); smtpd's compiled session core calls KEEPER.keep() itself. The
+keeper declines (and _emit() logs the line, the same bytes) from other threads and in
+a second whose time stamp is not made yet; log.py keeps its fields in step with _state.
+
 Untrusted text must go through printable() before it is logged; the format helpers here
 do not guess which arguments are untrusted.
 
