@@ -245,6 +245,10 @@ def main() -> None:
     ap.add_argument("--gc", choices=("default", "freeze", "off"), default="default",
                     help="the cyclic GC as is, with startup objects frozen, or off")
     ap.add_argument("--recipients", type=int, default=1, help="RCPTs per session")
+    ap.add_argument("--log-writes", choices=("turn", "line"), default="turn",
+                    help="the maillog file's lines written once per loop turn, as smtpd's "
+                         "skeleton has them (log.defer_file_writes), or each at once "
+                         "(the default before session 11's smtpdlog11)")
     ap.add_argument("--distinct", action="store_true",
                     help="no recipient address recurs (numbered on across sessions)")
     args = ap.parse_args()
@@ -274,6 +278,8 @@ def main() -> None:
     else:
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    if args.log_writes == "turn":
+        log.defer_file_writes(loop)  # as smtpd's skeleton does (smtpd/__init__.py)
     try:
         service = build_service(args.sink, spool)
         service.loop = loop

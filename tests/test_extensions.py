@@ -41,6 +41,7 @@ CONSTRUCT = {
     # smtpd's message to cleanup: an envelope (not read at construction) and the endpoint.
     "fastpost.daemons.smtpd._cleanuptxn_c.CleanupTransaction": ((None, "public/cleanup"), {}),
     "fastpost.smtp._state_c.ServerState": ((), {}),
+    "fastpost.util._logline_c.LineKeeper": ((), {}),
     # An empty core (no service): CleanupState's fields at their defaults.
     "fastpost.daemons.cleanup._statecore_c.StateCore": ((), {}),
     # A stand-in builder: CommitRec reads its queue ID and its records' envelope fields.

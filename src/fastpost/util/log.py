@@ -23,6 +23,12 @@ replies go out); any other line (from a process that does not defer per loop tur
 close_sinks() and exit flush them first, so the order in the file is the order of the
 calls. Both ways share one list of waiting lines.
 
+While the deferred maillog file is the only sink, info() hands its text to KEEPER
+(util/_logline_py, compiled as _logline_c: the line made from typed fields, no
+interpreted frame); smtpd's compiled session core calls KEEPER.keep() itself. The
+keeper declines (and _emit() logs the line, the same bytes) from other threads and in
+a second whose time stamp is not made yet; log.py keeps its fields in step with _state.
+
 Untrusted text must go through printable() before it is logged; the format helpers here
 do not guess which arguments are untrusted.
 
@@ -43,6 +49,13 @@ import socket
 import sys
 import threading
 import time
+
+from fastpost._accel import select
+
+# The deferred maillog file's common line without an interpreted frame (_logline_py).
+_logline = select("fastpost.util._logline_c", "fastpost.util._logline_py")
+#: The process's one LineKeeper: on while _keeper_fits(); its fields follow _state's.
+KEEPER = _logline.KEEPER
 
 FACILITIES = {
     "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6,
@@ -107,6 +120,22 @@ _state = _State()
 
 def _refresh_head() -> None:
     _state.head = f"{_state.tag}[{_state.pid}]: "
+    KEEPER.set_head(_state.head)
+
+
+def _keeper_fits() -> None:
+    """Switch KEEPER on exactly when info() would only add the line to the waiting
+    ones: the maillog file deferred per loop turn is the only sink. Called wherever
+    one of those sinks or the loop changes."""
+    st = _state
+    KEEPER.pending = st.pending
+    KEEPER.thread = st.defer_thread
+    KEEPER.set_head(st.head)
+    KEEPER.limit = _DEFER_MAX_LINES
+    KEEPER.loop = st.defer_loop
+    KEEPER.flush = flush
+    KEEPER.on = (st.defer_loop is not None and st.stream is None and st.file_fd is not None
+                 and st.syslog_sock is None and st.postlog_sock is None)
 
 
 def _forked() -> None:
@@ -115,6 +144,7 @@ def _forked() -> None:
     # The parent writes its own waiting lines; the child's loop is not the parent's.
     _state.pending = []
     _state.defer_loop = None
+    _keeper_fits()
 
 
 os.register_at_fork(after_in_child=_forked)
@@ -163,6 +193,7 @@ def init(
             _state.syslog_sock = sock
         except OSError:
             _state.syslog_sock = None
+    _keeper_fits()
 
 
 def _connect_postlog(path: str) -> bool:
@@ -191,6 +222,7 @@ def defer_file_writes(loop) -> None:
     flush()
     _state.defer_loop = loop
     _state.defer_thread = threading.get_ident() if loop is not None else 0
+    _keeper_fits()
 
 
 def flush() -> None:
@@ -200,6 +232,7 @@ def flush() -> None:
     if not pending:
         return
     st.pending = []  # a swap: a line added meanwhile goes to the new list
+    KEEPER.pending = st.pending
     if st.file_fd is None:
         return
     data = pending[0] if len(pending) == 1 else b"".join(pending)
@@ -224,6 +257,7 @@ def close_sinks() -> None:
     if _state.syslog_sock is not None:
         _state.syslog_sock.close()
         _state.syslog_sock = None
+    _keeper_fits()
 
 
 def set_verbose(level: int) -> None:
@@ -258,12 +292,14 @@ def _stamp_host(st, now: int) -> str:
         st.stamp_second = now
         st.stamp = time.strftime("%b %d %H:%M:%S", time.localtime(now))
         st.stamp_host = f"{st.stamp} {st.host} "
+        KEEPER.set_stamp(now, st.stamp_host)
     return st.stamp_host
 
 
 def _waiting(st) -> None:
     """A line was added to the waiting ones: the first of a turn has them written at
-    the turn's end, the _DEFER_MAX_LINES-th writes them now."""
+    the turn's end, the _DEFER_MAX_LINES-th writes them now (KEEPER.keep() does the
+    same for its lines)."""
     if len(st.pending) == 1:
         try:
             st.defer_loop.call_soon(flush)
@@ -327,23 +363,16 @@ def _fmt(fmt: str, args: tuple) -> str:
 
 
 def info(fmt: str, *args) -> None:
-    """Log an informational line."""
+    """Log an informational line.
+
+    A busy daemon's usual line (smtpd's connect/client=/disconnect: only the maillog
+    file, waiting for the loop's turn to end) is KEEPER's (_logline_py), which makes
+    _emit()'s line without its branches; smtpd's compiled session core hands its
+    finished texts to KEEPER.keep() itself (then to info() when it answers False).
+    """
     text = fmt % args if args else fmt
-    st = _state
-    if st.defer_loop is not None and st.stream is None and st.file_fd is not None \
-            and st.syslog_sock is None and st.postlog_sock is None \
-            and threading.get_ident() == st.defer_thread:
-        # A busy daemon's usual line (smtpd's connect/client=/disconnect): only the
-        # maillog file, waiting for the loop's turn to end; _emit()'s work for it,
-        # without its branches.
-        now = int(time.time())
-        pending = st.pending
-        pending.append(((st.stamp_host if now == st.stamp_second else _stamp_host(st, now))
-                        + st.head + text + "\n").encode("utf-8", "surrogateescape"))
-        if len(pending) == 1 or len(pending) >= _DEFER_MAX_LINES:
-            _waiting(st)
-        return
-    _emit("info", text)
+    if not KEEPER.keep(text):
+        _emit("info", text)
 
 
 def info_later(fmt: str, *args) -> None:

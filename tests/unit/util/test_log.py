@@ -186,3 +186,112 @@ def test_info_later_with_a_stream_logs_at_once():
         assert buf.getvalue().endswith("fastpost/cleanup[%d]: F6: message-id=<f@x>\n" % os.getpid())
     finally:
         log.init("test", use_syslog=False)
+
+
+def _keepers():
+    """LineKeeper of both builds (the compiled one when it is built)."""
+    from fastpost.util import _logline_py
+
+    builds = [_logline_py]
+    try:
+        from fastpost.util import _logline_c
+    except ImportError:  # pragma: no cover - FASTPOST_PURE_PYTHON without a build
+        pass
+    else:
+        builds.append(_logline_c)
+    return builds
+
+
+@pytest.mark.parametrize("build", _keepers(), ids=lambda m: m.__name__.rsplit(".", 1)[1])
+def test_line_keeper_builds_make_emits_line(build):
+    """Each build's keep() appends the bytes _emit() makes for the same text, has
+    ``flush`` called when the loop's turn ends after the first line (at once when the
+    loop is closed) and at once from the limit-th line on, and declines (False,
+    nothing kept) when off, from another thread, or in a second its stamp was not
+    made for."""
+    import asyncio
+    import threading
+    import time
+
+    texts = ["connect from a[192.0.2.1]", "100% of %s", "client=h\u00e9[::1]",
+             "bad \udcff byte", ""]
+    k = build.LineKeeper()
+    assert not k.keep("off")
+    k.set_head("postfix/smtpd[7]: ")
+    k.thread = threading.get_ident()
+    k.pending = []
+    k.limit = 4
+    calls = []
+    k.flush = lambda: calls.append(len(k.pending))
+    loop = k.loop = asyncio.new_event_loop()
+    k.on = True
+    k.set_stamp(-1, "")
+    assert not k.keep("a second without its stamp") and k.pending == []
+    while True:
+        now = int(time.time())
+        k.set_stamp(now, "Jan 01 00:00:00 host ")
+        kept = [k.keep(t) for t in texts]
+        if int(time.time()) == now:  # (a second boundary between: declined, again)
+            break
+        k.pending[:] = []
+        calls[:] = []
+        loop.run_until_complete(asyncio.sleep(0))  # (the first line's flush: dropped)
+        calls[:] = []
+    assert kept == [True] * len(texts)
+    assert calls == [4, 5]  # the limit-th and later lines: at once
+    loop.run_until_complete(asyncio.sleep(0))
+    assert calls == [4, 5, 5]  # the first line's: when the turn ended
+    loop.close()
+    saved, k.pending = k.pending, []
+    k.set_stamp(int(time.time()), "Jan 01 00:00:00 host ")
+    assert k.keep("closed loop") or int(time.time()) != k.stamp_second
+    assert calls[3:] in ([1], [])  # at once: no turn will come
+    k.pending = saved
+    expect = [("Jan 01 00:00:00 host postfix/smtpd[7]: " + t + "\n").encode(
+        "utf-8", "surrogateescape") for t in texts]
+    assert k.pending == expect
+    other = []
+    t = threading.Thread(target=lambda: other.append(k.keep("from a thread")))
+    t.start()
+    t.join()
+    assert other == [False] and len(k.pending) == len(texts)
+
+
+def test_info_through_the_keeper_equals_emit(tmp_path):
+    """The lines info() hands KEEPER (a deferring maillog file alone) and the session
+    core's texts equal _emit()'s; KEEPER is off without deferring, with a stream."""
+    import uvloop
+
+    path = tmp_path / "maillog"
+    log.init("smtpd", syslog_name="postfix", maillog_file=str(path))
+    assert not log.KEEPER.on
+    loop = uvloop.new_event_loop()
+    try:
+        log.defer_file_writes(loop)
+        assert log.KEEPER.on and log.KEEPER.pending is log._state.pending
+
+        async def turn():
+            log.log_at("info", "disconnect from h\u00e9[192.0.2.1] ehlo=1 quit=1 commands=2")
+            kept = log.KEEPER.keep("disconnect from h\u00e9[192.0.2.1] ehlo=1 quit=1 commands=2")
+            log.info("%s: client=%s", "4ABC", "a[192.0.2.1]")
+            log.log_at("info", "4ABC: client=a[192.0.2.1]")
+            return kept
+
+        kept = loop.run_until_complete(turn())
+        assert log.KEEPER.pending is log._state.pending  # (after flush's swap)
+    finally:
+        log.defer_file_writes(None)
+        loop.close()
+    assert not log.KEEPER.on
+    log.close_sinks()
+    lines = [ln.split(" ", 3)[3] for ln in path.read_text().splitlines()]
+    if kept:  # (False only when the second ended between the two lines)
+        assert lines[0] == lines[1] and lines[2] == lines[3] and len(lines) == 4
+    log.init("smtpd", maillog_file=str(path), stream=io.StringIO())
+    log.defer_file_writes(asyncio_loop := uvloop.new_event_loop())
+    try:
+        assert not log.KEEPER.on  # a stream gets every line too
+    finally:
+        log.defer_file_writes(None)
+        asyncio_loop.close()
+        log.close_sinks()

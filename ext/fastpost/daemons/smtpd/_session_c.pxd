@@ -13,6 +13,8 @@
 cimport cython
 # (the compiled protocol core: conn's per-command methods as C calls)
 from fastpost.smtp._server_c cimport ServerConnection as _CServerConnection
+# (the log line keeper: its keep() as a C call)
+from fastpost.util._logline_c cimport LineKeeper as _LineKeeper
 
 cdef str _CLOSED
 cdef object _NEED_DATA
@@ -27,6 +29,7 @@ cdef object _START_DATA
 cdef object _OK
 cdef object _BYE
 cdef dict _ONCE_TEXTS
+cdef list _LAST_ONCE
 cdef str _NEUTER
 cdef object _NEUTER_SEARCH
 cdef object _QUEUED
@@ -37,6 +40,9 @@ cdef object _H_DATA
 cdef object _H_CHUNK
 cdef object _H_END_OF_DATA
 cdef object _H_QUIT
+cdef _LineKeeper _KEEPER
+cdef object _monotonic
+cdef dict _PORT_TEXTS
 
 cdef bint _is_awaitable(object value)
 cdef inline bint _closed(str input_mode)
@@ -94,6 +100,7 @@ cdef class SessionCore:
     cdef _c_arm_timer(self)
     cdef _c_greet_options(self)
     cdef _c_greet_sasl(self)
+    cdef _c_greet(self, names)
     cdef _c_connect_checked(self, decision)
     cdef _helo_checked(self, decision, event, bint esmtp)
     cdef _c_ehlo_reply(self)
@@ -105,7 +112,8 @@ cdef class SessionCore:
     cdef _c_send(self, verb, reply, ok, close)
     @cython.locals(out=list, data=bytes, conn=_CServerConnection)
     cdef _c_flush(self)
-    @cython.locals(stats=dict, counts=list, key=tuple, text=str)
+    @cython.locals(stats=dict, counts=list, key=tuple, text=str, last=tuple, same=bint,
+                   i=Py_ssize_t)
     cdef str _c_stats_text(self)
     @cython.locals(parts=list, ok_total=long, total=long, ok=long, n=long, stats=dict)
     cdef str _c_stats_text_full(self)

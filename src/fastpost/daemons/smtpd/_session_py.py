@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 
 from dataclasses import replace
 
@@ -96,8 +97,20 @@ _BYE = replies.BYE
 #: _c_stats_text(): the text of sessions whose commands were each sent once and
 #: accepted, by the names of those commands in the order they came.
 _ONCE_TEXTS = {}
+#: The last of them: [names, text] (_c_stats_text checks it first).
+_LAST_ONCE = [(), ""]
 _QUEUED = replies.queued
 _Reply = Reply
+#: The session's usual log lines (connect, client=, disconnect) as finished text to
+#: util/_logline_py's keeper: False when the line is not for it (then log.info()).
+#: Compiled, a typed LineKeeper (its keep() a C call): this build runs with the
+#: compiled keeper, as log.py selects it (not under FASTPOST_PURE_PYTHON=1, where
+#: the interpreted session core is selected).
+_KEEPER = log.KEEPER
+_monotonic = time.monotonic
+#: connection_made(): the text of the server ports seen (str() of each per session
+#: was ~0.5k instructions); at most 64 ports.
+_PORT_TEXTS = {}
 
 #: Characters Postfix replaces with "?" in the HELO name it keeps (and logs, and
 #: shows in replies): they could confuse log parsers and address-based tools.
@@ -389,18 +402,30 @@ class SessionCore:
         # The usual session sends each command once and each is accepted: its text
         # depends only on which commands those were, so it is made once per set of
         # names (by the names in the order they came; _c_stats_text_full otherwise).
+        # The last such set is checked first, name by name as the counts are (most
+        # sessions of a busy smtpd send the same commands): no key tuple, no lookup.
         stats = self.stats
         if not stats:
             return self._c_stats_text_full()
-        for counts in stats.values():
+        last = _LAST_ONCE[0]
+        same = len(last) == len(stats)
+        i = 0
+        for name, counts in stats.items():
             if counts[0] != 1 or counts[1] != 1:
                 return self._c_stats_text_full()
+            if same:
+                same = name == last[i]
+            i += 1
+        if same:
+            return _LAST_ONCE[1]
         key = tuple(stats)
         text = _ONCE_TEXTS.get(key)
         if text is None:
             text = self._c_stats_text_full()
             if len(_ONCE_TEXTS) < 1024:
                 _ONCE_TEXTS[key] = text
+        _LAST_ONCE[0] = key
+        _LAST_ONCE[1] = text
         return text
 
     def _c_stats_text_full(self) -> str:
@@ -704,7 +729,11 @@ class SessionCore:
         self._c_mail(event)
 
     def _c_mail(self, event):
-        if not self.service.enough_space(event.size):
+        svc = self.service
+        # (queue_minfree: enough_space()'s kept answer for a MAIL without SIZE=, read
+        # here while it holds; service.space_ok_until)
+        if (event.size is not None or _monotonic() > svc.space_ok_until) \
+                and not svc.enough_space(event.size):
             self._log_reject("MAIL", replies.INSUFFICIENT_STORAGE)
             self._c_respond("mail", replies.INSUFFICIENT_STORAGE)
             return
@@ -942,12 +971,15 @@ class SessionCore:
         if c.sasl_username is not None:
             extra += f", sasl_method={c.sasl_method}, sasl_username={printable(c.sasl_username)}"
         fwd = c.forwarded
-        if "IDENT" in fwd:
+        if fwd and "IDENT" in fwd:
             extra += f", orig_queue_id={printable(fwd['IDENT'])}"
-        if "NAME" in fwd or "ADDR" in fwd:
+        if fwd and ("NAME" in fwd or "ADDR" in fwd):
             extra += (f", orig_client={printable(fwd.get('NAME', _UNKNOWN))}"
                       f"[{printable(fwd.get('ADDR', _UNKNOWN))}]")
-        log.info("%s: client=%s%s", txn.queue_id, c.text, extra)
+        # (the text made here, not by log.info's "%": KEEPER takes finished text)
+        text = f"{txn.queue_id}: client={c.name}[{c.addr}]{extra}"
+        if not _KEEPER.keep(text):
+            log.info(text)
 
     def _when_opened(self, verb, then):
         """Call ``then()`` once the transaction has its queue ID; a refusal answers ``verb``."""
@@ -1010,22 +1042,31 @@ class SessionCore:
             c.addr, c.name, c.reverse_name = "127.0.0.1", "localhost", "localhost"
             c.peer_addr = c.addr
         if isinstance(local, tuple) and local:
-            c.server_addr, c.server_port = local[0], str(local[1])
-        ssl_object = transport.get_extra_info("ssl_object")
-        if ssl_object is not None:
-            c.tls = tlsmod.tls_info(ssl_object, svc.tls.digest)
+            port = local[1]  # (one of the few ports smtpd listens on: its text kept)
+            text = _PORT_TEXTS.get(port)
+            if text is None:
+                text = str(port)
+                if len(_PORT_TEXTS) < 64:
+                    _PORT_TEXTS[port] = text
+            c.server_addr, c.server_port = local[0], text
+        # (a TLS transport here only from listen()'s wrapper mode: service.py; the
+        # plain transport's answer, None, is not asked for)
+        if self.settings.wrappermode:
+            ssl_object = transport.get_extra_info("ssl_object")
+            if ssl_object is not None:
+                c.tls = tlsmod.tls_info(ssl_object, svc.tls.digest)
         # Reading is not paused while the greeting is prepared: what a client sends
         # early is kept (_early) and reading paused only then (buffer_updated).
         self._c_arm_timer()
         if self.settings.peername_lookup and isinstance(peer, tuple):
             hit = svc.resolver.cached(c.addr)
             if hit is not None:
-                self._greet(hit)
+                self._c_greet(hit)
             else:
                 task = self.loop.create_task(svc.resolver.lookup(c.addr))
                 task.add_done_callback(self._lookup_done)
         else:
-            self._greet((c.name, c.reverse_name))
+            self._c_greet((c.name, c.reverse_name))
 
     def connection_lost(self, exc) -> None:
         svc = self.service
@@ -1066,7 +1107,9 @@ class SessionCore:
             if self._in_data:
                 self._count("data", False)  # DATA that never ended (Postfix: data=0/1)
             # (the text made here, not by log.info's "%": the line has no format)
-            log.info(f"disconnect from {c.name}[{c.addr}] {self._c_stats_text()}")
+            text = f"disconnect from {c.name}[{c.addr}] {self._c_stats_text()}"
+            if not _KEEPER.keep(text):
+                log.info(text)
         ended = svc.on_session_end  # (tests wait for sessions with it)
         if ended is not None:
             ended(self)
@@ -1084,6 +1127,9 @@ class SessionCore:
         return self.where
 
     def _greet(self, names: tuple) -> None:
+        self._c_greet(names)
+
+    def _c_greet(self, names):
         c = self.client
         svc = self.service
         settings = self.settings
@@ -1098,7 +1144,9 @@ class SessionCore:
         addr = c.addr
         self._real_client = (c.name, addr)
         # (the text made here, not by log.info's "%": the line has no format)
-        log.info(f"connect from {c.name}[{addr}]")
+        text = f"connect from {c.name}[{addr}]"
+        if not _KEEPER.keep(text):
+            log.info(text)
         self._counted_addr = addr
         # (the count smtpd_client_connection_count_limit reads: service.client_counts)
         counts = svc.client_counts
@@ -1131,8 +1179,12 @@ class SessionCore:
             return
         check = svc.limits.connect(c) if svc.limits is not None else None
         if check is not None:
-            self._await(check, self._connect_counted, lambda exc: self._greet_sasl())
+            self._await(check, self._connect_counted, self._connect_count_failed)
             return
+        self._c_greet_sasl()
+
+    def _connect_count_failed(self, exc) -> None:
+        """anvil did not answer the connection count: greet as without limits."""
         self._c_greet_sasl()
 
     def _greet_sasl(self) -> None:

@@ -97,6 +97,10 @@ class SmtpdService:
         self.greeting = replies.greeting(settings.banner)
         self._space_checked = 0.0
         self._space_free = None
+        #: enough_space(None)'s answer is True until this time.monotonic() (the
+        #: last statvfs + 1 s, when its free space was enough); -inf: ask again.
+        #: The compiled session core reads it to skip the call (MAIL without SIZE=).
+        self.space_ok_until = float("-inf")
         #: Called with each session when it ends (tests use it to wait).
         self.on_session_end = None
         #: The newest session (tests and transcripts follow it).
@@ -221,11 +225,15 @@ class SmtpdService:
 
         Postfix's rule: free space must be at least queue_minfree and at least
         1.5 x message_size_limit, and more than the SIZE= the client announced.
-        statvfs is cheap but is still a system call: the answer is kept a second.
+        statvfs is cheap but is still a system call: the free space is kept a second
+        (of time.monotonic()). While the kept free space is enough for a message
+        without SIZE=, space_ok_until says until when (the session core's MAIL then
+        answers True without calling here: the same answer, the same statvfs times).
         """
         s = self.settings
         now = time.monotonic()
-        if self._space_free is None or now - self._space_checked > 1.0:
+        refresh = self._space_free is None or now - self._space_checked > 1.0
+        if refresh:
             try:
                 st = os.statvfs(s.queue_directory)
                 self._space_free = st.f_bavail * st.f_frsize
@@ -233,18 +241,13 @@ class SmtpdService:
                 self._space_free = -1  # no queue directory (tests): do not refuse
             self._space_checked = now
         free = self._space_free
+        need = max(s.queue_minfree, int(1.5 * s.message_size_limit) if s.message_size_limit else 0)
+        if refresh:
+            self.space_ok_until = now + 1.0 if free < 0 or free >= need else float("-inf")
         if free < 0:
             return True
-        # (max() of the three written out: no builtin calls on every MAIL)
-        minfree = s.queue_minfree
-        need = minfree
-        limit = s.message_size_limit
-        if limit:
-            limit = int(1.5 * limit)
-            if limit > need:
-                need = limit
-        if size is not None and size + minfree > need:
-            need = size + minfree
+        if size is not None:
+            need = max(need, size + s.queue_minfree)
         return free >= need
 
     async def close(self, grace: float = 0.0) -> None:
