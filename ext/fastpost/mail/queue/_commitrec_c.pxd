@@ -17,10 +17,8 @@ cdef object _u64_pack
 cdef object _time
 cdef long _FLAG_LARGE
 cdef object _SECTION_DONE
-cdef object _SIZE_FORMAT
-cdef long _REC_TYPE_SIZE
 cdef object _message_frame
-cdef object _encode_record
+cdef object _size_record
 
 
 cdef class CommitRec:
@@ -43,7 +41,7 @@ cdef class CommitRec:
     cpdef resolve(self, exc)
 
 
-@cython.locals(rec=CommitRec, chunks=list, length=object, size_record=bytes)
+@cython.locals(rec=CommitRec, chunks=list, size_record=bytes)
 cpdef CommitRec commit_record(builder, long state, future, callback)
 
 

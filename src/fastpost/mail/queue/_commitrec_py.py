@@ -44,14 +44,12 @@ CommitRec() (queue IDs are generated ASCII).
 
 import time
 
-from fastpost.mail import rectype as R
 from fastpost.mail.queue.index import (
     DEFERRED, FLAG_LARGE, RCPT_CHUNK, RCPT_DONE, RCPT_PENDING, _ENTRY_VERSION, _MSG, _RCPT,
     _U32, _U64,
 )
-from fastpost.mail.queue.message import SIZE_FORMAT, QueueFileBuilder
-from fastpost.mail.queue.qframe import message_frame
-from fastpost.mail.record import encode_record
+from fastpost.mail.queue.message import QueueFileBuilder
+from fastpost.mail.queue.qframe import message_frame, size_record
 
 __all__ = ["CommitRec", "commit_record", "insert_records", "settle"]
 
@@ -67,10 +65,8 @@ _u64_pack = _U64.pack
 _time = time.time
 _FLAG_LARGE = FLAG_LARGE
 _SECTION_DONE = QueueFileBuilder.DONE
-_SIZE_FORMAT = SIZE_FORMAT
-_REC_TYPE_SIZE = R.REC_TYPE_SIZE
 _message_frame = message_frame
-_encode_record = encode_record
+_size_record = size_record
 
 
 class CommitRec:
@@ -127,9 +123,8 @@ def commit_record(builder, state, future, callback):
         # message, not one per record.
         chunks = qfb.chunks
         qfb.chunks = []
-        length = qfb.xtra_offset - qfb.data_offset
-        size_record = _encode_record(_REC_TYPE_SIZE, _SIZE_FORMAT % (
-            length, qfb.data_offset, len(qfb.recipients), qfb.qmgr_flags, length, qfb.smtputf8))
+        size_record = _size_record(qfb.xtra_offset - qfb.data_offset, qfb.data_offset,
+                                   len(qfb.recipients), qfb.qmgr_flags, qfb.smtputf8)
         rec.frame = _message_frame(state, rec.key, chunks, size_record)
     else:
         rec.flags = _FLAG_LARGE

@@ -12,5 +12,6 @@ from fastpost._accel import select
 
 _impl = select("fastpost.mail.queue._qframe_c", "fastpost.mail.queue._qframe_py")
 message_frame = _impl.message_frame
+size_record = _impl.size_record
 
-__all__ = ["message_frame"]
+__all__ = ["message_frame", "size_record"]

@@ -227,3 +227,18 @@ def test_commit_record_is_finish_take_chunks_and_frame(impl, sender, rcpts, fini
         assert rec.frame == _qframe_py.message_frame(state, b"4ABC1", q.take_chunks(), q.size_record())
         assert mine.records.chunks == []
     assert rec.size == q.xtra_offset - q.data_offset
+
+
+@given(st.lists(st.integers(0, 10**16), min_size=5, max_size=5))
+@settings(max_examples=200, deadline=None)
+def test_size_record_kernel_is_the_builders(values):
+    """qframe.size_record (compiled: snprintf; values wider than a field take the
+    reference's road) gives QueueFileBuilder.size_record's bytes."""
+    length, data_offset, count, flags, utf8 = values
+    q = QueueFileBuilder(2048)
+    q.data_offset, q.xtra_offset = data_offset, data_offset + length
+    q.recipients = [None] * min(count, 3)
+    q.qmgr_flags, q.smtputf8 = flags, utf8
+    want = q.size_record()
+    got_c = _qframe_c.size_record(length, data_offset, len(q.recipients), flags, utf8)
+    assert got_c == _qframe_py.size_record(length, data_offset, len(q.recipients), flags, utf8) == want
