@@ -4,7 +4,8 @@
 Reference and specification: src/fastpost/mail/queue/_qframe_py.py (same name,
 arguments, results and errors). The frame header is written in place and the payload's
 CRC-32 (zlib's) is computed while the chunks are copied: one allocation, one pass, no
-Python call per chunk.
+Python call per chunk. size_record prints the C record's six fields with snprintf
+(docs/accept.md, "Session 11: cleanup's loop glue": 5.9k → 4.4k instructions).
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
