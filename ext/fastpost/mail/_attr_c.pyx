@@ -10,11 +10,12 @@ bounds (no read past the frame, no nesting past max_depth, no frame over max_fra
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
-from cpython.unicode cimport PyUnicode_DecodeUTF8
+from cpython.unicode cimport PyUnicode_DATA, PyUnicode_DecodeUTF8, PyUnicode_GET_LENGTH
 from libc.stdint cimport int64_t, uint64_t
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy
 
 from fastpost.mail.attrtype import AttrError
 
@@ -281,11 +282,44 @@ cdef Py_ssize_t _get_length(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_
     return <Py_ssize_t>n
 
 
+# Short ASCII texts decoded lately, by a hash of their bytes: the names and values
+# that recur in every frame (attribute names, the client attributes' names, "smtp",
+# "127.0.0.1" ...) are returned as the same str object instead of a new one each time
+# (no decoding, no allocation; a dict key keeps its cached hash). Direct-mapped: a
+# slot holds the last text that hashed to it. Only texts of 2..TEXT_CACHE_MAX ASCII
+# bytes (shorter ones are CPython's own singletons; non-ASCII is decoded as always).
+cdef enum:
+    TEXT_CACHE_SLOTS = 256  # a power of two
+    TEXT_CACHE_MAX = 32
+cdef list _text_cache = [None] * TEXT_CACHE_SLOTS
+
+
 cdef str _get_text(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t end):
     cdef Py_ssize_t n = _get_length(buf, pos, end)
     cdef Py_ssize_t p = pos[0]
+    cdef const unsigned char *s = buf + p
+    cdef Py_ssize_t i
+    cdef unsigned int h
+    cdef unsigned char c
+    cdef str text
     pos[0] = p + n
-    return PyUnicode_DecodeUTF8(<const char *>buf + p, n, "surrogateescape")
+    if 1 < n <= TEXT_CACHE_MAX:
+        h = <unsigned int>n
+        for i in range(n):
+            c = s[i]
+            if c >= 128:
+                break
+            h = h * 31 + c
+        else:
+            h = (h ^ (h >> 8)) & (TEXT_CACHE_SLOTS - 1)
+            text = _text_cache[h]
+            if (text is not None and PyUnicode_GET_LENGTH(text) == n
+                    and memcmp(PyUnicode_DATA(text), s, n) == 0):
+                return text
+            text = PyUnicode_DecodeUTF8(<const char *>s, n, "surrogateescape")
+            _text_cache[h] = text
+            return text
+    return PyUnicode_DecodeUTF8(<const char *>s, n, "surrogateescape")
 
 
 cdef object _get_value(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t end,

@@ -236,3 +236,18 @@ def test_encoder_keeps_nothing_after_success_or_failure():
         tracemalloc.stop()
     grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
     assert grown < 64 * 1024  # (300 rounds of 250 KB each, had one been kept)
+
+
+def test_recurring_short_texts_decode_to_equal_values():
+    """The compiled decoder hands back a recurring short ASCII text as one str object
+    (its cache of recent texts); whatever shares or overwrites a cache slot, every
+    decoded text equals what was encoded, and non-ASCII texts are decoded each time."""
+    texts = [f"k{i}" for i in range(3000)] + ["x" * 32, "x" * 33, "caf\u00e9", "a\udcff", "ab"]
+    frames = [{t: [t, t.upper()], "v": t} for t in texts]
+    for _ in range(2):
+        for frame in frames:
+            body = C.encode(frame)[4:]
+            assert C.decode(body) == frame == P.decode(body)
+    first = C.decode(C.encode({"client_name": "localhost"})[4:])
+    again = C.decode(C.encode({"client_name": "localhost"})[4:])
+    assert next(iter(first)) is next(iter(again)) and first["client_name"] is again["client_name"]

@@ -39,6 +39,8 @@ cdef object _monotonic
 cdef object _time
 
 cdef object _id_text(object value)
+@cython.locals(at=Py_ssize_t, dot=Py_ssize_t)
+cpdef bint _to_itself(str address)
 
 
 cdef class StateCore:

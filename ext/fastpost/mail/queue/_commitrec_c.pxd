@@ -15,6 +15,10 @@ cdef object _rcpt_pack
 cdef object _u32_pack
 cdef object _u64_pack
 cdef object _time
+cdef long _FLAG_LARGE
+cdef object _SECTION_DONE
+cdef object _message_frame
+cdef object _size_record
 
 
 cdef class CommitRec:
@@ -35,6 +39,10 @@ cdef class CommitRec:
     cdef public object callback
 
     cpdef resolve(self, exc)
+
+
+@cython.locals(rec=CommitRec, chunks=list, size_record=bytes)
+cpdef CommitRec commit_record(builder, long state, future, callback)
 
 
 @cython.locals(ok=Py_ssize_t, i=Py_ssize_t, rec=CommitRec)

@@ -4,11 +4,15 @@
 Reference and specification: src/fastpost/mail/queue/_qframe_py.py (same name,
 arguments, results and errors). The frame header is written in place and the payload's
 CRC-32 (zlib's) is computed while the chunks are copied: one allocation, one pass, no
-Python call per chunk.
+Python call per chunk. size_record prints the C record's six fields with snprintf
+(docs/accept.md, "Session 11: cleanup's loop glue": 5.9k → 4.4k instructions).
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.stdio cimport snprintf
 from libc.string cimport memcpy
+
+from fastpost.mail.queue import _qframe_py
 
 
 cdef extern from "zlib.h":
@@ -20,6 +24,23 @@ cdef inline void _le(char *p, unsigned long long v, int n) noexcept:
     for i in range(n):
         p[i] = <char>(v & 0xFF)
         v >>= 8
+
+
+def size_record(long long content_length, long long data_offset, long long rcpt_count,
+                long long qmgr_flags, long long smtputf8):
+    """The completed C record (see the reference): the fields printed by snprintf; a
+    value outside 0..10**15-1 (wider than its field) takes the reference's road."""
+    cdef char buf[2 + 95 + 1]
+    cdef long long top = 1000000000000000
+    if not (0 <= content_length < top and 0 <= data_offset < top and 0 <= rcpt_count < top
+            and 0 <= qmgr_flags < top and 0 <= smtputf8 < top):
+        return _qframe_py.size_record(content_length, data_offset, rcpt_count, qmgr_flags,
+                                      smtputf8)
+    buf[0] = 0x43  # REC_TYPE_SIZE ("C")
+    buf[1] = 95  # the payload's length: one varint byte
+    snprintf(buf + 2, 96, "%15lld %15lld %15lld %15lld %15lld %15lld", content_length,
+             data_offset, rcpt_count, qmgr_flags, content_length, smtputf8)
+    return PyBytes_FromStringAndSize(buf, 97)
 
 
 def message_frame(long state, bytes qid, list chunks, bytes size_record):

@@ -91,6 +91,18 @@ def _id_text(value):
     return _printable(text)
 
 
+def _to_itself(address):
+    """fastpost.mail.rewrite.rewrites_to_itself, compiled here: True for an address
+    rewriting leaves unchanged in either context (``user@example.com``), whose
+    rewrite_cached answer is the address itself without a look-up. A twin of that
+    function, held to it by tests/unit/daemons/test_cleanup_fastpath.py."""
+    at = address.rfind("@")
+    if at <= 0 or address[0] == "@":
+        return False
+    dot = address.find(".", at + 1)
+    return dot > 0 and address[-1] != "."
+
+
 def _mask_of(kinds):
     """The bit mask (header_pass's form) of a set of header kinds."""
     mask = 0
@@ -230,7 +242,9 @@ class StateCore:
         m = svc.mapper
         cached = m.rewriter.rewrite_cached
         sender = self.sender_raw
-        if sender:
+        # rewrite_cached("local", a) is ``a`` itself for an address rewriting leaves
+        # unchanged (_to_itself); only the others are looked up in the cache
+        if sender and not _to_itself(sender):
             sender = cached("local", sender)
             if sender is None:
                 return False
@@ -238,7 +252,7 @@ class StateCore:
         env_size = len(sender) + 1024
         for item in rcpts:
             raw = item[0]
-            addr = cached("local", raw) if raw else raw
+            addr = cached("local", raw) if raw and not _to_itself(raw) else raw
             if addr is None:
                 return False
             k = len(item)
@@ -265,7 +279,8 @@ class StateCore:
             if fullname:
                 env_size += 3 * len(fullname)
             # content records are at most twice the text (a record per short line)
-            if b.size + env_size + 2 * (len(got[0]) + len(body)) + 4096 >= b.spill_threshold:
+            # b.records.offset: MessageBuilder.size, without the property's call
+            if b.records.offset + env_size + 2 * (len(got[0]) + len(body)) + 4096 >= b.spill_threshold:
                 got = None
         env = None
         if got is not None:

@@ -173,6 +173,9 @@ class CleanupServerProtocol(asyncio.BufferedProtocol):
     def __init__(self, svc: CleanupService):
         self.svc = svc
         self.decoder = attr.FrameDecoder(DEFAULT_MAX_FRAME, DEFAULT_MAX_DEPTH)
+        # the transport asks the decoder for its buffer directly (the compiled method,
+        # no interpreted call per read); get_buffer below says the same for a reader
+        self.get_buffer = self.decoder.get_buffer
         self.transport = None
         self.states: dict[int, CleanupState] = {}
         self.out: list = []
@@ -196,10 +199,21 @@ class CleanupServerProtocol(asyncio.BufferedProtocol):
         return self.decoder.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes):
-        self.decoder.buffer_updated(nbytes)
+        decoder = self.decoder
+        decoder.buffer_updated(nbytes)
+        states = self.states
         try:
-            while (frame := self.decoder.next_frame()) is not None:
-                self._dispatch(frame)
+            while (frame := decoder.next_frame()) is not None:
+                # _dispatch's common cases without its call: an OPEN, a frame of an open
+                # message (its END)
+                tid = frame["t"]
+                op = frame["o"]
+                if op == P.OPEN:
+                    self._open(tid, frame)
+                elif (state := states.get(tid)) is not None:
+                    state.handle(frame)
+                else:
+                    self._dispatch(frame)
         except AttrError as exc:
             log.warn("cleanup client sent a malformed frame: %s", exc)
             self._drop()

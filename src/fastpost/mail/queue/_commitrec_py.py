@@ -8,12 +8,18 @@ finished queue file to the queue directories; fastpost appends a frame to a segm
 and indexes it, see fastpost.mail.queue.committer and fastpost.mail.queue.index).
 
     CommitRec(builder, state, future, callback)
-        what Committer._enqueue keeps per message: the builder's queue ID, state,
+        what Committer.commit_cb keeps per message: the builder's queue ID, state,
         arrival, content size, sender and recipient list (the QueueFileBuilder's own
         Recipient objects, not copies), the frame of a small message (None for a large
         one: fastpost.mail.queue.qframe.message_frame), the caller's future or
         callback; the I/O thread fills in segid, offset
         and length. ``resolve(exc)`` answers the caller.
+    commit_record(builder, state, future, callback) -> CommitRec
+        what Committer.commit_cb does to a builder that passed its checks, in one
+        call: the builder finished (QueueFileBuilder.finish) and marked committing,
+        its CommitRec, and for a small message the frame (its chunks taken, the
+        completed C record: QueueFileBuilder.take_chunks and size_record), for a
+        large one FLAG_LARGE.
     settle(batch, results) -> int
         on the loop after a flush: each record's caller answered in batch order (its
         builder marked committed, or aborted and the error given); how many were kept.
@@ -39,10 +45,13 @@ CommitRec() (queue IDs are generated ASCII).
 import time
 
 from fastpost.mail.queue.index import (
-    DEFERRED, RCPT_CHUNK, RCPT_DONE, RCPT_PENDING, _ENTRY_VERSION, _MSG, _RCPT, _U32, _U64,
+    DEFERRED, FLAG_LARGE, RCPT_CHUNK, RCPT_DONE, RCPT_PENDING, _ENTRY_VERSION, _MSG, _RCPT,
+    _U32, _U64,
 )
+from fastpost.mail.queue.message import QueueFileBuilder
+from fastpost.mail.queue.qframe import message_frame, size_record
 
-__all__ = ["CommitRec", "insert_records", "settle"]
+__all__ = ["CommitRec", "commit_record", "insert_records", "settle"]
 
 _DEFERRED = DEFERRED
 _DONE = RCPT_DONE
@@ -54,6 +63,10 @@ _rcpt_pack = _RCPT.pack
 _u32_pack = _U32.pack
 _u64_pack = _U64.pack
 _time = time.time
+_FLAG_LARGE = FLAG_LARGE
+_SECTION_DONE = QueueFileBuilder.DONE
+_message_frame = message_frame
+_size_record = size_record
 
 
 class CommitRec:
@@ -91,6 +104,31 @@ class CommitRec:
                 self.future.set_exception(exc)
             else:
                 self.future.set_result(self.queue_id)
+
+
+def commit_record(builder, state, future, callback):
+    """The builder finished and marked committing; its CommitRec (module docstring).
+
+    The same as QueueFileBuilder.finish(), then take_chunks() and size_record() for
+    message_frame(), without the interpreted calls when the builder is already done
+    (the fast pass's plain_content); the builder's checks are the caller's
+    (Committer.commit_cb)."""
+    qfb = builder.records
+    if qfb.section != _SECTION_DONE:
+        qfb.finish()
+    builder.state = "committing"
+    rec = CommitRec(builder, state, future, callback)
+    if builder.large is None:
+        # The whole frame as one buffer: the I/O thread's writev gets one iovec per
+        # message, not one per record.
+        chunks = qfb.chunks
+        qfb.chunks = []
+        size_record = _size_record(qfb.xtra_offset - qfb.data_offset, qfb.data_offset,
+                                   len(qfb.recipients), qfb.qmgr_flags, qfb.smtputf8)
+        rec.frame = _message_frame(state, rec.key, chunks, size_record)
+    else:
+        rec.flags = _FLAG_LARGE
+    return rec
 
 
 def settle(batch, results):

@@ -10,13 +10,26 @@ fastpost.mail.queue.qframe.
         bytes as segment.frame_header(KIND_MESSAGE, state, queue_id, len(payload),
         crc32(payload)) + payload.
 
+    size_record(content_length, data_offset, rcpt_count, qmgr_flags, smtputf8) -> bytes
+        the completed C record (QueueFileBuilder.size_record: type ``C``, length,
+        six %15d fields).
+
 Parameters: none. Failures: ValueError for a state outside 0..255 or a queue ID longer
 than 255 bytes (the header's one-byte fields).
 """
 
 import zlib
 
+from fastpost.mail import rectype as R
+from fastpost.mail.queue.message import size_payload
 from fastpost.mail.queue.segment import KIND_MESSAGE, frame_header
+from fastpost.mail.record import encode_record
+
+
+def size_record(content_length, data_offset, rcpt_count, qmgr_flags, smtputf8):
+    """The completed C record (see the module docstring)."""
+    return encode_record(R.REC_TYPE_SIZE, size_payload(content_length, data_offset, rcpt_count,
+                                                       qmgr_flags, smtputf8))
 
 
 def message_frame(state, qid, chunks, size_record):

@@ -14,7 +14,8 @@ from fastpost._accel import select
 
 _impl = select("fastpost.mail.queue._commitrec_c", "fastpost.mail.queue._commitrec_py")
 CommitRec = _impl.CommitRec
+commit_record = _impl.commit_record
 insert_records = _impl.insert_records
 settle = _impl.settle
 
-__all__ = ["CommitRec", "insert_records", "settle"]
+__all__ = ["CommitRec", "commit_record", "insert_records", "settle"]

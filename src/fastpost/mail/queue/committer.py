@@ -72,8 +72,7 @@ from fastpost._accel import select
 from fastpost.mail.queue import crashpoint
 from fastpost.mail.queue import index as ix
 from fastpost.mail.queue.builder import MessageBuilder
-from fastpost.mail.queue.commitrec import CommitRec, settle
-from fastpost.mail.queue.qframe import message_frame
+from fastpost.mail.queue.commitrec import CommitRec, commit_record, settle
 from fastpost.mail.queue.queue_id import make_id
 from fastpost.mail.queue.segment import (
     InsufficientStorage, SegmentWriter, batch_frame, storage_error,
@@ -275,7 +274,7 @@ class Committer:
         """
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        pending = self._enqueue(builder, state, loop, fut, None)
+        pending = self.commit_cb(builder, state, None, loop, fut)
         try:
             return await fut
         except asyncio.CancelledError:
@@ -291,17 +290,15 @@ class Committer:
                 builder.abort()
             raise
 
-    def commit_cb(self, builder: MessageBuilder, state: int, callback, loop) -> None:
+    def commit_cb(self, builder: MessageBuilder, state: int, callback, loop, fut=None) -> CommitRec:
         """commit() for callers without a coroutine: ``callback(queue_id, None)`` on the
         loop once the message is on disk, ``callback(None, exc)`` when it was not kept.
 
         The same durability rule as commit() (the callback runs after the batch's
         fdatasync); no future and no task per message. Errors found before anything is
-        queued (full index backlog, a closed committer) are raised here.
+        queued (full index backlog, a closed committer) are raised here. commit()
+        queues through here with its future (``fut``) instead of a callback.
         """
-        self._enqueue(builder, state, loop, None, callback)
-
-    def _enqueue(self, builder: MessageBuilder, state: int, loop, fut, callback) -> CommitRec:
         if self._closed:
             raise RuntimeError("committer is closed")
         if builder.committer is not self:
@@ -310,22 +307,14 @@ class Committer:
             raise RuntimeError(f"message {builder.queue_id} is {builder.state}")
         if state not in ix.STATE_NAMES:
             raise ValueError(f"bad queue state {state}")
-        if self._backlog_len > MAX_INDEX_BACKLOG:
+        if self._jobs_submitted - self._jobs_indexed > MAX_INDEX_BACKLOG:  # _backlog_len
             builder.abort()
             raise InsufficientStorage(28, "queue index is not writable: too many messages waiting to be indexed")
         self._loop = loop
-        qfb = builder.records
-        qfb.finish()
-        builder.state = "committing"
         # one record per message, from the builder to the index entries (commitrec):
-        # no MessageInfo/RcptInfo objects on this path
-        pending = CommitRec(builder, state, fut, callback)
-        if builder.large is None:
-            # The whole frame as one buffer: the I/O thread's writev gets one iovec per
-            # message, not one per record.
-            pending.frame = message_frame(state, pending.key, qfb.take_chunks(), qfb.size_record())
-        else:
-            pending.flags = ix.FLAG_LARGE
+        # no MessageInfo/RcptInfo objects on this path; the builder finished, a small
+        # message's whole frame as one buffer (one iovec per message in the writev)
+        pending = commit_record(builder, state, fut, callback)
         with self._qlock:
             self._queue.append(pending)
             if _TRACE:

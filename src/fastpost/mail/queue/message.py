@@ -297,7 +297,8 @@ class QueueFileBuilder:
         declines; tests/unit/mail/queue/test_envblock.py compares both with those calls).
         Returns (qmgr flag bits, recipients written).
         """
-        self._need(self.ENVELOPE, "envelope record")
+        if self.section > self.ENVELOPE:  # _need(ENVELOPE), without its call
+            raise ValueError("queue file builder: envelope record after the section it belongs to")
         got = _envblock.envelope_block(arrival, filt, ident, ctx_local, envid, ret, fullname,
                                        sender, encoding, attrs, rcpts, orig_rcpt, dup_limit,
                                        dups, self.offset)

@@ -3,7 +3,7 @@
 Postfix counterpart: none (fastpost's segment frames, fastpost.mail.queue.segment).
 Fast path: ext/fastpost/mail/queue/_qframe_c.pyx (header written in place, the CRC
 taken while the chunks are copied); reference: _qframe_py.py. The committer builds
-every small message's frame with it (Committer._enqueue).
+every small message's frame with it (commitrec.commit_record, from Committer.commit_cb).
 
 Parameters and diagnostics: see _qframe_py.
 """
@@ -12,5 +12,6 @@ from fastpost._accel import select
 
 _impl = select("fastpost.mail.queue._qframe_c", "fastpost.mail.queue._qframe_py")
 message_frame = _impl.message_frame
+size_record = _impl.size_record
 
-__all__ = ["message_frame"]
+__all__ = ["message_frame", "size_record"]

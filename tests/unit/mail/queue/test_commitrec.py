@@ -185,3 +185,60 @@ def test_settle_answers_in_order_and_aborts_the_failed(impl):
     assert got == [("4AB1C", None), (None, err), ("4AB3C", None)]
     assert [b.state for b in builders] == ["committed", "open", "committed"]
     assert [b.aborted for b in builders] == [False, True, False]
+
+
+def _builder_for_commit(sender, rcpts, finished, encoding, large):
+    """A MessageBuilder-like object as Committer.commit_cb gets it."""
+    q = QueueFileBuilder(2048)
+    q.time(1_790_000_000.5)
+    q.set_sender(sender)
+    for addr in rcpts:
+        q.add_recipient(addr, addr)
+    if finished:  # the fast pass's road: plain_content added the end already
+        assert q.plain_content(b"Subject: x\r\n\r\nbody\r\n" * 3, encoding, 1 << 20)
+    else:
+        q.write(b"Subject: x\r\n\r\nbody\r\n" * 3)
+    q.qmgr_flags = 4 if encoding else 0
+    return types.SimpleNamespace(records=q, queue_id="4ABC1", large=object() if large else None,
+                                 state="open")
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=["compiled", "interpreted"])
+@given(sender=address, rcpts=st.lists(address, min_size=1, max_size=4), finished=st.booleans(),
+       encoding=st.sampled_from([None, "8bit", "7bit"]), large=st.booleans(),
+       state=st.sampled_from([ix.INCOMING, ix.HOLD]))
+@settings(max_examples=60, deadline=None)
+def test_commit_record_is_finish_take_chunks_and_frame(impl, sender, rcpts, finished, encoding,
+                                                      large, state):
+    """commit_record(): the builder finished and committing, its record, and the frame
+    of the steps it stands for (finish, take_chunks, size_record, message_frame)."""
+    mine = _builder_for_commit(sender, rcpts, finished, encoding, large)
+    ref = _builder_for_commit(sender, rcpts, finished, encoding, large)
+    rec = impl.commit_record(mine, state, None, None)
+    assert mine.state == "committing"
+    assert (rec.queue_id, rec.key, rec.state, rec.sender) == ("4ABC1", b"4ABC1", state, sender)
+    q = ref.records
+    q.finish()
+    if large:
+        assert (rec.flags, rec.frame) == (ix.FLAG_LARGE, None)
+        assert mine.records.chunks == q.chunks  # a large message's chunks stay for its file
+    else:
+        assert rec.flags == 0
+        assert rec.frame == _qframe_py.message_frame(state, b"4ABC1", q.take_chunks(), q.size_record())
+        assert mine.records.chunks == []
+    assert rec.size == q.xtra_offset - q.data_offset
+
+
+@given(st.lists(st.integers(0, 10**16), min_size=5, max_size=5))
+@settings(max_examples=200, deadline=None)
+def test_size_record_kernel_is_the_builders(values):
+    """qframe.size_record (compiled: snprintf; values wider than a field take the
+    reference's road) gives QueueFileBuilder.size_record's bytes."""
+    length, data_offset, count, flags, utf8 = values
+    q = QueueFileBuilder(2048)
+    q.data_offset, q.xtra_offset = data_offset, data_offset + length
+    q.recipients = [None] * min(count, 3)
+    q.qmgr_flags, q.smtputf8 = flags, utf8
+    want = q.size_record()
+    got_c = _qframe_c.size_record(length, data_offset, len(q.recipients), flags, utf8)
+    assert got_c == _qframe_py.size_record(length, data_offset, len(q.recipients), flags, utf8) == want
