@@ -21,12 +21,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "queue"))
 from postfix_instance import PostfixInstance, postfix_tmpdir  # noqa: E402
 
 
-def _run(argv, env=None):
+def _run(argv, env=None, settled=None):
     """(exit status, stdout + stderr): into a file, not a pipe, which the started
-    mail system would keep open."""
+    mail system would keep open. The start that sendmail leaves running in the
+    background would write to the same file (Postfix's start prints nothing there,
+    as its output is not a terminal): with ``settled`` (a predicate: that start has
+    logged its outcome), the file is read only once it has, so that anything the
+    background start printed is in it whatever the machine's load (read at once, it
+    was there or not by chance: how fastpost's printing start was found)."""
     with tempfile.TemporaryFile() as out:
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
                               timeout=60)
+        if settled is not None:
+            _wait(settled, f"{argv[-1]}: the background start did not log its outcome")
+            time.sleep(0.5)  # (its last words follow its log line)
         out.seek(0)
         return proc.returncode, out.read().decode()
 
@@ -49,10 +57,8 @@ def test_daemon_mode_starts_the_mail_system_as_postfix(fastpost_instance):
                 return fh.read()
 
         try:
-            theirs = [_run(sendmail + ["-bd"])]
-            _wait(lambda: "daemon started" in pfx_log(), "Postfix did not start")
-            theirs.append(_run(sendmail + ["-bl"]))
-            _wait(lambda: "already running" in pfx_log(), "no second start")
+            theirs = [_run(sendmail + ["-bd"], settled=lambda: "daemon started" in pfx_log())]
+            theirs.append(_run(sendmail + ["-bl"], settled=lambda: "already running" in pfx_log()))
             theirs.append(_run(sendmail + ["-bd", "x@example.net"]))
         finally:
             pfx.stop()
@@ -60,11 +66,11 @@ def test_daemon_mode_starts_the_mail_system_as_postfix(fastpost_instance):
 
     inst = fastpost_instance(master_cf="s unix - - n - - testdaemons.echo\n")
     sendmail = [sys.executable, "-m", "fastpost", "-c", str(inst.etc), "sendmail"]
-    ours = [_run(sendmail + ["-bd"], env=inst.env())]
-    _wait(lambda: "daemon started" in inst.log_text(), "fastpost did not start")
+    ours = [_run(sendmail + ["-bd"], env=inst.env(),
+                 settled=lambda: "daemon started" in inst.log_text())]
     inst.master_pid = inst.running_pid()  # for the fixture's clean-up
-    ours.append(_run(sendmail + ["-bl"], env=inst.env()))
-    _wait(lambda: "already running" in inst.log_text(), "no second start")
+    ours.append(_run(sendmail + ["-bl"], env=inst.env(),
+                     settled=lambda: "already running" in inst.log_text()))
     ours.append(_run(sendmail + ["-bd", "x@example.net"], env=inst.env()))
     assert ours == theirs
     log = inst.log_text()

@@ -34,8 +34,8 @@ Options, as Postfix's sendmail takes them:
                   delivered (pickup's verify.py); the message on stdin is optional;
                   prints "Mail Delivery Status Report will be mailed to <SENDER>."
     -bd, -bl      daemon mode, as Postfix's sendmail: ``fastpost start`` run in the
-                  background (not waited for; its messages go to standard error and
-                  the mail log) and exit 0; -bl is -bd (inet_interfaces decides which
+                  background (not waited for; its messages go to the mail log, and to
+                  standard error only when that is a terminal) and exit 0; -bl is -bd (inet_interfaces decides which
                   connections are taken); with a recipient: ``fatal: daemon mode
                   requires no recipient``, exit 75
     -bh, -bH      ignored, as by Postfix (no host status database): exit 0
@@ -327,8 +327,15 @@ def _refused(cfg, prog: str) -> int | None:
 
 def _daemon_mode(prog: str, config_dir: str | None, rcpts: list[str], verbose: int) -> int:
     """-bd and -bl as Postfix's sendmail does them: ``fastpost start`` in the background,
-    not waited for (whether it starts, or finds the mail system running, it says on
-    standard error and in the mail log); 0 once it runs, 1 when it cannot be run."""
+    not waited for (whether it starts, or finds the mail system running, it says in the
+    mail log); 0 once it runs, 1 when it cannot be run.
+
+    Postfix's start script writes its messages through postlog, which copies them to
+    standard error only when that is a terminal: behind a sendmail -bd whose output
+    goes to a file or pipe, Postfix prints nothing. The background start gets the
+    same: sendmail's standard error when it is a terminal, else nothing (it was seen
+    only under load, when the start's first words came before sendmail's output was
+    read)."""
     import subprocess
 
     if rcpts:
@@ -338,7 +345,13 @@ def _daemon_mode(prog: str, config_dir: str | None, rcpts: list[str], verbose: i
     if config_dir:
         argv += ["-c", config_dir]
     try:
-        subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            to_terminal = sys.stderr.isatty()
+        except (AttributeError, ValueError):  # closed or replaced standard error
+            to_terminal = False
+        quiet = None if to_terminal else subprocess.DEVNULL
+        subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=quiet, stderr=quiet,
+                         start_new_session=True)
     except OSError as exc:
         _say(prog, f"fatal: cannot run fastpost start: {exc.strerror}")
         return 1
