@@ -389,7 +389,7 @@ def _attach_state(conn, txn, frame):
 
 @pytest.mark.parametrize("ready", [True, False])
 def test_begin_attaches_as_the_connections_attach(impl, ready):
-    """begin() does CleanupClient.start's work itself (the compiled _attach): the same
+    """begin() attaches through CleanupClient.start: the same
     number, frame, flush, idle timer and watchdog as _Conn.attach on an equal
     connection; a closed or too old connection is replaced, as start() replaces it."""
     from fastpost.mail.cleanup_clnt import _Conn

@@ -17,7 +17,6 @@ cdef int _OVER
 cdef object _OP_DATA
 cdef object _OP_END
 cdef object _OP_ABORT
-cdef object _OP_OPEN
 cdef object _WRITE_ERROR
 cdef tuple _ADDR_TYPE_6
 cdef tuple _ADDR_TYPE_4
@@ -50,6 +49,3 @@ cdef class CleanupTransaction:
     @cython.locals(frame=dict, data=list)
     cdef _c_send_frame(self, op, extra)
 
-
-@cython.locals(tid=long)
-cdef _attach(conn, CleanupTransaction txn, dict frame)

@@ -64,7 +64,6 @@ _OVER = _clnt._OVER
 _OP_DATA = P.DATA
 _OP_END = P.END
 _OP_ABORT = P.ABORT
-_OP_OPEN = P.OPEN
 _WRITE_ERROR = replies.WRITE_ERROR
 #: client_address_type: AF_INET6 or AF_INET (Postfix's numbers)
 _ADDR_TYPE_6 = ("client_address_type", "10")
@@ -390,39 +389,11 @@ def begin(sink, client, envelope):
     # from start().)
     cc = sink.client
     txn = CleanupTransaction(envelope, cc.path)
-    # CleanupClient.start(txn, meta), its two interpreted calls done here: the shared
-    # connection (a new one when there is none, it closed, or it is older than
-    # ipc_ttl), then _attach (the connection's attach).
-    conn = cc.conn
-    if conn is None or conn.closed or time.monotonic() - conn.started > cc.ttl:
-        try:
-            conn = cc._connection()
-        except RuntimeError as exc:  # no running loop to connect from
-            raise SinkError(_WRITE_ERROR, log=f"cleanup: {exc}") from None
-    _attach(conn, txn, meta)
+    try:
+        cc.start(txn, meta)
+    except RuntimeError as exc:  # no running loop to connect from
+        raise SinkError(_WRITE_ERROR, log=f"cleanup: {exc}") from None
     return txn
-
-
-def _attach(conn, txn, frame):
-    """cleanup_clnt._Conn.attach(txn, frame), compiled: the transaction's number on
-    the connection and its OPEN frame queued for the next write (the same fields
-    and calls, in the same order; tests/unit/daemons/test_cleanuptxn.py compares)."""
-    tid = conn.next_tid
-    conn.next_tid = tid + 1
-    txn.conn = conn
-    txn.tid = tid
-    conn.txns[tid] = txn
-    frame["o"] = _OP_OPEN
-    frame["t"] = tid
-    conn.out.append(frame)
-    if not conn.flush_scheduled and conn.ready:
-        conn.flush_scheduled = True
-        conn.loop.call_soon(conn.flush)
-    if conn.idle_handle is not None:
-        conn.idle_handle.cancel()
-        conn.idle_handle = None
-    if conn.watch_handle is None:
-        conn.armed(txn)
 
 
 def is_local(local_clients, client):
