@@ -251,10 +251,13 @@ class Committer:
         if reuse_id is not None and not self.store.exists(reuse_id):
             return MessageBuilder(self, reuse_id, self.settings.line_length_limit,
                                   self.settings.large_message_size)
-        qid = self.new_queue_id()
-        while self.store.exists(qid):  # only an imported Postfix ID can be in the way
-            qid = self.new_queue_id()
-        return MessageBuilder(self, qid, self.settings.line_length_limit,
+        # No look-up of the new ID: no message in the index can have it. Its number
+        # comes from a block of the store-wide counter, which never goes back (each
+        # reservation is durable before its numbers are used; recovery raises it above
+        # every replayed message), so no other generated ID has it; and an import keeps
+        # a Postfix ID only if its number is outside every block handed out before and
+        # raises the counter above it (importer._choose_ids). docs/queue.md, "Queue IDs".
+        return MessageBuilder(self, self.new_queue_id(), self.settings.line_length_limit,
                               self.settings.large_message_size)
 
     async def run_io(self, fn, *args):

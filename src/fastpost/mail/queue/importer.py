@@ -13,9 +13,14 @@ For each queue file under $queue_directory/{incoming,active,deferred,hold,corrup
     corrupt stay; the group-execute bit (postsuper -e/-f) becomes the forced-expire flag;
   * the bytes are stored unchanged (records, pointer records, D marks), so an exported
     message is the file that was imported, with later D marks;
-  * the message keeps its queue ID when that ID is free here, and the store's counter
-    is raised above the ID's inode number so that generated IDs never collide with it;
-    an ID already present gets a new one (both logged);
+  * the message keeps its queue ID when no fastpost message can have that ID: it is
+    not in the index, and its number (Postfix: the inode) is below the first queue
+    number (FIRST_NUMBER) or at or above the store's counter, which is then raised
+    above it in the same transaction, so that generated IDs never collide with it.
+    Otherwise it gets a new ID (both logged): an ID already present, or one whose number
+    the counter has passed, since a running committer may hold that number in a block
+    it reserved earlier and give it out later (committers do not look their IDs up in
+    the index: docs/queue.md, "Queue IDs");
   * the defer, bounce and trace logs (``defer/<hash>/<ID>``...) are imported as the
     message's logs; recipients named in the defer log are marked deferred.
 
@@ -41,6 +46,7 @@ from fastpost.mail.queue import index as ix
 from fastpost.mail.queue.message import CorruptQueueFile, parse
 from fastpost.mail.queue.queue_id import make_id, number_of, valid_queue_id
 from fastpost.mail.queue.segment import KIND_MESSAGE
+from fastpost.mail.queue.store import FIRST_NUMBER
 from fastpost.util import log
 
 #: Postfix queue -> fastpost state, in the order they are walked.
@@ -108,14 +114,16 @@ def log_recipients(logs) -> set[str]:
 
 
 class _IdSource:
+    """New IDs for renamed messages, numbers reserved in the caller's write transaction."""
+
     def __init__(self, store, long: bool):
         self.store = store
         self.long = long
         self.next = self.end = 0
 
-    def new(self) -> str:
+    def new(self, txn) -> str:
         if self.next >= self.end:
-            self.next = self.store.reserve_numbers(256)
+            self.next = self.store.index.reserve(txn, b"next_number", 256, FIRST_NUMBER)
             self.end = self.next + 256
         n = self.next
         self.next += 1
@@ -165,10 +173,10 @@ def import_postfix_queue(store, src: str, *, on_message=None) -> ImportReport:
                 pending.append(item)
                 size += len(data)
                 if size >= BATCH_BYTES or len(pending) >= BATCH_COUNT:
-                    _flush(store, writer, pending, report, on_message)
+                    _flush(store, ids, writer, pending, report, on_message)
                     pending, size = [], 0
         if pending:
-            _flush(store, writer, pending, report, on_message)
+            _flush(store, ids, writer, pending, report, on_message)
     finally:
         store.seal(writer)
     return report
@@ -183,19 +191,47 @@ def _prepare(store, ids, report, name, where, state, st, data, src):
         reason = None
     except CorruptQueueFile as exc:
         parsed, reason = None, str(exc)
-    qid = name
-    with store.index.read() as txn:
-        taken = store.index.exists(txn, name)
-    if taken:
-        qid = ids.new()
-        report.renamed[name] = qid
-    return (qid, name, where, state, flags, next_retry, logs, data, parsed, reason)
+    # (the queue ID is chosen in _flush, with the batch's others: _choose_ids)
+    return [name, name, where, state, flags, next_retry, logs, data, parsed, reason]
 
 
-def _flush(store, writer, pending, report, on_message) -> None:
-    numbers = [n for n in (number_of(p[0]) for p in pending) if n is not None]
-    if numbers:  # generated IDs must never equal an imported one
-        store.raise_numbers(max(numbers))
+def _choose_ids(store, ids, pending, report) -> None:
+    """Give each pending message its queue ID, in one durable index transaction.
+
+    A message keeps its Postfix ID unless a fastpost message may have it: the ID is in
+    the index (or earlier in this batch), or its number lies in [FIRST_NUMBER, the
+    counter), where committers' blocks come from: a committer does not look its IDs up
+    (Committer.builder), so a number it may still give out must not come in with an
+    import. The counter is raised above every kept number in the same transaction, so
+    later blocks start above them; the renamed messages' numbers are reserved after
+    that raise. Write transactions are serialised across processes, so a committer's
+    reservation comes wholly before or wholly after this decision.
+    """
+    def choose(txn):
+        handed = store.index.counter(txn, b"next_number")  # committers' numbers are below
+        kept: set = set()
+        renamed = []
+        top = -1
+        for item in pending:
+            name = item[1]
+            number = number_of(name)
+            if (name in kept or store.index.exists(txn, name)
+                    or (number is not None and FIRST_NUMBER <= number < handed)):
+                renamed.append(item)
+                continue
+            kept.add(name)
+            if number is not None and number > top:
+                top = number
+        if top >= 0:
+            store.index.raise_counter(txn, b"next_number", top)
+        for item in renamed:
+            item[0] = ids.new(txn)
+            report.renamed[item[1]] = item[0]
+    store.numbers_txn(choose)
+
+
+def _flush(store, ids, writer, pending, report, on_message) -> None:
+    _choose_ids(store, ids, pending, report)
     frames = [(KIND_MESSAGE, p[3] if p[8] is not None else ix.CORRUPT, p[0], p[7]) for p in pending]
     placed = store.append_frames(writer, frames)
     try:

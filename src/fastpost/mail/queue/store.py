@@ -210,6 +210,12 @@ class QueueStore:
         """Reserve ``count`` queue numbers; return the first (durable before return)."""
         return self._write_sync(lambda txn: self.index.reserve(txn, b"next_number", count, FIRST_NUMBER))
 
+    def numbers_txn(self, fn):
+        """Run fn(txn) in one durable write transaction of the index and return its
+        result: a choice of queue IDs against the number counter that must not
+        interleave with committers' reservations (importer._choose_ids)."""
+        return self._write_sync(fn)
+
     def raise_numbers(self, above: int) -> None:
         """Make sure no future queue number is <= ``above`` (imported IDs keep theirs)."""
         self._write_sync(lambda txn: self.index.raise_counter(txn, b"next_number", above))
@@ -802,30 +808,6 @@ class QueueStore:
         buffers.append(batch_frame(writer.size, len(frames), heads))
         writer.append(buffers, crash=crash)
         return placed
-
-    def import_message(self, writer: SegmentWriter, data: bytes, state: int, queue_id: str, *,
-                       next_retry: float = 0.0, flags: int = 0, logs=()) -> ix.MessageInfo:
-        """Store one queue file as a new message and index it (import)."""
-        parsed = parse(data)
-        (off, length), = self.append_frames(writer, [(KIND_MESSAGE, state, queue_id, data)])
-        info = ix.MessageInfo(
-            queue_id, state, flags, writer.segid, off, length, parsed.arrival,
-            next_retry if state == ix.DEFERRED else 0.0, parsed.size, parsed.sender or "",
-            [ix.RcptInfo(r.offset, r.address, ix.RCPT_DONE if r.done else ix.RCPT_PENDING)
-             for r in parsed.recipients],
-        )
-        try:
-            with self.index.write() as txn:
-                if not self.index.insert(txn, info):
-                    raise QueueError(f"{queue_id}: already in the queue")
-                for kind, block in logs:
-                    self.index.append_log(txn, queue_id, kind, block)
-                seg = self.index.segment(txn, writer.segid) or ix.SegmentInfo(writer.segid, created=time.time())
-                seg.watermark = max(seg.watermark, writer.size)
-                self.index.put_segment(txn, seg)
-        except lmdb.Error as exc:
-            raise self.index_error(exc) from None
-        return info
 
     def seal(self, writer: SegmentWriter) -> None:
         """Seal a segment written outside a committer and release it."""
