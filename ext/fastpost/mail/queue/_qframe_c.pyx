@@ -6,9 +6,12 @@ arguments, results and errors). The frame header is written in place and the pay
 CRC-32 (zlib's) is computed while the chunks are copied: one allocation, one pass, no
 Python call per chunk. size_record prints the C record's six fields with snprintf
 (docs/accept.md, "Session 11: cleanup's loop glue": 5.9k → 4.4k instructions).
+short_id_at prints a short queue ID with snprintf (Committer.new_queue_id, once per
+message: docs/accept.md, "Session 12: cleanup's OPEN").
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeASCII
 from libc.stdio cimport snprintf
 from libc.string cimport memcpy
 
@@ -41,6 +44,24 @@ def size_record(long long content_length, long long data_offset, long long rcpt_
     snprintf(buf + 2, 96, "%15lld %15lld %15lld %15lld %15lld %15lld", content_length,
              data_offset, rcpt_count, qmgr_flags, content_length, smtputf8)
     return PyBytes_FromStringAndSize(buf, 97)
+
+
+def short_id_at(double now, number):
+    """The short queue ID of a time and a queue number (see the reference); a number
+    outside 0..2**63-1 or a time outside 0..2**62 takes the reference's road."""
+    cdef char buf[5 + 16 + 1]
+    cdef long long sec, usec, n
+    cdef int length
+    try:
+        n = number
+    except OverflowError:
+        n = -1
+    if n < 0 or not (0.0 <= now < 4611686018427387904.0):
+        return _qframe_py.short_id_at(now, number)
+    sec = <long long>now  # int(now): truncation, as C's conversion (now >= 0)
+    usec = <long long>((now - <double>sec) * 1000000.0)  # the same double operations
+    length = snprintf(buf, sizeof(buf), "%05llX%llX", usec, n)
+    return PyUnicode_DecodeASCII(buf, length, NULL)
 
 
 def message_frame(long state, bytes qid, list chunks, bytes size_record):

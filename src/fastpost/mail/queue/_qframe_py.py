@@ -14,6 +14,12 @@ fastpost.mail.queue.qframe.
         the completed C record (QueueFileBuilder.size_record: type ``C``, length,
         six %15d fields).
 
+    short_id_at(now, number) -> str
+        the short queue ID of a time.time() value and a queue number
+        (queue_id.short_id of int(now), the microseconds int((now - int(now)) * 1e6),
+        and number); what Committer.new_queue_id gives out. ValueError for a negative
+        time or number.
+
 Parameters: none. Failures: ValueError for a state outside 0..255 or a queue ID longer
 than 255 bytes (the header's one-byte fields).
 """
@@ -22,6 +28,7 @@ import zlib
 
 from fastpost.mail import rectype as R
 from fastpost.mail.queue.message import size_payload
+from fastpost.mail.queue.queue_id import short_id
 from fastpost.mail.queue.segment import KIND_MESSAGE, frame_header
 from fastpost.mail.record import encode_record
 
@@ -42,3 +49,11 @@ def message_frame(state, qid, chunks, size_record):
         crc = zlib.crc32(c, crc)
         length += len(c)
     return b"".join([frame_header(KIND_MESSAGE, state, qid, length, crc), size_record, *chunks[1:]])
+
+
+def short_id_at(now, number):
+    """The short queue ID of a time and a queue number (see the module docstring)."""
+    if not now >= 0:
+        raise ValueError("the time must be >= 0")
+    sec = int(now)
+    return short_id(sec, int((now - sec) * 1_000_000), number)

@@ -73,6 +73,7 @@ from fastpost.mail.queue import crashpoint
 from fastpost.mail.queue import index as ix
 from fastpost.mail.queue.builder import MessageBuilder
 from fastpost.mail.queue.commitrec import CommitRec, commit_record, settle
+from fastpost.mail.queue.qframe import short_id_at
 from fastpost.mail.queue.queue_id import make_id
 from fastpost.mail.queue.segment import (
     InsufficientStorage, SegmentWriter, batch_frame, storage_error,
@@ -227,12 +228,11 @@ class Committer:
                 and not self._id_blocks):
             self._refilling = True
             self._io_jobs.put(_Call(self._reserve_ids, (), None))
-        now = time.time()
-        sec = int(now)
-        usec = int((now - sec) * 1_000_000)
         if self._long_ids:
-            return make_id(True, sec, usec, number)
-        return f"{usec:05X}{number:X}"  # queue_id.short_id, without its checks (both >= 0)
+            now = time.time()
+            sec = int(now)
+            return make_id(True, sec, int((now - sec) * 1_000_000), number)
+        return short_id_at(time.time(), number)  # (compiled: snprintf)
 
     def _next_block(self) -> int:
         """The current block is used up: take the next one (reserved in line if none

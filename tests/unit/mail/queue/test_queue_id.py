@@ -61,3 +61,26 @@ def test_hash_dirs():
     assert Q.hash_dirs("5EE0C214203", 2) == ["5", "E"]
     assert Q.hash_dirs("5EE0C214203", 0) == []
     assert Q.hash_dirs(Q.long_id(1700000000, 0xABCDE, 7), 1) == ["A"]
+
+
+@given(st.one_of(st.floats(0, 2**40), st.floats(2**61, 2**64), st.just(0.999_999_9)),
+       st.one_of(st.integers(0, 2**48), st.integers(2**62, 2**66)))
+def test_short_id_at_kernel_is_short_id(now, number):
+    """qframe.short_id_at (compiled: snprintf; a number or time past 64 bits takes the
+    reference's road) is queue_id.short_id of the time's seconds and microseconds."""
+    from fastpost.mail.queue import _qframe_c, _qframe_py
+
+    sec = int(now)
+    want = Q.short_id(sec, int((now - sec) * 1_000_000), number)
+    assert _qframe_c.short_id_at(now, number) == _qframe_py.short_id_at(now, number) == want
+    assert Q.parse_short(want)[1] == number
+
+
+def test_short_id_at_refuses_negative_values():
+    from fastpost.mail.queue import _qframe_c, _qframe_py
+
+    for impl in (_qframe_c, _qframe_py):
+        with pytest.raises(ValueError):
+            impl.short_id_at(-1.0, 5)
+        with pytest.raises(ValueError):
+            impl.short_id_at(5.0, -1)
