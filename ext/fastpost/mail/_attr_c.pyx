@@ -9,6 +9,7 @@ bounds (no read past the frame, no nesting past max_depth, no frame over max_fra
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.object cimport PyObject
@@ -27,6 +28,7 @@ cdef extern from "Python.h":
     void *PyUnicode_DATA(object)
     Py_ssize_t PyUnicode_GET_LENGTH(object)
     bint PyUnicode_CheckExact(object)
+    Py_ssize_t PyDict_GET_SIZE(object)
 
 cdef enum:
     TAG_STR = 0x73    # "s"
@@ -36,6 +38,7 @@ cdef enum:
     TAG_DICT = 0x64   # "d"
     HEADER_SIZE = 4
     MIN_BUFFER = 65536
+    SMALL_LIST = 16   # lists up to this long are allocated at their size
 
 cdef Py_ssize_t MAX_FRAME_LIMIT = 0xFFFFFFFF
 DEFAULT_MAX_FRAME = 1 << 24
@@ -274,9 +277,15 @@ cdef uint64_t _get_varint(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t 
         shift += 7
 
 
-cdef Py_ssize_t _get_length(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t end) except -1:
+cdef inline Py_ssize_t _get_length(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t end) except -1:
     """Read a length varint that must fit in what is left of the frame."""
-    cdef uint64_t n = _get_varint(buf, pos, end)
+    cdef Py_ssize_t p = pos[0]
+    cdef uint64_t n
+    if p < end and buf[p] < 0x80:  # one byte (nearly every length): no call
+        n = buf[p]
+        pos[0] = p + 1
+    else:
+        n = _get_varint(buf, pos, end)
     if n > <uint64_t>(end - pos[0]):
         raise AttrError(f"truncated attribute frame at offset {pos[0]}")
     return <Py_ssize_t>n
@@ -289,7 +298,7 @@ cdef Py_ssize_t _get_length(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_
 # slot holds the last text that hashed to it. Only texts of 2..TEXT_CACHE_MAX ASCII
 # bytes (shorter ones are CPython's own singletons; non-ASCII is decoded as always).
 cdef enum:
-    TEXT_CACHE_SLOTS = 256  # a power of two
+    TEXT_CACHE_SLOTS = 1024  # a power of two (the texts of a frame seldom share one)
     TEXT_CACHE_MAX = 32
 cdef list _text_cache = [None] * TEXT_CACHE_SLOTS
 
@@ -299,19 +308,26 @@ cdef str _get_text(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t end):
     cdef Py_ssize_t p = pos[0]
     cdef const unsigned char *s = buf + p
     cdef Py_ssize_t i
-    cdef unsigned int h
-    cdef unsigned char c
+    cdef uint64_t h, w, high
     cdef str text
     pos[0] = p + n
     if 1 < n <= TEXT_CACHE_MAX:
-        h = <unsigned int>n
-        for i in range(n):
-            c = s[i]
-            if c >= 128:
-                break
-            h = h * 31 + c
-        else:
-            h = (h ^ (h >> 8)) & (TEXT_CACHE_SLOTS - 1)
+        # eight bytes at a time: the ASCII test (no high bit) and a multiplicative hash
+        h = <uint64_t>n
+        high = 0
+        i = 0
+        while i + 8 <= n:
+            memcpy(&w, s + i, 8)
+            high |= w
+            h = (h ^ w) * 0x9E3779B97F4A7C15ULL
+            i += 8
+        if i < n:
+            w = 0
+            memcpy(&w, s + i, n - i)
+            high |= w
+            h = (h ^ w) * 0x9E3779B97F4A7C15ULL
+        if not high & 0x8080808080808080ULL:
+            h = (h >> 54) & (TEXT_CACHE_SLOTS - 1)
             text = _text_cache[h]
             if (text is not None and PyUnicode_GET_LENGTH(text) == n
                     and memcmp(PyUnicode_DATA(text), s, n) == 0):
@@ -329,6 +345,7 @@ cdef object _get_value(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t end
     cdef Py_ssize_t n, count, i
     cdef uint64_t z
     cdef list items
+    cdef object value
     if p >= end:
         raise AttrError(f"truncated attribute frame at offset {p}")
     tag = buf[p]
@@ -341,7 +358,12 @@ cdef object _get_value(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t end
         pos[0] = p + n
         return PyBytes_FromStringAndSize(<const char *>buf + p, n)
     if tag == TAG_INT:
-        z = _get_varint(buf, pos, end)
+        p += 1
+        if p < end and buf[p] < 0x80:  # one byte: no call
+            z = buf[p]
+            pos[0] = p + 1
+        else:
+            z = _get_varint(buf, pos, end)
         return <int64_t>((z >> 1) ^ (0 - (z & 1)))
     if tag == TAG_LIST or tag == TAG_DICT:
         if depth >= max_depth:
@@ -349,6 +371,16 @@ cdef object _get_value(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t end
         count = _get_length(buf, pos, end)
         if tag == TAG_DICT:
             return _get_attrs(buf, pos, end, count, depth + 1, max_depth)
+        if count <= SMALL_LIST:
+            # (a short list, such as a name-value pair, made at its size: no appends;
+            # a long one grows as its items arrive, so a count on the wire does not
+            # allocate ahead of the bytes that back it)
+            items = PyList_New(count)
+            for i in range(count):
+                value = _get_value(buf, pos, end, depth + 1, max_depth)
+                Py_INCREF(value)
+                PyList_SET_ITEM(items, i, value)
+            return items
         items = []
         for i in range(count):
             items.append(_get_value(buf, pos, end, depth + 1, max_depth))
@@ -360,14 +392,25 @@ cdef dict _get_attrs(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t end,
                      Py_ssize_t count, int depth, int max_depth):
     """Decode count attributes (count < 0: until end)."""
     cdef dict out = {}
-    cdef Py_ssize_t at
+    cdef Py_ssize_t at, size
     cdef str name
+    cdef object value
     while (count < 0 and pos[0] < end) or count > 0:
         at = pos[0]
         name = _get_text(buf, pos, end)
-        if name in out:
+        # One look-up for the name (the store; a duplicate leaves the size as it was),
+        # its error as the reference's (before the value's): a value that fails
+        # under a duplicate name reports the duplicate.
+        size = PyDict_GET_SIZE(out)
+        try:
+            value = _get_value(buf, pos, end, depth, max_depth)
+        except BaseException:
+            if name in out:
+                raise AttrError(f"duplicate attribute name {name!r} at offset {at}") from None
+            raise
+        out[name] = value
+        if PyDict_GET_SIZE(out) == size:
             raise AttrError(f"duplicate attribute name {name!r} at offset {at}")
-        out[name] = _get_value(buf, pos, end, depth, max_depth)
         if count > 0:
             count -= 1
     return out
