@@ -23,7 +23,11 @@ cdef class LineKeeper:
     cdef public Py_ssize_t limit
     cdef public object loop
     cdef public object flush
+    cdef public bint file_only
 
     @cython.locals(now=double, pending=list, n=Py_ssize_t)
     cpdef bint keep(self, str text) except -1
+
+    @cython.locals(now=double)
+    cpdef bint later(self, str text) except -1
 

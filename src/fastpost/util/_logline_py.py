@@ -11,7 +11,9 @@ without an interpreted frame. KEEPER is the one LineKeeper of the process; log.p
 switches it on (``on``) only while the maillog file is the only sink and its lines wait
 for the loop's turn to end (log.defer_file_writes), and keeps its fields in step with
 its own state (the head ``tag[pid]: ``, the loop's thread, the list of waiting lines,
-which flush() swaps). Anything else (off, another thread, a new second whose time stamp
+which flush() swaps). later() does the same for log.info_later's lines (cleanup's
+``message-id=``), which wait for the caller's flush, whenever the maillog file is the
+only sink (``file_only``). Anything else (off, another thread, a new second whose time stamp
 must be made) makes keep() answer False, and the caller logs the line the general way
 (log._emit), which writes exactly the same bytes.
 
@@ -46,6 +48,7 @@ class LineKeeper:
         self.limit = 256  # a turn's lines are written when this many wait
         self.loop = None  # the loop whose turn's end writes the waiting lines
         self.flush = None  # log.flush: writes the waiting lines
+        self.file_only = False  # the maillog file is the only sink, deferred or not
 
     def set_stamp(self, second, stamp_host):
         """The time stamp and host of lines logged in ``second``."""
@@ -77,6 +80,21 @@ class LineKeeper:
                 self.flush()
         elif n >= self.limit:
             self.flush()
+        return True
+
+
+    def later(self, text):
+        """log.info_later's line (no arguments), appended to the waiting ones for the
+        next flush; False when it is not for here (another sink, or a new second
+        whose stamp must be made: the caller calls log.info_later, which writes the
+        same bytes). Unlike keep() it schedules no flush: the caller's flush writes it
+        (cleanup's ``message-id=`` lines, with the batch's replies)."""
+        if not self.file_only:
+            return False
+        now = _time()
+        if not self.stamp_second <= now < self.stamp_second + 1:
+            return False
+        self.pending.append(f"{self.prefix}{text}\n".encode("utf-8", "surrogateescape"))
         return True
 
 

@@ -134,8 +134,9 @@ def _keeper_fits() -> None:
     KEEPER.limit = _DEFER_MAX_LINES
     KEEPER.loop = st.defer_loop
     KEEPER.flush = flush
-    KEEPER.on = (st.defer_loop is not None and st.stream is None and st.file_fd is not None
-                 and st.syslog_sock is None and st.postlog_sock is None)
+    KEEPER.file_only = (st.stream is None and st.file_fd is not None
+                        and st.syslog_sock is None and st.postlog_sock is None)
+    KEEPER.on = st.defer_loop is not None and KEEPER.file_only
 
 
 def _forked() -> None:

@@ -295,3 +295,57 @@ def test_info_through_the_keeper_equals_emit(tmp_path):
         log.defer_file_writes(None)
         asyncio_loop.close()
         log.close_sinks()
+
+
+@pytest.mark.parametrize("build", _keepers(), ids=lambda m: m.__name__.rsplit(".", 1)[1])
+def test_line_keeper_later_is_info_laters_line(build):
+    """Each build's later() appends the line with no flush scheduled (the caller's
+    flush writes it), from any thread, and declines when the maillog file is not the
+    only sink or in a second its stamp was not made for."""
+    import time
+
+    texts = ["4ABC: message-id=<a@x>", "100% of %s", "h\u00e9 \udcff", ""]
+    k = build.LineKeeper()
+    assert not k.later("not file only")
+    k.set_head("postfix/cleanup[7]: ")
+    k.pending = []
+    k.flush = lambda: pytest.fail("later() must not flush")
+    k.file_only = True
+    k.set_stamp(-1, "")
+    assert not k.later("a second without its stamp") and k.pending == []
+    while True:
+        now = int(time.time())
+        k.set_stamp(now, "Jan 01 00:00:00 host ")
+        kept = [k.later(t) for t in texts]
+        if int(time.time()) == now:
+            break
+        k.pending[:] = []
+    assert kept == [True] * len(texts)
+    assert k.pending == [("Jan 01 00:00:00 host postfix/cleanup[7]: " + t + "\n").encode(
+        "utf-8", "surrogateescape") for t in texts]
+
+
+def test_keeper_later_equals_info_later(tmp_path):
+    """The line KEEPER.later() keeps (the maillog file alone, not deferring: cleanup)
+    is info_later's; with a stream too it declines, and info_later logs at once."""
+    path = tmp_path / "maillog"
+    log.init("cleanup", syslog_name="postfix", maillog_file=str(path), use_syslog=False)
+    try:
+        assert log.KEEPER.file_only and not log.KEEPER.on
+        while True:
+            log.info_later("4ABC: message-id=<a@x>")  # (makes this second's stamp)
+            kept = log.KEEPER.later("4ABC: message-id=<a@x>")
+            if kept:
+                break
+            log._state.pending.clear()  # (a second ended between the two: again)
+        assert path.read_text() == ""  # both wait for the flush
+        log.flush()
+        lines = [ln.split(" ", 3)[3] for ln in path.read_text().splitlines()]
+        assert len(lines) == 2 and lines[0] == lines[1]
+        buf = io.StringIO()
+        log.init("cleanup", syslog_name="postfix", maillog_file=str(path), stream=buf,
+                 use_syslog=False)
+        assert not log.KEEPER.file_only and not log.KEEPER.later("5DEF: message-id=<>")
+    finally:
+        log.close_sinks()
+        log.init("test", use_syslog=False)

@@ -35,6 +35,7 @@ cdef object _INCOMING
 cdef object _QueueError
 cdef object _printable
 cdef object _info_later
+cdef object _KEEPER
 cdef object _monotonic
 cdef object _time
 

@@ -78,6 +78,7 @@ _INCOMING = INCOMING
 _QueueError = QueueError
 _printable = log.printable
 _info_later = log.info_later
+_KEEPER = log.KEEPER
 _monotonic = time.monotonic
 _time = time.time
 
@@ -380,7 +381,12 @@ class StateCore:
         reply flush calls log.flush), not one write per message."""
         qid = self.queue_id
         if self.resent_message_id is not None:
-            _info_later(qid + ": resent-message-id=" + _id_text(self.resent_message_id))
+            text = qid + ": resent-message-id=" + _id_text(self.resent_message_id)
+            if not _KEEPER.later(text):
+                _info_later(text)
         mid = self.message_id
-        # the line whole, without info_later's formatting (no arguments: taken as is)
-        _info_later(qid + ": message-id=" + (_id_text(mid) if mid is not None else "<>"))
+        # the line whole, without info_later's formatting (no arguments: taken as is);
+        # KEEPER.later (compiled) appends it when the maillog file is the only sink
+        text = qid + ": message-id=" + (_id_text(mid) if mid is not None else "<>")
+        if not _KEEPER.later(text):
+            _info_later(text)
