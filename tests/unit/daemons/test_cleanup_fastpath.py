@@ -311,3 +311,14 @@ def test_kernel_content_transfer_encoding(value, ct8):
                                  frozenset(), 10, False, True, {}, None, True, None, None, 0.0)
     assert got[5] is ct8
     assert re.fullmatch(rb"Content-Transfer-Encoding:.*\n", got[0], re.S)
+
+
+@given(st.one_of(st.binary(max_size=80),
+                 st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80)
+                 .map(str.encode)))
+@settings(max_examples=400, deadline=None)
+def test_id_text_is_printable_of_the_decoded_id(value):
+    """The message-id= line's text of a Message-Id (both builds of _id_text: printable
+    ASCII decoded at once) is log.printable of its UTF-8 decoding, as before."""
+    want = log.printable(value.decode("utf-8", "replace"))
+    assert _statecore_c._id_text(value) == _statecore_py._id_text(value) == want

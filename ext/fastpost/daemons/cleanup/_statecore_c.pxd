@@ -39,7 +39,8 @@ cdef object _KEEPER
 cdef object _monotonic
 cdef object _time
 
-cdef object _id_text(object value)
+@cython.locals(data=bytes, n=Py_ssize_t, i=Py_ssize_t, c=cython.uchar)
+cpdef object _id_text(object value)
 @cython.locals(at=Py_ssize_t, dot=Py_ssize_t)
 cpdef bint _to_itself(str address)
 

@@ -86,6 +86,15 @@ _time = time.time
 def _id_text(value):
     """A Message-Id's bytes as its log line shows them: log.printable's text, without
     the call when the decoded text is already printable ASCII (nearly always)."""
+    if type(value) is bytes:
+        data = value
+        n = len(data)
+        for i in range(n):
+            c = data[i]
+            if c < 0x20 or c > 0x7E:  # (ASCII outside these is what isprintable refuses)
+                break
+        else:  # printable ASCII: its text, decoded without a check per character
+            return data.decode("ascii")
     text = value.decode("utf-8", "replace")
     if text.isascii() and text.isprintable():
         return text
