@@ -87,8 +87,9 @@ cdef class StateCore:
     cdef public object resent_message_id
     cdef public bint cte_8bit
 
+    cdef int _c_open(self, svc, conn, tid, dict frame) except -1
     @cython.locals(data=object, size=Py_ssize_t, env_size=Py_ssize_t, k=Py_ssize_t,
-                   map_ok=bint, todo=list, hdrs=list, get=object)
-    cdef bint _c_fast(self, frame) except -1
+                   map_ok=bint, todo=list, hdrs=list)
+    cdef bint _c_fast(self, dict frame) except -1
     cdef list _c_trailer(self, mask)
     cdef _c_log_ids(self)

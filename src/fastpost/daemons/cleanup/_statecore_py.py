@@ -140,28 +140,32 @@ class StateCore:
         self.cte_8bit = False
         if svc is None:
             return  # an empty core (tests, CONSTRUCT)
+        self._c_open(svc, conn, tid, frame)
+
+    def _c_open(self, svc, conn, tid, frame):
+        """The message's set-up from its OPEN frame (a dict: compiled, its look-ups are
+        the dict's own, not calls of its ``get`` method)."""
         s = svc.settings
         self.svc = svc
         self.s = s
         self.conn = conn
         self.tid = tid
-        get = frame.get
-        flags = int(get("f", _FLAGS_EXTERNAL))
+        flags = int(frame.get("f", _FLAGS_EXTERNAL))
         self.flags = flags
-        usec = get("time")
+        usec = frame.get("time")
         self.arrival = usec / 1e6 if usec else _time()
-        self.sender_raw = get("s", "")
-        self.attrs = get("a") or []
-        self.filter = get("filter")
-        self.ret = get("ret")
-        self.envid = get("envid")
-        self.encoding = get("enc")
-        context = get("ctx", "remote")
+        self.sender_raw = frame.get("s", "")
+        self.attrs = frame.get("a") or []
+        self.filter = frame.get("filter")
+        self.ret = frame.get("ret")
+        self.envid = frame.get("envid")
+        self.encoding = frame.get("enc")
+        context = frame.get("ctx", "remote")
         self.context = context
-        self.fullname = get("fullname")
-        self.log_ident = bool(get("ident"))
-        self.uid = get("uid")
-        reuse = get("reuse_id")  # pickup's returned reject (service.py: reusable)
+        self.fullname = frame.get("fullname")
+        self.log_ident = bool(frame.get("ident"))
+        self.uid = frame.get("uid")
+        reuse = frame.get("reuse_id")  # pickup's returned reject (service.py: reusable)
         granted = conn.reusable(reuse) if reuse else None
         builder = svc.committer.builder(granted)
         self.builder = builder
@@ -229,11 +233,10 @@ class StateCore:
         anything is written or logged: when this returns False the general path
         (``_run``) takes the frame as if this had not looked at it.
         """
-        get = frame.get
-        data = get("d")
+        data = frame.get("d")
         if (data is None or self.envelope_done or self.inspect or self.extract or self.discard
-                or self.error is not None or get("discard") or get("filter")
-                or get("redirect") or get("bcc")):
+                or self.error is not None or frame.get("discard") or frame.get("filter")
+                or frame.get("redirect") or frame.get("bcc")):
             return False
         svc = self.svc
         s = self.s
@@ -245,7 +248,7 @@ class StateCore:
         limit = s.message_size_limit
         if limit and size > limit:
             return False
-        more = get("r")
+        more = frame.get("r")
         rcpts = self.rcpts_raw + more if more is not None else self.rcpts_raw
         if not rcpts:
             return False
@@ -331,7 +334,7 @@ class StateCore:
         try:
             if b.state != "open":
                 raise RuntimeError(f"message {b.queue_id} is {b.state}")
-            if get("hold"):
+            if frame.get("hold"):
                 self.hold = True
             # content, the extracted encoding and the end, one call (MessageBuilder's
             # write + extracted + the commit's finish, for a builder that never spills)
