@@ -37,6 +37,21 @@ LIBRARIES = {
 }
 
 
+def _pxd_closure(ext, pxd):
+    """``pxd`` and every .pxd under ``ext`` it cimports, directly or not."""
+    seen = {pxd}
+    todo = [pxd]
+    while todo:
+        for line in todo.pop().read_text().splitlines():
+            words = line.split()
+            if len(words) >= 2 and words[0] in ("from", "cimport") and words[1].startswith("fastpost."):
+                dep = ext.joinpath(*words[1].split(".")).with_suffix(".pxd")
+                if dep.exists() and dep not in seen:
+                    seen.add(dep)
+                    todo.append(dep)
+    return seen
+
+
 def kernel_sources():
     """Yield (module name, source path, extra dependencies) for every kernel under ext/."""
     ext = HERE / "ext"
@@ -52,10 +67,13 @@ def kernel_sources():
             raise SystemExit(f"setup.py: {pxd.relative_to(HERE)} has neither a .pyx beside it "
                              f"nor the pure-Python source {twin.relative_to(HERE)}")
         # Cython does not see the .pxd as the .py's dependency (another name, another
-        # directory): a generated .c older than the .pxd is removed so that cythonize
-        # writes it again, and the .pxd is named as a dependency of the C compile.
+        # directory), nor the .pxd files that .pxd cimports: a generated .c older than
+        # any of them is removed so that cythonize writes it again (a cimported cdef
+        # class that gained a field changes its size), and the .pxd is named as a
+        # dependency of the C compile.
         generated = twin.with_suffix(".c")
-        if generated.exists() and generated.stat().st_mtime < pxd.stat().st_mtime:
+        if generated.exists() and generated.stat().st_mtime < max(
+                p.stat().st_mtime for p in _pxd_closure(ext, pxd)):
             generated.unlink()
         yield ".".join(rel.parts), twin, [str(pxd.relative_to(HERE))]
 
