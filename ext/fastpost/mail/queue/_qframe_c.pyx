@@ -7,7 +7,7 @@ CRC-32 (zlib's) is computed while the chunks are copied: one allocation, one pas
 Python call per chunk. size_record prints the C record's six fields with snprintf
 (docs/accept.md, "Session 11: cleanup's loop glue": 5.9k → 4.4k instructions).
 short_id_at prints a short queue ID with snprintf (Committer.new_queue_id, once per
-message: docs/accept.md, "Session 12: cleanup's OPEN").
+message: docs/accept.md, "Session 12: cleanup's OPEN and frame decoding").
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
