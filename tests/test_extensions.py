@@ -34,10 +34,11 @@ CONSTRUCT = {
     "fastpost.smtp._data_c.ChunkDecoder": ((10240000,), {}),
     "fastpost.mail._header_c.HeaderReader": (({}, 102400), {}),
     "fastpost.smtp._server_c.ServerConnection": ((), {}),
-    # A stand-in for SmtpdService: the core reads only .settings(.timeout) and the
-    # loop (._loop, else .loop) at start, and sets .last_session.
+    # A stand-in for SmtpdService: the core reads only .settings(.timeout), the
+    # loop (._loop, else .loop) and .read_view at start, and sets .last_session.
     "fastpost.daemons.smtpd._session_c.SessionCore": ((types.SimpleNamespace(
-        settings=types.SimpleNamespace(timeout=300), _loop=None, loop=None),), {}),
+        settings=types.SimpleNamespace(timeout=300), _loop=None, loop=None,
+        read_view=memoryview(bytearray(16))),), {}),
     # smtpd's message to cleanup: an envelope (not read at construction) and the endpoint.
     "fastpost.daemons.smtpd._cleanuptxn_c.CleanupTransaction": ((None, "public/cleanup"), {}),
     "fastpost.smtp._state_c.ServerState": ((), {}),

@@ -18,6 +18,7 @@ cdef object _OP_DATA
 cdef object _OP_END
 cdef object _OP_ABORT
 cdef object _WRITE_ERROR
+cdef object _refusal
 cdef tuple _ADDR_TYPE_6
 cdef tuple _ADDR_TYPE_4
 
@@ -44,6 +45,11 @@ cdef class CleanupTransaction:
     cdef public object refusal
     cdef public bint finished
 
+    @cython.locals(state=int, txns=dict)
+    cpdef answer(self, conn, dict frame)
+    cpdef cleanup_opened(self, queue_id)
+    cpdef cleanup_answered(self, code, text, queue_id)
+    cpdef cleanup_failed(self, exc)
     @cython.locals(size=Py_ssize_t)
     cdef _c_append(self, data)
     @cython.locals(frame=dict, data=list)

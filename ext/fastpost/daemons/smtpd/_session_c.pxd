@@ -90,6 +90,7 @@ cdef class SessionCore:
     cdef public int _sink_wait
     cdef public object _sink_verb
     cdef public object _sink_fn
+    cdef public object _read_view
 
     @cython.locals(conn=_CServerConnection)
     cdef _c_received(self, Py_ssize_t nbytes)

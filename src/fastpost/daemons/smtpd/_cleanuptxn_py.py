@@ -65,6 +65,7 @@ _OP_DATA = P.DATA
 _OP_END = P.END
 _OP_ABORT = P.ABORT
 _WRITE_ERROR = replies.WRITE_ERROR
+_refusal = _clnt._refusal
 #: client_address_type: AF_INET6 or AF_INET (Postfix's numbers)
 _ADDR_TYPE_6 = ("client_address_type", "10")
 _ADDR_TYPE_4 = ("client_address_type", "2")
@@ -148,6 +149,35 @@ class CleanupTransaction:
         if self.listener is not None and self.state != _OVER:
             self.state = _OVER
             self.cleanup_failed(exc)
+
+    def answer(self, conn, frame):
+        """cleanup's reply ``frame`` from ``conn``'s read (cleanup_clnt.CleanupTxn.answer,
+        for a transaction that is its own listener): the queue ID, or the OPEN's
+        refusal, then the commit's answer. Compiled, the fields are C members and the
+        listener's methods C calls: no interpreted frame per reply."""
+        if self.listener is None:
+            return  # no answer can follow (answered, failed, or let go)
+        tid = self.tid
+        state = self.state
+        if state == _OPENING:
+            if frame.get("c") is None:
+                self.state = _FINISHED if self.done else _OPEN
+                self.cleanup_opened(frame["id"])
+                return
+            del conn.txns[tid]
+            self.state = _OVER
+            self.done = True
+            self.cleanup_failed(_refusal(frame))
+            conn.maybe_idle()
+            return
+        if state != _FINISHED:
+            raise ValueError(f"reply for transaction {tid} before its end")
+        txns = conn.txns
+        del txns[tid]
+        self.state = _OVER
+        self.cleanup_answered(int(frame["c"]), frame.get("x", ""), frame.get("id", ""))
+        if not txns:
+            conn.maybe_idle()
 
     def cleanup_opened(self, queue_id):
         self.queue_id = queue_id

@@ -163,7 +163,8 @@ class SessionCore:
                  "_in_data", "envelope", "txn", "junk", "overshoot", "_data_rejected",
                  "_received_done", "_skip_log", "_greeted", "_timer", "_timeout",
                  "_auth_state", "_counted_addr", "_real_client", "_anvil_ident",
-                 "_anvil_unknown", "_direct", "_sink_wait", "_sink_verb", "_sink_fn")
+                 "_anvil_unknown", "_direct", "_sink_wait", "_sink_verb", "_sink_fn",
+                 "_read_view")
 
     def __init__(self, service):
         self.service = service
@@ -212,13 +213,15 @@ class SessionCore:
         self._sink_wait = 0
         self._sink_verb = None
         self._sink_fn = None
+        #: the service's one read buffer (service.read_view, made once with the service)
+        self._read_view = service.read_view
 
     # ---------------------------------------------------------------- reading
 
     def get_buffer(self, sizehint: int):
         # Every session reads into the service's one buffer (service.py;
-        # asyncio.BufferedProtocol).
-        return self.service.read_view
+        # asyncio.BufferedProtocol), kept in this session's field.
+        return self._read_view
 
     def buffer_updated(self, nbytes: int) -> None:
         self._c_received(nbytes)
@@ -231,10 +234,10 @@ class SessionCore:
         self.waiting = False
         conn = self.conn
         if conn is None:
-            self._early.append(bytes(self.service.read_view[:nbytes]))
+            self._early.append(bytes(self._read_view[:nbytes]))
             self._c_pause_reading()
             return
-        conn.receive_from(self.service.read_view, nbytes)
+        conn.receive_from(self._read_view, nbytes)
         if not self._busy:
             self._c_run()
         else:
