@@ -42,6 +42,10 @@ CONSTRUCT = {
     # smtpd's message to cleanup: an envelope (not read at construction) and the endpoint.
     "fastpost.daemons.smtpd._cleanuptxn_c.CleanupTransaction": ((None, "public/cleanup"), {}),
     "fastpost.smtp._state_c.ServerState": ((), {}),
+    # smtpd's client, envelope and recipient (dataclasses compiled as cdef classes).
+    "fastpost.daemons.smtpd._info_c.ClientInfo": ((), {}),
+    "fastpost.daemons.smtpd._info_c.Envelope": (("sender@example.org",), {}),
+    "fastpost.daemons.smtpd._info_c.Recipient": (("rcpt@example.net",), {}),
     "fastpost.util._logline_c.LineKeeper": ((), {}),
     # An empty core (no service): CleanupState's fields at their defaults.
     "fastpost.daemons.cleanup._statecore_c.StateCore": ((), {}),

@@ -8,6 +8,8 @@
 # signature in step with the .py (Cython checks that each exists there).
 
 cimport cython
+# (the client and the envelope: their fields as C members)
+from fastpost.daemons.smtpd._info_c cimport ClientInfo as _Client, Envelope as _Envelope
 
 cdef Py_ssize_t _CHUNK
 cdef int _OPENING
@@ -24,6 +26,7 @@ cdef tuple _ADDR_TYPE_4
 
 
 cpdef bint is_local(local_clients, client) except -1
+cdef _begin(sink, _Client client, _Envelope envelope)
 
 
 cdef class CleanupTransaction:
@@ -50,6 +53,8 @@ cdef class CleanupTransaction:
     cpdef cleanup_opened(self, queue_id)
     cpdef cleanup_answered(self, code, text, queue_id)
     cpdef cleanup_failed(self, exc)
+    @cython.locals(env=_Envelope)
+    cpdef finish(self)
     @cython.locals(size=Py_ssize_t)
     cdef _c_append(self, data)
     @cython.locals(frame=dict, data=list)

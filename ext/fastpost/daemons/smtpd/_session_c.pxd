@@ -15,6 +15,8 @@ cimport cython
 from fastpost.smtp._server_c cimport ServerConnection as _CServerConnection
 # (the log line keeper: its keep() as a C call)
 from fastpost.util._logline_c cimport LineKeeper as _LineKeeper
+# (the client and the transaction's envelope: their fields as C members)
+from fastpost.daemons.smtpd._info_c cimport ClientInfo as _Client, Envelope as _Envelope
 
 cdef str _CLOSED
 cdef object _NEED_DATA
@@ -96,14 +98,21 @@ cdef class SessionCore:
     cdef _c_received(self, Py_ssize_t nbytes)
     cdef _c_pause_reading(self)
     cdef _c_resume_reading(self)
+    @cython.locals(c=_Client)
     cdef _c_lost(self)
+    @cython.locals(c=_Client)
+    cdef _c_addresses(self, peer, local)
     cdef _c_close(self)
     cdef _c_arm_timer(self)
+    @cython.locals(c=_Client)
     cdef _c_greet_options(self)
     cdef _c_greet_sasl(self)
+    @cython.locals(c=_Client)
     cdef _c_greet(self, names)
     cdef _c_connect_checked(self, decision)
+    @cython.locals(c=_Client)
     cdef _helo_checked(self, decision, event, bint esmtp)
+    @cython.locals(c=_Client)
     cdef _c_ehlo_reply(self)
     @cython.locals(conn=_CServerConnection)
     cdef _c_run(self)
@@ -133,6 +142,7 @@ cdef class SessionCore:
     cdef _c_mail(self, event)
     cdef _c_mail_checked(self, decision)
     cdef _c_write(self, data)
+    @cython.locals(c=_Client, env=_Envelope)
     cdef _c_start_content(self)
     cdef _c_data_checked(self, decision)
     cdef _c_finish_message(self, verb, size, too_big, bare_lf, reply_ok)
@@ -140,10 +150,12 @@ cdef class SessionCore:
     cdef _c_commit(self, verb, reply_ok)
     cdef _c_rcpt(self, event)
     cdef _rcpt_checked(self, decision, event, address)
+    @cython.locals(env=_Envelope)
     cdef _c_add_recipient(self, rcpt)
     cdef _c_committed(self, verb, reply_ok, queue_id)
     cdef _c_commit_failed(self, verb, exc)
     cdef _c_sink_wait(self, int what, verb, fn)
     cdef bint _c_sink_resume(self) except -1
+    @cython.locals(c=_Client, env=_Envelope)
     cdef _c_log_client(self, txn)
     cdef _c_id_refused(self, verb, exc)

@@ -1,4 +1,4 @@
-# cython: language_level=3, annotation_typing=False
+# cython: language_level=3, annotation_typing=False, nonecheck=True
 """smtpd's per-message path to cleanup: one source, run as Python and compiled.
 
 Postfix counterpart: smtpd's side of mail_stream (src/smtpd/smtpd.c mail_open_stream
@@ -338,6 +338,11 @@ class CleanupTransaction:
 
 def begin(sink, client, envelope):
     """CleanupSink.begin: start one message (cleanupsink.py; sink.MessageSink)."""
+    return _begin(sink, client, envelope)
+
+
+def _begin(sink, client, envelope):
+    # (begin's work; compiled, the client's and the envelope's fields are C members)
     name = client.name
     addr = client.addr
     port = client.port

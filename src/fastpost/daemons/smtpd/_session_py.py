@@ -1,4 +1,4 @@
-# cython: language_level=3, annotation_typing=False
+# cython: language_level=3, annotation_typing=False, nonecheck=True
 """The smtpd session's per-command plumbing: one source, run as Python and compiled.
 
 Postfix counterpart: src/smtpd/smtpd.c's smtpd_proto() loop and smtpd_chat.c's
@@ -823,7 +823,8 @@ class SessionCore:
         except Exception as exc:  # noqa: BLE001
             self._c_respond("rcpt", self._sink_failed(exc))
             return
-        self.envelope.recipients.append(rcpt)
+        env = self.envelope
+        env.recipients.append(rcpt)
         self._c_respond("rcpt", _RCPT_OK)
 
     def _on_data(self, event):
@@ -968,7 +969,8 @@ class SessionCore:
         """The envelope's queue ID, and the ``QUEUEID: client=`` line."""
         if self.envelope is None:
             return
-        self.envelope.queue_id = txn.queue_id
+        env = self.envelope
+        env.queue_id = txn.queue_id
         c = self.client
         extra = ""
         if c.sasl_username is not None:
@@ -1032,6 +1034,30 @@ class SessionCore:
         self._last_io = self.loop.time()
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
+        self._c_addresses(peer, local)
+        c = self.client
+        # (a TLS transport here only from listen()'s wrapper mode: service.py; the
+        # plain transport's answer, None, is not asked for)
+        if self.settings.wrappermode:
+            ssl_object = transport.get_extra_info("ssl_object")
+            if ssl_object is not None:
+                c.tls = tlsmod.tls_info(ssl_object, svc.tls.digest)
+        # Reading is not paused while the greeting is prepared: what a client sends
+        # early is kept (_early) and reading paused only then (buffer_updated).
+        self._c_arm_timer()
+        if self.settings.peername_lookup and isinstance(peer, tuple):
+            hit = svc.resolver.cached(c.addr)
+            if hit is not None:
+                self._c_greet(hit)
+            else:
+                task = self.loop.create_task(svc.resolver.lookup(c.addr))
+                task.add_done_callback(self._lookup_done)
+        else:
+            self._c_greet((c.name, c.reverse_name))
+
+    def _c_addresses(self, peer, local):
+        """The client's and the server's address and port from the socket's names
+        (connection_made; compiled, the ClientInfo's fields are C members)."""
         c = self.client
         if isinstance(peer, tuple) and peer:
             addr = peer[0]
@@ -1052,24 +1078,6 @@ class SessionCore:
                 if len(_PORT_TEXTS) < 64:
                     _PORT_TEXTS[port] = text
             c.server_addr, c.server_port = local[0], text
-        # (a TLS transport here only from listen()'s wrapper mode: service.py; the
-        # plain transport's answer, None, is not asked for)
-        if self.settings.wrappermode:
-            ssl_object = transport.get_extra_info("ssl_object")
-            if ssl_object is not None:
-                c.tls = tlsmod.tls_info(ssl_object, svc.tls.digest)
-        # Reading is not paused while the greeting is prepared: what a client sends
-        # early is kept (_early) and reading paused only then (buffer_updated).
-        self._c_arm_timer()
-        if self.settings.peername_lookup and isinstance(peer, tuple):
-            hit = svc.resolver.cached(c.addr)
-            if hit is not None:
-                self._c_greet(hit)
-            else:
-                task = self.loop.create_task(svc.resolver.lookup(c.addr))
-                task.add_done_callback(self._lookup_done)
-        else:
-            self._c_greet((c.name, c.reverse_name))
 
     def connection_lost(self, exc) -> None:
         svc = self.service
