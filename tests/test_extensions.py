@@ -35,13 +35,16 @@ CONSTRUCT = {
     "fastpost.mail._header_c.HeaderReader": (({}, 102400), {}),
     "fastpost.smtp._server_c.ServerConnection": ((), {}),
     # A stand-in for SmtpdService: the core reads only .settings(.timeout), the
-    # loop (._loop, else .loop) and .read_view at start, and sets .last_session.
+    # loop (._loop, else .loop), .read_view and .policy(.idle_stages) at start, and
+    # sets .last_session.
     "fastpost.daemons.smtpd._session_c.SessionCore": ((types.SimpleNamespace(
         settings=types.SimpleNamespace(timeout=300), _loop=None, loop=None,
-        read_view=memoryview(bytearray(16))),), {}),
+        read_view=memoryview(bytearray(16)),
+        policy=types.SimpleNamespace(idle_stages=frozenset())),), {}),
     # smtpd's message to cleanup: an envelope (not read at construction) and the endpoint.
     "fastpost.daemons.smtpd._cleanuptxn_c.CleanupTransaction": ((None, "public/cleanup"), {}),
     "fastpost.smtp._state_c.ServerState": ((), {}),
+    "fastpost.smtp._reply_c.Reply": ((250, "Ok", "2.0.0"), {}),
     # smtpd's client, envelope and recipient (dataclasses compiled as cdef classes).
     "fastpost.daemons.smtpd._info_c.ClientInfo": ((), {}),
     "fastpost.daemons.smtpd._info_c.Envelope": (("sender@example.org",), {}),

@@ -15,7 +15,8 @@ cimport cython
 from fastpost.smtp._server_c cimport ServerConnection as _CServerConnection
 # (the log line keeper: its keep() as a C call)
 from fastpost.util._logline_c cimport LineKeeper as _LineKeeper
-# (the client and the transaction's envelope: their fields as C members)
+# (a reply's code, the client and the transaction's envelope: fields as C members)
+from fastpost.smtp._reply_c cimport Reply as _CReply
 from fastpost.daemons.smtpd._info_c cimport ClientInfo as _Client, Envelope as _Envelope
 
 cdef str _CLOSED
@@ -48,7 +49,7 @@ cdef dict _PORT_TEXTS
 
 cdef bint _is_awaitable(object value)
 cdef inline bint _closed(str input_mode)
-@cython.locals(text=str)
+@cython.locals(text=str, reply=_CReply)
 cpdef queued_reply(str queue_id)
 
 
@@ -93,6 +94,8 @@ cdef class SessionCore:
     cdef public object _sink_verb
     cdef public object _sink_fn
     cdef public object _read_view
+    cdef public object _idle_stages
+    cdef public object _handler_table
 
     @cython.locals(conn=_CServerConnection)
     cdef _c_received(self, Py_ssize_t nbytes)
@@ -117,9 +120,9 @@ cdef class SessionCore:
     @cython.locals(conn=_CServerConnection)
     cdef _c_run(self)
     @cython.locals(err=bint)
-    cdef _c_respond(self, verb, reply, ok=*, close=*, error=*)
+    cdef _c_respond(self, verb, _CReply reply, ok=*, close=*, error=*)
     @cython.locals(counts=list, conn=_CServerConnection)
-    cdef _c_send(self, verb, reply, ok, close)
+    cdef _c_send(self, verb, _CReply reply, ok, close)
     @cython.locals(out=list, data=bytes, conn=_CServerConnection)
     cdef _c_flush(self)
     @cython.locals(stats=dict, counts=list, key=tuple, text=str, last=tuple, same=bint,

@@ -164,7 +164,7 @@ class SessionCore:
                  "_received_done", "_skip_log", "_greeted", "_timer", "_timeout",
                  "_auth_state", "_counted_addr", "_real_client", "_anvil_ident",
                  "_anvil_unknown", "_direct", "_sink_wait", "_sink_verb", "_sink_fn",
-                 "_read_view")
+                 "_read_view", "_idle_stages", "_handler_table")
 
     def __init__(self, service):
         self.service = service
@@ -215,6 +215,11 @@ class SessionCore:
         self._sink_fn = None
         #: the service's one read buffer (service.read_view, made once with the service)
         self._read_view = service.read_view
+        #: the stages where the policy answers None whatever it is asked (Policy.idle_stages,
+        #: fixed when the policy is made): _idle() reads it instead of the service's policy
+        self._idle_stages = service.policy.idle_stages
+        #: the class's _handlers (event type -> handler), kept by the first _c_run
+        self._handler_table = None
 
     # ---------------------------------------------------------------- reading
 
@@ -272,7 +277,10 @@ class SessionCore:
 
     def _c_run(self):
         conn = self.conn
-        handlers = self._handlers
+        handlers = self._handler_table
+        if handlers is None:
+            # (the class's _handlers, read once per session: a C field from then on)
+            handlers = self._handler_table = self._handlers
         while not self._busy and not self._closed:
             try:
                 event = conn.next_event()
@@ -461,7 +469,8 @@ class SessionCore:
         self._c_junk()
 
     def _idle(self, stage):
-        return stage in self.service.policy.idle_stages
+        # (the policy's idle_stages, read once per session: __init__)
+        return stage in self._idle_stages
 
     def _policy(self, stage, on_done, *, recipient=None, etrn_domain=None, size=None,
                 helo=None):
@@ -779,11 +788,10 @@ class SessionCore:
 
     def _c_rcpt(self, event):
         address = event.address
-        policy = self.service.policy
-        if "RCPT" in policy.idle_stages:
+        if "RCPT" in self._idle_stages:
             self._rcpt_checked(None, event, address)
             return
-        quick = policy.quick_rcpt
+        quick = self.service.policy.quick_rcpt
         if quick is not None:
             try:
                 permitted = quick(self.client, self.envelope, address)
