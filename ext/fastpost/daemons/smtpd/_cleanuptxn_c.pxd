@@ -9,7 +9,8 @@
 
 cimport cython
 # (the client and the envelope: their fields as C members)
-from fastpost.daemons.smtpd._info_c cimport ClientInfo as _Client, Envelope as _Envelope
+from fastpost.daemons.smtpd._info_c cimport ClientInfo as _Client, Envelope as _Envelope, \
+    Recipient as _Recipient
 
 cdef Py_ssize_t _CHUNK
 cdef int _OPENING
@@ -25,6 +26,7 @@ cdef tuple _ADDR_TYPE_6
 cdef tuple _ADDR_TYPE_4
 
 
+@cython.locals(c=_Client)
 cpdef bint is_local(local_clients, client) except -1
 cdef _begin(sink, _Client client, _Envelope envelope)
 
@@ -55,6 +57,8 @@ cdef class CleanupTransaction:
     cpdef cleanup_failed(self, exc)
     @cython.locals(env=_Envelope)
     cpdef finish(self)
+    @cython.locals(rcpt=_Recipient)
+    cpdef add_recipient(self, recipient)
     @cython.locals(size=Py_ssize_t)
     cdef _c_append(self, data)
     @cython.locals(frame=dict, data=list)

@@ -53,8 +53,29 @@ cdef inline bint _closed(str input_mode)
 cpdef queued_reply(str queue_id)
 
 
+cdef class ServiceFields:
+    cdef public object settings
+    cdef public object sink
+    cdef public object policy
+    cdef public object _loop
+    cdef public object read_view
+    cdef public object sessions
+    cdef public object client_counts
+    cdef public object limits
+    cdef public object greet_options
+    cdef public object authenticator
+    cdef public object space_ok_until
+    cdef public object on_connect
+    cdef public object on_disconnect
+    cdef public object on_session_end
+    cdef public object last_session
+    cdef public object greeting
+    cdef public object ehlo_plain
+    cdef public object helo_reply
+
+
 cdef class SessionCore:
-    cdef public object service
+    cdef public ServiceFields service
     cdef public object settings
     cdef public object loop
     cdef public object transport
@@ -101,21 +122,22 @@ cdef class SessionCore:
     cdef _c_received(self, Py_ssize_t nbytes)
     cdef _c_pause_reading(self)
     cdef _c_resume_reading(self)
-    @cython.locals(c=_Client)
+    @cython.locals(c=_Client, svc=ServiceFields)
     cdef _c_lost(self)
     @cython.locals(c=_Client)
     cdef _c_addresses(self, peer, local)
     cdef _c_close(self)
     cdef _c_arm_timer(self)
-    @cython.locals(c=_Client)
+    @cython.locals(c=_Client, svc=ServiceFields)
     cdef _c_greet_options(self)
+    @cython.locals(svc=ServiceFields)
     cdef _c_greet_sasl(self)
-    @cython.locals(c=_Client)
+    @cython.locals(c=_Client, svc=ServiceFields)
     cdef _c_greet(self, names)
     cdef _c_connect_checked(self, decision)
     @cython.locals(c=_Client)
     cdef _helo_checked(self, decision, event, bint esmtp)
-    @cython.locals(c=_Client)
+    @cython.locals(c=_Client, svc=ServiceFields)
     cdef _c_ehlo_reply(self)
     @cython.locals(conn=_CServerConnection)
     cdef _c_run(self)
@@ -142,6 +164,7 @@ cdef class SessionCore:
     cdef _c_on_chunk(self, event)
     cdef _c_on_end_of_data(self, event)
     cdef _c_on_quit(self, event)
+    @cython.locals(svc=ServiceFields)
     cdef _c_mail(self, event)
     cdef _c_mail_checked(self, decision)
     cdef _c_write(self, data)

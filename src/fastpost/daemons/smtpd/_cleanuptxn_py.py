@@ -230,8 +230,9 @@ class CleanupTransaction:
     # -- the session's transaction (sink.Transaction) ----------------------------------
 
     def add_recipient(self, recipient):
-        notify = recipient.notify
-        self._rcpts.append((recipient.address, recipient.orcpt or "",
+        rcpt = recipient  # (compiled: a Recipient, its fields as C members)
+        notify = rcpt.notify
+        self._rcpts.append((rcpt.address, rcpt.orcpt or "",
                             P.notify_bits(notify) if notify else 0))
 
     def write(self, data):
@@ -434,20 +435,21 @@ def _begin(sink, client, envelope):
 def is_local(local_clients, client):
     """LocalClients.is_local (cleanupsink.py): True when the client's message headers
     are rewritten as local mail (local_header_rewrite_clients)."""
-    if local_clients.sasl and client.sasl_username is not None:
+    c = client  # (compiled: a ClientInfo, its fields as C members)
+    if local_clients.sasl and c.sasl_username is not None:
         return True
-    tls = client.tls
+    tls = c.tls
     if tls is not None and tls.peer_cert:
         if local_clients.tls_all_certs or (local_clients.tls_certs
                                            and getattr(tls, "peer_verified", False)):
             return True
-    addr = client.addr
+    addr = c.addr
     if local_clients.inet_interfaces and addr and (
             addr in local_clients.interfaces
-            or (local_clients.any_interface and addr == client.server_addr)):
+            or (local_clients.any_interface and addr == c.server_addr)):
         return True
     mynetworks = local_clients.mynetworks
-    if mynetworks is not None and mynetworks.match(client.name, addr):
+    if mynetworks is not None and mynetworks.match(c.name, addr):
         return True
     for table in local_clients.tables:
         if addr and table.get(addr) is not None:

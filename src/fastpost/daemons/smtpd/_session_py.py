@@ -154,6 +154,18 @@ def _is_awaitable(value) -> bool:
     return hasattr(value, "__await__") or isinstance(value, _Future)
 
 
+class ServiceFields:
+    """What the session core reads of its service: SmtpdService's base (service.py),
+    which sets every field in its __init__. Compiled, a cdef class whose fields are
+    Python objects the core reads as C members (the service is read at every step of
+    a session); the service's other attributes live in its instance dictionary."""
+
+    __slots__ = ("settings", "sink", "policy", "_loop", "read_view", "sessions",
+                 "client_counts", "limits", "greet_options", "authenticator",
+                 "space_ok_until", "on_connect", "on_disconnect", "on_session_end",
+                 "last_session", "greeting", "ehlo_plain", "helo_reply")
+
+
 class SessionCore:
     """The per-command part of one smtpd session (module docstring)."""
 
