@@ -22,6 +22,16 @@ MODULES = [".".join(p.relative_to(ROOT / "ext").with_suffix("").parts) for p in 
 
 #: Constructor arguments for every class a kernel defines. A new compiled class must be
 #: added here, or this test fails.
+def _service_fields(**fields):
+    """smtpd's compiled ServiceFields (SmtpdService's base) with ``fields`` set."""
+    from fastpost.daemons.smtpd._session_c import ServiceFields
+
+    obj = ServiceFields()
+    for name, value in fields.items():
+        setattr(obj, name, value)
+    return obj
+
+
 CONSTRUCT = {
     "fastpost.mail._record_c.RecordDecoder": ((1024,), {}),
     "fastpost.mail._attr_c.FrameDecoder": ((1 << 20, 8), {}),
@@ -34,13 +44,22 @@ CONSTRUCT = {
     "fastpost.smtp._data_c.ChunkDecoder": ((10240000,), {}),
     "fastpost.mail._header_c.HeaderReader": (({}, 102400), {}),
     "fastpost.smtp._server_c.ServerConnection": ((), {}),
-    # A stand-in for SmtpdService: the core reads only .settings(.timeout) and the
-    # loop (._loop, else .loop) at start, and sets .last_session.
-    "fastpost.daemons.smtpd._session_c.SessionCore": ((types.SimpleNamespace(
-        settings=types.SimpleNamespace(timeout=300), _loop=None, loop=None),), {}),
+    # A stand-in for SmtpdService (its compiled base, ServiceFields, with the fields
+    # set): the core reads only .settings(.timeout), the loop (._loop), .read_view
+    # and .policy(.idle_stages) at start, and sets .last_session.
+    "fastpost.daemons.smtpd._session_c.SessionCore": ((_service_fields(
+        settings=types.SimpleNamespace(timeout=300), _loop=object(),
+        read_view=memoryview(bytearray(16)),
+        policy=types.SimpleNamespace(idle_stages=frozenset())),), {}),
+    "fastpost.daemons.smtpd._session_c.ServiceFields": ((), {}),
     # smtpd's message to cleanup: an envelope (not read at construction) and the endpoint.
     "fastpost.daemons.smtpd._cleanuptxn_c.CleanupTransaction": ((None, "public/cleanup"), {}),
     "fastpost.smtp._state_c.ServerState": ((), {}),
+    "fastpost.smtp._reply_c.Reply": ((250, "Ok", "2.0.0"), {}),
+    # smtpd's client, envelope and recipient (dataclasses compiled as cdef classes).
+    "fastpost.daemons.smtpd._info_c.ClientInfo": ((), {}),
+    "fastpost.daemons.smtpd._info_c.Envelope": (("sender@example.org",), {}),
+    "fastpost.daemons.smtpd._info_c.Recipient": (("rcpt@example.net",), {}),
     "fastpost.util._logline_c.LineKeeper": ((), {}),
     # An empty core (no service): CleanupState's fields at their defaults.
     "fastpost.daemons.cleanup._statecore_c.StateCore": ((), {}),

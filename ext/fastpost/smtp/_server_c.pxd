@@ -36,7 +36,7 @@ cdef class ServerConnection:
     cdef int _receive_ptr(self, const unsigned char *p, Py_ssize_t n, data) except -1
     cdef void _close(self)
     cdef object _starved(self)
-    cdef _apply(self, str pending, reply)
+    cdef _apply(self, str pending, reply, int code)
     cdef void _end_auth(self)
     cdef object _next_command(self)
     cdef object _command(self, bytes raw_verb, bytes raw_args, int flags)

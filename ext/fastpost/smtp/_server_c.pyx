@@ -14,11 +14,14 @@ Diagnostics: as the reference (RemoteProtocolError, LocalProtocolError).
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.object cimport PyObject, PyTypeObject, Py_TYPE
+from cpython.unicode cimport PyUnicode_DATA, PyUnicode_GET_LENGTH, PyUnicode_KIND
+from libc.string cimport memcmp
 
 from fastpost.smtp._command_c cimport quick_ptr
 from fastpost.smtp._lines_c cimport _split
 # (the compiled ServerState: its fields as C struct members where the state is one)
 from fastpost.smtp._state_c cimport ServerState as _CState
+from fastpost.smtp._reply_c cimport Reply as _CReply
 
 import base64
 import binascii
@@ -152,16 +155,23 @@ cdef int _reset_transaction(st) except -1:
     return 0
 
 
-cdef inline bint _eq(str a, str b) except -1:
+cdef inline bint _eq(str a, str b) noexcept:
     """``a == b`` for the names this class compares on every command (input modes,
     the verb whose reply is due, the transaction phase): those are nearly always the
-    same object (the module's constants), and equal strings have equal hashes
-    (cached in each string), so the text is compared only when both agree."""
+    same object (the module's constants); otherwise the lengths, then the characters
+    (equal strings have the same kind: CPython keeps each in its narrowest form), with
+    no call (hash() of each cost two calls per comparison, and most are unequal)."""
+    cdef Py_ssize_t n
+    cdef unsigned int kind
     if a is b:
         return True
-    if a is None or b is None or hash(a) != hash(b):
+    if a is None or b is None:
         return False
-    return a == b
+    n = PyUnicode_GET_LENGTH(a)
+    kind = PyUnicode_KIND(a)
+    if n != PyUnicode_GET_LENGTH(b) or kind != PyUnicode_KIND(b):
+        return False
+    return memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), <size_t>n * kind) == 0
 
 
 cdef inline bint _is_ws(unsigned char c) noexcept:
@@ -297,9 +307,16 @@ cdef class ServerConnection:
         reply to QUIT).
         """
         cdef int code
+        cdef _CReply creply = None
         if _eq(self.input, _CLOSED):
             raise LocalProtocolError("send() after the connection was closed")
-        code = reply.code
+        if type(reply) is _CReply:
+            # (the compiled Reply, i.e. every reply of a running smtpd: its fields as C
+            # members; another object through its attributes)
+            creply = <_CReply>reply
+            code = creply.code
+        else:
+            code = reply.code
         pending = self._pending
         if _eq(self.input, _GREETING):
             if code != 220 and self.options.access_denied is None:
@@ -310,12 +327,14 @@ cdef class ServerConnection:
                 raise LocalProtocolError(f"no reply is due (sending {code})")
         else:
             self._pending = None
-            self._apply(pending, reply)
+            self._apply(pending, reply, code)
         if (close or (code >= _MIN_CLOSING and code in _CLOSING_CODES)
                 or _eq(pending, "QUIT")):
             self._close()
         if code >= 500 and self.options.soft_bounce:
             return soften(reply).wire
+        if creply is not None:
+            return creply.wire
         return reply.wire
 
     def tls_started(self) -> None:
@@ -358,8 +377,8 @@ cdef class ServerConnection:
         self._pending = "ERROR"
         return RemoteProtocolError(reply, verb, fatal=fatal, kind=kind, detail=detail)
 
-    cdef _apply(self, str pending, reply):
-        cdef int code = reply.code
+    cdef _apply(self, str pending, reply, int code):
+        # (code: reply.code, read by send())
         cdef _CState cst
         st = self.state
         if type(st) is _CState:
@@ -521,8 +540,11 @@ cdef class ServerConnection:
         strict_rfc821_envelopes) is left to the general path, which answers it. No
         effects: _quick() applies them once the line is consumed.
         """
+        cdef _CState st
+        if type(self.state) is not _CState:
+            return None  # (another state class: the general path asks it)
+        st = <_CState>self.state  # (its fields as C members)
         opts = self.options
-        st = self.state
         if kind == _Q_MAIL:
             if ((opts.helo_required and st.helo is None) or not _eq(st.phase, _READY)
                     or (opts.tls_required and not st.tls) or opts.strict_rfc821
@@ -550,7 +572,7 @@ cdef class ServerConnection:
     cdef object _quick(self, int kind, str text, event):
         """The effects of an allowed simple-form command, in the general path's order
         (the pipelining note, then the reply due); returns ``event``."""
-        st = self.state
+        cdef _CState st = <_CState>self.state  # (_quick_event let only this type through)
         verb = _VERBS[kind]
         if (self._reader._end > self._reader._start and (verb in _LAST_IN_GROUP or not st.esmtp)
                 and kind != _Q_QUIT):

@@ -189,6 +189,50 @@ class CleanupTxn:
             conn.send({"o": P.ABORT, "t": self.tid})
         conn.maybe_idle()
 
+    def answer(self, conn: "_Conn", frame: dict) -> None:
+        """cleanup's reply ``frame`` to this transaction, from ``conn``'s read: the
+        queue ID (or a refusal) for the OPEN, then the commit's answer. A reply that
+        cannot come now is a ValueError (the connection fails as malformed)."""
+        tid = self.tid
+        listener = self.listener
+        if listener is not None:
+            state = self.state
+            if state == _OPENING:
+                if frame.get("c") is None:
+                    self.state = _FINISHED if self.done else _OPEN
+                    listener.cleanup_opened(frame["id"])
+                    return
+                del conn.txns[tid]
+                self.state = _OVER
+                self.done = True
+                listener.cleanup_failed(_refusal(frame))
+                conn.maybe_idle()
+                return
+            if state != _FINISHED:
+                raise ValueError(f"reply for transaction {tid} before its end")
+            txns = conn.txns
+            del txns[tid]
+            self.state = _OVER
+            listener.cleanup_answered(int(frame["c"]), frame.get("x", ""), frame.get("id", ""))
+            if not txns:
+                conn.maybe_idle()
+            return
+        if not self.opened.done():
+            code = frame.get("c")
+            if code is None:
+                self.opened.set_result(frame["id"])
+                return
+            del conn.txns[tid]
+            self.fail(_refusal(frame))
+            conn.maybe_idle()
+            return
+        if self.result is None or self.result.done():
+            raise ValueError(f"reply for transaction {tid} before its end")
+        del conn.txns[tid]
+        code = int(frame["c"])
+        self.result.set_result((code, frame.get("x", ""), frame.get("id", "")))
+        conn.maybe_idle()
+
     def fail(self, exc: BaseException) -> None:
         """The connection went away: fail what is still waiting (and finish())."""
         self.done = True
@@ -335,7 +379,11 @@ class _Conn(asyncio.BufferedProtocol):
                 if not self.ready:
                     self._hello(frame)
                     continue
-                self._reply(frame)
+                # (the lookup here, the rest in the transaction's answer(): smtpd's
+                # compiled transaction answers without an interpreted frame per reply)
+                txn = self.txns.get(frame["t"])
+                if txn is not None:  # (None: aborted meanwhile)
+                    txn.answer(self, frame)
         except (AttrError, KeyError, TypeError, ValueError) as exc:
             self.fail(IPCProtocolError(self.client.path, f"malformed reply: {exc}"))
 
@@ -350,48 +398,10 @@ class _Conn(asyncio.BufferedProtocol):
             self.loop.call_soon(self.flush)
 
     def _reply(self, frame: dict) -> None:
-        tid = frame["t"]
-        txn = self.txns.get(tid)
-        if txn is None:
-            return  # aborted meanwhile
-        listener = txn.listener
-        if listener is not None:
-            state = txn.state
-            if state == _OPENING:
-                if frame.get("c") is None:
-                    txn.state = _FINISHED if txn.done else _OPEN
-                    listener.cleanup_opened(frame["id"])
-                    return
-                del self.txns[tid]
-                txn.state = _OVER
-                txn.done = True
-                listener.cleanup_failed(_refusal(frame))
-                self.maybe_idle()
-                return
-            if state != _FINISHED:
-                raise ValueError(f"reply for transaction {tid} before its end")
-            txns = self.txns
-            del txns[tid]
-            txn.state = _OVER
-            listener.cleanup_answered(int(frame["c"]), frame.get("x", ""), frame.get("id", ""))
-            if not txns:
-                self.maybe_idle()
-            return
-        if not txn.opened.done():
-            code = frame.get("c")
-            if code is None:
-                txn.opened.set_result(frame["id"])
-                return
-            del self.txns[tid]
-            txn.fail(_refusal(frame))
-            self.maybe_idle()
-            return
-        if txn.result is None or txn.result.done():
-            raise ValueError(f"reply for transaction {tid} before its end")
-        del self.txns[tid]
-        code = int(frame["c"])
-        txn.result.set_result((code, frame.get("x", ""), frame.get("id", "")))
-        self.maybe_idle()
+        """One reply frame to its transaction (buffer_updated does this inline)."""
+        txn = self.txns.get(frame["t"])
+        if txn is not None:  # (None: aborted meanwhile)
+            txn.answer(self, frame)
 
     # -- the end ----------------------------------------------------------------------
 

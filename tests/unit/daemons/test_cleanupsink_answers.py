@@ -105,7 +105,7 @@ class Peer:
                     writer.close()
                     return
                 if reply:
-                    writer.write(attr.encode_many([reply]))
+                    writer.write(attr.encode_many(reply if isinstance(reply, list) else [reply]))
 
     def close(self):
         self.server.close()
@@ -254,6 +254,40 @@ def test_no_cleanup_at_all_is_a_write_error(tmp_path, impl):
     assert isinstance(err, SinkError) and result is None
     assert (err.reply.code, err.reply.enhanced) == (451, "4.3.0")
     assert "connect" in err.log
+
+
+def test_a_reply_before_the_end_fails_the_connection_as_malformed(tmp_path, impl):
+    # cleanup answers the OPEN and then, before any END, once more: the transaction's
+    # answer() refuses it (ValueError), the connection fails as malformed, and the
+    # message's end is the write error (no commit reaches the session).
+    async def main():
+        peer = Peer(os.path.join(str(tmp_path), "cleanup"),
+                    lambda f: [{"t": f["t"], "id": "8CCC"},
+                               {"t": f["t"], "c": 250, "x": "2.0.0 Ok", "id": "8CCC"}],
+                    lambda f: pytest.fail("no END on a failed connection"))
+        await peer.start()
+        client = CleanupClient(peer.path, timeout=10, idle=5, ttl=1000)
+        sink = CleanupSink(client, flags=0)
+        session = Session(asyncio.get_running_loop())
+        try:
+            txn = impl.begin(sink, _client(), Envelope("a@example.org"))
+            txn.session = session
+            txn.add_recipient(Recipient("b@example.net"))
+            assert await asyncio.wait_for(session.opened, 10) == "8CCC"
+            for _ in range(1000):
+                if txn.error is not None:
+                    break
+                await asyncio.sleep(0.01)
+            assert "malformed reply: reply for transaction" in str(txn.error)
+            with pytest.raises(SinkError) as info:
+                txn.finish()
+            assert (info.value.reply.code, info.value.reply.enhanced) == (451, "4.3.0")
+            assert session.calls == [("opened", "8CCC", None)]
+            assert client.conn is None  # the failed connection was let go
+        finally:
+            await sink.close()
+            peer.close()
+    asyncio.run(main())
 
 
 class _Envelope(Envelope):

@@ -8,6 +8,9 @@
 # signature in step with the .py (Cython checks that each exists there).
 
 cimport cython
+# (the client and the envelope: their fields as C members)
+from fastpost.daemons.smtpd._info_c cimport ClientInfo as _Client, Envelope as _Envelope, \
+    Recipient as _Recipient
 
 cdef Py_ssize_t _CHUNK
 cdef int _OPENING
@@ -18,11 +21,14 @@ cdef object _OP_DATA
 cdef object _OP_END
 cdef object _OP_ABORT
 cdef object _WRITE_ERROR
+cdef object _refusal
 cdef tuple _ADDR_TYPE_6
 cdef tuple _ADDR_TYPE_4
 
 
+@cython.locals(c=_Client)
 cpdef bint is_local(local_clients, client) except -1
+cdef _begin(sink, _Client client, _Envelope envelope)
 
 
 cdef class CleanupTransaction:
@@ -44,6 +50,15 @@ cdef class CleanupTransaction:
     cdef public object refusal
     cdef public bint finished
 
+    @cython.locals(state=int, txns=dict)
+    cpdef answer(self, conn, dict frame)
+    cpdef cleanup_opened(self, queue_id)
+    cpdef cleanup_answered(self, code, text, queue_id)
+    cpdef cleanup_failed(self, exc)
+    @cython.locals(env=_Envelope)
+    cpdef finish(self)
+    @cython.locals(rcpt=_Recipient)
+    cpdef add_recipient(self, recipient)
     @cython.locals(size=Py_ssize_t)
     cdef _c_append(self, data)
     @cython.locals(frame=dict, data=list)

@@ -15,6 +15,9 @@ cimport cython
 from fastpost.smtp._server_c cimport ServerConnection as _CServerConnection
 # (the log line keeper: its keep() as a C call)
 from fastpost.util._logline_c cimport LineKeeper as _LineKeeper
+# (a reply's code, the client and the transaction's envelope: fields as C members)
+from fastpost.smtp._reply_c cimport Reply as _CReply
+from fastpost.daemons.smtpd._info_c cimport ClientInfo as _Client, Envelope as _Envelope
 
 cdef str _CLOSED
 cdef object _NEED_DATA
@@ -46,12 +49,33 @@ cdef dict _PORT_TEXTS
 
 cdef bint _is_awaitable(object value)
 cdef inline bint _closed(str input_mode)
-@cython.locals(text=str)
+@cython.locals(text=str, reply=_CReply)
 cpdef queued_reply(str queue_id)
 
 
+cdef class ServiceFields:
+    cdef public object settings
+    cdef public object sink
+    cdef public object policy
+    cdef public object _loop
+    cdef public object read_view
+    cdef public object sessions
+    cdef public object client_counts
+    cdef public object limits
+    cdef public object greet_options
+    cdef public object authenticator
+    cdef public object space_ok_until
+    cdef public object on_connect
+    cdef public object on_disconnect
+    cdef public object on_session_end
+    cdef public object last_session
+    cdef public object greeting
+    cdef public object ehlo_plain
+    cdef public object helo_reply
+
+
 cdef class SessionCore:
-    cdef public object service
+    cdef public ServiceFields service
     cdef public object settings
     cdef public object loop
     cdef public object transport
@@ -90,26 +114,37 @@ cdef class SessionCore:
     cdef public int _sink_wait
     cdef public object _sink_verb
     cdef public object _sink_fn
+    cdef public object _read_view
+    cdef public object _idle_stages
+    cdef public object _handler_table
 
     @cython.locals(conn=_CServerConnection)
     cdef _c_received(self, Py_ssize_t nbytes)
     cdef _c_pause_reading(self)
     cdef _c_resume_reading(self)
+    @cython.locals(c=_Client, svc=ServiceFields)
     cdef _c_lost(self)
+    @cython.locals(c=_Client)
+    cdef _c_addresses(self, peer, local)
     cdef _c_close(self)
     cdef _c_arm_timer(self)
+    @cython.locals(c=_Client, svc=ServiceFields)
     cdef _c_greet_options(self)
+    @cython.locals(svc=ServiceFields)
     cdef _c_greet_sasl(self)
+    @cython.locals(c=_Client, svc=ServiceFields)
     cdef _c_greet(self, names)
     cdef _c_connect_checked(self, decision)
+    @cython.locals(c=_Client)
     cdef _helo_checked(self, decision, event, bint esmtp)
+    @cython.locals(c=_Client, svc=ServiceFields)
     cdef _c_ehlo_reply(self)
     @cython.locals(conn=_CServerConnection)
     cdef _c_run(self)
     @cython.locals(err=bint)
-    cdef _c_respond(self, verb, reply, ok=*, close=*, error=*)
+    cdef _c_respond(self, verb, _CReply reply, ok=*, close=*, error=*)
     @cython.locals(counts=list, conn=_CServerConnection)
-    cdef _c_send(self, verb, reply, ok, close)
+    cdef _c_send(self, verb, _CReply reply, ok, close)
     @cython.locals(out=list, data=bytes, conn=_CServerConnection)
     cdef _c_flush(self)
     @cython.locals(stats=dict, counts=list, key=tuple, text=str, last=tuple, same=bint,
@@ -129,9 +164,11 @@ cdef class SessionCore:
     cdef _c_on_chunk(self, event)
     cdef _c_on_end_of_data(self, event)
     cdef _c_on_quit(self, event)
+    @cython.locals(svc=ServiceFields)
     cdef _c_mail(self, event)
     cdef _c_mail_checked(self, decision)
     cdef _c_write(self, data)
+    @cython.locals(c=_Client, env=_Envelope)
     cdef _c_start_content(self)
     cdef _c_data_checked(self, decision)
     cdef _c_finish_message(self, verb, size, too_big, bare_lf, reply_ok)
@@ -139,10 +176,12 @@ cdef class SessionCore:
     cdef _c_commit(self, verb, reply_ok)
     cdef _c_rcpt(self, event)
     cdef _rcpt_checked(self, decision, event, address)
+    @cython.locals(env=_Envelope)
     cdef _c_add_recipient(self, rcpt)
     cdef _c_committed(self, verb, reply_ok, queue_id)
     cdef _c_commit_failed(self, verb, exc)
     cdef _c_sink_wait(self, int what, verb, fn)
     cdef bint _c_sink_resume(self) except -1
+    @cython.locals(c=_Client, env=_Envelope)
     cdef _c_log_client(self, txn)
     cdef _c_id_refused(self, verb, exc)

@@ -1,4 +1,4 @@
-# cython: language_level=3, annotation_typing=False
+# cython: language_level=3, annotation_typing=False, nonecheck=True
 """smtpd's per-message path to cleanup: one source, run as Python and compiled.
 
 Postfix counterpart: smtpd's side of mail_stream (src/smtpd/smtpd.c mail_open_stream
@@ -65,6 +65,7 @@ _OP_DATA = P.DATA
 _OP_END = P.END
 _OP_ABORT = P.ABORT
 _WRITE_ERROR = replies.WRITE_ERROR
+_refusal = _clnt._refusal
 #: client_address_type: AF_INET6 or AF_INET (Postfix's numbers)
 _ADDR_TYPE_6 = ("client_address_type", "10")
 _ADDR_TYPE_4 = ("client_address_type", "2")
@@ -149,6 +150,35 @@ class CleanupTransaction:
             self.state = _OVER
             self.cleanup_failed(exc)
 
+    def answer(self, conn, frame):
+        """cleanup's reply ``frame`` from ``conn``'s read (cleanup_clnt.CleanupTxn.answer,
+        for a transaction that is its own listener): the queue ID, or the OPEN's
+        refusal, then the commit's answer. Compiled, the fields are C members and the
+        listener's methods C calls: no interpreted frame per reply."""
+        if self.listener is None:
+            return  # no answer can follow (answered, failed, or let go)
+        tid = self.tid
+        state = self.state
+        if state == _OPENING:
+            if frame.get("c") is None:
+                self.state = _FINISHED if self.done else _OPEN
+                self.cleanup_opened(frame["id"])
+                return
+            del conn.txns[tid]
+            self.state = _OVER
+            self.done = True
+            self.cleanup_failed(_refusal(frame))
+            conn.maybe_idle()
+            return
+        if state != _FINISHED:
+            raise ValueError(f"reply for transaction {tid} before its end")
+        txns = conn.txns
+        del txns[tid]
+        self.state = _OVER
+        self.cleanup_answered(int(frame["c"]), frame.get("x", ""), frame.get("id", ""))
+        if not txns:
+            conn.maybe_idle()
+
     def cleanup_opened(self, queue_id):
         self.queue_id = queue_id
         session = self.session
@@ -200,8 +230,9 @@ class CleanupTransaction:
     # -- the session's transaction (sink.Transaction) ----------------------------------
 
     def add_recipient(self, recipient):
-        notify = recipient.notify
-        self._rcpts.append((recipient.address, recipient.orcpt or "",
+        rcpt = recipient  # (compiled: a Recipient, its fields as C members)
+        notify = rcpt.notify
+        self._rcpts.append((rcpt.address, rcpt.orcpt or "",
                             P.notify_bits(notify) if notify else 0))
 
     def write(self, data):
@@ -308,6 +339,11 @@ class CleanupTransaction:
 
 def begin(sink, client, envelope):
     """CleanupSink.begin: start one message (cleanupsink.py; sink.MessageSink)."""
+    return _begin(sink, client, envelope)
+
+
+def _begin(sink, client, envelope):
+    # (begin's work; compiled, the client's and the envelope's fields are C members)
     name = client.name
     addr = client.addr
     port = client.port
@@ -399,20 +435,21 @@ def begin(sink, client, envelope):
 def is_local(local_clients, client):
     """LocalClients.is_local (cleanupsink.py): True when the client's message headers
     are rewritten as local mail (local_header_rewrite_clients)."""
-    if local_clients.sasl and client.sasl_username is not None:
+    c = client  # (compiled: a ClientInfo, its fields as C members)
+    if local_clients.sasl and c.sasl_username is not None:
         return True
-    tls = client.tls
+    tls = c.tls
     if tls is not None and tls.peer_cert:
         if local_clients.tls_all_certs or (local_clients.tls_certs
                                            and getattr(tls, "peer_verified", False)):
             return True
-    addr = client.addr
+    addr = c.addr
     if local_clients.inet_interfaces and addr and (
             addr in local_clients.interfaces
-            or (local_clients.any_interface and addr == client.server_addr)):
+            or (local_clients.any_interface and addr == c.server_addr)):
         return True
     mynetworks = local_clients.mynetworks
-    if mynetworks is not None and mynetworks.match(client.name, addr):
+    if mynetworks is not None and mynetworks.match(c.name, addr):
         return True
     for table in local_clients.tables:
         if addr and table.get(addr) is not None:

@@ -1,4 +1,4 @@
-# cython: language_level=3, annotation_typing=False
+# cython: language_level=3, annotation_typing=False, nonecheck=True
 """The smtpd session's per-command plumbing: one source, run as Python and compiled.
 
 Postfix counterpart: src/smtpd/smtpd.c's smtpd_proto() loop and smtpd_chat.c's
@@ -154,6 +154,18 @@ def _is_awaitable(value) -> bool:
     return hasattr(value, "__await__") or isinstance(value, _Future)
 
 
+class ServiceFields:
+    """What the session core reads of its service: SmtpdService's base (service.py),
+    which sets every field in its __init__. Compiled, a cdef class whose fields are
+    Python objects the core reads as C members (the service is read at every step of
+    a session); the service's other attributes live in its instance dictionary."""
+
+    __slots__ = ("settings", "sink", "policy", "_loop", "read_view", "sessions",
+                 "client_counts", "limits", "greet_options", "authenticator",
+                 "space_ok_until", "on_connect", "on_disconnect", "on_session_end",
+                 "last_session", "greeting", "ehlo_plain", "helo_reply")
+
+
 class SessionCore:
     """The per-command part of one smtpd session (module docstring)."""
 
@@ -163,7 +175,8 @@ class SessionCore:
                  "_in_data", "envelope", "txn", "junk", "overshoot", "_data_rejected",
                  "_received_done", "_skip_log", "_greeted", "_timer", "_timeout",
                  "_auth_state", "_counted_addr", "_real_client", "_anvil_ident",
-                 "_anvil_unknown", "_direct", "_sink_wait", "_sink_verb", "_sink_fn")
+                 "_anvil_unknown", "_direct", "_sink_wait", "_sink_verb", "_sink_fn",
+                 "_read_view", "_idle_stages", "_handler_table")
 
     def __init__(self, service):
         self.service = service
@@ -212,13 +225,20 @@ class SessionCore:
         self._sink_wait = 0
         self._sink_verb = None
         self._sink_fn = None
+        #: the service's one read buffer (service.read_view, made once with the service)
+        self._read_view = service.read_view
+        #: the stages where the policy answers None whatever it is asked (Policy.idle_stages,
+        #: fixed when the policy is made): _idle() reads it instead of the service's policy
+        self._idle_stages = service.policy.idle_stages
+        #: the class's _handlers (event type -> handler), kept by the first _c_run
+        self._handler_table = None
 
     # ---------------------------------------------------------------- reading
 
     def get_buffer(self, sizehint: int):
         # Every session reads into the service's one buffer (service.py;
-        # asyncio.BufferedProtocol).
-        return self.service.read_view
+        # asyncio.BufferedProtocol), kept in this session's field.
+        return self._read_view
 
     def buffer_updated(self, nbytes: int) -> None:
         self._c_received(nbytes)
@@ -231,10 +251,10 @@ class SessionCore:
         self.waiting = False
         conn = self.conn
         if conn is None:
-            self._early.append(bytes(self.service.read_view[:nbytes]))
+            self._early.append(bytes(self._read_view[:nbytes]))
             self._c_pause_reading()
             return
-        conn.receive_from(self.service.read_view, nbytes)
+        conn.receive_from(self._read_view, nbytes)
         if not self._busy:
             self._c_run()
         else:
@@ -269,7 +289,10 @@ class SessionCore:
 
     def _c_run(self):
         conn = self.conn
-        handlers = self._handlers
+        handlers = self._handler_table
+        if handlers is None:
+            # (the class's _handlers, read once per session: a C field from then on)
+            handlers = self._handler_table = self._handlers
         while not self._busy and not self._closed:
             try:
                 event = conn.next_event()
@@ -458,7 +481,8 @@ class SessionCore:
         self._c_junk()
 
     def _idle(self, stage):
-        return stage in self.service.policy.idle_stages
+        # (the policy's idle_stages, read once per session: __init__)
+        return stage in self._idle_stages
 
     def _policy(self, stage, on_done, *, recipient=None, etrn_domain=None, size=None,
                 helo=None):
@@ -776,11 +800,10 @@ class SessionCore:
 
     def _c_rcpt(self, event):
         address = event.address
-        policy = self.service.policy
-        if "RCPT" in policy.idle_stages:
+        if "RCPT" in self._idle_stages:
             self._rcpt_checked(None, event, address)
             return
-        quick = policy.quick_rcpt
+        quick = self.service.policy.quick_rcpt
         if quick is not None:
             try:
                 permitted = quick(self.client, self.envelope, address)
@@ -820,7 +843,8 @@ class SessionCore:
         except Exception as exc:  # noqa: BLE001
             self._c_respond("rcpt", self._sink_failed(exc))
             return
-        self.envelope.recipients.append(rcpt)
+        env = self.envelope
+        env.recipients.append(rcpt)
         self._c_respond("rcpt", _RCPT_OK)
 
     def _on_data(self, event):
@@ -965,7 +989,8 @@ class SessionCore:
         """The envelope's queue ID, and the ``QUEUEID: client=`` line."""
         if self.envelope is None:
             return
-        self.envelope.queue_id = txn.queue_id
+        env = self.envelope
+        env.queue_id = txn.queue_id
         c = self.client
         extra = ""
         if c.sasl_username is not None:
@@ -1029,6 +1054,30 @@ class SessionCore:
         self._last_io = self.loop.time()
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
+        self._c_addresses(peer, local)
+        c = self.client
+        # (a TLS transport here only from listen()'s wrapper mode: service.py; the
+        # plain transport's answer, None, is not asked for)
+        if self.settings.wrappermode:
+            ssl_object = transport.get_extra_info("ssl_object")
+            if ssl_object is not None:
+                c.tls = tlsmod.tls_info(ssl_object, svc.tls.digest)
+        # Reading is not paused while the greeting is prepared: what a client sends
+        # early is kept (_early) and reading paused only then (buffer_updated).
+        self._c_arm_timer()
+        if self.settings.peername_lookup and isinstance(peer, tuple):
+            hit = svc.resolver.cached(c.addr)
+            if hit is not None:
+                self._c_greet(hit)
+            else:
+                task = self.loop.create_task(svc.resolver.lookup(c.addr))
+                task.add_done_callback(self._lookup_done)
+        else:
+            self._c_greet((c.name, c.reverse_name))
+
+    def _c_addresses(self, peer, local):
+        """The client's and the server's address and port from the socket's names
+        (connection_made; compiled, the ClientInfo's fields are C members)."""
         c = self.client
         if isinstance(peer, tuple) and peer:
             addr = peer[0]
@@ -1049,24 +1098,6 @@ class SessionCore:
                 if len(_PORT_TEXTS) < 64:
                     _PORT_TEXTS[port] = text
             c.server_addr, c.server_port = local[0], text
-        # (a TLS transport here only from listen()'s wrapper mode: service.py; the
-        # plain transport's answer, None, is not asked for)
-        if self.settings.wrappermode:
-            ssl_object = transport.get_extra_info("ssl_object")
-            if ssl_object is not None:
-                c.tls = tlsmod.tls_info(ssl_object, svc.tls.digest)
-        # Reading is not paused while the greeting is prepared: what a client sends
-        # early is kept (_early) and reading paused only then (buffer_updated).
-        self._c_arm_timer()
-        if self.settings.peername_lookup and isinstance(peer, tuple):
-            hit = svc.resolver.cached(c.addr)
-            if hit is not None:
-                self._c_greet(hit)
-            else:
-                task = self.loop.create_task(svc.resolver.lookup(c.addr))
-                task.add_done_callback(self._lookup_done)
-        else:
-            self._c_greet((c.name, c.reverse_name))
 
     def connection_lost(self, exc) -> None:
         svc = self.service

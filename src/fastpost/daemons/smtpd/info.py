@@ -14,16 +14,18 @@ Diagnostics: none.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from fastpost._accel import select
 
 __all__ = ["ClientInfo", "TlsInfo", "Envelope", "Recipient", "PolicyRequest"]
 
-UNKNOWN = "unknown"
+# (the two defaults ClientInfo's fields use are defined with it, in _info_py)
+from fastpost.daemons.smtpd._info_py import NAME_OK, UNKNOWN  # noqa: E402
 
 #: Outcomes of the client name lookups (Postfix's SMTPD_PEER_CODE_*): the name is
 #: verified, the lookup failed temporarily, it failed for good, or the PTR name does
 #: not resolve back to the address (name "unknown", reverse_name still set).
-NAME_OK = "ok"
 NAME_TEMP = "temp"
 NAME_PERM = "perm"
 NAME_FORGED = "forged"
@@ -47,69 +49,11 @@ class TlsInfo:
     peer_issuer: str = ""  # issuer CommonName
 
 
-@dataclass(slots=True)
-class ClientInfo:
-    """One SMTP client as smtpd identifies it."""
-
-    name: str = UNKNOWN  # verified (forward-confirmed) host name, or "unknown"
-    addr: str = ""  # IP address as text, "" for a UNIX-domain peer
-    port: str = UNKNOWN  # TCP port as text
-    reverse_name: str = UNKNOWN  # the PTR name, even when it does not forward-confirm
-    name_status: str = NAME_OK  # NAME_*: how the name lookup ended ("unknown" -> not OK)
-    reverse_name_status: str = NAME_OK  # NAME_*: how the PTR lookup ended
-    server_addr: str = ""  # our address of this connection
-    peer_addr: str = ""  # the socket's peer address (XCLIENT does not change it)
-    server_port: str = ""
-    helo: str | None = None  # the last HELO/EHLO argument accepted
-    protocol: str = "SMTP"  # SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA, UTF8SMTP...
-    tls: TlsInfo | None = None
-    sasl_method: str | None = None
-    sasl_username: str | None = None
-    #: XFORWARD attributes (logged and passed to cleanup, never used for access control)
-    forwarded: dict[str, str] = field(default_factory=dict)
-    #: The client sent a command before our reply to the previous one when it may not
-    #: pipeline (reject_unauth_pipelining); set by the session, sticky.
-    improper_pipelining: bool = False
-    #: Opaque per-connection state of the Policy (it is replaced with the ClientInfo
-    #: by XCLIENT, which starts a new session as far as policy is concerned).
-    policy_state: object = None
-
-    @property
-    def text(self) -> str:
-        """Return ``name[addr]``, the form every Postfix log line uses."""
-        return f"{self.name}[{self.addr}]"
-
-
-@dataclass(slots=True)
-class Recipient:
-    """One accepted recipient and its DSN parameters."""
-
-    address: str  # internal form
-    notify: tuple[str, ...] | None = None
-    orcpt: str | None = None  # "type;address" (decoded)
-
-
-@dataclass(slots=True)
-class Envelope:
-    """One mail transaction: MAIL FROM and its parameters, recipients so far."""
-
-    sender: str  # internal form, "" for the null sender
-    size: int | None = None  # SIZE= from MAIL
-    body: str | None = None  # BODY=
-    smtputf8: bool = False
-    ret: str | None = None  # DSN RET=
-    envid: str | None = None  # DSN ENVID= (decoded)
-    auth: str | None = None  # AUTH= (decoded), only when SASL is on
-    recipients: list[Recipient] = field(default_factory=list)
-    queue_id: str | None = None  # set when the sink opened the transaction
-    # What the access policy asked for this message (access(5) actions); the sink
-    # reads them at finish(). PREPEND headers are written by smtpd itself.
-    hold: str | None = None  # HOLD: put the message on hold; the reason logged
-    discard: str | None = None  # DISCARD: accept and drop it; the reason logged
-    filter: str | None = None  # FILTER transport:destination (content_filter override)
-    redirect: str | None = None  # REDIRECT address: replaces every recipient
-    bcc: list[str] = field(default_factory=list)  # BCC addresses to add
-    prepend: list[str] = field(default_factory=list)  # PREPEND header lines, in order
+# ClientInfo, Recipient and Envelope: see _info_py (one source of both builds).
+_impl = select("fastpost.daemons.smtpd._info_c", "fastpost.daemons.smtpd._info_py")
+ClientInfo = _impl.ClientInfo
+Recipient = _impl.Recipient
+Envelope = _impl.Envelope
 
 
 @dataclass(slots=True)

@@ -35,6 +35,7 @@ import time
 from fastpost.daemons.smtpd.peer import PeerResolver
 from fastpost.daemons.smtpd.policy import Policy
 from fastpost.daemons.smtpd.session import TLS_SHUTDOWN_TIMEOUT, SmtpdProtocol
+from fastpost.daemons.smtpd.sessioncore import ServiceFields
 from fastpost.daemons.smtpd.settings import SmtpdSettings
 from fastpost.daemons.smtpd.tls import ServerTls
 from fastpost.smtp import replies
@@ -56,8 +57,11 @@ def _authenticator(config):
     return None
 
 
-class SmtpdService:
-    """Per-process smtpd state shared by the sessions (module docstring)."""
+class SmtpdService(ServiceFields):
+    """Per-process smtpd state shared by the sessions (module docstring).
+
+    (ServiceFields, its base, holds the fields the compiled session core reads at
+    every step as C members: sessioncore.py; the others are this object's own.)"""
 
     def __init__(self, settings: SmtpdSettings, *, sink, policy: Policy | None = None,
                  tls: ServerTls | None = None, authenticator=None, resolver=None,

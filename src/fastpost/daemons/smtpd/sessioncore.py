@@ -18,8 +18,10 @@ from fastpost.daemons.smtpd._session_shared import HANGUP, STATS_ORDER
 _impl = select("fastpost.daemons.smtpd._session_c", "fastpost.daemons.smtpd._session_py")
 
 SessionCore = _impl.SessionCore
+#: SmtpdService's base: the fields of the service the core reads (service.py)
+ServiceFields = _impl.ServiceFields
 #: The handlers the core implements, by event type (merged into the session's).
 CORE_HANDLERS = _impl.CORE_HANDLERS
 neuter_helo = _impl.neuter_helo
 
-__all__ = ["SessionCore", "CORE_HANDLERS", "HANGUP", "STATS_ORDER", "neuter_helo"]
+__all__ = ["SessionCore", "ServiceFields", "CORE_HANDLERS", "HANGUP", "STATS_ORDER", "neuter_helo"]
