@@ -21,7 +21,7 @@ cdef class LineKeeper:
     cdef public str prefix
     cdef public list pending
     cdef public Py_ssize_t limit
-    cdef public object first
+    cdef public object loop
     cdef public object flush
 
     @cython.locals(now=double, pending=list, n=Py_ssize_t)

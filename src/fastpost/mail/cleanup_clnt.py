@@ -59,7 +59,6 @@ from fastpost.mail import attr
 from fastpost.mail import cleanup_proto as P
 from fastpost.mail.attrtype import DEFAULT_MAX_DEPTH, AttrError
 from fastpost.mail.ipc import IPCClosed, IPCConnectError, IPCError, IPCProtocolError, IPCTimeout
-from fastpost.util import log
 
 __all__ = ["CleanupClient", "CleanupTxn", "CleanupError", "CleanupRefused", "CHUNK"]
 
@@ -146,7 +145,6 @@ class CleanupTxn:
         if self.listener is None:
             self.result = self.conn.loop.create_future()
         self._flush_data(P.END, extra)
-        self.conn.log_first = True
         if self.conn.watch_handle is None:
             self.conn.armed(self)
         return self.result
@@ -220,9 +218,6 @@ class _Conn(asyncio.BufferedProtocol):
         self.next_tid = 1
         self.out: list = []
         self.flush_scheduled = False
-        #: a message's END waits in ``out``: this process's waiting log lines (its
-        #: ``client=`` line) are written before it (log.defer_file_writes)
-        self.log_first = False
         self.ready = False  # connected and greeted
         self.closed = False
         self.started = time.monotonic()
@@ -246,9 +241,6 @@ class _Conn(asyncio.BufferedProtocol):
         if self.closed or not self.out:
             return
         out, self.out = self.out, []
-        if self.log_first:
-            self.log_first = False
-            log.flush()
         self.transport.write(attr.encode_many(out))
 
     def drain_waiter(self):

@@ -9,7 +9,7 @@ daemon's every connection passes through (smtpd's ``connect from``, ``client=`` 
 and log.info() hand it the finished text and it appends the line to the waiting ones
 without an interpreted frame. KEEPER is the one LineKeeper of the process; log.py
 switches it on (``on``) only while the maillog file is the only sink and its lines wait
-for the loop's timer (log.defer_file_writes), and keeps its fields in step with
+for the loop's turn to end (log.defer_file_writes), and keeps its fields in step with
 its own state (the head ``tag[pid]: ``, the loop's thread, the list of waiting lines,
 which flush() swaps). Anything else (off, another thread, a new second whose time stamp
 must be made) makes keep() answer False, and the caller logs the line the general way
@@ -43,8 +43,8 @@ class LineKeeper:
         self.stamp_host = ""  # "Mmm dd hh:mm:ss host "
         self.prefix = ""  # stamp_host + head: what each line starts with
         self.pending = []  # the waiting lines (log._state.pending, the same list)
-        self.limit = 256  # the waiting lines are written when this many wait
-        self.first = None  # log._first_waiting: sets the timer that writes them
+        self.limit = 256  # a turn's lines are written when this many wait
+        self.loop = None  # the loop whose turn's end writes the waiting lines
         self.flush = None  # log.flush: writes the waiting lines
 
     def set_stamp(self, second, stamp_host):
@@ -70,8 +70,11 @@ class LineKeeper:
         # (one f-string: compiled, one joined string instead of two concatenations)
         pending.append(f"{self.prefix}{text}\n".encode("utf-8", "surrogateescape"))
         n = len(pending)
-        if n == 1:  # the first waiting line: the loop's timer writes them (log._waiting)
-            self.first()
+        if n == 1:  # the first of a turn: written when the turn ends (log._waiting)
+            try:
+                self.loop.call_soon(self.flush)
+            except RuntimeError:  # the loop is closed: no more turns
+                self.flush()
         elif n >= self.limit:
             self.flush()
         return True

@@ -64,11 +64,8 @@ FACILITIES = {
 }
 _LEVELS = {"info": 6, "warning": 4, "error": 3, "fatal": 2, "panic": 0}
 _ERROR_LIMIT = 13
-#: defer_file_writes(): the waiting lines are written when this many are waiting.
+#: defer_file_writes(): a turn's lines are written when this many are waiting.
 _DEFER_MAX_LINES = 256
-#: defer_file_writes(): the first waiting line is written at most this many seconds
-#: after it was logged (with every line logged meanwhile).
-DEFER_SECONDS = 0.01
 
 
 class Fatal(SystemExit):
@@ -116,8 +113,6 @@ class _State:
     defer_loop = None
     defer_thread = 0
     pending: list = []
-    # the loop's timer that writes the waiting lines (None: none set)
-    defer_timer = None
 
 
 _state = _State()
@@ -137,7 +132,7 @@ def _keeper_fits() -> None:
     KEEPER.thread = st.defer_thread
     KEEPER.set_head(st.head)
     KEEPER.limit = _DEFER_MAX_LINES
-    KEEPER.first = _first_waiting
+    KEEPER.loop = st.defer_loop
     KEEPER.flush = flush
     KEEPER.on = (st.defer_loop is not None and st.stream is None and st.file_fd is not None
                  and st.syslog_sock is None and st.postlog_sock is None)
@@ -149,7 +144,6 @@ def _forked() -> None:
     # The parent writes its own waiting lines; the child's loop is not the parent's.
     _state.pending = []
     _state.defer_loop = None
-    _state.defer_timer = None
     _keeper_fits()
 
 
@@ -213,48 +207,22 @@ def _connect_postlog(path: str) -> bool:
 
 
 def defer_file_writes(loop) -> None:
-    """Write maillog_file's informational lines together, from ``loop``'s timer.
+    """Write maillog_file's informational lines once per turn of ``loop``.
 
-    The lines logged by the loop's callbacks (many sessions' ``connect from``,
-    ``client=`` and ``disconnect from`` under load) wait, and go out in one write
-    DEFER_SECONDS after the first of them was logged (a timer of the loop, set when
-    the first line starts waiting), or when _DEFER_MAX_LINES wait, or when flush() is
-    called earlier (smtpd's cleanup client calls it before it sends a message's end,
-    so that its ``client=`` line is in the file before cleanup's ``message-id=``).
-    Lines of other severities are written at once, after the waiting ones (the file
-    keeps the order); lines logged from other threads are written at once (only the
-    loop's thread touches the waiting lines). flush() runs at exit, and close_sinks()
-    and init() call it. ``None`` stops deferring. Call from the loop's thread (and
-    flush() too): a process killed with SIGKILL loses at most DEFER_SECONDS of lines.
-
-    (Until session 12 the lines of one turn were written by a ``call_soon`` at the
-    next turn: one write per busy turn, and, for a line logged by a callback that
-    itself ran from the ready queue, such as connection_made and connection_lost
-    under uvloop, one more poll of the loop without waiting. docs/accept.md,
-    "Session 12: the kernel's part".)
+    The lines logged by callbacks of one turn of the loop (many sessions' ``connect
+    from``, ``client=`` and ``disconnect from`` under load) go out in one write, at
+    the start of the next turn (a ``call_soon``), instead of one write each. Lines
+    of other severities are written at once, after the waiting ones (the file keeps
+    the order); lines logged from other threads are written at once (only the loop's
+    thread touches the waiting lines). flush() writes them; it runs at exit, and
+    close_sinks() and init() call it. ``None`` stops deferring. Call from the loop's
+    thread (and flush() too): a process killed with SIGKILL loses at most one turn's
+    lines.
     """
     flush()
-    if _state.defer_timer is not None:
-        _state.defer_timer.cancel()
-        _state.defer_timer = None
     _state.defer_loop = loop
     _state.defer_thread = threading.get_ident() if loop is not None else 0
     _keeper_fits()
-
-
-def _first_waiting() -> None:
-    """The first line is waiting: set the timer that writes it (unless one is set)."""
-    st = _state
-    if st.defer_timer is None:
-        try:
-            st.defer_timer = st.defer_loop.call_later(DEFER_SECONDS, _timed_flush)
-        except RuntimeError:  # the loop is closed: no more turns
-            flush()
-
-
-def _timed_flush() -> None:
-    _state.defer_timer = None
-    flush()
 
 
 def flush() -> None:
@@ -329,10 +297,14 @@ def _stamp_host(st, now: int) -> str:
 
 
 def _waiting(st) -> None:
-    """A line was added to the waiting ones: the first has the timer set, the
-    _DEFER_MAX_LINES-th writes them now (KEEPER.keep() does the same for its lines)."""
+    """A line was added to the waiting ones: the first of a turn has them written at
+    the turn's end, the _DEFER_MAX_LINES-th writes them now (KEEPER.keep() does the
+    same for its lines)."""
     if len(st.pending) == 1:
-        _first_waiting()
+        try:
+            st.defer_loop.call_soon(flush)
+        except RuntimeError:  # the loop is closed: no more turns
+            flush()
     else:
         flush()
 

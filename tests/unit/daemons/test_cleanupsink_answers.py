@@ -436,53 +436,6 @@ def test_begin_attaches_as_the_connections_attach(impl, ready):
     asyncio.run(main())
 
 
-@pytest.mark.parametrize("way", ["sink", "client"])
-def test_waiting_log_lines_reach_the_maillog_before_the_end(tmp_path, monkeypatch, impl, way):
-    """smtpd's log lines wait for the loop's timer (log.defer_file_writes); a message's
-    END frame goes to cleanup only after they are written, so that its ``client=`` line
-    is in the maillog before cleanup's ``message-id=`` line. Both ways to finish a
-    message: smtpd's transaction (each build) and the client's own (pickup's)."""
-    from fastpost.util import log
-
-    maillog = tmp_path / "maillog"
-    seen = []
-
-    def end_reply(frame):
-        seen.append(maillog.read_text())
-        return {"t": frame["t"], "c": 250, "x": "2.0.0 Ok", "id": "4ABC123"}
-
-    async def main():
-        monkeypatch.setattr(log, "DEFER_SECONDS", 3600.0)  # only the END writes them
-        log.defer_file_writes(asyncio.get_running_loop())
-        peer = Peer(os.path.join(str(tmp_path), "cleanup"),
-                    lambda f: {"t": f["t"], "id": "4ABC123"}, end_reply)
-        await peer.start()
-        try:
-            if way == "sink":
-                log.info("4ABC123: client=client.example[192.0.2.1]")
-                return await _message(peer.path, impl)
-            client = CleanupClient(peer.path, timeout=10, idle=5, ttl=1000)
-            txn = client.open({"f": 0, "s": "a@example.org"})
-            assert await txn.opened == "4ABC123"
-            log.info("4ABC123: client=client.example[192.0.2.1]")
-            txn.add_recipient("b@example.net")
-            txn.write(b"Subject: x\r\n\r\nhello\r\n")
-            result = await txn.finish()
-            client.close()
-            return result
-        finally:
-            peer.close()
-            log.defer_file_writes(None)
-
-    log.init("smtpd", syslog_name="postfix", maillog_file=str(maillog))
-    try:
-        result = asyncio.run(main())
-    finally:
-        log.close_sinks()
-    assert result[1] == "4ABC123" if way == "sink" else result[0] == 250
-    assert len(seen) == 1 and seen[0].endswith(": 4ABC123: client=client.example[192.0.2.1]\n")
-
-
 def test_local_clients_is_local_is_the_compiled_one():
     """LocalClients.is_local answers through the per-message module's is_local (the
     compiled build's in production); its rules, element by element."""

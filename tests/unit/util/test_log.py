@@ -58,10 +58,9 @@ def test_forked_child_logs_its_own_pid(tmp_path):
     assert lines[1].endswith(f"postfix/smtpd[{child}]: child")
 
 
-def test_deferred_file_writes_by_the_loops_timer(tmp_path):
-    """defer_file_writes(loop): info lines of several turns reach the file together,
-    in order, when the loop's timer fires (DEFER_SECONDS after the first of them, not
-    at the next turn); a warning (and close_sinks) writes what waits first."""
+def test_deferred_file_writes_one_write_per_turn(tmp_path):
+    """defer_file_writes(loop): a turn's info lines reach the file together at the next
+    turn, in order; a warning (and close_sinks) writes what waits first."""
     import asyncio
 
     import uvloop
@@ -79,11 +78,7 @@ def test_deferred_file_writes_by_the_loops_timer(tmp_path):
             sizes.append(path.stat().st_size)  # nothing written during the turn
             await asyncio.sleep(0)
             await asyncio.sleep(0)
-            log.info("two and a half")  # another turn's line joins the waiting ones
-            sizes.append(path.stat().st_size)  # nor at the next turns
-            # a timer set after the flush's, for a later time, fires after it
-            await asyncio.sleep(2 * log.DEFER_SECONDS)
-            sizes.append(len(path.read_text().splitlines()))  # all three, in one write
+            sizes.append(len(path.read_text().splitlines()))  # both, next turn
             log.info("three")
             log.warn("four")  # not deferred: "three" goes first
             sizes.append(len(path.read_text().splitlines()))
@@ -91,59 +86,14 @@ def test_deferred_file_writes_by_the_loops_timer(tmp_path):
 
         loop.run_until_complete(turns())
     finally:
-        log.defer_file_writes(None)  # writes "five" (and cancels its timer)
+        log.defer_file_writes(None)  # writes "five"
         loop.close()
     log.info("six")  # written at once again
-    assert len(path.read_text().splitlines()) == 7
+    assert len(path.read_text().splitlines()) == 6
     log.close_sinks()
-    assert sizes == [0, 0, 3, 5]
+    assert sizes == [0, 2, 4]
     texts = [line.split("]: ", 1)[1] for line in path.read_text().splitlines()]
-    assert texts == ["one", "two", "two and a half", "three", "warning: four", "five", "six"]
-
-
-def test_deferred_file_writes_one_timer_at_a_time(tmp_path, monkeypatch):
-    """A flush before the timer (flush(): the cleanup client's, before an END) leaves
-    the timer set; lines logged after it wait for that timer, no second one is set;
-    each write carries every waiting line."""
-    import asyncio
-
-    import uvloop
-
-    path = tmp_path / "maillog"
-    log.init("smtpd", syslog_name="postfix", maillog_file=str(path))
-    loop = uvloop.new_event_loop()
-    writes = []
-    real_write = os.write
-
-    def counting_write(fd, data):
-        if fd == log._state.file_fd:
-            writes.append(data.count(b"\n"))
-        return real_write(fd, data)
-
-    monkeypatch.setattr(log.os, "write", counting_write)
-    timers = []
-    try:
-        log.defer_file_writes(loop)
-
-        async def turns():
-            log.info("a")
-            timers.append(log._state.defer_timer)
-            log.flush()  # early: "a" now
-            log.info("b")
-            log.info("c")
-            timers.append(log._state.defer_timer)  # the same timer
-            await asyncio.sleep(2 * log.DEFER_SECONDS)
-            timers.append(log._state.defer_timer)  # fired: none set
-
-        loop.run_until_complete(turns())
-    finally:
-        log.defer_file_writes(None)
-        loop.close()
-    log.close_sinks()
-    assert timers[0] is not None and timers[1] is timers[0] and timers[2] is None
-    assert writes == [1, 2]
-    texts = [line.split("]: ", 1)[1] for line in path.read_text().splitlines()]
-    assert texts == ["a", "b", "c"]
+    assert texts == ["one", "two", "three", "warning: four", "five", "six"]
 
 
 def test_deferred_info_lines_as_emit_makes_them_and_the_cap(tmp_path):
@@ -254,10 +204,12 @@ def _keepers():
 
 @pytest.mark.parametrize("build", _keepers(), ids=lambda m: m.__name__.rsplit(".", 1)[1])
 def test_line_keeper_builds_make_emits_line(build):
-    """Each build's keep() appends the bytes _emit() makes for the same text, calls
-    ``first`` for the first waiting line (log._first_waiting: the loop's timer) and
-    ``flush`` at once from the limit-th line on, and declines (False, nothing kept)
-    when off, from another thread, or in a second its stamp was not made for."""
+    """Each build's keep() appends the bytes _emit() makes for the same text, has
+    ``flush`` called when the loop's turn ends after the first line (at once when the
+    loop is closed) and at once from the limit-th line on, and declines (False,
+    nothing kept) when off, from another thread, or in a second its stamp was not
+    made for."""
+    import asyncio
     import threading
     import time
 
@@ -270,9 +222,8 @@ def test_line_keeper_builds_make_emits_line(build):
     k.pending = []
     k.limit = 4
     calls = []
-    firsts = []
     k.flush = lambda: calls.append(len(k.pending))
-    k.first = lambda: firsts.append(len(k.pending))
+    loop = k.loop = asyncio.new_event_loop()
     k.on = True
     k.set_stamp(-1, "")
     assert not k.keep("a second without its stamp") and k.pending == []
@@ -284,10 +235,18 @@ def test_line_keeper_builds_make_emits_line(build):
             break
         k.pending[:] = []
         calls[:] = []
-        firsts[:] = []
+        loop.run_until_complete(asyncio.sleep(0))  # (the first line's flush: dropped)
+        calls[:] = []
     assert kept == [True] * len(texts)
-    assert firsts == [1]  # the first line sets the timer
     assert calls == [4, 5]  # the limit-th and later lines: at once
+    loop.run_until_complete(asyncio.sleep(0))
+    assert calls == [4, 5, 5]  # the first line's: when the turn ended
+    loop.close()
+    saved, k.pending = k.pending, []
+    k.set_stamp(int(time.time()), "Jan 01 00:00:00 host ")
+    assert k.keep("closed loop") or int(time.time()) != k.stamp_second
+    assert calls[3:] in ([1], [])  # at once: no turn will come
+    k.pending = saved
     expect = [("Jan 01 00:00:00 host postfix/smtpd[7]: " + t + "\n").encode(
         "utf-8", "surrogateescape") for t in texts]
     assert k.pending == expect
@@ -296,25 +255,6 @@ def test_line_keeper_builds_make_emits_line(build):
     t.start()
     t.join()
     assert other == [False] and len(k.pending) == len(texts)
-
-
-def test_deferred_lines_with_a_closed_loop_are_written_at_once(tmp_path):
-    """No timer can be set on a closed loop: the first waiting line is written at once."""
-    import uvloop
-
-    path = tmp_path / "maillog"
-    log.init("smtpd", syslog_name="postfix", maillog_file=str(path))
-    loop = uvloop.new_event_loop()
-    loop.close()
-    try:
-        log.defer_file_writes(loop)
-        log.info("closed loop")
-        assert [ln.split("]: ", 1)[1] for ln in path.read_text().splitlines()] == [
-            "closed loop"]
-        assert log._state.defer_timer is None
-    finally:
-        log.defer_file_writes(None)
-        log.close_sinks()
 
 
 def test_info_through_the_keeper_equals_emit(tmp_path):

@@ -287,7 +287,6 @@ class CleanupTransaction:
             self.state = _FINISHED
         self._c_send_frame(_OP_END, extra)
         conn = self.conn
-        conn.log_first = True  # the client= line goes to the maillog before the END
         if conn.watch_handle is None:
             conn.armed(self)
         return None
