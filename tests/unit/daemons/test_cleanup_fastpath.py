@@ -276,54 +276,6 @@ def test_smtp_source_message_takes_the_fast_path(pairs):
     assert lines == [f"{qid}: message-id=<{qid}@mx.example.test>"]
 
 
-def test_a_batchs_replies_go_out_when_the_committer_delivers(pairs):
-    """The 250s of a commit batch are written at the end of the committer's delivery
-    (CleanupService._flush_delivered), not by a callback of the loop's next turn: no
-    ``_flush`` is scheduled for them; the OPEN answers still are (one per turn)."""
-    pair = pairs(0)
-    svc = pair.svcs[0]
-    meta = {"f": P.FLAGS_EXTERNAL, "time": 1_700_000_000_000_000, "s": "src@example.org",
-            "a": [["log_client_address", "127.0.0.1"]], "ctx": "local", "ident": 1}
-    content = b"From: <src@example.org>\r\nSubject: test\r\n\r\nbody\r\n"
-    scheduled = []
-    delivered = []
-    real_call_soon = pair.loop.call_soon
-    real_flush_delivered = svc.committer.on_delivered
-
-    def call_soon(callback, *args, **kw):
-        if getattr(callback, "__name__", "") == "_flush":
-            scheduled.append(svc.committer.delivering)
-        return real_call_soon(callback, *args, **kw)
-
-    def flush_delivered():
-        delivered.append(len(svc.to_flush))
-        real_flush_delivered()
-
-    async def five():
-        txns = []
-        for _ in range(5):
-            txn = pair.clients[0].open(meta)
-            txn.add_recipient("dst@example.net", "", 0)
-            txns.append(txn)
-        for txn in txns:
-            await txn.opened
-        for txn in txns:
-            txn.write(content)
-        return await asyncio.gather(*[txn.finish({}) for txn in txns])
-
-    pair.loop.call_soon = call_soon
-    svc.committer.on_delivered = flush_delivered
-    try:
-        results = pair.loop.run_until_complete(five())
-    finally:
-        del pair.loop.call_soon
-        svc.committer.on_delivered = real_flush_delivered
-    assert [code for code, _, _ in results] == [250] * 5
-    assert scheduled and not any(scheduled)  # the OPEN answers' only
-    assert 1 in delivered  # a delivery found the connection's replies waiting
-    assert svc.to_flush == [] and not svc.committer.delivering
-
-
 # -- the kernel against its reference ---------------------------------------------------
 
 raw_header = st.tuples(

@@ -90,9 +90,6 @@ class CleanupService:
         #: the class of a message's state (tests put the interpreted core's in its place)
         self.state_class = CleanupState
         self.connections: set = set()
-        #: connections whose replies were made while the committer delivered: written
-        #: when it is done (_flush_delivered), not by a callback of the next turn
-        self.to_flush: list = []
         self.retiring = False
         self._trigger_qmgr = trigger_qmgr
         self._trigger_busy = False
@@ -102,7 +99,6 @@ class CleanupService:
         self.messages = 0
         self.fast_messages = 0  # of which the common-case pass took (CleanupState._fast)
         committer.on_indexed = self._indexed
-        committer.on_delivered = self._flush_delivered
 
     def protocol(self) -> "CleanupServerProtocol":
         """A protocol for one client connection (the multi skeleton's factory)."""
@@ -116,13 +112,6 @@ class CleanupService:
 
     def open_builder(self):
         return self.committer.builder()
-
-    def _flush_delivered(self) -> None:
-        """The committer answered a batch's messages: write each connection's replies
-        now (one write per connection, the batch's ``message-id=`` lines first)."""
-        conns, self.to_flush = self.to_flush, []
-        for conn in conns:
-            conn._flush()
 
     # -- waking qmgr ----------------------------------------------------------------------
 
@@ -316,11 +305,7 @@ class CleanupServerProtocol(asyncio.BufferedProtocol):
         self.out.append(frame)
         if not self.flush_scheduled:
             self.flush_scheduled = True
-            svc = self.svc
-            if svc.committer.delivering:  # the batch's answers: written when it is done
-                svc.to_flush.append(self)
-            else:
-                svc.loop.call_soon(self._flush)
+            self.svc.loop.call_soon(self._flush)
 
     def forget(self, state) -> None:
         self.states.pop(state.tid, None)

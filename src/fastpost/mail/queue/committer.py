@@ -21,10 +21,7 @@ its entries with commitrec.insert_records (no MessageInfo/RcptInfo objects).
 
 Hand-offs: the loop gives work to the threads through queue.SimpleQueue; the threads
 give results back through one list and ``call_soon_threadsafe``, one wake-up of the
-loop for everything posted until the loop gets to it (no executor futures). The index
-thread's results do not wake the loop while the I/O thread is flushing: that thread's
-next batch posted, or its going idle, wakes it for them (one wake-up of the loop, one
-eventfd write and read, fewer per index round under load).
+loop for everything posted until the loop gets to it (no executor futures).
 
 Indexing follows in a second thread, in batch order: one LMDB transaction inserts the
 messages of every batch waiting at that moment (one transaction at a time, so under
@@ -39,10 +36,6 @@ when it has nothing else to do; close()'s final seal still goes through the inde
 thread.) It is off the acknowledgement path: a crash between the sync and the index transaction loses nothing, because
 recovery replays every frame beyond the watermark. ``on_indexed(queue_ids)`` is called
 on the event loop when a batch is visible in the index (cleanup triggers qmgr there).
-``on_delivered()``, when set, is called on the loop after each delivery of the threads'
-results (the callers of the batches written meanwhile answered; ``delivering`` is True
-while they are), so that a caller can send what they produced at once instead of from
-a later callback (cleanup's replies: one turn of its loop sooner, no poll between).
 If the index cannot be written (full disk, full map) the batches wait and are retried
 every second (warning once per failing stretch); past MAX_INDEX_BACKLOG waiting
 batches, commits fail with InsufficientStorage.
@@ -164,10 +157,6 @@ class Committer:
         self.store = store
         self.name = name
         self.on_indexed = on_indexed
-        #: called on the loop after each delivery (module docstring), or None
-        self.on_delivered = None
-        #: True on the loop while _deliver() answers callers
-        self.delivering = False
         self.settings = store.settings
         self._long_ids = bool(store.settings.long_queue_ids)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -187,9 +176,6 @@ class Committer:
         self._dlock = threading.Lock()
         self._done: list = []
         self._wake_pending = False
-        # True while the I/O thread flushes (under _dlock): it posts again, or checks
-        # _done when it goes idle, so the index thread's posts need not wake the loop
-        self._io_active = False
         self._seg: SegmentWriter | None = None  # I/O thread only
         self._seg_broken = False  # I/O thread only
         self._rolled: list = []  # I/O thread only
@@ -362,28 +348,6 @@ class Committer:
             if self._wake_pending:
                 return
             self._wake_pending = True
-        self._wake()
-
-    def _post_later(self, item) -> None:
-        """The index thread's _post: while the I/O thread flushes, the result waits for
-        the wake-up of that thread's next post or of its going idle (_io_idle)."""
-        with self._dlock:
-            self._done.append(item)
-            if self._wake_pending or self._io_active:
-                return
-            self._wake_pending = True
-        self._wake()
-
-    def _io_idle(self) -> None:
-        """The I/O thread has flushed everything: wake the loop for what waits."""
-        with self._dlock:
-            self._io_active = False
-            if not self._done or self._wake_pending:
-                return
-            self._wake_pending = True
-        self._wake()
-
-    def _wake(self) -> None:
         try:
             self._loop.call_soon_threadsafe(self._deliver)
         except RuntimeError:  # that loop is closed: the next one takes these
@@ -394,17 +358,6 @@ class Committer:
         with self._dlock:
             items, self._done = self._done, []
             self._wake_pending = False
-        self.delivering = True
-        try:
-            self._deliver_items(items)
-        finally:
-            self.delivering = False
-        if self.on_delivered is not None:
-            self.on_delivered()
-        if len(self._trace) >= 500:
-            self._write_trace()
-
-    def _deliver_items(self, items: list) -> None:
         for item in items:
             kind = item[0]
             if len(item) >= 4 and kind != "call":  # _TRACE: the step times, then now
@@ -422,6 +375,8 @@ class Committer:
                         fut.set_result(value)
                     else:
                         fut.set_exception(value)
+        if len(self._trace) >= 500:
+            self._write_trace()
 
     def _write_trace(self) -> None:
         lines, self._trace = self._trace, []
@@ -471,19 +426,15 @@ class Committer:
 
     def _flush_all(self) -> None:
         """Flush the queued messages, then whatever was queued meanwhile, until none."""
-        with self._dlock:
-            self._io_active = True
         while True:
             with self._qlock:
                 batch, self._queue = self._queue, []
                 if not batch:
                     self._flushing = False
-                elif _TRACE:
+                    return
+                if _TRACE:
                     enq, self._trace_enq = self._trace_enq, []
                     t_taken = _clock()
-            if not batch:
-                self._io_idle()  # (after _flushing: a commit now kicks a new flush)
-                return
             try:
                 results, job = self._flush(batch)
             except BaseException as exc:  # noqa: BLE001 - reported on the loop
@@ -692,10 +643,10 @@ class Committer:
                 if _TRACE:
                     # batches, messages, first batch handed over, thread woken, index
                     # transaction started, ended and posted
-                    self._post_later(("indexed", done_ids, exc,
-                                      (applied, len(done_ids), first_put, t_got, t_ix, _clock())))
+                    self._post(("indexed", done_ids, exc,
+                                (applied, len(done_ids), first_put, t_got, t_ix, _clock())))
                 else:
-                    self._post_later(("indexed", done_ids, exc))
+                    self._post(("indexed", done_ids, exc))
             if exc is None and done_ids:
                 # zeros ahead of the index's last page (index.py): after the round was
                 # reported, off the acknowledgement path (its messages were answered)
@@ -787,7 +738,7 @@ class Committer:
 
     def _busy(self) -> bool:
         return bool(self._flushing or self._kick_scheduled or self._queue or self._backlog_len
-                    or self._wake_pending or self._done)
+                    or self._wake_pending)
 
     async def drain(self, timeout: float | None = None) -> bool:
         """Wait until everything committed so far is written and indexed.

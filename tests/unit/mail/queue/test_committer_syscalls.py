@@ -1,8 +1,7 @@
 """System calls the committer saves (committer.py), with their rules kept: the
 free-space rule for gathering index rounds (INDEX_GATHER_MIN_FREE: a yes is kept
 INDEX_SPACE_KEEP seconds, a no is asked again at every round, so that near a full disk
-the index never waits longer than that), and the index thread's results delivered by
-the I/O thread's wake-up of the loop while it flushes."""
+the index never waits longer than that)."""
 
 from __future__ import annotations
 
@@ -55,33 +54,3 @@ def test_a_yes_is_kept_a_no_is_asked_again(store, monkeypatch):
         assert calls_yes == 1
     assert no == [False] * 3 and calls_no == 3
 
-
-def test_index_results_wait_for_the_io_threads_wake_up(store):
-    """While the I/O thread flushes, the index thread's results do not wake the loop
-    (_post_later): the I/O thread's next post, or its going idle, delivers them."""
-
-    async def run():
-        loop = asyncio.get_running_loop()
-        c = store.committer("later")
-        c._loop = loop
-        try:
-            got = []
-            fut = loop.create_future()
-            fut.add_done_callback(lambda f: got.append(f.result()))
-            with c._dlock:
-                c._io_active = True  # as while _flush_all runs
-            c._post_later(("call", fut, True, "indexed"))
-            for _ in range(3):
-                await asyncio.sleep(0)
-            waited = list(got)
-            c._io_idle()  # the flush is over: the loop is woken for what waits
-            await asyncio.wait_for(asyncio.shield(fut), 5)
-            await asyncio.sleep(0)
-            fut2 = loop.create_future()
-            c._post_later(("call", fut2, True, "at once"))  # nothing flushing
-            return waited, got, await asyncio.wait_for(fut2, 5)
-        finally:
-            await c.close()
-
-    waited, got, at_once = asyncio.run(run())
-    assert waited == [] and got == ["indexed"] and at_once == "at once"
