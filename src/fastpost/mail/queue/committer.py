@@ -27,7 +27,9 @@ Indexing follows in a second thread, in batch order: one LMDB transaction insert
 messages of every batch waiting at that moment (one transaction at a time, so under
 load several commit batches share one index fdatasync) and moves the segment's
 watermark past them. A round waits INDEX_GATHER (3 ms) after its first batch so that
-more join it, except while the file system has less than INDEX_GATHER_MIN_FREE free.
+more join it, except while the file system has less than INDEX_GATHER_MIN_FREE free
+(asked at most every INDEX_SPACE_KEEP while the answer is yes, at every round while
+it is no).
 (Experiment, FASTPOST_INDEX_INLINE=1: the rounds run in the I/O thread instead, after a
 batch's callers were answered — a waiting batch first, INDEX_MAX_DEFER at most — or
 when it has nothing else to do; close()'s final seal still goes through the index
@@ -107,6 +109,9 @@ INDEX_GATHER = 0.003
 #: No gathering while the queue file system has less free space than this: near a full
 #: disk the index must not wait while segments take the last blocks (docs/queue.md).
 INDEX_GATHER_MIN_FREE = 64 << 20
+#: Seconds an answer "enough free space to gather" is kept (one statvfs per this
+#: interval instead of one per index round); a short answer is never kept.
+INDEX_SPACE_KEEP = 0.1
 #: Seconds an index round run by the I/O thread may be put off while commit batches
 #: keep coming (each batch's callers are answered first).
 INDEX_MAX_DEFER = 0.010
@@ -179,6 +184,7 @@ class Committer:
         self._jobs_submitted = 0  # index jobs handed over (I/O thread writes)
         self._jobs_indexed = 0  # index jobs applied (index thread writes)
         self._index_failing = False
+        self._space_ok_until = float("-inf")  # _space_to_gather's yes holds until then
         self._id_blocks: collections.deque = collections.deque()
         self._id_next = 0
         self._id_end = 0
@@ -655,12 +661,20 @@ class Committer:
             time.sleep(INDEX_GATHER)
 
     def _space_to_gather(self) -> bool:
-        """True if the queue file system has INDEX_GATHER_MIN_FREE free (known)."""
+        """True if the queue file system has INDEX_GATHER_MIN_FREE free (known). A yes
+        is kept INDEX_SPACE_KEEP seconds (at most ~5 MB written meanwhile at this
+        host's fastest rates: the threshold is 64 MiB); a no is asked again each time."""
+        now = time.monotonic()
+        if now < self._space_ok_until:
+            return True
         try:
             st = os.statvfs(self.store.segment_dir)
         except OSError:
             return False
-        return st.f_bavail * st.f_frsize >= INDEX_GATHER_MIN_FREE
+        if st.f_bavail * st.f_frsize >= INDEX_GATHER_MIN_FREE:
+            self._space_ok_until = now + INDEX_SPACE_KEEP
+            return True
+        return False
 
     def _index(self):
         count = len(self._backlog)
