@@ -42,11 +42,6 @@ def hit(name: str) -> bool:
     return _seen == _TARGET
 
 
-def armed() -> bool:
-    """True if this process was started with a crash point (any name)."""
-    return bool(_SPEC)
-
-
 def kill() -> None:
     """Die now, as kill -9 would make us."""
     os.kill(os.getpid(), signal.SIGKILL)

@@ -68,11 +68,7 @@ import time
 import zlib
 from dataclasses import dataclass
 
-from fastpost._accel import select
 from fastpost.mail.queue import crashpoint
-
-# pwritev_sync: a batch's write and fdatasync with the GIL released once
-_syncio = select("fastpost.mail.queue._syncio_c", "fastpost.mail.queue._syncio_py")
 
 SEG_MAGIC = b"FPQSEG01"
 SEG_HEADER = struct.Struct("<8sQQII")
@@ -482,19 +478,15 @@ class SegmentWriter:
         """
         start = self.size
         try:
-            if sync and not crashpoint.armed():
-                # the common case: write and sync in one call, the GIL released once
-                written = _syncio.pwritev_sync(self.fd, buffers, start)
-            else:
-                if crash and crashpoint.hit(crash + ".mid_write"):
-                    data = b"".join(bytes(b) for b in buffers)
-                    _write_all(self.fd, [data[: len(data) // 2]], self.path, start)
-                    crashpoint.kill()
-                written = _write_all(self.fd, buffers, self.path, start)
-                if crash:
-                    crashpoint.reached(crash + ".before_sync")
-                if sync:
-                    os.fdatasync(self.fd)
+            if crash and crashpoint.hit(crash + ".mid_write"):
+                data = b"".join(bytes(b) for b in buffers)
+                _write_all(self.fd, [data[: len(data) // 2]], self.path, start)
+                crashpoint.kill()
+            written = _write_all(self.fd, buffers, self.path, start)
+            if crash:
+                crashpoint.reached(crash + ".before_sync")
+            if sync:
+                os.fdatasync(self.fd)
         except OSError as exc:
             self.rollback(start)
             raise storage_error(exc, f"write {self.path}") from None

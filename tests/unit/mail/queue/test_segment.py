@@ -4,7 +4,6 @@ import os
 
 import pytest
 
-from fastpost.mail.queue import _syncio_py
 from fastpost.mail.queue import segment as S
 
 
@@ -171,9 +170,6 @@ def test_failed_sync_leaves_no_findable_batch(tmp_path, monkeypatch):
             raise OSError(errno.EIO, "injected")
         return real(fd)
 
-    # the reference write-and-sync calls os.fdatasync, where the failure is injected
-    # (the compiled one's failures: test_syncio.py)
-    monkeypatch.setattr(S, "_syncio", _syncio_py)
     monkeypatch.setattr(S.os, "fdatasync", failing)
     bufs, _ = batch_buffers([("B2", b"two"), ("C3", b"three")], w.size)
     with pytest.raises(OSError):
@@ -201,7 +197,6 @@ def test_failed_sync_and_failed_truncate_zero_the_batch(tmp_path, monkeypatch):
     def failing_truncate(fd, length):
         raise OSError(errno.EIO, "injected")
 
-    monkeypatch.setattr(S, "_syncio", _syncio_py)
     monkeypatch.setattr(S.os, "fdatasync", failing_sync)
     monkeypatch.setattr(S.os, "ftruncate", failing_truncate)
     bufs, _ = batch_buffers([("B2", b"two" * 100)], w.size)
