@@ -111,9 +111,6 @@ INDEX_GATHER = 0.003
 #: No gathering while the queue file system has less free space than this: near a full
 #: disk the index must not wait while segments take the last blocks (docs/queue.md).
 INDEX_GATHER_MIN_FREE = 64 << 20
-#: Seconds between the I/O thread's looks, while it holds index jobs and waits for
-#: work, at whether the running index round has ended (_io_main).
-INDEX_POLL = 0.001
 #: Seconds an index round run by the I/O thread may be put off while commit batches
 #: keep coming (each batch's callers are answered first).
 INDEX_MAX_DEFER = 0.010
@@ -139,6 +136,7 @@ class _Call:
 
 
 _KICK = object()  # I/O thread: take the queued messages and flush them
+_POKE = object()  # I/O thread: an index round ended, see whether held jobs are due
 _STOP = object()  # either thread: finish
 
 
@@ -190,6 +188,7 @@ class Committer:
         self._ix_wait = 0.0  # INDEX_GATHER, or 0 while free space is short
         self._ix_busy = False  # handed over, round not ended (set by the I/O thread, cleared by the index thread)
         self._ix_end = 0.0  # monotonic time the last index round ended (index thread)
+        self._io_waiting = False  # the I/O thread waits for work while it holds jobs
         self._backlog: collections.deque = collections.deque()  # index thread only
         self._jobs_submitted = 0  # index jobs handed over (I/O thread writes)
         self._jobs_indexed = 0  # index jobs applied (index thread writes)
@@ -435,14 +434,26 @@ class Committer:
                     self._index_inline()
                     continue
             elif self._ix_pending:
-                wait = INDEX_POLL if self._ix_busy else self._ix_due() - time.monotonic()
-                try:
-                    item = get(timeout=max(0.0, wait))
-                except queue.Empty:
-                    self._hand_if_due()  # no batch came meanwhile
-                    continue
+                # held index jobs: wait for work until they are due; while a round runs
+                # (_ix_busy), without a time limit: the index thread pokes this thread
+                # at the round's end. _io_waiting is set before _ix_busy is read, and
+                # the index thread clears _ix_busy before it reads _io_waiting: one of
+                # the two sees the other (a poke too many is harmless).
+                self._io_waiting = True
+                if self._ix_busy:
+                    item = get()
+                else:
+                    try:
+                        item = get(timeout=max(0.0, self._ix_due() - time.monotonic()))
+                    except queue.Empty:
+                        item = _POKE
+                self._io_waiting = False
             else:
                 item = get()
+            if item is _POKE:  # a round ended, or the held jobs' time came
+                if self._ix_pending:
+                    self._hand_if_due()
+                continue
             if item is _STOP:
                 if self._ix_pending:  # close() drained first: only after its timeout
                     self._ix_jobs.put(self._ix_pending)
@@ -672,6 +683,8 @@ class Committer:
             # jobs INDEX_GATHER from now (_ix_due)
             self._ix_end = time.monotonic()
             self._ix_busy = False
+            if self._io_waiting:  # it holds jobs and waits for this round's end
+                self._io_jobs.put(_POKE)
             try:
                 item = get(timeout=timeout)
             except queue.Empty:
