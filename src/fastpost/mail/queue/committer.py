@@ -28,11 +28,12 @@ own post delivers it otherwise).
 Indexing follows in a second thread, in batch order: one LMDB transaction inserts the
 messages of every batch waiting at that moment (one transaction at a time, so under
 load several commit batches share one index fdatasync) and moves the segment's
-watermark past them. A round waits INDEX_GATHER (3 ms) after its first batch so that
-more join it, except while the file system has less than INDEX_GATHER_MIN_FREE free:
-the I/O thread holds the batches' index jobs that long (between its flushes, or in a
-timed wait for work) and then hands them over in one piece, so the index thread is
-woken once per round and never sleeps to gather.
+watermark past them. A round waits INDEX_GATHER (3 ms) after its first batch, and
+after the previous round ended, so that more join it, except while the file system has
+less than INDEX_GATHER_MIN_FREE free: the I/O thread holds the batches' index jobs that
+long (between its flushes, or in a timed wait for work; while a round runs, until the
+index thread pokes it at the round's end) and then hands them over in one piece, so the
+index thread is woken once per round and never sleeps to gather.
 (Experiment, FASTPOST_INDEX_INLINE=1: the rounds run in the I/O thread instead, after a
 batch's callers were answered — a waiting batch first, INDEX_MAX_DEFER at most — or
 when it has nothing else to do; close()'s final seal still goes through the index
