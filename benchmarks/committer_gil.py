@@ -22,12 +22,11 @@ the GIL again):
                sync's return to the thread holding the GIL again, from there to the
                post, the post to the loop running _deliver (call_soon_threadsafe's
                wake-up + the loop's GIL), and the whole spans;
-  index thread its oldest batch flushed to the thread waking (the gather, held by
-               the I/O thread since session 12, included), waking to the transaction,
-               the transaction (LMDB calls + its fdatasync + the GIL waits between
-               them), the kernel's fdatasync of the index, the post to _deliver, and
-               the index lag (a round's oldest batch flushed -> visible on the loop:
-               how far qmgr's view trails the acknowledgements).
+  index thread the hand-over to the thread waking, the gather, the transaction (LMDB
+               calls + its fdatasync + the GIL waits between them), the kernel's
+               fdatasync of the index, the post to _deliver, and the index lag (a
+               round's oldest batch handed over -> visible on the loop: how far
+               qmgr's view trails the acknowledgements).
 Last, the batches split by whether an index transaction was running when their sync
 started (the two files' syncs side by side) and when it returned (the index thread's
 Python beside the hand-off to the loop).
@@ -170,18 +169,16 @@ def main() -> int:
             show("fdatasync called -> loop runs _deliver", [m[7] - m[3] for m in per_msg])
             show("commit() -> loop runs _deliver", [m[7] - m[0] for m in per_msg])
         print("index thread, per round:")
-        # since session 12 the I/O thread holds a round's jobs for the gather and the
-        # index thread does not sleep: the gather is in the first line, not the second
-        show("first batch flushed -> thread awake", [r[3] - r[2] for r in rounds if r[2]])
-        show("awake -> transaction starts", [r[4] - r[3] for r in rounds])
+        show("first batch handed over -> thread awake", [r[3] - r[2] for r in rounds if r[2]])
+        show("gather (sleep INDEX_GATHER)", [r[4] - r[3] for r in rounds])
         show("transaction (LMDB + sync + GIL waits)", [r[5] - r[4] for r in rounds])
         ix_tid = nearest(len(rounds), io_tid)
         if ix_tid in kernel:
             show("index fdatasync in the kernel (perf trace)", kernel[ix_tid])
         show("posted -> loop runs _deliver", [r[6] - r[5] for r in rounds])
         # how far the index (and so qmgr, which learns of messages from it) trails the
-        # acknowledgements: the oldest batch of a round flushed -> visible on the loop
-        show("index lag: first batch flushed -> loop", [r[6] - r[2] for r in rounds if r[2]])
+        # acknowledgements: the oldest batch of a round handed over -> visible on the loop
+        show("index lag: first batch handed over -> loop", [r[6] - r[2] for r in rounds if r[2]])
         # Does an index round slow the commit path down? Split the batches by whether an
         # index transaction was running at one instant (the sync's start, its return):
         # conditioning on an instant, not on overlap, keeps long syncs from being

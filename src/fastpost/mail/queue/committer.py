@@ -12,8 +12,8 @@ and syncs the files of large messages, writes the batch (frames + batch end) to 
 current segment with one writev and makes it durable with one fdatasync. Only then are
 the callers' futures resolved (or commit_cb's callbacks called) with their queue IDs
 (the durability rule: ``250 ... queued as ID`` after the sync). The I/O thread then takes the batch that formed
-meanwhile by itself (no round trip through the loop), and keeps the batch's index work
-for the index thread (below).
+meanwhile by itself (no round trip through the loop), and hands the batch's index work
+straight to the index thread.
 
 Per message the committer keeps one CommitRec (commitrec.py, compiled): the builder's
 envelope fields, the frame (qframe.message_frame) and the caller; the index thread puts
@@ -28,12 +28,8 @@ own post delivers it otherwise).
 Indexing follows in a second thread, in batch order: one LMDB transaction inserts the
 messages of every batch waiting at that moment (one transaction at a time, so under
 load several commit batches share one index fdatasync) and moves the segment's
-watermark past them. A round waits INDEX_GATHER (3 ms) after its first batch, and
-after the previous round ended, so that more join it, except while the file system has
-less than INDEX_GATHER_MIN_FREE free: the I/O thread holds the batches' index jobs that
-long (between its flushes, or in a timed wait for work; while a round runs, until the
-index thread pokes it at the round's end) and then hands them over in one piece, so the
-index thread is woken once per round and never sleeps to gather.
+watermark past them. A round waits INDEX_GATHER (3 ms) after its first batch so that
+more join it, except while the file system has less than INDEX_GATHER_MIN_FREE free.
 (Experiment, FASTPOST_INDEX_INLINE=1: the rounds run in the I/O thread instead, after a
 batch's callers were answered — a waiting batch first, INDEX_MAX_DEFER at most — or
 when it has nothing else to do; close()'s final seal still goes through the index
@@ -122,7 +118,7 @@ class _IndexJob:
     infos: list  # CommitRec with final locations (commitrec.insert_records puts them)
     watermarks: dict  # segid -> (new watermark, flags to add)
     close_after: list  # SegmentWriters to close once sealed
-    t_put: float = 0.0  # _TRACE only: when the I/O thread made it (after the batch's sync)
+    t_put: float = 0.0  # _TRACE only: when the I/O thread handed it over
 
 
 class _Call:
@@ -137,7 +133,6 @@ class _Call:
 
 
 _KICK = object()  # I/O thread: take the queued messages and flush them
-_POKE = object()  # I/O thread: an index round ended, see whether held jobs are due
 _STOP = object()  # either thread: finish
 
 
@@ -181,15 +176,6 @@ class Committer:
         self._seg: SegmentWriter | None = None  # I/O thread only
         self._seg_broken = False  # I/O thread only
         self._rolled: list = []  # I/O thread only
-        # Index jobs the I/O thread holds, then hands to the index thread as one list
-        # (_gather_index): one wake-up of the index thread per round, no sleep of its
-        # own. _ix_pending, _ix_since, _ix_wait: I/O thread only.
-        self._ix_pending: list = []
-        self._ix_since = 0.0  # monotonic time the oldest held job was made
-        self._ix_wait = 0.0  # INDEX_GATHER, or 0 while free space is short
-        self._ix_busy = False  # handed over, round not ended (set by the I/O thread, cleared by the index thread)
-        self._ix_end = 0.0  # monotonic time the last index round ended (index thread)
-        self._io_waiting = False  # the I/O thread waits for work while it holds jobs
         self._backlog: collections.deque = collections.deque()  # index thread only
         self._jobs_submitted = 0  # index jobs handed over (I/O thread writes)
         self._jobs_indexed = 0  # index jobs applied (index thread writes)
@@ -434,30 +420,9 @@ class Committer:
                 except queue.Empty:
                     self._index_inline()
                     continue
-            elif self._ix_pending:
-                # held index jobs: wait for work until they are due; while a round runs
-                # (_ix_busy), without a time limit: the index thread pokes this thread
-                # at the round's end. _io_waiting is set before _ix_busy is read, and
-                # the index thread clears _ix_busy before it reads _io_waiting: one of
-                # the two sees the other (a poke too many is harmless).
-                self._io_waiting = True
-                if self._ix_busy:
-                    item = get()
-                else:
-                    try:
-                        item = get(timeout=max(0.0, self._ix_due() - time.monotonic()))
-                    except queue.Empty:
-                        item = _POKE
-                self._io_waiting = False
             else:
                 item = get()
-            if item is _POKE:  # a round ended, or the held jobs' time came
-                if self._ix_pending:
-                    self._hand_if_due()
-                continue
             if item is _STOP:
-                if self._ix_pending:  # close() drained first: only after its timeout
-                    self._ix_jobs.put(self._ix_pending)
                 return
             if item is _KICK:
                 self._flush_all()
@@ -497,9 +462,8 @@ class Committer:
                     if not self._backlog:
                         self._ix_first = time.monotonic()
                     self._backlog.append(job)
-                    job = None
-            else:
-                job = None
+                else:
+                    self._ix_jobs.put(job)
             if _TRACE and self._trace_times is not None:
                 # messages, writev start, fdatasync called, fdatasync returned (before
                 # the GIL), back in Python (after it), posted, [the loop appends: _deliver
@@ -508,40 +472,10 @@ class Committer:
                 self._post(("flushed", batch, results, (len(batch), *times, _clock()), (t_taken, *enq)))
             else:
                 self._post(("flushed", batch, results))
-            if job is not None:
-                self._gather_index(job)  # after the callers' answer was posted
             if self._seg is not None and not self._seg_broken:
                 self._seg.prepare()  # zeros ahead, after the batch was answered (segment.py)
             if _INLINE and self._backlog and self._index_due():
                 self._index_inline()
-
-    def _gather_index(self, job: _IndexJob) -> None:
-        """Hold an index job; hand the held ones over once the oldest is INDEX_GATHER
-        old (at once while free space is short or unknown: _space_to_gather).
-
-        The round's gather happens here, between commit batches, instead of in a sleep
-        of the index thread: the index thread is woken once per round (one hand-off for
-        all of the round's batches), and a round that no later batch hands over is
-        handed over when _io_main's wait for work times out."""
-        if not self._ix_pending:
-            self._ix_since = time.monotonic()
-            self._ix_wait = INDEX_GATHER if self._space_to_gather() else 0.0
-        self._ix_pending.append(job)
-        self._hand_if_due()
-
-    def _ix_due(self) -> float:
-        """When the held jobs go: INDEX_GATHER after the oldest was made or after the
-        last round ended, whichever is later (the index thread's old rhythm: a round,
-        then a gather)."""
-        return max(self._ix_since, self._ix_end) + self._ix_wait
-
-    def _hand_if_due(self) -> None:
-        """Hand the held jobs over if they are due and no round is running."""
-        if self._ix_busy or time.monotonic() < self._ix_due():
-            return
-        jobs, self._ix_pending = self._ix_pending, []
-        self._ix_busy = True
-        self._ix_jobs.put(jobs)
 
     def _index_due(self) -> bool:
         """_INLINE, after a batch: index now? Not while the next batch waits (its callers
@@ -680,18 +614,14 @@ class Committer:
         stop = False
         timeout = None
         while not stop:
-            # the last round (if any) is over: the I/O thread may hand over the next
-            # jobs INDEX_GATHER from now (_ix_due)
-            self._ix_end = time.monotonic()
-            self._ix_busy = False
-            if self._io_waiting:  # it holds jobs and waits for this round's end
-                self._io_jobs.put(_POKE)
             try:
                 item = get(timeout=timeout)
             except queue.Empty:
                 item = None  # retry time
             t_got = _clock() if _TRACE else 0.0
             items = [] if item is None else [item]
+            if item is not None and item is not _STOP and not isinstance(item, _Seal):
+                self._gather()
             while True:  # everything else waiting joins this round
                 try:
                     items.append(self._ix_jobs.get_nowait())
@@ -704,8 +634,8 @@ class Committer:
                 elif isinstance(it, _Seal):
                     seal = it
                     self._backlog.append(it.job)
-                else:  # the jobs the I/O thread gathered (_gather_index)
-                    self._backlog.extend(it)
+                else:
+                    self._backlog.append(it)
             if not self._backlog:
                 timeout = None
                 if seal is not None:
@@ -726,7 +656,7 @@ class Committer:
             timeout = INDEX_RETRY if exc is not None else None
             if exc is not None or done_ids:
                 if _TRACE:
-                    # batches, messages, first batch flushed, thread woken, index
+                    # batches, messages, first batch handed over, thread woken, index
                     # transaction started, ended and posted
                     self._post(("indexed", done_ids, exc,
                                 (applied, len(done_ids), first_put, t_got, t_ix, _clock())), lazy=True)
@@ -736,6 +666,11 @@ class Committer:
                 # zeros ahead of the index's last page (index.py): after the round was
                 # reported, off the acknowledgement path (its messages were answered)
                 self._prepare_index()
+
+    def _gather(self) -> None:
+        """Wait INDEX_GATHER for more batches, unless free space is short (or unknown)."""
+        if self._space_to_gather():
+            time.sleep(INDEX_GATHER)
 
     def _space_to_gather(self) -> bool:
         """True if the queue file system has INDEX_GATHER_MIN_FREE free (known)."""

@@ -1,6 +1,7 @@
-"""The committer's index hand-off: the I/O thread holds a round's jobs, the index thread
-is woken once per round, and an index round's result reaches the loop without a
-commit after it (committer.py, "_gather_index", "_post(lazy=True)")."""
+"""The committer's index hand-off: the batches waiting for the index thread make one
+round, and an index round's result reaches the loop without a commit after it
+although it does not wake the loop while a flush runs (committer.py,
+"_post(lazy=True)")."""
 
 import asyncio
 import threading
@@ -19,8 +20,7 @@ async def _until(pred, timeout=10.0):
 
 
 def test_a_lone_message_is_indexed_and_reported(store):
-    """No batch follows: the held job goes over when the I/O thread's wait times out,
-    and the round's result wakes the loop although no flush is running."""
+    """No batch follows: the round's result wakes the loop although no flush runs."""
     reported = []
 
     async def run():
@@ -37,8 +37,8 @@ def test_a_lone_message_is_indexed_and_reported(store):
 
 
 def test_batches_held_while_a_round_runs_go_over_in_one_piece(store):
-    """While the index thread is in a round, the batches flushed meanwhile wait in the
-    I/O thread and then make one round together, in order."""
+    """While the index thread is in a round, the batches flushed meanwhile wait and
+    then make one round together, in order."""
     reported = []
     entered = threading.Event()
     release = threading.Event()
@@ -74,7 +74,7 @@ def test_batches_held_while_a_round_runs_go_over_in_one_piece(store):
 
 
 def test_close_hands_over_what_it_holds(store):
-    """close() right after a commit: the held job is indexed before the threads stop."""
+    """close() right after a commit: the message is indexed before the threads stop."""
 
     async def run():
         c = store.committer("t")
