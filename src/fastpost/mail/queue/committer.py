@@ -21,7 +21,9 @@ its entries with commitrec.insert_records (no MessageInfo/RcptInfo objects).
 
 Hand-offs: the loop gives work to the threads through queue.SimpleQueue; the threads
 give results back through one list and ``call_soon_threadsafe``, one wake-up of the
-loop for everything posted until the loop gets to it (no executor futures).
+loop for everything posted until the loop gets to it (no executor futures). An index
+round's result wakes the loop only when no flush is requested or running (the flush's
+own post delivers it otherwise).
 
 Indexing follows in a second thread, in batch order: one LMDB transaction inserts the
 messages of every batch waiting at that moment (one transaction at a time, so under
@@ -344,13 +346,28 @@ class Committer:
             self._flushing = True
         self._io_jobs.put(_KICK)
 
-    def _post(self, item) -> None:
-        """Hand a result to the loop (from a thread); wake it once for many."""
+    def _post(self, item, lazy: bool = False) -> None:
+        """Hand a result to the loop (from a thread); wake it once for many.
+
+        ``lazy`` (the index thread's rounds): no wake-up of its own while a flush is
+        requested or running, whose "flushed" post (or _wake_if_waiting, when the
+        I/O thread finds nothing more to flush) delivers this item too."""
         with self._dlock:
             self._done.append(item)
-            if self._wake_pending:
+            if self._wake_pending or (lazy and self._flushing):
                 return
             self._wake_pending = True
+        self._wake()
+
+    def _wake_if_waiting(self) -> None:
+        """Wake the loop for items a lazy _post left without a wake-up."""
+        with self._dlock:
+            if not self._done or self._wake_pending:
+                return
+            self._wake_pending = True
+        self._wake()
+
+    def _wake(self) -> None:
         try:
             self._loop.call_soon_threadsafe(self._deliver)
         except RuntimeError:  # that loop is closed: the next one takes these
@@ -434,10 +451,14 @@ class Committer:
                 batch, self._queue = self._queue, []
                 if not batch:
                     self._flushing = False
-                    return
-                if _TRACE:
+                elif _TRACE:
                     enq, self._trace_enq = self._trace_enq, []
                     t_taken = _clock()
+            if not batch:
+                # an index round posted without a wake-up while the flushes ran
+                # (_post(lazy=True)) must not wait for the next commit
+                self._wake_if_waiting()
+                return
             try:
                 results, job = self._flush(batch)
             except BaseException as exc:  # noqa: BLE001 - reported on the loop
@@ -647,9 +668,9 @@ class Committer:
                     # batches, messages, first batch handed over, thread woken, index
                     # transaction started, ended and posted
                     self._post(("indexed", done_ids, exc,
-                                (applied, len(done_ids), first_put, t_got, t_ix, _clock())))
+                                (applied, len(done_ids), first_put, t_got, t_ix, _clock())), lazy=True)
                 else:
-                    self._post(("indexed", done_ids, exc))
+                    self._post(("indexed", done_ids, exc), lazy=True)
             if exc is None and done_ids:
                 # zeros ahead of the index's last page (index.py): after the round was
                 # reported, off the acknowledgement path (its messages were answered)
