@@ -89,7 +89,10 @@ def test_a_conversation_on_stdin_stdout(inst):
         ["552 5.3.4 Message size exceeds fixed limit"]
     assert c.say(b"QUIT\r\n") == ["221 2.0.0 Bye"]
     assert c.close() == 0
-    log = inst.wait_log(rf"pickup\[\d+\]: (\w+): uid={os.getuid()} from=<a@b\.example>")
+    inst.wait_log(rf"pickup\[\d+\]: (\w+): uid={os.getuid()} from=<a@b\.example>")
+    # pickup may log before postlogd has written the session's last lines, which the
+    # exited sendmail sent last: wait for those too
+    log = inst.wait_log(r"disconnect from localhost\[127\.0\.0\.1\] ehlo=1 mail=1/2")
     assert f"smtpd[" in log and "connect from localhost[127.0.0.1]" in log
     assert f"{m.group(1)}: client=localhost[127.0.0.1]" in log
     assert "disconnect from localhost[127.0.0.1] ehlo=1 mail=1/2 rcpt=1 data=1 vrfy=1 " \
