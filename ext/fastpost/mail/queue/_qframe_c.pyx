@@ -6,16 +6,16 @@ arguments, results and errors). The frame header is written in place, the chunks
 into one allocation without a Python call per chunk, and the payload's CRC-32 (zlib's)
 computed over the copy in one call of crc32_fold.h's fp_crc32, which folds 64 bytes at
 a time with carry-less multiplies (~8k → ~0.6k instructions for a 1 KiB message;
-docs/accept.md, "Session 12: cleanup's END pass"). size_record prints the C record's six fields with snprintf
-(docs/accept.md, "Session 11: cleanup's loop glue": 5.9k → 4.4k instructions).
-short_id_at prints a short queue ID with snprintf (Committer.new_queue_id, once per
-message: docs/accept.md, "Session 12: cleanup's OPEN and frame decoding").
+docs/accept.md, "Session 12: cleanup's END pass"). size_record prints the C record's six fields (docs/accept.md, "Session 11: cleanup's
+loop glue": 5.9k → 4.4k instructions with snprintf; digits written here since "Session
+12: cleanup's END pass"). short_id_at prints a short queue ID (Committer.new_queue_id,
+once per message: "Session 12: cleanup's OPEN and frame decoding"; its hex digits
+written here since "Session 12: cleanup's END pass").
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeASCII
-from libc.stdio cimport snprintf
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from fastpost.mail.queue import _qframe_py
 
@@ -35,9 +35,41 @@ cdef inline void _le(char *p, unsigned long long v, int n) noexcept:
         v >>= 8
 
 
+cdef const char *_HEX_DIGITS = b"0123456789ABCDEF"
+
+
+cdef inline void _decimal(char *end, long long v) noexcept:
+    """v (>= 0) in decimal, its last digit just before ``end`` (right-aligned)."""
+    while True:
+        end -= 1
+        end[0] = <char>(0x30 + v % 10)
+        v //= 10
+        if v == 0:
+            break
+
+
+cdef inline int _hex(char *p, unsigned long long v, int width) noexcept:
+    """v in upper-case hex, at least ``width`` digits (zeros in front), at p; returns
+    the number of digits (at most 16)."""
+    cdef char tmp[16]
+    cdef int n = 0, i
+    while True:
+        tmp[n] = _HEX_DIGITS[v & 0xF]
+        n += 1
+        v >>= 4
+        if v == 0:
+            break
+    while n < width:
+        tmp[n] = 0x30
+        n += 1
+    for i in range(n):
+        p[i] = tmp[n - 1 - i]
+    return n
+
+
 def size_record(long long content_length, long long data_offset, long long rcpt_count,
                 long long qmgr_flags, long long smtputf8):
-    """The completed C record (see the reference): the fields printed by snprintf; a
+    """The completed C record (see the reference): the fields printed here; a
     value outside 0..10**15-1 (wider than its field) takes the reference's road."""
     cdef char buf[2 + 95 + 1]
     cdef long long top = 1000000000000000
@@ -47,8 +79,14 @@ def size_record(long long content_length, long long data_offset, long long rcpt_
                                       smtputf8)
     buf[0] = 0x43  # REC_TYPE_SIZE ("C")
     buf[1] = 95  # the payload's length: one varint byte
-    snprintf(buf + 2, 96, "%15lld %15lld %15lld %15lld %15lld %15lld", content_length,
-             data_offset, rcpt_count, qmgr_flags, content_length, smtputf8)
+    # "%15lld %15lld %15lld %15lld %15lld %15lld", printed here: each field right-aligned
+    memset(buf + 2, 0x20, 95)
+    _decimal(buf + 2 + 15, content_length)
+    _decimal(buf + 2 + 31, data_offset)
+    _decimal(buf + 2 + 47, rcpt_count)
+    _decimal(buf + 2 + 63, qmgr_flags)
+    _decimal(buf + 2 + 79, content_length)
+    _decimal(buf + 2 + 95, smtputf8)
     return PyBytes_FromStringAndSize(buf, 97)
 
 
@@ -66,7 +104,9 @@ def short_id_at(double now, number):
         return _qframe_py.short_id_at(now, number)
     sec = <long long>now  # int(now): truncation, as C's conversion (now >= 0)
     usec = <long long>((now - <double>sec) * 1000000.0)  # the same double operations
-    length = snprintf(buf, sizeof(buf), "%05llX%llX", usec, n)
+    # "%05llX%llX", printed here
+    length = _hex(buf, <unsigned long long>usec, 5)
+    length += _hex(buf + length, <unsigned long long>n, 1)
     return PyUnicode_DecodeASCII(buf, length, NULL)
 
 

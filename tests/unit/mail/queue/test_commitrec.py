@@ -14,7 +14,7 @@ import types
 import zlib
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from fastpost.mail.queue import _commitrec_c, _commitrec_py, _qframe_c, _qframe_py
@@ -267,9 +267,13 @@ def test_commit_record_is_finish_take_chunks_and_frame(impl, sender, rcpts, fini
 
 
 @given(st.lists(st.integers(0, 10**16), min_size=5, max_size=5))
+@example([0, 0, 0, 0, 0])
+@example([9, 10, 99, 100, 1])
+@example([10**15 - 1, 10**14, 10**15 - 1, 123456789, 1])
+@example([10**15, 0, 0, 0, 0])
 @settings(max_examples=200, deadline=None)
 def test_size_record_kernel_is_the_builders(values):
-    """qframe.size_record (compiled: snprintf; values wider than a field take the
+    """qframe.size_record (compiled: digits written in C; values wider than a field take the
     reference's road) gives QueueFileBuilder.size_record's bytes."""
     length, data_offset, count, flags, utf8 = values
     q = QueueFileBuilder(2048)
