@@ -57,7 +57,8 @@ def kernel_sources():
     ext = HERE / "ext"
     for pyx in sorted(ext.rglob("*.pyx")):
         rel = pyx.relative_to(ext).with_suffix("")
-        yield ".".join(rel.parts), pyx, []
+        # C headers beside a .pyx (its cdef extern code) are dependencies of its compile
+        yield ".".join(rel.parts), pyx, [str(h.relative_to(HERE)) for h in sorted(pyx.parent.glob("*.h"))]
     for pxd in sorted(ext.rglob("_*_c.pxd")):
         if pxd.with_suffix(".pyx").exists():
             continue  # the declarations of a .pyx kernel

@@ -3,20 +3,63 @@
 
 Reference and specification: src/fastpost/mail/_envblock_py.py (same name, arguments and
 results). Records are written straight into one malloc'd buffer that grows on demand;
-the result is copied out once.
+the result is copied out once. Numbers are printed and attribute names checked in C,
+and the attribute dict is made at its size (docs/accept.md, "Session 12: cleanup's END
+pass").
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from libc.math cimport nearbyint
 from libc.stdio cimport snprintf
 from libc.stdlib cimport free, realloc
-from libc.string cimport memcpy
+from libc.string cimport memchr, memcmp, memcpy
 
 
 cdef extern from "Python.h":
     bint PyUnicode_IS_ASCII(object o)
+    object PyUnicode_DecodeASCII(const char *s, Py_ssize_t size, const char *errors)
     void *PyUnicode_DATA(object o)
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
+
+
+cdef extern from "Python.h":
+    # a dict with room for n items (no resize while cleanup's attributes go in)
+    dict _PyDict_NewPresized(Py_ssize_t n)
+
+
+cdef bint _plain_name(object name) except -1:
+    """False for what the builder treats otherwise: not str, "=" in it, or one of the
+    next recipient's attributes (dsn_orig_rcpt, notify_flags). An ASCII name is looked
+    at in C; others take the Python expressions."""
+    cdef const char *p
+    cdef Py_ssize_t n
+    if type(name) is str and PyUnicode_IS_ASCII(name):
+        p = <const char *>PyUnicode_DATA(name)
+        n = PyUnicode_GET_LENGTH(name)
+        if n and memchr(p, 0x3D, n) != NULL:
+            return False
+        if n == 13 and memcmp(p, b"dsn_orig_rcpt", 13) == 0:
+            return False
+        if n == 12 and memcmp(p, b"notify_flags", 12) == 0:
+            return False
+        return True
+    return not (not isinstance(name, str) or "=" in name or name == "dsn_orig_rcpt"
+                or name == "notify_flags")
+
+
+cdef int _decimal(char *out, long long v) noexcept:
+    """v (>= 0) in decimal at out; returns the number of digits ("%lld")."""
+    cdef char tmp[24]
+    cdef int n = 0, i
+    while True:
+        tmp[n] = <char>(0x30 + v % 10)
+        n += 1
+        v //= 10
+        if v == 0:
+            break
+    for i in range(n):
+        out[i] = tmp[n - 1 - i]
+    return n
 
 
 cdef struct Buf:
@@ -115,9 +158,7 @@ def envelope_block(double arrival, filt, ident, bint ctx_local, envid, ret, full
     cdef long long qmgr = 0
     cdef Py_ssize_t count = 0
     for item in attrs:
-        name = item[0]
-        if (not isinstance(name, str) or not isinstance(item[1], str) or "=" in name
-                or name == "dsn_orig_rcpt" or name == "notify_flags"):
+        if not _plain_name(item[0]) or not isinstance(item[1], str):
             return None
     for key in rcpts:
         if not 0 <= key[1] <= 0xFFFFFFFF:
@@ -131,11 +172,20 @@ def envelope_block(double arrival, filt, ident, bint ctx_local, envid, ret, full
     b.len = 0
     b.cap = 0
     try:
-        k = snprintf(num, sizeof(num), "%lld %ld", sec, usec)
+        if sec >= 0 and usec >= 0:  # "%lld %ld" and "%lld", the digits written here
+            k = _decimal(num, sec)
+            num[k] = 0x20
+            k = k + 1 + _decimal(num + k + 1, usec)
+        else:
+            k = snprintf(num, sizeof(num), "%lld %ld", sec, usec)
         _record(&b, 0x54, num, k, NULL, 0)  # T
-        k = snprintf(num, sizeof(num), "%lld", sec)
+        if sec >= 0:
+            k = _decimal(num, sec)
+        else:
+            k = snprintf(num, sizeof(num), "%lld", sec)
         _record(&b, 0x41, "create_time=", 12, num, k)
-        notes = {"create_time": PyBytes_FromStringAndSize(num, k).decode("ascii")}
+        notes = _PyDict_NewPresized(len(attrs) + 6)
+        notes["create_time"] = PyUnicode_DecodeASCII(num, k, NULL)
         if filt:
             _text_record(&b, 0x4C, b"", filt)
         if ident:

@@ -32,6 +32,7 @@ cdef class HeaderReader:
     """Split the header section of a message into logical headers (see the reference)."""
 
     cdef readonly object kinds  # lower-case name (bytes) -> kind (int)
+    cdef dict _kinds_d  # kinds when it is a dict (its look-up without a method call)
     cdef readonly Py_ssize_t limit  # header_size_limit
     cdef readonly bint done  # the section ended
     cdef public bytes rest  # part of the first body line that came in earlier chunks
@@ -54,6 +55,7 @@ cdef class HeaderReader:
         if header_size_limit < 1:
             raise ValueError("header_size_limit must be >= 1")
         self.kinds = kinds
+        self._kinds_d = kinds if type(kinds) is dict else None
         self.limit = header_size_limit
         self.done = False
         self.rest = b""
@@ -122,9 +124,22 @@ cdef class HeaderReader:
         cdef bytes text, name
         if not self._have_cur:
             return 0
+        cdef unsigned char low[64]
+        cdef Py_ssize_t i, n = self._name_len
+        cdef unsigned char c
         text = PyBytes_FromStringAndSize(<char *>self._cur, self._cur_len)
-        name = text[:self._name_len].lower()
-        self._out.append((self.kinds.get(name, 0), self._name_len, text, self._flags))
+        if n <= 64 and self._kinds_d is not None:
+            # the name lower-cased here, as bytes.lower() does (ASCII A-Z only), and
+            # looked up in the dict itself: no slice, no method calls
+            for i in range(n):
+                c = self._cur[i]
+                low[i] = c + 32 if 0x41 <= c <= 0x5A else c
+            name = PyBytes_FromStringAndSize(<char *>low, n)
+            kind = self._kinds_d.get(name, 0)
+        else:
+            name = text[:n].lower()
+            kind = self.kinds.get(name, 0)
+        self._out.append((kind, n, text, self._flags))
         self._have_cur = False
         self._cur_len = 0
         self._flags = 0

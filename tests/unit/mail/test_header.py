@@ -130,3 +130,26 @@ def test_compiled_matches_reference(section, tail, cuts, limit):
         every = range(len(data) + 1)
         assert run(C, data, cuts=every, limit=limit) == whole
         assert run(P, data, cuts=every, limit=limit) == whole
+
+
+@settings(max_examples=300)
+@given(st.lists(st.text(alphabet="aAzZsSuUbBjJ-@[`{", min_size=1, max_size=70), min_size=1, max_size=6),
+       st.booleans())
+def test_kinds_of_any_name_match_reference(names, proxy):
+    """The compiled reader lower-cases a name of up to 64 bytes itself and looks it up
+    in a dict directly; longer names and mappings that are not dicts take .lower() and
+    .get(): every road gives the reference's kinds."""
+    import types
+
+    kinds = {n.lower().encode(): i + 1 for i, n in enumerate(names)}
+    kinds[b"a" * 64] = 99
+    if proxy:
+        kinds = types.MappingProxyType(kinds)
+    data = b"".join(n.encode() + b": v\r\n" for n in names) + b"A" * 64 + b": w\n" + b"A" * 65 + b": x\n\n"
+    got = []
+    for impl in (C, P):
+        r = impl.HeaderReader(kinds, 1000)
+        r.feed(data)
+        got.append(r.take())
+    assert got[0] == got[1]
+    assert [h[0] for h in got[0][-2:]] == [99, 0]

@@ -14,7 +14,7 @@ import types
 import zlib
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from fastpost.mail.queue import _commitrec_c, _commitrec_py, _qframe_c, _qframe_py
@@ -135,6 +135,43 @@ def test_message_frame(impl, chunks, size, state, qid):
     assert impl.message_frame(state, qid, [bytearray(c) for c in chunks], size) == want
 
 
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=3000), crc=st.integers(0, 0xFFFFFFFF), skip=st.integers(0, 15))
+def test_crc32_of_folded_is_zlibs(data, crc, skip):
+    """The compiled frame's CRC (crc32_fold.h: 64-byte folds with carry-less multiplies
+    past 64 bytes) is zlib's, for any length, starting value and alignment."""
+    view = memoryview(data)[skip:]
+    assert _qframe_c.crc32_of(view, crc) == _qframe_py.crc32_of(view, crc) == zlib.crc32(view, crc)
+
+
+def test_crc32_of_every_length_around_the_folds():
+    data = bytes((i * 131 + 7) & 0xFF for i in range(700))
+    for n in range(len(data)):
+        assert _qframe_c.crc32_of(data[:n], 0) == zlib.crc32(data[:n])
+        assert _qframe_c.crc32_of(data[:n], 0xFFFFFFFF) == zlib.crc32(data[:n], 0xFFFFFFFF)
+
+
+def test_crc32_fold_constants():
+    """crc32_fold.h's constants are x^(D+32) and x^(D-32) mod zlib's polynomial, bit
+    reflected and shifted left by one, for folds over D = 512 and 128 bits."""
+    import pathlib
+    import re
+
+    def constant(e):
+        r = 1
+        for _ in range(e):
+            r <<= 1
+            if r >> 32:
+                r ^= 0x104C11DB7
+        return int(format(r, "032b")[::-1], 2) << 1
+
+    header = pathlib.Path(__file__).parents[4] / "ext/fastpost/mail/queue/crc32_fold.h"
+    got = dict(re.findall(r"#define (FP_K\w+) (0x[0-9a-f]+)ULL", header.read_text()))
+    assert {k: int(v, 16) for k, v in got.items()} == {
+        "FP_K512_LO": constant(512 + 32), "FP_K512_HI": constant(512 - 32),
+        "FP_K128_LO": constant(128 + 32), "FP_K128_HI": constant(128 - 32)}
+
+
 @pytest.mark.parametrize("impl", [_qframe_c, _qframe_py], ids=["compiled", "python"])
 def test_message_frame_refuses_what_the_header_cannot_hold(impl):
     for state, qid in ((256, b"A"), (-1, b"A"), (1, b"A" * 256)):
@@ -230,9 +267,13 @@ def test_commit_record_is_finish_take_chunks_and_frame(impl, sender, rcpts, fini
 
 
 @given(st.lists(st.integers(0, 10**16), min_size=5, max_size=5))
+@example([0, 0, 0, 0, 0])
+@example([9, 10, 99, 100, 1])
+@example([10**15 - 1, 10**14, 10**15 - 1, 123456789, 1])
+@example([10**15, 0, 0, 0, 0])
 @settings(max_examples=200, deadline=None)
 def test_size_record_kernel_is_the_builders(values):
-    """qframe.size_record (compiled: snprintf; values wider than a field take the
+    """qframe.size_record (compiled: digits written in C; values wider than a field take the
     reference's road) gives QueueFileBuilder.size_record's bytes."""
     length, data_offset, count, flags, utf8 = values
     q = QueueFileBuilder(2048)

@@ -19,7 +19,8 @@ from fastpost.mail.queue.message import QueueFileBuilder
 
 text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12) | st.sampled_from(
     ["", "a@example.org", "caf\udce9", "x=y"])
-name = st.text("abcdefghij_", min_size=1, max_size=8)
+name = st.text("abcdefghij_", min_size=1, max_size=8) | st.sampled_from(
+    ["dsn_orig_rcptx", "dsn_orig_rcp", "notify_flagz", "notify_flags_", "caf\xe9", "x\xe9y"])
 
 
 def by_calls(arrival, filt, ident, ctx_local, envid, ret, fullname, sender, encoding, attrs,
@@ -99,6 +100,8 @@ def test_plain_envelope_is_the_builder_calls(kernel, a):
     ([["a=b", "c"]], []),
     ([["notify_flags", "2"]], []),
     ([["dsn_orig_rcpt", "x"]], []),
+    ([["ok", "v"], ["caf\xe9=", "x"]], []),
+    ([[b"n", "v"]], []),
     ([["n", 1]], []),
     ([], [("", -1, "a", "a")]),
 ])

@@ -1,7 +1,7 @@
 """Queue IDs: Postfix's short and long forms, round trips, and validity."""
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from fastpost.mail.queue import queue_id as Q
@@ -65,8 +65,12 @@ def test_hash_dirs():
 
 @given(st.one_of(st.floats(0, 2**40), st.floats(2**61, 2**64), st.just(0.999_999_9)),
        st.one_of(st.integers(0, 2**48), st.integers(2**62, 2**66)))
+@example(0.0, 0)
+@example(1.000_001, 15)
+@example(5.5, 16)
+@example(0.999_999_9, 2**63 - 1)
 def test_short_id_at_kernel_is_short_id(now, number):
-    """qframe.short_id_at (compiled: snprintf; a number or time past 64 bits takes the
+    """qframe.short_id_at (compiled: hex digits written in C; a number or time past 64 bits takes the
     reference's road) is queue_id.short_id of the time's seconds and microseconds."""
     from fastpost.mail.queue import _qframe_c, _qframe_py
 
