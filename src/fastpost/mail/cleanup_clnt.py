@@ -192,7 +192,12 @@ class CleanupTxn:
     def answer(self, conn: "_Conn", frame: dict) -> None:
         """cleanup's reply ``frame`` to this transaction, from ``conn``'s read: the
         queue ID (or a refusal) for the OPEN, then the commit's answer. A reply that
-        cannot come now is a ValueError (the connection fails as malformed)."""
+        cannot come now is a ValueError (the connection fails as malformed).
+
+        smtpd's compiled transaction (daemons/smtpd/_cleanuptxn_py.py, ``answer``) has
+        its own copy of the listener branch below, so that a reply costs no interpreted
+        frame there: a change of these rules goes into both (tests/unit/daemons/
+        test_cleanupsink_answers.py drives that copy, the cleanup client's tests this one)."""
         tid = self.tid
         listener = self.listener
         if listener is not None:
