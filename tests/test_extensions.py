@@ -52,6 +52,10 @@ CONSTRUCT = {
         read_view=memoryview(bytearray(16)),
         policy=types.SimpleNamespace(idle_stages=frozenset())),), {}),
     "fastpost.daemons.smtpd._session_c.ServiceFields": ((), {}),
+    # The sessions' timeout checks: a loop stand-in (not called at construction), the
+    # delay; one check (its time, its session, its queue).
+    "fastpost.daemons.smtpd._session_c._Deadlines": ((object(), 300), {}),
+    "fastpost.daemons.smtpd._session_c._Deadline": ((0.0, None, None), {}),
     # smtpd's message to cleanup: an envelope (not read at construction) and the endpoint.
     "fastpost.daemons.smtpd._cleanuptxn_c.CleanupTransaction": ((None, "public/cleanup"), {}),
     "fastpost.smtp._state_c.ServerState": ((), {}),
