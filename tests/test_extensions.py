@@ -59,6 +59,8 @@ CONSTRUCT = {
     # smtpd's message to cleanup: an envelope (not read at construction) and the endpoint.
     "fastpost.daemons.smtpd._cleanuptxn_c.CleanupTransaction": ((None, "public/cleanup"), {}),
     "fastpost.smtp._state_c.ServerState": ((), {}),
+    # The cleanup connection's per-message fields: a loop (not called here), ipc_ttl.
+    "fastpost.mail._cleanupconn_c.ConnFields": ((None, 1000.0), {}),
     "fastpost.smtp._reply_c.Reply": ((250, "Ok", "2.0.0"), {}),
     # smtpd's client, envelope and recipient (dataclasses compiled as cdef classes).
     "fastpost.daemons.smtpd._info_c.ClientInfo": ((), {}),
