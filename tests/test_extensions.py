@@ -44,6 +44,7 @@ CONSTRUCT = {
     "fastpost.smtp._data_c.ChunkDecoder": ((10240000,), {}),
     "fastpost.mail._header_c.HeaderReader": (({}, 102400), {}),
     "fastpost.smtp._server_c.ServerConnection": ((), {}),
+    "fastpost.smtp._server_c._OptionCopies": ((), {}),
     # A stand-in for SmtpdService (its compiled base, ServiceFields, with the fields
     # set): the core reads only .settings(.timeout), the loop (._loop), .read_view
     # and .policy(.idle_stages) at start, and sets .last_session.
