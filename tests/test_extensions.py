@@ -44,6 +44,7 @@ CONSTRUCT = {
     "fastpost.smtp._data_c.ChunkDecoder": ((10240000,), {}),
     "fastpost.mail._header_c.HeaderReader": (({}, 102400), {}),
     "fastpost.smtp._server_c.ServerConnection": ((), {}),
+    "fastpost.smtp._server_c._OptionCopies": ((), {}),
     # A stand-in for SmtpdService (its compiled base, ServiceFields, with the fields
     # set): the core reads only .settings(.timeout), the loop (._loop), .read_view
     # and .policy(.idle_stages) at start, and sets .last_session.
@@ -52,9 +53,15 @@ CONSTRUCT = {
         read_view=memoryview(bytearray(16)),
         policy=types.SimpleNamespace(idle_stages=frozenset())),), {}),
     "fastpost.daemons.smtpd._session_c.ServiceFields": ((), {}),
+    # The sessions' timeout checks: a loop stand-in (not called at construction), the
+    # delay; one check (its time, its session, its queue).
+    "fastpost.daemons.smtpd._session_c._Deadlines": ((object(), 300), {}),
+    "fastpost.daemons.smtpd._session_c._Deadline": ((0.0, None, None), {}),
     # smtpd's message to cleanup: an envelope (not read at construction) and the endpoint.
     "fastpost.daemons.smtpd._cleanuptxn_c.CleanupTransaction": ((None, "public/cleanup"), {}),
     "fastpost.smtp._state_c.ServerState": ((), {}),
+    # The cleanup connection's per-message fields: a loop (not called here), ipc_ttl.
+    "fastpost.mail._cleanupconn_c.ConnFields": ((None, 1000.0), {}),
     "fastpost.smtp._reply_c.Reply": ((250, "Ok", "2.0.0"), {}),
     # smtpd's client, envelope and recipient (dataclasses compiled as cdef classes).
     "fastpost.daemons.smtpd._info_c.ClientInfo": ((), {}),

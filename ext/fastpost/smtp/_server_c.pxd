@@ -5,8 +5,20 @@ from fastpost.smtp._lines_c cimport LineReader
 from fastpost.smtp._data_c cimport DotDecoder
 
 
+cdef class _OptionCopies:
+    cdef object options
+    cdef bint allowed  # options.access_denied is None
+    cdef bint soft_bounce
+    cdef bint helo_required
+    cdef bint tls_required
+    cdef bint strict  # strict_rfc821
+    cdef object size_limit  # message_size_limit
+    cdef object rcpt_limit  # recipient_limit
+
+
 cdef class ServerConnection:
-    cdef public object options
+    cdef object _options  # (the options property)
+    cdef _OptionCopies _o  # its fields the quick path reads (the property's setter)
     cdef public object state
     cdef public str input
     cdef public list notes

@@ -183,11 +183,52 @@ cdef inline unsigned char _upper(unsigned char c) noexcept:
     return c - 32 if 97 <= c <= 122 else c
 
 
+cdef class _OptionCopies:
+    """The fields of one ServerOptions that the quick path reads, as C members
+    (ServerConnection.options' setter makes them; see there)."""
+
+    def __init__(self, options=None):
+        if options is None:
+            options = ServerOptions()
+        self.options = options
+        self.allowed = options.access_denied is None
+        self.soft_bounce = bool(options.soft_bounce)
+        self.helo_required = bool(options.helo_required)
+        self.tls_required = bool(options.tls_required)
+        self.strict = bool(options.strict_rfc821)
+        self.size_limit = options.message_size_limit
+        self.rcpt_limit = options.recipient_limit
+
+
+#: The copies of the options object assigned last (the usual next one: shared).
+cdef _OptionCopies _last_copies = None
+
+
 cdef class ServerConnection:
     """The server side of one SMTP conversation, without I/O (reference: _server_py).
 
     Fields and the methods other kernels call at C level: _server_c.pxd.
     """
+
+    @property
+    def options(self):
+        """The ServerOptions in force (read-only: assign a new one to change them)."""
+        return self._options
+
+    @options.setter
+    def options(self, value):
+        # The options the per-command quick path reads, kept as C members
+        # (_OptionCopies): each read of the (Python) options object from here was a
+        # generic attribute lookup. ServerOptions is treated as read-only (its
+        # docstring): a change is a new object assigned here. Sessions with the same
+        # settings share one options object, so its copies are made once for it.
+        global _last_copies
+        cdef _OptionCopies copies = _last_copies
+        if copies is None or copies.options is not value:
+            copies = _OptionCopies(value)
+            _last_copies = copies
+        self._options = value
+        self._o = copies
 
     def __init__(self, options: ServerOptions | None = None):
         self.options = options or ServerOptions()
@@ -319,7 +360,7 @@ cdef class ServerConnection:
             code = reply.code
         pending = self._pending
         if _eq(self.input, _GREETING):
-            if code != 220 and self.options.access_denied is None:
+            if code != 220 and self._o.allowed:
                 close = True
             self.input = _COMMAND
         elif pending is None:
@@ -331,7 +372,7 @@ cdef class ServerConnection:
         if (close or (code >= _MIN_CLOSING and code in _CLOSING_CODES)
                 or _eq(pending, "QUIT")):
             self._close()
-        if code >= 500 and self.options.soft_bounce:
+        if code >= 500 and self._o.soft_bounce:
             return soften(reply).wire
         if creply is not None:
             return creply.wire
@@ -466,7 +507,7 @@ cdef class ServerConnection:
         used = reader.peek_line(&p, &n, &flags)
         if used == 0:
             return self._starved()
-        if _fast_path and not flags and self.options.access_denied is None:
+        if _fast_path and not flags and self._o.allowed:
             i = 0
             while i < n and _is_ws(p[i]):
                 i += 1
@@ -544,17 +585,17 @@ cdef class ServerConnection:
         if type(self.state) is not _CState:
             return None  # (another state class: the general path asks it)
         st = <_CState>self.state  # (its fields as C members)
-        opts = self.options
+        # (the options it reads are the copies options' setter keeps: C members)
         if kind == _Q_MAIL:
-            if ((opts.helo_required and st.helo is None) or not _eq(st.phase, _READY)
-                    or (opts.tls_required and not st.tls) or opts.strict_rfc821
-                    or (size >= 0 and opts.message_size_limit
-                        and size > opts.message_size_limit)):
+            if ((self._o.helo_required and st.helo is None) or not _eq(st.phase, _READY)
+                    or (self._o.tls_required and not st.tls) or self._o.strict
+                    or (size >= 0 and self._o.size_limit
+                        and size > self._o.size_limit)):
                 return None
             event = _event(ev.Mail, (text, size if size >= 0 else None))
         elif kind == _Q_RCPT:
-            if ((not _eq(st.phase, _MAIL) and not _eq(st.phase, _RCPT)) or opts.strict_rfc821
-                    or (opts.recipient_limit and st.rcpt_accepted >= opts.recipient_limit)):
+            if ((not _eq(st.phase, _MAIL) and not _eq(st.phase, _RCPT)) or self._o.strict
+                    or (self._o.rcpt_limit and st.rcpt_accepted >= self._o.rcpt_limit)):
                 return None
             event = _event(ev.Rcpt, (text,))
         elif kind == _Q_DATA:

@@ -55,10 +55,14 @@ from __future__ import annotations
 import asyncio
 import time
 
+from fastpost._accel import select
 from fastpost.mail import attr
 from fastpost.mail import cleanup_proto as P
 from fastpost.mail.attrtype import DEFAULT_MAX_DEPTH, AttrError
 from fastpost.mail.ipc import IPCClosed, IPCConnectError, IPCError, IPCProtocolError, IPCTimeout
+
+#: The connection's per-message fields and attach(), compiled (_cleanupconn_py.py).
+ConnFields = select("fastpost.mail._cleanupconn_c", "fastpost.mail._cleanupconn_py").ConnFields
 
 __all__ = ["CleanupClient", "CleanupTxn", "CleanupError", "CleanupRefused", "CHUNK"]
 
@@ -255,26 +259,17 @@ class CleanupTxn:
                 fut.exception()  # retrieved: a session may have gone away meanwhile
 
 
-class _Conn(asyncio.BufferedProtocol):
-    """One connection to cleanup, shared by many transactions."""
+class _Conn(ConnFields, asyncio.BufferedProtocol):
+    """One connection to cleanup, shared by many transactions. The fields each
+    message touches, and attach(), are ConnFields' (compiled: C members)."""
 
     def __init__(self, client: "CleanupClient", loop):
+        ConnFields.__init__(self, loop, client.ttl)
         self.client = client
-        self.loop = loop
         self.decoder = attr.FrameDecoder(MAX_REPLY, DEFAULT_MAX_DEPTH)
         self.transport = None
-        self.txns: dict[int, CleanupTxn] = {}
-        self.next_tid = 1
-        self.out: list = []
-        self.flush_scheduled = False
-        self.ready = False  # connected and greeted
-        self.closed = False
-        self.started = time.monotonic()
         self.progress = time.monotonic()  # last reply received
-        self.paused = False
         self.drain: asyncio.Future | None = None
-        self.idle_handle = None
-        self.watch_handle = None
         self.greeted: asyncio.Future = loop.create_future()
 
     # -- sending ----------------------------------------------------------------------
@@ -315,25 +310,7 @@ class _Conn(asyncio.BufferedProtocol):
         return self.attach(CleanupTxn(self, 0, listener),
                            meta if listener is not None else dict(meta))
 
-    def attach(self, txn: CleanupTxn, frame: dict) -> CleanupTxn:
-        """Give ``txn`` its number on this connection and send ``frame`` as its OPEN."""
-        tid = self.next_tid
-        self.next_tid = tid + 1
-        txn.conn = self
-        txn.tid = tid
-        self.txns[tid] = txn
-        frame["o"] = P.OPEN
-        frame["t"] = tid
-        self.out.append(frame)
-        if not self.flush_scheduled and self.ready:
-            self.flush_scheduled = True
-            self.loop.call_soon(self.flush)
-        if self.idle_handle is not None:
-            self.idle_handle.cancel()
-            self.idle_handle = None
-        if self.watch_handle is None:
-            self.armed(txn)
-        return txn
+    # (attach(txn, frame): ConnFields')
 
     def armed(self, txn) -> None:
         """A reply is now awaited: make sure the watchdog runs."""
@@ -508,7 +485,7 @@ class CleanupClient:
         None, 0, txn)``; smtpd's), ``frame`` a dict made for this message that becomes
         the OPEN frame. One object per message instead of a transaction and a listener."""
         conn = self.conn
-        if conn is None or conn.closed or time.monotonic() - conn.started > self.ttl:
+        if conn is None or not conn.usable():
             conn = self._connection()
         return conn.attach(txn, frame)
 

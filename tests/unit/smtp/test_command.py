@@ -9,6 +9,7 @@ same events, reply bytes, notes and protocol state at every step.
 """
 
 import contextlib
+import dataclasses
 from unittest import mock
 
 import pytest
@@ -290,3 +291,44 @@ def test_receive_from_is_receive_data(core, script, cut):
         conn.receive_from(shared, len(piece))
 
     assert play(from_buffer) == play(lambda conn, piece: conn.receive_data(piece))
+
+
+def _options_changed_midway(impl, change):
+    """A session whose options are replaced after EHLO (as smtpd does after XCLIENT
+    or an access refusal): what the client sees of each command after that."""
+    conn = impl.ServerConnection(impl.ServerOptions())
+    seen = [conn.send(replies.greeting("h"))]
+    lines = (b"EHLO c.example\r\n", b"MAIL FROM:<a@b.example> SIZE=500\r\n",
+             b"RCPT TO:<c@d.example>\r\n", b"RCPT TO:<e@f.example>\r\n",
+             b"RCPT TO:g@h.example\r\n", b"QUIT\r\n")
+    for i, line in enumerate(lines):
+        if i == 1:
+            conn.options = dataclasses.replace(conn.options, **change)
+        conn.receive_data(line)
+        try:
+            event = conn.next_event()
+        except RemoteProtocolError as err:
+            seen.append(("error", err.verb, conn.send(err.reply, close=err.fatal)))
+            continue
+        seen.append(_describe(event))
+        reply = {ev.Mail: replies.MAIL_OK, ev.Rcpt: replies.RCPT_OK,
+                 ev.Quit: replies.BYE}.get(type(event), Reply(250, "h"))
+        seen.append(conn.send(reply))
+        if conn.closed:
+            break
+    return seen
+
+
+@pytest.mark.parametrize("change", [
+    {"access_denied": Reply(554, "Access denied", "5.7.1")},
+    {"strict_rfc821": True}, {"recipient_limit": 1}, {"message_size_limit": 100},
+    {"helo_required": True}, {"soft_bounce": True}, {}])
+def test_options_assigned_later_take_effect(change):
+    """ServerConnection.options assigned during a session: the compiled core's copies
+    of the fields its quick path reads follow the new object, as the reference does."""
+    reference = _options_changed_midway(_server_py, change)
+    assert _options_changed_midway(_server_c, change) == reference
+    if change and "helo_required" not in change and "soft_bounce" not in change:
+        # (the others change what this session sees; helo_required and soft_bounce
+        # only what it would after no EHLO or with a 5xx)
+        assert reference != _options_changed_midway(_server_py, {})

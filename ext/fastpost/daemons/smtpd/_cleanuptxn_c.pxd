@@ -11,6 +11,8 @@ cimport cython
 # (the client and the envelope: their fields as C members)
 from fastpost.daemons.smtpd._info_c cimport ClientInfo as _Client, Envelope as _Envelope, \
     Recipient as _Recipient
+# (the connection to cleanup: its per-message fields as C members, attach() a C call)
+from fastpost.mail._cleanupconn_c cimport ConnFields as _ConnFields
 
 cdef Py_ssize_t _CHUNK
 cdef int _OPENING
@@ -28,11 +30,12 @@ cdef tuple _ADDR_TYPE_4
 
 @cython.locals(c=_Client)
 cpdef bint is_local(local_clients, client) except -1
+@cython.locals(conn=_ConnFields)
 cdef _begin(sink, _Client client, _Envelope envelope)
 
 
 cdef class CleanupTransaction:
-    cdef public object conn
+    cdef public _ConnFields conn
     cdef public object tid
     cdef public object listener
     cdef public int state
@@ -51,16 +54,16 @@ cdef class CleanupTransaction:
     cdef public bint finished
 
     @cython.locals(state=int, txns=dict)
-    cpdef answer(self, conn, dict frame)
+    cpdef answer(self, _ConnFields conn, dict frame)
     cpdef cleanup_opened(self, queue_id)
     cpdef cleanup_answered(self, code, text, queue_id)
     cpdef cleanup_failed(self, exc)
-    @cython.locals(env=_Envelope)
+    @cython.locals(env=_Envelope, conn=_ConnFields)
     cpdef finish(self)
     @cython.locals(rcpt=_Recipient)
     cpdef add_recipient(self, recipient)
-    @cython.locals(size=Py_ssize_t)
+    @cython.locals(size=Py_ssize_t, conn=_ConnFields)
     cdef _c_append(self, data)
-    @cython.locals(frame=dict, data=list)
+    @cython.locals(frame=dict, data=list, conn=_ConnFields)
     cdef _c_send_frame(self, op, extra)
 

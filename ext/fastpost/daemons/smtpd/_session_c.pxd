@@ -53,6 +53,25 @@ cdef inline bint _closed(str input_mode)
 cpdef queued_reply(str queue_id)
 
 
+cdef class _Deadline:
+    cdef public double when
+    cdef public object session
+    cdef public _Deadlines owner
+    cpdef cancel(self)
+
+
+cdef class _Deadlines:
+    cdef public object loop
+    cdef public object delay
+    cdef public object queue
+    cdef public object handle
+    cdef public Py_ssize_t live
+    @cython.locals(d=_Deadline)
+    cpdef _Deadline add(self, session)
+    @cython.locals(d=_Deadline)
+    cpdef _fire(self)
+
+
 cdef class ServiceFields:
     cdef public object settings
     cdef public object sink
@@ -72,6 +91,7 @@ cdef class ServiceFields:
     cdef public object greeting
     cdef public object ehlo_plain
     cdef public object helo_reply
+    cdef public _Deadlines deadlines
 
 
 cdef class SessionCore:
@@ -127,6 +147,7 @@ cdef class SessionCore:
     @cython.locals(c=_Client)
     cdef _c_addresses(self, peer, local)
     cdef _c_close(self)
+    @cython.locals(svc=ServiceFields, deadlines=_Deadlines)
     cdef _c_arm_timer(self)
     @cython.locals(c=_Client, svc=ServiceFields)
     cdef _c_greet_options(self)

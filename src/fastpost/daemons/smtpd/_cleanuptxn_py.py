@@ -425,8 +425,14 @@ def _begin(sink, client, envelope):
     # from start().)
     cc = sink.client
     txn = CleanupTransaction(envelope, cc.path)
+    # CleanupClient.start(txn, meta), its usual case inline: the connection's
+    # usable() and attach() are C calls here (cleanup_clnt's ConnFields, compiled)
+    conn = cc.conn
     try:
-        cc.start(txn, meta)
+        if conn is not None and conn.usable():
+            conn.attach(txn, meta)
+        else:
+            cc.start(txn, meta)
     except RuntimeError as exc:  # no running loop to connect from
         raise SinkError(_WRITE_ERROR, log=f"cleanup: {exc}") from None
     return txn

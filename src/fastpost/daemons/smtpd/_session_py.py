@@ -54,6 +54,7 @@ name[addr]" is logged when the hard limit closes the session.
 from __future__ import annotations
 
 import asyncio
+import collections
 import re
 import time
 
@@ -154,6 +155,81 @@ def _is_awaitable(value) -> bool:
     return hasattr(value, "__await__") or isinstance(value, _Future)
 
 
+class _Deadline:
+    """One session's timeout check in a _Deadlines queue; cancel() as a TimerHandle's."""
+
+    __slots__ = ("when", "session", "owner")
+
+    def __init__(self, when, session, owner):
+        self.when = when
+        self.session = session  # None once cancelled or run
+        self.owner = owner
+
+    def cancel(self):
+        if self.session is not None:
+            self.session = None
+            self.owner.live -= 1
+
+
+class _Deadlines:
+    """The service's per-connection timeout checks as one FIFO queue under one loop
+    timer, instead of a loop timer per connection (a uvloop call_later and its
+    cancel were ~3k instructions per session).
+
+    Every check is armed with the same delay (smtpd_timeout), so deadlines come in
+    the order they are added: the head is always the earliest, and one loop timer,
+    set for the head, runs each check at the moment a call_later of its own would
+    have (``loop.call_at`` at the same time). A cancelled check stays in the queue
+    until its turn or until the queue is rebuilt without the cancelled ones (when
+    more than half of it and 64 entries are cancelled). A check that raises is
+    reported to the loop's exception handler, as a callback's exception is, and
+    the others still run."""
+
+    __slots__ = ("loop", "delay", "queue", "handle", "live")
+
+    def __init__(self, loop, delay):
+        self.loop = loop
+        self.delay = delay
+        self.queue = collections.deque()
+        self.handle = None  # the loop timer set for the head (or _fire running)
+        self.live = 0  # entries not cancelled
+
+    def add(self, session):
+        """Run ``session._check_timeout()`` after the delay; a _Deadline to cancel."""
+        d = _Deadline(self.loop.time() + self.delay, session, self)
+        queue = self.queue
+        if len(queue) > 2 * self.live + 64:
+            queue = self.queue = collections.deque(
+                [e for e in queue if e.session is not None])
+        queue.append(d)
+        self.live += 1
+        if self.handle is None:
+            self.handle = self.loop.call_at(d.when, self._fire)
+        return d
+
+    def _fire(self):
+        self.handle = True  # (add() from a check does not set a timer of its own)
+        now = self.loop.time()
+        while self.queue:
+            d = self.queue[0]
+            session = d.session
+            if session is not None:
+                if d.when > now:
+                    break
+                d.session = None
+                self.live -= 1
+            self.queue.popleft()
+            if session is not None:
+                try:
+                    session._check_timeout()
+                except Exception as exc:
+                    self.loop.call_exception_handler({
+                        "message": "smtpd session failed in its timeout check",
+                        "exception": exc, "protocol": session})
+        self.handle = (self.loop.call_at(self.queue[0].when, self._fire)
+                       if self.queue else None)
+
+
 class ServiceFields:
     """What the session core reads of its service: SmtpdService's base (service.py),
     which sets every field in its __init__. Compiled, a cdef class whose fields are
@@ -163,7 +239,7 @@ class ServiceFields:
     __slots__ = ("settings", "sink", "policy", "_loop", "read_view", "sessions",
                  "client_counts", "limits", "greet_options", "authenticator",
                  "space_ok_until", "on_connect", "on_disconnect", "on_session_end",
-                 "last_session", "greeting", "ehlo_plain", "helo_reply")
+                 "last_session", "greeting", "ehlo_plain", "helo_reply", "deadlines")
 
 
 class SessionCore:
@@ -1149,8 +1225,15 @@ class SessionCore:
         self._c_arm_timer()
 
     def _c_arm_timer(self):
+        # (through the service's deadline queue, made for this loop and delay: one
+        # loop timer for all of its sessions; _Deadlines)
         if self._timer is None and self.transport is not None:
-            self._timer = self.loop.call_later(self._timeout, self._check_timeout)
+            svc = self.service
+            deadlines = svc.deadlines
+            if deadlines is None or deadlines.loop is not self.loop \
+                    or deadlines.delay != self._timeout:
+                deadlines = svc.deadlines = _Deadlines(self.loop, self._timeout)
+            self._timer = deadlines.add(self)
 
     def _where_text(self) -> str:
         if self.where in ("DATA", "BDAT") and self.conn is not None:

@@ -109,6 +109,7 @@ class SmtpdService(ServiceFields):
         self.on_session_end = None
         #: The newest session (tests and transcripts follow it).
         self.last_session = None
+        self.deadlines = None  # the sessions' timeout checks (the session core's _Deadlines)
         #: Called (no arguments) from each session's connection_made and
         #: connection_lost: the multi skeleton's client count (self_counting).
         self.on_connect = None
