@@ -74,6 +74,9 @@ CONSTRUCT = {
     "fastpost.mail.queue._commitrec_c.CommitRec": ((types.SimpleNamespace(
         queue_id="4AB1C", records=types.SimpleNamespace(
             arrival=1.0, xtra_offset=10, data_offset=5, sender="", recipients=[])), 1, None, None), {}),
+    "fastpost.mail.queue._builder_c.QueueFileBuilder": ((2048,), {}),
+    # No committer is needed until a commit or a spill.
+    "fastpost.mail.queue._builder_c.MessageBuilder": ((None, "4AB1C", 2048, 1 << 20), {}),
 }
 
 

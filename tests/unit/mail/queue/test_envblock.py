@@ -8,13 +8,14 @@ with their offsets), with the compiled kernel and with its reference.
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastpost.mail import _envblock_c, _envblock_py
 from fastpost.mail import rectype as R
-from fastpost.mail.queue import message
 from fastpost.mail.queue.message import QueueFileBuilder
 
 text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12) | st.sampled_from(
@@ -86,12 +87,13 @@ args = st.tuples(
 def test_plain_envelope_is_the_builder_calls(kernel, a):
     want, want_ret = by_calls(*a, set())
     got = QueueFileBuilder(2048)
-    saved = message._envblock
-    message._envblock = kernel
+    home = sys.modules[QueueFileBuilder.__module__]  # the builders' module (_builder_c)
+    saved = home._envblock
+    home._envblock = kernel
     try:
         ret = got.plain_envelope(*a, set())
     finally:
-        message._envblock = saved
+        home._envblock = saved
     assert ret == want_ret
     assert state(got) == state(want)
 
