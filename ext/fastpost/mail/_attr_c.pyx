@@ -9,9 +9,9 @@ bounds (no read past the frame, no nesting past max_depth, no frame over max_fra
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.list cimport PyList_New
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
 from cpython.unicode cimport PyUnicode_DATA, PyUnicode_DecodeUTF8, PyUnicode_GET_LENGTH
@@ -29,6 +29,10 @@ cdef extern from "Python.h":
     Py_ssize_t PyUnicode_GET_LENGTH(object)
     bint PyUnicode_CheckExact(object)
     Py_ssize_t PyDict_GET_SIZE(object)
+    ctypedef struct PyListObject:
+        PyObject **ob_item
+        Py_ssize_t allocated
+    void Py_SET_SIZE(object, Py_ssize_t)
 
 cdef enum:
     TAG_STR = 0x73    # "s"
@@ -295,45 +299,88 @@ cdef inline Py_ssize_t _get_length(const unsigned char *buf, Py_ssize_t *pos, Py
 # that recur in every frame (attribute names, the client attributes' names, "smtp",
 # "127.0.0.1" ...) are returned as the same str object instead of a new one each time
 # (no decoding, no allocation; a dict key keeps its cached hash). Direct-mapped: a
-# slot holds the last text that hashed to it. Only texts of 2..TEXT_CACHE_MAX ASCII
-# bytes (shorter ones are CPython's own singletons; non-ASCII is decoded as always).
+# slot holds the last text that hashed to it, and beside it (in C) its length and its
+# bytes as zero-padded 8-byte words, compared with the words just hashed (no memcmp,
+# no visit to the str object). Only texts of 2..TEXT_CACHE_MAX ASCII bytes (shorter
+# ones are CPython's own singletons; non-ASCII is decoded as always).
 cdef enum:
     TEXT_CACHE_SLOTS = 1024  # a power of two (the texts of a frame seldom share one)
     TEXT_CACHE_MAX = 32
+    TEXT_CACHE_WORDS = 4     # TEXT_CACHE_MAX / 8
 cdef list _text_cache = [None] * TEXT_CACHE_SLOTS
+cdef Py_ssize_t _text_len[TEXT_CACHE_SLOTS]                 # 0: the slot is empty
+cdef uint64_t _text_words[TEXT_CACHE_SLOTS][TEXT_CACHE_WORDS]
+
+cdef list _char_text = [chr(c) for c in range(128)]  # one-byte ASCII texts ("o", "t" ...)
+
+cdef extern from *:
+    """
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    #define FP_LITTLE_ENDIAN 1
+    #else
+    #define FP_LITTLE_ENDIAN 0
+    #endif
+    """
+    const bint FP_LITTLE_ENDIAN
 
 
 cdef str _get_text(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t end):
-    cdef Py_ssize_t n = _get_length(buf, pos, end)
     cdef Py_ssize_t p = pos[0]
-    cdef const unsigned char *s = buf + p
-    cdef Py_ssize_t i
+    cdef Py_ssize_t n, i, k, j
+    cdef const unsigned char *s
     cdef uint64_t h, w, high
+    cdef uint64_t words[TEXT_CACHE_WORDS]
     cdef str text
+    if p < end and buf[p] < 0x80:  # a one-byte length (nearly every text): no call
+        n = buf[p]
+        p += 1
+        if n > end - p:
+            raise AttrError(f"truncated attribute frame at offset {p}")
+    else:
+        n = _get_length(buf, pos, end)
+        p = pos[0]
+    s = buf + p
     pos[0] = p + n
+    if n == 1 and s[0] < 0x80:
+        return <str>_char_text[s[0]]
     if 1 < n <= TEXT_CACHE_MAX:
         # eight bytes at a time: the ASCII test (no high bit) and a multiplicative hash
         h = <uint64_t>n
         high = 0
         i = 0
+        k = 0
         while i + 8 <= n:
             memcpy(&w, s + i, 8)
+            words[k] = w
+            k += 1
             high |= w
             h = (h ^ w) * 0x9E3779B97F4A7C15ULL
             i += 8
         if i < n:
-            w = 0
-            memcpy(&w, s + i, n - i)
+            if FP_LITTLE_ENDIAN and p + i + 8 <= end:
+                # (the word that starts there lies inside the frame: its first n - i
+                # bytes kept, without a call)
+                memcpy(&w, s + i, 8)
+                w &= (<uint64_t>1 << (8 * (n - i))) - 1
+            else:
+                w = 0
+                memcpy(&w, s + i, n - i)
+            words[k] = w
+            k += 1
             high |= w
             h = (h ^ w) * 0x9E3779B97F4A7C15ULL
         if not high & 0x8080808080808080ULL:
             h = (h >> 54) & (TEXT_CACHE_SLOTS - 1)
-            text = _text_cache[h]
-            if (text is not None and PyUnicode_GET_LENGTH(text) == n
-                    and memcmp(PyUnicode_DATA(text), s, n) == 0):
-                return text
+            if _text_len[h] == n:
+                j = 0
+                while j < k and _text_words[h][j] == words[j]:
+                    j += 1
+                if j == k:
+                    return <str>_text_cache[h]
             text = PyUnicode_DecodeUTF8(<const char *>s, n, "surrogateescape")
             _text_cache[h] = text
+            _text_len[h] = n
+            memcpy(_text_words[h], words, k * 8)
             return text
     return PyUnicode_DecodeUTF8(<const char *>s, n, "surrogateescape")
 
@@ -346,6 +393,7 @@ cdef object _get_value(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t end
     cdef uint64_t z
     cdef list items
     cdef object value
+    cdef PyObject **slots = NULL
     if p >= end:
         raise AttrError(f"truncated attribute frame at offset {p}")
     tag = buf[p]
@@ -375,11 +423,26 @@ cdef object _get_value(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t end
             # (a short list, such as a name-value pair, made at its size: no appends;
             # a long one grows as its items arrive, so a count on the wire does not
             # allocate ahead of the bytes that back it)
-            items = PyList_New(count)
+            # Its item array from PyMem_Malloc, not PyList_New(count)'s zeroed one; the
+            # list's size counts the items stored so far, so that it is whole at every
+            # step (for the collector, and when a later item fails).
+            items = PyList_New(0)
+            if count:
+                slots = <PyObject **>PyMem_Malloc(count * sizeof(PyObject *))
+                if slots == NULL:
+                    raise MemoryError()
+                (<PyListObject *>items).ob_item = slots
+                (<PyListObject *>items).allocated = count
             for i in range(count):
-                value = _get_value(buf, pos, end, depth + 1, max_depth)
+                p = pos[0]
+                if p < end and buf[p] == TAG_STR:  # (_get_value's first case, without the call)
+                    pos[0] = p + 1
+                    value = _get_text(buf, pos, end)
+                else:
+                    value = _get_value(buf, pos, end, depth + 1, max_depth)
                 Py_INCREF(value)
-                PyList_SET_ITEM(items, i, value)
+                slots[i] = <PyObject *>value
+                Py_SET_SIZE(items, i + 1)
             return items
         items = []
         for i in range(count):
@@ -392,27 +455,40 @@ cdef dict _get_attrs(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t end,
                      Py_ssize_t count, int depth, int max_depth):
     """Decode count attributes (count < 0: until end)."""
     cdef dict out = {}
-    cdef Py_ssize_t at, size
-    cdef str name
+    cdef Py_ssize_t at = 0
+    cdef Py_ssize_t size
+    cdef str name = None
     cdef object value
-    while (count < 0 and pos[0] < end) or count > 0:
-        at = pos[0]
-        name = _get_text(buf, pos, end)
-        # One look-up for the name (the store; a duplicate leaves the size as it was),
-        # its error as the reference's (before the value's): a value that fails
-        # under a duplicate name reports the duplicate.
-        size = PyDict_GET_SIZE(out)
-        try:
-            value = _get_value(buf, pos, end, depth, max_depth)
-        except BaseException:
-            if name in out:
-                raise AttrError(f"duplicate attribute name {name!r} at offset {at}") from None
-            raise
-        out[name] = value
-        if PyDict_GET_SIZE(out) == size:
-            raise AttrError(f"duplicate attribute name {name!r} at offset {at}")
-        if count > 0:
-            count -= 1
+    cdef bint valuing = False
+    cdef bint duplicate = False
+    # One look-up for each name (the store; a duplicate leaves the size as it was),
+    # its error as the reference's (before the value's): a value that fails under a
+    # duplicate name reports the duplicate. One try for the whole list (not one per
+    # attribute): ``valuing`` tells a value's failure from the others.
+    try:
+        while (count < 0 and pos[0] < end) or count > 0:
+            at = pos[0]
+            name = _get_text(buf, pos, end)
+            size = PyDict_GET_SIZE(out)
+            valuing = True
+            if pos[0] < end and buf[pos[0]] == TAG_STR:  # (as in the lists above)
+                pos[0] += 1
+                value = _get_text(buf, pos, end)
+            else:
+                value = _get_value(buf, pos, end, depth, max_depth)
+            valuing = False
+            out[name] = value
+            if PyDict_GET_SIZE(out) == size:
+                duplicate = True
+                break
+            if count > 0:
+                count -= 1
+    except BaseException:
+        if valuing and name in out:
+            raise AttrError(f"duplicate attribute name {name!r} at offset {at}") from None
+        raise
+    if duplicate:
+        raise AttrError(f"duplicate attribute name {name!r} at offset {at}")
     return out
 
 

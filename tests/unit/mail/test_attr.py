@@ -251,3 +251,49 @@ def test_recurring_short_texts_decode_to_equal_values():
     first = C.decode(C.encode({"client_name": "localhost"})[4:])
     again = C.decode(C.encode({"client_name": "localhost"})[4:])
     assert next(iter(first)) is next(iter(again)) and first["client_name"] is again["client_name"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.binary(min_size=0, max_size=34), st.binary(max_size=9)),
+                min_size=1, max_size=6))
+def test_text_cache_words_at_every_length_and_frame_end(pairs):
+    """Texts of 0..34 bytes (one-byte texts from their table, 2..32 through the cache,
+    its last word read whole inside the frame or copied at the frame's end), each
+    followed by other bytes: decoded as the reference does, twice (cached)."""
+    frame = {}
+    for i, (text, after) in enumerate(pairs):
+        frame[f"t{i}"] = [text.decode("utf-8", "surrogateescape"), after]
+    body = P.encode(frame)[4:]
+    tail_only = P.encode({"z": pairs[-1][0].decode("utf-8", "surrogateescape")})[4:]
+    for _ in range(2):
+        assert C.decode(body) == P.decode(body) == frame
+        assert C.decode(tail_only) == P.decode(tail_only)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        # a value that fails under a duplicate name reports the duplicate
+        (b"\x01as\x00\x01al\x02s\x00z", "duplicate attribute name 'a' at offset 4"),
+        (b"\x01as\x00\x01as\x05ab", "duplicate attribute name 'a' at offset 4"),
+        # a list that fails after some of its items (as strings and as other values)
+        (b"\x01al\x03s\x01xs\x01y", "truncated attribute frame at offset 10"),
+        (b"\x01al\x03s\x01xi\x02q", "bad attribute value type 0x71 at offset 9"),
+        (b"\x01al\x02s\x01x", "truncated attribute frame at offset 7"),
+        # a name that fails after a good attribute; a one-byte text past the end
+        (b"\x01as\x00\x05ab", "truncated attribute frame at offset 5"),
+        (b"\x01as\x01", "truncated attribute frame at offset 4"),
+    ],
+)
+def test_decode_errors_in_lists_and_names(impl, body, message):
+    with pytest.raises(AttrError) as info:
+        impl.decode(body, 4)
+    assert str(info.value) == message
+
+
+def test_one_byte_texts():
+    """Every one-byte text: ASCII from the table, the others surrogate-escaped."""
+    for c in range(256):
+        body = bytes([1, ord("a"), ord("s"), 1, c, 1, ord("b"), ord("l"), 1, ord("s"), 1, c])
+        assert C.decode(body) == P.decode(body)

@@ -106,3 +106,36 @@ def test_decode_errors(impl):
         impl.decode_text(b"N\x00", 5, 100)
     assert impl.decode_text(b"N\x02hiE\x00", 0, 100) == (b"hi\n", 4, ord("E"))
     assert impl.decode_text(b"N\x02hiL\x01aN\x01b", 0, 100, b"\r\n") == (b"hi\r\nab\r\n", 10, 0)
+
+
+@settings(max_examples=200)
+@given(text_st, st.integers(1, 40), st.booleans(), st.sampled_from(["bytearray", "memoryview", "strided"]))
+def test_encode_other_buffers(data, limit, final, kind):
+    """bytes are read directly; any other buffer takes the memoryview road: the same."""
+    if kind == "bytearray":
+        arg = bytearray(data)
+    elif kind == "memoryview":
+        arg = memoryview(data)
+    else:  # every other byte of a doubled buffer: not contiguous
+        arg = memoryview(bytes(b for c in data for b in (c, 0)))[::2]
+    assert C.encode_text(arg, limit, final) == P.encode_text(data, limit, final)
+
+
+@pytest.mark.parametrize("size", [65535, 65536, 200_000])
+def test_encode_large_input(size):
+    """Inputs from 64 KiB are encoded with the GIL let go: the same records."""
+    line = b"x" * 300 + b"\r\n" + b"short\n" + b"\n"
+    data = (line * (size // len(line) + 1))[:size]
+    for final in (False, True):
+        assert C.encode_text(data, 2048, final) == P.encode_text(data, 2048, final)
+        assert C.encode_text(data, 100, final) == P.encode_text(data, 100, final)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_encode_argument_errors(impl):
+    with pytest.raises(ValueError):
+        impl.encode_text(bytearray(b"x\n"), 0, False)
+    with pytest.raises(TypeError):
+        impl.encode_text(None, 10, False)
+    with pytest.raises(TypeError):
+        impl.encode_text("text\n", 10, False)
