@@ -120,7 +120,13 @@ class QueueFileBuilder:
             self.arrival = _parse_time(data)
         elif rtype == R.REC_TYPE_FROM:
             self.sender = _text(data)
-        elif rtype == R.REC_TYPE_ATTR:
+        return self._put_noted(rtype, data, False)
+
+    def _put_noted(self, rtype, data, extracted):
+        """Put an envelope or extracted record, noting what it says of the message:
+        an A record's attribute, a recipient's O/o/n data, the R/D record's
+        recipient (its offset returned)."""
+        if rtype == R.REC_TYPE_ATTR:
             self._note_attr(data)
         elif rtype == R.REC_TYPE_ORCP:
             self._pending_rcpt["orig"] = _text(data)
@@ -130,7 +136,7 @@ class QueueFileBuilder:
             self._pending_rcpt["dsn_notify"] = _int(data)
         at = self._put(rtype, data)
         if rtype in (R.REC_TYPE_RCPT, R.REC_TYPE_DONE):
-            self._add_rcpt(at, data, rtype == R.REC_TYPE_DONE, False)
+            self._add_rcpt(at, data, rtype == R.REC_TYPE_DONE, extracted)
         return at
 
     def _note_attr(self, data: bytes) -> None:
@@ -357,19 +363,7 @@ class QueueFileBuilder:
         if rtype not in _EXTRACT_BUILD_TYPES:
             raise ValueError(f"record type {chr(rtype)!r} is not an extracted record")
         self._start_extracted()
-        data = _bytes(data)
-        if rtype == R.REC_TYPE_ATTR:
-            self._note_attr(data)
-        elif rtype == R.REC_TYPE_ORCP:
-            self._pending_rcpt["orig"] = _text(data)
-        elif rtype == R.REC_TYPE_DSN_ORCPT:
-            self._pending_rcpt["dsn_orcpt"] = _text(data)
-        elif rtype == R.REC_TYPE_DSN_NOTIFY:
-            self._pending_rcpt["dsn_notify"] = _int(data)
-        at = self._put(rtype, data)
-        if rtype in (R.REC_TYPE_RCPT, R.REC_TYPE_DONE):
-            self._add_rcpt(at, data, rtype == R.REC_TYPE_DONE, True)
-        return at
+        return self._put_noted(rtype, _bytes(data), True)
 
     # -- end -------------------------------------------------------------------------
 
