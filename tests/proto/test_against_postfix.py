@@ -57,12 +57,20 @@ def _final_lines(data: bytes) -> int:
     return sum(1 for line in data.split(b"\r\n") if re.match(rb"\d{3} ", line))
 
 
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+def _free_ports(n: int) -> list[int]:
+    """n distinct free ports: the sockets stay bound until all are chosen (one at a
+    time, the kernel may hand out a port twice, and two services of one master.cf on
+    the same port would answer with one block's settings for both)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 class Postfix:
@@ -75,7 +83,7 @@ class Postfix:
         for d in ("spool", "data"):
             os.makedirs(os.path.join(base, d))
         shutil.chown(os.path.join(base, "data"), "postfix")
-        self.ports = {block: _free_port() for block in blocks}
+        self.ports = dict(zip(blocks, _free_ports(len(blocks))))
         lines = []
         with open("/etc/postfix/master.cf", encoding="utf-8") as fh:
             for line in fh.read().splitlines():
@@ -105,6 +113,14 @@ class Postfix:
                 except OSError:
                     assert time.monotonic() < deadline, "Postfix did not start"
                     time.sleep(0.05)
+        # each probe above is one session in the log ("connect", "lost connection after
+        # CONNECT", "disconnect"): wait for them all, or a test's log window (which
+        # starts at the log's size) may catch the last of them
+        maillog = os.path.join(base, "maillog")
+        while sum(line.startswith("disconnect from") for line in
+                  (_smtpd_lines(maillog, 0) if os.path.exists(maillog) else [])) < len(self.ports):
+            assert time.monotonic() < deadline, "Postfix did not log its probe sessions"
+            time.sleep(0.05)
 
     def stop(self) -> None:
         subprocess.run(["postfix", "-c", self.etc, "stop"], capture_output=True)
