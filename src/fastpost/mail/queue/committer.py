@@ -240,7 +240,7 @@ class Committer:
             now = time.time()
             sec = int(now)
             return make_id(True, sec, int((now - sec) * 1_000_000), number)
-        return short_id_at(time.time(), number)  # (compiled: snprintf)
+        return short_id_at(time.time(), number)  # (compiled: queue_id.short_id without its checks)
 
     def _next_block(self) -> int:
         """The current block is used up: take the next one (reserved in line if none
